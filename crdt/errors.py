@@ -1,0 +1,212 @@
+"""The one exception tree of gridnode.
+
+Every error gridnode raises on bad input is a :class:`GridnodeError`, so an embedder can catch one
+type; the subclasses say which rule was broken. Errors about bytes carry the ``offset`` at which the
+problem was found (``None`` where no single position applies).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlockTooLarge",
+    "CarError",
+    "CarHashMismatch",
+    "CarTruncated",
+    "DagCborDecodeError",
+    "DagCborEncodeError",
+    "DecodeError",
+    "DepthExceeded",
+    "DuplicateMapKey",
+    "EncodeError",
+    "EntryError",
+    "GridnodeError",
+    "HashMismatch",
+    "IdentityError",
+    "IndefiniteLength",
+    "InvalidBlock",
+    "InvalidCID",
+    "InvalidCar",
+    "InvalidDidKey",
+    "InvalidEntry",
+    "InvalidFloat",
+    "InvalidKey",
+    "InvalidMultibase",
+    "InvalidMultihash",
+    "InvalidSignature",
+    "InvalidUtf8",
+    "InvalidVarint",
+    "MapKeyOrder",
+    "NonCanonicalEncoding",
+    "NonStringMapKey",
+    "TrailingBytes",
+    "Truncated",
+    "UnsupportedCarVersion",
+    "UnsupportedCodec",
+    "UnsupportedHash",
+    "UnsupportedTag",
+    "UnsupportedType",
+]
+
+
+class GridnodeError(Exception):
+    """Root of every error gridnode raises for bad input or a refused operation."""
+
+
+class DecodeError(GridnodeError, ValueError):
+    """Bytes from outside that do not decode. ``offset`` is where the problem was found."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        self.reason = message
+        self.offset = offset
+        super().__init__(message if offset is None else f"{message} (at offset {offset})")
+
+
+class EncodeError(GridnodeError, ValueError):
+    """A value that cannot be encoded in the IPLD data model."""
+
+
+# -- multiformats -------------------------------------------------------------------------------
+
+
+class InvalidVarint(DecodeError):
+    """An unsigned varint that is truncated, too long or not minimally encoded."""
+
+
+class InvalidMultibase(DecodeError):
+    """A multibase string with an unknown prefix or characters outside its alphabet."""
+
+
+class InvalidMultihash(DecodeError):
+    """A multihash whose length prefix does not match its digest, or an impossible length."""
+
+
+class InvalidCID(DecodeError):
+    """Text or bytes that are not a CID."""
+
+
+class UnsupportedHash(GridnodeError, ValueError):
+    """A multihash function gridnode cannot compute (it can still carry such CIDs as links)."""
+
+
+class UnsupportedCodec(GridnodeError, ValueError):
+    """A multicodec name or code gridnode does not know where it must know it."""
+
+
+# -- dag-cbor -----------------------------------------------------------------------------------
+
+
+class DagCborDecodeError(DecodeError):
+    """Bytes that are not strict DAG-CBOR."""
+
+
+class Truncated(DagCborDecodeError):
+    """The input ends inside an item, or a length claims more bytes than the input holds."""
+
+
+class TrailingBytes(DagCborDecodeError):
+    """Bytes left over after the single top-level item."""
+
+
+class NonCanonicalEncoding(DagCborDecodeError):
+    """An integer, length or tag number not written in its shortest form."""
+
+
+class IndefiniteLength(DagCborDecodeError):
+    """An indefinite-length string, array or map (forbidden in DAG-CBOR)."""
+
+
+class UnsupportedTag(DagCborDecodeError):
+    """A tag other than 42, or a tag 42 that does not hold a 0x00-prefixed CID."""
+
+
+class InvalidFloat(DagCborDecodeError):
+    """A float that is not 64-bit, or is NaN or an infinity."""
+
+
+class NonStringMapKey(DagCborDecodeError):
+    """A map key that is not a text string."""
+
+
+class DuplicateMapKey(DagCborDecodeError):
+    """The same key twice in one map."""
+
+
+class MapKeyOrder(DagCborDecodeError):
+    """Map keys not in canonical order (shorter first, then bytewise)."""
+
+
+class InvalidUtf8(DagCborDecodeError):
+    """A text string that is not valid UTF-8."""
+
+
+class DepthExceeded(DagCborDecodeError):
+    """Arrays and maps nested deeper than the decoder's bound."""
+
+
+class UnsupportedType(DagCborDecodeError):
+    """A CBOR item outside the DAG-CBOR data model (undefined, simple values, ...)."""
+
+
+class DagCborEncodeError(EncodeError):
+    """A Python value outside the IPLD data model, or beyond its limits."""
+
+
+# -- blocks, CAR --------------------------------------------------------------------------------
+
+
+class InvalidBlock(GridnodeError, ValueError):
+    """A block that cannot be accepted."""
+
+
+class HashMismatch(InvalidBlock):
+    """A block whose bytes do not hash to the CID it was offered under."""
+
+
+class BlockTooLarge(InvalidBlock):
+    """A block larger than the configured bound."""
+
+
+class InvalidCar(DecodeError):
+    """A CAR file that cannot be read."""
+
+
+CarError = InvalidCar
+
+
+class CarTruncated(InvalidCar):
+    """A CAR whose header or a section claims more bytes than remain."""
+
+
+class UnsupportedCarVersion(InvalidCar):
+    """A CAR of a version other than 1 or 2."""
+
+
+class CarHashMismatch(InvalidCar):
+    """A CAR section whose block does not hash to its CID."""
+
+
+# -- identities and entries ---------------------------------------------------------------------
+
+
+class IdentityError(GridnodeError, ValueError):
+    """A key or identity that cannot be used."""
+
+
+class InvalidDidKey(IdentityError):
+    """Text that is not an ed25519 ``did:key``."""
+
+
+class InvalidKey(IdentityError):
+    """Key material of the wrong length or form."""
+
+
+class EntryError(GridnodeError, ValueError):
+    """A log entry that cannot be accepted."""
+
+
+class InvalidEntry(EntryError):
+    """A block that decodes but is not a well-formed entry (missing field, wrong type, ...)."""
+
+
+class InvalidSignature(EntryError):
+    """An entry whose signature does not verify against its author's key."""
