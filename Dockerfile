@@ -1,0 +1,18 @@
+FROM python:3.11-slim
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY crdt ./crdt
+COPY protocols ./protocols
+COPY gridnode ./gridnode
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --home-dir /data gridnode \
+    && mkdir -p /data && chown gridnode /data
+
+USER gridnode
+ENV GRIDNODE_DATA_DIR=/data
+VOLUME ["/data"]
+# libp2p listens here once networking lands; the HTTP API stays on loopback inside the container.
+EXPOSE 4001
+ENTRYPOINT ["gridnode"]
+CMD ["start"]

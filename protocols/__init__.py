@@ -1,0 +1,1 @@
+"""Wire formats and protocol state machines, sans-IO: bytes and messages in, messages and actions out."""
