@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crdt.entry import create_entry, decode_entry  # noqa: E402
-from crdt.identity import Keypair  # noqa: E402
-from crdt.ipld import CID, decode, decode_strict, encode  # noqa: E402
+from crdt.entry import create_entry, decode_entry
+from crdt.identity import Keypair
+from crdt.ipld import CID, decode, decode_strict, encode
 
 
 def record() -> dict[str, object]:

@@ -98,7 +98,7 @@ def _check_links(value: object, name: str, limit: int) -> tuple[CID, ...]:
 
 def _check_body(body: dict[str, Any]) -> None:
     keys = body.keys()
-    if not _REQUIRED <= keys:
+    if not keys >= _REQUIRED:
         missing = ", ".join(sorted(_REQUIRED - keys))
         raise InvalidEntry(f"entry lacks {missing}")
     if not keys <= _ALLOWED:

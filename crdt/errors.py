@@ -26,25 +26,33 @@ __all__ = [
     "InvalidBlock",
     "InvalidCID",
     "InvalidCar",
+    "InvalidClock",
     "InvalidDidKey",
     "InvalidEntry",
     "InvalidFloat",
     "InvalidKey",
+    "InvalidManifest",
     "InvalidMultibase",
     "InvalidMultihash",
     "InvalidSignature",
+    "InvalidSkipLinks",
     "InvalidUtf8",
     "InvalidVarint",
+    "LogError",
     "MapKeyOrder",
     "NonCanonicalEncoding",
     "NonStringMapKey",
+    "PendingLimitExceeded",
+    "RejectedAncestor",
     "TrailingBytes",
     "Truncated",
+    "Unauthorized",
     "UnsupportedCarVersion",
     "UnsupportedCodec",
     "UnsupportedHash",
     "UnsupportedTag",
     "UnsupportedType",
+    "WrongDatabase",
 ]
 
 
@@ -210,3 +218,38 @@ class InvalidEntry(EntryError):
 
 class InvalidSignature(EntryError):
     """An entry whose signature does not verify against its author's key."""
+
+
+# -- the log and access control -----------------------------------------------------------------
+
+
+class InvalidManifest(GridnodeError, ValueError):
+    """A database manifest that is malformed or names an unknown store type."""
+
+
+class LogError(GridnodeError, ValueError):
+    """An entry the log cannot accept."""
+
+
+class WrongDatabase(LogError):
+    """An entry that belongs to another database."""
+
+
+class InvalidClock(LogError):
+    """An entry whose clock is not 1 + the highest clock of its parents."""
+
+
+class InvalidSkipLinks(LogError):
+    """An entry whose skip links are not the ones its position implies."""
+
+
+class Unauthorized(LogError):
+    """An entry whose author may not write (or administer) according to its causal past."""
+
+
+class RejectedAncestor(LogError):
+    """An entry that descends from a rejected entry."""
+
+
+class PendingLimitExceeded(LogError):
+    """Too many entries wait for missing parents (in total or from one author)."""

@@ -6,6 +6,7 @@ sorted list of CIDs is the same on every replica.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from typing import Final
 
@@ -111,7 +112,7 @@ class CID:
     def read(cls, data: bytes | memoryview, offset: int = 0) -> tuple[CID, int]:
         """Read one binary CID at ``offset``; return it and the offset after it."""
         head = bytes(data[offset : offset + 4])
-        if head == _V1_DAG_CBOR_SHA256 or head == _V1_RAW_SHA256:
+        if head in (_V1_DAG_CBOR_SHA256, _V1_RAW_SHA256):
             end = offset + 36
             if end > len(data):
                 raise InvalidCID("CID truncated", offset)
@@ -172,7 +173,7 @@ class CID:
         return self._bytes
 
     @property
-    def digest(self) -> bytes:
+    def digest(self) -> builtins.bytes:
         """The hash digest inside the multihash."""
         _code, digest, _end = multihash_split(self.multihash)
         return digest
@@ -193,7 +194,7 @@ class CID:
             return self
         return CID.from_parts(1, self.codec, self.multihash)
 
-    def verify(self, data: bytes | memoryview) -> None:
+    def verify(self, data: builtins.bytes | memoryview) -> None:
         """Raise :class:`HashMismatch` unless ``data`` hashes to this CID's digest."""
         if self.hash_code == _SHA2_256:
             ok = hashlib.sha256(data).digest() == self._bytes[-32:] and len(self.multihash) == 34
@@ -202,7 +203,7 @@ class CID:
         if not ok:
             raise HashMismatch(f"block does not hash to {self}")
 
-    def matches(self, data: bytes | memoryview) -> bool:
+    def matches(self, data: builtins.bytes | memoryview) -> bool:
         """Whether ``data`` hashes to this CID (``False`` also for an unknown hash function)."""
         try:
             self.verify(data)
@@ -255,7 +256,7 @@ class CID:
     def __ge__(self, other: CID) -> bool:
         return self._bytes >= other._bytes
 
-    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+    def __reduce__(self) -> tuple[object, tuple[builtins.bytes]]:
         return (CID.parse, (self._bytes,))
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -122,7 +122,8 @@ def encode(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
 def _encode_into(value: object, buf: bytearray, budget: int) -> None:
     t = type(value)
     if t is str:
-        raw = value.encode("utf-8") if value.isascii() else _utf8(value)  # type: ignore[attr-defined]
+        text: str = value  # type: ignore[assignment]
+        raw = text.encode("utf-8") if text.isascii() else _utf8(text)
         n = len(raw)
         if n < 24:
             buf.append(0x60 | n)
@@ -330,7 +331,7 @@ def _read(data: bytes, pos: int, budget: int) -> tuple[Any, int]:
             raise DepthExceeded("lists and maps nested too deeply", start)
         if arg > end - pos:
             raise Truncated(f"list of {arg} items but {end - pos} bytes remain", start)
-        items = []
+        items: list[Any] = []
         append = items.append
         budget -= 1
         for _ in range(arg):
@@ -444,7 +445,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
         # Duplicate keys and indefinite lengths need no flag: neither survives the re-encoding
         # comparison below (a duplicate shortens the map, an indefinite length becomes definite).
         value = _loads(data, semantic_decoders=_TAGS, max_depth=max_depth)
-    except Exception:  # noqa: BLE001 - any refusal goes to the strict reader for its diagnosis
+    except Exception:  # any refusal goes to the strict reader for its diagnosis
         return decode_strict(data, max_depth=max_depth)
     try:
         if encode(value, max_depth=max_depth) == data:
