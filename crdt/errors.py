@@ -23,6 +23,7 @@ __all__ = [
     "HashMismatch",
     "IdentityError",
     "IndefiniteLength",
+    "InvalidAclOp",
     "InvalidBlock",
     "InvalidCID",
     "InvalidCar",
@@ -245,6 +246,10 @@ class InvalidSkipLinks(LogError):
 
 class Unauthorized(LogError):
     """An entry whose author may not write (or administer) according to its causal past."""
+
+
+class InvalidAclOp(LogError):
+    """An access-control entry that is not a well-formed grant or revoke."""
 
 
 class RejectedAncestor(LogError):

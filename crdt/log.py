@@ -36,6 +36,7 @@ from typing import Any, Final
 from crdt.access import AccessState, AclOp, is_acl_payload, parse_acl_op
 from crdt.entry import MAX_PARENTS, Entry, create_entry
 from crdt.errors import (
+    InvalidAclOp,
     InvalidClock,
     InvalidSkipLinks,
     LogError,
@@ -299,6 +300,8 @@ class Log:
         if is_acl_payload(payload):
             if not state.may_administer(author):
                 raise Unauthorized(f"{author} is not an admin")
+            if parse_acl_op(payload) is None:
+                raise InvalidAclOp(f"malformed access-control operation {payload!r:.200}")
         elif not state.may_write(author):
             raise Unauthorized(f"{author} may not write")
 
@@ -312,10 +315,8 @@ class Log:
             raise InvalidSkipLinks("skip links differ from the ones the entry's position implies")
         state = self._state_of(entry.next)
         self._authorise(state, entry.author, entry.payload)
-        if is_acl_payload(entry.payload):
-            parsed = parse_acl_op(entry.payload)
-            if parsed is None:
-                raise Unauthorized("malformed access-control operation")
+        parsed = parse_acl_op(entry.payload) if is_acl_payload(entry.payload) else None
+        if parsed is not None:
             op, role, did = parsed
             return state.with_op(AclOp(entry.cid, op, role, did, state.ops))
         return state
