@@ -109,7 +109,7 @@ class CID:
         return cid
 
     @classmethod
-    def read(cls, data: bytes | memoryview, offset: int = 0) -> tuple[CID, int]:
+    def read(cls, data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[CID, int]:
         """Read one binary CID at ``offset``; return it and the offset after it."""
         head = bytes(data[offset : offset + 4])
         if head in (_V1_DAG_CBOR_SHA256, _V1_RAW_SHA256):

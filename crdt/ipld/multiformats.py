@@ -59,7 +59,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def decode_varint(data: bytes | memoryview, offset: int = 0) -> tuple[int, int]:
+def decode_varint(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int]:
     """Decode one varint at ``offset``; return ``(value, offset after it)``.
 
     Raises :class:`InvalidVarint` for truncated, over-long or non-minimal encodings.
@@ -235,7 +235,7 @@ def multihash_digest(data: bytes | memoryview, hash_code: int) -> bytes:
     return encode_varint(hash_code) + encode_varint(len(digest)) + digest
 
 
-def multihash_split(data: bytes | memoryview, offset: int = 0) -> tuple[int, bytes, int]:
+def multihash_split(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, bytes, int]:
     """Read one multihash at ``offset``: return ``(function code, digest, offset after it)``."""
     code, pos = decode_varint(data, offset)
     length, pos = decode_varint(data, pos)

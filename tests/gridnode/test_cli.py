@@ -18,7 +18,7 @@ def test_init_creates_key_and_is_idempotent(tmp_path):
     assert "created" in first.output
     key = tmp_path / "node.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    did = [line for line in first.output.splitlines() if line.startswith("identity:")][0]
+    did = next(line for line in first.output.splitlines() if line.startswith("identity:"))
     second = runner.invoke(main, ["--data-dir", str(tmp_path), "init"])
     assert second.exit_code == 0
     assert "existing" in second.output
