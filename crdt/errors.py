@@ -11,7 +11,9 @@ __all__ = [
     "BlockTooLarge",
     "CarError",
     "CarHashMismatch",
+    "CarLimitExceeded",
     "CarTruncated",
+    "CarUnverifiable",
     "DagCborDecodeError",
     "DagCborEncodeError",
     "DecodeError",
@@ -35,6 +37,8 @@ __all__ = [
     "InvalidManifest",
     "InvalidMultibase",
     "InvalidMultihash",
+    "InvalidOperation",
+    "InvalidQuery",
     "InvalidSignature",
     "InvalidSkipLinks",
     "InvalidUtf8",
@@ -48,6 +52,7 @@ __all__ = [
     "TrailingBytes",
     "Truncated",
     "Unauthorized",
+    "UnknownIndex",
     "UnsupportedCarVersion",
     "UnsupportedCodec",
     "UnsupportedHash",
@@ -258,3 +263,33 @@ class RejectedAncestor(LogError):
 
 class PendingLimitExceeded(LogError):
     """Too many entries wait for missing parents (in total or from one author)."""
+
+
+# -- stores -------------------------------------------------------------------------------------
+
+
+class InvalidOperation(GridnodeError, ValueError):
+    """A payload that is not a well-formed operation of the database's store type.
+
+    Raised to a writer before it signs; a store that meets such a payload in a replicated entry
+    ignores it instead (the entry stays in the log, valid but without effect).
+    """
+
+
+class InvalidQuery(GridnodeError, ValueError):
+    """A read a store cannot answer as asked (conflicting bounds, an unknown position, ...)."""
+
+
+class UnknownIndex(InvalidQuery):
+    """A query on a document field the database declares no index for."""
+
+
+# -- CAR (continued) ----------------------------------------------------------------------------
+
+
+class CarLimitExceeded(InvalidCar):
+    """A CAR header or block larger than the reader's bound (the file may be well formed)."""
+
+
+class CarUnverifiable(InvalidCar):
+    """A CAR block whose CID uses a hash function gridnode cannot compute, read with verification."""
