@@ -1,0 +1,72 @@
+"""A database: its manifest, its op log and the store folded from the log.
+
+Pure, like the rest of :mod:`crdt`: the node (:mod:`gridnode`) gives it entries and persists what
+it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from crdt.access import is_acl_payload
+from crdt.entry import Entry
+from crdt.identity import Keypair
+from crdt.ipld.dagcbor import encode
+from crdt.log import JoinResult, Log
+from crdt.manifest import Manifest
+from crdt.stores import Store, open_store
+
+__all__ = ["Database"]
+
+
+class Database:
+    """One database replica in memory: ``log`` decides what is valid, ``store`` holds the state."""
+
+    def __init__(self, manifest: Manifest, **log_options: int) -> None:
+        self.manifest = manifest
+        self.log = Log(manifest, **log_options)
+        self.store: Store = open_store(manifest.store, manifest.options)
+        #: Entries whose payload the store ignored as malformed (valid in the log, no effect).
+        self.ignored: list[Entry] = []
+
+    @property
+    def address(self) -> str:
+        return self.manifest.address
+
+    def join(self, entries: Iterable[Entry]) -> JoinResult:
+        """Offer remote entries; apply to the store every one the log applies."""
+        result = self.log.join(entries)
+        self._fold(result.applied)
+        return result
+
+    def write(self, keypair: Keypair, payload: Any) -> Entry:
+        """Append a store operation (checked first) or an ACL operation, signed by ``keypair``."""
+        if not is_acl_payload(payload):
+            type(self.store).check_op(payload, self.manifest.options)
+        entry = self.log.append(keypair, payload)
+        self._fold([entry])
+        return entry
+
+    def grant(self, keypair: Keypair, role: str, did: str) -> Entry:
+        return self.write(keypair, {"op": "grant", "role": role, "did": did})
+
+    def revoke(self, keypair: Keypair, role: str, did: str) -> Entry:
+        return self.write(keypair, {"op": "revoke", "role": role, "did": did})
+
+    def _fold(self, applied: Iterable[Entry]) -> None:
+        for entry in applied:
+            if is_acl_payload(entry.payload):
+                continue
+            if not self.store.apply(entry):
+                self.ignored.append(entry)
+
+    def digest(self) -> bytes:
+        """A hash of everything replicas must agree on: heads, access state and store state."""
+        summary = {
+            "heads": list(self.log.heads),
+            "access": self.log.access.describe(),
+            "store": self.store.digest(),
+        }
+        return hashlib.sha256(encode(summary)).digest()
