@@ -252,7 +252,11 @@ def decode_strict(data: bytes | bytearray | memoryview, *, max_depth: int = DEFA
     its offset.
     """
     buf = bytes(data)
-    value, pos = _read(buf, 0, max_depth)
+    try:
+        value, pos = _read(buf, 0, max_depth)
+    except RecursionError:
+        # ``max_depth`` beyond what the interpreter can recurse: still a refusal in the error tree.
+        raise DepthExceeded("lists and maps nested too deeply for the interpreter", None) from None
     if pos != len(buf):
         raise TrailingBytes(f"{len(buf) - pos} bytes after the top-level item", pos)
     return value
@@ -290,7 +294,10 @@ def _read_arg(data: bytes, pos: int, info: int, start: int) -> tuple[int, int]:
             raise NonCanonicalEncoding(f"value {arg} written in 8 bytes", start)
         return arg, pos + 8
     if info == 31:
-        raise IndefiniteLength("indefinite length", start)
+        if data[start] >> 5 in (2, 3, 4, 5):
+            raise IndefiniteLength("indefinite length", start)
+        # Integers and tags have no indefinite form: 31 is not well-formed there (RFC 8949, 3).
+        raise DagCborDecodeError("additional information 31 on an integer or tag", start)
     raise DagCborDecodeError(f"reserved additional information {info}", start)
 
 

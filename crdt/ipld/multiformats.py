@@ -138,9 +138,17 @@ def base32_decode(text: str) -> bytes:
     if len(text) % 8 not in _B32_VALID_TAIL:
         raise InvalidMultibase(f"base32 length {len(text)} is impossible")
     try:
-        return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
     except binascii.Error as exc:  # pragma: no cover - the checks above catch every case seen
         raise InvalidMultibase(f"bad base32: {exc}") from None
+    # The bits after the last byte must be zero, else several texts would decode to the same bytes.
+    if text and base32_encode(raw) != text:
+        raise InvalidMultibase("base32 padding bits are not zero", len(text) - 1)
+    return raw
+
+
+_B16_LOWER: Final = frozenset("0123456789abcdef")
+_B16_UPPER: Final = frozenset("0123456789ABCDEF")
 
 
 def multibase_decode(text: str) -> bytes:
@@ -155,6 +163,11 @@ def multibase_decode(text: str) -> bytes:
     if prefix == "z":
         return base58_decode(body)
     if prefix in "fF":
+        # bytes.fromhex would also skip whitespace and accept either case: check the alphabet first.
+        alphabet = _B16_LOWER if prefix == "f" else _B16_UPPER
+        if not alphabet.issuperset(body):
+            bad = next(i for i, c in enumerate(body) if c not in alphabet)
+            raise InvalidMultibase(f"character {body[bad]!r} is not base16 for {prefix!r}", bad + 1)
         try:
             return bytes.fromhex(body)
         except ValueError:
