@@ -19,13 +19,17 @@ __all__ = ["MAX_STEP", "CounterStore"]
 
 #: The largest ``|by|`` of one op: integers up to this survive a trip through JSON and doubles.
 MAX_STEP: Final = 2**53
-_KEYS: Final = frozenset({"op", "by"})
 _MAX_UINT64: Final = 2**64 - 1
 
 
 def _read_inc(payload: Any) -> int:
     """The step of a well-formed inc op; :class:`InvalidOperation` otherwise."""
-    if type(payload) is not dict or payload.keys() != _KEYS or payload["op"] != "inc":
+    if (
+        type(payload) is not dict
+        or len(payload) != 2
+        or payload.get("op") != "inc"
+        or "by" not in payload
+    ):
         raise InvalidOperation('a counter op is {"op": "inc", "by": <int>}')
     by = payload["by"]
     if type(by) is not int:
@@ -95,5 +99,5 @@ class CounterStore(Store):
         return {author: (p, n) for author, (p, n) in sorted(self._totals.items())}
 
     def state(self) -> dict[str, dict[str, int | str]]:
-        """``{author: {"p": increments, "n": decrements}}`` (totals past 64 bits as decimal text)."""
+        """``{author: {"p": increments, "n": decrements}}``; totals past 64 bits as decimal text."""
         return {a: {"p": _total(p), "n": _total(n)} for a, (p, n) in self._totals.items()}

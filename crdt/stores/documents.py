@@ -2,13 +2,14 @@
 
 Manifest options: ``{"indexBy": "_id", "indexes": ["field", "a.b", ...]}``. ``indexBy`` (default
 ``"_id"``) names the top-level field holding each document's id, a string or an integer. Each
-name in ``indexes`` is a field, or a dotted path into nested maps, to keep a sorted index on.
+name in ``indexes`` is a top-level field, or a dotted path into nested maps (``"a.b"`` is
+``doc["a"]["b"]``; a document where ``doc["a"]`` is not a map lacks it), to keep a sorted index on.
 
 Ops: ``{"op": "put", "doc": {...}}`` (the doc is a map holding its id) and
 ``{"op": "del", "id": <str | int>}``. Per id, the op of the entry greatest in the total order
 ``(clock, binary CID)`` wins, whatever order entries arrive in; a winning del leaves a tombstone.
 
-Each index is a :class:`~crdt.stores.base.SortedKeys` of ``(value_key(value), value_key(id))``
+Each index is a :class:`~crdt.stores.base.SortedKeys` of ``value_key(value) + value_key(id)``
 (see :func:`~crdt.stores.base.value_key` for the order over values of any kind). A document that
 lacks the field is not in that field's index. A query bisects to the ends of its range and reads
 only the entries it returns. The id field is always indexed, so ``query`` also answers id ranges.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
-from typing import Any, ClassVar, Final, NamedTuple, TypeGuard
+from typing import Any, ClassVar, Final, TypeGuard
 
 from crdt.entry import Entry
 from crdt.errors import InvalidManifest, InvalidOperation, InvalidQuery, UnknownIndex
@@ -28,11 +29,9 @@ from crdt.stores.base import SortedKeys, Store, value_key
 __all__ = ["DocumentsStore"]
 
 DEFAULT_INDEX_BY: Final = "_id"
-#: Greater than every id key (ids are numbers or strings, ranks 2 and 3 of ``value_key``):
-#: ``(value, TOP)`` comes after every ``(value, id)`` with the same value.
+#: Greater than the rank of any id (ids are numbers or strings, ranks 2 and 3 of ``value_key``):
+#: ``value_key(v) + _TOP`` comes after every key ``value_key(v) + value_key(id)``.
 _TOP: Final = (99,)
-_PUT_KEYS: Final = frozenset({"op", "doc"})
-_DEL_KEYS: Final = frozenset({"op", "id"})
 
 
 class _Unset:
@@ -48,11 +47,9 @@ _MISSING: Final = object()
 DocId = str | int
 
 
-class _Winner(NamedTuple):
-    clock: int
-    raw: bytes
-    cid: CID
-    doc: dict[str, Any] | None
+#: The op deciding an id: (clock, binary CID, CID, the doc or None for a del). A plain tuple:
+#: building a NamedTuple costs several times more, once per applied entry.
+_Winner = tuple[int, bytes, CID, dict[str, Any] | None]
 
 
 def _index_by(options: Mapping[str, Any] | None) -> str:
@@ -78,7 +75,8 @@ def _read_op(payload: Any, index_by: str) -> tuple[DocId, dict[str, Any] | None]
     if type(payload) is not dict:
         raise InvalidOperation("a documents op is a map")
     op = payload.get("op")
-    if op == "put" and payload.keys() == _PUT_KEYS:
+    # Exactly the keys named: a length check and lookups are cheaper than comparing key sets.
+    if op == "put" and len(payload) == 2 and "doc" in payload:
         doc = payload["doc"]
         if type(doc) is not dict:
             raise InvalidOperation("a put's doc is a map")
@@ -88,12 +86,14 @@ def _read_op(payload: Any, index_by: str) -> tuple[DocId, dict[str, Any] | None]
                 f"a document's {index_by!r} field is its id: a string or an integer"
             )
         return doc_id, doc
-    if op == "del" and payload.keys() == _DEL_KEYS:
+    if op == "del" and len(payload) == 2 and "id" in payload:
         doc_id = payload["id"]
         if not _is_id(doc_id):
             raise InvalidOperation("a del names its document's id: a string or an integer")
         return doc_id, None
-    raise InvalidOperation('a documents op is {"op": "put", "doc": {...}} or {"op": "del", "id": ...}')
+    raise InvalidOperation(
+        'a documents op is {"op": "put", "doc": {...}} or {"op": "del", "id": ...}'
+    )
 
 
 def _lookup(doc: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -120,8 +120,17 @@ class DocumentsStore(Store):
         names = [self.index_by, *_index_names(options)]
         #: The indexed fields (the id field first), as declared.
         self.indexes: tuple[str, ...] = tuple(dict.fromkeys(names))
-        self._paths = [(name, tuple(name.split("."))) for name in self.indexes]
         self._index: dict[str, SortedKeys] = {name: SortedKeys() for name in self.indexes}
+        # (index, field name, its path if dotted else None), for the updates on every apply. The
+        # id field is a top-level key even if its name has a dot in it.
+        self._fields = [
+            (
+                self._index[name],
+                name,
+                tuple(name.split(".")) if "." in name and name != self.index_by else None,
+            )
+            for name in self.indexes
+        ]
         # The id index alone, also the order in which whole-store scans go.
         self._ids = self._index[self.index_by]
         self._winners: dict[DocId, _Winner] = {}
@@ -139,31 +148,31 @@ class DocumentsStore(Store):
         clock, raw = entry.clock, entry.cid.bytes
         old = self._winners.get(doc_id)
         if old is not None:
-            if (old.clock, old.raw) >= (clock, raw):
+            # LWW: the max of a set does not depend on arrival order, and an entry seen again is
+            # not greater than itself.
+            if (old[0], old[1]) >= (clock, raw):
                 return True
-            if old.doc is not None:
-                self._unindex(doc_id, old.doc)
-        self._winners[doc_id] = _Winner(clock, raw, entry.cid, doc)
+            if old[3] is not None:
+                self._unindex(doc_id, old[3])
+        self._winners[doc_id] = (clock, raw, entry.cid, doc)
         if doc is not None:
             self._reindex(doc_id, doc)
         return True
 
     def _reindex(self, doc_id: DocId, doc: dict[str, Any]) -> None:
         id_key = value_key(doc_id)
-        index = self._index
-        for name, path in self._paths:
-            value = doc.get(name, _MISSING) if len(path) == 1 else _lookup(doc, path)
+        for index, name, path in self._fields:
+            value = doc.get(name, _MISSING) if path is None else _lookup(doc, path)
             if value is not _MISSING:
-                index[name].add((value_key(value), id_key))
+                index.add(value_key(value) + id_key)
         self._live += 1
 
     def _unindex(self, doc_id: DocId, doc: dict[str, Any]) -> None:
         id_key = value_key(doc_id)
-        index = self._index
-        for name, path in self._paths:
-            value = doc.get(name, _MISSING) if len(path) == 1 else _lookup(doc, path)
+        for index, name, path in self._fields:
+            value = doc.get(name, _MISSING) if path is None else _lookup(doc, path)
             if value is not _MISSING:
-                index[name].remove((value_key(value), id_key))
+                index.remove(value_key(value) + id_key)
         self._live -= 1
 
     # -- reading --------------------------------------------------------------------------------
@@ -173,23 +182,23 @@ class DocumentsStore(Store):
 
     def __contains__(self, doc_id: object) -> bool:
         winner = self._winners.get(doc_id) if _is_id(doc_id) else None
-        return winner is not None and winner.doc is not None
+        return winner is not None and winner[3] is not None
 
     def get(self, doc_id: DocId) -> dict[str, Any] | None:
         """The document with this id, or ``None``. Treat it as read-only: it is the stored one."""
         winner = self._winners.get(doc_id) if _is_id(doc_id) else None
-        return None if winner is None else winner.doc
+        return None if winner is None else winner[3]
 
     def ids(self) -> Iterator[DocId]:
         """The live ids in order: integers ascending, then strings by code point."""
-        for _value, id_key in self._ids:
-            yield id_key[1]
+        for key in self._ids:
+            yield key[-1]
 
     def docs(self) -> Iterator[dict[str, Any]]:
         """The live documents in id order."""
         winners = self._winners
         for doc_id in self.ids():
-            yield winners[doc_id].doc  # type: ignore[misc]
+            yield winners[doc_id][3]  # type: ignore[misc]
 
     def query(
         self,
@@ -216,7 +225,7 @@ class DocumentsStore(Store):
             field, eq=eq, gt=gt, gte=gte, lt=lt, lte=lte, limit=limit, reverse=reverse
         )
         winners = self._winners
-        return [winners[i].doc for i in ids]  # type: ignore[misc]
+        return [winners[i][3] for i in ids]  # type: ignore[misc]
 
     def query_ids(
         self,
@@ -246,17 +255,19 @@ class DocumentsStore(Store):
             raise InvalidQuery(f"limit must be a non-negative integer, not {limit!r}")
         if eq is not UNSET:
             gte = lte = eq
-        # Keys are (value key, id key): (v,) sorts before and (v, _TOP) after every key with v.
+        # A key is value_key(v) + value_key(id), one flat tuple (flat tuples compare several
+        # times faster than nested ones). value_key(v) alone, a prefix, sorts before every key
+        # with the value v, and value_key(v) + _TOP after them all.
         low: tuple[Any, bool] | None = None
         if gt is not UNSET:
-            low = ((value_key(gt), _TOP), False)
+            low = (value_key(gt) + _TOP, False)
         elif gte is not UNSET:
-            low = ((value_key(gte),), True)
+            low = (value_key(gte), True)
         high: tuple[Any, bool] | None = None
         if lt is not UNSET:
-            high = ((value_key(lt),), False)
+            high = (value_key(lt), False)
         elif lte is not UNSET:
-            high = ((value_key(lte), _TOP), True)
+            high = (value_key(lte) + _TOP, True)
         return self._walk(index, low, high, reverse, limit)
 
     @staticmethod
@@ -267,8 +278,8 @@ class DocumentsStore(Store):
         reverse: bool,
         limit: int | None,
     ) -> Iterator[DocId]:
-        for _value, id_key in islice(index.irange(low, high, reverse=reverse), limit):
-            yield id_key[1]
+        for key in islice(index.irange(low, high, reverse=reverse), limit):
+            yield key[-1]
 
     def filter(
         self, predicate: Callable[[dict[str, Any]], bool], limit: int | None = None
@@ -287,16 +298,16 @@ class DocumentsStore(Store):
     def winner(self, doc_id: DocId) -> tuple[int, CID] | None:
         """``(clock, entry CID)`` of the op that decides ``doc_id`` (a put or a del), if any."""
         found = self._winners.get(doc_id)
-        return None if found is None else (found.clock, found.cid)
+        return None if found is None else (found[0], found[2])
 
     def state(self) -> list[dict[str, Any]]:
         """``[{"id", "clock", "entry", "doc"}, ...]`` in id order; a deleted id has no ``"doc"``."""
         out: list[dict[str, Any]] = []
         winners = self._winners
         for doc_id in sorted(winners, key=value_key):
-            w = winners[doc_id]
-            item: dict[str, Any] = {"id": doc_id, "clock": w.clock, "entry": w.cid}
-            if w.doc is not None:
-                item["doc"] = w.doc
+            clock, _raw, cid, doc = winners[doc_id]
+            item: dict[str, Any] = {"id": doc_id, "clock": clock, "entry": cid}
+            if doc is not None:
+                item["doc"] = doc
             out.append(item)
         return out

@@ -21,7 +21,13 @@ __all__ = ["EventsStore"]
 
 def _read_add(payload: Any) -> Any:
     """The value of a well-formed add op; :class:`InvalidOperation` otherwise."""
-    if type(payload) is not dict or payload.keys() != {"op", "value"} or payload["op"] != "add":
+    # Exactly the two keys: a length check and lookups are cheaper than comparing key sets.
+    if (
+        type(payload) is not dict
+        or len(payload) != 2
+        or payload.get("op") != "add"
+        or "value" not in payload
+    ):
         raise InvalidOperation('an events op is {"op": "add", "value": ...}')
     return payload["value"]
 
@@ -83,7 +89,8 @@ class EventsStore(Store):
         lte: CID | None = None,
         limit: int | None = None,
     ) -> Iterator[tuple[CID, Any]]:
-        """``(cid, value)`` of the events in total order: oldest first, newest first if not ``forward``.
+        """``(cid, value)`` of the events in total order, oldest first (newest first if not
+        ``forward``).
 
         ``gt``/``gte`` and ``lt``/``lte`` bound the range by the CIDs of events in the feed
         (exclusive/inclusive); ``limit`` caps how many are yielded. Only the events yielded are

@@ -14,7 +14,7 @@ tags cancelled), so the order of ops does not matter, and a repeated op adds not
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from crdt.entry import Entry
 from crdt.errors import DagCborEncodeError, InvalidOperation
@@ -24,8 +24,6 @@ from crdt.stores.base import Store
 
 __all__ = ["SetStore"]
 
-_ADD_KEYS: Final = frozenset({"op", "value"})
-_REMOVE_KEYS: Final = frozenset({"op", "value", "tags"})
 
 
 def _read_op(payload: Any) -> tuple[Any, list[CID] | None]:
@@ -34,9 +32,9 @@ def _read_op(payload: Any) -> tuple[Any, list[CID] | None]:
     if type(payload) is not dict:
         raise InvalidOperation("a set op is a map")
     op = payload.get("op")
-    if op == "add" and payload.keys() == _ADD_KEYS:
+    if op == "add" and len(payload) == 2 and "value" in payload:
         return payload["value"], None
-    if op == "remove" and payload.keys() == _REMOVE_KEYS:
+    if op == "remove" and len(payload) == 3 and "value" in payload and "tags" in payload:
         tags = payload["tags"]
         if type(tags) is not list or not all(type(t) is CID for t in tags):
             raise InvalidOperation("a remove's tags are a list of the CIDs of the adds it cancels")

@@ -28,7 +28,7 @@ from tests.crdt.stores.causal import (
 )
 
 STORES = sorted(STORE_TYPES)
-SETTINGS = settings(max_examples=60, deadline=None)
+SETTINGS = settings(max_examples=100, deadline=None)
 sizes = st.integers(min_value=0, max_value=40)
 #: Histories are drawn from a seeded generator: hypothesis picks (and shrinks) seed and size.
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
