@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crdt import sortedkeys as base_module
 from crdt.errors import InvalidQuery
 from crdt.ipld import CID, encode
 from crdt.stores import SortedKeys, value_key
-from crdt.stores import base as base_module
 
 # -- SortedKeys ------------------------------------------------------------------------------------
 
