@@ -26,6 +26,7 @@ that have it in their causal past are rejected.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -103,6 +104,17 @@ class AccessState:
         self._admins = frozenset(admins)
         self._writers = frozenset(writers)
         self._public = public
+
+    @property
+    def key(self) -> bytes:
+        """A short name of this state's op set: empty for none, else a hash of the sorted CIDs."""
+        if not self._ops:
+            return b""
+        return hashlib.sha256(b"".join(sorted(c.bytes for c in self._ops))).digest()[:16]
+
+    def acl_op(self, cid: CID) -> AclOp:
+        """One of the ACL entries this state is made of."""
+        return self._ops[cid]
 
     @property
     def ops(self) -> frozenset[CID]:

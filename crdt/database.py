@@ -16,6 +16,7 @@ from crdt.identity import Keypair
 from crdt.ipld.dagcbor import encode
 from crdt.log import JoinResult, Log
 from crdt.manifest import Manifest
+from crdt.space import MemorySpace, Space
 from crdt.stores import Store, open_store
 
 __all__ = ["Database"]
@@ -24,9 +25,10 @@ __all__ = ["Database"]
 class Database:
     """One database replica in memory: ``log`` decides what is valid, ``store`` holds the state."""
 
-    def __init__(self, manifest: Manifest, **log_options: int) -> None:
+    def __init__(self, manifest: Manifest, *, space: Space | None = None, **log_limits: int) -> None:
         self.manifest = manifest
-        self.log = Log(manifest, **log_options)
+        self.space = space if space is not None else MemorySpace()
+        self.log = Log(manifest, space=self.space, **log_limits)
         self.store: Store = open_store(manifest.store, manifest.options)
         #: Entries whose payload the store ignored as malformed (valid in the log, no effect).
         self.ignored: list[Entry] = []

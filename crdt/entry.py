@@ -38,6 +38,7 @@ __all__ = [
     "Entry",
     "create_entry",
     "decode_entry",
+    "entry_from_block",
 ]
 
 ENTRY_VERSION: Final = 1
@@ -165,6 +166,25 @@ def decode_entry(cid: CID, block: bytes, *, max_size: int = MAX_ENTRY_BYTES) -> 
         skip=skip,
         payload=body["payload"],
         signature=signature,
+        block=block,
+    )
+
+
+def entry_from_block(cid: CID, block: bytes) -> Entry:
+    """Rebuild an :class:`Entry` from a block that was verified when it was stored.
+
+    No hash, structure or signature check: use :func:`decode_entry` for anything from outside.
+    """
+    body = decode(block)
+    return Entry(
+        cid=cid,
+        db=body["db"],
+        author=body["author"],
+        clock=body["clock"],
+        next=tuple(body["next"]),
+        skip=tuple(body.get("skip", ())),
+        payload=body["payload"],
+        signature=body["signature"],
         block=block,
     )
 

@@ -24,17 +24,40 @@ gives the entry's *spine*, one ancestor per clock value. An entry with clock ``c
 link to its spine ancestor at clock ``c - 2**j`` for every ``j >= 1`` with ``2**j`` dividing ``c``
 and ``2**j < c``. Walking back along the spine from clock ``c`` to clock ``t`` then takes
 O(log(c)**2) steps, never one per entry.
+
+**Storage.** All of the log's state lives in tables of a :class:`~crdt.space.Space` (memory by
+default, the node's SQLite file in a node), so reopening a log reads a few counters and nothing
+else. Tables, keys and values:
+
+====================  ====================================  ==========================================
+table                 key                                   value
+====================  ====================================  ==========================================
+``blocks``            binary CID                            the entry block (shared with other uses)
+``log.meta``          binary CID                            ``[clock, author, next, skip, acl key]``
+``log.order``         clock (8 bytes, big-endian) + CID     ``1``
+``log.heads``         binary CID                            ``1``
+``log.pending``       binary CID                            author
+``log.waiting``       parent CID + child CID                ``1``
+``log.pauthor``       author (UTF-8)                        pending entries by that author
+``log.rejected``      binary CID                            ``[sequence, reason]``
+``log.rejseq``        sequence (8 bytes)                    binary CID (oldest first, for eviction)
+``log.pos``           author + 0x00 + clock (8 bytes)       CID of the first entry seen there
+``log.equiv``         author + 0x00 + clock (8 bytes) + CID ``1``
+``log.acl``           access-state key                      CIDs of its ACL entries
+``log.aclop``         binary CID                            ``[op, role, did, key of its past]``
+``log.info``          name                                  counter
+====================  ====================================  ==========================================
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from crdt.access import AccessState, AclOp, is_acl_payload, parse_acl_op
-from crdt.entry import MAX_PARENTS, Entry, create_entry
+from crdt.entry import MAX_PARENTS, Entry, create_entry, entry_from_block
 from crdt.errors import (
     InvalidAclOp,
     InvalidClock,
@@ -48,12 +71,17 @@ from crdt.errors import (
 from crdt.identity import Keypair
 from crdt.ipld.cid import CID
 from crdt.manifest import Manifest
+from crdt.space import MemorySpace, Space, prefix_end
 
 __all__ = ["Equivocation", "JoinResult", "Log", "order_key"]
 
 DEFAULT_MAX_PENDING: Final = 100_000
 DEFAULT_MAX_PENDING_PER_AUTHOR: Final = 20_000
 DEFAULT_MAX_REJECTED: Final = 100_000
+#: Decoded entries kept in memory (recently applied or read).
+ENTRY_CACHE: Final = 4096
+
+_u64 = struct.Struct(">Q")
 
 
 def order_key(entry: Entry) -> tuple[int, bytes]:
@@ -86,13 +114,30 @@ class Equivocation:
     cids: tuple[CID, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """What the log keeps of an applied entry to judge its descendants."""
+
+    cid: CID
+    clock: int
+    author: str
+    next: tuple[CID, ...]
+    skip: tuple[CID, ...]
+    acl: bytes
+
+
+def _position(author: str, clock: int) -> bytes:
+    return author.encode("utf-8") + b"\x00" + _u64.pack(clock)
+
+
 class Log:
-    """The op log of one database."""
+    """The op log of one database, its state in a :class:`~crdt.space.Space`."""
 
     def __init__(
         self,
         manifest: Manifest,
         *,
+        space: Space | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_pending_per_author: int = DEFAULT_MAX_PENDING_PER_AUTHOR,
         max_rejected: int = DEFAULT_MAX_REJECTED,
@@ -101,16 +146,37 @@ class Log:
         self.max_pending = max_pending
         self.max_pending_per_author = max_pending_per_author
         self.max_rejected = max_rejected
+        self.space = space if space is not None else MemorySpace()
+        table = self.space.table
+        self._blocks = table("blocks")
+        self._meta_t = table("log.meta")
+        self._order_t = table("log.order")
+        self._heads_t = table("log.heads")
+        self._pending_t = table("log.pending")
+        self._waiting_t = table("log.waiting")
+        self._pauthor_t = table("log.pauthor")
+        self._rejected_t = table("log.rejected")
+        self._rejseq_t = table("log.rejseq")
+        self._pos_t = table("log.pos")
+        self._equiv_t = table("log.equiv")
+        self._acl_t = table("log.acl")
+        self._aclop_t = table("log.aclop")
+        self._info_t = table("log.info")
         self._initial = AccessState(manifest)
-        self._entries: dict[CID, Entry] = {}
-        self._after: dict[CID, AccessState] = {}
-        self._heads: set[CID] = set()
-        self._pending: dict[CID, Entry] = {}
-        self._waiting: dict[CID, set[CID]] = {}
-        self._pending_by_author: Counter[str] = Counter()
-        self._rejected: dict[CID, str] = {}
-        self._positions: dict[tuple[str, int], CID] = {}
-        self._equivocations: dict[tuple[str, int], set[CID]] = {}
+        self._states: dict[bytes, AccessState] = {b"": self._initial}
+        self._meta_cache: dict[CID, _Meta] = {}
+        self._entry_cache: dict[CID, Entry] = {}
+        self._pending_cache: dict[CID, Entry] = {}
+        self._heads: set[CID] = {CID.parse(k) for k, _ in self._heads_t.range()}
+
+    # -- counters -----------------------------------------------------------------------------
+
+    def _count(self, name: bytes) -> int:
+        value = self._info_t.get(name)
+        return int(value) if value is not None else 0
+
+    def _bump(self, name: bytes, delta: int) -> None:
+        self._info_t.put(name, self._count(name) + delta)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -120,14 +186,52 @@ class Log:
         return self.manifest.cid
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._count(b"entries")
 
     def __contains__(self, cid: object) -> bool:
-        return cid in self._entries
+        return isinstance(cid, CID) and self._meta(cid) is not None
 
     def get(self, cid: CID) -> Entry | None:
         """An applied entry."""
-        return self._entries.get(cid)
+        entry = self._entry_cache.get(cid)
+        if entry is not None:
+            return entry
+        if self._meta(cid) is None:
+            return None
+        block = self._blocks.get(cid.bytes)
+        if block is None:  # pragma: no cover - the block is written with the entry
+            return None
+        entry = entry_from_block(cid, block)
+        self._cache_entry(entry)
+        return entry
+
+    def _cache_entry(self, entry: Entry) -> None:
+        cache = self._entry_cache
+        if len(cache) >= ENTRY_CACHE:
+            cache.pop(next(iter(cache)))
+        cache[entry.cid] = entry
+
+    def _meta(self, cid: CID) -> _Meta | None:
+        meta = self._meta_cache.get(cid)
+        if meta is not None:
+            return meta
+        row = self._meta_t.get(cid.bytes)
+        if row is None:
+            return None
+        meta = _Meta(cid, row[0], row[1], tuple(row[2]), tuple(row[3]), row[4])
+        self._cache_meta(meta)
+        return meta
+
+    def _cache_meta(self, meta: _Meta) -> None:
+        cache = self._meta_cache
+        if len(cache) >= 4 * ENTRY_CACHE:
+            cache.pop(next(iter(cache)))
+        cache[meta.cid] = meta
+
+    def _need_meta(self, cid: CID) -> _Meta:
+        meta = self._meta(cid)
+        assert meta is not None, f"{cid} is not applied"
+        return meta
 
     @property
     def heads(self) -> tuple[CID, ...]:
@@ -137,30 +241,43 @@ class Log:
     @property
     def clock(self) -> int:
         """The highest clock applied (0 for an empty log)."""
-        return max((self._entries[h].clock for h in self._heads), default=0)
+        return max((self._need_meta(h).clock for h in self._heads), default=0)
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return self._count(b"pending")
 
     def is_pending(self, cid: CID) -> bool:
-        return cid in self._pending
+        return self._pending_t.get(cid.bytes) is not None
 
     @property
     def missing(self) -> frozenset[CID]:
         """Parents that pending entries wait for and the log has not seen: what to fetch."""
-        return frozenset(p for p in self._waiting if p not in self._pending)
+        found: set[CID] = set()
+        for key, _ in self._waiting_t.range():
+            parent, _end = CID.read(key, 0)
+            if self._pending_t.get(parent.bytes) is None:
+                found.add(parent)
+        return frozenset(found)
 
     def rejection(self, cid: CID) -> str | None:
         """Why an entry was rejected, if it was (remembered for the last ``max_rejected``)."""
-        return self._rejected.get(cid)
+        row = self._rejected_t.get(cid.bytes)
+        return None if row is None else str(row[1])
 
     @property
     def equivocations(self) -> list[Equivocation]:
         """Every (author, clock) with more than one entry, in a deterministic order."""
+        groups: dict[tuple[str, int], list[CID]] = {}
+        for key, _ in self._equiv_t.range():
+            split = key.index(b"\x00")
+            author = key[:split].decode("utf-8")
+            clock = _u64.unpack_from(key, split + 1)[0]
+            cid = CID.parse(key[split + 9 :])
+            groups.setdefault((author, clock), []).append(cid)
         return [
             Equivocation(author, clock, tuple(sorted(cids)))
-            for (author, clock), cids in sorted(self._equivocations.items())
+            for (author, clock), cids in sorted(groups.items())
         ]
 
     @property
@@ -170,11 +287,22 @@ class Log:
 
     def access_at(self, cid: CID) -> AccessState:
         """The access state after an applied entry (its causal past and itself)."""
-        return self._after[cid]
+        return self._state(self._need_meta(cid).acl)
+
+    def order_cids(self, *, after: tuple[int, bytes] | None = None) -> Iterator[CID]:
+        """CIDs of applied entries in the total order (after a ``(clock, cid bytes)`` position)."""
+        low = None if after is None else _u64.pack(after[0]) + after[1] + b"\x00"
+        for key, _ in self._order_t.range(low):
+            yield CID.parse(key[8:])
 
     def order(self) -> list[Entry]:
         """All applied entries in the total order."""
-        return sorted(self._entries.values(), key=order_key)
+        entries = []
+        for cid in self.order_cids():
+            entry = self.get(cid)
+            assert entry is not None
+            entries.append(entry)
+        return entries
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.order())
@@ -185,19 +313,19 @@ class Log:
         """Write a new entry on top of the current heads, signed by ``keypair``.
 
         Raises :class:`~crdt.errors.Unauthorized` if the key may not write (or administer, for an
-        ACL payload) here.
+        ACL payload) here, :class:`~crdt.errors.InvalidAclOp` for a malformed ACL payload.
         """
-        heads = [self._entries[h] for h in self._heads]
+        heads = [self._need_meta(h) for h in self._heads]
         if len(heads) > MAX_PARENTS:
-            heads = sorted(heads, key=order_key)[-MAX_PARENTS:]
-        state = self._state_of(e.cid for e in heads)
+            heads = sorted(heads, key=lambda m: (m.clock, m.cid.bytes))[-MAX_PARENTS:]
+        state = self._state_of(m.cid for m in heads)
         self._authorise(state, keypair.did, payload)
-        clock = max((e.clock for e in heads), default=0) + 1
+        clock = max((m.clock for m in heads), default=0) + 1
         entry = create_entry(
             keypair,
             db=self.db,
             clock=clock,
-            next=[e.cid for e in heads],
+            next=[m.cid for m in heads],
             payload=payload,
             skip=sorted(self._skip_links(clock, heads)),
         )
@@ -217,46 +345,79 @@ class Log:
 
     def _offer(self, entry: Entry, result: JoinResult) -> None:
         cid = entry.cid
-        if cid in self._entries or cid in self._pending or cid in self._rejected:
+        raw = cid.bytes
+        if (
+            self._meta(cid) is not None
+            or self._pending_t.get(raw) is not None
+            or self._rejected_t.get(raw) is not None
+        ):
             result.duplicates += 1
             return
         if entry.db != self.db:
-            self._reject(entry, WrongDatabase(f"entry belongs to {entry.db}"), result)
+            self._reject(entry.cid, WrongDatabase(f"entry belongs to {entry.db}"), result)
             return
         missing = []
         for parent in entry.next:
-            if parent in self._entries:
+            if self._meta(parent) is not None:
                 continue
-            if parent in self._rejected:
-                self._reject(entry, RejectedAncestor(f"parent {parent} was rejected"), result)
+            if self._rejected_t.get(parent.bytes) is not None:
+                self._reject(cid, RejectedAncestor(f"parent {parent} was rejected"), result)
                 return
             missing.append(parent)
         if not missing:
             self._apply_from(entry, result)
             return
-        if len(self._pending) >= self.max_pending:
+        if self.pending_count >= self.max_pending:
             error = PendingLimitExceeded(f"{self.max_pending} entries already wait for parents")
             result.dropped.append((cid, error))
             return
-        if self._pending_by_author[entry.author] >= self.max_pending_per_author:
+        author_key = entry.author.encode("utf-8")
+        by_author = self._pauthor_t.get(author_key) or 0
+        if by_author >= self.max_pending_per_author:
             error = PendingLimitExceeded(
                 f"{self.max_pending_per_author} entries by {entry.author} already wait for parents"
             )
             result.dropped.append((cid, error))
             return
-        self._pending[cid] = entry
-        self._pending_by_author[entry.author] += 1
+        self._blocks.put(raw, entry.block)
+        self._pending_t.put(raw, entry.author)
+        self._pauthor_t.put(author_key, by_author + 1)
+        self._bump(b"pending", 1)
+        if len(self._pending_cache) < 4 * ENTRY_CACHE:
+            self._pending_cache[cid] = entry
         for parent in missing:
-            self._waiting.setdefault(parent, set()).add(cid)
+            self._waiting_t.put(parent.bytes + raw, 1)
         result.pending.append(cid)
 
     def _unpend(self, cid: CID) -> Entry | None:
-        entry = self._pending.pop(cid, None)
-        if entry is not None:
-            self._pending_by_author[entry.author] -= 1
-            if not self._pending_by_author[entry.author]:
-                del self._pending_by_author[entry.author]
+        """Take an entry out of the pending set; return it (``None`` if it was not pending)."""
+        raw = cid.bytes
+        author = self._pending_t.get(raw)
+        if author is None:
+            return None
+        self._pending_t.delete(raw)
+        author_key = str(author).encode("utf-8")
+        left = (self._pauthor_t.get(author_key) or 1) - 1
+        if left:
+            self._pauthor_t.put(author_key, left)
+        else:
+            self._pauthor_t.delete(author_key)
+        self._bump(b"pending", -1)
+        entry = self._pending_cache.pop(cid, None)
+        if entry is None:
+            block = self._blocks.get(raw)
+            assert block is not None, "a pending entry's block is stored"
+            entry = entry_from_block(cid, block)
         return entry
+
+    def _children_waiting_on(self, parent: CID) -> list[CID]:
+        prefix = parent.bytes
+        rows = list(self._waiting_t.range(prefix, prefix_end(prefix)))
+        children = []
+        for key, _ in rows:
+            self._waiting_t.delete(key)
+            children.append(CID.parse(key[len(prefix) :]))
+        return sorted(children)
 
     def _apply_from(self, first: Entry, result: JoinResult) -> None:
         stack = [first]
@@ -265,34 +426,80 @@ class Log:
             try:
                 after = self._check(entry)
             except LogError as error:
-                self._reject(entry, error, result)
+                self._reject(entry.cid, error, result)
                 continue
             self._apply(entry, after)
             result.applied.append(entry)
-            for child_cid in sorted(self._waiting.pop(entry.cid, ())):
-                child = self._pending.get(child_cid)
-                if child is not None and all(p in self._entries for p in child.next):
+            for child_cid in self._children_waiting_on(entry.cid):
+                row = self._pending_t.get(child_cid.bytes)
+                if row is None:
+                    continue
+                child = self._pending_cache.get(child_cid)
+                if child is None:
+                    block = self._blocks.get(child_cid.bytes)
+                    assert block is not None
+                    child = entry_from_block(child_cid, block)
+                if all(self._meta(p) is not None for p in child.next):
                     self._unpend(child_cid)
                     stack.append(child)
 
-    def _reject(self, entry: Entry, error: LogError, result: JoinResult) -> None:
+    def _reject(self, cid: CID, error: LogError, result: JoinResult) -> None:
         # The entry and everything pending below it are refused for good.
-        stack: list[tuple[CID, LogError]] = [(entry.cid, error)]
+        stack: list[tuple[CID, LogError]] = [(cid, error)]
         while stack:
-            cid, reason = stack.pop()
-            self._unpend(cid)
-            self._rejected[cid] = str(reason)
-            if len(self._rejected) > self.max_rejected:
-                del self._rejected[next(iter(self._rejected))]
-            result.rejected.append((cid, reason))
-            for child in self._waiting.pop(cid, ()):
-                if child in self._pending:
-                    stack.append((child, RejectedAncestor(f"parent {cid} was rejected")))
+            rejected, reason = stack.pop()
+            if self._unpend(rejected) is not None:
+                self._blocks.delete(rejected.bytes)
+            self._remember_rejection(rejected, str(reason))
+            result.rejected.append((rejected, reason))
+            for child in self._children_waiting_on(rejected):
+                if self._pending_t.get(child.bytes) is not None:
+                    stack.append((child, RejectedAncestor(f"parent {rejected} was rejected")))
+
+    def _remember_rejection(self, cid: CID, reason: str) -> None:
+        sequence = self._count(b"rejseq")
+        self._info_t.put(b"rejseq", sequence + 1)
+        self._rejected_t.put(cid.bytes, [sequence, reason[:500]])
+        self._rejseq_t.put(_u64.pack(sequence), cid.bytes)
+        self._bump(b"rejected", 1)
+        if self._count(b"rejected") > self.max_rejected:
+            for key, oldest in self._rejseq_t.range(limit=1):
+                self._rejseq_t.delete(key)
+                self._rejected_t.delete(oldest)
+                self._bump(b"rejected", -1)
+
+    # -- access states ------------------------------------------------------------------------
+
+    def _state(self, key: bytes) -> AccessState:
+        state = self._states.get(key)
+        if state is not None:
+            return state
+        row = self._acl_t.get(key)
+        assert row is not None, "every access state an entry names is stored"
+        ops: dict[CID, AclOp] = {}
+        for raw in row:
+            cid = CID.parse(raw)
+            stored = self._aclop_t.get(raw)
+            assert stored is not None, "every ACL entry a state names is stored"
+            op, role, did, past_key = stored
+            ops[cid] = AclOp(cid, op, role, did, self._state(past_key).ops)
+        state = AccessState(self.manifest, ops)
+        self._states[key] = state
+        return state
+
+    def _keep_state(self, state: AccessState) -> bytes:
+        key = state.key
+        if key not in self._states:
+            self._states[key] = state
+            if self._acl_t.get(key) is None:
+                self._acl_t.put(key, sorted(c.bytes for c in state.ops))
+        return key
 
     def _state_of(self, cids: Iterable[CID]) -> AccessState:
-        states = [self._after[c] for c in cids]
-        if not states:
+        keys = {self._need_meta(c).acl for c in cids}
+        if not keys:
             return self._initial
+        states = [self._state(k) for k in sorted(keys)]
         return states[0].merge(states[1:])
 
     @staticmethod
@@ -307,7 +514,7 @@ class Log:
 
     def _check(self, entry: Entry) -> AccessState:
         """Judge an entry whose parents are all applied; return the access state after it."""
-        parents = [self._entries[p] for p in entry.next]
+        parents = [self._need_meta(p) for p in entry.next]
         expected = max((p.clock for p in parents), default=0) + 1
         if entry.clock != expected:
             raise InvalidClock(f"clock {entry.clock} where the parents imply {expected}")
@@ -318,26 +525,44 @@ class Log:
         parsed = parse_acl_op(entry.payload) if is_acl_payload(entry.payload) else None
         if parsed is not None:
             op, role, did = parsed
-            return state.with_op(AclOp(entry.cid, op, role, did, state.ops))
+            acl = AclOp(entry.cid, op, role, did, state.ops)
+            self._aclop_t.put(entry.cid.bytes, [op, role, did, self._keep_state(state)])
+            return state.with_op(acl)
         return state
 
     def _apply(self, entry: Entry, after: AccessState) -> None:
         cid = entry.cid
-        self._entries[cid] = entry
-        self._after[cid] = after
-        self._heads.difference_update(entry.next)
+        raw = cid.bytes
+        acl_key = self._keep_state(after)
+        self._blocks.put(raw, entry.block)
+        self._meta_t.put(
+            raw,
+            [entry.clock, entry.author, list(entry.next), list(entry.skip), acl_key],
+        )
+        self._cache_meta(_Meta(cid, entry.clock, entry.author, entry.next, entry.skip, acl_key))
+        self._order_t.put(_u64.pack(entry.clock) + raw, 1)
+        for parent in entry.next:
+            if parent in self._heads:
+                self._heads.discard(parent)
+                self._heads_t.delete(parent.bytes)
         self._heads.add(cid)
-        position = (entry.author, entry.clock)
-        first = self._positions.setdefault(position, cid)
-        if first != cid:
-            self._equivocations.setdefault(position, {first}).add(cid)
+        self._heads_t.put(raw, 1)
+        self._bump(b"entries", 1)
+        self._cache_entry(entry)
+        position = _position(entry.author, entry.clock)
+        first = self._pos_t.get(position)
+        if first is None:
+            self._pos_t.put(position, raw)
+        elif first != raw:
+            self._equiv_t.put(position + first, 1)
+            self._equiv_t.put(position + raw, 1)
 
     # -- spine and skip links -----------------------------------------------------------------
 
-    def _spine_parent(self, entry: Entry) -> Entry:
-        best: Entry | None = None
-        for parent_cid in entry.next:
-            parent = self._entries[parent_cid]
+    def _spine_parent(self, meta: _Meta) -> _Meta:
+        best: _Meta | None = None
+        for parent_cid in meta.next:
+            parent = self._need_meta(parent_cid)
             if best is None or parent.clock > best.clock or (
                 parent.clock == best.clock and parent.cid.bytes < best.cid.bytes
             ):
@@ -345,7 +570,7 @@ class Log:
         assert best is not None, "a root has no spine parent"
         return best
 
-    def _skip_links(self, clock: int, parents: Sequence[Entry]) -> set[CID]:
+    def _skip_links(self, clock: int, parents: Sequence[_Meta]) -> set[CID]:
         if not parents:
             return set()
         spine = parents[0]
@@ -361,23 +586,23 @@ class Log:
             step *= 2
         return links
 
-    def _ancestor_at(self, entry: Entry, target: int) -> Entry:
-        """The spine ancestor of ``entry`` (or itself) whose clock is ``target``."""
-        found = entry
-        for step in self._walk(entry, target):
+    def _ancestor_at(self, meta: _Meta, target: int) -> _Meta:
+        """The spine ancestor of ``meta`` (or itself) whose clock is ``target``."""
+        found = meta
+        for step in self._walk(meta, target):
             found = step
         return found
 
-    def _walk(self, entry: Entry, target: int) -> Iterator[Entry]:
-        while entry.clock > target:
-            best = self._spine_parent(entry)
-            for link in entry.skip:
-                candidate = self._entries[link]
+    def _walk(self, meta: _Meta, target: int) -> Iterator[_Meta]:
+        while meta.clock > target:
+            best = self._spine_parent(meta)
+            for link in meta.skip:
+                candidate = self._need_meta(link)
                 if target <= candidate.clock < best.clock:
                     best = candidate
-            entry = best
-            yield entry
+            meta = best
+            yield meta
 
     def walk_back(self, cid: CID, target_clock: int) -> list[CID]:
         """The entries visited walking back along the spine from ``cid`` to ``target_clock``."""
-        return [e.cid for e in self._walk(self._entries[cid], max(target_clock, 1))]
+        return [m.cid for m in self._walk(self._need_meta(cid), max(target_clock, 1))]
