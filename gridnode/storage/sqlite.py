@@ -1,0 +1,306 @@
+"""The node's SQLite file: blocks by CID, and the tables of every database's log and store.
+
+One file per node (``DATA_DIR/gridnode.sqlite``), WAL journal, ``synchronous=FULL``: a transaction
+is on disk when ``COMMIT`` returns, so a write acknowledged after its commit survives a crash, a
+SIGKILL or a power cut. Throughput comes from putting many writes in one transaction (group
+commit), not from weaker durability.
+
+The crdt layer's :class:`~crdt.space.Table` maps onto one SQL table ``kv(tid, key, value)``; each
+(space, table name) pair has a small integer ``tid``. Values are DAG-CBOR, except integers, stored
+as SQLite integers. The table name ``blocks`` in any space is the node-wide ``blocks`` table: raw
+block bytes by binary CID, shared by every database and by the IPFS-facing parts of the node.
+
+A connection is not shared between threads at once: the node reaches it through one worker thread
+at a time (``trio.to_thread.run_sync`` with a limiter of 1; see docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from crdt.errors import GridnodeError
+from crdt.ipld import decode, encode
+
+__all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError"]
+
+DB_FILE: Final = "gridnode.sqlite"
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (cid BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tables (
+    tid INTEGER PRIMARY KEY,
+    space TEXT NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (space, name)
+);
+CREATE TABLE IF NOT EXISTS kv (
+    tid INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    value NOT NULL,
+    PRIMARY KEY (tid, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS databases (
+    address TEXT PRIMARY KEY,
+    manifest_cid BLOB NOT NULL,
+    name TEXT NOT NULL,
+    store TEXT NOT NULL,
+    followed INTEGER NOT NULL DEFAULT 1
+) WITHOUT ROWID;
+"""
+
+
+class StorageError(GridnodeError):
+    """The node's SQLite file cannot be used (locked, corrupt, from a newer gridnode, ...)."""
+
+
+def _store(value: Any) -> Any:
+    if type(value) is int and -(1 << 63) <= value < (1 << 63):
+        return value
+    return encode(value)
+
+
+def _load(raw: Any) -> Any:
+    if type(raw) is int:
+        return raw
+    return decode(raw)
+
+
+class SqliteStore:
+    """One node's SQLite file. Use :meth:`transaction` around every group of writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=OFF")
+            self.conn.executescript(_SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from None
+        if row is None:
+            self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        elif row[0] != SCHEMA_VERSION:
+            raise StorageError(f"{path} has schema {row[0]}; this gridnode reads {SCHEMA_VERSION}")
+        self._tids: dict[tuple[str, str], int] = {}
+        self._depth = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (durable on return), or ``ROLLBACK`` on error.
+
+        Nested use joins the outer transaction.
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            # The ``tables`` rows written in it are gone: let the next use write them again.
+            self._tids.clear()
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    def table_id(self, space: str, name: str) -> int:
+        """The id of a (space, table) pair: derived from the names, so a rollback cannot
+        leave a cached id pointing at nothing (``tables`` only lists them)."""
+        tid = self._tids.get((space, name))
+        if tid is None:
+            digest = hashlib.sha256(f"{space}\0{name}".encode()).digest()
+            tid = int.from_bytes(digest[:8], "big") >> 1
+            self.conn.execute(
+                "INSERT OR IGNORE INTO tables (tid, space, name) VALUES (?, ?, ?)",
+                (tid, space, name),
+            )
+            self._tids[(space, name)] = tid
+        return tid
+
+    def space(self, name: str) -> SqliteSpace:
+        """The tables of one database (``name`` is its address)."""
+        return SqliteSpace(self, name)
+
+    def integrity_check(self) -> str:
+        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        page_count = self.conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(page_count) * int(page_size)
+
+    # -- blocks -------------------------------------------------------------------------------
+
+    def get_block(self, cid: bytes) -> bytes | None:
+        row = self.conn.execute("SELECT data FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_block(self, cid: bytes, data: bytes) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO blocks (cid, data) VALUES (?, ?)", (cid, data))
+
+
+class _BlockTable:
+    """The ``blocks`` table seen as a crdt Table of raw bytes."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._conn = store.conn
+
+    def get(self, key: bytes) -> Any | None:
+        return self._store.get_block(key)
+
+    def put(self, key: bytes, value: Any) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO blocks (cid, data) VALUES (?, ?)", (key, bytes(value))
+        )
+
+    def delete(self, key: bytes) -> bool:
+        return self._conn.execute("DELETE FROM blocks WHERE cid = ?", (key,)).rowcount > 0
+
+    def range(
+        self,
+        low: bytes | None = None,
+        high: bytes | None = None,
+        *,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, Any]]:
+        sql, args = _range_sql("SELECT cid, data FROM blocks", "cid", [], low, high, reverse, limit)
+        for key, data in self._conn.execute(sql, args).fetchall():
+            yield bytes(key), bytes(data)
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM blocks").fetchone()[0])
+
+
+def _range_sql(
+    select: str,
+    column: str,
+    args: list[Any],
+    low: bytes | None,
+    high: bytes | None,
+    reverse: bool,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    clauses = []
+    if low is not None:
+        clauses.append(f"{column} >= ?")
+        args.append(low)
+    if high is not None:
+        clauses.append(f"{column} < ?")
+        args.append(high)
+    sql = select
+    if clauses:
+        sql += (" AND " if " WHERE " in select else " WHERE ") + " AND ".join(clauses)
+    sql += f" ORDER BY {column} {'DESC' if reverse else 'ASC'}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(max(limit, 0))
+    return sql, args
+
+
+class SqliteTable:
+    """One crdt Table stored as the rows of ``kv`` with its ``tid``."""
+
+    __slots__ = ("_conn", "_tid")
+
+    def __init__(self, store: SqliteStore, tid: int) -> None:
+        self._conn = store.conn
+        self._tid = tid
+
+    def get(self, key: bytes) -> Any | None:
+        row = self._conn.execute(
+            "SELECT value FROM kv WHERE tid = ? AND key = ?", (self._tid, key)
+        ).fetchone()
+        return None if row is None else _load(row[0])
+
+    def put(self, key: bytes, value: Any) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO kv (tid, key, value) VALUES (?, ?, ?)",
+            (self._tid, key, _store(value)),
+        )
+
+    def delete(self, key: bytes) -> bool:
+        cursor = self._conn.execute("DELETE FROM kv WHERE tid = ? AND key = ?", (self._tid, key))
+        return cursor.rowcount > 0
+
+    def range(
+        self,
+        low: bytes | None = None,
+        high: bytes | None = None,
+        *,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, Any]]:
+        # Pages of rows, each its own query: callers may write to this table while iterating,
+        # and no cursor stays open across their writes.
+        left = limit
+        while left is None or left > 0:
+            page = 256 if left is None else min(left, 256)
+            sql, args = _range_sql(
+                "SELECT key, value FROM kv WHERE tid = ?", "key", [self._tid], low, high, reverse, page
+            )
+            rows = self._conn.execute(sql, args).fetchall()
+            for key, value in rows:
+                yield bytes(key), _load(value)
+            if len(rows) < page:
+                return
+            last = bytes(rows[-1][0])
+            if reverse:
+                high = last
+            else:
+                low = last + b"\x00"
+            if left is not None:
+                left -= len(rows)
+
+    def __len__(self) -> int:
+        return int(
+            self._conn.execute("SELECT count(*) FROM kv WHERE tid = ?", (self._tid,)).fetchone()[0]
+        )
+
+
+class SqliteSpace:
+    """The tables of one database in the node's SQLite file."""
+
+    __slots__ = ("_store", "_tables", "name")
+
+    def __init__(self, store: SqliteStore, name: str) -> None:
+        self._store = store
+        self.name = name
+        self._tables: dict[str, Any] = {}
+
+    def table(self, name: str) -> Any:
+        table = self._tables.get(name)
+        if table is None:
+            if name == "blocks":
+                table = _BlockTable(self._store)
+            else:
+                table = SqliteTable(self._store, self._store.table_id(self.name, name))
+            self._tables[name] = table
+        return table
