@@ -29,7 +29,7 @@ class Database:
         self.manifest = manifest
         self.space = space if space is not None else MemorySpace()
         self.log = Log(manifest, space=self.space, **log_limits)
-        self.store: Store = open_store(manifest.store, manifest.options)
+        self.store: Store = open_store(manifest.store, manifest.options, self.space)
         #: Entries whose payload the store ignored as malformed (valid in the log, no effect).
         self.ignored: list[Entry] = []
 

@@ -10,7 +10,8 @@
   ``{"op": "remove", "value": v, "tags": [cid, ...]}``
 
 Every store reaches the same state from the same entries in any order of application, and
-ignores an entry applied twice; :meth:`Store.digest` lets replicas compare states.
+ignores an entry applied twice; :meth:`Store.digest` lets replicas compare states. Each keeps its
+state in tables of a :class:`~crdt.space.Space` (see :mod:`crdt.stores.base`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from crdt.errors import InvalidManifest
+from crdt.space import Space
 from crdt.stores.base import SortedKeys, Store, value_key
 from crdt.stores.counter import CounterStore
 from crdt.stores.documents import UNSET, DocumentsStore
@@ -47,8 +49,12 @@ STORE_TYPES: Final[dict[str, type[Store]]] = {
 }
 
 
-def open_store(type_name: str, options: Mapping[str, Any] | None = None) -> Store:
-    """A new, empty store of the named type, configured by the manifest's ``options``.
+def open_store(
+    type_name: str, options: Mapping[str, Any] | None = None, space: Space | None = None
+) -> Store:
+    """A store of the named type, configured by the manifest's ``options``, its state in
+    ``space``: empty in a new space (the default: a fresh :class:`~crdt.space.MemorySpace`), and
+    where an earlier store of the database left off in a space that holds its state.
 
     Raises :class:`~crdt.errors.InvalidManifest` for an unknown type or unusable options.
     """
@@ -57,4 +63,4 @@ def open_store(type_name: str, options: Mapping[str, Any] | None = None) -> Stor
         raise InvalidManifest(
             f"unknown store type {type_name!r}; known: {', '.join(sorted(STORE_TYPES))}"
         )
-    return cls(options)
+    return cls(options, space)

@@ -1,11 +1,20 @@
-"""What every store type shares: the :class:`Store` interface, a total order over IPLD values and
-the sorted key structure the ordered stores (events, document indexes) are built on.
+"""What every store type shares: the :class:`Store` interface (state kept in the tables of a
+:class:`~crdt.space.Space`) and a total order over IPLD values.
 
 A store is an op-based CRDT folded from the entries of one database's log. The log hands each
 verified, authorised entry to :meth:`Store.apply` once, in *some* causal order, which is not always
 the total order ``(clock, binary CID)``: an entry that arrives late may sort before entries already
 applied. So every store is written to reach the same state from the same set of entries in any
 order at all, and to treat a repeated entry as a no-op.
+
+**Storage.** A store keeps all of its state in tables of a :class:`~crdt.space.Space`, named
+``"<type_name>.<part>"`` (``"documents.docs"``, ...), and nothing in Python attributes but handles
+to those tables: a store constructed over a space an earlier instance wrote to simply continues
+(no scan, no replay), and a persistent space rolled back with its transaction leaves no stale
+copy behind. A space holds one database's state: reopen it with the same manifest options. Every
+value put is plain IPLD data (so a persistent space can store it as DAG-CBOR), never mutated after
+the put, and read back as a fresh object in a persistent space; counts that ``__len__`` answers
+are kept in a ``"<type_name>.meta"`` table, since counting a table's rows may be O(n).
 """
 
 from __future__ import annotations
@@ -20,8 +29,21 @@ from crdt.errors import InvalidQuery
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import encode
 from crdt.sortedkeys import SortedKeys
+from crdt.space import MemorySpace, Space, Table
 
-__all__ = ["SortedKeys", "Store", "value_key"]
+__all__ = [
+    "SortedKeys",
+    "Store",
+    "add_to_count",
+    "read_count",
+    "read_int",
+    "storable_int",
+    "value_key",
+]
+
+#: The integers DAG-CBOR can hold: anything beyond is stored as decimal text (see storable_int).
+_MIN_INT: Final = -(2**64)
+_MAX_INT: Final = 2**64 - 1
 
 
 class Store(ABC):
@@ -29,14 +51,27 @@ class Store(ABC):
 
     Subclasses set :attr:`type_name` (the store name a manifest gives) and implement
     :meth:`check_op`, :meth:`apply`, :meth:`state` and ``__len__``.
+
+    ``space`` holds the state (a fresh :class:`~crdt.space.MemorySpace` if not given). Over a
+    space where an instance with the same options already applied entries, the new instance
+    continues from that state: construction reads nothing.
     """
 
     #: The manifest's name for this store type: "events", "keyvalue", ...
     type_name: ClassVar[str]
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, space: Space | None = None
+    ) -> None:
         #: The options of the database manifest (store-specific; unknown keys are ignored).
         self.options: Mapping[str, Any] = dict(options or {})
+        #: Where the state lives.
+        self.space: Space = MemorySpace() if space is None else space
+        self._meta = self._table("meta")
+
+    def _table(self, part: str) -> Table:
+        """This store type's table ``"<type_name>.<part>"``."""
+        return self.space.table(f"{self.type_name}.{part}")
 
     @classmethod
     @abstractmethod
@@ -72,6 +107,37 @@ class Store(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.type_name!r}: {len(self)} items>"
+
+
+# -- counts kept in a table ----------------------------------------------------------------------
+
+
+def storable_int(n: int) -> int | str:
+    """``n`` as DAG-CBOR can hold it: itself within 64 bits, else its decimal text (one form per
+    number, so states stay canonical)."""
+    return n if _MIN_INT <= n <= _MAX_INT else str(n)
+
+
+def read_int(stored: int | str) -> int:
+    """The integer :func:`storable_int` stored."""
+    return stored if type(stored) is int else int(stored)
+
+
+def read_count(table: Table, key: bytes) -> int:
+    """The integer kept under ``key`` (0 if absent)."""
+    stored = table.get(key)
+    return 0 if stored is None else read_int(stored)
+
+
+def add_to_count(table: Table, key: bytes, delta: int) -> None:
+    """Add ``delta`` to the integer kept under ``key``: one get, then one put (or a delete when
+    it comes to 0: absent means 0, so equal counts are equal rows)."""
+    old = table.get(key)
+    new = (0 if old is None else read_int(old)) + delta
+    if new:
+        table.put(key, storable_int(new))
+    else:
+        table.delete(key)
 
 
 # -- a total order over IPLD values ----------------------------------------------------------------

@@ -4,6 +4,14 @@ Op: ``{"op": "inc", "by": <int>}``, where ``by`` may be negative and ``|by| <= 2
 are not integers here). Each author has a total of increments ``p`` and of decrements ``n``; the
 value is ``sum(p) - sum(n)``. Sums commute, so any order of the same ops gives the same totals;
 the CIDs already counted make a repeated entry a no-op.
+
+Tables (see :mod:`crdt.stores.base`); totals beyond 64 bits are kept as decimal text:
+
+- ``counter.applied``: ``binary CID`` -> the step, for every entry counted (a sum is not
+  idempotent: this makes it so; it is determined by the entries applied, so not part of
+  :meth:`CounterStore.state`);
+- ``counter.totals``: the author's UTF-8 bytes -> ``[increments, decrements]``;
+- ``counter.meta``: ``b"sum"`` -> ``[value, number of authors]``.
 """
 
 from __future__ import annotations
@@ -13,13 +21,15 @@ from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
 from crdt.errors import InvalidOperation
-from crdt.stores.base import Store
+from crdt.space import Space
+from crdt.stores.base import Store, read_int, storable_int
 
 __all__ = ["MAX_STEP", "CounterStore"]
 
 #: The largest ``|by|`` of one op: integers up to this survive a trip through JSON and doubles.
 MAX_STEP: Final = 2**53
 _MAX_UINT64: Final = 2**64 - 1
+_SUM: Final = b"sum"
 
 
 def _read_inc(payload: Any) -> int:
@@ -45,19 +55,19 @@ def _total(n: int) -> int | str:
     return n if n <= _MAX_UINT64 else str(n)
 
 
+def _author(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
 class CounterStore(Store):
     """A counter anyone allowed may increment or decrement."""
 
     type_name: ClassVar[str] = "counter"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
-        # author did -> [increments, decrements], both non-negative
-        self._totals: dict[str, list[int]] = {}
-        # Binary CIDs of the entries counted: a sum is not idempotent, this makes it so. It is
-        # determined by the set of entries applied, so it is not part of :meth:`state`.
-        self._applied: set[bytes] = set()
-        self._value = 0
+    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+        super().__init__(options, space)
+        self._applied = self._table("applied")
+        self._totals = self._table("totals")
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
@@ -69,35 +79,44 @@ class CounterStore(Store):
         except InvalidOperation:
             return False
         raw = entry.cid.bytes
-        if raw in self._applied:
+        if self._applied.get(raw) is not None:
             return True
-        self._applied.add(raw)
-        totals = self._totals.get(entry.author)
-        if totals is None:
-            totals = self._totals[entry.author] = [0, 0]
+        self._applied.put(raw, by)
+        author = entry.author.encode("utf-8", "surrogatepass")
+        totals = self._totals.get(author)
+        new_author = totals is None
+        p, n = (0, 0) if totals is None else (read_int(totals[0]), read_int(totals[1]))
         if by >= 0:
-            totals[0] += by
+            p += by
         else:
-            totals[1] -= by
-        self._value += by
+            n -= by
+        self._totals.put(author, [_total(p), _total(n)])
+        value, authors = self._summary()
+        self._meta.put(_SUM, [storable_int(value + by), authors + new_author])
         return True
+
+    def _summary(self) -> tuple[int, int]:
+        summary = self._meta.get(_SUM)
+        return (0, 0) if summary is None else (read_int(summary[0]), summary[1])
 
     @property
     def value(self) -> int:
         """The count: every author's increments minus every author's decrements."""
-        return self._value
+        return self._summary()[0]
 
     def __int__(self) -> int:
-        return self._value
+        return self.value
 
     def __len__(self) -> int:
         """The number of authors who have counted."""
-        return len(self._totals)
+        return self._summary()[1]
 
     def contributions(self) -> dict[str, tuple[int, int]]:
         """``{author: (increments, decrements)}``."""
-        return {author: (p, n) for author, (p, n) in sorted(self._totals.items())}
+        return {
+            _author(a): (read_int(p), read_int(n)) for a, (p, n) in self._totals.range()
+        }
 
     def state(self) -> dict[str, dict[str, int | str]]:
         """``{author: {"p": increments, "n": decrements}}``; totals past 64 bits as decimal text."""
-        return {a: {"p": _total(p), "n": _total(n)} for a, (p, n) in self._totals.items()}
+        return {_author(a): {"p": p, "n": n} for a, (p, n) in self._totals.range()}

@@ -9,29 +9,41 @@ Ops: ``{"op": "put", "doc": {...}}`` (the doc is a map holding its id) and
 ``{"op": "del", "id": <str | int>}``. Per id, the op of the entry greatest in the total order
 ``(clock, binary CID)`` wins, whatever order entries arrive in; a winning del leaves a tombstone.
 
-Each index is a :class:`~crdt.stores.base.SortedKeys` of ``value_key(value) + value_key(id)``
-(see :func:`~crdt.stores.base.value_key` for the order over values of any kind). A document that
-lacks the field is not in that field's index. A query bisects to the ends of its range and reads
-only the entries it returns. The id field is always indexed, so ``query`` also answers id ranges.
+Tables (see :mod:`crdt.stores.base`), keyed by :func:`~crdt.sortkey.sort_key`, whose byte order
+is the order of :func:`~crdt.stores.base.value_key` over values of any kind:
+
+- ``documents.docs``: ``sort_key(id)`` -> ``[clock, binary CID, doc]``, the live documents with
+  the put that decides each; it is also the index of the id field, which is always indexed;
+- ``documents.deleted``: ``sort_key(id)`` -> ``[clock, binary CID, id]``, the tombstones;
+- ``documents.index.<field>`` for each other declared field: ``sort_key(value) + sort_key(id)``
+  -> ``id``, for every live document that has the field (a document that lacks it is not in
+  that index). A document's index keys are computed again from its stored version when it is
+  overwritten or deleted;
+- ``documents.meta``: ``b"live"`` -> the number of live documents.
+
+A query is a range over one table, then a read of each document it returns: it touches only
+the rows it returns. ``sort_key`` is self-delimiting, so the keys of one value form the byte
+range ``[sort_key(v), prefix_end(sort_key(v)))``.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator, Mapping
-from itertools import islice
 from typing import Any, ClassVar, Final, TypeGuard
 
 from crdt.entry import Entry
 from crdt.errors import InvalidManifest, InvalidOperation, InvalidQuery, UnknownIndex
 from crdt.ipld.cid import CID
-from crdt.stores.base import SortedKeys, Store, value_key
+from crdt.sortkey import sort_key
+from crdt.space import Space, Table, prefix_end
+from crdt.stores.base import Store, add_to_count, read_count
 
 __all__ = ["DocumentsStore"]
 
 DEFAULT_INDEX_BY: Final = "_id"
-#: Greater than the rank of any id (ids are numbers or strings, ranks 2 and 3 of ``value_key``):
-#: ``value_key(v) + _TOP`` comes after every key ``value_key(v) + value_key(id)``.
-_TOP: Final = (99,)
+_LIVE: Final = b"live"
+_parse_cid = CID.parse
 
 
 class _Unset:
@@ -45,11 +57,6 @@ UNSET: Final = _Unset()
 _MISSING: Final = object()
 
 DocId = str | int
-
-
-#: The op deciding an id: (clock, binary CID, CID, the doc or None for a del). A plain tuple:
-#: building a NamedTuple costs several times more, once per applied entry.
-_Winner = tuple[int, bytes, CID, dict[str, Any] | None]
 
 
 def _index_by(options: Mapping[str, Any] | None) -> str:
@@ -113,28 +120,23 @@ class DocumentsStore(Store):
 
     type_name: ClassVar[str] = "documents"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
+    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+        super().__init__(options, space)
         #: The field holding each document's id.
         self.index_by = _index_by(options)
         names = [self.index_by, *_index_names(options)]
         #: The indexed fields (the id field first), as declared.
         self.indexes: tuple[str, ...] = tuple(dict.fromkeys(names))
-        self._index: dict[str, SortedKeys] = {name: SortedKeys() for name in self.indexes}
-        # (index, field name, its path if dotted else None), for the updates on every apply. The
-        # id field is a top-level key even if its name has a dot in it.
-        self._fields = [
-            (
-                self._index[name],
-                name,
-                tuple(name.split(".")) if "." in name and name != self.index_by else None,
-            )
-            for name in self.indexes
-        ]
-        # The id index alone, also the order in which whole-store scans go.
-        self._ids = self._index[self.index_by]
-        self._winners: dict[DocId, _Winner] = {}
-        self._live = 0
+        self._docs = self._table("docs")
+        self._deleted = self._table("deleted")
+        # The table answering queries on each indexed field: the id field's is the docs table.
+        self._index: dict[str, Table] = {self.index_by: self._docs}
+        # (index, field name, its path if dotted else None) of every index to keep up on apply.
+        # The id field is a top-level key even if its name has a dot in it.
+        self._fields: list[tuple[Table, str, tuple[str, ...] | None]] = []
+        for name in self.indexes[1:]:
+            index = self._index[name] = self._table(f"index.{name}")
+            self._fields.append((index, name, tuple(name.split(".")) if "." in name else None))
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
@@ -146,59 +148,78 @@ class DocumentsStore(Store):
         except InvalidOperation:
             return False
         clock, raw = entry.clock, entry.cid.bytes
-        old = self._winners.get(doc_id)
+        id_key = sort_key(doc_id)
+        old = self._docs.get(id_key)
+        tombstone = None if old is not None else self._deleted.get(id_key)
+        winner = old if old is not None else tombstone
+        # LWW: the max of a set does not depend on arrival order, and an entry seen again is not
+        # greater than itself.
+        if winner is not None and (winner[0], winner[1]) >= (clock, raw):
+            return True
+        if doc is None:
+            self._deleted.put(id_key, [clock, raw, doc_id])
+            if old is not None:
+                self._docs.delete(id_key)
+                self._reindex(id_key, doc_id, old[2], None)
+                add_to_count(self._meta, _LIVE, -1)
+            return True
+        self._docs.put(id_key, [clock, raw, doc])
         if old is not None:
-            # LWW: the max of a set does not depend on arrival order, and an entry seen again is
-            # not greater than itself.
-            if (old[0], old[1]) >= (clock, raw):
-                return True
-            if old[3] is not None:
-                self._unindex(doc_id, old[3])
-        self._winners[doc_id] = (clock, raw, entry.cid, doc)
-        if doc is not None:
-            self._reindex(doc_id, doc)
+            self._reindex(id_key, doc_id, old[2], doc)
+            return True
+        if tombstone is not None:
+            self._deleted.delete(id_key)
+        self._reindex(id_key, doc_id, None, doc)
+        add_to_count(self._meta, _LIVE, 1)
         return True
 
-    def _reindex(self, doc_id: DocId, doc: dict[str, Any]) -> None:
-        id_key = value_key(doc_id)
+    def _reindex(
+        self,
+        id_key: bytes,
+        doc_id: DocId,
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+    ) -> None:
+        """Move the index entries of ``doc_id`` from those of ``old`` to those of ``new``."""
         for index, name, path in self._fields:
-            value = doc.get(name, _MISSING) if path is None else _lookup(doc, path)
-            if value is not _MISSING:
-                index.add(value_key(value) + id_key)
-        self._live += 1
-
-    def _unindex(self, doc_id: DocId, doc: dict[str, Any]) -> None:
-        id_key = value_key(doc_id)
-        for index, name, path in self._fields:
-            value = doc.get(name, _MISSING) if path is None else _lookup(doc, path)
-            if value is not _MISSING:
-                index.remove(value_key(value) + id_key)
-        self._live -= 1
+            before = after = None
+            if old is not None:
+                value = old.get(name, _MISSING) if path is None else _lookup(old, path)
+                if value is not _MISSING:
+                    before = sort_key(value) + id_key
+            if new is not None:
+                value = new.get(name, _MISSING) if path is None else _lookup(new, path)
+                if value is not _MISSING:
+                    after = sort_key(value) + id_key
+            if before != after:
+                if before is not None:
+                    index.delete(before)
+                if after is not None:
+                    index.put(after, doc_id)
 
     # -- reading --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self._live
+        return read_count(self._meta, _LIVE)
 
     def __contains__(self, doc_id: object) -> bool:
-        winner = self._winners.get(doc_id) if _is_id(doc_id) else None
-        return winner is not None and winner[3] is not None
+        return _is_id(doc_id) and self._docs.get(sort_key(doc_id)) is not None
 
     def get(self, doc_id: DocId) -> dict[str, Any] | None:
-        """The document with this id, or ``None``. Treat it as read-only: it is the stored one."""
-        winner = self._winners.get(doc_id) if _is_id(doc_id) else None
-        return None if winner is None else winner[3]
+        """The document with this id, or ``None``. Treat it as read-only."""
+        row = self._docs.get(sort_key(doc_id)) if _is_id(doc_id) else None
+        return None if row is None else row[2]
 
     def ids(self) -> Iterator[DocId]:
         """The live ids in order: integers ascending, then strings by code point."""
-        for key in self._ids:
-            yield key[-1]
+        index_by = self.index_by
+        for _key, row in self._docs.range():
+            yield row[2][index_by]
 
     def docs(self) -> Iterator[dict[str, Any]]:
         """The live documents in id order."""
-        winners = self._winners
-        for doc_id in self.ids():
-            yield winners[doc_id][3]  # type: ignore[misc]
+        for _key, row in self._docs.range():
+            yield row[2]
 
     def query(
         self,
@@ -214,18 +235,24 @@ class DocumentsStore(Store):
     ) -> list[dict[str, Any]]:
         """The documents whose indexed ``field`` is ``eq`` or lies within the bounds given.
 
-        Answered from the field's index: a bisect to each end of the range, then only the
-        documents returned are read. Results come ordered by (field value, id), descending if
-        ``reverse``; values of different kinds compare as :func:`~crdt.stores.base.value_key`
-        says (numbers compare across int and float). With no condition, every document that has
-        the field. Raises :class:`~crdt.errors.UnknownIndex` for a field without an index and
+        Answered from the field's index: a range over it, then only the documents returned are
+        read. Results come ordered by (field value, id), descending if ``reverse``; values of
+        different kinds compare as :func:`~crdt.stores.base.value_key` says (numbers compare
+        across int and float). With no condition, every document that has the field. Raises
+        :class:`~crdt.errors.UnknownIndex` for a field without an index and
         :class:`~crdt.errors.InvalidQuery` for conflicting conditions.
         """
-        ids = self.query_ids(
-            field, eq=eq, gt=gt, gte=gte, lt=lt, lte=lte, limit=limit, reverse=reverse
-        )
-        winners = self._winners
-        return [winners[i][3] for i in ids]  # type: ignore[misc]
+        index, low, high = self._range(field, eq, gt, gte, lt, lte, limit)
+        rows = index.range(low, high, reverse=reverse, limit=limit)
+        if index is self._docs:
+            return [row[2] for _key, row in rows]
+        docs = self._docs
+        out = []
+        for _key, doc_id in rows:
+            row = docs.get(sort_key(doc_id))
+            assert row is not None, "an index names a document that is not there"
+            out.append(row[2])
+        return out
 
     def query_ids(
         self,
@@ -240,6 +267,30 @@ class DocumentsStore(Store):
         reverse: bool = False,
     ) -> Iterator[DocId]:
         """Like :meth:`query`, yielding the ids of the matching documents lazily."""
+        index, low, high = self._range(field, eq, gt, gte, lt, lte, limit)
+        return self._walk(index, low, high, reverse, limit)
+
+    def _walk(
+        self,
+        index: Table,
+        low: bytes | None,
+        high: bytes | None,
+        reverse: bool,
+        limit: int | None,
+    ) -> Iterator[DocId]:
+        rows = index.range(low, high, reverse=reverse, limit=limit)
+        if index is self._docs:
+            index_by = self.index_by
+            for _key, row in rows:
+                yield row[2][index_by]
+        else:
+            for _key, doc_id in rows:
+                yield doc_id
+
+    def _range(
+        self, field: str, eq: Any, gt: Any, gte: Any, lt: Any, lte: Any, limit: int | None
+    ) -> tuple[Table, bytes | None, bytes | None]:
+        """The table answering a query on ``field`` and the key range ``[low, high)`` it asks."""
         index = self._index.get(field)
         if index is None:
             raise UnknownIndex(
@@ -255,31 +306,19 @@ class DocumentsStore(Store):
             raise InvalidQuery(f"limit must be a non-negative integer, not {limit!r}")
         if eq is not UNSET:
             gte = lte = eq
-        # A key is value_key(v) + value_key(id), one flat tuple (flat tuples compare several
-        # times faster than nested ones). value_key(v) alone, a prefix, sorts before every key
-        # with the value v, and value_key(v) + _TOP after them all.
-        low: tuple[Any, bool] | None = None
+        # Every key of a value v starts with sort_key(v), and no other key does (sort_key is
+        # self-delimiting): those keys are [sort_key(v), prefix_end(sort_key(v))).
+        low: bytes | None = None
         if gt is not UNSET:
-            low = (value_key(gt) + _TOP, False)
+            low = prefix_end(_query_key(gt))
         elif gte is not UNSET:
-            low = (value_key(gte), True)
-        high: tuple[Any, bool] | None = None
+            low = _query_key(gte)
+        high: bytes | None = None
         if lt is not UNSET:
-            high = (value_key(lt), False)
+            high = _query_key(lt)
         elif lte is not UNSET:
-            high = (value_key(lte) + _TOP, True)
-        return self._walk(index, low, high, reverse, limit)
-
-    @staticmethod
-    def _walk(
-        index: SortedKeys,
-        low: tuple[Any, bool] | None,
-        high: tuple[Any, bool] | None,
-        reverse: bool,
-        limit: int | None,
-    ) -> Iterator[DocId]:
-        for key in islice(index.irange(low, high, reverse=reverse), limit):
-            yield key[-1]
+            high = prefix_end(_query_key(lte))
+        return index, low, high
 
     def filter(
         self, predicate: Callable[[dict[str, Any]], bool], limit: int | None = None
@@ -297,17 +336,37 @@ class DocumentsStore(Store):
 
     def winner(self, doc_id: DocId) -> tuple[int, CID] | None:
         """``(clock, entry CID)`` of the op that decides ``doc_id`` (a put or a del), if any."""
-        found = self._winners.get(doc_id)
-        return None if found is None else (found[0], found[2])
+        if not _is_id(doc_id):
+            return None
+        id_key = sort_key(doc_id)
+        row = self._docs.get(id_key)
+        if row is None:
+            row = self._deleted.get(id_key)
+        return None if row is None else (row[0], _parse_cid(row[1]))
 
     def state(self) -> list[dict[str, Any]]:
         """``[{"id", "clock", "entry", "doc"}, ...]`` in id order; a deleted id has no ``"doc"``."""
         out: list[dict[str, Any]] = []
-        winners = self._winners
-        for doc_id in sorted(winners, key=value_key):
-            clock, _raw, cid, doc = winners[doc_id]
-            item: dict[str, Any] = {"id": doc_id, "clock": clock, "entry": cid}
-            if doc is not None:
-                item["doc"] = doc
+        index_by = self.index_by
+        # Two tables keyed alike, with no key in both: merged, they are every id in order.
+        live = ((key, True, row) for key, row in self._docs.range())
+        gone = ((key, False, row) for key, row in self._deleted.range())
+        for _key, is_live, row in heapq.merge(live, gone, key=_first):
+            if is_live:
+                item = {"id": row[2][index_by], "clock": row[0], "entry": _parse_cid(row[1])}
+                item["doc"] = row[2]
+            else:
+                item = {"id": row[2], "clock": row[0], "entry": _parse_cid(row[1])}
             out.append(item)
         return out
+
+
+def _first(item: tuple[bytes, bool, Any]) -> bytes:
+    return item[0]
+
+
+def _query_key(value: Any) -> bytes:
+    try:
+        return sort_key(value)
+    except TypeError as exc:
+        raise InvalidQuery(str(exc)) from None

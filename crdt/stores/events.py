@@ -3,20 +3,33 @@
 Op: ``{"op": "add", "value": <any IPLD value>}``. Each add is one event, named by its entry's CID;
 events are ordered by ``(clock, binary CID)``, the log's total order, whatever order they arrived
 in. Ranges are given by event CIDs (``gt``, ``gte``, ``lt``, ``lte``), as positions in the feed.
+
+Tables (see :mod:`crdt.stores.base`):
+
+- ``events.feed``: ``clock (8 bytes, big-endian) + binary CID`` -> ``[value]`` (a list, since the
+  value may be null), so key order is the total order;
+- ``events.cids``: ``binary CID`` -> ``clock``: membership, and where an event sits in the feed;
+- ``events.meta``: ``b"count"`` -> the number of events.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Mapping
-from itertools import islice
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
 from crdt.errors import InvalidOperation, InvalidQuery
 from crdt.ipld.cid import CID
-from crdt.stores.base import SortedKeys, Store
+from crdt.space import Space
+from crdt.stores.base import Store, add_to_count, read_count
 
 __all__ = ["EventsStore"]
+
+_COUNT: Final = b"count"
+_pack_clock = struct.Struct(">Q").pack
+_unpack_clock = struct.Struct(">Q").unpack_from
+_parse_cid = CID.parse
 
 
 def _read_add(payload: Any) -> Any:
@@ -37,13 +50,10 @@ class EventsStore(Store):
 
     type_name: ClassVar[str] = "events"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
-        # (clock, binary CID) of every event, ascending. An event that arrives in order lands at
-        # the end (a bisect and an append); a late one is a bisect and a move inside one chunk.
-        self._order = SortedKeys()
-        # binary CID -> (CID, clock, value)
-        self._events: dict[bytes, tuple[CID, int, Any]] = {}
+    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+        super().__init__(options, space)
+        self._feed = self._table("feed")
+        self._cids = self._table("cids")
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
@@ -55,29 +65,37 @@ class EventsStore(Store):
         except InvalidOperation:
             return False
         raw = entry.cid.bytes
-        if raw not in self._events:
-            self._events[raw] = (entry.cid, entry.clock, value)
-            self._order.add((entry.clock, raw))
+        # A CID fixes its entry's clock, so the feed key alone tells whether the event is in.
+        key = _pack_clock(entry.clock) + raw
+        if self._feed.get(key) is None:
+            self._feed.put(key, [value])
+            self._cids.put(raw, entry.clock)
+            add_to_count(self._meta, _COUNT, 1)
         return True
 
     def __len__(self) -> int:
-        return len(self._events)
+        return read_count(self._meta, _COUNT)
 
     def __contains__(self, cid: object) -> bool:
-        return isinstance(cid, CID) and cid.bytes in self._events
+        return isinstance(cid, CID) and self._cids.get(cid.bytes) is not None
 
     def get(self, cid: CID) -> Any:
         """The value of the event ``cid``; :class:`KeyError` if the feed has no such event."""
-        return self._events[cid.bytes][2]
+        clock = self._cids.get(cid.bytes) if isinstance(cid, CID) else None
+        if clock is None:
+            raise KeyError(cid)
+        row = self._feed.get(_pack_clock(clock) + cid.bytes)
+        assert row is not None, "events.cids and events.feed disagree"
+        return row[0]
 
     def __iter__(self) -> Iterator[tuple[CID, Any]]:
         return self.iter()
 
-    def _position(self, cid: CID) -> tuple[int, bytes]:
-        found = self._events.get(cid.bytes) if isinstance(cid, CID) else None
-        if found is None:
+    def _position(self, cid: CID) -> bytes:
+        clock = self._cids.get(cid.bytes) if isinstance(cid, CID) else None
+        if clock is None:
             raise InvalidQuery(f"{cid} is not an event of this feed")
-        return found[1], cid.bytes
+        return _pack_clock(clock) + cid.bytes
 
     def iter(
         self,
@@ -94,8 +112,8 @@ class EventsStore(Store):
 
         ``gt``/``gte`` and ``lt``/``lte`` bound the range by the CIDs of events in the feed
         (exclusive/inclusive); ``limit`` caps how many are yielded. Only the events yielded are
-        touched. Raises :class:`~crdt.errors.InvalidQuery` for a bound that is not an event here,
-        two lower or two upper bounds, or a negative limit.
+        read (and one row per bound). Raises :class:`~crdt.errors.InvalidQuery` for a bound that
+        is not an event here, two lower or two upper bounds, or a negative limit.
         """
         if gt is not None and gte is not None:
             raise InvalidQuery("give gt or gte, not both")
@@ -103,31 +121,29 @@ class EventsStore(Store):
             raise InvalidQuery("give lt or lte, not both")
         if limit is not None and (type(limit) is not int or limit < 0):
             raise InvalidQuery(f"limit must be a non-negative integer, not {limit!r}")
+        # Keys are all distinct and none is a prefix of another: ``key + 00`` is the smallest
+        # byte string after ``key``, so it turns an exclusive bound into an inclusive one.
         low = None
         if gt is not None:
-            low = (self._position(gt), False)
+            low = self._position(gt) + b"\x00"
         elif gte is not None:
-            low = (self._position(gte), True)
+            low = self._position(gte)
         high = None
         if lt is not None:
-            high = (self._position(lt), False)
+            high = self._position(lt)
         elif lte is not None:
-            high = (self._position(lte), True)
+            high = self._position(lte) + b"\x00"
         return self._walk(low, high, not forward, limit)
 
     def _walk(
-        self,
-        low: tuple[Any, bool] | None,
-        high: tuple[Any, bool] | None,
-        reverse: bool,
-        limit: int | None,
+        self, low: bytes | None, high: bytes | None, reverse: bool, limit: int | None
     ) -> Iterator[tuple[CID, Any]]:
-        events = self._events
-        for _clock, raw in islice(self._order.irange(low, high, reverse=reverse), limit):
-            cid, _, value = events[raw]
-            yield cid, value
+        for key, row in self._feed.range(low, high, reverse=reverse, limit=limit):
+            yield _parse_cid(key[8:]), row[0]
 
     def state(self) -> list[list[Any]]:
         """``[[clock, cid, value], ...]`` in total order."""
-        events = self._events
-        return [[clock, events[raw][0], events[raw][2]] for clock, raw in self._order]
+        return [
+            [_unpack_clock(key)[0], _parse_cid(key[8:]), row[0]]
+            for key, row in self._feed.range()
+        ]

@@ -4,23 +4,29 @@ Ops: ``{"op": "put", "key": <str>, "value": <any IPLD value>}`` and ``{"op": "de
 For each key the op of the entry greatest in the log's total order ``(clock, binary CID)`` wins,
 whatever order entries arrive in; a winning del leaves a tombstone (kept, so that an older put
 arriving late cannot bring the key back).
+
+Tables (see :mod:`crdt.stores.base`):
+
+- ``keyvalue.keys``: the key's UTF-8 bytes (so key order is code point order) -> the winning op,
+  ``[clock, binary CID, value]`` for a put, ``[clock, binary CID]`` for a del (a tombstone);
+- ``keyvalue.meta``: ``b"live"`` -> the number of live keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
 from crdt.errors import InvalidOperation
 from crdt.ipld.cid import CID
-from crdt.stores.base import Store
+from crdt.space import Space
+from crdt.stores.base import Store, add_to_count, read_count
 
 __all__ = ["KeyValueStore"]
 
-#: The op deciding a key: (clock, binary CID, CID, live (a put), value). A plain tuple:
-#: building a NamedTuple costs several times more, once per applied entry.
-_Winner = tuple[int, bytes, CID, bool, Any]
+_LIVE: Final = b"live"
+_parse_cid = CID.parse
 
 
 def _read_op(payload: Any) -> tuple[str, bool, Any]:
@@ -43,16 +49,24 @@ def _read_op(payload: Any) -> tuple[str, bool, Any]:
     return key, is_put, payload.get("value")
 
 
+def _key(key: str) -> bytes:
+    # "surrogatepass": a string out of a decoded block is valid Unicode, but one built in Python
+    # need not be; its surrogates still encode in code point order.
+    return key.encode("utf-8", "surrogatepass")
+
+
+def _unkey(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
 class KeyValueStore(Store):
     """A last-writer-wins register per string key."""
 
     type_name: ClassVar[str] = "keyvalue"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
-        # key -> the winning op so far, put or del (a del's entry is the tombstone).
-        self._winners: dict[str, _Winner] = {}
-        self._live = 0
+    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+        super().__init__(options, space)
+        self._keys = self._table("keys")
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
@@ -63,60 +77,63 @@ class KeyValueStore(Store):
             key, is_put, value = _read_op(entry.payload)
         except InvalidOperation:
             return False
-        clock, raw = entry.clock, entry.cid.bytes
-        old = self._winners.get(key)
+        clock, raw, k = entry.clock, entry.cid.bytes, _key(key)
+        old = self._keys.get(k)
+        delta = 1 if is_put else 0
         if old is not None:
             # The max of a set does not depend on the order its members came in, and an entry
             # seen again is not greater than itself: this comparison is the whole CRDT.
             if (old[0], old[1]) >= (clock, raw):
                 return True
-            self._live -= old[3]
-        self._winners[key] = (clock, raw, entry.cid, is_put, value)
-        self._live += is_put
+            delta -= len(old) == 3
+        self._keys.put(k, [clock, raw, value] if is_put else [clock, raw])
+        if delta:
+            add_to_count(self._meta, _LIVE, delta)
         return True
 
     def __len__(self) -> int:
-        return self._live
+        return read_count(self._meta, _LIVE)
+
+    def _live(self, key: object) -> list[Any] | None:
+        row = self._keys.get(_key(key)) if type(key) is str else None
+        return row if row is not None and len(row) == 3 else None
 
     def __contains__(self, key: object) -> bool:
-        winner = self._winners.get(key) if type(key) is str else None
-        return winner is not None and winner[3]
+        return self._live(key) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is absent or deleted."""
-        winner = self._winners.get(key)
-        if winner is None or not winner[3]:
-            return default
-        return winner[4]
+        row = self._live(key)
+        return default if row is None else row[2]
 
     def __getitem__(self, key: str) -> Any:
-        winner = self._winners.get(key)
-        if winner is None or not winner[3]:
+        row = self._live(key)
+        if row is None:
             raise KeyError(key)
-        return winner[4]
+        return row[2]
 
     def keys(self) -> list[str]:
         """The live keys, sorted (by code point)."""
-        return sorted(k for k, w in self._winners.items() if w[3])
+        return [_unkey(k) for k, row in self._keys.range() if len(row) == 3]
 
     def items(self) -> list[tuple[str, Any]]:
         """``(key, value)`` of the live keys, sorted by key."""
-        return sorted((k, w[4]) for k, w in self._winners.items() if w[3])
+        return [(_unkey(k), row[2]) for k, row in self._keys.range() if len(row) == 3]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def winner(self, key: str) -> tuple[int, CID] | None:
         """``(clock, entry CID)`` of the op that decides ``key`` (a put or a del), if any."""
-        found = self._winners.get(key)
-        return None if found is None else (found[0], found[2])
+        row = self._keys.get(_key(key)) if type(key) is str else None
+        return None if row is None else (row[0], _parse_cid(row[1]))
 
     def state(self) -> dict[str, dict[str, Any]]:
         """``{key: {"clock", "entry", "value"}}``; a deleted key has no ``"value"``."""
         out: dict[str, dict[str, Any]] = {}
-        for key, (clock, _raw, cid, live, value) in self._winners.items():
-            item: dict[str, Any] = {"clock": clock, "entry": cid}
-            if live:
-                item["value"] = value
-            out[key] = item
+        for k, row in self._keys.range():
+            item: dict[str, Any] = {"clock": row[0], "entry": _parse_cid(row[1])}
+            if len(row) == 3:
+                item["value"] = row[2]
+            out[_unkey(k)] = item
         return out

@@ -9,21 +9,42 @@ one) carries a tag the remove does not name, so it survives: add wins.
 Values are identified by their canonical DAG-CBOR encoding, so equal values are one member
 whatever their Python form, and members sort by it. Every structure here only grows (tags added,
 tags cancelled), so the order of ops does not matter, and a repeated op adds nothing new.
+
+Tables (see :mod:`crdt.stores.base`), keyed by ``enc``, a value's DAG-CBOR encoding (a CBOR item
+is self-delimiting, so no encoding is a prefix of another and ``enc + ...`` keys of one value
+form one byte range):
+
+- ``set.values``: ``enc`` -> ``0``, every value some well-formed op named (what
+  :meth:`SetStore.state` lists);
+- ``set.members``: ``enc`` -> ``0``, the members (values with an uncancelled add tag);
+- ``set.tags``: ``enc + 01 + binary CID`` -> ``0`` for an uncancelled add tag, and
+  ``enc + 02 + binary CID`` -> ``1`` for a cancelled add tag, ``0`` for a tag a remove named
+  before (or without) its add arrived. A tag is under one of the two at most, so
+  :meth:`SetStore.tags_for` reads only uncancelled tags;
+- ``set.meta``: ``b"live"`` -> the number of members.
+
+Values come back by decoding their ``enc`` key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
 from crdt.errors import DagCborEncodeError, InvalidOperation
 from crdt.ipld.cid import CID
-from crdt.ipld.dagcbor import encode
-from crdt.stores.base import Store
+from crdt.ipld.dagcbor import decode, encode
+from crdt.space import Space
+from crdt.stores.base import Store, add_to_count, read_count
 
 __all__ = ["SetStore"]
 
+_LIVE: Final = b"live"
+_LIVE_TAG: Final = b"\x01"
+_CANCELLED: Final = b"\x02"
+_AFTER: Final = b"\x03"
+_parse_cid = CID.parse
 
 
 def _read_op(payload: Any) -> tuple[Any, list[CID] | None]:
@@ -56,13 +77,11 @@ class SetStore(Store):
 
     type_name: ClassVar[str] = "set"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        super().__init__(options)
-        # All keyed by the value's encoding.
-        self._values: dict[bytes, Any] = {}
-        self._adds: dict[bytes, set[CID]] = {}  # every add tag seen
-        self._removed: dict[bytes, set[CID]] = {}  # every tag a remove of that value named
-        self._live: dict[bytes, set[CID]] = {}  # adds minus removed; present iff non-empty
+    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+        super().__init__(options, space)
+        self._values = self._table("values")
+        self._members = self._table("members")
+        self._tags = self._table("tags")
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
@@ -72,40 +91,65 @@ class SetStore(Store):
     def apply(self, entry: Entry) -> bool:
         try:
             value, tags = _read_op(entry.payload)
-            key = _encode(value)
+            enc = _encode(value)
         except InvalidOperation:
             return False
-        self._values.setdefault(key, value)
-        removed = self._removed.get(key)
         if tags is None:
-            tag = entry.cid
-            self._adds.setdefault(key, set()).add(tag)
-            if removed is None or tag not in removed:
-                self._live.setdefault(key, set()).add(tag)
-            return True
-        # A remove cancels only adds of its own value: tags naming anything else are inert.
-        if removed is None:
-            removed = self._removed[key] = set()
-        removed.update(tags)
-        live = self._live.get(key)
-        if live is not None:
-            live.difference_update(tags)
-            if not live:
-                del self._live[key]
+            self._add(enc, entry.cid.bytes)
+        else:
+            self._remove(enc, tags)
         return True
 
+    def _add(self, enc: bytes, tag: bytes) -> None:
+        table = self._tags
+        cancelled = enc + _CANCELLED + tag
+        seen = table.get(cancelled)
+        if seen is not None:
+            # A remove named this tag first: the add is cancelled as it arrives.
+            if seen == 0:
+                table.put(cancelled, 1)
+            return
+        live = enc + _LIVE_TAG + tag
+        if table.get(live) is not None:
+            return  # seen before
+        table.put(live, 0)
+        if self._members.get(enc) is None:
+            self._members.put(enc, 0)
+            self._values.put(enc, 0)
+            add_to_count(self._meta, _LIVE, 1)
+
+    def _remove(self, enc: bytes, tags: list[CID]) -> None:
+        # A remove cancels only adds of its own value: tags naming anything else are inert.
+        table = self._tags
+        self._values.put(enc, 0)
+        dropped = False
+        for tag in tags:
+            raw = tag.bytes
+            cancelled = enc + _CANCELLED + raw
+            if table.delete(enc + _LIVE_TAG + raw):
+                table.put(cancelled, 1)
+                dropped = True
+            elif table.get(cancelled) is None:
+                table.put(cancelled, 0)
+        if dropped and not any(True for _ in self._live_tags(enc, limit=1)):
+            self._members.delete(enc)
+            add_to_count(self._meta, _LIVE, -1)
+
+    def _live_tags(self, enc: bytes, limit: int | None = None) -> Iterator[tuple[bytes, Any]]:
+        return self._tags.range(enc + _LIVE_TAG, enc + _CANCELLED, limit=limit)
+
     def __len__(self) -> int:
-        return len(self._live)
+        return read_count(self._meta, _LIVE)
 
     def __contains__(self, value: object) -> bool:
         try:
-            return encode(value) in self._live
+            return self._members.get(encode(value)) is not None
         except DagCborEncodeError:
             return False
 
     def values(self) -> list[Any]:
         """The members, sorted by their DAG-CBOR encoding."""
-        return [self._values[key] for key in sorted(self._live)]
+        return [decode(enc) for enc, _ in self._members.range()]
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.values())
@@ -113,21 +157,30 @@ class SetStore(Store):
     def tags_for(self, value: Any) -> list[CID]:
         """The uncancelled add tags of ``value``, ascending: what a remove of it must name."""
         try:
-            key = encode(value)
+            enc = encode(value)
         except DagCborEncodeError:
             return []
-        return sorted(self._live.get(key, ()))
+        start = len(enc) + 1
+        return [_parse_cid(key[start:]) for key, _ in self._live_tags(enc)]
 
     def state(self) -> list[dict[str, Any]]:
         """``[{"value", "adds": [cid, ...], "removed": [cid, ...]}, ...]`` sorted by the value's
         encoding, for every value ever added or removed; tags ascending."""
         out: list[dict[str, Any]] = []
-        for key in sorted(self._values):
+        tags = self._tags
+        for enc, _ in self._values.range():
+            start = len(enc) + 1
+            adds = [key[start:] for key, _ in self._live_tags(enc)]
+            removed = []
+            for key, added in tags.range(enc + _CANCELLED, enc + _AFTER):
+                removed.append(key[start:])
+                if added:
+                    adds.append(key[start:])
             out.append(
                 {
-                    "value": self._values[key],
-                    "adds": sorted(self._adds.get(key, ())),
-                    "removed": sorted(self._removed.get(key, ())),
+                    "value": decode(enc),
+                    "adds": [_parse_cid(t) for t in sorted(adds)],
+                    "removed": [_parse_cid(t) for t in removed],
                 }
             )
         return out

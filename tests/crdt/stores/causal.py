@@ -16,6 +16,7 @@ from typing import Any
 from crdt.entry import Entry, create_entry
 from crdt.identity import Keypair
 from crdt.ipld import CID
+from crdt.space import Space
 from crdt.stores import Store, open_store
 
 WRITERS = [Keypair.from_seed(bytes([40 + i]) * 32) for i in range(3)]
@@ -122,9 +123,14 @@ def causal_order(rng: random.Random, entries: Sequence[Entry]) -> list[Entry]:
     return out
 
 
-def fold(store_type: str, entries: Iterable[Entry], options: dict[str, Any] | None = None) -> Store:
-    """A new store with ``entries`` applied in the order given."""
-    store = open_store(store_type, options)
+def fold(
+    store_type: str,
+    entries: Iterable[Entry],
+    options: dict[str, Any] | None = None,
+    space: Space | None = None,
+) -> Store:
+    """A new store (over ``space``, if given) with ``entries`` applied in the order given."""
+    store = open_store(store_type, options, space)
     for e in entries:
         store.apply(e)
     return store

@@ -16,8 +16,8 @@ def inc(by):
     return {"op": "inc", "by": by}
 
 
-def test_increments_and_decrements_per_author():
-    store = CounterStore()
+def test_increments_and_decrements_per_author(make_space):
+    store = CounterStore(space=make_space())
     a = chain([inc(5), inc(-2), inc(0)], WRITERS[0])
     b = chain([inc(-10)], WRITERS[1])
     for e in a + b:
@@ -30,8 +30,8 @@ def test_increments_and_decrements_per_author():
     assert store.value == -7
 
 
-def test_totals_beyond_64_bits_stay_encodable_and_canonical():
-    store = CounterStore()
+def test_totals_beyond_64_bits_stay_encodable_and_canonical(make_space):
+    store = CounterStore(space=make_space())
     for e in chain([inc(2**53)] * 2049, WRITERS[0]):
         store.apply(e)
     assert store.value == 2049 * 2**53 > 2**64
@@ -39,8 +39,8 @@ def test_totals_beyond_64_bits_stay_encodable_and_canonical():
     encode(store.state())
 
 
-def test_the_extremes_of_a_step_are_accepted():
-    store = CounterStore()
+def test_the_extremes_of_a_step_are_accepted(make_space):
+    store = CounterStore(space=make_space())
     assert store.apply(entry(inc(2**53)))
     assert store.apply(entry(inc(-(2**53)), writer=WRITERS[1]))
     assert store.value == 0
@@ -48,10 +48,10 @@ def test_the_extremes_of_a_step_are_accepted():
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 40))
-def test_value_is_the_sum_of_the_well_formed_steps(seed, size):
+def test_value_is_the_sum_of_the_well_formed_steps(seed, size, make_space):
     rng = random.Random(seed)
     entries = random_history(rng, "counter", size)
-    store = CounterStore()
+    store = CounterStore(space=make_space())
     for e in causal_order(rng, entries):
         store.apply(e)
     steps = [e for e in entries if CounterStore().apply(e)]

@@ -21,6 +21,7 @@ from tests.crdt.stores.causal import (
     total_order,
     unsigned_entry,
 )
+from tests.crdt.stores.spaces import CountingSpace
 
 MISSING = object()
 
@@ -33,8 +34,8 @@ def delete(doc_id):
     return {"op": "del", "id": doc_id}
 
 
-def _fold(entries, options=None):
-    store = DocumentsStore(OPTIONS["documents"] if options is None else options)
+def _fold(entries, options=None, space=None):
+    store = DocumentsStore(OPTIONS["documents"] if options is None else options, space)
     for e in entries:
         store.apply(e)
     return store
@@ -73,8 +74,8 @@ def scan(docs, index_by, field, eq=MISSING, gt=MISSING, gte=MISSING, lt=MISSING,
     return [doc for _, _, doc in hits][:limit]
 
 
-def test_put_get_overwrite_delete_and_the_index_follows():
-    store = DocumentsStore({"indexes": ["age", "address.city"]})
+def test_put_get_overwrite_delete_and_the_index_follows(make_space):
+    store = DocumentsStore({"indexes": ["age", "address.city"]}, make_space())
     a1 = entry(put({"_id": "ann", "age": 30, "address": {"city": "Oslo"}}))
     b = entry(put({"_id": "bob", "age": 25}), [a1])
     a2 = entry(put({"_id": "ann", "age": 41, "address": {"city": "Rome"}}), [b])
@@ -101,16 +102,16 @@ def test_put_get_overwrite_delete_and_the_index_follows():
     ]
 
 
-def test_ids_may_be_integers_or_strings_and_sort_numbers_first():
-    store = _fold(chain([put({"_id": i}) for i in ["b", 10, "10", 2, -1, "a"]]))
+def test_ids_may_be_integers_or_strings_and_sort_numbers_first(make_space):
+    store = _fold(chain([put({"_id": i}) for i in ["b", 10, "10", 2, -1, "a"]]), None, make_space())
     assert list(store.ids()) == [-1, 2, 10, "10", "a", "b"]
     assert [d["_id"] for d in store.docs()] == [-1, 2, 10, "10", "a", "b"]
     assert 10 in store and "10" in store and 10.0 not in store and True not in store
     assert store.get(1.5) is None
 
 
-def test_a_custom_id_field():
-    store = open_store("documents", {"indexBy": "key", "indexes": ["n"]})
+def test_a_custom_id_field(make_space):
+    store = open_store("documents", {"indexBy": "key", "indexes": ["n"]}, make_space())
     assert store.apply(entry(put({"key": "k1", "n": 1, "_id": "ignored"})))
     assert not store.apply(entry(put({"_id": "no key"})))
     DocumentsStore.check_op(put({"key": 5}), {"indexBy": "key"})
@@ -119,8 +120,8 @@ def test_a_custom_id_field():
     assert store.get("k1")["n"] == 1 and store.query("key", eq="k1")[0]["n"] == 1
 
 
-def test_an_id_field_with_a_dot_is_a_top_level_field():
-    store = DocumentsStore({"indexBy": "meta.id", "indexes": ["meta.n"]})
+def test_an_id_field_with_a_dot_is_a_top_level_field(make_space):
+    store = DocumentsStore({"indexBy": "meta.id", "indexes": ["meta.n"]}, make_space())
     assert store.apply(entry(put({"meta.id": "x", "meta": {"id": "not this", "n": 4}})))
     assert list(store.ids()) == ["x"] and store.query("meta.id", eq="x")[0]["meta"]["n"] == 4
     assert [d["meta.id"] for d in store.query("meta.n", gt=3)] == ["x"]
@@ -141,9 +142,9 @@ def test_bad_options_and_queries_are_refused():
         store.query("n", eq=object())
 
 
-def test_queries_compare_numbers_across_int_and_float_and_kinds_in_a_fixed_order():
+def test_queries_compare_numbers_across_int_and_float_and_kinds_in_a_fixed_order(make_space):
     docs = [{"_id": i, "v": v} for i, v in enumerate([1, 1.0, 1.5, "1", None, True, [1], b"1"])]
-    store = _fold(chain([put(d) for d in docs]), {"indexes": ["v"]})
+    store = _fold(chain([put(d) for d in docs]), {"indexes": ["v"]}, make_space())
     assert [d["_id"] for d in store.query("v", eq=1)] == [0, 1]
     assert [d["_id"] for d in store.query("v", gt=1)] == [2, 3, 7, 6]
     assert [d["_id"] for d in store.query("v", eq=None)] == [4]
@@ -151,30 +152,37 @@ def test_queries_compare_numbers_across_int_and_float_and_kinds_in_a_fixed_order
     assert [d["_id"] for d in store.query("v", reverse=True, limit=2)] == [6, 7]
 
 
-def test_filter_scans_in_id_order():
-    store = _fold(chain([put({"_id": i, "n": i % 3}) for i in range(10)]), {})
+def test_filter_scans_in_id_order(make_space):
+    store = _fold(chain([put({"_id": i, "n": i % 3}) for i in range(10)]), {}, make_space())
     assert [d["_id"] for d in store.filter(lambda d: d["n"] == 1)] == [1, 4, 7]
     assert [d["_id"] for d in store.filter(lambda d: d["n"] == 1, limit=2)] == [1, 4]
     assert store.filter(lambda d: True, limit=0) == []
 
 
 def test_a_query_reads_only_the_documents_it_returns():
-    class CountingDict(dict):
-        reads = 0
-
-        def __getitem__(self, key):
-            CountingDict.reads += 1
-            return super().__getitem__(key)
-
-    store = DocumentsStore({"indexes": ["n"]})
+    space = CountingSpace()
+    store = DocumentsStore({"indexes": ["n"]}, space)
     for i in range(20_000):
         store.apply(unsigned_entry(put({"_id": i, "n": (i * 7919) % 20_000}), 1, i))
-    store._winners = CountingDict(store._winners)
+    space.reset()
     assert [d["n"] for d in store.query("n", gte=100, limit=10)] == list(range(100, 110))
+    assert space.reads == 10 + 10  # ten index rows, ten documents
+    space.reset()
     assert [d["n"] for d in store.query("n", eq=5)] == [5]
-    assert CountingDict.reads == 11
+    assert space.reads == 2
+    space.reset()
+    by_n = {(i * 7919) % 20_000: i for i in range(20_000)}
+    assert list(store.query_ids("n", lt=3, reverse=True)) == [by_n[2], by_n[1], by_n[0]]
+    assert space.reads == 3  # ids come from the index alone
+    space.reset()
+    assert [d["_id"] for d in store.query("_id", gt=100, limit=5)] == [101, 102, 103, 104, 105]
+    assert space.reads == 5  # the id field's index is the documents table itself
+    space.reset()
+    assert store.get(7)["_id"] == 7 and 8 in store and len(store) == 20_000
+    assert space.reads == 3 and space.counts["len"] == 0
+    space.reset()
     store.filter(lambda d: False)
-    assert CountingDict.reads == 11 + 20_000
+    assert space.reads == 20_000
 
 
 fields = st.sampled_from(["_id", "n", "tag", "a.b"])
@@ -185,10 +193,10 @@ probe = st.sampled_from(
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 40), data=st.data())
-def test_index_queries_equal_a_scan_of_the_visible_documents(seed, size, data):
+def test_index_queries_equal_a_scan_of_the_visible_documents(seed, size, data, make_space):
     rng = random.Random(seed)
     entries = random_history(rng, "documents", size)
-    store = _fold(causal_order(rng, entries))
+    store = _fold(causal_order(rng, entries), None, make_space())
     # The visible documents are the fold in total order.
     model: dict[object, dict] = {}
     for e in total_order(entries):
@@ -220,10 +228,11 @@ def test_index_queries_equal_a_scan_of_the_visible_documents(seed, size, data):
 
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), ops=st.integers(1, 200))
-def test_indexes_survive_many_overwrites_and_deletes(seed, ops):
+def test_indexes_survive_many_overwrites_and_deletes(seed, ops, make_space):
     # Unsigned entries (stores do not verify), so the histories can be long and churn hard.
     rng = random.Random(seed)
-    store = DocumentsStore(OPTIONS["documents"])
+    space = make_space()
+    store = DocumentsStore(OPTIONS["documents"], space)
     model: dict[object, tuple] = {}
     for n in range(ops):
         doc_id = rng.choice([0, 1, 2, "x", "y"])
@@ -241,4 +250,6 @@ def test_indexes_survive_many_overwrites_and_deletes(seed, ops):
     live = [doc for _, doc in model.values() if doc is not None]
     for field in ("_id", "n", "tag", "a.b"):
         assert store.query(field) == scan(live, "_id", field)
-        assert len(store._index[field]) == len(scan(live, "_id", field))
+        table = "documents.docs" if field == "_id" else f"documents.index.{field}"
+        assert len(space.table(table)) == len(scan(live, "_id", field))
+    assert len(space.table("documents.deleted")) == sum(doc is None for _, doc in model.values())

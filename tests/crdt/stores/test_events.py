@@ -19,6 +19,7 @@ from tests.crdt.stores.causal import (
     total_order,
     unsigned_entry,
 )
+from tests.crdt.stores.spaces import CountingSpace
 
 seeds = st.integers(0, 2**32 - 1)
 
@@ -27,9 +28,9 @@ def _events(entries):
     return [e for e in total_order(entries) if EventsStore().apply(e)]
 
 
-def test_a_feed_in_order():
+def test_a_feed_in_order(make_space):
     entries = chain([{"op": "add", "value": i} for i in range(5)])
-    store = EventsStore()
+    store = EventsStore(space=make_space())
     for e in reversed(entries):  # even backwards
         assert store.apply(e)
     assert list(store) == [(e.cid, i) for i, e in enumerate(entries)]
@@ -44,10 +45,10 @@ def test_a_feed_in_order():
     assert store.state() == [[e.clock, e.cid, i] for i, e in enumerate(entries)]
 
 
-def test_concurrent_events_sort_by_cid_within_a_clock():
+def test_concurrent_events_sort_by_cid_within_a_clock(make_space):
     root = entry({"op": "add", "value": "root"})
     branches = [entry({"op": "add", "value": w.did[-4:]}, [root], w) for w in WRITERS]
-    store = EventsStore()
+    store = EventsStore(space=make_space())
     for e in [root, *branches]:
         store.apply(e)
     expected = [root, *sorted(branches, key=lambda e: e.cid.bytes)]
@@ -56,10 +57,10 @@ def test_concurrent_events_sort_by_cid_within_a_clock():
 
 @settings(max_examples=150, deadline=None)
 @given(seed=seeds, size=st.integers(0, 40))
-def test_the_order_is_the_total_order_whatever_the_arrival_order(seed, size):
+def test_the_order_is_the_total_order_whatever_the_arrival_order(seed, size, make_space):
     rng = random.Random(seed)
     entries = random_history(rng, "events", size)
-    store = EventsStore()
+    store = EventsStore(space=make_space())
     for e in causal_order(rng, entries):
         store.apply(e)
     expected = [(e.cid, e.payload["value"]) for e in _events(entries)]
@@ -69,10 +70,10 @@ def test_the_order_is_the_total_order_whatever_the_arrival_order(seed, size):
 
 @settings(max_examples=150, deadline=None)
 @given(seed=seeds, size=st.integers(1, 30), data=st.data())
-def test_ranges_match_slicing_the_feed(seed, size, data):
+def test_ranges_match_slicing_the_feed(seed, size, data, make_space):
     rng = random.Random(seed)
     entries = random_history(rng, "events", size)
-    store = EventsStore()
+    store = EventsStore(space=make_space())
     for e in causal_order(rng, entries):
         store.apply(e)
     feed = [(e.cid, e.payload["value"]) for e in _events(entries)]
@@ -99,9 +100,9 @@ def test_ranges_match_slicing_the_feed(seed, size, data):
     assert list(store.iter(forward=forward, limit=limit, **kwargs)) == expected
 
 
-def test_bad_ranges_are_refused():
+def test_bad_ranges_are_refused(make_space):
     entries = chain([{"op": "add", "value": i} for i in range(3)])
-    store = EventsStore()
+    store = EventsStore(space=make_space())
     for e in entries:
         store.apply(e)
     stranger = entry({"op": "add", "value": "not applied"}, writer=WRITERS[1])
@@ -120,20 +121,19 @@ def test_bad_ranges_are_refused():
 
 
 def test_a_limited_read_touches_only_what_it_returns():
-    class CountingDict(dict):
-        reads = 0
-
-        def __getitem__(self, key):
-            CountingDict.reads += 1
-            return super().__getitem__(key)
-
-    store = EventsStore()
+    space = CountingSpace()
+    store = EventsStore(space=space)
     entries = [unsigned_entry({"op": "add", "value": n}, n + 1, n) for n in range(30_000)]
     for e in entries[::-1]:
         store.apply(e)
-    store._events = CountingDict(store._events)
+    space.reset()
     newest = list(store.iter(forward=False, limit=10))
     assert [v for _, v in newest] == list(range(29_999, 29_989, -1))
+    assert space.reads == 10
+    space.reset()
     middle = list(store.iter(gt=entries[15_000].cid, limit=3))
     assert [v for _, v in middle] == [15_001, 15_002, 15_003]
-    assert CountingDict.reads == 13
+    assert space.reads == 1 + 3  # the bound's position, then the events
+    space.reset()
+    assert store.get(entries[7].cid) == 7 and entries[8].cid in store and len(store) == 30_000
+    assert space.reads == 2 + 1 + 1 and space.counts["len"] == 0

@@ -27,8 +27,8 @@ def delete(key):
     return {"op": "del", "key": key}
 
 
-def test_put_get_delete():
-    store = KeyValueStore()
+def test_put_get_delete(make_space):
+    store = KeyValueStore(space=make_space())
     a = entry(put("a", 1))
     b = entry(put("b", {"x": [1]}), [a])
     c = entry(delete("a"), [b])
@@ -49,34 +49,34 @@ def test_put_get_delete():
     assert 1 not in store
 
 
-def test_concurrent_puts_the_greater_cid_wins_on_every_replica():
+def test_concurrent_puts_the_greater_cid_wins_on_every_replica(make_space):
     root = entry(put("k", "root"))
     left = entry(put("k", "left"), [root], WRITERS[1])
     right = entry(put("k", "right"), [root], WRITERS[2])
     winner = max(left, right, key=order_key)
     for order in ([root, left, right], [root, right, left]):
-        store = KeyValueStore()
+        store = KeyValueStore(space=make_space())
         for e in order:
             store.apply(e)
         assert store.get("k") == winner.payload["value"]
 
 
-def test_a_later_clock_wins_over_a_greater_cid():
+def test_a_later_clock_wins_over_a_greater_cid(make_space):
     root = entry(put("other", 0))
     deep = entry(put("k", "deep"), [entry(put("x", 0), [root])])  # clock 3
     shallow = entry(put("k", "shallow"), [root], WRITERS[1])  # clock 2, concurrent
     for order in ([deep, shallow], [shallow, deep]):
-        store = KeyValueStore()
+        store = KeyValueStore(space=make_space())
         for e in order:
             store.apply(e)
         assert store.get("k") == "deep"
 
 
-def test_a_winning_delete_is_a_tombstone_that_late_older_puts_cannot_undo():
+def test_a_winning_delete_is_a_tombstone_that_late_older_puts_cannot_undo(make_space):
     root = entry(put("k", 1))
     gone = entry(delete("k"), [entry(put("y", 2), [root])])
     late = entry(put("k", "concurrent but older"), [root], WRITERS[1])
-    store = KeyValueStore()
+    store = KeyValueStore(space=make_space())
     for e in (root, gone, late):
         store.apply(e)
     assert "k" not in store and store.winner("k") == (gone.clock, gone.cid)
@@ -85,18 +85,18 @@ def test_a_winning_delete_is_a_tombstone_that_late_older_puts_cannot_undo():
     assert store.get("k") == "back"
 
 
-def test_put_none_is_not_a_delete():
-    store = KeyValueStore()
+def test_put_none_is_not_a_delete(make_space):
+    store = KeyValueStore(space=make_space())
     store.apply(entry(put("k", None)))
     assert "k" in store and store.get("k", "default") is None and len(store) == 1
 
 
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), size=st.integers(0, 40))
-def test_state_is_the_fold_in_total_order(seed, size):
+def test_state_is_the_fold_in_total_order(seed, size, make_space):
     rng = random.Random(seed)
     entries = random_history(rng, "keyvalue", size)
-    store = KeyValueStore()
+    store = KeyValueStore(space=make_space())
     for e in causal_order(rng, entries):
         store.apply(e)
     model: dict[str, object] = {}

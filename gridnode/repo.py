@@ -1,0 +1,262 @@
+"""A node's data directory: its key, its config and its SQLite file, and the databases in it.
+
+This is the synchronous core the CLI uses directly and the running node reaches through a worker
+thread. Every write is one SQLite transaction: entries, blocks, heads and store state commit
+together or not at all, and a call returns only once its transaction is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from crdt.database import Database
+from crdt.entry import Entry, decode_entry
+from crdt.errors import GridnodeError, InvalidCar, InvalidCID, InvalidManifest
+from crdt.identity import Keypair
+from crdt.ipld.car import car_section_bytes, car_v1_header_bytes, iter_blocks, read_header
+from crdt.ipld.cid import CID
+from crdt.manifest import PUBLIC, Manifest, create_manifest, decode_manifest, parse_address
+from crdt.stores import Store
+from gridnode.config import Config, load_config, write_default_config
+from gridnode.keystore import load_or_create_key
+from gridnode.storage import DB_FILE, SqliteStore
+
+__all__ = ["ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class UnknownDatabase(GridnodeError, LookupError):
+    """No database with that address in this data directory."""
+
+
+@dataclass
+class ImportReport:
+    """What a join of outside blocks (a CAR import, a sync batch) did."""
+
+    address: str = ""
+    applied: int = 0
+    duplicates: int = 0
+    pending: int = 0
+    #: ``(cid text, reason)`` for every block refused.
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+class StoredDatabase:
+    """One database of a :class:`Repo`: a crdt :class:`~crdt.database.Database` on SQLite."""
+
+    def __init__(self, repo: Repo, manifest: Manifest) -> None:
+        self.repo = repo
+        self.manifest = manifest
+        self.address = manifest.address
+        self._db = self._open()
+
+    def _open(self) -> Database:
+        return Database(self.manifest, space=self.repo.sql.space(self.address))
+
+    def _transaction(self, work: Callable[[Database], T]) -> T:
+        try:
+            with self.repo.sql.transaction():
+                return work(self._db)
+        except BaseException:
+            # The rollback undid the disk; drop the in-memory caches that saw the same changes.
+            self._db = self._open()
+            raise
+
+    @property
+    def store(self) -> Store:
+        """The store, for reads (queries are answered from the materialised state)."""
+        return self._db.store
+
+    @property
+    def heads(self) -> tuple[CID, ...]:
+        return self._db.log.heads
+
+    def __len__(self) -> int:
+        return len(self._db.log)
+
+    def digest(self) -> bytes:
+        return self._db.digest()
+
+    def entries(self) -> Iterator[Entry]:
+        """Applied entries in the total order."""
+        for cid in self._db.log.order_cids():
+            entry = self._db.log.get(cid)
+            assert entry is not None
+            yield entry
+
+    def may_write(self, did: str | None = None) -> bool:
+        return self._db.log.access.may_write(did or self.repo.keypair.did)
+
+    def write(self, payload: Any) -> Entry:
+        """Sign and apply one operation with the node key; durable when this returns."""
+        return self.write_many([payload])[0]
+
+    def write_many(self, payloads: Iterable[Any], keypair: Keypair | None = None) -> list[Entry]:
+        """Sign and apply many operations in one transaction (a bulk load)."""
+        key = keypair or self.repo.keypair
+        return self._transaction(lambda db: [db.write(key, p) for p in payloads])
+
+    def join_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> ImportReport:
+        """Verify outside entry blocks (hash, structure, signature) and join the valid ones."""
+        report = ImportReport(address=self.address)
+        entries = []
+        for cid, block in blocks:
+            if cid == self.manifest.cid:
+                continue
+            try:
+                entries.append(decode_entry(cid, block))
+            except GridnodeError as exc:
+                report.rejected.append((str(cid), f"{type(exc).__name__}: {exc}"))
+        result = self._transaction(lambda db: db.join(entries))
+        report.applied = len(result.applied)
+        report.duplicates = result.duplicates
+        report.pending = len(result.pending)
+        for cid, error in result.rejected:
+            report.rejected.append((str(cid), f"{type(error).__name__}: {error}"))
+        for cid, error in result.dropped:
+            report.rejected.append((str(cid), f"{type(error).__name__}: {error}"))
+        for cid_text, reason in report.rejected:
+            log.warning("rejected %s for %s: %s", cid_text, self.address, reason)
+        return report
+
+    def export_car(self, path: Path) -> int:
+        """Write the manifest and every applied entry as a CAR v1; return the block count.
+
+        Roots: the manifest CID, then the heads (docs/spec.md §9).
+        """
+        roots = [self.manifest.cid, *self.heads]
+        tmp = path.with_name(path.name + ".tmp")
+        count = 1
+        with tmp.open("wb") as out:
+            out.write(car_v1_header_bytes(roots))
+            out.write(car_section_bytes(self.manifest.cid, self.manifest.block))
+            for entry in self.entries():
+                out.write(car_section_bytes(entry.cid, entry.block))
+                count += 1
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+        return count
+
+
+class Repo:
+    """A node's data directory. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.keypair, created = load_or_create_key(data_dir)
+        if created:
+            log.info("new node identity %s", self.keypair.did)
+        write_default_config(data_dir)
+        self.config: Config = load_config(data_dir)
+        self.sql = SqliteStore(data_dir / DB_FILE)
+        self._open: dict[str, StoredDatabase] = {}
+
+    def close(self) -> None:
+        self.sql.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def did(self) -> str:
+        return self.keypair.did
+
+    # -- databases ----------------------------------------------------------------------------
+
+    def create_database(
+        self,
+        name: str,
+        store: str,
+        *,
+        writers: Sequence[str] = (),
+        admins: Sequence[str] | None = None,
+        public: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> StoredDatabase:
+        """A new database with this node's key as admin (and writer)."""
+        writer_list = [PUBLIC] if public else [self.did, *writers]
+        if public:
+            writer_list += list(writers)
+        manifest = create_manifest(
+            name,
+            store,
+            admins=[self.did] if admins is None else admins,
+            writers=writer_list,
+            options=options,
+            nonce=os.urandom(8),
+        )
+        return self.add_database(manifest)
+
+    def add_database(self, manifest: Manifest) -> StoredDatabase:
+        """Keep (or follow) a database given its manifest."""
+        with self.sql.transaction():
+            self.sql.put_block(manifest.cid.bytes, manifest.block)
+            self.sql.conn.execute(
+                "INSERT OR IGNORE INTO databases (address, manifest_cid, name, store) "
+                "VALUES (?, ?, ?, ?)",
+                (manifest.address, manifest.cid.bytes, manifest.name, manifest.store),
+            )
+        return self.database(manifest.address)
+
+    def database(self, address: str) -> StoredDatabase:
+        """An existing database by address (``/gridnode/<cid>`` or the bare CID)."""
+        try:
+            cid = parse_address(address)
+        except InvalidCID as exc:
+            raise UnknownDatabase(f"not a database address: {address!r} ({exc.reason})") from None
+        canonical = "/gridnode/" + str(cid)
+        opened = self._open.get(canonical)
+        if opened is not None:
+            return opened
+        row = self.sql.conn.execute(
+            "SELECT manifest_cid FROM databases WHERE address = ?", (canonical,)
+        ).fetchone()
+        block = None if row is None else self.sql.get_block(bytes(row[0]))
+        if block is None:
+            raise UnknownDatabase(f"no database {canonical} in {self.data_dir}")
+        stored = StoredDatabase(self, decode_manifest(cid, block))
+        self._open[canonical] = stored
+        return stored
+
+    def databases(self) -> list[tuple[str, str, str]]:
+        """``(address, name, store type)`` of every database here, by name."""
+        rows = self.sql.conn.execute(
+            "SELECT address, name, store FROM databases ORDER BY name, address"
+        ).fetchall()
+        return [(str(a), str(n), str(s)) for a, n, s in rows]
+
+    # -- CAR import ---------------------------------------------------------------------------
+
+    def import_car(self, data: bytes | memoryview) -> ImportReport:
+        """Import a CAR written by :meth:`StoredDatabase.export_car` (or a peer).
+
+        The whole file is read and every block hash checked before anything changes: a bad file
+        changes nothing. Then the manifest is kept and every entry verified and joined.
+        """
+        header = read_header(data)
+        blocks = list(iter_blocks(data))
+        if not header.roots:
+            raise InvalidCar("a gridnode CAR names its manifest as the first root")
+        by_cid = dict(blocks)
+        manifest_cid = header.roots[0]
+        manifest_block = by_cid.get(manifest_cid)
+        if manifest_block is None:
+            raise InvalidCar(f"the manifest {manifest_cid} is not in the file")
+        try:
+            manifest = decode_manifest(manifest_cid, manifest_block)
+        except InvalidManifest as exc:
+            raise InvalidCar(f"the first root is not a gridnode manifest: {exc}") from None
+        database = self.add_database(manifest)
+        return database.join_blocks(blocks)
