@@ -27,7 +27,7 @@ from typing import Any, Final
 from crdt.errors import BlockTooLarge, InvalidDidKey, InvalidEntry, UnsupportedCodec
 from crdt.identity import Keypair, public_key_from_did, verify
 from crdt.ipld.cid import CID
-from crdt.ipld.dagcbor import decode, encode
+from crdt.ipld.dagcbor import decode, decode_trusted, encode
 
 __all__ = [
     "ENTRY_VERSION",
@@ -175,7 +175,7 @@ def entry_from_block(cid: CID, block: bytes) -> Entry:
 
     No hash, structure or signature check: use :func:`decode_entry` for anything from outside.
     """
-    body = decode(block)
+    body = decode_trusted(block)
     return Entry(
         cid=cid,
         db=body["db"],
@@ -248,7 +248,7 @@ def create_entry(
         clock=clock,
         next=parents,
         skip=skips,
-        payload=decode(block)["payload"],
+        payload=decode_trusted(block)["payload"],
         signature=signature,
         block=block,
     )

@@ -1,19 +1,41 @@
-"""The ``gridnode`` command line."""
+"""The ``gridnode`` command line.
+
+Output is for people by default (plain values, ``rich`` tables for listings) and for programs with
+``--json``, which every verb that prints takes: a verb with one result prints one JSON object, a
+listing prints one JSON object per line (JSON Lines, streamed). Values given on the command line or
+on stdin, and values printed, are JSON with the DAG-JSON forms for links and bytes (see
+:mod:`gridnode.jsonvalue`). docs/cli.md describes every verb.
+
+Exit status: 0 on success; 1 when the input is refused (unknown database, malformed JSON, an
+operation the database's type does not have, a write this node may not make, an invalid CAR, a key
+not found, ...), with one ``error: ...`` line on stderr; 2 for a usage error (unknown option,
+missing argument), also one line.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import mmap
 import os
+import sqlite3
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
-from crdt.errors import GridnodeError
-from gridnode.keystore import KEY_FILE, load_or_create_key
+from crdt.errors import GridnodeError, InvalidCar
+from crdt.stores import STORE_TYPES, UNSET
+from gridnode import jsonvalue
+from gridnode.keystore import KEY_FILE
 
-__all__ = ["default_data_dir", "main"]
+__all__ = ["CliError", "GridnodeGroup", "default_data_dir", "main"]
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def default_data_dir() -> Path:
@@ -22,7 +44,264 @@ def default_data_dir() -> Path:
     return Path(base) / "gridnode"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# -- errors: one line on stderr, never a traceback -------------------------------------------------
+
+
+class CliError(click.ClickException):
+    """A refused input: ``error: <message>`` on stderr, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _OneLineUsage(click.UsageError):
+    """A usage error (exit status 2) shown on one line, with where to find help."""
+
+    def __init__(self, original: click.UsageError) -> None:
+        super().__init__(original.format_message(), original.ctx)
+
+    def show(self, file: Any = None) -> None:
+        message = " ".join(self.format_message().splitlines())
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"error: {message}{hint}", err=True)
+
+
+_NO_ARGS_IS_HELP: tuple[type[BaseException], ...] = tuple(
+    cls for cls in [getattr(click.exceptions, "NoArgsIsHelpError", None)] if cls is not None
+)
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).splitlines()).strip()
+    return text or type(exc).__name__
+
+
+def _translate(exc: BaseException) -> click.ClickException | None:
+    """The one-line error an exception becomes, or ``None`` to let it through."""
+    if isinstance(exc, (CliError, _OneLineUsage, *_NO_ARGS_IS_HELP)):
+        return None
+    if isinstance(exc, click.UsageError):
+        return _OneLineUsage(exc)
+    if isinstance(exc, click.ClickException):
+        return CliError(exc.format_message())
+    if isinstance(exc, GridnodeError):
+        return CliError(_describe(exc))
+    if isinstance(exc, json.JSONDecodeError):
+        return CliError(f"not valid JSON: {exc}")
+    if isinstance(exc, BrokenPipeError):
+        return None
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return CliError(f"{where}{exc.strerror or _describe(exc)}")
+    if isinstance(exc, sqlite3.Error):
+        return CliError(f"the node's SQLite file: {_describe(exc)}")
+    return None
+
+
+class GridnodeGroup(click.Group):
+    """The root group: turns every refusal into one ``error:`` line and an exit status."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except Exception as exc:
+            error = _translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            error = _translate(exc)
+            if error is None:
+                raise
+            log.debug("%s", error.format_message(), exc_info=True)
+            raise error from exc
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (test runners swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+
+
+# -- shared options and output ---------------------------------------------------------------------
+
+
+def json_option(func: F) -> F:
+    """``--json``: print JSON for programs instead of text for people."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print JSON: one object, or one object per line for listings.",
+    )(func)
+
+
+def _emit(obj: Any) -> None:
+    """One compact JSON line; values in it in DAG-JSON form."""
+    click.echo(jsonvalue.dumps(obj))
+
+
+#: The width tables are laid out for when stdout is not a terminal.
+_PIPE_WIDTH = 1000
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A table for people. Cells are text, never rich markup; a long cell folds, never is cut."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    # On a terminal rich fits the table to its width; into a pipe or file, rows stay unfolded.
+    stdout = sys.stdout
+    wide = None if stdout.isatty() or os.environ.get("COLUMNS") else _PIPE_WIDTH
+    console = Console(file=stdout, width=wide, highlight=False, markup=False, emoji=False)
+    console.print(table)
+
+
+def _data_dir(ctx: click.Context) -> Path:
+    data_dir: Path = ctx.find_root().obj["data_dir"]
+    return data_dir
+
+
+def _repo(ctx: click.Context) -> Any:
+    """The data directory's :class:`~gridnode.repo.Repo`, closed when the command ends."""
+    from gridnode.repo import Repo
+
+    data_dir = _data_dir(ctx)
+    if not (data_dir / KEY_FILE).is_file():
+        raise CliError(f"{data_dir} is not a gridnode data directory (run 'gridnode init' first)")
+    return ctx.with_resource(Repo(data_dir))
+
+
+def _database(
+    ctx: click.Context, address: str, verb: str | None = None, types: Sequence[str] = ()
+) -> Any:
+    """The database named by ``address`` (``/gridnode/<cid>``, the bare CID, or a unique database
+    name), checked to be one of ``types`` if given."""
+    from gridnode.repo import UnknownDatabase
+
+    repo = _repo(ctx)
+    try:
+        db = repo.database(address)
+    except UnknownDatabase:
+        matches = [a for a, name, _ in repo.databases() if name == address]
+        if len(matches) > 1:
+            raise CliError(
+                f"{len(matches)} databases are named {address!r}; give an address: "
+                + ", ".join(matches)
+            ) from None
+        if not matches:
+            raise CliError(
+                f"no database {address!r} in {repo.data_dir} "
+                "(give /gridnode/<cid> or a name; 'gridnode db list' shows them)"
+            ) from None
+        db = repo.database(matches[0])
+    store_type = db.manifest.store
+    if types and store_type not in types:
+        raise CliError(
+            f"'{verb}' works on {' and '.join(types)} databases; "
+            f"{db.manifest.name} ({db.address}) is a {store_type} database"
+        )
+    return db
+
+
+def _check_writable(db: Any) -> None:
+    if not db.may_write():
+        raise CliError(
+            f"this node ({db.repo.did}) is not a writer of {db.manifest.name} ({db.address}); "
+            "an admin names writers with 'gridnode db create --writer DID'"
+        )
+
+
+def _json_lines(what: str = "stdin") -> Iterator[tuple[str, Any]]:
+    """``(label, value)`` of every non-blank line of stdin (UTF-8), parsed as JSON."""
+    raw = getattr(sys.stdin, "buffer", None)
+    lines: Iterable[bytes | str] = sys.stdin if raw is None else raw
+    for number, line in enumerate(lines, start=1):
+        label = f"{what} line {number}"
+        if isinstance(line, bytes):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CliError(f"{label} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        else:
+            text = line
+        if text.strip():
+            yield label, jsonvalue.parse(text, label)
+
+
+def _write(db: Any, payloads: list[tuple[str, Any]]) -> list[Any]:
+    """Check every op (naming the one at fault), then write them all in one transaction."""
+    _check_writable(db)
+    check_op = type(db.store).check_op
+    for label, payload in payloads:
+        try:
+            check_op(payload, db.manifest.options)
+        except GridnodeError as exc:
+            raise CliError(f"{label}: {_describe(exc)}") from None
+    return list(db.write_many([payload for _, payload in payloads]))
+
+
+def _report_write(db: Any, entries: list[Any], batch: bool, as_json: bool) -> None:
+    """Print what a write did: the entry CID (a batch: the count), or with --json an object."""
+    if as_json:
+        _emit(_written(db, entries))
+    elif batch:
+        click.echo(f"wrote {len(entries)} entries")
+    else:
+        click.echo(str(entries[0].cid))
+
+
+def _written(db: Any, entries: list[Any]) -> dict[str, Any]:
+    return {
+        "address": db.address,
+        "written": len(entries),
+        "entries": [str(e.cid) for e in entries],
+        "heads": [str(h) for h in db.heads],
+    }
+
+
+def _batch_requested(args: Sequence[str]) -> bool:
+    return len(args) == 1 and args[0] == "-"
+
+
+# -- the root group --------------------------------------------------------------------------------
+
+
+@click.group(cls=GridnodeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -36,29 +315,595 @@ def default_data_dir() -> Path:
     default="info",
     show_default=True,
     envvar="GRIDNODE_LOG_LEVEL",
+    help="Log messages on stderr from this level up [env GRIDNODE_LOG_LEVEL].",
 )
 @click.version_option(package_name="gridnode")
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, log_level: str) -> None:
-    """gridnode: a peer-to-peer replica node for signed Merkle-CRDT databases."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """gridnode: a peer-to-peer replica node for signed Merkle-CRDT databases.
+
+    Values on the command line and on stdin are JSON; a link is {"/": "<cid>"} and bytes are
+    {"/": {"bytes": "<base64>"}}. Every verb that prints takes --json. Exit status: 0 done,
+    1 input refused (one 'error:' line on stderr), 2 usage error.
+    """
+    _setup_logging(log_level)
     ctx.obj = {"data_dir": data_dir or default_data_dir()}
 
 
 @main.command()
+@json_option
 @click.pass_context
-def init(ctx: click.Context) -> None:
-    """Create the data directory and the node key (idempotent: an existing key is kept)."""
-    data_dir: Path = ctx.obj["data_dir"]
-    data_dir.mkdir(parents=True, exist_ok=True)
-    keypair, created = load_or_create_key(data_dir)
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the data directory: node key, gridnode.toml and the SQLite file.
+
+    Idempotent: an existing key, config and data are kept. Prints the node's identity (its
+    did:key), which a database admin names with 'db create --writer'.
+    """
+    from gridnode.config import CONFIG_FILE
+    from gridnode.repo import Repo
+    from gridnode.storage import DB_FILE
+
+    data_dir = _data_dir(ctx)
+    key_existed = (data_dir / KEY_FILE).exists()
+    with Repo(data_dir) as repo:
+        did = repo.did
+    if as_json:
+        _emit(
+            {
+                "data_dir": str(data_dir),
+                "key": str(data_dir / KEY_FILE),
+                "key_created": not key_existed,
+                "config": str(data_dir / CONFIG_FILE),
+                "database": str(data_dir / DB_FILE),
+                "identity": did,
+            }
+        )
+        return
     click.echo(f"data dir: {data_dir}")
-    click.echo(f"node key: {data_dir / KEY_FILE} ({'created' if created else 'existing'})")
-    click.echo(f"identity: {keypair.did}")
+    click.echo(f"node key: {data_dir / KEY_FILE} ({'existing' if key_existed else 'created'})")
+    click.echo(f"config: {data_dir / CONFIG_FILE}")
+    click.echo(f"database: {data_dir / DB_FILE}")
+    click.echo(f"identity: {did}")
+
+
+# -- db --------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Databases in this data directory: create, write, read, inspect.
+
+    ADDRESS is a database address (/gridnode/<cid>), its bare CID, or its name if no other
+    database here has that name.
+    """
+
+
+@db.command("create")
+@click.argument("name")
+@click.option(
+    "--type",
+    "-t",
+    "store_type",
+    required=True,
+    type=click.Choice(sorted(STORE_TYPES)),
+    help="The store type.",
+)
+@click.option(
+    "--writer",
+    "writers",
+    multiple=True,
+    metavar="DID",
+    help="Another did:key that may write (repeatable). This node is always admin and writer.",
+)
+@click.option("--public", is_flag=True, help="Anyone may write.")
+@click.option(
+    "--index",
+    "indexes",
+    multiple=True,
+    metavar="FIELD",
+    help="documents: keep a sorted index on FIELD (a dotted path reaches into maps; repeatable).",
+)
+@click.option(
+    "--index-by",
+    metavar="FIELD",
+    help="documents: the field holding each document's id [default: _id].",
+)
+@json_option
+@click.pass_context
+def db_create(
+    ctx: click.Context,
+    name: str,
+    store_type: str,
+    writers: tuple[str, ...],
+    public: bool,
+    indexes: tuple[str, ...],
+    index_by: str | None,
+    as_json: bool,
+) -> None:
+    """Create a database NAME and print its address (only the address, for scripts)."""
+    options: dict[str, Any] = {}
+    if indexes or index_by is not None:
+        if store_type != "documents":
+            raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
+        if index_by is not None:
+            options["indexBy"] = index_by
+        if indexes:
+            options["indexes"] = list(dict.fromkeys(indexes))
+    repo = _repo(ctx)
+    created = repo.create_database(
+        name, store_type, writers=list(writers), public=public, options=options
+    )
+    if as_json:
+        _emit(_describe_database(created))
+    else:
+        click.echo(created.address)
+
+
+def _describe_database(db: Any) -> dict[str, Any]:
+    manifest = db.manifest
+    return {
+        "address": db.address,
+        "name": manifest.name,
+        "type": manifest.store,
+        "admins": list(manifest.admins),
+        "writers": list(manifest.writers),
+        "options": dict(manifest.options),
+    }
+
+
+@db.command("list")
+@json_option
+@click.pass_context
+def db_list(ctx: click.Context, as_json: bool) -> None:
+    """List the databases here: address, name, type and number of entries."""
+    repo = _repo(ctx)
+    rows = []
+    for address, name, store_type in repo.databases():
+        count = len(repo.database(address))
+        if as_json:
+            _emit({"address": address, "name": name, "type": store_type, "entries": count})
+        else:
+            rows.append((address, name, store_type, str(count)))
+    if not as_json:
+        _table(("address", "name", "type", "entries"), rows)
+
+
+@db.command("info")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_info(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Show a database's manifest (name, type, admins, writers, options), entries and heads."""
+    database = _database(ctx, address)
+    out = _describe_database(database)
+    out["entries"] = len(database)
+    out["heads"] = [str(h) for h in database.heads]
+    out["may_write"] = database.may_write()
+    if as_json:
+        _emit(out)
+        return
+    for key, value in out.items():
+        if isinstance(value, list):
+            click.echo(f"{key}:")
+            for item in value:
+                click.echo(f"  {item}")
+        elif key == "options":
+            click.echo(f"options: {jsonvalue.dumps(value)}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@db.command("digest")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_digest(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Print the state digest (hex): replicas holding the same entries print the same digest."""
+    database = _database(ctx, address)
+    digest = database.digest().hex()
+    if as_json:
+        _emit(
+            {
+                "address": database.address,
+                "digest": digest,
+                "entries": len(database),
+                "heads": [str(h) for h in database.heads],
+            }
+        )
+    else:
+        click.echo(digest)
+
+
+@db.command("log")
+@click.argument("address")
+@click.option(
+    "--limit", type=click.IntRange(min=0), metavar="N", help="Show the first N entries only."
+)
+@json_option
+@click.pass_context
+def db_log(ctx: click.Context, address: str, limit: int | None, as_json: bool) -> None:
+    """Show the entries in their total order (clock, then CID): clock, CID, author, payload."""
+    database = _database(ctx, address)
+    entries = itertools.islice(database.entries(), limit)
+    if as_json:
+        for entry in entries:
+            _emit(
+                {
+                    "clock": entry.clock,
+                    "cid": str(entry.cid),
+                    "author": entry.author,
+                    "next": [str(c) for c in entry.next],
+                    "payload": entry.payload,
+                }
+            )
+        return
+    _table(
+        ("clock", "cid", "author", "payload"),
+        ((str(e.clock), str(e.cid), e.author, jsonvalue.dumps(e.payload)) for e in entries),
+    )
+
+
+# -- writes and reads by type ----------------------------------------------------------------------
+
+_VALUE_ARGS = {"ignore_unknown_options": True}  # so that a JSON value like -5 is not an option
+
+
+@db.command("put", context_settings=_VALUE_ARGS)
+@click.argument("address")
+@click.argument("args", nargs=-1, required=True, metavar="KEY VALUE_JSON | DOC_JSON | -")
+@json_option
+@click.pass_context
+def db_put(ctx: click.Context, address: str, args: tuple[str, ...], as_json: bool) -> None:
+    """Put a key's value (keyvalue) or a document (documents).
+
+    \b
+    keyvalue:  gridnode db put ADDRESS KEY VALUE_JSON   (KEY is a plain string)
+    documents: gridnode db put ADDRESS DOC_JSON         (a JSON object holding its id)
+    both:      gridnode db put ADDRESS -                (JSON lines on stdin, one batch)
+
+    With '-', every line of stdin is one put, all written in one transaction (all or none):
+    for keyvalue {"key": KEY, "value": VALUE}, for documents the document itself.
+    """
+    database = _database(ctx, address, "put", ("keyvalue", "documents"))
+    keyvalue = database.manifest.store == "keyvalue"
+    batch = _batch_requested(args)
+    if batch:
+        make = _kv_line if keyvalue else _doc_put
+        payloads = [(label, make(label, value)) for label, value in _json_lines()]
+    elif keyvalue:
+        if len(args) != 2:
+            raise click.UsageError(
+                "a keyvalue put takes KEY VALUE_JSON (or '-' for JSON lines)", ctx=ctx
+            )
+        key, text = args
+        value = jsonvalue.parse(text, "VALUE_JSON")
+        payloads = [("VALUE_JSON", {"op": "put", "key": key, "value": value})]
+    else:
+        if len(args) != 1:
+            raise click.UsageError(
+                "a documents put takes DOC_JSON (or '-' for JSON lines)", ctx=ctx
+            )
+        payloads = [("DOC_JSON", _doc_put("DOC_JSON", jsonvalue.parse(args[0], "DOC_JSON")))]
+    _report_write(database, _write(database, payloads), batch, as_json)
+
+
+def _kv_line(label: str, value: Any) -> dict[str, Any]:
+    if type(value) is not dict or set(value) != {"key", "value"} or type(value["key"]) is not str:
+        raise CliError(f'{label}: a keyvalue line is {{"key": "<string>", "value": <JSON>}}')
+    return {"op": "put", "key": value["key"], "value": value["value"]}
+
+
+def _doc_put(label: str, value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise CliError(f"{label}: a document is a JSON object")
+    return {"op": "put", "doc": value}
+
+
+def _key_argument(ctx: click.Context, key: str, as_int: bool, documents: bool) -> str | int:
+    if not as_int:
+        return key
+    if not documents:
+        raise click.UsageError("--int applies to document ids; keyvalue keys are strings", ctx=ctx)
+    try:
+        return int(key)
+    except ValueError:
+        raise CliError(f"--int: {key!r} is not an integer") from None
+
+
+_INT_OPTION = click.option(
+    "--int", "as_int", is_flag=True, help="documents: KEY is an integer id (default: a string)."
+)
+
+
+@db.command("get", context_settings=_VALUE_ARGS)
+@click.argument("address")
+@click.argument("key")
+@_INT_OPTION
+@json_option
+@click.pass_context
+def db_get(ctx: click.Context, address: str, key: str, as_int: bool, as_json: bool) -> None:
+    """Print the value of KEY (keyvalue) or the document with id KEY (documents).
+
+    Exits 1 if there is none. With --json: {"key": KEY, "value": VALUE} for keyvalue (a line
+    'db put ADDRESS -' takes back), the document itself for documents.
+    """
+    database = _database(ctx, address, "get", ("keyvalue", "documents"))
+    store = database.store
+    if database.manifest.store == "keyvalue":
+        _key_argument(ctx, key, as_int, documents=False)
+        if key not in store:
+            raise CliError(f"no key {key!r} in {database.manifest.name}")
+        value = store.get(key)
+        result: Any = {"key": key, "value": value}
+    else:
+        doc_id = _key_argument(ctx, key, as_int, documents=True)
+        value = store.get(doc_id)
+        if value is None:
+            raise CliError(f"no document {doc_id!r} in {database.manifest.name}")
+        result = value
+    if as_json:
+        _emit(result)
+    else:
+        click.echo(jsonvalue.dumps(value, indent=2))
+
+
+@db.command("delete", context_settings=_VALUE_ARGS)
+@click.argument("address")
+@click.argument("key")
+@_INT_OPTION
+@json_option
+@click.pass_context
+def db_delete(ctx: click.Context, address: str, key: str, as_int: bool, as_json: bool) -> None:
+    """Delete KEY (keyvalue) or the document with id KEY (documents).
+
+    Writes the delete even if this replica does not hold the key: it also wins over older puts
+    of it that arrive later.
+    """
+    database = _database(ctx, address, "delete", ("keyvalue", "documents"))
+    if database.manifest.store == "keyvalue":
+        _key_argument(ctx, key, as_int, documents=False)
+        payload: dict[str, Any] = {"op": "del", "key": key}
+    else:
+        payload = {"op": "del", "id": _key_argument(ctx, key, as_int, documents=True)}
+    _report_write(database, _write(database, [("KEY", payload)]), False, as_json)
+
+
+@db.command("add", context_settings=_VALUE_ARGS)
+@click.argument("address")
+@click.argument("value", metavar="VALUE_JSON | -")
+@json_option
+@click.pass_context
+def db_add(ctx: click.Context, address: str, value: str, as_json: bool) -> None:
+    """Add an event (events) or a member (set); print the entry's CID.
+
+    With '-', every line of stdin is one JSON value, all added in one transaction.
+    """
+    database = _database(ctx, address, "add", ("events", "set"))
+    batch = value == "-"
+    if batch:
+        payloads = [(label, {"op": "add", "value": v}) for label, v in _json_lines()]
+    else:
+        payloads = [("VALUE_JSON", {"op": "add", "value": jsonvalue.parse(value, "VALUE_JSON")})]
+    _report_write(database, _write(database, payloads), batch, as_json)
+
+
+@db.command("remove", context_settings=_VALUE_ARGS)
+@click.argument("address")
+@click.argument("value", metavar="VALUE_JSON")
+@json_option
+@click.pass_context
+def db_remove(ctx: click.Context, address: str, value: str, as_json: bool) -> None:
+    """Remove a member from a set: cancels every add of it this replica has seen.
+
+    An add made elsewhere and not yet seen here survives (add wins). Exits 1 if VALUE_JSON is not
+    a member.
+    """
+    database = _database(ctx, address, "remove", ("set",))
+    member = jsonvalue.parse(value, "VALUE_JSON")
+    tags = database.store.tags_for(member)
+    if not tags:
+        raise CliError(f"{jsonvalue.dumps(member)} is not a member of {database.manifest.name}")
+    payload = {"op": "remove", "value": member, "tags": tags}
+    _report_write(database, _write(database, [("VALUE_JSON", payload)]), False, as_json)
+
+
+@db.command("inc", context_settings=_VALUE_ARGS)
+@click.argument("address")
+@click.argument("n", type=int, required=False)
+@click.option("--by", type=int, metavar="N", help="The step; may be negative (same as N).")
+@json_option
+@click.pass_context
+def db_inc(ctx: click.Context, address: str, n: int | None, by: int | None, as_json: bool) -> None:
+    """Add N (default 1; negative decrements) to a counter and print its new value."""
+    if n is not None and by is not None:
+        raise click.UsageError("give N or --by, not both", ctx=ctx)
+    step = n if n is not None else by if by is not None else 1
+    database = _database(ctx, address, "inc", ("counter",))
+    entries = _write(database, [("N", {"op": "inc", "by": step})])
+    value = database.store.value
+    if as_json:
+        _emit({**_written(database, entries), "value": value})
+    else:
+        click.echo(str(value))
+
+
+@db.command("value")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_value(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Print a counter's value."""
+    database = _database(ctx, address, "value", ("counter",))
+    value = database.store.value
+    if as_json:
+        _emit({"address": database.address, "value": value})
+    else:
+        click.echo(str(value))
+
+
+def _bound(name: str) -> Callable[[F], F]:
+    return click.option(
+        f"--{name}",
+        metavar="JSON",
+        help=f"Only documents whose FIELD is {_BOUND_WORDS[name]} this JSON value.",
+    )
+
+
+_BOUND_WORDS = {
+    "eq": "equal to",
+    "gt": "greater than",
+    "gte": "greater than or equal to",
+    "lt": "less than",
+    "lte": "less than or equal to",
+}
+
+
+@db.command("query")
+@click.argument("address")
+@click.argument("field", required=False)
+@_bound("eq")
+@_bound("gt")
+@_bound("gte")
+@_bound("lt")
+@_bound("lte")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="At most N documents.")
+@click.option("--reverse", is_flag=True, help="Descending order.")
+@json_option
+@click.pass_context
+def db_query(
+    ctx: click.Context,
+    address: str,
+    field: str | None,
+    eq: str | None,
+    gt: str | None,
+    gte: str | None,
+    lt: str | None,
+    lte: str | None,
+    limit: int | None,
+    reverse: bool,
+    as_json: bool,
+) -> None:
+    """Documents whose indexed FIELD equals --eq or lies within the bounds, ordered by FIELD.
+
+    FIELD must be indexed (db create --index); it defaults to the id field. With no condition,
+    every document that has FIELD. Values compare as IPLD values: numbers by value (1 == 1.0),
+    then across kinds null < booleans < numbers < strings < bytes < lists < maps < links.
+    """
+    database = _database(ctx, address, "query", ("documents",))
+    store = database.store
+    bounds: dict[str, Any] = {}
+    for name, text in (("eq", eq), ("gt", gt), ("gte", gte), ("lt", lt), ("lte", lte)):
+        bounds[name] = UNSET if text is None else jsonvalue.parse(text, f"--{name}")
+    docs = store.query(field or store.index_by, limit=limit, reverse=reverse, **bounds)
+    if as_json:
+        for doc in docs:
+            _emit(doc)
+        return
+    index_by = store.index_by
+    _table(
+        (index_by, "document"),
+        ((jsonvalue.dumps(doc.get(index_by)), jsonvalue.dumps(doc)) for doc in docs),
+    )
+
+
+@db.command("iter")
+@click.argument("address")
+@click.option("--limit", type=click.IntRange(min=0), metavar="N", help="At most N items.")
+@click.option("--reverse", is_flag=True, help="Newest event (last member) first.")
+@json_option
+@click.pass_context
+def db_iter(
+    ctx: click.Context, address: str, limit: int | None, reverse: bool, as_json: bool
+) -> None:
+    """List events (in the log's total order, with their CIDs) or set members (in a fixed order:
+    by their DAG-CBOR encoding)."""
+    database = _database(ctx, address, "iter", ("events", "set"))
+    store = database.store
+    if database.manifest.store == "events":
+        events = store.iter(forward=not reverse, limit=limit)
+        if as_json:
+            for cid, value in events:
+                _emit({"cid": str(cid), "value": value})
+        else:
+            _table(("cid", "value"), ((str(c), jsonvalue.dumps(v)) for c, v in events))
+        return
+    members = store.values()
+    if reverse:
+        members.reverse()
+    members = members[:limit] if limit is not None else members
+    if as_json:
+        for value in members:
+            _emit({"value": value})
+    else:
+        _table(("value",), ((jsonvalue.dumps(v),) for v in members))
+
+
+# -- CAR export and import -------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.argument("address")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@json_option
+@click.pass_context
+def export(ctx: click.Context, address: str, file: Path, as_json: bool) -> None:
+    """Write a database (manifest and every entry) to FILE as a CAR v1.
+
+    The first root is the manifest, the others are the heads. An existing FILE is replaced
+    (atomically).
+    """
+    database = _database(ctx, address)
+    try:
+        count = database.export_car(file)
+    except OSError as exc:
+        raise CliError(f"cannot write {file}: {exc.strerror or _describe(exc)}") from None
+    if as_json:
+        _emit({"address": database.address, "file": str(file), "blocks": count})
+    else:
+        click.echo(f"exported {database.address}: {count} blocks to {file}")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Exit 1 if any entry was rejected.")
+@json_option
+@click.pass_context
+def import_(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None:
+    """Import a CAR written by 'gridnode export' (or a peer) and report what it did.
+
+    The whole file is read and every block hash checked first: an invalid file changes nothing
+    and exits 1. Otherwise the database is added if new and every entry verified (signature,
+    access) and joined. Entries refused are listed with their reason; the valid ones are kept,
+    and the exit status is 0 (1 with --strict).
+    """
+    repo = _repo(ctx)
+    try:
+        report = repo.import_car(file.read_bytes())
+    except InvalidCar as exc:
+        raise CliError(f"{file}: invalid CAR: {_describe(exc)}") from None
+    if as_json:
+        _emit(
+            {
+                "address": report.address,
+                "applied": report.applied,
+                "duplicates": report.duplicates,
+                "pending": report.pending,
+                "rejected": [{"cid": c, "reason": r} for c, r in report.rejected],
+            }
+        )
+    else:
+        click.echo(f"address: {report.address}")
+        click.echo(f"applied: {report.applied}")
+        click.echo(f"duplicates: {report.duplicates}")
+        click.echo(f"pending: {report.pending}")
+        click.echo(f"rejected: {len(report.rejected)}")
+        for cid, reason in report.rejected:
+            click.echo(f"  {cid}: {reason}")
+    if strict and report.rejected:
+        raise CliError(f"{len(report.rejected)} entries rejected")
+
+
+# -- car -------------------------------------------------------------------------------------------
 
 
 @main.group()
@@ -76,7 +921,7 @@ def car_verify(file: Path) -> None:
         with file.open("rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size == 0:
-                raise click.ClickException(f"{file}: invalid CAR: file is empty")
+                raise CliError(f"{file}: invalid CAR: file is empty")
             with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 view = memoryview(mapped)
                 try:
@@ -89,8 +934,7 @@ def car_verify(file: Path) -> None:
                 finally:
                     view.release()
     except GridnodeError as exc:
-        click.echo(f"{file}: invalid CAR: {exc}", err=True)
-        sys.exit(1)
+        raise CliError(f"{file}: invalid CAR: {_describe(exc)}") from None
     click.echo(f"version: {header.version}")
     click.echo(f"roots: {len(header.roots)}")
     for root in header.roots:

