@@ -1,0 +1,75 @@
+"""Heads announcements: what a node publishes on a database's gossipsub topic (sans-IO).
+
+Topic: ``/gridnode/db/<manifest CID>``. Message: DAG-CBOR
+``{"t": "heads", "db": link, "heads": [link], "blocks": [[link, bytes]]}``: the sender's heads,
+and, when they are small, the head entries themselves so a peer that was only one step behind
+needs no round trip. Gossip is a hint: a lost or refused announcement costs a delay, never data,
+since nodes also announce periodically and the stream protocol fetches what is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from crdt.errors import DecodeError
+from crdt.ipld.cid import CID
+from crdt.ipld.dagcbor import decode, encode
+from protocols.wire import ProtocolError
+
+__all__ = ["MAX_ANNOUNCEMENT", "Announcement", "parse_announcement", "topic_for"]
+
+#: Largest announcement accepted or sent.
+MAX_ANNOUNCEMENT: Final = 64 * 1024
+#: Head entries ride along only while the message stays under this size.
+INLINE_BUDGET: Final = 32 * 1024
+MAX_ANNOUNCED_HEADS: Final = 256
+
+
+def topic_for(db: CID) -> str:
+    """The gossipsub topic of a database."""
+    return f"/gridnode/db/{db}"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    db: CID
+    heads: tuple[CID, ...]
+    blocks: tuple[tuple[CID, bytes], ...] = ()
+
+    def encode(self) -> bytes:
+        """The message bytes. Inline blocks are dropped, last first, to respect the size limit."""
+        blocks = list(self.blocks)
+        heads = list(self.heads[:MAX_ANNOUNCED_HEADS])
+        while True:
+            data = encode(
+                {"t": "heads", "db": self.db, "heads": heads, "blocks": [[c, b] for c, b in blocks]}
+            )
+            if len(data) <= INLINE_BUDGET or not blocks:
+                return data
+            blocks.pop()
+
+
+def parse_announcement(data: bytes, topic_db: CID | None = None) -> Announcement:
+    """Check and decode an announcement; :class:`ProtocolError` for anything malformed."""
+    if len(data) > MAX_ANNOUNCEMENT:
+        raise ProtocolError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT}")
+    try:
+        body = decode(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"announcement is not DAG-CBOR: {exc}") from None
+    if type(body) is not dict or set(body) != {"t", "db", "heads", "blocks"} or body["t"] != "heads":
+        raise ProtocolError("not a heads announcement")
+    db, heads, blocks = body["db"], body["heads"], body["blocks"]
+    if type(db) is not CID or (topic_db is not None and db != topic_db):
+        raise ProtocolError("announcement names another database than its topic")
+    if type(heads) is not list or len(heads) > MAX_ANNOUNCED_HEADS or not all(type(h) is CID for h in heads):
+        raise ProtocolError(f"heads must be at most {MAX_ANNOUNCED_HEADS} links")
+    if type(blocks) is not list:
+        raise ProtocolError("blocks must be a list")
+    pairs = []
+    for pair in blocks:
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not CID or type(pair[1]) is not bytes:
+            raise ProtocolError("each inline block is a [link, bytes] pair")
+        pairs.append((pair[0], pair[1]))
+    return Announcement(db, tuple(heads), tuple(pairs))

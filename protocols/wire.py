@@ -1,0 +1,212 @@
+"""Framing and messages of gridnode's stream protocol ``/gridnode/sync/1.0.0`` (sans-IO).
+
+A stream carries frames: an unsigned varint length, then that many bytes of one DAG-CBOR map.
+Every map has a type ``t``. docs/spec.md §10 lists the messages; :func:`parse_message` checks
+each against its shape and limits, so the rest of the node only ever sees well-formed ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from crdt.errors import DecodeError, GridnodeError, InvalidVarint
+from crdt.ipld.cid import CID
+from crdt.ipld.dagcbor import decode, encode
+from crdt.ipld.multiformats import decode_varint, encode_varint
+
+__all__ = [
+    "MAX_FRAME",
+    "MAX_WANT",
+    "Blocks",
+    "FrameDecoder",
+    "Heads",
+    "HeadsRequest",
+    "Message",
+    "ProtocolError",
+    "Refusal",
+    "Want",
+    "encode_message",
+    "frame",
+    "parse_message",
+]
+
+PROTOCOL_ID: Final = "/gridnode/sync/1.0.0"
+#: The largest frame accepted (a blocks message holds at most this much).
+MAX_FRAME: Final = 4 * 1024 * 1024
+#: Most CIDs in one want, or heads in one heads message.
+MAX_WANT: Final = 1024
+MAX_HEADS: Final = 1024
+#: Most blocks in one blocks message.
+MAX_BLOCKS: Final = 8192
+
+
+class ProtocolError(GridnodeError, ValueError):
+    """A peer broke the protocol: bad framing, an unknown or malformed message, an answer to a
+    question never asked, or a budget overrun. The connection is closed."""
+
+
+def frame(payload: bytes) -> bytes:
+    """One frame: varint length + payload."""
+    if len(payload) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
+    return encode_varint(len(payload)) + payload
+
+
+class FrameDecoder:
+    """Bytes in, frame payloads out; refuses a length over the limit before buffering it."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return every complete frame payload."""
+        self._buffer += data
+        frames = []
+        buffer = self._buffer
+        while buffer:
+            try:
+                length, start = decode_varint(buffer, 0)
+            except InvalidVarint as exc:
+                if exc.reason == "varint truncated" and len(buffer) < 9:
+                    break  # the length itself has not fully arrived
+                raise ProtocolError(f"bad frame length: {exc.reason}") from None
+            if length > self.max_frame:
+                raise ProtocolError(f"frame of {length} bytes exceeds {self.max_frame}")
+            if len(buffer) < start + length:
+                break
+            frames.append(bytes(buffer[start : start + length]))
+            del buffer[: start + length]
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeadsRequest:
+    """``{"t": "heads?", "db": link}``: what are your heads of this database?"""
+
+    db: CID
+
+
+@dataclass(frozen=True)
+class Heads:
+    """``{"t": "heads", "db": link, "heads": [link]}``: my heads (empty if I do not have it)."""
+
+    db: CID
+    heads: tuple[CID, ...]
+
+
+@dataclass(frozen=True)
+class Want:
+    """``{"t": "want", "db": link, "cids": [link], "have": [link]}``: send me these entries and
+    their ancestors, except what ``have`` (my heads) already covers."""
+
+    db: CID
+    cids: tuple[CID, ...]
+    have: tuple[CID, ...]
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """``{"t": "blocks", "db": link, "blocks": [[link, bytes]], "more": bool}``: entry blocks in
+    an order where parents come before children; ``more``: ask again for the rest."""
+
+    db: CID
+    blocks: tuple[tuple[CID, bytes], ...]
+    more: bool
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """``{"t": "refused", "reason": text}``: the request is refused (unknown or private db, budget)."""
+
+    reason: str
+
+
+Message = HeadsRequest | Heads | Want | Blocks | Refusal
+
+
+def encode_message(message: Message) -> bytes:
+    """The frame of a message."""
+    body: dict[str, Any]
+    if isinstance(message, HeadsRequest):
+        body = {"t": "heads?", "db": message.db}
+    elif isinstance(message, Heads):
+        body = {"t": "heads", "db": message.db, "heads": list(message.heads)}
+    elif isinstance(message, Want):
+        body = {"t": "want", "db": message.db, "cids": list(message.cids), "have": list(message.have)}
+    elif isinstance(message, Blocks):
+        body = {
+            "t": "blocks",
+            "db": message.db,
+            "blocks": [[cid, block] for cid, block in message.blocks],
+            "more": message.more,
+        }
+    else:
+        body = {"t": "refused", "reason": message.reason[:500]}
+    return frame(encode(body))
+
+
+def _links(value: Any, name: str, limit: int) -> tuple[CID, ...]:
+    if type(value) is not list or len(value) > limit:
+        raise ProtocolError(f"{name} must be a list of at most {limit} links")
+    if not all(type(v) is CID for v in value):
+        raise ProtocolError(f"{name} must hold links only")
+    return tuple(value)
+
+
+_SHAPES: Final = {
+    "heads?": {"t", "db"},
+    "heads": {"t", "db", "heads"},
+    "want": {"t", "db", "cids", "have"},
+    "blocks": {"t", "db", "blocks", "more"},
+    "refused": {"t", "reason"},
+}
+
+
+def parse_message(payload: bytes) -> Message:
+    """Decode and check one frame payload; :class:`ProtocolError` for anything malformed."""
+    try:
+        body = decode(payload)
+    except DecodeError as exc:
+        raise ProtocolError(f"message is not DAG-CBOR: {exc}") from None
+    if type(body) is not dict:
+        raise ProtocolError("message is not a map")
+    kind = body.get("t")
+    shape = _SHAPES.get(kind) if type(kind) is str else None
+    if shape is None or set(body) != shape:
+        raise ProtocolError(f"unknown or malformed message of type {kind!r:.40}")
+    if kind == "refused":
+        if type(body["reason"]) is not str:
+            raise ProtocolError("reason must be text")
+        return Refusal(body["reason"][:500])
+    db = body["db"]
+    if type(db) is not CID:
+        raise ProtocolError("db must be a link")
+    if kind == "heads?":
+        return HeadsRequest(db)
+    if kind == "heads":
+        return Heads(db, _links(body["heads"], "heads", MAX_HEADS))
+    if kind == "want":
+        cids = _links(body["cids"], "cids", MAX_WANT)
+        if not cids:
+            raise ProtocolError("a want names at least one CID")
+        return Want(db, cids, _links(body["have"], "have", MAX_HEADS))
+    raw_blocks = body["blocks"]
+    if type(raw_blocks) is not list or len(raw_blocks) > MAX_BLOCKS:
+        raise ProtocolError(f"blocks must be a list of at most {MAX_BLOCKS} pairs")
+    pairs = []
+    for pair in raw_blocks:
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not CID or type(pair[1]) is not bytes:
+            raise ProtocolError("each block is a [link, bytes] pair")
+        pairs.append((pair[0], pair[1]))
+    if type(body["more"]) is not bool:
+        raise ProtocolError("more must be a boolean")
+    return Blocks(db, tuple(pairs), body["more"])

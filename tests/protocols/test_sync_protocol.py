@@ -1,0 +1,153 @@
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crdt.ipld import CID, encode
+from protocols.gossip import MAX_ANNOUNCEMENT, Announcement, parse_announcement
+from protocols.sync import (
+    BlocksArrived,
+    BlocksAsked,
+    Budget,
+    HeadsArrived,
+    HeadsAsked,
+    Refused,
+    Role,
+    SyncConnection,
+)
+from protocols.wire import (
+    MAX_FRAME,
+    Blocks,
+    FrameDecoder,
+    ProtocolError,
+    encode_message,
+    frame,
+    parse_message,
+)
+
+DB = CID.for_block(b"manifest")
+A, B, C = (CID.for_block(bytes([i])) for i in range(3))
+
+
+def pair():
+    return SyncConnection(Role.PULLER), SyncConnection(Role.SERVER)
+
+
+def test_a_full_exchange_in_memory():
+    puller, server = pair()
+    (event,) = server.receive(puller.ask_heads(DB, now=0))
+    assert event == HeadsAsked(DB)
+    (event,) = puller.receive(server.heads(DB, [A, B]))
+    assert event == HeadsArrived(DB, (A, B))
+    (event,) = server.receive(puller.want(DB, [A], have=[C], now=1))
+    assert event == BlocksAsked(DB, (A,), (C,))
+    (event,) = puller.receive(server.blocks(DB, [(A, b"\x00")], more=False))
+    assert event == BlocksArrived(DB, ((A, b"\x00"),), False)
+    assert puller.stats.round_trips == 1 and puller.stats.blocks_received == 1
+    assert puller.stats.bytes_sent == server.stats.bytes_received
+    assert server.stats.bytes_sent == puller.stats.bytes_received
+
+
+def test_bytes_may_arrive_one_at_a_time():
+    puller, server = pair()
+    data = puller.ask_heads(DB, now=0)
+    events = []
+    for byte in data:
+        events += server.receive(bytes([byte]))
+    assert events == [HeadsAsked(DB)]
+
+
+def test_unsolicited_answers_are_violations():
+    puller, server = pair()
+    with pytest.raises(ProtocolError):
+        puller.receive(server.heads(DB, [A]))  # never asked
+    puller, server = pair()
+    puller.ask_heads(DB, now=0)
+    with pytest.raises(ProtocolError):
+        puller.receive(server.blocks(DB, [], more=False))  # asked heads, got blocks
+    puller, server = pair()
+    puller.ask_heads(DB, now=0)
+    with pytest.raises(ProtocolError):
+        puller.receive(server.heads(CID.for_block(b"other"), [A]))  # another database
+    with pytest.raises(ProtocolError):
+        server.receive(encode_message(Blocks(DB, (), False)))  # a server is never sent blocks
+
+
+def test_refusal_and_one_request_at_a_time():
+    puller, server = pair()
+    puller.ask_heads(DB, now=0)
+    with pytest.raises(ProtocolError):
+        puller.want(DB, [A], [], now=0)
+    assert puller.receive(server.refuse("private")) == [Refused("private")]
+    assert not puller.waiting
+
+
+def test_budgets_and_timeouts():
+    puller = SyncConnection(Role.PULLER, budget=Budget(answer_timeout=5, max_rounds=2))
+    puller.want(DB, [A], [], now=0)
+    puller.check_time(4.9)
+    with pytest.raises(ProtocolError):
+        puller.check_time(5.1)
+    server = SyncConnection(Role.SERVER, budget=Budget(max_requests=3, max_bytes_received=10_000))
+    ask = SyncConnection(Role.PULLER).ask_heads(DB, 0)
+    for _ in range(3):
+        server.receive(ask)
+    with pytest.raises(ProtocolError):
+        server.receive(ask)
+    greedy = SyncConnection(Role.SERVER, budget=Budget(max_bytes_received=100))
+    with pytest.raises(ProtocolError):
+        greedy.receive(b"\x00" * 101)
+
+
+def test_frames_over_the_limit_are_refused_before_buffering():
+    decoder = FrameDecoder()
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"\xff\xff\xff\x7f")  # claims ~268 MB
+    with pytest.raises(ProtocolError):
+        frame(b"x" * (MAX_FRAME + 1))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"t": "nope"},
+        {"t": "heads?"},
+        {"t": "heads?", "db": "not a link"},
+        {"t": "heads", "db": DB, "heads": ["x"]},
+        {"t": "heads", "db": DB, "heads": [A] * 1025},
+        {"t": "want", "db": DB, "cids": [], "have": []},
+        {"t": "want", "db": DB, "cids": [A], "have": [A], "extra": 1},
+        {"t": "blocks", "db": DB, "blocks": [[A]], "more": False},
+        {"t": "blocks", "db": DB, "blocks": [[A, "text"]], "more": False},
+        {"t": "blocks", "db": DB, "blocks": [], "more": 1},
+        {"t": "refused", "reason": 5},
+        [1, 2],
+    ],
+    ids=repr,
+)
+def test_malformed_messages(body):
+    with pytest.raises(ProtocolError):
+        parse_message(encode(body))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_protocol_errors(data):
+    connection = SyncConnection(Role.SERVER)
+    with contextlib.suppress(ProtocolError):
+        connection.receive(data)
+
+
+def test_announcements():
+    announcement = Announcement(DB, (A, B), ((A, b"x" * 10),))
+    assert parse_announcement(announcement.encode(), DB) == announcement
+    big = Announcement(DB, (A,), tuple((CID.for_block(bytes([i])), b"y" * 10_000) for i in range(10)))
+    parsed = parse_announcement(big.encode())
+    assert len(parsed.blocks) < 10 and parsed.heads == (A,)
+    with pytest.raises(ProtocolError):
+        parse_announcement(announcement.encode(), CID.for_block(b"another topic"))
+    with pytest.raises(ProtocolError):
+        parse_announcement(b"\x00" * (MAX_ANNOUNCEMENT + 1))
+    with pytest.raises(ProtocolError):
+        parse_announcement(encode({"t": "heads", "db": DB, "heads": "x", "blocks": []}))
