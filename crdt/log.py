@@ -51,6 +51,7 @@ table                 key                                   value
 
 from __future__ import annotations
 
+import heapq
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -621,6 +622,64 @@ class Log:
                     best = candidate
             meta = best
             yield meta
+
+    def ancestry(
+        self, wanted: Iterable[CID], have: Iterable[CID], *, limit: int = 200_000
+    ) -> tuple[list[CID], bool]:
+        """What a peer whose heads are ``have`` needs to hold ``wanted``: the applied entries among
+        ``wanted`` and their ancestors that are not in the causal past of ``have``, in the total
+        order (parents first).
+
+        Two walks go down the DAG together, highest clock first: one from ``wanted``, one from the
+        ``have`` entries this log knows. Since children have higher clocks than parents, an entry
+        is reached by the ``have`` walk, if at all, before it is taken, so what is taken is exactly
+        what the peer lacks (as far as this log knows its heads). The walk ends when nothing from
+        ``wanted`` is left to visit. At most ``limit`` entries, the lowest first; the flag says
+        whether there were more.
+        """
+        marks: dict[CID, bool] = {}  # True: reached from have (the peer has it)
+        heap: list[tuple[int, bytes, CID]] = []
+        wanted_left = 0
+
+        def reach(cid: CID, from_have: bool) -> None:
+            nonlocal wanted_left
+            mark = marks.get(cid)
+            if mark is True or (mark is False and not from_have):
+                return
+            meta = self._meta(cid)
+            if meta is None:
+                return
+            if mark is None:
+                heapq.heappush(heap, (-meta.clock, cid.bytes, cid))
+            elif from_have:
+                wanted_left -= 1  # was to be taken; the peer has it after all
+            if not from_have:
+                wanted_left += 1
+            marks[cid] = from_have
+
+        for cid in have:
+            reach(cid, True)
+        for cid in wanted:
+            reach(cid, False)
+        found: list[_Meta] = []
+        while heap and wanted_left > 0:
+            _clock, _raw, cid = heapq.heappop(heap)
+            meta = self._need_meta(cid)
+            from_have = marks[cid]
+            if not from_have:
+                wanted_left -= 1
+                found.append(meta)
+            for parent in meta.next:
+                reach(parent, from_have)
+        found.sort(key=lambda m: (m.clock, m.cid.bytes))
+        return [m.cid for m in found[:limit]], len(found) > limit
+
+    def block(self, cid: CID) -> bytes | None:
+        """The block of an applied entry."""
+        if self._meta(cid) is None:
+            return None
+        block = self._blocks.get(cid.bytes)
+        return None if block is None else bytes(block)
 
     def walk_back(self, cid: CID, target_clock: int) -> list[CID]:
         """The entries visited walking back along the spine from ``cid`` to ``target_clock``."""

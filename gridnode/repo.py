@@ -91,6 +91,31 @@ class StoredDatabase:
             assert entry is not None
             yield entry
 
+    def unknown(self, cids: Sequence[CID]) -> list[CID]:
+        """Those of ``cids`` this database neither applied, nor holds pending, nor rejected."""
+        log = self._db.log
+        return [
+            c for c in cids if c not in log and not log.is_pending(c) and log.rejection(c) is None
+        ]
+
+    @property
+    def missing(self) -> frozenset[CID]:
+        """Parents that pending entries wait for: what to fetch."""
+        return self._db.log.missing
+
+    def ancestry(self, wanted: Sequence[CID], have: Sequence[CID], limit: int) -> tuple[list[CID], bool]:
+        """What a peer with heads ``have`` needs to hold ``wanted`` (see :meth:`crdt.log.Log.ancestry`)."""
+        return self._db.log.ancestry(wanted, have, limit=limit)
+
+    def blocks_of(self, cids: Sequence[CID]) -> list[tuple[CID, bytes]]:
+        """The blocks of applied entries (others are skipped)."""
+        found = []
+        for cid in cids:
+            block = self._db.log.block(cid)
+            if block is not None:
+                found.append((cid, block))
+        return found
+
     def may_write(self, did: str | None = None) -> bool:
         return self._db.log.access.may_write(did or self.repo.keypair.did)
 

@@ -115,8 +115,9 @@ class HeadsArrived:
 
 @dataclass(frozen=True)
 class BlocksArrived:
-    """(puller) Entry blocks, parents before children: verify and join them, then :meth:`want`
-    what is still missing, or stop."""
+    """(puller) Entry blocks, parents before children: verify and join them. While ``more``, more
+    blocks messages follow for the same want; after the last, :meth:`want` what is still
+    missing, or stop."""
 
     db: CID
     blocks: tuple[tuple[CID, bytes], ...]
@@ -181,7 +182,9 @@ class SyncConnection:
             return HeadsArrived(message.db, message.heads)
         if isinstance(message, Blocks) and self._awaiting is Want:
             self._check_db(message.db)
-            self._awaiting = None
+            # A server streams a long answer as several blocks messages; the last says more=False.
+            if not message.more:
+                self._awaiting = None
             self.stats.blocks_received += len(message.blocks)
             return BlocksArrived(message.db, message.blocks, message.more)
         raise ProtocolError(f"unexpected {type(message).__name__} from the server")
@@ -236,7 +239,8 @@ class SyncConnection:
         return self._send(Heads(db, tuple(heads)))
 
     def blocks(self, db: CID, blocks: list[tuple[CID, bytes]], more: bool) -> bytes:
-        """(server) Entry blocks answering a want, parents before children."""
+        """(server) Entry blocks answering a want, parents before children. A long answer is
+        several calls, all but the last with ``more=True``."""
         self.stats.blocks_sent += len(blocks)
         return self._send(Blocks(db, tuple(blocks), more))
 

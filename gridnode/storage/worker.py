@@ -29,6 +29,5 @@ class StorageWorker:
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in a worker thread. Cancelling the caller waits for the call
         to finish (a half-run transaction is never abandoned), then raises Cancelled."""
-        return await trio.to_thread.run_sync(
-            lambda: fn(*args, **kwargs), limiter=self._limiter, abandon_on_cancel=False
-        )
+        # trio's default: the thread is not abandoned on cancellation.
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)

@@ -222,3 +222,33 @@ def test_malformed_acl_ops(bad):
     # Signed anyway by an admin and offered remotely: rejected the same way on every replica.
     forged = create_entry(ADMIN, db=m.cid, clock=1, payload=bad)
     assert isinstance(dict(Log(m).join([forged]).rejected)[forged.cid], InvalidAclOp)
+
+
+def test_ancestry_gives_a_lagging_peer_what_it_lacks_parents_first():
+    logs = history(random.Random(11), manifest(), 150)
+    source = Log(manifest())
+    for log in logs:
+        source.join(log.order())
+    order = source.order()
+    lagging = Log(manifest())
+    lagging.join(order[:40])
+    cids, more = source.ancestry(source.heads, lagging.heads)
+    assert not more
+    position = {e.cid: i for i, e in enumerate(order)}
+    assert cids == sorted(cids, key=lambda c: position[c])  # parents before children
+    result = lagging.join([source.get(c) for c in cids])
+    # What the floor skipped shows up as missing parents: ask for them, as a puller does.
+    while lagging.missing:
+        extra, _ = source.ancestry(sorted(lagging.missing), lagging.heads)
+        lagging.join([source.get(c) for c in extra])
+    assert lagging.heads == source.heads and len(lagging) == len(source)
+    assert not result.rejected
+
+
+def test_ancestry_limit_sends_the_lowest_first():
+    log = Log(manifest())
+    for i in range(50):
+        log.append(W0, i)
+    cids, more = log.ancestry(log.heads, [], limit=10)
+    assert more and [log.get(c).clock for c in cids] == list(range(1, 11))
+    assert log.ancestry(log.heads, log.heads) == ([], False)

@@ -49,6 +49,17 @@ def test_a_full_exchange_in_memory():
     assert server.stats.bytes_sent == puller.stats.bytes_received
 
 
+def test_a_long_answer_is_streamed():
+    puller, server = pair()
+    server.receive(puller.want(DB, [A], have=[], now=0))
+    data = server.blocks(DB, [(B, b"1")], more=True) + server.blocks(DB, [(A, b"2")], more=False)
+    events = puller.receive(data)
+    assert [e.more for e in events] == [True, False]
+    assert not puller.waiting
+    with pytest.raises(ProtocolError):
+        puller.receive(server.blocks(DB, [], more=False))  # nothing was asked any more
+
+
 def test_bytes_may_arrive_one_at_a_time():
     puller, server = pair()
     data = puller.ask_heads(DB, now=0)

@@ -1,0 +1,29 @@
+"""The node's libp2p identity: the same ed25519 key as its ``did:key``.
+
+The peer id is the identity multihash of the protobuf-encoded public key (libp2p peer-id spec), so
+an ed25519 peer id reads ``12D3KooW...``, is the same in every libp2p implementation and is stable
+for as long as the node keeps its key file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+
+from crdt.errors import InvalidKey
+
+__all__ = ["key_pair_from_seed", "peer_id_from_seed"]
+
+
+def key_pair_from_seed(seed: bytes) -> Any:
+    """The py-libp2p ``KeyPair`` for a 32-byte ed25519 seed."""
+    if not isinstance(seed, bytes) or len(seed) != 32:
+        raise InvalidKey("an ed25519 seed has 32 bytes")
+    return create_new_key_pair(seed)
+
+
+def peer_id_from_seed(seed: bytes) -> str:
+    """The base58 peer id of the node whose ed25519 seed is ``seed``."""
+    return str(ID.from_pubkey(key_pair_from_seed(seed).public_key))

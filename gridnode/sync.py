@@ -1,0 +1,186 @@
+"""Driving ``/gridnode/sync/1.0.0`` over a real stream: the puller and the server.
+
+The protocol's decisions are in :mod:`protocols.sync`; this module moves bytes between it, a
+stream and the storage (through the :class:`~gridnode.storage.worker.StorageWorker`, one batch per
+call). Every block that arrives is verified (hash, structure, signature) and judged by the log
+(clock, skip links, access) before anything is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import trio
+
+from crdt.entry import MAX_ENTRY_BYTES
+from crdt.ipld.cid import CID
+from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
+from gridnode.storage.worker import StorageWorker
+from protocols.sync import (
+    BlocksArrived,
+    BlocksAsked,
+    Budget,
+    Event,
+    HeadsArrived,
+    HeadsAsked,
+    Refused,
+    Role,
+    SyncConnection,
+    SyncStats,
+)
+from protocols.wire import MAX_FRAME, MAX_WANT, ProtocolError
+
+__all__ = ["ByteStream", "PullReport", "pull", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes of blocks per blocks message (a frame holds at most MAX_FRAME).
+CHUNK_BYTES: Final = 1024 * 1024
+READ_SIZE: Final = 256 * 1024
+#: Entries one want is answered with before the puller must ask again.
+ANSWER_LIMIT: Final = 200_000
+
+
+class ByteStream(Protocol):
+    """What the sync driver needs of a stream (a libp2p stream, a trio stream in tests)."""
+
+    async def read(self, max_bytes: int) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class PullReport:
+    """What one pull did."""
+
+    address: str
+    applied: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    stats: SyncStats = field(default_factory=SyncStats)
+    complete: bool = False
+    refused: str | None = None
+
+
+async def _next_events(stream: ByteStream, conn: SyncConnection) -> list[Event]:
+    """Read until the connection yields events; honour the answer deadline."""
+    while True:
+        deadline = conn.deadline()
+        with trio.fail_at(deadline) if deadline is not None else trio.CancelScope():
+            data = await stream.read(READ_SIZE)
+        if not data:
+            raise ProtocolError("stream closed while an answer was awaited")
+        events = conn.receive(data)
+        if events:
+            return events
+
+
+async def pull(
+    stream: ByteStream,
+    database: StoredDatabase,
+    worker: StorageWorker,
+    *,
+    budget: Budget | None = None,
+    now: Callable[[], float] = trio.current_time,
+) -> PullReport:
+    """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it."""
+    conn = SyncConnection(Role.PULLER, budget=budget or Budget())
+    report = PullReport(address=database.address, stats=conn.stats)
+    db = database.manifest.cid
+    pending_events: list[Event] = []
+
+    async def next_event() -> Event:
+        if not pending_events:
+            pending_events.extend(await _next_events(stream, conn))
+        return pending_events.pop(0)
+
+    await stream.write(conn.ask_heads(db, now()))
+    event = await next_event()
+    if isinstance(event, Refused):
+        report.refused = event.reason
+        return report
+    assert isinstance(event, HeadsArrived)
+    wanted = await worker.run(database.unknown, list(event.heads))
+    asked: dict[CID, int] = {}
+    while wanted:
+        for cid in wanted:
+            asked[cid] = asked.get(cid, 0) + 1
+        have = await worker.run(lambda: list(database.heads))
+        await stream.write(conn.want(db, wanted[:MAX_WANT], have, now()))
+        while True:
+            event = await next_event()
+            if isinstance(event, Refused):
+                report.refused = event.reason
+                return report
+            assert isinstance(event, BlocksArrived)
+            if event.blocks:
+                joined = await worker.run(database.join_blocks, list(event.blocks))
+                report.applied += joined.applied
+                report.duplicates += joined.duplicates
+                report.rejected.extend(joined.rejected)
+            if not event.more:
+                break
+        missing = await worker.run(lambda: sorted(database.missing))
+        # A CID asked for three times and still missing is not coming from this peer.
+        wanted = [c for c in missing if asked.get(c, 0) < 3]
+    report.complete = not await worker.run(lambda: bool(database.missing))
+    return report
+
+
+async def serve(stream: ByteStream, repo: Repo, worker: StorageWorker, *, budget: Budget | None = None) -> SyncStats:
+    """Answer one peer's requests on ``stream`` until it closes it."""
+    conn = SyncConnection(Role.SERVER, budget=budget or Budget())
+    while True:
+        data = await stream.read(READ_SIZE)
+        if not data:
+            return conn.stats
+        for event in conn.receive(data):
+            if isinstance(event, HeadsAsked):
+                heads = await worker.run(_heads_of, repo, event.db)
+                await stream.write(conn.heads(event.db, heads) if heads is not None else conn.refuse("unknown database"))
+            elif isinstance(event, BlocksAsked):
+                await _answer_want(stream, conn, repo, worker, event)
+
+
+def _heads_of(repo: Repo, db: CID) -> list[CID] | None:
+    try:
+        return list(repo.database("/gridnode/" + str(db)).heads)
+    except UnknownDatabase:
+        return None
+
+
+async def _answer_want(
+    stream: ByteStream, conn: SyncConnection, repo: Repo, worker: StorageWorker, ask: BlocksAsked
+) -> None:
+    try:
+        database = await worker.run(repo.database, "/gridnode/" + str(ask.db))
+    except UnknownDatabase:
+        await stream.write(conn.refuse("unknown database"))
+        return
+    cids, _truncated = await worker.run(database.ancestry, list(ask.cids), list(ask.have), ANSWER_LIMIT)
+    wants_manifest = ask.db in ask.cids
+    chunk: list[tuple[CID, bytes]] = []
+    size = 0
+    if wants_manifest:
+        chunk.append((database.manifest.cid, database.manifest.block))
+        size += len(database.manifest.block)
+    start = 0
+    while start < len(cids):
+        batch = cids[start : start + 512]
+        start += len(batch)
+        blocks = await worker.run(database.blocks_of, batch)
+        for cid, block in blocks:
+            if size + len(block) > CHUNK_BYTES and chunk:
+                await stream.write(conn.blocks(ask.db, chunk, more=True))
+                chunk, size = [], 0
+            chunk.append((cid, block))
+            size += len(block)
+    await stream.write(conn.blocks(ask.db, chunk, more=False))
+
+
+assert CHUNK_BYTES + MAX_ENTRY_BYTES + 64 * 1024 < MAX_FRAME, "a chunk plus one entry fits a frame"
