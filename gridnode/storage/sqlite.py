@@ -35,7 +35,14 @@ SCHEMA_VERSION: Final = 1
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blocks (cid BLOB PRIMARY KEY, data BLOB NOT NULL) WITHOUT ROWID;
+-- A rowid table with a unique index on the CID, not a WITHOUT ROWID table keyed by it: inserts
+-- then append to the table and touch only the small index at a random place (2.5x faster at
+-- 400k blocks of 400 bytes, measured; docs/decisions.md).
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY,
+    cid BLOB NOT NULL UNIQUE,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tables (
     tid INTEGER PRIMARY KEY,
     space TEXT NOT NULL,
@@ -257,7 +264,8 @@ class _BlockTable(_Buffered):
 
     def _write(self, puts: list[tuple[bytes, Any]], gone: list[tuple[bytes]]) -> None:
         if puts:
-            self._conn.executemany("INSERT OR REPLACE INTO blocks (cid, data) VALUES (?, ?)", puts)
+            # Content-addressed: a CID already stored has these very bytes.
+            self._conn.executemany("INSERT OR IGNORE INTO blocks (cid, data) VALUES (?, ?)", puts)
         if gone:
             self._conn.executemany("DELETE FROM blocks WHERE cid = ?", gone)
 
