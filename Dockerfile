@@ -1,5 +1,10 @@
 FROM python:3.11-slim
 
+# py-libp2p builds fastecdsa from source (gcc, GMP headers).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libgmp-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crdt ./crdt

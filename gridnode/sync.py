@@ -105,7 +105,12 @@ async def pull(
         report.refused = event.reason
         return report
     assert isinstance(event, HeadsArrived)
-    wanted = await worker.run(database.unknown, list(event.heads))
+    # What we lack: heads we have never seen, and parents our pending entries wait for (an
+    # announcement may have brought a head whose past is not here yet).
+    def lacking(heads: list[CID]) -> list[CID]:
+        return database.unknown(heads) + sorted(database.missing - set(heads))
+
+    wanted = await worker.run(lacking, list(event.heads))
     asked: dict[CID, int] = {}
     while wanted:
         for cid in wanted:

@@ -1,0 +1,306 @@
+"""The node's libp2p host: TCP, Noise, yamux, gossipsub, and a lifetime that is one ``async with``.
+
+:func:`open_host` builds a py-libp2p host with settings chosen for gridnode (each default it
+changes is listed, with its measured effect, in docs/decisions.md, "py-libp2p defaults"):
+
+- security: Noise only. py-libp2p's default host also accepts ``/plaintext/2.0.0`` (and secio),
+  where the remote merely *claims* a public key: anyone who knows a peer's public key could
+  connect as that peer.
+- muxer: yamux only (mplex has no flow control).
+- at most one connection per peer. Besides being all gridnode needs, this is what makes a dial
+  return as soon as it is connected: py-libp2p's dialer otherwise waits its 250 ms
+  "happy eyeballs" delay after every successful dial, hoping for a further connection.
+- no auto-connector: py-libp2p dials peers from its peerstore until it has half-way between its
+  watermarks (by default 50+) connections; which peers gridnode talks to is the node's decision.
+- an explicit :meth:`Host.connect` dials the address it is given (py-libp2p dials the first
+  address it ever learnt for the peer), even if the peer failed within the last minute (py-libp2p
+  refuses those for 60 s from a "negative cache"), and retries once, not three times.
+- on exit, every connection is closed *concurrently* (py-libp2p closes them one after another,
+  with a 100 ms pause in each), then the listeners; nothing is left open, even when the block is
+  left by cancellation. Leaving py-libp2p's own ``host.run()`` without ``host.close()`` leaked
+  every connected socket.
+
+The rest of gridnode never imports libp2p: it sees :class:`Host`, :class:`~gridnode.net.stream.
+Stream` and :class:`~gridnode.net.gossip.Subscription`, and peer ids as base58 text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.exceptions import StreamFailure
+from libp2p.network.config import ConnectionConfig, RetryConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.protocol_muxer.exceptions import MultiselectClientError
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from gridnode.net.errors import DialError, NetError, ProtocolNotSupported, StreamError
+from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
+from gridnode.net.identity import key_pair_from_seed
+from gridnode.net.logs import quiet_libp2p_logs
+from gridnode.net.stream import Stream
+
+__all__ = ["Host", "StreamHandler", "open_host"]
+
+log = logging.getLogger(__name__)
+
+#: ``async def handler(stream)``: serves one inbound stream; the stream is closed when it returns
+#: (reset if it raises).
+StreamHandler = Callable[[Stream], Awaitable[None]]
+
+# How long closing may take before we stop waiting for peers to acknowledge.
+_CLOSE_TIMEOUT: Final = 5.0
+
+
+class Host:
+    """A running libp2p host; made by :func:`open_host`, valid inside its ``async with``."""
+
+    def __init__(self, libp2p_host: Any, gossip: Gossip, dial_timeout: float) -> None:
+        self._host = libp2p_host
+        self._gossip = gossip
+        self._dial_timeout = dial_timeout
+        #: This node's base58 peer id (``12D3KooW...``), derived from its ed25519 key.
+        self.peer_id: str = str(libp2p_host.get_id())
+
+    def __repr__(self) -> str:
+        return f"<Host {self.peer_id}>"
+
+    @property
+    def addrs(self) -> list[str]:
+        """Where peers can reach us: full multiaddrs, with the bound port and ``/p2p/<id>``."""
+        return [str(addr) for addr in self._host.get_addrs()]
+
+    # Connections
+
+    async def connect(self, address: str) -> str:
+        """Connect to the peer at ``address`` (``/ip4/.../tcp/N/p2p/<id>``); return its peer id.
+
+        Returns at once if already connected. Raises :class:`DialError` when the address is
+        unusable, nobody answers within the dial timeout, or the peer there is not ``<id>``.
+        """
+        try:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(address))
+        except Exception as exc:
+            raise DialError(f"not a peer address (.../p2p/<peer id>): {address!r}") from exc
+        peer_id = str(info.peer_id)
+        if peer_id == self.peer_id:
+            raise DialError(f"{address} is this node")
+        if info.peer_id not in self._host.get_network().connections:
+            # py-libp2p dials the first address it knows for the peer, which may be an old,
+            # wrong one, and refuses for 60 s a peer whose dial failed: an explicit connect
+            # dials the address it is given.
+            self._host.get_peerstore().clear_addrs(info.peer_id)
+            self._host.get_network()._negative_peer_cache.evict(peer_id)
+        try:
+            with trio.fail_after(self._dial_timeout):
+                await self._host.connect(info)
+        except trio.TooSlowError:
+            raise DialError(f"no connection to {address} within {self._dial_timeout} s") from None
+        except (BaseLibp2pError, OSError) as exc:
+            raise DialError(f"cannot connect to {address}: {_reason(exc)}") from exc
+        return peer_id
+
+    async def disconnect(self, peer_id: str) -> None:
+        """Close every connection to ``peer_id`` (nothing happens if there is none)."""
+        await self._host.disconnect(_peer(peer_id))
+
+    def peers(self) -> list[str]:
+        """Peer ids we are connected to now."""
+        return [str(peer) for peer in self._host.get_connected_peers()]
+
+    # Streams
+
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        """Serve inbound streams of ``protocol`` (e.g. ``/gridnode/sync/1.0.0``) with ``handler``.
+
+        Each stream runs in a task of its connection, so closing the connection (or the host)
+        cancels it. A :class:`NetError` in the handler (a peer that went away) is logged at DEBUG,
+        any other exception at ERROR; either way the stream is reset and the host keeps running.
+        """
+
+        async def serve(libp2p_stream: Any) -> None:
+            stream = Stream(libp2p_stream)
+            try:
+                await handler(stream)
+            except NetError as exc:
+                log.debug("%s handler: %s", protocol, exc)
+                await stream.reset()
+            except Exception:
+                log.exception("%s handler failed on a stream from %s", protocol, stream.remote_peer_id)
+                await stream.reset()
+            else:
+                await stream.close()
+
+        self._host.set_stream_handler(TProtocol(protocol), serve)
+
+    async def open_stream(self, peer_id: str, protocol: str) -> Stream:
+        """A new stream to ``peer_id`` speaking ``protocol`` (dials the peer if not connected).
+
+        Raises :class:`ProtocolNotSupported` if the peer does not serve ``protocol``,
+        :class:`StreamError` for any other failure.
+        """
+        try:
+            libp2p_stream = await self._host.new_stream(_peer(peer_id), [TProtocol(protocol)])
+        except StreamFailure as exc:
+            if isinstance(exc.__cause__, MultiselectClientError) and "not supported" in str(
+                exc.__cause__
+            ):
+                raise ProtocolNotSupported(f"{peer_id} does not serve {protocol}") from exc
+            raise StreamError(f"cannot open {protocol} to {peer_id}: {_reason(exc)}") from exc
+        except (BaseLibp2pError, OSError) as exc:
+            raise StreamError(f"cannot open {protocol} to {peer_id}: {_reason(exc)}") from exc
+        return Stream(libp2p_stream)
+
+    # Gossip
+
+    async def subscribe(self, topic: str) -> Subscription:
+        """Receive ``topic``'s gossip: an async iterator of ``(origin peer id, data)``."""
+        return await self._gossip.subscribe(topic)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Gossip ``data`` on ``topic``. Lossy: a full peer queue drops, never raises or waits."""
+        await self._gossip.publish(topic, data)
+
+    def set_topic_validator(self, topic: str, validator: TopicValidator) -> None:
+        """Accept ``topic``'s messages only if ``validator(origin peer id, data)`` is true.
+
+        A rejected message is neither delivered nor forwarded, and lowers the gossip score of the
+        peer that sent it; past ``GossipConfig.invalid_message_allowance`` that peer's messages on
+        the topic are ignored until the count decays.
+        """
+        self._gossip.set_topic_validator(topic, validator)
+
+    def gossip_score(self, peer_id: str, topic: str) -> float:
+        """``peer_id``'s gossip score on ``topic`` (0 neutral, negative after invalid messages)."""
+        return self._gossip.score(peer_id, topic)
+
+
+@asynccontextmanager
+async def open_host(
+    seed: bytes,
+    listen: list[str],
+    *,
+    max_connections: int = 64,
+    dial_timeout: float = 10.0,
+    gossip: GossipConfig | None = None,
+) -> AsyncIterator[Host]:
+    """Run a libp2p host for the duration of the ``async with`` block.
+
+    :param seed: the node's 32-byte ed25519 seed (the key of its ``did:key``); the peer id
+        follows from it, so it is the same across restarts.
+    :param listen: multiaddrs to listen on, e.g. ``/ip4/0.0.0.0/tcp/4001``; port 0 picks a free
+        port (see :attr:`Host.addrs`). Raises :class:`NetError` if any cannot be bound.
+    :param max_connections: connections (inbound and outbound) beyond which new ones are refused.
+    :param dial_timeout: seconds :meth:`Host.connect` waits for a connection.
+    :param gossip: gossipsub settings (:class:`GossipConfig` defaults otherwise).
+    """
+    quiet_libp2p_logs()
+    key_pair = key_pair_from_seed(seed)
+    try:
+        listen_addrs = [multiaddr.Multiaddr(address) for address in listen]
+    except Exception as exc:
+        raise NetError(f"not a multiaddr in {listen!r}: {exc}") from exc
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    libp2p_host: Any = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, create_x25519_key_pair().private_key)},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        listen_addrs=listen_addrs,
+        connection_config=ConnectionConfig(
+            max_connections=max_connections,
+            min_connections=0,
+            low_watermark=max_connections,
+            high_watermark=max_connections,
+            max_connections_per_peer=1,
+        ),
+    )
+    swarm: Any = libp2p_host.get_network()
+    swarm.retry_config = RetryConfig(max_retries=1)
+    gossip_service = Gossip(libp2p_host, gossip or GossipConfig())
+    try:
+        async with libp2p_host.run(listen_addrs):
+            await swarm.auto_connector.stop()
+            missing = {str(a) for a in listen_addrs} - set(swarm.listeners)
+            if missing:
+                raise NetError(f"cannot listen on {', '.join(sorted(missing))}")
+            async with gossip_service.running():
+                try:
+                    yield Host(libp2p_host, gossip_service, dial_timeout)
+                finally:
+                    # Before gossip stops: inbound gossip streams run in connection tasks and
+                    # hand messages to the gossip service, which must outlive them.
+                    with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+                        await _close_connections(swarm)
+    except BaseExceptionGroup as group:
+        # py-libp2p's nurseries wrap whatever leaves the block, even a lone exception, in
+        # (nested) exception groups; the caller gets its own exception back.
+        single = _single_exception(group)
+        if single is None:
+            raise
+        raise single from None
+    finally:
+        # Listeners, transports, services; also after a failure before the block (listening).
+        with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+            await libp2p_host.close()
+        gossip_service.close()
+
+
+def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside (nested) single-member groups, or None if there are several."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _close_connections(swarm: Any) -> None:
+    """Stop accepting, then close every connection at once (py-libp2p: one after another)."""
+    for listener in list(swarm.listeners.values()):
+        await listener.close()
+    connections = [c for conns in swarm.connections.values() for c in conns]
+
+    async def close_one(connection: Any) -> None:
+        try:
+            await connection.close()
+            # close() returns at once if a close already began, and py-libp2p's own closes run
+            # in its tasks: one cancelled half-way (when the host's block is left by
+            # cancellation) leaves the socket open.
+            if not connection.muxed_conn.is_closed:
+                await connection.muxed_conn.close()
+        except Exception as exc:  # a connection that broke while closing is closed
+            log.debug("closing a connection: %r", exc)
+        swarm.remove_conn(connection)
+
+    async with trio.open_nursery() as nursery:
+        for connection in connections:
+            nursery.start_soon(close_one, connection)
+
+
+def _peer(peer_id: str) -> Any:
+    try:
+        return ID.from_base58(peer_id)
+    except Exception as exc:
+        raise ValueError(f"not a peer id: {peer_id!r}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause's message: py-libp2p wraps errors several levels deep."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__

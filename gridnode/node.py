@@ -1,0 +1,282 @@
+"""The running node: storage, the libp2p host and replication, in one trio nursery.
+
+    async with open_node(data_dir) as node:
+        await node.write(address, [{"op": "put", "key": "k", "value": 1}])
+
+Replication of each database:
+
+- the node subscribes to the database's gossipsub topic and announces its heads there whenever
+  they change and again every ``announce_interval`` seconds (anti-entropy: a peer that missed a
+  message, or connected later, still hears of new heads);
+- an announcement naming heads the node lacks makes it pull from that peer over
+  ``/gridnode/sync/1.0.0`` (at most one pull per database and peer at a time; a pull asked for
+  while one runs is run again right after);
+- small head entries ride along inside announcements and are joined directly.
+
+Gossip is a hint; the stream protocol is the delivery path. Every block is verified and judged by
+the log before it is kept, whatever its path.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from crdt.entry import Entry
+from crdt.errors import GridnodeError
+from crdt.manifest import parse_address
+from gridnode.net import Host, Stream, open_host
+from gridnode.repo import Repo, StoredDatabase
+from gridnode.storage.worker import StorageWorker
+from gridnode.sync import PullReport, pull, serve
+from protocols.gossip import Announcement, parse_announcement, topic_for
+from protocols.wire import PROTOCOL_ID, ProtocolError
+
+__all__ = ["Node", "PeerSync", "open_node"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PeerSync:
+    """The last pull from one peer for one database."""
+
+    peer: str
+    address: str
+    at: float = 0.0
+    applied: int = 0
+    rejected: int = 0
+    round_trips: int = 0
+    bytes_received: int = 0
+    complete: bool = False
+    error: str | None = None
+
+
+@dataclass
+class _Replica:
+    database: StoredDatabase
+    topic: str
+    running: set[str] = field(default_factory=set)
+    again: set[str] = field(default_factory=set)
+
+
+class Node:
+    """A running gridnode. Made by :func:`open_node`."""
+
+    def __init__(
+        self,
+        repo: Repo,
+        host: Host,
+        nursery: trio.Nursery,
+        *,
+        announce_interval: float,
+    ) -> None:
+        self.repo = repo
+        self.host = host
+        self.worker = StorageWorker()
+        self.announce_interval = announce_interval
+        self._nursery = nursery
+        self._replicas: dict[str, _Replica] = {}
+        #: (peer, address) -> the last pull.
+        self.syncs: dict[tuple[str, str], PeerSync] = {}
+        self.rejected_announcements = 0
+
+    @property
+    def peer_id(self) -> str:
+        return self.host.peer_id
+
+    @property
+    def addrs(self) -> list[str]:
+        return self.host.addrs
+
+    def peers(self) -> list[str]:
+        return self.host.peers()
+
+    async def connect(self, multiaddr: str) -> str | None:
+        """Dial a peer; log and return ``None`` if it cannot be reached."""
+        try:
+            peer = await self.host.connect(multiaddr)
+        except GridnodeError as exc:
+            log.warning("cannot connect to %s: %s", multiaddr, exc)
+            return None
+        log.info("connected to %s", peer)
+        for address in list(self._replicas):
+            self._nursery.start_soon(self._pull, peer, address)
+        return peer
+
+    # -- databases ----------------------------------------------------------------------------
+
+    def database(self, address: str) -> StoredDatabase:
+        return self._replica(address).database
+
+    def _replica(self, address: str) -> _Replica:
+        canonical = "/gridnode/" + str(parse_address(address))
+        return self._replicas[canonical]
+
+    async def replicate(self, database: StoredDatabase) -> None:
+        """Start replicating a database this node keeps."""
+        if database.address in self._replicas:
+            return
+        replica = _Replica(database, topic_for(database.manifest.cid))
+        self._replicas[database.address] = replica
+        self.host.set_topic_validator(replica.topic, self._validator(database))
+        subscription = await self.host.subscribe(replica.topic)
+        self._nursery.start_soon(self._listen, replica, subscription)
+        for peer in self.peers():
+            self._nursery.start_soon(self._pull, peer, database.address)
+        await self.announce(database.address)
+
+    def _validator(self, database: StoredDatabase) -> Any:
+        db = database.manifest.cid
+
+        def validate(peer: str, data: bytes) -> bool:
+            try:
+                parse_announcement(data, db)
+            except ProtocolError as exc:
+                self.rejected_announcements += 1
+                log.info("refused an announcement from %s: %s", peer, exc)
+                return False
+            return True
+
+        return validate
+
+    async def write(self, address: str, payloads: Sequence[Any]) -> list[Entry]:
+        """Write operations with the node key; durable when this returns; then announced."""
+        replica = self._replica(address)
+        entries = await self.worker.run(replica.database.write_many, list(payloads))
+        await self.announce(replica.database.address)
+        return entries
+
+    async def announce(self, address: str) -> None:
+        """Publish this node's heads of a database (with small head entries inline)."""
+        replica = self._replica(address)
+        database = replica.database
+
+        def heads_and_blocks() -> tuple[list[Any], list[tuple[Any, bytes]]]:
+            heads = list(database.heads)
+            return heads, database.blocks_of(heads)
+
+        heads, blocks = await self.worker.run(heads_and_blocks)
+        if not heads:
+            return
+        message = Announcement(database.manifest.cid, tuple(heads), tuple(blocks)).encode()
+        await self.host.publish(replica.topic, message)
+
+    async def _announce_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.announce_interval)
+            for address in list(self._replicas):
+                await self.announce(address)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def _listen(self, replica: _Replica, subscription: Any) -> None:
+        db = replica.database.manifest.cid
+        async for peer, data in subscription:
+            if peer == self.peer_id:
+                continue
+            try:
+                announcement = parse_announcement(data, db)
+            except ProtocolError:
+                continue
+            database = replica.database
+            if announcement.blocks:
+                await self.worker.run(database.join_blocks, list(announcement.blocks))
+            unknown = await self.worker.run(database.unknown, list(announcement.heads))
+            missing = await self.worker.run(lambda d=database: bool(d.missing))
+            if unknown or missing:
+                self._nursery.start_soon(self._pull, peer, database.address)
+
+    async def _pull(self, peer: str, address: str) -> None:
+        replica = self._replicas.get(address)
+        if replica is None:
+            return
+        if peer in replica.running:
+            replica.again.add(peer)
+            return
+        replica.running.add(peer)
+        try:
+            while True:
+                replica.again.discard(peer)
+                report = await self._pull_once(peer, replica.database)
+                if report is not None and report.applied:
+                    await self.announce(address)
+                if peer not in replica.again:
+                    return
+        finally:
+            replica.running.discard(peer)
+
+    async def _pull_once(self, peer: str, database: StoredDatabase) -> PullReport | None:
+        status = PeerSync(peer, database.address, at=trio.current_time())
+        self.syncs[(peer, database.address)] = status
+        try:
+            with trio.fail_after(300):
+                stream = await self.host.open_stream(peer, PROTOCOL_ID)
+                try:
+                    report = await pull(stream, database, self.worker)
+                finally:
+                    await stream.close()
+        except (GridnodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            status.error = f"{type(exc).__name__}: {exc}"
+            log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
+            return None
+        status.applied = report.applied
+        status.rejected = len(report.rejected)
+        status.round_trips = report.stats.round_trips
+        status.bytes_received = report.stats.bytes_received
+        status.complete = report.complete
+        if report.applied or report.rejected:
+            log.info(
+                "synced %s from %s: %d applied, %d rejected, %d round trips",
+                database.address, peer, report.applied, len(report.rejected), report.stats.round_trips,
+            )
+        return report
+
+    async def _serve_stream(self, stream: Stream) -> None:
+        try:
+            await serve(stream, self.repo, self.worker)
+        except ProtocolError as exc:
+            log.info("closing a sync stream from %s: %s", stream.remote_peer_id, exc)
+            await stream.reset()
+        except (GridnodeError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("sync stream from %s ended: %s", stream.remote_peer_id, exc)
+        else:
+            await stream.close()
+
+
+@asynccontextmanager
+async def open_node(
+    data_dir: Path,
+    *,
+    listen: Sequence[str] | None = None,
+    bootstrap: Sequence[str] | None = None,
+    announce_interval: float = 10.0,
+) -> AsyncIterator[Node]:
+    """Open the data directory (initialising it if new), start the host and replicate every
+    database in it. Leaving the block closes everything, cleanly."""
+    repo = await trio.to_thread.run_sync(Repo, data_dir)
+    try:
+        config = repo.config
+        async with open_host(repo.keypair.seed, list(listen or config.listen)) as host:
+            async with trio.open_nursery() as nursery:
+                node = Node(repo, host, nursery, announce_interval=announce_interval)
+                host.set_stream_handler(PROTOCOL_ID, node._serve_stream)
+                for address, _name, _store in repo.databases():
+                    await node.replicate(repo.database(address))
+                for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:
+                    nursery.start_soon(node.connect, multiaddr)
+                if math.isfinite(announce_interval):
+                    nursery.start_soon(node._announce_periodically)
+                try:
+                    yield node
+                finally:
+                    nursery.cancel_scope.cancel()
+    finally:
+        repo.close()

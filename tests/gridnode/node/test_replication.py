@@ -1,0 +1,142 @@
+"""Real nodes on 127.0.0.1: libp2p hosts, gossip, the sync protocol, SQLite data dirs."""
+
+from contextlib import AsyncExitStack
+
+import trio
+
+from gridnode.node import open_node
+from gridnode.repo import Repo
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+
+
+def make_shared(tmp_path, names, store="keyvalue"):
+    """Data dirs for ``names``; the first creates a database every other may write to."""
+    dirs = [tmp_path / name for name in names]
+    repos = [Repo(d) for d in dirs]
+    db = repos[0].create_database("shared", store, writers=[r.did for r in repos[1:]])
+    for repo in repos[1:]:
+        repo.add_database(db.manifest)
+    for repo in repos:
+        repo.close()
+    return dirs, db.address
+
+
+async def converged(nodes, address, timeout=30):
+    with trio.fail_after(timeout):
+        while True:
+            digests = {n.database(address).digest() for n in nodes}
+            if len(digests) == 1:
+                return
+            await trio.sleep(0.05)
+
+
+def test_two_nodes_converge(tmp_path):
+    dirs, address = make_shared(tmp_path, ["a", "b"])
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5))
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=[a.addrs[0]], announce_interval=0.5)
+            )
+            await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(100)])
+            await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(100)])
+            await converged([a, b], address)
+            assert a.database(address).store.get("b99") == 99
+            assert b.database(address).store.get("a0") == 0
+
+    trio.run(main)
+
+
+def test_five_nodes_in_a_line_converge(tmp_path):
+    names = ["n0", "n1", "n2", "n3", "n4"]
+    dirs, address = make_shared(tmp_path, names, store="set")
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            nodes = []
+            for i, d in enumerate(dirs):
+                bootstrap = [nodes[i - 1].addrs[0]] if i else []
+                nodes.append(
+                    await stack.enter_async_context(
+                        open_node(d, listen=LOOPBACK, bootstrap=bootstrap, announce_interval=0.5)
+                    )
+                )
+            await nodes[0].write(address, [{"op": "add", "value": "from the first"}])
+            await nodes[4].write(address, [{"op": "add", "value": "from the last"}])
+            await converged(nodes, address, timeout=60)
+            for node in nodes:
+                assert "from the first" in node.database(address).store
+                assert "from the last" in node.database(address).store
+            # Each node knows only its neighbours.
+            assert len(nodes[2].peers()) == 2
+
+    trio.run(main)
+
+
+def test_concurrent_writers_on_three_nodes(tmp_path):
+    dirs, address = make_shared(tmp_path, ["a", "b", "c"], store="counter")
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5))
+            b = await stack.enter_async_context(open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5))
+            c = await stack.enter_async_context(open_node(dirs[2], listen=LOOPBACK, bootstrap=a.addrs + b.addrs, announce_interval=0.5))
+
+            async def writer(node, by):
+                for _ in range(20):
+                    await node.write(address, [{"op": "inc", "by": by}])
+                    await trio.sleep(0.01)
+
+            async with trio.open_nursery() as nursery:
+                for node, by in ((a, 1), (b, 10), (c, 100)):
+                    nursery.start_soon(writer, node, by)
+            await converged([a, b, c], address)
+            assert a.database(address).store.value == 20 * 111
+
+    trio.run(main)
+
+
+def test_offline_node_catches_up_on_restart(tmp_path):
+    dirs, address = make_shared(tmp_path, ["a", "b"], store="events")
+
+    async def main():
+        async with open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5) as a:
+            async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5) as b:
+                await a.write(address, [{"op": "add", "value": "before"}])
+                await converged([a, b], address)
+            # b is offline while a takes 1,000 writes.
+            for start in range(0, 1000, 250):
+                await a.write(address, [{"op": "add", "value": i} for i in range(start, start + 250)])
+            async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5) as b:
+                await converged([a, b], address)
+                assert len(b.database(address)) == 1001
+
+    trio.run(main)
+
+
+def test_partition_heals(tmp_path):
+    dirs, address = make_shared(tmp_path, ["a", "b"], store="keyvalue")
+
+    async def main():
+        async with open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3) as a:
+            async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3) as b:
+                await a.write(address, [{"op": "put", "key": "k", "value": "start"}])
+                await converged([a, b], address)
+                # Cut the link; both sides keep writing.
+                await b.host.disconnect(a.peer_id)
+                with trio.fail_after(10):
+                    while a.peers() or b.peers():
+                        await trio.sleep(0.05)
+                await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(50)])
+                await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(50)])
+                assert a.database(address).digest() != b.database(address).digest()
+                # Heal it: nothing written on either side is lost.
+                await b.connect(a.addrs[0])
+                await converged([a, b], address)
+                for side in (a, b):
+                    store = side.database(address).store
+                    assert store.get("a49") == 49 and store.get("b49") == 49
+
+    trio.run(main)
