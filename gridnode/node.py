@@ -190,7 +190,7 @@ class Node:
             if announcement.blocks:
                 await self.worker.run(database.join_blocks, list(announcement.blocks))
             unknown = await self.worker.run(database.unknown, list(announcement.heads))
-            missing = await self.worker.run(lambda d=database: bool(d.missing))
+            missing = await self.worker.run(_has_missing, database)
             if unknown or missing:
                 self._nursery.start_soon(self._pull, peer, database.address)
 
@@ -251,6 +251,10 @@ class Node:
             await stream.close()
 
 
+def _has_missing(database: StoredDatabase) -> bool:
+    return bool(database.missing)
+
+
 @asynccontextmanager
 async def open_node(
     data_dir: Path,
@@ -264,19 +268,21 @@ async def open_node(
     repo = await trio.to_thread.run_sync(Repo, data_dir)
     try:
         config = repo.config
-        async with open_host(repo.keypair.seed, list(listen or config.listen)) as host:
-            async with trio.open_nursery() as nursery:
-                node = Node(repo, host, nursery, announce_interval=announce_interval)
-                host.set_stream_handler(PROTOCOL_ID, node._serve_stream)
-                for address, _name, _store in repo.databases():
-                    await node.replicate(repo.database(address))
-                for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:
-                    nursery.start_soon(node.connect, multiaddr)
-                if math.isfinite(announce_interval):
-                    nursery.start_soon(node._announce_periodically)
-                try:
-                    yield node
-                finally:
-                    nursery.cancel_scope.cancel()
+        async with (
+            open_host(repo.keypair.seed, list(listen or config.listen)) as host,
+            trio.open_nursery() as nursery,
+        ):
+            node = Node(repo, host, nursery, announce_interval=announce_interval)
+            host.set_stream_handler(PROTOCOL_ID, node._serve_stream)
+            for address, _name, _store in repo.databases():
+                await node.replicate(repo.database(address))
+            for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:
+                nursery.start_soon(node.connect, multiaddr)
+            if math.isfinite(announce_interval):
+                nursery.start_soon(node._announce_periodically)
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
     finally:
         repo.close()

@@ -14,6 +14,8 @@ What py-libp2p offers no option for is done by narrow subclasses, kept here and 
 - the per-peer, per-topic rate limit also counted the node's *own* publishes, so the 11th head a
   node announced within a second went nowhere: own messages are exempt (:class:`_GossipSub`);
 - the equivocation table kept every message ever seen until the next heartbeat: bounded.
+
+And we do not speak gossipsub 1.2 (see ``_PROTOCOLS``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Final, NamedTuple
 
 import trio
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import background_trio_service
@@ -41,8 +43,10 @@ log = logging.getLogger(__name__)
 #: forwarded, and counts against the peer that sent it to us.
 TopicValidator = Callable[[str, bytes], bool]
 
-# Gossipsub versions we speak. 1.3+ in py-libp2p are drafts other implementations do not run.
-_PROTOCOLS: Final = (PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID)
+# Gossipsub versions we speak. Not 1.2: py-libp2p sends an IDONTWANT to every mesh peer for every
+# message, even its own and even small ones (go-libp2p: received messages over 1 KiB only); that
+# doubled the RPCs and halved the throughput. 1.3+ are drafts other implementations do not run.
+_PROTOCOLS: Final = (PROTOCOL_ID_V11, PROTOCOL_ID)
 # Messages per topic whose (origin, seqno) we remember to detect equivocation.
 _EQUIVOCATION_MEMORY: Final = 4096
 

@@ -120,23 +120,26 @@ def test_partition_heals(tmp_path):
     dirs, address = make_shared(tmp_path, ["a", "b"], store="keyvalue")
 
     async def main():
-        async with open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3) as a:
-            async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3) as b:
-                await a.write(address, [{"op": "put", "key": "k", "value": "start"}])
-                await converged([a, b], address)
-                # Cut the link; both sides keep writing.
-                await b.host.disconnect(a.peer_id)
-                with trio.fail_after(10):
-                    while a.peers() or b.peers():
-                        await trio.sleep(0.05)
-                await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(50)])
-                await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(50)])
-                assert a.database(address).digest() != b.database(address).digest()
-                # Heal it: nothing written on either side is lost.
-                await b.connect(a.addrs[0])
-                await converged([a, b], address)
-                for side in (a, b):
-                    store = side.database(address).store
-                    assert store.get("a49") == 49 and store.get("b49") == 49
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3))
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3)
+            )
+            await a.write(address, [{"op": "put", "key": "k", "value": "start"}])
+            await converged([a, b], address)
+            # Cut the link; both sides keep writing.
+            await b.host.disconnect(a.peer_id)
+            with trio.fail_after(10):
+                while a.peers() or b.peers():
+                    await trio.sleep(0.05)
+            await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(50)])
+            await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(50)])
+            assert a.database(address).digest() != b.database(address).digest()
+            # Heal it: nothing written on either side is lost.
+            await b.connect(a.addrs[0])
+            await converged([a, b], address)
+            for side in (a, b):
+                store = side.database(address).store
+                assert store.get("a49") == 49 and store.get("b49") == 49
 
     trio.run(main)
