@@ -31,11 +31,12 @@ import trio
 
 from crdt.entry import Entry
 from crdt.errors import GridnodeError
-from crdt.manifest import parse_address
+from crdt.ipld.cid import CID
+from crdt.manifest import decode_manifest, parse_address
 from gridnode.net import Host, Stream, open_host
-from gridnode.repo import Repo, StoredDatabase
+from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
-from gridnode.sync import PullReport, pull, serve
+from gridnode.sync import PullReport, fetch_manifest, pull, serve
 from protocols.gossip import Announcement, parse_announcement, topic_for
 from protocols.wire import PROTOCOL_ID, ProtocolError
 
@@ -146,6 +147,54 @@ class Node:
             return True
 
         return validate
+
+    async def create_database(self, name: str, store: str, **options: Any) -> StoredDatabase:
+        """Create a database with this node's key as admin, and replicate it."""
+        database = await self.worker.run(lambda: self.repo.create_database(name, store, **options))
+        await self.replicate(database)
+        return database
+
+    async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
+        """Keep and replicate a database another node has: fetch its manifest from a connected
+        peer (verified against the address), then sync. Raises
+        :class:`~gridnode.repo.UnknownDatabase` if no connected peer has it."""
+        db = parse_address(address)
+        canonical = "/gridnode/" + str(db)
+        if canonical in self._replicas:
+            return self._replicas[canonical].database
+        try:
+            database = await self.worker.run(self.repo.database, canonical)
+        except UnknownDatabase:
+            database = None
+        if database is None:
+            with trio.move_on_after(timeout):
+                for peer in self.peers():
+                    block = await self._fetch_manifest(peer, db)
+                    if block is None:
+                        continue
+                    try:
+                        manifest = decode_manifest(db, block)
+                    except GridnodeError as exc:
+                        log.warning("peer %s sent a bad manifest for %s: %s", peer, canonical, exc)
+                        continue
+                    database = await self.worker.run(self.repo.add_database, manifest)
+                    break
+        if database is None:
+            raise UnknownDatabase(f"no connected peer keeps {canonical}")
+        await self.replicate(database)
+        return database
+
+    async def _fetch_manifest(self, peer: str, db: CID) -> bytes | None:
+        try:
+            with trio.fail_after(10):
+                stream = await self.host.open_stream(peer, PROTOCOL_ID)
+                try:
+                    return await fetch_manifest(stream, db)
+                finally:
+                    await stream.close()
+        except (GridnodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.info("no manifest of %s from %s: %s", db, peer, exc)
+            return None
 
     async def write(self, address: str, payloads: Sequence[Any]) -> list[Entry]:
         """Write operations with the node key; durable when this returns; then announced."""

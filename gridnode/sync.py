@@ -33,7 +33,7 @@ from protocols.sync import (
 )
 from protocols.wire import MAX_FRAME, MAX_WANT, ProtocolError
 
-__all__ = ["ByteStream", "PullReport", "pull", "serve"]
+__all__ = ["ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,26 @@ async def pull(
         wanted = [c for c in missing if asked.get(c, 0) < 3]
     report.complete = not await worker.run(lambda: bool(database.missing))
     return report
+
+
+async def fetch_manifest(
+    stream: ByteStream, db: CID, *, now: Callable[[], float] = trio.current_time
+) -> bytes | None:
+    """Ask the peer for a database's manifest block; ``None`` if it does not keep the database.
+
+    The caller checks the block (:func:`crdt.manifest.decode_manifest` verifies its hash)."""
+    conn = SyncConnection(Role.PULLER)
+    await stream.write(conn.want(db, [db], [], now()))
+    found = None
+    while conn.waiting:
+        for event in await _next_events(stream, conn):
+            if isinstance(event, Refused):
+                return None
+            if isinstance(event, BlocksArrived):
+                for cid, block in event.blocks:
+                    if cid == db:
+                        found = block
+    return found
 
 
 async def serve(stream: ByteStream, repo: Repo, worker: StorageWorker, *, budget: Budget | None = None) -> SyncStats:

@@ -143,3 +143,35 @@ def test_partition_heals(tmp_path):
                 assert store.get("a49") == 49 and store.get("b49") == 49
 
     trio.run(main)
+
+
+def test_follow_a_database_by_address(tmp_path):
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.5))
+            b = await stack.enter_async_context(
+                open_node(tmp_path / "b", listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5)
+            )
+            db = await a.create_database("public records", "documents", public=True, options={"indexes": ["year"]})
+            await a.write(db.address, [{"op": "put", "doc": {"_id": f"r{i}", "year": 2000 + i}} for i in range(30)])
+            with trio.fail_after(10):
+                while not b.peers():
+                    await trio.sleep(0.05)
+            followed = await b.follow(db.address)
+            assert followed.manifest.cid == db.manifest.cid
+            await converged([a, b], db.address)
+            assert [d["_id"] for d in followed.store.query("year", gte=2027)] == ["r27", "r28", "r29"]
+            # Public: the follower may write, and the writer sees it.
+            await b.write(db.address, [{"op": "put", "doc": {"_id": "from-b", "year": 1999}}])
+            await converged([a, b], db.address)
+            assert a.database(db.address).store.get("from-b")["year"] == 1999
+            # An address nobody keeps.
+            from gridnode.repo import UnknownDatabase
+
+            try:
+                await b.follow("/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe", timeout=5)
+                raise AssertionError("followed a database nobody keeps")
+            except UnknownDatabase:
+                pass
+
+    trio.run(main)
