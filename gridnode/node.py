@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -43,6 +43,7 @@ from protocols.wire import PROTOCOL_ID, ProtocolError
 __all__ = ["Node", "PeerSync", "open_node"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,6 +59,11 @@ class PeerSync:
     bytes_received: int = 0
     complete: bool = False
     error: str | None = None
+    #: Totals over every pull from this peer for this database since the node started.
+    pulls: int = 0
+    total_applied: int = 0
+    total_round_trips: int = 0
+    total_bytes_received: int = 0
 
 
 @dataclass
@@ -115,7 +121,13 @@ class Node:
     # -- databases ----------------------------------------------------------------------------
 
     def database(self, address: str) -> StoredDatabase:
+        """A replicated database. Read it through :meth:`read` (or ``node.worker``) while the node
+        runs: its storage is only ever used from the storage worker."""
         return self._replica(address).database
+
+    async def read(self, address: str, fn: Callable[[StoredDatabase], T]) -> T:
+        """``fn(database)`` in the storage worker, e.g. ``await node.read(a, lambda d: d.digest())``."""
+        return await self.worker.run(fn, self._replica(address).database)
 
     def _replica(self, address: str) -> _Replica:
         canonical = "/gridnode/" + str(parse_address(address))
@@ -263,7 +275,14 @@ class Node:
             replica.running.discard(peer)
 
     async def _pull_once(self, peer: str, database: StoredDatabase) -> PullReport | None:
+        previous = self.syncs.get((peer, database.address))
         status = PeerSync(peer, database.address, at=trio.current_time())
+        if previous is not None:
+            status.pulls = previous.pulls
+            status.total_applied = previous.total_applied
+            status.total_round_trips = previous.total_round_trips
+            status.total_bytes_received = previous.total_bytes_received
+        status.pulls += 1
         self.syncs[(peer, database.address)] = status
         try:
             with trio.fail_after(300):
@@ -281,6 +300,9 @@ class Node:
         status.round_trips = report.stats.round_trips
         status.bytes_received = report.stats.bytes_received
         status.complete = report.complete
+        status.total_applied += report.applied
+        status.total_round_trips += report.stats.round_trips
+        status.total_bytes_received += report.stats.bytes_received
         if report.applied or report.rejected:
             log.info(
                 "synced %s from %s: %d applied, %d rejected, %d round trips",

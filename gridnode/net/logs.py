@@ -8,12 +8,12 @@ error of this node: a failure that matters reaches gridnode as an exception or a
 connection, and gridnode reports it in its own words.
 
 So, unless ``LIBP2P_DEBUG`` is set (then py-libp2p's own logging setup stays in charge, for
-debugging py-libp2p itself), every record of the ``libp2p`` logger tree at INFO or above is
-re-logged at DEBUG on ``gridnode.net.libp2p`` with its original logger and level in the text.
-Records below INFO are not even created: the ``libp2p`` level stays above DEBUG because
-py-libp2p formats a DEBUG message per frame. A few py-libp2p modules log on the root logger
-(``logging.warning(...)``); a filter on the root logger demotes those records, and only those
-(recognised by the file they come from), to DEBUG.
+debugging py-libp2p itself), every record of the ``libp2p`` logger tree at WARNING or above is
+re-logged at DEBUG on ``gridnode.net.libp2p``, with its original logger and level in the text.
+Records below WARNING are not even created (py-libp2p logs at INFO for every stream closed). A
+few py-libp2p modules log on the root logger (``logging.warning(...)``); a filter on the root
+logger demotes those records, and only those (recognised by the file they come from), to DEBUG.
+The loggers that were noisy in our tests are listed in docs/decisions.md.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def quiet_libp2p_logs() -> None:
     libp2p_logger = logging.getLogger("libp2p")
     if not any(isinstance(h, _Relay) for h in libp2p_logger.handlers):
         libp2p_logger.addHandler(_Relay())
-    libp2p_logger.setLevel(logging.INFO)
+    libp2p_logger.setLevel(logging.WARNING)
     libp2p_logger.propagate = False
     root = logging.getLogger()
     if not any(isinstance(f, _DemoteLibp2pRecords) for f in root.filters):

@@ -58,7 +58,7 @@ def test_hostile_peer_changes_nothing(tmp_path):
             db = a.database(address)
             manifest_cid = db.manifest.cid
             head = db.heads[0]
-            before = db.digest()
+            before = await a.read(address, lambda d: d.digest())
             blocks = forgeries(manifest_cid, head, 1)
 
             host = await stack.enter_async_context(open_host(MALLORY.seed, LOOPBACK))
@@ -94,15 +94,15 @@ def test_hostile_peer_changes_nothing(tmp_path):
                 while served["wants"] == 0:
                     await trio.sleep(0.05)
             await trio.sleep(1)
-            assert db.digest() == before
-            assert db.store.get("k") == "honest"
-            assert len(db) == 1
+            assert await a.read(address, lambda d: d.digest()) == before
+            assert await a.read(address, lambda d: d.store.get("k")) == "honest"
+            assert await a.read(address, len) == 1
             status = a.syncs[(host.peer_id, address)]
             assert status.applied == 0
             assert status.rejected == len(blocks)  # each forgery refused, each for its reason
             # The honest nodes still work and converge.
             await b.write(address, [{"op": "put", "key": "after", "value": 1}])
             await converged([a, b], address)
-            assert a.database(address).store.get("after") == 1
+            assert await a.read(address, lambda d: d.store.get("after")) == 1
 
     trio.run(main)

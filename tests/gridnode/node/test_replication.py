@@ -25,7 +25,9 @@ def make_shared(tmp_path, names, store="keyvalue"):
 async def converged(nodes, address, timeout=30):
     with trio.fail_after(timeout):
         while True:
-            digests = {n.database(address).digest() for n in nodes}
+            # Through each node's storage worker: never touch a node's SQLite from this thread
+            # while its worker may be writing.
+            digests = {await n.worker.run(n.database(address).digest) for n in nodes}
             if len(digests) == 1:
                 return
             await trio.sleep(0.05)
@@ -43,8 +45,8 @@ def test_two_nodes_converge(tmp_path):
             await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(100)])
             await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(100)])
             await converged([a, b], address)
-            assert a.database(address).store.get("b99") == 99
-            assert b.database(address).store.get("a0") == 0
+            assert await a.read(address, lambda d: d.store.get("b99")) == 99
+            assert await b.read(address, lambda d: d.store.get("a0")) == 0
 
     trio.run(main)
 
@@ -67,8 +69,8 @@ def test_five_nodes_in_a_line_converge(tmp_path):
             await nodes[4].write(address, [{"op": "add", "value": "from the last"}])
             await converged(nodes, address, timeout=60)
             for node in nodes:
-                assert "from the first" in node.database(address).store
-                assert "from the last" in node.database(address).store
+                assert await node.read(address, lambda d: "from the first" in d.store)
+                assert await node.read(address, lambda d: "from the last" in d.store)
             # Each node knows only its neighbours.
             assert len(nodes[2].peers()) == 2
 
@@ -93,7 +95,7 @@ def test_concurrent_writers_on_three_nodes(tmp_path):
                 for node, by in ((a, 1), (b, 10), (c, 100)):
                     nursery.start_soon(writer, node, by)
             await converged([a, b, c], address)
-            assert a.database(address).store.value == 20 * 111
+            assert await a.read(address, lambda d: d.store.value) == 20 * 111
 
     trio.run(main)
 
@@ -111,7 +113,7 @@ def test_offline_node_catches_up_on_restart(tmp_path):
                 await a.write(address, [{"op": "add", "value": i} for i in range(start, start + 250)])
             async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5) as b:
                 await converged([a, b], address)
-                assert len(b.database(address)) == 1001
+                assert await b.read(address, len) == 1001
 
     trio.run(main)
 
@@ -134,13 +136,12 @@ def test_partition_heals(tmp_path):
                     await trio.sleep(0.05)
             await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(50)])
             await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(50)])
-            assert a.database(address).digest() != b.database(address).digest()
+            assert await a.read(address, lambda d: d.digest()) != await b.read(address, lambda d: d.digest())
             # Heal it: nothing written on either side is lost.
             await b.connect(a.addrs[0])
             await converged([a, b], address)
             for side in (a, b):
-                store = side.database(address).store
-                assert store.get("a49") == 49 and store.get("b49") == 49
+                assert await side.read(address, lambda d: (d.store.get("a49"), d.store.get("b49"))) == (49, 49)
 
     trio.run(main)
 
@@ -160,11 +161,12 @@ def test_follow_a_database_by_address(tmp_path):
             followed = await b.follow(db.address)
             assert followed.manifest.cid == db.manifest.cid
             await converged([a, b], db.address)
-            assert [d["_id"] for d in followed.store.query("year", gte=2027)] == ["r27", "r28", "r29"]
+            found = await b.read(db.address, lambda d: [x["_id"] for x in d.store.query("year", gte=2027)])
+            assert found == ["r27", "r28", "r29"]
             # Public: the follower may write, and the writer sees it.
             await b.write(db.address, [{"op": "put", "doc": {"_id": "from-b", "year": 1999}}])
             await converged([a, b], db.address)
-            assert a.database(db.address).store.get("from-b")["year"] == 1999
+            assert (await a.read(db.address, lambda d: d.store.get("from-b")))["year"] == 1999
             # An address nobody keeps.
             from gridnode.repo import UnknownDatabase
 
