@@ -40,7 +40,10 @@ from gridnode.sync import PullReport, fetch_manifest, pull, serve
 from protocols.gossip import Announcement, parse_announcement, topic_for
 from protocols.wire import PROTOCOL_ID, ProtocolError
 
-__all__ = ["Node", "PeerSync", "open_node"]
+__all__ = ["MAX_STRIKES", "Node", "PeerSync", "open_node"]
+
+#: Protocol violations after which a peer is disconnected.
+MAX_STRIKES = 3
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,6 +97,8 @@ class Node:
         #: (peer, address) -> the last pull.
         self.syncs: dict[tuple[str, str], PeerSync] = {}
         self.rejected_announcements = 0
+        #: Protocol violations per peer; at MAX_STRIKES the peer is disconnected.
+        self.strikes: dict[str, int] = {}
 
     @property
     def peer_id(self) -> str:
@@ -291,6 +296,10 @@ class Node:
                     report = await pull(stream, database, self.worker)
                 finally:
                     await stream.close()
+        except ProtocolError as exc:
+            status.error = f"{type(exc).__name__}: {exc}"
+            await self._strike(peer, status.error)
+            return None
         except (GridnodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
@@ -310,12 +319,20 @@ class Node:
             )
         return report
 
+    async def _strike(self, peer: str, reason: str) -> None:
+        """Count a protocol violation; disconnect a peer that keeps misbehaving."""
+        strikes = self.strikes[peer] = self.strikes.get(peer, 0) + 1
+        log.info("protocol violation by %s (%d/%d): %s", peer, strikes, MAX_STRIKES, reason)
+        if strikes >= MAX_STRIKES:
+            log.warning("disconnecting %s after %d protocol violations", peer, strikes)
+            await self.host.disconnect(peer)
+
     async def _serve_stream(self, stream: Stream) -> None:
         try:
             await serve(stream, self.repo, self.worker)
         except ProtocolError as exc:
-            log.info("closing a sync stream from %s: %s", stream.remote_peer_id, exc)
             await stream.reset()
+            await self._strike(stream.remote_peer_id, str(exc))
         except (GridnodeError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("sync stream from %s ended: %s", stream.remote_peer_id, exc)
         else:

@@ -88,6 +88,14 @@ def test_hostile_peer_changes_nothing(tmp_path):
             # Garbage on a sync stream to the honest node.
             stream = await host.open_stream(a.peer_id, PROTOCOL_ID)
             await stream.write(b"\xff\xff\xff\xff\x0f" + os.urandom(100))
+            # Two more garbage streams: the third violation disconnects the liar.
+            for _ in range(2):
+                extra = await host.open_stream(a.peer_id, PROTOCOL_ID)
+                await extra.write(b"\xff\xff\xff\xff\x0f")
+            with trio.fail_after(10):
+                while a.strikes.get(host.peer_id, 0) < 3 or host.peer_id in a.peers():
+                    await trio.sleep(0.05)
+            await host.connect(a.addrs[0])  # it comes back
             # Make the honest node pull from the liar.
             a._nursery.start_soon(a._pull, host.peer_id, address)
             with trio.fail_after(20):
