@@ -128,8 +128,10 @@ class StoredDatabase:
         key = keypair or self.repo.keypair
         return self._transaction(lambda db: [db.write(key, p) for p in payloads])
 
-    def join_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> ImportReport:
-        """Verify outside entry blocks (hash, structure, signature) and join the valid ones."""
+    def verify_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> tuple[list[Entry], ImportReport]:
+        """Check outside entry blocks (hash, structure, signature): the valid entries, and a report
+        naming the invalid ones. Touches no storage, so it may run in any thread, in parallel
+        with :meth:`join_entries` of an earlier batch."""
         report = ImportReport(address=self.address)
         entries = []
         for cid, block in blocks:
@@ -139,10 +141,15 @@ class StoredDatabase:
                 entries.append(decode_entry(cid, block))
             except GridnodeError as exc:
                 report.rejected.append((str(cid), f"{type(exc).__name__}: {exc}"))
+        return entries, report
+
+    def join_entries(self, entries: list[Entry], report: ImportReport | None = None) -> ImportReport:
+        """Join verified entries in one transaction; the log judges each (clock, access, ...)."""
+        report = report or ImportReport(address=self.address)
         result = self._transaction(lambda db: db.join(entries))
-        report.applied = len(result.applied)
-        report.duplicates = result.duplicates
-        report.pending = len(result.pending)
+        report.applied += len(result.applied)
+        report.duplicates += result.duplicates
+        report.pending += len(result.pending)
         for cid, error in result.rejected:
             report.rejected.append((str(cid), f"{type(error).__name__}: {error}"))
         for cid, error in result.dropped:
@@ -150,6 +157,11 @@ class StoredDatabase:
         for cid_text, reason in report.rejected:
             log.warning("rejected %s for %s: %s", cid_text, self.address, reason)
         return report
+
+    def join_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> ImportReport:
+        """Verify outside entry blocks (hash, structure, signature) and join the valid ones."""
+        entries, report = self.verify_blocks(blocks)
+        return self.join_entries(entries, report)
 
     def export_car(self, path: Path) -> int:
         """Write the manifest and every applied entry as a CAR v1; return the block count.

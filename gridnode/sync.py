@@ -9,15 +9,15 @@ call). Every block that arrives is verified (hash, structure, signature) and jud
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import trio
 
-from crdt.entry import MAX_ENTRY_BYTES
+from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
-from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
+from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
 from protocols.sync import (
     BlocksArrived,
@@ -117,24 +117,54 @@ async def pull(
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(lambda: list(database.heads))
         await stream.write(conn.want(db, wanted[:MAX_WANT], have, now()))
-        while True:
-            event = await next_event()
-            if isinstance(event, Refused):
-                report.refused = event.reason
-                return report
-            assert isinstance(event, BlocksArrived)
-            if event.blocks:
-                joined = await worker.run(database.join_blocks, list(event.blocks))
-                report.applied += joined.applied
-                report.duplicates += joined.duplicates
-                report.rejected.extend(joined.rejected)
-            if not event.more:
-                break
+        refused = await _receive_answer(next_event, database, worker, report)
+        if refused is not None:
+            report.refused = refused
+            return report
         missing = await worker.run(lambda: sorted(database.missing))
         # A CID asked for three times and still missing is not coming from this peer.
         wanted = [c for c in missing if asked.get(c, 0) < 3]
     report.complete = not await worker.run(lambda: bool(database.missing))
     return report
+
+
+async def _receive_answer(
+    next_event: Callable[[], Awaitable[Event]],
+    database: StoredDatabase,
+    worker: StorageWorker,
+    report: PullReport,
+) -> str | None:
+    """Take the blocks messages answering one want, until the last; return a refusal's reason.
+
+    A pipeline of three stages: this task reads and verifies (signatures are checked in a thread
+    of their own, which runs in parallel since libsodium releases the GIL), while a second task
+    joins the previous batch in the storage worker."""
+    send, receive = trio.open_memory_channel[tuple[list[Entry], ImportReport]](2)
+
+    async def joiner() -> None:
+        async with receive:
+            async for entries, checked in receive:
+                joined = await worker.run(database.join_entries, entries, checked)
+                report.applied += joined.applied
+                report.duplicates += joined.duplicates
+                report.rejected.extend(joined.rejected)
+
+    refused: str | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(joiner)
+        async with send:
+            while True:
+                event = await next_event()
+                if isinstance(event, Refused):
+                    refused = event.reason
+                    break
+                assert isinstance(event, BlocksArrived)
+                if event.blocks:
+                    verified = await trio.to_thread.run_sync(database.verify_blocks, list(event.blocks))
+                    await send.send(verified)
+                if not event.more:
+                    break
+    return refused
 
 
 async def fetch_manifest(
