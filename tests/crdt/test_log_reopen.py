@@ -3,34 +3,9 @@
 import random
 
 from crdt.entry import create_entry
-from crdt.ipld import decode, encode
 from crdt.log import Log
-from crdt.space import MemoryTable
 from tests.crdt.dag import ADMIN, WRITERS, history, manifest
-
-
-class EncodedTable(MemoryTable):
-    """Stores DAG-CBOR and decodes a fresh value on every read, as the SQLite space does."""
-
-    def get(self, key):
-        raw = super().get(key)
-        return None if raw is None else decode(raw)
-
-    def put(self, key, value):
-        assert value is not None
-        super().put(key, encode(value))
-
-    def range(self, low=None, high=None, *, reverse=False, limit=None):
-        for key, raw in super().range(low, high, reverse=reverse, limit=limit):
-            yield key, decode(raw)
-
-
-class EncodedSpace:
-    def __init__(self):
-        self.tables = {}
-
-    def table(self, name):
-        return self.tables.setdefault(name, EncodedTable())
+from tests.crdt.spaces import EncodedSpace
 
 
 def test_reopened_log_continues():

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import pytest
 
 from crdt.space import Space
-from tests.crdt.stores.spaces import SPACES
+from tests.crdt.spaces import SPACES
 
 
 @pytest.fixture(scope="session", params=sorted(SPACES))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from crdt.errors import InvalidManifest, InvalidOperation
 from crdt.stores import STORE_TYPES, Store, open_store
+from tests.crdt.spaces import dump
 from tests.crdt.stores.causal import (
     MALFORMED,
     OPTIONS,
@@ -26,7 +27,6 @@ from tests.crdt.stores.causal import (
     random_history,
     total_order,
 )
-from tests.crdt.stores.spaces import dump
 
 STORES = sorted(STORE_TYPES)
 SETTINGS = settings(max_examples=100, deadline=None)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from crdt.errors import InvalidManifest, InvalidOperation, InvalidQuery, UnknownIndex
 from crdt.stores import DocumentsStore, open_store, value_key
+from tests.crdt.spaces import CountingSpace
 from tests.crdt.stores.causal import (
     OPTIONS,
     WRITERS,
@@ -21,7 +22,6 @@ from tests.crdt.stores.causal import (
     total_order,
     unsigned_entry,
 )
-from tests.crdt.stores.spaces import CountingSpace
 
 MISSING = object()
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from crdt.errors import InvalidQuery
 from crdt.stores import EventsStore
+from tests.crdt.spaces import CountingSpace
 from tests.crdt.stores.causal import (
     WRITERS,
     causal_order,
@@ -19,7 +20,6 @@ from tests.crdt.stores.causal import (
     total_order,
     unsigned_entry,
 )
-from tests.crdt.stores.spaces import CountingSpace
 
 seeds = st.integers(0, 2**32 - 1)
 

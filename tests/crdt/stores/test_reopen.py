@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from crdt.errors import DagCborEncodeError
 from crdt.stores import STORE_TYPES, open_store
+from tests.crdt.spaces import CountingSpace, EncodedSpace, dump
 from tests.crdt.stores.causal import (
     OPTIONS,
     WRITERS,
@@ -22,7 +23,6 @@ from tests.crdt.stores.causal import (
     total_order,
     unsigned_entry,
 )
-from tests.crdt.stores.spaces import CountingSpace, EncodedSpace, dump
 
 STORES = sorted(STORE_TYPES)
 seeds = st.integers(min_value=0, max_value=2**32 - 1)

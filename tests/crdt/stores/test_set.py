@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from crdt.ipld import CID, encode
 from crdt.stores import SetStore
+from tests.crdt.spaces import CountingSpace
 from tests.crdt.stores.causal import WRITERS, causal_order, entry, random_history
-from tests.crdt.stores.spaces import CountingSpace
 
 
 def add(value):
