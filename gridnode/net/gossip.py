@@ -4,7 +4,7 @@ Gridnode gossips heads; the stream protocol is what delivers entries. So a dropp
 costs a little latency, never data, and :meth:`Gossip.publish` never blocks on a slow peer or
 raises because a queue is full. py-libp2p's defaults dropped far more than that (10 of 2,000 rapid
 messages arrived); :class:`GossipConfig` holds the settings that change it, each with the reason
-and the measurement in docs/decisions.md ("py-libp2p defaults").
+and the measurement in docs/decisions.md ("py-libp2p 0.8.1 behind gridnode.net").
 
 What py-libp2p offers no option for is done by narrow subclasses, kept here and nowhere else:
 
@@ -13,7 +13,8 @@ What py-libp2p offers no option for is done by narrow subclasses, kept here and 
   ours (:meth:`_Pubsub.notify_subscriptions`), into one bounded buffer per :class:`Subscription`;
 - the per-peer, per-topic rate limit also counted the node's *own* publishes, so the 11th head a
   node announced within a second went nowhere: own messages are exempt (:class:`_GossipSub`);
-- the equivocation table kept every message ever seen until the next heartbeat: bounded.
+- per-message bookkeeping that grew without bound (a timestamp per message, kept for a feature we
+  turn off) or until the next heartbeat (the equivocation table): bounded.
 
 And we do not speak gossipsub 1.2 (see ``_PROTOCOLS``).
 """
@@ -177,12 +178,18 @@ class _Pubsub(Pubsub):
 
 
 class _GossipSub(GossipSub):
-    """py-libp2p's GossipSub with our own publishes exempt from the per-peer rate limit."""
+    """py-libp2p's GossipSub: own publishes exempt from the rate limit, per-message state bounded."""
 
     def _check_spam_protection(self, peer_id: Any, msg: Any) -> bool:
         if self.pubsub is not None and peer_id == self.pubsub.my_id:
             return True
         return bool(super()._check_spam_protection(peer_id, msg))
+
+    async def publish(self, msg_forwarder: Any, pubsub_msg: Any) -> None:
+        await super().publish(msg_forwarder, pubsub_msg)
+        # A timestamp per message for py-libp2p's adaptive gossip, pruned only when that is on
+        # (it is off here): without this, a list that grows for as long as the node runs.
+        self.recent_message_deliveries.clear()
 
     def _check_equivocation(self, msg: Any) -> bool:
         table = self.equivocation_detection

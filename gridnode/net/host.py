@@ -1,7 +1,8 @@
 """The node's libp2p host: TCP, Noise, yamux, gossipsub, and a lifetime that is one ``async with``.
 
 :func:`open_host` builds a py-libp2p host with settings chosen for gridnode (each default it
-changes is listed, with its measured effect, in docs/decisions.md, "py-libp2p defaults"):
+changes is listed, with its measured effect, in docs/decisions.md, section "py-libp2p 0.8.1
+behind gridnode.net"):
 
 - security: Noise only. py-libp2p's default host also accepts ``/plaintext/2.0.0`` (and secio),
   where the remote merely *claims* a public key: anyone who knows a peer's public key could
@@ -139,7 +140,9 @@ class Host:
                 log.debug("%s handler: %s", protocol, exc)
                 await stream.reset()
             except Exception:
-                log.exception("%s handler failed on a stream from %s", protocol, stream.remote_peer_id)
+                log.exception(
+                    "%s handler failed on a stream from %s", protocol, stream.remote_peer_id
+                )
                 await stream.reset()
             else:
                 await stream.close()
@@ -231,6 +234,7 @@ async def open_host(
     swarm: Any = libp2p_host.get_network()
     swarm.retry_config = RetryConfig(max_retries=1)
     gossip_service = Gossip(libp2p_host, gossip or GossipConfig())
+    lone: BaseException | None = None
     try:
         async with libp2p_host.run(listen_addrs):
             await swarm.auto_connector.stop()
@@ -248,15 +252,16 @@ async def open_host(
     except BaseExceptionGroup as group:
         # py-libp2p's nurseries wrap whatever leaves the block, even a lone exception, in
         # (nested) exception groups; the caller gets its own exception back.
-        single = _single_exception(group)
-        if single is None:
+        lone = _single_exception(group)
+        if lone is None:
             raise
-        raise single from None
     finally:
         # Listeners, transports, services; also after a failure before the block (listening).
         with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
             await libp2p_host.close()
         gossip_service.close()
+    if lone is not None:
+        raise lone  # outside the except clause: its own __cause__ and __context__ stay as they were
 
 
 def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -301,6 +306,8 @@ def _peer(peer_id: str) -> Any:
 
 def _reason(exc: BaseException) -> str:
     """The innermost cause's message: py-libp2p wraps errors several levels deep."""
-    while exc.__cause__ is not None:
+    for _ in range(16):
+        if exc.__cause__ is None:
+            break
         exc = exc.__cause__
     return str(exc) or type(exc).__name__

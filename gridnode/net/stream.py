@@ -48,7 +48,9 @@ class Stream:
                 ) from None
             return b""
         except Libp2pStreamError as exc:
-            raise StreamError(f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}") from exc
+            raise StreamError(
+                f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}"
+            ) from exc
         return data
 
     async def write(self, data: bytes) -> None:
@@ -56,14 +58,18 @@ class Stream:
         try:
             await self._stream.write(data)
         except Libp2pStreamError as exc:
-            raise StreamError(f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}") from exc
+            raise StreamError(
+                f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}"
+            ) from exc
 
     async def close_write(self) -> None:
         """Half-close: tell the peer we will write no more; reading goes on until its EOF."""
         try:
             await self._stream.close_write()
         except Libp2pStreamError as exc:
-            raise StreamError(f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}") from exc
+            raise StreamError(
+                f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}"
+            ) from exc
 
     async def close(self) -> None:
         """Close our side and release the stream (idempotent; never raises for a dead stream)."""

@@ -215,3 +215,21 @@ def test_several_subscriptions_and_unsubscribing():
                 await receive_until(first, b"never")  # ends at once: iteration is over
 
     run(main)
+
+
+def test_per_message_bookkeeping_stays_bounded():
+    async def main():
+        async with open_hosts(2) as (a, b):
+            sub = await b.subscribe(TOPIC)
+            await a.subscribe(TOPIC)
+            await a.connect(b.addrs[0])
+            await wait_for_gossip_peer(a, TOPIC, sub)
+            for i in range(300):
+                await a.publish(TOPIC, i.to_bytes(4, "big"))
+            await drain(sub)
+            for host in (a, b):
+                router = host._gossip._router
+                assert sum(map(len, router.recent_message_deliveries.values())) == 0
+                assert len(router.equivocation_detection) <= 4096
+
+    run(main)

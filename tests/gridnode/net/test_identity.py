@@ -24,7 +24,7 @@ def spec_peer_id(public_key: bytes) -> str:
     return base58_encode(bytes([0x00, len(protobuf)]) + protobuf)
 
 
-@pytest.mark.parametrize("seed", sorted(OTHER_IMPLEMENTATIONS))
+@pytest.mark.parametrize("seed", sorted(OTHER_IMPLEMENTATIONS), ids=lambda s: f"{s[0]}x32")
 def test_peer_id_matches_the_spec_and_other_implementations(seed):
     peer_id = peer_id_from_seed(seed)
     assert peer_id == OTHER_IMPLEMENTATIONS[seed]

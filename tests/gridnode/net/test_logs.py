@@ -37,4 +37,6 @@ def test_routine_events_are_logged_at_debug_only():
     _, stderr = run_session("DEBUG")
     relayed = [line for line in stderr.splitlines() if line.startswith("DEBUG:gridnode.net.libp2p")]
     assert relayed, "py-libp2p's records are kept, at DEBUG"
-    assert not any(line.startswith(("WARNING", "ERROR", "CRITICAL")) for line in stderr.splitlines())
+    assert not any(
+        line.startswith(("WARNING", "ERROR", "CRITICAL")) for line in stderr.splitlines()
+    )
