@@ -37,7 +37,14 @@ from gridnode.net import Host, Stream, open_host
 from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
 from gridnode.sync import PullReport, fetch_manifest, pull, serve
-from protocols.gossip import Announcement, parse_announcement, topic_for
+from protocols.gossip import (
+    PEERS_TOPIC,
+    Announcement,
+    PeerRecord,
+    parse_announcement,
+    parse_peer_record,
+    topic_for,
+)
 from protocols.wire import PROTOCOL_ID, ProtocolError
 
 __all__ = ["MAX_STRIKES", "Node", "PeerSync", "open_node"]
@@ -87,11 +94,14 @@ class Node:
         nursery: trio.Nursery,
         *,
         announce_interval: float,
+        target_peers: int = 8,
     ) -> None:
         self.repo = repo
         self.host = host
         self.worker = StorageWorker()
         self.announce_interval = announce_interval
+        #: Connections the node seeks through peer exchange (it accepts more from others).
+        self.target_peers = target_peers
         self._nursery = nursery
         self._replicas: dict[str, _Replica] = {}
         #: (peer, address) -> the last pull.
@@ -121,6 +131,7 @@ class Node:
         log.info("connected to %s", peer)
         for address in list(self._replicas):
             self._nursery.start_soon(self._pull, peer, address)
+        self._nursery.start_soon(self._publish_peer_record)
         return peer
 
     # -- databases ----------------------------------------------------------------------------
@@ -236,10 +247,43 @@ class Node:
         await self.host.publish(replica.topic, message)
 
     async def _announce_periodically(self) -> None:
+        rounds = 0
         while True:
             await trio.sleep(self.announce_interval)
             for address in list(self._replicas):
                 await self.announce(address)
+            rounds += 1
+            if rounds % 3 == 0:
+                await self._publish_peer_record()
+
+    # -- peer exchange ------------------------------------------------------------------------
+
+    async def _publish_peer_record(self) -> None:
+        await self.host.publish(PEERS_TOPIC, PeerRecord(self.peer_id, tuple(self.addrs)).encode())
+
+    def _peer_record_validator(self, origin: str, data: bytes) -> bool:
+        try:
+            parse_peer_record(data, origin)
+        except ProtocolError:
+            return False
+        return True
+
+    async def _exchange_peers(self, subscription: Any) -> None:
+        """Dial peers other nodes' records name, while below ``target_peers`` connections."""
+        async for origin, data in subscription:
+            if origin == self.peer_id or origin in self.peers():
+                continue
+            if len(self.peers()) >= self.target_peers:
+                continue
+            try:
+                record = parse_peer_record(data, origin)
+            except ProtocolError:
+                continue
+            for addr in record.addrs:
+                full = addr if "/p2p/" in addr else f"{addr}/p2p/{origin}"
+                if await self.connect(full) is not None:
+                    log.info("learnt of %s through gossip", origin)
+                    break
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -350,6 +394,7 @@ async def open_node(
     listen: Sequence[str] | None = None,
     bootstrap: Sequence[str] | None = None,
     announce_interval: float = 10.0,
+    target_peers: int = 8,
 ) -> AsyncIterator[Node]:
     """Open the data directory (initialising it if new), start the host and replicate every
     database in it. Leaving the block closes everything, cleanly."""
@@ -360,8 +405,12 @@ async def open_node(
             open_host(repo.keypair.seed, list(listen or config.listen)) as host,
             trio.open_nursery() as nursery,
         ):
-            node = Node(repo, host, nursery, announce_interval=announce_interval)
+            node = Node(
+                repo, host, nursery, announce_interval=announce_interval, target_peers=target_peers
+            )
             host.set_stream_handler(PROTOCOL_ID, node._serve_stream)
+            host.set_topic_validator(PEERS_TOPIC, node._peer_record_validator)
+            nursery.start_soon(node._exchange_peers, await host.subscribe(PEERS_TOPIC))
             for address, _name, _store in repo.databases():
                 await node.replicate(repo.database(address))
             for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:

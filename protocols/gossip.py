@@ -17,7 +17,15 @@ from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import decode, encode
 from protocols.wire import ProtocolError
 
-__all__ = ["MAX_ANNOUNCEMENT", "Announcement", "parse_announcement", "topic_for"]
+__all__ = [
+    "MAX_ANNOUNCEMENT",
+    "PEERS_TOPIC",
+    "Announcement",
+    "PeerRecord",
+    "parse_announcement",
+    "parse_peer_record",
+    "topic_for",
+]
 
 #: Largest announcement accepted or sent.
 MAX_ANNOUNCEMENT: Final = 64 * 1024
@@ -73,3 +81,43 @@ def parse_announcement(data: bytes, topic_db: CID | None = None) -> Announcement
             raise ProtocolError("each inline block is a [link, bytes] pair")
         pairs.append((pair[0], pair[1]))
     return Announcement(db, tuple(heads), tuple(pairs))
+
+
+#: The topic every node publishes its own listen addresses on (peer exchange).
+PEERS_TOPIC: Final = "/gridnode/peers/1"
+MAX_ADDRS: Final = 16
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    """``{"t": "peer", "peer": text, "addrs": [text]}``: a node's own peer id and addresses.
+
+    Gossipsub signs messages; a receiver accepts a record only from the peer it describes."""
+
+    peer: str
+    addrs: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return encode({"t": "peer", "peer": self.peer, "addrs": list(self.addrs[:MAX_ADDRS])})
+
+
+def parse_peer_record(data: bytes, origin: str) -> PeerRecord:
+    """Check a peer record; :class:`ProtocolError` unless well-formed and about its sender."""
+    if len(data) > 8 * 1024:
+        raise ProtocolError("peer record too large")
+    try:
+        body = decode(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"peer record is not DAG-CBOR: {exc}") from None
+    if type(body) is not dict or set(body) != {"t", "peer", "addrs"} or body["t"] != "peer":
+        raise ProtocolError("not a peer record")
+    peer, addrs = body["peer"], body["addrs"]
+    if peer != origin:
+        raise ProtocolError("a peer record must come from the peer it describes")
+    if (
+        type(addrs) is not list
+        or len(addrs) > MAX_ADDRS
+        or not all(type(a) is str and a.startswith("/") and len(a) <= 256 for a in addrs)
+    ):
+        raise ProtocolError(f"addrs must be at most {MAX_ADDRS} multiaddr strings")
+    return PeerRecord(peer, tuple(addrs))

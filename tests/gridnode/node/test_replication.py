@@ -60,9 +60,10 @@ def test_five_nodes_in_a_line_converge(tmp_path):
             nodes = []
             for i, d in enumerate(dirs):
                 bootstrap = [nodes[i - 1].addrs[0]] if i else []
+                # No peer exchange: each node keeps only its neighbours, so data crosses the line.
                 nodes.append(
                     await stack.enter_async_context(
-                        open_node(d, listen=LOOPBACK, bootstrap=bootstrap, announce_interval=0.5)
+                        open_node(d, listen=LOOPBACK, bootstrap=bootstrap, announce_interval=0.5, target_peers=0)
                     )
                 )
             await nodes[0].write(address, [{"op": "add", "value": "from the first"}])
@@ -175,5 +176,20 @@ def test_follow_a_database_by_address(tmp_path):
                 raise AssertionError("followed a database nobody keeps")
             except UnknownDatabase:
                 pass
+
+    trio.run(main)
+
+
+def test_peers_learnt_through_gossip(tmp_path):
+    async def main():
+        async with AsyncExitStack() as stack:
+            hub = await stack.enter_async_context(open_node(tmp_path / "hub", listen=LOOPBACK, announce_interval=0.2))
+            b = await stack.enter_async_context(open_node(tmp_path / "b", listen=LOOPBACK, bootstrap=hub.addrs, announce_interval=0.2))
+            c = await stack.enter_async_context(open_node(tmp_path / "c", listen=LOOPBACK, bootstrap=hub.addrs, announce_interval=0.2))
+            # b and c only know the hub; its gossip tells them of each other and they connect.
+            with trio.fail_after(20):
+                while c.peer_id not in b.peers():
+                    await trio.sleep(0.05)
+            assert b.peer_id in c.peers()
 
     trio.run(main)
