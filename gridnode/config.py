@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
@@ -19,13 +20,28 @@ CONFIG_FILE: Final = "gridnode.toml"
 
 _DEFAULT_TEXT: Final = """\
 # gridnode settings. Every key is optional; the values below are the defaults.
-# Environment variables override them: GRIDNODE_LISTEN, GRIDNODE_BOOTSTRAP (comma-separated).
+# Environment variables override them: GRIDNODE_<KEY> (lists comma-separated), e.g.
+# GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001 GRIDNODE_MDNS=true. docs/config.md lists them all.
 
-# Multiaddrs the node listens on (libp2p). Port 0 picks a free port.
+# Multiaddrs the node listens on (libp2p). Port 0 picks a free port. Listen on 0.0.0.0 (all
+# interfaces) only on purpose.
 listen = ["/ip4/127.0.0.1/tcp/0"]
 
-# Peers to connect to at start (for example the primary server).
+# Peers to connect to at start (for example the primary server), as /ip4/.../tcp/N/p2p/<peer id>.
 bootstrap = []
+
+# Seconds between re-announcements of every database's heads (anti-entropy).
+announce_interval = 10.0
+
+# Connections the node seeks through peer exchange (others may still connect to it).
+target_peers = 8
+
+# Connections (in and out) beyond which new ones are refused.
+max_connections = 64
+
+# Find gridnode nodes on the local network by mDNS. Off: announcing a node to everyone on a
+# shared network would surprise its operator.
+mdns = false
 """
 
 
@@ -37,6 +53,10 @@ class ConfigError(GridnodeError, ValueError):
 class Config:
     listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
     bootstrap: list[str] = field(default_factory=list)
+    announce_interval: float = 10.0
+    target_peers: int = 8
+    max_connections: int = 64
+    mdns: bool = False
 
 
 def write_default_config(data_dir: Path) -> bool:
@@ -48,13 +68,45 @@ def write_default_config(data_dir: Path) -> bool:
     return True
 
 
-def _list_of_str(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{CONFIG_FILE}: {key} must be a list of strings")
-    return list(value)
+def _check(key: str, value: Any, where: str) -> Any:
+    default = getattr(Config(), key)
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {key} must be a list of strings")
+        return list(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}: {key} must be a non-negative integer")
+        if key == "max_connections" and value < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{where}: {key} must be a positive number")
+    return float(value)
 
 
-def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config:
+def _from_env(key: str, text: str) -> Any:
+    default = getattr(Config(), key)
+    if isinstance(default, list):
+        return [v for v in text.split(",") if v]
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"GRIDNODE_{key.upper()}: {text!r} is not true or false")
+    try:
+        return int(text) if isinstance(default, int) else float(text)
+    except ValueError:
+        raise ConfigError(f"GRIDNODE_{key.upper()}: {text!r} is not a number") from None
+
+
+def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Config:
     """The effective config: defaults, then the file, then the environment."""
     env = os.environ if environ is None else environ
     path = data_dir / CONFIG_FILE
@@ -64,15 +116,13 @@ def load_config(data_dir: Path, environ: dict[str, str] | None = None) -> Config
             values = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from None
-    known = {f.name for f in fields(Config)}
+    known = [f.name for f in fields(Config)]
     for key in values:
         if key not in known:
             raise ConfigError(f"{path}: unknown setting {key!r}")
+    checked = {key: _check(key, value, str(path)) for key, value in values.items()}
     for key in known:
         variable = "GRIDNODE_" + key.upper()
         if variable in env:
-            values[key] = [v for v in env[variable].split(",") if v]
-    return Config(
-        listen=_list_of_str("listen", values.get("listen", Config().listen)),
-        bootstrap=_list_of_str("bootstrap", values.get("bootstrap", [])),
-    )
+            checked[key] = _check(key, _from_env(key, env[variable]), variable)
+    return Config(**checked)

@@ -393,16 +393,25 @@ async def open_node(
     *,
     listen: Sequence[str] | None = None,
     bootstrap: Sequence[str] | None = None,
-    announce_interval: float = 10.0,
-    target_peers: int = 8,
+    announce_interval: float | None = None,
+    target_peers: int | None = None,
 ) -> AsyncIterator[Node]:
     """Open the data directory (initialising it if new), start the host and replicate every
-    database in it. Leaving the block closes everything, cleanly."""
+    database in it. Leaving the block closes everything, cleanly. Arguments left ``None``
+    come from the data directory's config (``gridnode.toml``, docs/config.md)."""
     repo = await trio.to_thread.run_sync(Repo, data_dir)
     try:
         config = repo.config
+        if announce_interval is None:
+            announce_interval = config.announce_interval
+        if target_peers is None:
+            target_peers = config.target_peers
         async with (
-            open_host(repo.keypair.seed, list(listen or config.listen)) as host,
+            open_host(
+                repo.keypair.seed,
+                list(listen or config.listen),
+                max_connections=config.max_connections,
+            ) as host,
             trio.open_nursery() as nursery,
         ):
             node = Node(
