@@ -297,9 +297,14 @@ class Node:
             except ProtocolError:
                 continue
             database = replica.database
-            if announcement.blocks:
-                await self.worker.run(database.join_blocks, list(announcement.blocks))
             unknown = await self.worker.run(database.unknown, list(announcement.heads))
+            if unknown:
+                # Join the inline head entries we lack (a transaction only when there are some).
+                lacking = set(unknown)
+                inline = [(c, b) for c, b in announcement.blocks if c in lacking]
+                if inline:
+                    await self.worker.run(database.join_blocks, inline)
+                    unknown = await self.worker.run(database.unknown, list(announcement.heads))
             missing = await self.worker.run(_has_missing, database)
             if unknown or missing:
                 self._nursery.start_soon(self._pull, peer, database.address)
