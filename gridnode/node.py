@@ -268,6 +268,17 @@ class Node:
             return False
         return True
 
+    async def _dial_discovered(self) -> None:
+        """Dial gridnode nodes found on the LAN by mDNS, while below ``target_peers``."""
+        async with self.host.discovered() as found:
+            async for peer, addrs in found:
+                if peer in self.peers() or len(self.peers()) >= self.target_peers:
+                    continue
+                for addr in addrs:
+                    if await self.connect(addr) is not None:
+                        log.info("found %s on the local network", peer)
+                        break
+
     async def _exchange_peers(self, subscription: Any) -> None:
         """Dial peers other nodes' records name, while below ``target_peers`` connections."""
         async for origin, data in subscription:
@@ -416,6 +427,7 @@ async def open_node(
                 repo.keypair.seed,
                 list(listen or config.listen),
                 max_connections=config.max_connections,
+                mdns=config.mdns,
             ) as host,
             trio.open_nursery() as nursery,
         ):
@@ -431,6 +443,8 @@ async def open_node(
                 nursery.start_soon(node.connect, multiaddr)
             if math.isfinite(announce_interval):
                 nursery.start_soon(node._announce_periodically)
+            if host.mdns:
+                nursery.start_soon(node._dial_discovered)
             try:
                 yield node
             finally:

@@ -9,8 +9,14 @@ Everything else in gridnode uses these names, with peer ids as base58 text and d
         async with await host.subscribe(topic) as heads:
             async for origin, data in heads:
                 ...
+
+    async with open_host(seed, listen, mdns=True) as host:  # LAN discovery, off by default
+        async with host.discovered() as found:
+            async for peer_id, addrs in found:
+                await host.connect(addrs[0])
 """
 
+from gridnode.net.discovery import DiscoveredPeer, DiscoveredPeers
 from gridnode.net.errors import DialError, NetError, ProtocolNotSupported, StreamError
 from gridnode.net.gossip import GossipConfig, GossipMessage, Subscription, TopicValidator
 from gridnode.net.host import Host, StreamHandler, open_host
@@ -19,6 +25,8 @@ from gridnode.net.stream import Stream
 
 __all__ = [
     "DialError",
+    "DiscoveredPeer",
+    "DiscoveredPeers",
     "GossipConfig",
     "GossipMessage",
     "Host",

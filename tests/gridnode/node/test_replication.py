@@ -193,3 +193,22 @@ def test_peers_learnt_through_gossip(tmp_path):
             assert b.peer_id in c.peers()
 
     trio.run(main)
+
+
+def test_mdns_finds_a_node_on_the_local_network(tmp_path):
+    """Loopback only: both nodes listen on 127.0.0.1, so mDNS runs on the loopback interface."""
+    from gridnode.config import CONFIG_FILE
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / CONFIG_FILE).write_text("mdns = true\n")
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.5))
+            b = await stack.enter_async_context(open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=0.5))
+            with trio.fail_after(15):
+                while a.peer_id not in b.peers() and b.peer_id not in a.peers():
+                    await trio.sleep(0.05)
+
+    trio.run(main)
