@@ -6,6 +6,11 @@ listing prints one JSON object per line (JSON Lines, streamed). Values given on 
 on stdin, and values printed, are JSON with the DAG-JSON forms for links and bytes (see
 :mod:`gridnode.jsonvalue`). docs/cli.md describes every verb.
 
+``gridnode start`` runs the node. Every other verb works on the data directory through an
+*endpoint* (:func:`gridnode.api.open_endpoint`): the running node's local API when a node runs
+there (its SQLite file is its own), else the directory itself. A verb asks its endpoint for plain
+values and prints them, the same way whichever endpoint answered.
+
 Exit status: 0 on success; 1 when the input is refused (unknown database, malformed JSON, an
 operation the database's type does not have, a write this node may not make, an invalid CAR, a key
 not found, ...), with one ``error: ...`` line on stderr; 2 for a usage error (unknown option,
@@ -14,7 +19,6 @@ missing argument), also one line.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import mmap
@@ -27,8 +31,8 @@ from typing import Any, TypeVar
 
 import click
 
-from crdt.errors import GridnodeError, InvalidCar
-from crdt.stores import STORE_TYPES, UNSET
+from crdt.errors import GridnodeError
+from crdt.stores import STORE_TYPES
 from gridnode import jsonvalue
 from gridnode.keystore import KEY_FILE
 
@@ -196,54 +200,45 @@ def _data_dir(ctx: click.Context) -> Path:
     return data_dir
 
 
-def _repo(ctx: click.Context) -> Any:
-    """The data directory's :class:`~gridnode.repo.Repo`, closed when the command ends."""
-    from gridnode.repo import Repo
-
-    data_dir = _data_dir(ctx)
+def _require_data_dir(data_dir: Path) -> None:
     if not (data_dir / KEY_FILE).is_file():
         raise CliError(f"{data_dir} is not a gridnode data directory (run 'gridnode init' first)")
-    return ctx.with_resource(Repo(data_dir))
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _endpoint(ctx: click.Context) -> Any:
+    """Where this command works: the running node's API (:class:`~gridnode.api.ApiClient`) if a
+    node runs on the data directory, else the directory itself (:class:`~gridnode.api.Offline`).
+    Both answer the same calls with the same values, so every verb prints the same either way."""
+    from gridnode import api
+    from gridnode.repo import Repo
+
+    root = ctx.find_root()
+    endpoint = root.obj.get("endpoint")
+    if endpoint is None:
+        data_dir = _data_dir(ctx)
+        _require_data_dir(data_dir)
+        endpoint, done = api.open_endpoint(data_dir, lambda: Repo(data_dir), warn=_warn)
+        root.call_on_close(done)
+        root.obj["endpoint"] = endpoint
+    return endpoint
 
 
 def _database(
     ctx: click.Context, address: str, verb: str | None = None, types: Sequence[str] = ()
-) -> Any:
+) -> dict[str, Any]:
     """The database named by ``address`` (``/gridnode/<cid>``, the bare CID, or a unique database
-    name), checked to be one of ``types`` if given."""
-    from gridnode.repo import UnknownDatabase
+    name), checked to be one of ``types`` if given: its info (manifest, entries, heads,
+    ``may_write``)."""
+    from gridnode import api
 
-    repo = _repo(ctx)
-    try:
-        db = repo.database(address)
-    except UnknownDatabase:
-        matches = [a for a, name, _ in repo.databases() if name == address]
-        if len(matches) > 1:
-            raise CliError(
-                f"{len(matches)} databases are named {address!r}; give an address: "
-                + ", ".join(matches)
-            ) from None
-        if not matches:
-            raise CliError(
-                f"no database {address!r} in {repo.data_dir} "
-                "(give /gridnode/<cid> or a name; 'gridnode db list' shows them)"
-            ) from None
-        db = repo.database(matches[0])
-    store_type = db.manifest.store
-    if types and store_type not in types:
-        raise CliError(
-            f"'{verb}' works on {' and '.join(types)} databases; "
-            f"{db.manifest.name} ({db.address}) is a {store_type} database"
-        )
-    return db
-
-
-def _check_writable(db: Any) -> None:
-    if not db.may_write():
-        raise CliError(
-            f"this node ({db.repo.did}) is not a writer of {db.manifest.name} ({db.address}); "
-            "an admin names writers with 'gridnode db create --writer DID'"
-        )
+    info: dict[str, Any] = _endpoint(ctx).database(address)
+    if verb is not None:
+        api.check_type(info, verb, types)
+    return info
 
 
 def _json_lines(what: str = "stdin") -> Iterator[tuple[str, Any]]:
@@ -263,35 +258,26 @@ def _json_lines(what: str = "stdin") -> Iterator[tuple[str, Any]]:
             yield label, jsonvalue.parse(text, label)
 
 
-def _write(db: Any, payloads: list[tuple[str, Any]]) -> list[Any]:
-    """Check every op (naming the one at fault), then write them all in one transaction."""
-    _check_writable(db)
-    check_op = type(db.store).check_op
-    for label, payload in payloads:
-        try:
-            check_op(payload, db.manifest.options)
-        except GridnodeError as exc:
-            raise CliError(f"{label}: {_describe(exc)}") from None
-    return list(db.write_many([payload for _, payload in payloads]))
+def _write(
+    ctx: click.Context, db: dict[str, Any], payloads: list[tuple[str, Any]]
+) -> dict[str, Any]:
+    """Write the ops in one transaction, after checking them all (the one at fault is named by
+    its label); what the write did (see :func:`gridnode.api.written`)."""
+    labels = [label for label, _ in payloads]
+    result: dict[str, Any] = _endpoint(ctx).write(
+        db["address"], [payload for _, payload in payloads], labels
+    )
+    return result
 
 
-def _report_write(db: Any, entries: list[Any], batch: bool, as_json: bool) -> None:
+def _report_write(result: dict[str, Any], batch: bool, as_json: bool) -> None:
     """Print what a write did: the entry CID (a batch: the count), or with --json an object."""
     if as_json:
-        _emit(_written(db, entries))
+        _emit({k: result[k] for k in ("address", "written", "entries", "heads")})
     elif batch:
-        click.echo(f"wrote {len(entries)} entries")
+        click.echo(f"wrote {result['written']} entries")
     else:
-        click.echo(str(entries[0].cid))
-
-
-def _written(db: Any, entries: list[Any]) -> dict[str, Any]:
-    return {
-        "address": db.address,
-        "written": len(entries),
-        "entries": [str(e.cid) for e in entries],
-        "heads": [str(h) for h in db.heads],
-    }
+        click.echo(result["entries"][0])
 
 
 def _batch_requested(args: Sequence[str]) -> bool:
@@ -345,8 +331,14 @@ def init(ctx: click.Context, as_json: bool) -> None:
 
     data_dir = _data_dir(ctx)
     key_existed = (data_dir / KEY_FILE).exists()
-    with Repo(data_dir) as repo:
-        did = repo.did
+    if key_existed:
+        # A running node's SQLite file is its own: ask the node, or open the directory under the
+        # shared lock that keeps a node from starting meanwhile.
+        endpoint = _endpoint(ctx)
+        did = endpoint.peers()["identity"] if endpoint.running else endpoint.repo.did
+    else:
+        with Repo(data_dir) as repo:
+            did = repo.did
     if as_json:
         _emit(
             {
@@ -364,6 +356,193 @@ def init(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"config: {data_dir / CONFIG_FILE}")
     click.echo(f"database: {data_dir / DB_FILE}")
     click.echo(f"identity: {did}")
+
+
+# -- the running node ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Listen on MULTIADDR instead of the config's 'listen' (repeatable).",
+)
+@click.option(
+    "--bootstrap",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Connect to MULTIADDR at start instead of the config's 'bootstrap' (repeatable).",
+)
+@click.pass_context
+def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...]) -> None:
+    """Run the node in the foreground until SIGINT (Ctrl-C) or SIGTERM.
+
+    Creates the data directory if it is new, listens for peers, replicates every database and
+    serves the local API on 127.0.0.1 (its URL in DATA_DIR/api, its token in DATA_DIR/api.token),
+    through which other gridnode commands then work. Prints 'peer id: ...', 'identity: ...', one
+    'listening: MULTIADDR' line per address (give one as another node's --bootstrap) and
+    'api: URL'. A first signal stops it cleanly (exit status 0); a second one interrupts that
+    (status 130).
+    """
+    import signal
+
+    # Until the node's own signal receiver is open (the imports take a moment), a signal stops the
+    # start-up: nothing has run yet but what unwinds.
+    previous = {s: signal.signal(s, _stop_startup) for s in (signal.SIGINT, signal.SIGTERM)}
+    stopping = {"signalled": False}
+    try:
+        import trio
+
+        from gridnode import api
+
+        data_dir = _data_dir(ctx)
+        with api.node_lock(data_dir):
+            # trio turns SIGINT into KeyboardInterrupt where that is safe, if SIGINT is Python's.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            trio.run(_run_node, data_dir, list(listen) or None, list(bootstrap) or None, stopping)
+    except (_StartupStopped, KeyboardInterrupt):
+        if stopping["signalled"]:
+            click.echo("error: interrupted while stopping", err=True)
+            ctx.exit(130)
+        log.info("stopped before the node ran")
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from group
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class _StartupStopped(BaseException):
+    """A signal came before the node's own handling of signals was in place.
+
+    Not a KeyboardInterrupt: CPython 3.11 exits with status 130 after a KeyboardInterrupt that
+    passed through an ``exec`` (as a dataclass definition during an import does), even if caught.
+    """
+
+
+def _stop_startup(signum: int, frame: Any) -> None:
+    import signal
+
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler not in (_stop_startup, signal.default_int_handler):
+        # trio runs: its SIGINT handler raises KeyboardInterrupt only where that is safe.
+        handler(signal.SIGINT, frame)
+    else:
+        raise _StartupStopped
+
+
+async def _run_node(
+    data_dir: Path, listen: list[str] | None, bootstrap: list[str] | None, stopping: dict[str, bool]
+) -> None:
+    import signal
+    from contextlib import ExitStack
+
+    import trio
+
+    with ExitStack() as signal_scope:
+        # Before anything else: a signal during start-up stops the node as soon as it runs.
+        signals = signal_scope.enter_context(
+            trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        )
+        from gridnode import api
+        from gridnode.node import open_node
+
+        async with (
+            open_node(data_dir, listen=listen, bootstrap=bootstrap) as node,
+            api.serve_api(node, data_dir) as url,
+        ):
+            databases = len(await node.worker.run(node.repo.databases))
+            log.info("node %s (%s) started: %d databases", node.peer_id, node.repo.did, databases)
+            click.echo(f"peer id: {node.peer_id}")
+            click.echo(f"identity: {node.repo.did}")
+            for addr in node.addrs:
+                log.info("listening on %s", addr)
+                click.echo(f"listening: {addr}")
+            click.echo(f"api: {url}")
+            async for signum in signals:
+                log.info("%s: stopping", signal.Signals(signum).name)
+                break
+            # From here a second signal is not ours: either interrupts the shutdown.
+            stopping["signalled"] = True
+            signal_scope.close()
+    log.info("stopped")
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped the node: the first leaf of an exception group that is not a
+    cancellation."""
+    import trio
+
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, trio.Cancelled):
+            translated = _translate(exc) if isinstance(exc, Exception) else None
+            return translated or exc
+    return group
+
+
+@main.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the node: running or not, identity, peer id, listen addresses, peers, and each
+    database with its entries, heads and (running) the last sync with each peer."""
+    report = _endpoint(ctx).status()
+    if as_json:
+        _emit(report)
+        return
+    running = report["running"]
+    click.echo(f"node: running (api {report['api']})" if running else "node: not running")
+    click.echo(f"data dir: {report['data_dir']}")
+    click.echo(f"identity: {report['identity']}")
+    click.echo(f"peer id: {report['peer_id']}")
+    if running:
+        for addr in report["addrs"]:
+            click.echo(f"listening: {addr}")
+        click.echo(f"peers: {len(report['peers'])}")
+    columns = ["address", "name", "type", "entries", "heads"]
+    if running:
+        columns.append("last sync")
+    rows = []
+    for db in report["databases"]:
+        row = [db["address"], db["name"], db["type"], str(db["entries"]), str(db["head_count"])]
+        if running:
+            row.append(_last_sync(db["syncs"]))
+        rows.append(row)
+    if rows:
+        _table(columns, rows)
+    else:
+        click.echo("databases: none")
+
+
+def _last_sync(syncs: list[dict[str, Any]]) -> str:
+    if not syncs:
+        return "-"
+    last = min(syncs, key=lambda s: s["seconds_ago"])
+    state = f"error: {last['error']}" if last["error"] else f"+{last['applied']}"
+    return f"{last['seconds_ago']:.0f} s ago from {last['peer']} ({state})"
+
+
+@main.command()
+@json_option
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """List the peers the running node is connected to (with its protocol strikes against each)."""
+    report = _endpoint(ctx).peers()
+    if as_json:
+        _emit(report)
+        return
+    if not report["running"]:
+        click.echo("node: not running (no peers)")
+        click.echo(f"identity: {report['identity']}")
+        click.echo(f"peer id: {report['peer_id']}")
+        return
+    if not report["peers"]:
+        click.echo("peers: none")
+        return
+    _table(("peer id", "strikes"), ((p["peer_id"], str(p["strikes"])) for p in report["peers"]))
 
 
 # -- db --------------------------------------------------------------------------------------------
@@ -421,34 +600,38 @@ def db_create(
     as_json: bool,
 ) -> None:
     """Create a database NAME and print its address (only the address, for scripts)."""
-    options: dict[str, Any] = {}
-    if indexes or index_by is not None:
-        if store_type != "documents":
-            raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
-        if index_by is not None:
-            options["indexBy"] = index_by
-        if indexes:
-            options["indexes"] = list(dict.fromkeys(indexes))
-    repo = _repo(ctx)
-    created = repo.create_database(
-        name, store_type, writers=list(writers), public=public, options=options
+    from gridnode.api import CreateRequest
+
+    if (indexes or index_by is not None) and store_type != "documents":
+        raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
+    request = CreateRequest(
+        name, store_type, list(writers), public, list(dict.fromkeys(indexes)), index_by
     )
+    created = _endpoint(ctx).create(request)
     if as_json:
-        _emit(_describe_database(created))
+        _emit(created)
     else:
-        click.echo(created.address)
+        click.echo(created["address"])
 
 
-def _describe_database(db: Any) -> dict[str, Any]:
-    manifest = db.manifest
-    return {
-        "address": db.address,
-        "name": manifest.name,
-        "type": manifest.store,
-        "admins": list(manifest.admins),
-        "writers": list(manifest.writers),
-        "options": dict(manifest.options),
-    }
+@db.command("follow")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_follow(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Keep and replicate a database another node has (needs a running node).
+
+    The running node fetches the database's manifest from a connected peer, checks it against
+    ADDRESS and starts syncing; prints the address. Exits 1 if no connected peer has it.
+    """
+    endpoint = _endpoint(ctx)
+    if not endpoint.running:
+        raise CliError("'db follow' needs a running node: start it with 'gridnode start'")
+    info = endpoint.follow(address)
+    if as_json:
+        _emit(info)
+    else:
+        click.echo(info["address"])
 
 
 @db.command("list")
@@ -456,14 +639,12 @@ def _describe_database(db: Any) -> dict[str, Any]:
 @click.pass_context
 def db_list(ctx: click.Context, as_json: bool) -> None:
     """List the databases here: address, name, type and number of entries."""
-    repo = _repo(ctx)
     rows = []
-    for address, name, store_type in repo.databases():
-        count = len(repo.database(address))
+    for item in _endpoint(ctx).databases():
         if as_json:
-            _emit({"address": address, "name": name, "type": store_type, "entries": count})
+            _emit(item)
         else:
-            rows.append((address, name, store_type, str(count)))
+            rows.append((item["address"], item["name"], item["type"], str(item["entries"])))
     if not as_json:
         _table(("address", "name", "type", "entries"), rows)
 
@@ -474,11 +655,7 @@ def db_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def db_info(ctx: click.Context, address: str, as_json: bool) -> None:
     """Show a database's manifest (name, type, admins, writers, options), entries and heads."""
-    database = _database(ctx, address)
-    out = _describe_database(database)
-    out["entries"] = len(database)
-    out["heads"] = [str(h) for h in database.heads]
-    out["may_write"] = database.may_write()
+    out = _database(ctx, address)
     if as_json:
         _emit(out)
         return
@@ -499,19 +676,11 @@ def db_info(ctx: click.Context, address: str, as_json: bool) -> None:
 @click.pass_context
 def db_digest(ctx: click.Context, address: str, as_json: bool) -> None:
     """Print the state digest (hex): replicas holding the same entries print the same digest."""
-    database = _database(ctx, address)
-    digest = database.digest().hex()
+    info = _endpoint(ctx).database(address, digest=True)
     if as_json:
-        _emit(
-            {
-                "address": database.address,
-                "digest": digest,
-                "entries": len(database),
-                "heads": [str(h) for h in database.heads],
-            }
-        )
+        _emit({k: info[k] for k in ("address", "digest", "entries", "heads")})
     else:
-        click.echo(digest)
+        click.echo(info["digest"])
 
 
 @db.command("log")
@@ -523,23 +692,14 @@ def db_digest(ctx: click.Context, address: str, as_json: bool) -> None:
 @click.pass_context
 def db_log(ctx: click.Context, address: str, limit: int | None, as_json: bool) -> None:
     """Show the entries in their total order (clock, then CID): clock, CID, author, payload."""
-    database = _database(ctx, address)
-    entries = itertools.islice(database.entries(), limit)
+    entries = _endpoint(ctx).log(address, limit)
     if as_json:
         for entry in entries:
-            _emit(
-                {
-                    "clock": entry.clock,
-                    "cid": str(entry.cid),
-                    "author": entry.author,
-                    "next": [str(c) for c in entry.next],
-                    "payload": entry.payload,
-                }
-            )
+            _emit(entry)
         return
     _table(
         ("clock", "cid", "author", "payload"),
-        ((str(e.clock), str(e.cid), e.author, jsonvalue.dumps(e.payload)) for e in entries),
+        ((str(e["clock"]), e["cid"], e["author"], jsonvalue.dumps(e["payload"])) for e in entries),
     )
 
 
@@ -565,7 +725,7 @@ def db_put(ctx: click.Context, address: str, args: tuple[str, ...], as_json: boo
     for keyvalue {"key": KEY, "value": VALUE}, for documents the document itself.
     """
     database = _database(ctx, address, "put", ("keyvalue", "documents"))
-    keyvalue = database.manifest.store == "keyvalue"
+    keyvalue = database["type"] == "keyvalue"
     batch = _batch_requested(args)
     if batch:
         make = _kv_line if keyvalue else _doc_put
@@ -584,7 +744,7 @@ def db_put(ctx: click.Context, address: str, args: tuple[str, ...], as_json: boo
                 "a documents put takes DOC_JSON (or '-' for JSON lines)", ctx=ctx
             )
         payloads = [("DOC_JSON", _doc_put("DOC_JSON", jsonvalue.parse(args[0], "DOC_JSON")))]
-    _report_write(database, _write(database, payloads), batch, as_json)
+    _report_write(_write(ctx, database, payloads), batch, as_json)
 
 
 def _kv_line(label: str, value: Any) -> dict[str, Any]:
@@ -628,19 +788,12 @@ def db_get(ctx: click.Context, address: str, key: str, as_int: bool, as_json: bo
     'db put ADDRESS -' takes back), the document itself for documents.
     """
     database = _database(ctx, address, "get", ("keyvalue", "documents"))
-    store = database.store
-    if database.manifest.store == "keyvalue":
-        _key_argument(ctx, key, as_int, documents=False)
-        if key not in store:
-            raise CliError(f"no key {key!r} in {database.manifest.name}")
-        value = store.get(key)
-        result: Any = {"key": key, "value": value}
-    else:
-        doc_id = _key_argument(ctx, key, as_int, documents=True)
-        value = store.get(doc_id)
-        if value is None:
-            raise CliError(f"no document {doc_id!r} in {database.manifest.name}")
-        result = value
+    documents = database["type"] == "documents"
+    found = _endpoint(ctx).get(
+        database["address"], _key_argument(ctx, key, as_int, documents=documents)
+    )
+    value = found["value"]
+    result = value if documents else found
     if as_json:
         _emit(result)
     else:
@@ -660,12 +813,12 @@ def db_delete(ctx: click.Context, address: str, key: str, as_int: bool, as_json:
     of it that arrive later.
     """
     database = _database(ctx, address, "delete", ("keyvalue", "documents"))
-    if database.manifest.store == "keyvalue":
+    if database["type"] == "keyvalue":
         _key_argument(ctx, key, as_int, documents=False)
         payload: dict[str, Any] = {"op": "del", "key": key}
     else:
         payload = {"op": "del", "id": _key_argument(ctx, key, as_int, documents=True)}
-    _report_write(database, _write(database, [("KEY", payload)]), False, as_json)
+    _report_write(_write(ctx, database, [("KEY", payload)]), False, as_json)
 
 
 @db.command("add", context_settings=_VALUE_ARGS)
@@ -684,7 +837,7 @@ def db_add(ctx: click.Context, address: str, value: str, as_json: bool) -> None:
         payloads = [(label, {"op": "add", "value": v}) for label, v in _json_lines()]
     else:
         payloads = [("VALUE_JSON", {"op": "add", "value": jsonvalue.parse(value, "VALUE_JSON")})]
-    _report_write(database, _write(database, payloads), batch, as_json)
+    _report_write(_write(ctx, database, payloads), batch, as_json)
 
 
 @db.command("remove", context_settings=_VALUE_ARGS)
@@ -700,11 +853,9 @@ def db_remove(ctx: click.Context, address: str, value: str, as_json: bool) -> No
     """
     database = _database(ctx, address, "remove", ("set",))
     member = jsonvalue.parse(value, "VALUE_JSON")
-    tags = database.store.tags_for(member)
-    if not tags:
-        raise CliError(f"{jsonvalue.dumps(member)} is not a member of {database.manifest.name}")
-    payload = {"op": "remove", "value": member, "tags": tags}
-    _report_write(database, _write(database, [("VALUE_JSON", payload)]), False, as_json)
+    # Without tags, the node names every add of the member it holds, in the same transaction.
+    payload = {"op": "remove", "value": member}
+    _report_write(_write(ctx, database, [("VALUE_JSON", payload)]), False, as_json)
 
 
 @db.command("inc", context_settings=_VALUE_ARGS)
@@ -719,12 +870,11 @@ def db_inc(ctx: click.Context, address: str, n: int | None, by: int | None, as_j
         raise click.UsageError("give N or --by, not both", ctx=ctx)
     step = n if n is not None else by if by is not None else 1
     database = _database(ctx, address, "inc", ("counter",))
-    entries = _write(database, [("N", {"op": "inc", "by": step})])
-    value = database.store.value
+    result = _write(ctx, database, [("N", {"op": "inc", "by": step})])
     if as_json:
-        _emit({**_written(database, entries), "value": value})
+        _emit(result)
     else:
-        click.echo(str(value))
+        click.echo(str(result["value"]))
 
 
 @db.command("value")
@@ -734,11 +884,11 @@ def db_inc(ctx: click.Context, address: str, n: int | None, by: int | None, as_j
 def db_value(ctx: click.Context, address: str, as_json: bool) -> None:
     """Print a counter's value."""
     database = _database(ctx, address, "value", ("counter",))
-    value = database.store.value
+    result = _endpoint(ctx).value(database["address"])
     if as_json:
-        _emit({"address": database.address, "value": value})
+        _emit(result)
     else:
-        click.echo(str(value))
+        click.echo(str(result["value"]))
 
 
 def _bound(name: str) -> Callable[[F], F]:
@@ -790,16 +940,17 @@ def db_query(
     then across kinds null < booleans < numbers < strings < bytes < lists < maps < links.
     """
     database = _database(ctx, address, "query", ("documents",))
-    store = database.store
     bounds: dict[str, Any] = {}
     for name, text in (("eq", eq), ("gt", gt), ("gte", gte), ("lt", lt), ("lte", lte)):
-        bounds[name] = UNSET if text is None else jsonvalue.parse(text, f"--{name}")
-    docs = store.query(field or store.index_by, limit=limit, reverse=reverse, **bounds)
+        if text is not None:
+            bounds[name] = jsonvalue.parse(text, f"--{name}")
+    found = _endpoint(ctx).query(database["address"], field, bounds, limit, reverse)
+    docs = found["documents"]
     if as_json:
         for doc in docs:
             _emit(doc)
         return
-    index_by = store.index_by
+    index_by = found["index_by"]
     _table(
         (index_by, "document"),
         ((jsonvalue.dumps(doc.get(index_by)), jsonvalue.dumps(doc)) for doc in docs),
@@ -818,24 +969,14 @@ def db_iter(
     """List events (in the log's total order, with their CIDs) or set members (in a fixed order:
     by their DAG-CBOR encoding)."""
     database = _database(ctx, address, "iter", ("events", "set"))
-    store = database.store
-    if database.manifest.store == "events":
-        events = store.iter(forward=not reverse, limit=limit)
-        if as_json:
-            for cid, value in events:
-                _emit({"cid": str(cid), "value": value})
-        else:
-            _table(("cid", "value"), ((str(c), jsonvalue.dumps(v)) for c, v in events))
-        return
-    members = store.values()
-    if reverse:
-        members.reverse()
-    members = members[:limit] if limit is not None else members
+    found = _endpoint(ctx).items(database["address"], limit, reverse)
     if as_json:
-        for value in members:
-            _emit({"value": value})
+        for item in found:
+            _emit(item)
+    elif database["type"] == "events":
+        _table(("cid", "value"), ((i["cid"], jsonvalue.dumps(i["value"])) for i in found))
     else:
-        _table(("value",), ((jsonvalue.dumps(v),) for v in members))
+        _table(("value",), ((jsonvalue.dumps(i["value"]),) for i in found))
 
 
 # -- CAR export and import -------------------------------------------------------------------------
@@ -852,15 +993,14 @@ def export(ctx: click.Context, address: str, file: Path, as_json: bool) -> None:
     The first root is the manifest, the others are the heads. An existing FILE is replaced
     (atomically).
     """
-    database = _database(ctx, address)
     try:
-        count = database.export_car(file)
+        result = _endpoint(ctx).export(address, file)
     except OSError as exc:
         raise CliError(f"cannot write {file}: {exc.strerror or _describe(exc)}") from None
     if as_json:
-        _emit({"address": database.address, "file": str(file), "blocks": count})
+        _emit(result)
     else:
-        click.echo(f"exported {database.address}: {count} blocks to {file}")
+        click.echo(f"exported {result['address']}: {result['blocks']} blocks to {file}")
 
 
 @main.command("import")
@@ -876,31 +1016,25 @@ def import_(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None
     access) and joined. Entries refused are listed with their reason; the valid ones are kept,
     and the exit status is 0 (1 with --strict).
     """
-    repo = _repo(ctx)
+    from gridnode.api import BadRequest
+
+    endpoint = _endpoint(ctx)
     try:
-        report = repo.import_car(file.read_bytes())
-    except InvalidCar as exc:
-        raise CliError(f"{file}: invalid CAR: {_describe(exc)}") from None
+        report = endpoint.import_car(file.read_bytes())
+    except BadRequest as exc:
+        raise CliError(f"{file}: {_describe(exc)}") from None
     if as_json:
-        _emit(
-            {
-                "address": report.address,
-                "applied": report.applied,
-                "duplicates": report.duplicates,
-                "pending": report.pending,
-                "rejected": [{"cid": c, "reason": r} for c, r in report.rejected],
-            }
-        )
+        _emit(report)
     else:
-        click.echo(f"address: {report.address}")
-        click.echo(f"applied: {report.applied}")
-        click.echo(f"duplicates: {report.duplicates}")
-        click.echo(f"pending: {report.pending}")
-        click.echo(f"rejected: {len(report.rejected)}")
-        for cid, reason in report.rejected:
-            click.echo(f"  {cid}: {reason}")
-    if strict and report.rejected:
-        raise CliError(f"{len(report.rejected)} entries rejected")
+        click.echo(f"address: {report['address']}")
+        click.echo(f"applied: {report['applied']}")
+        click.echo(f"duplicates: {report['duplicates']}")
+        click.echo(f"pending: {report['pending']}")
+        click.echo(f"rejected: {len(report['rejected'])}")
+        for rejected in report["rejected"]:
+            click.echo(f"  {rejected['cid']}: {rejected['reason']}")
+    if strict and report["rejected"]:
+        raise CliError(f"{len(report['rejected'])} entries rejected")
 
 
 # -- car -------------------------------------------------------------------------------------------
