@@ -16,8 +16,10 @@ RUN pip install --no-cache-dir . \
 
 USER gridnode
 ENV GRIDNODE_DATA_DIR=/data
+# In a container the node must listen on all interfaces to be reachable through the published
+# port; the local HTTP API stays on the container's loopback.
+ENV GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001
 VOLUME ["/data"]
-# libp2p listens here once networking lands; the HTTP API stays on loopback inside the container.
 EXPOSE 4001
 ENTRYPOINT ["gridnode"]
 CMD ["start"]
