@@ -1,0 +1,231 @@
+"""Range-based set reconciliation (sans-IO), after Meyer (arXiv 2212.13567) and Negentropy.
+
+Two peers hold sets of items: byte strings in one total order (for gridnode, an entry's 8-byte
+big-endian clock followed by its binary CID, so the order is the log's total order). They find the
+symmetric difference in a number of round trips that grows with log(n), not with n:
+
+- the initiator sends one range covering everything, with its fingerprint;
+- a peer receiving a range whose fingerprint matches its own says nothing more about it; on a
+  mismatch it splits the range into ``branching`` parts and sends their fingerprints, or, for a
+  range holding at most ``threshold`` of its items, the items themselves;
+- a peer receiving a list of items for a range learns which of them it lacks, and answers with
+  the items of that range the other lacks. That range is then settled on both sides.
+
+A message is a list of ranges that together cover the whole item space, in order; each names its
+exclusive upper bound and one of: ``skip`` (settled), ``fp`` (a fingerprint), ``ids`` (my items
+here; answer with yours the sender lacks), ``have`` (the items you lack here; settled).
+
+The fingerprint of a range is ``sha256(count || sum of sha256(item) mod 2**256)[:16]``: the sum
+can be kept per prefix (or per tree node), so a node with a million items answers a range query
+without scanning them. docs/spec.md §11 argues why a writer grinding CIDs gains nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from crdt.errors import DecodeError
+from crdt.ipld.dagcbor import decode, encode
+from protocols.wire import ProtocolError
+
+__all__ = ["ItemSet", "Reconciler", "SortedItems", "fingerprint_of"]
+
+_MOD: Final = 1 << 256
+#: Upper bound of the last range: above every item.
+TOP: Final = b"\xff" * 48
+MAX_ITEM: Final = 64
+MAX_RANGES: Final = 4096
+MAX_IDS: Final = 65_536
+
+
+def item_hash(item: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(item).digest(), "big")
+
+
+def fingerprint_of(count: int, total: int) -> bytes:
+    """The 16-byte fingerprint of a range holding ``count`` items whose hashes sum to ``total``."""
+    return hashlib.sha256(count.to_bytes(8, "big") + (total % _MOD).to_bytes(32, "big")).digest()[:16]
+
+
+class ItemSet(Protocol):
+    """What reconciliation needs of the local items (lower bound inclusive, upper exclusive)."""
+
+    def count(self, low: bytes, high: bytes) -> int: ...
+
+    def fingerprint(self, low: bytes, high: bytes) -> bytes: ...
+
+    def items(self, low: bytes, high: bytes) -> list[bytes]: ...
+
+    def split(self, low: bytes, high: bytes, parts: int) -> list[bytes]:
+        """Up to ``parts - 1`` inner bounds cutting the range into parts of similar counts."""
+        ...
+
+
+class SortedItems:
+    """An :class:`ItemSet` over a sorted list, with prefix sums: every query is O(log n)."""
+
+    def __init__(self, items: Sequence[bytes]) -> None:
+        self._items = sorted(set(items))
+        self._prefix = [0]
+        for item in self._items:
+            self._prefix.append((self._prefix[-1] + item_hash(item)) % _MOD)
+
+    def _span(self, low: bytes, high: bytes) -> tuple[int, int]:
+        return bisect.bisect_left(self._items, low), bisect.bisect_left(self._items, high)
+
+    def count(self, low: bytes, high: bytes) -> int:
+        start, end = self._span(low, high)
+        return max(end - start, 0)
+
+    def fingerprint(self, low: bytes, high: bytes) -> bytes:
+        start, end = self._span(low, high)
+        end = max(end, start)
+        return fingerprint_of(end - start, self._prefix[end] - self._prefix[start])
+
+    def items(self, low: bytes, high: bytes) -> list[bytes]:
+        start, end = self._span(low, high)
+        return self._items[start:end]
+
+    def split(self, low: bytes, high: bytes, parts: int) -> list[bytes]:
+        start, end = self._span(low, high)
+        n = end - start
+        bounds: list[bytes] = []
+        for k in range(1, parts):
+            index = start + n * k // parts
+            if start < index < end:
+                bound = self._items[index]
+                if not bounds or bound > bounds[-1]:
+                    bounds.append(bound)
+        return bounds
+
+
+@dataclass
+class _Range:
+    high: bytes
+    mode: str
+    payload: bytes | list[bytes] | None = None
+
+
+@dataclass
+class Reconciler:
+    """One side of a reconciliation. Feed each received message to :meth:`receive`; send what it
+    returns until it returns ``None``. Then :attr:`need` holds the items the peer has and this side
+    lacks, :attr:`have` those this side has and the peer lacks."""
+
+    items: ItemSet
+    threshold: int = 16
+    branching: int = 16
+    max_rounds: int = 64
+    need: set[bytes] = field(default_factory=set)
+    have: set[bytes] = field(default_factory=set)
+    rounds: int = 0
+
+    def initiate(self) -> bytes:
+        """The first message (the initiator's)."""
+        return self._encode(self._describe(b"", TOP))
+
+    def receive(self, message: bytes) -> bytes | None:
+        """Process the peer's message; return the answer, or ``None`` when all is settled."""
+        self.rounds += 1
+        if self.rounds > self.max_rounds:
+            raise ProtocolError(f"reconciliation took over {self.max_rounds} rounds")
+        ranges = self._decode(message)
+        out: list[_Range] = []
+        low = b""
+        for incoming in ranges:
+            high = incoming.high
+            if incoming.mode == "skip":
+                out.append(_Range(high, "skip"))
+            elif incoming.mode == "have":
+                assert isinstance(incoming.payload, list)
+                self.need.update(i for i in incoming.payload if low <= i < high)
+                out.append(_Range(high, "skip"))
+            elif incoming.mode == "ids":
+                assert isinstance(incoming.payload, list)
+                theirs = {i for i in incoming.payload if low <= i < high}
+                mine = self.items.items(low, high)
+                self.need.update(theirs.difference(mine))
+                missing = [i for i in mine if i not in theirs]
+                self.have.update(missing)
+                out.append(_Range(high, "have", missing))
+            else:
+                if incoming.payload == self.items.fingerprint(low, high):
+                    out.append(_Range(high, "skip"))
+                else:
+                    out.extend(self._split(low, high))
+            low = high
+        if all(r.mode == "skip" for r in out):
+            return None
+        return self._encode(out)
+
+    def _describe(self, low: bytes, high: bytes) -> list[_Range]:
+        if self.items.count(low, high) <= self.threshold:
+            return [_Range(high, "ids", self.items.items(low, high))]
+        return [_Range(high, "fp", self.items.fingerprint(low, high))]
+
+    def _split(self, low: bytes, high: bytes) -> list[_Range]:
+        if self.items.count(low, high) <= self.threshold:
+            return [_Range(high, "ids", self.items.items(low, high))]
+        out: list[_Range] = []
+        start = low
+        for bound in [*self.items.split(low, high, self.branching), high]:
+            out.extend(self._describe(start, bound))
+            start = bound
+        return out
+
+    # -- wire form ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _encode(ranges: list[_Range]) -> bytes:
+        # Consecutive skips merge into one: a settled stretch costs one bound, not one per range.
+        merged: list[_Range] = []
+        for r in ranges:
+            if r.mode == "skip" and merged and merged[-1].mode == "skip":
+                merged[-1] = r
+            else:
+                merged.append(r)
+        body = []
+        for r in merged:
+            entry: list[object] = [r.high, r.mode]
+            if r.payload is not None:
+                entry.append(r.payload)
+            body.append(entry)
+        return encode(body)
+
+    @staticmethod
+    def _decode(message: bytes) -> list[_Range]:
+        try:
+            body = decode(message)
+        except DecodeError as exc:
+            raise ProtocolError(f"reconciliation message is not DAG-CBOR: {exc}") from None
+        if type(body) is not list or not 0 < len(body) <= MAX_RANGES:
+            raise ProtocolError("a reconciliation message is a list of ranges")
+        ranges = []
+        previous = b""
+        total_ids = 0
+        for entry in body:
+            if type(entry) is not list or len(entry) not in (2, 3) or type(entry[0]) is not bytes:
+                raise ProtocolError("a range is [upper bound, mode, payload?]")
+            high, mode = entry[0], entry[1]
+            if len(high) > len(TOP) or high <= previous:
+                raise ProtocolError("range bounds must ascend")
+            previous = high
+            payload = entry[2] if len(entry) == 3 else None
+            if mode == "skip" and payload is None:
+                ranges.append(_Range(high, mode))
+            elif mode == "fp" and type(payload) is bytes and len(payload) == 16:
+                ranges.append(_Range(high, mode, payload))
+            elif mode in ("ids", "have") and type(payload) is list:
+                total_ids += len(payload)
+                if total_ids > MAX_IDS or not all(type(i) is bytes and len(i) <= MAX_ITEM for i in payload):
+                    raise ProtocolError("item lists too long or malformed")
+                ranges.append(_Range(high, mode, payload))
+            else:
+                raise ProtocolError(f"malformed range of mode {mode!r:.20}")
+        if ranges[-1].high != TOP:
+            raise ProtocolError("the ranges must cover the whole item space")
+        return ranges

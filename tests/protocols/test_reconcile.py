@@ -1,0 +1,115 @@
+import math
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocols.reconcile import TOP, Reconciler, SortedItems, fingerprint_of
+from protocols.wire import ProtocolError
+
+
+def item(n: int) -> bytes:
+    # clock (8 bytes) + a 36-byte pseudo CID, as in gridnode
+    return n.to_bytes(8, "big") + b"\x01\x71\x12\x20" + (n * 7919).to_bytes(32, "big")
+
+
+def run(a_items, b_items, **options):
+    """Reconcile two sets in memory; return both reconcilers and the round trips."""
+    a = Reconciler(SortedItems(a_items), **options)
+    b = Reconciler(SortedItems(b_items), **options)
+    message = a.initiate()
+    messages = 1
+    sides = [b, a]
+    turn = 0
+    while message is not None:
+        message = sides[turn % 2].receive(message)
+        messages += message is not None
+        turn += 1
+    return a, b, math.ceil(messages / 2)
+
+
+def check(a_items, b_items, **options):
+    a, b, trips = run(a_items, b_items, **options)
+    assert a.need == set(b_items) - set(a_items)
+    assert b.need == set(a_items) - set(b_items)
+    assert a.have == b.need or a.have <= b.need
+    return trips
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    common=st.sets(st.integers(0, 10_000), max_size=300),
+    only_a=st.sets(st.integers(10_001, 20_000), max_size=40),
+    only_b=st.sets(st.integers(20_001, 30_000), max_size=40),
+    threshold=st.integers(1, 20),
+    branching=st.integers(2, 16),
+)
+def test_any_two_sets(common, only_a, only_b, threshold, branching):
+    a_items = [item(n) for n in common | only_a]
+    b_items = [item(n) for n in common | only_b]
+    check(a_items, b_items, threshold=threshold, branching=branching)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (range(0), range(0)),  # both empty
+        (range(1000), range(1000)),  # equal
+        (range(1000), range(0)),  # one-sided
+        (range(0), range(500)),
+        (range(0, 1000, 2), range(1, 1000, 2)),  # disjoint, interleaved
+    ],
+    ids=["empty", "equal", "a-only", "b-only", "disjoint"],
+)
+def test_edge_sets(a, b):
+    check([item(n) for n in a], [item(n) for n in b])
+
+
+def test_equal_sets_take_one_round_trip():
+    items = [item(n) for n in range(5000)]
+    assert check(items, items) == 1
+
+
+def test_one_difference_in_100k_is_logarithmic():
+    base = [item(n) for n in range(100_000)]
+    extra = item(10**9)
+    trips = check(base, [*base, extra])
+    assert trips <= math.ceil(math.log(100_000, 16)) + 2, trips
+
+
+def test_a_few_recent_differences_are_cheap():
+    base = [item(n) for n in range(20_000)]
+    trips = check([*base, item(20_000)], [*base, item(20_001), item(20_002)])
+    assert trips <= math.ceil(math.log(20_000, 16)) + 2
+
+
+def test_hostile_peer_with_inconsistent_fingerprints_is_dropped():
+    from crdt.ipld import encode
+
+    honest = Reconciler(SortedItems([item(n) for n in range(10_000)]), max_rounds=8)
+    # The liar answers every round with a fresh random fingerprint for everything, so nothing is
+    # ever settled: the honest side gives up after its round budget.
+    with pytest.raises(ProtocolError):
+        for _ in range(100):
+            assert honest.receive(encode([[TOP, "fp", os.urandom(16)]])) is not None
+    assert honest.rounds == 9
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], [[b"\x00", "skip"]], [[TOP, "fp", b"short"]], [[TOP, "bogus"]], [[b"\x02", "skip"], [b"\x01", "skip"], [TOP, "skip"]]],
+    ids=["empty", "not-covering", "bad-fp", "bad-mode", "descending"],
+)
+def test_malformed_messages(body):
+    from crdt.ipld import encode
+
+    with pytest.raises(ProtocolError):
+        Reconciler(SortedItems([])).receive(encode(body))
+
+
+def test_fingerprint_depends_on_count_and_sum():
+    assert fingerprint_of(1, 5) != fingerprint_of(2, 5)
+    assert fingerprint_of(1, 5) != fingerprint_of(1, 6)
+    items = SortedItems([item(n) for n in range(100)])
+    assert items.fingerprint(b"", TOP) == SortedItems([item(n) for n in reversed(range(100))]).fingerprint(b"", TOP)
