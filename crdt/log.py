@@ -46,6 +46,7 @@ table                 key                                   value
 ``log.acl``           access-state key                      CIDs of its ACL entries
 ``log.aclop``         binary CID                            ``[op, role, did, key of its past]``
 ``log.info``          name                                  counter
+``log.sums``          level (1 byte) + bucket (8 bytes)     ``[count, hash sum]`` (:mod:`crdt.rangesums`)
 ====================  ====================================  ==========================================
 """
 
@@ -72,6 +73,7 @@ from crdt.errors import (
 from crdt.identity import Keypair
 from crdt.ipld.cid import CID
 from crdt.manifest import Manifest
+from crdt.rangesums import RangeSums
 from crdt.space import MemorySpace, Space, prefix_end
 
 __all__ = ["Equivocation", "JoinResult", "Log", "order_key"]
@@ -163,6 +165,8 @@ class Log:
         self._acl_t = table("log.acl")
         self._aclop_t = table("log.aclop")
         self._info_t = table("log.info")
+        #: Per-bucket counts and hash sums of the applied entries, for set reconciliation.
+        self.sums = RangeSums(table("log.sums"))
         self._initial = AccessState(manifest)
         self._states: dict[bytes, AccessState] = {b"": self._initial}
         self._meta_cache: dict[CID, _Meta] = {}
@@ -560,7 +564,11 @@ class Log:
             [entry.clock, entry.author, list(entry.next), list(entry.skip), acl_key],
         )
         self._cache_meta(_Meta(cid, entry.clock, entry.author, entry.next, entry.skip, acl_key))
-        self._order_t.put(_u64.pack(entry.clock) + raw, 1)
+        item = _u64.pack(entry.clock) + raw
+        self._order_t.put(item, 1)
+        if not self._count(b"entries"):
+            self._bump(b"sums", 1)  # kept since the first entry (older logs: rebuild_sums)
+        self.sums.add(item)
         for parent in entry.next:
             if parent in self._heads:
                 self._heads.discard(parent)
@@ -576,6 +584,23 @@ class Log:
         elif first != raw:
             self._equiv_t.put(position + first, 1)
             self._equiv_t.put(position + raw, 1)
+
+    @property
+    def sums_complete(self) -> bool:
+        """Whether ``log.sums`` covers every applied entry (a log made before it existed does
+        not, until :meth:`rebuild_sums`)."""
+        return self._count(b"sums") > 0 or self._count(b"entries") == 0
+
+    def rebuild_sums(self) -> None:
+        """Recompute ``log.sums`` from ``log.order`` (once, for a log from an older version)."""
+        table = self.space.table("log.sums")
+        for key in [k for k, _ in table.range()]:
+            table.delete(key)
+        self.sums = RangeSums(table)
+        for key, _ in self._order_t.range():
+            self.sums.add(key)
+        if not self._count(b"sums"):
+            self._bump(b"sums", 1)
 
     # -- spine and skip links -----------------------------------------------------------------
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from crdt.database import Database
-from crdt.entry import Entry, decode_entry
+from crdt.entry import MAX_ENTRY_BYTES, Entry, decode_entry
 from crdt.errors import GridnodeError, InvalidCar, InvalidCID, InvalidManifest
 from crdt.identity import Keypair
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes, iter_blocks, read_header
 from crdt.ipld.cid import CID
 from crdt.manifest import PUBLIC, Manifest, create_manifest, decode_manifest, parse_address
+from crdt.rangesums import LogItems
 from crdt.stores import Store
 from gridnode.config import Config, load_config, write_default_config
 from gridnode.keystore import load_or_create_key
@@ -58,7 +59,12 @@ class StoredDatabase:
         self._db = self._open()
 
     def _open(self) -> Database:
-        return Database(self.manifest, space=self.repo.sql.space(self.address))
+        database = Database(self.manifest, space=self.repo.sql.space(self.address))
+        if not database.log.sums_complete:
+            # A log written before range sums existed: compute them once.
+            with self.repo.sql.transaction():
+                database.log.rebuild_sums()
+        return database
 
     def _transaction(self, work: Callable[[Database], T]) -> T:
         try:
@@ -107,6 +113,22 @@ class StoredDatabase:
         """What a peer with heads ``have`` needs to hold ``wanted`` (see :meth:`crdt.log.Log.ancestry`)."""
         return self._db.log.ancestry(wanted, have, limit=limit)
 
+    @property
+    def items(self) -> _Items:
+        """The applied entries as a set to reconcile (:mod:`protocols.reconcile`); call it only
+        in the storage worker's thread."""
+        return _Items(self)
+
+    def item_blocks(self, items: Sequence[bytes]) -> list[bytes]:
+        """The blocks of reconciliation items (clock + binary CID), in the order given."""
+        blocks = self._db.log.space.table("blocks")
+        found = []
+        for item in items:
+            block = blocks.get(item[8:])
+            if block is not None:
+                found.append(bytes(block))
+        return found
+
     def blocks_of(self, cids: Sequence[CID]) -> list[tuple[CID, bytes]]:
         """The blocks of applied entries (others are skipped)."""
         found = []
@@ -137,6 +159,22 @@ class StoredDatabase:
         for cid, block in blocks:
             if cid == self.manifest.cid:
                 continue
+            try:
+                entries.append(decode_entry(cid, block))
+            except GridnodeError as exc:
+                report.rejected.append((str(cid), f"{type(exc).__name__}: {exc}"))
+        return entries, report
+
+    def verify_entry_blocks(self, blocks: Iterable[bytes]) -> tuple[list[Entry], ImportReport]:
+        """Like :meth:`verify_blocks`, for blocks sent without their CIDs: each is named by its
+        own hash (CIDv1, dag-cbor, sha2-256)."""
+        report = ImportReport(address=self.address)
+        entries = []
+        for block in blocks:
+            if len(block) > MAX_ENTRY_BYTES:
+                report.rejected.append(("(oversized block)", f"BlockTooLarge: {len(block)} bytes"))
+                continue
+            cid = CID.for_block(block)
             try:
                 entries.append(decode_entry(cid, block))
             except GridnodeError as exc:
@@ -181,6 +219,32 @@ class StoredDatabase:
             os.fsync(out.fileno())
         tmp.replace(path)
         return count
+
+
+class _Items:
+    """The reconciliation view of a stored database's log, always of its current in-memory log
+    (a rolled-back transaction replaces it)."""
+
+    def __init__(self, database: StoredDatabase) -> None:
+        self._database = database
+
+    def _view(self) -> LogItems:
+        return LogItems(self._database._db.log)
+
+    def count(self, low: bytes, high: bytes) -> int:
+        return self._view().count(low, high)
+
+    def fingerprint(self, low: bytes, high: bytes) -> bytes:
+        return self._view().fingerprint(low, high)
+
+    def items(self, low: bytes, high: bytes) -> list[bytes]:
+        return self._view().items(low, high)
+
+    def split(self, low: bytes, high: bytes, parts: int) -> list[bytes]:
+        return self._view().split(low, high, parts)
+
+    def recent_bounds(self) -> list[bytes]:
+        return self._view().recent_bounds()
 
 
 class Repo:

@@ -1,9 +1,15 @@
 """Driving ``/gridnode/sync/1.0.0`` over a real stream: the puller and the server.
 
-The protocol's decisions are in :mod:`protocols.sync`; this module moves bytes between it, a
-stream and the storage (through the :class:`~gridnode.storage.worker.StorageWorker`, one batch per
-call). Every block that arrives is verified (hash, structure, signature) and judged by the log
-(clock, skip links, access) before anything is kept.
+The protocol's decisions are in :mod:`protocols.sync` and :mod:`protocols.reconcile`; this
+module moves bytes between them, a stream and the storage (through the
+:class:`~gridnode.storage.worker.StorageWorker`, one batch per call). Every block that arrives is
+verified (hash, structure, signature) and judged by the log (clock, skip links, access) before
+anything is kept.
+
+A pull is a set reconciliation (the server sends what the puller lacks as it goes), then a check
+against the server's heads: anything still lacking (the server wrote meanwhile, or reconciliation
+was cut short) is fetched by ``want``, which walks the DAG. Reconciliation is the fast path;
+the heads make a pull complete whatever it did.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -19,15 +25,20 @@ from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
 from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
+from protocols.reconcile import Reconciler
 from protocols.sync import (
     BlocksArrived,
     BlocksAsked,
     Budget,
+    EntriesArrived,
     Event,
     HeadsArrived,
     HeadsAsked,
+    RangesArrived,
+    RangesAsked,
     Refused,
     Role,
+    SyncAsked,
     SyncConnection,
     SyncStats,
 )
@@ -42,6 +53,8 @@ CHUNK_BYTES: Final = 1024 * 1024
 READ_SIZE: Final = 256 * 1024
 #: Entries one want is answered with before the puller must ask again.
 ANSWER_LIMIT: Final = 200_000
+#: Databases one sync stream may reconcile.
+MAX_SESSIONS: Final = 16
 
 
 class ByteStream(Protocol):
@@ -99,27 +112,47 @@ async def pull(
             pending_events.extend(await _next_events(stream, conn))
         return pending_events.pop(0)
 
-    await stream.write(conn.ask_heads(db, now()))
+    reconciler = Reconciler(database.items, role="puller")
+
+    def start() -> tuple[list[CID], list[Any]]:
+        return list(database.heads), reconciler.initiate_ranges()
+
+    heads, first = await worker.run(start)
+    await stream.write(conn.sync(db, heads, first, now()))
     event = await next_event()
     if isinstance(event, Refused):
         report.refused = event.reason
         return report
     assert isinstance(event, HeadsArrived)
-    # What we lack: heads we have never seen, and parents our pending entries wait for (an
-    # announcement may have brought a head whose past is not here yet).
-    def lacking(heads: list[CID]) -> list[CID]:
-        return database.unknown(heads) + sorted(database.missing - set(heads))
+    server_heads = list(event.heads)
+    while True:
+        last = await _receive_answer(next_event, database, worker, report)
+        if isinstance(last, Refused):
+            report.refused = last.reason
+            return report
+        assert isinstance(last, RangesArrived)
+        if not last.ranges:
+            break
+        reply = await worker.run(reconciler.receive_ranges, last.ranges)
+        if reply is None:
+            break
+        await stream.write(conn.reconcile(db, reply, now()))
 
-    wanted = await worker.run(lacking, list(event.heads))
+    # What we still lack: server heads we have never seen, and parents our pending entries wait
+    # for. Reconciliation leaves nothing of the kind unless the server wrote meanwhile.
+    def lacking() -> list[CID]:
+        return database.unknown(server_heads) + sorted(database.missing - set(server_heads))
+
+    wanted = await worker.run(lacking)
     asked: dict[CID, int] = {}
     while wanted:
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(lambda: list(database.heads))
         await stream.write(conn.want(db, wanted[:MAX_WANT], have, now()))
-        refused = await _receive_answer(next_event, database, worker, report)
-        if refused is not None:
-            report.refused = refused
+        last = await _receive_answer(next_event, database, worker, report)
+        if isinstance(last, Refused):
+            report.refused = last.reason
             return report
         missing = await worker.run(lambda: sorted(database.missing))
         # A CID asked for three times and still missing is not coming from this peer.
@@ -133,12 +166,13 @@ async def _receive_answer(
     database: StoredDatabase,
     worker: StorageWorker,
     report: PullReport,
-) -> str | None:
-    """Take the blocks messages answering one want, until the last; return a refusal's reason.
+) -> Event:
+    """Take the messages answering one request (blocks or entries), until the one that ends it
+    (the last blocks message, a ranges message, or a refusal), and return that one.
 
     A pipeline of three stages: this task reads and verifies (signatures are checked in a thread
     of their own, which runs in parallel since libsodium releases the GIL), while a second task
-    joins the previous batch in the storage worker."""
+    joins the previous batch in the storage worker. Every join is done before this returns."""
     send, receive = trio.open_memory_channel[tuple[list[Entry], ImportReport]](2)
 
     async def joiner() -> None:
@@ -149,22 +183,26 @@ async def _receive_answer(
                 report.duplicates += joined.duplicates
                 report.rejected.extend(joined.rejected)
 
-    refused: str | None = None
+    last: Event
     async with trio.open_nursery() as nursery:
         nursery.start_soon(joiner)
         async with send:
             while True:
                 event = await next_event()
-                if isinstance(event, Refused):
-                    refused = event.reason
-                    break
-                assert isinstance(event, BlocksArrived)
-                if event.blocks:
-                    verified = await trio.to_thread.run_sync(database.verify_blocks, list(event.blocks))
-                    await send.send(verified)
-                if not event.more:
-                    break
-    return refused
+                if isinstance(event, EntriesArrived):
+                    if event.blocks:
+                        verified = await trio.to_thread.run_sync(database.verify_entry_blocks, list(event.blocks))
+                        await send.send(verified)
+                    continue
+                if isinstance(event, BlocksArrived):
+                    if event.blocks:
+                        checked = await trio.to_thread.run_sync(database.verify_blocks, list(event.blocks))
+                        await send.send(checked)
+                    if event.more:
+                        continue
+                last = event
+                break
+    return last
 
 
 async def fetch_manifest(
@@ -190,6 +228,7 @@ async def fetch_manifest(
 async def serve(stream: ByteStream, repo: Repo, worker: StorageWorker, *, budget: Budget | None = None) -> SyncStats:
     """Answer one peer's requests on ``stream`` until it closes it."""
     conn = SyncConnection(Role.SERVER, budget=budget or Budget())
+    sessions: dict[CID, tuple[StoredDatabase, Reconciler]] = {}
     while True:
         data = await stream.read(READ_SIZE)
         if not data:
@@ -200,6 +239,51 @@ async def serve(stream: ByteStream, repo: Repo, worker: StorageWorker, *, budget
                 await stream.write(conn.heads(event.db, heads) if heads is not None else conn.refuse("unknown database"))
             elif isinstance(event, BlocksAsked):
                 await _answer_want(stream, conn, repo, worker, event)
+            elif isinstance(event, SyncAsked):
+                try:
+                    database = await worker.run(repo.database, "/gridnode/" + str(event.db))
+                except UnknownDatabase:
+                    await stream.write(conn.refuse("unknown database"))
+                    continue
+                if event.db not in sessions and len(sessions) >= MAX_SESSIONS:
+                    raise ProtocolError(f"over {MAX_SESSIONS} databases on one stream")
+                session = sessions[event.db] = (database, Reconciler(database.items, role="server"))
+                heads = await worker.run(_heads_of, repo, event.db)
+                await stream.write(conn.heads(event.db, heads or []))
+                await _answer_ranges(stream, conn, worker, event.db, session, event.ranges)
+            elif isinstance(event, RangesAsked):
+                found = sessions.get(event.db)
+                if found is None:
+                    raise ProtocolError("ranges for a database never synced on this stream")
+                await _answer_ranges(stream, conn, worker, event.db, found, event.ranges)
+
+
+async def _answer_ranges(
+    stream: ByteStream,
+    conn: SyncConnection,
+    worker: StorageWorker,
+    db: CID,
+    session: tuple[StoredDatabase, Reconciler],
+    ranges: list[Any],
+) -> None:
+    """Reconcile one message: send the entries the puller lacks, then the ranges left open."""
+    database, reconciler = session
+    answer = await worker.run(reconciler.receive_ranges, ranges)
+    outbox = reconciler.outbox
+    reconciler.outbox = []
+    chunk: list[bytes] = []
+    size = 0
+    for start in range(0, len(outbox), 512):
+        blocks = await worker.run(database.item_blocks, outbox[start : start + 512])
+        for block in blocks:
+            if size + len(block) > CHUNK_BYTES and chunk:
+                await stream.write(conn.entries(db, chunk))
+                chunk, size = [], 0
+            chunk.append(block)
+            size += len(block)
+    if chunk:
+        await stream.write(conn.entries(db, chunk))
+    await stream.write(conn.ranges(db, answer or []))
 
 
 def _heads_of(repo: Repo, db: CID) -> list[CID] | None:

@@ -13,7 +13,16 @@ symmetric difference in a number of round trips that grows with log(n), not with
 
 A message is a list of ranges that together cover the whole item space, in order; each names its
 exclusive upper bound and one of: ``skip`` (settled), ``fp`` (a fingerprint), ``ids`` (my items
-here; answer with yours the sender lacks), ``have`` (the items you lack here; settled).
+here; answer with yours the sender lacks), ``have`` (the items you lack here; settled), ``want``
+(send me these items of yours; settled).
+
+Two ways to play it. *Symmetric* (no role): each side ends knowing what it lacks (:attr:`need`)
+and what the other lacks (:attr:`have`). *Pull* (roles ``puller`` and ``server``, what the sync
+protocol uses): the server sends the puller every item it lacks, as entries, in the same answer
+that settles the range (:attr:`outbox` collects them), and never learns more of the puller's set
+than it needs; the puller answers a server's ``ids`` with ``want``. The puller's first message
+looks closely at the newest items (:meth:`ItemSet.recent_bounds`), so replicas that differ by a
+few recent entries settle in one round trip.
 
 The fingerprint of a range is ``sha256(count || sum of sha256(item) mod 2**256)[:16]``: the sum
 can be kept per prefix (or per tree node), so a node with a million items answers a range query
@@ -23,32 +32,22 @@ without scanning them. docs/spec.md §11 argues why a writer grinding CIDs gains
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from crdt.errors import DecodeError
 from crdt.ipld.dagcbor import decode, encode
-from protocols.wire import ProtocolError
+from crdt.rangesums import TOP, fingerprint_of, item_hash
+from protocols.wire import MAX_RANGES, ProtocolError
 
-__all__ = ["ItemSet", "Reconciler", "SortedItems", "fingerprint_of"]
+__all__ = ["TOP", "ItemSet", "Reconciler", "SortedItems", "fingerprint_of", "item_hash", "parse_ranges"]
 
 _MOD: Final = 1 << 256
-#: Upper bound of the last range: above every item.
-TOP: Final = b"\xff" * 48
 MAX_ITEM: Final = 64
-MAX_RANGES: Final = 4096
 MAX_IDS: Final = 65_536
 
-
-def item_hash(item: bytes) -> int:
-    return int.from_bytes(hashlib.sha256(item).digest(), "big")
-
-
-def fingerprint_of(count: int, total: int) -> bytes:
-    """The 16-byte fingerprint of a range holding ``count`` items whose hashes sum to ``total``."""
-    return hashlib.sha256(count.to_bytes(8, "big") + (total % _MOD).to_bytes(32, "big")).digest()[:16]
+Role = Literal["puller", "server"] | None
 
 
 class ItemSet(Protocol):
@@ -61,7 +60,11 @@ class ItemSet(Protocol):
     def items(self, low: bytes, high: bytes) -> list[bytes]: ...
 
     def split(self, low: bytes, high: bytes, parts: int) -> list[bytes]:
-        """Up to ``parts - 1`` inner bounds cutting the range into parts of similar counts."""
+        """Up to ``parts - 1`` inner bounds cutting the range into smaller parts."""
+        ...
+
+    def recent_bounds(self) -> list[bytes]:
+        """Ascending cuts for the first message: finer towards the newest items."""
         ...
 
 
@@ -98,9 +101,18 @@ class SortedItems:
             index = start + n * k // parts
             if start < index < end:
                 bound = self._items[index]
-                if not bounds or bound > bounds[-1]:
+                if bound > low and (not bounds or bound > bounds[-1]):
                     bounds.append(bound)
         return bounds
+
+    def recent_bounds(self) -> list[bytes]:
+        n = len(self._items)
+        cuts = []
+        span = 16
+        while span < n:
+            cuts.append(self._items[n - span])
+            span *= 16
+        return sorted(set(cuts))
 
 
 @dataclass
@@ -114,44 +126,86 @@ class _Range:
 class Reconciler:
     """One side of a reconciliation. Feed each received message to :meth:`receive`; send what it
     returns until it returns ``None``. Then :attr:`need` holds the items the peer has and this side
-    lacks, :attr:`have` those this side has and the peer lacks."""
+    lacks, :attr:`have` those this side has and the peer lacks (as far as this side learnt)."""
 
     items: ItemSet
     threshold: int = 16
     branching: int = 16
     max_rounds: int = 64
+    role: Role = None
     need: set[bytes] = field(default_factory=set)
     have: set[bytes] = field(default_factory=set)
+    #: (server) Items to send the peer with the answer to the message just received.
+    outbox: list[bytes] = field(default_factory=list)
     rounds: int = 0
 
     def initiate(self) -> bytes:
-        """The first message (the initiator's)."""
-        return self._encode(self._describe(b"", TOP))
+        """The first message (the initiator's), encoded."""
+        return encode(self.initiate_ranges())
+
+    def initiate_ranges(self) -> list[list[Any]]:
+        """The first message as an IPLD value: the whole space, finer towards the newest items."""
+        out: list[_Range] = []
+        low = b""
+        for bound in [*self.items.recent_bounds(), TOP]:
+            if bound > low:
+                out.extend(self._describe(low, bound))
+                low = bound
+        return self._to_value(out)
 
     def receive(self, message: bytes) -> bytes | None:
-        """Process the peer's message; return the answer, or ``None`` when all is settled."""
+        """Process the peer's encoded message; return the encoded answer, or ``None`` when all
+        is settled."""
+        try:
+            value = decode(message)
+        except DecodeError as exc:
+            raise ProtocolError(f"reconciliation message is not DAG-CBOR: {exc}") from None
+        answer = self.receive_ranges(value)
+        return None if answer is None else encode(answer)
+
+    def receive_ranges(self, value: Any) -> list[list[Any]] | None:
+        """Process the peer's message (an IPLD value, checked here); return the answer, or
+        ``None`` when every range is settled."""
         self.rounds += 1
         if self.rounds > self.max_rounds:
             raise ProtocolError(f"reconciliation took over {self.max_rounds} rounds")
-        ranges = self._decode(message)
+        ranges = parse_ranges(value)
+        self.outbox = []
         out: list[_Range] = []
         low = b""
         for incoming in ranges:
             high = incoming.high
-            if incoming.mode == "skip":
+            mode = incoming.mode
+            if mode == "skip":
                 out.append(_Range(high, "skip"))
-            elif incoming.mode == "have":
+            elif mode == "have":
                 assert isinstance(incoming.payload, list)
                 self.need.update(i for i in incoming.payload if low <= i < high)
                 out.append(_Range(high, "skip"))
-            elif incoming.mode == "ids":
+            elif mode == "want":
+                if self.role != "server":
+                    raise ProtocolError("only a server is asked to send items")
+                assert isinstance(incoming.payload, list)
+                held = set(self.items.items(low, high))
+                asked = [i for i in incoming.payload if low <= i < high and i in held]
+                self.have.update(asked)
+                self.outbox.extend(asked)
+                out.append(_Range(high, "skip"))
+            elif mode == "ids":
                 assert isinstance(incoming.payload, list)
                 theirs = {i for i in incoming.payload if low <= i < high}
                 mine = self.items.items(low, high)
-                self.need.update(theirs.difference(mine))
+                lacking = sorted(theirs.difference(mine))
+                self.need.update(lacking)
                 missing = [i for i in mine if i not in theirs]
                 self.have.update(missing)
-                out.append(_Range(high, "have", missing))
+                if self.role == "server":
+                    self.outbox.extend(missing)
+                    out.append(_Range(high, "skip"))
+                elif self.role == "puller":
+                    out.append(_Range(high, "want", lacking) if lacking else _Range(high, "skip"))
+                else:
+                    out.append(_Range(high, "have", missing))
             else:
                 if incoming.payload == self.items.fingerprint(low, high):
                     out.append(_Range(high, "skip"))
@@ -160,7 +214,7 @@ class Reconciler:
             low = high
         if all(r.mode == "skip" for r in out):
             return None
-        return self._encode(out)
+        return self._to_value(out)
 
     def _describe(self, low: bytes, high: bytes) -> list[_Range]:
         if self.items.count(low, high) <= self.threshold:
@@ -173,14 +227,19 @@ class Reconciler:
         out: list[_Range] = []
         start = low
         for bound in [*self.items.split(low, high, self.branching), high]:
-            out.extend(self._describe(start, bound))
+            part = self._describe(start, bound)
+            # Neighbouring empty parts merge into one: "I have nothing from here to there".
+            if part[0].mode == "ids" and not part[0].payload and out and out[-1].mode == "ids" and not out[-1].payload:
+                out[-1] = part[0]
+            else:
+                out.extend(part)
             start = bound
         return out
 
     # -- wire form ----------------------------------------------------------------------------
 
     @staticmethod
-    def _encode(ranges: list[_Range]) -> bytes:
+    def _to_value(ranges: list[_Range]) -> list[list[Any]]:
         # Consecutive skips merge into one: a settled stretch costs one bound, not one per range.
         merged: list[_Range] = []
         for r in ranges:
@@ -190,42 +249,39 @@ class Reconciler:
                 merged.append(r)
         body = []
         for r in merged:
-            entry: list[object] = [r.high, r.mode]
+            entry: list[Any] = [r.high, r.mode]
             if r.payload is not None:
                 entry.append(r.payload)
             body.append(entry)
-        return encode(body)
+        return body
 
-    @staticmethod
-    def _decode(message: bytes) -> list[_Range]:
-        try:
-            body = decode(message)
-        except DecodeError as exc:
-            raise ProtocolError(f"reconciliation message is not DAG-CBOR: {exc}") from None
-        if type(body) is not list or not 0 < len(body) <= MAX_RANGES:
-            raise ProtocolError("a reconciliation message is a list of ranges")
-        ranges = []
-        previous = b""
-        total_ids = 0
-        for entry in body:
-            if type(entry) is not list or len(entry) not in (2, 3) or type(entry[0]) is not bytes:
-                raise ProtocolError("a range is [upper bound, mode, payload?]")
-            high, mode = entry[0], entry[1]
-            if len(high) > len(TOP) or high <= previous:
-                raise ProtocolError("range bounds must ascend")
-            previous = high
-            payload = entry[2] if len(entry) == 3 else None
-            if mode == "skip" and payload is None:
-                ranges.append(_Range(high, mode))
-            elif mode == "fp" and type(payload) is bytes and len(payload) == 16:
-                ranges.append(_Range(high, mode, payload))
-            elif mode in ("ids", "have") and type(payload) is list:
-                total_ids += len(payload)
-                if total_ids > MAX_IDS or not all(type(i) is bytes and len(i) <= MAX_ITEM for i in payload):
-                    raise ProtocolError("item lists too long or malformed")
-                ranges.append(_Range(high, mode, payload))
-            else:
-                raise ProtocolError(f"malformed range of mode {mode!r:.20}")
-        if ranges[-1].high != TOP:
-            raise ProtocolError("the ranges must cover the whole item space")
-        return ranges
+
+def parse_ranges(body: Any) -> list[_Range]:
+    """Check a received list of ranges; :class:`ProtocolError` for anything malformed."""
+    if type(body) is not list or not 0 < len(body) <= MAX_RANGES:
+        raise ProtocolError("a reconciliation message is a list of ranges")
+    ranges = []
+    previous = b""
+    total_ids = 0
+    for entry in body:
+        if type(entry) is not list or len(entry) not in (2, 3) or type(entry[0]) is not bytes:
+            raise ProtocolError("a range is [upper bound, mode, payload?]")
+        high, mode = entry[0], entry[1]
+        if len(high) > len(TOP) or high <= previous:
+            raise ProtocolError("range bounds must ascend")
+        previous = high
+        payload = entry[2] if len(entry) == 3 else None
+        if mode == "skip" and payload is None:
+            ranges.append(_Range(high, mode))
+        elif mode == "fp" and type(payload) is bytes and len(payload) == 16:
+            ranges.append(_Range(high, mode, payload))
+        elif mode in ("ids", "have", "want") and type(payload) is list:
+            total_ids += len(payload)
+            if total_ids > MAX_IDS or not all(type(i) is bytes and len(i) <= MAX_ITEM for i in payload):
+                raise ProtocolError("item lists too long or malformed")
+            ranges.append(_Range(high, mode, payload))
+        else:
+            raise ProtocolError(f"malformed range of mode {mode!r:.20}")
+    if ranges[-1].high != TOP:
+        raise ProtocolError("the ranges must cover the whole item space")
+    return ranges

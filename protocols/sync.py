@@ -6,9 +6,12 @@ knows nothing of sockets, storage or clocks: time comes in as ``now`` arguments.
 
 One stream, two roles:
 
-- the **puller** (who opened the stream) asks ``heads?``, then sends ``want`` for what it lacks,
-  as often as needed: each ``want`` is one round trip;
-- the **server** answers ``heads?`` with ``heads`` and each ``want`` with ``blocks``.
+- the **puller** (who opened the stream) sends ``sync`` (its heads and the first message of a
+  set reconciliation, :mod:`protocols.reconcile`), then ``ranges`` while reconciliation goes on,
+  and, for anything the server's heads show is still lacking, ``want``: each is one round trip;
+- the **server** answers ``sync`` with ``heads``, ``entries`` (what the puller lacks) and
+  ``ranges``; each ``ranges`` with ``entries`` and ``ranges``; each ``want`` with ``blocks``;
+  and ``heads?`` (asked alone) with ``heads``.
 
 Everything a peer can make us spend is bounded per stream: frame size, bytes received, requests
 served, rounds, and time waiting for an answer. Overstepping raises :class:`ProtocolError`; the
@@ -19,18 +22,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 
 from crdt.ipld.cid import CID
 from protocols.wire import (
     MAX_WANT,
     Blocks,
+    Entries,
     FrameDecoder,
     Heads,
     HeadsRequest,
     Message,
     ProtocolError,
+    Ranges,
     Refusal,
+    Sync,
     Want,
     encode_message,
     parse_message,
@@ -40,11 +46,15 @@ __all__ = [
     "BlocksArrived",
     "BlocksAsked",
     "Budget",
+    "EntriesArrived",
     "Event",
     "HeadsArrived",
     "HeadsAsked",
+    "RangesArrived",
+    "RangesAsked",
     "Refused",
     "Role",
+    "SyncAsked",
     "SyncConnection",
     "SyncStats",
 ]
@@ -83,6 +93,28 @@ class SyncStats:
     round_trips: int = 0
     blocks_received: int = 0
     blocks_sent: int = 0
+    #: Bytes of the entry blocks themselves (the rest of the bytes is protocol overhead).
+    block_bytes_received: int = 0
+    block_bytes_sent: int = 0
+    #: Reconciliation messages (``sync`` and ``ranges``) among the messages.
+    reconcile_messages: int = 0
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Bytes on the stream beyond the entry blocks carried, both ways."""
+        return self.bytes_sent + self.bytes_received - self.block_bytes_sent - self.block_bytes_received
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "round_trips": self.round_trips,
+            "messages_sent": self.messages_sent,
+            "messages_received": self.messages_received,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "entries_received": self.blocks_received,
+            "entries_sent": self.blocks_sent,
+            "overhead_bytes": self.overhead_bytes,
+        }
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -125,13 +157,57 @@ class BlocksArrived:
 
 
 @dataclass(frozen=True)
+class SyncAsked:
+    """(server) The peer starts a pull: answer with :meth:`SyncConnection.heads`, then entries
+    and ranges (what the reconciler makes of ``ranges``)."""
+
+    db: CID
+    heads: tuple[CID, ...]
+    ranges: list[Any]
+
+
+@dataclass(frozen=True)
+class RangesAsked:
+    """(server) The next reconciliation message: answer with entries, then ranges."""
+
+    db: CID
+    ranges: list[Any]
+
+
+@dataclass(frozen=True)
+class EntriesArrived:
+    """(puller) Entry blocks (no CIDs: hash them), parents before children: verify and join."""
+
+    db: CID
+    blocks: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class RangesArrived:
+    """(puller) The server's reconciliation message, which ends its answer (empty: settled)."""
+
+    db: CID
+    ranges: list[Any]
+
+
+@dataclass(frozen=True)
 class Refused:
     """The peer refused our last request."""
 
     reason: str
 
 
-Event = HeadsAsked | BlocksAsked | HeadsArrived | BlocksArrived | Refused
+Event = (
+    HeadsAsked
+    | BlocksAsked
+    | SyncAsked
+    | RangesAsked
+    | HeadsArrived
+    | BlocksArrived
+    | EntriesArrived
+    | RangesArrived
+    | Refused
+)
 
 
 class SyncConnection:
@@ -147,6 +223,8 @@ class SyncConnection:
         self._db: CID | None = None
         self._asked_at = 0.0
         self._requests_served = 0
+        #: (puller) after sync: the heads message has not come yet.
+        self._heads_due = False
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -170,22 +248,43 @@ class SyncConnection:
                 return HeadsAsked(message.db)
             if isinstance(message, Want):
                 return BlocksAsked(message.db, message.cids, message.have)
+            if isinstance(message, Sync):
+                self.stats.reconcile_messages += 1
+                return SyncAsked(message.db, message.heads, message.ranges)
+            if isinstance(message, Ranges):
+                self.stats.reconcile_messages += 1
+                return RangesAsked(message.db, message.ranges)
             raise ProtocolError(f"a server does not accept {type(message).__name__}")
         if isinstance(message, Refusal):
             if self._awaiting is None:
                 raise ProtocolError("refusal of a request never made")
             self._awaiting = None
+            self._heads_due = False
             return Refused(message.reason)
-        if isinstance(message, Heads) and self._awaiting is HeadsRequest:
+        if isinstance(message, Heads) and (self._awaiting is HeadsRequest or self._heads_due):
+            self._check_db(message.db)
+            if self._heads_due:
+                self._heads_due = False
+            else:
+                self._awaiting = None
+            return HeadsArrived(message.db, message.heads)
+        if isinstance(message, Entries) and self._awaiting in (Sync, Ranges) and not self._heads_due:
+            self._check_db(message.db)
+            self.stats.blocks_received += len(message.blocks)
+            self.stats.block_bytes_received += sum(map(len, message.blocks))
+            return EntriesArrived(message.db, message.blocks)
+        if isinstance(message, Ranges) and self._awaiting in (Sync, Ranges) and not self._heads_due:
             self._check_db(message.db)
             self._awaiting = None
-            return HeadsArrived(message.db, message.heads)
+            self.stats.reconcile_messages += 1
+            return RangesArrived(message.db, message.ranges)
         if isinstance(message, Blocks) and self._awaiting is Want:
             self._check_db(message.db)
             # A server streams a long answer as several blocks messages; the last says more=False.
             if not message.more:
                 self._awaiting = None
             self.stats.blocks_received += len(message.blocks)
+            self.stats.block_bytes_received += sum(len(b) for _, b in message.blocks)
             return BlocksArrived(message.db, message.blocks, message.more)
         raise ProtocolError(f"unexpected {type(message).__name__} from the server")
 
@@ -200,12 +299,30 @@ class SyncConnection:
         self._ask(HeadsRequest, db, now)
         return self._send(HeadsRequest(db))
 
-    def want(self, db: CID, cids: list[CID], have: list[CID], now: float) -> bytes:
-        """(puller) Ask for entries (at most :data:`~protocols.wire.MAX_WANT` per call)."""
+    def sync(self, db: CID, heads: list[CID], ranges: list[Any], now: float) -> bytes:
+        """(puller) Start a pull: our heads and the reconciliation's first message."""
+        self._ask(Sync, db, now)
+        self._count_round()
+        self._heads_due = True
+        self.stats.reconcile_messages += 1
+        return self._send(Sync(db, tuple(heads[:MAX_WANT]), ranges))
+
+    def reconcile(self, db: CID, ranges: list[Any], now: float) -> bytes:
+        """(puller) The next reconciliation message."""
+        self._ask(Ranges, db, now)
+        self._count_round()
+        self.stats.reconcile_messages += 1
+        return self._send(Ranges(db, ranges))
+
+    def _count_round(self) -> None:
         if self.stats.round_trips >= self.budget.max_rounds:
             raise ProtocolError(f"gave up after {self.budget.max_rounds} rounds")
-        self._ask(Want, db, now)
         self.stats.round_trips += 1
+
+    def want(self, db: CID, cids: list[CID], have: list[CID], now: float) -> bytes:
+        """(puller) Ask for entries (at most :data:`~protocols.wire.MAX_WANT` per call)."""
+        self._ask(Want, db, now)
+        self._count_round()
         return self._send(Want(db, tuple(cids[:MAX_WANT]), tuple(have[:MAX_WANT])))
 
     def _ask(self, kind: type[Message], db: CID, now: float) -> None:
@@ -242,7 +359,20 @@ class SyncConnection:
         """(server) Entry blocks answering a want, parents before children. A long answer is
         several calls, all but the last with ``more=True``."""
         self.stats.blocks_sent += len(blocks)
+        self.stats.block_bytes_sent += sum(len(b) for _, b in blocks)
         return self._send(Blocks(db, tuple(blocks), more))
+
+    def entries(self, db: CID, blocks: list[bytes]) -> bytes:
+        """(server) Entry blocks the puller lacks, parents before children (one frame's worth)."""
+        self.stats.blocks_sent += len(blocks)
+        self.stats.block_bytes_sent += sum(map(len, blocks))
+        return self._send(Entries(db, tuple(blocks)))
+
+    def ranges(self, db: CID, ranges: list[Any]) -> bytes:
+        """(server) The reconciliation's answer, which ends the answer to ``sync`` or ``ranges``
+        (an empty list: everything is settled)."""
+        self.stats.reconcile_messages += 1
+        return self._send(Ranges(db, ranges))
 
     def refuse(self, reason: str) -> bytes:
         """(server) Refuse the request just received."""

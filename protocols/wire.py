@@ -19,12 +19,15 @@ __all__ = [
     "MAX_FRAME",
     "MAX_WANT",
     "Blocks",
+    "Entries",
     "FrameDecoder",
     "Heads",
     "HeadsRequest",
     "Message",
     "ProtocolError",
+    "Ranges",
     "Refusal",
+    "Sync",
     "Want",
     "encode_message",
     "frame",
@@ -37,8 +40,10 @@ MAX_FRAME: Final = 4 * 1024 * 1024
 #: Most CIDs in one want, or heads in one heads message.
 MAX_WANT: Final = 1024
 MAX_HEADS: Final = 1024
-#: Most blocks in one blocks message.
+#: Most blocks in one blocks (or entries) message.
 MAX_BLOCKS: Final = 8192
+#: Most ranges in one reconciliation message.
+MAX_RANGES: Final = 4096
 
 
 class ProtocolError(GridnodeError, ValueError):
@@ -130,7 +135,37 @@ class Refusal:
     reason: str
 
 
-Message = HeadsRequest | Heads | Want | Blocks | Refusal
+@dataclass(frozen=True)
+class Sync:
+    """``{"t": "sync", "db": link, "heads": [link], "ranges": [...]}``: start a pull: my heads,
+    and the first reconciliation message (:mod:`protocols.reconcile`). The answer: ``heads``,
+    then ``entries`` messages, then ``ranges``."""
+
+    db: CID
+    heads: tuple[CID, ...]
+    ranges: list[Any]
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """``{"t": "ranges", "db": link, "ranges": [...]}``: the next reconciliation message. From a
+    server it ends an answer; an empty list says every range is settled."""
+
+    db: CID
+    ranges: list[Any]
+
+
+@dataclass(frozen=True)
+class Entries:
+    """``{"t": "entries", "db": link, "blocks": [bytes]}``: entry blocks the puller lacks, parents
+    before children. Their CIDs are not sent: the receiver hashes each block (CIDv1, dag-cbor,
+    sha2-256), as it must to verify it anyway."""
+
+    db: CID
+    blocks: tuple[bytes, ...]
+
+
+Message = HeadsRequest | Heads | Want | Blocks | Refusal | Sync | Ranges | Entries
 
 
 def encode_message(message: Message) -> bytes:
@@ -149,9 +184,22 @@ def encode_message(message: Message) -> bytes:
             "blocks": [[cid, block] for cid, block in message.blocks],
             "more": message.more,
         }
+    elif isinstance(message, Sync):
+        body = {"t": "sync", "db": message.db, "heads": list(message.heads), "ranges": message.ranges}
+    elif isinstance(message, Ranges):
+        body = {"t": "ranges", "db": message.db, "ranges": message.ranges}
+    elif isinstance(message, Entries):
+        body = {"t": "entries", "db": message.db, "blocks": list(message.blocks)}
     else:
         body = {"t": "refused", "reason": message.reason[:500]}
     return frame(encode(body))
+
+
+def _ranges(value: Any) -> list[Any]:
+    # The shape of each range is checked by the reconciler (protocols.reconcile.parse_ranges).
+    if type(value) is not list or len(value) > MAX_RANGES:
+        raise ProtocolError(f"ranges must be a list of at most {MAX_RANGES}")
+    return value
 
 
 def _links(value: Any, name: str, limit: int) -> tuple[CID, ...]:
@@ -168,6 +216,9 @@ _SHAPES: Final = {
     "want": {"t", "db", "cids", "have"},
     "blocks": {"t", "db", "blocks", "more"},
     "refused": {"t", "reason"},
+    "sync": {"t", "db", "heads", "ranges"},
+    "ranges": {"t", "db", "ranges"},
+    "entries": {"t", "db", "blocks"},
 }
 
 
@@ -199,7 +250,17 @@ def parse_message(payload: bytes) -> Message:
         if not cids:
             raise ProtocolError("a want names at least one CID")
         return Want(db, cids, _links(body["have"], "have", MAX_HEADS))
+    if kind == "sync":
+        return Sync(db, _links(body["heads"], "heads", MAX_HEADS), _ranges(body["ranges"]))
+    if kind == "ranges":
+        return Ranges(db, _ranges(body["ranges"]))
     raw_blocks = body["blocks"]
+    if kind == "entries":
+        if type(raw_blocks) is not list or len(raw_blocks) > MAX_BLOCKS:
+            raise ProtocolError(f"blocks must be a list of at most {MAX_BLOCKS} byte strings")
+        if not all(type(b) is bytes for b in raw_blocks):
+            raise ProtocolError("each entry block is a byte string")
+        return Entries(db, tuple(raw_blocks))
     if type(raw_blocks) is not list or len(raw_blocks) > MAX_BLOCKS:
         raise ProtocolError(f"blocks must be a list of at most {MAX_BLOCKS} pairs")
     pairs = []

@@ -45,7 +45,7 @@ def test_cold_catch_up_and_warm_sync(tmp_path):
         assert report.complete and report.applied == 3000 and not report.rejected
         assert follower.digest() == source.digest()
         cold_rounds = report.stats.round_trips
-        assert cold_rounds == 1  # one want, answered as a stream of blocks messages
+        assert cold_rounds == 1  # one sync, answered with the heads and a stream of entries
         # Warm: a few new entries on each side, then sync both ways.
         source.write_many([{"op": "add", "value": "a"}, {"op": "add", "value": "b"}])
         follower.write({"op": "add", "value": "from b"})
@@ -54,8 +54,9 @@ def test_cold_catch_up_and_warm_sync(tmp_path):
         back = trio.run(sync_once, b, source)
         assert back.applied == 1
         assert source.digest() == follower.digest()
-        # Nothing new: no round trip beyond the heads exchange.
-        assert trio.run(sync_once, a, follower).stats.round_trips == 0
+        # Nothing new: the one exchange that finds so, and no entry sent.
+        idle = trio.run(sync_once, a, follower).stats
+        assert idle.round_trips == 1 and idle.blocks_received == 0
 
 
 def test_concurrent_branches_converge(tmp_path):

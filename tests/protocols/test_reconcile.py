@@ -113,3 +113,96 @@ def test_fingerprint_depends_on_count_and_sum():
     assert fingerprint_of(1, 5) != fingerprint_of(1, 6)
     items = SortedItems([item(n) for n in range(100)])
     assert items.fingerprint(b"", TOP) == SortedItems([item(n) for n in reversed(range(100))]).fingerprint(b"", TOP)
+
+
+# -- pull roles: the server sends what the puller lacks ------------------------------------------
+
+
+def pull(puller_items, server_items, **options):
+    """Run a pull; return what the server sent, the round trips, and both reconcilers."""
+    puller = Reconciler(SortedItems(puller_items), role="puller", **options)
+    server = Reconciler(SortedItems(server_items), role="server", **options)
+    sent: list[bytes] = []
+    message = puller.initiate_ranges()
+    trips = 0
+    while message is not None:
+        trips += 1
+        answer = server.receive_ranges(message)
+        sent.extend(server.outbox)
+        if answer is None:
+            break
+        message = puller.receive_ranges(answer)
+    return sent, trips, puller, server
+
+
+def check_pull(puller_items, server_items, **options):
+    sent, trips, _puller, _server = pull(puller_items, server_items, **options)
+    assert sorted(sent) == sorted(set(server_items) - set(puller_items))
+    assert len(sent) == len(set(sent)), "an item was sent twice"
+    return trips
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    common=st.sets(st.integers(0, 10_000), max_size=300),
+    only_puller=st.sets(st.integers(10_001, 20_000), max_size=40),
+    only_server=st.sets(st.integers(0, 30_000), max_size=40),
+    threshold=st.integers(1, 20),
+    branching=st.integers(2, 16),
+)
+def test_pull_sends_exactly_what_the_puller_lacks(common, only_puller, only_server, threshold, branching):
+    check_pull(
+        [item(n) for n in common | only_puller],
+        [item(n) for n in common | only_server],
+        threshold=threshold,
+        branching=branching,
+    )
+
+
+@pytest.mark.parametrize(
+    ("puller", "server"),
+    [(range(0), range(0)), (range(1000), range(1000)), (range(1000), range(0)), (range(0), range(5000)),
+     (range(0, 1000, 2), range(1, 1000, 2))],
+    ids=["empty", "equal", "puller-only", "server-only (cold)", "disjoint"],
+)
+def test_pull_edge_sets(puller, server):
+    check_pull([item(n) for n in puller], [item(n) for n in server])
+
+
+def test_cold_pull_is_one_round_trip():
+    assert check_pull([], [item(n) for n in range(100_000)]) == 1
+
+
+@pytest.mark.parametrize("d", [1, 10, 100, 1000])
+def test_warm_pull_behind_by_recent_entries_is_one_round_trip(d):
+    base = [item(n) for n in range(100_000)]
+    assert check_pull(base, base + [item(100_000 + k) for k in range(d)]) == 1
+
+
+def test_warm_pull_with_entries_on_both_sides_is_one_round_trip():
+    base = [item(n) for n in range(100_000)]
+    assert check_pull([*base, item(200_000)], [*base, item(200_001), item(200_002)]) == 1
+
+
+def test_pull_one_old_difference_in_100k_is_logarithmic():
+    base = [item(n) for n in range(100_000)]
+    trips = check_pull([i for i in base if i != item(123)], base)
+    assert trips <= math.ceil(math.log(100_000, 16)) + 2, trips
+
+
+def test_a_puller_never_asks_for_a_server_item_it_was_not_offered():
+    # A server names only items it has; the puller's want lists come from those.
+    server = Reconciler(SortedItems([item(n) for n in range(100)]), role="server")
+    with pytest.raises(ProtocolError):
+        Reconciler(SortedItems([]), role="puller").receive_ranges([[TOP, "want", [item(1)]]])
+    # Asked for items it does not hold, a server sends none of them.
+    assert server.receive_ranges([[TOP, "want", [item(1), item(10**6)]]]) is None
+    assert server.outbox == [item(1)]
+
+
+def test_hostile_server_with_inconsistent_fingerprints_is_dropped():
+    puller = Reconciler(SortedItems([item(n) for n in range(10_000)]), role="puller", max_rounds=8)
+    with pytest.raises(ProtocolError):
+        for _ in range(100):
+            assert puller.receive_ranges([[TOP, "fp", os.urandom(16)]]) is not None
+    assert puller.rounds == 9
