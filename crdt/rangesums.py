@@ -216,14 +216,21 @@ class LogItems:
             clock += step
         return bounds
 
-    def recent_bounds(self) -> list[bytes]:
-        """Cuts for a first message that looks closely at the newest entries: the last 16
-        clocks, the 256 before, and so on (aligned), ascending."""
+    def recent_bounds(self, newest: int = 16) -> list[bytes]:
+        """Cuts for a first message that looks closely at the newest entries: at the clock of
+        the ``newest``-th last entry, then 256 clocks below the top, 4096, and so on (aligned),
+        ascending."""
         top = self._log.clock + 1
-        cuts: set[int] = set()
-        span = 16
+        last = [key for key, _ in self._order.range(reverse=True, limit=newest)]
+        if len(last) < newest:
+            return []
+        first_cut = _u64.unpack_from(last[-1])[0]
+        cuts = {first_cut}
+        span = 256
         while span < top and span <= 16**LEVELS:
             unit = span // 16
-            cuts.add((top - span) // unit * unit)
+            cut = (top - span) // unit * unit
+            if cut < first_cut:
+                cuts.add(cut)
             span *= 16
         return [_u64.pack(c) for c in sorted(cuts) if c > 0]

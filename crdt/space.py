@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from crdt.sortedkeys import SortedKeys
 
-__all__ = ["MemorySpace", "MemoryTable", "Space", "Table"]
+__all__ = ["MemorySpace", "MemoryTable", "Space", "Table", "absent_keys"]
 
 
 class Table(Protocol):
@@ -50,6 +50,16 @@ class Space(Protocol):
     def table(self, name: str) -> Table: ...
 
 
+def absent_keys(table: Table, keys: list[bytes]) -> set[bytes]:
+    """Those of ``keys`` that ``table`` does not hold: one query for a whole batch where the
+    table offers ``absent`` (a persistent table), else a lookup per key."""
+    batch = getattr(table, "absent", None)
+    if batch is not None:
+        found: set[bytes] = batch(keys)
+        return found
+    return {k for k in keys if table.get(k) is None}
+
+
 def prefix_end(prefix: bytes) -> bytes | None:
     """The smallest key greater than every key starting with ``prefix`` (``None``: no bound)."""
     trimmed = prefix.rstrip(b"\xff")
@@ -69,6 +79,10 @@ class MemoryTable:
 
     def get(self, key: bytes) -> Any | None:
         return self._values.get(key)
+
+    def absent(self, keys: list[bytes]) -> set[bytes]:
+        values = self._values
+        return {k for k in keys if k not in values}
 
     def put(self, key: bytes, value: Any) -> None:
         if key not in self._values:

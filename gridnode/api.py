@@ -767,6 +767,7 @@ class ApiApp:
                 "addrs": node.addrs,
                 "peers": sorted(node.peers()),
                 "databases": databases,
+                "served": {peer: asdict(t) for peer, t in sorted(node.served.items())},
             },
         )
 

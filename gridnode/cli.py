@@ -521,8 +521,21 @@ def _last_sync(syncs: list[dict[str, Any]]) -> str:
     if not syncs:
         return "-"
     last = min(syncs, key=lambda s: s["seconds_ago"])
-    state = f"error: {last['error']}" if last["error"] else f"+{last['applied']}"
+    if last["error"]:
+        state = f"error: {last['error']}"
+    else:
+        traffic = last.get("bytes_sent", 0) + last["bytes_received"]
+        state = f"+{last['applied']}, {last['round_trips']} round trips, {_size(traffic)}"
     return f"{last['seconds_ago']:.0f} s ago from {last['peer']} ({state})"
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 @main.command()

@@ -45,6 +45,7 @@ from protocols.gossip import (
     parse_peer_record,
     topic_for,
 )
+from protocols.sync import SyncStats
 from protocols.wire import PROTOCOL_ID, ProtocolError
 
 __all__ = ["MAX_STRIKES", "Node", "PeerSync", "open_node"]
@@ -66,14 +67,33 @@ class PeerSync:
     applied: int = 0
     rejected: int = 0
     round_trips: int = 0
+    messages: int = 0
+    bytes_sent: int = 0
     bytes_received: int = 0
+    entries_received: int = 0
+    #: Bytes beyond the entry blocks themselves, both ways (framing, CIDs, reconciliation).
+    overhead_bytes: int = 0
     complete: bool = False
     error: str | None = None
     #: Totals over every pull from this peer for this database since the node started.
     pulls: int = 0
     total_applied: int = 0
     total_round_trips: int = 0
+    total_messages: int = 0
+    total_bytes_sent: int = 0
     total_bytes_received: int = 0
+    total_entries_received: int = 0
+
+
+@dataclass
+class ServedTotals:
+    """What this node served one peer (as the server side of its pulls) since it started."""
+
+    streams: int = 0
+    messages: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    entries_sent: int = 0
 
 
 @dataclass
@@ -106,6 +126,8 @@ class Node:
         self._replicas: dict[str, _Replica] = {}
         #: (peer, address) -> the last pull.
         self.syncs: dict[tuple[str, str], PeerSync] = {}
+        #: What this node served each peer (the server side of their pulls).
+        self.served: dict[str, ServedTotals] = {}
         self.rejected_announcements = 0
         #: Protocol violations per peer; at MAX_STRIKES the peer is disconnected.
         self.strikes: dict[str, int] = {}
@@ -346,7 +368,10 @@ class Node:
             status.pulls = previous.pulls
             status.total_applied = previous.total_applied
             status.total_round_trips = previous.total_round_trips
+            status.total_messages = previous.total_messages
+            status.total_bytes_sent = previous.total_bytes_sent
             status.total_bytes_received = previous.total_bytes_received
+            status.total_entries_received = previous.total_entries_received
         status.pulls += 1
         self.syncs[(peer, database.address)] = status
         try:
@@ -366,12 +391,20 @@ class Node:
             return None
         status.applied = report.applied
         status.rejected = len(report.rejected)
-        status.round_trips = report.stats.round_trips
-        status.bytes_received = report.stats.bytes_received
+        stats = report.stats
+        status.round_trips = stats.round_trips
+        status.messages = stats.messages_sent + stats.messages_received
+        status.bytes_sent = stats.bytes_sent
+        status.bytes_received = stats.bytes_received
+        status.entries_received = stats.blocks_received
+        status.overhead_bytes = stats.overhead_bytes
         status.complete = report.complete
         status.total_applied += report.applied
-        status.total_round_trips += report.stats.round_trips
-        status.total_bytes_received += report.stats.bytes_received
+        status.total_round_trips += stats.round_trips
+        status.total_messages += status.messages
+        status.total_bytes_sent += stats.bytes_sent
+        status.total_bytes_received += stats.bytes_received
+        status.total_entries_received += stats.blocks_received
         if report.applied or report.rejected:
             log.info(
                 "synced %s from %s: %d applied, %d rejected, %d round trips",
@@ -388,8 +421,9 @@ class Node:
             await self.host.disconnect(peer)
 
     async def _serve_stream(self, stream: Stream) -> None:
+        stats = SyncStats()
         try:
-            await serve(stream, self.repo, self.worker)
+            await serve(stream, self.repo, self.worker, stats=stats)
         except ProtocolError as exc:
             await stream.reset()
             await self._strike(stream.remote_peer_id, str(exc))
@@ -397,6 +431,13 @@ class Node:
             log.debug("sync stream from %s ended: %s", stream.remote_peer_id, exc)
         else:
             await stream.close()
+        finally:
+            served = self.served.setdefault(stream.remote_peer_id, ServedTotals())
+            served.streams += 1
+            served.messages += stats.messages_sent + stats.messages_received
+            served.bytes_sent += stats.bytes_sent
+            served.bytes_received += stats.bytes_received
+            served.entries_sent += stats.blocks_sent
 
 
 def _has_missing(database: StoredDatabase) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -145,10 +145,26 @@ class StoredDatabase:
         """Sign and apply one operation with the node key; durable when this returns."""
         return self.write_many([payload])[0]
 
-    def write_many(self, payloads: Iterable[Any], keypair: Keypair | None = None) -> list[Entry]:
-        """Sign and apply many operations in one transaction (a bulk load)."""
+    def write_many(
+        self,
+        payloads: Iterable[Any],
+        keypair: Keypair | None = None,
+        *,
+        meta: Mapping[str, str | int | bytes] | None = None,
+    ) -> list[Entry]:
+        """Sign and apply many operations in one transaction (a bulk load). ``meta`` values are
+        kept in the node's ``meta`` table in that same transaction (e.g. a seeder's position)."""
         key = keypair or self.repo.keypair
-        return self._transaction(lambda db: [db.write(key, p) for p in payloads])
+
+        def work(db: Database) -> list[Entry]:
+            entries = [db.write(key, p) for p in payloads]
+            for name, value in (meta or {}).items():
+                self.repo.sql.conn.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+                )
+            return entries
+
+        return self._transaction(work)
 
     def verify_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> tuple[list[Entry], ImportReport]:
         """Check outside entry blocks (hash, structure, signature): the valid entries, and a report
@@ -273,6 +289,12 @@ class Repo:
     @property
     def did(self) -> str:
         return self.keypair.did
+
+    def meta(self, name: str) -> Any:
+        """A value kept in the node's ``meta`` table (by :meth:`StoredDatabase.write_many`), or
+        ``None``."""
+        row = self.sql.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
 
     # -- databases ----------------------------------------------------------------------------
 

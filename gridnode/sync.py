@@ -183,26 +183,44 @@ async def _receive_answer(
                 report.duplicates += joined.duplicates
                 report.rejected.extend(joined.rejected)
 
-    last: Event
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(joiner)
-        async with send:
-            while True:
-                event = await next_event()
-                if isinstance(event, EntriesArrived):
-                    if event.blocks:
-                        verified = await trio.to_thread.run_sync(database.verify_entry_blocks, list(event.blocks))
-                        await send.send(verified)
-                    continue
-                if isinstance(event, BlocksArrived):
-                    if event.blocks:
-                        checked = await trio.to_thread.run_sync(database.verify_blocks, list(event.blocks))
-                        await send.send(checked)
-                    if event.more:
+    last: Event | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(joiner)
+            async with send:
+                while True:
+                    event = await next_event()
+                    if isinstance(event, EntriesArrived):
+                        if event.blocks:
+                            verified = await trio.to_thread.run_sync(database.verify_entry_blocks, list(event.blocks))
+                            await send.send(verified)
                         continue
-                last = event
-                break
+                    if isinstance(event, BlocksArrived):
+                        if event.blocks:
+                            checked = await trio.to_thread.run_sync(database.verify_blocks, list(event.blocks))
+                            await send.send(checked)
+                        if event.more:
+                            continue
+                    last = event
+                    break
+    except BaseExceptionGroup as group:
+        # The nursery wraps even a lone failure (a reset stream, a protocol violation) in a
+        # group; callers handle the error itself.
+        lone = _single_exception(group)
+        if lone is None:
+            raise
+        raise lone from None
+    assert last is not None
     return last
+
+
+def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def fetch_manifest(
@@ -225,9 +243,19 @@ async def fetch_manifest(
     return found
 
 
-async def serve(stream: ByteStream, repo: Repo, worker: StorageWorker, *, budget: Budget | None = None) -> SyncStats:
-    """Answer one peer's requests on ``stream`` until it closes it."""
+async def serve(
+    stream: ByteStream,
+    repo: Repo,
+    worker: StorageWorker,
+    *,
+    budget: Budget | None = None,
+    stats: SyncStats | None = None,
+) -> SyncStats:
+    """Answer one peer's requests on ``stream`` until it closes it. The accounting goes into
+    ``stats`` (if given) as it happens, so it survives a stream that ends in an error."""
     conn = SyncConnection(Role.SERVER, budget=budget or Budget())
+    if stats is not None:
+        conn.stats = stats
     sessions: dict[CID, tuple[StoredDatabase, Reconciler]] = {}
     while True:
         data = await stream.read(READ_SIZE)

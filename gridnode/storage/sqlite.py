@@ -329,6 +329,23 @@ class SqliteTable(_Buffered):
         ).fetchone()
         return None if row is None else _load(row[0])
 
+    def absent(self, keys: list[bytes]) -> set[bytes]:
+        """Those of ``keys`` not in the table (staged writes included), in a few queries."""
+        buffer = self._buffer
+        unsure = [k for k in keys if k not in buffer]
+        missing = {k for k in keys if buffer.get(k) is _GONE}
+        for start in range(0, len(unsure), 500):
+            chunk = unsure[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found = {
+                bytes(row[0])
+                for row in self._conn.execute(
+                    f"SELECT key FROM kv WHERE tid = ? AND key IN ({marks})", (self._tid, *chunk)
+                )
+            }
+            missing.update(k for k in chunk if k not in found)
+        return missing
+
     def put(self, key: bytes, value: Any) -> None:
         self._stage(key, value)
 

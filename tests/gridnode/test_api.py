@@ -512,10 +512,19 @@ def test_follow_and_status_show_the_sync(tmp_path):
                     "applied",
                     "rejected",
                     "round_trips",
+                    "messages",
+                    "bytes_sent",
                     "bytes_received",
+                    "entries_received",
+                    "overhead_bytes",
                     "complete",
                     "error",
                 } <= set(syncs[0])
+                assert syncs[0]["total_round_trips"] >= syncs[0]["round_trips"] >= 1
+                assert syncs[0]["bytes_sent"] > 0 and syncs[0]["messages"] >= 2
+                # The first node counted what it served the follower.
+                served = (await call(client_a.status))["served"]
+                assert served[b.peer_id]["streams"] >= 1 and served[b.peer_id]["bytes_sent"] > 0
                 peers = await call(client_b.peers)
                 assert peers["peers"] == [{"peer_id": a.peer_id, "strikes": 0}]
                 # Following a database no connected peer keeps is a 404.
