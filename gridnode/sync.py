@@ -88,7 +88,7 @@ async def _next_events(stream: ByteStream, conn: SyncConnection) -> list[Event]:
             data = await stream.read(READ_SIZE)
         if not data:
             raise ProtocolError("stream closed while an answer was awaited")
-        events = conn.receive(data)
+        events = conn.receive(data, trio.current_time())
         if events:
             return events
 

@@ -228,14 +228,19 @@ class SyncConnection:
 
     # -- receiving ----------------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> list[Event]:
-        """Bytes from the peer in; events out. Raises :class:`ProtocolError` on a violation."""
+    def receive(self, data: bytes, now: float | None = None) -> list[Event]:
+        """Bytes from the peer in; events out. Raises :class:`ProtocolError` on a violation.
+
+        ``now``: a message arriving while an answer is awaited restarts the answer timeout, so
+        a long answer streamed as many messages is bounded by its silences, not its length."""
         self.stats.bytes_received += len(data)
         if self.stats.bytes_received > self.budget.max_bytes_received:
             raise ProtocolError(f"peer sent over {self.budget.max_bytes_received} bytes")
         events: list[Event] = []
         for payload in self._decoder.feed(data):
             self.stats.messages_received += 1
+            if now is not None and self._awaiting is not None:
+                self._asked_at = now
             events.append(self._handle(parse_message(payload)))
         return events
 

@@ -162,3 +162,34 @@ def test_announcements():
         parse_announcement(b"\x00" * (MAX_ANNOUNCEMENT + 1))
     with pytest.raises(ProtocolError):
         parse_announcement(encode({"t": "heads", "db": DB, "heads": "x", "blocks": []}))
+
+
+def test_a_reconciling_pull_exchange_in_memory():
+    from protocols.sync import EntriesArrived, RangesArrived, RangesAsked, SyncAsked
+
+    puller, server = pair()
+    (event,) = server.receive(puller.sync(DB, [A], [[b"\xff" * 48, "ids", []]], now=0))
+    assert event == SyncAsked(DB, (A,), [[b"\xff" * 48, "ids", []]])
+    # Before the heads, neither entries nor ranges are accepted.
+    with pytest.raises(ProtocolError):
+        SyncConnection(Role.PULLER).receive(server.entries(DB, [b"x"]))
+    events = puller.receive(server.heads(DB, [B]) + server.entries(DB, [b"one", b"two"]) + server.ranges(DB, [[b"\xff" * 48, "fp", bytes(16)]]))
+    assert events == [HeadsArrived(DB, (B,)), EntriesArrived(DB, (b"one", b"two")), RangesArrived(DB, [[b"\xff" * 48, "fp", bytes(16)]])]
+    assert not puller.waiting
+    (event,) = server.receive(puller.reconcile(DB, [[b"\xff" * 48, "skip"]], now=1))
+    assert isinstance(event, RangesAsked)
+    assert puller.receive(server.ranges(DB, [])) == [RangesArrived(DB, [])]
+    stats = puller.stats
+    assert stats.round_trips == 2 and stats.blocks_received == 2 and stats.block_bytes_received == 6
+    assert stats.overhead_bytes == stats.bytes_sent + stats.bytes_received - 6
+    assert stats.reconcile_messages == 4
+
+
+def test_a_streamed_answer_restarts_the_answer_timeout():
+    puller = SyncConnection(Role.PULLER, budget=Budget(answer_timeout=5))
+    server = SyncConnection(Role.SERVER)
+    server.receive(puller.want(DB, [A], [], now=0))
+    puller.receive(server.blocks(DB, [(B, b"1")], more=True), now=20)
+    puller.check_time(24)  # 4 s after the last message, though 24 s after the question
+    with pytest.raises(ProtocolError):
+        puller.check_time(26)
