@@ -1089,5 +1089,17 @@ def car_verify(file: Path) -> None:
     click.echo(f"blocks: {count} ({total} bytes), all hashes verified")
 
 
+# -- seed (gridnode.seed) --------------------------------------------------------------------------
+
+
+def _register_seed() -> None:
+    from gridnode.seed.cli import seed
+
+    main.add_command(seed)
+
+
+_register_seed()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

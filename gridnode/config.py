@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from crdt.errors import GridnodeError
 
-__all__ = ["CONFIG_FILE", "Config", "ConfigError", "load_config", "write_default_config"]
+__all__ = ["CONFIG_FILE", "SECTIONS", "Config", "ConfigError", "load_config", "write_default_config"]
 
 CONFIG_FILE: Final = "gridnode.toml"
 
@@ -43,6 +43,11 @@ max_connections = 64
 # shared network would surprise its operator.
 mdns = false
 """
+
+
+#: Tables of gridnode.toml read by the parts of the node they configure, not by :class:`Config`
+#: (``[[seed.postgres]]``: :mod:`gridnode.seed.config`).
+SECTIONS: Final = ("seed",)
 
 
 class ConfigError(GridnodeError, ValueError):
@@ -118,9 +123,11 @@ def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Con
             raise ConfigError(f"{path}: {exc}") from None
     known = [f.name for f in fields(Config)]
     for key in values:
-        if key not in known:
+        if key not in known and key not in SECTIONS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-    checked = {key: _check(key, value, str(path)) for key, value in values.items()}
+    checked = {
+        key: _check(key, value, str(path)) for key, value in values.items() if key in known
+    }
     for key in known:
         variable = "GRIDNODE_" + key.upper()
         if variable in env:
