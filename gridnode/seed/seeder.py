@@ -214,28 +214,51 @@ class Seeder:
             len(pg.columns), ", ".join(c.name for c in pg.columns),
         )
 
+    async def _read_snapshot(self, after: Any, batches: trio.MemorySendChannel[list[Change]]) -> None:
+        """Read the snapshot's batches ahead of the writes (PostgreSQL and the storage worker
+        work at the same time); an empty batch ends it."""
+        async with batches:
+            while True:
+                changes = await trio.to_thread.run_sync(self.pg.snapshot, after, self.source.batch)
+                await batches.send(changes)
+                if not changes:
+                    return
+                after = changes[-1].key
+
     async def _snapshot(self) -> None:
         position = self.position
-        while True:
-            changes = await trio.to_thread.run_sync(self.pg.snapshot, position.after, self.source.batch)
-            if not changes:
-                break
-            last = changes[-1].key
-            new = Position(
-                phase="snapshot",
-                after=_json_key(last),
-                resync=position.resync,
-                snapshot_rows=position.snapshot_rows + len(changes),
-            )
-            await self._apply(changes, new)
-            self.stats.snapshot_rows += len(changes)
-            position = self.position = new
+        send, receive = trio.open_memory_channel[list[Change]](1)
+        try:
+            async with trio.open_nursery() as nursery, receive:
+                nursery.start_soon(self._read_snapshot, position.after, send)
+                async for changes in receive:
+                    if not changes:
+                        break
+                    position = await self._snapshot_batch(changes, position)
+        except BaseExceptionGroup as group:
+            # One failure (PostgreSQL gone, an unmappable value): raise it as itself, for run().
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         if position.resync:
             await self._resync()
         done = Position(phase="follow", snapshot_rows=position.snapshot_rows)
         await self._storage(lambda: self.database.write_many([], meta={self.meta_name: done.dumps()}))
         self.position = done
         log.info("%s: snapshot done: %d rows", self.source.table, position.snapshot_rows)
+
+    async def _snapshot_batch(self, changes: list[Change], position: Position) -> Position:
+        last = changes[-1].key
+        new = Position(
+            phase="snapshot",
+            after=_json_key(last),
+            resync=position.resync,
+            snapshot_rows=position.snapshot_rows + len(changes),
+        )
+        await self._apply(changes, new)
+        self.stats.snapshot_rows += len(changes)
+        self.position = new
+        return new
 
     async def _follow(self) -> None:
         while True:
