@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -48,10 +50,12 @@ from protocols.gossip import (
 from protocols.sync import SyncStats
 from protocols.wire import PROTOCOL_ID, ProtocolError
 
-__all__ = ["MAX_STRIKES", "Node", "PeerSync", "open_node"]
+__all__ = ["MAX_EVENTS", "MAX_STRIKES", "Node", "NodeCounters", "NodeEvent", "PeerSync", "open_node"]
 
 #: Protocol violations after which a peer is disconnected.
 MAX_STRIKES = 3
+#: Recent rejections and errors a node remembers (``Node.events``).
+MAX_EVENTS = 200
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +79,9 @@ class PeerSync:
     overhead_bytes: int = 0
     complete: bool = False
     error: str | None = None
+    #: Whether this pull is running; ``bytes_so_far`` is what it has received up to now.
+    running: bool = False
+    bytes_so_far: int = 0
     #: Totals over every pull from this peer for this database since the node started.
     pulls: int = 0
     total_applied: int = 0
@@ -94,6 +101,52 @@ class ServedTotals:
     bytes_sent: int = 0
     bytes_received: int = 0
     entries_sent: int = 0
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A rejection or an error, as the dashboard lists them (``Node.events``)."""
+
+    #: Wall-clock time (seconds since the epoch).
+    at: float
+    #: ``rejected`` (an entry), ``refused`` (an announcement), ``sync-failed``, ``strike``,
+    #: ``disconnected``, ``connect-failed``.
+    kind: str
+    text: str
+    peer: str | None = None
+    address: str | None = None
+
+
+@dataclass
+class NodeCounters:
+    """Counts since the node started; they only grow (``GET /metrics``)."""
+
+    #: Entries applied, by where they came from: ``write``, ``sync``, ``gossip``, ``import``.
+    applied: Counter[str] = field(default_factory=Counter)
+    #: Entries rejected, by reason (the error's class name, e.g. ``InvalidSignature``).
+    rejected: Counter[str] = field(default_factory=Counter)
+    gossip_received: int = 0
+    gossip_published: int = 0
+    sync_failures: int = 0
+
+
+class _Metered:
+    """A sync stream that counts the bytes a running pull has received so far."""
+
+    def __init__(self, stream: Stream, status: PeerSync) -> None:
+        self._stream = stream
+        self._status = status
+
+    async def read(self, max_bytes: int) -> bytes:
+        data = await self._stream.read(max_bytes)
+        self._status.bytes_so_far += len(data)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.write(data)
+
+    async def close(self) -> None:
+        await self._stream.close()
 
 
 @dataclass
@@ -131,6 +184,23 @@ class Node:
         self.rejected_announcements = 0
         #: Protocol violations per peer; at MAX_STRIKES the peer is disconnected.
         self.strikes: dict[str, int] = {}
+        #: The last MAX_EVENTS rejections and errors, oldest first.
+        self.events: deque[NodeEvent] = deque(maxlen=MAX_EVENTS)
+        self.counters = NodeCounters()
+
+    def note(
+        self, kind: str, text: str, *, peer: str | None = None, address: str | None = None
+    ) -> None:
+        """Remember a rejection or an error in :attr:`events`."""
+        self.events.append(NodeEvent(time.time(), kind, text, peer, address))
+
+    def count_join(self, source: str, report: Any, *, peer: str | None = None) -> None:
+        """Count what a join did (an :class:`~gridnode.repo.ImportReport` or a
+        :class:`~gridnode.sync.PullReport`): applied by source, rejected by reason."""
+        self.counters.applied[source] += report.applied
+        for cid, reason in report.rejected:
+            self.counters.rejected[reason.split(":", 1)[0].strip() or "unknown"] += 1
+            self.note("rejected", f"{cid}: {reason}", peer=peer, address=report.address)
 
     @property
     def peer_id(self) -> str:
@@ -149,6 +219,7 @@ class Node:
             peer = await self.host.connect(multiaddr)
         except GridnodeError as exc:
             log.warning("cannot connect to %s: %s", multiaddr, exc)
+            self.note("connect-failed", f"{multiaddr}: {exc}")
             return None
         log.info("connected to %s", peer)
         for address in list(self._replicas):
@@ -193,6 +264,7 @@ class Node:
             except ProtocolError as exc:
                 self.rejected_announcements += 1
                 log.info("refused an announcement from %s: %s", peer, exc)
+                self.note("refused", f"announcement: {exc}", peer=peer, address=database.address)
                 return False
             return True
 
@@ -250,6 +322,7 @@ class Node:
         """Write operations with the node key; durable when this returns; then announced."""
         replica = self._replica(address)
         entries = await self.worker.run(replica.database.write_many, list(payloads))
+        self.counters.applied["write"] += len(entries)
         await self.announce(replica.database.address)
         return entries
 
@@ -267,6 +340,7 @@ class Node:
             return
         message = Announcement(database.manifest.cid, tuple(heads), tuple(blocks)).encode()
         await self.host.publish(replica.topic, message)
+        self.counters.gossip_published += 1
 
     async def _announce_periodically(self) -> None:
         rounds = 0
@@ -282,6 +356,7 @@ class Node:
 
     async def _publish_peer_record(self) -> None:
         await self.host.publish(PEERS_TOPIC, PeerRecord(self.peer_id, tuple(self.addrs)).encode())
+        self.counters.gossip_published += 1
 
     def _peer_record_validator(self, origin: str, data: bytes) -> bool:
         try:
@@ -304,6 +379,8 @@ class Node:
     async def _exchange_peers(self, subscription: Any) -> None:
         """Dial peers other nodes' records name, while below ``target_peers`` connections."""
         async for origin, data in subscription:
+            if origin != self.peer_id:
+                self.counters.gossip_received += 1
             if origin == self.peer_id or origin in self.peers():
                 continue
             if len(self.peers()) >= self.target_peers:
@@ -325,6 +402,7 @@ class Node:
         async for peer, data in subscription:
             if peer == self.peer_id:
                 continue
+            self.counters.gossip_received += 1
             try:
                 announcement = parse_announcement(data, db)
             except ProtocolError:
@@ -336,7 +414,8 @@ class Node:
                 lacking = set(unknown)
                 inline = [(c, b) for c, b in announcement.blocks if c in lacking]
                 if inline:
-                    await self.worker.run(database.join_blocks, inline)
+                    joined = await self.worker.run(database.join_blocks, inline)
+                    self.count_join("gossip", joined, peer=peer)
                     unknown = await self.worker.run(database.unknown, list(announcement.heads))
             missing = await self.worker.run(_has_missing, database)
             if unknown or missing:
@@ -373,22 +452,30 @@ class Node:
             status.total_bytes_received = previous.total_bytes_received
             status.total_entries_received = previous.total_entries_received
         status.pulls += 1
+        status.running = True
         self.syncs[(peer, database.address)] = status
         try:
             with trio.fail_after(300):
                 stream = await self.host.open_stream(peer, PROTOCOL_ID)
                 try:
-                    report = await pull(stream, database, self.worker)
+                    report = await pull(_Metered(stream, status), database, self.worker)
                 finally:
                     await stream.close()
         except ProtocolError as exc:
             status.error = f"{type(exc).__name__}: {exc}"
+            self.counters.sync_failures += 1
+            self.note("sync-failed", status.error, peer=peer, address=database.address)
             await self._strike(peer, status.error)
             return None
         except (GridnodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
+            self.counters.sync_failures += 1
+            self.note("sync-failed", status.error, peer=peer, address=database.address)
             return None
+        finally:
+            status.running = False
+        self.count_join("sync", report, peer=peer)
         status.applied = report.applied
         status.rejected = len(report.rejected)
         stats = report.stats
@@ -416,8 +503,10 @@ class Node:
         """Count a protocol violation; disconnect a peer that keeps misbehaving."""
         strikes = self.strikes[peer] = self.strikes.get(peer, 0) + 1
         log.info("protocol violation by %s (%d/%d): %s", peer, strikes, MAX_STRIKES, reason)
+        self.note("strike", f"protocol violation {strikes}/{MAX_STRIKES}: {reason}", peer=peer)
         if strikes >= MAX_STRIKES:
             log.warning("disconnecting %s after %d protocol violations", peer, strikes)
+            self.note("disconnected", f"after {strikes} protocol violations", peer=peer)
             await self.host.disconnect(peer)
 
     async def _serve_stream(self, stream: Stream) -> None:
