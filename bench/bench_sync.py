@@ -132,13 +132,15 @@ async def propagation(root: Path, count: int, writes: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="*", help="catch-up sizes (default 10k and 100k)")
+    parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out runs")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         trio.run(serve_forever, args.serve)
         return
-    sizes = [1_000] if args.quick else [10_000, 100_000]
-    fanouts = [3] if args.quick else [10, 20]
+    sizes = [1_000] if args.quick else (args.sizes or [10_000, 100_000])
+    fanouts = [] if args.no_fanout else [3] if args.quick else [10, 20]
     writes = 3 if args.quick else 10
     print(f"# loopback, all nodes in one process; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print()

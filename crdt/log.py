@@ -174,6 +174,7 @@ class Log:
         self._pending_cache: dict[CID, Entry] = {}
         self._counts: dict[bytes, int] = {}
         self._heads: set[CID] = {CID.parse(k) for k, _ in self._heads_t.range()}
+        self._fresh_positions: set[bytes] = set()
 
     # -- counters -----------------------------------------------------------------------------
 
@@ -345,6 +346,7 @@ class Log:
         # A new entry names the current heads as parents, so it cannot be known already, nothing
         # can wait for it, and it was built to pass every check: apply it directly.
         self._apply(entry, self._state_after(entry, state))
+        self.sums.flush()
         return entry
 
     def join(self, entries: Iterable[Entry]) -> JoinResult:
@@ -358,8 +360,17 @@ class Log:
         if fresh:
             fresh &= absent_keys(self._pending_t, list(fresh))
             fresh &= absent_keys(self._rejected_t, list(fresh))
-        for entry in batch:
-            self._offer(entry, result, fresh)
+        # Positions (author, clock) no entry has taken yet: the equivocation check skips its
+        # lookup for those.
+        self._fresh_positions = absent_keys(
+            self._pos_t, [_position(e.author, e.clock) for e in batch if e.cid.bytes in fresh]
+        ) if fresh else set()
+        try:
+            for entry in batch:
+                self._offer(entry, result, fresh)
+        finally:
+            self._fresh_positions = set()
+            self.sums.flush()
         return result
 
     # -- internals ----------------------------------------------------------------------------
@@ -588,7 +599,11 @@ class Log:
         self._bump(b"entries", 1)
         self._cache_entry(entry)
         position = _position(entry.author, entry.clock)
-        first = self._pos_t.get(position)
+        if position in self._fresh_positions:
+            self._fresh_positions.discard(position)  # taken now: a second one checks in full
+            first = None
+        else:
+            first = self._pos_t.get(position)
         if first is None:
             self._pos_t.put(position, raw)
         elif first != raw:
@@ -609,6 +624,7 @@ class Log:
         self.sums = RangeSums(table)
         for key, _ in self._order_t.range():
             self.sums.add(key)
+        self.sums.flush()
         if not self._count(b"sums"):
             self._bump(b"sums", 1)
 

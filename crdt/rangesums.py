@@ -63,6 +63,9 @@ class RangeSums:
     def __init__(self, table: Table) -> None:
         self._table = table
         self._cache: dict[bytes, tuple[int, int]] = {}
+        #: Buckets changed since the last :meth:`flush` (the log flushes at the end of each
+        #: append and join, inside their transaction).
+        self._dirty: set[bytes] = set()
 
     def _get(self, key: bytes) -> tuple[int, int]:
         found = self._cache.get(key)
@@ -70,6 +73,7 @@ class RangeSums:
             value = self._table.get(key)
             found = (0, 0) if value is None else (int(value[0]), int.from_bytes(value[1], "big"))
             if len(self._cache) >= _CACHE_LIMIT:
+                self.flush()
                 self._cache.clear()
             self._cache[key] = found
         return found
@@ -78,12 +82,19 @@ class RangeSums:
         """Count one applied entry (its ``log.order`` key)."""
         clock = _u64.unpack_from(item)[0]
         h = item_hash(item)
+        cache, dirty = self._cache, self._dirty
         for level in range(1, LEVELS + 1):
             key = _bucket_key(level, clock >> (4 * level))
-            count, total = self._get(key)
-            count, total = count + 1, (total + h) % _MOD
-            self._cache[key] = (count, total)
+            count, total = cache.get(key) or self._get(key)
+            cache[key] = (count + 1, (total + h) % _MOD)
+            dirty.add(key)
+
+    def flush(self) -> None:
+        """Write the changed buckets to the table."""
+        for key in self._dirty:
+            count, total = self._cache[key]
             self._table.put(key, [count, total.to_bytes(32, "big")])
+        self._dirty.clear()
 
     def bucket(self, level: int, index: int) -> tuple[int, int]:
         """``(count, sum)`` of bucket ``index`` at ``level``."""
