@@ -2,7 +2,17 @@
 
 The public names embedders import live here. Every error gridnode raises is a
 :class:`GridnodeError`.
+
+Running a node (docs/embedding.md):
+
+- trio: ``async with gridnode.open_node(data_dir) as node`` (:class:`Node`);
+- asyncio: ``async with gridnode.asyncio_node(data_dir) as node`` (:class:`AsyncioNode`);
+- synchronous code: ``with gridnode.start_node(data_dir) as node`` (:class:`SyncNode`).
+
+The node's names are imported when first used: ``import gridnode`` stays light (no libp2p).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from crdt.errors import (
     BlockTooLarge,
@@ -18,13 +28,25 @@ from crdt.errors import (
     InvalidDidKey,
     InvalidEntry,
     InvalidSignature,
+    Unauthorized,
 )
 from crdt.identity import Keypair
 from crdt.ipld import CID
 
+if TYPE_CHECKING:
+    from gridnode.api import BadRequest, InvalidOp, NodeUnavailable, NotFound
+    from gridnode.config import Config, ConfigError, load_config
+    from gridnode.embed import AsyncioNode, NodeStopped, SyncNode, asyncio_node, start_node
+    from gridnode.node import Node, open_node
+    from gridnode.repo import StoredDatabase, UnknownDatabase
+
 __all__ = [
     "CID",
+    "AsyncioNode",
+    "BadRequest",
     "BlockTooLarge",
+    "Config",
+    "ConfigError",
     "DagCborDecodeError",
     "DecodeError",
     "EncodeError",
@@ -36,6 +58,54 @@ __all__ = [
     "InvalidCar",
     "InvalidDidKey",
     "InvalidEntry",
+    "InvalidOp",
     "InvalidSignature",
     "Keypair",
+    "Node",
+    "NodeStopped",
+    "NodeUnavailable",
+    "NotFound",
+    "StoredDatabase",
+    "SyncNode",
+    "Unauthorized",
+    "UnknownDatabase",
+    "asyncio_node",
+    "load_config",
+    "open_node",
+    "start_node",
 ]
+
+#: name -> the module it lives in, imported on first use.
+_LAZY = {
+    "BadRequest": "gridnode.api",
+    "InvalidOp": "gridnode.api",
+    "NodeUnavailable": "gridnode.api",
+    "NotFound": "gridnode.api",
+    "Config": "gridnode.config",
+    "ConfigError": "gridnode.config",
+    "load_config": "gridnode.config",
+    "AsyncioNode": "gridnode.embed",
+    "NodeStopped": "gridnode.embed",
+    "SyncNode": "gridnode.embed",
+    "asyncio_node": "gridnode.embed",
+    "start_node": "gridnode.embed",
+    "Node": "gridnode.node",
+    "open_node": "gridnode.node",
+    "StoredDatabase": "gridnode.repo",
+    "UnknownDatabase": "gridnode.repo",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gridnode' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
