@@ -21,7 +21,9 @@ once it answers; both files are removed when the node stops. ``DATA_DIR/node.loc
 running node from a stale ``api`` file: the node holds it exclusively for its whole life, a
 command working on the data directory offline holds it shared (:func:`open_endpoint`).
 
-Endpoints and statuses: docs/cli.md, "The local API".
+Endpoints and statuses: docs/http.md (and docs/cli.md, "The local API"). Two endpoints answer
+without the token because they hold no data: ``GET /dashboard`` (a page whose own data calls carry
+the token, which it reads from its URL's ``#token=`` fragment) and ``GET /openapi.json``.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from crdt.errors import GridnodeError, InvalidCar
 from crdt.errors import Unauthorized as NotAWriter
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
-from crdt.stores import STORE_TYPES, UNSET
-from gridnode import jsonvalue
+from crdt.stores import STORE_TYPES, UNSET, open_store
+from gridnode import jsonvalue, metrics
+from gridnode.openapi import openapi
 from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
 
 if TYPE_CHECKING:
@@ -256,7 +259,7 @@ class CreateRequest:
         name, store = body.get("name"), body.get("type")
         if type(name) is not str or not name:
             raise BadRequest("name must be a non-empty string")
-        if store not in STORE_TYPES:
+        if type(store) is not str or store not in STORE_TYPES:
             raise BadRequest(f"type must be one of {', '.join(sorted(STORE_TYPES))}, not {store!r}")
         writers = body.get("writers", [])
         indexes = body.get("indexes", [])
@@ -277,11 +280,17 @@ class CreateRequest:
         return asdict(self)
 
     def options(self) -> dict[str, Any]:
+        """The manifest's options; :class:`BadRequest` if the store would not open with them (a
+        database whose store cannot be opened would fail every listing that counts entries)."""
         options: dict[str, Any] = {}
         if self.index_by is not None:
             options["indexBy"] = self.index_by
         if self.indexes:
             options["indexes"] = list(dict.fromkeys(self.indexes))
+        try:
+            open_store(self.type, options)
+        except GridnodeError as exc:
+            raise BadRequest(_describe(exc)) from None
         return options
 
 
@@ -464,6 +473,8 @@ def databases_status(repo: Repo) -> list[dict[str, Any]]:
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:
     out = asdict(sync)
     del out["address"], out["at"]
+    if sync.running:
+        out["complete"] = False
     return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.at), 3), **out}
 
 
@@ -614,9 +625,9 @@ class _Request:
 
     def int_param(self, name: str) -> int | None:
         text = self.query.get(name)
-        if text is None or text == "":
+        if text is None:
             return None
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise BadRequest(f"{name} must be a non-negative integer, not {text!r}")
         return int(text)
 
@@ -691,13 +702,16 @@ class ApiApp:
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
         try:
             headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
-            if not hmac.compare_digest(headers.get(b"authorization", b""), self._expected):
+            path = raw_path.decode("ascii").split("?", 1)[0]
+            segments = [unquote(s, errors="strict") for s in path.strip("/").split("/") if s]
+            public = (tuple(segments), method) in _PUBLIC
+            if not public and not hmac.compare_digest(
+                headers.get(b"authorization", b""), self._expected
+            ):
                 raise TokenRefused(
                     "a request needs the header 'Authorization: Bearer <token>' "
                     "with the token in DATA_DIR/api.token"
                 )
-            path = raw_path.decode("ascii").split("?", 1)[0]
-            segments = [unquote(s, errors="strict") for s in path.strip("/").split("/") if s]
             query: dict[str, str] = {}
             for key, value in parse_qsl(
                 scope.get("query_string", b"").decode("ascii"),
@@ -752,6 +766,7 @@ class ApiApp:
         databases = await self._run(databases_status, node.repo)
         now = trio.current_time()
         for db in databases:
+            db["replicating"] = node.replicating(db["address"])
             db["syncs"] = [
                 _sync_json(s, now)
                 for (_peer, address), s in sorted(node.syncs.items())
@@ -790,19 +805,13 @@ class ApiApp:
         return _Response(201, describe(db))
 
     async def follow(self, request: _Request) -> _Response:
-        body = await request.json()
-        if (
-            type(body) is not dict
-            or type(body.get("address")) is not str
-            or set(body) != {"address"}
-        ):
-            raise BadRequest('the body is {"address": "/gridnode/<cid>"}')
-        db = await self.node.follow(body["address"])
+        db = await self.node.follow(_address_body(await request.json()))
         return _Response(200, await self._run(lambda: info(db, digest=False)))
 
     async def import_car(self, request: _Request) -> _Response:
         data = await request.body(MAX_CAR_BYTES)
         report = await self._run(_import_car, self.node.repo, data)
+        self.node.count_join("import", report)
         db = await self._resolve(report.address)
         await self.node.replicate(db)
         if report.applied:
@@ -863,6 +872,44 @@ class ApiApp:
         db = await self._resolve(request.segments[1])
         return _Response(200, await self._run(counter_value, db))
 
+    async def unfollow(self, request: _Request) -> _Response:
+        address = _address_body(await request.json())
+        db = await self.node.unfollow(address)
+        return _Response(200, {"address": db.address, "replicating": False})
+
+    async def events(self, request: _Request) -> _Response:
+        limit = request.int_param("limit")
+        recent = list(reversed(self.node.events))[:limit]
+        return _Response(200, {"events": [asdict(e) for e in recent]})
+
+    async def metrics(self, request: _Request) -> _Response:
+        node = self.node
+        databases = await self._run(databases_status, node.repo)
+        families = metrics.node_families(
+            node, databases, _storage_bytes(node.repo.sql.path), _version()
+        )
+        return _Response(
+            200,
+            parts=[metrics.exposition(families).encode("utf-8")],
+            content_type=metrics.CONTENT_TYPE,
+        )
+
+    async def dashboard(self, request: _Request) -> _Response:
+        return _Response(
+            200,
+            parts=[_dashboard_page()],
+            content_type="text/html; charset=utf-8",
+            headers=[
+                (b"content-security-policy", _DASHBOARD_CSP),
+                (b"x-frame-options", b"DENY"),
+                (b"referrer-policy", b"no-referrer"),
+                (b"x-content-type-options", b"nosniff"),
+            ],
+        )
+
+    async def openapi_document(self, request: _Request) -> _Response:
+        return _Response(200, openapi(_version()))
+
     async def car(self, request: _Request) -> _Response:
         db = await self._resolve(request.segments[1])
         parts, count = await self._run(car_sections, db)
@@ -877,6 +924,44 @@ class ApiApp:
         )
 
 
+def _address_body(body: Any) -> str:
+    if type(body) is not dict or type(body.get("address")) is not str or set(body) != {"address"}:
+        raise BadRequest('the body is {"address": "/gridnode/<cid>"}')
+    address: str = body["address"]
+    return address
+
+
+def _storage_bytes(path: Path) -> int:
+    """The SQLite file and its write-ahead log, in bytes."""
+    size = 0
+    for name in (path.name, path.name + "-wal"):
+        with contextlib.suppress(OSError):
+            size += (path.parent / name).stat().st_size
+    return size
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gridnode")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+_DASHBOARD_CSP: Final = (
+    b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    b"connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    b"frame-ancestors 'none'"
+)
+
+
+def _dashboard_page() -> bytes:
+    from importlib.resources import files
+
+    return files("gridnode").joinpath("static", "dashboard.html").read_bytes()
+
+
 #: (path pattern, method) -> handler; ``*`` matches one segment (a database).
 _ROUTES: Final[dict[tuple[tuple[str, ...], str], Handler]] = {
     ((), "GET"): ApiApp.hello,
@@ -885,6 +970,11 @@ _ROUTES: Final[dict[tuple[tuple[str, ...], str], Handler]] = {
     (("db",), "GET"): ApiApp.list_databases,
     (("db",), "POST"): ApiApp.create_database,
     (("follow",), "POST"): ApiApp.follow,
+    (("unfollow",), "POST"): ApiApp.unfollow,
+    (("events",), "GET"): ApiApp.events,
+    (("metrics",), "GET"): ApiApp.metrics,
+    (("dashboard",), "GET"): ApiApp.dashboard,
+    (("openapi.json",), "GET"): ApiApp.openapi_document,
     (("import",), "POST"): ApiApp.import_car,
     (("db", "*"), "GET"): ApiApp.database,
     (("db", "*", "ops"), "POST"): ApiApp.write,
@@ -895,6 +985,10 @@ _ROUTES: Final[dict[tuple[tuple[str, ...], str], Handler]] = {
     (("db", "*", "value"), "GET"): ApiApp.value,
     (("db", "*", "car"), "GET"): ApiApp.car,
 }
+
+
+#: What answers without the token: no data in either.
+_PUBLIC: Final = frozenset({(("dashboard",), "GET"), (("openapi.json",), "GET")})
 
 
 def _route(segments: list[str], method: str) -> tuple[Handler | None, list[str]]:
@@ -1220,6 +1314,9 @@ class ApiClient:
 
     def follow(self, address: str) -> dict[str, Any]:
         return self._post("/follow", {"address": address})  # type: ignore[no-any-return]
+
+    def unfollow(self, address: str) -> dict[str, Any]:
+        return self._post("/unfollow", {"address": address})  # type: ignore[no-any-return]
 
     def write(
         self, ref: str, payloads: Sequence[Any], labels: Sequence[str] | None = None

@@ -155,6 +155,7 @@ class _Replica:
     topic: str
     running: set[str] = field(default_factory=set)
     again: set[str] = field(default_factory=set)
+    subscription: Any = None
 
 
 class Node:
@@ -249,11 +250,31 @@ class Node:
         replica = _Replica(database, topic_for(database.manifest.cid))
         self._replicas[database.address] = replica
         self.host.set_topic_validator(replica.topic, self._validator(database))
-        subscription = await self.host.subscribe(replica.topic)
+        subscription = replica.subscription = await self.host.subscribe(replica.topic)
         self._nursery.start_soon(self._listen, replica, subscription)
         for peer in self.peers():
             self._nursery.start_soon(self._pull, peer, database.address)
         await self.announce(database.address)
+
+    def replicating(self, address: str) -> bool:
+        """Whether this node replicates the database at ``address`` now."""
+        try:
+            return "/gridnode/" + str(parse_address(address)) in self._replicas
+        except GridnodeError:
+            return False
+
+    async def unfollow(self, address: str) -> StoredDatabase:
+        """Stop replicating a database: leave its gossip topic, start no more pulls of it. Its
+        data stays; :meth:`follow` or :meth:`replicate` (and the node's next start) replicate
+        it again. Raises :class:`~gridnode.repo.UnknownDatabase` if it is not replicated."""
+        canonical = "/gridnode/" + str(parse_address(address))
+        replica = self._replicas.pop(canonical, None)
+        if replica is None:
+            raise UnknownDatabase(f"this node does not replicate {canonical}")
+        if replica.subscription is not None:
+            await replica.subscription.aclose()
+        log.info("stopped replicating %s", canonical)
+        return replica.database
 
     def _validator(self, database: StoredDatabase) -> Any:
         db = database.manifest.cid
@@ -327,8 +348,11 @@ class Node:
         return entries
 
     async def announce(self, address: str) -> None:
-        """Publish this node's heads of a database (with small head entries inline)."""
-        replica = self._replica(address)
+        """Publish this node's heads of a database (with small head entries inline); nothing
+        for a database it no longer replicates."""
+        replica = self._replicas.get("/gridnode/" + str(parse_address(address)))
+        if replica is None:
+            return
         database = replica.database
 
         def heads_and_blocks() -> tuple[list[Any], list[tuple[Any, bytes]]]:

@@ -1,0 +1,186 @@
+"""A node's metrics in the Prometheus text exposition format (version 0.0.4), for ``GET /metrics``.
+
+Counters (``..._total``) count since the node started and only grow: they are sums of the node's
+own monotonic tallies (:class:`~gridnode.node.NodeCounters`, the ``total_...`` of each
+:class:`~gridnode.node.PeerSync`, :class:`~gridnode.node.ServedTotals`), never of values that a
+later event replaces. Gauges are read as they stand. The names and their meaning: docs/http.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from gridnode.node import Node
+
+__all__ = ["CONTENT_TYPE", "Family", "exposition", "node_families"]
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Family:
+    """One metric: its name, type, help and samples ``(labels, value)``."""
+
+    name: str
+    type: str
+    help: str
+    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
+
+    def add(self, value: float, **labels: str) -> Family:
+        self.samples.append((labels, value))
+        return self
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def exposition(families: Iterable[Family]) -> str:
+    """The text format: ``# HELP``, ``# TYPE``, then one line per sample."""
+    lines = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {_escape_help(family.help)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        for labels, value in family.samples:
+            if labels:
+                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
+                lines.append(f"{family.name}{{{inner}}} {_number(value)}")
+            else:
+                lines.append(f"{family.name} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def node_families(
+    node: Node,
+    databases: Sequence[Mapping[str, Any]],
+    storage_bytes: int,
+    version: str,
+) -> list[Family]:
+    """The metrics of a running node; ``databases`` as :func:`gridnode.api.databases_status`
+    gives them (read in the storage worker)."""
+    counters = node.counters
+    syncs = list(node.syncs.values())
+    served = list(node.served.values())
+
+    def total(name: str, help_: str, value: float) -> Family:
+        return Family(f"gridnode_{name}_total", "counter", help_).add(value)
+
+    def gauge(name: str, help_: str, value: float) -> Family:
+        return Family(f"gridnode_{name}", "gauge", help_).add(value)
+
+    applied = Family(
+        "gridnode_entries_applied_total",
+        "counter",
+        "Entries applied to this node's logs, by where they came from.",
+    )
+    for source in ("write", "sync", "gossip", "import"):
+        applied.add(counters.applied.get(source, 0), source=source)
+    rejected = Family(
+        "gridnode_entries_rejected_total",
+        "counter",
+        "Entries refused (bad signature, not a writer, bad parents, ...), by reason.",
+    )
+    for reason, count in sorted(counters.rejected.items()):
+        rejected.add(count, reason=reason)
+    entries = Family("gridnode_database_entries", "gauge", "Entries held, per database.")
+    heads = Family("gridnode_database_heads", "gauge", "Heads of the log, per database.")
+    for db in databases:
+        labels = {"address": str(db["address"]), "name": str(db["name"]), "type": str(db["type"])}
+        entries.add(int(db["entries"]), **labels)
+        heads.add(int(db["head_count"]), **labels)
+    return [
+        Family("gridnode_info", "gauge", "The node: its peer id and version.").add(
+            1, peer_id=node.peer_id, version=version
+        ),
+        gauge("peers", "Connected peers.", len(node.peers())),
+        gauge("databases", "Databases this node keeps.", len(databases)),
+        entries,
+        heads,
+        applied,
+        rejected,
+        total(
+            "announcements_refused",
+            "Gossip announcements refused as malformed.",
+            node.rejected_announcements,
+        ),
+        total(
+            "gossip_messages_received",
+            "Gossip messages received from other nodes (announcements and peer records).",
+            counters.gossip_received,
+        ),
+        total(
+            "gossip_messages_published",
+            "Gossip messages this node published (announcements and peer records).",
+            counters.gossip_published,
+        ),
+        total("sync_pulls", "Pulls started from peers.", sum(s.pulls for s in syncs)),
+        total("sync_failures", "Pulls that failed.", counters.sync_failures),
+        gauge("sync_running", "Pulls running now.", sum(1 for s in syncs if s.running)),
+        total(
+            "sync_round_trips",
+            "Round trips of the pulls that completed.",
+            sum(s.total_round_trips for s in syncs),
+        ),
+        total(
+            "sync_messages",
+            "Sync messages both ways of the pulls that completed.",
+            sum(s.total_messages for s in syncs),
+        ),
+        total(
+            "sync_bytes_sent",
+            "Bytes sent by the pulls that completed.",
+            sum(s.total_bytes_sent for s in syncs),
+        ),
+        total(
+            "sync_bytes_received",
+            "Bytes received by the pulls that completed.",
+            sum(s.total_bytes_received for s in syncs),
+        ),
+        total(
+            "sync_entries_received",
+            "Entry blocks received by the pulls that completed.",
+            sum(s.total_entries_received for s in syncs),
+        ),
+        total("served_streams", "Sync streams served to peers.", sum(s.streams for s in served)),
+        total(
+            "served_bytes_sent",
+            "Bytes sent serving peers' pulls.",
+            sum(s.bytes_sent for s in served),
+        ),
+        total(
+            "served_bytes_received",
+            "Bytes received serving peers' pulls.",
+            sum(s.bytes_received for s in served),
+        ),
+        total(
+            "served_entries",
+            "Entry blocks sent serving peers' pulls.",
+            sum(s.entries_sent for s in served),
+        ),
+        total(
+            "protocol_strikes",
+            "Protocol violations counted against peers.",
+            sum(node.strikes.values()),
+        ),
+        gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
+    ]

@@ -1,0 +1,306 @@
+"""The OpenAPI 3.1 description of the local API (served at ``GET /openapi.json``).
+
+Written by hand next to the handlers in :mod:`gridnode.api`; ``tests/gridnode/test_schemathesis.py``
+runs schemathesis against it on a live node, so a path or status the app does not have shows up
+there. Values in bodies and answers are JSON in the DAG-JSON forms of docs/cli.md (a link is
+``{"/": "bafy..."}``, bytes ``{"/": {"bytes": "..."}}``): any JSON value, as far as this document
+is concerned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["openapi"]
+
+_ANY: Final[dict[str, Any]] = {}
+_STRINGS: Final = {"type": "array", "items": {"type": "string"}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(required),
+        "properties": {**required, **(optional or {})},
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    what = {
+        400: "malformed request: bad JSON, parameter, op or query",
+        401: "no token, or not the node's",
+        404: "no such database, key, document or member",
+        409: "this node may not write it, or the verb is not one of the database's type",
+        413: "the body is too large",
+    }
+    return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
+    return {"name": name, "in": where, "schema": schema, "description": description, **more}
+
+
+_DB: Final = _param(
+    "db",
+    "path",
+    {"type": "string", "minLength": 1},
+    "the database: its CID, its address /gridnode/<cid> (URL-encoded) or its unique name",
+    required=True,
+)
+_LIMIT: Final = _param("limit", "query", {"type": "integer", "minimum": 0}, "at most this many")
+_REVERSE: Final = _param("reverse", "query", {"type": "boolean"}, "newest (or highest) first")
+_JSON_BOUND: Final = {"type": "string", "description": "a JSON value"}
+
+
+def _get(summary: str, ok: dict[str, Any], *errors: int, params: list[Any] | None = None,
+         public: bool = False) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
+    if params:
+        op["parameters"] = params
+    if public:
+        op["security"] = []
+        del op["responses"]["401"]
+    return op
+
+
+def _post(summary: str, body: dict[str, Any], ok: dict[str, Any], *errors: int,
+          status: str = "200", media: tuple[str, ...] = ("application/json",)) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {m: {"schema": body} for m in media}},
+        "responses": {status: ok, **_errors(400, 413, *errors)},
+    }
+
+
+def openapi(version: str) -> dict[str, Any]:
+    """The OpenAPI document of the local API of gridnode ``version``."""
+    database = _obj(
+        {
+            "address": {"type": "string"},
+            "name": {"type": "string"},
+            "type": {"type": "string"},
+            "admins": _STRINGS,
+            "writers": _STRINGS,
+            "options": {"type": "object"},
+        },
+    )
+    info = {
+        **database,
+        "required": [*database["required"], "entries", "heads", "may_write"],
+        "properties": {
+            **database["properties"],
+            "entries": {"type": "integer"},
+            "heads": _STRINGS,
+            "may_write": {"type": "boolean"},
+            "digest": {"type": "string"},
+        },
+    }
+    address_body = {
+        "type": "object",
+        "required": ["address"],
+        "properties": {"address": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    paths: dict[str, Any] = {
+        "/": {"get": _get("the node's peer id and identity", _json(
+            _obj({"peer_id": {"type": "string"}, "identity": {"type": "string"}}), "who answers"))},
+        "/status": {"get": _get("as `gridnode status --json`", _json(_ref("Status"), "the node"))},
+        "/peers": {"get": _get("the connected peers", _json(_obj({
+            "running": {"type": "boolean"},
+            "identity": {"type": "string"},
+            "peer_id": {"type": "string"},
+            "peers": {"type": "array", "items": _obj(
+                {"peer_id": {"type": "string"}, "strikes": {"type": "integer"}})},
+        }), "the peers"))},
+        "/events": {"get": _get(
+            "recent rejections and errors, newest first",
+            _json(_obj({"events": {"type": "array", "items": _ref("Event")}}), "the events"),
+            400,
+            params=[_LIMIT],
+        )},
+        "/metrics": {"get": {
+            "summary": "Prometheus text exposition format (docs/http.md)",
+            "responses": {
+                "200": {
+                    "description": "the metrics",
+                    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                },
+                **_errors(),
+            },
+        }},
+        "/dashboard": {"get": {
+            "summary": "the operator's dashboard (its data calls need the token)",
+            "security": [],
+            "responses": {"200": {
+                "description": "one HTML page",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            }},
+        }},
+        "/openapi.json": {"get": {
+            "summary": "this document",
+            "security": [],
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+        }},
+        "/db": {
+            "get": _get("every database", _json(_obj({"databases": {"type": "array", "items": _obj({
+                "address": {"type": "string"},
+                "name": {"type": "string"},
+                "type": {"type": "string"},
+                "entries": {"type": "integer"},
+            })}}), "the databases")),
+            "post": _post("create a database, this node its admin", _ref("CreateRequest"),
+                          _json(database, "the new database's manifest"), status="201"),
+        },
+        "/follow": {"post": _post(
+            "keep and replicate a database a connected peer has", address_body,
+            _json(info, "the database"), 404)},
+        "/unfollow": {"post": _post(
+            "stop replicating a database (its data stays)", address_body,
+            _json(_obj({"address": {"type": "string"}, "replicating": {"type": "boolean"}}),
+                  "no longer replicated"), 404)},
+        "/import": {"post": _post(
+            "import a CAR (as `gridnode import`)",
+            {"type": "string", "format": "binary"},
+            _json(_obj({
+                "address": {"type": "string"},
+                "applied": {"type": "integer"},
+                "duplicates": {"type": "integer"},
+                "pending": {"type": "integer"},
+                "rejected": {"type": "array", "items": _obj(
+                    {"cid": {"type": "string"}, "reason": {"type": "string"}})},
+            }), "what the import did"),
+            media=("application/vnd.ipld.car", "application/octet-stream"))},
+        "/db/{db}": {"get": _get(
+            "a database: manifest, entries, heads, digest", _json(info, "the database"), 400, 404,
+            params=[_DB, _param("digest", "query", {"type": "boolean"},
+                                "with the state digest (default true)")])},
+        "/db/{db}/ops": {"post": {
+            **_post("write ops in one transaction", {"type": "array", "items": _ANY},
+                    _json(_obj({
+                        "address": {"type": "string"},
+                        "written": {"type": "integer"},
+                        "entries": _STRINGS,
+                        "heads": _STRINGS,
+                    }, {"value": {"type": "integer"}}), "what was written"), 404, 409),
+            "parameters": [_DB],
+        }},
+        "/db/{db}/get": {"get": _get(
+            "keyvalue: a key's value; documents: a document by id",
+            _json(_obj({"key": _ANY, "value": _ANY}), "the value"), 400, 404, 409,
+            params=[_DB,
+                    _param("key", "query", {"type": "string"}, "a key or a string id"),
+                    _param("id", "query", _JSON_BOUND, "a document id as JSON")])},
+        "/db/{db}/query": {"get": _get(
+            "documents by an indexed field",
+            _json(_obj({"index_by": {"type": "string"},
+                        "documents": {"type": "array", "items": _ANY}}), "the documents"),
+            400, 404, 409,
+            params=[_DB, _param("field", "query", {"type": "string"}, "an indexed field"),
+                    *(_param(b, "query", _JSON_BOUND, f"{b} bound (JSON)")
+                      for b in ("eq", "gt", "gte", "lt", "lte")),
+                    _LIMIT, _REVERSE])},
+        "/db/{db}/log": {"get": _get(
+            "the entries in their total order",
+            _json(_obj({"address": {"type": "string"}, "entries": {"type": "array", "items": _obj({
+                "clock": {"type": "integer"},
+                "cid": {"type": "string"},
+                "author": {"type": "string"},
+                "next": _STRINGS,
+                "payload": _ANY,
+            })}}), "the entries"), 400, 404, params=[_DB, _LIMIT])},
+        "/db/{db}/iter": {"get": _get(
+            "events or set members",
+            _json(_obj({"address": {"type": "string"},
+                        "items": {"type": "array", "items": {"type": "object"}}}), "the items"),
+            400, 404, 409, params=[_DB, _LIMIT, _REVERSE])},
+        "/db/{db}/value": {"get": _get(
+            "a counter's value",
+            _json(_obj({"address": {"type": "string"}, "value": {"type": "integer"}}), "the value"),
+            400, 404, 409, params=[_DB])},
+        "/db/{db}/car": {"get": _get(
+            "the database as a CAR v1",
+            {"description": "the CAR",
+             "content": {"application/vnd.ipld.car": {"schema": {"type": "string",
+                                                                 "format": "binary"}}}},
+            400, 404, params=[_DB])},
+    }
+    sync = _obj({
+        "peer": {"type": "string"},
+        "seconds_ago": {"type": "number"},
+        "running": {"type": "boolean"},
+        "bytes_so_far": {"type": "integer"},
+        "applied": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "round_trips": {"type": "integer"},
+        "complete": {"type": "boolean"},
+        "error": {"type": ["string", "null"]},
+    })
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gridnode local API",
+            "version": version,
+            "description": "The JSON API a running gridnode serves on 127.0.0.1 (docs/http.md).",
+        },
+        "security": [{"token": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the token in DATA_DIR/api.token",
+                }
+            },
+            "schemas": {
+                "Error": _obj({"error": {"type": "string"}},
+                              {"index": {"type": "integer"}, "reason": {"type": "string"}}),
+                "Event": _obj({
+                    "at": {"type": "number"},
+                    "kind": {"type": "string"},
+                    "text": {"type": "string"},
+                    "peer": {"type": ["string", "null"]},
+                    "address": {"type": ["string", "null"]},
+                }),
+                "CreateRequest": {
+                    "type": "object",
+                    "required": ["name", "type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "type": {"enum": ["counter", "documents", "events", "keyvalue", "set"]},
+                        "writers": _STRINGS,
+                        "public": {"type": "boolean"},
+                        "indexes": _STRINGS,
+                        "index_by": {"type": ["string", "null"]},
+                    },
+                },
+                "Status": _obj({
+                    "running": {"type": "boolean"},
+                    "data_dir": {"type": "string"},
+                    "identity": {"type": "string"},
+                    "peer_id": {"type": "string"},
+                    "addrs": _STRINGS,
+                    "peers": _STRINGS,
+                    "databases": {"type": "array", "items": _obj({
+                        "address": {"type": "string"},
+                        "name": {"type": "string"},
+                        "type": {"type": "string"},
+                        "entries": {"type": "integer"},
+                        "head_count": {"type": "integer"},
+                        "replicating": {"type": "boolean"},
+                        "syncs": {"type": "array", "items": sync},
+                    })},
+                    "served": {"type": "object"},
+                }),
+            },
+        },
+    }
