@@ -441,6 +441,7 @@ def test_every_endpoint(tmp_path):
                 "type": "keyvalue",
                 "entries": 2,
                 "head_count": 1,
+                "replicating": True,
                 "syncs": [],
             }
             peers = await call(client.peers)
