@@ -629,9 +629,22 @@ def db_create(
 
 @db.command("follow")
 @click.argument("address")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Wait until a first sync with a peer is complete, showing the entries caught up.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --wait: exit 1 if not caught up after SECONDS.",
+)
 @json_option
 @click.pass_context
-def db_follow(ctx: click.Context, address: str, as_json: bool) -> None:
+def db_follow(ctx: click.Context, address: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Keep and replicate a database another node has (needs a running node).
 
     The running node fetches the database's manifest from a connected peer, checks it against
@@ -641,6 +654,10 @@ def db_follow(ctx: click.Context, address: str, as_json: bool) -> None:
     if not endpoint.running:
         raise CliError("'db follow' needs a running node: start it with 'gridnode start'")
     info = endpoint.follow(address)
+    if wait:
+        from gridnode.progress import wait_for_catch_up
+
+        info = wait_for_catch_up(endpoint, info["address"], timeout)
     if as_json:
         _emit(info)
     else:
@@ -1006,8 +1023,14 @@ def export(ctx: click.Context, address: str, file: Path, as_json: bool) -> None:
     The first root is the manifest, the others are the heads. An existing FILE is replaced
     (atomically).
     """
+    from gridnode.progress import Progress, file_size
+
+    endpoint = _endpoint(ctx)
     try:
-        result = _endpoint(ctx).export(address, file)
+        # Both endpoints write FILE.tmp, then rename it: its size is the progress.
+        with Progress(f"export {file.name}", unit="B", poll=file_size(f"{file}.tmp")) as progress:
+            result = endpoint.export(address, file)
+            progress.finish(file.stat().st_size)
     except OSError as exc:
         raise CliError(f"cannot write {file}: {exc.strerror or _describe(exc)}") from None
     if as_json:
@@ -1030,10 +1053,13 @@ def import_(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None
     and the exit status is 0 (1 with --strict).
     """
     from gridnode.api import BadRequest
+    from gridnode.progress import Progress, read_file
 
     endpoint = _endpoint(ctx)
+    data = read_file(file, f"read {file.name}")
     try:
-        report = endpoint.import_car(file.read_bytes())
+        with Progress(f"import {file.name}: verify and join"):
+            report = endpoint.import_car(data)
     except BadRequest as exc:
         raise CliError(f"{file}: {_describe(exc)}") from None
     if as_json:
@@ -1099,6 +1125,19 @@ def _register_seed() -> None:
 
 
 _register_seed()
+
+
+# -- config, health (gridnode.config_cli) ----------------------------------------------------------
+
+
+def _register_config() -> None:
+    from gridnode.config_cli import config, health
+
+    main.add_command(config)
+    main.add_command(health)
+
+
+_register_config()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from crdt.errors import GridnodeError
 
-__all__ = ["CONFIG_FILE", "SECTIONS", "Config", "ConfigError", "load_config", "write_default_config"]
+__all__ = ["CONFIG_FILE", "SECTIONS", "Config", "ConfigError", "config_sources", "load_config", "write_default_config"]
 
 CONFIG_FILE: Final = "gridnode.toml"
 
@@ -133,3 +133,23 @@ def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Con
         if variable in env:
             checked[key] = _check(key, _from_env(key, env[variable]), variable)
     return Config(**checked)
+
+
+def config_sources(data_dir: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting of :func:`load_config` comes from: ``"default"``, ``"file"``
+    (``gridnode.toml``) or ``"env GRIDNODE_<KEY>"``. Raises :class:`ConfigError` as
+    ``load_config`` does."""
+    env = os.environ if environ is None else environ
+    load_config(data_dir, env)
+    path = data_dir / CONFIG_FILE
+    in_file = tomllib.loads(path.read_text()) if path.exists() else {}
+    sources = {}
+    for item in fields(Config):
+        variable = "GRIDNODE_" + item.name.upper()
+        if variable in env:
+            sources[item.name] = "env " + variable
+        elif item.name in in_file:
+            sources[item.name] = "file"
+        else:
+            sources[item.name] = "default"
+    return sources
