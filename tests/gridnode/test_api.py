@@ -536,3 +536,95 @@ def test_follow_and_status_show_the_sync(tmp_path):
                     )
 
     run(test)
+
+
+# -- unfollow, events, the OpenAPI document; what schemathesis found ----------------------------
+
+
+def test_unfollow_stops_replicating_and_follow_resumes(tmp_path):
+    async def test():
+        async with serving(tmp_path / "node") as (node, client):
+            kv = (await call(client.create, api.CreateRequest("kv", "keyvalue")))["address"]
+            await call(client.write, kv, [{"op": "put", "key": "k", "value": 1}])
+            assert node.replicating(kv)
+            gone = await call(client.unfollow, kv)
+            assert gone == {"address": kv, "replicating": False}
+            assert not node.replicating(kv)
+            status = await call(client.status)
+            assert [d["replicating"] for d in status["databases"]] == [False]
+            # The data stays; a second unfollow is a 404; follow replicates it again.
+            assert (await call(client.get, kv, "k"))["value"] == 1
+            with pytest.raises(api.NotFound, match="does not replicate"):
+                await call(client.unfollow, kv)
+            assert (await call(client.follow, kv))["entries"] == 1
+            assert node.replicating(kv)
+            for body in (b"{}", b'{"address": 1}', b'{"address": "not a cid"}', b"[]"):
+                status, answer, _ = await raw(client, "POST", "/unfollow", body)
+                assert status == 400, (body, answer)
+
+    run(test)
+
+
+def test_events_list_rejections_newest_first(tmp_path):
+    async def test():
+        async with serving(tmp_path / "node") as (node, client):
+            assert await call(client.request_json, "GET", "/events") == {"events": []}
+            node.note("sync-failed", "first", peer="p1")
+            node.note("rejected", "second", address="/gridnode/x")
+            events = (await call(client.request_json, "GET", "/events"))["events"]
+            assert [e["text"] for e in events] == ["second", "first"]
+            assert events[0]["kind"] == "rejected" and events[0]["address"] == "/gridnode/x"
+            assert events[1]["peer"] == "p1" and events[1]["at"] > 0
+            one = await call(client.request_json, "GET", "/events?limit=1")
+            assert [e["text"] for e in one["events"]] == ["second"]
+            for query in ("limit=", "limit=-1", "limit=x", "limit=%D9%A1"):
+                status, _, _ = await raw(client, "GET", "/events?" + query)
+                assert status == 400, query
+            for _ in range(node.events.maxlen + 10):
+                node.note("strike", "more")
+            assert len(node.events) == node.events.maxlen
+
+    run(test)
+
+
+def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_path):
+    async def test():
+        async with serving(tmp_path / "node") as (node, client):
+            status, spec, _ = await raw(client, "GET", "/openapi.json", token=None)
+            assert status == 200 and spec["openapi"] == "3.1.0"
+            assert node.peer_id not in json.dumps(spec)
+            routes = {
+                ("/" + "/".join("{db}" if p == "*" else p for p in pattern), method.lower())
+                for (pattern, method) in api._ROUTES
+            }
+            described = {(path, m) for path, item in spec["paths"].items() for m in item}
+            assert described == routes
+            status, page, headers = await raw(client, "GET", "/dashboard", token=None)
+            assert status == 200 and headers["content-type"].startswith("text/html")
+            assert node.peer_id.encode() not in page
+            # Only GET, and only these two.
+            for method, path in (("POST", "/dashboard"), ("GET", "/dashboard/x"), ("GET", "/metrics")):
+                status, _, _ = await raw(client, method, path, token=None)
+                assert status == 401, (method, path)
+
+    run(test)
+
+
+def test_create_refuses_what_schemathesis_found(tmp_path):
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            for body in (
+                {"name": "x", "type": {}},  # was a 500 (unhashable)
+                {"name": "x", "type": ["documents"]},
+                {"name": "x", "type": "documents", "indexes": [""]},  # was stored, broke /db
+                {"name": "x", "type": "documents", "index_by": ""},
+            ):
+                status, answer, _ = await raw(
+                    client, "POST", "/db", json.dumps(body).encode(), {"Content-Type": "application/json"}
+                )
+                assert status == 400, (body, answer)
+            assert await call(client.databases) == []
+            status, _, _ = await raw(client, "GET", "/status")
+            assert status == 200
+
+    run(test)
