@@ -73,6 +73,7 @@ __all__ = [
     "Offline",
     "TokenRefused",
     "check_type",
+    "dashboard_url",
     "node_lock",
     "open_endpoint",
     "serve_api",
@@ -922,6 +923,12 @@ class ApiApp:
                 (b"x-gridnode-address", db.address.encode()),
             ],
         )
+
+
+def dashboard_url(url: str, token: str) -> str:
+    """The dashboard's address for the API at ``url``, the token in its fragment: a browser
+    never sends a fragment, and the page moves the token to the tab's session storage."""
+    return f"{url}/dashboard#token={quote(token, safe='')}"
 
 
 def _address_body(body: Any) -> str:

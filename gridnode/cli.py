@@ -381,8 +381,8 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
     Creates the data directory if it is new, listens for peers, replicates every database and
     serves the local API on 127.0.0.1 (its URL in DATA_DIR/api, its token in DATA_DIR/api.token),
     through which other gridnode commands then work. Prints 'peer id: ...', 'identity: ...', one
-    'listening: MULTIADDR' line per address (give one as another node's --bootstrap) and
-    'api: URL'. A first signal stops it cleanly (exit status 0); a second one interrupts that
+    'listening: MULTIADDR' line per address (give one as another node's --bootstrap),
+    'dashboard: URL#token=...' (the operator's page; docs/http.md) and 'api: URL'. A first signal stops it cleanly (exit status 0); a second one interrupts that
     (status 130).
     """
     import signal
@@ -459,6 +459,8 @@ async def _run_node(
             for addr in node.addrs:
                 log.info("listening on %s", addr)
                 click.echo(f"listening: {addr}")
+            token = (data_dir / api.TOKEN_FILE).read_text().strip()
+            click.echo(f"dashboard: {api.dashboard_url(url, token)}")
             click.echo(f"api: {url}")
             async for signum in signals:
                 log.info("%s: stopping", signal.Signals(signum).name)
