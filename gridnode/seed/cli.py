@@ -107,6 +107,12 @@ def postgres(
                 )
     except SeedConfigError as exc:
         raise CliError(str(exc)) from None
+    try:
+        import psycopg  # noqa: F401  (an optional dependency: the postgres extra)
+    except ImportError:
+        raise CliError(
+            "gridnode seed postgres needs psycopg 3: pip install 'gridnode[postgres]'"
+        ) from None
     if uninstall:
         _uninstall(sources)
         return
