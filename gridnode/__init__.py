@@ -34,7 +34,7 @@ from crdt.identity import Keypair
 from crdt.ipld import CID
 
 if TYPE_CHECKING:
-    from gridnode.api import BadRequest, InvalidOp, NodeUnavailable, NotFound
+    from gridnode.api import BadRequest, Conflict, InvalidOp, NodeUnavailable, NotFound
     from gridnode.config import Config, ConfigError, load_config
     from gridnode.embed import AsyncioNode, NodeStopped, SyncNode, asyncio_node, start_node
     from gridnode.node import Node, open_node
@@ -47,6 +47,7 @@ __all__ = [
     "BlockTooLarge",
     "Config",
     "ConfigError",
+    "Conflict",
     "DagCborDecodeError",
     "DecodeError",
     "EncodeError",
@@ -78,6 +79,7 @@ __all__ = [
 #: name -> the module it lives in, imported on first use.
 _LAZY = {
     "BadRequest": "gridnode.api",
+    "Conflict": "gridnode.api",
     "InvalidOp": "gridnode.api",
     "NodeUnavailable": "gridnode.api",
     "NotFound": "gridnode.api",

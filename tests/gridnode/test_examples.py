@@ -59,3 +59,19 @@ def test_the_fastapi_example(tmp_path):
     assert out["put"] == '{"key":"hello","value":"from fastapi"}'
     assert out["get"] == '{"key":"hello","value":"from fastapi"}'
     assert out["missing"] == "404"
+
+
+def test_the_snippets_of_docs_embedding_run(tmp_path):
+    text = (EXAMPLES.parent / "docs" / "embedding.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(snippets) == 2
+    env = dict(os.environ, GRIDNODE_LISTEN="/ip4/127.0.0.1/tcp/0", GRIDNODE_MDNS="false")
+    for number, code in enumerate(snippets):
+        cwd = tmp_path / str(number)
+        cwd.mkdir()
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "world\n"
+        assert (cwd / "my-node" / "node.key").is_file()
