@@ -231,10 +231,29 @@ def info(db: StoredDatabase, *, digest: bool = True) -> dict[str, Any]:
 
 def listing(repo: Repo) -> list[dict[str, Any]]:
     """``{"address", "name", "type", "entries"}`` of every database, by name."""
-    return [
-        {"address": a, "name": n, "type": t, "entries": len(repo.database(a))}
-        for a, n, t in repo.databases()
-    ]
+    out = []
+    for a, n, t in repo.databases():
+        row: dict[str, Any] = {"address": a, "name": n, "type": t}
+        row.update(_counts(repo, a, heads=False))
+        out.append(row)
+    return out
+
+
+def _counts(repo: Repo, address: str, *, heads: bool) -> dict[str, Any]:
+    """A database's entries (and heads). One whose store does not open (options it cannot use,
+    from an older node or a peer's manifest) is listed with zeros and its ``"error"``, so that
+    one bad database does not fail every listing."""
+    try:
+        db = repo.database(address)
+        counts: dict[str, Any] = {"entries": len(db)}
+        if heads:
+            counts["head_count"] = len(db.heads)
+    except GridnodeError as exc:
+        log.warning("database %s cannot be opened: %s", address, _describe(exc))
+        counts = {"entries": 0, "error": _describe(exc)}
+        if heads:
+            counts["head_count"] = 0
+    return counts
 
 
 @dataclass(frozen=True)
@@ -458,16 +477,9 @@ def _import_car(repo: Repo, data: bytes | memoryview) -> Any:
 def databases_status(repo: Repo) -> list[dict[str, Any]]:
     out = []
     for address, name, store in repo.databases():
-        db = repo.database(address)
-        out.append(
-            {
-                "address": address,
-                "name": name,
-                "type": store,
-                "entries": len(db),
-                "head_count": len(db.heads),
-            }
-        )
+        row: dict[str, Any] = {"address": address, "name": name, "type": store}
+        row.update(_counts(repo, address, heads=True))
+        out.append(row)
     return out
 
 

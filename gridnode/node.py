@@ -592,7 +592,15 @@ async def open_node(
             host.set_topic_validator(PEERS_TOPIC, node._peer_record_validator)
             nursery.start_soon(node._exchange_peers, await host.subscribe(PEERS_TOPIC))
             for address, _name, _store in repo.databases():
-                await node.replicate(repo.database(address))
+                try:
+                    database = repo.database(address)
+                except GridnodeError as exc:
+                    # Kept, but its store cannot open (options it cannot use): the node runs
+                    # without it rather than not at all.
+                    log.error("not replicating %s: %s", address, exc)
+                    node.note("refused", f"cannot open the database: {exc}", address=address)
+                    continue
+                await node.replicate(database)
             for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:
                 nursery.start_soon(node.connect, multiaddr)
             if math.isfinite(announce_interval):

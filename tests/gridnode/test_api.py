@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 import trio
 
+from crdt.errors import GridnodeError
 from gridnode import api
 from gridnode.node import open_node
 from gridnode.repo import Repo
@@ -626,5 +627,33 @@ def test_create_refuses_what_schemathesis_found(tmp_path):
             assert await call(client.databases) == []
             status, _, _ = await raw(client, "GET", "/status")
             assert status == 200
+
+    run(test)
+
+
+def test_a_database_whose_store_does_not_open_does_not_fail_the_listings(tmp_path):
+    """Options a store cannot use can still reach a data directory (an older node, a peer's
+    manifest): the listings name that database with its error instead of failing."""
+    data_dir = tmp_path / "node"
+    with Repo(data_dir) as repo:
+        # The manifest is kept before its store is opened (and found unusable).
+        with pytest.raises(GridnodeError):
+            repo.create_database("bad", "documents", options={"indexes": [""]})
+        [bad] = [address for address, name, _ in repo.databases() if name == "bad"]
+        repo.create_database("good", "keyvalue")
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            listed = {d["name"]: d for d in await call(client.databases)}
+            assert listed["good"]["entries"] == 0 and "error" not in listed["good"]
+            assert listed["bad"]["address"] == bad and "indexes" in listed["bad"]["error"]
+            status = await call(client.status)
+            assert {d["name"] for d in status["databases"]} == {"bad", "good"}
+            code, text, _ = await raw(client, "GET", "/metrics")
+            assert code == 200 and b'name="bad"' in text
+            # The node started without replicating it, and says why.
+            assert not _node.replicating(bad) and _node.replicating(listed["good"]["address"])
+            events = (await call(client.request_json, "GET", "/events"))["events"]
+            assert events[0]["address"] == bad and "cannot open" in events[0]["text"]
 
     run(test)
