@@ -55,7 +55,11 @@ class AclOp:
 
 def is_acl_payload(payload: Any) -> bool:
     """Whether a payload is meant as an ACL operation (then it must be a well-formed one)."""
-    return type(payload) is dict and payload.get("op") in ACL_OPS
+    if type(payload) is not dict:
+        return False
+    op = payload.get("op")
+    # Only a string can name an operation (a list or a map here is not hashable).
+    return type(op) is str and op in ACL_OPS
 
 
 def parse_acl_op(payload: Any) -> tuple[str, str, str] | None:
@@ -63,7 +67,9 @@ def parse_acl_op(payload: Any) -> tuple[str, str, str] | None:
     if type(payload) is not dict or set(payload) != {"op", "role", "did"}:
         return None
     op, role, did = payload["op"], payload["role"], payload["did"]
-    if op not in ACL_OPS or role not in ROLES or type(did) is not str:
+    if type(op) is not str or type(role) is not str or type(did) is not str:
+        return None
+    if op not in ACL_OPS or role not in ROLES:
         return None
     if did == PUBLIC:
         return (op, role, did) if role == "writer" else None
