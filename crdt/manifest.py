@@ -132,7 +132,7 @@ def decode_manifest(cid: CID, block: bytes) -> Manifest:
         raise InvalidManifest("not a version 1 gridnode manifest")
     if type(body["name"]) is not str or not 0 < len(body["name"]) <= 256:
         raise InvalidManifest("name must be a string of 1 to 256 characters")
-    if body["store"] not in STORE_TYPE_NAMES:
+    if type(body["store"]) is not str or body["store"] not in STORE_TYPE_NAMES:
         raise InvalidManifest(f"unknown store type {body['store']!r}")
     admins = _check_dids(body["admins"], "admins", allow_public=False)
     writers = _check_dids(body["writers"], "writers", allow_public=True)
