@@ -43,6 +43,9 @@ _V1_DAG_CBOR_SHA256: Final = b"\x01\x71\x12\x20"
 _V1_RAW_SHA256: Final = b"\x01\x55\x12\x20"
 #: Longest binary CID accepted anywhere (a 128-byte digest plus varints fits well inside).
 MAX_CID_BYTES: Final = 160
+#: Longest CID text accepted: the longest binary CID in base16 plus the prefix. base58 decoding
+#: is quadratic in the length, so longer text is refused before it is decoded.
+MAX_CID_TEXT: Final = 2 * MAX_CID_BYTES + 1
 
 
 class CID:
@@ -88,6 +91,8 @@ class CID:
 
     @classmethod
     def _parse_text(cls, text: str) -> CID:
+        if len(text) > MAX_CID_TEXT:
+            raise InvalidCID(f"CID text of {len(text)} characters exceeds {MAX_CID_TEXT}")
         if len(text) == 46 and text.startswith("Qm"):
             try:
                 raw = base58_decode(text)
