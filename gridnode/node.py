@@ -438,7 +438,13 @@ class Node:
                 lacking = set(unknown)
                 inline = [(c, b) for c, b in announcement.blocks if c in lacking]
                 if inline:
-                    joined = await self.worker.run(database.join_blocks, inline)
+                    try:
+                        joined = await self.worker.run(database.join_blocks, inline)
+                    except GridnodeError as exc:
+                        # The disk is full, say: this announcement is dropped, not the node.
+                        log.warning("cannot keep entries gossiped for %s: %s", database.address, exc)
+                        self.note("store-failed", str(exc), peer=peer, address=database.address)
+                        continue
                     self.count_join("gossip", joined, peer=peer)
                     unknown = await self.worker.run(database.unknown, list(announcement.heads))
             missing = await self.worker.run(_has_missing, database)

@@ -1,5 +1,5 @@
 """The node's disk: one SQLite file holding blocks, logs and materialised store state."""
 
-from gridnode.storage.sqlite import DB_FILE, SqliteSpace, SqliteStore, StorageError
+from gridnode.storage.sqlite import DB_FILE, SqliteSpace, SqliteStore, StorageError, StorageFull
 
-__all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError"]
+__all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError", "StorageFull"]

@@ -17,6 +17,8 @@ at a time (``trio.to_thread.run_sync`` with a limiter of 1; see docs/decisions.m
 from __future__ import annotations
 
 import hashlib
+import logging
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +30,9 @@ import cbor2
 from crdt.errors import GridnodeError
 from crdt.ipld import CID
 
-__all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError"]
+__all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError", "StorageFull"]
+
+log = logging.getLogger(__name__)
 
 DB_FILE: Final = "gridnode.sqlite"
 SCHEMA_VERSION: Final = 1
@@ -67,6 +71,33 @@ CREATE TABLE IF NOT EXISTS databases (
 
 class StorageError(GridnodeError):
     """The node's SQLite file cannot be used (locked, corrupt, from a newer gridnode, ...)."""
+
+
+class StorageFull(StorageError):
+    """The disk holding the node's SQLite file is full: the write was refused and nothing of it
+    was kept. Writes succeed again once space is freed; what was written before is intact."""
+
+
+#: Free bytes below which an I/O error of SQLite is taken for a full disk.
+_FULL_BELOW: Final = 1 << 20
+
+
+def _full_disk(path: Path, exc: BaseException) -> StorageFull | None:
+    """A :class:`StorageFull` for ``exc`` if it is SQLite's ``SQLITE_FULL``, or an I/O error on a
+    disk with (almost) no space left; else ``None``."""
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    full = code == sqlite3.SQLITE_FULL
+    if not full and code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+        try:
+            full = shutil.disk_usage(path.parent).free < _FULL_BELOW
+        except OSError:
+            full = False
+    if not full:
+        return None
+    log.error("disk full: cannot write to %s (%s); writes are refused until space is freed", path, exc)
+    return StorageFull(f"the disk holding {path} is full: the write was refused, nothing of it kept")
 
 
 # Stored values are our own: they were checked before they were written and never leave the
@@ -120,6 +151,9 @@ class SqliteStore:
             self.conn.executescript(_SCHEMA)
             row = self.conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
+            full = _full_disk(path, exc)
+            if full is not None:
+                raise full from exc
             raise StorageError(f"cannot open {path}: {exc}") from None
         if row is None:
             self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -150,17 +184,33 @@ class SqliteStore:
         try:
             yield
             self.flush()
-        except BaseException:
-            self._depth = 0
-            for table in self._dirty:
-                table.discard()
-            self._dirty.clear()
-            self.conn.execute("ROLLBACK")
-            # The ``tables`` rows written in it are gone: let the next use write them again.
-            self._tids.clear()
+        except BaseException as exc:
+            self._abandon()
+            full = _full_disk(self.path, exc)
+            if full is not None:
+                raise full from exc
             raise
         self._depth = 0
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            # A full disk fails the COMMIT itself (the WAL cannot grow): nothing of it is kept.
+            self._abandon()
+            full = _full_disk(self.path, exc)
+            if full is not None:
+                raise full from exc
+            raise
+
+    def _abandon(self) -> None:
+        """Roll back the open transaction (if SQLite has not already) and forget its writes."""
+        self._depth = 0
+        for table in self._dirty:
+            table.discard()
+        self._dirty.clear()
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        # The ``tables`` rows written in it are gone: let the next use write them again.
+        self._tids.clear()
 
     def flush(self) -> None:
         """Write every table's buffered writes (done before COMMIT and before range reads)."""

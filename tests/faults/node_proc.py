@@ -155,9 +155,11 @@ def main() -> None:
 class NodeProc:
     """A running ``node_proc.py``: its ready line, commands and their answers, its stderr."""
 
-    def __init__(self, data_dir: Path, *args: str, netns: str | None = None, env=None) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, netns: str | None = None, env=None, log_dir: Path | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.log_path = (log_dir or self.data_dir.parent) / f"{self.data_dir.name}.log"
         self.log = self.log_path.open("a")
         command = [sys.executable, str(SCRIPT), str(data_dir), *args]
         if netns is not None:
@@ -220,7 +222,8 @@ class NodeProc:
         return int(self.acks[-1].split()[2]) if self.acks else 0
 
     def errors(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text()
 
     def stop(self, timeout: float = 30.0) -> int:
