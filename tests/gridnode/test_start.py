@@ -505,6 +505,13 @@ def test_a_signal_during_start_up_stops_it_cleanly(tmp_path, delay):
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+        # From the moment the command has its handler in place (SIGTERM caught, per /proc):
+        # before that the interpreter itself is still starting, and the signal's default action
+        # (termination) is all there is. On a loaded machine that start takes over 0.2 s.
+        deadline = time.monotonic() + 30
+        while not _catches(proc.pid, signal.SIGTERM) and proc.poll() is None:
+            assert time.monotonic() < deadline, "the command never installed its handler"
+            time.sleep(0.005)
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
@@ -513,3 +520,16 @@ def test_a_signal_during_start_up_stops_it_cleanly(tmp_path, delay):
     assert "Traceback" not in errors
     assert not (data_dir / api.API_FILE).exists()
     assert not (data_dir / api.TOKEN_FILE).exists()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (Linux: SigCgt in /proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as file:
+            status = file.read()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
