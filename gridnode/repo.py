@@ -16,16 +16,16 @@ from typing import Any, TypeVar
 
 from crdt.database import Database
 from crdt.entry import MAX_ENTRY_BYTES, Entry, decode_entry
-from crdt.errors import GridnodeError, InvalidCar, InvalidCID, InvalidManifest
+from crdt.errors import GridnodeError, HashMismatch, InvalidCar, InvalidCID, InvalidManifest
 from crdt.identity import Keypair
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes, iter_blocks, read_header
 from crdt.ipld.cid import CID
 from crdt.manifest import PUBLIC, Manifest, create_manifest, decode_manifest, parse_address
 from crdt.rangesums import LogItems
-from crdt.stores import Store
+from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
 from gridnode.keystore import load_or_create_key
-from gridnode.storage import DB_FILE, SqliteStore
+from gridnode.storage import DB_FILE, CorruptBlock, SqliteStore
 
 __all__ = ["ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
 
@@ -120,23 +120,45 @@ class StoredDatabase:
         return _Items(self)
 
     def item_blocks(self, items: Sequence[bytes]) -> list[bytes]:
-        """The blocks of reconciliation items (clock + binary CID), in the order given."""
+        """The blocks of reconciliation items (clock + binary CID), in the order given; a block
+        that no longer hashes to its CID is reported and left out (:meth:`block`)."""
         blocks = self._db.log.space.table("blocks")
         found = []
         for item in items:
             block = blocks.get(item[8:])
-            if block is not None:
+            if block is not None and self._intact(CID.parse(item[8:]), block):
                 found.append(bytes(block))
         return found
 
     def blocks_of(self, cids: Sequence[CID]) -> list[tuple[CID, bytes]]:
-        """The blocks of applied entries (others are skipped)."""
+        """The blocks of applied entries (others are skipped), to serve to peers; a block that
+        no longer hashes to its CID is reported and left out (:meth:`block`)."""
         found = []
         for cid in cids:
             block = self._db.log.block(cid)
-            if block is not None:
+            if block is not None and self._intact(cid, block):
                 found.append((cid, block))
         return found
+
+    def block(self, cid: CID) -> bytes | None:
+        """The stored block of an applied entry, checked against its CID (a sha256, cheap);
+        raises :class:`~gridnode.storage.CorruptBlock` if the bytes on disk were damaged."""
+        block = self._db.log.block(cid)
+        if block is not None and not self._intact(cid, block):
+            raise CorruptBlock(f"stored block {cid} of {self.address} does not hash to its CID")
+        return block
+
+    def _intact(self, cid: CID, block: bytes) -> bool:
+        try:
+            cid.verify(block)
+        except HashMismatch:
+            log.error(
+                "stored block %s of %s does not hash to its CID: %s is damaged; the block is "
+                "not served",
+                cid, self.address, self.repo.sql.path,
+            )
+            return False
+        return True
 
     def may_write(self, did: str | None = None) -> bool:
         return self._db.log.access.may_write(did or self.repo.keypair.did)
@@ -225,14 +247,22 @@ class StoredDatabase:
         roots = [self.manifest.cid, *self.heads]
         tmp = path.with_name(path.name + ".tmp")
         count = 1
-        with tmp.open("wb") as out:
-            out.write(car_v1_header_bytes(roots))
-            out.write(car_section_bytes(self.manifest.cid, self.manifest.block))
-            for entry in self.entries():
-                out.write(car_section_bytes(entry.cid, entry.block))
-                count += 1
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with tmp.open("wb") as out:
+                out.write(car_v1_header_bytes(roots))
+                out.write(car_section_bytes(self.manifest.cid, self.manifest.block))
+                for entry in self.entries():
+                    if not self._intact(entry.cid, entry.block):
+                        raise CorruptBlock(
+                            f"stored block {entry.cid} of {self.address} does not hash to its CID"
+                        )
+                    out.write(car_section_bytes(entry.cid, entry.block))
+                    count += 1
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(path)
         return count
 
@@ -323,7 +353,14 @@ class Repo:
         return self.add_database(manifest)
 
     def add_database(self, manifest: Manifest) -> StoredDatabase:
-        """Keep (or follow) a database given its manifest."""
+        """Keep (or follow) a database given its manifest.
+
+        Raises :class:`~crdt.errors.InvalidManifest`, keeping nothing, if its store cannot open
+        with the manifest's options (a peer's manifest is outside input like any other)."""
+        try:
+            open_store(manifest.store, manifest.options)
+        except GridnodeError as exc:
+            raise InvalidManifest(f"{manifest.address}: its store does not open: {exc}") from None
         with self.sql.transaction():
             self.sql.put_block(manifest.cid.bytes, manifest.block)
             self.sql.conn.execute(

@@ -97,3 +97,14 @@ def test_import_reports_forged_entries(tmp_path):
         assert report.applied == 1
         assert len(report.rejected) == 1 and "Unauthorized" in report.rejected[0][1]
         assert b.database(db.address).store.get("k") == "honest"
+
+
+def test_a_manifest_whose_store_cannot_open_is_refused_and_nothing_kept(tmp_path):
+    from crdt.errors import InvalidManifest
+    from crdt.manifest import create_manifest
+
+    with Repo(tmp_path / "n") as repo:
+        bad = create_manifest("bad", "documents", admins=[repo.did], writers=[repo.did], options={"indexes": [""]})
+        with pytest.raises(InvalidManifest):
+            repo.add_database(bad)
+        assert repo.databases() == []
