@@ -27,10 +27,10 @@ from typing import Any, Final
 
 import cbor2
 
-from crdt.errors import GridnodeError
+from crdt.errors import GridnodeError, HashMismatch
 from crdt.ipld import CID
 
-__all__ = ["DB_FILE", "SqliteSpace", "SqliteStore", "StorageError", "StorageFull"]
+__all__ = ["DB_FILE", "CorruptBlock", "SqliteSpace", "SqliteStore", "StorageError", "StorageFull"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ class StorageError(GridnodeError):
 class StorageFull(StorageError):
     """The disk holding the node's SQLite file is full: the write was refused and nothing of it
     was kept. Writes succeed again once space is freed; what was written before is intact."""
+
+
+class CorruptBlock(StorageError, HashMismatch):
+    """A block read from the node's SQLite file no longer hashes to its CID (the file was damaged
+    on disk): it is never served or exported."""
 
 
 #: Free bytes below which an I/O error of SQLite is taken for a full disk.
