@@ -247,6 +247,8 @@ class Node:
         """Start replicating a database this node keeps."""
         if database.address in self._replicas:
             return
+        if not await self.worker.run(self.repo.replicated, database.address):
+            await self.worker.run(self.repo.set_replicated, database.address, True)
         replica = _Replica(database, topic_for(database.manifest.cid))
         self._replicas[database.address] = replica
         self.host.set_topic_validator(replica.topic, self._validator(database))
@@ -265,14 +267,16 @@ class Node:
 
     async def unfollow(self, address: str) -> StoredDatabase:
         """Stop replicating a database: leave its gossip topic, start no more pulls of it. Its
-        data stays; :meth:`follow` or :meth:`replicate` (and the node's next start) replicate
-        it again. Raises :class:`~gridnode.repo.UnknownDatabase` if it is not replicated."""
+        data stays, and so does the choice: the node's next start does not replicate it either,
+        until :meth:`follow` or :meth:`replicate` does. Raises :class:`~gridnode.repo.UnknownDatabase` if it is not replicated."""
         canonical = "/gridnode/" + str(parse_address(address))
         replica = self._replicas.pop(canonical, None)
         if replica is None:
             raise UnknownDatabase(f"this node does not replicate {canonical}")
         if replica.subscription is not None:
             await replica.subscription.aclose()
+        # Durable: the node's next start leaves it alone too.
+        await self.worker.run(self.repo.set_replicated, canonical, False)
         log.info("stopped replicating %s", canonical)
         return replica.database
 
@@ -605,6 +609,9 @@ async def open_node(
                     # without it rather than not at all.
                     log.error("not replicating %s: %s", address, exc)
                     node.note("refused", f"cannot open the database: {exc}", address=address)
+                    continue
+                if not repo.replicated(address):
+                    log.info("not replicating %s: unfollowed", address)
                     continue
                 await node.replicate(database)
             for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:

@@ -31,6 +31,8 @@ __all__ = ["ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: ``meta`` rows naming the databases the node no longer replicates.
+_UNFOLLOWED = "unfollowed:"
 
 
 class UnknownDatabase(GridnodeError, LookupError):
@@ -325,6 +327,21 @@ class Repo:
         ``None``."""
         row = self.sql.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else row[0]
+
+    def replicated(self, address: str) -> bool:
+        """Whether the node replicates this database when it runs (every database does, until
+        it is unfollowed; following it again undoes that)."""
+        return self.meta(_UNFOLLOWED + address) is None
+
+    def set_replicated(self, address: str, replicated: bool) -> None:
+        """Record (durably) whether the node replicates this database when it runs."""
+        with self.sql.transaction():
+            if replicated:
+                self.sql.conn.execute("DELETE FROM meta WHERE name = ?", (_UNFOLLOWED + address,))
+            else:
+                self.sql.conn.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, 1)", (_UNFOLLOWED + address,)
+                )
 
     # -- databases ----------------------------------------------------------------------------
 

@@ -566,6 +566,23 @@ def test_unfollow_stops_replicating_and_follow_resumes(tmp_path):
     run(test)
 
 
+def test_unfollow_is_kept_across_a_restart(tmp_path):
+    data_dir = tmp_path / "node"
+
+    async def test():
+        async with serving(data_dir) as (node, client):
+            kv = (await call(client.create, api.CreateRequest("kv", "keyvalue")))["address"]
+            await call(client.unfollow, kv)
+        async with serving(data_dir) as (node, client):
+            assert not node.replicating(kv)  # the restart left it alone
+            assert [d["replicating"] for d in (await call(client.status))["databases"]] == [False]
+            await call(client.follow, kv)
+        async with serving(data_dir) as (node, client):
+            assert node.replicating(kv)  # following it again was kept too
+
+    run(test)
+
+
 def test_events_list_rejections_newest_first(tmp_path):
     async def test():
         async with serving(tmp_path / "node") as (node, client):
