@@ -2,7 +2,8 @@
 databases with entries and has a second node connected: what the page shows is what the node
 says of itself.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them). Without them the
+Needs Debian's ``chromium`` and ``chromium-driver`` (installed on first use when run as root on Debian,
+like .ci/run does). Without them the
 test fails, unless ``GRIDNODE_NO_BROWSER=1`` says to skip it.
 """
 
@@ -38,6 +39,11 @@ def browser(tmp_path):
     if os.environ.get("GRIDNODE_NO_BROWSER") == "1":
         pytest.skip("GRIDNODE_NO_BROWSER=1")
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if shutil.which(p) is None]
+    if missing:
+        from tests.system_packages import install
+
+        install("chromium", "chromium-driver")
+        missing = [p for p in (CHROMIUM, CHROMEDRIVER) if shutil.which(p) is None]
     assert not missing, f"{missing} not installed: apt-get install chromium chromium-driver"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -99,6 +99,11 @@ class PostgresServer:
 @pytest.fixture(scope="session")
 def postgres_server():
     bin_dir = _bin_dir()
+    if bin_dir is None and os.environ.get("GRIDNODE_NO_POSTGRES") != "1":
+        from tests.system_packages import install
+
+        if install("postgresql"):
+            bin_dir = _bin_dir()
     if bin_dir is None:
         if os.environ.get("GRIDNODE_NO_POSTGRES") == "1":
             pytest.skip("GRIDNODE_NO_POSTGRES=1: the PostgreSQL tests are skipped")
