@@ -38,7 +38,7 @@ from crdt.manifest import decode_manifest, parse_address
 from gridnode.net import Host, Stream, open_host
 from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
-from gridnode.sync import PullReport, fetch_manifest, pull, serve
+from gridnode.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from protocols.gossip import (
     PEERS_TOPIC,
     Announcement,
@@ -56,6 +56,8 @@ __all__ = ["MAX_EVENTS", "MAX_STRIKES", "Node", "NodeCounters", "NodeEvent", "Pe
 MAX_STRIKES = 3
 #: Recent rejections and errors a node remembers (``Node.events``).
 MAX_EVENTS = 200
+#: (peer, database) pairs whose asked CIDs a node remembers (the oldest are forgotten first).
+MAX_ASKED_PEERS = 1024
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,6 +190,8 @@ class Node:
         #: The last MAX_EVENTS rejections and errors, oldest first.
         self.events: deque[NodeEvent] = deque(maxlen=MAX_EVENTS)
         self.counters = NodeCounters()
+        #: (peer, address) -> how often each CID was asked of that peer (gridnode.sync.pull).
+        self.asked: dict[tuple[str, str], dict[CID, int]] = {}
 
     def note(
         self, kind: str, text: str, *, peer: str | None = None, address: str | None = None
@@ -451,7 +455,11 @@ class Node:
                         continue
                     self.count_join("gossip", joined, peer=peer)
                     unknown = await self.worker.run(database.unknown, list(announcement.heads))
-            missing = await self.worker.run(_has_missing, database)
+            # Heads and parents this peer was asked for MAX_ASKS times in vain do not make us pull
+            # again (it claims what it cannot serve, or nobody has them: orphans wait, bounded).
+            given_up = self.asked.get((peer, database.address), {})
+            unknown = [c for c in unknown if given_up.get(c, 0) < MAX_ASKS]
+            missing = await self.worker.run(_has_missing, database, given_up)
             if unknown or missing:
                 self._nursery.start_soon(self._pull, peer, database.address)
 
@@ -492,7 +500,9 @@ class Node:
             with trio.fail_after(300):
                 stream = await self.host.open_stream(peer, PROTOCOL_ID)
                 try:
-                    report = await pull(_Metered(stream, status), database, self.worker)
+                    report = await pull(
+                        _Metered(stream, status), database, self.worker, asked=self._asked_of(peer, database.address)
+                    )
                 finally:
                     await stream.close()
         except ProtocolError as exc:
@@ -533,6 +543,14 @@ class Node:
             )
         return report
 
+    def _asked_of(self, peer: str, address: str) -> dict[CID, int]:
+        key = (peer, address)
+        found = self.asked.pop(key, None)
+        while len(self.asked) >= MAX_ASKED_PEERS:
+            del self.asked[next(iter(self.asked))]
+        found = self.asked[key] = {} if found is None else found
+        return found
+
     async def _strike(self, peer: str, reason: str) -> None:
         """Count a protocol violation; disconnect a peer that keeps misbehaving."""
         strikes = self.strikes[peer] = self.strikes.get(peer, 0) + 1
@@ -563,8 +581,8 @@ class Node:
             served.entries_sent += stats.blocks_sent
 
 
-def _has_missing(database: StoredDatabase) -> bool:
-    return bool(database.missing)
+def _has_missing(database: StoredDatabase, given_up: dict[CID, int]) -> bool:
+    return any(given_up.get(c, 0) < MAX_ASKS for c in database.missing)
 
 
 @asynccontextmanager

@@ -55,6 +55,10 @@ READ_SIZE: Final = 256 * 1024
 ANSWER_LIMIT: Final = 200_000
 #: Databases one sync stream may reconcile.
 MAX_SESSIONS: Final = 16
+#: Times a CID is asked of one peer (over all pulls) before that peer is no longer asked for it.
+MAX_ASKS: Final = 3
+#: CIDs whose asks are remembered per peer and database (the oldest are forgotten first).
+MAX_ASKED: Final = 10_000
 
 
 class ByteStream(Protocol):
@@ -100,8 +104,14 @@ async def pull(
     *,
     budget: Budget | None = None,
     now: Callable[[], float] = trio.current_time,
+    asked: dict[CID, int] | None = None,
 ) -> PullReport:
-    """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it."""
+    """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it.
+
+    ``asked`` counts how often each CID was asked of this peer; pass the same dict to every pull
+    from one peer, and a CID it failed to send :data:`MAX_ASKS` times is not asked of it again
+    (a peer claiming heads it cannot serve, or parents nobody has, costs a few round trips, not
+    one more per pull for ever)."""
     conn = SyncConnection(Role.PULLER, budget=budget or Budget())
     report = PullReport(address=database.address, stats=conn.stats)
     db = database.manifest.cid
@@ -143,8 +153,9 @@ async def pull(
     def lacking() -> list[CID]:
         return database.unknown(server_heads) + sorted(database.missing - set(server_heads))
 
-    wanted = await worker.run(lacking)
-    asked: dict[CID, int] = {}
+    if asked is None:
+        asked = {}
+    wanted = [c for c in await worker.run(lacking) if asked.get(c, 0) < MAX_ASKS]
     while wanted:
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
@@ -156,7 +167,9 @@ async def pull(
             return report
         missing = await worker.run(lambda: sorted(database.missing))
         # A CID asked for three times and still missing is not coming from this peer.
-        wanted = [c for c in missing if asked.get(c, 0) < 3]
+        wanted = [c for c in missing if asked.get(c, 0) < MAX_ASKS]
+    while len(asked) > MAX_ASKED:
+        del asked[next(iter(asked))]
     report.complete = not await worker.run(lambda: bool(database.missing))
     return report
 
