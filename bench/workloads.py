@@ -13,7 +13,8 @@ results), so that both systems are measured the same way:
 Storage is gridnode's default: one SQLite file per node, WAL, ``synchronous=FULL``. With
 ``"batch": 0`` every operation is its own ``write`` call, one signed entry in one durable
 transaction (acknowledged once on disk), like OrbitDB's ``db.put`` per operation; ``"batch": B``
-uses ``write_many`` with B operations per transaction instead.
+uses ``write_many`` with B operations per transaction instead. ``"synchronous": "NORMAL"`` lowers
+SQLite's durability to OrbitDB's (extra information only).
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def write(p: dict[str, Any]) -> dict[str, Any]:
     ops = _ops(p["type"], payloads)
     batch = int(p.get("batch") or 0)
     with Repo(Path(p["dir"])) as repo:
+        if p.get("synchronous"):
+            # Bench only: e.g. NORMAL, where a WAL commit is not fsynced (a process crash loses
+            # nothing, a power loss may lose the last commits): OrbitDB's LevelDB writes.
+            repo.sql.conn.execute(f"PRAGMA synchronous={p['synchronous']}")
         if p.get("warmup"):
             warm = _create(repo, "warmup", p["type"])
             for op in ops[: p["warmup"]]:
