@@ -6,7 +6,8 @@ Run (by the tests, possibly inside a network namespace with ``ip netns exec``):
                                  [--follow ADDRESS] [--write-loop ADDRESS BATCH TAG]
 
 It opens the node with :func:`gridnode.node.open_node` (as ``gridnode start`` does), then prints
-``ready <peer id> <first listen address> <seconds from process start to ready>``. Commands, one a
+``ready <peer id> <first listen address> <seconds from process start to ready> <seconds of them
+spent importing gridnode>``. Commands, one a
 line on stdin, each answered by one line on stdout:
 
     write ADDRESS N TAG   N puts (keys TAG-0 .. TAG-N-1) in one transaction -> ``ack TAG N``
@@ -36,6 +37,7 @@ import time
 from pathlib import Path
 
 STARTED = time.monotonic()
+IMPORTS = 0.0
 SCRIPT = Path(__file__).resolve()
 ROOT = SCRIPT.parents[2]
 
@@ -68,7 +70,7 @@ async def _node_main(args: argparse.Namespace) -> None:
                         break
                     except GridnodeError:
                         await trio.sleep(0.1)
-        say(f"ready {node.peer_id} {node.addrs[0]} {time.monotonic() - STARTED:.3f}")
+        say(f"ready {node.peer_id} {node.addrs[0]} {time.monotonic() - STARTED:.3f} {IMPORTS:.3f}")
 
         async with trio.open_nursery() as nursery:
             if args.write_loop:
@@ -134,6 +136,10 @@ def main() -> None:
 
     import trio
 
+    import gridnode.node  # noqa: F401
+
+    global IMPORTS
+    IMPORTS = time.monotonic() - STARTED
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir")
     parser.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0")
@@ -193,7 +199,9 @@ class NodeProc:
         line = self.next_line(timeout)
         assert line.startswith("ready "), (line, self.errors())
         self.ready_line = line
-        _, self.peer_id, self.addr, _inner = line.split()
+        _, self.peer_id, self.addr, _inner, imports = line.split()
+        #: Seconds of the start spent importing gridnode (and py-libp2p).
+        self.imports = float(imports)
         return time.monotonic() - self.spawned
 
     def next_line(self, timeout: float) -> str:
