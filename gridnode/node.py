@@ -58,6 +58,11 @@ MAX_STRIKES = 3
 MAX_EVENTS = 200
 #: (peer, database) pairs whose asked CIDs a node remembers (the oldest are forgotten first).
 MAX_ASKED_PEERS = 1024
+#: Peers (or bootstrap addresses) a node remembers to dial again when it has too few.
+MAX_KNOWN_PEERS = 256
+#: Seconds before the first redial of a lost peer; doubled after each failure, up to the most.
+REDIAL_FIRST = 1.0
+REDIAL_MOST = 300.0
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -192,6 +197,12 @@ class Node:
         self.counters = NodeCounters()
         #: (peer, address) -> how often each CID was asked of that peer (gridnode.sync.pull).
         self.asked: dict[tuple[str, str], dict[CID, int]] = {}
+        #: Peers to dial again when below ``target_peers``: peer id (or, for a bootstrap address
+        #: without one, the address) -> its multiaddrs. Bootstrap peers, peers dialled, peers
+        #: named by peer records; not peers disconnected for protocol violations.
+        self.known: dict[str, tuple[str, ...]] = {}
+        self._redial: dict[str, tuple[float, float]] = {}
+        self._dialing: set[str] = set()
 
     def note(
         self, kind: str, text: str, *, peer: str | None = None, address: str | None = None
@@ -218,14 +229,33 @@ class Node:
     def peers(self) -> list[str]:
         return self.host.peers()
 
+    def remember(self, key: str, addrs: Sequence[str]) -> None:
+        """Keep ``addrs`` of a peer (``key``: its id, or a bootstrap address) to dial it again
+        whenever the node has fewer than ``target_peers`` connections."""
+        if key == self.peer_id or self.strikes.get(key, 0) >= MAX_STRIKES:
+            return
+        self.known.pop(key, None)
+        while len(self.known) >= MAX_KNOWN_PEERS:
+            del self.known[next(iter(self.known))]
+        self.known[key] = tuple(addrs)[:8]
+
     async def connect(self, multiaddr: str) -> str | None:
-        """Dial a peer; log and return ``None`` if it cannot be reached."""
+        """Dial a peer; log and return ``None`` if it cannot be reached. A peer dialled (or
+        tried) is remembered, and dialled again whenever it is lost (:meth:`remember`)."""
+        key = _peer_of(multiaddr) or multiaddr
+        if key not in self.known:
+            self.remember(key, [multiaddr])
         try:
             peer = await self.host.connect(multiaddr)
         except GridnodeError as exc:
             log.warning("cannot connect to %s: %s", multiaddr, exc)
             self.note("connect-failed", f"{multiaddr}: {exc}")
             return None
+        if key != peer:
+            # A bootstrap address without a peer id: from now on known by the id it answered with.
+            self.known.pop(key, None)
+            self.remember(peer, [multiaddr])
+        self._redial.pop(peer, None)
         log.info("connected to %s", peer)
         for address in list(self._replicas):
             self._nursery.start_soon(self._pull, peer, address)
@@ -384,6 +414,37 @@ class Node:
             if rounds % 3 == 0:
                 await self._publish_peer_record()
 
+    # -- staying connected --------------------------------------------------------------------
+
+    async def _keep_connected(self) -> None:
+        """While below ``target_peers`` connections, dial known peers that are not connected:
+        a peer lost (a restart, a network cut) is dialled again, a bootstrap peer that was not up
+        yet too; each with its own backoff, from REDIAL_FIRST doubling to REDIAL_MOST seconds."""
+        while True:
+            await trio.sleep(REDIAL_FIRST / 2)
+            connected = set(self.peers())
+            if len(connected) >= self.target_peers:
+                continue
+            now = trio.current_time()
+            for key, addrs in list(self.known.items()):
+                if key in connected or key in self._dialing:
+                    continue
+                due, wait = self._redial.get(key, (now, REDIAL_FIRST))
+                if now < due:
+                    continue
+                self._redial[key] = (now + wait, min(wait * 2, REDIAL_MOST))
+                self._dialing.add(key)
+                self._nursery.start_soon(self._redial_one, key, addrs)
+
+    async def _redial_one(self, key: str, addrs: tuple[str, ...]) -> None:
+        try:
+            for addr in addrs:
+                if await self.connect(addr) is not None:
+                    log.info("reconnected to %s", key)
+                    return
+        finally:
+            self._dialing.discard(key)
+
     # -- peer exchange ------------------------------------------------------------------------
 
     async def _publish_peer_record(self) -> None:
@@ -413,13 +474,15 @@ class Node:
         async for origin, data in subscription:
             if origin != self.peer_id:
                 self.counters.gossip_received += 1
-            if origin == self.peer_id or origin in self.peers():
-                continue
-            if len(self.peers()) >= self.target_peers:
+            if origin == self.peer_id:
                 continue
             try:
                 record = parse_peer_record(data, origin)
             except ProtocolError:
+                continue
+            full_addrs = [a if "/p2p/" in a else f"{a}/p2p/{origin}" for a in record.addrs]
+            self.remember(origin, full_addrs)
+            if origin in self.peers() or len(self.peers()) >= self.target_peers:
                 continue
             for addr in record.addrs:
                 full = addr if "/p2p/" in addr else f"{addr}/p2p/{origin}"
@@ -559,6 +622,7 @@ class Node:
         if strikes >= MAX_STRIKES:
             log.warning("disconnecting %s after %d protocol violations", peer, strikes)
             self.note("disconnected", f"after {strikes} protocol violations", peer=peer)
+            self.known.pop(peer, None)  # and not dialled again
             await self.host.disconnect(peer)
 
     async def _serve_stream(self, stream: Stream) -> None:
@@ -579,6 +643,12 @@ class Node:
             served.bytes_sent += stats.bytes_sent
             served.bytes_received += stats.bytes_received
             served.entries_sent += stats.blocks_sent
+
+
+def _peer_of(multiaddr: str) -> str | None:
+    """The peer id a multiaddr ends with (``.../p2p/<id>``), if any."""
+    _head, sep, tail = multiaddr.rpartition("/p2p/")
+    return tail.split("/", 1)[0] if sep and tail else None
 
 
 def _has_missing(database: StoredDatabase, given_up: dict[CID, int]) -> bool:
@@ -634,6 +704,7 @@ async def open_node(
                 await node.replicate(database)
             for multiaddr in bootstrap if bootstrap is not None else config.bootstrap:
                 nursery.start_soon(node.connect, multiaddr)
+            nursery.start_soon(node._keep_connected)
             if math.isfinite(announce_interval):
                 nursery.start_soon(node._announce_periodically)
             if host.mdns:
