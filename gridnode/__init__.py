@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from gridnode.embed import AsyncioNode, NodeStopped, SyncNode, asyncio_node, start_node
     from gridnode.node import Node, open_node
     from gridnode.repo import StoredDatabase, UnknownDatabase
+    from gridnode.storage.sqlite import CorruptBlock, StorageError, StorageFull
 
 __all__ = [
     "CID",
@@ -48,6 +49,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Conflict",
+    "CorruptBlock",
     "DagCborDecodeError",
     "DecodeError",
     "EncodeError",
@@ -66,6 +68,8 @@ __all__ = [
     "NodeStopped",
     "NodeUnavailable",
     "NotFound",
+    "StorageError",
+    "StorageFull",
     "StoredDatabase",
     "SyncNode",
     "Unauthorized",
@@ -95,6 +99,9 @@ _LAZY = {
     "open_node": "gridnode.node",
     "StoredDatabase": "gridnode.repo",
     "UnknownDatabase": "gridnode.repo",
+    "CorruptBlock": "gridnode.storage.sqlite",
+    "StorageError": "gridnode.storage.sqlite",
+    "StorageFull": "gridnode.storage.sqlite",
 }
 
 
