@@ -35,6 +35,8 @@ from tests.hostile.attacker import (
 )
 
 ATTACKER_SEED = bytes([99]) * 32
+#: HOSTILE_SCALE=N multiplies the volume (the CI run is 1: 15,000 to 20,000 inputs in ~10 s).
+SCALE = int(os.environ.get("HOSTILE_SCALE", "1"))
 #: Generous: the honest nodes' and the attacker's memory growth over the whole attack.
 RSS_GROWTH_LIMIT = 512 * 1024 * 1024
 
@@ -70,6 +72,7 @@ def test_flood_of_hostile_inputs(tmp_path):
     wanted_of_attacker: Counter[CID] = Counter()
     lying_heads: list[CID] = []
     unknown_wanted = {"n": 0}
+    sent_resets = {"n": 0}
 
     async def main():
         async with honest_nodes(tmp_path) as (a, b, address), AsyncExitStack() as stack:
@@ -79,10 +82,10 @@ def test_flood_of_hostile_inputs(tmp_path):
             before = await applied_cids(a, address)
             arsenal = Arsenal(manifest_cid, head, 1)
             # Everything is generated before the attack, so the attack's CPU time is the nodes'.
-            forged_for_pulls = [arsenal.blocks(500) for _ in range(12)]
-            orphans, orphan_parents = arsenal.orphans(1500)
-            orphan_batches = [orphans[i : i + 300] for i in range(0, len(orphans), 300)]
-            forged_for_gossip = arsenal.blocks(1200)
+            forged_for_pulls = [arsenal.blocks(500 * SCALE) for _ in range(12)]
+            orphans, orphan_parents = arsenal.orphans(1500 * SCALE)
+            orphan_batches = [orphans[i : i + 300 * SCALE] for i in range(0, len(orphans), 300 * SCALE)]
+            forged_for_gossip = arsenal.blocks(1200 * SCALE)
             oversized = arsenal.oversized()
 
             host = await stack.enter_async_context(open_host(ATTACKER_SEED, LOOPBACK))
@@ -163,40 +166,55 @@ def test_flood_of_hostile_inputs(tmp_path):
                         await trio.sleep(0.02)
 
             async def client_flood():
-                # Valid-shaped requests a node must answer cheaply: unknown CIDs, unknown dbs.
-                stream = await host.open_stream(a.peer_id, PROTOCOL_ID)
+                # Valid-shaped requests a node must answer cheaply: unknown CIDs, unknown dbs,
+                # pipelined on one stream (a new one if a stream is reset under the load).
                 answers = {"bytes": 0}
 
-                async def drain():
-                    while True:
-                        data = await stream.read(65536)
-                        if not data:
-                            return
-                        answers["bytes"] += len(data)
+                async def drain(stream):
+                    try:
+                        while await stream.read(65536):
+                            answers["bytes"] += 1
+                    except StreamError:
+                        pass
 
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(drain)
-                    for i in range(1500):
-                        kind = i % 3
-                        if kind == 0:
-                            msg = Want(manifest_cid, tuple(random_cid() for _ in range(64)), (random_cid(),))
-                            unknown_wanted["n"] += 64
-                        elif kind == 1:
-                            msg = HeadsRequest(random_cid())
-                        else:
-                            msg = Sync(random_cid(), (), [[TOP, "ids", []]])
-                        await stream.write(encode_message(msg))
-                        sent["requests for unknown things (client)"] += 1
-                    await stream.close_write()
-                    with trio.move_on_after(20):
-                        while answers["bytes"] == 0 or a.served.get(host.peer_id) is None:
-                            await trio.sleep(0.05)
-                    nursery.cancel_scope.cancel()
+                requests = []
+                for i in range(4000 * SCALE):
+                    kind = i % 3
+                    if kind == 0:
+                        requests.append(Want(manifest_cid, tuple(random_cid() for _ in range(64)), (random_cid(),)))
+                        unknown_wanted["n"] += 64
+                    elif kind == 1:
+                        requests.append(HeadsRequest(random_cid()))
+                    else:
+                        requests.append(Sync(random_cid(), (), [[TOP, "ids", []]]))
+                while requests:
+                    stream = await open_sync(host, a)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(drain, stream)
+                        try:
+                            while requests:
+                                await stream.write(encode_message(requests[-1]))
+                                requests.pop()
+                                sent["requests for unknown things (client)"] += 1
+                            await stream.close_write()
+                            with trio.move_on_after(20):
+                                while answers["bytes"] == 0:
+                                    await trio.sleep(0.05)
+                        except StreamError:
+                            sent_resets["n"] += 1
+                        nursery.cancel_scope.cancel()
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(honest_writes)
                 nursery.start_soon(gossip_flood)
                 nursery.start_soon(client_flood)
+
+            # Make sure the honest node pulled from us often enough (each pull is ~500 forgeries).
+            with trio.fail_after(30):
+                while pulls_served["syncs"] < 8:
+                    await host.publish(topic, Announcement(manifest_cid, (random_cid(),)).encode())
+                    sent["announcements"] += 1
+                    await trio.sleep(0.2)
 
             # Malformed streams, one violation each: strikes, then a disconnect; we come back.
             strikes_before = a.strikes.get(host.peer_id, 0)
@@ -254,7 +272,7 @@ def test_flood_of_hostile_inputs(tmp_path):
             print(
                 f"\nhostile inputs sent: {total}\n  "
                 + "\n  ".join(f"{k}: {v}" for k, v in sorted(sent.items()))
-                + f"\n  (unknown CIDs named in those requests: {unknown_wanted['n']})"
+                + f"\n  (unknown CIDs named in those requests: {unknown_wanted['n']}; client streams reset: {sent_resets['n']})"
                 + f"\naccepted: {len(after_a - before - set(honest_written))}"
                 + f"\nnode a: rejected {rejected} by reason {dict(a.counters.rejected)}, "
                 f"refused announcements {a.rejected_announcements}, strikes on the attacker "
