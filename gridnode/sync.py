@@ -55,6 +55,8 @@ READ_SIZE: Final = 256 * 1024
 ANSWER_LIMIT: Final = 200_000
 #: Databases one sync stream may reconcile.
 MAX_SESSIONS: Final = 16
+#: Seconds a server waits for the next request on a sync stream before it closes it.
+IDLE_TIMEOUT: Final = 120.0
 #: Times a CID is asked of one peer (over all pulls) before that peer is no longer asked for it.
 MAX_ASKS: Final = 3
 #: CIDs whose asks are remembered per peer and database (the oldest are forgotten first).
@@ -263,6 +265,7 @@ async def serve(
     *,
     budget: Budget | None = None,
     stats: SyncStats | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> SyncStats:
     """Answer one peer's requests on ``stream`` until it closes it. The accounting goes into
     ``stats`` (if given) as it happens, so it survives a stream that ends in an error."""
@@ -271,8 +274,12 @@ async def serve(
         conn.stats = stats
     sessions: dict[CID, tuple[StoredDatabase, Reconciler]] = {}
     while True:
-        data = await stream.read(READ_SIZE)
+        data = b""
+        with trio.move_on_after(idle_timeout):
+            data = await stream.read(READ_SIZE)
         if not data:
+            # Closed by the peer, or silent for idle_timeout: a stream held open and idle costs
+            # this node memory and a handler, so it ends (the peer opens another when it needs).
             return conn.stats
         for event in conn.receive(data):
             if isinstance(event, HeadsAsked):

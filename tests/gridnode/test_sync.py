@@ -127,3 +127,15 @@ def test_diverged_replicas_reconcile_exactly(tmp_path):
         back = trio.run(sync_once, b, source)
         assert back.applied == 500 and back.stats.blocks_received == 500
         assert source.digest() == follower.digest() and len(source) == 4200
+
+
+def test_a_silent_stream_is_closed_by_the_server_after_its_idle_timeout(tmp_path):
+    async def main():
+        with Repo(tmp_path / "a") as a:
+            left, right = trio.testing.memory_stream_pair()
+            with trio.fail_after(10):
+                stats = await serve(TrioStream(right), a, StorageWorker(), idle_timeout=0.3)
+            assert stats.messages_received == 0
+            await left.aclose()
+
+    trio.run(main)
