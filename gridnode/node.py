@@ -559,6 +559,7 @@ class Node:
         status.pulls += 1
         status.running = True
         self.syncs[(peer, database.address)] = status
+        _bound(self.syncs)
         try:
             with trio.fail_after(300):
                 stream = await self.host.open_stream(peer, PROTOCOL_ID)
@@ -617,6 +618,7 @@ class Node:
     async def _strike(self, peer: str, reason: str) -> None:
         """Count a protocol violation; disconnect a peer that keeps misbehaving."""
         strikes = self.strikes[peer] = self.strikes.get(peer, 0) + 1
+        _bound(self.strikes)
         log.info("protocol violation by %s (%d/%d): %s", peer, strikes, MAX_STRIKES, reason)
         self.note("strike", f"protocol violation {strikes}/{MAX_STRIKES}: {reason}", peer=peer)
         if strikes >= MAX_STRIKES:
@@ -638,11 +640,22 @@ class Node:
             await stream.close()
         finally:
             served = self.served.setdefault(stream.remote_peer_id, ServedTotals())
+            _bound(self.served)
             served.streams += 1
             served.messages += stats.messages_sent + stats.messages_received
             served.bytes_sent += stats.bytes_sent
             served.bytes_received += stats.bytes_received
             served.entries_sent += stats.blocks_sent
+
+
+#: Per-peer records (strikes, syncs, what was served) kept at most; the oldest go first, so a
+#: peer coming back under ever new keys cannot grow them without end.
+MAX_PEER_RECORDS = 4096
+
+
+def _bound(records: dict[Any, Any]) -> None:
+    while len(records) > MAX_PEER_RECORDS:
+        del records[next(iter(records))]
 
 
 def _peer_of(multiaddr: str) -> str | None:

@@ -71,3 +71,13 @@ def test_a_peer_disconnected_for_violations_is_not_dialled_again(tmp_path):
                 assert a.peer_id not in b.known and a.peer_id not in b._dialing
 
     trio.run(main)
+
+
+def test_per_peer_records_are_bounded(monkeypatch):
+    from gridnode import node as node_module
+
+    monkeypatch.setattr(node_module, "MAX_PEER_RECORDS", 5)
+    records = {f"peer{i}": i for i in range(5)}
+    records["peer5"] = 5
+    node_module._bound(records)
+    assert list(records) == ["peer1", "peer2", "peer3", "peer4", "peer5"]  # the oldest went
