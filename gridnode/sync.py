@@ -23,6 +23,7 @@ import trio
 
 from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
+from gridnode.net.errors import single_exception
 from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
 from protocols.reconcile import Reconciler
@@ -221,21 +222,12 @@ async def _receive_answer(
     except BaseExceptionGroup as group:
         # The nursery wraps even a lone failure (a reset stream, a protocol violation) in a
         # group; callers handle the error itself.
-        lone = _single_exception(group)
+        lone = single_exception(group)
         if lone is None:
             raise
         raise lone from None
     assert last is not None
     return last
-
-
-def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc
 
 
 async def fetch_manifest(

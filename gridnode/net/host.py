@@ -50,7 +50,13 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from gridnode.net.discovery import DiscoveredPeers, Discovery, run_mdns
-from gridnode.net.errors import DialError, NetError, ProtocolNotSupported, StreamError
+from gridnode.net.errors import (
+    DialError,
+    NetError,
+    ProtocolNotSupported,
+    StreamError,
+    single_exception,
+)
 from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
@@ -291,7 +297,7 @@ async def open_host(
     except BaseExceptionGroup as group:
         # py-libp2p's nurseries wrap whatever leaves the block, even a lone exception, in
         # (nested) exception groups; the caller gets its own exception back.
-        lone = _single_exception(group)
+        lone = single_exception(group)
         if lone is None:
             raise
     finally:
@@ -301,16 +307,6 @@ async def open_host(
         gossip_service.close()
     if lone is not None:
         raise lone  # outside the except clause: its own __cause__ and __context__ stay as they were
-
-
-def _single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception inside (nested) single-member groups, or None if there are several."""
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        if len(exc.exceptions) != 1:
-            return None
-        exc = exc.exceptions[0]
-    return exc
 
 
 async def _close_connections(swarm: Any) -> None:
