@@ -24,6 +24,8 @@ command working on the data directory offline holds it shared (:func:`open_endpo
 Endpoints and statuses: docs/http.md (and docs/cli.md, "The local API"). Two endpoints answer
 without the token because they hold no data: ``GET /dashboard`` (a page whose own data calls carry
 the token, which it reads from its URL's ``#token=`` fragment) and ``GET /openapi.json``.
+The trustless gateway (``GET``/``HEAD /ipfs/{cid}``, :mod:`gridnode.gateway`) answers without it
+too: read-only, and content-addressed.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from crdt.errors import GridnodeError, InvalidCar
 from crdt.errors import Unauthorized as NotAWriter
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
 from crdt.stores import STORE_TYPES, UNSET, open_store
-from gridnode import jsonvalue, metrics
+from gridnode import gateway, jsonvalue, metrics
 from gridnode.openapi import openapi
 from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
 
@@ -663,6 +665,8 @@ class _Response:
     parts: list[bytes] | None = None
     content_type: str = "application/json"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: A HEAD: the headers (and the length) of the answer, without its body.
+    head: bool = False
 
 
 Handler = Callable[["ApiApp", _Request], Awaitable[_Response]]
@@ -717,7 +721,7 @@ class ApiApp:
             headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
             path = raw_path.decode("ascii").split("?", 1)[0]
             segments = [unquote(s, errors="strict") for s in path.strip("/").split("/") if s]
-            public = (tuple(segments), method) in _PUBLIC
+            public = (tuple(segments), method) in _PUBLIC or _is_gateway(segments, method)
             if not public and not hmac.compare_digest(
                 headers.get(b"authorization", b""), self._expected
             ):
@@ -923,6 +927,39 @@ class ApiApp:
     async def openapi_document(self, request: _Request) -> _Response:
         return _Response(200, openapi(_version()))
 
+    async def ipfs(self, request: _Request) -> _Response:
+        """The trustless gateway (gridnode/gateway.py): no token, read-only, content-addressed."""
+        try:
+            cid = gateway.parse_cid(request.segments[1])
+            kind = gateway.choose_format(
+                request.headers.get(b"accept", b"").decode("latin-1") or None,
+                request.query.get("format"),
+            )
+            scope = request.query.get("dag-scope", "all")
+            served: gateway.Served = await self._run(
+                gateway.serve, self.node.repo, cid, kind, scope
+            )
+        except gateway.GatewayError as exc:
+            return _Response(exc.status, {"error": _describe(exc)})
+        headers = [
+            (b"etag", served.etag.encode()),
+            (b"cache-control", served.cache_control.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-ipfs-path", f"/ipfs/{request.segments[1]}".encode()),
+            (b"vary", b"Accept"),
+        ]
+        if request.headers.get(b"if-none-match", b"").decode("latin-1") == served.etag:
+            return _Response(
+                304, parts=[], content_type=served.content_type, headers=headers, head=True
+            )
+        return _Response(
+            200,
+            parts=served.parts,
+            content_type=served.content_type,
+            headers=headers,
+            head=request.method == "HEAD",
+        )
+
     async def car(self, request: _Request) -> _Response:
         db = await self._resolve(request.segments[1])
         parts, count = await self._run(car_sections, db)
@@ -1003,11 +1040,19 @@ _ROUTES: Final[dict[tuple[tuple[str, ...], str], Handler]] = {
     (("db", "*", "iter"), "GET"): ApiApp.items,
     (("db", "*", "value"), "GET"): ApiApp.value,
     (("db", "*", "car"), "GET"): ApiApp.car,
+    (("ipfs", "*"), "GET"): ApiApp.ipfs,
+    (("ipfs", "*"), "HEAD"): ApiApp.ipfs,
 }
 
 
 #: What answers without the token: no data in either.
 _PUBLIC: Final = frozenset({(("dashboard",), "GET"), (("openapi.json",), "GET")})
+
+
+def _is_gateway(segments: list[str], method: str) -> bool:
+    """The trustless gateway answers without the token: read-only, and every byte it sends is
+    checked by the client against the CID it asked for (docs/http.md)."""
+    return len(segments) == 2 and segments[0] == "ipfs" and method in ("GET", "HEAD")
 
 
 def _route(segments: list[str], method: str) -> tuple[Handler | None, list[str]]:
@@ -1031,9 +1076,14 @@ async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: _Re
     headers = [
         (b"content-type", response.content_type.encode()),
         (b"content-length", str(length).encode()),
-        (b"cache-control", b"no-store"),
         *response.headers,
     ]
+    if not any(name == b"cache-control" for name, _ in response.headers):
+        headers.append((b"cache-control", b"no-store"))
+    if response.head:
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     # Whole parts, a few at a time: one message per 64 KiB or so, not one per CAR section.
     batch: list[bytes] = []

@@ -80,6 +80,32 @@ def _post(summary: str, body: dict[str, Any], ok: dict[str, Any], *errors: int,
     }
 
 
+def _gateway(summary: str) -> dict[str, Any]:
+    """An operation of the trustless gateway (docs/http.md): raw blocks or CARs, JSON errors."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    error = {"application/json": {"schema": _ref("Error")}}
+    return {
+        "summary": summary,
+        "security": [],
+        "parameters": [
+            _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True),
+            _param("format", "query", {"enum": ["raw", "car"]}, "instead of the Accept header"),
+            _param("dag-scope", "query", {"enum": ["block", "entity", "all"]},
+                   "CAR only: the block, or it and what it links to (default all)"),
+        ],
+        "responses": {
+            "200": {"description": "the block or the CAR",
+                    "content": {"application/vnd.ipld.raw": binary,
+                                "application/vnd.ipld.car": binary}},
+            "304": {"description": "If-None-Match names the Etag"},
+            "400": {"description": "not a CID, or a bad parameter", "content": error},
+            "404": {"description": "no database this node replicates holds it", "content": error},
+            "406": {"description": "neither raw nor CAR asked for", "content": error},
+            "413": {"description": "the CAR would be too large", "content": error},
+        },
+    }
+
+
 def openapi(version: str) -> dict[str, Any]:
     """The OpenAPI document of the local API of gridnode ``version``."""
     database = _obj(
@@ -231,6 +257,8 @@ def openapi(version: str) -> dict[str, Any]:
              "content": {"application/vnd.ipld.car": {"schema": {"type": "string",
                                                                  "format": "binary"}}}},
             400, 404, params=[_DB])},
+        "/ipfs/{cid}": {"get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
+                        "head": _gateway("the headers of GET /ipfs/{cid}")},
     }
     sync = _obj({
         "peer": {"type": "string"},

@@ -612,7 +612,13 @@ def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_pat
             assert status == 200 and spec["openapi"] == "3.1.0"
             assert node.peer_id not in json.dumps(spec)
             routes = {
-                ("/" + "/".join("{db}" if p == "*" else p for p in pattern), method.lower())
+                (
+                    "/" + "/".join(
+                        ("{cid}" if pattern[0] == "ipfs" else "{db}") if p == "*" else p
+                        for p in pattern
+                    ),
+                    method.lower(),
+                )
                 for (pattern, method) in api._ROUTES
             }
             described = {(path, m) for path, item in spec["paths"].items() for m in item}

@@ -1,0 +1,174 @@
+"""A read-only IPFS Trustless Gateway over the node's blocks (``GET /ipfs/{cid}``, docs/http.md).
+
+Only what the node replicates is served: the manifest and the applied entries of the databases it
+replicates (an unfollowed database's blocks, pending or rejected entries are not). Answers are
+raw blocks (``application/vnd.ipld.raw``) or CAR v1 streams (``application/vnd.ipld.car``), so a
+client checks every byte against the CIDs and need not trust the node.
+
+``dag-scope=block`` is the one block. ``dag-scope=all`` is, for an entry, the entry and every
+block it links to through ``db``, ``next`` and ``skip`` (its manifest and causal past), depth
+first, without duplicates; for a manifest, the whole database as ``gridnode export`` writes it
+(roots: the manifest, then the heads; that one changes as the database grows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from crdt.entry import decode_entry
+from crdt.errors import GridnodeError, InvalidCID
+from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
+from crdt.ipld.cid import CID
+from gridnode.repo import Repo, StoredDatabase
+
+__all__ = [
+    "CAR",
+    "MAX_GATEWAY_CAR_BYTES",
+    "RAW",
+    "GatewayError",
+    "Served",
+    "choose_format",
+    "find",
+    "parse_cid",
+    "serve",
+]
+
+RAW: Final = "application/vnd.ipld.raw"
+CAR: Final = "application/vnd.ipld.car"
+#: A CAR answer larger than this is refused (413) rather than built.
+MAX_GATEWAY_CAR_BYTES: Final = 256 * 1024 * 1024
+#: Cache lifetime of immutable answers (a year less a few days, as IPFS gateways send).
+IMMUTABLE: Final = "public, max-age=29030400, immutable"
+_SCOPES: Final = frozenset({"block", "entity", "all"})
+_FORMATS: Final = {"raw": RAW, "car": CAR}
+
+
+class GatewayError(GridnodeError):
+    """A gateway request the node cannot answer; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Served:
+    """A gateway answer: the bytes (as parts), content type, and headers."""
+
+    parts: list[bytes]
+    content_type: str
+    etag: str
+    cache_control: str
+    blocks: int
+
+
+def parse_cid(text: str) -> CID:
+    try:
+        return CID.parse(text)
+    except (InvalidCID, ValueError) as exc:
+        raise GatewayError(400, f"not a valid CID: {text!r} ({exc})") from None
+
+
+def choose_format(accept: str | None, format_param: str | None) -> str:
+    """``RAW`` or ``CAR`` from ``?format=`` (which wins) or the ``Accept`` header; 400 for an
+    unknown format, 406 when neither names a verifiable type (this gateway never deserialises)."""
+    if format_param is not None:
+        chosen = _FORMATS.get(format_param)
+        if chosen is None:
+            raise GatewayError(400, f"format must be raw or car, not {format_param!r}")
+        return chosen
+    for item in (accept or "").split(","):
+        media, *params = [p.strip() for p in item.split(";")]
+        values = dict(p.partition("=")[::2] for p in params)
+        if values.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+            continue
+        if media.lower() == RAW:
+            return RAW
+        if media.lower() == CAR and values.get("version", "1").strip() == "1":
+            return CAR
+    raise GatewayError(
+        406,
+        f"this is a trustless gateway: ask for {RAW} or {CAR} (Accept header or ?format=raw|car)",
+    )
+
+
+def find(repo: Repo, cid: CID) -> tuple[StoredDatabase, bytes, bool] | None:
+    """The replicated database holding ``cid``, its block, and whether it is that database's
+    manifest; ``None`` if no database this node replicates has it."""
+    for address, _name, _store in repo.databases():
+        if not repo.replicated(address):
+            continue
+        db = repo.database(address)
+        if db.manifest.cid == cid:
+            return db, db.manifest.block, True
+        block = db.block(cid)
+        if block is not None:
+            return db, block, False
+    return None
+
+
+def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
+    """What ``GET /ipfs/{cid}`` answers; run in the storage worker (one consistent state)."""
+    if scope not in _SCOPES:
+        raise GatewayError(400, f"dag-scope must be block, entity or all, not {scope!r}")
+    found = find(repo, cid)
+    if found is None:
+        raise GatewayError(404, f"no block {cid} in the databases this node replicates")
+    db, block, is_manifest = found
+    if kind == RAW:
+        return Served([block], RAW, f'"{cid}.raw"', IMMUTABLE, 1)
+    if scope != "all":
+        parts = [car_v1_header_bytes([cid]), car_section_bytes(cid, block)]
+        return Served(parts, _car_type("dfs"), f'W/"{cid}.car.block"', IMMUTABLE, 1)
+    if is_manifest:
+        parts = [car_v1_header_bytes([cid, *db.heads]), car_section_bytes(cid, block)]
+        size = sum(len(p) for p in parts)
+        for entry in db.entries():
+            parts.append(car_section_bytes(entry.cid, entry.block))
+            size = _check_size(size, parts[-1])
+        heads = ".".join(str(h) for h in db.heads)
+        # The database grows: revalidate, and the Etag names the state (its heads).
+        return Served(parts, _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache",
+                      len(parts) - 1)
+    parts = [car_v1_header_bytes([cid])]
+    size = len(parts[0])
+    for link, data in _depth_first(db, cid, block):
+        parts.append(car_section_bytes(link, data))
+        size = _check_size(size, parts[-1])
+    return Served(parts, _car_type("dfs"), f'W/"{cid}.car.all"', IMMUTABLE, len(parts) - 1)
+
+
+def _car_type(order: str) -> str:
+    return f"{CAR}; version=1; order={order}; dups=n"
+
+
+def _check_size(size: int, part: bytes) -> int:
+    size += len(part)
+    if size > MAX_GATEWAY_CAR_BYTES:
+        raise GatewayError(413, f"the CAR would be over {MAX_GATEWAY_CAR_BYTES} bytes")
+    return size
+
+
+def _depth_first(db: StoredDatabase, root: CID, block: bytes) -> list[tuple[CID, bytes]]:
+    """The entry ``root`` and what it links to (manifest, parents, skip links), depth first in
+    link order, each block once."""
+    seen = {root}
+    out: list[tuple[CID, bytes]] = []
+    stack: list[tuple[CID, bytes]] = [(root, block)]
+    while stack:
+        cid, data = stack.pop()
+        out.append((cid, data))
+        if cid == db.manifest.cid:
+            continue
+        entry = decode_entry(cid, data)
+        children = []
+        for link in (entry.db, *entry.next, *entry.skip):
+            if link in seen:
+                continue
+            seen.add(link)
+            child = db.manifest.block if link == db.manifest.cid else db.block(link)
+            if child is not None:
+                children.append((link, child))
+        stack.extend(reversed(children))
+    return out
