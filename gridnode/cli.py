@@ -1142,5 +1142,17 @@ def _register_config() -> None:
 _register_config()
 
 
+# -- pin (gridnode.kubo_cli) -----------------------------------------------------------------------
+
+
+def _register_pin() -> None:
+    from gridnode.kubo_cli import pin
+
+    main.add_command(pin)
+
+
+_register_pin()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
