@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from crdt.entry import decode_entry
+from crdt.entry import entry_from_block
 from crdt.errors import GridnodeError, InvalidCID
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
 from crdt.ipld.cid import CID
@@ -122,11 +122,11 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
         parts = [car_v1_header_bytes([cid]), car_section_bytes(cid, block)]
         return Served(parts, _car_type("dfs"), f'W/"{cid}.car.block"', IMMUTABLE, 1)
     if is_manifest:
-        parts = [car_v1_header_bytes([cid, *db.heads]), car_section_bytes(cid, block)]
-        size = sum(len(p) for p in parts)
-        for entry in db.entries():
-            parts.append(car_section_bytes(entry.cid, entry.block))
-            size = _check_size(size, parts[-1])
+        parts = []
+        size = 0
+        for part in db.car_parts():  # what `gridnode export` writes, each block checked
+            parts.append(part)
+            size = _check_size(size, part)
         heads = ".".join(str(h) for h in db.heads)
         # The database grows: revalidate, and the Etag names the state (its heads).
         return Served(parts, _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache",
@@ -161,7 +161,7 @@ def _depth_first(db: StoredDatabase, root: CID, block: bytes) -> list[tuple[CID,
         out.append((cid, data))
         if cid == db.manifest.cid:
             continue
-        entry = decode_entry(cid, data)
+        entry = entry_from_block(cid, data)  # stored, so verified when it came in
         children = []
         for link in (entry.db, *entry.next, *entry.skip):
             if link in seen:

@@ -241,24 +241,30 @@ class StoredDatabase:
         entries, report = self.verify_blocks(blocks)
         return self.join_entries(entries, report)
 
+    def car_parts(self) -> Iterator[bytes]:
+        """The database's full history as CAR v1 bytes: the header (roots: the manifest CID, then
+        the heads; docs/spec.md §9), the manifest's section, then every applied entry's in the
+        total order. Each stored block is checked against its CID first: a damaged one raises
+        :class:`~gridnode.storage.CorruptBlock` (what `export` and the gateway send is never
+        damaged)."""
+        yield car_v1_header_bytes([self.manifest.cid, *self.heads])
+        yield car_section_bytes(self.manifest.cid, self.manifest.block)
+        for entry in self.entries():
+            if not self._intact(entry.cid, entry.block):
+                raise CorruptBlock(f"stored block {entry.cid} of {self.address} does not hash to its CID")
+            yield car_section_bytes(entry.cid, entry.block)
+
     def export_car(self, path: Path) -> int:
         """Write the manifest and every applied entry as a CAR v1; return the block count.
 
         Roots: the manifest CID, then the heads (docs/spec.md §9).
         """
-        roots = [self.manifest.cid, *self.heads]
         tmp = path.with_name(path.name + ".tmp")
-        count = 1
+        count = -1  # the header is not a block
         try:
             with tmp.open("wb") as out:
-                out.write(car_v1_header_bytes(roots))
-                out.write(car_section_bytes(self.manifest.cid, self.manifest.block))
-                for entry in self.entries():
-                    if not self._intact(entry.cid, entry.block):
-                        raise CorruptBlock(
-                            f"stored block {entry.cid} of {self.address} does not hash to its CID"
-                        )
-                    out.write(car_section_bytes(entry.cid, entry.block))
+                for part in self.car_parts():
+                    out.write(part)
                     count += 1
                 out.flush()
                 os.fsync(out.fileno())
