@@ -97,3 +97,18 @@ def test_a_damaged_block_is_not_served_to_a_peer_and_is_reported(tmp_path):
         db = repo.database(address)
         assert len(db) == BAD
         assert [e.cid for e in db.entries()] == [e.cid for e in entries[:BAD]]
+
+
+def test_the_gateway_does_not_send_a_damaged_block(tmp_path):
+    from gridnode import gateway
+
+    address, entries = damaged_node(tmp_path / "node")
+    bad = entries[BAD]
+    with Repo(tmp_path / "node") as repo:
+        db = repo.database(address)
+        with pytest.raises(CorruptBlock):
+            gateway.serve(repo, db.manifest.cid, gateway.CAR, "all")  # the whole database
+        with pytest.raises(CorruptBlock):
+            gateway.serve(repo, bad.cid, gateway.RAW, "block")
+        served = gateway.serve(repo, entries[BAD - 1].cid, gateway.RAW, "block")
+        assert b"".join(served.parts) == entries[BAD - 1].block
