@@ -226,6 +226,7 @@ def info(db: StoredDatabase, *, digest: bool = True) -> dict[str, Any]:
     out["entries"] = len(db)
     out["heads"] = [str(h) for h in db.heads]
     out["may_write"] = db.may_write()
+    out["private"] = db.repo.private(db.address)
     if digest:
         out["digest"] = db.digest().hex()
     return out
@@ -268,14 +269,24 @@ class CreateRequest:
     public: bool = False
     indexes: list[str] = field(default_factory=list)
     index_by: str | None = None
+    private: bool = False
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
         if type(body) is not dict:
             raise BadRequest(
-                'the body is {"name", "type", "writers", "public", "indexes", "index_by"}'
+                'the body is {"name", "type", "writers", "public", "indexes", "index_by", '
+                '"private"}'
             )
-        unknown = set(body) - {"name", "type", "writers", "public", "indexes", "index_by"}
+        unknown = set(body) - {
+            "name",
+            "type",
+            "writers",
+            "public",
+            "indexes",
+            "index_by",
+            "private",
+        }
         if unknown:
             raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
         name, store = body.get("name"), body.get("type")
@@ -291,12 +302,15 @@ class CreateRequest:
         public = body.get("public", False)
         if type(public) is not bool:
             raise BadRequest("public must be true or false")
+        private = body.get("private", False)
+        if type(private) is not bool:
+            raise BadRequest("private must be true or false")
         index_by = body.get("index_by")
         if index_by is not None and type(index_by) is not str:
             raise BadRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise BadRequest("indexes and index_by apply to documents databases")
-        return cls(name, store, writers, public, indexes, index_by)
+        return cls(name, store, writers, public, indexes, index_by, private)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -518,6 +532,8 @@ class Offline:
             public=request.public,
             options=request.options(),
         )
+        if request.private:
+            self.repo.set_private(db.address, True)
         return describe(db)
 
     def write(
@@ -817,7 +833,12 @@ class ApiApp:
     async def create_database(self, request: _Request) -> _Response:
         spec = CreateRequest.from_json(await request.json())
         db = await self.node.create_database(
-            spec.name, spec.type, writers=spec.writers, public=spec.public, options=spec.options()
+            spec.name,
+            spec.type,
+            writers=spec.writers,
+            public=spec.public,
+            options=spec.options(),
+            private=spec.private,
         )
         return _Response(201, describe(db))
 

@@ -591,6 +591,11 @@ def db() -> None:
 )
 @click.option("--public", is_flag=True, help="Anyone may write.")
 @click.option(
+    "--private",
+    is_flag=True,
+    help="Never serve its blocks to IPFS peers (bitswap, the gateway); gridnode peers still sync.",
+)
+@click.option(
     "--index",
     "indexes",
     multiple=True,
@@ -610,6 +615,7 @@ def db_create(
     store_type: str,
     writers: tuple[str, ...],
     public: bool,
+    private: bool,
     indexes: tuple[str, ...],
     index_by: str | None,
     as_json: bool,
@@ -620,7 +626,7 @@ def db_create(
     if (indexes or index_by is not None) and store_type != "documents":
         raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
     request = CreateRequest(
-        name, store_type, list(writers), public, list(dict.fromkeys(indexes)), index_by
+        name, store_type, list(writers), public, list(dict.fromkeys(indexes)), index_by, private
     )
     created = _endpoint(ctx).create(request)
     if as_json:

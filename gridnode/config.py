@@ -42,6 +42,10 @@ max_connections = 64
 # Find gridnode nodes on the local network by mDNS. Off: announcing a node to everyone on a
 # shared network would surprise its operator.
 mdns = false
+
+# Serve the blocks of the databases this node replicates and does not keep private to IPFS
+# peers (Kubo, Helia) over bitswap, so they can fetch and pin them by CID.
+bitswap = true
 """
 
 
@@ -62,6 +66,7 @@ class Config:
     target_peers: int = 8
     max_connections: int = 64
     mdns: bool = False
+    bitswap: bool = True
 
 
 def write_default_config(data_dir: Path) -> bool:

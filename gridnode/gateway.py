@@ -1,7 +1,8 @@
 """A read-only IPFS Trustless Gateway over the node's blocks (``GET /ipfs/{cid}``, docs/http.md).
 
 Only what the node replicates is served: the manifest and the applied entries of the databases it
-replicates (an unfollowed database's blocks, pending or rejected entries are not). Answers are
+replicates and does not keep private (an unfollowed or private database's blocks, pending or
+rejected entries are not). Answers are
 raw blocks (``application/vnd.ipld.raw``) or CAR v1 streams (``application/vnd.ipld.car``), so a
 client checks every byte against the CIDs and need not trust the node.
 
@@ -94,12 +95,9 @@ def choose_format(accept: str | None, format_param: str | None) -> str:
 
 
 def find(repo: Repo, cid: CID) -> tuple[StoredDatabase, bytes, bool] | None:
-    """The replicated database holding ``cid``, its block, and whether it is that database's
-    manifest; ``None`` if no database this node replicates has it."""
-    for address, _name, _store in repo.databases():
-        if not repo.replicated(address):
-            continue
-        db = repo.database(address)
+    """The served database (replicated, not private) holding ``cid``, its block, and whether it
+    is that database's manifest; ``None`` if none has it."""
+    for db in repo.served():
         if db.manifest.cid == cid:
             return db, db.manifest.block, True
         block = db.block(cid)
@@ -114,7 +112,7 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
         raise GatewayError(400, f"dag-scope must be block, entity or all, not {scope!r}")
     found = find(repo, cid)
     if found is None:
-        raise GatewayError(404, f"no block {cid} in the databases this node replicates")
+        raise GatewayError(404, f"no block {cid} in the databases this node serves")
     db, block, is_manifest = found
     if kind == RAW:
         return Served([block], RAW, f'"{cid}.raw"', IMMUTABLE, 1)
@@ -129,8 +127,9 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
             size = _check_size(size, part)
         heads = ".".join(str(h) for h in db.heads)
         # The database grows: revalidate, and the Etag names the state (its heads).
-        return Served(parts, _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache",
-                      len(parts) - 1)
+        return Served(
+            parts, _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache", len(parts) - 1
+        )
     parts = [car_v1_header_bytes([cid])]
     size = len(parts[0])
     for link, data in _depth_first(db, cid, block):

@@ -31,12 +31,13 @@ from typing import Any, TypeVar
 
 import trio
 
-from crdt.entry import Entry
+from crdt.entry import Entry, decode_entry
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from crdt.manifest import decode_manifest, parse_address
 from gridnode.net import Host, Stream, open_host
-from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
+from gridnode.net.bitswap import Bitswap
+from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
 from gridnode.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from protocols.gossip import (
@@ -50,7 +51,15 @@ from protocols.gossip import (
 from protocols.sync import SyncStats
 from protocols.wire import PROTOCOL_ID, ProtocolError
 
-__all__ = ["MAX_EVENTS", "MAX_STRIKES", "Node", "NodeCounters", "NodeEvent", "PeerSync", "open_node"]
+__all__ = [
+    "MAX_EVENTS",
+    "MAX_STRIKES",
+    "Node",
+    "NodeCounters",
+    "NodeEvent",
+    "PeerSync",
+    "open_node",
+]
 
 #: Protocol violations after which a peer is disconnected.
 MAX_STRIKES = 3
@@ -203,6 +212,8 @@ class Node:
         self.known: dict[str, tuple[str, ...]] = {}
         self._redial: dict[str, tuple[float, float]] = {}
         self._dialing: set[str] = set()
+        #: Bitswap with IPFS peers (``None`` when the config turns it off).
+        self.bitswap: Bitswap | None = None
 
     def note(
         self, kind: str, text: str, *, peer: str | None = None, address: str | None = None
@@ -214,6 +225,8 @@ class Node:
         """Count what a join did (an :class:`~gridnode.repo.ImportReport` or a
         :class:`~gridnode.sync.PullReport`): applied by source, rejected by reason."""
         self.counters.applied[source] += report.applied
+        if report.applied and self.bitswap is not None:
+            self.bitswap.blocks_added()
         for cid, reason in report.rejected:
             self.counters.rejected[reason.split(":", 1)[0].strip() or "unknown"] += 1
             self.note("rejected", f"{cid}: {reason}", peer=peer, address=report.address)
@@ -329,9 +342,19 @@ class Node:
 
         return validate
 
-    async def create_database(self, name: str, store: str, **options: Any) -> StoredDatabase:
-        """Create a database with this node's key as admin, and replicate it."""
-        database = await self.worker.run(lambda: self.repo.create_database(name, store, **options))
+    async def create_database(
+        self, name: str, store: str, *, private: bool = False, **options: Any
+    ) -> StoredDatabase:
+        """Create a database with this node's key as admin, and replicate it. ``private``: never
+        serve its blocks to the IPFS world (:meth:`~gridnode.repo.Repo.private`)."""
+
+        def create() -> StoredDatabase:
+            database = self.repo.create_database(name, store, **options)
+            if private:
+                self.repo.set_private(database.address, True)
+            return database
+
+        database = await self.worker.run(create)
         await self.replicate(database)
         return database
 
@@ -365,6 +388,59 @@ class Node:
         await self.replicate(database)
         return database
 
+    async def restore(
+        self, roots: Sequence[CID], peers: Sequence[str] | None = None, *, timeout: float = 120.0
+    ) -> ImportReport:
+        """Fetch a database from IPFS peers over bitswap and keep and replicate it.
+
+        ``roots`` are the manifest's CID, then heads: the roots of the CAR ``gridnode export``
+        writes and ``gridnode pin`` pins. The node asks ``peers`` (default: every connected
+        peer) for them, then for every entry they link to (parents and skip links), level by
+        level; everything received is hashed against its CID, and the entries are verified and
+        joined as a CAR import is. Entries not found within ``timeout`` seconds stay missing
+        (the database then waits for them like any other gap). Raises
+        :class:`~gridnode.repo.UnknownDatabase` if the manifest cannot be had.
+        """
+        if self.bitswap is None:
+            raise GridnodeError("bitswap is off in this node's config")
+        if not roots:
+            raise ValueError("restore needs the manifest's CID (then the heads)")
+        asked = list(self.peers() if peers is None else peers)
+        manifest_cid, heads = roots[0], list(dict.fromkeys(roots[1:]))
+        deadline = trio.current_time() + timeout
+        got = await self.bitswap.fetch(
+            [manifest_cid, *heads], asked, timeout=max(0.0, deadline - trio.current_time())
+        )
+        block = got.pop(manifest_cid, None)
+        if block is None:
+            raise UnknownDatabase(f"no peer asked sent the manifest {manifest_cid}")
+        manifest = decode_manifest(manifest_cid, block)
+        blocks: dict[CID, bytes] = dict(got)
+        seen = {manifest_cid, *heads}
+        frontier = list(got)
+        while frontier:
+            links = []
+            for cid in frontier:
+                try:
+                    entry = decode_entry(cid, blocks[cid])
+                except GridnodeError:
+                    continue  # the join below refuses it, with the reason
+                for link in (*entry.next, *entry.skip):
+                    if link not in seen:
+                        seen.add(link)
+                        links.append(link)
+            left = deadline - trio.current_time()
+            if not links or left <= 0:
+                break
+            got = await self.bitswap.fetch(links, asked, timeout=left)
+            blocks.update(got)
+            frontier = list(got)
+        database = await self.worker.run(self.repo.add_database, manifest)
+        report = await self.worker.run(database.join_blocks, list(blocks.items()))
+        self.count_join("bitswap", report)
+        await self.replicate(database)
+        return report
+
     async def _fetch_manifest(self, peer: str, db: CID) -> bytes | None:
         try:
             with trio.fail_after(10):
@@ -373,7 +449,12 @@ class Node:
                     return await fetch_manifest(stream, db)
                 finally:
                     await stream.close()
-        except (GridnodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (
+            GridnodeError,
+            trio.TooSlowError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+        ) as exc:
             log.info("no manifest of %s from %s: %s", db, peer, exc)
             return None
 
@@ -382,6 +463,8 @@ class Node:
         replica = self._replica(address)
         entries = await self.worker.run(replica.database.write_many, list(payloads))
         self.counters.applied["write"] += len(entries)
+        if self.bitswap is not None:
+            self.bitswap.blocks_added()
         await self.announce(replica.database.address)
         return entries
 
@@ -513,7 +596,9 @@ class Node:
                         joined = await self.worker.run(database.join_blocks, inline)
                     except GridnodeError as exc:
                         # The disk is full, say: this announcement is dropped, not the node.
-                        log.warning("cannot keep entries gossiped for %s: %s", database.address, exc)
+                        log.warning(
+                            "cannot keep entries gossiped for %s: %s", database.address, exc
+                        )
                         self.note("store-failed", str(exc), peer=peer, address=database.address)
                         continue
                     self.count_join("gossip", joined, peer=peer)
@@ -565,7 +650,10 @@ class Node:
                 stream = await self.host.open_stream(peer, PROTOCOL_ID)
                 try:
                     report = await pull(
-                        _Metered(stream, status), database, self.worker, asked=self._asked_of(peer, database.address)
+                        _Metered(stream, status),
+                        database,
+                        self.worker,
+                        asked=self._asked_of(peer, database.address),
                     )
                 finally:
                     await stream.close()
@@ -575,7 +663,12 @@ class Node:
             self.note("sync-failed", status.error, peer=peer, address=database.address)
             await self._strike(peer, status.error)
             return None
-        except (GridnodeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except (
+            GridnodeError,
+            trio.TooSlowError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+        ) as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
             self.counters.sync_failures += 1
@@ -603,7 +696,11 @@ class Node:
         if report.applied or report.rejected:
             log.info(
                 "synced %s from %s: %d applied, %d rejected, %d round trips",
-                database.address, peer, report.applied, len(report.rejected), report.stats.round_trips,
+                database.address,
+                peer,
+                report.applied,
+                len(report.rejected),
+                report.stats.round_trips,
             )
         return report
 
@@ -700,6 +797,14 @@ async def open_node(
                 repo, host, nursery, announce_interval=announce_interval, target_peers=target_peers
             )
             host.set_stream_handler(PROTOCOL_ID, node._serve_stream)
+            if config.bitswap:
+                node.bitswap = Bitswap(
+                    host,
+                    nursery,
+                    lambda cids: node.worker.run(repo.served_blocks, cids),
+                    violation=node._strike,
+                )
+                node.bitswap.mount()
             host.set_topic_validator(PEERS_TOPIC, node._peer_record_validator)
             nursery.start_soon(node._exchange_peers, await host.subscribe(PEERS_TOPIC))
             for address, _name, _store in repo.databases():

@@ -120,12 +120,13 @@ def openapi(version: str) -> dict[str, Any]:
     )
     info = {
         **database,
-        "required": [*database["required"], "entries", "heads", "may_write"],
+        "required": [*database["required"], "entries", "heads", "may_write", "private"],
         "properties": {
             **database["properties"],
             "entries": {"type": "integer"},
             "heads": _STRINGS,
             "may_write": {"type": "boolean"},
+            "private": {"type": "boolean"},
             "digest": {"type": "string"},
         },
     }
@@ -309,6 +310,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "public": {"type": "boolean"},
                         "indexes": _STRINGS,
                         "index_by": {"type": ["string", "null"]},
+                        "private": {"type": "boolean"},
                     },
                 },
                 "Status": _obj({

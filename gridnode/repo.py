@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: ``meta`` rows naming the databases the node no longer replicates.
 _UNFOLLOWED = "unfollowed:"
+_PRIVATE = "private:"
 
 
 class UnknownDatabase(GridnodeError, LookupError):
@@ -111,7 +112,9 @@ class StoredDatabase:
         """Parents that pending entries wait for: what to fetch."""
         return self._db.log.missing
 
-    def ancestry(self, wanted: Sequence[CID], have: Sequence[CID], limit: int) -> tuple[list[CID], bool]:
+    def ancestry(
+        self, wanted: Sequence[CID], have: Sequence[CID], limit: int
+    ) -> tuple[list[CID], bool]:
         """What a peer with heads ``have`` needs to hold ``wanted`` (see :meth:`crdt.log.Log.ancestry`)."""
         return self._db.log.ancestry(wanted, have, limit=limit)
 
@@ -157,7 +160,9 @@ class StoredDatabase:
             log.error(
                 "stored block %s of %s does not hash to its CID: %s is damaged; the block is "
                 "not served",
-                cid, self.address, self.repo.sql.path,
+                cid,
+                self.address,
+                self.repo.sql.path,
             )
             return False
         return True
@@ -190,7 +195,9 @@ class StoredDatabase:
 
         return self._transaction(work)
 
-    def verify_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> tuple[list[Entry], ImportReport]:
+    def verify_blocks(
+        self, blocks: Iterable[tuple[CID, bytes]]
+    ) -> tuple[list[Entry], ImportReport]:
         """Check outside entry blocks (hash, structure, signature): the valid entries, and a report
         naming the invalid ones. Touches no storage, so it may run in any thread, in parallel
         with :meth:`join_entries` of an earlier batch."""
@@ -221,7 +228,9 @@ class StoredDatabase:
                 report.rejected.append((str(cid), f"{type(exc).__name__}: {exc}"))
         return entries, report
 
-    def join_entries(self, entries: list[Entry], report: ImportReport | None = None) -> ImportReport:
+    def join_entries(
+        self, entries: list[Entry], report: ImportReport | None = None
+    ) -> ImportReport:
         """Join verified entries in one transaction; the log judges each (clock, access, ...)."""
         report = report or ImportReport(address=self.address)
         result = self._transaction(lambda db: db.join(entries))
@@ -251,7 +260,9 @@ class StoredDatabase:
         yield car_section_bytes(self.manifest.cid, self.manifest.block)
         for entry in self.entries():
             if not self._intact(entry.cid, entry.block):
-                raise CorruptBlock(f"stored block {entry.cid} of {self.address} does not hash to its CID")
+                raise CorruptBlock(
+                    f"stored block {entry.cid} of {self.address} does not hash to its CID"
+                )
             yield car_section_bytes(entry.cid, entry.block)
 
     def export_car(self, path: Path) -> int:
@@ -346,8 +357,55 @@ class Repo:
                 self.sql.conn.execute("DELETE FROM meta WHERE name = ?", (_UNFOLLOWED + address,))
             else:
                 self.sql.conn.execute(
-                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, 1)", (_UNFOLLOWED + address,)
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, 1)",
+                    (_UNFOLLOWED + address,),
                 )
+
+    def private(self, address: str) -> bool:
+        """Whether the node keeps this database private: it replicates it with gridnode peers
+        that know its address, but never serves its blocks to the IPFS world (bitswap, the
+        gateway)."""
+        return self.meta(_PRIVATE + address) is not None
+
+    def set_private(self, address: str, private: bool) -> None:
+        """Record (durably) whether the node keeps this database private."""
+        with self.sql.transaction():
+            if private:
+                self.sql.conn.execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, 1)", (_PRIVATE + address,)
+                )
+            else:
+                self.sql.conn.execute("DELETE FROM meta WHERE name = ?", (_PRIVATE + address,))
+
+    def served(self) -> list[StoredDatabase]:
+        """The databases whose blocks the node serves to anyone who asks by CID (bitswap, the
+        gateway): those it replicates and does not keep private. A database whose store cannot
+        open is left out."""
+        found = []
+        for address, _name, _store in self.databases():
+            if not self.replicated(address) or self.private(address):
+                continue
+            try:
+                found.append(self.database(address))
+            except GridnodeError:
+                continue
+        return found
+
+    def served_blocks(self, cids: Sequence[CID]) -> dict[CID, bytes | None]:
+        """``cid -> block`` for each CID, from the databases the node serves (:meth:`served`):
+        their manifests and applied entries, each block checked against its CID; ``None`` where
+        none has it (or its copy is damaged)."""
+        found: dict[CID, bytes | None] = dict.fromkeys(cids)
+        for database in self.served():
+            lacking = [cid for cid, block in found.items() if block is None]
+            if not lacking:
+                break
+            for cid in lacking:
+                if cid == database.manifest.cid:
+                    found[cid] = database.manifest.block
+            for cid, block in database.blocks_of(lacking):
+                found[cid] = block
+        return found
 
     # -- databases ----------------------------------------------------------------------------
 

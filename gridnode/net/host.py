@@ -29,7 +29,7 @@ Stream` and :class:`~gridnode.net.gossip.Subscription`, and peer ids as base58 t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final
 
@@ -164,22 +164,28 @@ class Host:
 
         self._host.set_stream_handler(TProtocol(protocol), serve)
 
-    async def open_stream(self, peer_id: str, protocol: str) -> Stream:
-        """A new stream to ``peer_id`` speaking ``protocol`` (dials the peer if not connected).
+    async def open_stream(self, peer_id: str, protocol: str | Sequence[str]) -> Stream:
+        """A new stream to ``peer_id`` speaking ``protocol`` (dials the peer if not connected);
+        given several, the first the peer serves (:attr:`Stream.protocol` says which).
 
         Raises :class:`ProtocolNotSupported` if the peer does not serve ``protocol``,
         :class:`StreamError` for any other failure.
         """
+        protocols = [protocol] if isinstance(protocol, str) else list(protocol)
         try:
-            libp2p_stream = await self._host.new_stream(_peer(peer_id), [TProtocol(protocol)])
+            libp2p_stream = await self._host.new_stream(
+                _peer(peer_id), [TProtocol(p) for p in protocols]
+            )
         except StreamFailure as exc:
             if isinstance(exc.__cause__, MultiselectClientError) and "not supported" in str(
                 exc.__cause__
             ):
-                raise ProtocolNotSupported(f"{peer_id} does not serve {protocol}") from exc
-            raise StreamError(f"cannot open {protocol} to {peer_id}: {_reason(exc)}") from exc
+                raise ProtocolNotSupported(
+                    f"{peer_id} does not serve {' or '.join(protocols)}"
+                ) from exc
+            raise StreamError(f"cannot open {protocols[0]} to {peer_id}: {_reason(exc)}") from exc
         except (BaseLibp2pError, OSError) as exc:
-            raise StreamError(f"cannot open {protocol} to {peer_id}: {_reason(exc)}") from exc
+            raise StreamError(f"cannot open {protocols[0]} to {peer_id}: {_reason(exc)}") from exc
         return Stream(libp2p_stream)
 
     # Gossip
