@@ -108,7 +108,7 @@ def node_families(
         labels = {"address": str(db["address"]), "name": str(db["name"]), "type": str(db["type"])}
         entries.add(int(db["entries"]), **labels)
         heads.add(int(db["head_count"]), **labels)
-    return [
+    families = [
         Family("gridnode_info", "gauge", "The node: its peer id and version.").add(
             1, peer_id=node.peer_id, version=version
         ),
@@ -184,3 +184,25 @@ def node_families(
         ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
     ]
+    if node.bitswap is not None:
+        stats = node.bitswap.stats
+        families += [
+            total("bitswap_blocks_sent", "Blocks sent to bitswap peers.", stats.blocks_sent),
+            total(
+                "bitswap_block_bytes_sent",
+                "Bytes of blocks sent to bitswap peers.",
+                stats.block_bytes_sent,
+            ),
+            total(
+                "bitswap_blocks_received",
+                "Blocks received over bitswap that were asked for.",
+                stats.blocks_received,
+            ),
+            total(
+                "bitswap_unasked_blocks",
+                "Blocks bitswap peers sent that nobody asked for (dropped).",
+                stats.unasked_blocks,
+            ),
+            total("bitswap_wants_received", "Want-list entries received.", stats.wants_received),
+        ]
+    return families

@@ -260,7 +260,7 @@ class Bitswap:
         finally:
             peer.sending = False
             if stream is not None:
-                with trio.CancelScope(shield=True):
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                     await stream.close()
 
     # -- fetching ---------------------------------------------------------------------------------

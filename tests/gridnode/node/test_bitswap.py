@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 
 from crdt.ipld.cid import CID
+from gridnode.metrics import exposition, node_families
 from gridnode.net import open_host
 from gridnode.node import open_node
 from gridnode.repo import Repo
@@ -120,6 +121,10 @@ def test_restore_fetches_a_whole_database_by_bitswap(tmp_path):
             assert a.bitswap.stats.blocks_sent == 301  # the entries and the manifest, once each
             assert b.bitswap.stats.blocks_received == 301
             assert b.bitswap.stats.unasked_blocks == 0
+            # And /metrics says so.
+            text = exposition(node_families(b, [], 0, "test"))
+            found = re.search(r"(?m)^gridnode_bitswap_blocks_received_total (\S+)$", text)
+            assert found is not None and float(found.group(1)) == 301
 
     trio.run(main)
 
