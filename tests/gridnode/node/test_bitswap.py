@@ -315,3 +315,29 @@ def test_db_create_private_offline_and_in_a_running_node(tmp_path):
             assert found == {db.manifest.cid: None}
 
     trio.run(main)
+
+
+def test_a_want_list_flood_is_bounded(tmp_path):
+    """131,072 wants for blocks nobody has: the node remembers at most 4096 of them for the
+    peer, answers nothing it was not asked to, and still serves an honest want."""
+    facts = make_node_dir(tmp_path / "a", entries=2)
+
+    async def main():
+        async with node_and_raw_peer(tmp_path / "a") as (node, peer):
+            for _ in range(8):
+                flood = tuple(
+                    WantEntry(CID.for_block(os.urandom(8), "raw"), 1) for _ in range(16384)
+                )
+                await peer.send(node.peer_id, frame_message(BitswapMessage(wants=flood)))
+            with trio.fail_after(30):
+                while node.bitswap.stats.wants_received < 8 * 16384:
+                    await trio.sleep(0.05)
+            assert len(node.bitswap.wanted_by(peer.host.peer_id)) == 4096
+            head = facts["roots"][1]
+            await peer.send(
+                node.peer_id, frame_message(BitswapMessage(wants=(WantEntry(head, 1),)))
+            )
+            await peer.wait_for(lambda r: head in peer.blocks(), timeout=30)
+            assert peer.presences() == {}  # DONT_HAVE was never asked for
+
+    trio.run(main)
