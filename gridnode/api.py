@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from crdt.errors import GridnodeError, InvalidCar
 from crdt.errors import Unauthorized as NotAWriter
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
+from crdt.ipld.cid import CID
 from crdt.stores import STORE_TYPES, UNSET, open_store
 from gridnode import gateway, jsonvalue, metrics
 from gridnode.openapi import openapi
@@ -91,6 +92,12 @@ MAX_JSON_BYTES: Final = 64 * 1024 * 1024
 #: The largest CAR ``POST /import`` reads (it is held in memory); import larger ones offline.
 MAX_CAR_BYTES: Final = 256 * 1024 * 1024
 CAR_TYPE: Final = "application/vnd.ipld.car"
+#: ``POST /db/restore``: at most this many roots (the manifest and the heads), this many peers,
+#: and this many seconds to fetch in (the default when none is given).
+MAX_RESTORE_ROOTS: Final = 1024
+MAX_RESTORE_PEERS: Final = 64
+MAX_RESTORE_TIMEOUT: Final = 3600.0
+DEFAULT_RESTORE_TIMEOUT: Final = 120.0
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -846,6 +853,53 @@ class ApiApp:
         db = await self.node.follow(_address_body(await request.json()))
         return _Response(200, await self._run(lambda: info(db, digest=False)))
 
+    async def restore(self, request: _Request) -> _Response:
+        """Fetch a database from IPFS peers over bitswap (:meth:`~gridnode.node.Node.restore`):
+        connect to the ``peers`` given first, then ask them (or, when none was given or none
+        answered, every connected peer)."""
+        import trio
+
+        roots, addresses, timeout = _restore_body(await request.json())
+        node = self.node
+        if node.bitswap is None:
+            raise Conflict(
+                "bitswap is off in this node's config: 'bitswap = true' in gridnode.toml turns it "
+                "on (then restart the node)"
+            )
+        connected: dict[int, str | None] = {}
+
+        async def dial(index: int, address: str) -> None:
+            try:
+                connected[index] = await node.connect(address)
+            except Exception as exc:  # an address the transport cannot dial at all
+                log.warning("cannot connect to %s: %s", address, _describe(exc))
+                connected[index] = None
+
+        async with trio.open_nursery() as nursery:
+            for index, address in enumerate(addresses):
+                nursery.start_soon(dial, index, address)
+        peer_ids = list(dict.fromkeys(p for _, p in sorted(connected.items()) if p is not None))
+        unreachable = [a for i, a in enumerate(addresses) if connected.get(i) is None]
+        missed = f" (cannot connect to {', '.join(unreachable)})" if unreachable else ""
+        if not peer_ids and not node.peers():
+            raise NotFound(
+                f"no peer to ask for the manifest {roots[0]}: no peer is connected{missed}"
+            )
+        try:
+            report = await node.restore(roots, peer_ids or None, timeout=timeout)
+        except UnknownDatabase as exc:
+            raise NotFound(f"{_describe(exc)}{missed}") from None
+        db = await self._resolve(report.address)
+
+        def describe_restored() -> dict[str, Any]:
+            answer = info(db, digest=False)
+            answer.update(import_report(report))
+            # What did not come in time: parents that entries held wait for.
+            answer["missing"] = len(db.missing)
+            return answer
+
+        return _Response(200, await self._run(describe_restored))
+
     async def import_car(self, request: _Request) -> _Response:
         data = await request.body(MAX_CAR_BYTES)
         report = await self._run(_import_car, self.node.repo, data)
@@ -1008,6 +1062,65 @@ def _address_body(body: Any) -> str:
     return address
 
 
+_RESTORE_BODY: Final = (
+    'the body is {"roots": [manifest CID, head CID, ...], "peers": [multiaddr, ...], '
+    '"timeout": seconds} (peers and timeout optional)'
+)
+
+
+def _restore_body(body: Any) -> tuple[list[CID], list[str], float]:
+    """The roots (as CIDs), the peers' multiaddrs and the timeout of a ``POST /db/restore``."""
+    if type(body) is not dict or "roots" not in body:
+        raise BadRequest(_RESTORE_BODY)
+    unknown = set(body) - {"roots", "peers", "timeout"}
+    if unknown:
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}; {_RESTORE_BODY}")
+    texts = body["roots"]
+    if type(texts) is not list:
+        raise BadRequest("roots must be a list of CIDs: the manifest's, then the heads")
+    if not texts:
+        raise BadRequest("roots is empty: give the manifest's CID (then the heads)")
+    if len(texts) > MAX_RESTORE_ROOTS:
+        raise BadRequest(f"roots has {len(texts)} CIDs; at most {MAX_RESTORE_ROOTS}")
+    roots = []
+    for index, text in enumerate(texts):
+        if type(text) is not str:
+            raise BadRequest(f"roots[{index}] must be a CID as a string")
+        try:
+            roots.append(CID.parse(text))
+        except GridnodeError as exc:
+            raise BadRequest(f"roots[{index}] is not a CID: {_describe(exc)}") from None
+    addresses = body.get("peers", [])
+    if type(addresses) is not list:
+        raise BadRequest("peers must be a list of multiaddrs ending in /p2p/<peer id>")
+    if len(addresses) > MAX_RESTORE_PEERS:
+        raise BadRequest(f"peers has {len(addresses)} multiaddrs; at most {MAX_RESTORE_PEERS}")
+    for index, address in enumerate(addresses):
+        _check_peer_address(address, f"peers[{index}]")
+    timeout = body.get("timeout", DEFAULT_RESTORE_TIMEOUT)
+    if type(timeout) not in (int, float) or not 0 < timeout <= MAX_RESTORE_TIMEOUT:
+        raise BadRequest(
+            f"timeout must be a number of seconds above 0 and at most {MAX_RESTORE_TIMEOUT:g}, "
+            f"not {_dumps_or_repr(timeout)}"
+        )
+    return roots, list(dict.fromkeys(addresses)), float(timeout)
+
+
+def _check_peer_address(address: Any, label: str) -> None:
+    """Refuse (400) what is not a multiaddr ending in ``/p2p/<peer id>``."""
+    if type(address) is not str:
+        raise BadRequest(f"{label} must be a multiaddr (a string) ending in /p2p/<peer id>")
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    try:
+        info_from_p2p_addr(multiaddr.Multiaddr(address))
+    except Exception as exc:
+        raise BadRequest(
+            f"{label} is not a multiaddr ending in /p2p/<peer id>: {address!r} ({_describe(exc)})"
+        ) from None
+
+
 def _storage_bytes(path: Path) -> int:
     """The SQLite file and its write-ahead log, in bytes."""
     size = 0
@@ -1047,6 +1160,9 @@ _ROUTES: Final[dict[tuple[tuple[str, ...], str], Handler]] = {
     (("db",), "GET"): ApiApp.list_databases,
     (("db",), "POST"): ApiApp.create_database,
     (("follow",), "POST"): ApiApp.follow,
+    (("db", "restore"), "POST"): ApiApp.restore,
+    # /db/restore is also /db/{db} for a database named "restore": GET reads that database.
+    (("db", "restore"), "GET"): ApiApp.database,
     (("unfollow",), "POST"): ApiApp.unfollow,
     (("events",), "GET"): ApiApp.events,
     (("metrics",), "GET"): ApiApp.metrics,
@@ -1086,7 +1202,7 @@ def _route(segments: list[str], method: str) -> tuple[Handler | None, list[str]]
             if route_method == method:
                 return handler, []
             allowed.append(route_method)
-    return None, sorted(allowed)
+    return None, sorted(set(allowed))
 
 
 async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: _Response) -> None:
@@ -1304,6 +1420,11 @@ _ERRORS: Final[dict[int, type[ApiError]]] = {
 }
 
 
+#: Seconds a restore request may take beyond its own timeout: dialling the peers given (10 s
+#: each, at once), then verifying and joining what came.
+_RESTORE_SLACK: Final = 300.0
+
+
 class ApiClient:
     """A blocking client of a node's local API (one connection per request)."""
 
@@ -1407,6 +1528,24 @@ class ApiClient:
 
     def unfollow(self, address: str) -> dict[str, Any]:
         return self._post("/unfollow", {"address": address})  # type: ignore[no-any-return]
+
+    def restore(
+        self,
+        roots: Sequence[str],
+        peers: Sequence[str] = (),
+        timeout: float = DEFAULT_RESTORE_TIMEOUT,
+    ) -> dict[str, Any]:
+        """``POST /db/restore``: the node fetches the database over bitswap, taking up to
+        ``timeout`` seconds (and the time to dial the peers and to join what came), which this
+        request waits for."""
+        body = {"roots": list(roots), "peers": list(peers), "timeout": timeout}
+        answer: dict[str, Any] = self._request(
+            "POST",
+            "/db/restore",
+            body=jsonvalue.dumps(body).encode("utf-8"),
+            timeout=max(self.timeout, timeout + _RESTORE_SLACK),
+        )
+        return answer
 
     def write(
         self, ref: str, payloads: Sequence[Any], labels: Sequence[str] | None = None

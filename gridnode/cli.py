@@ -672,6 +672,64 @@ def db_follow(ctx: click.Context, address: str, wait: bool, timeout: float, as_j
         click.echo(info["address"])
 
 
+@db.command("restore")
+@click.argument("manifest_cid", metavar="MANIFEST_CID")
+@click.argument("heads", nargs=-1, metavar="[HEAD_CID ...]")
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Connect to this peer (.../p2p/<peer id>) and ask it (repeatable) [default: every "
+    "connected peer].",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Fetch for at most SECONDS; entries not had by then stay missing.",
+)
+@json_option
+@click.pass_context
+def db_restore(
+    ctx: click.Context,
+    manifest_cid: str,
+    heads: tuple[str, ...],
+    peers: tuple[str, ...],
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Fetch a database from IPFS peers over bitswap (needs a running node).
+
+    MANIFEST_CID and the HEAD_CIDs are the roots of the CAR 'gridnode export' writes and
+    'gridnode pin' pins. The running node connects to each --peer, fetches the manifest and every
+    entry from them (Kubo, Helia, gridnodes), checks each against its CID, verifies and joins
+    them, then keeps and replicates the database; prints its address. Exits 1 if no peer sent
+    the manifest.
+    """
+    endpoint = _endpoint(ctx)
+    if not endpoint.running:
+        raise CliError("'db restore' needs a running node: start it with 'gridnode start'")
+    from gridnode.progress import Progress
+
+    manifest = manifest_cid.removeprefix("/gridnode/")
+    with Progress("restore: fetch, verify and join"):
+        answer = endpoint.restore([manifest, *heads], list(peers), timeout)
+    if as_json:
+        _emit(answer)
+        return
+    click.echo(answer["address"])
+    if answer["missing"]:
+        _warn(
+            f"{answer['missing']} entries were not had within {timeout:g} s: the database waits "
+            "for them (a sync with a peer that has them fills them in)"
+        )
+    if answer["rejected"]:
+        _warn(f"{len(answer['rejected'])} entries rejected ('--json' lists them, with the reason)")
+
+
 @db.command("list")
 @json_option
 @click.pass_context

@@ -136,6 +136,35 @@ def openapi(version: str) -> dict[str, Any]:
         "properties": {"address": {"type": "string"}},
         "additionalProperties": False,
     }
+    report = _obj({
+        "address": {"type": "string"},
+        "applied": {"type": "integer"},
+        "duplicates": {"type": "integer"},
+        "pending": {"type": "integer"},
+        "rejected": {"type": "array", "items": _obj(
+            {"cid": {"type": "string"}, "reason": {"type": "string"}})},
+    })
+    restore_body = {
+        "type": "object",
+        "required": ["roots"],
+        "additionalProperties": False,
+        "properties": {
+            "roots": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                      "maxItems": 1024, "description": "CIDs: the manifest's, then the heads"},
+            "peers": {"type": "array", "items": {"type": "string"}, "maxItems": 64,
+                      "description": "multiaddrs ending in /p2p/<peer id>, dialled first"},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                        "description": "seconds to fetch in (default 120)"},
+        },
+    }
+    with_digest = _param("digest", "query", {"type": "boolean"},
+                         "with the state digest (default true)")
+    restored = {
+        **info,
+        "required": sorted({*info["required"], *report["required"], "missing"}),
+        "properties": {**info["properties"], **report["properties"],
+                       "missing": {"type": "integer"}},
+    }
     paths: dict[str, Any] = {
         "/": {"get": _get("the node's peer id and identity", _json(
             _obj({"peer_id": {"type": "string"}, "identity": {"type": "string"}}), "who answers"))},
@@ -196,19 +225,20 @@ def openapi(version: str) -> dict[str, Any]:
         "/import": {"post": _post(
             "import a CAR (as `gridnode import`)",
             {"type": "string", "format": "binary"},
-            _json(_obj({
-                "address": {"type": "string"},
-                "applied": {"type": "integer"},
-                "duplicates": {"type": "integer"},
-                "pending": {"type": "integer"},
-                "rejected": {"type": "array", "items": _obj(
-                    {"cid": {"type": "string"}, "reason": {"type": "string"}})},
-            }), "what the import did"),
+            _json(report, "what the import did"),
             media=("application/vnd.ipld.car", "application/octet-stream"))},
+        "/db/restore": {
+            "post": _post(
+                "fetch a database from IPFS peers over bitswap, then keep and replicate it "
+                "(as `gridnode db restore`)", restore_body,
+                _json(restored, "the database, and what the join of the blocks fetched did"),
+                404, 409),
+            "get": _get("the database named `restore`, as GET /db/{db}",
+                        _json(info, "the database"), 400, 404, params=[with_digest]),
+        },
         "/db/{db}": {"get": _get(
             "a database: manifest, entries, heads, digest", _json(info, "the database"), 400, 404,
-            params=[_DB, _param("digest", "query", {"type": "boolean"},
-                                "with the state digest (default true)")])},
+            params=[_DB, with_digest])},
         "/db/{db}/ops": {"post": {
             **_post("write ops in one transaction", {"type": "array", "items": _ANY},
                     _json(_obj({
