@@ -98,7 +98,7 @@ class JoinResult:
 
     #: Entries applied, in the order they were applied (a causal order).
     applied: list[Entry] = field(default_factory=list)
-    #: Entries now waiting for parents.
+    #: Entries still waiting for parents when the join ended.
     pending: list[CID] = field(default_factory=list)
     #: Entries refused for good, with the reason.
     rejected: list[tuple[CID, LogError]] = field(default_factory=list)
@@ -371,6 +371,10 @@ class Log:
         finally:
             self._fresh_positions = set()
             self.sums.flush()
+        if result.pending:
+            # An entry that waited for a parent offered later in the same batch was applied
+            # meanwhile: it is not pending any more (nor rejected).
+            result.pending = [c for c in result.pending if self._pending_t.get(c.bytes) is not None]
         return result
 
     # -- internals ----------------------------------------------------------------------------

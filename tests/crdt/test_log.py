@@ -119,6 +119,19 @@ def test_walking_back_is_logarithmic():
     assert len(log.walk_back(head, 1)) <= 13
 
 
+def test_a_join_reports_as_pending_only_what_still_waits():
+    """Children offered before their parents in one batch: applied, not reported pending."""
+    m = manifest()
+    source = Log(m)
+    chain = [source.append(W0, i) for i in range(6)]
+    log = Log(m)
+    result = log.join(list(reversed(chain[1:])))  # the root is missing: all five wait
+    assert sorted(result.pending) == sorted(e.cid for e in chain[1:])
+    result = Log(m).join(list(reversed(chain)))  # newest first, root last: all apply
+    assert len(result.applied) == 6 and result.pending == []
+    assert log.join([chain[0]]).pending == [] and len(log) == 6
+
+
 def test_pending_limits_per_author_and_total():
     m = manifest()
     source = Log(m)
