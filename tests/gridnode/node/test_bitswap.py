@@ -114,7 +114,7 @@ def test_restore_fetches_a_whole_database_by_bitswap(tmp_path):
         ):
             await b.connect(a.addrs[0])
             report = await b.restore(facts["roots"], [a.peer_id], timeout=60)
-            assert report.applied == 300 and report.rejected == []
+            assert report.applied == 300 and report.rejected == [] and report.pending == 0
             assert await b.read(facts["address"], lambda d: d.digest()) == facts["digest"]
             assert b.replicating(facts["address"])
             assert b.counters.applied["bitswap"] == 300
