@@ -246,8 +246,11 @@ class StoredDatabase:
         return report
 
     def join_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> ImportReport:
-        """Verify outside entry blocks (hash, structure, signature) and join the valid ones."""
+        """Verify outside entry blocks (hash, structure, signature) and join the valid ones,
+        parents before children (by clock), whatever order they came in: joined children first,
+        a long history would wait for its root in the pending set, which is bounded."""
         entries, report = self.verify_blocks(blocks)
+        entries.sort(key=lambda entry: entry.clock)
         return self.join_entries(entries, report)
 
     def car_parts(self) -> Iterator[bytes]:

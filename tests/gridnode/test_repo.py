@@ -108,3 +108,24 @@ def test_a_manifest_whose_store_cannot_open_is_refused_and_nothing_kept(tmp_path
         with pytest.raises(InvalidManifest):
             repo.add_database(bad)
         assert repo.databases() == []
+
+
+def test_blocks_newest_first_join_parents_first(tmp_path):
+    """A history longer than the per-author pending limit, offered newest first (as a bitswap
+    restore walks it down from the heads): every entry applies, none waits or is dropped."""
+    from crdt.log import DEFAULT_MAX_PENDING_PER_AUTHOR
+
+    source = Repo(tmp_path / "a")
+    db = source.create_database("long", "events")
+    count = DEFAULT_MAX_PENDING_PER_AUTHOR + 5
+    for start in range(0, count, 5000):
+        db.write_many([{"op": "add", "value": i} for i in range(start, min(count, start + 5000))])
+    blocks = [(e.cid, e.block) for e in db.entries()]
+    blocks.reverse()
+    target = Repo(tmp_path / "b")
+    copy = target.add_database(db.manifest)
+    report = copy.join_blocks(blocks)
+    assert (report.applied, report.pending, report.rejected) == (count, 0, [])
+    assert copy.digest() == db.digest()
+    source.close()
+    target.close()
