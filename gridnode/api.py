@@ -823,6 +823,7 @@ class ApiApp:
                 "peers": sorted(node.peers()),
                 "databases": databases,
                 "served": {peer: asdict(t) for peer, t in sorted(node.served.items())},
+                "bitswap": None if node.bitswap is None else node.bitswap.stats.as_dict(),
             },
         )
 

@@ -360,6 +360,8 @@ def openapi(version: str) -> dict[str, Any]:
                         "syncs": {"type": "array", "items": sync},
                     })},
                     "served": {"type": "object"},
+                }, {
+                    "bitswap": {"type": ["object", "null"]},
                 }),
             },
         },

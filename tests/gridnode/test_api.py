@@ -507,6 +507,8 @@ def test_follow_and_status_show_the_sync(tmp_path):
                 # inline in an announcement, with no pull).
                 status = await call(client_b.status)
                 assert status["peers"] == [a.peer_id]
+                assert status["bitswap"] == b.bitswap.stats.as_dict()  # nothing asked by bitswap
+                assert status["bitswap"]["violations"] == 0
                 syncs = {d["address"]: d["syncs"] for d in status["databases"]}[address]
                 assert syncs and syncs[0]["peer"] == a.peer_id
                 assert syncs[0]["seconds_ago"] >= 0 and syncs[0]["pulls"] >= 1
