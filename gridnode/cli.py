@@ -504,6 +504,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
         for addr in report["addrs"]:
             click.echo(f"listening: {addr}")
         click.echo(f"peers: {len(report['peers'])}")
+        bitswap = report.get("bitswap")
+        if bitswap is None:
+            click.echo("bitswap: off")
+        else:
+            click.echo(
+                f"bitswap: {bitswap['blocks_sent']} blocks sent "
+                f"({_size(bitswap['block_bytes_sent'])}), {bitswap['blocks_received']} received"
+            )
     columns = ["address", "name", "type", "entries", "heads"]
     if running:
         columns.append("last sync")
