@@ -8,22 +8,19 @@ through that API.
 
 import http.client
 import json
-import math
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import trio
 from click.testing import CliRunner
 
 from crdt.ipld.cid import CID
 from gridnode import api
 from gridnode.cli import main
-from gridnode.node import Node, open_node
+from gridnode.node import Node
 from gridnode.repo import Repo
+from tests.gridnode.test_start import node_in_thread
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 #: A manifest nobody has: the CID of a dag-cbor block nobody wrote.
@@ -47,42 +44,10 @@ class Running:
 @contextmanager
 def running(data_dir):
     """A node on ``data_dir`` serving its API in another thread, holding the data directory's
-    lock as ``gridnode start`` does."""
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def serve():
-        async with (
-            open_node(data_dir, listen=LOOPBACK, announce_interval=math.inf) as node,
-            api.serve_api(node, data_dir) as url,
-        ):
-            box.update(
-                node=node, url=url, stop=trio.Event(), token=trio.lowlevel.current_trio_token()
-            )
-            ready.set()
-            await box["stop"].wait()
-
-    def run():
-        try:
-            with api.node_lock(data_dir):
-                trio.run(serve)
-        except BaseException as exc:
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=run, daemon=True, name=f"node {data_dir.name}")
-    thread.start()
-    assert ready.wait(30), "the node did not start"
-    if "error" in box:
-        raise box["error"]
-    token = (data_dir / api.TOKEN_FILE).read_text().strip()
-    try:
+    lock as ``gridnode start`` does (``test_start.node_in_thread``), with an API client."""
+    with node_in_thread(data_dir) as box:
+        token = (data_dir / api.TOKEN_FILE).read_text().strip()
         yield Running(box["node"], box["url"], token, api.ApiClient(box["url"], token, timeout=30))
-    finally:
-        trio.from_thread.run_sync(box["stop"].set, trio_token=box["token"])
-        thread.join(30)
-        assert not thread.is_alive(), "the node did not stop"
-        assert "error" not in box, box.get("error")
 
 
 @pytest.fixture(scope="module")

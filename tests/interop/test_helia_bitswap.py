@@ -19,10 +19,9 @@ import trio
 from crdt.ipld.cid import CID
 from gridnode.node import open_node
 from gridnode.repo import Repo
-from tests.interop.test_helia_peer import (  # noqa: F401 (pytest fixtures)
+from tests.interop.test_helia_peer import (  # noqa: F401 (served: a pytest fixture)
     fetched_blocks,
     helia_fetch,
-    node_bin,
     served,
 )
 
@@ -50,7 +49,7 @@ def make_database(path: Path) -> dict:
     return facts
 
 
-def test_helia_fetches_a_gridnode_database_over_bitswap(tmp_path, node_bin):  # noqa: F811
+def test_helia_fetches_a_gridnode_database_over_bitswap(tmp_path, node_bin):
     facts = make_database(tmp_path / "g")
 
     async def main() -> None:

