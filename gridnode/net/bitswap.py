@@ -6,7 +6,8 @@ looks blocks up through a callback (the node's: only databases it serves, see
 :meth:`gridnode.repo.Repo.served_blocks`), and paces each peer.
 
 Limits, per peer: messages of at most 4 MiB (larger ones are a protocol violation), at most
-``max_streams`` inbound streams at once, at most 4096 wants remembered, and a byte allowance
+``max_streams`` inbound streams at once (its messages handled one at a time), at most 4096
+wants remembered, and a byte allowance
 (``rate`` bytes a second, ``burst`` at once) shared by the blocks sent and the lookups asked
 for; a peer past it waits, others do not. Serving is read-only: nothing a peer sends is
 stored by serving, and blocks it sends that nobody asked for are dropped.
@@ -66,8 +67,9 @@ class BitswapConfig:
     rate: float = 16 * 1024 * 1024
     #: Bytes a peer may take at once before the rate applies.
     burst: float = 32 * 1024 * 1024
-    #: Inbound bitswap streams a peer may hold open at once.
-    max_streams: int = 8
+    #: Inbound bitswap streams a peer may hold open at once (Helia opens one per want-list
+    #: message); a peer's messages are handled one at a time whatever stream they came on.
+    max_streams: int = 32
     #: Seconds an outbound stream stays open without anything to send.
     idle: float = 10.0
     #: Peers whose want-lists are remembered; the least recently active go first.
@@ -100,6 +102,7 @@ class _Peer:
     more: trio.Event = field(default_factory=trio.Event)
     sending: bool = False
     streams_in: int = 0
+    handling: trio.Lock = field(default_factory=trio.Lock)
 
 
 @dataclass
@@ -169,7 +172,9 @@ class Bitswap:
                 if not data:
                     return
                 for payload in decoder.feed(data):
-                    await self._handle(peer_id, decode_message(payload))
+                    message = decode_message(payload)
+                    async with peer.handling:
+                        await self._handle(peer_id, message)
         except ProtocolError as exc:
             self.stats.violations += 1
             log.info("bitswap: bad message from %s: %s", peer_id, exc)
