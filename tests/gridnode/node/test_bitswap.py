@@ -341,3 +341,30 @@ def test_a_want_list_flood_is_bounded(tmp_path):
             assert peer.presences() == {}  # DONT_HAVE was never asked for
 
     trio.run(main)
+
+
+def test_inbound_streams_per_peer_are_capped(tmp_path):
+    from gridnode.net.bitswap import BitswapConfig
+    from gridnode.net.errors import StreamError
+
+    make_node_dir(tmp_path / "a", entries=1)
+    cap = BitswapConfig().max_streams
+
+    async def main():
+        async with node_and_raw_peer(tmp_path / "a") as (node, peer):
+            streams = [await peer.host.open_stream(node.peer_id, PROTOCOLS) for _ in range(cap)]
+            with trio.fail_after(10):
+                while node.bitswap._peers[peer.host.peer_id].streams_in < cap:
+                    await trio.sleep(0.02)
+            # One more is reset by the node (as soon as it is negotiated, or on the first read).
+            with trio.fail_after(10):
+                try:
+                    extra = await peer.host.open_stream(node.peer_id, PROTOCOLS)
+                    data = await extra.read(10)
+                except StreamError:
+                    data = None
+            assert data is None
+            for stream in streams:
+                await stream.close()
+
+    trio.run(main)
