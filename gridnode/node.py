@@ -415,16 +415,28 @@ class Node:
         if block is None:
             raise UnknownDatabase(f"no peer asked sent the manifest {manifest_cid}")
         manifest = decode_manifest(manifest_cid, block)
-        blocks: dict[CID, bytes] = dict(got)
-        seen = {manifest_cid, *heads}
-        frontier = list(got)
-        while frontier:
-            links = []
-            for cid in frontier:
+        # Each level is verified (hash, structure, signature) off the event loop as it arrives,
+        # once: the links of a verified entry are what the walk follows, and the join below
+        # takes the verified entries as they are.
+        report = ImportReport(address=manifest.address)
+        entries: list[Entry] = []
+
+        def verify(level: list[tuple[CID, bytes]]) -> list[Entry]:
+            verified = []
+            for cid, data in level:
                 try:
-                    entry = decode_entry(cid, blocks[cid])
-                except GridnodeError:
-                    continue  # the join below refuses it, with the reason
+                    verified.append(decode_entry(cid, data))
+                except GridnodeError as exc:
+                    report.rejected.append((str(cid), f"{type(exc).__name__}: {exc}"))
+            return verified
+
+        seen = {manifest_cid, *heads}
+        level = list(got.items())
+        while level:
+            verified = await trio.to_thread.run_sync(verify, level)
+            entries += verified
+            links = []
+            for entry in verified:
                 for link in (*entry.next, *entry.skip):
                     if link not in seen:
                         seen.add(link)
@@ -432,11 +444,10 @@ class Node:
             left = deadline - trio.current_time()
             if not links or left <= 0:
                 break
-            got = await self.bitswap.fetch(links, asked, timeout=left)
-            blocks.update(got)
-            frontier = list(got)
+            level = list((await self.bitswap.fetch(links, asked, timeout=left)).items())
+        entries.sort(key=lambda entry: entry.clock)  # parents first (see join_blocks)
         database = await self.worker.run(self.repo.add_database, manifest)
-        report = await self.worker.run(database.join_blocks, list(blocks.items()))
+        report = await self.worker.run(database.join_entries, entries, report)
         self.count_join("bitswap", report)
         await self.replicate(database)
         return report

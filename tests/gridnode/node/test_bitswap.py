@@ -368,3 +368,76 @@ def test_inbound_streams_per_peer_are_capped(tmp_path):
                 await stream.close()
 
     trio.run(main)
+
+
+def test_a_restore_from_a_lying_peer_applies_nothing_invalid(tmp_path):
+    """The peer serves a database whose head (signed by a writer) links a parent with a forged
+    signature and an outsider's entry: each block hashes to its CID, so bitswap takes them,
+    and the restore's checks refuse them; nothing invalid is applied."""
+    from crdt.entry import create_entry
+    from crdt.identity import Keypair
+    from crdt.ipld import decode, encode
+    from crdt.manifest import create_manifest
+
+    writer, outsider = Keypair.from_seed(b"w" * 32), Keypair.from_seed(b"o" * 32)
+    manifest = create_manifest("lies", "events", admins=[writer.did], writers=[writer.did])
+    root = create_entry(writer, db=manifest.cid, clock=1, payload={"op": "add", "value": 0})
+    body = decode(
+        create_entry(
+            writer, db=manifest.cid, clock=2, next=[root.cid], payload={"op": "add", "value": 1}
+        ).block
+    )
+    body["signature"] = bytes(64)
+    forged = encode(body)
+    forged_cid = CID.for_block(forged)
+    foreign = create_entry(
+        outsider, db=manifest.cid, clock=2, next=[root.cid], payload={"op": "add", "value": 2}
+    )
+    head = create_entry(
+        writer,
+        db=manifest.cid,
+        clock=3,
+        next=[forged_cid, foreign.cid],
+        payload={"op": "add", "value": 3},
+    )
+    served = {
+        manifest.cid: manifest.block,
+        head.cid: head.block,
+        forged_cid: forged,
+        foreign.cid: foreign.block,
+        root.cid: root.block,
+    }
+
+    async def main():
+        async with node_and_raw_peer(tmp_path / "n") as (node, liar):
+
+            async def answer():
+                answered = 0
+                while True:
+                    await liar.wait_for(lambda r, seen=answered: len(r) > seen, timeout=30)
+                    for message in liar.received[answered:]:
+                        blocks = tuple(
+                            (e.cid, served[e.cid])
+                            for e in message.wants
+                            if e.cid in served and not e.cancel
+                        )
+                        if blocks:
+                            await liar.send(
+                                node.peer_id, frame_message(BitswapMessage(blocks=blocks))
+                            )
+                    answered = len(liar.received)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer)
+                report = await node.restore(
+                    [manifest.cid, head.cid], [liar.host.peer_id], timeout=20
+                )
+                nursery.cancel_scope.cancel()
+            reasons = dict(report.rejected)
+            assert reasons[str(forged_cid)].startswith("InvalidSignature")
+            assert reasons[str(foreign.cid)].startswith("Unauthorized")
+            applied = await node.read(manifest.address, lambda d: [e.cid for e in d.entries()])
+            assert applied == [root.cid]  # the one valid entry whose past is valid
+            assert report.applied == 1
+
+    trio.run(main)
