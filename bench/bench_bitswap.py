@@ -250,7 +250,7 @@ async def _restore(src: Source, data_dir: Path, serving: Serving, timeout: float
             try:
                 return await run(fn, *args)
             finally:
-                if getattr(fn, "__name__", "") == "join_blocks":
+                if getattr(fn, "__name__", "") in ("join_blocks", "join_entries"):
                     spans["join"] += time.perf_counter() - began
 
         node.bitswap.fetch, node.worker.run = timed_fetch, timed_run  # type: ignore[method-assign]
@@ -366,7 +366,7 @@ def step(src: Source, name: str, fn, *args) -> None:
     print(f"# N={src.n:,} {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
-def bench_size(root: Path, n: int, timeout: float, quick: bool) -> Source:
+def bench_size(root: Path, n: int, timeout: float, quick: bool, helia: bool = True) -> Source:
     src = prepare(root, n)
     print(f"# N={n:,}: built in {src.build_seconds:.1f} s, {len(src.blocks):,} blocks, {src.levels} levels", file=sys.stderr, flush=True)
     server: Server | None = Server(src.data_dir)
@@ -375,12 +375,13 @@ def bench_size(root: Path, n: int, timeout: float, quick: bool) -> Source:
         assert server is not None
         step(src, "gridnode -> gridnode", restore, src, root / "fresh-g", server, timeout)
         step(src, "gridnode -> Kubo", kubo_pin, src, kubo, server, timeout)
-        step(src, "gridnode -> Helia", helia_dag, src, server, timeout, quick)
+        if helia:
+            step(src, "gridnode -> Helia", helia_dag, src, server, timeout, quick)
         server.close()
         server = None  # from here on, the blocks can come from Kubo or Helia only
-        if not quick:  # the baselines: no gridnode code in them
-            with helia_serving(src.car, len(src.blocks)) as helia:
-                step(src, "Helia -> Helia", helia_dag, src, helia, timeout, quick)
+        if helia and not quick:  # the baselines: no gridnode code in them
+            with helia_serving(src.car, len(src.blocks)) as helia_peer:
+                step(src, "Helia -> Helia", helia_dag, src, helia_peer, timeout, quick)
         if "error" not in src.results["gridnode -> Kubo"]:
             step(src, "Kubo -> gridnode", restore, src, root / "fresh-k", KuboServing(kubo), timeout)
             if not quick:
@@ -493,6 +494,9 @@ def cpu_model() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="200 entries (CI smoke run)")
+    parser.add_argument(
+        "--no-helia", action="store_true", help="leave out the Helia parts (2.5 min each at 10,000)"
+    )
     parser.add_argument("--sizes", type=int, nargs="*", help="database sizes (default 1000 10000)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for each fetch")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -507,7 +511,7 @@ def main() -> None:
     sources = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         for n in sizes:
-            sources.append(bench_size(Path(tmp) / f"n{n}", n, args.timeout, args.quick))
+            sources.append(bench_size(Path(tmp) / f"n{n}", n, args.timeout, args.quick, not args.no_helia))
     if args.json:
         print(json.dumps({
             "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
