@@ -172,6 +172,8 @@ class _Replica:
     running: set[str] = field(default_factory=set)
     again: set[str] = field(default_factory=set)
     subscription: Any = None
+    #: A gap fill over bitswap is under way (:meth:`Node._fill_gaps`).
+    filling: bool = False
 
 
 class Node:
@@ -415,11 +417,43 @@ class Node:
         if block is None:
             raise UnknownDatabase(f"no peer asked sent the manifest {manifest_cid}")
         manifest = decode_manifest(manifest_cid, block)
-        # Each level is verified (hash, structure, signature) off the event loop as it arrives,
-        # once: the links of a verified entry are what the walk follows, and the join below
-        # takes the verified entries as they are.
         report = ImportReport(address=manifest.address)
-        entries: list[Entry] = []
+        try:
+            existing: StoredDatabase | None = await self.worker.run(
+                self.repo.database, manifest.address
+            )
+        except UnknownDatabase:
+            existing = None
+        entries = await self._walk(
+            got, asked, deadline, report, None if existing is None else existing.unknown
+        )
+        if existing is None:
+            database = await self.worker.run(self.repo.add_database, manifest)
+        else:
+            database = existing
+        report = await self.worker.run(database.join_entries, entries, report)
+        self.count_join("bitswap", report)
+        await self.replicate(database)
+        return report
+
+    async def _walk(
+        self,
+        first: dict[CID, bytes],
+        peers: Sequence[str],
+        deadline: float,
+        report: ImportReport,
+        unknown: Callable[[list[CID]], list[CID]] | None = None,
+    ) -> list[Entry]:
+        """The entries ``first`` holds and every entry they link to (parents, skip links) that
+        ``peers`` send over bitswap by ``deadline``, fetched level by level, parents first.
+
+        Each level is verified (hash, structure, signature) off the event loop as it arrives,
+        once: the links of a verified entry are what the walk follows, and the caller joins the
+        verified entries as they are. An invalid block goes into ``report.rejected``. Given
+        ``unknown`` (a database's :meth:`~gridnode.repo.StoredDatabase.unknown`), the walk does
+        not fetch what the database already holds.
+        """
+        assert self.bitswap is not None
 
         def verify(level: list[tuple[CID, bytes]]) -> list[Entry]:
             verified = []
@@ -430,8 +464,9 @@ class Node:
                     report.rejected.append((str(cid), f"{type(exc).__name__}: {exc}"))
             return verified
 
-        seen = {manifest_cid, *heads}
-        level = list(got.items())
+        entries: list[Entry] = []
+        seen = set(first)
+        level = list(first.items())
         while level:
             verified = await trio.to_thread.run_sync(verify, level)
             entries += verified
@@ -441,16 +476,48 @@ class Node:
                     if link not in seen:
                         seen.add(link)
                         links.append(link)
+            if links and unknown is not None:
+                links = await self.worker.run(unknown, links)
             left = deadline - trio.current_time()
             if not links or left <= 0:
                 break
-            level = list((await self.bitswap.fetch(links, asked, timeout=left)).items())
+            level = list((await self.bitswap.fetch(links, peers, timeout=left)).items())
         entries.sort(key=lambda entry: entry.clock)  # parents first (see join_blocks)
-        database = await self.worker.run(self.repo.add_database, manifest)
-        report = await self.worker.run(database.join_entries, entries, report)
-        self.count_join("bitswap", report)
-        await self.replicate(database)
-        return report
+        return entries
+
+    async def _fill_gaps(self, replica: _Replica) -> None:
+        """Fetch over bitswap, from every connected peer, the parents that pending entries wait
+        for (and their own past, as far as it is missing): when no gridnode peer has them any
+        more, an IPFS node that pinned the database (Kubo, say) still may. Runs with the
+        periodic announcements, for a database no pull is running for."""
+        if self.bitswap is None or replica.filling or replica.running:
+            return
+        peers = self.peers()
+        database = replica.database
+        if not peers:
+            return
+        replica.filling = True
+        try:
+            missing = await self.worker.run(lambda: sorted(database.missing))
+            if not missing:
+                return
+            deadline = trio.current_time() + GAP_FILL_SECONDS
+            got = await self.bitswap.fetch(missing[:MAX_GAP_FILL], peers, timeout=GAP_ASK_SECONDS)
+            if not got:
+                return
+            report = ImportReport(address=database.address)
+            entries = await self._walk(got, peers, deadline, report, database.unknown)
+            report = await self.worker.run(database.join_entries, entries, report)
+            self.count_join("bitswap", report)
+            log.info(
+                "filled gaps of %s over bitswap: %d entries applied", database.address, report.applied
+            )
+            if report.applied:
+                await self.announce(database.address)
+        except GridnodeError as exc:
+            log.warning("filling the gaps of %s over bitswap: %s", database.address, exc)
+        finally:
+            replica.filling = False
 
     async def _fetch_manifest(self, peer: str, db: CID) -> bytes | None:
         try:
@@ -504,6 +571,9 @@ class Node:
             await trio.sleep(self.announce_interval)
             for address in list(self._replicas):
                 await self.announce(address)
+                replica = self._replicas.get(address)
+                if replica is not None and self.bitswap is not None:
+                    self._nursery.start_soon(self._fill_gaps, replica)
             rounds += 1
             if rounds % 3 == 0:
                 await self._publish_peer_record()
@@ -754,6 +824,13 @@ class Node:
             served.bytes_sent += stats.bytes_sent
             served.bytes_received += stats.bytes_received
             served.entries_sent += stats.blocks_sent
+
+
+#: Gap filling over bitswap: missing parents asked for at once, how long peers have to answer
+#: that first ask, and how long the whole fill (the walk down the missing past) may take.
+MAX_GAP_FILL = 1024
+GAP_ASK_SECONDS = 5.0
+GAP_FILL_SECONDS = 60.0
 
 
 #: Per-peer records (strikes, syncs, what was served) kept at most; the oldest go first, so a

@@ -84,3 +84,38 @@ def test_kubo_pins_a_gridnode_database_and_a_new_gridnode_restores_it_from_kubo(
                 assert b.bitswap is not None and b.bitswap.stats.unasked_blocks == 0
 
         trio.run(restore_from_kubo)
+
+
+def test_a_gridnode_fills_a_gap_from_kubo(tmp_path):
+    """A gridnode holds only a database's newest entry (as a writer's announcement brought it
+    inline before the writer vanished); no gridnode peer has the rest, but a Kubo that pinned the
+    database does: the node fetches the missing past from Kubo over bitswap on its own."""
+    facts = make_database(tmp_path / "a", entries=60)
+    (head,) = facts["heads"]
+    with Repo(tmp_path / "a") as source:
+        db = source.database(facts["address"])
+        manifest, head_block = db.manifest, db.block(head)
+    with Repo(tmp_path / "b") as repo:
+        partial = repo.add_database(manifest)
+        partial.join_blocks([(head, head_block)])
+        assert len(partial) == 0 and partial.missing  # the head waits for its parents
+
+    with KuboPeer(tmp_path / "kubo") as kubo:
+
+        async def pin_from_gridnode() -> None:
+            async with open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=QUIET) as a:
+                await trio.to_thread.run_sync(kubo.connect, a.addrs[0])
+                await trio.to_thread.run_sync(kubo.pin, str(head), 45.0)
+
+        trio.run(pin_from_gridnode)
+
+        async def fill_from_kubo() -> None:
+            async with open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=0.3) as b:
+                await b.connect(kubo.addrs[0])
+                with trio.fail_after(45):
+                    while await b.read(facts["address"], len) < 60:
+                        await trio.sleep(0.1)
+                assert await b.read(facts["address"], lambda d: d.digest()) == facts["digest"]
+                assert b.counters.applied["bitswap"] == 60
+
+        trio.run(fill_from_kubo)
