@@ -527,12 +527,7 @@ class Node:
                     return await fetch_manifest(stream, db)
                 finally:
                     await stream.close()
-        except (
-            GridnodeError,
-            trio.TooSlowError,
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-        ) as exc:
+        except _EXCHANGE_FAILED as exc:
             log.info("no manifest of %s from %s: %s", db, peer, exc)
             return None
 
@@ -744,12 +739,7 @@ class Node:
             self.note("sync-failed", status.error, peer=peer, address=database.address)
             await self._strike(peer, status.error)
             return None
-        except (
-            GridnodeError,
-            trio.TooSlowError,
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-        ) as exc:
+        except _EXCHANGE_FAILED as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
             self.counters.sync_failures += 1
@@ -825,6 +815,15 @@ class Node:
             served.bytes_received += stats.bytes_received
             served.entries_sent += stats.blocks_sent
 
+
+#: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
+#: time limit, a stream that went away.
+_EXCHANGE_FAILED = (
+    GridnodeError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
 
 #: Gap filling over bitswap: missing parents asked for at once, how long peers have to answer
 #: that first ask, and how long the whole fill (the walk down the missing past) may take.
