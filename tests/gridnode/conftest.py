@@ -4,7 +4,8 @@ so that blocking clients (a browser, schemathesis, ``http.client``) can call it 
 
 import math
 import threading
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,10 +23,6 @@ class LiveNode:
     url: str
     token: str
     trio_token: Any
-    stop: trio.Event
-    thread: threading.Thread
-    #: ``"error"``: what the node's thread raised, if anything.
-    box: dict[str, Any] = field(default_factory=dict)
 
     def run(self, fn, *args):
         """``await fn(*args)`` in the node's trio loop; its result."""
@@ -44,59 +41,65 @@ class LiveNode:
         return api.ApiClient(self.url, self.token, timeout=30)
 
 
+@contextmanager
+def node_in_thread(data_dir, *, bootstrap=(), announce_interval=math.inf):
+    """A node on ``data_dir`` serving its API from its own trio loop in another thread, holding
+    the data directory's lock as ``gridnode start`` does. Yields ``{"node", "url", "stop",
+    "token"}`` (``token``: the loop's trio token); stops the node on leaving."""
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def serve():
+        async with (
+            open_node(
+                data_dir,
+                listen=LOOPBACK,
+                bootstrap=list(bootstrap),
+                announce_interval=announce_interval,
+            ) as node,
+            api.serve_api(node, data_dir) as url,
+        ):
+            box.update(
+                node=node, url=url, stop=trio.Event(), token=trio.lowlevel.current_trio_token()
+            )
+            ready.set()
+            await box["stop"].wait()
+
+    def run():
+        try:
+            with api.node_lock(data_dir):
+                trio.run(serve)
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True, name=f"node {data_dir.name}")
+    thread.start()
+    assert ready.wait(30), f"node {data_dir.name} did not start"
+    if "error" in box:
+        raise box["error"]
+    try:
+        yield box
+    finally:
+        trio.from_thread.run_sync(box["stop"].set, trio_token=box["token"])
+        thread.join(30)
+        assert not thread.is_alive(), f"node {data_dir.name} did not stop"
+        assert "error" not in box, box.get("error")
+
+
 @pytest.fixture
 def live_nodes(tmp_path):
     """``start(name, bootstrap=None, announce_interval=inf) -> LiveNode``; all stopped at the end."""
-    started: list[LiveNode] = []
+    with ExitStack() as stack:
 
-    def start(name, bootstrap=None, announce_interval=math.inf):
-        data_dir = tmp_path / name
-        ready = threading.Event()
-        box: dict[str, Any] = {}
-
-        async def serve():
-            async with (
-                open_node(
-                    data_dir,
-                    listen=LOOPBACK,
-                    bootstrap=bootstrap or [],
-                    announce_interval=announce_interval,
-                ) as node,
-                api.serve_api(node, data_dir) as url,
-            ):
-                box.update(
-                    node=node,
-                    url=url,
-                    token=(data_dir / api.TOKEN_FILE).read_text().strip(),
-                    stop=trio.Event(),
-                    trio_token=trio.lowlevel.current_trio_token(),
+        def start(name, bootstrap=None, announce_interval=math.inf):
+            data_dir = tmp_path / name
+            box = stack.enter_context(
+                node_in_thread(
+                    data_dir, bootstrap=bootstrap or [], announce_interval=announce_interval
                 )
-                ready.set()
-                await box["stop"].wait()
+            )
+            token = (data_dir / api.TOKEN_FILE).read_text().strip()
+            return LiveNode(box["node"], box["url"], token, box["token"])
 
-        def run():
-            try:
-                with api.node_lock(data_dir):
-                    trio.run(serve)
-            except BaseException as exc:
-                box["error"] = exc
-                ready.set()
-
-        thread = threading.Thread(target=run, daemon=True, name=f"node {name}")
-        thread.start()
-        assert ready.wait(30), f"node {name} did not start"
-        if "error" in box:
-            raise box["error"]
-        live = LiveNode(
-            box["node"], box["url"], box["token"], box["trio_token"], box["stop"], thread, box
-        )
-        started.append(live)
-        return live
-
-    yield start
-    for live in reversed(started):
-        trio.from_thread.run_sync(live.stop.set, trio_token=live.trio_token)
-        live.thread.join(30)
-        assert not live.thread.is_alive(), "a node did not stop"
-        if "error" in live.box:
-            raise live.box["error"]
+        yield start

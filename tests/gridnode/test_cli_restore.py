@@ -20,7 +20,7 @@ from gridnode import api
 from gridnode.cli import main
 from gridnode.node import Node
 from gridnode.repo import Repo
-from tests.gridnode.test_start import node_in_thread
+from tests.gridnode.conftest import node_in_thread
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 #: A manifest nobody has: the CID of a dag-cbor block nobody wrote.
@@ -44,7 +44,7 @@ class Running:
 @contextmanager
 def running(data_dir):
     """A node on ``data_dir`` serving its API in another thread, holding the data directory's
-    lock as ``gridnode start`` does (``test_start.node_in_thread``), with an API client."""
+    lock as ``gridnode start`` does (``conftest.node_in_thread``), with an API client."""
     with node_in_thread(data_dir) as box:
         token = (data_dir / api.TOKEN_FILE).read_text().strip()
         yield Running(box["node"], box["url"], token, api.ApiClient(box["url"], token, timeout=30))

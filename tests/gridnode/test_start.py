@@ -8,7 +8,6 @@
 """
 
 import json
-import math
 import os
 import re
 import shutil
@@ -18,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 import trio
@@ -26,8 +24,8 @@ from click.testing import CliRunner
 
 from gridnode import api
 from gridnode.cli import main
-from gridnode.node import open_node
 from gridnode.repo import Repo
+from tests.gridnode.conftest import node_in_thread
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 
@@ -39,46 +37,6 @@ def invoke(data_dir, *args, input=None):
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
-
-
-@contextmanager
-def node_in_thread(data_dir):
-    """A node serving its API on ``data_dir`` in another thread, holding the data dir's lock as
-    ``gridnode start`` does."""
-    ready = threading.Event()
-    box = {}
-
-    async def serve():
-        async with (
-            open_node(data_dir, listen=LOOPBACK, announce_interval=math.inf) as node,
-            api.serve_api(node, data_dir) as url,
-        ):
-            box.update(
-                node=node, url=url, stop=trio.Event(), token=trio.lowlevel.current_trio_token()
-            )
-            ready.set()
-            await box["stop"].wait()
-
-    def run():
-        try:
-            with api.node_lock(data_dir):
-                trio.run(serve)
-        except BaseException as exc:
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(30), "the node did not start"
-    if "error" in box:
-        raise box["error"]
-    try:
-        yield box
-    finally:
-        trio.from_thread.run_sync(box["stop"].set, trio_token=box["token"])
-        thread.join(30)
-        assert not thread.is_alive()
-        assert "error" not in box, box.get("error")
 
 
 # -- the same output, offline and online -----------------------------------------------------------
