@@ -445,7 +445,8 @@ class Node:
         unknown: Callable[[list[CID]], list[CID]] | None = None,
     ) -> list[Entry]:
         """The entries ``first`` holds and every entry they link to (parents, skip links) that
-        ``peers`` send over bitswap by ``deadline``, fetched level by level, parents first.
+        ``peers`` send over bitswap by ``deadline``, fetched level by level (newest first; the
+        join puts parents first).
 
         Each level is verified (hash, structure, signature) off the event loop as it arrives,
         once: the links of a verified entry are what the walk follows, and the caller joins the
@@ -482,7 +483,6 @@ class Node:
             if not links or left <= 0:
                 break
             level = list((await self.bitswap.fetch(links, peers, timeout=left)).items())
-        entries.sort(key=lambda entry: entry.clock)  # parents first (see join_blocks)
         return entries
 
     async def _fill_gaps(self, replica: _Replica) -> None:
