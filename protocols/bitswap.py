@@ -21,7 +21,7 @@ Bitswap 1.0.0 (CIDv0 blocks without prefixes) is not spoken: it cannot carry dag
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -582,8 +582,11 @@ class Fetch:
 
     def cancels(self, peer: str) -> BitswapMessage | None:
         """Cancels for what ``peer`` was asked and another peer has since sent."""
-        cids = self.to_cancel.pop(peer, [])
-        return BitswapMessage(wants=tuple(WantEntry(c, 1, True) for c in cids)) if cids else None
+        return _cancel(self.to_cancel.pop(peer, []))
+
+    def abandon(self) -> BitswapMessage | None:
+        """Cancels for every CID still wanted (the fetch gives up on them)."""
+        return _cancel(list(self.wanted))
 
     def failed(self, peers: Iterable[str]) -> list[CID]:
         """Wanted CIDs every one of ``peers`` said it lacks."""
@@ -593,3 +596,7 @@ class Fetch:
     @property
     def done(self) -> bool:
         return not self.wanted
+
+
+def _cancel(cids: Sequence[CID]) -> BitswapMessage | None:
+    return BitswapMessage(wants=tuple(WantEntry(c, 1, True) for c in cids)) if cids else None

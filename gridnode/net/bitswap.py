@@ -37,7 +37,6 @@ from protocols.bitswap import (
     BitswapMessage,
     Fetch,
     Ledger,
-    WantEntry,
     decode_message,
     frame_message,
 )
@@ -306,9 +305,8 @@ class Bitswap:
                 await waiter.changed.wait()
         finally:
             self._waiters.remove(waiter)
-            leftover = list(waiter.fetch.wanted)
-            if leftover:
-                cancel = BitswapMessage(wants=tuple(WantEntry(c, 1, True) for c in leftover))
+            cancel = waiter.fetch.abandon()
+            if cancel is not None:
                 for peer_id in peers:
                     self._send(peer_id, self._peer(peer_id), [cancel])
         return dict(waiter.fetch.got)
