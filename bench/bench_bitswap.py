@@ -92,7 +92,11 @@ def prepare(root: Path, n: int) -> Source:
         for first in range(0, n, BATCH):
             db.write_many(
                 [
-                    {"op": "put", "key": f"k{i:07d}", "value": {"n": i, "text": "x" * 200, "tags": ["bench", "bitswap"]}}
+                    {
+                        "op": "put",
+                        "key": f"k{i:07d}",
+                        "value": {"n": i, "text": "x" * 200, "tags": ["bench", "bitswap"]},
+                    }
                     for i in range(first, min(n, first + BATCH))
                 ]
             )
@@ -111,7 +115,15 @@ def prepare(root: Path, n: int) -> Source:
         car = root / "bench.car"
         assert db.export_car(car) == len(blocks)
         return Source(
-            n, data_dir, db.address, [db.manifest.cid, *db.heads], blocks, db.digest(), car, levels, built
+            n,
+            data_dir,
+            db.address,
+            [db.manifest.cid, *db.heads],
+            blocks,
+            db.digest(),
+            car,
+            levels,
+            built,
         )
 
 
@@ -146,7 +158,10 @@ class Server(Serving):
     def __init__(self, data_dir: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(data_dir)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.pid = self.proc.pid
         ready = json.loads(self._line())
@@ -212,12 +227,16 @@ class Measure:
         self.seconds = time.perf_counter() - self.start
         self.server_cpu = spent(self.cpu, self.serving.cpu())
         after = self.serving.stats()
-        self.server_stats = None if after is None else {k: v - self.stats.get(k, 0) for k, v in after.items()}
+        self.server_stats = (
+            None if after is None else {k: v - self.stats.get(k, 0) for k, v in after.items()}
+        )
 
     def result(self, src: Source, **more: Any) -> dict[str, Any]:
         out = {
-            "seconds": self.seconds, "entries_per_s": src.n / self.seconds,
-            "server_cpu": self.server_cpu["cpu"], "server_sys": self.server_cpu["sys"],
+            "seconds": self.seconds,
+            "entries_per_s": src.n / self.seconds,
+            "server_cpu": self.server_cpu["cpu"],
+            "server_sys": self.server_cpu["sys"],
         }
         if self.server_stats is not None:
             out["server"] = self.server_stats
@@ -268,8 +287,13 @@ async def _restore(src: Source, data_dir: Path, serving: Serving, timeout: float
         assert stats["blocks_received"] == len(src.blocks), stats
         walk = m.seconds - spans["fetch"] - spans["join"]
         return m.result(
-            src, client_cpu=cpu["cpu"], client_sys=cpu["sys"], client=stats, fetch_seconds=spans["fetch"],
-            join_seconds=spans["join"], walk_seconds=walk,
+            src,
+            client_cpu=cpu["cpu"],
+            client_sys=cpu["sys"],
+            client=stats,
+            fetch_seconds=spans["fetch"],
+            join_seconds=spans["join"],
+            walk_seconds=walk,
         )
 
 
@@ -297,26 +321,48 @@ def kubo_pin(src: Source, kubo: KuboPeer, serving: Serving, timeout: float) -> d
 # -- Helia fetches ---------------------------------------------------------------------------------
 
 
-def helia_fetch(addr: str, cids: list[str], *, dag: bool, timeout: float) -> tuple[dict[str, float], list[dict]]:
+def helia_fetch(
+    addr: str, cids: list[str], *, dag: bool, timeout: float
+) -> tuple[dict[str, float], list[dict]]:
     """Run ``helia_peer.mjs fetch``; its output lines and its CPU time."""
-    args = [str(NODE), "helia_peer.mjs", "fetch", addr, *cids, "--timeout-ms", str(int(timeout * 1000))]
+    args = [
+        str(NODE),
+        "helia_peer.mjs",
+        "fetch",
+        addr,
+        *cids,
+        "--timeout-ms",
+        str(int(timeout * 1000)),
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        args + (["--dag"] if dag else []), cwd=INTEROP, capture_output=True, text=True, timeout=timeout + 30
+        args + (["--dag"] if dag else []),
+        cwd=INTEROP,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = spent((before.ru_utime, before.ru_stime), (after.ru_utime, after.ru_stime))
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     if done.returncode != 0 or not lines or not lines[-1].get("done"):
-        raise AssertionError(f"helia fetch failed ({done.returncode}): {lines[-1:]} {done.stderr[-500:]}")
+        raise AssertionError(
+            f"helia fetch failed ({done.returncode}): {lines[-1:]} {done.stderr[-500:]}"
+        )
     return cpu, lines
 
 
 def helia_dag(src: Source, serving: Serving, timeout: float, quick: bool) -> dict[str, Any]:
     # The fixed cost: starting Helia, dialling, one block (the manifest).
-    fixed = None if quick else helia_fetch(serving.addr, [str(src.roots[0])], dag=False, timeout=timeout)[1]
+    fixed = (
+        None
+        if quick
+        else helia_fetch(serving.addr, [str(src.roots[0])], dag=False, timeout=timeout)[1]
+    )
     with Measure(serving) as m:
-        cpu, lines = helia_fetch(serving.addr, [str(r) for r in src.roots], dag=True, timeout=timeout)
+        cpu, lines = helia_fetch(
+            serving.addr, [str(r) for r in src.roots], dag=True, timeout=timeout
+        )
     got = {line["cid"]: base64.b64decode(line["bytes"]) for line in lines if "cid" in line}
     assert lines[-1]["blocks"] == len(got) == len(lines) - 1, "a block came twice"
     assert got == src.blocks, "Helia's blocks differ from the database's"
@@ -335,7 +381,11 @@ def helia_dag(src: Source, serving: Serving, timeout: float, quick: bool) -> dic
 def helia_serving(car: Path, blocks: int) -> Iterator[HeliaServing]:
     proc = subprocess.Popen(
         [str(NODE), "helia_peer.mjs", "serve", str(car)],
-        cwd=INTEROP, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=INTEROP,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
@@ -362,13 +412,21 @@ def step(src: Source, name: str, fn, *args) -> None:
         src.results[name] = fn(*args)
     except Exception as exc:  # reported; the run fails at the end
         src.results[name] = {"error": f"{type(exc).__name__}: {exc}"}
-        print(f"# N={src.n:,} {name} failed: {src.results[name]['error']}", file=sys.stderr, flush=True)
+        print(
+            f"# N={src.n:,} {name} failed: {src.results[name]['error']}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"# N={src.n:,} {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
 def bench_size(root: Path, n: int, timeout: float, quick: bool, helia: bool = True) -> Source:
     src = prepare(root, n)
-    print(f"# N={n:,}: built in {src.build_seconds:.1f} s, {len(src.blocks):,} blocks, {src.levels} levels", file=sys.stderr, flush=True)
+    print(
+        f"# N={n:,}: built in {src.build_seconds:.1f} s, {len(src.blocks):,} blocks, {src.levels} levels",
+        file=sys.stderr,
+        flush=True,
+    )
     server: Server | None = Server(src.data_dir)
     kubo = KuboPeer(root / "kubo").start()
     try:
@@ -383,7 +441,9 @@ def bench_size(root: Path, n: int, timeout: float, quick: bool, helia: bool = Tr
             with helia_serving(src.car, len(src.blocks)) as helia_peer:
                 step(src, "Helia -> Helia", helia_dag, src, helia_peer, timeout, quick)
         if "error" not in src.results["gridnode -> Kubo"]:
-            step(src, "Kubo -> gridnode", restore, src, root / "fresh-k", KuboServing(kubo), timeout)
+            step(
+                src, "Kubo -> gridnode", restore, src, root / "fresh-k", KuboServing(kubo), timeout
+            )
             if not quick:
                 with KuboPeer(root / "kubo2") as kubo2:
                     step(src, "Kubo -> Kubo", kubo_pin, src, kubo2, KuboServing(kubo), timeout)
@@ -396,14 +456,29 @@ def bench_size(root: Path, n: int, timeout: float, quick: bool, helia: bool = Tr
 
 # -- output ----------------------------------------------------------------------------------------
 
-ORDER = ["gridnode -> gridnode", "Kubo -> gridnode", "gridnode -> Kubo", "Kubo -> Kubo", "gridnode -> Helia", "Helia -> Helia"]
+ORDER = [
+    "gridnode -> gridnode",
+    "Kubo -> gridnode",
+    "gridnode -> Kubo",
+    "Kubo -> Kubo",
+    "gridnode -> Helia",
+    "Helia -> Helia",
+]
 RATIOS = [
     # (what, a, b): b's seconds over a's, so above 1 means a is faster.
-    ("gridnode restore vs Kubo pin, both from a gridnode", "gridnode -> gridnode", "gridnode -> Kubo"),
+    (
+        "gridnode restore vs Kubo pin, both from a gridnode",
+        "gridnode -> gridnode",
+        "gridnode -> Kubo",
+    ),
     ("gridnode restore: from a gridnode vs from Kubo", "gridnode -> gridnode", "Kubo -> gridnode"),
     ("Kubo pin: from a gridnode vs from Kubo", "gridnode -> Kubo", "Kubo -> Kubo"),
     ("Helia fetch: from a gridnode vs from Helia", "gridnode -> Helia", "Helia -> Helia"),
-    ("gridnode restore vs Helia fetch, both from a gridnode", "gridnode -> gridnode", "gridnode -> Helia"),
+    (
+        "gridnode restore vs Helia fetch, both from a gridnode",
+        "gridnode -> gridnode",
+        "gridnode -> Helia",
+    ),
 ]
 
 
@@ -431,7 +506,16 @@ def table(sources: list[Source]) -> None:
     print(f"# loopback; {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}")
     print("# server -> client; seconds from connected to every block held and checked")
     print()
-    row("fetch", "N", "seconds", "entries/s", "client CPU s (kernel)", "server CPU s (kernel)", "server msgs in / out", "block bytes sent")
+    row(
+        "fetch",
+        "N",
+        "seconds",
+        "entries/s",
+        "client CPU s (kernel)",
+        "server CPU s (kernel)",
+        "server msgs in / out",
+        "block bytes sent",
+    )
     row("---", *["---:"] * 7)
     for src in sources:
         for name in ORDER:
@@ -439,16 +523,42 @@ def table(sources: list[Source]) -> None:
             if r is None:
                 continue
             if "error" in r:
-                row(name, f"{src.n:,}", "failed: " + r["error"][:100].replace("|", "/"), "", "", "", "", "")
+                row(
+                    name,
+                    f"{src.n:,}",
+                    "failed: " + r["error"][:100].replace("|", "/"),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
                 continue
             server = r.get("server", {})
-            msgs = f"{server['messages_received']:,} / {server['messages_sent']:,}" if server else ""
+            msgs = (
+                f"{server['messages_received']:,} / {server['messages_sent']:,}" if server else ""
+            )
             row(
-                name, f"{src.n:,}", num(r["seconds"], 2), num(r["entries_per_s"]),
-                f"{r['client_cpu']:.2f} ({r['client_sys']:.2f})", f"{r['server_cpu']:.2f} ({r['server_sys']:.2f})", msgs, num(server.get("block_bytes_sent")),
+                name,
+                f"{src.n:,}",
+                num(r["seconds"], 2),
+                num(r["entries_per_s"]),
+                f"{r['client_cpu']:.2f} ({r['client_sys']:.2f})",
+                f"{r['server_cpu']:.2f} ({r['server_sys']:.2f})",
+                msgs,
+                num(server.get("block_bytes_sent")),
             )
     print()
-    row("gridnode restore", "N", "seconds", "waiting on bitswap fetch", "verify + join (worker)", "walk of the links", "levels", "client msgs out / in")
+    row(
+        "gridnode restore",
+        "N",
+        "seconds",
+        "waiting on bitswap fetch",
+        "verify + join (worker)",
+        "walk of the links",
+        "levels",
+        "client msgs out / in",
+    )
     row("---", *["---:"] * 7)
     for src in sources:
         for name in ("gridnode -> gridnode", "Kubo -> gridnode"):
@@ -456,12 +566,24 @@ def table(sources: list[Source]) -> None:
             if "seconds" in r:
                 c = r["client"]
                 row(
-                    "from " + name.split()[0], f"{src.n:,}", num(r["seconds"], 2), num(r["fetch_seconds"], 2),
-                    num(r["join_seconds"], 2), num(r["walk_seconds"], 2), str(src.levels),
+                    "from " + name.split()[0],
+                    f"{src.n:,}",
+                    num(r["seconds"], 2),
+                    num(r["fetch_seconds"], 2),
+                    num(r["join_seconds"], 2),
+                    num(r["walk_seconds"], 2),
+                    str(src.levels),
                     f"{c['messages_sent']:,} / {c['messages_received']:,}",
                 )
     print()
-    row("Helia fetch --dag", "N", "Helia's ms", "fixed ms (the manifest alone)", "ms per block", "process wall s")
+    row(
+        "Helia fetch --dag",
+        "N",
+        "Helia's ms",
+        "fixed ms (the manifest alone)",
+        "ms per block",
+        "process wall s",
+    )
     row("---", *["---:"] * 5)
     for src in sources:
         for name in ("gridnode -> Helia", "Helia -> Helia"):
@@ -469,8 +591,11 @@ def table(sources: list[Source]) -> None:
             if "seconds" in r:
                 fixed = r.get("fixed_seconds")
                 row(
-                    "from " + name.split()[0], f"{src.n:,}", num(r["seconds"] * 1000),
-                    num(None if fixed is None else fixed * 1000), num(r.get("per_block_ms"), 1),
+                    "from " + name.split()[0],
+                    f"{src.n:,}",
+                    num(r["seconds"] * 1000),
+                    num(None if fixed is None else fixed * 1000),
+                    num(r.get("per_block_ms"), 1),
                     num(r["process_seconds"], 2),
                 )
     print()
@@ -498,7 +623,9 @@ def main() -> None:
         "--no-helia", action="store_true", help="leave out the Helia parts (2.5 min each at 10,000)"
     )
     parser.add_argument("--sizes", type=int, nargs="*", help="database sizes (default 1000 10000)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for each fetch")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds allowed for each fetch"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -511,16 +638,33 @@ def main() -> None:
     sources = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         for n in sizes:
-            sources.append(bench_size(Path(tmp) / f"n{n}", n, args.timeout, args.quick, not args.no_helia))
+            sources.append(
+                bench_size(Path(tmp) / f"n{n}", n, args.timeout, args.quick, not args.no_helia)
+            )
     if args.json:
-        print(json.dumps({
-            "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
-            "sizes": [
-                {"n": s.n, "blocks": len(s.blocks), "levels": s.levels, "build_seconds": s.build_seconds,
-                 "results": s.results, "ratios": ratios(s)}
-                for s in sources
-            ],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "cpu": cpu_model(),
+                        "python": platform.python_version(),
+                    },
+                    "sizes": [
+                        {
+                            "n": s.n,
+                            "blocks": len(s.blocks),
+                            "levels": s.levels,
+                            "build_seconds": s.build_seconds,
+                            "results": s.results,
+                            "ratios": ratios(s),
+                        }
+                        for s in sources
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         table(sources)
     failed = [(s.n, name) for s in sources for name, r in s.results.items() if "error" in r]

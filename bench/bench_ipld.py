@@ -100,7 +100,12 @@ def main() -> None:
         plain = {k: v for k, v in value.items() if k != "links"}
         plain_block = cbor2.dumps(plain, canonical=True)
         cases.append(("cbor2 loads, not strict (no links)", lambda: cbor2.loads(plain_block)))
-        cases.append(("cbor2 dumps canonical, not strict (no links)", lambda: cbor2.dumps(plain, canonical=True)))
+        cases.append(
+            (
+                "cbor2 dumps canonical, not strict (no links)",
+                lambda: cbor2.dumps(plain, canonical=True),
+            )
+        )
     except ImportError:  # pragma: no cover
         pass
     try:
@@ -118,7 +123,9 @@ def main() -> None:
 
         verify_key = nacl.signing.VerifyKey(keypair.public_key)
         signature = keypair.sign(entry.block)
-        cases.append(("ed25519 verify alone (pynacl)", lambda: verify_key.verify(entry.block, signature)))
+        cases.append(
+            ("ed25519 verify alone (pynacl)", lambda: verify_key.verify(entry.block, signature))
+        )
         cases.append(("ed25519 sign alone (pynacl)", lambda: keypair.sign(entry.block)))
     except ImportError:  # pragma: no cover
         pass
@@ -128,9 +135,11 @@ def main() -> None:
         for name in ("cbor2", "pynacl", "dag-cbor")
         if _installed(name)
     )
-    print(f"# {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs ({platform.machine()}), {versions}; "
-          f"{reps} repetitions of ~{seconds}s each, one core")
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs ({platform.machine()}), {versions}; "
+        f"{reps} repetitions of ~{seconds}s each, one core"
+    )
     print()
     print("| operation | ops/s (median) | min | max |")
     print("|---|---:|---:|---:|")

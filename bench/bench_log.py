@@ -1,7 +1,7 @@
 """The op log: joining already-verified entries, and the total order, with concurrent writers.
 
-    python bench/bench_log.py            # 100,000 entries, 10 writers
-    python bench/bench_log.py --quick    # 2,000 entries (CI smoke run)
+python bench/bench_log.py            # 100,000 entries, 10 writers
+python bench/bench_log.py --quick    # 2,000 entries (CI smoke run)
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def build(n: int, writers: int, seed: int = 1) -> tuple[list, object]:
             # Writer i catches up with everything written so far, then writes on top of it.
             logs[i].join(written[synced[i] :])
             synced[i] = len(written)
-        entry = logs[i].append(keys[i], {"op": "put", "key": f"k{len(written) % 1000}", "value": len(written)})
+        entry = logs[i].append(
+            keys[i], {"op": "put", "key": f"k{len(written) % 1000}", "value": len(written)}
+        )
         written.append(entry)
     return written, manifest
 
@@ -74,9 +76,13 @@ def main() -> None:
         ("join in random order, via the pending set (entries/s)", shuffled_joins),
     ]:
         rates = [n / t for t in times]
-        print(f"| {name} | {statistics.median(rates):,.0f} | {min(rates):,.0f} | {max(rates):,.0f} |")
+        print(
+            f"| {name} | {statistics.median(rates):,.0f} | {min(rates):,.0f} | {max(rates):,.0f} |"
+        )
     ms = [t * 1000 for t in orders]
-    print(f"| total order of all entries (ms) | {statistics.median(ms):,.1f} | {min(ms):,.1f} | {max(ms):,.1f} |")
+    print(
+        f"| total order of all entries (ms) | {statistics.median(ms):,.1f} | {min(ms):,.1f} | {max(ms):,.1f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -82,10 +82,15 @@ def measure(server: Repo, address: str, puller_repo: Repo) -> tuple[PullReport, 
     return report, elapsed
 
 
-def write(db: StoredDatabase, n: int, *, key: Keypair | None = None, size: int = 100, tag: str = "") -> None:
+def write(
+    db: StoredDatabase, n: int, *, key: Keypair | None = None, size: int = 100, tag: str = ""
+) -> None:
     for first in range(0, n, 2000):
         db.write_many(
-            [{"op": "add", "value": {"n": i, "by": tag, "text": "x" * size}} for i in range(first, min(n, first + 2000))],
+            [
+                {"op": "add", "value": {"n": i, "by": tag, "text": "x" * size}}
+                for i in range(first, min(n, first + 2000))
+            ],
             key,
         )
 
@@ -93,7 +98,9 @@ def write(db: StoredDatabase, n: int, *, key: Keypair | None = None, size: int =
 def row(label: str, n: int, d: str, report: PullReport, seconds: float) -> str:
     s = report.stats
     total = s.bytes_sent + s.bytes_received
-    share = 100 * s.overhead_bytes / s.block_bytes_received if s.block_bytes_received else float("nan")
+    share = (
+        100 * s.overhead_bytes / s.block_bytes_received if s.block_bytes_received else float("nan")
+    )
     return (
         f"| {label} | {n:,} | {d} | {s.round_trips} | {s.messages_sent + s.messages_received} | "
         f"{total:,} | {s.blocks_received:,} | {s.overhead_bytes:,} | {share:.2f}% | {seconds:.2f} |"
@@ -108,7 +115,11 @@ def bench_size(root: Path, n: int, ds: list[int]) -> list[str]:
         address = db.manifest.address
         start = time.perf_counter()
         write(db, n, tag="base")
-        print(f"# built {n:,} entries in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"# built {n:,} entries in {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         # Cold: an empty replica joins.
         with Repo(root / f"cold-{n}") as cold:
             cold.add_database(db.manifest)
@@ -136,7 +147,9 @@ def bench_size(root: Path, n: int, ds: list[int]) -> list[str]:
             report, _ = measure(server, address, puller)
             trips.append(report.stats.round_trips)
             measure(puller, address, server)
-        rows.append(f"| warm (200 syncs) | {n:,} | 1-5 + 0-2 | mean {sum(trips) / len(trips):.3f}, max {max(trips)} | | | | | | |")
+        rows.append(
+            f"| warm (200 syncs) | {n:,} | 1-5 + 0-2 | mean {sum(trips) / len(trips):.3f}, max {max(trips)} | | | | | | |"
+        )
     shutil.rmtree(server_dir)
     shutil.rmtree(puller_dir)
     return rows
@@ -158,10 +171,16 @@ def main() -> None:
     parser.add_argument("--diffs", type=int, nargs="*", default=[1, 100, 10_000])
     args = parser.parse_args()
     sizes, ds = ([2_000], [1, 100]) if args.quick else (args.sizes, args.diffs)
-    print(f"# in-process pulls over a memory stream; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    print(f"# goal for cold catch-up round trips: ceil(log16 N) + 2 = {', '.join(f'{math.ceil(math.log(n, 16)) + 2} (N={n:,})' for n in sizes)}")
+    print(
+        f"# in-process pulls over a memory stream; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    print(
+        f"# goal for cold catch-up round trips: ceil(log16 N) + 2 = {', '.join(f'{math.ceil(math.log(n, 16)) + 2} (N={n:,})' for n in sizes)}"
+    )
     print()
-    print("| pull | N | d | round trips | messages | bytes | entries sent | overhead bytes | overhead | seconds |")
+    print(
+        "| pull | N | d | round trips | messages | bytes | entries sent | overhead bytes | overhead | seconds |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)

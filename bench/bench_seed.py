@@ -145,7 +145,9 @@ def main() -> None:
     finally:
         if server is not None:
             server.close()
-    print(f"snapshot: {rows:,} rows in {r['snapshot_s']:.2f} s = {rows / r['snapshot_s']:,.0f} rows/s")
+    print(
+        f"snapshot: {rows:,} rows in {r['snapshot_s']:.2f} s = {rows / r['snapshot_s']:,.0f} rows/s"
+    )
     print(
         f"follow, one {changes:,}-row UPDATE: applied in {r['follow_bulk_s']:.2f} s after its "
         f"commit = {changes / r['follow_bulk_s']:,.0f} changes/s"

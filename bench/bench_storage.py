@@ -31,7 +31,13 @@ BATCH = 1000
 
 
 def doc(i: int) -> dict:
-    return {"_id": f"doc{i:08d}", "n": i, "group": i % 1000, "title": f"Record {i}", "tags": ["a", "b"]}
+    return {
+        "_id": f"doc{i:08d}",
+        "n": i,
+        "group": i % 1000,
+        "title": f"Record {i}",
+        "tags": ["a", "b"],
+    }
 
 
 def timed(fn, reps: int = 200) -> tuple[float, float, float]:
@@ -79,7 +85,9 @@ def main() -> None:
         db = repo.create_database("bench", "documents", options={"indexes": ["n", "group"]})
         start = time.perf_counter()
         for first in range(0, n, BATCH):
-            db.write_many([{"op": "put", "doc": doc(i)} for i in range(first, min(n, first + BATCH))])
+            db.write_many(
+                [{"op": "put", "doc": doc(i)} for i in range(first, min(n, first + BATCH))]
+            )
         write_seconds = time.perf_counter() - start
         writer_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         get = timed(lambda: db.store.get(f"doc{n // 2:08d}"))
@@ -94,7 +102,10 @@ def main() -> None:
         start = time.perf_counter()
         for first in range(0, appends, BATCH):
             events.write_many(
-                [{"op": "add", "value": {"n": i, "title": f"Record {i}"}} for i in range(first, min(appends, first + BATCH))]
+                [
+                    {"op": "add", "value": {"n": i, "title": f"Record {i}"}}
+                    for i in range(first, min(appends, first + BATCH))
+                ]
             )
         append_seconds = time.perf_counter() - start
         repo.close()
@@ -102,22 +113,34 @@ def main() -> None:
         for _ in range(3):
             out = subprocess.run(
                 [sys.executable, __file__, "--probe", str(data_dir), address, str(n)],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.split()
             probes.append((float(out[0]), float(out[1])))
-    print(f"# {n:,} signed documents (2 indexes), batches of {BATCH}, synchronous=FULL; "
-          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        f"# {n:,} signed documents (2 indexes), batches of {BATCH}, synchronous=FULL; "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
     print()
     print("| measure | result |")
     print("|---|---:|")
-    print(f"| durable signed appends/s, events store, {appends:,} appends | {appends / append_seconds:,.0f} |")
-    print(f"| durable signed document puts/s (2 indexes), {n:,} documents | {n / write_seconds:,.0f} |")
+    print(
+        f"| durable signed appends/s, events store, {appends:,} appends | {appends / append_seconds:,.0f} |"
+    )
+    print(
+        f"| durable signed document puts/s (2 indexes), {n:,} documents | {n / write_seconds:,.0f} |"
+    )
     print(f"| get by id, median (min-max) | {get[0]:.0f} µs ({get[1]:.0f}-{get[2]:.0f}) |")
     print(f"| indexed query n == x, median | {eq[0]:.0f} µs |")
     print(f"| indexed range query, limit 10, median | {rng[0]:.0f} µs |")
     print(f"| indexed query group == 7, limit 10, median | {group[0]:.0f} µs |")
-    print(f"| reopen + first read, fresh process (median of 3) | {statistics.median(p[0] for p in probes) * 1000:.0f} ms |")
-    print(f"| resident memory after reopen + read | {statistics.median(p[1] for p in probes):.0f} MB |")
+    print(
+        f"| reopen + first read, fresh process (median of 3) | {statistics.median(p[0] for p in probes) * 1000:.0f} ms |"
+    )
+    print(
+        f"| resident memory after reopen + read | {statistics.median(p[1] for p in probes):.0f} MB |"
+    )
     print(f"| writer's peak resident memory | {writer_rss:.0f} MB |")
     print(f"| bytes on disk per entry (database + WAL) | {disk / n:,.0f} |")
 

@@ -213,8 +213,10 @@ def main() -> None:
     args = parser.parse_args()
     n, docs = (2_000, 20_000) if args.quick else (100_000, 1_000_000)
 
-    print(f"# {platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs ({platform.machine()}); one core")
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs ({platform.machine()}); one core"
+    )
     print()
     print(f"## Applying {n:,} verified entries (3 writers, signed before timing; median of 3)")
     print()
@@ -222,8 +224,10 @@ def main() -> None:
     print("out and in); in a random order many arrive already beaten and only compare, but")
     print("events land mid-feed and every access is scattered over memory.")
     print()
-    print("| store | in total order (entries/s) | in random order (entries/s) | table ops/entry "
-          "| live items | sign time |")
+    print(
+        "| store | in total order (entries/s) | in random order (entries/s) | table ops/entry "
+        "| live items | sign time |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for kind in ("events", "keyvalue", "documents", "counter", "set"):
         start = time.perf_counter()
@@ -243,8 +247,11 @@ def main() -> None:
         for e in ordered:
             check.apply(e)
         ops = counting.counts["ops"] / len(ordered)
-        print(f"| {kind} | {in_order:,.0f} | {any_order:,.0f} | {ops:.1f} | {len(check):,} | "
-              f"{_fmt_time(signing)} |", flush=True)
+        print(
+            f"| {kind} | {in_order:,.0f} | {any_order:,.0f} | {ops:.1f} | {len(check):,} | "
+            f"{_fmt_time(signing)} |",
+            flush=True,
+        )
     del entries, ordered, shuffled, check
     gc.collect()
 
@@ -260,9 +267,11 @@ def main() -> None:
         store.apply(e)
     build = time.perf_counter() - start
     del made
-    print(f"Built from {docs:,} **unsigned** entries (made-up CIDs, no signatures: `apply` does "
-          f"not verify), made before timing, in {build:,.1f} s ({docs / build:,.0f} docs/s into "
-          "3 indexes: `_id`, `n`, `group`).")
+    print(
+        f"Built from {docs:,} **unsigned** entries (made-up CIDs, no signatures: `apply` does "
+        f"not verify), made before timing, in {build:,.1f} s ({docs / build:,.0f} docs/s into "
+        "3 indexes: `_id`, `n`, `group`)."
+    )
     print()
     probe = store.get(docs // 2)
     assert probe is not None
@@ -275,17 +284,37 @@ def main() -> None:
     cases: list[tuple[str, Callable[[], list[Any]], int]] = [
         ("get by id", lambda: [store.get(docs // 2)], 10_000),
         (f"query n == {n_value} (index)", lambda: store.query("n", eq=n_value), 2_000),
-        (f"filter n == {n_value} (full scan)", lambda: store.filter(lambda d: d["n"] == n_value), 3),
-        (f"query {low} <= n < {high}, limit 10 (index)",
-         lambda: store.query("n", gte=low, lt=high, limit=10), 2_000),
-        (f"filter {low} <= n < {high}, limit 10 (scan until 10 found)",
-         lambda: store.filter(in_range, limit=10), 5),
-        (f"query {low} <= n < {high} (index, all)", lambda: store.query("n", gte=low, lt=high), 200),
+        (
+            f"filter n == {n_value} (full scan)",
+            lambda: store.filter(lambda d: d["n"] == n_value),
+            3,
+        ),
+        (
+            f"query {low} <= n < {high}, limit 10 (index)",
+            lambda: store.query("n", gte=low, lt=high, limit=10),
+            2_000,
+        ),
+        (
+            f"filter {low} <= n < {high}, limit 10 (scan until 10 found)",
+            lambda: store.filter(in_range, limit=10),
+            5,
+        ),
+        (
+            f"query {low} <= n < {high} (index, all)",
+            lambda: store.query("n", gte=low, lt=high),
+            200,
+        ),
         (f"filter {low} <= n < {high} (full scan)", lambda: store.filter(in_range), 3),
-        (f"query group == {group}, limit 10 (index)",
-         lambda: store.query("group", eq=group, limit=10), 2_000),
-        ("query _id > 1000, limit 10, reverse (index)",
-         lambda: store.query("_id", gt=1000, limit=10, reverse=True), 2_000),
+        (
+            f"query group == {group}, limit 10 (index)",
+            lambda: store.query("group", eq=group, limit=10),
+            2_000,
+        ),
+        (
+            "query _id > 1000, limit 10, reverse (index)",
+            lambda: store.query("_id", gt=1000, limit=10, reverse=True),
+            2_000,
+        ),
     ]
     print("| read | results | median latency |")
     print("|---|---:|---:|")

@@ -58,7 +58,10 @@ async def catch_up(root: Path, source_dir: Path, address: str, n: int) -> dict[s
     # share one interpreter lock).
     source = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(source_dir)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         source_addr = await trio.to_thread.run_sync(source.stdout.readline)
@@ -74,7 +77,9 @@ async def catch_up(root: Path, source_dir: Path, address: str, n: int) -> dict[s
 async def _catch_up(root: Path, source_addr: str, address: str, n: int) -> dict[str, float]:
     async with AsyncExitStack() as stack:
         fresh = await stack.enter_async_context(
-            open_node(root / f"fresh-{n}", listen=LOOPBACK, bootstrap=[source_addr], announce_interval=5)
+            open_node(
+                root / f"fresh-{n}", listen=LOOPBACK, bootstrap=[source_addr], announce_interval=5
+            )
         )
         with trio.fail_after(30):
             while not fresh.peers():
@@ -86,7 +91,11 @@ async def _catch_up(root: Path, source_addr: str, address: str, n: int) -> dict[
                 await trio.sleep(0.02)
         elapsed = time.perf_counter() - start
         with trio.fail_after(60):  # the pull's own accounting lands when it returns
-            while not (done := [s for (_p, a), s in fresh.syncs.items() if a == address and s.total_applied]):
+            while not (
+                done := [
+                    s for (_p, a), s in fresh.syncs.items() if a == address and s.total_applied
+                ]
+            ):
                 await trio.sleep(0.01)
         status = done[0]
         digest = await fresh.worker.run(database.digest)
@@ -113,7 +122,11 @@ async def propagation(root: Path, count: int, writes: int) -> list[float]:
         for d in dirs:
             peers = rng.sample(nodes, min(2, len(nodes)))
             bootstrap = [p.addrs[0] for p in peers]
-            nodes.append(await stack.enter_async_context(open_node(d, listen=LOOPBACK, bootstrap=bootstrap, announce_interval=2)))
+            nodes.append(
+                await stack.enter_async_context(
+                    open_node(d, listen=LOOPBACK, bootstrap=bootstrap, announce_interval=2)
+                )
+            )
         await trio.sleep(3)  # let the gossip mesh form
         latencies = []
         for k in range(writes):
@@ -132,7 +145,9 @@ async def propagation(root: Path, count: int, writes: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--sizes", type=int, nargs="*", help="catch-up sizes (default 10k and 100k)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", help="catch-up sizes (default 10k and 100k)"
+    )
     parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out runs")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,7 +157,9 @@ def main() -> None:
     sizes = [1_000] if args.quick else (args.sizes or [10_000, 100_000])
     fanouts = [] if args.no_fanout else [3] if args.quick else [10, 20]
     writes = 3 if args.quick else 10
-    print(f"# loopback, all nodes in one process; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        f"# loopback, all nodes in one process; {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
     print()
     print("| catch-up | seconds | entries/s | round trips | bytes received | bytes per entry |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -162,7 +179,10 @@ def main() -> None:
         for count in fanouts:
             latencies = sorted(trio.run(propagation, root, count, writes))
             median = latencies[len(latencies) // 2]
-            print(f"| {count} nodes | {median * 1000:.0f} ms | {latencies[0] * 1000:.0f} ms | {latencies[-1] * 1000:.0f} ms |", flush=True)
+            print(
+                f"| {count} nodes | {median * 1000:.0f} ms | {latencies[0] * 1000:.0f} ms | {latencies[-1] * 1000:.0f} ms |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -75,17 +75,25 @@ def run(system: str, role: str, params: dict[str, Any], timeout: float) -> dict[
     return result
 
 
-def replicate(system: str, source: Path, fresh: Path, address: str, n: int, timeout: float) -> dict[str, Any]:
+def replicate(
+    system: str, source: Path, fresh: Path, address: str, n: int, timeout: float
+) -> dict[str, Any]:
     """Serve ``source`` in one process, replicate it into ``fresh`` in another."""
     server = subprocess.Popen(
         command(system, "serve", {"dir": str(source), "address": address}),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ORBITDB,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ORBITDB,
     )
     assert server.stdin is not None and server.stdout is not None
     try:
         line = server.stdout.readline()
         if not line:
-            raise RuntimeError(f"{system} serve failed:\n{server.stderr.read() if server.stderr else ''}")
+            raise RuntimeError(
+                f"{system} serve failed:\n{server.stderr.read() if server.stderr else ''}"
+            )
         peer = json.loads(line)["addr"]
         params = {"dir": str(fresh), "peer": peer, "address": address, "n": n, "timeout": timeout}
         return run(system, "replicate", params, timeout + 120)
@@ -107,8 +115,16 @@ class Results:
         self.rows: dict[str, tuple[str, bool, Callable[[float], str]]] = {}
         self.notes: dict[tuple[str, str], str] = {}
 
-    def add(self, row: str, system: str, values: float | list[float], *, unit: str, higher_is_better: bool,
-            fmt: Callable[[float], str]) -> None:
+    def add(
+        self,
+        row: str,
+        system: str,
+        values: float | list[float],
+        *,
+        unit: str,
+        higher_is_better: bool,
+        fmt: Callable[[float], str],
+    ) -> None:
         self.rows.setdefault(row, (unit, higher_is_better, fmt))
         self.samples[(row, system)].extend(values if isinstance(values, list) else [values])
 
@@ -139,7 +155,9 @@ class Results:
             "|---|---|---:|---:|---:|",
         ]
         for row, (unit, _higher, _fmt) in self.rows.items():
-            lines.append(f"| {row} | {unit} | {self.cell(row, 'gridnode')} | {self.cell(row, 'orbitdb')} | {self.ratio(row)} |")
+            lines.append(
+                f"| {row} | {unit} | {self.cell(row, 'gridnode')} | {self.cell(row, 'orbitdb')} | {self.ratio(row)} |"
+            )
         return "\n".join(lines)
 
 
@@ -170,21 +188,37 @@ def versions() -> dict[str, str]:
     }
     try:
         found["gridnode"] = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         found["gridnode"] = "?"
     try:
-        found["node"] = subprocess.run([str(NODE), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        found["node"] = subprocess.run(
+            [str(NODE), "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except OSError:
         found["node"] = "missing"
-    for package in ("@orbitdb/core", "helia", "libp2p", "@libp2p/gossipsub", "blockstore-level", "datastore-level",
-                    "classic-level"):
+    for package in (
+        "@orbitdb/core",
+        "helia",
+        "libp2p",
+        "@libp2p/gossipsub",
+        "blockstore-level",
+        "datastore-level",
+        "classic-level",
+    ):
         manifest = ORBITDB / "node_modules" / package / "package.json"
-        found[package] = json.loads(manifest.read_text())["version"] if manifest.exists() else "missing"
+        found[package] = (
+            json.loads(manifest.read_text())["version"] if manifest.exists() else "missing"
+        )
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            found["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+            found["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         found["cpu"] = platform.processor() or "?"
     return found
@@ -192,15 +226,28 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=5_000, help="entries/documents per workload (default 5,000)")
+    parser.add_argument(
+        "--n", type=int, default=5_000, help="entries/documents per workload (default 5,000)"
+    )
     parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--warmup", type=int, default=200, help="operations each process writes before timing")
-    parser.add_argument("--budget", type=float, default=5.0, help="seconds of read samples per query kind and run")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed for one replication")
-    parser.add_argument("--no-orbitdb-replication", action="store_true",
-                        help="skip OrbitDB's replication (e.g. at large N)")
-    parser.add_argument("--quick", action="store_true", help="N = 50, one repetition (CI smoke run)")
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="operations each process writes before timing"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=5.0, help="seconds of read samples per query kind and run"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds allowed for one replication"
+    )
+    parser.add_argument(
+        "--no-orbitdb-replication",
+        action="store_true",
+        help="skip OrbitDB's replication (e.g. at large N)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 50, one repetition (CI smoke run)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.n, args.reps, args.warmup, args.budget, args.timeout = 50, 1, 10, 0.2, 120
@@ -224,75 +271,207 @@ def main() -> None:
             for system in order:
                 log(f"rep {rep + 1}/{args.reps}: {system}")
                 base = root / f"{system}-{rep}"
-                docs = run(system, "write", {
-                    "dir": str(base / "docs"), "type": "documents", "payloads": str(docs_file),
-                    "warmup": args.warmup, "gets": gets, "queries": queries, "budget": args.budget,
-                }, budget)
-                results.add("durable writes, documents, 1 op per call", system, docs["ops"] / docs["seconds"],
-                            unit="ops/s", higher_is_better=True, fmt=ops_fmt)
-                events = run(system, "write", {
-                    "dir": str(base / "events"), "type": "events", "payloads": str(events_file),
-                    "warmup": args.warmup,
-                }, budget)
-                results.add("events append, 1 op per call", system, events["ops"] / events["seconds"],
-                            unit="ops/s", higher_is_better=True, fmt=ops_fmt)
+                docs = run(
+                    system,
+                    "write",
+                    {
+                        "dir": str(base / "docs"),
+                        "type": "documents",
+                        "payloads": str(docs_file),
+                        "warmup": args.warmup,
+                        "gets": gets,
+                        "queries": queries,
+                        "budget": args.budget,
+                    },
+                    budget,
+                )
+                results.add(
+                    "durable writes, documents, 1 op per call",
+                    system,
+                    docs["ops"] / docs["seconds"],
+                    unit="ops/s",
+                    higher_is_better=True,
+                    fmt=ops_fmt,
+                )
+                events = run(
+                    system,
+                    "write",
+                    {
+                        "dir": str(base / "events"),
+                        "type": "events",
+                        "payloads": str(events_file),
+                        "warmup": args.warmup,
+                    },
+                    budget,
+                )
+                results.add(
+                    "events append, 1 op per call",
+                    system,
+                    events["ops"] / events["seconds"],
+                    unit="ops/s",
+                    higher_is_better=True,
+                    fmt=ops_fmt,
+                )
                 if system == "gridnode":
-                    normal = run(system, "write", {
-                        "dir": str(base / "normal"), "type": "documents", "payloads": str(docs_file),
-                        "warmup": args.warmup, "synchronous": "NORMAL",
-                    }, budget)
-                    results.add(NORMAL_ROW, system, normal["ops"] / normal["seconds"],
-                                unit="ops/s", higher_is_better=True, fmt=ops_fmt)
+                    normal = run(
+                        system,
+                        "write",
+                        {
+                            "dir": str(base / "normal"),
+                            "type": "documents",
+                            "payloads": str(docs_file),
+                            "warmup": args.warmup,
+                            "synchronous": "NORMAL",
+                        },
+                        budget,
+                    )
+                    results.add(
+                        NORMAL_ROW,
+                        system,
+                        normal["ops"] / normal["seconds"],
+                        unit="ops/s",
+                        higher_is_better=True,
+                        fmt=ops_fmt,
+                    )
                 else:
                     # The same OrbitDB figure, for the ratio at equal durability.
-                    results.add(NORMAL_ROW, system, docs["ops"] / docs["seconds"],
-                                unit="ops/s", higher_is_better=True, fmt=ops_fmt)
+                    results.add(
+                        NORMAL_ROW,
+                        system,
+                        docs["ops"] / docs["seconds"],
+                        unit="ops/s",
+                        higher_is_better=True,
+                        fmt=ops_fmt,
+                    )
                 if system == "gridnode":
-                    batched = run(system, "write", {
-                        "dir": str(base / "batched"), "type": "documents", "payloads": str(docs_file),
-                        "warmup": args.warmup, "batch": 1000,
-                    }, budget)
-                    results.add("durable writes, documents, `write_many` of 1,000 (extra)", system,
-                                batched["ops"] / batched["seconds"], unit="ops/s", higher_is_better=True, fmt=ops_fmt)
+                    batched = run(
+                        system,
+                        "write",
+                        {
+                            "dir": str(base / "batched"),
+                            "type": "documents",
+                            "payloads": str(docs_file),
+                            "warmup": args.warmup,
+                            "batch": 1000,
+                        },
+                        budget,
+                    )
+                    results.add(
+                        "durable writes, documents, `write_many` of 1,000 (extra)",
+                        system,
+                        batched["ops"] / batched["seconds"],
+                        unit="ops/s",
+                        higher_is_better=True,
+                        fmt=ops_fmt,
+                    )
                 if system == "orbitdb" and args.no_orbitdb_replication:
                     results.notes[(f"replication: fresh node holds all {n:,}", system)] = "not run"
                 else:
-                    rep_result = replicate(system, base / "events", base / "fresh", events["address"], n, args.timeout)
+                    rep_result = replicate(
+                        system, base / "events", base / "fresh", events["address"], n, args.timeout
+                    )
                     if rep_result.get("timeout"):
                         results.notes[(f"replication: fresh node holds all {n:,}", system)] = (
-                            f"> {args.timeout:.0f} s ({rep_result['held']:,} held)")
+                            f"> {args.timeout:.0f} s ({rep_result['held']:,} held)"
+                        )
                     else:
-                        results.add(f"replication: fresh node holds all {n:,}", system, rep_result["seconds"],
-                                    unit="s", higher_is_better=False, fmt=seconds_fmt)
+                        results.add(
+                            f"replication: fresh node holds all {n:,}",
+                            system,
+                            rep_result["seconds"],
+                            unit="s",
+                            higher_is_better=False,
+                            fmt=seconds_fmt,
+                        )
                     if system == "gridnode":
-                        results.add("replication: round trips (gridnode)", system, rep_result["round_trips"],
-                                    unit="", higher_is_better=False, fmt=ops_fmt)
-                        results.add("replication: bytes received per entry (gridnode)", system,
-                                    rep_result["bytes"] / n, unit="B", higher_is_better=False, fmt=ops_fmt)
-                results.add(f"get by key at {n:,} documents", system, docs["get_us"],
-                            unit="latency", higher_is_better=False, fmt=latency_fmt)
-                results.add(f"query n == x at {n:,} documents (gridnode: index; OrbitDB: scan)", system,
-                            docs["query_us"], unit="latency", higher_is_better=False, fmt=latency_fmt)
+                        results.add(
+                            "replication: round trips (gridnode)",
+                            system,
+                            rep_result["round_trips"],
+                            unit="",
+                            higher_is_better=False,
+                            fmt=ops_fmt,
+                        )
+                        results.add(
+                            "replication: bytes received per entry (gridnode)",
+                            system,
+                            rep_result["bytes"] / n,
+                            unit="B",
+                            higher_is_better=False,
+                            fmt=ops_fmt,
+                        )
+                results.add(
+                    f"get by key at {n:,} documents",
+                    system,
+                    docs["get_us"],
+                    unit="latency",
+                    higher_is_better=False,
+                    fmt=latency_fmt,
+                )
+                results.add(
+                    f"query n == x at {n:,} documents (gridnode: index; OrbitDB: scan)",
+                    system,
+                    docs["query_us"],
+                    unit="latency",
+                    higher_is_better=False,
+                    fmt=latency_fmt,
+                )
                 last = f"doc{n - 1:08d}"
-                opened = run(system, "reopen", {"dir": str(base / "docs"), "address": docs["address"], "key": last},
-                             budget)
-                results.add(f"reopen {n:,} documents + first read", system, opened["seconds"],
-                            unit="s", higher_is_better=False, fmt=seconds_fmt)
-                results.add("resident memory after reopen + read", system, opened["rss_mb"],
-                            unit="MB", higher_is_better=False, fmt=mb_fmt)
-                results.add("module loading before reopen (extra)", system, opened["import_seconds"],
-                            unit="s", higher_is_better=False, fmt=seconds_fmt)
-                results.add("writer's peak resident memory", system, docs["peak_rss_mb"],
-                            unit="MB", higher_is_better=False, fmt=mb_fmt)
+                opened = run(
+                    system,
+                    "reopen",
+                    {"dir": str(base / "docs"), "address": docs["address"], "key": last},
+                    budget,
+                )
+                results.add(
+                    f"reopen {n:,} documents + first read",
+                    system,
+                    opened["seconds"],
+                    unit="s",
+                    higher_is_better=False,
+                    fmt=seconds_fmt,
+                )
+                results.add(
+                    "resident memory after reopen + read",
+                    system,
+                    opened["rss_mb"],
+                    unit="MB",
+                    higher_is_better=False,
+                    fmt=mb_fmt,
+                )
+                results.add(
+                    "module loading before reopen (extra)",
+                    system,
+                    opened["import_seconds"],
+                    unit="s",
+                    higher_is_better=False,
+                    fmt=seconds_fmt,
+                )
+                results.add(
+                    "writer's peak resident memory",
+                    system,
+                    docs["peak_rss_mb"],
+                    unit="MB",
+                    higher_is_better=False,
+                    fmt=mb_fmt,
+                )
                 shutil.rmtree(base, ignore_errors=True)
     elapsed = time.perf_counter() - started
-    print(f"# bench/run.py --n {n} --reps {args.reps} --seed {args.seed}: {elapsed:.0f} s; "
-          f"{info['cpus']} CPUs ({info['cpu']}, {info['machine']})")
-    print(f"# gridnode {info['gridnode']}, Python {info['python']}, SQLite {info['sqlite']} (WAL, synchronous=FULL)")
-    print(f"# OrbitDB {info['@orbitdb/core']} on Node {info['node']}: helia {info['helia']}, libp2p {info['libp2p']}, "
-          f"@libp2p/gossipsub {info['@libp2p/gossipsub']}, blockstore-level {info['blockstore-level']}, "
-          f"datastore-level {info['datastore-level']}, classic-level {info['classic-level']}")
-    print("# median (min-max) over repetitions (latencies: over all samples); advantage > 1: gridnode better")
+    print(
+        f"# bench/run.py --n {n} --reps {args.reps} --seed {args.seed}: {elapsed:.0f} s; "
+        f"{info['cpus']} CPUs ({info['cpu']}, {info['machine']})"
+    )
+    print(
+        f"# gridnode {info['gridnode']}, Python {info['python']}, SQLite {info['sqlite']} (WAL, synchronous=FULL)"
+    )
+    print(
+        f"# OrbitDB {info['@orbitdb/core']} on Node {info['node']}: helia {info['helia']}, libp2p {info['libp2p']}, "
+        f"@libp2p/gossipsub {info['@libp2p/gossipsub']}, blockstore-level {info['blockstore-level']}, "
+        f"datastore-level {info['datastore-level']}, classic-level {info['classic-level']}"
+    )
+    print(
+        "# median (min-max) over repetitions (latencies: over all samples); advantage > 1: gridnode better"
+    )
     print()
     print(results.table())
 

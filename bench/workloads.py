@@ -56,7 +56,10 @@ def make_events(n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` event values of ~270 bytes (as JSON), the same for a given seed."""
     rng = random.Random(seed + 1)
     letters = string.ascii_letters
-    return [{"n": i, "text": "".join(rng.choices(letters, k=200)), "tags": ["bench", "sync"]} for i in range(n)]
+    return [
+        {"n": i, "text": "".join(rng.choices(letters, k=200)), "tags": ["bench", "sync"]}
+        for i in range(n)
+    ]
 
 
 def rss_mb() -> float:
@@ -151,7 +154,9 @@ async def _serve(p: dict[str, Any]) -> None:
 
     from gridnode.node import open_node
 
-    async with open_node(Path(p["dir"]), listen=["/ip4/127.0.0.1/tcp/0"], announce_interval=5) as node:
+    async with open_node(
+        Path(p["dir"]), listen=["/ip4/127.0.0.1/tcp/0"], announce_interval=5
+    ) as node:
         print(json.dumps({"addr": str(node.addrs[0])}), flush=True)
         await trio.to_thread.run_sync(sys.stdin.read)
 
@@ -181,7 +186,9 @@ async def _replicate(p: dict[str, Any]) -> dict[str, Any]:
                 await trio.sleep(0.01)
         seconds = time.perf_counter() - start
         with trio.fail_after(60):  # the pull's own accounting lands when it returns
-            while not (done := [s for (_p, a), s in node.syncs.items() if a == address and s.total_applied]):
+            while not (
+                done := [s for (_p, a), s in node.syncs.items() if a == address and s.total_applied]
+            ):
                 await trio.sleep(0.01)
         return {
             "seconds": seconds,

@@ -25,7 +25,9 @@ __all__ = ["Database"]
 class Database:
     """One database replica in memory: ``log`` decides what is valid, ``store`` holds the state."""
 
-    def __init__(self, manifest: Manifest, *, space: Space | None = None, **log_limits: int) -> None:
+    def __init__(
+        self, manifest: Manifest, *, space: Space | None = None, **log_limits: int
+    ) -> None:
         self.manifest = manifest
         self.space = space if space is not None else MemorySpace()
         self.log = Log(manifest, space=self.space, **log_limits)

@@ -153,7 +153,9 @@ def decode_entry(cid: CID, block: bytes, *, max_size: int = MAX_ENTRY_BYTES) -> 
     if type(signature) is not bytes or len(signature) != 64:
         raise InvalidEntry("signature must be 64 bytes")
     # Canonical order puts "signature" last (see the module doc), so the signed bytes are a slice.
-    if block[-_TAIL_LENGTH:-64] != _SIGNATURE_TAIL:  # pragma: no cover - implied by the checks above
+    if (
+        block[-_TAIL_LENGTH:-64] != _SIGNATURE_TAIL
+    ):  # pragma: no cover - implied by the checks above
         raise InvalidEntry("signature is not the last field")
     signed = bytes((block[0] - 1,)) + block[1:-_TAIL_LENGTH]
     verify(body["author"], signed, signature)

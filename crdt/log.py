@@ -362,9 +362,13 @@ class Log:
             fresh &= absent_keys(self._rejected_t, list(fresh))
         # Positions (author, clock) no entry has taken yet: the equivocation check skips its
         # lookup for those.
-        self._fresh_positions = absent_keys(
-            self._pos_t, [_position(e.author, e.clock) for e in batch if e.cid.bytes in fresh]
-        ) if fresh else set()
+        self._fresh_positions = (
+            absent_keys(
+                self._pos_t, [_position(e.author, e.clock) for e in batch if e.cid.bytes in fresh]
+            )
+            if fresh
+            else set()
+        )
         try:
             for entry in batch:
                 self._offer(entry, result, fresh)
@@ -638,8 +642,10 @@ class Log:
         best: _Meta | None = None
         for parent_cid in meta.next:
             parent = self._need_meta(parent_cid)
-            if best is None or parent.clock > best.clock or (
-                parent.clock == best.clock and parent.cid.bytes < best.cid.bytes
+            if (
+                best is None
+                or parent.clock > best.clock
+                or (parent.clock == best.clock and parent.cid.bytes < best.cid.bytes)
             ):
                 best = parent
         assert best is not None, "a root has no spine parent"

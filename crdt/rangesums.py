@@ -47,7 +47,9 @@ def item_hash(item: bytes) -> int:
 
 def fingerprint_of(count: int, total: int) -> bytes:
     """The 16-byte fingerprint of a range holding ``count`` items whose hashes sum to ``total``."""
-    return hashlib.sha256(count.to_bytes(8, "big") + (total % _MOD).to_bytes(32, "big")).digest()[:16]
+    return hashlib.sha256(count.to_bytes(8, "big") + (total % _MOD).to_bytes(32, "big")).digest()[
+        :16
+    ]
 
 
 def _bucket_key(level: int, bucket: int) -> bytes:

@@ -14,7 +14,15 @@ from typing import Any, Final
 
 from crdt.errors import GridnodeError
 
-__all__ = ["CONFIG_FILE", "SECTIONS", "Config", "ConfigError", "config_sources", "load_config", "write_default_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "SECTIONS",
+    "Config",
+    "ConfigError",
+    "config_sources",
+    "load_config",
+    "write_default_config",
+]
 
 CONFIG_FILE: Final = "gridnode.toml"
 
@@ -130,9 +138,7 @@ def load_config(data_dir: Path, environ: Mapping[str, str] | None = None) -> Con
     for key in values:
         if key not in known and key not in SECTIONS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
-    checked = {
-        key: _check(key, value, str(path)) for key, value in values.items() if key in known
-    }
+    checked = {key: _check(key, value, str(path)) for key, value in values.items() if key in known}
     for key in known:
         variable = "GRIDNODE_" + key.upper()
         if variable in env:

@@ -61,9 +61,7 @@ def show(ctx: click.Context, as_json: bool) -> None:
     path = data_dir / CONFIG_FILE
     values = asdict(effective)
     if as_json:
-        settings = {
-            name: {"value": values[name], "source": sources[name]} for name in values
-        }
+        settings = {name: {"value": values[name], "source": sources[name]} for name in values}
         click.echo(
             json.dumps({"file": str(path), "file_exists": path.exists(), "settings": settings})
         )

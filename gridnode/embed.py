@@ -86,16 +86,32 @@ async def _write(node: Node, ref: str, payloads: Sequence[Any]) -> dict[str, Any
     return written
 
 
-async def _create(node: Node, name: str, store: str, writers: Sequence[str], public: bool,
-                  indexes: Sequence[str], index_by: str | None) -> str:
+async def _create(
+    node: Node,
+    name: str,
+    store: str,
+    writers: Sequence[str],
+    public: bool,
+    indexes: Sequence[str],
+    index_by: str | None,
+) -> str:
     from gridnode.api import CreateRequest
 
     request = CreateRequest.from_json(
-        {"name": name, "type": store, "writers": list(writers), "public": public,
-         "indexes": list(indexes), "index_by": index_by}
+        {
+            "name": name,
+            "type": store,
+            "writers": list(writers),
+            "public": public,
+            "indexes": list(indexes),
+            "index_by": index_by,
+        }
     )
     db = await node.create_database(
-        request.name, request.type, writers=request.writers, public=request.public,
+        request.name,
+        request.type,
+        writers=request.writers,
+        public=request.public,
         options=request.options(),
     )
     return db.address
@@ -136,8 +152,14 @@ async def _delete(node: Node, ref: str, key: Any) -> str:
     return str(written["entries"][0])
 
 
-async def _query(node: Node, ref: str, field: str | None, bounds: dict[str, Any],
-                 limit: int | None, reverse: bool) -> list[Any]:
+async def _query(
+    node: Node,
+    ref: str,
+    field: str | None,
+    bounds: dict[str, Any],
+    limit: int | None,
+    reverse: bool,
+) -> list[Any]:
     from gridnode import api
 
     unknown = set(bounds) - set(api.BOUNDS)
@@ -246,9 +268,7 @@ class _NodeThread:
         if self._stop_requested:
             return
         async with open_node(self.data_dir, **self._options) as node:
-            serving = (
-                api.serve_api(node, self.data_dir) if self._api else _no_api()
-            )
+            serving = api.serve_api(node, self.data_dir) if self._api else _no_api()
             async with serving as url, trio.open_nursery() as calls:
                 self.node, self.api_url, self._calls = node, url, calls
                 _settle(self.ready, None)
@@ -278,9 +298,7 @@ class _NodeThread:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def submit(
-        self, fn: Callable[..., Awaitable[T]], *args: Any
-    ) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
         """Run ``await fn(node, *args)`` in the node's loop; its future (thread-safe)."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         token = self._token
@@ -430,9 +448,16 @@ class AsyncioNode(_Facade):
         :class:`~gridnode.node.Node`: for what the methods below do not cover."""
         return await self._run(fn, *args)
 
-    async def create_database(self, name: str, type: str, *, writers: Sequence[str] = (),
-                              public: bool = False, indexes: Sequence[str] = (),
-                              index_by: str | None = None) -> str:
+    async def create_database(
+        self,
+        name: str,
+        type: str,
+        *,
+        writers: Sequence[str] = (),
+        public: bool = False,
+        indexes: Sequence[str] = (),
+        index_by: str | None = None,
+    ) -> str:
         """Create a database (this node is its admin); return its address."""
         return await self._run(_create, name, type, writers, public, indexes, index_by)
 
@@ -482,14 +507,22 @@ class AsyncioNode(_Facade):
         """counter: its value."""
         return await self._run(_value, ref)
 
-    async def query(self, ref: str, field: str | None = None, *, limit: int | None = None,
-                    reverse: bool = False, **bounds: Any) -> list[Any]:
+    async def query(
+        self,
+        ref: str,
+        field: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+        **bounds: Any,
+    ) -> list[Any]:
         """documents: those whose indexed ``field`` matches ``eq=``/``gt=``/``gte=``/``lt=``/
         ``lte=``, in its order."""
         return await self._run(_query, ref, field, bounds, limit, reverse)
 
-    async def items(self, ref: str, *, limit: int | None = None,
-                    reverse: bool = False) -> list[dict[str, Any]]:
+    async def items(
+        self, ref: str, *, limit: int | None = None, reverse: bool = False
+    ) -> list[dict[str, Any]]:
         """events ``{"cid", "value"}`` in the log's order, or set members ``{"value"}``."""
         return await self._run(_items, ref, limit, reverse)
 
@@ -555,9 +588,16 @@ class SyncNode(_Facade):
         :class:`~gridnode.node.Node`: for what the methods below do not cover."""
         return self._run(fn, *args)
 
-    def create_database(self, name: str, type: str, *, writers: Sequence[str] = (),
-                        public: bool = False, indexes: Sequence[str] = (),
-                        index_by: str | None = None) -> str:
+    def create_database(
+        self,
+        name: str,
+        type: str,
+        *,
+        writers: Sequence[str] = (),
+        public: bool = False,
+        indexes: Sequence[str] = (),
+        index_by: str | None = None,
+    ) -> str:
         """Create a database (this node is its admin); return its address."""
         return self._run(_create, name, type, writers, public, indexes, index_by)
 
@@ -605,14 +645,22 @@ class SyncNode(_Facade):
         """counter: its value."""
         return self._run(_value, ref)
 
-    def query(self, ref: str, field: str | None = None, *, limit: int | None = None,
-              reverse: bool = False, **bounds: Any) -> list[Any]:
+    def query(
+        self,
+        ref: str,
+        field: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+        **bounds: Any,
+    ) -> list[Any]:
         """documents: those whose indexed ``field`` matches ``eq=``/``gt=``/``gte=``/``lt=``/
         ``lte=``, in its order."""
         return self._run(_query, ref, field, bounds, limit, reverse)
 
-    def items(self, ref: str, *, limit: int | None = None,
-              reverse: bool = False) -> list[dict[str, Any]]:
+    def items(
+        self, ref: str, *, limit: int | None = None, reverse: bool = False
+    ) -> list[dict[str, Any]]:
         """events ``{"cid", "value"}`` in the log's order, or set members ``{"value"}``."""
         return self._run(_items, ref, limit, reverse)
 

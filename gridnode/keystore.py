@@ -59,7 +59,9 @@ def load_key(path: Path) -> Keypair:
     """Read a key file written by :func:`create_key`."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("key file %s is readable by others (mode %o); use chmod 600", path, mode & 0o777)
+        log.warning(
+            "key file %s is readable by others (mode %o); use chmod 600", path, mode & 0o777
+        )
     try:
         document = json.loads(path.read_text("ascii"))
         if document.get("kind") != _KIND:

@@ -29,7 +29,10 @@ __all__ = ["pin"]
     help="Kubo's RPC API (not its gateway).",
 )
 @click.option(
-    "--timeout", type=click.FloatRange(min=0.1), default=600.0, show_default=True,
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=600.0,
+    show_default=True,
     help="Seconds to wait for each Kubo call.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object.")
@@ -54,8 +57,15 @@ def pin(ctx: click.Context, address: str, url: str, timeout: float, as_json: boo
         except KuboError as exc:
             raise CliError(_describe(exc)) from None
     if as_json:
-        _emit({"address": exported["address"], "blocks": exported["blocks"], "kubo": url,
-               "roots": result.roots, "pinned": result.pinned})
+        _emit(
+            {
+                "address": exported["address"],
+                "blocks": exported["blocks"],
+                "kubo": url,
+                "roots": result.roots,
+                "pinned": result.pinned,
+            }
+        )
     else:
         click.echo(
             f"pinned {exported['address']} on {url}: {exported['blocks']} blocks, "

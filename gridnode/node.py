@@ -510,7 +510,9 @@ class Node:
             report = await self.worker.run(database.join_entries, entries, report)
             self.count_join("bitswap", report)
             log.info(
-                "filled gaps of %s over bitswap: %d entries applied", database.address, report.applied
+                "filled gaps of %s over bitswap: %d entries applied",
+                database.address,
+                report.applied,
             )
             if report.applied:
                 await self.announce(database.address)

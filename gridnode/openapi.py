@@ -44,7 +44,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
 
 
-def _param(name: str, where: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
+def _param(
+    name: str, where: str, schema: dict[str, Any], description: str, **more: Any
+) -> dict[str, Any]:
     return {"name": name, "in": where, "schema": schema, "description": description, **more}
 
 
@@ -60,8 +62,13 @@ _REVERSE: Final = _param("reverse", "query", {"type": "boolean"}, "newest (or hi
 _JSON_BOUND: Final = {"type": "string", "description": "a JSON value"}
 
 
-def _get(summary: str, ok: dict[str, Any], *errors: int, params: list[Any] | None = None,
-         public: bool = False) -> dict[str, Any]:
+def _get(
+    summary: str,
+    ok: dict[str, Any],
+    *errors: int,
+    params: list[Any] | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
     if params:
         op["parameters"] = params
@@ -71,8 +78,14 @@ def _get(summary: str, ok: dict[str, Any], *errors: int, params: list[Any] | Non
     return op
 
 
-def _post(summary: str, body: dict[str, Any], ok: dict[str, Any], *errors: int,
-          status: str = "200", media: tuple[str, ...] = ("application/json",)) -> dict[str, Any]:
+def _post(
+    summary: str,
+    body: dict[str, Any],
+    ok: dict[str, Any],
+    *errors: int,
+    status: str = "200",
+    media: tuple[str, ...] = ("application/json",),
+) -> dict[str, Any]:
     return {
         "summary": summary,
         "requestBody": {"required": True, "content": {m: {"schema": body} for m in media}},
@@ -90,13 +103,18 @@ def _gateway(summary: str) -> dict[str, Any]:
         "parameters": [
             _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True),
             _param("format", "query", {"enum": ["raw", "car"]}, "instead of the Accept header"),
-            _param("dag-scope", "query", {"enum": ["block", "entity", "all"]},
-                   "CAR only: the block, or it and what it links to (default all)"),
+            _param(
+                "dag-scope",
+                "query",
+                {"enum": ["block", "entity", "all"]},
+                "CAR only: the block, or it and what it links to (default all)",
+            ),
         ],
         "responses": {
-            "200": {"description": "the block or the CAR",
-                    "content": {"application/vnd.ipld.raw": binary,
-                                "application/vnd.ipld.car": binary}},
+            "200": {
+                "description": "the block or the CAR",
+                "content": {"application/vnd.ipld.raw": binary, "application/vnd.ipld.car": binary},
+            },
             "304": {"description": "If-None-Match names the Etag"},
             "400": {"description": "not a CID, or a bad parameter", "content": error},
             "404": {"description": "no database this node replicates holds it", "content": error},
@@ -136,172 +154,365 @@ def openapi(version: str) -> dict[str, Any]:
         "properties": {"address": {"type": "string"}},
         "additionalProperties": False,
     }
-    report = _obj({
-        "address": {"type": "string"},
-        "applied": {"type": "integer"},
-        "duplicates": {"type": "integer"},
-        "pending": {"type": "integer"},
-        "rejected": {"type": "array", "items": _obj(
-            {"cid": {"type": "string"}, "reason": {"type": "string"}})},
-    })
+    report = _obj(
+        {
+            "address": {"type": "string"},
+            "applied": {"type": "integer"},
+            "duplicates": {"type": "integer"},
+            "pending": {"type": "integer"},
+            "rejected": {
+                "type": "array",
+                "items": _obj({"cid": {"type": "string"}, "reason": {"type": "string"}}),
+            },
+        }
+    )
     restore_body = {
         "type": "object",
         "required": ["roots"],
         "additionalProperties": False,
         "properties": {
-            "roots": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                      "maxItems": 1024, "description": "CIDs: the manifest's, then the heads"},
-            "peers": {"type": "array", "items": {"type": "string"}, "maxItems": 64,
-                      "description": "multiaddrs ending in /p2p/<peer id>, dialled first"},
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600,
-                        "description": "seconds to fetch in (default 120)"},
+            "roots": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": 1024,
+                "description": "CIDs: the manifest's, then the heads",
+            },
+            "peers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "maxItems": 64,
+                "description": "multiaddrs ending in /p2p/<peer id>, dialled first",
+            },
+            "timeout": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 3600,
+                "description": "seconds to fetch in (default 120)",
+            },
         },
     }
-    with_digest = _param("digest", "query", {"type": "boolean"},
-                         "with the state digest (default true)")
+    with_digest = _param(
+        "digest", "query", {"type": "boolean"}, "with the state digest (default true)"
+    )
     restored = {
         **info,
         "required": sorted({*info["required"], *report["required"], "missing"}),
-        "properties": {**info["properties"], **report["properties"],
-                       "missing": {"type": "integer"}},
+        "properties": {
+            **info["properties"],
+            **report["properties"],
+            "missing": {"type": "integer"},
+        },
     }
     paths: dict[str, Any] = {
-        "/": {"get": _get("the node's peer id and identity", _json(
-            _obj({"peer_id": {"type": "string"}, "identity": {"type": "string"}}), "who answers"))},
-        "/status": {"get": _get("as `gridnode status --json`", _json(_ref("Status"), "the node"))},
-        "/peers": {"get": _get("the connected peers", _json(_obj({
-            "running": {"type": "boolean"},
-            "identity": {"type": "string"},
-            "peer_id": {"type": "string"},
-            "peers": {"type": "array", "items": _obj(
-                {"peer_id": {"type": "string"}, "strikes": {"type": "integer"}})},
-        }), "the peers"))},
-        "/events": {"get": _get(
-            "recent rejections and errors, newest first",
-            _json(_obj({"events": {"type": "array", "items": _ref("Event")}}), "the events"),
-            400,
-            params=[_LIMIT],
-        )},
-        "/metrics": {"get": {
-            "summary": "Prometheus text exposition format (docs/http.md)",
-            "responses": {
-                "200": {
-                    "description": "the metrics",
-                    "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
-                },
-                **_errors(),
-            },
-        }},
-        "/dashboard": {"get": {
-            "summary": "the operator's dashboard (its data calls need the token)",
-            "security": [],
-            "responses": {"200": {
-                "description": "one HTML page",
-                "content": {"text/html": {"schema": {"type": "string"}}},
-            }},
-        }},
-        "/openapi.json": {"get": {
-            "summary": "this document",
-            "security": [],
-            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
-        }},
-        "/db": {
-            "get": _get("every database", _json(_obj({"databases": {"type": "array", "items": _obj({
-                "address": {"type": "string"},
-                "name": {"type": "string"},
-                "type": {"type": "string"},
-                "entries": {"type": "integer"},
-            })}}), "the databases")),
-            "post": _post("create a database, this node its admin", _ref("CreateRequest"),
-                          _json(database, "the new database's manifest"), status="201"),
+        "/": {
+            "get": _get(
+                "the node's peer id and identity",
+                _json(
+                    _obj({"peer_id": {"type": "string"}, "identity": {"type": "string"}}),
+                    "who answers",
+                ),
+            )
         },
-        "/follow": {"post": _post(
-            "keep and replicate a database a connected peer has", address_body,
-            _json(info, "the database"), 404)},
-        "/unfollow": {"post": _post(
-            "stop replicating a database (its data stays)", address_body,
-            _json(_obj({"address": {"type": "string"}, "replicating": {"type": "boolean"}}),
-                  "no longer replicated"), 404)},
-        "/import": {"post": _post(
-            "import a CAR (as `gridnode import`)",
-            {"type": "string", "format": "binary"},
-            _json(report, "what the import did"),
-            media=("application/vnd.ipld.car", "application/octet-stream"))},
+        "/status": {"get": _get("as `gridnode status --json`", _json(_ref("Status"), "the node"))},
+        "/peers": {
+            "get": _get(
+                "the connected peers",
+                _json(
+                    _obj(
+                        {
+                            "running": {"type": "boolean"},
+                            "identity": {"type": "string"},
+                            "peer_id": {"type": "string"},
+                            "peers": {
+                                "type": "array",
+                                "items": _obj(
+                                    {"peer_id": {"type": "string"}, "strikes": {"type": "integer"}}
+                                ),
+                            },
+                        }
+                    ),
+                    "the peers",
+                ),
+            )
+        },
+        "/events": {
+            "get": _get(
+                "recent rejections and errors, newest first",
+                _json(_obj({"events": {"type": "array", "items": _ref("Event")}}), "the events"),
+                400,
+                params=[_LIMIT],
+            )
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text exposition format (docs/http.md)",
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(),
+                },
+            }
+        },
+        "/dashboard": {
+            "get": {
+                "summary": "the operator's dashboard (its data calls need the token)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "one HTML page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "this document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+            }
+        },
+        "/db": {
+            "get": _get(
+                "every database",
+                _json(
+                    _obj(
+                        {
+                            "databases": {
+                                "type": "array",
+                                "items": _obj(
+                                    {
+                                        "address": {"type": "string"},
+                                        "name": {"type": "string"},
+                                        "type": {"type": "string"},
+                                        "entries": {"type": "integer"},
+                                    }
+                                ),
+                            }
+                        }
+                    ),
+                    "the databases",
+                ),
+            ),
+            "post": _post(
+                "create a database, this node its admin",
+                _ref("CreateRequest"),
+                _json(database, "the new database's manifest"),
+                status="201",
+            ),
+        },
+        "/follow": {
+            "post": _post(
+                "keep and replicate a database a connected peer has",
+                address_body,
+                _json(info, "the database"),
+                404,
+            )
+        },
+        "/unfollow": {
+            "post": _post(
+                "stop replicating a database (its data stays)",
+                address_body,
+                _json(
+                    _obj({"address": {"type": "string"}, "replicating": {"type": "boolean"}}),
+                    "no longer replicated",
+                ),
+                404,
+            )
+        },
+        "/import": {
+            "post": _post(
+                "import a CAR (as `gridnode import`)",
+                {"type": "string", "format": "binary"},
+                _json(report, "what the import did"),
+                media=("application/vnd.ipld.car", "application/octet-stream"),
+            )
+        },
         "/db/restore": {
             "post": _post(
                 "fetch a database from IPFS peers over bitswap, then keep and replicate it "
-                "(as `gridnode db restore`)", restore_body,
+                "(as `gridnode db restore`)",
+                restore_body,
                 _json(restored, "the database, and what the join of the blocks fetched did"),
-                404, 409),
-            "get": _get("the database named `restore`, as GET /db/{db}",
-                        _json(info, "the database"), 400, 404, params=[with_digest]),
+                404,
+                409,
+            ),
+            "get": _get(
+                "the database named `restore`, as GET /db/{db}",
+                _json(info, "the database"),
+                400,
+                404,
+                params=[with_digest],
+            ),
         },
-        "/db/{db}": {"get": _get(
-            "a database: manifest, entries, heads, digest", _json(info, "the database"), 400, 404,
-            params=[_DB, with_digest])},
-        "/db/{db}/ops": {"post": {
-            **_post("write ops in one transaction", {"type": "array", "items": _ANY},
-                    _json(_obj({
-                        "address": {"type": "string"},
-                        "written": {"type": "integer"},
-                        "entries": _STRINGS,
-                        "heads": _STRINGS,
-                    }, {"value": {"type": "integer"}}), "what was written"), 404, 409),
-            "parameters": [_DB],
-        }},
-        "/db/{db}/get": {"get": _get(
-            "keyvalue: a key's value; documents: a document by id",
-            _json(_obj({"key": _ANY, "value": _ANY}), "the value"), 400, 404, 409,
-            params=[_DB,
+        "/db/{db}": {
+            "get": _get(
+                "a database: manifest, entries, heads, digest",
+                _json(info, "the database"),
+                400,
+                404,
+                params=[_DB, with_digest],
+            )
+        },
+        "/db/{db}/ops": {
+            "post": {
+                **_post(
+                    "write ops in one transaction",
+                    {"type": "array", "items": _ANY},
+                    _json(
+                        _obj(
+                            {
+                                "address": {"type": "string"},
+                                "written": {"type": "integer"},
+                                "entries": _STRINGS,
+                                "heads": _STRINGS,
+                            },
+                            {"value": {"type": "integer"}},
+                        ),
+                        "what was written",
+                    ),
+                    404,
+                    409,
+                ),
+                "parameters": [_DB],
+            }
+        },
+        "/db/{db}/get": {
+            "get": _get(
+                "keyvalue: a key's value; documents: a document by id",
+                _json(_obj({"key": _ANY, "value": _ANY}), "the value"),
+                400,
+                404,
+                409,
+                params=[
+                    _DB,
                     _param("key", "query", {"type": "string"}, "a key or a string id"),
-                    _param("id", "query", _JSON_BOUND, "a document id as JSON")])},
-        "/db/{db}/query": {"get": _get(
-            "documents by an indexed field",
-            _json(_obj({"index_by": {"type": "string"},
-                        "documents": {"type": "array", "items": _ANY}}), "the documents"),
-            400, 404, 409,
-            params=[_DB, _param("field", "query", {"type": "string"}, "an indexed field"),
-                    *(_param(b, "query", _JSON_BOUND, f"{b} bound (JSON)")
-                      for b in ("eq", "gt", "gte", "lt", "lte")),
-                    _LIMIT, _REVERSE])},
-        "/db/{db}/log": {"get": _get(
-            "the entries in their total order",
-            _json(_obj({"address": {"type": "string"}, "entries": {"type": "array", "items": _obj({
-                "clock": {"type": "integer"},
-                "cid": {"type": "string"},
-                "author": {"type": "string"},
-                "next": _STRINGS,
-                "payload": _ANY,
-            })}}), "the entries"), 400, 404, params=[_DB, _LIMIT])},
-        "/db/{db}/iter": {"get": _get(
-            "events or set members",
-            _json(_obj({"address": {"type": "string"},
-                        "items": {"type": "array", "items": {"type": "object"}}}), "the items"),
-            400, 404, 409, params=[_DB, _LIMIT, _REVERSE])},
-        "/db/{db}/value": {"get": _get(
-            "a counter's value",
-            _json(_obj({"address": {"type": "string"}, "value": {"type": "integer"}}), "the value"),
-            400, 404, 409, params=[_DB])},
-        "/db/{db}/car": {"get": _get(
-            "the database as a CAR v1",
-            {"description": "the CAR",
-             "content": {"application/vnd.ipld.car": {"schema": {"type": "string",
-                                                                 "format": "binary"}}}},
-            400, 404, params=[_DB])},
-        "/ipfs/{cid}": {"get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
-                        "head": _gateway("the headers of GET /ipfs/{cid}")},
+                    _param("id", "query", _JSON_BOUND, "a document id as JSON"),
+                ],
+            )
+        },
+        "/db/{db}/query": {
+            "get": _get(
+                "documents by an indexed field",
+                _json(
+                    _obj(
+                        {
+                            "index_by": {"type": "string"},
+                            "documents": {"type": "array", "items": _ANY},
+                        }
+                    ),
+                    "the documents",
+                ),
+                400,
+                404,
+                409,
+                params=[
+                    _DB,
+                    _param("field", "query", {"type": "string"}, "an indexed field"),
+                    *(
+                        _param(b, "query", _JSON_BOUND, f"{b} bound (JSON)")
+                        for b in ("eq", "gt", "gte", "lt", "lte")
+                    ),
+                    _LIMIT,
+                    _REVERSE,
+                ],
+            )
+        },
+        "/db/{db}/log": {
+            "get": _get(
+                "the entries in their total order",
+                _json(
+                    _obj(
+                        {
+                            "address": {"type": "string"},
+                            "entries": {
+                                "type": "array",
+                                "items": _obj(
+                                    {
+                                        "clock": {"type": "integer"},
+                                        "cid": {"type": "string"},
+                                        "author": {"type": "string"},
+                                        "next": _STRINGS,
+                                        "payload": _ANY,
+                                    }
+                                ),
+                            },
+                        }
+                    ),
+                    "the entries",
+                ),
+                400,
+                404,
+                params=[_DB, _LIMIT],
+            )
+        },
+        "/db/{db}/iter": {
+            "get": _get(
+                "events or set members",
+                _json(
+                    _obj(
+                        {
+                            "address": {"type": "string"},
+                            "items": {"type": "array", "items": {"type": "object"}},
+                        }
+                    ),
+                    "the items",
+                ),
+                400,
+                404,
+                409,
+                params=[_DB, _LIMIT, _REVERSE],
+            )
+        },
+        "/db/{db}/value": {
+            "get": _get(
+                "a counter's value",
+                _json(
+                    _obj({"address": {"type": "string"}, "value": {"type": "integer"}}), "the value"
+                ),
+                400,
+                404,
+                409,
+                params=[_DB],
+            )
+        },
+        "/db/{db}/car": {
+            "get": _get(
+                "the database as a CAR v1",
+                {
+                    "description": "the CAR",
+                    "content": {
+                        "application/vnd.ipld.car": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+                400,
+                404,
+                params=[_DB],
+            )
+        },
+        "/ipfs/{cid}": {
+            "get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
+            "head": _gateway("the headers of GET /ipfs/{cid}"),
+        },
     }
-    sync = _obj({
-        "peer": {"type": "string"},
-        "seconds_ago": {"type": "number"},
-        "running": {"type": "boolean"},
-        "bytes_so_far": {"type": "integer"},
-        "applied": {"type": "integer"},
-        "rejected": {"type": "integer"},
-        "round_trips": {"type": "integer"},
-        "complete": {"type": "boolean"},
-        "error": {"type": ["string", "null"]},
-    })
+    sync = _obj(
+        {
+            "peer": {"type": "string"},
+            "seconds_ago": {"type": "number"},
+            "running": {"type": "boolean"},
+            "bytes_so_far": {"type": "integer"},
+            "applied": {"type": "integer"},
+            "rejected": {"type": "integer"},
+            "round_trips": {"type": "integer"},
+            "complete": {"type": "boolean"},
+            "error": {"type": ["string", "null"]},
+        }
+    )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -320,15 +531,19 @@ def openapi(version: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
-                "Error": _obj({"error": {"type": "string"}},
-                              {"index": {"type": "integer"}, "reason": {"type": "string"}}),
-                "Event": _obj({
-                    "at": {"type": "number"},
-                    "kind": {"type": "string"},
-                    "text": {"type": "string"},
-                    "peer": {"type": ["string", "null"]},
-                    "address": {"type": ["string", "null"]},
-                }),
+                "Error": _obj(
+                    {"error": {"type": "string"}},
+                    {"index": {"type": "integer"}, "reason": {"type": "string"}},
+                ),
+                "Event": _obj(
+                    {
+                        "at": {"type": "number"},
+                        "kind": {"type": "string"},
+                        "text": {"type": "string"},
+                        "peer": {"type": ["string", "null"]},
+                        "address": {"type": ["string", "null"]},
+                    }
+                ),
                 "CreateRequest": {
                     "type": "object",
                     "required": ["name", "type"],
@@ -343,26 +558,34 @@ def openapi(version: str) -> dict[str, Any]:
                         "private": {"type": "boolean"},
                     },
                 },
-                "Status": _obj({
-                    "running": {"type": "boolean"},
-                    "data_dir": {"type": "string"},
-                    "identity": {"type": "string"},
-                    "peer_id": {"type": "string"},
-                    "addrs": _STRINGS,
-                    "peers": _STRINGS,
-                    "databases": {"type": "array", "items": _obj({
-                        "address": {"type": "string"},
-                        "name": {"type": "string"},
-                        "type": {"type": "string"},
-                        "entries": {"type": "integer"},
-                        "head_count": {"type": "integer"},
-                        "replicating": {"type": "boolean"},
-                        "syncs": {"type": "array", "items": sync},
-                    })},
-                    "served": {"type": "object"},
-                }, {
-                    "bitswap": {"type": ["object", "null"]},
-                }),
+                "Status": _obj(
+                    {
+                        "running": {"type": "boolean"},
+                        "data_dir": {"type": "string"},
+                        "identity": {"type": "string"},
+                        "peer_id": {"type": "string"},
+                        "addrs": _STRINGS,
+                        "peers": _STRINGS,
+                        "databases": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "address": {"type": "string"},
+                                    "name": {"type": "string"},
+                                    "type": {"type": "string"},
+                                    "entries": {"type": "integer"},
+                                    "head_count": {"type": "integer"},
+                                    "replicating": {"type": "boolean"},
+                                    "syncs": {"type": "array", "items": sync},
+                                }
+                            ),
+                        },
+                        "served": {"type": "object"},
+                    },
+                    {
+                        "bitswap": {"type": ["object", "null"]},
+                    },
+                ),
             },
         },
     }

@@ -249,7 +249,9 @@ class Progress:
         else:
             filled = round(fraction * _BAR_WIDTH)
             bar = "[" + "#" * filled + "." * (_BAR_WIDTH - filled) + "]"
-            amounts = f"{format_count(self.done, self.unit)} / {format_count(self.total, self.unit)}"
+            amounts = (
+                f"{format_count(self.done, self.unit)} / {format_count(self.total, self.unit)}"
+            )
             fields = [self.label, bar, f"{fraction:4.0%}", amounts, rate, elapsed]
         return "  ".join(f for f in fields if f)
 

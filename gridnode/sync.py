@@ -208,12 +208,16 @@ async def _receive_answer(
                     event = await next_event()
                     if isinstance(event, EntriesArrived):
                         if event.blocks:
-                            verified = await trio.to_thread.run_sync(database.verify_entry_blocks, list(event.blocks))
+                            verified = await trio.to_thread.run_sync(
+                                database.verify_entry_blocks, list(event.blocks)
+                            )
                             await send.send(verified)
                         continue
                     if isinstance(event, BlocksArrived):
                         if event.blocks:
-                            checked = await trio.to_thread.run_sync(database.verify_blocks, list(event.blocks))
+                            checked = await trio.to_thread.run_sync(
+                                database.verify_blocks, list(event.blocks)
+                            )
                             await send.send(checked)
                         if event.more:
                             continue
@@ -276,7 +280,11 @@ async def serve(
         for event in conn.receive(data):
             if isinstance(event, HeadsAsked):
                 heads = await worker.run(_heads_of, repo, event.db)
-                await stream.write(conn.heads(event.db, heads) if heads is not None else conn.refuse("unknown database"))
+                await stream.write(
+                    conn.heads(event.db, heads)
+                    if heads is not None
+                    else conn.refuse("unknown database")
+                )
             elif isinstance(event, BlocksAsked):
                 await _answer_want(stream, conn, repo, worker, event)
             elif isinstance(event, SyncAsked):
@@ -341,7 +349,9 @@ async def _answer_want(
     except UnknownDatabase:
         await stream.write(conn.refuse("unknown database"))
         return
-    cids, _truncated = await worker.run(database.ancestry, list(ask.cids), list(ask.have), ANSWER_LIMIT)
+    cids, _truncated = await worker.run(
+        database.ancestry, list(ask.cids), list(ask.have), ANSWER_LIMIT
+    )
     wants_manifest = ask.db in ask.cids
     chunk: list[tuple[CID, bytes]] = []
     size = 0

@@ -66,18 +66,31 @@ def parse_announcement(data: bytes, topic_db: CID | None = None) -> Announcement
         body = decode(data)
     except DecodeError as exc:
         raise ProtocolError(f"announcement is not DAG-CBOR: {exc}") from None
-    if type(body) is not dict or set(body) != {"t", "db", "heads", "blocks"} or body["t"] != "heads":
+    if (
+        type(body) is not dict
+        or set(body) != {"t", "db", "heads", "blocks"}
+        or body["t"] != "heads"
+    ):
         raise ProtocolError("not a heads announcement")
     db, heads, blocks = body["db"], body["heads"], body["blocks"]
     if type(db) is not CID or (topic_db is not None and db != topic_db):
         raise ProtocolError("announcement names another database than its topic")
-    if type(heads) is not list or len(heads) > MAX_ANNOUNCED_HEADS or not all(type(h) is CID for h in heads):
+    if (
+        type(heads) is not list
+        or len(heads) > MAX_ANNOUNCED_HEADS
+        or not all(type(h) is CID for h in heads)
+    ):
         raise ProtocolError(f"heads must be at most {MAX_ANNOUNCED_HEADS} links")
     if type(blocks) is not list:
         raise ProtocolError("blocks must be a list")
     pairs = []
     for pair in blocks:
-        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not CID or type(pair[1]) is not bytes:
+        if (
+            type(pair) is not list
+            or len(pair) != 2
+            or type(pair[0]) is not CID
+            or type(pair[1]) is not bytes
+        ):
             raise ProtocolError("each inline block is a [link, bytes] pair")
         pairs.append((pair[0], pair[1]))
     return Announcement(db, tuple(heads), tuple(pairs))

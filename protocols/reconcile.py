@@ -41,7 +41,15 @@ from crdt.ipld.dagcbor import decode, encode
 from crdt.rangesums import TOP, fingerprint_of, item_hash
 from protocols.wire import MAX_RANGES, ProtocolError
 
-__all__ = ["TOP", "ItemSet", "Reconciler", "SortedItems", "fingerprint_of", "item_hash", "parse_ranges"]
+__all__ = [
+    "TOP",
+    "ItemSet",
+    "Reconciler",
+    "SortedItems",
+    "fingerprint_of",
+    "item_hash",
+    "parse_ranges",
+]
 
 _MOD: Final = 1 << 256
 MAX_ITEM: Final = 64
@@ -234,7 +242,13 @@ class Reconciler:
         for bound in [*self.items.split(low, high, self.branching), high]:
             part = self._describe(start, bound)
             # Neighbouring empty parts merge into one: "I have nothing from here to there".
-            if part[0].mode == "ids" and not part[0].payload and out and out[-1].mode == "ids" and not out[-1].payload:
+            if (
+                part[0].mode == "ids"
+                and not part[0].payload
+                and out
+                and out[-1].mode == "ids"
+                and not out[-1].payload
+            ):
                 out[-1] = part[0]
             else:
                 out.extend(part)
@@ -282,7 +296,9 @@ def parse_ranges(body: Any) -> list[_Range]:
             ranges.append(_Range(high, mode, payload))
         elif mode in ("ids", "have", "want") and type(payload) is list:
             total_ids += len(payload)
-            if total_ids > MAX_IDS or not all(type(i) is bytes and len(i) <= MAX_ITEM for i in payload):
+            if total_ids > MAX_IDS or not all(
+                type(i) is bytes and len(i) <= MAX_ITEM for i in payload
+            ):
                 raise ProtocolError("item lists too long or malformed")
             ranges.append(_Range(high, mode, payload))
         else:

@@ -102,7 +102,12 @@ class SyncStats:
     @property
     def overhead_bytes(self) -> int:
         """Bytes on the stream beyond the entry blocks carried, both ways."""
-        return self.bytes_sent + self.bytes_received - self.block_bytes_sent - self.block_bytes_received
+        return (
+            self.bytes_sent
+            + self.bytes_received
+            - self.block_bytes_sent
+            - self.block_bytes_received
+        )
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -273,7 +278,11 @@ class SyncConnection:
             else:
                 self._awaiting = None
             return HeadsArrived(message.db, message.heads)
-        if isinstance(message, Entries) and self._awaiting in (Sync, Ranges) and not self._heads_due:
+        if (
+            isinstance(message, Entries)
+            and self._awaiting in (Sync, Ranges)
+            and not self._heads_due
+        ):
             self._check_db(message.db)
             self.stats.blocks_received += len(message.blocks)
             self.stats.block_bytes_received += sum(map(len, message.blocks))

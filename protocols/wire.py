@@ -176,7 +176,12 @@ def encode_message(message: Message) -> bytes:
     elif isinstance(message, Heads):
         body = {"t": "heads", "db": message.db, "heads": list(message.heads)}
     elif isinstance(message, Want):
-        body = {"t": "want", "db": message.db, "cids": list(message.cids), "have": list(message.have)}
+        body = {
+            "t": "want",
+            "db": message.db,
+            "cids": list(message.cids),
+            "have": list(message.have),
+        }
     elif isinstance(message, Blocks):
         body = {
             "t": "blocks",
@@ -185,7 +190,12 @@ def encode_message(message: Message) -> bytes:
             "more": message.more,
         }
     elif isinstance(message, Sync):
-        body = {"t": "sync", "db": message.db, "heads": list(message.heads), "ranges": message.ranges}
+        body = {
+            "t": "sync",
+            "db": message.db,
+            "heads": list(message.heads),
+            "ranges": message.ranges,
+        }
     elif isinstance(message, Ranges):
         body = {"t": "ranges", "db": message.db, "ranges": message.ranges}
     elif isinstance(message, Entries):
@@ -265,7 +275,12 @@ def parse_message(payload: bytes) -> Message:
         raise ProtocolError(f"blocks must be a list of at most {MAX_BLOCKS} pairs")
     pairs = []
     for pair in raw_blocks:
-        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not CID or type(pair[1]) is not bytes:
+        if (
+            type(pair) is not list
+            or len(pair) != 2
+            or type(pair[0]) is not CID
+            or type(pair[1]) is not bytes
+        ):
             raise ProtocolError("each block is a [link, bytes] pair")
         pairs.append((pair[0], pair[1]))
     if type(body["more"]) is not bool:

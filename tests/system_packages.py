@@ -26,9 +26,15 @@ def install(*packages: str) -> bool:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         log.warning("installing Debian packages for the tests: %s", " ".join(packages))
         try:
-            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=600, capture_output=True)
             subprocess.run(
-                ["apt-get", "install", "-y", "-qq", *packages], env=env, check=True, timeout=900, capture_output=True
+                ["apt-get", "update", "-qq"], env=env, check=True, timeout=600, capture_output=True
+            )
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", *packages],
+                env=env,
+                check=True,
+                timeout=900,
+                capture_output=True,
             )
         except (subprocess.SubprocessError, OSError) as exc:
             log.warning("could not install %s: %s", " ".join(packages), exc)

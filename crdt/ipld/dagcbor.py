@@ -245,7 +245,9 @@ def _encode_other(value: object, buf: bytearray, budget: int) -> None:
 # -- strict reader -------------------------------------------------------------------------------
 
 
-def decode_strict(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+def decode_strict(
+    data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Any:
     """Decode one DAG-CBOR item, checking every rule as it goes (the reference decoder).
 
     Raises a subclass of :class:`~crdt.errors.DagCborDecodeError` naming the first rule broken and
@@ -399,7 +401,9 @@ def _read_simple(data: bytes, pos: int, info: int, start: int) -> tuple[Any, int
             raise InvalidFloat(f"float {f} is not allowed", start)
         return f, pos + 8
     if info in (25, 26):
-        raise InvalidFloat(f"{16 if info == 25 else 32}-bit float (DAG-CBOR floats are 64-bit)", start)
+        raise InvalidFloat(
+            f"{16 if info == 25 else 32}-bit float (DAG-CBOR floats are 64-bit)", start
+        )
     if info == 23:
         raise UnsupportedType("undefined is not in the data model", start)
     if info == 31:

@@ -248,7 +248,9 @@ def multihash_digest(data: bytes | memoryview, hash_code: int) -> bytes:
     return encode_varint(hash_code) + encode_varint(len(digest)) + digest
 
 
-def multihash_split(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, bytes, int]:
+def multihash_split(
+    data: bytes | bytearray | memoryview, offset: int = 0
+) -> tuple[int, bytes, int]:
     """Read one multihash at ``offset``: return ``(function code, digest, offset after it)``."""
     code, pos = decode_varint(data, offset)
     length, pos = decode_varint(data, pos)
@@ -257,7 +259,5 @@ def multihash_split(data: bytes | bytearray | memoryview, offset: int = 0) -> tu
         raise InvalidMultihash(f"digest length {length} exceeds {limit}", offset)
     end = pos + length
     if end > len(data):
-        raise InvalidMultihash(
-            f"digest claims {length} bytes, {len(data) - pos} remain", offset
-        )
+        raise InvalidMultihash(f"digest claims {length} bytes, {len(data) - pos} remain", offset)
     return code, bytes(data[pos:end]), end

@@ -64,7 +64,9 @@ class CounterStore(Store):
 
     type_name: ClassVar[str] = "counter"
 
-    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, space: Space | None = None
+    ) -> None:
         super().__init__(options, space)
         self._applied = self._table("applied")
         self._totals = self._table("totals")
@@ -113,9 +115,7 @@ class CounterStore(Store):
 
     def contributions(self) -> dict[str, tuple[int, int]]:
         """``{author: (increments, decrements)}``."""
-        return {
-            _author(a): (read_int(p), read_int(n)) for a, (p, n) in self._totals.range()
-        }
+        return {_author(a): (read_int(p), read_int(n)) for a, (p, n) in self._totals.range()}
 
     def state(self) -> dict[str, dict[str, int | str]]:
         """``{author: {"p": increments, "n": decrements}}``; totals past 64 bits as decimal text."""

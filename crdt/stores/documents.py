@@ -122,7 +122,9 @@ class DocumentsStore(Store):
 
     type_name: ClassVar[str] = "documents"
 
-    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, space: Space | None = None
+    ) -> None:
         super().__init__(options, space)
         #: The field holding each document's id.
         self.index_by = _index_by(options)

@@ -50,7 +50,9 @@ class EventsStore(Store):
 
     type_name: ClassVar[str] = "events"
 
-    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, space: Space | None = None
+    ) -> None:
         super().__init__(options, space)
         self._feed = self._table("feed")
         self._cids = self._table("cids")
@@ -144,6 +146,5 @@ class EventsStore(Store):
     def state(self) -> list[list[Any]]:
         """``[[clock, cid, value], ...]`` in total order."""
         return [
-            [_unpack_clock(key)[0], _parse_cid(key[8:]), row[0]]
-            for key, row in self._feed.range()
+            [_unpack_clock(key)[0], _parse_cid(key[8:]), row[0]] for key, row in self._feed.range()
         ]

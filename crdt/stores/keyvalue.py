@@ -64,7 +64,9 @@ class KeyValueStore(Store):
 
     type_name: ClassVar[str] = "keyvalue"
 
-    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, space: Space | None = None
+    ) -> None:
         super().__init__(options, space)
         self._keys = self._table("keys")
 

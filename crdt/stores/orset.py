@@ -77,7 +77,9 @@ class SetStore(Store):
 
     type_name: ClassVar[str] = "set"
 
-    def __init__(self, options: Mapping[str, Any] | None = None, space: Space | None = None) -> None:
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, space: Space | None = None
+    ) -> None:
         super().__init__(options, space)
         self._values = self._table("values")
         self._members = self._table("members")

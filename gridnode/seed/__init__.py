@@ -14,4 +14,10 @@ from gridnode.seed.errors import (
     UnsupportedColumn,
 )
 
-__all__ = ["SeedConfigError", "SeedError", "SourceUnavailable", "UnmappableValue", "UnsupportedColumn"]
+__all__ = [
+    "SeedConfigError",
+    "SeedError",
+    "SourceUnavailable",
+    "UnmappableValue",
+    "UnsupportedColumn",
+]

@@ -1,12 +1,12 @@
 """Seed sources: from the command line, or ``[[seed.postgres]]`` tables in ``gridnode.toml``.
 
-    [[seed.postgres]]
-    dsn = "postgresql://gridnode@db.example/app"   # libpq DSN; PG* variables apply as usual
-    table = "public.people"
-    key = "id"
-    db = "/gridnode/bafy..."
-    exclude = ["email", "phone"]                    # never leave the server
-    # columns = ["id", "name", "city"]              # or name the columns to publish
+[[seed.postgres]]
+dsn = "postgresql://gridnode@db.example/app"   # libpq DSN; PG* variables apply as usual
+table = "public.people"
+key = "id"
+db = "/gridnode/bafy..."
+exclude = ["email", "phone"]                    # never leave the server
+# columns = ["id", "name", "city"]              # or name the columns to publish
 """
 
 from __future__ import annotations

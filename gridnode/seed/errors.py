@@ -6,7 +6,13 @@ from typing import Any
 
 from crdt.errors import GridnodeError
 
-__all__ = ["SeedConfigError", "SeedError", "SourceUnavailable", "UnmappableValue", "UnsupportedColumn"]
+__all__ = [
+    "SeedConfigError",
+    "SeedError",
+    "SourceUnavailable",
+    "UnmappableValue",
+    "UnsupportedColumn",
+]
 
 
 class SeedError(GridnodeError):

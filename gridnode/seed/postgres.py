@@ -232,7 +232,9 @@ class PostgresSide:
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         created = not (existed and existed[0])
         if created:
-            log.info("installed change capture on %s (outbox %s)", self.source.table, self.outbox_name)
+            log.info(
+                "installed change capture on %s (outbox %s)", self.source.table, self.outbox_name
+            )
         return created
 
     def uninstall(self) -> None:
@@ -240,7 +242,10 @@ class PostgresSide:
         conn = self._conn()
         table = self._ident(self.relname)
         with conn.transaction():
-            for name in (f"gridnode_capture_{self.source.slot}", f"gridnode_truncate_{self.source.slot}"):
+            for name in (
+                f"gridnode_capture_{self.source.slot}",
+                f"gridnode_truncate_{self.source.slot}",
+            ):
                 conn.execute(
                     sql.SQL("DROP TRIGGER IF EXISTS {t} ON {table}").format(
                         t=sql.Identifier(name), table=table
@@ -249,7 +254,9 @@ class PostgresSide:
             conn.execute(
                 sql.SQL("DROP FUNCTION IF EXISTS {f}()").format(f=self._ident(self.function_name))
             )
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=self._ident(self.outbox_name)))
+            conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {t}").format(t=self._ident(self.outbox_name))
+            )
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -284,9 +291,13 @@ class PostgresSide:
         where: sql.Composable = sql.SQL("")
         params: list[Any] = []
         if after is not None:
-            where = sql.SQL("WHERE {key} > %s::{type}").format(key=key, type=sql.SQL(self.key.sql_type))
+            where = sql.SQL("WHERE {key} > %s::{type}").format(
+                key=key, type=sql.SQL(self.key.sql_type)
+            )
             params.append(after)
-        query = sql.SQL("SELECT {cols} FROM {table} AS t {where} ORDER BY {key} LIMIT {limit}").format(
+        query = sql.SQL(
+            "SELECT {cols} FROM {table} AS t {where} ORDER BY {key} LIMIT {limit}"
+        ).format(
             cols=self._select(),
             table=self._ident(self.relname),
             where=where,
@@ -357,9 +368,15 @@ class PostgresSide:
 
     def backlog(self) -> int:
         """Outbox rows not yet applied."""
-        row = self._conn().execute(
-            sql.SQL("SELECT count(*) FROM {outbox}").format(outbox=self._ident(self.outbox_name))
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                sql.SQL("SELECT count(*) FROM {outbox}").format(
+                    outbox=self._ident(self.outbox_name)
+                )
+            )
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     def wait(self, timeout: float) -> bool:

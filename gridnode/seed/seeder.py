@@ -186,7 +186,9 @@ class Seeder:
                 self.stats.reconnects += 1
                 log.warning(
                     "%s: PostgreSQL unavailable (%s); retrying in %.1f s",
-                    self.source.table, " ".join(str(exc).split()), delay,
+                    self.source.table,
+                    " ".join(str(exc).split()),
+                    delay,
                 )
                 await trio.to_thread.run_sync(self.pg.close)
                 await trio.sleep(delay)
@@ -200,7 +202,9 @@ class Seeder:
         await trio.to_thread.run_sync(pg.connect)
         await trio.to_thread.run_sync(pg.describe)
         created = await trio.to_thread.run_sync(pg.install)
-        position = Position.loads(await self._storage(lambda: self.database.repo.meta(self.meta_name)))
+        position = Position.loads(
+            await self._storage(lambda: self.database.repo.meta(self.meta_name))
+        )
         if created and (position.phase != "snapshot" or position.after is not None):
             # The outbox is new, yet this node seeded before: changes in between are unknown.
             log.warning("%s: the outbox was missing; taking the snapshot again", self.source.table)
@@ -209,12 +213,16 @@ class Seeder:
         await trio.to_thread.run_sync(pg.ack, position.acked)
         log.info(
             "%s -> %s: %s (%d columns: %s)",
-            self.source.table, self.database.address,
+            self.source.table,
+            self.database.address,
             "following" if position.phase == "follow" else "snapshot",
-            len(pg.columns), ", ".join(c.name for c in pg.columns),
+            len(pg.columns),
+            ", ".join(c.name for c in pg.columns),
         )
 
-    async def _read_snapshot(self, after: Any, batches: trio.MemorySendChannel[list[Change]]) -> None:
+    async def _read_snapshot(
+        self, after: Any, batches: trio.MemorySendChannel[list[Change]]
+    ) -> None:
         """Read the snapshot's batches ahead of the writes (PostgreSQL and the storage worker
         work at the same time); an empty batch ends it."""
         async with batches:
@@ -243,7 +251,9 @@ class Seeder:
         if position.resync:
             await self._resync()
         done = Position(phase="follow", snapshot_rows=position.snapshot_rows)
-        await self._storage(lambda: self.database.write_many([], meta={self.meta_name: done.dumps()}))
+        await self._storage(
+            lambda: self.database.write_many([], meta={self.meta_name: done.dumps()})
+        )
         self.position = done
         log.info("%s: snapshot done: %d rows", self.source.table, position.snapshot_rows)
 

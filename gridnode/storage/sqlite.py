@@ -101,8 +101,12 @@ def _full_disk(path: Path, exc: BaseException) -> StorageFull | None:
             full = False
     if not full:
         return None
-    log.error("disk full: cannot write to %s (%s); writes are refused until space is freed", path, exc)
-    return StorageFull(f"the disk holding {path} is full: the write was refused, nothing of it kept")
+    log.error(
+        "disk full: cannot write to %s (%s); writes are refused until space is freed", path, exc
+    )
+    return StorageFull(
+        f"the disk holding {path} is full: the write was refused, nothing of it kept"
+    )
 
 
 # Stored values are our own: they were checked before they were written and never leave the
@@ -436,7 +440,13 @@ class SqliteTable(_Buffered):
             self.flush()
             page = 256 if left is None else min(left, 256)
             sql, args = _range_sql(
-                "SELECT key, value FROM kv WHERE tid = ?", "key", [self._tid], low, high, reverse, page
+                "SELECT key, value FROM kv WHERE tid = ?",
+                "key",
+                [self._tid],
+                low,
+                high,
+                reverse,
+                page,
             )
             rows = self._conn.execute(sql, args).fetchall()
             for key, value in rows:

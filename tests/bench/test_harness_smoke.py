@@ -36,7 +36,14 @@ def test_payloads_are_fixed_by_the_seed() -> None:
 
 def test_ratio_reads_as_gridnode_advantage() -> None:
     results = run.Results()
-    results.add("rate", "gridnode", [200.0, 100.0, 300.0], unit="ops/s", higher_is_better=True, fmt=run.ops_fmt)
+    results.add(
+        "rate",
+        "gridnode",
+        [200.0, 100.0, 300.0],
+        unit="ops/s",
+        higher_is_better=True,
+        fmt=run.ops_fmt,
+    )
     results.add("rate", "orbitdb", [50.0], unit="ops/s", higher_is_better=True, fmt=run.ops_fmt)
     results.add("time", "gridnode", 2.0, unit="s", higher_is_better=False, fmt=run.seconds_fmt)
     results.add("time", "orbitdb", 1.0, unit="s", higher_is_better=False, fmt=run.seconds_fmt)
@@ -54,15 +61,29 @@ def test_gridnode_roles(tmp_path: Path) -> None:
     def role(name: str, params: dict) -> dict:
         out = subprocess.run(
             [sys.executable, str(BENCH / "workloads.py"), name, json.dumps(params)],
-            capture_output=True, text=True, check=True, timeout=120,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
         )
         return json.loads(out.stdout.splitlines()[-1])
 
-    written = role("write", {
-        "dir": str(tmp_path / "node"), "type": "documents", "payloads": str(payloads), "warmup": 5,
-        "gets": ["doc00000007"], "queries": [7], "budget": 0.1,
-    })
+    written = role(
+        "write",
+        {
+            "dir": str(tmp_path / "node"),
+            "type": "documents",
+            "payloads": str(payloads),
+            "warmup": 5,
+            "gets": ["doc00000007"],
+            "queries": [7],
+            "budget": 0.1,
+        },
+    )
     assert written["ops"] == 30 and written["address"].startswith("/gridnode/")
     assert len(written["get_us"]) == 1 and len(written["query_us"]) == 1
-    opened = role("reopen", {"dir": str(tmp_path / "node"), "address": written["address"], "key": "doc00000029"})
+    opened = role(
+        "reopen",
+        {"dir": str(tmp_path / "node"), "address": written["address"], "key": "doc00000029"},
+    )
     assert opened["seconds"] > 0 and opened["rss_mb"] > 0

@@ -183,11 +183,16 @@ def test_access_decisions_do_not_depend_on_delivery(seed, steps):
             continue
         author = rng.choice(keys)
         if action < 0.5:
-            payload = {"op": rng.choice(["grant", "revoke"]), "role": rng.choice(["writer", "admin"]),
-                       "did": rng.choice([W0, W1, W2]).did}
+            payload = {
+                "op": rng.choice(["grant", "revoke"]),
+                "role": rng.choice(["writer", "admin"]),
+                "did": rng.choice([W0, W1, W2]).did,
+            }
         else:
             payload = {"op": "put", "key": "k", "value": attempted}
-        log._authorise = lambda *a: None  # every replica may try anything; validity is judged on join
+        log._authorise = lambda *a: (
+            None
+        )  # every replica may try anything; validity is judged on join
         with contextlib.suppress(Exception):
             log.append(author, payload)
         del log._authorise

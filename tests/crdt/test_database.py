@@ -22,7 +22,11 @@ def random_op(rng, db):
         return {"op": "add", "value": value}
     if kind == "keyvalue":
         key = f"k{rng.randrange(4)}"
-        return {"op": "del", "key": key} if rng.random() < 0.2 else {"op": "put", "key": key, "value": value}
+        return (
+            {"op": "del", "key": key}
+            if rng.random() < 0.2
+            else {"op": "put", "key": key, "value": value}
+        )
     if kind == "documents":
         doc_id = f"d{rng.randrange(4)}"
         if rng.random() < 0.2:
@@ -38,8 +42,13 @@ def random_op(rng, db):
 
 def simulate(kind, seed, steps):
     rng = random.Random(seed)
-    manifest = create_manifest(kind, kind, admins=[ADMIN.did], writers=[w.did for w in WRITERS[:2]],
-                               options=OPTIONS.get(kind, {}))
+    manifest = create_manifest(
+        kind,
+        kind,
+        admins=[ADMIN.did],
+        writers=[w.did for w in WRITERS[:2]],
+        options=OPTIONS.get(kind, {}),
+    )
     replicas = [Database(manifest) for _ in range(3)]
     for _ in range(steps):
         i = rng.randrange(3)

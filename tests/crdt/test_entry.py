@@ -37,9 +37,7 @@ def test_root_and_child_round_trip():
 
 def test_block_layout_matches_generic_encoding():
     parents = [CID.for_block(bytes([i])) for i in range(3)]
-    entry = create_entry(
-        ALICE, db=DB, clock=9, next=parents, skip=[parents[0]], payload={"k": "v"}
-    )
+    entry = create_entry(ALICE, db=DB, clock=9, next=parents, skip=[parents[0]], payload={"k": "v"})
     body = decode(entry.block)
     assert list(body) == ["v", "db", "next", "skip", "clock", "author", "payload", "signature"]
     assert body["next"] == sorted(parents)
@@ -129,7 +127,10 @@ PARENT = CID.for_block(b"parent")
         ({"next": [CID.for_block(b"p", codec="raw")], "clock": 2}, None),
         ({"next": [PARENT, PARENT], "clock": 2}, None),  # duplicate parent
         ({"next": sorted([PARENT, DB], reverse=True), "clock": 2}, None),  # unsorted
-        ({"next": [CID.for_block(bytes([i % 256, i // 256])) for i in range(257)], "clock": 2}, None),
+        (
+            {"next": [CID.for_block(bytes([i % 256, i // 256])) for i in range(257)], "clock": 2},
+            None,
+        ),
         ({"skip": []}, None),
         ({"extra": 1}, None),
         ({"signature": b"short"}, None),
@@ -163,7 +164,9 @@ def test_oversized_block():
 @given(
     payload=st.recursive(
         st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.text(max_size=20),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+        ),
         max_leaves=12,
     ),
     clock=st.integers(2, 1000),

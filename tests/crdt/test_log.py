@@ -97,7 +97,9 @@ def test_skip_links_are_checked():
     assert entries[1].skip == ()  # clock 2: distance 2 would reach clock 0
     fourth = log.append(W0, 3)
     assert fourth.clock == 4 and fourth.skip == (entries[1].cid,)  # clock 4 -> clock 2
-    wrong = create_entry(W0, db=m.cid, clock=4, next=[entries[2].cid], payload=3, skip=[entries[0].cid])
+    wrong = create_entry(
+        W0, db=m.cid, clock=4, next=[entries[2].cid], payload=3, skip=[entries[0].cid]
+    )
     missing = create_entry(W0, db=m.cid, clock=4, next=[entries[2].cid], payload="m")
     result = Log(m).join([*entries, wrong, missing])
     rejected = dict(result.rejected)

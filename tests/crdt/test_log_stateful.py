@@ -36,8 +36,13 @@ class Replicas(RuleBasedStateMachine):
         assert allowed and entry.cid in log and log.heads == (entry.cid,)
         self.written += 1
 
-    @rule(replica=st.integers(0, 2), grant=st.booleans(), role=st.sampled_from(["writer", "admin"]),
-          whom=st.integers(1, 3), by=st.integers(0, 3))
+    @rule(
+        replica=st.integers(0, 2),
+        grant=st.booleans(),
+        role=st.sampled_from(["writer", "admin"]),
+        whom=st.integers(1, 3),
+        by=st.integers(0, 3),
+    )
     def administer(self, replica, grant, role, whom, by):
         log = self.logs[replica]
         payload = {"op": "grant" if grant else "revoke", "role": role, "did": KEYS[whom].did}
@@ -102,7 +107,12 @@ class SetReplicas(RuleBasedStateMachine):
         self.make = lambda: Database(SET_MANIFEST)
         self.dbs = [self.make() for _ in range(3)]
 
-    @rule(replica=st.integers(0, 2), author=st.integers(0, 3), element=st.integers(0, 3), remove=st.booleans())
+    @rule(
+        replica=st.integers(0, 2),
+        author=st.integers(0, 3),
+        element=st.integers(0, 3),
+        remove=st.booleans(),
+    )
     def write(self, replica, author, element, remove):
         db = self.dbs[replica]
         if remove:

@@ -36,7 +36,9 @@ def bounds_for(rng: random.Random, items: list[bytes], top: int) -> bytes:
     if kind == 1:
         return rng.choice(items)  # exactly an item
     if kind == 2:
-        return rng.choice(items)[:rng.randrange(0, 44)]  # a prefix of one, perhaps shorter than a clock
+        return rng.choice(items)[
+            : rng.randrange(0, 44)
+        ]  # a prefix of one, perhaps shorter than a clock
     if kind == 3:
         return rng.choice(items) + b"\x00"  # just above one
     return TOP if rng.random() < 0.5 else b""

@@ -16,7 +16,9 @@ VALUES = st.recursive(
     | st.text(max_size=6)
     | st.binary(max_size=6)
     | st.binary(max_size=4).map(CID.for_block),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -49,7 +51,11 @@ def test_sort_key_edges():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=3)), max_size=60), st.binary(max_size=2), st.binary(max_size=2))
+@given(
+    st.lists(st.tuples(st.booleans(), st.binary(max_size=3)), max_size=60),
+    st.binary(max_size=2),
+    st.binary(max_size=2),
+)
 def test_memory_table_matches_a_dict(ops, low, high):
     table = MemorySpace().table("t")
     model = {}

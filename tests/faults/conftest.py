@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("node_proc", Path(__file__).with_name("node_proc.py"))
+_spec = importlib.util.spec_from_file_location(
+    "node_proc", Path(__file__).with_name("node_proc.py")
+)
 assert _spec is not None and _spec.loader is not None
 node_proc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(node_proc)
@@ -93,7 +95,20 @@ class Network:
         ``v<index>`` on ``bridge`` in the hub."""
         ns = self.ns(index)
         self._add_ns(ns)
-        ip("-n", self.hub, "link", "add", f"v{index}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip(
+            "-n",
+            self.hub,
+            "link",
+            "add",
+            f"v{index}",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+        )
         ip("-n", self.hub, "link", "set", f"v{index}", "master", bridge)
         ip("-n", self.hub, "link", "set", f"v{index}", "up")
         ip("-n", ns, "addr", "add", f"{self.address(index)}/24", "dev", "eth0")
@@ -104,8 +119,10 @@ class Network:
         bootstrap = [a for node in self.nodes for a in ("--bootstrap", node.addr)]
         node = node_proc.NodeProc(
             self.tmp_path / f"node{index}",
-            "--listen", f"/ip4/{self.address(index)}/tcp/{PORT}",
-            "--announce", "1",
+            "--listen",
+            f"/ip4/{self.address(index)}/tcp/{PORT}",
+            "--announce",
+            "1",
             *bootstrap,
             *args,
             netns=self.ns(index),

@@ -74,7 +74,11 @@ async def _node_main(args: argparse.Namespace) -> None:
 
         async with trio.open_nursery() as nursery:
             if args.write_loop:
-                address, batch, tag = args.write_loop[0], int(args.write_loop[1]), args.write_loop[2]
+                address, batch, tag = (
+                    args.write_loop[0],
+                    int(args.write_loop[1]),
+                    args.write_loop[2],
+                )
                 nursery.start_soon(_write_loop, node, address, batch, tag)
             stdin = trio.lowlevel.FdStream(os.dup(0))
             buffer = b""
@@ -96,7 +100,10 @@ async def _node_main(args: argparse.Namespace) -> None:
 async def _write_loop(node, address: str, batch: int, tag: str) -> None:
     seq = 0
     while True:
-        await node.write(address, [{"op": "put", "key": f"{tag}-{seq + i}", "value": seq + i} for i in range(batch)])
+        await node.write(
+            address,
+            [{"op": "put", "key": f"{tag}-{seq + i}", "value": seq + i} for i in range(batch)],
+        )
         seq += batch
         say(f"ack w {seq}")
 
@@ -109,7 +116,9 @@ async def _command(node, words: list[str]) -> None:
         if verb == "write":
             address, count, tag = words[1], int(words[2]), words[3]
             try:
-                await node.write(address, [{"op": "put", "key": f"{tag}-{i}", "value": i} for i in range(count)])
+                await node.write(
+                    address, [{"op": "put", "key": f"{tag}-{i}", "value": i} for i in range(count)]
+                )
             except GridnodeError as exc:
                 say(f"error {tag} {type(exc).__name__}: {exc}")
                 return
@@ -162,7 +171,12 @@ class NodeProc:
     """A running ``node_proc.py``: its ready line, commands and their answers, its stderr."""
 
     def __init__(
-        self, data_dir: Path, *args: str, netns: str | None = None, env=None, log_dir: Path | None = None
+        self,
+        data_dir: Path,
+        *args: str,
+        netns: str | None = None,
+        env=None,
+        log_dir: Path | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.log_path = (log_dir or self.data_dir.parent) / f"{self.data_dir.name}.log"
@@ -208,9 +222,13 @@ class NodeProc:
         try:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"no answer in {timeout} s; log: {self.errors()[-3000:]}") from None
+            raise AssertionError(
+                f"no answer in {timeout} s; log: {self.errors()[-3000:]}"
+            ) from None
         if line is None:
-            raise AssertionError(f"the node exited ({self.proc.poll()}); log: {self.errors()[-3000:]}")
+            raise AssertionError(
+                f"the node exited ({self.proc.poll()}); log: {self.errors()[-3000:]}"
+            )
         return line
 
     def ask(self, command: str, timeout: float = 30.0) -> str:

@@ -17,7 +17,9 @@ from crdt.errors import HashMismatch
 from gridnode.repo import Repo
 from gridnode.storage import DB_FILE, CorruptBlock
 
-_spec = importlib.util.spec_from_file_location("faults_conftest", Path(__file__).with_name("conftest.py"))
+_spec = importlib.util.spec_from_file_location(
+    "faults_conftest", Path(__file__).with_name("conftest.py")
+)
 assert _spec is not None and _spec.loader is not None
 faults = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(faults)
@@ -59,7 +61,9 @@ def test_a_damaged_block_is_detected_on_read_and_not_exported(tmp_path):
             db.block(bad.cid)
         assert isinstance(raised.value, HashMismatch)
         assert db.block(entries[BAD - 1].cid) == entries[BAD - 1].block
-        assert db.blocks_of([e.cid for e in entries]) == [(e.cid, e.block) for e in entries if e is not bad]
+        assert db.blocks_of([e.cid for e in entries]) == [
+            (e.cid, e.block) for e in entries if e is not bad
+        ]
         items = [e.clock.to_bytes(8, "big") + e.cid.bytes for e in entries]
         assert db.item_blocks(items) == [e.block for e in entries if e is not bad]
         with pytest.raises(CorruptBlock):
@@ -74,7 +78,9 @@ def test_a_damaged_block_is_not_served_to_a_peer_and_is_reported(tmp_path):
     source.wait_ready()
     peer = None
     try:
-        peer = NodeProc(tmp_path / "peer", "--bootstrap", source.addr, "--follow", address, "--announce", "1")
+        peer = NodeProc(
+            tmp_path / "peer", "--bootstrap", source.addr, "--follow", address, "--announce", "1"
+        )
         peer.wait_ready()
         # The peer gets everything before the damaged entry; the rest waits for it.
         deadline = time.monotonic() + 30
@@ -89,7 +95,9 @@ def test_a_damaged_block_is_not_served_to_a_peer_and_is_reported(tmp_path):
         if peer is not None:
             peer.stop()
         source.stop()
-    assert f"stored block {entries[BAD].cid} of {address} does not hash to its CID" in source.errors()
+    assert (
+        f"stored block {entries[BAD].cid} of {address} does not hash to its CID" in source.errors()
+    )
     # Never sent: a damaged copy would have been rejected (a bad signature) and logged so.
     assert "gridnode.repo: rejected" not in peer.errors(), peer.errors()[-3000:]
     assert "Traceback" not in source.errors() + peer.errors()

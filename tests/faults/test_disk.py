@@ -20,7 +20,9 @@ import pytest
 from gridnode.repo import Repo
 from gridnode.storage import StorageFull
 
-_spec = importlib.util.spec_from_file_location("faults_conftest", Path(__file__).with_name("conftest.py"))
+_spec = importlib.util.spec_from_file_location(
+    "faults_conftest", Path(__file__).with_name("conftest.py")
+)
 assert _spec is not None and _spec.loader is not None
 faults = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(faults)
@@ -33,7 +35,9 @@ def small_disk(tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
     )
     if made.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (root is needed): {made.stderr.strip()}")
@@ -72,7 +76,9 @@ def test_store_refuses_writes_on_a_full_disk_and_recovers(small_disk):
         filler = fill(small_disk)
         with pytest.raises(StorageFull, match="is full"):
             for n in range(200):
-                db.write_many([{"op": "put", "key": f"full{n}-{i}", "value": i} for i in range(100)])
+                db.write_many(
+                    [{"op": "put", "key": f"full{n}-{i}", "value": i} for i in range(100)]
+                )
         assert db.store.get(f"full{n}-0") is None
         count = len(db)
         filler.unlink()
@@ -89,7 +95,13 @@ def test_node_on_a_full_disk_refuses_writes_keeps_serving_and_catches_up(small_d
     source = NodeProc(tmp_path / "source", "--announce", "1")
     source.wait_ready()
     full = NodeProc(
-        small_disk / "node", "--bootstrap", source.addr, "--follow", address, "--announce", "1",
+        small_disk / "node",
+        "--bootstrap",
+        source.addr,
+        "--follow",
+        address,
+        "--announce",
+        "1",
         log_dir=tmp_path,
     )
     acked: dict[str, int] = {}
@@ -142,10 +154,23 @@ def test_cli_write_on_a_full_disk_is_one_error_line(small_disk):
     try:
         for attempt in range(50):
             done = subprocess.run(
-                [sys.executable, "-m", "gridnode.cli", "--data-dir", str(data_dir), "db", "put",
-                 address, "-"],
-                input="".join(f'{{"key": "k{attempt}-{i}", "value": "{"x" * 200}"}}\n' for i in range(500)),
-                capture_output=True, text=True, timeout=60,
+                [
+                    sys.executable,
+                    "-m",
+                    "gridnode.cli",
+                    "--data-dir",
+                    str(data_dir),
+                    "db",
+                    "put",
+                    address,
+                    "-",
+                ],
+                input="".join(
+                    f'{{"key": "k{attempt}-{i}", "value": "{"x" * 200}"}}\n' for i in range(500)
+                ),
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             if done.returncode != 0:
                 break

@@ -25,7 +25,9 @@ import pytest
 
 from gridnode.repo import Repo
 
-_spec = importlib.util.spec_from_file_location("faults_conftest", Path(__file__).with_name("conftest.py"))
+_spec = importlib.util.spec_from_file_location(
+    "faults_conftest", Path(__file__).with_name("conftest.py")
+)
 assert _spec is not None and _spec.loader is not None
 faults = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(faults)
@@ -84,9 +86,26 @@ def impair(network, indices) -> str:
     applied = []
     for index in indices:
         done = subprocess.run(
-            ["ip", "netns", "exec", network.ns(index), "tc", "qdisc", "add", "dev", "eth0",
-             "root", "netem", "loss", "10%", "delay", "50ms"],
-            capture_output=True, text=True, timeout=30,
+            [
+                "ip",
+                "netns",
+                "exec",
+                network.ns(index),
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "eth0",
+                "root",
+                "netem",
+                "loss",
+                "10%",
+                "delay",
+                "50ms",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         if done.returncode != 0:
             failures.append(done.stderr.strip())
@@ -95,8 +114,11 @@ def impair(network, indices) -> str:
     if not failures:
         return "tc netem loss 10% delay 50ms"
     for index in applied:
-        subprocess.run(["ip", "netns", "exec", network.ns(index), "tc", "qdisc", "del", "dev", "eth0", "root"],
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            ["ip", "netns", "exec", network.ns(index), "tc", "qdisc", "del", "dev", "eth0", "root"],
+            capture_output=True,
+            timeout=30,
+        )
     if shutil.which("nft") is None:
         pytest.skip(f"no packet loss possible here: tc netem failed ({failures[0]}) and no nft")
     rules = (
@@ -104,8 +126,14 @@ def impair(network, indices) -> str:
         "    numgen random mod 100 < 10 drop\n  }\n}\n"
     )
     for index in indices:
-        subprocess.run(["ip", "netns", "exec", network.ns(index), "nft", "-f", "-"], input=rules,
-                       check=True, capture_output=True, text=True, timeout=30)
+        subprocess.run(
+            ["ip", "netns", "exec", network.ns(index), "nft", "-f", "-"],
+            input=rules,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     return f"nft loss 10% (tc netem refused: {failures[0]!r}; no delay)"
 
 
@@ -133,7 +161,12 @@ def partition_cycle(cluster, cut: str, sides: list[list[int]], cycle: int, write
     healed = time.monotonic()
     took = cluster.converge()
     assert time.monotonic() >= healed
-    return {"cut": cut, "sides": sides, "written": writes * sum(map(len, sides)), "converged_s": round(took, 2)}
+    return {
+        "cut": cut,
+        "sides": sides,
+        "written": writes * sum(map(len, sides)),
+        "converged_s": round(took, 2),
+    }
 
 
 def test_partition_heal_and_loss_three_nodes(network):
@@ -149,19 +182,24 @@ def test_partition_heal_and_loss_three_nodes(network):
     lossy = cluster.converge(timeout=60)
     lost = cluster.check_offline()
     assert lost == 0
-    faults.report({
-        "test": "partition-3-nodes",
-        "nodes": 3,
-        "cycles": [cycle],
-        "impairment": impairment,
-        "loss_run_written": 150,
-        "loss_run_converged_s": round(lossy, 2),
-        "entries": cluster.total,
-        "acked_writes_lost": lost,
-    })
+    faults.report(
+        {
+            "test": "partition-3-nodes",
+            "nodes": 3,
+            "cycles": [cycle],
+            "impairment": impairment,
+            "loss_run_written": 150,
+            "loss_run_converged_s": round(lossy, 2),
+            "entries": cluster.total,
+            "acked_writes_lost": lost,
+        }
+    )
 
 
-@pytest.mark.skipif(not os.environ.get("GRIDNODE_LONG"), reason="long run: set GRIDNODE_LONG=1 (a 3-node variant runs always)")
+@pytest.mark.skipif(
+    not os.environ.get("GRIDNODE_LONG"),
+    reason="long run: set GRIDNODE_LONG=1 (a 3-node variant runs always)",
+)
 def test_partitions_five_nodes_long(network):
     rng = random.Random(5)
     cluster = Cluster(network, ["brA", "brA", "brB", "brB", "brB"])
@@ -184,19 +222,21 @@ def test_partitions_five_nodes_long(network):
     lost = cluster.check_offline()
     assert lost == 0
     times = [c["converged_s"] for c in cycles]
-    faults.report({
-        "test": "partition-5-nodes-long",
-        "nodes": 5,
-        "cycles": len(cycles),
-        "converged_median_s": statistics.median(times),
-        "converged_max_s": max(times),
-        "cycle_detail": cycles,
-        "impairment": impairment,
-        "loss_run_written": 1000,
-        "loss_run_converged_s": round(lossy, 2),
-        "entries": cluster.total,
-        "acked_writes_lost": lost,
-    })
+    faults.report(
+        {
+            "test": "partition-5-nodes-long",
+            "nodes": 5,
+            "cycles": len(cycles),
+            "converged_median_s": statistics.median(times),
+            "converged_max_s": max(times),
+            "cycle_detail": cycles,
+            "impairment": impairment,
+            "loss_run_written": 1000,
+            "loss_run_converged_s": round(lossy, 2),
+            "entries": cluster.total,
+            "acked_writes_lost": lost,
+        }
+    )
 
 
 def partition_cycle_long(cluster, seconds: float) -> dict:

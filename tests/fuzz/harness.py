@@ -135,9 +135,47 @@ def save_input(name: str, data: bytes) -> Path:
 #: Bytes that sit on CBOR and varint boundaries: heads with 1/2/4/8-byte arguments, the
 #: indefinite marker, simple values, floats, tag 42, varint continuation.
 _INTERESTING = [
-    0x00, 0x01, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1F, 0x20, 0x3F, 0x40, 0x58, 0x5B, 0x5F, 0x60,
-    0x78, 0x7B, 0x7F, 0x80, 0x98, 0x9B, 0x9F, 0xA0, 0xB8, 0xBB, 0xBF, 0xC2, 0xD8, 0x2A, 0xF4,
-    0xF5, 0xF6, 0xF7, 0xF9, 0xFA, 0xFB, 0xFF, 0x71, 0x12, 0x55, 0x70,
+    0x00,
+    0x01,
+    0x17,
+    0x18,
+    0x19,
+    0x1A,
+    0x1B,
+    0x1F,
+    0x20,
+    0x3F,
+    0x40,
+    0x58,
+    0x5B,
+    0x5F,
+    0x60,
+    0x78,
+    0x7B,
+    0x7F,
+    0x80,
+    0x98,
+    0x9B,
+    0x9F,
+    0xA0,
+    0xB8,
+    0xBB,
+    0xBF,
+    0xC2,
+    0xD8,
+    0x2A,
+    0xF4,
+    0xF5,
+    0xF6,
+    0xF7,
+    0xF9,
+    0xFA,
+    0xFB,
+    0xFF,
+    0x71,
+    0x12,
+    0x55,
+    0x70,
 ]
 #: Whole items a decoder must bound: huge lengths, deep nesting, bad floats, odd tags, varints.
 _TOKENS = [
@@ -195,11 +233,15 @@ class Mutator:
         if kind == 1:
             return rng.random() < 0.5
         if kind == 2:
-            return rng.choice((0, 1, -1, 2, 23, 24, 255, 256, 2**31, 2**53, 2**62, 2**63, 2**64 - 1, -(2**64)))
+            return rng.choice(
+                (0, 1, -1, 2, 23, 24, 255, 256, 2**31, 2**53, 2**62, 2**63, 2**64 - 1, -(2**64))
+            )
         if kind == 3:
             return rng.choice((0.0, -0.0, 1.5, 1e300))
         if kind == 4:
-            return rng.choice(("", "t", "heads", "skip", "fp", "ids", "want", "grant", "*", "\u00e9" * 3))
+            return rng.choice(
+                ("", "t", "heads", "skip", "fp", "ids", "want", "grant", "*", "\u00e9" * 3)
+            )
         if kind == 5:
             return rng.randbytes(rng.choice((0, 1, 16, 32, 48, 64, 65)))
         if kind == 6:

@@ -90,12 +90,26 @@ def _run_atheris(name: str, seconds: int, save: bool) -> dict[str, object]:
             Path(dirs[0]).mkdir()
         before = set(CRASHES.glob(f"{name}-*")) if CRASHES.exists() else set()
         child = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--seconds", str(seconds), "--stats", str(stats_path), *dirs],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                name,
+                "--seconds",
+                str(seconds),
+                "--stats",
+                str(stats_path),
+                *dirs,
+            ],
             capture_output=True,
             text=True,
             timeout=seconds * 3 + 120,
         )
-        stats = json.loads(stats_path.read_text()) if stats_path.exists() else {"inputs": 0, "slowest": 0.0}
+        stats = (
+            json.loads(stats_path.read_text())
+            if stats_path.exists()
+            else {"inputs": 0, "slowest": 0.0}
+        )
         after = set(CRASHES.glob(f"{name}-*")) if CRASHES.exists() else set()
     crashes = sorted(str(p) for p in after - before)
     tail = child.stderr.strip().splitlines()[-12:]
@@ -127,7 +141,9 @@ def _run_mutate(name: str, seconds: int, save: bool) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=60, help="seconds per target")
     parser.add_argument("--target", action="append", help="a target (repeatable); default: all")
     parser.add_argument("--engine", choices=["auto", "atheris", "mutate"], default="auto")
@@ -163,10 +179,15 @@ def main() -> int:
         total_inputs += inputs
         total_crashes += len(crashes)
         slowest = max(slowest, float(result["slowest"]))  # type: ignore[arg-type]
-        print(f"{name:14} {inputs:>10,} inputs  {len(crashes)} crashes  slowest {float(result['slowest']) * 1000:8.1f} ms", flush=True)  # type: ignore[arg-type]
+        print(
+            f"{name:14} {inputs:>10,} inputs  {len(crashes)} crashes  slowest {float(result['slowest']) * 1000:8.1f} ms",
+            flush=True,
+        )  # type: ignore[arg-type]
         for line in crashes + list(result["log"]):  # type: ignore[call-overload]
             print("    " + str(line))
-    print(f"{'total':14} {total_inputs:>10,} inputs  {total_crashes} crashes  slowest {slowest * 1000:8.1f} ms")
+    print(
+        f"{'total':14} {total_inputs:>10,} inputs  {total_crashes} crashes  slowest {slowest * 1000:8.1f} ms"
+    )
     return 1 if total_crashes else 0
 
 

@@ -86,35 +86,58 @@ def seeds() -> dict[str, list[bytes]]:
         encode(first),
         encode(answer or []),
         encode([[reconcile.TOP, "fp", bytes(16)]]),
-        encode([[b"\x00" * 8, "skip"], [reconcile.TOP, "ids", [bytes(8) + c.bytes for c in heads]]]),
-        encode([[b"\x00" * 8 + b"\x05", "want", [b"\x00" * 8 + heads[0].bytes]], [reconcile.TOP, "have", []]]),
+        encode(
+            [[b"\x00" * 8, "skip"], [reconcile.TOP, "ids", [bytes(8) + c.bytes for c in heads]]]
+        ),
+        encode(
+            [
+                [b"\x00" * 8 + b"\x05", "want", [b"\x00" * 8 + heads[0].bytes]],
+                [reconcile.TOP, "have", []],
+            ]
+        ),
     ]
 
     announcements = [
         gossip.Announcement(db, tuple(heads)).encode(),
-        gossip.Announcement(db, tuple(heads), tuple((e.cid, e.block) for e in entries[-2:])).encode(),
+        gossip.Announcement(
+            db, tuple(heads), tuple((e.cid, e.block) for e in entries[-2:])
+        ).encode(),
         gossip.Announcement(db, (forged.cid,), ((forged.cid, forged.block),)).encode(),
     ]
     records = [
-        gossip.PeerRecord("12D3KooWTarget", ("/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001")).encode(),
+        gossip.PeerRecord(
+            "12D3KooWTarget", ("/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001")
+        ).encode(),
         gossip.PeerRecord("12D3KooWTarget", ()).encode(),
     ]
 
     go_car = sorted((FIXTURES / "go-car").glob("*.car"))
-    cars = [p.read_bytes()[:16 * 1024] for p in go_car]
-    export = car.write_car([db, *heads], [(manifest.cid, manifest.block), *((e.cid, e.block) for e in entries)])
-    cars += [export, car.write_car([db], [(manifest.cid, manifest.block)], version=2), car.write_car([], [])]
+    cars = [p.read_bytes()[: 16 * 1024] for p in go_car]
+    export = car.write_car(
+        [db, *heads], [(manifest.cid, manifest.block), *((e.cid, e.block) for e in entries)]
+    )
+    cars += [
+        export,
+        car.write_car([db], [(manifest.cid, manifest.block)], version=2),
+        car.write_car([], []),
+    ]
 
     return {
         "dagcbor": fixture_blocks + negative + blocks[:4] + messages + [manifest.block],
         "dagcbor_strict": fixture_blocks + negative + blocks[:4] + messages[:4],
-        "cid_bytes": [c.bytes for c in cids] + [bytes([i % 8]) + c.bytes + b"tail" for i, c in enumerate(cids[:8])],
+        "cid_bytes": [c.bytes for c in cids]
+        + [bytes([i % 8]) + c.bytes + b"tail" for i, c in enumerate(cids[:8])],
         "cid_text": [str(c).encode() for c in cids]
         + [c.encode("base58btc").encode() for c in cids[:6]]
         + [("f" + c.bytes.hex()).encode() for c in cids[:4]]
         + [("F" + c.bytes.hex().upper()).encode() for c in cids[:4]]
         + [str(c).upper().encode() for c in cids[:4]]
-        + [("/gridnode/" + str(db)).encode(), b"z" + b"2" * 4000, b"Qm" + b"z" * 44, b"f" + b"0" * 8000],
+        + [
+            ("/gridnode/" + str(db)).encode(),
+            b"z" + b"2" * 4000,
+            b"Qm" + b"z" * 44,
+            b"f" + b"0" * 8000,
+        ],
         "car": cars,
         "entry": [b"\x00" + b for b in blocks[:6]]
         + [b"\x01" + e.cid.bytes + e.block for e in entries[:4]]
@@ -123,14 +146,21 @@ def seeds() -> dict[str, list[bytes]]:
         "manifest": [manifest.block],
         "wire_message": messages,
         "frames": [bytes([i * 37 % 256]) + m for i, m in enumerate(puller_msgs + server_msgs)]
-        + [b"\x07" + b"".join(puller_msgs), b"\x00" + b"\xff" * 9, b"\x01" + encode_varint(5 * 1024 * 1024)],
+        + [
+            b"\x07" + b"".join(puller_msgs),
+            b"\x00" + b"\xff" * 9,
+            b"\x01" + encode_varint(5 * 1024 * 1024),
+        ],
         "announcement": announcements,
         "peer_record": records,
         "ranges": range_msgs,
         "sync_server": [bytes([i * 29 % 256]) + m for i, m in enumerate(puller_msgs)]
         + [b"\x03" + b"".join(puller_msgs)],
         "sync_puller": [bytes([k | 0x80]) + m for k in range(4) for m in server_msgs]
-        + [b"\x81" + server_msgs[0] + server_msgs[1] + server_msgs[3], b"\x82" + server_msgs[4] + server_msgs[5]],
+        + [
+            b"\x81" + server_msgs[0] + server_msgs[1] + server_msgs[3],
+            b"\x82" + server_msgs[4] + server_msgs[5],
+        ],
     }
 
 

@@ -54,7 +54,9 @@ def fixture_log() -> tuple[Manifest, Log, list[Keypair]]:
     """A keyvalue database with two writers and 48 entries (some concurrent), in memory."""
     alice = Keypair.from_seed(bytes([1]) * 32)
     bob = Keypair.from_seed(bytes([2]) * 32)
-    manifest = create_manifest("fuzz", "keyvalue", admins=[alice.did], writers=[bob.did], nonce=b"fuzz")
+    manifest = create_manifest(
+        "fuzz", "keyvalue", admins=[alice.did], writers=[bob.did], nonce=b"fuzz"
+    )
     log = Log(manifest)
     for i in range(24):
         log.append(alice, {"op": "put", "key": f"a{i % 5}", "value": i})
@@ -165,9 +167,17 @@ def manifest(data: bytes) -> None:
 def _manifests() -> tuple[list[Manifest], Keypair, Keypair]:
     admin = Keypair.from_seed(bytes([3]) * 32)
     writer = Keypair.from_seed(bytes([4]) * 32)
-    options: dict[str, dict[str, Any]] = {"documents": {"indexBy": "_id", "indexes": ["age", "a.b"]}}
+    options: dict[str, dict[str, Any]] = {
+        "documents": {"indexBy": "_id", "indexes": ["age", "a.b"]}
+    }
     made = [
-        create_manifest(f"fuzz-{store}", store, admins=[admin.did], writers=[writer.did], options=options.get(store))
+        create_manifest(
+            f"fuzz-{store}",
+            store,
+            admins=[admin.did],
+            writers=[writer.did],
+            options=options.get(store),
+        )
         for store in sorted(STORE_TYPE_NAMES)
     ]
     return made, admin, writer
@@ -291,7 +301,9 @@ def sync_puller(data: bytes) -> None:
     conn = SyncConnection(Role.PULLER)
     asks = [
         lambda now: conn.ask_heads(db, now),
-        lambda now: conn.sync(db, list(log.heads), reconcile.Reconciler(LogItems(log)).initiate_ranges(), now),
+        lambda now: conn.sync(
+            db, list(log.heads), reconcile.Reconciler(LogItems(log)).initiate_ranges(), now
+        ),
         lambda now: conn.want(db, list(log.heads), [], now),
         lambda now: conn.reconcile(db, [[reconcile.TOP, "skip"]], now),
     ]

@@ -13,12 +13,15 @@ WRITER = Keypair.from_seed(bytes([4]) * 32)
 OUTSIDER = Keypair.from_seed(bytes([66]) * 32)
 
 
-@pytest.mark.parametrize("payload", [
-    {"op": ["grant"]},
-    {"op": {"grant": 1}, "role": "writer", "did": "*"},
-    {"op": "grant", "role": ["writer"], "did": "*"},
-    {"op": "revoke", "role": {"admin": 1}, "did": "*"},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"op": ["grant"]},
+        {"op": {"grant": 1}, "role": "writer", "did": "*"},
+        {"op": "grant", "role": ["writer"], "did": "*"},
+        {"op": "revoke", "role": {"admin": 1}, "did": "*"},
+    ],
+)
 @pytest.mark.parametrize("signer", [ADMIN, WRITER, OUTSIDER], ids=["admin", "writer", "outsider"])
 def test_an_entry_whose_op_or_role_is_not_text_is_judged_not_crashed(payload, signer):
     # Found by the signed_entry target: {"op": [...]} made the log's ACL check raise TypeError,

@@ -8,8 +8,15 @@ from crdt.manifest import decode_manifest
 
 
 def _manifest_body(**changes):
-    body = {"v": 1, "kind": "gridnode/manifest", "name": "x", "store": "events",
-            "admins": [], "writers": ["*"], "options": {}}
+    body = {
+        "v": 1,
+        "kind": "gridnode/manifest",
+        "name": "x",
+        "store": "events",
+        "admins": [],
+        "writers": ["*"],
+        "options": {},
+    }
     body.update(changes)
     return encode(body)
 

@@ -615,7 +615,8 @@ def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_pat
             assert node.peer_id not in json.dumps(spec)
             routes = {
                 (
-                    "/" + "/".join(
+                    "/"
+                    + "/".join(
                         ("{cid}" if pattern[0] == "ipfs" else "{db}") if p == "*" else p
                         for p in pattern
                     ),
@@ -629,7 +630,11 @@ def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_pat
             assert status == 200 and headers["content-type"].startswith("text/html")
             assert node.peer_id.encode() not in page
             # Only GET, and only these two.
-            for method, path in (("POST", "/dashboard"), ("GET", "/dashboard/x"), ("GET", "/metrics")):
+            for method, path in (
+                ("POST", "/dashboard"),
+                ("GET", "/dashboard/x"),
+                ("GET", "/metrics"),
+            ):
                 status, _, _ = await raw(client, method, path, token=None)
                 assert status == 401, (method, path)
 
@@ -646,7 +651,11 @@ def test_create_refuses_what_schemathesis_found(tmp_path):
                 {"name": "x", "type": "documents", "index_by": ""},
             ):
                 status, answer, _ = await raw(
-                    client, "POST", "/db", json.dumps(body).encode(), {"Content-Type": "application/json"}
+                    client,
+                    "POST",
+                    "/db",
+                    json.dumps(body).encode(),
+                    {"Content-Type": "application/json"},
                 )
                 assert status == 400, (body, answer)
             assert await call(client.databases) == []
@@ -668,7 +677,9 @@ def test_a_database_whose_store_does_not_open_does_not_fail_the_listings(tmp_pat
         with pytest.raises(GridnodeError):
             repo.create_database("bad", "documents", options={"indexes": [""]})
         assert repo.databases() == []
-        manifest = create_manifest("bad", "documents", admins=[repo.did], writers=[repo.did], options={"indexes": [""]})
+        manifest = create_manifest(
+            "bad", "documents", admins=[repo.did], writers=[repo.did], options={"indexes": [""]}
+        )
         with repo.sql.transaction():
             repo.sql.put_block(manifest.cid.bytes, manifest.block)
             repo.sql.conn.execute(

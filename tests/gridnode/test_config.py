@@ -10,8 +10,12 @@ def test_default_file_is_written_once_and_means_the_defaults(tmp_path):
 
 
 def test_file_then_environment(tmp_path):
-    (tmp_path / CONFIG_FILE).write_text('listen = ["/ip4/0.0.0.0/tcp/4001"]\nannounce_interval = 2\nmdns = true\n')
-    config = load_config(tmp_path, environ={"GRIDNODE_TARGET_PEERS": "3", "GRIDNODE_BOOTSTRAP": "/a,/b"})
+    (tmp_path / CONFIG_FILE).write_text(
+        'listen = ["/ip4/0.0.0.0/tcp/4001"]\nannounce_interval = 2\nmdns = true\n'
+    )
+    config = load_config(
+        tmp_path, environ={"GRIDNODE_TARGET_PEERS": "3", "GRIDNODE_BOOTSTRAP": "/a,/b"}
+    )
     assert config.listen == ["/ip4/0.0.0.0/tcp/4001"]
     assert config.announce_interval == 2.0 and config.mdns is True
     assert config.target_peers == 3 and config.bootstrap == ["/a", "/b"]

@@ -29,7 +29,10 @@ def test_show_prints_toml_with_where_each_value_comes_from(tmp_path):
     # No data directory yet: the defaults (and the environment).
     fresh = invoke(data_dir, "config", "show", env={"GRIDNODE_TARGET_PEERS": "3"})
     assert fresh.exit_code == 0, fresh.output
-    assert fresh.stdout.splitlines()[0] == f"# {data_dir / CONFIG_FILE} (not there: defaults and environment only)"
+    assert (
+        fresh.stdout.splitlines()[0]
+        == f"# {data_dir / CONFIG_FILE} (not there: defaults and environment only)"
+    )
     assert "target_peers = 3" in fresh.stdout and "# env GRIDNODE_TARGET_PEERS" in fresh.stdout
     assert not data_dir.exists()
 
@@ -37,7 +40,10 @@ def test_show_prints_toml_with_where_each_value_comes_from(tmp_path):
     write_default_config(data_dir)
     path = data_dir / CONFIG_FILE
     path.write_text(path.read_text().replace("mdns = false", "mdns = true"))
-    env = {"GRIDNODE_LISTEN": "/ip4/127.0.0.1/tcp/4001,/ip4/127.0.0.1/tcp/4002", "GRIDNODE_ANNOUNCE_INTERVAL": "10"}
+    env = {
+        "GRIDNODE_LISTEN": "/ip4/127.0.0.1/tcp/4001,/ip4/127.0.0.1/tcp/4002",
+        "GRIDNODE_ANNOUNCE_INTERVAL": "10",
+    }
     shown = invoke(data_dir, "config", "show", env=env)
     assert shown.exit_code == 0, shown.output
     lines = {line.split(" = ")[0]: line for line in shown.stdout.splitlines()[1:]}

@@ -50,7 +50,9 @@ def run_and_kill(data_dir, address, rng):
     os.kill(proc.pid, signal.SIGKILL)
     rest = proc.stdout.read()
     proc.wait(timeout=30)
-    acked = [int(line.split()[1]) for line in [first, *rest.splitlines()] if line.startswith("ack ")]
+    acked = [
+        int(line.split()[1]) for line in [first, *rest.splitlines()] if line.startswith("ack ")
+    ]
     return max(acked)
 
 
@@ -95,7 +97,9 @@ def check_killed(data_dir, address, acked):
         sound = repo.sql.integrity_check() == "ok"
         db = repo.database(address)
         missing = [
-            (tag, i) for tag, count in acked.items() for i in range(count)
+            (tag, i)
+            for tag, count in acked.items()
+            for i in range(count)
             if db.store.get(f"{tag}-{i}") != i
         ]
         return sound, len(missing), len(db)
@@ -121,7 +125,10 @@ def sync_crash_loop(tmp_path, kills, entries, seed):
         db = repo.create_database("crash-sync", "keyvalue", public=True)
         for start in range(0, entries, 2000):
             db.write_many(
-                [{"op": "put", "key": f"s-{start + i}", "value": start + i} for i in range(min(2000, entries - start))]
+                [
+                    {"op": "put", "key": f"s-{start + i}", "value": start + i}
+                    for i in range(min(2000, entries - start))
+                ]
             )
         address = db.address
     listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
@@ -141,8 +148,17 @@ def sync_crash_loop(tmp_path, kills, entries, seed):
         for round_ in range(kills):
             tag = f"r{round_}"
             replica = node_proc.NodeProc(
-                replica_dir, "--bootstrap", source.addr, "--follow", address,
-                "--announce", "1", "--write-loop", address, str(rng.choice([1, 5, 20])), tag,
+                replica_dir,
+                "--bootstrap",
+                source.addr,
+                "--follow",
+                address,
+                "--announce",
+                "1",
+                "--write-loop",
+                address,
+                str(rng.choice([1, 5, 20])),
+                tag,
             )
             took = replica.wait_ready()
             if round_:
@@ -213,9 +229,13 @@ def sync_crash_loop(tmp_path, kills, entries, seed):
         "restart_source_max_s": round(max(restarts["source"]), 3),
         # The same without the time spent importing gridnode and py-libp2p: reopening the data
         # dir after the kill, listening, replicating.
-        "restart_replica_no_imports_median_s": round(statistics.median(restarts["replica-imports"]), 3),
+        "restart_replica_no_imports_median_s": round(
+            statistics.median(restarts["replica-imports"]), 3
+        ),
         "restart_replica_no_imports_max_s": round(max(restarts["replica-imports"]), 3),
-        "restart_source_no_imports_median_s": round(statistics.median(restarts["source-imports"]), 3),
+        "restart_source_no_imports_median_s": round(
+            statistics.median(restarts["source-imports"]), 3
+        ),
         "restart_source_no_imports_max_s": round(max(restarts["source-imports"]), 3),
         "converged_after_s": round(converged_after, 2),
     }
@@ -230,7 +250,10 @@ def test_sigkill_loses_no_acknowledged_write(tmp_path):
     assert crash_loop(tmp_path, kills=20, seed=1) > 20
 
 
-@pytest.mark.skipif(not os.environ.get("GRIDNODE_LONG"), reason="long run: set GRIDNODE_LONG=1 (the 20-kill variant runs always)")
+@pytest.mark.skipif(
+    not os.environ.get("GRIDNODE_LONG"),
+    reason="long run: set GRIDNODE_LONG=1 (the 20-kill variant runs always)",
+)
 def test_sigkill_loop_long(tmp_path):
     crash_loop(tmp_path, kills=100, seed=2)
 
@@ -243,7 +266,10 @@ def test_sigkill_during_sync_converges(tmp_path):
     assert figures["source_kills"] == 3
 
 
-@pytest.mark.skipif(not os.environ.get("GRIDNODE_LONG"), reason="long run: set GRIDNODE_LONG=1 (a 9-kill variant runs always)")
+@pytest.mark.skipif(
+    not os.environ.get("GRIDNODE_LONG"),
+    reason="long run: set GRIDNODE_LONG=1 (a 9-kill variant runs always)",
+)
 def test_sigkill_during_sync_long(tmp_path):
     figures = sync_crash_loop(tmp_path, kills=100, entries=40000, seed=4)
     assert figures["killed_mid_sync"] >= 20, figures

@@ -121,8 +121,10 @@ def test_the_dashboard_shows_the_node_as_it_is(live_nodes, browser):
 
     url = a.url + "/dashboard#token=" + a.token
     browser.get(url)
-    wait_for(lambda: int(browser.execute_script("return document.body.dataset.updates || 0")),
-             "the page's first update")
+    wait_for(
+        lambda: int(browser.execute_script("return document.body.dataset.updates || 0")),
+        "the page's first update",
+    )
     # The token left the address bar (it stays in the tab's sessionStorage).
     assert "token" not in browser.current_url
 
@@ -137,8 +139,12 @@ def test_the_dashboard_shows_the_node_as_it_is(live_nodes, browser):
             out = {}
             for address, name, store in a.node.repo.databases():
                 db = a.node.repo.database(address)
-                out[address] = {"name": name, "type": store, "entries": str(len(db)),
-                                "heads": str(len(db.heads))}
+                out[address] = {
+                    "name": name,
+                    "type": store,
+                    "entries": str(len(db)),
+                    "heads": str(len(db.heads)),
+                }
             return out
 
         return a.read(read)
@@ -160,8 +166,9 @@ def test_the_dashboard_shows_the_node_as_it_is(live_nodes, browser):
 
     # b's node: it pulled "notes" from a, so the page names a as the last sync.
     browser.get(b.url + "/dashboard#token=" + b.token)
-    wait_for(lambda: int(browser.execute_script("return document.body.dataset.updates || 0")),
-             "b's page")
+    wait_for(
+        lambda: int(browser.execute_script("return document.body.dataset.updates || 0")), "b's page"
+    )
     assert text(browser, "peer-id") == b.node.peer_id
     row = wait_for(lambda: shown_databases(browser).get(notes), "b's notes row")
     assert row["entries"] == "6"

@@ -47,7 +47,9 @@ def test_asyncio_node_writes_reads_and_serves_the_cli(tmp_path):
     data_dir = tmp_path / "node"
 
     async def main():
-        async with gridnode.asyncio_node(data_dir, listen=LOOPBACK, announce_interval=math.inf) as node:
+        async with gridnode.asyncio_node(
+            data_dir, listen=LOOPBACK, announce_interval=math.inf
+        ) as node:
             assert node.peer_id.startswith("12D3KooW") and node.did.startswith("did:key:z6Mk")
             assert node.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
             notes = await node.create_database("notes", "keyvalue")
@@ -79,8 +81,18 @@ def test_asyncio_node_writes_reads_and_serves_the_cli(tmp_path):
             # The gridnode commands work through the embedded node's API meanwhile.
             status = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-m", "gridnode.cli", "--data-dir", str(data_dir), "status", "--json"],
-                capture_output=True, text=True, timeout=60,
+                [
+                    sys.executable,
+                    "-m",
+                    "gridnode.cli",
+                    "--data-dir",
+                    str(data_dir),
+                    "status",
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             report = json.loads(status.stdout)
             assert report["running"] is True and report["peer_id"] == node.peer_id

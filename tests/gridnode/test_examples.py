@@ -70,7 +70,12 @@ def test_the_snippets_of_docs_embedding_run(tmp_path):
         cwd = tmp_path / str(number)
         cwd.mkdir()
         proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120, env=env
+            [sys.executable, "-c", code],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
         )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == "world\n"

@@ -30,8 +30,10 @@ def test_raw_blocks_hash_to_their_cids_without_the_token(tmp_path):
             cids = [manifest, *(e["cid"] for e in log["entries"])]
             assert len(cids) == 6
             for text in cids:
-                for how in ({"headers": RAW, "path": f"/ipfs/{text}"},
-                            {"headers": {}, "path": f"/ipfs/{text}?format=raw"}):
+                for how in (
+                    {"headers": RAW, "path": f"/ipfs/{text}"},
+                    {"headers": {}, "path": f"/ipfs/{text}?format=raw"},
+                ):
                     status, body, headers = await raw(
                         client, "GET", how["path"], headers=how["headers"], token=None
                     )
@@ -49,8 +51,11 @@ def test_raw_blocks_hash_to_their_cids_without_the_token(tmp_path):
                 assert status == 200 and body == b""
                 assert headers["etag"] == f'"{text}.raw"' and int(headers["content-length"]) > 0
                 status, body, _ = await raw(
-                    client, "GET", f"/ipfs/{text}",
-                    headers={**RAW, "If-None-Match": f'"{text}.raw"'}, token=None,
+                    client,
+                    "GET",
+                    f"/ipfs/{text}",
+                    headers={**RAW, "If-None-Match": f'"{text}.raw"'},
+                    token=None,
                 )
                 assert status == 304 and body == b""
             assert info["entries"] == 5 and address.endswith(manifest)
@@ -87,7 +92,9 @@ def test_car_of_a_manifest_is_the_database_and_of_an_entry_its_past(tmp_path):
 
             # An entry: itself, then (depth first) its manifest and its causal past.
             head = info["heads"][0]
-            status, car, headers = await raw(client, "GET", f"/ipfs/{head}", headers=CAR, token=None)
+            status, car, headers = await raw(
+                client, "GET", f"/ipfs/{head}", headers=CAR, token=None
+            )
             assert status == 200
             assert headers["cache-control"] == "public, max-age=29030400, immutable"
             assert "order=dfs" in headers["content-type"]
@@ -117,16 +124,24 @@ def test_errors_and_unreplicated_databases(tmp_path):
             address, manifest, _info = await _database(client, count=1)
             # Not a CID: 400; a CID the node does not have: 404.
             for bad in ("nope", "bafy", quote("/gridnode/x", safe="")):
-                status, answer, _ = await raw(client, "GET", f"/ipfs/{bad}", headers=RAW, token=None)
+                status, answer, _ = await raw(
+                    client, "GET", f"/ipfs/{bad}", headers=RAW, token=None
+                )
                 assert status == 400, (bad, answer)
                 assert "error" in answer
             unknown = "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-            status, answer, _ = await raw(client, "GET", f"/ipfs/{unknown}", headers=RAW, token=None)
+            status, answer, _ = await raw(
+                client, "GET", f"/ipfs/{unknown}", headers=RAW, token=None
+            )
             assert status == 404 and "error" in answer
             # Neither raw nor CAR asked for: 406; a bad format or scope: 400.
-            for headers in ({}, {"Accept": "text/html"}, {"Accept": "*/*"},
-                            {"Accept": "application/vnd.ipld.car; version=2"},
-                            {"Accept": "application/vnd.ipld.raw; q=0"}):
+            for headers in (
+                {},
+                {"Accept": "text/html"},
+                {"Accept": "*/*"},
+                {"Accept": "application/vnd.ipld.car; version=2"},
+                {"Accept": "application/vnd.ipld.raw; q=0"},
+            ):
                 status, answer, _ = await raw(
                     client, "GET", f"/ipfs/{manifest}", headers=headers, token=None
                 )

@@ -138,7 +138,7 @@ def _handler(kubo):
             if url.path == "/api/v0/pin/add":
                 args = query.get("arg", [])
                 if not args:
-                    return self.error(400, "argument \"ipfs-path\" is required")
+                    return self.error(400, 'argument "ipfs-path" is required')
                 cids = [CID.parse(a) for a in args]
                 for cid in cids:
                     if not kubo.complete(cid):
@@ -209,7 +209,10 @@ def test_pin_errors_are_one_line_and_exit_1(database):
     line = refused(data_dir, "pin", address, "--kubo", f"http://127.0.0.1:{_free_port()}")
     assert "cannot reach Kubo's RPC API" in line
     with fake_kubo() as (kubo, url):
-        kubo.fail = (500, json.dumps({"Message": "blockstore: disk full", "Code": 0, "Type": "error"}))
+        kubo.fail = (
+            500,
+            json.dumps({"Message": "blockstore: disk full", "Code": 0, "Type": "error"}),
+        )
         line = refused(data_dir, "pin", address, "--kubo", url)
         assert line == "error: Kubo refused dag/import (500): blockstore: disk full"
         kubo.fail = (200, "not json\n")
@@ -219,8 +222,13 @@ def test_pin_errors_are_one_line_and_exit_1(database):
         # Kubo's gateway or anything else at that URL: a 404 page.
         line = refused(data_dir, "pin", address, "--kubo", url + "/elsewhere")
         assert "Kubo refused dag/import (404): 404 page not found" in line
-    refused(data_dir, "pin", "/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe",
-            "--kubo", "http://127.0.0.1:1")
+    refused(
+        data_dir,
+        "pin",
+        "/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe",
+        "--kubo",
+        "http://127.0.0.1:1",
+    )
 
 
 def test_client_types_and_shapes():

@@ -157,12 +157,16 @@ def test_metrics_follow_the_node(live_nodes):
     syncs = [s for s in b.node.syncs.values()]
     assert syncs, "b pulled"
     assert value(seen_b, "gridnode_sync_pulls_total") == sum(s.pulls for s in syncs) >= 1
-    assert value(seen_b, "gridnode_sync_round_trips_total") == sum(
-        s.total_round_trips for s in syncs
-    ) >= 1
-    assert value(seen_b, "gridnode_sync_bytes_received_total") == sum(
-        s.total_bytes_received for s in syncs
-    ) > 0
+    assert (
+        value(seen_b, "gridnode_sync_round_trips_total")
+        == sum(s.total_round_trips for s in syncs)
+        >= 1
+    )
+    assert (
+        value(seen_b, "gridnode_sync_bytes_received_total")
+        == sum(s.total_bytes_received for s in syncs)
+        > 0
+    )
     assert value(seen_b, "gridnode_sync_bytes_sent_total") == sum(s.total_bytes_sent for s in syncs)
     applied_b = b.node.counters.applied
     assert value(seen_b, "gridnode_entries_applied_total", source="sync") == applied_b["sync"]
@@ -174,9 +178,12 @@ def test_metrics_follow_the_node(live_nodes):
     assert_monotonic(after_writes, seen_a)
     served = a.node.served[b.node.peer_id]
     assert value(seen_a, "gridnode_served_streams_total") >= 1
-    assert value(seen_a, "gridnode_served_bytes_sent_total") == sum(
-        s.bytes_sent for s in a.node.served.values()
-    ) >= served.bytes_sent > 0
+    assert (
+        value(seen_a, "gridnode_served_bytes_sent_total")
+        == sum(s.bytes_sent for s in a.node.served.values())
+        >= served.bytes_sent
+        > 0
+    )
     assert value(seen_a, "gridnode_gossip_messages_received_total") == (
         a.node.counters.gossip_received
     )
@@ -210,12 +217,18 @@ def test_rejected_entries_are_counted_by_reason(live_nodes, tmp_path):
         db = outsider.database(private)
         from crdt.entry import create_entry
 
-        entry = create_entry(outsider.keypair, db=db.manifest.cid, clock=1,
-                             payload={"op": "put", "key": "x", "value": 1})
+        entry = create_entry(
+            outsider.keypair,
+            db=db.manifest.cid,
+            clock=1,
+            payload={"op": "put", "key": "x", "value": 1},
+        )
         from crdt.ipld.car import write_car
 
-        forged = write_car([db.manifest.cid, entry.cid],
-                           [(db.manifest.cid, db.manifest.block), (entry.cid, entry.block)])
+        forged = write_car(
+            [db.manifest.cid, entry.cid],
+            [(db.manifest.cid, db.manifest.block), (entry.cid, entry.block)],
+        )
     before = scrape(a)
     report = a.client.import_car(forged)
     assert report["applied"] == 0 and len(report["rejected"]) == 1

@@ -170,6 +170,8 @@ def test_systemd_analyze_verifies_the_unit(tmp_path):
     text = (EXAMPLES / "systemd" / "gridnode.service").read_text()
     unit = tmp_path / "gridnode.service"
     unit.write_text(text.replace("/usr/local/bin/gridnode", gridnode))
-    proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert "gridnode.service" not in proc.stderr, proc.stderr

@@ -132,7 +132,9 @@ def test_import_and_export_show_a_bar_on_a_terminal(tmp_path, car):
         gridnode(tmp_path / name, "init", stderr=subprocess.DEVNULL)
     pty = Pty()
     imported = gridnode(tmp_path / "node", "import", str(car), stderr=pty.slave)
-    exported = gridnode(tmp_path / "node", "export", "feed", str(tmp_path / "out.car"), stderr=pty.slave)
+    exported = gridnode(
+        tmp_path / "node", "export", "feed", str(tmp_path / "out.car"), stderr=pty.slave
+    )
     shown = pty.output()
     assert imported.returncode == 0 and "applied: 500" in imported.stdout
     assert exported.returncode == 0 and "501 blocks" in exported.stdout
@@ -150,7 +152,12 @@ def test_import_and_export_log_lines_into_a_pipe(tmp_path, car):
         gridnode(tmp_path / name, "init", stderr=subprocess.DEVNULL)
     imported = gridnode(tmp_path / "node", "import", str(car), stderr=subprocess.PIPE, env=env)
     exported = gridnode(
-        tmp_path / "node", "export", "feed", str(tmp_path / "out.car"), stderr=subprocess.PIPE, env=env
+        tmp_path / "node",
+        "export",
+        "feed",
+        str(tmp_path / "out.car"),
+        stderr=subprocess.PIPE,
+        env=env,
     )
     assert imported.returncode == 0 and exported.returncode == 0
     assert "\r" not in imported.stderr + exported.stderr

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 # The `gridnode start` process driver of test_start.py, reused.
-_spec = importlib.util.spec_from_file_location("_test_start", Path(__file__).with_name("test_start.py"))
+_spec = importlib.util.spec_from_file_location(
+    "_test_start", Path(__file__).with_name("test_start.py")
+)
 _start = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_start)
 Started = _start.Started
@@ -86,11 +88,17 @@ def test_the_operator_walkthrough_runs_as_written(tmp_path):
     try:
         b = Started(tmp_path / dir_b, "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", a.addrs[0])
         _wait(lambda: a.peer_id in _status(tmp_path / dir_b)["peers"], "node-b to connect")
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        env = dict(
+            os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        )
         env.pop("GRIDNODE_DATA_DIR", None)
         proc = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0, (proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
@@ -101,6 +109,7 @@ def test_the_operator_walkthrough_runs_as_written(tmp_path):
         assert '"from a"' in lines  # node-b's get, right after follow --wait
         assert f"node: running (api {a.api})" in lines
         assert lines[-1].startswith(f"ok: node {a.peer_id} answers at {a.api}")
+
         # The two digests printed converge: node-b's write reaches node-a.
         def converged():
             digests = [
@@ -120,7 +129,9 @@ def test_the_operator_walkthrough_runs_as_written(tmp_path):
 def _gridnode(data_dir, *args):
     proc = subprocess.run(
         [sys.executable, "-m", "gridnode.cli", "--data-dir", str(data_dir), *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     return proc

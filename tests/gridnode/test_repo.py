@@ -104,7 +104,9 @@ def test_a_manifest_whose_store_cannot_open_is_refused_and_nothing_kept(tmp_path
     from crdt.manifest import create_manifest
 
     with Repo(tmp_path / "n") as repo:
-        bad = create_manifest("bad", "documents", admins=[repo.did], writers=[repo.did], options={"indexes": [""]})
+        bad = create_manifest(
+            "bad", "documents", admins=[repo.did], writers=[repo.did], options={"indexes": [""]}
+        )
         with pytest.raises(InvalidManifest):
             repo.add_database(bad)
         assert repo.databases() == []

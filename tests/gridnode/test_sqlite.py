@@ -21,7 +21,9 @@ def store(tmp_path):
     s.close()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     ops=st.lists(st.tuples(st.booleans(), st.binary(max_size=3), st.integers(-5, 5)), max_size=80),
     low=st.binary(max_size=2),

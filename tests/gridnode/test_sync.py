@@ -98,8 +98,12 @@ def test_warm_syncs_settle_in_one_round_trip(tmp_path):
         trio.run(sync_once, a, follower)
         trips = []
         for round_ in range(40):
-            source.write_many([{"op": "add", "value": f"a{round_}.{k}"} for k in range(rng.randint(1, 5))])
-            follower.write_many([{"op": "add", "value": f"b{round_}.{k}"} for k in range(rng.randint(0, 2))], other)
+            source.write_many(
+                [{"op": "add", "value": f"a{round_}.{k}"} for k in range(rng.randint(1, 5))]
+            )
+            follower.write_many(
+                [{"op": "add", "value": f"b{round_}.{k}"} for k in range(rng.randint(0, 2))], other
+            )
             report = trio.run(sync_once, a, follower)
             assert report.complete
             trips.append(report.stats.round_trips)
@@ -123,7 +127,9 @@ def test_diverged_replicas_reconcile_exactly(tmp_path):
         source.write_many([{"op": "add", "value": f"a{i}"} for i in range(700)])
         follower.write_many([{"op": "add", "value": f"b{i}"} for i in range(500)], other)
         report = trio.run(sync_once, a, follower)
-        assert report.applied == 700 and report.duplicates == 0 and report.stats.blocks_received == 700
+        assert (
+            report.applied == 700 and report.duplicates == 0 and report.stats.blocks_received == 700
+        )
         back = trio.run(sync_once, b, source)
         assert back.applied == 500 and back.stats.blocks_received == 500
         assert source.digest() == follower.digest() and len(source) == 4200

@@ -49,7 +49,11 @@ def make_dirs(tmp_path: Path, *, max_connections: int | None = None) -> tuple[li
         repo.close()
     if max_connections is not None:
         config = dirs[0] / "gridnode.toml"
-        text = re.sub(r"(?m)^max_connections = \d+", f"max_connections = {max_connections}", config.read_text())
+        text = re.sub(
+            r"(?m)^max_connections = \d+",
+            f"max_connections = {max_connections}",
+            config.read_text(),
+        )
         config.write_text(text)
     return dirs, db.address, b_did
 
@@ -58,7 +62,9 @@ def make_dirs(tmp_path: Path, *, max_connections: int | None = None) -> tuple[li
 async def honest_nodes(tmp_path: Path, **kwargs: Any) -> AsyncIterator[tuple[Node, Node, str]]:
     dirs, address, _ = make_dirs(tmp_path, **kwargs)
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3))
+        a = await stack.enter_async_context(
+            open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3)
+        )
         b = await stack.enter_async_context(
             open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3)
         )
@@ -104,9 +110,18 @@ class Arsenal:
     head_clock: int
     counter: itertools.count = field(default_factory=itertools.count)
     kinds: tuple[str, ...] = (
-        "outsider", "bad-signature", "wrong-author", "clock-jump", "clock-one-with-parent",
-        "clock-beyond-max", "wrong-database", "bad-skip", "hash-mismatch", "not-cbor",
-        "unauthorised-acl", "non-canonical",
+        "outsider",
+        "bad-signature",
+        "wrong-author",
+        "clock-jump",
+        "clock-one-with-parent",
+        "clock-beyond-max",
+        "wrong-database",
+        "bad-skip",
+        "hash-mismatch",
+        "not-cbor",
+        "unauthorised-acl",
+        "non-canonical",
     )
 
     def forge(self, kind: str) -> tuple[CID, bytes]:
@@ -129,18 +144,36 @@ class Arsenal:
             e = create_entry(EVE, db=db, clock=clock + 1 + i % 2**40, next=[head], payload=payload)
             return e.cid, e.block
         if kind == "clock-one-with-parent":
-            body = {"v": 1, "db": db, "next": [head], "clock": 1, "author": EVE.did, "payload": payload}
+            body = {
+                "v": 1,
+                "db": db,
+                "next": [head],
+                "clock": 1,
+                "author": EVE.did,
+                "payload": payload,
+            }
             block = _signed_body(EVE, body)
             return CID.for_block(block), block
         if kind == "clock-beyond-max":
-            body = {"v": 1, "db": db, "next": [head], "clock": MAX_CLOCK + 1 + i, "author": EVE.did, "payload": payload}
+            body = {
+                "v": 1,
+                "db": db,
+                "next": [head],
+                "clock": MAX_CLOCK + 1 + i,
+                "author": EVE.did,
+                "payload": payload,
+            }
             block = _signed_body(EVE, body)
             return CID.for_block(block), block
         if kind == "wrong-database":
-            e = create_entry(EVE, db=CID.for_block(b"another db"), clock=clock, next=[head], payload=payload)
+            e = create_entry(
+                EVE, db=CID.for_block(b"another db"), clock=clock, next=[head], payload=payload
+            )
             return e.cid, e.block
         if kind == "bad-skip":
-            e = create_entry(EVE, db=db, clock=clock, next=[head], skip=[random_cid()], payload=payload)
+            e = create_entry(
+                EVE, db=db, clock=clock, next=[head], skip=[random_cid()], payload=payload
+            )
             return e.cid, e.block
         if kind == "hash-mismatch":
             # An outsider's block: where the CID is recomputed from the bytes (``entries``
@@ -151,7 +184,13 @@ class Arsenal:
             block = b"\xff\x00garbage" + i.to_bytes(8, "big")
             return CID.for_block(block), block
         if kind == "unauthorised-acl":
-            e = create_entry(EVE, db=db, clock=clock, next=[head], payload={"op": "grant", "role": "admin", "did": MALLORY.did, "n": i})
+            e = create_entry(
+                EVE,
+                db=db,
+                clock=clock,
+                next=[head],
+                payload={"op": "grant", "role": "admin", "did": MALLORY.did, "n": i},
+            )
             return e.cid, e.block
         # non-canonical: a valid entry's map re-encoded with a 2-byte length head
         e = create_entry(EVE, db=db, clock=clock, next=[head], payload=payload)
@@ -166,12 +205,24 @@ class Arsenal:
         parents = [random_cid() for _ in range(n)]
         out = []
         for parent in parents:
-            e = create_entry(EVE, db=self.manifest_cid, clock=2, next=[parent], payload={"orphan": next(self.counter)})
+            e = create_entry(
+                EVE,
+                db=self.manifest_cid,
+                clock=2,
+                next=[parent],
+                payload={"orphan": next(self.counter)},
+            )
             out.append((e.cid, e.block))
         return out, parents
 
     def oversized(self) -> tuple[CID, bytes]:
-        body = {"v": 1, "db": self.manifest_cid, "next": [self.head], "clock": self.head_clock + 1,
-                "author": EVE.did, "payload": os.urandom(1024 * 1024 + 16)}
+        body = {
+            "v": 1,
+            "db": self.manifest_cid,
+            "next": [self.head],
+            "clock": self.head_clock + 1,
+            "author": EVE.did,
+            "payload": os.urandom(1024 * 1024 + 16),
+        }
         block = _signed_body(EVE, body)
         return CID.for_block(block), block

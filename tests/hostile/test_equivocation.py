@@ -39,7 +39,9 @@ def test_equivocation_is_kept_recorded_and_converges(tmp_path):
             await host.connect(a.addrs[0])
             topic = topic_for(manifest.cid)
             await host.subscribe(topic)
-            message = Announcement(manifest.cid, (one.cid, two.cid), ((one.cid, one.block), (two.cid, two.block))).encode()
+            message = Announcement(
+                manifest.cid, (one.cid, two.cid), ((one.cid, one.block), (two.cid, two.block))
+            ).encode()
             with trio.fail_after(30):
                 while {one.cid, two.cid} - await applied_cids(a, address):
                     await host.publish(topic, message)

@@ -84,7 +84,9 @@ def test_flood_of_hostile_inputs(tmp_path):
             # Everything is generated before the attack, so the attack's CPU time is the nodes'.
             forged_for_pulls = [arsenal.blocks(500 * SCALE) for _ in range(12)]
             orphans, orphan_parents = arsenal.orphans(1500 * SCALE)
-            orphan_batches = [orphans[i : i + 300 * SCALE] for i in range(0, len(orphans), 300 * SCALE)]
+            orphan_batches = [
+                orphans[i : i + 300 * SCALE] for i in range(0, len(orphans), 300 * SCALE)
+            ]
             forged_for_gossip = arsenal.blocks(1200 * SCALE)
             oversized = arsenal.oversized()
 
@@ -115,13 +117,19 @@ def test_flood_of_hostile_inputs(tmp_path):
                             if k == 1:
                                 batch.append(oversized[1])
                                 sent["oversized block (sync)"] += 1
-                            sent["forged entries (sync answers)"] += len(batch) - (len(orphan_batches[k]) if k < len(orphan_batches) else 0) - (k == 1)
+                            sent["forged entries (sync answers)"] += (
+                                len(batch)
+                                - (len(orphan_batches[k]) if k < len(orphan_batches) else 0)
+                                - (k == 1)
+                            )
                             await stream.write(conn.entries(event.db, batch))
                             await stream.write(conn.ranges(event.db, []))
                         elif isinstance(event, BlocksAsked):
                             pulls_served["wants"] += 1
                             wanted_of_attacker.update(event.cids)
-                            pairs = forged_for_pulls[(pulls_served["wants"] + 5) % len(forged_for_pulls)][:200]
+                            pairs = forged_for_pulls[
+                                (pulls_served["wants"] + 5) % len(forged_for_pulls)
+                            ][:200]
                             sent["forged blocks (want answers)"] += len(pairs)
                             await stream.write(conn.blocks(event.db, pairs, more=False))
                         elif isinstance(event, RangesAsked):
@@ -141,7 +149,9 @@ def test_flood_of_hostile_inputs(tmp_path):
             async def honest_writes():
                 for i in range(10):
                     for node in (a, b):
-                        entries = await node.write(address, [{"op": "put", "key": f"honest{i}", "value": i}])
+                        entries = await node.write(
+                            address, [{"op": "put", "key": f"honest{i}", "value": i}]
+                        )
                         honest_written.extend(e.cid for e in entries)
                     await trio.sleep(0.2)
 
@@ -152,13 +162,20 @@ def test_flood_of_hostile_inputs(tmp_path):
                 for start in range(0, len(forged_for_gossip), 24):
                     inline = forged_for_gossip[start : start + 24]
                     heads = [random_cid()] + [c for c, _ in inline]
-                    await host.publish(topic, Announcement(manifest_cid, tuple(heads), tuple(inline)).encode())
+                    await host.publish(
+                        topic, Announcement(manifest_cid, tuple(heads), tuple(inline)).encode()
+                    )
                     sent["forged entries (gossip inline)"] += len(inline)
                     sent["announcements"] += 1
                     await trio.sleep(0.05)
                 # Then malformed ones (the validator refuses them; gossip scoring then mutes us).
-                junk = [os.urandom(64), b"\x00" * 10, encode({"t": "heads"}), os.urandom(MAX_ANNOUNCEMENT + 1),
-                        encode({"t": "heads", "db": CID.for_block(b"x"), "heads": [], "blocks": []})]
+                junk = [
+                    os.urandom(64),
+                    b"\x00" * 10,
+                    encode({"t": "heads"}),
+                    os.urandom(MAX_ANNOUNCEMENT + 1),
+                    encode({"t": "heads", "db": CID.for_block(b"x"), "heads": [], "blocks": []}),
+                ]
                 for i in range(200):
                     await host.publish(topic, junk[i % len(junk)])
                     sent["malformed announcements"] += 1
@@ -181,7 +198,13 @@ def test_flood_of_hostile_inputs(tmp_path):
                 for i in range(4000 * SCALE):
                     kind = i % 3
                     if kind == 0:
-                        requests.append(Want(manifest_cid, tuple(random_cid() for _ in range(64)), (random_cid(),)))
+                        requests.append(
+                            Want(
+                                manifest_cid,
+                                tuple(random_cid() for _ in range(64)),
+                                (random_cid(),),
+                            )
+                        )
                         unknown_wanted["n"] += 64
                     elif kind == 1:
                         requests.append(HeadsRequest(random_cid()))
@@ -229,10 +252,14 @@ def test_flood_of_hostile_inputs(tmp_path):
             stream = await open_sync(host, a)
             await stream.write(encode_message(Sync(manifest_cid, (), [[TOP, "fp", bytes(16)]])))
             for _ in range(70):
-                await stream.write(encode_message(Ranges(manifest_cid, [[TOP, "fp", os.urandom(16)]])))
+                await stream.write(
+                    encode_message(Ranges(manifest_cid, [[TOP, "fp", os.urandom(16)]]))
+                )
                 sent["unsettling ranges (client)"] += 1
             with trio.fail_after(10):
-                while a.strikes.get(host.peer_id, 0) < strikes_before + len(MALFORMED_STREAMS) * 2 + 1:
+                while (
+                    a.strikes.get(host.peer_id, 0) < strikes_before + len(MALFORMED_STREAMS) * 2 + 1
+                ):
                     with trio.move_on_after(0.05):
                         try:
                             await stream.read(65536)
@@ -243,7 +270,9 @@ def test_flood_of_hostile_inputs(tmp_path):
             # Keep announcing the same lying heads for a while: retry limits must hold.
             asked_then = sum(wanted_of_attacker.values())
             for _ in range(10):
-                await host.publish(topic, Announcement(manifest_cid, tuple(lying_heads[:64])).encode())
+                await host.publish(
+                    topic, Announcement(manifest_cid, tuple(lying_heads[:64])).encode()
+                )
                 await trio.sleep(0.1)
             await converged([a, b], address, timeout=60)
             cpu = time.process_time() - cpu_before
@@ -255,7 +284,16 @@ def test_flood_of_hostile_inputs(tmp_path):
             after_b = await applied_cids(b, address)
             extra = after_a - before - set(honest_written)
             if extra:
-                print(await a.read(address, lambda d: [(e.author[-6:], e.clock, e.payload) for e in d.entries() if e.cid in extra][:10]))
+                print(
+                    await a.read(
+                        address,
+                        lambda d: [
+                            (e.author[-6:], e.clock, e.payload)
+                            for e in d.entries()
+                            if e.cid in extra
+                        ][:10],
+                    )
+                )
             assert after_a == before | set(honest_written)
             assert after_b == after_a
             assert len(honest_written) == 20

@@ -21,11 +21,16 @@ STREAM_RSS_LIMIT = 128 * 1024 * 1024
 
 def test_connections_beyond_the_limit_are_refused(tmp_path):
     async def main():
-        async with honest_nodes(tmp_path, max_connections=MAX_CONNECTIONS) as (a, b, address), AsyncExitStack() as stack:
+        async with (
+            honest_nodes(tmp_path, max_connections=MAX_CONNECTIONS) as (a, b, address),
+            AsyncExitStack() as stack,
+        ):
             assert b.peer_id in a.peers()
             connected = refused = 0
             for i in range(ATTACKERS):
-                host = await stack.enter_async_context(open_host(bytes([120 + i]) * 32, LOOPBACK, dial_timeout=3))
+                host = await stack.enter_async_context(
+                    open_host(bytes([120 + i]) * 32, LOOPBACK, dial_timeout=3)
+                )
                 try:
                     await host.connect(a.addrs[0])
                     # A dial may succeed before the other side drops the connection over its cap.
@@ -37,8 +42,10 @@ def test_connections_beyond_the_limit_are_refused(tmp_path):
                     pass
                 refused += 1
             await trio.sleep(0.5)
-            print(f"\n{ATTACKERS} attacker hosts dialled a node with max_connections={MAX_CONNECTIONS}: "
-                  f"{connected} kept, {refused} refused; the node has {len(a.peers())} peers")
+            print(
+                f"\n{ATTACKERS} attacker hosts dialled a node with max_connections={MAX_CONNECTIONS}: "
+                f"{connected} kept, {refused} refused; the node has {len(a.peers())} peers"
+            )
             assert len(a.peers()) <= MAX_CONNECTIONS
             assert refused >= ATTACKERS - MAX_CONNECTIONS + 1
             assert b.peer_id in a.peers()  # the honest peer that came first was not pushed out
@@ -73,12 +80,16 @@ def test_many_idle_streams_cost_little_and_block_nothing(tmp_path):
                 await stream.close()
             # Every stream's handler ends once the attacker closes it: nothing is left behind.
             with trio.fail_after(20):
-                while a.served.get(host.peer_id) is None or a.served[host.peer_id].streams < len(streams):
+                while a.served.get(host.peer_id) is None or a.served[host.peer_id].streams < len(
+                    streams
+                ):
                     await trio.sleep(0.05)
             cpu = time.process_time() - cpu_before
-            print(f"\n{len(streams)} idle sync streams held: RSS +{(rss_held - rss_before) / 2**20:.1f} MiB "
-                  f"({(rss_held - rss_before) / max(len(streams), 1) / 1024:.1f} KiB a stream, both sides), "
-                  f"CPU {cpu:.2f} s; all {a.served[host.peer_id].streams} handlers ended after close")
+            print(
+                f"\n{len(streams)} idle sync streams held: RSS +{(rss_held - rss_before) / 2**20:.1f} MiB "
+                f"({(rss_held - rss_before) / max(len(streams), 1) / 1024:.1f} KiB a stream, both sides), "
+                f"CPU {cpu:.2f} s; all {a.served[host.peer_id].streams} handlers ended after close"
+            )
             assert len(streams) >= 100
             assert rss_held - rss_before < STREAM_RSS_LIMIT
 

@@ -98,7 +98,13 @@ def test_hostile_peer_with_inconsistent_fingerprints_is_dropped():
 
 @pytest.mark.parametrize(
     "body",
-    [[], [[b"\x00", "skip"]], [[TOP, "fp", b"short"]], [[TOP, "bogus"]], [[b"\x02", "skip"], [b"\x01", "skip"], [TOP, "skip"]]],
+    [
+        [],
+        [[b"\x00", "skip"]],
+        [[TOP, "fp", b"short"]],
+        [[TOP, "bogus"]],
+        [[b"\x02", "skip"], [b"\x01", "skip"], [TOP, "skip"]],
+    ],
     ids=["empty", "not-covering", "bad-fp", "bad-mode", "descending"],
 )
 def test_malformed_messages(body):
@@ -112,7 +118,9 @@ def test_fingerprint_depends_on_count_and_sum():
     assert fingerprint_of(1, 5) != fingerprint_of(2, 5)
     assert fingerprint_of(1, 5) != fingerprint_of(1, 6)
     items = SortedItems([item(n) for n in range(100)])
-    assert items.fingerprint(b"", TOP) == SortedItems([item(n) for n in reversed(range(100))]).fingerprint(b"", TOP)
+    assert items.fingerprint(b"", TOP) == SortedItems(
+        [item(n) for n in reversed(range(100))]
+    ).fingerprint(b"", TOP)
 
 
 # -- pull roles: the server sends what the puller lacks ------------------------------------------
@@ -150,7 +158,9 @@ def check_pull(puller_items, server_items, **options):
     threshold=st.integers(1, 20),
     branching=st.integers(2, 16),
 )
-def test_pull_sends_exactly_what_the_puller_lacks(common, only_puller, only_server, threshold, branching):
+def test_pull_sends_exactly_what_the_puller_lacks(
+    common, only_puller, only_server, threshold, branching
+):
     check_pull(
         [item(n) for n in common | only_puller],
         [item(n) for n in common | only_server],
@@ -161,8 +171,13 @@ def test_pull_sends_exactly_what_the_puller_lacks(common, only_puller, only_serv
 
 @pytest.mark.parametrize(
     ("puller", "server"),
-    [(range(0), range(0)), (range(1000), range(1000)), (range(1000), range(0)), (range(0), range(5000)),
-     (range(0, 1000, 2), range(1, 1000, 2))],
+    [
+        (range(0), range(0)),
+        (range(1000), range(1000)),
+        (range(1000), range(0)),
+        (range(0), range(5000)),
+        (range(0, 1000, 2), range(1, 1000, 2)),
+    ],
     ids=["empty", "equal", "puller-only", "server-only (cold)", "disjoint"],
 )
 def test_pull_edge_sets(puller, server):

@@ -153,7 +153,9 @@ def test_random_bytes_raise_only_protocol_errors(data):
 def test_announcements():
     announcement = Announcement(DB, (A, B), ((A, b"x" * 10),))
     assert parse_announcement(announcement.encode(), DB) == announcement
-    big = Announcement(DB, (A,), tuple((CID.for_block(bytes([i])), b"y" * 10_000) for i in range(10)))
+    big = Announcement(
+        DB, (A,), tuple((CID.for_block(bytes([i])), b"y" * 10_000) for i in range(10))
+    )
     parsed = parse_announcement(big.encode())
     assert len(parsed.blocks) < 10 and parsed.heads == (A,)
     with pytest.raises(ProtocolError):
@@ -173,8 +175,16 @@ def test_a_reconciling_pull_exchange_in_memory():
     # Before the heads, neither entries nor ranges are accepted.
     with pytest.raises(ProtocolError):
         SyncConnection(Role.PULLER).receive(server.entries(DB, [b"x"]))
-    events = puller.receive(server.heads(DB, [B]) + server.entries(DB, [b"one", b"two"]) + server.ranges(DB, [[b"\xff" * 48, "fp", bytes(16)]]))
-    assert events == [HeadsArrived(DB, (B,)), EntriesArrived(DB, (b"one", b"two")), RangesArrived(DB, [[b"\xff" * 48, "fp", bytes(16)]])]
+    events = puller.receive(
+        server.heads(DB, [B])
+        + server.entries(DB, [b"one", b"two"])
+        + server.ranges(DB, [[b"\xff" * 48, "fp", bytes(16)]])
+    )
+    assert events == [
+        HeadsArrived(DB, (B,)),
+        EntriesArrived(DB, (b"one", b"two")),
+        RangesArrived(DB, [[b"\xff" * 48, "fp", bytes(16)]]),
+    ]
     assert not puller.waiting
     (event,) = server.receive(puller.reconcile(DB, [[b"\xff" * 48, "skip"]], now=1))
     assert isinstance(event, RangesAsked)

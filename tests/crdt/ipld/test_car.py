@@ -52,9 +52,13 @@ def header_of(value: object) -> bytes:
     return encode_varint(len(body)) + body
 
 
-def v2_prefix(data_offset: int, data_size: int, index_offset: int = 0, characteristics: bytes = bytes(16)) -> bytes:
+def v2_prefix(
+    data_offset: int, data_size: int, index_offset: int = 0, characteristics: bytes = bytes(16)
+) -> bytes:
     """A CARv2 pragma and header with arbitrary (possibly impossible) fields."""
-    return CAR_V2_PRAGMA + characteristics + struct.pack("<QQQ", data_offset, data_size, index_offset)
+    return (
+        CAR_V2_PRAGMA + characteristics + struct.pack("<QQQ", data_offset, data_size, index_offset)
+    )
 
 
 def raw_block(data: bytes, hash: str = "sha2-256") -> tuple[CID, bytes]:
@@ -118,7 +122,10 @@ def test_sample_v1_statistics_match_go_car_inspect():
     # go-car's TestInspect states these for sample-v1.car (and its indexless v2 twin).
     _, blocks = read_car(fixture("sample-v1.car"))
     assert Counter(cid.codec for cid, _ in blocks) == {0x71: 1043, 0x55: 6}
-    assert Counter(cid.hash_code for cid, _ in blocks) == {0xB220: 1043, 0x00: 6}  # blake2b-256, identity
+    assert Counter(cid.hash_code for cid, _ in blocks) == {
+        0xB220: 1043,
+        0x00: 6,
+    }  # blake2b-256, identity
     assert min(len(b) for _, b in blocks) == 1 and max(len(b) for _, b in blocks) == 1342
     assert min(len(c.bytes) for c, _ in blocks) == 14 and max(len(c.bytes) for c, _ in blocks) == 38
 
@@ -146,14 +153,18 @@ def test_missing_blocks_fixture_is_a_readable_but_incomplete_dag():
     assert any(cid.bytes in block for cid in missing for block in partial.values())
 
 
-@pytest.mark.parametrize("name", ["sample-v1.car", "simple-unixfs.car", "simple-unixfs-missing-blocks.car"])
+@pytest.mark.parametrize(
+    "name", ["sample-v1.car", "simple-unixfs.car", "simple-unixfs-missing-blocks.car"]
+)
 def test_rewriting_a_v1_fixture_is_byte_identical(name):
     # The fixtures are canonical: a strict DAG-CBOR header with "roots" before "version", minimal
     # varints, one section per block in file order. So writing the blocks back reproduces them.
     data = fixture(name)
     header, blocks = read_car(data)
     assert write_car(header.roots, blocks) == data
-    incremental = car_v1_header_bytes(header.roots) + b"".join(car_section_bytes(c, b) for c, b in blocks)
+    incremental = car_v1_header_bytes(header.roots) + b"".join(
+        car_section_bytes(c, b) for c, b in blocks
+    )
     assert incremental == data
 
 
@@ -175,7 +186,12 @@ def test_rewriting_the_wrapped_v2_differs_only_by_the_index():
         # e0 e0 e0 e0 a7 06: a header length of 216830324832 bytes in a 38-byte file
         ("badheaderlength.car", CarTruncated, 0, "header length 216830324832 exceeds the 32 bytes"),
         # a valid zero-root header, then the same 6-byte varint as a section length at offset 18
-        ("badsectionlength.car", CarTruncated, 18, "section length 216830324832 exceeds the 46 bytes"),
+        (
+            "badsectionlength.car",
+            CarTruncated,
+            18,
+            "section length 216830324832 exceeds the 46 bytes",
+        ),
         # 0x12 (18) header bytes announced, 15 present (and roots would be null): not the v2 pragma
         ("sample-corrupt-pragma.car", CarTruncated, 0, "header length 18 exceeds the 15 bytes"),
     ],
@@ -211,7 +227,11 @@ def test_write_then_read_back(version, kind):
     assert all(type(block) is bytes for _, block in found)
     if version == 2:
         assert data[:11] == CAR_V2_PRAGMA
-        assert (header.data_offset, header.data_size, header.index_offset) == (51, len(data) - 51, 0)
+        assert (header.data_offset, header.data_size, header.index_offset) == (
+            51,
+            len(data) - 51,
+            0,
+        )
         assert data[51:] == write_car(roots, blocks)
 
 
@@ -255,7 +275,9 @@ def test_writer_refuses_bad_arguments():
         car_v2_header_bytes(10, index_offset=60)  # inside the payload
     with pytest.raises(ValueError):
         car_v2_header_bytes(10, characteristics=bytes(15))
-    assert read_header(car_v2_header_bytes(18, index_offset=69) + EMPTY_V1_HEADER + b"\x81\x08").has_index
+    assert read_header(
+        car_v2_header_bytes(18, index_offset=69) + EMPTY_V1_HEADER + b"\x81\x08"
+    ).has_index
 
 
 # -- truncation ------------------------------------------------------------------------------------
@@ -315,9 +337,19 @@ _CRAFTED = [
     ("header-version-float", header_of({"roots": [], "version": 1.0}), InvalidCar, 1),
     ("header-version-0", header_of({"roots": [], "version": 0}), UnsupportedCarVersion, 1),
     ("header-version-3", header_of({"roots": [], "version": 3}), UnsupportedCarVersion, 1),
-    ("header-version-3-other-keys", header_of({"version": 3, "index": 1}), UnsupportedCarVersion, 1),
+    (
+        "header-version-3-other-keys",
+        header_of({"version": 3, "index": 1}),
+        UnsupportedCarVersion,
+        1,
+    ),
     ("header-version-negative", header_of({"roots": [], "version": -1}), UnsupportedCarVersion, 1),
-    ("header-version-huge", header_of({"roots": [], "version": 2**64 - 1}), UnsupportedCarVersion, 1),
+    (
+        "header-version-huge",
+        header_of({"roots": [], "version": 2**64 - 1}),
+        UnsupportedCarVersion,
+        1,
+    ),
     ("header-version-2-with-roots", header_of({"roots": [], "version": 2}), InvalidCar, 1),
     ("header-extra-key", header_of({"roots": [], "version": 1, "extra": 1}), InvalidCar, 1),
     ("header-no-roots", header_of({"version": 1}), InvalidCar, 1),
@@ -328,15 +360,35 @@ _CRAFTED = [
     ("section-length-zero", EMPTY_V1_HEADER + b"\x00", InvalidCar, 18),
     ("section-length-truncated", EMPTY_V1_HEADER + b"\x80", CarTruncated, 18),
     ("section-length-not-minimal", EMPTY_V1_HEADER + b"\x80\x00" + bytes(10), InvalidCar, 18),
-    ("section-length-2**63-1", EMPTY_V1_HEADER + encode_varint(2**63 - 1) + SECTION_X, CarTruncated, 18),
+    (
+        "section-length-2**63-1",
+        EMPTY_V1_HEADER + encode_varint(2**63 - 1) + SECTION_X,
+        CarTruncated,
+        18,
+    ),
     ("section-longer-than-rest", EMPTY_V1_HEADER + SECTION_X[:-1], CarTruncated, 18),
     ("section-cid-version-2", EMPTY_V1_HEADER + b"\x04\x02\x55\x00\x00", InvalidCar, 18),
     ("section-cid-version-0-varint", EMPTY_V1_HEADER + b"\x04\x00\x55\x00\x00", InvalidCar, 18),
     ("section-cid-truncated", EMPTY_V1_HEADER + b"\x03\x01\x71\x12", InvalidCar, 18),
     ("section-cid-past-section", EMPTY_V1_HEADER + b"\x0a" + CID_X.bytes, InvalidCar, 18),
-    ("section-hash-mismatch", EMPTY_V1_HEADER + car_section_bytes(CID_X, encode({"x": 2})), CarHashMismatch, 18),
-    ("section-empty-block-mismatch", EMPTY_V1_HEADER + car_section_bytes(CID_X, b""), CarHashMismatch, 18),
-    ("section-unsupported-hash", EMPTY_V1_HEADER + car_section_bytes(SHA512_CID, b"x"), CarUnverifiable, 18),
+    (
+        "section-hash-mismatch",
+        EMPTY_V1_HEADER + car_section_bytes(CID_X, encode({"x": 2})),
+        CarHashMismatch,
+        18,
+    ),
+    (
+        "section-empty-block-mismatch",
+        EMPTY_V1_HEADER + car_section_bytes(CID_X, b""),
+        CarHashMismatch,
+        18,
+    ),
+    (
+        "section-unsupported-hash",
+        EMPTY_V1_HEADER + car_section_bytes(SHA512_CID, b"x"),
+        CarUnverifiable,
+        18,
+    ),
     (
         "section-identity-mismatch",
         EMPTY_V1_HEADER + car_section_bytes(raw_block(b"abc", "identity")[0], b"abd"),
@@ -353,8 +405,18 @@ _CRAFTED = [
     ("pragma-prefix-only", CAR_V2_PRAGMA[:8], CarTruncated, 0),
     ("pragma-only", CAR_V2_PRAGMA, CarTruncated, 11),
     ("v2-header-truncated", CAR_V2_PRAGMA + bytes(39), CarTruncated, 11),
-    ("pragma-version-3", bytes.fromhex("0aa16776657273696f6e03") + bytes(40) + SMALL_V1, UnsupportedCarVersion, 1),
-    ("pragma-corrupt-key", bytes.fromhex("0aa16776657273696f6f02") + bytes(40) + SMALL_V1, InvalidCar, 1),
+    (
+        "pragma-version-3",
+        bytes.fromhex("0aa16776657273696f6e03") + bytes(40) + SMALL_V1,
+        UnsupportedCarVersion,
+        1,
+    ),
+    (
+        "pragma-corrupt-key",
+        bytes.fromhex("0aa16776657273696f6f02") + bytes(40) + SMALL_V1,
+        InvalidCar,
+        1,
+    ),
     ("pragma-wrong-length", bytes.fromhex("0ba16776657273696f6e02") + bytes(40), InvalidCar, 11),
     ("v2-data-offset-zero", v2_prefix(0, _V2_SMALL) + SMALL_V1, InvalidCar, 27),
     ("v2-data-offset-inside-header", v2_prefix(50, _V2_SMALL) + SMALL_V1, InvalidCar, 27),
@@ -364,15 +426,45 @@ _CRAFTED = [
     ("v2-data-size-2**64-1", v2_prefix(51, 2**64 - 1) + SMALL_V1, CarTruncated, 35),
     ("v2-data-size-zero", v2_prefix(51, 0) + SMALL_V1, CarTruncated, 51),
     ("v2-data-size-cuts-header", v2_prefix(51, 5) + SMALL_V1, CarTruncated, 51),
-    ("v2-data-size-cuts-section", v2_prefix(51, _V2_SMALL - 1) + SMALL_V1 + b"\x81\x08", CarTruncated, 51 + 18),
+    (
+        "v2-data-size-cuts-section",
+        v2_prefix(51, _V2_SMALL - 1) + SMALL_V1 + b"\x81\x08",
+        CarTruncated,
+        51 + 18,
+    ),
     # the payload ends inside a two-byte section length whose second byte lies beyond it
-    ("v2-data-size-cuts-length", v2_prefix(51, 19) + EMPTY_V1_HEADER + b"\x80\x01", CarTruncated, 51 + 18),
-    ("v2-index-inside-payload", v2_prefix(51, _V2_SMALL, 60) + SMALL_V1 + b"\x81\x08", InvalidCar, 43),
-    ("v2-index-beyond-end", v2_prefix(51, _V2_SMALL, 10**6) + SMALL_V1 + b"\x81\x08", CarTruncated, 43),
+    (
+        "v2-data-size-cuts-length",
+        v2_prefix(51, 19) + EMPTY_V1_HEADER + b"\x80\x01",
+        CarTruncated,
+        51 + 18,
+    ),
+    (
+        "v2-index-inside-payload",
+        v2_prefix(51, _V2_SMALL, 60) + SMALL_V1 + b"\x81\x08",
+        InvalidCar,
+        43,
+    ),
+    (
+        "v2-index-beyond-end",
+        v2_prefix(51, _V2_SMALL, 10**6) + SMALL_V1 + b"\x81\x08",
+        CarTruncated,
+        43,
+    ),
     ("v2-index-at-end", v2_prefix(51, _V2_SMALL, 51 + _V2_SMALL) + SMALL_V1, CarTruncated, 43),
     ("v2-payload-is-v2", v2_prefix(51, 11) + CAR_V2_PRAGMA, InvalidCar, 52),
-    ("v2-payload-version-3", v2_prefix(51, 18) + header_of({"roots": [], "version": 3}), UnsupportedCarVersion, 52),
-    ("v2-payload-extra-key", v2_prefix(51, 21) + header_of({"a": 0, "roots": [], "version": 1}), InvalidCar, 52),
+    (
+        "v2-payload-version-3",
+        v2_prefix(51, 18) + header_of({"roots": [], "version": 3}),
+        UnsupportedCarVersion,
+        52,
+    ),
+    (
+        "v2-payload-extra-key",
+        v2_prefix(51, 21) + header_of({"a": 0, "roots": [], "version": 1}),
+        InvalidCar,
+        52,
+    ),
     (
         "v2-payload-hash-mismatch",
         v2_prefix(51, _V2_SMALL) + EMPTY_V1_HEADER + car_section_bytes(CID_X, encode({"x": 2})),
@@ -454,7 +546,12 @@ def test_v2_padding_characteristics_and_trailing_bytes():
     padding = b"\xff" * 9
     data = v2_prefix(60, len(payload), 0, characteristics) + padding + payload + b"\x00garbage"
     header, blocks = read_car(data)
-    assert (header.version, header.roots, header.data_offset, header.data_size) == (2, (CID_X,), 60, len(payload))
+    assert (header.version, header.roots, header.data_offset, header.data_size) == (
+        2,
+        (CID_X,),
+        60,
+        len(payload),
+    )
     assert header.characteristics == characteristics and not header.has_index
     assert blocks == [(CID_X, BLOCK_X)]
 
@@ -462,7 +559,10 @@ def test_v2_padding_characteristics_and_trailing_bytes():
 def test_reading_through_mmap(tmp_path):
     path = tmp_path / "sample.car"
     path.write_bytes(fixture("sample-wrapped-v2.car")[:-1] + b"\x00")  # the index is not read
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+    ):
         view = memoryview(mapped)
         header, blocks = read_car(view)
         view.release()
@@ -471,7 +571,10 @@ def test_reading_through_mmap(tmp_path):
     bad = bytearray(fixture("sample-v1.car"))
     bad[-1] ^= 1
     path.write_bytes(bad)
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+    with (
+        path.open("rb") as handle,
+        mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+    ):
         view = memoryview(mapped)
         with pytest.raises(CarHashMismatch):
             for _ in iter_blocks(view):
@@ -550,7 +653,9 @@ _ipld_values = st.recursive(
     | st.text(max_size=8)
     | st.binary(max_size=8)
     | st.sampled_from([CID_X, SHA512_CID, CID.parse(UNIXFS_ROOT)]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -559,7 +664,9 @@ _ipld_values = st.recursive(
 @given(
     st.dictionaries(
         st.sampled_from(["roots", "version", "extra"]),
-        st.integers(-2, 4) | st.lists(st.sampled_from([CID_X, SHA512_CID]), max_size=3) | _ipld_values,
+        st.integers(-2, 4)
+        | st.lists(st.sampled_from([CID_X, SHA512_CID]), max_size=3)
+        | _ipld_values,
     )
     | _ipld_values
 )

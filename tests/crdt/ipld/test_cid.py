@@ -53,8 +53,11 @@ def test_v1_in_every_base():
 
 def test_for_block_and_verify():
     block = b"hello"
-    for codec, hash_name, prefix in [("dag-cbor", "sha2-256", "bafyrei"), ("raw", "sha2-256", "bafkrei"),
-                                      ("raw", "blake2b-256", "bafk2bzace")]:
+    for codec, hash_name, prefix in [
+        ("dag-cbor", "sha2-256", "bafyrei"),
+        ("raw", "sha2-256", "bafkrei"),
+        ("raw", "blake2b-256", "bafk2bzace"),
+    ]:
         cid = CID.for_block(block, codec=codec, hash=hash_name)
         assert str(cid).startswith(prefix)
         cid.verify(block)
@@ -187,8 +190,14 @@ def test_fixture_cid_vectors(name):
     ("z", "b"),
     [
         ("z8mWaJ1dZ9fH5EetPuRsj8jj26pXsgpsr", "baf4bcfgio3hovkftaer3yx6jsnm6navhg4yimwi"),
-        ("zdj7Wd8AMwqnhJGQCbFxBVodGSBG84TM7Hs1rcJuQMwTyfEDS", "bafybeidskjjd4zmr7oh6ku6wp72vvbxyibcli2r6if3ocdcy7jjjusvl2u"),
-        ("zdpuAtX7ZibcWdSKQwiDCkPjWwRvtcKCPku9H7LhgA4qJW4Wk", "bafyreidykglsfhoixmivffc5uwhcgshx4j465xwqntbmu43nb2dzqwfvae"),
+        (
+            "zdj7Wd8AMwqnhJGQCbFxBVodGSBG84TM7Hs1rcJuQMwTyfEDS",
+            "bafybeidskjjd4zmr7oh6ku6wp72vvbxyibcli2r6if3ocdcy7jjjusvl2u",
+        ),
+        (
+            "zdpuAtX7ZibcWdSKQwiDCkPjWwRvtcKCPku9H7LhgA4qJW4Wk",
+            "bafyreidykglsfhoixmivffc5uwhcgshx4j465xwqntbmu43nb2dzqwfvae",
+        ),
     ],
 )
 def test_base58btc_and_base32_forms_agree(z, b):
@@ -295,7 +304,9 @@ GOOD = bytes.fromhex("017112202d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02
         pytest.param(b"\x01\x71\x92\x00\x20" + GOOD[4:], id="hash-varint-non-minimal"),
         pytest.param(b"\x01\x71\x12\xa0\x00" + GOOD[4:], id="length-varint-non-minimal"),
         pytest.param(b"\x01\xff" * 5 + b"\x01\x71\x12\x20" + GOOD[4:], id="junk-varints"),
-        pytest.param(b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01" + GOOD[2:], id="codec-varint-10-bytes"),
+        pytest.param(
+            b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01" + GOOD[2:], id="codec-varint-10-bytes"
+        ),
         pytest.param(GOOD[:-1], id="digest-short-by-one"),
         pytest.param(GOOD[:4], id="multihash-without-digest"),
         pytest.param(GOOD[:3], id="multihash-without-length"),
@@ -426,7 +437,10 @@ def test_binary_parse_round_trips_or_refuses(raw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from("bBzfFQ"), st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567QmABCDEF1", max_size=64))
+@given(
+    st.sampled_from("bBzfFQ"),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567QmABCDEF1", max_size=64),
+)
 def test_text_parse_round_trips_or_refuses(prefix, body):
     text = prefix + body
     try:

@@ -75,7 +75,9 @@ def test_dag_json_twin_holds_the_same_value(case):
     assert encode(expected) == cbor_file(case).read_bytes()
 
 
-NEGATIVE = json.loads((FIXTURES / "negative-fixtures" / "dag-cbor" / "decode" / "duplicate-keys.json").read_text())
+NEGATIVE = json.loads(
+    (FIXTURES / "negative-fixtures" / "dag-cbor" / "decode" / "duplicate-keys.json").read_text()
+)
 
 
 @pytest.mark.parametrize("case", NEGATIVE, ids=lambda c: c["name"])
@@ -146,7 +148,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("hex_input", "error", "offset"), MALFORMED, ids=[m[0] or "empty" for m in MALFORMED])
+@pytest.mark.parametrize(
+    ("hex_input", "error", "offset"), MALFORMED, ids=[m[0] or "empty" for m in MALFORMED]
+)
 def test_malformed_inputs(hex_input, error, offset):
     data = bytes.fromhex(hex_input)
     with pytest.raises(error) as strict:
@@ -188,13 +192,32 @@ def test_depth_bound():
 @pytest.mark.parametrize(
     ("value", "hex_output"),
     [
-        (0, "00"), (23, "17"), (24, "1818"), (255, "18ff"), (256, "190100"), (65535, "19ffff"),
-        (65536, "1a00010000"), (2**32 - 1, "1affffffff"), (2**32, "1b0000000100000000"),
-        (2**64 - 1, "1bffffffffffffffff"), (-1, "20"), (-24, "37"), (-25, "3818"),
-        (-(2**64), "3bffffffffffffffff"), (0.5, "fb3fe0000000000000"), (1.0, "fb3ff0000000000000"),
-        (-0.0, "fb8000000000000000"), (True, "f5"), (False, "f4"), (None, "f6"),
-        ("", "60"), ("a" * 24, "7818" + "61" * 24), (b"", "40"), ((1, 2), "820102"),
-        (bytearray(b"\x01"), "4101"), (memoryview(b"\x01"), "4101"),
+        (0, "00"),
+        (23, "17"),
+        (24, "1818"),
+        (255, "18ff"),
+        (256, "190100"),
+        (65535, "19ffff"),
+        (65536, "1a00010000"),
+        (2**32 - 1, "1affffffff"),
+        (2**32, "1b0000000100000000"),
+        (2**64 - 1, "1bffffffffffffffff"),
+        (-1, "20"),
+        (-24, "37"),
+        (-25, "3818"),
+        (-(2**64), "3bffffffffffffffff"),
+        (0.5, "fb3fe0000000000000"),
+        (1.0, "fb3ff0000000000000"),
+        (-0.0, "fb8000000000000000"),
+        (True, "f5"),
+        (False, "f4"),
+        (None, "f6"),
+        ("", "60"),
+        ("a" * 24, "7818" + "61" * 24),
+        (b"", "40"),
+        ((1, 2), "820102"),
+        (bytearray(b"\x01"), "4101"),
+        (memoryview(b"\x01"), "4101"),
         ({"b": 1, "a": 2, "aa": 3}, "a3616102616201626161" + "03"),
     ],
 )
@@ -210,7 +233,20 @@ def test_cid_encodes_as_tag_42_with_prefix():
 
 @pytest.mark.parametrize(
     "value",
-    [math.nan, math.inf, -math.inf, 2**64, -(2**64) - 1, {1: 2}, {b"k": 1}, {(1,): 2}, {1, 2}, object(), 1j, "\ud800"],
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        2**64,
+        -(2**64) - 1,
+        {1: 2},
+        {b"k": 1},
+        {(1,): 2},
+        {1, 2},
+        object(),
+        1j,
+        "\ud800",
+    ],
     ids=repr,
 )
 def test_encoder_refuses_what_is_outside_the_data_model(value):
@@ -235,7 +271,9 @@ IPLD_VALUES = st.recursive(
     | st.text(max_size=20)
     | st.binary(max_size=20)
     | cids(),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=25,
 )
 
@@ -249,7 +287,10 @@ def test_round_trip(value):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63), min_size=2, max_size=8), st.randoms())
+@given(
+    st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63), min_size=2, max_size=8),
+    st.randoms(),
+)
 def test_insertion_order_does_not_matter(mapping, rng):
     items = list(mapping.items())
     rng.shuffle(items)

@@ -45,8 +45,15 @@ def unsigned_entry(payload: Any, clock: int, n: int, author: str = WRITERS[0].di
     (stores never verify: the log did)."""
     cid = CID.for_block(n.to_bytes(8, "big") + clock.to_bytes(8, "big"))
     return Entry(
-        cid=cid, db=DB, author=author, clock=clock, next=(), skip=(), payload=payload,
-        signature=b"", block=b"",
+        cid=cid,
+        db=DB,
+        author=author,
+        clock=clock,
+        next=(),
+        skip=(),
+        payload=payload,
+        signature=b"",
+        block=b"",
     )
 
 

@@ -128,7 +128,9 @@ def test_well_formed_ops_pass_check_op(store_type, make_space):
 @pytest.mark.parametrize("store_type", STORES)
 @SETTINGS
 @given(seed=seeds, size=st.integers(2, 30))
-def test_states_that_differ_in_entries_that_matter_have_different_digests(store_type, seed, size, make_space):
+def test_states_that_differ_in_entries_that_matter_have_different_digests(
+    store_type, seed, size, make_space
+):
     rng = random.Random(seed)
     # Replicas that hold different prefixes of a history either agree on the state or differ in
     # digest: the digest never hides a difference in state.

@@ -50,8 +50,18 @@ def _field(doc, path):
     return value
 
 
-def scan(docs, index_by, field, eq=MISSING, gt=MISSING, gte=MISSING, lt=MISSING, lte=MISSING,
-         limit=None, reverse=False):
+def scan(
+    docs,
+    index_by,
+    field,
+    eq=MISSING,
+    gt=MISSING,
+    gte=MISSING,
+    lt=MISSING,
+    lte=MISSING,
+    limit=None,
+    reverse=False,
+):
     """What a query must return, by brute force over the visible documents."""
     hits = []
     for doc in docs:
@@ -128,8 +138,13 @@ def test_an_id_field_with_a_dot_is_a_top_level_field(make_space):
 
 
 def test_bad_options_and_queries_are_refused():
-    for options in ({"indexBy": ""}, {"indexBy": 3}, {"indexes": "n"}, {"indexes": [1]},
-                    {"indexes": [""]}):
+    for options in (
+        {"indexBy": ""},
+        {"indexBy": 3},
+        {"indexes": "n"},
+        {"indexes": [1]},
+        {"indexes": [""]},
+    ):
         with pytest.raises(InvalidManifest):
             DocumentsStore(options)
     store = _fold([entry(put({"_id": 1, "n": 1}))])

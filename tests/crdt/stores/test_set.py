@@ -86,9 +86,7 @@ def test_equal_values_are_one_member_and_members_sort_by_encoding(make_space):
 
 def test_a_remove_with_no_tags_is_a_harmless_op(make_space):
     a = entry(add("x"))
-    store = _fold(
-        [a, entry(remove("x", []), [a]), entry(remove("nothing", []), [a])], make_space
-    )
+    store = _fold([a, entry(remove("x", []), [a]), entry(remove("nothing", []), [a])], make_space)
     assert store.values() == ["x"]
 
 

@@ -23,7 +23,13 @@ def forgeries(manifest_cid, honest_head, honest_clock):
     """Blocks that must all be refused, each for its own reason."""
     out = []
     # An outsider's write (the database is not public).
-    outsider = create_entry(MALLORY, db=manifest_cid, clock=honest_clock + 1, next=[honest_head], payload={"op": "put", "key": "k", "value": "owned"})
+    outsider = create_entry(
+        MALLORY,
+        db=manifest_cid,
+        clock=honest_clock + 1,
+        next=[honest_head],
+        payload={"op": "put", "key": "k", "value": "owned"},
+    )
     out.append((outsider.cid, outsider.block))
     # A signature that does not verify.
     body = decode(outsider.block)
@@ -51,8 +57,12 @@ def test_hostile_peer_changes_nothing(tmp_path):
 
     async def main():
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3))
-            b = await stack.enter_async_context(open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3))
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3)
+            )
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3)
+            )
             await a.write(address, [{"op": "put", "key": "k", "value": "honest"}])
             await converged([a, b], address)
             db = a.database(address)
@@ -73,11 +83,19 @@ def test_hostile_peer_changes_nothing(tmp_path):
                         if isinstance(event, HeadsAsked):
                             served["heads"] += 1
                             # Claims heads it cannot serve, plus the forged ones.
-                            await stream.write(conn.heads(event.db, unknown_heads[:1000] + [c for c, _ in blocks][:24]))
+                            await stream.write(
+                                conn.heads(
+                                    event.db, unknown_heads[:1000] + [c for c, _ in blocks][:24]
+                                )
+                            )
                         elif isinstance(event, SyncAsked):
                             served["syncs"] += 1
                             # Lying heads, forged entries, and "all settled".
-                            await stream.write(conn.heads(event.db, unknown_heads[:1000] + [c for c, _ in blocks][:24]))
+                            await stream.write(
+                                conn.heads(
+                                    event.db, unknown_heads[:1000] + [c for c, _ in blocks][:24]
+                                )
+                            )
                             await stream.write(conn.entries(event.db, [b for _, b in blocks]))
                             await stream.write(conn.ranges(event.db, []))
                         elif isinstance(event, BlocksAsked):
@@ -89,7 +107,11 @@ def test_hostile_peer_changes_nothing(tmp_path):
             topic = topic_for(manifest_cid)
             await host.subscribe(topic)
             # Malformed and misaddressed announcements.
-            for junk in (b"\x00" * 10, encode({"t": "heads", "db": CID.for_block(b"x"), "heads": [], "blocks": []}), os.urandom(2000)):
+            for junk in (
+                b"\x00" * 10,
+                encode({"t": "heads", "db": CID.for_block(b"x"), "heads": [], "blocks": []}),
+                os.urandom(2000),
+            ):
                 await host.publish(topic, junk)
             # Garbage on a sync stream to the honest node.
             stream = await host.open_stream(a.peer_id, PROTOCOL_ID)

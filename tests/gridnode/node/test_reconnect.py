@@ -26,7 +26,9 @@ def test_bootstrap_before_it_is_up_and_a_restarted_peer_are_dialled_again(tmp_pa
 
     async def main():
         # b starts first: its bootstrap peer is not there yet.
-        async with open_node(dirs[1], listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[a_addr], announce_interval=0.5) as b:
+        async with open_node(
+            dirs[1], listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[a_addr], announce_interval=0.5
+        ) as b:
             await trio.sleep(1.5)
             assert a_id not in b.peers() and a_id in b.known
             async with open_node(dirs[0], listen=listen_a, announce_interval=0.5) as a:
@@ -57,7 +59,12 @@ def test_a_peer_disconnected_for_violations_is_not_dialled_again(tmp_path):
 
     async def main():
         async with open_node(dirs[0], listen=["/ip4/127.0.0.1/tcp/0"], announce_interval=0.5) as a:
-            b_node = open_node(dirs[1], listen=["/ip4/127.0.0.1/tcp/0"], bootstrap=[a.addrs[0]], announce_interval=0.5)
+            b_node = open_node(
+                dirs[1],
+                listen=["/ip4/127.0.0.1/tcp/0"],
+                bootstrap=[a.addrs[0]],
+                announce_interval=0.5,
+            )
             async with b_node as b:
                 with trio.fail_after(30):
                     while a.peer_id not in b.peers():

@@ -38,7 +38,9 @@ def test_two_nodes_converge(tmp_path):
 
     async def main():
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5))
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5)
+            )
             b = await stack.enter_async_context(
                 open_node(dirs[1], listen=LOOPBACK, bootstrap=[a.addrs[0]], announce_interval=0.5)
             )
@@ -63,7 +65,13 @@ def test_five_nodes_in_a_line_converge(tmp_path):
                 # No peer exchange: each node keeps only its neighbours, so data crosses the line.
                 nodes.append(
                     await stack.enter_async_context(
-                        open_node(d, listen=LOOPBACK, bootstrap=bootstrap, announce_interval=0.5, target_peers=0)
+                        open_node(
+                            d,
+                            listen=LOOPBACK,
+                            bootstrap=bootstrap,
+                            announce_interval=0.5,
+                            target_peers=0,
+                        )
                     )
                 )
             await nodes[0].write(address, [{"op": "add", "value": "from the first"}])
@@ -83,9 +91,17 @@ def test_concurrent_writers_on_three_nodes(tmp_path):
 
     async def main():
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5))
-            b = await stack.enter_async_context(open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5))
-            c = await stack.enter_async_context(open_node(dirs[2], listen=LOOPBACK, bootstrap=a.addrs + b.addrs, announce_interval=0.5))
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5)
+            )
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5)
+            )
+            c = await stack.enter_async_context(
+                open_node(
+                    dirs[2], listen=LOOPBACK, bootstrap=a.addrs + b.addrs, announce_interval=0.5
+                )
+            )
 
             async def writer(node, by):
                 for _ in range(20):
@@ -106,13 +122,19 @@ def test_offline_node_catches_up_on_restart(tmp_path):
 
     async def main():
         async with open_node(dirs[0], listen=LOOPBACK, announce_interval=0.5) as a:
-            async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5) as b:
+            async with open_node(
+                dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5
+            ) as b:
                 await a.write(address, [{"op": "add", "value": "before"}])
                 await converged([a, b], address)
             # b is offline while a takes 1,000 writes.
             for start in range(0, 1000, 250):
-                await a.write(address, [{"op": "add", "value": i} for i in range(start, start + 250)])
-            async with open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5) as b:
+                await a.write(
+                    address, [{"op": "add", "value": i} for i in range(start, start + 250)]
+                )
+            async with open_node(
+                dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5
+            ) as b:
                 await converged([a, b], address)
                 assert await b.read(address, len) == 1001
 
@@ -124,7 +146,9 @@ def test_partition_heals(tmp_path):
 
     async def main():
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3))
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=0.3)
+            )
             b = await stack.enter_async_context(
                 open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.3)
             )
@@ -137,12 +161,16 @@ def test_partition_heals(tmp_path):
                     await trio.sleep(0.05)
             await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(50)])
             await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(50)])
-            assert await a.read(address, lambda d: d.digest()) != await b.read(address, lambda d: d.digest())
+            assert await a.read(address, lambda d: d.digest()) != await b.read(
+                address, lambda d: d.digest()
+            )
             # Heal it: nothing written on either side is lost.
             await b.connect(a.addrs[0])
             await converged([a, b], address)
             for side in (a, b):
-                assert await side.read(address, lambda d: (d.store.get("a49"), d.store.get("b49"))) == (49, 49)
+                assert await side.read(
+                    address, lambda d: (d.store.get("a49"), d.store.get("b49"))
+                ) == (49, 49)
 
     trio.run(main)
 
@@ -150,19 +178,28 @@ def test_partition_heals(tmp_path):
 def test_follow_a_database_by_address(tmp_path):
     async def main():
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.5))
+            a = await stack.enter_async_context(
+                open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.5)
+            )
             b = await stack.enter_async_context(
                 open_node(tmp_path / "b", listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5)
             )
-            db = await a.create_database("public records", "documents", public=True, options={"indexes": ["year"]})
-            await a.write(db.address, [{"op": "put", "doc": {"_id": f"r{i}", "year": 2000 + i}} for i in range(30)])
+            db = await a.create_database(
+                "public records", "documents", public=True, options={"indexes": ["year"]}
+            )
+            await a.write(
+                db.address,
+                [{"op": "put", "doc": {"_id": f"r{i}", "year": 2000 + i}} for i in range(30)],
+            )
             with trio.fail_after(10):
                 while not b.peers():
                     await trio.sleep(0.05)
             followed = await b.follow(db.address)
             assert followed.manifest.cid == db.manifest.cid
             await converged([a, b], db.address)
-            found = await b.read(db.address, lambda d: [x["_id"] for x in d.store.query("year", gte=2027)])
+            found = await b.read(
+                db.address, lambda d: [x["_id"] for x in d.store.query("year", gte=2027)]
+            )
             assert found == ["r27", "r28", "r29"]
             # Public: the follower may write, and the writer sees it.
             await b.write(db.address, [{"op": "put", "doc": {"_id": "from-b", "year": 1999}}])
@@ -172,7 +209,10 @@ def test_follow_a_database_by_address(tmp_path):
             from gridnode.repo import UnknownDatabase
 
             try:
-                await b.follow("/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe", timeout=5)
+                await b.follow(
+                    "/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe",
+                    timeout=5,
+                )
                 raise AssertionError("followed a database nobody keeps")
             except UnknownDatabase:
                 pass
@@ -183,9 +223,19 @@ def test_follow_a_database_by_address(tmp_path):
 def test_peers_learnt_through_gossip(tmp_path):
     async def main():
         async with AsyncExitStack() as stack:
-            hub = await stack.enter_async_context(open_node(tmp_path / "hub", listen=LOOPBACK, announce_interval=0.2))
-            b = await stack.enter_async_context(open_node(tmp_path / "b", listen=LOOPBACK, bootstrap=hub.addrs, announce_interval=0.2))
-            c = await stack.enter_async_context(open_node(tmp_path / "c", listen=LOOPBACK, bootstrap=hub.addrs, announce_interval=0.2))
+            hub = await stack.enter_async_context(
+                open_node(tmp_path / "hub", listen=LOOPBACK, announce_interval=0.2)
+            )
+            b = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "b", listen=LOOPBACK, bootstrap=hub.addrs, announce_interval=0.2
+                )
+            )
+            c = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "c", listen=LOOPBACK, bootstrap=hub.addrs, announce_interval=0.2
+                )
+            )
             # b and c only know the hub; its gossip tells them of each other and they connect.
             with trio.fail_after(20):
                 while c.peer_id not in b.peers():
@@ -205,8 +255,12 @@ def test_mdns_finds_a_node_on_the_local_network(tmp_path):
 
     async def main():
         async with AsyncExitStack() as stack:
-            a = await stack.enter_async_context(open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.5))
-            b = await stack.enter_async_context(open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=0.5))
+            a = await stack.enter_async_context(
+                open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.5)
+            )
+            b = await stack.enter_async_context(
+                open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=0.5)
+            )
             with trio.fail_after(15):
                 while a.peer_id not in b.peers() and b.peer_id not in a.peers():
                     await trio.sleep(0.05)

@@ -93,7 +93,12 @@ def test_snapshot_then_follow_inserts_updates_deletes(tmp_path, pg_dsn):
         seeder = run_seeder(repo, source(pg_dsn, db.address), scenario)
         # The outbox is empty: every change was applied and acknowledged.
         with psycopg.connect(pg_dsn) as conn:
-            assert conn.execute(f"SELECT count(*) FROM gridnode_outbox_{seeder.source.slot}").fetchone()[0] == 0
+            assert (
+                conn.execute(
+                    f"SELECT count(*) FROM gridnode_outbox_{seeder.source.slot}"
+                ).fetchone()[0]
+                == 0
+            )
         # The index on a published column works on the seeded documents.
         assert [d["id"] for d in db.store.query("city", eq="moved")] == [3]
 
@@ -244,7 +249,9 @@ def test_configuration_errors(tmp_path, pg_dsn):
         with pytest.raises(SeedConfigError, match="cannot be excluded"):
             source(pg_dsn, docs.address, exclude=("id",))
         # With the column excluded, the odd table seeds.
-        start_ok = PostgresSource(dsn=pg_dsn, table="odd", key="id", db=docs.address, exclude=("span",))
+        start_ok = PostgresSource(
+            dsn=pg_dsn, table="odd", key="id", db=docs.address, exclude=("span",)
+        )
         run_seeder(repo, start_ok, lambda seeder: seeder.wait_idle(TIMEOUT))
 
 

@@ -33,7 +33,9 @@ batch = 10
 """,
     )
     first, second = load_sources(tmp_path)
-    assert first == PostgresSource("dbname=app", "public.people", "id", "/gridnode/a", None, ("email", "phone"))
+    assert first == PostgresSource(
+        "dbname=app", "public.people", "id", "/gridnode/a", None, ("email", "phone")
+    )
     assert second.columns == ("order_id", "total") and second.batch == 10 and second.dsn == ""
     assert first.slot != second.slot and len(first.slot) == 16
     # The node's own settings still load, and an unknown top-level key is still an error.
@@ -44,9 +46,18 @@ batch = 10
     ("text", "message"),
     [
         ('[[seed.postgres]]\ntable = "t"\nkey = "id"\n', "needs 'db'"),
-        ('[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\nexclude = "email"\n', "list of column names"),
-        ('[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\nexclude = ["id"]\n', "cannot be excluded"),
-        ('[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\npassword = "x"\n', "unknown setting 'password'"),
+        (
+            '[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\nexclude = "email"\n',
+            "list of column names",
+        ),
+        (
+            '[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\nexclude = ["id"]\n',
+            "cannot be excluded",
+        ),
+        (
+            '[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\npassword = "x"\n',
+            "unknown setting 'password'",
+        ),
         ('[[seed.postgres]]\ntable = "t"\nkey = "id"\ndb = "d"\nbatch = 0\n', "at least 1"),
         ('[[seed.mysql]]\ntable = "t"\n', "unknown seed source kind 'mysql'"),
     ],

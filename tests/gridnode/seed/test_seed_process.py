@@ -51,7 +51,7 @@ def table_docs(dsn):
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT id, name, city, to_char(joined AT TIME ZONE 'UTC', "
-            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM people"
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') FROM people'
         ).fetchall()
     return {
         r[0]: {"_id": r[0], "id": r[0], "name": r[1], "city": r[2], "joined": r[3]} for r in rows
@@ -68,7 +68,9 @@ def position(data_dir, slot):
     block the writer)."""
     conn = sqlite3.connect(f"file:{data_dir / 'gridnode.sqlite'}?mode=ro", uri=True, timeout=10)
     try:
-        row = conn.execute("SELECT value FROM meta WHERE name = ?", (META_PREFIX + slot,)).fetchone()
+        row = conn.execute(
+            "SELECT value FROM meta WHERE name = ?", (META_PREFIX + slot,)
+        ).fetchone()
     finally:
         conn.close()
     return Position.loads(None if row is None else row[0])
@@ -87,9 +89,26 @@ def seeder_process(data_dir, dsn, address, *extra):
     log = open(data_dir / "seed.log", "a")  # noqa: SIM115
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "gridnode.cli", "--data-dir", str(data_dir), "seed", "postgres",
-            "--dsn", dsn, "--table", "people", "--key", "id", "--db", address,
-            "--exclude", "email", "--listen", "/ip4/127.0.0.1/tcp/0", *extra,
+            sys.executable,
+            "-m",
+            "gridnode.cli",
+            "--data-dir",
+            str(data_dir),
+            "seed",
+            "postgres",
+            "--dsn",
+            dsn,
+            "--table",
+            "people",
+            "--key",
+            "id",
+            "--db",
+            address,
+            "--exclude",
+            "email",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=log,
@@ -150,7 +169,9 @@ def test_sigkill_during_snapshot_and_follow_then_resume(tmp_path, pg_dsn):
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("UPDATE people SET city = 'moved' WHERE id <= 100")
         conn.execute("DELETE FROM people WHERE id > 100 AND id <= 150")
-        conn.execute("INSERT INTO people (id, name) SELECT i, 'late' FROM generate_series(30001, 30010) AS i")
+        conn.execute(
+            "INSERT INTO people (id, name) SELECT i, 'late' FROM generate_series(30001, 30010) AS i"
+        )
     with seeder_process(data_dir, pg_dsn, address, "--batch", "500"):
         wait_for(
             lambda: position(data_dir, slot).phase == "follow" and outbox_empty(pg_dsn, slot),
@@ -167,7 +188,9 @@ def test_sigkill_during_snapshot_and_follow_then_resume(tmp_path, pg_dsn):
     with seeder_process(data_dir, pg_dsn, address) as (proc, _):
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
             for i in range(200):
-                conn.execute("UPDATE people SET name = %s WHERE id = %s", (f"renamed {i}", 1000 + i))
+                conn.execute(
+                    "UPDATE people SET name = %s WHERE id = %s", (f"renamed {i}", 1000 + i)
+                )
                 if i == 100:
                     proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -197,8 +220,17 @@ def test_postgres_restarts_under_the_seeder(tmp_path, pg_dsn, postgres_server):
         wait_for(lambda: outbox_empty(pg_dsn, slot), "the outbox after the restarts")
         assert proc.poll() is None
         # Read through the running node's API, as an operator would.
-        found = gridnode("--data-dir", str(data_dir), "db", "query", address, "city",
-                         "--eq", '"after restart"', "--json").stdout.splitlines()
+        found = gridnode(
+            "--data-dir",
+            str(data_dir),
+            "db",
+            "query",
+            address,
+            "city",
+            "--eq",
+            '"after restart"',
+            "--json",
+        ).stdout.splitlines()
         assert sorted(json.loads(line)["id"] for line in found) == list(range(1, 11))
     assert "PostgreSQL unavailable" in (data_dir / "seed.log").read_text()
     docs, _ = offline_docs(data_dir, address)
@@ -210,8 +242,21 @@ def test_unmappable_value_stops_the_seeder_naming_row_and_column(tmp_path, pg_ds
         conn.execute("CREATE TABLE people (id integer PRIMARY KEY, score float8, email text)")
         conn.execute("INSERT INTO people VALUES (1, 1.5, NULL), (2, 'NaN', NULL)")
     data_dir, address = new_data_dir(tmp_path)
-    result = gridnode("--data-dir", str(data_dir), "seed", "postgres", "--dsn", pg_dsn,
-                      "--table", "people", "--key", "id", "--db", address, check=False)
+    result = gridnode(
+        "--data-dir",
+        str(data_dir),
+        "seed",
+        "postgres",
+        "--dsn",
+        pg_dsn,
+        "--table",
+        "people",
+        "--key",
+        "id",
+        "--db",
+        address,
+        check=False,
+    )
     assert result.returncode == 1
     assert "error: people row 2, column score" in result.stderr
     assert "NaN" in result.stderr
@@ -227,8 +272,17 @@ def test_walkthrough_primary_seeds_community_node_follows(tmp_path, pg_dsn):
     primary = tmp_path / "primary"
     community = tmp_path / "community"
     gridnode("--data-dir", str(primary), "init")
-    address = gridnode("--data-dir", str(primary), "db", "create", "people", "--type", "documents",
-                       "--index", "city").stdout.strip()
+    address = gridnode(
+        "--data-dir",
+        str(primary),
+        "db",
+        "create",
+        "people",
+        "--type",
+        "documents",
+        "--index",
+        "city",
+    ).stdout.strip()
     (primary / "gridnode.toml").write_text(
         (primary / "gridnode.toml").read_text()
         + f"""
@@ -242,9 +296,20 @@ exclude = ["email"]
     )
     log = open(tmp_path / "primary.log", "w")  # noqa: SIM115
     seed = subprocess.Popen(
-        [sys.executable, "-m", "gridnode.cli", "--data-dir", str(primary), "seed", "postgres",
-         "--listen", "/ip4/127.0.0.1/tcp/0"],
-        stdout=subprocess.PIPE, stderr=log, text=True,
+        [
+            sys.executable,
+            "-m",
+            "gridnode.cli",
+            "--data-dir",
+            str(primary),
+            "seed",
+            "postgres",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
     )
     start = None
     try:
@@ -256,16 +321,33 @@ exclude = ["email"]
                 break
         assert listening, (tmp_path / "primary.log").read_text()
         start = subprocess.Popen(
-            [sys.executable, "-m", "gridnode.cli", "--data-dir", str(community), "start",
-             "--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", listening],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-m",
+                "gridnode.cli",
+                "--data-dir",
+                str(community),
+                "start",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--bootstrap",
+                listening,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         for line in start.stdout:
             if line.startswith("api:"):
                 break
 
         def follow():
-            return gridnode("--data-dir", str(community), "db", "follow", address, check=False).returncode == 0
+            return (
+                gridnode(
+                    "--data-dir", str(community), "db", "follow", address, check=False
+                ).returncode
+                == 0
+            )
 
         wait_for(follow, "the community node to follow the database")
 
@@ -280,7 +362,8 @@ exclude = ["email"]
             conn.execute("DELETE FROM people WHERE id = 43")
         wait_for(lambda: replica() == table_docs(pg_dsn), "the changes to reach the replica")
         digests = {
-            gridnode("--data-dir", str(d), "db", "digest", address).stdout for d in (primary, community)
+            gridnode("--data-dir", str(d), "db", "digest", address).stdout
+            for d in (primary, community)
         }
         assert len(digests) == 1
     finally:
