@@ -9,7 +9,6 @@ from __future__ import annotations
 
 __all__ = [
     "BlockTooLarge",
-    "CarError",
     "CarHashMismatch",
     "CarLimitExceeded",
     "CarTruncated",
@@ -184,9 +183,6 @@ class InvalidCar(DecodeError):
     """A CAR file that cannot be read."""
 
 
-CarError = InvalidCar
-
-
 class CarTruncated(InvalidCar):
     """A CAR whose header or a section claims more bytes than remain."""
 
@@ -272,8 +268,16 @@ class InvalidOperation(GridnodeError, ValueError):
     """A payload that is not a well-formed operation of the database's store type.
 
     Raised to a writer before it signs; a store that meets such a payload in a replicated entry
-    ignores it instead (the entry stays in the log, valid but without effect).
+    ignores it instead (the entry stays in the log, valid but without effect). When it names one
+    op of a write, ``index`` is that op's position in the write and ``reason`` what is wrong.
     """
+
+    def __init__(
+        self, message: str = "", *, index: int | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.reason = message if reason is None else reason
 
 
 class InvalidQuery(GridnodeError, ValueError):

@@ -27,32 +27,44 @@ from crdt.errors import (
     InvalidCID,
     InvalidDidKey,
     InvalidEntry,
+    InvalidOperation,
     InvalidSignature,
     Unauthorized,
 )
 from crdt.identity import Keypair
 from crdt.ipld import CID
+from gridnode.errors import (
+    ConfigError,
+    CorruptBlock,
+    FeatureOff,
+    InvalidRequest,
+    NodeStopped,
+    NodeUnavailable,
+    NotAWriter,
+    NotFound,
+    StorageError,
+    StorageFull,
+    UnknownDatabase,
+    WrongStoreType,
+)
 
 if TYPE_CHECKING:
-    from gridnode.api import BadRequest, Conflict, InvalidOp, NodeUnavailable, NotFound
-    from gridnode.config import Config, ConfigError, load_config
-    from gridnode.embed import AsyncioNode, NodeStopped, SyncNode, asyncio_node, start_node
+    from gridnode.config import Config, load_config
+    from gridnode.embed import AsyncioNode, SyncNode, asyncio_node, start_node
     from gridnode.node import Node, open_node
-    from gridnode.repo import StoredDatabase, UnknownDatabase
-    from gridnode.storage.sqlite import CorruptBlock, StorageError, StorageFull
+    from gridnode.repo import StoredDatabase
 
 __all__ = [
     "CID",
     "AsyncioNode",
-    "BadRequest",
     "BlockTooLarge",
     "Config",
     "ConfigError",
-    "Conflict",
     "CorruptBlock",
     "DagCborDecodeError",
     "DecodeError",
     "EncodeError",
+    "FeatureOff",
     "GridnodeError",
     "HashMismatch",
     "IdentityError",
@@ -61,12 +73,14 @@ __all__ = [
     "InvalidCar",
     "InvalidDidKey",
     "InvalidEntry",
-    "InvalidOp",
+    "InvalidOperation",
+    "InvalidRequest",
     "InvalidSignature",
     "Keypair",
     "Node",
     "NodeStopped",
     "NodeUnavailable",
+    "NotAWriter",
     "NotFound",
     "StorageError",
     "StorageFull",
@@ -74,6 +88,7 @@ __all__ = [
     "SyncNode",
     "Unauthorized",
     "UnknownDatabase",
+    "WrongStoreType",
     "asyncio_node",
     "load_config",
     "open_node",
@@ -82,26 +97,15 @@ __all__ = [
 
 #: name -> the module it lives in, imported on first use.
 _LAZY = {
-    "BadRequest": "gridnode.api",
-    "Conflict": "gridnode.api",
-    "InvalidOp": "gridnode.api",
-    "NodeUnavailable": "gridnode.api",
-    "NotFound": "gridnode.api",
     "Config": "gridnode.config",
-    "ConfigError": "gridnode.config",
     "load_config": "gridnode.config",
     "AsyncioNode": "gridnode.embed",
-    "NodeStopped": "gridnode.embed",
     "SyncNode": "gridnode.embed",
     "asyncio_node": "gridnode.embed",
     "start_node": "gridnode.embed",
     "Node": "gridnode.node",
     "open_node": "gridnode.node",
     "StoredDatabase": "gridnode.repo",
-    "UnknownDatabase": "gridnode.repo",
-    "CorruptBlock": "gridnode.storage.sqlite",
-    "StorageError": "gridnode.storage.sqlite",
-    "StorageFull": "gridnode.storage.sqlite",
 }
 
 

@@ -31,28 +31,39 @@ too: read-only, and content-addressed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hmac
 import http.client
-import itertools
 import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from crdt.errors import GridnodeError, InvalidCar
-from crdt.errors import Unauthorized as NotAWriter
-from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
+from crdt.errors import GridnodeError, InvalidOperation, Unauthorized
 from crdt.ipld.cid import CID
-from crdt.stores import STORE_TYPES, UNSET, open_store
-from gridnode import gateway, jsonvalue, metrics
+from gridnode import datadir, gateway, jsonvalue, metrics, ops
+from gridnode.datadir import API_FILE, LOCK_FILE, TOKEN_FILE, node_lock
+from gridnode.errors import (
+    FeatureOff,
+    InvalidJsonValue,
+    InvalidRequest,
+    NodeUnavailable,
+    NotAcceptable,
+    NotAWriter,
+    NotFound,
+    RequestTooLarge,
+    TokenRefused,
+    UnknownDatabase,
+    WrongStoreType,
+)
+from gridnode.net.identity import check_peer_multiaddr
 from gridnode.openapi import openapi
-from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
+from gridnode.ops import CreateRequest, RepoEndpoint, describe_error
+from gridnode.repo import Repo, StoredDatabase
 
 if TYPE_CHECKING:
     from gridnode.node import Node, PeerSync
@@ -66,16 +77,6 @@ __all__ = [
     "TOKEN_FILE",
     "ApiApp",
     "ApiClient",
-    "ApiError",
-    "BadRequest",
-    "Conflict",
-    "CreateRequest",
-    "InvalidOp",
-    "NodeUnavailable",
-    "NotFound",
-    "Offline",
-    "TokenRefused",
-    "check_type",
     "dashboard_url",
     "node_lock",
     "open_endpoint",
@@ -84,9 +85,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-API_FILE: Final = "api"
-TOKEN_FILE: Final = "api.token"
-LOCK_FILE: Final = "node.lock"
 #: The largest JSON request body the API reads.
 MAX_JSON_BYTES: Final = 64 * 1024 * 1024
 #: The largest CAR ``POST /import`` reads (it is held in memory); import larger ones offline.
@@ -100,410 +98,72 @@ MAX_RESTORE_TIMEOUT: Final = 3600.0
 DEFAULT_RESTORE_TIMEOUT: Final = 120.0
 
 
-# -- errors ----------------------------------------------------------------------------------------
-
-
-class ApiError(GridnodeError):
-    """A request the API refuses; ``status`` is its HTTP status."""
-
-    status = 400
-
-
-class BadRequest(ApiError):
-    """Malformed JSON, an invalid op or query, a missing or bad parameter (400)."""
-
-
-class InvalidOp(BadRequest):
-    """One op of a write is not an operation of the database's type; ``index`` says which."""
-
-    def __init__(self, label: str, index: int, reason: str) -> None:
-        super().__init__(f"{label}: {reason}")
-        self.index = index
-        self.reason = reason
-
-
-class TokenRefused(ApiError):
-    """No token, or not the node's (401)."""
-
-    status = 401
-
-
-class NotFound(ApiError, LookupError):
-    """No such database, key, document, member or endpoint (404)."""
-
-    status = 404
-
-
-class Conflict(ApiError):
-    """A request the database refuses as it stands: this node may not write it, or the verb is
-    not one of its type's (409)."""
-
-    status = 409
-
-
-class NodeUnavailable(ApiError):
-    """The node's API cannot be reached (or the data directory is busy)."""
-
-    status = 503
-
-
-class _TooLarge(ApiError):
-    status = 413
+# -- errors and their statuses --------------------------------------------------------------------
 
 
 class _Disconnected(Exception):
     """The client went away before its request was whole: nobody to answer."""
 
 
-def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).splitlines()).strip()
-    return text or type(exc).__name__
+_describe = describe_error
+
+#: An error's HTTP status: the first class in this list it is an instance of (else 400).
+_STATUSES: Final[tuple[tuple[type[GridnodeError], int], ...]] = (
+    (TokenRefused, 401),
+    (NotFound, 404),
+    (NotAcceptable, 406),
+    (RequestTooLarge, 413),
+    (WrongStoreType, 409),
+    (NotAWriter, 409),
+    (Unauthorized, 409),
+    (FeatureOff, 409),
+    (NodeUnavailable, 503),
+)
+
+#: The classes the client raises again by name (the ``x-gridnode-error`` header of an answer).
+_BY_NAME: Final[dict[str, type[GridnodeError]]] = {
+    cls.__name__: cls
+    for cls in (
+        InvalidRequest,
+        RequestTooLarge,
+        InvalidJsonValue,
+        NotAcceptable,
+        NotFound,
+        UnknownDatabase,
+        WrongStoreType,
+        NotAWriter,
+        FeatureOff,
+        TokenRefused,
+        NodeUnavailable,
+        InvalidOperation,
+    )
+}
+
+#: Without a known ``x-gridnode-error``: the class of an error answer by its status.
+_BY_STATUS: Final[dict[int, type[GridnodeError]]] = {
+    400: InvalidRequest,
+    401: TokenRefused,
+    404: NotFound,
+    406: NotAcceptable,
+    409: NotAWriter,
+    413: RequestTooLarge,
+    503: NodeUnavailable,
+}
 
 
 def _status_of(exc: GridnodeError) -> int:
-    if isinstance(exc, ApiError):
-        return exc.status
-    if isinstance(exc, UnknownDatabase):
-        return 404
-    if isinstance(exc, NotAWriter):
-        return 409
+    for cls, status in _STATUSES:
+        if isinstance(exc, cls):
+            return status
     return 400
 
 
 def _error_body(exc: GridnodeError) -> dict[str, Any]:
     body: dict[str, Any] = {"error": _describe(exc)}
-    if isinstance(exc, InvalidOp):
+    if isinstance(exc, InvalidOperation) and exc.index is not None:
         body["index"] = exc.index
         body["reason"] = exc.reason
     return body
-
-
-# -- the operations, on one data directory ---------------------------------------------------------
-
-
-def resolve(repo: Repo, ref: str) -> StoredDatabase:
-    """The database named by ``ref``: ``/gridnode/<cid>``, the bare CID, or a unique name."""
-    try:
-        return repo.database(ref)
-    except UnknownDatabase:
-        matches = [a for a, name, _ in repo.databases() if name == ref]
-    if len(matches) > 1:
-        raise BadRequest(
-            f"{len(matches)} databases are named {ref!r}; give an address: " + ", ".join(matches)
-        )
-    if not matches:
-        raise NotFound(
-            f"no database {ref!r} in {repo.data_dir} "
-            "(give /gridnode/<cid> or a name; 'gridnode db list' shows them)"
-        )
-    return repo.database(matches[0])
-
-
-def check_type(info: Mapping[str, Any], verb: str, types: Sequence[str]) -> None:
-    """Refuse (409) a verb that a database of this type does not have."""
-    if types and info["type"] not in types:
-        raise Conflict(
-            f"'{verb}' works on {' and '.join(types)} databases; "
-            f"{info['name']} ({info['address']}) is a {info['type']} database"
-        )
-
-
-def _check_type_of(db: StoredDatabase, verb: str, types: Sequence[str]) -> None:
-    manifest = db.manifest
-    check_type({"type": manifest.store, "name": manifest.name, "address": db.address}, verb, types)
-
-
-def describe(db: StoredDatabase) -> dict[str, Any]:
-    """The manifest: ``{"address", "name", "type", "admins", "writers", "options"}``."""
-    manifest = db.manifest
-    return {
-        "address": db.address,
-        "name": manifest.name,
-        "type": manifest.store,
-        "admins": list(manifest.admins),
-        "writers": list(manifest.writers),
-        "options": dict(manifest.options),
-    }
-
-
-def info(db: StoredDatabase, *, digest: bool = True) -> dict[str, Any]:
-    """The manifest, the number of entries, the heads, whether this node may write, and (unless
-    ``digest`` is false: it reads the whole state) the state digest in hex."""
-    out = describe(db)
-    out["entries"] = len(db)
-    out["heads"] = [str(h) for h in db.heads]
-    out["may_write"] = db.may_write()
-    out["private"] = db.repo.private(db.address)
-    if digest:
-        out["digest"] = db.digest().hex()
-    return out
-
-
-def listing(repo: Repo) -> list[dict[str, Any]]:
-    """``{"address", "name", "type", "entries"}`` of every database, by name."""
-    out = []
-    for a, n, t in repo.databases():
-        row: dict[str, Any] = {"address": a, "name": n, "type": t}
-        row.update(_counts(repo, a, heads=False))
-        out.append(row)
-    return out
-
-
-def _counts(repo: Repo, address: str, *, heads: bool) -> dict[str, Any]:
-    """A database's entries (and heads). One whose store does not open (options it cannot use,
-    from an older node or a peer's manifest) is listed with zeros and its ``"error"``, so that
-    one bad database does not fail every listing."""
-    try:
-        db = repo.database(address)
-        counts: dict[str, Any] = {"entries": len(db)}
-        if heads:
-            counts["head_count"] = len(db.heads)
-    except GridnodeError as exc:
-        log.warning("database %s cannot be opened: %s", address, _describe(exc))
-        counts = {"entries": 0, "error": _describe(exc)}
-        if heads:
-            counts["head_count"] = 0
-    return counts
-
-
-@dataclass(frozen=True)
-class CreateRequest:
-    """What ``POST /db`` (and ``db create``) asks for."""
-
-    name: str
-    type: str
-    writers: list[str] = field(default_factory=list)
-    public: bool = False
-    indexes: list[str] = field(default_factory=list)
-    index_by: str | None = None
-    private: bool = False
-
-    @classmethod
-    def from_json(cls, body: Any) -> CreateRequest:
-        if type(body) is not dict:
-            raise BadRequest(
-                'the body is {"name", "type", "writers", "public", "indexes", "index_by", '
-                '"private"}'
-            )
-        unknown = set(body) - {
-            "name",
-            "type",
-            "writers",
-            "public",
-            "indexes",
-            "index_by",
-            "private",
-        }
-        if unknown:
-            raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
-        name, store = body.get("name"), body.get("type")
-        if type(name) is not str or not name:
-            raise BadRequest("name must be a non-empty string")
-        if type(store) is not str or store not in STORE_TYPES:
-            raise BadRequest(f"type must be one of {', '.join(sorted(STORE_TYPES))}, not {store!r}")
-        writers = body.get("writers", [])
-        indexes = body.get("indexes", [])
-        for key, value in (("writers", writers), ("indexes", indexes)):
-            if type(value) is not list or not all(type(v) is str for v in value):
-                raise BadRequest(f"{key} must be a list of strings")
-        public = body.get("public", False)
-        if type(public) is not bool:
-            raise BadRequest("public must be true or false")
-        private = body.get("private", False)
-        if type(private) is not bool:
-            raise BadRequest("private must be true or false")
-        index_by = body.get("index_by")
-        if index_by is not None and type(index_by) is not str:
-            raise BadRequest("index_by must be a string")
-        if (indexes or index_by is not None) and store != "documents":
-            raise BadRequest("indexes and index_by apply to documents databases")
-        return cls(name, store, writers, public, indexes, index_by, private)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def options(self) -> dict[str, Any]:
-        """The manifest's options; :class:`BadRequest` if the store would not open with them (a
-        database whose store cannot be opened would fail every listing that counts entries)."""
-        options: dict[str, Any] = {}
-        if self.index_by is not None:
-            options["indexBy"] = self.index_by
-        if self.indexes:
-            options["indexes"] = list(dict.fromkeys(self.indexes))
-        try:
-            open_store(self.type, options)
-        except GridnodeError as exc:
-            raise BadRequest(_describe(exc)) from None
-        return options
-
-
-def prepare_ops(
-    db: StoredDatabase, payloads: Sequence[Any], labels: Sequence[str] | None = None
-) -> list[Any]:
-    """Check a write before anything is signed: this node must be a writer, and every op one of
-    the database's type (:class:`InvalidOp` names the first that is not). A set ``remove``
-    without ``tags`` gets the tags of every add of its value this replica holds (it must hold
-    one)."""
-    if not payloads:
-        raise BadRequest("no ops to write")
-    if not db.may_write():
-        raise Conflict(
-            f"this node ({db.repo.did}) is not a writer of {db.manifest.name} ({db.address}); "
-            "an admin names writers with 'gridnode db create --writer DID'"
-        )
-    store = db.store
-    check_op = type(store).check_op
-    options = db.manifest.options
-    prepared = []
-    for index, payload in enumerate(payloads):
-        label = labels[index] if labels is not None else f"ops[{index}]"
-        if (
-            db.manifest.store == "set"
-            and type(payload) is dict
-            and payload.get("op") == "remove"
-            and "value" in payload
-            and "tags" not in payload
-        ):
-            tags = store.tags_for(payload["value"])  # type: ignore[attr-defined]
-            if not tags:
-                raise NotFound(
-                    f"{_dumps_or_repr(payload['value'])} is not a member of {db.manifest.name}"
-                )
-            payload = {**payload, "tags": tags}
-        try:
-            check_op(payload, options)
-        except GridnodeError as exc:
-            raise InvalidOp(label, index, _describe(exc)) from None
-        prepared.append(payload)
-    return prepared
-
-
-def _dumps_or_repr(value: Any) -> str:
-    try:
-        return jsonvalue.dumps(value)
-    except GridnodeError:
-        return repr(value)
-
-
-def written(db: StoredDatabase, entries: Sequence[Any]) -> dict[str, Any]:
-    """What a write did: ``{"address", "written", "entries", "heads"}``, and a counter's new
-    ``"value"``."""
-    out: dict[str, Any] = {
-        "address": db.address,
-        "written": len(entries),
-        "entries": [str(e.cid) for e in entries],
-        "heads": [str(h) for h in db.heads],
-    }
-    if db.manifest.store == "counter":
-        out["value"] = db.store.value  # type: ignore[attr-defined]
-    return out
-
-
-def get_value(db: StoredDatabase, key: Any) -> dict[str, Any]:
-    """``{"key", "value"}``: a keyvalue key's value, or a document by id."""
-    _check_type_of(db, "get", ("keyvalue", "documents"))
-    store: Any = db.store
-    if db.manifest.store == "keyvalue":
-        if type(key) is not str:
-            raise BadRequest("a keyvalue key is a string")
-        if key not in store:
-            raise NotFound(f"no key {key!r} in {db.manifest.name}")
-        return {"key": key, "value": store.get(key)}
-    if type(key) not in (str, int):
-        raise BadRequest("a document id is a string or an integer")
-    value = store.get(key)
-    if value is None:
-        raise NotFound(f"no document {key!r} in {db.manifest.name}")
-    return {"key": key, "value": value}
-
-
-BOUNDS: Final = ("eq", "gt", "gte", "lt", "lte")
-
-
-def query(
-    db: StoredDatabase,
-    field_: str | None,
-    bounds: Mapping[str, Any],
-    limit: int | None,
-    reverse: bool,
-) -> dict[str, Any]:
-    """``{"index_by", "documents"}``: the documents whose indexed field matches, in its order."""
-    _check_type_of(db, "query", ("documents",))
-    store: Any = db.store
-    given = {name: bounds.get(name, UNSET) for name in BOUNDS}
-    docs = store.query(field_ or store.index_by, limit=limit, reverse=reverse, **given)
-    return {"index_by": store.index_by, "documents": docs}
-
-
-def log_entries(db: StoredDatabase, limit: int | None) -> Iterator[dict[str, Any]]:
-    """The entries in their total order: ``{"clock", "cid", "author", "next", "payload"}``."""
-    for entry in itertools.islice(db.entries(), limit):
-        yield {
-            "clock": entry.clock,
-            "cid": str(entry.cid),
-            "author": entry.author,
-            "next": [str(c) for c in entry.next],
-            "payload": entry.payload,
-        }
-
-
-def items(db: StoredDatabase, limit: int | None, reverse: bool) -> list[dict[str, Any]]:
-    """Events ``{"cid", "value"}`` in the log's order, or set members ``{"value"}``."""
-    _check_type_of(db, "iter", ("events", "set"))
-    store: Any = db.store
-    if db.manifest.store == "events":
-        return [
-            {"cid": str(cid), "value": value}
-            for cid, value in store.iter(forward=not reverse, limit=limit)
-        ]
-    members = store.values()
-    if reverse:
-        members.reverse()
-    members = members[:limit] if limit is not None else members
-    return [{"value": value} for value in members]
-
-
-def counter_value(db: StoredDatabase) -> dict[str, Any]:
-    _check_type_of(db, "value", ("counter",))
-    return {"address": db.address, "value": db.store.value}  # type: ignore[attr-defined]
-
-
-def car_sections(db: StoredDatabase) -> tuple[list[bytes], int]:
-    """A CAR v1 of the database (roots: the manifest, then the heads), as parts to send, and its
-    block count. Taken in one go so that it is one consistent state."""
-    parts = [
-        car_v1_header_bytes([db.manifest.cid, *db.heads]),
-        car_section_bytes(db.manifest.cid, db.manifest.block),
-    ]
-    for entry in db.entries():
-        parts.append(car_section_bytes(entry.cid, entry.block))
-    return parts, len(parts) - 1
-
-
-def import_report(report: Any) -> dict[str, Any]:
-    return {
-        "address": report.address,
-        "applied": report.applied,
-        "duplicates": report.duplicates,
-        "pending": report.pending,
-        "rejected": [{"cid": c, "reason": r} for c, r in report.rejected],
-    }
-
-
-def _import_car(repo: Repo, data: bytes | memoryview) -> Any:
-    try:
-        return repo.import_car(data)
-    except InvalidCar as exc:
-        raise BadRequest(f"invalid CAR: {_describe(exc)}") from None
-
-
-def databases_status(repo: Repo) -> list[dict[str, Any]]:
-    out = []
-    for address, name, store in repo.databases():
-        row: dict[str, Any] = {"address": address, "name": name, "type": store}
-        row.update(_counts(repo, address, heads=True))
-        out.append(row)
-    return out
 
 
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:
@@ -512,94 +172,6 @@ def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:
     if sync.running:
         out["complete"] = False
     return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.at), 3), **out}
-
-
-# -- offline: the operations run directly ----------------------------------------------------------
-
-
-class Offline:
-    """The operations on a data directory no node is running on (the CLI's offline mode)."""
-
-    running: Final = False
-
-    def __init__(self, repo: Repo) -> None:
-        self.repo = repo
-
-    def database(self, ref: str, *, digest: bool = False) -> dict[str, Any]:
-        return info(resolve(self.repo, ref), digest=digest)
-
-    def databases(self) -> list[dict[str, Any]]:
-        return listing(self.repo)
-
-    def create(self, request: CreateRequest) -> dict[str, Any]:
-        db = self.repo.create_database(
-            request.name,
-            request.type,
-            writers=request.writers,
-            public=request.public,
-            options=request.options(),
-        )
-        if request.private:
-            self.repo.set_private(db.address, True)
-        return describe(db)
-
-    def write(
-        self, ref: str, payloads: Sequence[Any], labels: Sequence[str] | None = None
-    ) -> dict[str, Any]:
-        db = resolve(self.repo, ref)
-        entries = db.write_many(prepare_ops(db, payloads, labels))
-        return written(db, entries)
-
-    def get(self, ref: str, key: Any) -> dict[str, Any]:
-        return get_value(resolve(self.repo, ref), key)
-
-    def query(
-        self,
-        ref: str,
-        field_: str | None,
-        bounds: Mapping[str, Any],
-        limit: int | None,
-        reverse: bool,
-    ) -> dict[str, Any]:
-        return query(resolve(self.repo, ref), field_, bounds, limit, reverse)
-
-    def log(self, ref: str, limit: int | None) -> Iterator[dict[str, Any]]:
-        return log_entries(resolve(self.repo, ref), limit)
-
-    def items(self, ref: str, limit: int | None, reverse: bool) -> list[dict[str, Any]]:
-        return items(resolve(self.repo, ref), limit, reverse)
-
-    def value(self, ref: str) -> dict[str, Any]:
-        return counter_value(resolve(self.repo, ref))
-
-    def export(self, ref: str, path: Path) -> dict[str, Any]:
-        db = resolve(self.repo, ref)
-        count = db.export_car(path)
-        return {"address": db.address, "file": str(path), "blocks": count}
-
-    def import_car(self, data: bytes | memoryview) -> dict[str, Any]:
-        return import_report(_import_car(self.repo, data))
-
-    def status(self) -> dict[str, Any]:
-        from gridnode.net.identity import peer_id_from_seed
-
-        return {
-            "running": False,
-            "data_dir": str(self.repo.data_dir),
-            "identity": self.repo.did,
-            "peer_id": peer_id_from_seed(self.repo.keypair.seed),
-            "databases": databases_status(self.repo),
-        }
-
-    def peers(self) -> dict[str, Any]:
-        from gridnode.net.identity import peer_id_from_seed
-
-        return {
-            "running": False,
-            "identity": self.repo.did,
-            "peer_id": peer_id_from_seed(self.repo.keypair.seed),
-            "peers": [],
-        }
 
 
 # -- the HTTP app ----------------------------------------------------------------------------------
@@ -642,7 +214,7 @@ class _Request:
         limit = MAX_JSON_BYTES if limit is None else limit
         declared = self.headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _TooLarge(f"the request body is over {limit} bytes")
+            raise RequestTooLarge(f"the request body is over {limit} bytes")
         chunks = []
         size = 0
         while True:
@@ -650,7 +222,7 @@ class _Request:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise _TooLarge(f"the request body is over {limit} bytes")
+                raise RequestTooLarge(f"the request body is over {limit} bytes")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -658,7 +230,7 @@ class _Request:
     async def json(self) -> Any:
         data = await self.body()
         if not data.strip():
-            raise BadRequest("the request body is empty; it is JSON")
+            raise InvalidRequest("the request body is empty; it is JSON")
         return jsonvalue.parse(data, "the request body")
 
     def int_param(self, name: str) -> int | None:
@@ -666,7 +238,7 @@ class _Request:
         if text is None:
             return None
         if not (text.isascii() and text.isdigit()):
-            raise BadRequest(f"{name} must be a non-negative integer, not {text!r}")
+            raise InvalidRequest(f"{name} must be a non-negative integer, not {text!r}")
         return int(text)
 
     def flag(self, name: str, default: bool = False) -> bool:
@@ -677,7 +249,7 @@ class _Request:
             return True
         if text in ("0", "false", "no"):
             return False
-        raise BadRequest(f"{name} must be true or false, not {text!r}")
+        raise InvalidRequest(f"{name} must be true or false, not {text!r}")
 
 
 @dataclass
@@ -760,7 +332,7 @@ class ApiApp:
                 errors="strict",
             ):
                 if key in query:
-                    raise BadRequest(f"parameter {key!r} is given twice")
+                    raise InvalidRequest(f"parameter {key!r} is given twice")
                 query[key] = value
             request = _Request(method, segments, query, headers, stream)
             handler, allowed = _route(segments, method)
@@ -778,7 +350,13 @@ class ApiApp:
         except UnicodeError:
             response = _Response(400, {"error": "the path or query is not valid UTF-8"})
         except GridnodeError as exc:
-            response = _Response(_status_of(exc), _error_body(exc))
+            response = _Response(
+                _status_of(exc),
+                _error_body(exc),
+                # The error's class, for the client to raise the same one (a status is shared by
+                # several: 409 is "not a writer" and "not a verb of this type").
+                headers=[(b"x-gridnode-error", type(exc).__name__.encode("ascii"))],
+            )
             if isinstance(exc, TokenRefused):
                 response.headers.append((b"www-authenticate", b"Bearer"))
         except Exception as exc:
@@ -793,8 +371,8 @@ class ApiApp:
         return await self.node.worker.run(fn, *args)
 
     async def _resolve(self, ref: str) -> StoredDatabase:
-        db: StoredDatabase = await self._run(resolve, self.node.repo, ref)
-        return db
+        database: StoredDatabase = await self._run(ops.resolve, self.node.repo, ref)
+        return database
 
     async def hello(self, request: _Request) -> _Response:
         return _Response(200, {"peer_id": self.node.peer_id, "identity": self.node.repo.did})
@@ -803,14 +381,14 @@ class ApiApp:
         import trio
 
         node = self.node
-        databases = await self._run(databases_status, node.repo)
+        databases = await self._run(ops.status_of_databases, node.repo)
         now = trio.current_time()
-        for db in databases:
-            db["replicating"] = node.replicating(db["address"])
-            db["syncs"] = [
+        for row in databases:
+            row["replicating"] = node.replicating(row["address"])
+            row["syncs"] = [
                 _sync_json(s, now)
                 for (_peer, address), s in sorted(node.syncs.items())
-                if address == db["address"]
+                if address == row["address"]
             ]
         return _Response(
             200,
@@ -836,23 +414,15 @@ class ApiApp:
         )
 
     async def list_databases(self, request: _Request) -> _Response:
-        return _Response(200, {"databases": await self._run(listing, self.node.repo)})
+        return _Response(200, {"databases": await self._run(ops.listing, self.node.repo)})
 
     async def create_database(self, request: _Request) -> _Response:
-        spec = CreateRequest.from_json(await request.json())
-        db = await self.node.create_database(
-            spec.name,
-            spec.type,
-            writers=spec.writers,
-            public=spec.public,
-            options=spec.options(),
-            private=spec.private,
-        )
-        return _Response(201, describe(db))
+        database = await self.node.create(CreateRequest.from_json(await request.json()))
+        return _Response(201, ops.describe(database))
 
     async def follow(self, request: _Request) -> _Response:
-        db = await self.node.follow(_address_body(await request.json()))
-        return _Response(200, await self._run(lambda: info(db, digest=False)))
+        database = await self.node.follow(_address_body(await request.json()))
+        return _Response(200, await self._run(lambda: ops.info(database, digest=False)))
 
     async def restore(self, request: _Request) -> _Response:
         """Fetch a database from IPFS peers over bitswap (:meth:`~gridnode.node.Node.restore`):
@@ -863,7 +433,7 @@ class ApiApp:
         roots, addresses, timeout = _restore_body(await request.json())
         node = self.node
         if node.bitswap is None:
-            raise Conflict(
+            raise FeatureOff(
                 "bitswap is off in this node's config: 'bitswap = true' in gridnode.toml turns it "
                 "on (then restart the node)"
             )
@@ -883,92 +453,77 @@ class ApiApp:
         unreachable = [a for i, a in enumerate(addresses) if connected.get(i) is None]
         missed = f" (cannot connect to {', '.join(unreachable)})" if unreachable else ""
         if not peer_ids and not node.peers():
-            raise NotFound(
+            raise UnknownDatabase(
                 f"no peer to ask for the manifest {roots[0]}: no peer is connected{missed}"
             )
         try:
             report = await node.restore(roots, peer_ids or None, timeout=timeout)
         except UnknownDatabase as exc:
-            raise NotFound(f"{_describe(exc)}{missed}") from None
-        db = await self._resolve(report.address)
+            raise UnknownDatabase(f"{_describe(exc)}{missed}") from None
+        database = await self._resolve(report.address)
 
         def describe_restored() -> dict[str, Any]:
-            answer = info(db, digest=False)
-            answer.update(import_report(report))
+            answer = ops.info(database, digest=False)
+            answer.update(ops.import_report(report))
             # What did not come in time: parents that entries held wait for.
-            answer["missing"] = len(db.missing)
+            answer["missing"] = len(database.missing)
             return answer
 
         return _Response(200, await self._run(describe_restored))
 
     async def import_car(self, request: _Request) -> _Response:
         data = await request.body(MAX_CAR_BYTES)
-        report = await self._run(_import_car, self.node.repo, data)
-        self.node.count_join("import", report)
-        db = await self._resolve(report.address)
-        await self.node.replicate(db)
-        if report.applied:
-            await self.node.announce(db.address)
-        return _Response(200, import_report(report))
+        report = await self.node.import_car(data)
+        return _Response(200, ops.import_report(report))
 
     async def database(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
+        database = await self._resolve(request.segments[1])
         with_digest = request.flag("digest", True)
-        return _Response(200, await self._run(lambda: info(db, digest=with_digest)))
+        return _Response(200, await self._run(lambda: ops.info(database, digest=with_digest)))
 
     async def write(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
+        ref = request.segments[1]
         body = await request.json()
         if type(body) is not list:
-            raise BadRequest("the body is a JSON array of ops")
-        payloads = await self._run(prepare_ops, db, body)
-        await self.node.replicate(db)
-        entries = await self.node.write(db.address, payloads)
-        return _Response(200, await self._run(written, db, entries))
+            raise InvalidRequest("the body is a JSON array of ops")
+        database = await self._resolve(ref)
+        entries = await self.node.write(database.address, body)
+        return _Response(200, await self._run(ops.written, database, entries))
 
-    async def get(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
-        if ("key" in request.query) == ("id" in request.query):
-            raise BadRequest("give key=<string> or id=<JSON string or integer>")
-        key: Any = request.query.get("key")
-        if key is None:
-            key = jsonvalue.parse(request.query["id"], "id")
-        return _Response(200, await self._run(get_value, db, key))
-
-    async def query(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
-        bounds = {
-            name: jsonvalue.parse(request.query[name], name)
-            for name in BOUNDS
-            if name in request.query
-        }
-        args = (
-            request.query.get("field") or None,
-            bounds,
-            request.int_param("limit"),
-            request.flag("reverse"),
+    async def read(self, request: _Request) -> _Response:
+        """``GET /db/{db}/{name}``: the registered read ``name`` (:data:`gridnode.ops.READS`),
+        its parameters from the query string by their kinds."""
+        found = ops.READS[request.segments[2]]
+        params: dict[str, Any] = {}
+        known = {p.name for p in found.params}
+        for name in request.query:
+            if name not in known:
+                raise InvalidRequest(
+                    f"'{found.name}' takes no parameter {name!r}"
+                    + (f" (it takes {', '.join(sorted(known))})" if known else "")
+                )
+        for param in found.params:
+            if param.name not in request.query:
+                continue
+            text = request.query[param.name]
+            if param.kind == "int":
+                params[param.name] = request.int_param(param.name)
+            elif param.kind == "bool":
+                params[param.name] = request.flag(param.name)
+            elif param.kind == "json":
+                params[param.name] = jsonvalue.parse(text, param.name)
+            else:
+                params[param.name] = text or None
+        database = await self._resolve(request.segments[1])
+        answer = await self._run(
+            lambda: ops.materialize(ops.run_read(found.name, database, params))
         )
-        return _Response(200, await self._run(query, db, *args))
-
-    async def log(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
-        limit = request.int_param("limit")
-        entries = await self._run(lambda: list(log_entries(db, limit)))
-        return _Response(200, {"address": db.address, "entries": entries})
-
-    async def items(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
-        args = (request.int_param("limit"), request.flag("reverse"))
-        return _Response(200, {"address": db.address, "items": await self._run(items, db, *args)})
-
-    async def value(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
-        return _Response(200, await self._run(counter_value, db))
+        return _Response(200, answer)
 
     async def unfollow(self, request: _Request) -> _Response:
         address = _address_body(await request.json())
-        db = await self.node.unfollow(address)
-        return _Response(200, {"address": db.address, "replicating": False})
+        database = await self.node.unfollow(address)
+        return _Response(200, {"address": database.address, "replicating": False})
 
     async def events(self, request: _Request) -> _Response:
         limit = request.int_param("limit")
@@ -977,7 +532,7 @@ class ApiApp:
 
     async def metrics(self, request: _Request) -> _Response:
         node = self.node
-        databases = await self._run(databases_status, node.repo)
+        databases = await self._run(ops.status_of_databases, node.repo)
         families = metrics.node_families(
             node, databases, _storage_bytes(node.repo.sql.path), _version()
         )
@@ -1005,18 +560,13 @@ class ApiApp:
 
     async def ipfs(self, request: _Request) -> _Response:
         """The trustless gateway (gridnode/gateway.py): no token, read-only, content-addressed."""
-        try:
-            cid = gateway.parse_cid(request.segments[1])
-            kind = gateway.choose_format(
-                request.headers.get(b"accept", b"").decode("latin-1") or None,
-                request.query.get("format"),
-            )
-            scope = request.query.get("dag-scope", "all")
-            served: gateway.Served = await self._run(
-                gateway.serve, self.node.repo, cid, kind, scope
-            )
-        except gateway.GatewayError as exc:
-            return _Response(exc.status, {"error": _describe(exc)})
+        cid = gateway.parse_cid(request.segments[1])
+        kind = gateway.choose_format(
+            request.headers.get(b"accept", b"").decode("latin-1") or None,
+            request.query.get("format"),
+        )
+        scope = request.query.get("dag-scope", "all")
+        served: gateway.Served = await self._run(gateway.serve, self.node.repo, cid, kind, scope)
         headers = [
             (b"etag", served.etag.encode()),
             (b"cache-control", served.cache_control.encode()),
@@ -1037,15 +587,18 @@ class ApiApp:
         )
 
     async def car(self, request: _Request) -> _Response:
-        db = await self._resolve(request.segments[1])
-        parts, count = await self._run(car_sections, db)
+        database = await self._resolve(request.segments[1])
+        # ops.export_car re-hashes every block: a damaged one fails the request (500 would say
+        # "internal"; CorruptBlock is a GridnodeError, answered 400 with its message) before a
+        # byte is sent.
+        parts, count = await self._run(ops.export_car, database)
         return _Response(
             200,
             parts=parts,
             content_type=CAR_TYPE,
             headers=[
                 (b"x-gridnode-blocks", str(count).encode()),
-                (b"x-gridnode-address", db.address.encode()),
+                (b"x-gridnode-address", database.address.encode()),
             ],
         )
 
@@ -1058,7 +611,7 @@ def dashboard_url(url: str, token: str) -> str:
 
 def _address_body(body: Any) -> str:
     if type(body) is not dict or type(body.get("address")) is not str or set(body) != {"address"}:
-        raise BadRequest('the body is {"address": "/gridnode/<cid>"}')
+        raise InvalidRequest('the body is {"address": "/gridnode/<cid>"}')
     address: str = body["address"]
     return address
 
@@ -1072,54 +625,39 @@ _RESTORE_BODY: Final = (
 def _restore_body(body: Any) -> tuple[list[CID], list[str], float]:
     """The roots (as CIDs), the peers' multiaddrs and the timeout of a ``POST /db/restore``."""
     if type(body) is not dict or "roots" not in body:
-        raise BadRequest(_RESTORE_BODY)
+        raise InvalidRequest(_RESTORE_BODY)
     unknown = set(body) - {"roots", "peers", "timeout"}
     if unknown:
-        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}; {_RESTORE_BODY}")
+        raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}; {_RESTORE_BODY}")
     texts = body["roots"]
     if type(texts) is not list:
-        raise BadRequest("roots must be a list of CIDs: the manifest's, then the heads")
+        raise InvalidRequest("roots must be a list of CIDs: the manifest's, then the heads")
     if not texts:
-        raise BadRequest("roots is empty: give the manifest's CID (then the heads)")
+        raise InvalidRequest("roots is empty: give the manifest's CID (then the heads)")
     if len(texts) > MAX_RESTORE_ROOTS:
-        raise BadRequest(f"roots has {len(texts)} CIDs; at most {MAX_RESTORE_ROOTS}")
+        raise InvalidRequest(f"roots has {len(texts)} CIDs; at most {MAX_RESTORE_ROOTS}")
     roots = []
     for index, text in enumerate(texts):
         if type(text) is not str:
-            raise BadRequest(f"roots[{index}] must be a CID as a string")
+            raise InvalidRequest(f"roots[{index}] must be a CID as a string")
         try:
             roots.append(CID.parse(text))
         except GridnodeError as exc:
-            raise BadRequest(f"roots[{index}] is not a CID: {_describe(exc)}") from None
+            raise InvalidRequest(f"roots[{index}] is not a CID: {_describe(exc)}") from None
     addresses = body.get("peers", [])
     if type(addresses) is not list:
-        raise BadRequest("peers must be a list of multiaddrs ending in /p2p/<peer id>")
+        raise InvalidRequest("peers must be a list of multiaddrs ending in /p2p/<peer id>")
     if len(addresses) > MAX_RESTORE_PEERS:
-        raise BadRequest(f"peers has {len(addresses)} multiaddrs; at most {MAX_RESTORE_PEERS}")
+        raise InvalidRequest(f"peers has {len(addresses)} multiaddrs; at most {MAX_RESTORE_PEERS}")
     for index, address in enumerate(addresses):
-        _check_peer_address(address, f"peers[{index}]")
+        check_peer_multiaddr(address, f"peers[{index}]")
     timeout = body.get("timeout", DEFAULT_RESTORE_TIMEOUT)
     if type(timeout) not in (int, float) or not 0 < timeout <= MAX_RESTORE_TIMEOUT:
-        raise BadRequest(
+        raise InvalidRequest(
             f"timeout must be a number of seconds above 0 and at most {MAX_RESTORE_TIMEOUT:g}, "
-            f"not {_dumps_or_repr(timeout)}"
+            f"not {ops._dumps_or_repr(timeout)}"
         )
     return roots, list(dict.fromkeys(addresses)), float(timeout)
-
-
-def _check_peer_address(address: Any, label: str) -> None:
-    """Refuse (400) what is not a multiaddr ending in ``/p2p/<peer id>``."""
-    if type(address) is not str:
-        raise BadRequest(f"{label} must be a multiaddr (a string) ending in /p2p/<peer id>")
-    import multiaddr
-    from libp2p.peer.peerinfo import info_from_p2p_addr
-
-    try:
-        info_from_p2p_addr(multiaddr.Multiaddr(address))
-    except Exception as exc:
-        raise BadRequest(
-            f"{label} is not a multiaddr ending in /p2p/<peer id>: {address!r} ({_describe(exc)})"
-        ) from None
 
 
 def _storage_bytes(path: Path) -> int:
@@ -1172,11 +710,12 @@ _ROUTES: Final[dict[tuple[tuple[str, ...], str], Handler]] = {
     (("import",), "POST"): ApiApp.import_car,
     (("db", "*"), "GET"): ApiApp.database,
     (("db", "*", "ops"), "POST"): ApiApp.write,
-    (("db", "*", "get"), "GET"): ApiApp.get,
-    (("db", "*", "query"), "GET"): ApiApp.query,
-    (("db", "*", "log"), "GET"): ApiApp.log,
-    (("db", "*", "iter"), "GET"): ApiApp.items,
-    (("db", "*", "value"), "GET"): ApiApp.value,
+    # The reads on one database (gridnode.ops.READS), one line each.
+    (("db", "*", "get"), "GET"): ApiApp.read,
+    (("db", "*", "query"), "GET"): ApiApp.read,
+    (("db", "*", "log"), "GET"): ApiApp.read,
+    (("db", "*", "iter"), "GET"): ApiApp.read,
+    (("db", "*", "value"), "GET"): ApiApp.read,
     (("db", "*", "car"), "GET"): ApiApp.car,
     (("ipfs", "*"), "GET"): ApiApp.ipfs,
     (("ipfs", "*"), "HEAD"): ApiApp.ipfs,
@@ -1270,12 +809,12 @@ async def serve_api(node: Node, data_dir: Path | None = None) -> AsyncIterator[s
         url = binds[0]
         try:
             if data_dir is not None:
-                _write_files(data_dir, url, token)
+                datadir.write_api_files(data_dir, url, token)
             log.info("API on %s", url)
             yield url
         finally:
             if data_dir is not None:
-                _remove_files(data_dir)
+                datadir.remove_api_files(data_dir)
             stopping.set()
 
 
@@ -1285,82 +824,12 @@ async def _serve_until(
     await serve(app, config, shutdown_trigger=stopping.wait, task_status=task_status)
 
 
-def _write_files(data_dir: Path, url: str, token: str) -> None:
-    _remove_files(data_dir)
-    token_path = data_dir / TOKEN_FILE
-    fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # the mode given to open() is masked by the umask; make sure
-        os.write(fd, token.encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    # The URL last, atomically: once DATA_DIR/api is there, the API answers with this token.
-    tmp = data_dir / (API_FILE + ".tmp")
-    tmp.write_text(url + "\n")
-    tmp.replace(data_dir / API_FILE)
-
-
-def _remove_files(data_dir: Path) -> None:
-    for name in (API_FILE, API_FILE + ".tmp", TOKEN_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            (data_dir / name).unlink()
-
-
-# -- the data directory's lock ---------------------------------------------------------------------
-
-
-def _open_lock(data_dir: Path) -> int:
-    return os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-
-
-def _try_lock(fd: int, how: int) -> bool:
-    try:
-        fcntl.flock(fd, how | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def node_lock(data_dir: Path, *, wait: float = 10.0) -> Iterator[None]:
-    """Hold ``DATA_DIR/node.lock`` exclusively: what a running node does for its whole life.
-
-    Waits up to ``wait`` seconds for offline commands to finish; raises
-    :class:`NodeUnavailable` if a node runs there, or the directory stays busy.
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = _open_lock(data_dir)
-    try:
-        deadline = time.monotonic() + wait
-        while not _try_lock(fd, fcntl.LOCK_EX):
-            client = ApiClient.from_data_dir(data_dir)
-            if client is not None and client.answers():
-                raise NodeUnavailable(f"a node is already running on {data_dir} ({client.url})")
-            if time.monotonic() > deadline:
-                raise NodeUnavailable(f"{data_dir} is in use by another gridnode process")
-            time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _closing(repo: Repo, lock: _SharedLock) -> Callable[[], None]:
+def _closing(repo: Repo, hold: datadir.SharedHold) -> Callable[[], None]:
     def done() -> None:
         repo.close()
-        lock.close()
+        hold.close()
 
     return done
-
-
-class _SharedLock:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def open_endpoint(
@@ -1369,9 +838,9 @@ def open_endpoint(
     *,
     warn: Callable[[str], None],
     wait: float = 10.0,
-) -> tuple[ApiClient | Offline, Callable[[], None]]:
+) -> tuple[ApiClient | RepoEndpoint, Callable[[], None]]:
     """Where the CLI works on ``data_dir``: the running node's API if a node runs there, else the
-    data directory itself (:class:`Offline` over ``open_repo()``), with a shared hold on
+    data directory itself (:class:`~gridnode.ops.RepoEndpoint` over ``open_repo()``), with a shared hold on
     ``DATA_DIR/node.lock`` so that no node starts meanwhile. Returns the endpoint and what to
     call when done.
 
@@ -1379,46 +848,35 @@ def open_endpoint(
     holds the lock but does not answer (starting, stopping) is waited for up to ``wait``
     seconds, then :class:`NodeUnavailable` is raised: nothing writes behind a node's back.
     """
-    fd = _open_lock(data_dir)
-    lock = _SharedLock(fd)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            if _try_lock(fd, fcntl.LOCK_SH):
-                # No node runs (a node holds the lock exclusively while it runs).
+    deadline = time.monotonic() + wait
+    while True:
+        hold = datadir.hold_shared(data_dir)
+        if hold is not None:
+            # No node runs (a node holds the lock exclusively while it runs).
+            try:
                 if (data_dir / API_FILE).exists():
-                    _remove_files(data_dir)
+                    datadir.remove_api_files(data_dir)
                     warn(
                         f"removed the stale {data_dir / API_FILE} (no node runs on {data_dir}); "
                         "working offline"
                     )
                 repo = open_repo()
-                return Offline(repo), _closing(repo, lock)
-            client = ApiClient.from_data_dir(data_dir)
-            if client is not None and client.answers():
-                lock.close()
-                return client, lambda: None
-            if time.monotonic() > deadline:
-                raise NodeUnavailable(
-                    f"a node is running on {data_dir} but its API does not answer; "
-                    "try again when it has started (or stopped)"
-                )
-            time.sleep(0.05)
-    except BaseException:
-        lock.close()
-        raise
+            except BaseException:
+                hold.close()
+                raise
+            return RepoEndpoint(repo), _closing(repo, hold)
+        client = ApiClient.from_data_dir(data_dir)
+        if client is not None and client.answers():
+            return client, lambda: None
+        if time.monotonic() > deadline:
+            raise NodeUnavailable(
+                f"a node is running on {data_dir} but its API does not answer; "
+                "try again when it has started (or stopped)"
+            )
+        time.sleep(0.05)
 
 
 # -- the client ------------------------------------------------------------------------------------
-
-
-_ERRORS: Final[dict[int, type[ApiError]]] = {
-    400: BadRequest,
-    401: TokenRefused,
-    404: NotFound,
-    409: Conflict,
-    413: _TooLarge,
-}
 
 
 #: Seconds a restore request may take beyond its own timeout: dialling the peers given (10 s
@@ -1444,13 +902,10 @@ class ApiClient:
     @classmethod
     def from_data_dir(cls, data_dir: Path) -> ApiClient | None:
         """The client of the node whose files are in ``data_dir``, or ``None`` if there are none."""
-        try:
-            url = (data_dir / API_FILE).read_text().strip()
-            token = (data_dir / TOKEN_FILE).read_text().strip()
-        except FileNotFoundError:
+        found = datadir.api_files(data_dir)
+        if found is None:
             return None
-        except OSError as exc:
-            raise NodeUnavailable(f"cannot read the node's API files: {exc.strerror}") from None
+        url, token = found
         try:
             return cls(url, token)
         except NodeUnavailable:
@@ -1502,8 +957,10 @@ class ApiClient:
             text = message if isinstance(message, str) else f"HTTP {response.status}"
             if isinstance(value, dict) and type(value.get("index")) is int:
                 index = value["index"]
-                raise InvalidOp(f"ops[{index}]", index, str(value.get("reason", text)))
-            raise _ERRORS.get(response.status, ApiError)(text)
+                reason = str(value.get("reason", text))
+                raise InvalidOperation(f"ops[{index}]: {reason}", index=index, reason=reason)
+            cls = _BY_NAME.get(response.getheader("x-gridnode-error") or "")
+            raise (cls or _BY_STATUS.get(response.status, GridnodeError))(text)
         return value
 
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -1553,42 +1010,36 @@ class ApiClient:
     ) -> dict[str, Any]:
         try:
             return self._post(_db_path(ref, "ops"), list(payloads))  # type: ignore[no-any-return]
-        except InvalidOp as exc:
-            if labels is not None and 0 <= exc.index < len(labels):
-                raise InvalidOp(labels[exc.index], exc.index, exc.reason) from None
+        except InvalidOperation as exc:
+            index = exc.index
+            if labels is not None and index is not None and 0 <= index < len(labels):
+                raise InvalidOperation(
+                    f"{labels[index]}: {exc.reason}", index=index, reason=exc.reason
+                ) from None
             raise
 
-    def get(self, ref: str, key: Any) -> dict[str, Any]:
-        params = {"key": key} if type(key) is str else {"id": jsonvalue.dumps(key)}
-        return self._get(_db_path(ref, "get"), params)  # type: ignore[no-any-return]
-
-    def query(
-        self,
-        ref: str,
-        field_: str | None,
-        bounds: Mapping[str, Any],
-        limit: int | None,
-        reverse: bool,
-    ) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "field": field_,
-            "limit": limit,
-            "reverse": "true" if reverse else None,
-        }
-        for name, value in bounds.items():
-            if value is not UNSET:
-                params[name] = jsonvalue.dumps(value)
-        return self._get(_db_path(ref, "query"), params)  # type: ignore[no-any-return]
-
-    def log(self, ref: str, limit: int | None) -> Iterator[dict[str, Any]]:
-        return iter(self._get(_db_path(ref, "log"), {"limit": limit})["entries"])
-
-    def items(self, ref: str, limit: int | None, reverse: bool) -> list[dict[str, Any]]:
-        params = {"limit": limit, "reverse": "true" if reverse else None}
-        return self._get(_db_path(ref, "iter"), params)["items"]  # type: ignore[no-any-return]
-
-    def value(self, ref: str) -> dict[str, Any]:
-        return self._get(_db_path(ref, "value"))  # type: ignore[no-any-return]
+    def read(self, name: str, ref: str, **params: Any) -> dict[str, Any]:
+        """The registered read ``name`` (:data:`gridnode.ops.READS`) on the database ``ref``:
+        ``GET /db/{ref}/{name}``, each parameter written by its kind."""
+        found = ops.READS.get(name)
+        if found is None:
+            raise NotFound(f"no read {name!r}")
+        kinds = {p.name: p.kind for p in found.params}
+        query: dict[str, Any] = {}
+        for key, value in params.items():
+            kind = kinds.get(key)
+            if kind is None:
+                raise InvalidRequest(f"'{name}' takes no parameter {key!r}")
+            if value is None:
+                continue
+            if kind == "bool":
+                if value:
+                    query[key] = "true"
+            elif kind == "json":
+                query[key] = jsonvalue.dumps(value)
+            else:
+                query[key] = value
+        return self._get(_db_path(ref, name), query)  # type: ignore[no-any-return]
 
     def export(self, ref: str, path: Path) -> dict[str, Any]:
         """Fetch the database as a CAR and write it to ``path`` (atomically, like offline)."""
@@ -1611,7 +1062,7 @@ class ApiClient:
 
     def import_car(self, data: bytes | memoryview) -> dict[str, Any]:
         if len(data) > MAX_CAR_BYTES:
-            raise BadRequest(
+            raise InvalidRequest(
                 f"the CAR is larger than a running node takes ({MAX_CAR_BYTES} bytes); "
                 "stop the node and import it offline"
             )
@@ -1635,4 +1086,7 @@ class ApiClient:
 
 
 def _db_path(ref: str, *rest: str) -> str:
+    if not ref:
+        # "/db/" would be the listing of every database, not a database.
+        raise InvalidRequest("give a database: /gridnode/<cid>, its CID or its name")
     return "/".join(["/db", quote(ref, safe=""), *rest])

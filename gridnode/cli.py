@@ -211,7 +211,7 @@ def _warn(message: str) -> None:
 
 def _endpoint(ctx: click.Context) -> Any:
     """Where this command works: the running node's API (:class:`~gridnode.api.ApiClient`) if a
-    node runs on the data directory, else the directory itself (:class:`~gridnode.api.Offline`).
+    node runs on the data directory, else the directory itself (:class:`~gridnode.ops.RepoEndpoint`).
     Both answer the same calls with the same values, so every verb prints the same either way."""
     from gridnode import api
     from gridnode.repo import Repo
@@ -233,11 +233,11 @@ def _database(
     """The database named by ``address`` (``/gridnode/<cid>``, the bare CID, or a unique database
     name), checked to be one of ``types`` if given: its info (manifest, entries, heads,
     ``may_write``)."""
-    from gridnode import api
+    from gridnode import ops
 
     info: dict[str, Any] = _endpoint(ctx).database(address)
     if verb is not None:
-        api.check_type(info, verb, types)
+        ops.check_type(info, verb, types)
     return info
 
 
@@ -262,7 +262,7 @@ def _write(
     ctx: click.Context, db: dict[str, Any], payloads: list[tuple[str, Any]]
 ) -> dict[str, Any]:
     """Write the ops in one transaction, after checking them all (the one at fault is named by
-    its label); what the write did (see :func:`gridnode.api.written`)."""
+    its label); what the write did (see :func:`gridnode.ops.written`)."""
     labels = [label for label, _ in payloads]
     result: dict[str, Any] = _endpoint(ctx).write(
         db["address"], [payload for _, payload in payloads], labels
@@ -629,7 +629,7 @@ def db_create(
     as_json: bool,
 ) -> None:
     """Create a database NAME and print its address (only the address, for scripts)."""
-    from gridnode.api import CreateRequest
+    from gridnode.ops import CreateRequest
 
     if (indexes or index_by is not None) and store_type != "documents":
         raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
@@ -796,7 +796,7 @@ def db_digest(ctx: click.Context, address: str, as_json: bool) -> None:
 @click.pass_context
 def db_log(ctx: click.Context, address: str, limit: int | None, as_json: bool) -> None:
     """Show the entries in their total order (clock, then CID): clock, CID, author, payload."""
-    entries = _endpoint(ctx).log(address, limit)
+    entries = _endpoint(ctx).read("log", address, limit=limit)["entries"]
     if as_json:
         for entry in entries:
             _emit(entry)
@@ -893,9 +893,9 @@ def db_get(ctx: click.Context, address: str, key: str, as_int: bool, as_json: bo
     """
     database = _database(ctx, address, "get", ("keyvalue", "documents"))
     documents = database["type"] == "documents"
-    found = _endpoint(ctx).get(
-        database["address"], _key_argument(ctx, key, as_int, documents=documents)
-    )
+    key_or_id = _key_argument(ctx, key, as_int, documents=documents)
+    param = {"key": key_or_id} if type(key_or_id) is str else {"id": key_or_id}
+    found = _endpoint(ctx).read("get", database["address"], **param)
     value = found["value"]
     result = value if documents else found
     if as_json:
@@ -988,7 +988,7 @@ def db_inc(ctx: click.Context, address: str, n: int | None, by: int | None, as_j
 def db_value(ctx: click.Context, address: str, as_json: bool) -> None:
     """Print a counter's value."""
     database = _database(ctx, address, "value", ("counter",))
-    result = _endpoint(ctx).value(database["address"])
+    result = _endpoint(ctx).read("value", database["address"])
     if as_json:
         _emit(result)
     else:
@@ -1048,7 +1048,9 @@ def db_query(
     for name, text in (("eq", eq), ("gt", gt), ("gte", gte), ("lt", lt), ("lte", lte)):
         if text is not None:
             bounds[name] = jsonvalue.parse(text, f"--{name}")
-    found = _endpoint(ctx).query(database["address"], field, bounds, limit, reverse)
+    found = _endpoint(ctx).read(
+        "query", database["address"], field=field, limit=limit, reverse=reverse, **bounds
+    )
     docs = found["documents"]
     if as_json:
         for doc in docs:
@@ -1073,7 +1075,7 @@ def db_iter(
     """List events (in the log's total order, with their CIDs) or set members (in a fixed order:
     by their DAG-CBOR encoding)."""
     database = _database(ctx, address, "iter", ("events", "set"))
-    found = _endpoint(ctx).items(database["address"], limit, reverse)
+    found = _endpoint(ctx).read("iter", database["address"], limit=limit, reverse=reverse)["items"]
     if as_json:
         for item in found:
             _emit(item)
@@ -1126,7 +1128,7 @@ def import_(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None
     access) and joined. Entries refused are listed with their reason; the valid ones are kept,
     and the exit status is 0 (1 with --strict).
     """
-    from gridnode.api import BadRequest
+    from gridnode.errors import InvalidRequest
     from gridnode.progress import Progress, read_file
 
     endpoint = _endpoint(ctx)
@@ -1134,7 +1136,7 @@ def import_(ctx: click.Context, file: Path, strict: bool, as_json: bool) -> None
     try:
         with Progress(f"import {file.name}: verify and join"):
             report = endpoint.import_car(data)
-    except BadRequest as exc:
+    except InvalidRequest as exc:
         raise CliError(f"{file}: {_describe(exc)}") from None
     if as_json:
         _emit(report)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from crdt.errors import GridnodeError
+from gridnode.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
@@ -60,10 +60,6 @@ bitswap = true
 #: Tables of gridnode.toml read by the parts of the node they configure, not by :class:`Config`
 #: (``[[seed.postgres]]``: :mod:`gridnode.seed.config`).
 SECTIONS: Final = ("seed",)
-
-
-class ConfigError(GridnodeError, ValueError):
-    """A setting with a wrong type or value; the message names the key."""
 
 
 @dataclass(frozen=True)

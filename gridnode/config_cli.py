@@ -87,7 +87,8 @@ def health(ctx: click.Context, as_json: bool) -> None:
 
     Prints the node's peer id, its peer count and its API's URL.
     """
-    from gridnode.api import ApiClient, NodeUnavailable
+    from gridnode.api import ApiClient
+    from gridnode.errors import NodeUnavailable
 
     data_dir = _data_dir(ctx)
     client = ApiClient.from_data_dir(data_dir)

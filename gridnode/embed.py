@@ -19,8 +19,9 @@ a synchronous caller blocks on it. Cancelling an asyncio call cancels its trio t
 
 Guarantees:
 
-- errors are the node's own, typed (:class:`gridnode.api.NotFound`, :class:`gridnode.api.InvalidOp`,
-  :class:`gridnode.repo.UnknownDatabase`, :class:`gridnode.config.ConfigError`, ...): every one a
+- errors are the node's own, typed (:class:`gridnode.errors.NotFound`,
+  :class:`crdt.errors.InvalidOperation`, :class:`gridnode.errors.UnknownDatabase`,
+  :class:`gridnode.errors.ConfigError`, ...): every one a
   :class:`GridnodeError`; a call to a node that stopped raises :class:`NodeStopped`;
 - leaving the block stops the node and joins its thread: no thread outlives it; calls still
   running are cancelled (they raise :class:`NodeStopped`); if the node failed while it ran, its
@@ -47,11 +48,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from crdt.errors import GridnodeError
+from gridnode.errors import NodeStopped
 
 if TYPE_CHECKING:
     from gridnode.node import Node
-    from gridnode.repo import StoredDatabase
 
 __all__ = ["AsyncioNode", "NodeStopped", "SyncNode", "asyncio_node", "start_node"]
 
@@ -61,28 +61,15 @@ T = TypeVar("T")
 START_TIMEOUT = 60.0
 
 
-class NodeStopped(GridnodeError, RuntimeError):
-    """The embedded node is not running: it was stopped, it failed, or it never started."""
-
-
 # -- the operations, run in the node's trio loop ---------------------------------------------------
 
 
-async def _resolve(node: Node, ref: str) -> StoredDatabase:
-    from gridnode import api
-
-    db: StoredDatabase = await node.worker.run(api.resolve, node.repo, ref)
-    return db
-
-
 async def _write(node: Node, ref: str, payloads: Sequence[Any]) -> dict[str, Any]:
-    from gridnode import api
+    from gridnode import ops
 
-    db = await _resolve(node, ref)
-    prepared = await node.worker.run(api.prepare_ops, db, list(payloads))
-    await node.replicate(db)
-    entries = await node.write(db.address, prepared)
-    written: dict[str, Any] = await node.worker.run(api.written, db, entries)
+    entries = await node.write(ref, list(payloads))
+    database = await node.worker.run(ops.resolve, node.repo, ref)
+    written: dict[str, Any] = await node.worker.run(ops.written, database, entries)
     return written
 
 
@@ -95,59 +82,56 @@ async def _create(
     indexes: Sequence[str],
     index_by: str | None,
 ) -> str:
-    from gridnode.api import CreateRequest
-
-    request = CreateRequest.from_json(
-        {
-            "name": name,
-            "type": store,
-            "writers": list(writers),
-            "public": public,
-            "indexes": list(indexes),
-            "index_by": index_by,
-        }
+    database = await node.create_database(
+        name, store, writers=writers, public=public, indexes=indexes, index_by=index_by
     )
-    db = await node.create_database(
-        request.name,
-        request.type,
-        writers=request.writers,
-        public=request.public,
-        options=request.options(),
-    )
-    return db.address
+    return database.address
 
 
 async def _follow(node: Node, address: str, timeout: float) -> str:
-    db = await node.follow(address, timeout=timeout)
-    return db.address
+    database = await node.follow(address, timeout=timeout)
+    return database.address
 
 
 async def _databases(node: Node) -> list[dict[str, Any]]:
-    from gridnode import api
+    from gridnode import ops
 
-    listing: list[dict[str, Any]] = await node.worker.run(api.listing, node.repo)
+    listing: list[dict[str, Any]] = await node.worker.run(ops.listing, node.repo)
     return listing
 
 
 async def _info(node: Node, ref: str) -> dict[str, Any]:
-    from gridnode import api
+    from gridnode import ops
 
-    db = await _resolve(node, ref)
-    info: dict[str, Any] = await node.worker.run(lambda: api.info(db, digest=True))
-    return info
+    def info() -> dict[str, Any]:
+        return ops.info(ops.resolve(node.repo, ref), digest=True)
+
+    found: dict[str, Any] = await node.worker.run(info)
+    return found
+
+
+async def _read(node: Node, name: str, ref: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The registered read ``name`` (:data:`gridnode.ops.READS`), as the API serves it."""
+    from gridnode import ops
+
+    def run() -> dict[str, Any]:
+        answer: dict[str, Any] = ops.materialize(
+            ops.run_read(name, ops.resolve(node.repo, ref), params)
+        )
+        return answer
+
+    found: dict[str, Any] = await node.worker.run(run)
+    return found
 
 
 async def _get(node: Node, ref: str, key: Any) -> Any:
-    from gridnode import api
-
-    db = await _resolve(node, ref)
-    found = await node.worker.run(api.get_value, db, key)
-    return found["value"]
+    params = {"key": key} if type(key) is str else {"id": key}
+    return (await _read(node, "get", ref, params))["value"]
 
 
 async def _delete(node: Node, ref: str, key: Any) -> str:
-    db = await _resolve(node, ref)
-    field = "key" if db.manifest.store == "keyvalue" else "id"
+    info = await _info(node, ref)
+    field = "key" if info["type"] == "keyvalue" else "id"
     written = await _write(node, ref, [{"op": "del", field: key}])
     return str(written["entries"][0])
 
@@ -160,30 +144,25 @@ async def _query(
     limit: int | None,
     reverse: bool,
 ) -> list[Any]:
-    from gridnode import api
+    from gridnode import ops
+    from gridnode.errors import InvalidRequest
 
-    unknown = set(bounds) - set(api.BOUNDS)
+    unknown = set(bounds) - set(ops.BOUNDS)
     if unknown:
-        raise api.BadRequest(f"unknown bound {sorted(unknown)[0]!r} (eq, gt, gte, lt, lte)")
-    db = await _resolve(node, ref)
-    found = await node.worker.run(api.query, db, field, bounds, limit, reverse)
-    return list(found["documents"])
+        raise InvalidRequest(f"unknown bound {sorted(unknown)[0]!r} (eq, gt, gte, lt, lte)")
+    params = {"field": field, "limit": limit, "reverse": reverse, **bounds}
+    return list((await _read(node, "query", ref, params))["documents"])
 
 
 async def _items(node: Node, ref: str, limit: int | None, reverse: bool) -> list[dict[str, Any]]:
-    from gridnode import api
-
-    db = await _resolve(node, ref)
-    found: list[dict[str, Any]] = await node.worker.run(api.items, db, limit, reverse)
+    found: list[dict[str, Any]] = (
+        await _read(node, "iter", ref, {"limit": limit, "reverse": reverse})
+    )["items"]
     return found
 
 
 async def _value(node: Node, ref: str) -> int:
-    from gridnode import api
-
-    db = await _resolve(node, ref)
-    found = await node.worker.run(api.counter_value, db)
-    return int(found["value"])
+    return int((await _read(node, "value", ref, {}))["value"])
 
 
 async def _digest(node: Node, ref: str) -> str:
@@ -239,10 +218,10 @@ class _NodeThread:
         self._thread.start()
 
     def _run(self) -> None:
-        from gridnode import api
+        from gridnode import datadir
 
         try:
-            with api.node_lock(self.data_dir):
+            with datadir.node_lock(self.data_dir):
                 trio.run(self._main)
         except BaseException as exc:
             self._error = _unwrap(exc)
@@ -487,7 +466,7 @@ class AsyncioNode(_Facade):
         return (await self.write(ref, [{"op": "put", "doc": doc}]))[0]
 
     async def get(self, ref: str, key: str | int) -> Any:
-        """A keyvalue value or a document by id; :class:`gridnode.api.NotFound` if none."""
+        """A keyvalue value or a document by id; :class:`gridnode.errors.NotFound` if none."""
         return await self._run(_get, ref, key)
 
     async def delete(self, ref: str, key: str | int) -> str:
@@ -626,7 +605,7 @@ class SyncNode(_Facade):
         return self.write(ref, [{"op": "put", "doc": doc}])[0]
 
     def get(self, ref: str, key: str | int) -> Any:
-        """A keyvalue value or a document by id; :class:`gridnode.api.NotFound` if none."""
+        """A keyvalue value or a document by id; :class:`gridnode.errors.NotFound` if none."""
         return self._run(_get, ref, key)
 
     def delete(self, ref: str, key: str | int) -> str:

@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from crdt.entry import entry_from_block
-from crdt.errors import GridnodeError, InvalidCID
+from crdt.errors import InvalidCID
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
 from crdt.ipld.cid import CID
+from gridnode.errors import InvalidRequest, NotAcceptable, NotFound, RequestTooLarge
 from gridnode.repo import Repo, StoredDatabase
 
 __all__ = [
     "CAR",
     "MAX_GATEWAY_CAR_BYTES",
     "RAW",
-    "GatewayError",
     "Served",
     "choose_format",
     "find",
@@ -45,14 +45,6 @@ _SCOPES: Final = frozenset({"block", "entity", "all"})
 _FORMATS: Final = {"raw": RAW, "car": CAR}
 
 
-class GatewayError(GridnodeError):
-    """A gateway request the node cannot answer; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass
 class Served:
     """A gateway answer: the bytes (as parts), content type, and headers."""
@@ -68,7 +60,7 @@ def parse_cid(text: str) -> CID:
     try:
         return CID.parse(text)
     except (InvalidCID, ValueError) as exc:
-        raise GatewayError(400, f"not a valid CID: {text!r} ({exc})") from None
+        raise InvalidRequest(f"not a valid CID: {text!r} ({exc})") from None
 
 
 def choose_format(accept: str | None, format_param: str | None) -> str:
@@ -77,7 +69,7 @@ def choose_format(accept: str | None, format_param: str | None) -> str:
     if format_param is not None:
         chosen = _FORMATS.get(format_param)
         if chosen is None:
-            raise GatewayError(400, f"format must be raw or car, not {format_param!r}")
+            raise InvalidRequest(f"format must be raw or car, not {format_param!r}")
         return chosen
     for item in (accept or "").split(","):
         media, *params = [p.strip() for p in item.split(";")]
@@ -88,8 +80,7 @@ def choose_format(accept: str | None, format_param: str | None) -> str:
             return RAW
         if media.lower() == CAR and values.get("version", "1").strip() == "1":
             return CAR
-    raise GatewayError(
-        406,
+    raise NotAcceptable(
         f"this is a trustless gateway: ask for {RAW} or {CAR} (Accept header or ?format=raw|car)",
     )
 
@@ -109,10 +100,10 @@ def find(repo: Repo, cid: CID) -> tuple[StoredDatabase, bytes, bool] | None:
 def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
     """What ``GET /ipfs/{cid}`` answers; run in the storage worker (one consistent state)."""
     if scope not in _SCOPES:
-        raise GatewayError(400, f"dag-scope must be block, entity or all, not {scope!r}")
+        raise InvalidRequest(f"dag-scope must be block, entity or all, not {scope!r}")
     found = find(repo, cid)
     if found is None:
-        raise GatewayError(404, f"no block {cid} in the databases this node serves")
+        raise NotFound(f"no block {cid} in the databases this node serves")
     db, block, is_manifest = found
     if kind == RAW:
         return Served([block], RAW, f'"{cid}.raw"', IMMUTABLE, 1)
@@ -145,7 +136,7 @@ def _car_type(order: str) -> str:
 def _check_size(size: int, part: bytes) -> int:
     size += len(part)
     if size > MAX_GATEWAY_CAR_BYTES:
-        raise GatewayError(413, f"the CAR would be over {MAX_GATEWAY_CAR_BYTES} bytes")
+        raise RequestTooLarge(f"the CAR would be over {MAX_GATEWAY_CAR_BYTES} bytes")
     return size
 
 

@@ -22,9 +22,10 @@ import json
 import math
 from typing import Any, Final
 
-from crdt.errors import GridnodeError, InvalidCID
+from crdt.errors import InvalidCID
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import DEFAULT_MAX_DEPTH
+from gridnode.errors import InvalidJsonValue
 
 __all__ = ["MAX_DEPTH", "InvalidJsonValue", "dumps", "parse", "to_ipld", "to_json"]
 
@@ -32,10 +33,6 @@ __all__ = ["MAX_DEPTH", "InvalidJsonValue", "dumps", "parse", "to_ipld", "to_jso
 MAX_DEPTH: Final = DEFAULT_MAX_DEPTH
 _MIN_INT: Final = -(2**64)
 _MAX_INT: Final = 2**64 - 1
-
-
-class InvalidJsonValue(GridnodeError, ValueError):
-    """JSON text that is malformed, or a value with no place in the IPLD data model (or in JSON)."""
 
 
 def parse(text: str | bytes, what: str = "JSON") -> Any:

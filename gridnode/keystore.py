@@ -14,8 +14,9 @@ import stat
 from pathlib import Path
 from typing import Final
 
-from crdt.errors import IdentityError, InvalidKey
+from crdt.errors import InvalidKey
 from crdt.identity import Keypair
+from gridnode.errors import KeyFileError
 
 __all__ = ["KEY_FILE", "KeyFileError", "create_key", "load_key", "load_or_create_key"]
 
@@ -23,10 +24,6 @@ log = logging.getLogger(__name__)
 
 KEY_FILE: Final = "node.key"
 _KIND: Final = "gridnode-ed25519-seed"
-
-
-class KeyFileError(IdentityError):
-    """A key file that cannot be read or does not match the identity it names."""
 
 
 def create_key(path: Path, seed: bytes | None = None) -> Keypair:

@@ -23,9 +23,9 @@ from typing import IO, Any
 
 import httpx
 
-from crdt.errors import GridnodeError
 from crdt.ipld.car import MAX_HEADER_BYTES, read_header
 from crdt.ipld.cid import CID
+from gridnode.errors import KuboError, KuboRefused, KuboUnreachable
 
 __all__ = [
     "DEFAULT_KUBO",
@@ -39,22 +39,6 @@ __all__ = [
 
 #: Where Kubo serves its RPC API by default.
 DEFAULT_KUBO = "http://127.0.0.1:5001"
-
-
-class KuboError(GridnodeError):
-    """A call to Kubo's RPC API failed."""
-
-
-class KuboUnreachable(KuboError):
-    """No answer from Kubo: nothing listens there, or it timed out."""
-
-
-class KuboRefused(KuboError):
-    """Kubo answered with an error status (or an answer that is not what its API returns)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +35,12 @@ from crdt.entry import Entry, decode_entry
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from crdt.manifest import decode_manifest, parse_address
+from gridnode import ops
+from gridnode.errors import FeatureOff, InvalidRequest, UnknownDatabase
 from gridnode.net import Host, Stream, open_host
 from gridnode.net.bitswap import Bitswap
-from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
+from gridnode.ops import CreateRequest
+from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 from gridnode.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from protocols.gossip import (
@@ -344,21 +347,38 @@ class Node:
 
         return validate
 
-    async def create_database(
-        self, name: str, store: str, *, private: bool = False, **options: Any
-    ) -> StoredDatabase:
-        """Create a database with this node's key as admin, and replicate it. ``private``: never
-        serve its blocks to the IPFS world (:meth:`~gridnode.repo.Repo.private`)."""
-
-        def create() -> StoredDatabase:
-            database = self.repo.create_database(name, store, **options)
-            if private:
-                self.repo.set_private(database.address, True)
-            return database
-
-        database = await self.worker.run(create)
+    async def create(self, request: CreateRequest) -> StoredDatabase:
+        """Create the database ``request`` describes, with this node's key as admin, and
+        replicate it (:func:`gridnode.ops.create`)."""
+        database = await self.worker.run(ops.create, self.repo, request)
         await self.replicate(database)
         return database
+
+    async def create_database(
+        self,
+        name: str,
+        store: str,
+        *,
+        writers: Sequence[str] = (),
+        public: bool = False,
+        indexes: Sequence[str] = (),
+        index_by: str | None = None,
+        private: bool = False,
+    ) -> StoredDatabase:
+        """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
+        never serve its blocks to the IPFS world (:meth:`~gridnode.repo.Repo.private`)."""
+        request = CreateRequest.from_json(
+            {
+                "name": name,
+                "type": store,
+                "writers": list(writers),
+                "public": public,
+                "indexes": list(indexes),
+                "index_by": index_by,
+                "private": private,
+            }
+        )
+        return await self.create(request)
 
     async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
         """Keep and replicate a database another node has: fetch its manifest from a connected
@@ -404,9 +424,12 @@ class Node:
         :class:`~gridnode.repo.UnknownDatabase` if the manifest cannot be had.
         """
         if self.bitswap is None:
-            raise GridnodeError("bitswap is off in this node's config")
+            raise FeatureOff(
+                "bitswap is off in this node's config: 'bitswap = true' in gridnode.toml turns it "
+                "on (then restart the node)"
+            )
         if not roots:
-            raise ValueError("restore needs the manifest's CID (then the heads)")
+            raise InvalidRequest("restore needs the manifest's CID (then the heads)")
         asked = list(self.peers() if peers is None else peers)
         manifest_cid, heads = roots[0], list(dict.fromkeys(roots[1:]))
         deadline = trio.current_time() + timeout
@@ -533,15 +556,42 @@ class Node:
             log.info("no manifest of %s from %s: %s", db, peer, exc)
             return None
 
-    async def write(self, address: str, payloads: Sequence[Any]) -> list[Entry]:
-        """Write operations with the node key; durable when this returns; then announced."""
-        replica = self._replica(address)
-        entries = await self.worker.run(replica.database.write_many, list(payloads))
+    async def write(
+        self,
+        ref: str,
+        payloads: Sequence[Any],
+        labels: Sequence[str] | None = None,
+        *,
+        meta: Mapping[str, str | int | bytes] | None = None,
+    ) -> list[Entry]:
+        """Write operations with the node key to the database ``ref`` (an address, a CID or a
+        unique name): checked and committed by :func:`gridnode.ops.write` in the storage worker
+        (durable when this returns), then counted and announced. Every writer of a running node
+        comes here: the API, the embed facades, the seeder."""
+
+        def check_and_write() -> tuple[StoredDatabase, list[Entry]]:
+            database = ops.resolve(self.repo, ref)
+            return database, ops.write(database, list(payloads), labels, meta=meta)
+
+        database, entries = await self.worker.run(check_and_write)
+        await self.replicate(database)
         self.counters.applied["write"] += len(entries)
-        if self.bitswap is not None:
+        if entries and self.bitswap is not None:
             self.bitswap.blocks_added()
-        await self.announce(replica.database.address)
+        if entries:
+            await self.announce(database.address)
         return entries
+
+    async def import_car(self, data: bytes | memoryview) -> ImportReport:
+        """Import a CAR (:func:`gridnode.ops.import_car`), replicate its database, announce what
+        it added."""
+        report = await self.worker.run(ops.import_car, self.repo, data)
+        self.count_join("import", report)
+        database = await self.worker.run(self.repo.database, report.address)
+        await self.replicate(database)
+        if report.applied:
+            await self.announce(database.address)
+        return report
 
     async def announce(self, address: str) -> None:
         """Publish this node's heads of a database (with small head entries inline); nothing

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, TextIO
 
-from crdt.errors import GridnodeError
+from gridnode.errors import NotCaughtUp
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -282,10 +282,6 @@ def file_size(path: os.PathLike[str] | str) -> Callable[[], float]:
             return 0.0
 
     return size
-
-
-class NotCaughtUp(GridnodeError, TimeoutError):
-    """``db follow --wait`` gave up: no sync of the database completed in time."""
 
 
 def wait_for_catch_up(

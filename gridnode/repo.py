@@ -24,6 +24,7 @@ from crdt.manifest import PUBLIC, Manifest, create_manifest, decode_manifest, pa
 from crdt.rangesums import LogItems
 from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
+from gridnode.errors import UnknownDatabase
 from gridnode.keystore import load_or_create_key
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteStore
 
@@ -34,10 +35,6 @@ T = TypeVar("T")
 #: ``meta`` rows naming the databases the node no longer replicates.
 _UNFOLLOWED = "unfollowed:"
 _PRIVATE = "private:"
-
-
-class UnknownDatabase(GridnodeError, LookupError):
-    """No database with that address in this data directory."""
 
 
 @dataclass

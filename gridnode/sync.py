@@ -23,9 +23,10 @@ import trio
 
 from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
-from gridnode.net.errors import single_exception
+from gridnode.net.stream import single_exception
 from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
 from gridnode.storage.worker import StorageWorker
+from protocols.errors import ProtocolError
 from protocols.reconcile import Reconciler
 from protocols.sync import (
     BlocksArrived,
@@ -43,7 +44,7 @@ from protocols.sync import (
     SyncConnection,
     SyncStats,
 )
-from protocols.wire import MAX_FRAME, MAX_WANT, ProtocolError
+from protocols.wire import MAX_FRAME, MAX_WANT
 
 __all__ = ["ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
 

@@ -28,7 +28,7 @@ from typing import Final
 from crdt.errors import InvalidCID, InvalidVarint
 from crdt.ipld.cid import CID
 from crdt.ipld.multiformats import HASHES, decode_varint, encode_varint, multihash_digest
-from protocols.wire import ProtocolError
+from protocols.errors import BitswapError
 
 __all__ = [
     "DONT_HAVE",
@@ -66,11 +66,6 @@ DONT_HAVE: Final = 1
 
 # Protobuf wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-
-
-class BitswapError(ProtocolError):
-    """A bitswap message that breaks the protocol: bad protobuf, a bad CID or prefix, a block
-    over the limit. The peer is struck; the connection stays up until strikes add up."""
 
 
 @dataclass(frozen=True)

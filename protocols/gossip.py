@@ -15,7 +15,7 @@ from typing import Final
 from crdt.errors import DecodeError
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import decode, encode
-from protocols.wire import ProtocolError
+from protocols.errors import ProtocolError
 
 __all__ = [
     "MAX_ANNOUNCEMENT",

@@ -39,7 +39,8 @@ from typing import Any, Final, Literal, Protocol
 from crdt.errors import DecodeError
 from crdt.ipld.dagcbor import decode, encode
 from crdt.rangesums import TOP, fingerprint_of, item_hash
-from protocols.wire import MAX_RANGES, ProtocolError
+from protocols.errors import ProtocolError
+from protocols.wire import MAX_RANGES
 
 __all__ = [
     "TOP",

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from crdt.errors import DecodeError, GridnodeError, InvalidVarint
+from crdt.errors import DecodeError, InvalidVarint
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import decode, encode
 from crdt.ipld.multiformats import decode_varint, encode_varint
+from protocols.errors import ProtocolError
 
 __all__ = [
     "MAX_FRAME",
@@ -44,11 +45,6 @@ MAX_HEADS: Final = 1024
 MAX_BLOCKS: Final = 8192
 #: Most ranges in one reconciliation message.
 MAX_RANGES: Final = 4096
-
-
-class ProtocolError(GridnodeError, ValueError):
-    """A peer broke the protocol: bad framing, an unknown or malformed message, an answer to a
-    question never asked, or a budget overrun. The connection is closed."""
 
 
 def frame(payload: bytes) -> bytes:

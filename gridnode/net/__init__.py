@@ -16,8 +16,8 @@ Everything else in gridnode uses these names, with peer ids as base58 text and d
                 await host.connect(addrs[0])
 """
 
+from gridnode.errors import DialError, NetError, ProtocolNotSupported, StreamError
 from gridnode.net.discovery import DiscoveredPeer, DiscoveredPeers
-from gridnode.net.errors import DialError, NetError, ProtocolNotSupported, StreamError
 from gridnode.net.gossip import GossipConfig, GossipMessage, Subscription, TopicValidator
 from gridnode.net.host import Host, StreamHandler, open_host
 from gridnode.net.identity import peer_id_from_seed

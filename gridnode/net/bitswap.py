@@ -27,7 +27,7 @@ from typing import Final
 import trio
 
 from crdt.ipld.cid import CID
-from gridnode.net.errors import NetError
+from gridnode.errors import NetError
 from gridnode.net.host import Host
 from gridnode.net.stream import Stream
 from protocols.bitswap import (
@@ -40,7 +40,8 @@ from protocols.bitswap import (
     decode_message,
     frame_message,
 )
-from protocols.wire import FrameDecoder, ProtocolError
+from protocols.errors import ProtocolError
+from protocols.wire import FrameDecoder
 
 __all__ = ["Bitswap", "BitswapConfig", "BitswapStats", "BlockLookup"]
 

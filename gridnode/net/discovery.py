@@ -45,7 +45,7 @@ from zeroconf import (
     Zeroconf,
 )
 
-from gridnode.net.errors import NetError
+from gridnode.errors import NetError
 
 __all__ = ["SERVICE_TYPE", "DiscoveredPeer", "DiscoveredPeers", "Discovery", "run_mdns"]
 

@@ -49,18 +49,12 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from gridnode.errors import DialError, NetError, ProtocolNotSupported, StreamError
 from gridnode.net.discovery import DiscoveredPeers, Discovery, run_mdns
-from gridnode.net.errors import (
-    DialError,
-    NetError,
-    ProtocolNotSupported,
-    StreamError,
-    single_exception,
-)
 from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
-from gridnode.net.stream import Stream
+from gridnode.net.stream import Stream, single_exception
 
 __all__ = ["Host", "StreamHandler", "open_host"]
 

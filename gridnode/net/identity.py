@@ -13,8 +13,9 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
 from crdt.errors import InvalidKey
+from gridnode.errors import InvalidRequest
 
-__all__ = ["key_pair_from_seed", "peer_id_from_seed"]
+__all__ = ["check_peer_multiaddr", "key_pair_from_seed", "peer_id_from_seed"]
 
 
 def key_pair_from_seed(seed: bytes) -> Any:
@@ -27,3 +28,20 @@ def key_pair_from_seed(seed: bytes) -> Any:
 def peer_id_from_seed(seed: bytes) -> str:
     """The base58 peer id of the node whose ed25519 seed is ``seed``."""
     return str(ID.from_pubkey(key_pair_from_seed(seed).public_key))
+
+
+def check_peer_multiaddr(address: Any, label: str) -> str:
+    """The peer id a multiaddr ends with (``.../p2p/<peer id>``); :class:`InvalidRequest` (naming
+    it by ``label``) for anything else."""
+    if type(address) is not str:
+        raise InvalidRequest(f"{label} must be a multiaddr (a string) ending in /p2p/<peer id>")
+    import multiaddr
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    try:
+        return str(info_from_p2p_addr(multiaddr.Multiaddr(address)).peer_id)
+    except Exception as exc:  # multiaddr and libp2p raise many kinds for a bad address
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise InvalidRequest(
+            f"{label} is not a multiaddr ending in /p2p/<peer id>: {address!r} ({text})"
+        ) from None

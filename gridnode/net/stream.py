@@ -7,9 +7,9 @@ from typing import Any
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.stream.exceptions import StreamError as Libp2pStreamError
 
-from gridnode.net.errors import StreamError
+from gridnode.errors import StreamError
 
-__all__ = ["Stream"]
+__all__ = ["Stream", "single_exception"]
 
 
 class Stream:
@@ -17,7 +17,7 @@ class Stream:
 
     Reads return at most ``max_bytes`` as soon as any data is there, and ``b""`` once the peer
     has closed its side (and only then: a reset by either side, or a connection that broke,
-    raises :class:`~gridnode.net.errors.StreamError`, so a cut-off message is never mistaken for
+    raises :class:`~gridnode.errors.StreamError`, so a cut-off message is never mistaken for
     a complete one).
     """
 
@@ -81,3 +81,16 @@ class Stream:
     async def reset(self) -> None:
         """Abort the stream in both directions (idempotent)."""
         await self._stream.reset()
+
+
+def single_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside (nested) single-member groups, or None if there are several.
+
+    trio's nurseries (and py-libp2p's) wrap even a lone failure in groups; callers that handle
+    the failure itself unwrap it with this."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc

@@ -6,7 +6,7 @@ and its durable position; ``gridnode.seed.cli``: ``gridnode seed postgres``. psy
 only by the modules that talk to PostgreSQL.
 """
 
-from gridnode.seed.errors import (
+from gridnode.errors import (
     SeedConfigError,
     SeedError,
     SourceUnavailable,

@@ -79,8 +79,8 @@ def postgres(
     table's schema: the role in DSN must own the table.
     """
     from gridnode.cli import CliError, _data_dir
+    from gridnode.errors import SeedConfigError
     from gridnode.seed.config import DEFAULT_BATCH, PostgresSource, load_sources
-    from gridnode.seed.errors import SeedConfigError
 
     data_dir = _data_dir(ctx)
     try:
@@ -164,8 +164,8 @@ async def _serve(
     import trio
 
     from gridnode import api
+    from gridnode.errors import SeedError
     from gridnode.node import open_node
-    from gridnode.seed.errors import SeedError
     from gridnode.seed.seeder import Seeder
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gridnode.config import CONFIG_FILE
-from gridnode.seed.errors import SeedConfigError
+from gridnode.errors import SeedConfigError
 
 __all__ = ["DEFAULT_BATCH", "PostgresSource", "load_sources"]
 

@@ -25,8 +25,8 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
+from gridnode.errors import SeedConfigError, SourceUnavailable, UnsupportedColumn
 from gridnode.seed.config import PostgresSource
-from gridnode.seed.errors import SeedConfigError, SourceUnavailable, UnsupportedColumn
 from gridnode.seed.types import KEY_TYPES, install_loaders, supported, to_ipld
 
 __all__ = ["TRUNCATED", "Change", "Column", "PostgresSide"]

@@ -4,7 +4,7 @@ Exactly once in effect, across SIGKILL of the seeder and restarts of PostgreSQL:
 
 - the *position* lives in the node's SQLite file (``meta`` row ``seed.postgres.<slot>``) and is
   written in the same transaction as the entries it accounts for
-  (:meth:`~gridnode.repo.StoredDatabase.write_many` with ``meta``): either both are on disk or
+  (:func:`gridnode.ops.write` with ``meta``, through :meth:`gridnode.node.Node.write`): either both are on disk or
   neither is;
 - snapshot: rows are read in key order, a batch at a time; the position is the last key
   written. A restart continues after it, so every row is written once;
@@ -14,7 +14,7 @@ Exactly once in effect, across SIGKILL of the seeder and restarts of PostgreSQL:
   compared with the document the node holds before anything is written, so reading it twice
   writes nothing twice.
 
-A value that cannot be mapped (:class:`~gridnode.seed.errors.UnmappableValue`) stops the seeder
+A value that cannot be mapped (:class:`~gridnode.errors.UnmappableValue`) stops the seeder
 with an error naming the row and column; its position stays before that row.
 """
 
@@ -31,9 +31,10 @@ import psycopg
 import trio
 
 from crdt.ipld import encode
-from gridnode.repo import Repo, StoredDatabase, UnknownDatabase
+from gridnode import ops
+from gridnode.errors import SeedConfigError, SeedError, SourceUnavailable, UnknownDatabase
+from gridnode.repo import Repo, StoredDatabase
 from gridnode.seed.config import PostgresSource
-from gridnode.seed.errors import SeedConfigError, SeedError, SourceUnavailable
 from gridnode.seed.postgres import TRUNCATED, Change, PostgresSide
 from gridnode.seed.types import to_ipld
 
@@ -106,8 +107,10 @@ def _json_key(key: Any) -> Any:
 class Seeder:
     """Seeds one database from one table. :meth:`run` runs until cancelled.
 
-    ``storage`` runs a blocking function on the node's storage (the node's worker); ``announce``
-    publishes the database's new heads. :meth:`for_node` and :meth:`for_repo` make both.
+    ``storage`` runs a blocking function on the node's storage (the node's worker), for reads;
+    ``write`` is the write path (:meth:`gridnode.node.Node.write`, or :func:`gridnode.ops.write`
+    with no node): ``await write(payloads, meta)``. :meth:`for_node` and :meth:`for_repo` make
+    both.
     """
 
     def __init__(
@@ -115,12 +118,12 @@ class Seeder:
         source: PostgresSource,
         database: StoredDatabase,
         storage: Callable[[Callable[[], Any]], Awaitable[Any]],
-        announce: Callable[[], Awaitable[None]],
+        write: Callable[[list[Any], dict[str, str] | None], Awaitable[Any]],
     ) -> None:
         self.source = source
         self.database = database
         self._storage = storage
-        self._announce = announce
+        self._write = write
         self.pg = PostgresSide(source)
         self.meta_name = META_PREFIX + source.slot
         self.stats = SeedStats()
@@ -147,10 +150,10 @@ class Seeder:
         async def storage(fn: Callable[[], Any]) -> Any:
             return await node.worker.run(fn)
 
-        async def announce() -> None:
-            await node.announce(database.address)
+        async def write(payloads: list[Any], meta: dict[str, str] | None) -> Any:
+            return await node.write(database.address, payloads, meta=meta)
 
-        return cls(source, database, storage, announce)
+        return cls(source, database, storage, write)
 
     @classmethod
     def for_repo(cls, repo: Repo, source: PostgresSource) -> Seeder:
@@ -161,10 +164,10 @@ class Seeder:
         async def storage(fn: Callable[[], Any]) -> Any:
             return await trio.to_thread.run_sync(fn, limiter=limiter)
 
-        async def announce() -> None:
-            return None
+        async def write(payloads: list[Any], meta: dict[str, str] | None) -> Any:
+            return await storage(lambda: ops.write(database, payloads, meta=meta))
 
-        return cls(source, database, storage, announce)
+        return cls(source, database, storage, write)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -251,9 +254,7 @@ class Seeder:
         if position.resync:
             await self._resync()
         done = Position(phase="follow", snapshot_rows=position.snapshot_rows)
-        await self._storage(
-            lambda: self.database.write_many([], meta={self.meta_name: done.dumps()})
-        )
+        await self._write([], {self.meta_name: done.dumps()})
         self.position = done
         log.info("%s: snapshot done: %d rows", self.source.table, position.snapshot_rows)
 
@@ -302,19 +303,18 @@ class Seeder:
     # -- writing ------------------------------------------------------------------------------
 
     async def _apply(self, changes: Sequence[Change], position: Position) -> None:
-        written, unchanged = await self._storage(lambda: self._write(changes, position))
-        self.stats.written += written
-        self.stats.unchanged += unchanged
-        if written:
-            await self._announce()
+        payloads = await self._storage(lambda: self._changed(changes))
+        # The ops and the position in one transaction, through the node's one write path.
+        await self._write(payloads, {self.meta_name: position.dumps()})
+        self.stats.written += len(payloads)
+        self.stats.unchanged += len(changes) - len(payloads)
 
     def _doc_id(self, key: Any) -> Any:
         doc_id = to_ipld(key, table=self.source.table, key=key, column=self.source.key)
         return doc_id if self.documents else str(doc_id)
 
-    def _write(self, changes: Sequence[Change], position: Position) -> tuple[int, int]:
-        """In the storage thread: the ops that change something, and the position, in one
-        transaction."""
+    def _changed(self, changes: Sequence[Change]) -> list[Any]:
+        """In the storage thread: the ops that change something."""
         store: Any = self.database.store
         payloads = []
         for change in changes:
@@ -334,8 +334,7 @@ class Seeder:
                 payloads.append({"op": "put", "doc": value})
             else:
                 payloads.append({"op": "put", "key": doc_id, "value": value})
-        self.database.write_many(payloads, meta={self.meta_name: position.dumps()})
-        return len(payloads), len(changes) - len(payloads)
+        return payloads
 
     async def _resync(self) -> None:
         """Delete the documents whose rows are gone (after a TRUNCATE, or a lost outbox)."""
@@ -353,8 +352,7 @@ class Seeder:
         if gone:
             key = "id" if self.documents else "key"
             payloads = [{"op": "del", key: k} for k in gone]
-            await self._storage(lambda: self.database.write_many(payloads))
-            await self._announce()
+            await self._write(payloads, None)
             log.info("%s: removed %d documents whose rows are gone", self.source.table, len(gone))
 
 

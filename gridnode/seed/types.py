@@ -27,9 +27,9 @@ arrays of any of these                         list (nested lists for more dimen
 Timestamps have a fixed width so that their strings sort in time order (a documents index on one
 is an index by time). numeric is a string, not an int or float: a float would lose digits and
 an int the scale, and IPLD integers stop at 64 bits. A column of any other type is refused when
-the seeder starts (:class:`~gridnode.seed.errors.UnsupportedColumn`); a value that cannot be
+the seeder starts (:class:`~gridnode.errors.UnsupportedColumn`); a value that cannot be
 represented (``'NaN'::float8``, ``'infinity'::timestamptz``, a BC date) is an
-:class:`~gridnode.seed.errors.UnmappableValue` naming the row's key and the column.
+:class:`~gridnode.errors.UnmappableValue` naming the row's key and the column.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import uuid
 from decimal import Decimal
 from typing import Any, Final
 
-from gridnode.seed.errors import UnmappableValue
+from gridnode.errors import UnmappableValue
 
 __all__ = [
     "KEY_TYPES",

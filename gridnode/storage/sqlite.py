@@ -27,8 +27,8 @@ from typing import Any, Final
 
 import cbor2
 
-from crdt.errors import GridnodeError, HashMismatch
 from crdt.ipld import CID
+from gridnode.errors import CorruptBlock, StorageError, StorageFull
 
 __all__ = ["DB_FILE", "CorruptBlock", "SqliteSpace", "SqliteStore", "StorageError", "StorageFull"]
 
@@ -67,20 +67,6 @@ CREATE TABLE IF NOT EXISTS databases (
     followed INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 """
-
-
-class StorageError(GridnodeError):
-    """The node's SQLite file cannot be used (locked, corrupt, from a newer gridnode, ...)."""
-
-
-class StorageFull(StorageError):
-    """The disk holding the node's SQLite file is full: the write was refused and nothing of it
-    was kept. Writes succeed again once space is freed; what was written before is intact."""
-
-
-class CorruptBlock(StorageError, HashMismatch):
-    """A block read from the node's SQLite file no longer hashes to its CID (the file was damaged
-    on disk): it is never served or exported."""
 
 
 #: Free bytes below which an I/O error of SQLite is taken for a full disk.

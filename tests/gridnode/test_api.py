@@ -11,8 +11,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 import trio
 
-from crdt.errors import GridnodeError
-from gridnode import api
+from crdt.errors import GridnodeError, InvalidOperation
+from gridnode import api, errors, ops
 from gridnode.node import open_node
 from gridnode.repo import Repo
 
@@ -124,9 +124,9 @@ def test_requests_without_the_token_are_refused(tmp_path):
                     assert "error" in body
                     assert headers["www-authenticate"] == "Bearer"
             wrong = api.ApiClient(client.url, "not-the-token")
-            with pytest.raises(api.TokenRefused):
+            with pytest.raises(errors.TokenRefused):
                 await call(wrong.databases)
-            with pytest.raises(api.TokenRefused):
+            with pytest.raises(errors.TokenRefused):
                 await call(wrong.answers)
 
     run(test)
@@ -152,7 +152,7 @@ def test_unknown_database_and_endpoint_are_404(tmp_path):
                 assert set(body) == {"error"}
             status, body, _ = await raw(client, "POST", f"/db/{missing}/ops", body=b"[]")
             assert status == 404
-            with pytest.raises(api.NotFound, match="no database"):
+            with pytest.raises(errors.NotFound, match="no database"):
                 await call(client.database, missing)
 
     run(test)
@@ -172,9 +172,9 @@ def test_wrong_method_is_405(tmp_path):
 def test_malformed_requests_are_400_never_500(tmp_path):
     async def test():
         async with serving(tmp_path / "node") as (_node, client):
-            kv = (await call(client.create, api.CreateRequest("kv", "keyvalue")))["address"]
+            kv = (await call(client.create, ops.CreateRequest("kv", "keyvalue")))["address"]
             docs = await call(
-                client.create, api.CreateRequest("docs", "documents", indexes=["year"])
+                client.create, ops.CreateRequest("docs", "documents", indexes=["year"])
             )
             cid = kv.removeprefix("/gridnode/")
             dcid = docs["address"].removeprefix("/gridnode/")
@@ -225,7 +225,7 @@ def test_malformed_requests_are_400_never_500(tmp_path):
             assert status == 400
             assert answer["index"] == 1
             assert answer["error"] == "ops[1]: " + answer["reason"]
-            with pytest.raises(api.InvalidOp) as caught:
+            with pytest.raises(InvalidOperation) as caught:
                 await call(
                     client.write,
                     kv,
@@ -322,14 +322,14 @@ def test_every_endpoint(tmp_path):
             assert hello["peer_id"] == node.peer_id
 
             # POST /db, GET /db, GET /db/{cid}
-            kv = await call(client.create, api.CreateRequest("people", "keyvalue", writers=[]))
+            kv = await call(client.create, ops.CreateRequest("people", "keyvalue", writers=[]))
             assert kv["name"] == "people" and kv["type"] == "keyvalue"
             assert kv["admins"] == [node.repo.did] and kv["writers"] == [node.repo.did]
             address = kv["address"]
             assert address in node._replicas  # replicated as soon as created
             docs = await call(
                 client.create,
-                api.CreateRequest("books", "documents", indexes=["year", "year"], index_by="id"),
+                ops.CreateRequest("books", "documents", indexes=["year", "year"], index_by="id"),
             )
             assert docs["options"] == {"indexBy": "id", "indexes": ["year"]}
             listed = await call(client.databases)
@@ -364,11 +364,11 @@ def test_every_endpoint(tmp_path):
             assert await node.read(address, lambda d: d.store.get("bob")) == 1
 
             # GET get / log
-            got = await call(client.get, address, "alice")
+            got = await call(client.read, "get", address, key="alice")
             assert got == {"key": "alice", "value": {"age": 33, "photo": b"\x00\x01"}}
-            with pytest.raises(api.NotFound, match="no key 'carol'"):
-                await call(client.get, address, "carol")
-            log = list(await call(client.log, address, None))
+            with pytest.raises(errors.NotFound, match="no key 'carol'"):
+                await call(client.read, "get", address, key="carol")
+            log = (await call(client.read, "log", address))["entries"]
             assert [e["cid"] for e in log] == result["entries"]
             assert (
                 log[0]["clock"] == 1
@@ -376,7 +376,7 @@ def test_every_endpoint(tmp_path):
                 and log[1]["next"] == [log[0]["cid"]]
             )
             assert log[1]["payload"] == {"op": "put", "key": "bob", "value": 1}
-            assert len(list(await call(client.log, address, 1))) == 1
+            assert len((await call(client.read, "log", address, limit=1))["entries"]) == 1
 
             # documents: get by id (string or integer) and query
             await call(
@@ -388,24 +388,31 @@ def test_every_endpoint(tmp_path):
                     {"op": "put", "doc": {"id": "b3", "year": 1989.0}},
                 ],
             )
-            assert (await call(client.get, docs["address"], 7))["value"] == {"id": 7, "year": 1984}
-            assert (await call(client.get, docs["address"], "b1"))["value"]["year"] == 1965
-            found = await call(client.query, docs["address"], "year", {"gte": 1980}, None, True)
+            assert (await call(client.read, "get", docs["address"], id=7))["value"] == {
+                "id": 7,
+                "year": 1984,
+            }
+            assert (await call(client.read, "get", docs["address"], key="b1"))["value"][
+                "year"
+            ] == 1965
+            found = await call(
+                client.read, "query", docs["address"], field="year", gte=1980, reverse=True
+            )
             assert found["index_by"] == "id"
             assert [d["id"] for d in found["documents"]] == ["b3", 7]
-            found = await call(client.query, docs["address"], "year", {"eq": 1989}, None, False)
+            found = await call(client.read, "query", docs["address"], field="year", eq=1989)
             assert [d["id"] for d in found["documents"]] == ["b3"]
-            found = await call(client.query, docs["address"], None, {}, 2, False)
+            found = await call(client.read, "query", docs["address"], limit=2)
             assert [d["id"] for d in found["documents"]] == [7, "b1"]
 
             # events, set, counter: iter and value
-            feed = (await call(client.create, api.CreateRequest("feed", "events")))["address"]
-            tags = (await call(client.create, api.CreateRequest("tags", "set", public=True)))[
+            feed = (await call(client.create, ops.CreateRequest("feed", "events")))["address"]
+            tags = (await call(client.create, ops.CreateRequest("tags", "set", public=True)))[
                 "address"
             ]
-            hits = (await call(client.create, api.CreateRequest("hits", "counter")))["address"]
+            hits = (await call(client.create, ops.CreateRequest("hits", "counter")))["address"]
             added = await call(client.write, feed, [{"op": "add", "value": i} for i in range(3)])
-            items = await call(client.items, feed, 2, True)
+            items = (await call(client.read, "iter", feed, limit=2, reverse=True))["items"]
             assert items == [
                 {"cid": added["entries"][2], "value": 2},
                 {"cid": added["entries"][1], "value": 1},
@@ -415,12 +422,12 @@ def test_every_endpoint(tmp_path):
             )
             # A remove without tags names every add of the member this node holds.
             await call(client.write, tags, [{"op": "remove", "value": "red"}])
-            assert await call(client.items, tags, None, False) == [{"value": "blue"}]
-            with pytest.raises(api.NotFound, match="not a member"):
+            assert (await call(client.read, "iter", tags))["items"] == [{"value": "blue"}]
+            with pytest.raises(errors.NotFound, match="not a member"):
                 await call(client.write, tags, [{"op": "remove", "value": "green"}])
             inc = await call(client.write, hits, [{"op": "inc", "by": 5}, {"op": "inc", "by": -2}])
             assert inc["value"] == 3
-            assert await call(client.value, hits) == {"address": hits, "value": 3}
+            assert await call(client.read, "value", hits) == {"address": hits, "value": 3}
 
             # GET /db/{cid}/car, then POST /import into another node
             car = tmp_path / "people.car"
@@ -463,7 +470,7 @@ def test_every_endpoint(tmp_path):
                 "rejected": [],
             }
             assert address in second._replicas
-            assert (await call(client2.get, address, "bob"))["value"] == 1
+            assert (await call(client2.read, "get", address, key="bob"))["value"] == 1
             again = await call(client2.import_car, car.read_bytes())
             assert again["duplicates"] == 2 and again["applied"] == 0
 
@@ -480,7 +487,7 @@ def test_follow_and_status_show_the_sync(tmp_path):
     async def test():
         async with serving(first_dir, announce_interval=0.5) as (a, client_a):
             shared = await call(
-                client_a.create, api.CreateRequest("shared", "keyvalue", writers=[second_did])
+                client_a.create, ops.CreateRequest("shared", "keyvalue", writers=[second_did])
             )
             address = shared["address"]
             await call(client_a.write, address, [{"op": "put", "key": "from a", "value": 1}])
@@ -501,7 +508,7 @@ def test_follow_and_status_show_the_sync(tmp_path):
                         if da == db:
                             break
                         await trio.sleep(0.1)
-                assert (await call(client_a.get, address, "from b"))["value"] == 2
+                assert (await call(client_a.read, "get", address, key="from b"))["value"] == 2
                 assert (await call(client_a.status))["peers"] == [b.peer_id]
                 # The follower pulled from the first node (the first may have had b's write
                 # inline in an announcement, with no pull).
@@ -532,7 +539,7 @@ def test_follow_and_status_show_the_sync(tmp_path):
                 peers = await call(client_b.peers)
                 assert peers["peers"] == [{"peer_id": a.peer_id, "strikes": 0}]
                 # Following a database no connected peer keeps is a 404.
-                with pytest.raises(api.NotFound):
+                with pytest.raises(errors.NotFound):
                     await call(
                         client_b.follow,
                         "bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe",
@@ -547,7 +554,7 @@ def test_follow_and_status_show_the_sync(tmp_path):
 def test_unfollow_stops_replicating_and_follow_resumes(tmp_path):
     async def test():
         async with serving(tmp_path / "node") as (node, client):
-            kv = (await call(client.create, api.CreateRequest("kv", "keyvalue")))["address"]
+            kv = (await call(client.create, ops.CreateRequest("kv", "keyvalue")))["address"]
             await call(client.write, kv, [{"op": "put", "key": "k", "value": 1}])
             assert node.replicating(kv)
             gone = await call(client.unfollow, kv)
@@ -556,8 +563,8 @@ def test_unfollow_stops_replicating_and_follow_resumes(tmp_path):
             status = await call(client.status)
             assert [d["replicating"] for d in status["databases"]] == [False]
             # The data stays; a second unfollow is a 404; follow replicates it again.
-            assert (await call(client.get, kv, "k"))["value"] == 1
-            with pytest.raises(api.NotFound, match="does not replicate"):
+            assert (await call(client.read, "get", kv, key="k"))["value"] == 1
+            with pytest.raises(errors.NotFound, match="does not replicate"):
                 await call(client.unfollow, kv)
             assert (await call(client.follow, kv))["entries"] == 1
             assert node.replicating(kv)
@@ -573,7 +580,7 @@ def test_unfollow_is_kept_across_a_restart(tmp_path):
 
     async def test():
         async with serving(data_dir) as (node, client):
-            kv = (await call(client.create, api.CreateRequest("kv", "keyvalue")))["address"]
+            kv = (await call(client.create, ops.CreateRequest("kv", "keyvalue")))["address"]
             await call(client.unfollow, kv)
         async with serving(data_dir) as (node, client):
             assert not node.replicating(kv)  # the restart left it alone

@@ -237,10 +237,10 @@ def test_put_a_thousand_json_lines_as_one_batch(node, monkeypatch):
     calls = []
     original = StoredDatabase.write_many
 
-    def counting(self, payloads, keypair=None):
+    def counting(self, payloads, keypair=None, **options):
         payloads = list(payloads)
         calls.append(len(payloads))
-        return original(self, payloads, keypair)
+        return original(self, payloads, keypair, **options)
 
     monkeypatch.setattr(StoredDatabase, "write_many", counting)
     lines = "".join(json.dumps({"key": f"k{i:04}", "value": i}) + "\n" for i in range(1000))

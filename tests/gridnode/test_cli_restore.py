@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from crdt.ipld.cid import CID
-from gridnode import api
+from gridnode import api, errors, ops
 from gridnode.cli import main
 from gridnode.node import Node
 from gridnode.repo import Repo
@@ -218,7 +218,7 @@ def test_an_unknown_manifest_is_404(nodes):
     status, answer = post(b.client, json.dumps(body).encode())
     assert status == 404, answer
     assert str(UNKNOWN) in answer["error"]
-    with pytest.raises(api.NotFound):
+    with pytest.raises(errors.NotFound):
         b.client.restore([str(UNKNOWN)], [a.addr], 2)
     assert not b.node.replicating(str(UNKNOWN))
 
@@ -263,7 +263,7 @@ def test_the_client_waits_as_long_as_the_restore_may_take(monkeypatch):
 def test_a_database_named_restore_is_still_read_at_its_name(nodes):
     """``/db/restore`` is also ``/db/{db}`` of a database named "restore": GET reads it."""
     _a, b, _facts = nodes
-    made = b.client.create(api.CreateRequest("restore", "counter"))
+    made = b.client.create(ops.CreateRequest("restore", "counter"))
     info = json.loads(cli(b.node.repo.data_dir, "db", "info", "restore", "--json").stdout)
     assert info["address"] == made["address"] and info["type"] == "counter"
     parts = urlsplit(b.client.url)

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from gridnode import api
+from gridnode import ops
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +108,8 @@ def test_the_dashboard_shows_the_node_as_it_is(live_nodes, browser):
     b = live_nodes("b", bootstrap=a.node.addrs, announce_interval=0.5)
     wait_for(lambda: a.node.peers() and b.node.peers(), "the nodes to connect")
     client_a, client_b = a.client, b.client
-    notes = client_a.create(api.CreateRequest("notes", "keyvalue", public=True))["address"]
-    feed = client_a.create(api.CreateRequest("feed", "events"))["address"]
+    notes = client_a.create(ops.CreateRequest("notes", "keyvalue", public=True))["address"]
+    feed = client_a.create(ops.CreateRequest("feed", "events"))["address"]
     client_a.write(notes, [{"op": "put", "key": f"k{i}", "value": i} for i in range(5)])
     client_a.write(feed, [{"op": "add", "value": i} for i in range(3)])
     client_b.follow(notes)

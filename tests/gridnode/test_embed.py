@@ -15,7 +15,8 @@ import pytest
 import trio
 
 import gridnode
-from gridnode import api
+from crdt.errors import InvalidOperation
+from gridnode import api, errors
 from gridnode.config import CONFIG_FILE
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
@@ -57,11 +58,11 @@ def test_asyncio_node_writes_reads_and_serves_the_cli(tmp_path):
             await asyncio.gather(*(node.put(notes, f"k{i}", i) for i in range(20)))
             assert await node.get(notes, "k7") == 7
             assert await node.get("notes", "k19") == 19  # by name too
-            with pytest.raises(api.NotFound, match="no key 'nope'"):
+            with pytest.raises(errors.NotFound, match="no key 'nope'"):
                 await node.get(notes, "nope")
             with pytest.raises(gridnode.NotFound, match="no database 'nosuchdb'"):
                 await node.get("nosuchdb", "k")
-            with pytest.raises(api.InvalidOp):
+            with pytest.raises(InvalidOperation):
                 await node.write(notes, [{"op": "inc", "by": 1}])
             docs = await node.create_database("people", "documents", indexes=["age"])
             await node.put_document(docs, {"_id": "alice", "age": 33})
@@ -195,7 +196,7 @@ def test_start_errors_are_the_typed_errors(tmp_path):
         asyncio.run(bad_asyncio())
     # A second node on the same data directory is refused, the first one goes on.
     with gridnode.start_node(tmp_path / "one", listen=LOOPBACK) as first:
-        with pytest.raises(api.NodeUnavailable, match="already running"):
+        with pytest.raises(errors.NodeUnavailable, match="already running"):
             gridnode.start_node(tmp_path / "one", listen=LOOPBACK)
         assert first.peers() == []
 

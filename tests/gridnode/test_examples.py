@@ -50,7 +50,7 @@ def test_the_trio_example(tmp_path):
 def test_the_sync_example(tmp_path):
     out = run_example("embed_sync.py", tmp_path / "node")
     assert out["value"] == "20"
-    assert out["refused"].startswith("Conflict 'get' works on keyvalue and documents")
+    assert out["refused"].startswith("WrongStoreType 'get' works on keyvalue and documents")
 
 
 def test_the_fastapi_example(tmp_path):

@@ -5,7 +5,7 @@ from urllib.parse import quote
 from crdt.entry import decode_entry
 from crdt.ipld.car import read_car
 from crdt.ipld.cid import CID
-from gridnode import api
+from gridnode import ops
 from tests.gridnode.test_api import call, raw, run, serving
 
 RAW = {"Accept": "application/vnd.ipld.raw"}
@@ -13,7 +13,7 @@ CAR = {"Accept": "application/vnd.ipld.car"}
 
 
 async def _database(client, name="log", count=5):
-    address = (await call(client.create, api.CreateRequest(name, "events")))["address"]
+    address = (await call(client.create, ops.CreateRequest(name, "events")))["address"]
     for n in range(count):
         await call(client.write, address, [{"op": "add", "value": n}])
     info = await call(client.database, address)

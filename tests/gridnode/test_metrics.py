@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from gridnode import api, metrics
+from gridnode import api, metrics, ops
 
 pytestmark = pytest.mark.slow
 
@@ -128,7 +128,7 @@ def test_metrics_follow_the_node(live_nodes):
 
     # Writes on a.
     client_a, client_b = a.client, b.client
-    notes = client_a.create(api.CreateRequest("notes", "keyvalue", public=True))["address"]
+    notes = client_a.create(ops.CreateRequest("notes", "keyvalue", public=True))["address"]
     client_a.write(notes, [{"op": "put", "key": f"k{i}", "value": i} for i in range(7)])
     client_a.write(notes, [{"op": "put", "key": "k0", "value": "again"}])
     after_writes = scrape(a)
@@ -208,7 +208,7 @@ def test_rejected_entries_are_counted_by_reason(live_nodes, tmp_path):
     from gridnode.repo import Repo
 
     a = live_nodes("a")
-    private = a.client.create(api.CreateRequest("private", "keyvalue"))["address"]
+    private = a.client.create(ops.CreateRequest("private", "keyvalue"))["address"]
     # Another identity writes to a copy of the same database offline: not a writer.
     car = tmp_path / "private.car"
     a.client.export(private, car)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gridnode import api
+from gridnode import ops
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def test_schemathesis_finds_nothing(live_nodes, tmp_path):
     made = {}
     for kind in ("keyvalue", "documents", "events", "set", "counter"):
         indexes = ["n"] if kind == "documents" else []
-        request = api.CreateRequest(f"st-{kind}", kind, public=True, indexes=indexes)
+        request = ops.CreateRequest(f"st-{kind}", kind, public=True, indexes=indexes)
         made[kind] = client.create(request)["address"]
     client.write(made["keyvalue"], [{"op": "put", "key": "k", "value": 1}])
     client.write(made["documents"], [{"op": "put", "doc": {"_id": "d", "n": 2}}])

@@ -22,7 +22,7 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from gridnode import api
+from gridnode import api, errors, ops
 from gridnode.cli import main
 from gridnode.repo import Repo
 from tests.gridnode.conftest import node_in_thread
@@ -161,12 +161,12 @@ def test_every_verb_prints_the_same_offline_and_through_a_running_node(tmp_path,
     shutil.copytree(base, online)
     opened = []
 
-    class Recorded(api.Offline):
+    class Recorded(ops.RepoEndpoint):
         def __init__(self, repo):
             opened.append(repo.data_dir)
             super().__init__(repo)
 
-    monkeypatch.setattr(api, "Offline", Recorded)
+    monkeypatch.setattr(api, "RepoEndpoint", Recorded)
     seen_codes = set()
     with node_in_thread(online) as box:
         for args, stdin in SCRIPT:
@@ -268,11 +268,14 @@ def test_a_node_that_holds_the_lock_but_does_not_answer_is_waited_for_then_refus
     invoke(data_dir, "init")
     with api.node_lock(data_dir):
         started = time.monotonic()
-        with pytest.raises(api.NodeUnavailable, match="does not answer"):
+        with pytest.raises(errors.NodeUnavailable, match="does not answer"):
             api.open_endpoint(data_dir, lambda: Repo(data_dir), warn=print, wait=0.3)
         assert time.monotonic() - started >= 0.3
         # A second node on the same data dir is refused.
-        with pytest.raises(api.NodeUnavailable, match="in use"), api.node_lock(data_dir, wait=0.2):
+        with (
+            pytest.raises(errors.NodeUnavailable, match="in use"),
+            api.node_lock(data_dir, wait=0.2),
+        ):
             pass
 
 

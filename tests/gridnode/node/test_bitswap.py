@@ -277,7 +277,7 @@ def test_bitswap_off_serves_nothing(tmp_path):
     async def main():
         async with node_and_raw_peer(tmp_path / "a") as (node, peer):
             assert node.bitswap is None
-            from gridnode.net.errors import ProtocolNotSupported
+            from gridnode.errors import ProtocolNotSupported
 
             try:
                 await peer.host.open_stream(node.peer_id, PROTOCOLS)
@@ -344,8 +344,8 @@ def test_a_want_list_flood_is_bounded(tmp_path):
 
 
 def test_inbound_streams_per_peer_are_capped(tmp_path):
+    from gridnode.errors import StreamError
     from gridnode.net.bitswap import BitswapConfig
-    from gridnode.net.errors import StreamError
 
     make_node_dir(tmp_path / "a", entries=1)
     cap = BitswapConfig().max_streams

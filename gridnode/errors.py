@@ -1,0 +1,217 @@
+"""The errors of the node layer (``gridnode/``): one tree under :class:`GridnodeError`.
+
+Three modules hold every error gridnode raises, one per floor: :mod:`crdt.errors` (bytes,
+blocks, entries, the log, stores), :mod:`protocols.errors` (what a peer sends on the wire) and
+this one (the data directory, storage, the network, the local API, the seeder, Kubo). An embedder
+catches :class:`GridnodeError` for all of them, or one of the names below (docs/embedding.md).
+
+The names say what went wrong, never how a transport reports it: the local API maps them to HTTP
+statuses in :mod:`gridnode.api.errors`, and its client maps the statuses back to these classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crdt.errors import GridnodeError, HashMismatch, IdentityError, InvalidOperation
+
+__all__ = [
+    "ConfigError",
+    "CorruptBlock",
+    "DialError",
+    "FeatureOff",
+    "GridnodeError",
+    "InvalidJsonValue",
+    "InvalidOperation",
+    "InvalidRequest",
+    "KeyFileError",
+    "KuboError",
+    "KuboRefused",
+    "KuboUnreachable",
+    "NetError",
+    "NodeStopped",
+    "NodeUnavailable",
+    "NotAWriter",
+    "NotAcceptable",
+    "NotCaughtUp",
+    "NotFound",
+    "ProtocolNotSupported",
+    "RequestTooLarge",
+    "SeedConfigError",
+    "SeedError",
+    "SourceUnavailable",
+    "StorageError",
+    "StorageFull",
+    "StreamError",
+    "TokenRefused",
+    "UnknownDatabase",
+    "UnmappableValue",
+    "UnsupportedColumn",
+    "WrongStoreType",
+]
+
+
+# -- requests: what a caller (CLI, API client, embedder) asked for --------------------------------
+
+
+class NotFound(GridnodeError, LookupError):
+    """No such database, key, document or set member."""
+
+
+class UnknownDatabase(NotFound):
+    """No database with that address (or name) in this data directory, or on any peer asked."""
+
+
+class InvalidRequest(GridnodeError, ValueError):
+    """A request that is malformed: bad JSON, a missing or bad parameter, an empty write."""
+
+
+class RequestTooLarge(InvalidRequest):
+    """A request body over the size the node reads."""
+
+
+class InvalidJsonValue(InvalidRequest):
+    """JSON text that is malformed, or a value with no place in the IPLD data model (or in JSON)."""
+
+
+class WrongStoreType(GridnodeError, TypeError):
+    """A verb the database's store type does not have (``inc`` on a keyvalue database, say)."""
+
+
+class NotAWriter(GridnodeError, PermissionError):
+    """This node's key may not write the database: an admin names writers."""
+
+
+class FeatureOff(GridnodeError):
+    """A capability the node's config turns off (``bitswap = false``, say)."""
+
+
+class NotCaughtUp(GridnodeError, TimeoutError):
+    """``db follow --wait`` gave up: no sync of the database completed in time."""
+
+
+# -- the node and its local API -------------------------------------------------------------------
+
+
+class NodeUnavailable(GridnodeError):
+    """The node's local API cannot be reached, or the data directory is held by another process."""
+
+
+class TokenRefused(GridnodeError, PermissionError):
+    """The local API refused the request: no token, or not the node's."""
+
+
+class NodeStopped(GridnodeError, RuntimeError):
+    """The embedded node is not running: it was stopped, it failed, or it never started."""
+
+
+class NotAcceptable(InvalidRequest):
+    """A request for a form of answer the node does not give (the trustless gateway serves raw
+    blocks and CARs, nothing else)."""
+
+
+# -- storage --------------------------------------------------------------------------------------
+
+
+class StorageError(GridnodeError):
+    """The node's SQLite file cannot be used (locked, corrupt, from a newer gridnode, ...)."""
+
+
+class StorageFull(StorageError):
+    """The disk holding the node's SQLite file is full: the write was refused and nothing of it
+    was kept. Writes succeed again once space is freed; what was written before is intact."""
+
+
+class CorruptBlock(StorageError, HashMismatch):
+    """A block read from the node's SQLite file no longer hashes to its CID (the file was damaged
+    on disk): it is never served or exported."""
+
+
+class ConfigError(GridnodeError, ValueError):
+    """A setting with a wrong type or value; the message names the key."""
+
+
+class KeyFileError(IdentityError):
+    """A key file that cannot be read or does not match the identity it names."""
+
+
+# -- the network ----------------------------------------------------------------------------------
+
+
+class NetError(GridnodeError):
+    """A network operation that failed: a peer that cannot be reached, a stream that broke."""
+
+
+class DialError(NetError):
+    """No connection to the peer: bad address, nobody listening, wrong peer id, refused handshake."""
+
+
+class StreamError(NetError):
+    """A stream could not be opened, or broke (was reset) while in use."""
+
+
+class ProtocolNotSupported(StreamError):
+    """The peer is connected but does not speak the requested stream protocol."""
+
+
+# -- Kubo -----------------------------------------------------------------------------------------
+
+
+class KuboError(GridnodeError):
+    """A call to Kubo's RPC API failed."""
+
+
+class KuboUnreachable(KuboError):
+    """No answer from Kubo: nothing listens there, or it timed out."""
+
+
+class KuboRefused(KuboError):
+    """Kubo answered with an error status (or an answer that is not what its API returns)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- the seeder -----------------------------------------------------------------------------------
+
+
+class SeedError(GridnodeError):
+    """The seeder cannot go on."""
+
+
+class SeedConfigError(SeedError, ValueError):
+    """A seed source is misconfigured (a missing option, an unknown table, key or column, a
+    database of the wrong type); the message names what."""
+
+
+class UnsupportedColumn(SeedConfigError):
+    """A selected column's PostgreSQL type has no IPLD mapping (docs/seeding.md lists the
+    types that have one): exclude the column, or change its type."""
+
+    def __init__(self, table: str, column: str, type_name: str) -> None:
+        self.table = table
+        self.column = column
+        self.type_name = type_name
+        super().__init__(
+            f"{table}.{column}: the PostgreSQL type {type_name} has no IPLD mapping "
+            f"(exclude the column with --exclude {column}, or change its type)"
+        )
+
+
+class UnmappableValue(SeedError, ValueError):
+    """A value in a row cannot be represented in IPLD (a NaN or infinite float or numeric, an
+    infinite timestamp, an integer beyond 64 bits in a JSON value, ...). Names the row's key and
+    the column; the seeder stops there (its position is not advanced), so nothing is skipped
+    silently."""
+
+    def __init__(self, table: str, key: Any, column: str, reason: str) -> None:
+        self.table = table
+        self.key = key
+        self.column = column
+        self.reason = reason
+        super().__init__(f"{table} row {key!r}, column {column}: {reason}")
+
+
+class SourceUnavailable(SeedError):
+    """PostgreSQL cannot be reached (the seeder retries until it can)."""

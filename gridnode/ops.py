@@ -1,0 +1,608 @@
+"""The database operations, written once.
+
+Every way into a node's databases runs these functions: the local API's handlers (in the
+running node's storage worker), the embed facades (the same, through the node), and the CLI when
+no node runs (:class:`RepoEndpoint`, straight on the data directory). They are synchronous, take
+a :class:`~gridnode.repo.Repo` or a :class:`~gridnode.repo.StoredDatabase`, and return
+JSON-ready values (IPLD values: a link is a :class:`~crdt.ipld.cid.CID`, bytes are ``bytes``).
+They know nothing of HTTP, trio or the terminal.
+
+Rules:
+
+- **One write path.** :func:`write` checks a write (this node is a writer; every op is one of
+  the database's type, the first that is not named by its index) and commits it in one
+  transaction; nothing else calls :meth:`~gridnode.repo.StoredDatabase.write_many`. A running
+  node wraps it in :meth:`gridnode.node.Node.write` (count, tell bitswap, announce).
+- **One export path.** A CAR of a database comes from
+  :meth:`~gridnode.repo.StoredDatabase.car_parts`, which re-hashes every stored block: a damaged
+  one raises :class:`~gridnode.errors.CorruptBlock` and nothing damaged is sent.
+- **Reads on one database are registered** (:data:`READS`): a name, the store types that have
+  it, its parameters and their kinds. The API serves each at ``GET /db/{db}/{name}``, its client
+  and :class:`RepoEndpoint` call it by name (``endpoint.read(name, ref, **params)``), the embed
+  facades by ``node.read(name, ref, **params)``. Adding a read is: the function here, its route
+  in :mod:`gridnode.api.routes`, its CLI verb.
+
+Errors are :mod:`gridnode.errors`' (and crdt's :class:`~crdt.errors.InvalidOperation` for an op
+that is not valid): never HTTP names.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from crdt.entry import Entry
+from crdt.errors import GridnodeError, InvalidCar, InvalidOperation
+from crdt.stores import STORE_TYPES, UNSET, open_store
+from gridnode import jsonvalue
+from gridnode.errors import (
+    InvalidRequest,
+    NotAWriter,
+    NotFound,
+    UnknownDatabase,
+    WrongStoreType,
+)
+from gridnode.repo import ImportReport, Repo, StoredDatabase
+
+__all__ = [
+    "BOUNDS",
+    "READS",
+    "CreateRequest",
+    "Param",
+    "Read",
+    "RepoEndpoint",
+    "check_type",
+    "create",
+    "describe",
+    "describe_error",
+    "export_car",
+    "import_car",
+    "import_report",
+    "info",
+    "listing",
+    "resolve",
+    "status_of_databases",
+    "write",
+    "written",
+]
+
+log = logging.getLogger(__name__)
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error as one line of text (its class name if it says nothing)."""
+    text = " ".join(str(exc).splitlines()).strip()
+    return text or type(exc).__name__
+
+
+# -- finding and describing databases --------------------------------------------------------------
+
+
+def resolve(repo: Repo, ref: str) -> StoredDatabase:
+    """The database named by ``ref``: ``/gridnode/<cid>``, the bare CID, or a unique name."""
+    if not ref:
+        raise InvalidRequest("give a database: /gridnode/<cid>, its CID or its name")
+    try:
+        return repo.database(ref)
+    except UnknownDatabase:
+        matches = [a for a, name, _ in repo.databases() if name == ref]
+    if len(matches) > 1:
+        raise InvalidRequest(
+            f"{len(matches)} databases are named {ref!r}; give an address: " + ", ".join(matches)
+        )
+    if not matches:
+        raise UnknownDatabase(
+            f"no database {ref!r} in {repo.data_dir} "
+            "(give /gridnode/<cid> or a name; 'gridnode db list' shows them)"
+        )
+    return repo.database(matches[0])
+
+
+def check_type(info: Mapping[str, Any], verb: str, types: Sequence[str]) -> None:
+    """Refuse a verb that a database of this type does not have (``info`` as :func:`info`)."""
+    if types and info["type"] not in types:
+        raise WrongStoreType(
+            f"'{verb}' works on {' and '.join(types)} databases; "
+            f"{info['name']} ({info['address']}) is a {info['type']} database"
+        )
+
+
+def _check_type_of(database: StoredDatabase, verb: str, types: Sequence[str]) -> None:
+    manifest = database.manifest
+    check_type(
+        {"type": manifest.store, "name": manifest.name, "address": database.address}, verb, types
+    )
+
+
+def describe(database: StoredDatabase) -> dict[str, Any]:
+    """The manifest: ``{"address", "name", "type", "admins", "writers", "options"}``."""
+    manifest = database.manifest
+    return {
+        "address": database.address,
+        "name": manifest.name,
+        "type": manifest.store,
+        "admins": list(manifest.admins),
+        "writers": list(manifest.writers),
+        "options": dict(manifest.options),
+    }
+
+
+def info(database: StoredDatabase, *, digest: bool = True) -> dict[str, Any]:
+    """The manifest, the number of entries, the heads, whether this node may write, and (unless
+    ``digest`` is false: it reads the whole state) the state digest in hex."""
+    out = describe(database)
+    out["entries"] = len(database)
+    out["heads"] = [str(h) for h in database.heads]
+    out["may_write"] = database.may_write()
+    out["private"] = database.repo.private(database.address)
+    if digest:
+        out["digest"] = database.digest().hex()
+    return out
+
+
+def listing(repo: Repo) -> list[dict[str, Any]]:
+    """``{"address", "name", "type", "entries"}`` of every database, by name."""
+    return [_row(repo, a, n, t, heads=False) for a, n, t in repo.databases()]
+
+
+def status_of_databases(repo: Repo) -> list[dict[str, Any]]:
+    """:func:`listing` with each database's ``head_count`` (``gridnode status``, metrics)."""
+    return [_row(repo, a, n, t, heads=True) for a, n, t in repo.databases()]
+
+
+def _row(repo: Repo, address: str, name: str, store: str, *, heads: bool) -> dict[str, Any]:
+    """A database's row with its entries (and heads). One whose store does not open (options it
+    cannot use, from an older node or a peer's manifest) is listed with zeros and its
+    ``"error"``, so that one bad database does not fail every listing."""
+    row: dict[str, Any] = {"address": address, "name": name, "type": store}
+    try:
+        database = repo.database(address)
+        row["entries"] = len(database)
+        if heads:
+            row["head_count"] = len(database.heads)
+    except GridnodeError as exc:
+        log.warning("database %s cannot be opened: %s", address, describe_error(exc))
+        row["entries"] = 0
+        row["error"] = describe_error(exc)
+        if heads:
+            row["head_count"] = 0
+    return row
+
+
+# -- creating --------------------------------------------------------------------------------------
+
+
+_CREATE_FIELDS: Final = ("name", "type", "writers", "public", "indexes", "index_by", "private")
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What ``POST /db`` (and ``db create``, and an embedder's ``create_database``) asks for."""
+
+    name: str
+    type: str
+    writers: list[str] = field(default_factory=list)
+    public: bool = False
+    indexes: list[str] = field(default_factory=list)
+    index_by: str | None = None
+    private: bool = False
+
+    @classmethod
+    def from_json(cls, body: Any) -> CreateRequest:
+        if type(body) is not dict:
+            raise InvalidRequest(
+                "the body is {" + ", ".join(f'"{name}"' for name in _CREATE_FIELDS) + "}"
+            )
+        unknown = set(body) - set(_CREATE_FIELDS)
+        if unknown:
+            raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}")
+        name, store = body.get("name"), body.get("type")
+        if type(name) is not str or not name:
+            raise InvalidRequest("name must be a non-empty string")
+        if type(store) is not str or store not in STORE_TYPES:
+            raise InvalidRequest(
+                f"type must be one of {', '.join(sorted(STORE_TYPES))}, not {store!r}"
+            )
+        writers = body.get("writers", [])
+        indexes = body.get("indexes", [])
+        for key, value in (("writers", writers), ("indexes", indexes)):
+            if type(value) is not list or not all(type(v) is str for v in value):
+                raise InvalidRequest(f"{key} must be a list of strings")
+        public = body.get("public", False)
+        if type(public) is not bool:
+            raise InvalidRequest("public must be true or false")
+        private = body.get("private", False)
+        if type(private) is not bool:
+            raise InvalidRequest("private must be true or false")
+        index_by = body.get("index_by")
+        if index_by is not None and type(index_by) is not str:
+            raise InvalidRequest("index_by must be a string")
+        if (indexes or index_by is not None) and store != "documents":
+            raise InvalidRequest("indexes and index_by apply to documents databases")
+        return cls(name, store, writers, public, indexes, index_by, private)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def options(self) -> dict[str, Any]:
+        """The manifest's options; :class:`InvalidRequest` if the store would not open with them
+        (a database whose store cannot be opened would fail every listing that counts
+        entries)."""
+        options: dict[str, Any] = {}
+        if self.index_by is not None:
+            options["indexBy"] = self.index_by
+        if self.indexes:
+            options["indexes"] = list(dict.fromkeys(self.indexes))
+        try:
+            open_store(self.type, options)
+        except GridnodeError as exc:
+            raise InvalidRequest(describe_error(exc)) from None
+        return options
+
+
+def create(repo: Repo, request: CreateRequest) -> StoredDatabase:
+    """Create the database ``request`` describes, with this node's key as admin."""
+    database = repo.create_database(
+        request.name,
+        request.type,
+        writers=request.writers,
+        public=request.public,
+        options=request.options(),
+    )
+    if request.private:
+        repo.set_private(database.address, True)
+    return database
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def prepare(
+    database: StoredDatabase, payloads: Sequence[Any], labels: Sequence[str] | None = None
+) -> list[Any]:
+    """Check a write before anything is signed: this node must be a writer, and every op one of
+    the database's type (:class:`~crdt.errors.InvalidOperation` with ``index`` names the first
+    that is not). A set ``remove`` without ``tags`` gets the tags of every add of its value
+    this replica holds (it must hold one)."""
+    if not payloads:
+        raise InvalidRequest("no ops to write")
+    if not database.may_write():
+        raise NotAWriter(
+            f"this node ({database.repo.did}) is not a writer of {database.manifest.name} "
+            f"({database.address}); an admin names writers with 'gridnode db create --writer DID'"
+        )
+    store = database.store
+    check_op = type(store).check_op
+    options = database.manifest.options
+    prepared = []
+    for index, payload in enumerate(payloads):
+        label = labels[index] if labels is not None else f"ops[{index}]"
+        if (
+            database.manifest.store == "set"
+            and type(payload) is dict
+            and payload.get("op") == "remove"
+            and "value" in payload
+            and "tags" not in payload
+        ):
+            tags = store.tags_for(payload["value"])  # type: ignore[attr-defined]
+            if not tags:
+                raise NotFound(
+                    f"{_dumps_or_repr(payload['value'])} is not a member of "
+                    f"{database.manifest.name}"
+                )
+            payload = {**payload, "tags": tags}
+        try:
+            check_op(payload, options)
+        except GridnodeError as exc:
+            reason = describe_error(exc)
+            raise InvalidOperation(f"{label}: {reason}", index=index, reason=reason) from None
+        prepared.append(payload)
+    return prepared
+
+
+def write(
+    database: StoredDatabase,
+    payloads: Sequence[Any],
+    labels: Sequence[str] | None = None,
+    *,
+    meta: Mapping[str, str | int | bytes] | None = None,
+) -> list[Entry]:
+    """THE write: check the ops (:func:`prepare`), then sign and commit them in one transaction,
+    durable when this returns. ``meta`` values are kept in the node's ``meta`` table in that
+    same transaction (a seeder's position); with ``meta``, an empty write is allowed (it only
+    records the position)."""
+    prepared = prepare(database, payloads, labels) if payloads or meta is None else []
+    return database.write_many(prepared, meta=meta)
+
+
+def written(database: StoredDatabase, entries: Sequence[Entry]) -> dict[str, Any]:
+    """What a write did: ``{"address", "written", "entries", "heads"}``, and a counter's new
+    ``"value"``."""
+    out: dict[str, Any] = {
+        "address": database.address,
+        "written": len(entries),
+        "entries": [str(e.cid) for e in entries],
+        "heads": [str(h) for h in database.heads],
+    }
+    if database.manifest.store == "counter":
+        out["value"] = database.store.value  # type: ignore[attr-defined]
+    return out
+
+
+def _dumps_or_repr(value: Any) -> str:
+    try:
+        return jsonvalue.dumps(value)
+    except GridnodeError:
+        return repr(value)
+
+
+# -- reads on one database: the registry -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a read: its name and kind. ``str`` and ``int`` (non-negative) travel as
+    they are, ``bool`` as true/false, ``json`` as JSON text (DAG-JSON forms for links and
+    bytes). A parameter not given is left out of the call (the function's default applies)."""
+
+    name: str
+    kind: str
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read on one database: ``fn(database, **params)`` returns a JSON-ready dict, whose list
+    values may be lazy iterators (a :class:`RepoEndpoint` streams them; the API sends them
+    whole)."""
+
+    name: str
+    fn: Callable[..., dict[str, Any]]
+    params: tuple[Param, ...] = ()
+    #: The store types that have it; empty: every type.
+    types: tuple[str, ...] = ()
+    summary: str = ""
+
+
+#: name -> the read; ``GET /db/{db}/{name}`` serves each (gridnode/api/routes.py).
+READS: dict[str, Read] = {}
+
+
+def read(
+    name: str, *params: Param, types: Sequence[str] = ()
+) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    """Register ``fn`` as the read ``name`` (see :class:`Read`); its docstring's first line is
+    the summary the API's OpenAPI document and ``--help`` show."""
+
+    def register(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        summary = (fn.__doc__ or "").strip().split("\n\n", 1)[0]
+        summary = " ".join(summary.split())
+        READS[name] = Read(name, fn, tuple(params), tuple(types), summary)
+        return fn
+
+    return register
+
+
+def run_read(name: str, database: StoredDatabase, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The read ``name`` on ``database``, its type checked first."""
+    found = READS.get(name)
+    if found is None:
+        raise NotFound(f"no read {name!r} (reads: {', '.join(sorted(READS))})")
+    unknown = set(params) - {p.name for p in found.params}
+    if unknown:
+        raise InvalidRequest(f"'{name}' takes no parameter {sorted(unknown)[0]!r}")
+    _check_type_of(database, name, found.types)
+    return found.fn(database, **params)
+
+
+BOUNDS: Final = ("eq", "gt", "gte", "lt", "lte")
+
+
+@read(
+    "get",
+    Param("key", "str", "a keyvalue key"),
+    Param("id", "json", "a document id"),
+    types=("keyvalue", "documents"),
+)
+def get_value(database: StoredDatabase, key: Any = None, id: Any = UNSET) -> dict[str, Any]:
+    """A keyvalue key's value, or a document by id: ``{"key", "value"}``."""
+    if (key is None) == (id is UNSET):
+        raise InvalidRequest("give key=<string> or id=<JSON string or integer>")
+    if key is None:
+        key = id
+    store: Any = database.store
+    if database.manifest.store == "keyvalue":
+        if type(key) is not str:
+            raise InvalidRequest("a keyvalue key is a string")
+        if key not in store:
+            raise NotFound(f"no key {key!r} in {database.manifest.name}")
+        return {"key": key, "value": store.get(key)}
+    if type(key) not in (str, int):
+        raise InvalidRequest("a document id is a string or an integer")
+    value = store.get(key)
+    if value is None:
+        raise NotFound(f"no document {key!r} in {database.manifest.name}")
+    return {"key": key, "value": value}
+
+
+@read(
+    "query",
+    Param("field", "str", "the indexed field (default: the index_by field)"),
+    *(Param(bound, "json", f"{bound} bound, as JSON") for bound in BOUNDS),
+    Param("limit", "int", "at most this many documents"),
+    Param("reverse", "bool", "descending order"),
+    types=("documents",),
+)
+def query(
+    database: StoredDatabase,
+    field: str | None = None,
+    limit: int | None = None,
+    reverse: bool = False,
+    **bounds: Any,
+) -> dict[str, Any]:
+    """The documents whose indexed field matches, in its order: ``{"index_by", "documents"}``."""
+    store: Any = database.store
+    given = {name: bounds.get(name, UNSET) for name in BOUNDS}
+    docs = store.query(field or store.index_by, limit=limit, reverse=reverse, **given)
+    return {"index_by": store.index_by, "documents": docs}
+
+
+@read("log", Param("limit", "int", "at most this many entries"))
+def log_entries(database: StoredDatabase, limit: int | None = None) -> dict[str, Any]:
+    """The entries in their total order: ``{"address", "entries"}``, each ``{"clock", "cid",
+    "author", "next", "payload"}``."""
+
+    def entries() -> Iterator[dict[str, Any]]:
+        for entry in itertools.islice(database.entries(), limit):
+            yield {
+                "clock": entry.clock,
+                "cid": str(entry.cid),
+                "author": entry.author,
+                "next": [str(c) for c in entry.next],
+                "payload": entry.payload,
+            }
+
+    return {"address": database.address, "entries": entries()}
+
+
+@read(
+    "iter",
+    Param("limit", "int", "at most this many items"),
+    Param("reverse", "bool", "newest event (last member) first"),
+    types=("events", "set"),
+)
+def items(
+    database: StoredDatabase, limit: int | None = None, reverse: bool = False
+) -> dict[str, Any]:
+    """Events ``{"cid", "value"}`` in the log's order, or set members ``{"value"}``:
+    ``{"address", "items"}``."""
+    store: Any = database.store
+    if database.manifest.store == "events":
+        found = [
+            {"cid": str(cid), "value": value}
+            for cid, value in store.iter(forward=not reverse, limit=limit)
+        ]
+    else:
+        members = store.values()
+        if reverse:
+            members.reverse()
+        members = members[:limit] if limit is not None else members
+        found = [{"value": value} for value in members]
+    return {"address": database.address, "items": found}
+
+
+@read("value", types=("counter",))
+def counter_value(database: StoredDatabase) -> dict[str, Any]:
+    """A counter's value: ``{"address", "value"}``."""
+    return {"address": database.address, "value": database.store.value}  # type: ignore[attr-defined]
+
+
+def materialize(value: Any) -> Any:
+    """``value`` with every lazy iterator in it turned into a list (to send it whole)."""
+    if isinstance(value, dict):
+        return {k: materialize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [materialize(v) for v in value]
+    if isinstance(value, Iterator):
+        return [materialize(v) for v in value]
+    return value
+
+
+# -- CARs ------------------------------------------------------------------------------------------
+
+
+def export_car(database: StoredDatabase) -> tuple[list[bytes], int]:
+    """A CAR v1 of the database (roots: the manifest, then the heads) as parts to send, and its
+    block count; every block re-hashed (:meth:`~gridnode.repo.StoredDatabase.car_parts`).
+    Taken in one go so that it is one consistent state."""
+    parts = list(database.car_parts())
+    return parts, len(parts) - 1
+
+
+def import_car(repo: Repo, data: bytes | memoryview) -> ImportReport:
+    """Import a CAR (``gridnode export``'s, or a peer's): the database is added if new, every
+    entry verified and joined."""
+    try:
+        return repo.import_car(data)
+    except InvalidCar as exc:
+        raise InvalidRequest(f"invalid CAR: {describe_error(exc)}") from None
+
+
+def import_report(report: ImportReport) -> dict[str, Any]:
+    """What an import (or a restore) did, JSON-ready."""
+    return {
+        "address": report.address,
+        "applied": report.applied,
+        "duplicates": report.duplicates,
+        "pending": report.pending,
+        "rejected": [{"cid": c, "reason": r} for c, r in report.rejected],
+    }
+
+
+# -- the CLI's endpoint when no node runs ----------------------------------------------------------
+
+
+class RepoEndpoint:
+    """The operations run directly on a data directory no node runs on (the CLI's endpoint when
+    no node runs; :class:`gridnode.api.client.ApiClient` is the one when a node does). Both have
+    the same methods and return the same values, so what the CLI prints does not depend on
+    whether a node runs."""
+
+    running: Final = False
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+
+    def database(self, ref: str, *, digest: bool = False) -> dict[str, Any]:
+        return info(resolve(self.repo, ref), digest=digest)
+
+    def databases(self) -> list[dict[str, Any]]:
+        return listing(self.repo)
+
+    def create(self, request: CreateRequest) -> dict[str, Any]:
+        return describe(create(self.repo, request))
+
+    def write(
+        self, ref: str, payloads: Sequence[Any], labels: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        database = resolve(self.repo, ref)
+        return written(database, write(database, payloads, labels))
+
+    def read(self, name: str, ref: str, **params: Any) -> dict[str, Any]:
+        """The registered read ``name`` (:data:`READS`) on the database ``ref``."""
+        return run_read(name, resolve(self.repo, ref), params)
+
+    def export(self, ref: str, path: Path) -> dict[str, Any]:
+        database = resolve(self.repo, ref)
+        count = database.export_car(path)
+        return {"address": database.address, "file": str(path), "blocks": count}
+
+    def import_car(self, data: bytes | memoryview) -> dict[str, Any]:
+        return import_report(import_car(self.repo, data))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "running": False,
+            "data_dir": str(self.repo.data_dir),
+            "identity": self.repo.did,
+            "peer_id": self._peer_id(),
+            "databases": status_of_databases(self.repo),
+        }
+
+    def peers(self) -> dict[str, Any]:
+        return {
+            "running": False,
+            "identity": self.repo.did,
+            "peer_id": self._peer_id(),
+            "peers": [],
+        }
+
+    def _peer_id(self) -> str:
+        # Imported here: the network floor (libp2p) is heavy, and only these two verbs need it.
+        from gridnode.net.identity import peer_id_from_seed
+
+        return peer_id_from_seed(self.repo.keypair.seed)
