@@ -93,7 +93,9 @@ async def _catch_up(root: Path, source_addr: str, address: str, n: int) -> dict[
         with trio.fail_after(60):  # the pull's own accounting lands when it returns
             while not (
                 done := [
-                    s for (_p, a), s in fresh.syncs.items() if a == address and s.total_applied
+                    s
+                    for (_p, a), s in fresh.stats.syncs.items()
+                    if a == address and s.total_applied
                 ]
             ):
                 await trio.sleep(0.01)

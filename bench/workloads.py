@@ -187,7 +187,9 @@ async def _replicate(p: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         with trio.fail_after(60):  # the pull's own accounting lands when it returns
             while not (
-                done := [s for (_p, a), s in node.syncs.items() if a == address and s.total_applied]
+                done := [
+                    s for (_p, a), s in node.stats.syncs.items() if a == address and s.total_applied
+                ]
             ):
                 await trio.sleep(0.01)
         return {

@@ -387,7 +387,7 @@ class ApiApp:
             row["replicating"] = node.replicating(row["address"])
             row["syncs"] = [
                 _sync_json(s, now)
-                for (_peer, address), s in sorted(node.syncs.items())
+                for (_peer, address), s in sorted(node.stats.syncs.items())
                 if address == row["address"]
             ]
         return _Response(
@@ -400,14 +400,16 @@ class ApiApp:
                 "addrs": node.addrs,
                 "peers": sorted(node.peers()),
                 "databases": databases,
-                "served": {peer: asdict(t) for peer, t in sorted(node.served.items())},
-                "bitswap": None if node.bitswap is None else node.bitswap.stats.as_dict(),
+                "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},
+                "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
             },
         )
 
     async def peers(self, request: _Request) -> _Response:
         node = self.node
-        peers = [{"peer_id": p, "strikes": node.strikes.get(p, 0)} for p in sorted(node.peers())]
+        peers = [
+            {"peer_id": p, "strikes": node.stats.strikes.get(p, 0)} for p in sorted(node.peers())
+        ]
         return _Response(
             200,
             {"running": True, "identity": node.repo.did, "peer_id": node.peer_id, "peers": peers},
@@ -432,7 +434,7 @@ class ApiApp:
 
         roots, addresses, timeout = _restore_body(await request.json())
         node = self.node
-        if node.bitswap is None:
+        if node.stats.bitswap is None:
             raise FeatureOff(
                 "bitswap is off in this node's config: 'bitswap = true' in gridnode.toml turns it "
                 "on (then restart the node)"
@@ -527,7 +529,7 @@ class ApiApp:
 
     async def events(self, request: _Request) -> _Response:
         limit = request.int_param("limit")
-        recent = list(reversed(self.node.events))[:limit]
+        recent = list(reversed(self.node.stats.events))[:limit]
         return _Response(200, {"events": [asdict(e) for e in recent]})
 
     async def metrics(self, request: _Request) -> _Response:

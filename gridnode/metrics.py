@@ -78,9 +78,9 @@ def node_families(
 ) -> list[Family]:
     """The metrics of a running node; ``databases`` as :func:`gridnode.api.databases_status`
     gives them (read in the storage worker)."""
-    counters = node.counters
-    syncs = list(node.syncs.values())
-    served = list(node.served.values())
+    counters = node.stats.counters
+    syncs = list(node.stats.syncs.values())
+    served = list(node.stats.served.values())
 
     def total(name: str, help_: str, value: float) -> Family:
         return Family(f"gridnode_{name}_total", "counter", help_).add(value)
@@ -121,7 +121,7 @@ def node_families(
         total(
             "announcements_refused",
             "Gossip announcements refused as malformed.",
-            node.rejected_announcements,
+            node.stats.rejected_announcements,
         ),
         total(
             "gossip_messages_received",
@@ -180,12 +180,12 @@ def node_families(
         total(
             "protocol_strikes",
             "Protocol violations counted against peers.",
-            sum(node.strikes.values()),
+            sum(node.stats.strikes.values()),
         ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
     ]
-    if node.bitswap is not None:
-        stats = node.bitswap.stats
+    if node.stats.bitswap is not None:
+        stats = node.stats.bitswap
         families += [
             total("bitswap_blocks_sent", "Blocks sent to bitswap peers.", stats.blocks_sent),
             total(

@@ -60,6 +60,7 @@ __all__ = [
     "Node",
     "NodeCounters",
     "NodeEvent",
+    "NodeStats",
     "PeerSync",
     "open_node",
 ]
@@ -149,6 +150,27 @@ class NodeCounters:
     sync_failures: int = 0
 
 
+@dataclass
+class NodeStats:
+    """What a running node has done and seen since it started: what the API's ``/status``,
+    ``/peers`` and ``/events``, the dashboard and ``/metrics`` read (and nothing else of the
+    node's state)."""
+
+    #: (peer, address) -> the last pull.
+    syncs: dict[tuple[str, str], PeerSync] = field(default_factory=dict)
+    #: What this node served each peer (the server side of their pulls).
+    served: dict[str, ServedTotals] = field(default_factory=dict)
+    #: Protocol violations per peer; at MAX_STRIKES the peer is disconnected.
+    strikes: dict[str, int] = field(default_factory=dict)
+    #: The last MAX_EVENTS rejections and errors, oldest first.
+    events: deque[NodeEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))
+    counters: NodeCounters = field(default_factory=NodeCounters)
+    #: Gossip announcements refused by the topic validator.
+    rejected_announcements: int = 0
+    #: Bitswap's counters (``None`` when the config turns bitswap off).
+    bitswap: Any = None
+
+
 class _Metered:
     """A sync stream that counts the bytes a running pull has received so far."""
 
@@ -199,16 +221,8 @@ class Node:
         self.target_peers = target_peers
         self._nursery = nursery
         self._replicas: dict[str, _Replica] = {}
-        #: (peer, address) -> the last pull.
-        self.syncs: dict[tuple[str, str], PeerSync] = {}
-        #: What this node served each peer (the server side of their pulls).
-        self.served: dict[str, ServedTotals] = {}
-        self.rejected_announcements = 0
-        #: Protocol violations per peer; at MAX_STRIKES the peer is disconnected.
-        self.strikes: dict[str, int] = {}
-        #: The last MAX_EVENTS rejections and errors, oldest first.
-        self.events: deque[NodeEvent] = deque(maxlen=MAX_EVENTS)
-        self.counters = NodeCounters()
+        #: What the node has done and seen, for the API, the dashboard and /metrics.
+        self.stats = NodeStats()
         #: (peer, address) -> how often each CID was asked of that peer (gridnode.sync.pull).
         self.asked: dict[tuple[str, str], dict[CID, int]] = {}
         #: Peers to dial again when below ``target_peers``: peer id (or, for a bootstrap address
@@ -224,16 +238,16 @@ class Node:
         self, kind: str, text: str, *, peer: str | None = None, address: str | None = None
     ) -> None:
         """Remember a rejection or an error in :attr:`events`."""
-        self.events.append(NodeEvent(time.time(), kind, text, peer, address))
+        self.stats.events.append(NodeEvent(time.time(), kind, text, peer, address))
 
     def count_join(self, source: str, report: Any, *, peer: str | None = None) -> None:
         """Count what a join did (an :class:`~gridnode.repo.ImportReport` or a
         :class:`~gridnode.sync.PullReport`): applied by source, rejected by reason."""
-        self.counters.applied[source] += report.applied
+        self.stats.counters.applied[source] += report.applied
         if report.applied and self.bitswap is not None:
             self.bitswap.blocks_added()
         for cid, reason in report.rejected:
-            self.counters.rejected[reason.split(":", 1)[0].strip() or "unknown"] += 1
+            self.stats.counters.rejected[reason.split(":", 1)[0].strip() or "unknown"] += 1
             self.note("rejected", f"{cid}: {reason}", peer=peer, address=report.address)
 
     @property
@@ -250,7 +264,7 @@ class Node:
     def remember(self, key: str, addrs: Sequence[str]) -> None:
         """Keep ``addrs`` of a peer (``key``: its id, or a bootstrap address) to dial it again
         whenever the node has fewer than ``target_peers`` connections."""
-        if key == self.peer_id or self.strikes.get(key, 0) >= MAX_STRIKES:
+        if key == self.peer_id or self.stats.strikes.get(key, 0) >= MAX_STRIKES:
             return
         self.known.pop(key, None)
         while len(self.known) >= MAX_KNOWN_PEERS:
@@ -339,7 +353,7 @@ class Node:
             try:
                 parse_announcement(data, db)
             except ProtocolError as exc:
-                self.rejected_announcements += 1
+                self.stats.rejected_announcements += 1
                 log.info("refused an announcement from %s: %s", peer, exc)
                 self.note("refused", f"announcement: {exc}", peer=peer, address=database.address)
                 return False
@@ -575,7 +589,7 @@ class Node:
 
         database, entries = await self.worker.run(check_and_write)
         await self.replicate(database)
-        self.counters.applied["write"] += len(entries)
+        self.stats.counters.applied["write"] += len(entries)
         if entries and self.bitswap is not None:
             self.bitswap.blocks_added()
         if entries:
@@ -610,7 +624,7 @@ class Node:
             return
         message = Announcement(database.manifest.cid, tuple(heads), tuple(blocks)).encode()
         await self.host.publish(replica.topic, message)
-        self.counters.gossip_published += 1
+        self.stats.counters.gossip_published += 1
 
     async def _announce_periodically(self) -> None:
         rounds = 0
@@ -660,7 +674,7 @@ class Node:
 
     async def _publish_peer_record(self) -> None:
         await self.host.publish(PEERS_TOPIC, PeerRecord(self.peer_id, tuple(self.addrs)).encode())
-        self.counters.gossip_published += 1
+        self.stats.counters.gossip_published += 1
 
     def _peer_record_validator(self, origin: str, data: bytes) -> bool:
         try:
@@ -684,7 +698,7 @@ class Node:
         """Dial peers other nodes' records name, while below ``target_peers`` connections."""
         async for origin, data in subscription:
             if origin != self.peer_id:
-                self.counters.gossip_received += 1
+                self.stats.counters.gossip_received += 1
             if origin == self.peer_id:
                 continue
             try:
@@ -708,7 +722,7 @@ class Node:
         async for peer, data in subscription:
             if peer == self.peer_id:
                 continue
-            self.counters.gossip_received += 1
+            self.stats.counters.gossip_received += 1
             try:
                 announcement = parse_announcement(data, db)
             except ProtocolError:
@@ -759,7 +773,7 @@ class Node:
             replica.running.discard(peer)
 
     async def _pull_once(self, peer: str, database: StoredDatabase) -> PullReport | None:
-        previous = self.syncs.get((peer, database.address))
+        previous = self.stats.syncs.get((peer, database.address))
         status = PeerSync(peer, database.address, at=trio.current_time())
         if previous is not None:
             status.pulls = previous.pulls
@@ -771,8 +785,8 @@ class Node:
             status.total_entries_received = previous.total_entries_received
         status.pulls += 1
         status.running = True
-        self.syncs[(peer, database.address)] = status
-        _bound(self.syncs)
+        self.stats.syncs[(peer, database.address)] = status
+        _bound(self.stats.syncs)
         try:
             with trio.fail_after(300):
                 stream = await self.host.open_stream(peer, PROTOCOL_ID)
@@ -787,14 +801,14 @@ class Node:
                     await stream.close()
         except ProtocolError as exc:
             status.error = f"{type(exc).__name__}: {exc}"
-            self.counters.sync_failures += 1
+            self.stats.counters.sync_failures += 1
             self.note("sync-failed", status.error, peer=peer, address=database.address)
             await self._strike(peer, status.error)
             return None
         except _EXCHANGE_FAILED as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
-            self.counters.sync_failures += 1
+            self.stats.counters.sync_failures += 1
             self.note("sync-failed", status.error, peer=peer, address=database.address)
             return None
         finally:
@@ -837,8 +851,8 @@ class Node:
 
     async def _strike(self, peer: str, reason: str) -> None:
         """Count a protocol violation; disconnect a peer that keeps misbehaving."""
-        strikes = self.strikes[peer] = self.strikes.get(peer, 0) + 1
-        _bound(self.strikes)
+        strikes = self.stats.strikes[peer] = self.stats.strikes.get(peer, 0) + 1
+        _bound(self.stats.strikes)
         log.info("protocol violation by %s (%d/%d): %s", peer, strikes, MAX_STRIKES, reason)
         self.note("strike", f"protocol violation {strikes}/{MAX_STRIKES}: {reason}", peer=peer)
         if strikes >= MAX_STRIKES:
@@ -859,8 +873,8 @@ class Node:
         else:
             await stream.close()
         finally:
-            served = self.served.setdefault(stream.remote_peer_id, ServedTotals())
-            _bound(self.served)
+            served = self.stats.served.setdefault(stream.remote_peer_id, ServedTotals())
+            _bound(self.stats.served)
             served.streams += 1
             served.messages += stats.messages_sent + stats.messages_received
             served.bytes_sent += stats.bytes_sent
@@ -944,6 +958,7 @@ async def open_node(
                     violation=node._strike,
                 )
                 node.bitswap.mount()
+                node.stats.bitswap = node.bitswap.stats
             host.set_topic_validator(PEERS_TOPIC, node._peer_record_validator)
             nursery.start_soon(node._exchange_peers, await host.subscribe(PEERS_TOPIC))
             for address, _name, _store in repo.databases():

@@ -607,9 +607,9 @@ def test_events_list_rejections_newest_first(tmp_path):
             for query in ("limit=", "limit=-1", "limit=x", "limit=%D9%A1"):
                 status, _, _ = await raw(client, "GET", "/events?" + query)
                 assert status == 400, query
-            for _ in range(node.events.maxlen + 10):
+            for _ in range(node.stats.events.maxlen + 10):
                 node.note("strike", "more")
-            assert len(node.events) == node.events.maxlen
+            assert len(node.stats.events) == node.stats.events.maxlen
 
     run(test)
 

@@ -172,7 +172,7 @@ def test_the_dashboard_shows_the_node_as_it_is(live_nodes, browser):
     assert text(browser, "peer-id") == b.node.peer_id
     row = wait_for(lambda: shown_databases(browser).get(notes), "b's notes row")
     assert row["entries"] == "6"
-    syncs = [s for (peer, address), s in b.node.syncs.items() if address == notes]
+    syncs = [s for (peer, address), s in b.node.stats.syncs.items() if address == notes]
     if syncs:
         assert a.node.peer_id[:16] in row["last-sync"]
 
@@ -181,7 +181,7 @@ def test_the_dashboard_shows_the_node_as_it_is(live_nodes, browser):
     events = browser.execute_script(
         'return document.querySelectorAll("#events tr[data-kind]").length'
     )
-    assert events == min(50, len(b.node.events))
+    assert events == min(50, len(b.node.stats.events))
 
 
 def test_the_page_needs_the_token_for_its_data(live_nodes, browser):

@@ -152,9 +152,9 @@ def test_metrics_follow_the_node(live_nodes):
     # served counters match what a recorded of serving them.
     client_b.follow(notes)
     wait_for(lambda: client_b.database(notes)["entries"] == 8, "b to catch up")
-    wait_for(lambda: not any(s.running for s in b.node.syncs.values()), "b's pulls to end")
+    wait_for(lambda: not any(s.running for s in b.node.stats.syncs.values()), "b's pulls to end")
     seen_b = scrape(b)
-    syncs = [s for s in b.node.syncs.values()]
+    syncs = [s for s in b.node.stats.syncs.values()]
     assert syncs, "b pulled"
     assert value(seen_b, "gridnode_sync_pulls_total") == sum(s.pulls for s in syncs) >= 1
     assert (
@@ -168,7 +168,7 @@ def test_metrics_follow_the_node(live_nodes):
         > 0
     )
     assert value(seen_b, "gridnode_sync_bytes_sent_total") == sum(s.total_bytes_sent for s in syncs)
-    applied_b = b.node.counters.applied
+    applied_b = b.node.stats.counters.applied
     assert value(seen_b, "gridnode_entries_applied_total", source="sync") == applied_b["sync"]
     assert value(seen_b, "gridnode_entries_applied_total", source="gossip") == applied_b["gossip"]
     # Every one of the 8 entries came by a pull or inline in an announcement.
@@ -176,16 +176,16 @@ def test_metrics_follow_the_node(live_nodes):
     assert value(seen_b, "gridnode_database_entries", **labels) == 8
     seen_a = scrape(a)
     assert_monotonic(after_writes, seen_a)
-    served = a.node.served[b.node.peer_id]
+    served = a.node.stats.served[b.node.peer_id]
     assert value(seen_a, "gridnode_served_streams_total") >= 1
     assert (
         value(seen_a, "gridnode_served_bytes_sent_total")
-        == sum(s.bytes_sent for s in a.node.served.values())
+        == sum(s.bytes_sent for s in a.node.stats.served.values())
         >= served.bytes_sent
         > 0
     )
     assert value(seen_a, "gridnode_gossip_messages_received_total") == (
-        a.node.counters.gossip_received
+        a.node.stats.counters.gossip_received
     )
 
     # b writes; a gets it (by gossip or a pull) and counts it where it came from.

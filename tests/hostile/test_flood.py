@@ -240,13 +240,13 @@ def test_flood_of_hostile_inputs(tmp_path):
                     await trio.sleep(0.2)
 
             # Malformed streams, one violation each: strikes, then a disconnect; we come back.
-            strikes_before = a.strikes.get(host.peer_id, 0)
+            strikes_before = a.stats.strikes.get(host.peer_id, 0)
             for i, junk in enumerate(MALFORMED_STREAMS * 2):
                 stream = await open_sync(host, a)
                 await stream.write(junk)
                 sent["malformed frames (client)"] += 1
                 with trio.fail_after(10):
-                    while a.strikes.get(host.peer_id, 0) < strikes_before + i + 1:
+                    while a.stats.strikes.get(host.peer_id, 0) < strikes_before + i + 1:
                         await trio.sleep(0.01)
             # Reconciliation that never settles: stopped after 64 rounds (a strike).
             stream = await open_sync(host, a)
@@ -258,7 +258,8 @@ def test_flood_of_hostile_inputs(tmp_path):
                 sent["unsettling ranges (client)"] += 1
             with trio.fail_after(10):
                 while (
-                    a.strikes.get(host.peer_id, 0) < strikes_before + len(MALFORMED_STREAMS) * 2 + 1
+                    a.stats.strikes.get(host.peer_id, 0)
+                    < strikes_before + len(MALFORMED_STREAMS) * 2 + 1
                 ):
                     with trio.move_on_after(0.05):
                         try:
@@ -306,22 +307,22 @@ def test_flood_of_hostile_inputs(tmp_path):
             assert any(wanted_of_attacker[p] for p in orphan_parents)  # asked, then given up
             asked_later = sum(wanted_of_attacker.values()) - asked_then
             total = sum(sent.values())  # messages and blocks; not the CIDs inside wants
-            rejected = sum(a.counters.rejected.values())
+            rejected = sum(a.stats.counters.rejected.values())
             print(
                 f"\nhostile inputs sent: {total}\n  "
                 + "\n  ".join(f"{k}: {v}" for k, v in sorted(sent.items()))
                 + f"\n  (unknown CIDs named in those requests: {unknown_wanted['n']}; client streams reset: {sent_resets['n']})"
                 + f"\naccepted: {len(after_a - before - set(honest_written))}"
-                + f"\nnode a: rejected {rejected} by reason {dict(a.counters.rejected)}, "
-                f"refused announcements {a.rejected_announcements}, strikes on the attacker "
-                f"{a.strikes.get(host.peer_id)}, pending {pending}, missing {missing}, "
+                + f"\nnode a: rejected {rejected} by reason {dict(a.stats.counters.rejected)}, "
+                f"refused announcements {a.stats.rejected_announcements}, strikes on the attacker "
+                f"{a.stats.strikes.get(host.peer_id)}, pending {pending}, missing {missing}, "
                 f"pulls served by the attacker {pulls_served}, wants after the quiet period {asked_later}"
                 f"\nhonest writes during the attack: {len(honest_written)}, converged: yes"
                 f"\nmemory: RSS {rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB "
                 f"(+{(rss_after - rss_before) / 2**20:.0f}); CPU {cpu:.1f} s in {wall:.1f} s"
             )
             assert total >= 10_000
-            assert a.strikes.get(host.peer_id, 0) >= 2 * len(MALFORMED_STREAMS) + 1
+            assert a.stats.strikes.get(host.peer_id, 0) >= 2 * len(MALFORMED_STREAMS) + 1
             assert rss_after - rss_before < RSS_GROWTH_LIMIT
             assert rejected >= 1000
 

@@ -80,15 +80,15 @@ def test_many_idle_streams_cost_little_and_block_nothing(tmp_path):
                 await stream.close()
             # Every stream's handler ends once the attacker closes it: nothing is left behind.
             with trio.fail_after(20):
-                while a.served.get(host.peer_id) is None or a.served[host.peer_id].streams < len(
-                    streams
-                ):
+                while a.stats.served.get(host.peer_id) is None or a.stats.served[
+                    host.peer_id
+                ].streams < len(streams):
                     await trio.sleep(0.05)
             cpu = time.process_time() - cpu_before
             print(
                 f"\n{len(streams)} idle sync streams held: RSS +{(rss_held - rss_before) / 2**20:.1f} MiB "
                 f"({(rss_held - rss_before) / max(len(streams), 1) / 1024:.1f} KiB a stream, both sides), "
-                f"CPU {cpu:.2f} s; all {a.served[host.peer_id].streams} handlers ended after close"
+                f"CPU {cpu:.2f} s; all {a.stats.served[host.peer_id].streams} handlers ended after close"
             )
             assert len(streams) >= 100
             assert rss_held - rss_before < STREAM_RSS_LIMIT

@@ -116,6 +116,6 @@ def test_a_gridnode_fills_a_gap_from_kubo(tmp_path):
                     while await b.read(facts["address"], len) < 60:
                         await trio.sleep(0.1)
                 assert await b.read(facts["address"], lambda d: d.digest()) == facts["digest"]
-                assert b.counters.applied["bitswap"] == 60
+                assert b.stats.counters.applied["bitswap"] == 60
 
         trio.run(fill_from_kubo)

@@ -117,7 +117,7 @@ def test_restore_fetches_a_whole_database_by_bitswap(tmp_path):
             assert report.applied == 300 and report.rejected == [] and report.pending == 0
             assert await b.read(facts["address"], lambda d: d.digest()) == facts["digest"]
             assert b.replicating(facts["address"])
-            assert b.counters.applied["bitswap"] == 300
+            assert b.stats.counters.applied["bitswap"] == 300
             assert a.bitswap.stats.blocks_sent == 301  # the entries and the manifest, once each
             assert b.bitswap.stats.blocks_received == 301
             assert b.bitswap.stats.unasked_blocks == 0
@@ -217,10 +217,10 @@ def test_a_hostile_bitswap_peer_is_struck_and_changes_nothing(tmp_path):
             await peer.send(node.peer_id, b"\x05\x0a\x03\xff\xff\xff")
             await peer.send(node.peer_id, b"\xff\xff\xff\x7f")
             with trio.fail_after(10):
-                while node.strikes.get(peer.host.peer_id, 0) < 2:
+                while node.stats.strikes.get(peer.host.peer_id, 0) < 2:
                     await trio.sleep(0.02)
             assert node.bitswap.stats.violations == 2
-            assert any("bitswap" in e.text for e in node.events if e.kind == "strike")
+            assert any("bitswap" in e.text for e in node.stats.events if e.kind == "strike")
             after = await node.read(facts["address"], lambda d: (d.digest(), len(d)))
             assert after == before
             # It still serves an honest request.

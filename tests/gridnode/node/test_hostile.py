@@ -121,7 +121,7 @@ def test_hostile_peer_changes_nothing(tmp_path):
                 extra = await host.open_stream(a.peer_id, PROTOCOL_ID)
                 await extra.write(b"\xff\xff\xff\xff\x0f")
             with trio.fail_after(10):
-                while a.strikes.get(host.peer_id, 0) < 3 or host.peer_id in a.peers():
+                while a.stats.strikes.get(host.peer_id, 0) < 3 or host.peer_id in a.peers():
                     await trio.sleep(0.05)
             await host.connect(a.addrs[0])  # it comes back
             # Make the honest node pull from the liar.
@@ -133,7 +133,7 @@ def test_hostile_peer_changes_nothing(tmp_path):
             assert await a.read(address, lambda d: d.digest()) == before
             assert await a.read(address, lambda d: d.store.get("k")) == "honest"
             assert await a.read(address, len) == 1
-            status = a.syncs[(host.peer_id, address)]
+            status = a.stats.syncs[(host.peer_id, address)]
             assert status.applied == 0
             # Each forgery refused, whether sent as entries or as blocks (one the log has already
             # refused once is a known rejection the second time, not a new one).

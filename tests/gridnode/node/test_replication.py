@@ -185,7 +185,7 @@ def test_follow_a_database_by_address(tmp_path):
                 open_node(tmp_path / "b", listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.5)
             )
             db = await a.create_database(
-                "public records", "documents", public=True, options={"indexes": ["year"]}
+                "public records", "documents", public=True, indexes=["year"]
             )
             await a.write(
                 db.address,
