@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the local API (served at ``GET /openapi.json``).
 
-Written by hand next to the handlers in :mod:`gridnode.api`; ``tests/gridnode/test_schemathesis.py``
+Written by hand next to the handlers (:mod:`gridnode.api.handlers`); ``tests/gridnode/test_schemathesis.py``
 runs schemathesis against it on a live node, so a path or status the app does not have shows up
 there. Values in bodies and answers are JSON in the DAG-JSON forms of docs/cli.md (a link is
 ``{"/": "bafy..."}``, bytes ``{"/": {"bytes": "..."}}``): any JSON value, as far as this document
