@@ -14,6 +14,7 @@ import trio
 from crdt.errors import GridnodeError, InvalidOperation
 from gridnode import api, errors, ops
 from gridnode.api import asgi, routes
+from gridnode.api.openapi import openapi
 from gridnode.node import open_node
 from gridnode.repo import Repo
 
@@ -637,6 +638,27 @@ def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_pat
                 assert status == 401, (method, path)
 
     run(test)
+
+
+def test_a_read_registered_in_ops_is_in_the_document_without_an_edit_of_it(monkeypatch):
+    """The reads' paths, parameters and statuses come from gridnode.ops.READS."""
+    tail = ops.Read(
+        "tail",
+        lambda database, n=None, whole=False: {},
+        (ops.Param("n", "int", "how many"), ops.Param("whole", "bool", "all of them")),
+        ("events",),
+        "The last events.",
+    )
+    monkeypatch.setitem(ops.READS, "tail", tail)
+    operation = openapi("0")["paths"]["/db/{db}/tail"]["get"]
+    assert operation["summary"] == "The last events."
+    assert {p["name"]: (p["in"], p["schema"]) for p in operation["parameters"]} == {
+        "db": ("path", {"type": "string", "minLength": 1}),
+        "n": ("query", {"type": "integer", "minimum": 0}),
+        "whole": ("query", {"type": "boolean"}),
+    }
+    # Limited to some store types: 409 on the others.
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "409"}
 
 
 def test_create_refuses_what_schemathesis_found(tmp_path):
