@@ -203,6 +203,7 @@ class ApiApp:
     async def _respond(self, scope: dict[str, Any], stream: _Body) -> Response:
         method = scope["method"]
         raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        shown = raw_path.decode("latin-1")  # for the log: whatever bytes came
         try:
             headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
             path = raw_path.decode("ascii").split("?", 1)[0]
@@ -240,11 +241,11 @@ class ApiApp:
             if response.status >= 500:
                 # Not the request's fault: the node's (a damaged block, a full disk). The
                 # operator hears of it here; the client got the message.
-                log.error("API %s %s: %s", method, raw_path, describe_error(exc))
+                log.error("API %s %s: %s", method, shown, describe_error(exc))
         except Exception as exc:
-            log.exception("API %s %s failed", method, raw_path)
+            log.exception("API %s %s failed", method, shown)
             response = Response(500, {"error": f"internal error: {describe_error(exc)}"})
-        log.debug("API %s %s -> %d", method, raw_path, response.status)
+        log.debug("API %s %s -> %d", method, shown, response.status)
         return response
 
 

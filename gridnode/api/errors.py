@@ -6,7 +6,10 @@ and HTTP into them again. Nowhere else under ``gridnode/`` is a status written.
 
 - **Server side.** An error's status is that of the first class in :data:`STATUSES` it is an
   instance of, else 400: whatever the caller sent that the operations refused is the caller's
-  fault. The body is ``{"error": "<one line>"}``, plus ``"index"`` and ``"reason"`` for an invalid op.
+  fault. :class:`~gridnode.errors.StorageError` (a damaged block, a full disk, a file it cannot
+  use) is the server's own fault and answers 500 *with its message*, which names the block or the
+  file: the operator has something to act on, and the client is told it was not its request.
+  The body is ``{"error": "<one line>"}``, plus ``"index"`` and ``"reason"`` for an invalid op.
 - **The error's class travels** in the ``x-gridnode-error`` header (:data:`ERROR_HEADER`): one
   status is shared by several errors (409 is "not a writer" and "not a verb of this type"), and
   the client raises the same class the node did (:func:`error_of_answer`), so that the CLI
@@ -22,6 +25,7 @@ from typing import Any, Final
 
 from crdt.errors import GridnodeError, InvalidOperation, Unauthorized
 from gridnode.errors import (
+    CorruptBlock,
     FeatureOff,
     InvalidJsonValue,
     InvalidRequest,
@@ -30,6 +34,8 @@ from gridnode.errors import (
     NotAWriter,
     NotFound,
     RequestTooLarge,
+    StorageError,
+    StorageFull,
     TokenRefused,
     UnknownDatabase,
     WrongStoreType,
@@ -51,6 +57,7 @@ STATUSES: Final[tuple[tuple[type[GridnodeError], int], ...]] = (
     (NotAWriter, 409),
     (Unauthorized, 409),
     (FeatureOff, 409),
+    (StorageError, 500),
     (NodeUnavailable, 503),
 )
 
@@ -70,6 +77,9 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         TokenRefused,
         NodeUnavailable,
         InvalidOperation,
+        StorageError,
+        StorageFull,
+        CorruptBlock,
     )
 }
 

@@ -354,9 +354,8 @@ async def read(node: Node, request: Request) -> Response:
 
 async def car(node: Node, request: Request) -> Response:
     database = await _resolve(node, _ref(request))
-    # ops.export_car re-hashes every block: a damaged one fails the request (500 would say
-    # "internal"; CorruptBlock is a GridnodeError, answered 400 with its message) before a
-    # byte is sent.
+    # ops.export_car re-hashes every block and takes them all before a byte is sent: a damaged
+    # one fails the whole request (CorruptBlock, 500 naming the block), never a CAR with it.
     parts, count = await _run(node, ops.export_car, database)
     return Response(
         200,

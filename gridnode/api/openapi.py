@@ -52,6 +52,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "no such database, key, document or member",
         409: "this node may not write it, or the verb is not one of the database's type",
         413: "the body is too large",
+        500: "a stored block is damaged (the message names it)",
     }
     return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
 
@@ -185,6 +186,7 @@ def _gateway(summary: str) -> dict[str, Any]:
             "404": {"description": "no database this node replicates holds it", "content": error},
             "406": {"description": "neither raw nor CAR asked for", "content": error},
             "413": {"description": "the CAR would be too large", "content": error},
+            "500": {"description": "a stored block is damaged", "content": error},
         },
     }
 
@@ -459,6 +461,7 @@ def openapi(version: str) -> dict[str, Any]:
                 },
                 400,
                 404,
+                500,
                 params=[_DB],
             )
         },

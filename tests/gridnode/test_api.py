@@ -12,11 +12,13 @@ import pytest
 import trio
 
 from crdt.errors import GridnodeError, InvalidOperation
+from crdt.ipld.cid import CID
 from gridnode import api, errors, ops
 from gridnode.api import asgi, routes
 from gridnode.api.openapi import openapi
 from gridnode.node import open_node
 from gridnode.repo import Repo
+from gridnode.storage import DB_FILE
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 
@@ -310,6 +312,60 @@ def test_a_client_that_goes_away_mid_body_leaves_no_error(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         run(test)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+# -- 500: the node's own fault ----------------------------------------------------------------------
+
+
+def test_an_export_never_sends_a_damaged_block(tmp_path, caplog):
+    """A stored entry block damaged on disk (one byte flipped in the SQLite file, as bit rot
+    would) is found when a live node exports: ``GET /db/{db}/car`` answers 500 naming the
+    block, never a 200 CAR holding it, and the client's export raises and leaves no file."""
+    data_dir = tmp_path / "node"
+    values = [f"payload-{i:04d}-" + "z" * 40 for i in range(5)]
+
+    async def write():
+        async with serving(data_dir) as (_node, client):
+            made = await call(client.create, ops.CreateRequest("rot", "keyvalue"))
+            written = await call(
+                client.write,
+                made["address"],
+                [{"op": "put", "key": f"k{i}", "value": v} for i, v in enumerate(values)],
+            )
+            return made["address"], written["entries"]
+
+    address, entries = trio.run(write)
+    bad = entries[2]
+    with Repo(data_dir) as repo:
+        block = repo.database(address).block(CID.parse(bad))
+    # The node stopped: its write-ahead log is in the main file, where the block is flipped.
+    assert not (data_dir / (DB_FILE + "-wal")).exists()
+    path = data_dir / DB_FILE
+    data = bytearray(path.read_bytes())
+    at = data.find(block)
+    assert at >= 0 and data.find(block, at + 1) < 0
+    data[at + block.index(b"payload-") + len("payload-")] ^= 0x01  # '0' -> '1': still CBOR
+    path.write_bytes(bytes(data))
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            status, answer, headers = await raw(client, "GET", f"/db/{quote(address, safe='')}/car")
+            assert status == 500, (status, answer)
+            assert bad in answer["error"] and "does not hash to its CID" in answer["error"]
+            assert headers["x-gridnode-error"] == "CorruptBlock"
+            car = tmp_path / "rot.car"
+            with pytest.raises(errors.CorruptBlock, match=bad) as raised:
+                await call(client.export, address, car)
+            assert isinstance(raised.value, GridnodeError)
+            assert not car.exists() and not car.with_name("rot.car.tmp").exists()
+            # The rest of the database still reads, and the node still answers.
+            assert (await call(client.read, "get", address, key="k1"))["value"] == values[1]
+            assert (await call(client.status))["running"] is True
+
+    with caplog.at_level("ERROR"):
+        run(test)
+    # The operator hears of it: the API logs the error it answered.
+    assert [r for r in caplog.records if r.name == "gridnode.api.asgi" and bad in r.getMessage()]
 
 
 # -- every endpoint, working -----------------------------------------------------------------------------
