@@ -4,7 +4,7 @@
 :class:`ApiApp` is the ASGI app hypercorn serves (:mod:`gridnode.api.server`). For each HTTP
 request it:
 
-- **checks the token** first, before the path means anything: every route but the public ones
+- **checks the token** before it routes: every route but the public ones
   (:data:`gridnode.api.routes.PUBLIC`) needs ``Authorization: Bearer <token>``, compared in
   constant time, so a request without it learns nothing, not even whether its path exists (401);
 - **parses the path and the query strictly**: percent-escapes that are not UTF-8, and a parameter

@@ -15,8 +15,9 @@ The reads on one database (:data:`gridnode.ops.READS`) are one line each, all se
 OpenAPI document hold no data; the trustless gateway is read-only and every byte it sends is
 checked by the client against the CID it asked for (docs/http.md).
 
-Refused here: logic. Matching a path is done the one way below, first match wins, and a path the
-table does not have is a 404 whatever the method.
+Refused here: logic, and a second way to match. A path matches a route segment by segment, the
+first route that matches wins, a path with routes but not for this method is a 405 (with
+``Allow``), and a path the table does not have is a 404.
 """
 
 from __future__ import annotations
