@@ -108,7 +108,7 @@ def test_a_damaged_block_is_not_served_to_a_peer_and_is_reported(tmp_path):
 
 
 def test_the_gateway_does_not_send_a_damaged_block(tmp_path):
-    from gridnode import gateway
+    from gridnode.api import gateway
 
     address, entries = damaged_node(tmp_path / "node")
     bad = entries[BAD]

@@ -12,9 +12,13 @@ import pytest
 import trio
 
 from crdt.errors import GridnodeError, InvalidOperation
+from crdt.ipld.cid import CID
 from gridnode import api, errors, ops
+from gridnode.api import asgi, routes
+from gridnode.api.openapi import openapi
 from gridnode.node import open_node
 from gridnode.repo import Repo
+from gridnode.storage import DB_FILE
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 
@@ -272,7 +276,7 @@ def test_a_database_this_node_may_not_write_or_a_wrong_verb_is_409(tmp_path):
 
 
 def test_a_body_over_the_limit_is_413(tmp_path, monkeypatch):
-    monkeypatch.setattr(api, "MAX_JSON_BYTES", 1000)
+    monkeypatch.setattr(asgi, "MAX_JSON_BYTES", 1000)
 
     async def test():
         async with serving(tmp_path / "node") as (_node, client):
@@ -308,6 +312,60 @@ def test_a_client_that_goes_away_mid_body_leaves_no_error(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         run(test)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+# -- 500: the node's own fault ----------------------------------------------------------------------
+
+
+def test_an_export_never_sends_a_damaged_block(tmp_path, caplog):
+    """A stored entry block damaged on disk (one byte flipped in the SQLite file, as bit rot
+    would) is found when a live node exports: ``GET /db/{db}/car`` answers 500 naming the
+    block, never a 200 CAR holding it, and the client's export raises and leaves no file."""
+    data_dir = tmp_path / "node"
+    values = [f"payload-{i:04d}-" + "z" * 40 for i in range(5)]
+
+    async def write():
+        async with serving(data_dir) as (_node, client):
+            made = await call(client.create, ops.CreateRequest("rot", "keyvalue"))
+            written = await call(
+                client.write,
+                made["address"],
+                [{"op": "put", "key": f"k{i}", "value": v} for i, v in enumerate(values)],
+            )
+            return made["address"], written["entries"]
+
+    address, entries = trio.run(write)
+    bad = entries[2]
+    with Repo(data_dir) as repo:
+        block = repo.database(address).block(CID.parse(bad))
+    # The node stopped: its write-ahead log is in the main file, where the block is flipped.
+    assert not (data_dir / (DB_FILE + "-wal")).exists()
+    path = data_dir / DB_FILE
+    data = bytearray(path.read_bytes())
+    at = data.find(block)
+    assert at >= 0 and data.find(block, at + 1) < 0
+    data[at + block.index(b"payload-") + len("payload-")] ^= 0x01  # '0' -> '1': still CBOR
+    path.write_bytes(bytes(data))
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            status, answer, headers = await raw(client, "GET", f"/db/{quote(address, safe='')}/car")
+            assert status == 500, (status, answer)
+            assert bad in answer["error"] and "does not hash to its CID" in answer["error"]
+            assert headers["x-gridnode-error"] == "CorruptBlock"
+            car = tmp_path / "rot.car"
+            with pytest.raises(errors.CorruptBlock, match=bad) as raised:
+                await call(client.export, address, car)
+            assert isinstance(raised.value, GridnodeError)
+            assert not car.exists() and not car.with_name("rot.car.tmp").exists()
+            # The rest of the database still reads, and the node still answers.
+            assert (await call(client.read, "get", address, key="k1"))["value"] == values[1]
+            assert (await call(client.status))["running"] is True
+
+    with caplog.at_level("ERROR"):
+        run(test)
+    # The operator hears of it: the API logs the error it answered.
+    assert [r for r in caplog.records if r.name == "gridnode.api.asgi" and bad in r.getMessage()]
 
 
 # -- every endpoint, working -----------------------------------------------------------------------------
@@ -620,19 +678,9 @@ def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_pat
             status, spec, _ = await raw(client, "GET", "/openapi.json", token=None)
             assert status == 200 and spec["openapi"] == "3.1.0"
             assert node.peer_id not in json.dumps(spec)
-            routes = {
-                (
-                    "/"
-                    + "/".join(
-                        ("{cid}" if pattern[0] == "ipfs" else "{db}") if p == "*" else p
-                        for p in pattern
-                    ),
-                    method.lower(),
-                )
-                for (pattern, method) in api._ROUTES
-            }
+            served = {(path, method.lower()) for method, path in routes.ROUTES}
             described = {(path, m) for path, item in spec["paths"].items() for m in item}
-            assert described == routes
+            assert described == served
             status, page, headers = await raw(client, "GET", "/dashboard", token=None)
             assert status == 200 and headers["content-type"].startswith("text/html")
             assert node.peer_id.encode() not in page
@@ -646,6 +694,27 @@ def test_openapi_and_dashboard_answer_without_the_token_and_hold_no_data(tmp_pat
                 assert status == 401, (method, path)
 
     run(test)
+
+
+def test_a_read_registered_in_ops_is_in_the_document_without_an_edit_of_it(monkeypatch):
+    """The reads' paths, parameters and statuses come from gridnode.ops.READS."""
+    tail = ops.Read(
+        "tail",
+        lambda database, n=None, whole=False: {},
+        (ops.Param("n", "int", "how many"), ops.Param("whole", "bool", "all of them")),
+        ("events",),
+        "The last events.",
+    )
+    monkeypatch.setitem(ops.READS, "tail", tail)
+    operation = openapi("0")["paths"]["/db/{db}/tail"]["get"]
+    assert operation["summary"] == "The last events."
+    assert {p["name"]: (p["in"], p["schema"]) for p in operation["parameters"]} == {
+        "db": ("path", {"type": "string", "minLength": 1}),
+        "n": ("query", {"type": "integer", "minimum": 0}),
+        "whole": ("query", {"type": "boolean"}),
+    }
+    # Limited to some store types: 409 on the others.
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "409"}
 
 
 def test_create_refuses_what_schemathesis_found(tmp_path):

@@ -1,4 +1,4 @@
-"""The trustless gateway (gridnode.gateway, ``GET /ipfs/{cid}``) on a real node's HTTP server."""
+"""The trustless gateway (gridnode.api.gateway, ``GET /ipfs/{cid}``) on a real node's HTTP server."""
 
 from urllib.parse import quote
 

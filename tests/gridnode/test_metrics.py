@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from gridnode import api, metrics, ops
+from gridnode import ops
+from gridnode.api import handlers, metrics
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +122,10 @@ def test_metrics_follow_the_node(live_nodes):
     assert refused.value.code == 401
 
     first = scrape(a)
-    assert value(first, "gridnode_info", peer_id=a.node.peer_id, version=api._version()) == 1
+    assert (
+        value(first, "gridnode_info", peer_id=a.node.peer_id, version=handlers.installed_version())
+        == 1
+    )
     assert value(first, "gridnode_peers") == 1
     assert value(first, "gridnode_databases") == 0
     assert value(first, "gridnode_entries_applied_total", source="write") == 0

@@ -38,7 +38,7 @@ def test_the_wheel_holds_every_module_the_dashboard_and_the_command(tmp_path):
     for package in ("crdt", "protocols", "gridnode"):
         for module in (ROOT / package).rglob("*.py"):
             assert str(module.relative_to(ROOT)) in names, module
-    for data in ("gridnode/py.typed", "gridnode/static/dashboard.html"):
+    for data in ("gridnode/py.typed", "gridnode/api/static/dashboard.html"):
         assert data in names
     info = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "gridnode = gridnode.cli:main" in zipfile.ZipFile(wheel).read(info).decode()

@@ -166,7 +166,7 @@ def test_every_verb_prints_the_same_offline_and_through_a_running_node(tmp_path,
             opened.append(repo.data_dir)
             super().__init__(repo)
 
-    monkeypatch.setattr(api, "RepoEndpoint", Recorded)
+    monkeypatch.setattr(api.client, "RepoEndpoint", Recorded)
     seen_codes = set()
     with node_in_thread(online) as box:
         for args, stdin in SCRIPT:

@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from crdt.ipld.cid import CID
-from gridnode.metrics import exposition, node_families
+from gridnode.api.metrics import exposition, node_families
 from gridnode.net import open_host
 from gridnode.node import open_node
 from gridnode.repo import Repo

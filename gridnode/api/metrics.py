@@ -3,7 +3,14 @@
 Counters (``..._total``) count since the node started and only grow: they are sums of the node's
 own monotonic tallies (:class:`~gridnode.node.NodeCounters`, the ``total_...`` of each
 :class:`~gridnode.node.PeerSync`, :class:`~gridnode.node.ServedTotals`), never of values that a
-later event replaces. Gauges are read as they stand. The names and their meaning: docs/http.md.
+later event replaces, so a scraper's ``rate()`` is never fooled by a reset it did not see. Gauges
+are read as they stand. The names and their meaning: docs/http.md.
+
+What a running node shows of itself is :class:`~gridnode.node.NodeStats` (and its peer id and
+peers); the databases' rows are read in the storage worker by the caller and handed in.
+
+Refused here: a client library (the format is a few lines of text), a metric whose series would
+grow without bound (one per entry, per request or per peer), and the node's private state.
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ def node_families(
     storage_bytes: int,
     version: str,
 ) -> list[Family]:
-    """The metrics of a running node; ``databases`` as :func:`gridnode.api.databases_status`
+    """The metrics of a running node; ``databases`` as :func:`gridnode.ops.status_of_databases`
     gives them (read in the storage worker)."""
     counters = node.stats.counters
     syncs = list(node.stats.syncs.values())
@@ -104,10 +111,14 @@ def node_families(
         rejected.add(count, reason=reason)
     entries = Family("gridnode_database_entries", "gauge", "Entries held, per database.")
     heads = Family("gridnode_database_heads", "gauge", "Heads of the log, per database.")
-    for db in databases:
-        labels = {"address": str(db["address"]), "name": str(db["name"]), "type": str(db["type"])}
-        entries.add(int(db["entries"]), **labels)
-        heads.add(int(db["head_count"]), **labels)
+    for info in databases:
+        labels = {
+            "address": str(info["address"]),
+            "name": str(info["name"]),
+            "type": str(info["type"]),
+        }
+        entries.add(int(info["entries"]), **labels)
+        heads.add(int(info["head_count"]), **labels)
     families = [
         Family("gridnode_info", "gauge", "The node: its peer id and version.").add(
             1, peer_id=node.peer_id, version=version

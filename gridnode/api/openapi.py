@@ -1,15 +1,27 @@
 """The OpenAPI 3.1 description of the local API (served at ``GET /openapi.json``).
 
-Written by hand next to the handlers in :mod:`gridnode.api`; ``tests/gridnode/test_schemathesis.py``
-runs schemathesis against it on a live node, so a path or status the app does not have shows up
-there. Values in bodies and answers are JSON in the DAG-JSON forms of docs/cli.md (a link is
-``{"/": "bafy..."}``, bytes ``{"/": {"bytes": "..."}}``): any JSON value, as far as this document
-is concerned.
+Written by hand next to the handlers, except the reads on one database: their paths, parameters
+and the statuses they may answer are generated from :data:`gridnode.ops.READS` (a parameter's
+kind gives its schema; a read limited to some store types may answer 409), so adding a read
+needs no edit here. Their answers are described where this module knows their shape
+(:data:`_READ_ANSWERS`), else as a JSON object.
+
+Two tests hold the document to the node: ``tests/gridnode/test_api.py`` checks that its paths
+and methods are exactly the route table's (:data:`gridnode.api.routes.ROUTES`), and
+``tests/gridnode/test_schemathesis.py`` runs schemathesis against it on a live node, so a status,
+a content type or an answer the app does not have shows up there. Values in bodies and answers
+are JSON in the DAG-JSON forms of docs/cli.md (a link is ``{"/": "bafy..."}``, bytes
+``{"/": {"bytes": "..."}}``): any JSON value, as far as this document is concerned.
+
+Refused here: anything that is not a description (no validation is generated from it; the
+handlers and :mod:`gridnode.ops` check requests themselves).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
+
+from gridnode import ops
 
 __all__ = ["openapi"]
 
@@ -40,6 +52,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "no such database, key, document or member",
         409: "this node may not write it, or the verb is not one of the database's type",
         413: "the body is too large",
+        500: "a stored block is damaged (the message names it)",
     }
     return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
 
@@ -58,8 +71,6 @@ _DB: Final = _param(
     required=True,
 )
 _LIMIT: Final = _param("limit", "query", {"type": "integer", "minimum": 0}, "at most this many")
-_REVERSE: Final = _param("reverse", "query", {"type": "boolean"}, "newest (or highest) first")
-_JSON_BOUND: Final = {"type": "string", "description": "a JSON value"}
 
 
 def _get(
@@ -93,6 +104,61 @@ def _post(
     }
 
 
+#: The schema of a read's query parameter, by the parameter's kind (gridnode.ops.Param).
+_KINDS: Final[dict[str, dict[str, Any]]] = {
+    "str": {"type": "string"},
+    "int": {"type": "integer", "minimum": 0},
+    "bool": {"type": "boolean"},
+    "json": {"type": "string", "description": "a JSON value"},
+}
+
+#: The answers of the reads whose shape this document knows (by read name); another read's
+#: answer is described as a JSON object.
+_READ_ANSWERS: Final[dict[str, dict[str, Any]]] = {
+    "get": _obj({"key": _ANY, "value": _ANY}),
+    "query": _obj({"index_by": {"type": "string"}, "documents": {"type": "array", "items": _ANY}}),
+    "log": _obj(
+        {
+            "address": {"type": "string"},
+            "entries": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "clock": {"type": "integer"},
+                        "cid": {"type": "string"},
+                        "author": {"type": "string"},
+                        "next": _STRINGS,
+                        "payload": _ANY,
+                    }
+                ),
+            },
+        }
+    ),
+    "iter": _obj(
+        {"address": {"type": "string"}, "items": {"type": "array", "items": {"type": "object"}}}
+    ),
+    "value": _obj({"address": {"type": "string"}, "value": {"type": "integer"}}),
+}
+
+
+def _read_paths() -> dict[str, Any]:
+    """``GET /db/{db}/{name}`` of every registered read (:data:`gridnode.ops.READS`)."""
+    paths = {}
+    for read in ops.READS.values():
+        summary = read.summary.replace("``", "`")
+        answer = _READ_ANSWERS.get(read.name, {"type": "object"})
+        params = [_DB] + [
+            _param(p.name, "query", _KINDS[p.kind], p.help or p.name) for p in read.params
+        ]
+        # A read some store types lack answers 409 on the others (WrongStoreType).
+        errors = (400, 404, 409) if read.types else (400, 404)
+        operation = _get(summary, _json(answer, "the answer"), *errors, params=params)
+        if read.types:
+            operation["description"] = f"On {' and '.join(read.types)} databases only."
+        paths[f"/db/{{db}}/{read.name}"] = {"get": operation}
+    return paths
+
+
 def _gateway(summary: str) -> dict[str, Any]:
     """An operation of the trustless gateway (docs/http.md): raw blocks or CARs, JSON errors."""
     binary = {"schema": {"type": "string", "format": "binary"}}
@@ -120,6 +186,7 @@ def _gateway(summary: str) -> dict[str, Any]:
             "404": {"description": "no database this node replicates holds it", "content": error},
             "406": {"description": "neither raw nor CAR asked for", "content": error},
             "413": {"description": "the CAR would be too large", "content": error},
+            "500": {"description": "a stored block is damaged", "content": error},
         },
     }
 
@@ -380,105 +447,7 @@ def openapi(version: str) -> dict[str, Any]:
                 "parameters": [_DB],
             }
         },
-        "/db/{db}/get": {
-            "get": _get(
-                "keyvalue: a key's value; documents: a document by id",
-                _json(_obj({"key": _ANY, "value": _ANY}), "the value"),
-                400,
-                404,
-                409,
-                params=[
-                    _DB,
-                    _param("key", "query", {"type": "string"}, "a key or a string id"),
-                    _param("id", "query", _JSON_BOUND, "a document id as JSON"),
-                ],
-            )
-        },
-        "/db/{db}/query": {
-            "get": _get(
-                "documents by an indexed field",
-                _json(
-                    _obj(
-                        {
-                            "index_by": {"type": "string"},
-                            "documents": {"type": "array", "items": _ANY},
-                        }
-                    ),
-                    "the documents",
-                ),
-                400,
-                404,
-                409,
-                params=[
-                    _DB,
-                    _param("field", "query", {"type": "string"}, "an indexed field"),
-                    *(
-                        _param(b, "query", _JSON_BOUND, f"{b} bound (JSON)")
-                        for b in ("eq", "gt", "gte", "lt", "lte")
-                    ),
-                    _LIMIT,
-                    _REVERSE,
-                ],
-            )
-        },
-        "/db/{db}/log": {
-            "get": _get(
-                "the entries in their total order",
-                _json(
-                    _obj(
-                        {
-                            "address": {"type": "string"},
-                            "entries": {
-                                "type": "array",
-                                "items": _obj(
-                                    {
-                                        "clock": {"type": "integer"},
-                                        "cid": {"type": "string"},
-                                        "author": {"type": "string"},
-                                        "next": _STRINGS,
-                                        "payload": _ANY,
-                                    }
-                                ),
-                            },
-                        }
-                    ),
-                    "the entries",
-                ),
-                400,
-                404,
-                params=[_DB, _LIMIT],
-            )
-        },
-        "/db/{db}/iter": {
-            "get": _get(
-                "events or set members",
-                _json(
-                    _obj(
-                        {
-                            "address": {"type": "string"},
-                            "items": {"type": "array", "items": {"type": "object"}},
-                        }
-                    ),
-                    "the items",
-                ),
-                400,
-                404,
-                409,
-                params=[_DB, _LIMIT, _REVERSE],
-            )
-        },
-        "/db/{db}/value": {
-            "get": _get(
-                "a counter's value",
-                _json(
-                    _obj({"address": {"type": "string"}, "value": {"type": "integer"}}), "the value"
-                ),
-                400,
-                404,
-                409,
-                params=[_DB],
-            )
-        },
+        **_read_paths(),
         "/db/{db}/car": {
             "get": _get(
                 "the database as a CAR v1",
@@ -492,6 +461,7 @@ def openapi(version: str) -> dict[str, Any]:
                 },
                 400,
                 404,
+                500,
                 params=[_DB],
             )
         },

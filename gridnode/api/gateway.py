@@ -1,15 +1,24 @@
-"""A read-only IPFS Trustless Gateway over the node's blocks (``GET /ipfs/{cid}``, docs/http.md).
+"""A read-only IPFS Trustless Gateway over the node's blocks (``GET``/``HEAD /ipfs/{cid}``,
+docs/http.md).
+
+Answers are raw blocks (``application/vnd.ipld.raw``) or CAR v1 streams
+(``application/vnd.ipld.car``), never anything decoded: the client checks every byte against the
+CIDs it asked for and need not trust the node. That is why it answers without the token.
 
 Only what the node replicates is served: the manifest and the applied entries of the databases it
-replicates and does not keep private (an unfollowed or private database's blocks, pending or
-rejected entries are not). Answers are
-raw blocks (``application/vnd.ipld.raw``) or CAR v1 streams (``application/vnd.ipld.car``), so a
-client checks every byte against the CIDs and need not trust the node.
+replicates and does not keep private. An unfollowed or private database's blocks, pending or
+rejected entries, and anything else in the SQLite file are not (404), as if the node did not have
+them; bitswap serves exactly the same blocks. A stored block that no longer hashes to its CID is
+never sent (:class:`~gridnode.errors.CorruptBlock`, raised by the repo's reads).
 
 ``dag-scope=block`` is the one block. ``dag-scope=all`` is, for an entry, the entry and every
 block it links to through ``db``, ``next`` and ``skip`` (its manifest and causal past), depth
 first, without duplicates; for a manifest, the whole database as ``gridnode export`` writes it
 (roots: the manifest, then the heads; that one changes as the database grows).
+
+Refused here: deserialised answers (JSON, HTML: 406), CAR v2, paths below a CID, and CARs over
+:data:`MAX_GATEWAY_CAR_BYTES` (413 rather than built). Errors are :mod:`gridnode.errors`'; their
+statuses are :mod:`gridnode.api.errors`'.
 """
 
 from __future__ import annotations
@@ -88,12 +97,12 @@ def choose_format(accept: str | None, format_param: str | None) -> str:
 def find(repo: Repo, cid: CID) -> tuple[StoredDatabase, bytes, bool] | None:
     """The served database (replicated, not private) holding ``cid``, its block, and whether it
     is that database's manifest; ``None`` if none has it."""
-    for db in repo.served():
-        if db.manifest.cid == cid:
-            return db, db.manifest.block, True
-        block = db.block(cid)
+    for database in repo.served():
+        if database.manifest.cid == cid:
+            return database, database.manifest.block, True
+        block = database.block(cid)
         if block is not None:
-            return db, block, False
+            return database, block, False
     return None
 
 
@@ -104,7 +113,7 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
     found = find(repo, cid)
     if found is None:
         raise NotFound(f"no block {cid} in the databases this node serves")
-    db, block, is_manifest = found
+    database, block, is_manifest = found
     if kind == RAW:
         return Served([block], RAW, f'"{cid}.raw"', IMMUTABLE, 1)
     if scope != "all":
@@ -113,17 +122,17 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
     if is_manifest:
         parts = []
         size = 0
-        for part in db.car_parts():  # what `gridnode export` writes, each block checked
+        for part in database.car_parts():  # what `gridnode export` writes, each block checked
             parts.append(part)
             size = _check_size(size, part)
-        heads = ".".join(str(h) for h in db.heads)
+        heads = ".".join(str(h) for h in database.heads)
         # The database grows: revalidate, and the Etag names the state (its heads).
         return Served(
             parts, _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache", len(parts) - 1
         )
     parts = [car_v1_header_bytes([cid])]
     size = len(parts[0])
-    for link, data in _depth_first(db, cid, block):
+    for link, data in _depth_first(database, cid, block):
         parts.append(car_section_bytes(link, data))
         size = _check_size(size, parts[-1])
     return Served(parts, _car_type("dfs"), f'W/"{cid}.car.all"', IMMUTABLE, len(parts) - 1)
@@ -140,7 +149,7 @@ def _check_size(size: int, part: bytes) -> int:
     return size
 
 
-def _depth_first(db: StoredDatabase, root: CID, block: bytes) -> list[tuple[CID, bytes]]:
+def _depth_first(database: StoredDatabase, root: CID, block: bytes) -> list[tuple[CID, bytes]]:
     """The entry ``root`` and what it links to (manifest, parents, skip links), depth first in
     link order, each block once."""
     seen = {root}
@@ -149,7 +158,7 @@ def _depth_first(db: StoredDatabase, root: CID, block: bytes) -> list[tuple[CID,
     while stack:
         cid, data = stack.pop()
         out.append((cid, data))
-        if cid == db.manifest.cid:
+        if cid == database.manifest.cid:
             continue
         entry = entry_from_block(cid, data)  # stored, so verified when it came in
         children = []
@@ -157,7 +166,8 @@ def _depth_first(db: StoredDatabase, root: CID, block: bytes) -> list[tuple[CID,
             if link in seen:
                 continue
             seen.add(link)
-            child = db.manifest.block if link == db.manifest.cid else db.block(link)
+            manifest = database.manifest
+            child = manifest.block if link == manifest.cid else database.block(link)
             if child is not None:
                 children.append((link, child))
         stack.extend(reversed(children))

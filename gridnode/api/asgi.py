@@ -1,0 +1,293 @@
+"""The local API's plumbing: ASGI messages in, a :class:`Request` to a handler, a
+:class:`Response` out.
+
+:class:`ApiApp` is the ASGI app hypercorn serves (:mod:`gridnode.api.server`). For each HTTP
+request it:
+
+- **checks the token** before it routes: every route but the public ones
+  (:data:`gridnode.api.routes.PUBLIC`) needs ``Authorization: Bearer <token>``, compared in
+  constant time, so a request without it learns nothing, not even whether its path exists (401);
+- **parses the path and the query strictly**: percent-escapes that are not UTF-8, and a parameter
+  given twice, are refused (400) rather than guessed at;
+- **dispatches** through :func:`gridnode.api.routes.route` (404 for no such path, 405 with
+  ``Allow`` for a method the path does not have) and answers a gridnode error with its status
+  (:mod:`gridnode.api.errors`); anything else is a bug: 500, logged with its traceback;
+- **bounds what it reads**: a JSON body at most :data:`MAX_JSON_BYTES`, a CAR at most
+  :data:`MAX_CAR_BYTES` (413 beyond; the announced length is checked before a byte is read);
+- **reads the rest of the body before answering** (:meth:`_Body.drain`), and does not answer at
+  all a client that went away mid-body: hypercorn has answered that one itself, and a second
+  answer would race with it on the socket.
+
+Answers are sent whole parts at a time, about 64 KiB per message, with ``Cache-Control:
+no-store`` unless the handler says otherwise (the gateway's immutable blocks do).
+
+Refused here: knowing any endpoint. Which path runs what is :mod:`gridnode.api.routes`; what it
+does is :mod:`gridnode.api.handlers`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, unquote
+
+from crdt.errors import GridnodeError
+from gridnode import jsonvalue
+from gridnode.api.errors import ERROR_HEADER, error_body, status_of
+from gridnode.errors import InvalidRequest, NotFound, RequestTooLarge, TokenRefused
+from gridnode.ops import describe_error
+
+if TYPE_CHECKING:
+    from gridnode.node import Node
+
+__all__ = ["MAX_CAR_BYTES", "MAX_JSON_BYTES", "ApiApp", "Handler", "Request", "Response"]
+
+log = logging.getLogger(__name__)
+
+#: The largest JSON request body the API reads.
+MAX_JSON_BYTES: Final = 64 * 1024 * 1024
+#: The largest CAR ``POST /import`` reads (it is held in memory); import larger ones offline.
+MAX_CAR_BYTES: Final = 256 * 1024 * 1024
+
+
+class _Disconnected(Exception):
+    """The client went away before its request was whole: nobody to answer."""
+
+
+class _Body:
+    """The request body's messages, as the app reads them."""
+
+    def __init__(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._receive = receive
+        self.done = False
+
+    async def receive(self) -> dict[str, Any]:
+        if self.done:
+            raise _Disconnected
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.done = True
+            raise _Disconnected
+        if not message.get("more_body", False):
+            self.done = True
+        return message
+
+    async def drain(self) -> None:
+        """Read and drop the rest of the body (up to :data:`MAX_CAR_BYTES`)."""
+        size = 0
+        while not self.done and size <= MAX_CAR_BYTES:
+            size += len((await self.receive()).get("body", b""))
+
+
+@dataclass
+class Request:
+    """One request, as a handler sees it: the path split into unquoted segments, the query
+    (each parameter once), the headers (names in lower case) and the body, read on demand."""
+
+    method: str
+    segments: list[str]
+    query: dict[str, str]
+    headers: dict[bytes, bytes]
+    stream: _Body
+
+    async def body(self, limit: int | None = None) -> bytes:
+        limit = MAX_JSON_BYTES if limit is None else limit
+        declared = self.headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestTooLarge(f"the request body is over {limit} bytes")
+        chunks = []
+        size = 0
+        while True:
+            message = await self.stream.receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestTooLarge(f"the request body is over {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def json(self) -> Any:
+        data = await self.body()
+        if not data.strip():
+            raise InvalidRequest("the request body is empty; it is JSON")
+        return jsonvalue.parse(data, "the request body")
+
+    def int_param(self, name: str) -> int | None:
+        text = self.query.get(name)
+        if text is None:
+            return None
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidRequest(f"{name} must be a non-negative integer, not {text!r}")
+        return int(text)
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        text = self.query.get(name)
+        if text is None:
+            return default
+        if text in ("1", "true", "yes", ""):
+            return True
+        if text in ("0", "false", "no"):
+            return False
+        raise InvalidRequest(f"{name} must be true or false, not {text!r}")
+
+
+@dataclass
+class Response:
+    """A handler's answer: ``body`` sent as JSON, or ``parts`` sent as they are."""
+
+    status: int
+    body: Any = None
+    #: Raw parts to send instead of ``body`` as JSON.
+    parts: list[bytes] | None = None
+    content_type: str = "application/json"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: A HEAD: the headers (and the length) of the answer, without its body.
+    head: bool = False
+
+
+#: A handler: the running node and the request in, the answer out.
+Handler = Callable[["Node", Request], Awaitable[Response]]
+#: Where a request goes (:func:`gridnode.api.routes.route`): its handler, or ``None`` and the
+#: methods its path allows.
+Router = Callable[[list[str], str], tuple[Handler | None, list[str]]]
+
+
+class ApiApp:
+    """The ASGI app of the local API, answering from a running :class:`~gridnode.node.Node`."""
+
+    def __init__(self, node: Node, token: str) -> None:
+        # The table names the handlers, which answer with this module's Response: it is looked
+        # up when an app is made, not when this module is imported, so the imports have no cycle.
+        from gridnode.api.routes import is_public, route
+
+        self.node = node
+        self._expected = b"Bearer " + token.encode("ascii")
+        self._route: Router = route
+        self._is_public: Callable[[list[str], str], bool] = is_public
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif kind == "http":
+            body = _Body(receive)
+            try:
+                response = await self._respond(scope, body)
+                # Read what is left of the body before answering: a client that sent less than
+                # it announced and went away has been answered by hypercorn itself, and a second
+                # answer would race with that one on the socket. (Not for a body too large to
+                # read: hypercorn closes the connection after that answer.)
+                if response.status != 413:
+                    await body.drain()
+            except _Disconnected:
+                return
+            await _send(send, response)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _respond(self, scope: dict[str, Any], stream: _Body) -> Response:
+        method = scope["method"]
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+        shown = raw_path.decode("latin-1")  # for the log: whatever bytes came
+        try:
+            headers = {bytes(k).lower(): bytes(v) for k, v in scope["headers"]}
+            path = raw_path.decode("ascii").split("?", 1)[0]
+            segments = [unquote(s, errors="strict") for s in path.strip("/").split("/") if s]
+            if not self._is_public(segments, method) and not hmac.compare_digest(
+                headers.get(b"authorization", b""), self._expected
+            ):
+                raise TokenRefused(
+                    "a request needs the header 'Authorization: Bearer <token>' "
+                    "with the token in DATA_DIR/api.token"
+                )
+            request = Request(method, segments, _query(scope), headers, stream)
+            handler, allowed = self._route(segments, method)
+            if handler is None:
+                if allowed:
+                    return Response(
+                        405,
+                        {"error": f"{method} is not allowed here; allowed: {', '.join(allowed)}"},
+                        headers=[(b"allow", ", ".join(allowed).encode())],
+                    )
+                raise NotFound(f"no endpoint {method} /{'/'.join(segments)}")
+            response = await handler(self.node, request)
+        except _Disconnected:
+            raise
+        except UnicodeError:
+            response = Response(400, {"error": "the path or query is not valid UTF-8"})
+        except GridnodeError as exc:
+            response = Response(
+                status_of(exc),
+                error_body(exc),
+                headers=[(ERROR_HEADER.encode("ascii"), type(exc).__name__.encode("ascii"))],
+            )
+            if isinstance(exc, TokenRefused):
+                response.headers.append((b"www-authenticate", b"Bearer"))
+            if response.status >= 500:
+                # Not the request's fault: the node's (a damaged block, a full disk). The
+                # operator hears of it here; the client got the message.
+                log.error("API %s %s: %s", method, shown, describe_error(exc))
+        except Exception as exc:
+            log.exception("API %s %s failed", method, shown)
+            response = Response(500, {"error": f"internal error: {describe_error(exc)}"})
+        log.debug("API %s %s -> %d", method, shown, response.status)
+        return response
+
+
+def _query(scope: dict[str, Any]) -> dict[str, str]:
+    """The query string's parameters; one given twice is refused (which one would count?)."""
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(
+        scope.get("query_string", b"").decode("ascii"),
+        keep_blank_values=True,
+        strict_parsing=False,
+        errors="strict",
+    ):
+        if key in query:
+            raise InvalidRequest(f"parameter {key!r} is given twice")
+        query[key] = value
+    return query
+
+
+async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Response) -> None:
+    parts = response.parts
+    if parts is None:
+        parts = [jsonvalue.dumps(response.body).encode("utf-8") + b"\n"]
+    length = sum(len(p) for p in parts)
+    headers = [
+        (b"content-type", response.content_type.encode()),
+        (b"content-length", str(length).encode()),
+        *response.headers,
+    ]
+    if not any(name == b"cache-control" for name, _ in response.headers):
+        headers.append((b"cache-control", b"no-store"))
+    if response.head:
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    # Whole parts, a few at a time: one message per 64 KiB or so, not one per CAR section.
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        batch.append(part)
+        size += len(part)
+        if size >= 65536:
+            await send({"type": "http.response.body", "body": b"".join(batch), "more_body": True})
+            batch, size = [], 0
+    await send({"type": "http.response.body", "body": b"".join(batch), "more_body": False})

@@ -1,0 +1,399 @@
+"""What each endpoint of the local API does: a thin handler per route, over the node's facade and
+the database operations.
+
+A handler takes the running :class:`~gridnode.node.Node` and a :class:`~gridnode.api.asgi.Request`
+and returns a :class:`~gridnode.api.asgi.Response`. It does three things and no more:
+
+- **reads the request** (its body's shape, its query by each parameter's kind), refusing what is
+  malformed with :class:`~gridnode.errors.InvalidRequest`;
+- **calls the operation**: a function of :mod:`gridnode.ops` in the node's storage worker (where
+  the databases may be read: the node is the only user of its SQLite file), or one of the node's
+  public methods (:meth:`~gridnode.node.Node.write`, ``create``, ``follow``, ``unfollow``,
+  ``restore``, ``import_car``, ``connect``), which do the rest: durable, then announced;
+- **shapes the answer** as JSON (or CAR bytes, the page, the metrics).
+
+Of the node a handler reads only ``stats``, ``repo``, ``worker``, ``peer_id``, ``addrs``,
+``peers()``, ``replicating()`` and its public methods, never a private attribute: what a running
+node shows of itself is :class:`~gridnode.node.NodeStats`.
+
+The reads on one database are one handler, :func:`read`, for every read registered in
+:data:`gridnode.ops.READS`: the read named by the path's last segment, its parameters taken from
+the query string by their kinds. Adding a read needs nothing here.
+
+Refused here: HTTP statuses for errors (a handler raises the node layer's errors;
+:mod:`gridnode.api.errors` answers them), SQL, and work on the trio loop that belongs in the
+storage worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from crdt.errors import GridnodeError
+from crdt.ipld.cid import CID
+from gridnode import jsonvalue, ops
+from gridnode.api import dashboard, gateway, metrics
+from gridnode.api.asgi import MAX_CAR_BYTES, Request, Response
+from gridnode.api.openapi import openapi
+from gridnode.errors import FeatureOff, InvalidRequest, UnknownDatabase
+from gridnode.ops import CreateRequest, describe_error
+from gridnode.repo import StoredDatabase
+
+if TYPE_CHECKING:
+    from gridnode.node import Node, PeerSync
+
+log = logging.getLogger(__name__)
+
+#: The media type of a CAR (``GET /db/{db}/car``, ``POST /import``).
+CAR_TYPE: Final = gateway.CAR
+#: ``POST /db/restore``: at most this many roots (the manifest and the heads), this many peers,
+#: and this many seconds to fetch in (the default when none is given).
+MAX_RESTORE_ROOTS: Final = 1024
+MAX_RESTORE_PEERS: Final = 64
+MAX_RESTORE_TIMEOUT: Final = 3600.0
+DEFAULT_RESTORE_TIMEOUT: Final = 120.0
+
+
+async def _run(node: Node, fn: Callable[..., Any], *args: Any) -> Any:
+    return await node.worker.run(fn, *args)
+
+
+async def _resolve(node: Node, ref: str) -> StoredDatabase:
+    database: StoredDatabase = await _run(node, ops.resolve, node.repo, ref)
+    return database
+
+
+def _ref(request: Request) -> str:
+    """The database a ``/db/{db}/...`` path names: its address, CID or name."""
+    return request.segments[1]
+
+
+# -- the node -------------------------------------------------------------------------------------
+
+
+async def hello(node: Node, request: Request) -> Response:
+    return Response(200, {"peer_id": node.peer_id, "identity": node.repo.did})
+
+
+async def status(node: Node, request: Request) -> Response:
+    import trio
+
+    databases = await _run(node, ops.status_of_databases, node.repo)
+    now = trio.current_time()
+    for row in databases:
+        row["replicating"] = node.replicating(row["address"])
+        row["syncs"] = [
+            _sync_json(sync, now)
+            for (_peer, address), sync in sorted(node.stats.syncs.items())
+            if address == row["address"]
+        ]
+    return Response(
+        200,
+        {
+            "running": True,
+            "data_dir": str(node.repo.data_dir),
+            "identity": node.repo.did,
+            "peer_id": node.peer_id,
+            "addrs": node.addrs,
+            "peers": sorted(node.peers()),
+            "databases": databases,
+            "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},
+            "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
+        },
+    )
+
+
+def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:
+    out = asdict(sync)
+    del out["address"], out["at"]
+    if sync.running:
+        out["complete"] = False
+    return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.at), 3), **out}
+
+
+async def peers(node: Node, request: Request) -> Response:
+    listed = [{"peer_id": p, "strikes": node.stats.strikes.get(p, 0)} for p in sorted(node.peers())]
+    return Response(
+        200,
+        {"running": True, "identity": node.repo.did, "peer_id": node.peer_id, "peers": listed},
+    )
+
+
+async def events(node: Node, request: Request) -> Response:
+    limit = request.int_param("limit")
+    recent = list(reversed(node.stats.events))[:limit]
+    return Response(200, {"events": [asdict(e) for e in recent]})
+
+
+async def metrics_text(node: Node, request: Request) -> Response:
+    databases = await _run(node, ops.status_of_databases, node.repo)
+    families = metrics.node_families(
+        node, databases, _storage_bytes(node.repo.sql.path), installed_version()
+    )
+    return Response(
+        200,
+        parts=[metrics.exposition(families).encode("utf-8")],
+        content_type=metrics.CONTENT_TYPE,
+    )
+
+
+def _storage_bytes(path: Path) -> int:
+    """The SQLite file and its write-ahead log, in bytes."""
+    size = 0
+    for name in (path.name, path.name + "-wal"):
+        with contextlib.suppress(OSError):
+            size += (path.parent / name).stat().st_size
+    return size
+
+
+def installed_version() -> str:
+    """The installed gridnode's version (``/metrics``, ``/openapi.json``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gridnode")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def dashboard_page(node: Node, request: Request) -> Response:
+    return Response(
+        200,
+        parts=[dashboard.page()],
+        content_type=dashboard.CONTENT_TYPE,
+        headers=list(dashboard.HEADERS),
+    )
+
+
+async def openapi_document(node: Node, request: Request) -> Response:
+    return Response(200, openapi(installed_version()))
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+
+async def list_databases(node: Node, request: Request) -> Response:
+    return Response(200, {"databases": await _run(node, ops.listing, node.repo)})
+
+
+async def create_database(node: Node, request: Request) -> Response:
+    database = await node.create(CreateRequest.from_json(await request.json()))
+    return Response(201, ops.describe(database))
+
+
+async def follow(node: Node, request: Request) -> Response:
+    database = await node.follow(_address_body(await request.json()))
+    return Response(200, await _run(node, lambda: ops.info(database, digest=False)))
+
+
+async def unfollow(node: Node, request: Request) -> Response:
+    database = await node.unfollow(_address_body(await request.json()))
+    return Response(200, {"address": database.address, "replicating": False})
+
+
+def _address_body(body: Any) -> str:
+    if type(body) is not dict or type(body.get("address")) is not str or set(body) != {"address"}:
+        raise InvalidRequest('the body is {"address": "/gridnode/<cid>"}')
+    address: str = body["address"]
+    return address
+
+
+async def restore(node: Node, request: Request) -> Response:
+    """Fetch a database from IPFS peers over bitswap (:meth:`~gridnode.node.Node.restore`):
+    connect to the ``peers`` given first, then ask them (or, when none was given or none
+    answered, every connected peer)."""
+    import trio
+
+    roots, addresses, timeout = _restore_body(await request.json())
+    if node.stats.bitswap is None:
+        raise FeatureOff(
+            "bitswap is off in this node's config: 'bitswap = true' in gridnode.toml turns it "
+            "on (then restart the node)"
+        )
+    connected: dict[int, str | None] = {}
+
+    async def dial(index: int, address: str) -> None:
+        try:
+            connected[index] = await node.connect(address)
+        except Exception as exc:  # an address the transport cannot dial at all
+            log.warning("cannot connect to %s: %s", address, describe_error(exc))
+            connected[index] = None
+
+    async with trio.open_nursery() as nursery:
+        for index, address in enumerate(addresses):
+            nursery.start_soon(dial, index, address)
+    peer_ids = list(dict.fromkeys(p for _, p in sorted(connected.items()) if p is not None))
+    unreachable = [a for i, a in enumerate(addresses) if connected.get(i) is None]
+    missed = f" (cannot connect to {', '.join(unreachable)})" if unreachable else ""
+    if not peer_ids and not node.peers():
+        raise UnknownDatabase(
+            f"no peer to ask for the manifest {roots[0]}: no peer is connected{missed}"
+        )
+    try:
+        report = await node.restore(roots, peer_ids or None, timeout=timeout)
+    except UnknownDatabase as exc:
+        raise UnknownDatabase(f"{describe_error(exc)}{missed}") from None
+    database = await _resolve(node, report.address)
+
+    def describe_restored() -> dict[str, Any]:
+        info = ops.info(database, digest=False)
+        info.update(ops.import_report(report))
+        # What did not come in time: parents that entries held wait for.
+        info["missing"] = len(database.missing)
+        return info
+
+    return Response(200, await _run(node, describe_restored))
+
+
+_RESTORE_BODY: Final = (
+    'the body is {"roots": [manifest CID, head CID, ...], "peers": [multiaddr, ...], '
+    '"timeout": seconds} (peers and timeout optional)'
+)
+
+
+def _restore_body(body: Any) -> tuple[list[CID], list[str], float]:
+    """The roots (as CIDs), the peers' multiaddrs and the timeout of a ``POST /db/restore``."""
+    # The network floor checks a multiaddr; imported here, as libp2p is heavy and only this
+    # endpoint needs it.
+    from gridnode.net.identity import check_peer_multiaddr
+
+    if type(body) is not dict or "roots" not in body:
+        raise InvalidRequest(_RESTORE_BODY)
+    unknown = set(body) - {"roots", "peers", "timeout"}
+    if unknown:
+        raise InvalidRequest(f"unknown field {sorted(unknown)[0]!r}; {_RESTORE_BODY}")
+    texts = body["roots"]
+    if type(texts) is not list:
+        raise InvalidRequest("roots must be a list of CIDs: the manifest's, then the heads")
+    if not texts:
+        raise InvalidRequest("roots is empty: give the manifest's CID (then the heads)")
+    if len(texts) > MAX_RESTORE_ROOTS:
+        raise InvalidRequest(f"roots has {len(texts)} CIDs; at most {MAX_RESTORE_ROOTS}")
+    roots = []
+    for index, text in enumerate(texts):
+        if type(text) is not str:
+            raise InvalidRequest(f"roots[{index}] must be a CID as a string")
+        try:
+            roots.append(CID.parse(text))
+        except GridnodeError as exc:
+            raise InvalidRequest(f"roots[{index}] is not a CID: {describe_error(exc)}") from None
+    addresses = body.get("peers", [])
+    if type(addresses) is not list:
+        raise InvalidRequest("peers must be a list of multiaddrs ending in /p2p/<peer id>")
+    if len(addresses) > MAX_RESTORE_PEERS:
+        raise InvalidRequest(f"peers has {len(addresses)} multiaddrs; at most {MAX_RESTORE_PEERS}")
+    for index, address in enumerate(addresses):
+        check_peer_multiaddr(address, f"peers[{index}]")
+    timeout = body.get("timeout", DEFAULT_RESTORE_TIMEOUT)
+    if type(timeout) not in (int, float) or not 0 < timeout <= MAX_RESTORE_TIMEOUT:
+        # The body was parsed from JSON, so it can be written back as JSON.
+        raise InvalidRequest(
+            f"timeout must be a number of seconds above 0 and at most {MAX_RESTORE_TIMEOUT:g}, "
+            f"not {jsonvalue.dumps(timeout)}"
+        )
+    return roots, list(dict.fromkeys(addresses)), float(timeout)
+
+
+async def import_car(node: Node, request: Request) -> Response:
+    data = await request.body(MAX_CAR_BYTES)
+    report = await node.import_car(data)
+    return Response(200, ops.import_report(report))
+
+
+# -- one database ---------------------------------------------------------------------------------
+
+
+async def database_info(node: Node, request: Request) -> Response:
+    database = await _resolve(node, _ref(request))
+    with_digest = request.flag("digest", True)
+    return Response(200, await _run(node, lambda: ops.info(database, digest=with_digest)))
+
+
+async def write(node: Node, request: Request) -> Response:
+    body = await request.json()
+    if type(body) is not list:
+        raise InvalidRequest("the body is a JSON array of ops")
+    database = await _resolve(node, _ref(request))
+    entries = await node.write(database.address, body)
+    return Response(200, await _run(node, ops.written, database, entries))
+
+
+async def read(node: Node, request: Request) -> Response:
+    """``GET /db/{db}/{name}``: the registered read ``name`` (:data:`gridnode.ops.READS`), its
+    parameters from the query string by their kinds."""
+    found = ops.READS[request.segments[2]]
+    params: dict[str, Any] = {}
+    known = {p.name for p in found.params}
+    for name in request.query:
+        if name not in known:
+            raise InvalidRequest(
+                f"'{found.name}' takes no parameter {name!r}"
+                + (f" (it takes {', '.join(sorted(known))})" if known else "")
+            )
+    for param in found.params:
+        if param.name not in request.query:
+            continue
+        text = request.query[param.name]
+        if param.kind == "int":
+            params[param.name] = request.int_param(param.name)
+        elif param.kind == "bool":
+            params[param.name] = request.flag(param.name)
+        elif param.kind == "json":
+            params[param.name] = jsonvalue.parse(text, param.name)
+        else:
+            params[param.name] = text or None
+    database = await _resolve(node, _ref(request))
+    answer = await _run(node, lambda: ops.materialize(ops.run_read(found.name, database, params)))
+    return Response(200, answer)
+
+
+async def car(node: Node, request: Request) -> Response:
+    database = await _resolve(node, _ref(request))
+    # ops.export_car re-hashes every block and takes them all before a byte is sent: a damaged
+    # one fails the whole request (CorruptBlock, 500 naming the block), never a CAR with it.
+    parts, count = await _run(node, ops.export_car, database)
+    return Response(
+        200,
+        parts=parts,
+        content_type=CAR_TYPE,
+        headers=[
+            (b"x-gridnode-blocks", str(count).encode()),
+            (b"x-gridnode-address", database.address.encode()),
+        ],
+    )
+
+
+# -- the trustless gateway ------------------------------------------------------------------------
+
+
+async def ipfs(node: Node, request: Request) -> Response:
+    """``GET``/``HEAD /ipfs/{cid}`` (:mod:`gridnode.api.gateway`): no token, read-only,
+    content-addressed."""
+    cid = gateway.parse_cid(request.segments[1])
+    kind = gateway.choose_format(
+        request.headers.get(b"accept", b"").decode("latin-1") or None,
+        request.query.get("format"),
+    )
+    scope = request.query.get("dag-scope", "all")
+    served: gateway.Served = await _run(node, gateway.serve, node.repo, cid, kind, scope)
+    headers = [
+        (b"etag", served.etag.encode()),
+        (b"cache-control", served.cache_control.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-ipfs-path", f"/ipfs/{request.segments[1]}".encode()),
+        (b"vary", b"Accept"),
+    ]
+    if request.headers.get(b"if-none-match", b"").decode("latin-1") == served.etag:
+        return Response(304, parts=[], content_type=served.content_type, headers=headers, head=True)
+    return Response(
+        200,
+        parts=served.parts,
+        content_type=served.content_type,
+        headers=headers,
+        head=request.method == "HEAD",
+    )

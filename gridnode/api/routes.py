@@ -1,0 +1,110 @@
+"""THE route table of the local API: which method and path run which handler, and which answer
+without the token.
+
+One line per route, in :data:`ROUTES`. A path is written as docs/http.md and the OpenAPI document
+write it: ``{name}`` matches any one segment (``{db}``: a database's address, CID or name;
+``{cid}``: a CID), anything else only itself. Three things are checked against this table by the
+tests, so that none of them drifts from what the node serves: the OpenAPI document's paths
+(:mod:`gridnode.api.openapi`), the endpoint table of docs/http.md, and schemathesis's run against
+a live node.
+
+The reads on one database (:data:`gridnode.ops.READS`) are one line each, all served by
+:func:`gridnode.api.handlers.read`: adding a read is one line here (and its row in docs/http.md).
+
+:data:`PUBLIC` is what answers without the token, each for a reason: the dashboard page and the
+OpenAPI document hold no data; the trustless gateway is read-only and every byte it sends is
+checked by the client against the CID it asked for (docs/http.md).
+
+Refused here: logic, and a second way to match. A path matches a route segment by segment, the
+first route that matches wins, a path with routes but not for this method is a 405 (with
+``Allow``), and a path the table does not have is a 404.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from gridnode.api import handlers
+from gridnode.api.asgi import Handler
+
+__all__ = ["PUBLIC", "ROUTES", "is_public", "route"]
+
+#: (method, path) -> handler.
+ROUTES: Final[dict[tuple[str, str], Handler]] = {
+    ("GET", "/"): handlers.hello,
+    ("GET", "/status"): handlers.status,
+    ("GET", "/peers"): handlers.peers,
+    ("GET", "/events"): handlers.events,
+    ("GET", "/metrics"): handlers.metrics_text,
+    ("GET", "/dashboard"): handlers.dashboard_page,
+    ("GET", "/openapi.json"): handlers.openapi_document,
+    ("GET", "/db"): handlers.list_databases,
+    ("POST", "/db"): handlers.create_database,
+    ("POST", "/follow"): handlers.follow,
+    ("POST", "/unfollow"): handlers.unfollow,
+    ("POST", "/db/restore"): handlers.restore,
+    # /db/restore is also /db/{db} for a database named "restore": GET reads that database.
+    ("GET", "/db/restore"): handlers.database_info,
+    ("POST", "/import"): handlers.import_car,
+    ("GET", "/db/{db}"): handlers.database_info,
+    ("POST", "/db/{db}/ops"): handlers.write,
+    # The reads on one database (gridnode.ops.READS), one line each.
+    ("GET", "/db/{db}/get"): handlers.read,
+    ("GET", "/db/{db}/query"): handlers.read,
+    ("GET", "/db/{db}/log"): handlers.read,
+    ("GET", "/db/{db}/iter"): handlers.read,
+    ("GET", "/db/{db}/value"): handlers.read,
+    ("GET", "/db/{db}/car"): handlers.car,
+    ("GET", "/ipfs/{cid}"): handlers.ipfs,
+    ("HEAD", "/ipfs/{cid}"): handlers.ipfs,
+}
+
+#: The routes that answer without the token: no data in the first two; the gateway's bytes are
+#: content-addressed.
+PUBLIC: Final = frozenset(
+    {
+        ("GET", "/dashboard"),
+        ("GET", "/openapi.json"),
+        ("GET", "/ipfs/{cid}"),
+        ("HEAD", "/ipfs/{cid}"),
+    }
+)
+
+
+def _pattern(path: str) -> tuple[str | None, ...]:
+    """A path's segments, ``None`` for a ``{name}`` that matches any one."""
+    return tuple(
+        None if s.startswith("{") and s.endswith("}") else s
+        for s in path.strip("/").split("/")
+        if s
+    )
+
+
+_MATCHED: Final = [(method, _pattern(path), handler) for (method, path), handler in ROUTES.items()]
+_PUBLIC_PATTERNS: Final = frozenset((method, _pattern(path)) for method, path in PUBLIC)
+
+
+def _matches(pattern: tuple[str | None, ...], segments: list[str]) -> bool:
+    return len(pattern) == len(segments) and all(
+        p is None or p == s for p, s in zip(pattern, segments, strict=True)
+    )
+
+
+def route(segments: list[str], method: str) -> tuple[Handler | None, list[str]]:
+    """The handler for a path (its unquoted segments) and method, or ``None`` and the methods
+    the path allows (none: no such path)."""
+    allowed = []
+    for route_method, pattern, handler in _MATCHED:
+        if _matches(pattern, segments):
+            if route_method == method:
+                return handler, []
+            allowed.append(route_method)
+    return None, sorted(set(allowed))
+
+
+def is_public(segments: list[str], method: str) -> bool:
+    """Whether a request answers without the token."""
+    return any(
+        route_method == method and _matches(pattern, segments)
+        for route_method, pattern in _PUBLIC_PATTERNS
+    )
