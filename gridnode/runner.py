@@ -18,6 +18,9 @@ Rules:
   open, a signal unwinds what has started and :func:`run` returns. From the moment that receiver
   is open (before the node is opened), a signal is queued and stops the node as soon as it runs.
   Signals are only for the main thread: the embed thread uses ``stop``.
+- **One node per data directory.** ``DATA_DIR/node.lock`` is held for the node's whole life
+  (:func:`gridnode.datadir.node_lock`): a second node there raises
+  :class:`~gridnode.errors.NodeUnavailable` before anything is opened.
 - **The error that stopped the node, not a group.** trio wraps a failure in exception groups;
   :func:`run` raises the first error in them that is not a cancellation (the group as its
   cause), so a caller catches :class:`~gridnode.errors.ConfigError`, a seeder's
@@ -92,11 +95,11 @@ def run(
         ready=ready,
         tasks=tasks,
     )
+    shutdown = _Shutdown()
     if not signals:
-        _run_trio(data_dir, serve, _Shutdown())
+        _run_trio(data_dir, serve, shutdown)
         return
     previous = {signum: signal.signal(signum, _stop_startup) for signum in _STOP_SIGNALS}
-    shutdown = _Shutdown()
     try:
         _run_trio(data_dir, serve, shutdown, catch_sigint=True)
     except (_StartupStopped, KeyboardInterrupt):
