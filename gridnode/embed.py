@@ -2,7 +2,8 @@
 
 The node itself is trio-native (:func:`gridnode.node.open_node`). To serve an asyncio program
 (a FastAPI backend, say) or a synchronous one, it runs in a thread of its own, in its own
-``trio.run``; the program calls into it from any thread:
+``trio.run`` (:func:`gridnode.runner.run`, the runner ``gridnode start`` uses, stopped by an event
+instead of a signal); the program calls into it from any thread:
 
     async with gridnode.asyncio_node(data_dir) as node:      # asyncio
         address = await node.create_database("notes", "keyvalue")
@@ -180,18 +181,9 @@ async def _connect(node: Node, multiaddr: str) -> str | None:
 # -- the node's thread -----------------------------------------------------------------------------
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The error behind nested exception groups when there is only one (not a cancellation)."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [_unwrap(e) for e in exc.exceptions]
-        leaves = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-        if len(leaves) == 1:
-            return leaves[0]
-    return exc
-
-
 class _NodeThread:
-    """``trio.run`` of one node in a thread; :meth:`submit` from any thread."""
+    """The node's thread: :func:`gridnode.runner.run` with ``stop`` instead of signals, and a
+    nursery of calls (the runner's extra work) that :meth:`submit` spawns into from any thread."""
 
     def __init__(self, data_dir: Path, node_options: dict[str, Any], api: bool) -> None:
         self.data_dir = Path(data_dir)
@@ -203,7 +195,8 @@ class _NodeThread:
         self.api_url: str | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._calls: trio.Nursery | None = None
-        self._stopping: trio.Event | None = None
+        # Set only in the node's loop (run_sync_soon), or before the loop knows of it.
+        self._stop = trio.Event()
         self._stop_requested = False
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -218,13 +211,19 @@ class _NodeThread:
         self._thread.start()
 
     def _run(self) -> None:
-        from gridnode import datadir
+        from gridnode import runner
 
         try:
-            with datadir.node_lock(self.data_dir):
-                trio.run(self._main)
+            runner.run(
+                self.data_dir,
+                **self._options,
+                api=self._api,
+                stop=self._stop,
+                ready=self._started,
+                tasks=self._serve_calls,
+            )
         except BaseException as exc:
-            self._error = _unwrap(exc)
+            self._error = exc
         finally:
             self._calls = None
             stopped = NodeStopped(
@@ -238,22 +237,16 @@ class _NodeThread:
                 _settle(self.ready, error=self._error or NodeStopped("the node did not start"))
             _settle(self.finished, None)
 
-    async def _main(self) -> None:
-        from gridnode import api
-        from gridnode.node import open_node
+    def _started(self, node: Node, url: str | None) -> None:
+        self.node, self.api_url = node, url
 
-        self._stopping = trio.Event()
+    async def _serve_calls(self, node: Node, calls: trio.Nursery) -> None:
         self._token = trio.lowlevel.current_trio_token()
+        self._calls = calls
+        _settle(self.ready, None)
+        # A stop asked for before the token was known could not reach the loop: honour it now.
         if self._stop_requested:
-            return
-        async with open_node(self.data_dir, **self._options) as node:
-            serving = api.serve_api(node, self.data_dir) if self._api else _no_api()
-            async with serving as url, trio.open_nursery() as calls:
-                self.node, self.api_url, self._calls = node, url, calls
-                _settle(self.ready, None)
-                if not self._stop_requested:
-                    await self._stopping.wait()
-                calls.cancel_scope.cancel()
+            self._stop.set()
 
     def request_stop(self) -> None:
         """Ask the node to stop (from any thread); returns at once."""
@@ -261,11 +254,7 @@ class _NodeThread:
         token = self._token
         if token is not None:
             with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._set_stopping)
-
-    def _set_stopping(self) -> None:
-        if self._stopping is not None:
-            self._stopping.set()
+                token.run_sync_soon(self._stop.set)
 
     def join(self) -> None:
         """After :attr:`finished`: the thread is gone; raise the error that stopped the node, if
@@ -329,11 +318,6 @@ class _NodeThread:
         finally:
             if not future.done():
                 _settle(future, error=NodeStopped("the node stopped during the call"))
-
-
-@contextlib.asynccontextmanager
-async def _no_api() -> Any:
-    yield None
 
 
 def _settle(

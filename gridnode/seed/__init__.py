@@ -2,7 +2,7 @@
 
 ``gridnode.seed.postgres``: PostgreSQL tables, by a trigger-fed outbox; ``gridnode.seed.types``:
 the PostgreSQL -> IPLD value mapping; ``gridnode.seed.seeder``: the snapshot-then-follow loop
-and its durable position; ``gridnode.seed.cli``: ``gridnode seed postgres``. psycopg is imported
+and its durable position; ``gridnode.cli.seed``: ``gridnode seed postgres``. psycopg is imported
 only by the modules that talk to PostgreSQL.
 """
 

@@ -74,3 +74,63 @@ def test_car_verify_empty_file(tmp_path):
     result = CliRunner().invoke(main, ["car", "verify", str(empty)])
     assert result.exit_code != 0
     assert "invalid CAR" in result.output
+
+
+# -- the package's shape ---------------------------------------------------------------------------
+
+CLI = Path(__file__).parents[2] / "gridnode" / "cli"
+VERB_MODULES = ["car", "config", "db", "node", "pin", "seed"]
+
+
+def _imported(path):
+    """Every module ``path`` imports (at the top or inside a function)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_verb_modules_import_only_common_from_the_cli_and_never_sqlite3():
+    assert sorted(p.stem for p in CLI.glob("*.py")) == sorted(
+        ["__init__", "__main__", "common", *VERB_MODULES]
+    )
+    for path in CLI.glob("*.py"):
+        imported = _imported(path)
+        assert "sqlite3" not in imported, path.name
+        from_cli = {name for name in imported if name.startswith("gridnode.cli")}
+        if path.stem == "common":
+            assert not from_cli, from_cli
+        elif path.stem in VERB_MODULES:
+            # From common only: never from another verb module or the package (no cycle).
+            assert all(name.startswith("gridnode.cli.common") for name in from_cli), (
+                path.name,
+                from_cli,
+            )
+
+
+def test_every_verb_is_registered_by_name_in_the_package_and_nowhere_else():
+    for path in CLI.glob("*.py"):
+        if path.stem != "__init__":
+            assert "add_command" not in path.read_text(), path.name
+    registrations = (CLI / "__init__.py").read_text().count("main.add_command(")
+    assert registrations == len(main.commands) == 12
+    assert set(main.commands) == {
+        "car",
+        "config",
+        "db",
+        "export",
+        "health",
+        "import",
+        "init",
+        "peers",
+        "pin",
+        "seed",
+        "start",
+        "status",
+    }

@@ -22,7 +22,7 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from gridnode import api, errors, ops
+from gridnode import api, datadir, errors, ops
 from gridnode.cli import main
 from gridnode.repo import Repo
 from tests.gridnode.conftest import node_in_thread
@@ -247,6 +247,42 @@ def test_status_peers_and_init_through_a_running_node(tmp_path):
     assert invoke(data_dir, "status").stdout.startswith("node: not running")
 
 
+def test_an_empty_database_reference_is_one_error_line_offline_and_through_a_running_node(
+    tmp_path,
+):
+    """``gridnode db put "" k '"v"'`` printed a traceback (KeyError 'type') through a running
+    node: "" was sent as the path /db/, the listing of every database."""
+    data_dir = tmp_path / "node"
+    invoke(data_dir, "init")
+    invoke(data_dir, "db", "create", "kv", "--type", "keyvalue")
+    car = str(tmp_path / "x.car")
+    verbs = [
+        ("db", "put", "", "k", '"v"'),
+        ("db", "get", "", "k"),
+        ("db", "info", ""),
+        ("db", "log", ""),
+        ("db", "digest", ""),
+        ("export", "", car),
+    ]
+
+    def refused(args):
+        result = invoke(data_dir, *args)
+        assert result.exit_code == 1, (args, result.stderr, result.exception)
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        assert result.stdout == "", args
+        assert "Traceback" not in result.stderr, args
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+
+    for args in verbs:
+        refused(args)
+    with node_in_thread(data_dir):
+        for args in verbs:
+            refused(args)
+    assert not (tmp_path / "x.car").exists()
+    assert json.loads(invoke(data_dir, "db", "info", "kv", "--json").stdout)["entries"] == 0
+
+
 def test_a_stale_api_file_is_removed_with_a_warning(tmp_path):
     data_dir = tmp_path / "node"
     invoke(data_dir, "init")
@@ -266,7 +302,7 @@ def test_a_stale_api_file_is_removed_with_a_warning(tmp_path):
 def test_a_node_that_holds_the_lock_but_does_not_answer_is_waited_for_then_refused(tmp_path):
     data_dir = tmp_path / "node"
     invoke(data_dir, "init")
-    with api.node_lock(data_dir):
+    with datadir.node_lock(data_dir):
         started = time.monotonic()
         with pytest.raises(errors.NodeUnavailable, match="does not answer"):
             api.open_endpoint(data_dir, lambda: Repo(data_dir), warn=print, wait=0.3)
@@ -274,7 +310,7 @@ def test_a_node_that_holds_the_lock_but_does_not_answer_is_waited_for_then_refus
         # A second node on the same data dir is refused.
         with (
             pytest.raises(errors.NodeUnavailable, match="in use"),
-            api.node_lock(data_dir, wait=0.2),
+            datadir.node_lock(data_dir, wait=0.2),
         ):
             pass
 

@@ -1,17 +1,31 @@
 """``gridnode seed postgres``: run the node, seeding databases from PostgreSQL tables.
 
-The seeder runs inside a node (like ``gridnode start``: it holds the data directory, listens for
-peers, serves the local API), so the rows it writes are replicated to every follower while it
-runs. docs/seeding.md walks through it.
+The seeder runs inside a node, run as ``gridnode start`` runs it (the one runner,
+:func:`gridnode.cli.common.run_in_foreground`: it holds the data directory, listens for peers,
+serves the local API, stops on SIGINT or SIGTERM), so the rows it writes are replicated to every
+follower while it runs. Each source's :class:`~gridnode.seed.seeder.Seeder` is a task of the
+runner's nursery: one that fails stops the node, and the command exits 1 naming why.
+docs/seeding.md walks through it.
+
+It refuses to seed anything itself: :mod:`gridnode.seed` does, writing through the node like
+any other writer. The command gathers the sources (its options, or ``gridnode.toml``) and runs
+the node with their seeders, or removes their change capture (``--uninstall``).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from gridnode.cli.common import CliError, data_dir_of, run_in_foreground
+
+if TYPE_CHECKING:
+    import trio
+
+    from gridnode.node import Node
+    from gridnode.runner import Tasks
 
 __all__ = ["seed"]
 
@@ -32,7 +46,9 @@ def seed() -> None:
 @click.option("--dsn", metavar="DSN", help="libpq connection string or URI (PG* variables apply).")
 @click.option("--table", metavar="TABLE", help="The table to seed from (schema.table or table).")
 @click.option("--key", metavar="COLUMN", help="Its key column: the primary key or a unique column.")
-@click.option("--db", metavar="ADDRESS", help="The documents or keyvalue database to write.")
+@click.option(
+    "--db", "address", metavar="ADDRESS", help="The documents or keyvalue database to write."
+)
 @click.option(
     "--columns",
     multiple=True,
@@ -60,7 +76,7 @@ def postgres(
     dsn: str | None,
     table: str | None,
     key: str | None,
-    db: str | None,
+    address: str | None,
     columns: tuple[str, ...],
     exclude: tuple[str, ...],
     batch: int | None,
@@ -78,21 +94,20 @@ def postgres(
     Change capture installs a trigger and an outbox table (gridnode_outbox_<slot>) in the
     table's schema: the role in DSN must own the table.
     """
-    from gridnode.cli import CliError, _data_dir
     from gridnode.errors import SeedConfigError
     from gridnode.seed.config import DEFAULT_BATCH, PostgresSource, load_sources
 
-    data_dir = _data_dir(ctx)
+    data_dir = data_dir_of(ctx)
     try:
-        if table or key or db:
-            if not (table and key and db):
+        if table or key or address:
+            if not (table and key and address):
                 raise click.UsageError("--table, --key and --db go together", ctx=ctx)
             sources = [
                 PostgresSource(
                     dsn=dsn or "",
                     table=table,
                     key=key,
-                    db=db,
+                    db=address,
                     columns=_names(columns) or None,
                     exclude=_names(exclude),
                     batch=batch or DEFAULT_BATCH,
@@ -116,7 +131,7 @@ def postgres(
     if uninstall:
         _uninstall(sources)
         return
-    _run(ctx, data_dir, sources, list(listen) or None, list(bootstrap) or None)
+    run_in_foreground(ctx, data_dir, listen=listen, bootstrap=bootstrap, tasks=_seeders(sources))
 
 
 def _uninstall(sources: list[Any]) -> None:
@@ -132,66 +147,23 @@ def _uninstall(sources: list[Any]) -> None:
         click.echo(f"uninstalled change capture of {source.table} (outbox {side.outbox_name})")
 
 
-def _run(
-    ctx: click.Context,
-    data_dir: Path,
-    sources: list[Any],
-    listen: list[str] | None,
-    bootstrap: list[str] | None,
-) -> None:
-    import signal
+def _seeders(sources: list[Any]) -> Tasks:
+    """The runner's extra work: one seeder per source, each started once the node runs."""
 
-    import trio
+    async def start_seeders(node: Node, nursery: trio.Nursery) -> None:
+        from gridnode.errors import SeedError
+        from gridnode.seed.seeder import Seeder
 
-    from gridnode import api
-    from gridnode.cli import _first_error
+        async def one(seeder: Seeder) -> None:
+            try:
+                await seeder.run()
+            except SeedError as exc:
+                log.error("seeding %s stopped: %s", seeder.source.table, exc)
+                raise
 
-    try:
-        with api.node_lock(data_dir):
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            trio.run(_serve, data_dir, sources, listen, bootstrap)
-    except KeyboardInterrupt:
-        ctx.exit(130)
-    except BaseExceptionGroup as group:
-        raise _first_error(group) from group
+        for source in sources:
+            seeder = await Seeder.for_node(node, source)
+            nursery.start_soon(one, seeder)
+            click.echo(f"seeding: {source.table} -> {seeder.database.address}")
 
-
-async def _serve(
-    data_dir: Path, sources: list[Any], listen: list[str] | None, bootstrap: list[str] | None
-) -> None:
-    import signal
-
-    import trio
-
-    from gridnode import api
-    from gridnode.errors import SeedError
-    from gridnode.node import open_node
-    from gridnode.seed.seeder import Seeder
-
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_node(data_dir, listen=listen, bootstrap=bootstrap) as node,
-            api.serve_api(node, data_dir) as url,
-            trio.open_nursery() as nursery,
-        ):
-            click.echo(f"peer id: {node.peer_id}")
-            click.echo(f"identity: {node.repo.did}")
-            for addr in node.addrs:
-                click.echo(f"listening: {addr}")
-            click.echo(f"api: {url}")
-
-            async def one(seeder: Seeder) -> None:
-                try:
-                    await seeder.run()
-                except SeedError as exc:
-                    log.error("seeding %s stopped: %s", seeder.source.table, exc)
-                    raise
-
-            for source in sources:
-                seeder = await Seeder.for_node(node, source)
-                nursery.start_soon(one, seeder)
-                click.echo(f"seeding: {source.table} -> {seeder.database.address}")
-            async for signum in signals:
-                log.info("%s: stopping", signal.Signals(signum).name)
-                break
-            nursery.cancel_scope.cancel()
+    return start_seeders

@@ -4,6 +4,9 @@ The database is exported as ``gridnode export`` writes it (through the running n
 to a temporary file; that CAR goes to Kubo's RPC API (``POST /api/v0/dag/import``) and its roots,
 the manifest and the heads, are pinned recursively (``POST /api/v0/pin/add``): Kubo then keeps and
 serves every block of the database as it was. Any failure is one ``error:`` line and exit 1.
+
+It refuses to talk to Kubo itself (:mod:`gridnode.kubo` does) and to build the CAR any other way
+than ``gridnode export`` does: what Kubo pins is exactly what an export holds.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from gridnode.cli.common import CliError, describe, emit, endpoint_of
 from gridnode.kubo import DEFAULT_KUBO, KuboClient, KuboError, pin_car
 
 __all__ = ["pin"]
@@ -43,11 +47,7 @@ def pin(ctx: click.Context, address: str, url: str, timeout: float, as_json: boo
     The CAR is the one 'gridnode export' writes; Kubo pins its roots (the manifest and the
     heads) recursively, so it keeps every entry of the database as it is now.
     """
-    # Here, not at the top: gridnode.cli imports this module (python -m gridnode.cli runs it as
-    # __main__, and a top-level import would load a second, half-initialised gridnode.cli).
-    from gridnode.cli import CliError, _describe, _emit, _endpoint
-
-    endpoint = _endpoint(ctx)
+    endpoint = endpoint_of(ctx)
     with tempfile.TemporaryDirectory(prefix="gridnode-pin-") as tmp:
         car = Path(tmp) / "database.car"
         exported = endpoint.export(address, car)
@@ -55,9 +55,9 @@ def pin(ctx: click.Context, address: str, url: str, timeout: float, as_json: boo
             with KuboClient(url, timeout=timeout) as client:
                 result = pin_car(client, car)
         except KuboError as exc:
-            raise CliError(_describe(exc)) from None
+            raise CliError(describe(exc)) from None
     if as_json:
-        _emit(
+        emit(
             {
                 "address": exported["address"],
                 "blocks": exported["blocks"],

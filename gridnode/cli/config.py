@@ -8,6 +8,9 @@ on a data directory that does not exist yet (then everything is a default or the
 ``health`` asks the node running on the data directory whether it answers: exit status 0 if it
 does, 1 (one ``error:`` line) if no node runs there or it does not answer. The Dockerfile's
 HEALTHCHECK runs it.
+
+Neither opens the SQLite file or takes the data directory's lock: a health check must not keep a
+node from starting, nor wait for one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import click
 
+from gridnode.cli.common import data_dir_of
 from gridnode.config import CONFIG_FILE, Config, config_sources, load_config
 
 __all__ = ["config", "health", "toml_value"]
@@ -37,10 +41,6 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {type(value).__name__}")
 
 
-def _data_dir(ctx: click.Context) -> Any:
-    return ctx.find_root().obj["data_dir"]
-
-
 @click.group()
 def config() -> None:
     """The node's settings: DATA_DIR/gridnode.toml, overridden by GRIDNODE_... variables."""
@@ -55,7 +55,7 @@ def show(ctx: click.Context, as_json: bool) -> None:
     The output is TOML: it can be pasted into gridnode.toml. An invalid setting exits 1 with one
     line naming it.
     """
-    data_dir = _data_dir(ctx)
+    data_dir = data_dir_of(ctx)
     effective = load_config(data_dir)
     sources = config_sources(data_dir)
     path = data_dir / CONFIG_FILE
@@ -90,7 +90,7 @@ def health(ctx: click.Context, as_json: bool) -> None:
     from gridnode.api import ApiClient
     from gridnode.errors import NodeUnavailable
 
-    data_dir = _data_dir(ctx)
+    data_dir = data_dir_of(ctx)
     client = ApiClient.from_data_dir(data_dir)
     if client is None:
         raise NodeUnavailable(f"no node runs on {data_dir} (no {data_dir}/api file)")

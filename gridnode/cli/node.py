@@ -1,0 +1,187 @@
+"""``gridnode init``, ``start``, ``status`` and ``peers``: the node itself.
+
+``init`` makes a data directory (idempotent); ``start`` runs the node in the foreground through
+the one runner (:func:`gridnode.cli.common.run_in_foreground`, :mod:`gridnode.runner`), which
+owns the signals, the lock and the order of shutdown; ``status`` and ``peers`` report what the
+endpoint says, running or not.
+
+It refuses to run a node any other way than the runner's (``seed postgres`` and the embed
+thread use the same), and to read the node's private state: a running node is asked through its
+local API, like every other verb.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gridnode.cli.common import (
+    data_dir_of,
+    emit,
+    endpoint_of,
+    json_option,
+    run_in_foreground,
+    table,
+)
+from gridnode.keystore import KEY_FILE
+
+__all__ = ["init", "peers", "start", "status"]
+
+
+@click.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create the data directory: node key, gridnode.toml and the SQLite file.
+
+    Idempotent: an existing key, config and data are kept. Prints the node's identity (its
+    did:key), which a database admin names with 'db create --writer'.
+    """
+    from gridnode.config import CONFIG_FILE
+    from gridnode.repo import Repo
+    from gridnode.storage import DB_FILE
+
+    data_dir = data_dir_of(ctx)
+    key_existed = (data_dir / KEY_FILE).exists()
+    if key_existed:
+        # A running node's SQLite file is its own: ask the node, or open the directory under the
+        # shared lock that keeps a node from starting meanwhile.
+        endpoint = endpoint_of(ctx)
+        did = endpoint.peers()["identity"] if endpoint.running else endpoint.repo.did
+    else:
+        with Repo(data_dir) as repo:
+            did = repo.did
+    if as_json:
+        emit(
+            {
+                "data_dir": str(data_dir),
+                "key": str(data_dir / KEY_FILE),
+                "key_created": not key_existed,
+                "config": str(data_dir / CONFIG_FILE),
+                "database": str(data_dir / DB_FILE),
+                "identity": did,
+            }
+        )
+        return
+    click.echo(f"data dir: {data_dir}")
+    click.echo(f"node key: {data_dir / KEY_FILE} ({'existing' if key_existed else 'created'})")
+    click.echo(f"config: {data_dir / CONFIG_FILE}")
+    click.echo(f"database: {data_dir / DB_FILE}")
+    click.echo(f"identity: {did}")
+
+
+@click.command()
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Listen on MULTIADDR instead of the config's 'listen' (repeatable).",
+)
+@click.option(
+    "--bootstrap",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Connect to MULTIADDR at start instead of the config's 'bootstrap' (repeatable).",
+)
+@click.pass_context
+def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...]) -> None:
+    """Run the node in the foreground until SIGINT (Ctrl-C) or SIGTERM.
+
+    Creates the data directory if it is new, listens for peers, replicates every database and
+    serves the local API on 127.0.0.1 (its URL in DATA_DIR/api, its token in DATA_DIR/api.token),
+    through which other gridnode commands then work. Prints 'peer id: ...', 'identity: ...', one
+    'listening: MULTIADDR' line per address (give one as another node's --bootstrap),
+    'dashboard: URL#token=...' (the operator's page; docs/http.md) and 'api: URL'. A first
+    signal stops it cleanly (exit status 0); a second one interrupts that (status 130).
+    """
+    run_in_foreground(ctx, data_dir_of(ctx), listen=listen, bootstrap=bootstrap)
+
+
+@click.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the node: running or not, identity, peer id, listen addresses, peers, and each
+    database with its entries, heads and (running) the last sync with each peer."""
+    report = endpoint_of(ctx).status()
+    if as_json:
+        emit(report)
+        return
+    running = report["running"]
+    click.echo(f"node: running (api {report['api']})" if running else "node: not running")
+    click.echo(f"data dir: {report['data_dir']}")
+    click.echo(f"identity: {report['identity']}")
+    click.echo(f"peer id: {report['peer_id']}")
+    if running:
+        for addr in report["addrs"]:
+            click.echo(f"listening: {addr}")
+        click.echo(f"peers: {len(report['peers'])}")
+        bitswap = report.get("bitswap")
+        if bitswap is None:
+            click.echo("bitswap: off")
+        else:
+            click.echo(
+                f"bitswap: {bitswap['blocks_sent']} blocks sent "
+                f"({_size(bitswap['block_bytes_sent'])}), {bitswap['blocks_received']} received"
+            )
+    columns = ["address", "name", "type", "entries", "heads"]
+    if running:
+        columns.append("last sync")
+    rows = []
+    for info in report["databases"]:
+        row = [
+            info["address"],
+            info["name"],
+            info["type"],
+            str(info["entries"]),
+            str(info["head_count"]),
+        ]
+        if running:
+            row.append(_last_sync(info["syncs"]))
+        rows.append(row)
+    if rows:
+        table(columns, rows)
+    else:
+        click.echo("databases: none")
+
+
+def _last_sync(syncs: list[dict[str, Any]]) -> str:
+    if not syncs:
+        return "-"
+    last = min(syncs, key=lambda s: s["seconds_ago"])
+    if last["error"]:
+        state = f"error: {last['error']}"
+    else:
+        traffic = last.get("bytes_sent", 0) + last["bytes_received"]
+        state = f"+{last['applied']}, {last['round_trips']} round trips, {_size(traffic)}"
+    return f"{last['seconds_ago']:.0f} s ago from {last['peer']} ({state})"
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+@click.command()
+@json_option
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """List the peers the running node is connected to (with its protocol strikes against each)."""
+    report = endpoint_of(ctx).peers()
+    if as_json:
+        emit(report)
+        return
+    if not report["running"]:
+        click.echo("node: not running (no peers)")
+        click.echo(f"identity: {report['identity']}")
+        click.echo(f"peer id: {report['peer_id']}")
+        return
+    if not report["peers"]:
+        click.echo("peers: none")
+        return
+    table(("peer id", "strikes"), ((p["peer_id"], str(p["strikes"])) for p in report["peers"]))

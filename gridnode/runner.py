@@ -1,0 +1,312 @@
+"""Running a node until it is told to stop: the one runner behind ``gridnode start``,
+``gridnode seed postgres`` and the embed facades' thread.
+
+:func:`run_node` is the node's whole life in one coroutine: open the node
+(:func:`gridnode.node.open_node`), serve its local API (:func:`gridnode.api.serve_api`) unless
+``api=False``, tell the caller it runs (``ready``), start the caller's extra work in a nursery the
+runner owns (``tasks``: the seeders, the embed facades' calls), then wait for SIGINT or SIGTERM
+(``signals=True``) or for the ``stop`` event, cancel the extra work and close everything, in that
+order. :func:`run` is its synchronous entry: one ``trio.run`` in the calling thread.
+
+Rules:
+
+- **Stopping is a normal exit.** The first signal (or ``stop``) unwinds every ``async with``:
+  no task is left, the API files go, the SQLite file is closed. A second signal during that
+  interrupts it: :func:`run` raises :class:`KeyboardInterrupt` (``gridnode start`` exits 130).
+- **A signal during start-up stops the start-up.** With ``signals=True``, :func:`run` catches
+  SIGINT and SIGTERM before it imports anything heavy; until the node's own signal receiver is
+  open, a signal unwinds what has started and :func:`run` returns. From the moment that receiver
+  is open (before the node is opened), a signal is queued and stops the node as soon as it runs.
+  Signals are only for the main thread: the embed thread uses ``stop``.
+- **One node per data directory.** ``DATA_DIR/node.lock`` is held for the node's whole life
+  (:func:`gridnode.datadir.node_lock`): a second node there raises
+  :class:`~gridnode.errors.NodeUnavailable` before anything is opened.
+- **The error that stopped the node, not a group.** trio wraps a failure in exception groups;
+  :func:`run` raises the first error in them that is not a cancellation (the group as its
+  cause), so a caller catches :class:`~gridnode.errors.ConfigError`, a seeder's
+  :class:`~gridnode.errors.SeedError`, ... as such.
+
+It refuses what is not running a node: printing (``ready`` does it for the CLI), exit statuses
+(the CLI's), the operations on databases (:mod:`gridnode.ops`, through the node).
+
+The module imports nothing heavy at its top, so that :func:`run` catches signals as early as a
+command can.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    import trio
+
+    from gridnode.node import Node
+
+__all__ = ["Ready", "Tasks", "run", "run_node"]
+
+log = logging.getLogger(__name__)
+
+#: ``ready(node, url)``: called once the node runs and its API answers (``url`` is ``None`` with
+#: ``api=False``), in the node's trio loop, before ``tasks``.
+Ready = Callable[["Node", "str | None"], None]
+#: ``await tasks(node, nursery)``: starts extra work in ``nursery``, which lives as long as the
+#: node runs and is cancelled when it stops; an error there stops the node.
+Tasks = Callable[["Node", "trio.Nursery"], Awaitable[None]]
+
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+def run(
+    data_dir: Path,
+    *,
+    listen: Sequence[str] | None = None,
+    bootstrap: Sequence[str] | None = None,
+    announce_interval: float | None = None,
+    target_peers: int | None = None,
+    api: bool = True,
+    signals: bool = False,
+    stop: trio.Event | None = None,
+    ready: Ready | None = None,
+    tasks: Tasks | None = None,
+) -> None:
+    """Run a node on ``data_dir`` in this thread (its own ``trio.run``) until it stops; see
+    :func:`run_node` for the arguments.
+
+    ``signals=True`` (the main thread only): SIGINT and SIGTERM stop it, also during start-up
+    (then it returns at once); a second signal while it stops raises :class:`KeyboardInterrupt`.
+    Raises the error that stopped the node (not an exception group), or
+    :class:`~gridnode.errors.NodeUnavailable` if a node already runs on ``data_dir``.
+    """
+    serve = functools.partial(
+        _serve,
+        data_dir,
+        _options(listen, bootstrap, announce_interval, target_peers),
+        api=api,
+        signals=signals,
+        stop=stop,
+        ready=ready,
+        tasks=tasks,
+    )
+    shutdown = _Shutdown()
+    if not signals:
+        _run_trio(data_dir, serve, shutdown)
+        return
+    previous = {signum: signal.signal(signum, _stop_startup) for signum in _STOP_SIGNALS}
+    try:
+        _run_trio(data_dir, serve, shutdown, catch_sigint=True)
+    except (_StartupStopped, KeyboardInterrupt):
+        if shutdown.begun:
+            raise
+        log.info("stopped before the node ran")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+async def run_node(
+    data_dir: Path,
+    *,
+    listen: Sequence[str] | None = None,
+    bootstrap: Sequence[str] | None = None,
+    announce_interval: float | None = None,
+    target_peers: int | None = None,
+    api: bool = True,
+    signals: bool = False,
+    stop: trio.Event | None = None,
+    ready: Ready | None = None,
+    tasks: Tasks | None = None,
+) -> None:
+    """Run a node on ``data_dir`` until SIGINT or SIGTERM (``signals=True``), until ``stop`` is
+    set, or until cancelled.
+
+    ``listen``, ``bootstrap``, ``announce_interval`` and ``target_peers`` are
+    :func:`~gridnode.node.open_node`'s (``None``: the data directory's config); ``api`` serves
+    the local API; ``ready`` and ``tasks`` are described at :data:`Ready` and :data:`Tasks`.
+    """
+    await _serve(
+        data_dir,
+        _options(listen, bootstrap, announce_interval, target_peers),
+        api=api,
+        signals=signals,
+        stop=stop,
+        ready=ready,
+        tasks=tasks,
+        shutdown=_Shutdown(),
+    )
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The error that stopped a node: the first leaf of nested exception groups that is not a
+    cancellation (``exc`` itself if it is no group, or holds only cancellations)."""
+    import trio
+
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    for inner in exc.exceptions:
+        leaf = _first_error(inner)
+        if not isinstance(leaf, (BaseExceptionGroup, trio.Cancelled)):
+            return leaf
+    return exc
+
+
+# -- the synchronous entry -------------------------------------------------------------------------
+
+
+@dataclass
+class _Shutdown:
+    """Whether the node has begun to stop: from then on an interruption is not a start-up's."""
+
+    begun: bool = False
+
+
+class _StartupStopped(BaseException):
+    """A signal came before the node's own handling of signals was in place.
+
+    Not a KeyboardInterrupt: CPython 3.11 exits with status 130 after a KeyboardInterrupt that
+    passed through an ``exec`` (as a dataclass definition during an import does), even if caught.
+    """
+
+
+def _stop_startup(signum: int, frame: FrameType | None) -> None:
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler not in (_stop_startup, signal.default_int_handler):
+        # trio runs: its SIGINT handler raises KeyboardInterrupt only where that is safe.
+        handler(signal.SIGINT, frame)
+    else:
+        raise _StartupStopped
+
+
+def _run_trio(
+    data_dir: Path,
+    serve: Callable[..., Awaitable[None]],
+    shutdown: _Shutdown,
+    *,
+    catch_sigint: bool = False,
+) -> None:
+    import trio
+
+    from gridnode.datadir import node_lock
+
+    # LOCK-MOVES-TO-open_node: the one place a runner takes DATA_DIR/node.lock; open_node takes
+    # it itself once the branches are merged, and this `with` goes.
+    with node_lock(data_dir):
+        if catch_sigint:
+            # trio turns SIGINT into KeyboardInterrupt where that is safe, if SIGINT is Python's.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            trio.run(functools.partial(serve, shutdown=shutdown))
+        except BaseException as exc:
+            error = _first_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+
+# -- the node's life -------------------------------------------------------------------------------
+
+
+def _options(
+    listen: Sequence[str] | None,
+    bootstrap: Sequence[str] | None,
+    announce_interval: float | None,
+    target_peers: int | None,
+) -> dict[str, Any]:
+    return {
+        "listen": None if listen is None else list(listen),
+        "bootstrap": None if bootstrap is None else list(bootstrap),
+        "announce_interval": announce_interval,
+        "target_peers": target_peers,
+    }
+
+
+async def _serve(
+    data_dir: Path,
+    options: dict[str, Any],
+    *,
+    api: bool,
+    signals: bool,
+    stop: trio.Event | None,
+    ready: Ready | None,
+    tasks: Tasks | None,
+    shutdown: _Shutdown,
+) -> None:
+    import trio
+
+    with contextlib.ExitStack() as signal_scope:
+        # Before anything else (the imports below take a moment): a signal during start-up is
+        # queued here and stops the node as soon as it runs.
+        received = (
+            signal_scope.enter_context(trio.open_signal_receiver(*_STOP_SIGNALS))
+            if signals
+            else None
+        )
+        from gridnode.api import serve_api
+        from gridnode.node import open_node
+
+        async with open_node(data_dir, **options) as node:
+            serving = serve_api(node, data_dir) if api else _no_api()
+            async with serving as url:
+                databases = len(await node.worker.run(node.repo.databases))
+                log.info(
+                    "node %s (%s) started: %d databases", node.peer_id, node.repo.did, databases
+                )
+                for addr in node.addrs:
+                    log.info("listening on %s", addr)
+                if ready is not None:
+                    ready(node, url)
+                async with trio.open_nursery() as work:
+                    if tasks is not None:
+                        await tasks(node, work)
+                    signum = await _until_stopped(received, stop)
+                    why = "stop requested" if signum is None else signal.Signals(signum).name
+                    log.info("%s: stopping", why)
+                    shutdown.begun = True
+                    # From here a second signal is not ours: it interrupts the shutdown.
+                    signal_scope.close()
+                    work.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def _until_stopped(
+    received: AsyncIterator[int] | None, stop: trio.Event | None
+) -> int | None:
+    """Wait for the first signal (its number) or for ``stop`` (``None``); with neither, until
+    cancelled."""
+    import trio
+
+    signums: list[int] = []
+    async with trio.open_nursery() as waiting:
+        if received is not None:
+            signals = received
+
+            async def first_signal() -> None:
+                async for signum in signals:
+                    signums.append(signum)
+                    break
+                waiting.cancel_scope.cancel()
+
+            waiting.start_soon(first_signal)
+        if stop is not None:
+            event = stop
+
+            async def stop_set() -> None:
+                await event.wait()
+                waiting.cancel_scope.cancel()
+
+            waiting.start_soon(stop_set)
+        if received is None and stop is None:
+            waiting.start_soon(trio.sleep_forever)
+    return signums[0] if signums else None
+
+
+@contextlib.asynccontextmanager
+async def _no_api() -> AsyncIterator[None]:
+    yield None
