@@ -190,8 +190,8 @@ class StoredDatabase:
         kept in the node's ``meta`` table in that same transaction (e.g. a seeder's position)."""
         key = keypair or self.repo.keypair
 
-        def work(db: Database) -> list[Entry]:
-            entries = [db.write(key, p) for p in payloads]
+        def work(database: Database) -> list[Entry]:
+            entries = [database.write(key, p) for p in payloads]
             for name, value in (meta or {}).items():
                 self.repo.sql.set_meta(name, value)
             return entries
@@ -241,7 +241,7 @@ class StoredDatabase:
         bounded. (Entries already in causal order, as a sync sends them, cost a linear pass.)"""
         report = report or ImportReport(address=self.address)
         ordered = sorted(entries, key=lambda entry: entry.clock)
-        result = self._transaction(lambda db: db.join(ordered))
+        result = self._transaction(lambda database: database.join(ordered))
         report.applied += len(result.applied)
         report.duplicates += result.duplicates
         report.pending += len(result.pending)
