@@ -118,10 +118,6 @@ class AccessState:
             return b""
         return hashlib.sha256(b"".join(sorted(c.bytes for c in self._ops))).digest()[:16]
 
-    def acl_op(self, cid: CID) -> AclOp:
-        """One of the ACL entries this state is made of."""
-        return self._ops[cid]
-
     @property
     def ops(self) -> frozenset[CID]:
         """The ACL entries this state is made of."""

@@ -299,10 +299,6 @@ class Log:
         """The access state of everything applied (what a new local entry would be judged by)."""
         return self._state_of(self._heads)
 
-    def access_at(self, cid: CID) -> AccessState:
-        """The access state after an applied entry (its causal past and itself)."""
-        return self._state(self._need_meta(cid).acl)
-
     def order_cids(self, *, after: tuple[int, bytes] | None = None) -> Iterator[CID]:
         """CIDs of applied entries in the total order (after a ``(clock, cid bytes)`` position)."""
         low = None if after is None else _u64.pack(after[0]) + after[1] + b"\x00"

@@ -1,8 +1,16 @@
 """A node's data directory: its key, its config and its SQLite file, and the databases in it.
 
-This is the synchronous core the CLI uses directly and the running node reaches through a worker
-thread. Every write is one SQLite transaction: entries, blocks, heads and store state commit
-together or not at all, and a call returns only once its transaction is durable.
+This room owns the databases of a node as the rooms above see them: :class:`Repo` (the data
+directory, which databases it keeps, replicates, keeps private) and :class:`StoredDatabase` (a
+crdt :class:`~crdt.database.Database` on the node's SQLite file: writes, joins, blocks, CARs).
+It is the synchronous core the offline CLI uses directly and the running node reaches through
+its storage worker. Every write is one SQLite transaction: entries, blocks, heads, store state
+and the write's ``meta`` values commit together or not at all, and a call returns only once its
+transaction is durable.
+
+It holds no SQL and does not import ``sqlite3``: rows of the file are read and written through
+:class:`~gridnode.storage.SqliteFile`'s methods (its vocabulary: meta values, databases rows,
+blocks), whose failures come out as :class:`~gridnode.errors.StorageError`.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
 from gridnode.errors import UnknownDatabase
 from gridnode.keystore import load_or_create_key
-from gridnode.storage import DB_FILE, CorruptBlock, SqliteStore
+from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
 
 __all__ = ["ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
 
@@ -182,12 +190,10 @@ class StoredDatabase:
         kept in the node's ``meta`` table in that same transaction (e.g. a seeder's position)."""
         key = keypair or self.repo.keypair
 
-        def work(db: Database) -> list[Entry]:
-            entries = [db.write(key, p) for p in payloads]
+        def work(database: Database) -> list[Entry]:
+            entries = [database.write(key, p) for p in payloads]
             for name, value in (meta or {}).items():
-                self.repo.sql.conn.execute(
-                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
-                )
+                self.repo.sql.set_meta(name, value)
             return entries
 
         return self._transaction(work)
@@ -235,7 +241,7 @@ class StoredDatabase:
         bounded. (Entries already in causal order, as a sync sends them, cost a linear pass.)"""
         report = report or ImportReport(address=self.address)
         ordered = sorted(entries, key=lambda entry: entry.clock)
-        result = self._transaction(lambda db: db.join(ordered))
+        result = self._transaction(lambda database: database.join(ordered))
         report.applied += len(result.applied)
         report.duplicates += result.duplicates
         report.pending += len(result.pending)
@@ -326,7 +332,7 @@ class Repo:
             log.info("new node identity %s", self.keypair.did)
         write_default_config(data_dir)
         self.config: Config = load_config(data_dir)
-        self.sql = SqliteStore(data_dir / DB_FILE)
+        self.sql = SqliteFile(data_dir / DB_FILE)
         self._open: dict[str, StoredDatabase] = {}
 
     def close(self) -> None:
@@ -345,8 +351,7 @@ class Repo:
     def meta(self, name: str) -> Any:
         """A value kept in the node's ``meta`` table (by :meth:`StoredDatabase.write_many`), or
         ``None``."""
-        row = self.sql.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        return None if row is None else row[0]
+        return self.sql.meta(name)
 
     def replicated(self, address: str) -> bool:
         """Whether the node replicates this database when it runs (every database does, until
@@ -357,12 +362,9 @@ class Repo:
         """Record (durably) whether the node replicates this database when it runs."""
         with self.sql.transaction():
             if replicated:
-                self.sql.conn.execute("DELETE FROM meta WHERE name = ?", (_UNFOLLOWED + address,))
+                self.sql.delete_meta(_UNFOLLOWED + address)
             else:
-                self.sql.conn.execute(
-                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, 1)",
-                    (_UNFOLLOWED + address,),
-                )
+                self.sql.set_meta(_UNFOLLOWED + address, 1)
 
     def private(self, address: str) -> bool:
         """Whether the node keeps this database private: it replicates it with gridnode peers
@@ -374,11 +376,9 @@ class Repo:
         """Record (durably) whether the node keeps this database private."""
         with self.sql.transaction():
             if private:
-                self.sql.conn.execute(
-                    "INSERT OR REPLACE INTO meta (name, value) VALUES (?, 1)", (_PRIVATE + address,)
-                )
+                self.sql.set_meta(_PRIVATE + address, 1)
             else:
-                self.sql.conn.execute("DELETE FROM meta WHERE name = ?", (_PRIVATE + address,))
+                self.sql.delete_meta(_PRIVATE + address)
 
     def served(self) -> list[StoredDatabase]:
         """The databases whose blocks the node serves to anyone who asks by CID (bitswap, the
@@ -447,10 +447,8 @@ class Repo:
             raise InvalidManifest(f"{manifest.address}: its store does not open: {exc}") from None
         with self.sql.transaction():
             self.sql.put_block(manifest.cid.bytes, manifest.block)
-            self.sql.conn.execute(
-                "INSERT OR IGNORE INTO databases (address, manifest_cid, name, store) "
-                "VALUES (?, ?, ?, ?)",
-                (manifest.address, manifest.cid.bytes, manifest.name, manifest.store),
+            self.sql.add_database_row(
+                manifest.address, manifest.cid.bytes, manifest.name, manifest.store
             )
         return self.database(manifest.address)
 
@@ -464,10 +462,8 @@ class Repo:
         opened = self._open.get(canonical)
         if opened is not None:
             return opened
-        row = self.sql.conn.execute(
-            "SELECT manifest_cid FROM databases WHERE address = ?", (canonical,)
-        ).fetchone()
-        block = None if row is None else self.sql.get_block(bytes(row[0]))
+        manifest_cid = self.sql.manifest_cid_of(canonical)
+        block = None if manifest_cid is None else self.sql.get_block(manifest_cid)
         if block is None:
             raise UnknownDatabase(f"no database {canonical} in {self.data_dir}")
         stored = StoredDatabase(self, decode_manifest(cid, block))
@@ -476,10 +472,7 @@ class Repo:
 
     def databases(self) -> list[tuple[str, str, str]]:
         """``(address, name, store type)`` of every database here, by name."""
-        rows = self.sql.conn.execute(
-            "SELECT address, name, store FROM databases ORDER BY name, address"
-        ).fetchall()
-        return [(str(a), str(n), str(s)) for a, n, s in rows]
+        return self.sql.database_rows()
 
     # -- CAR import ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from crdt.stores.counter import CounterStore
 from crdt.stores.documents import UNSET, DocumentsStore
 from crdt.stores.events import EventsStore
 from crdt.stores.keyvalue import KeyValueStore
-from crdt.stores.orset import SetStore
+from crdt.stores.set import SetStore
 
 __all__ = [
     "STORE_TYPES",

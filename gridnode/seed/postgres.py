@@ -366,19 +366,6 @@ class PostgresSide:
                 (list(ids),),
             )
 
-    def backlog(self) -> int:
-        """Outbox rows not yet applied."""
-        row = (
-            self._conn()
-            .execute(
-                sql.SQL("SELECT count(*) FROM {outbox}").format(
-                    outbox=self._ident(self.outbox_name)
-                )
-            )
-            .fetchone()
-        )
-        return int(row[0]) if row else 0
-
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a change notification; whether one came."""
         conn = self._conn()

@@ -1,4 +1,13 @@
-"""The node's SQLite file: blocks by CID, and the tables of every database's log and store.
+"""The node's SQLite file: blocks by CID, the tables of every database's log and store, the
+node's ``meta`` values and its list of databases.
+
+This room owns every SQL statement of the node and the only ``import sqlite3`` (a test,
+tests/test_layers.py, holds the rest of the code base to that): the rooms above speak its
+vocabulary (a meta value, a databases row, a block, a table of a space), never SQL, so the
+schema can change here alone. It refuses to let a ``sqlite3`` exception out: every failure of
+SQLite (a damaged or foreign file, a file locked by another process, a failed read, write or
+commit) comes out as :class:`~gridnode.errors.StorageError` naming the file, or
+:class:`~gridnode.errors.StorageFull` when the disk is full.
 
 One file per node (``DATA_DIR/gridnode.sqlite``), WAL journal, ``synchronous=FULL``: a transaction
 is on disk when ``COMMIT`` returns, so a write acknowledged after its commit survives a crash, a
@@ -30,13 +39,16 @@ import cbor2
 from crdt.ipld import CID
 from gridnode.errors import CorruptBlock, StorageError, StorageFull
 
-__all__ = ["DB_FILE", "CorruptBlock", "SqliteSpace", "SqliteStore", "StorageError", "StorageFull"]
+__all__ = ["DB_FILE", "CorruptBlock", "SqliteFile", "SqliteSpace", "StorageError", "StorageFull"]
 
 log = logging.getLogger(__name__)
 
 DB_FILE: Final = "gridnode.sqlite"
 SCHEMA_VERSION: Final = 1
 
+# ``databases`` once had a column ``followed`` (never read: whether the node replicates a
+# database is a ``meta`` row, ``unfollowed:<address>``). New files are made without it; a file
+# made before keeps it, harmlessly: it has a default, and every statement here names its columns.
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
 -- A rowid table with a unique index on the CID, not a WITHOUT ROWID table keyed by it: inserts
@@ -63,8 +75,7 @@ CREATE TABLE IF NOT EXISTS databases (
     address TEXT PRIMARY KEY,
     manifest_cid BLOB NOT NULL,
     name TEXT NOT NULL,
-    store TEXT NOT NULL,
-    followed INTEGER NOT NULL DEFAULT 1
+    store TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -95,6 +106,23 @@ def _full_disk(path: Path, exc: BaseException) -> StorageFull | None:
     )
 
 
+def _failure(path: Path, exc: sqlite3.Error, doing: str = "SQLite failed on") -> StorageError:
+    """The :class:`StorageError` a failure of SQLite on the file at ``path`` becomes (raise it
+    ``from exc``): callers catch the node's errors, never ``sqlite3``'s."""
+    full = _full_disk(path, exc)
+    if full is not None:
+        return full
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        why = "it is locked by another process (another gridnode on this data directory?)"
+    elif primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        why = "it is damaged or is not a gridnode SQLite file"
+    else:
+        why = None
+    return StorageError(f"{doing} {path}: {why} ({exc})" if why else f"{doing} {path}: {exc}")
+
+
 # Stored values are our own: they were checked before they were written and never leave the
 # node in this form, so they are written with cbor2's C encoder (links as tag 42) rather than the
 # strict canonical codec, and read back without the strict checks: 3-5x faster both ways.
@@ -113,53 +141,64 @@ def _tag(tag: Any, immutable: bool) -> Any:
     raise StorageError(f"unexpected tag {tag.tag} in stored data")
 
 
-def _store(value: Any) -> Any:
+def _encode(value: Any) -> Any:
     if type(value) is int and -(1 << 63) <= value < (1 << 63):
         return value
     return cbor2.dumps(value, default=_default)
 
 
-def _load(raw: Any) -> Any:
+def _decode(raw: Any) -> Any:
     if type(raw) is int:
         return raw
     return cbor2.loads(raw, tag_hook=_tag)
 
 
-class SqliteStore:
-    """One node's SQLite file. Use :meth:`transaction` around every group of writes."""
+class SqliteFile:
+    """One node's SQLite file. Use :meth:`transaction` around every group of writes.
+
+    Raises :class:`~gridnode.errors.StorageError` if the file cannot be opened: damaged, not a
+    SQLite file, locked, or of another schema."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        conn = None
         try:
-            self.conn = sqlite3.connect(
+            conn = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=10.0
             )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=OFF")
             # A 64 MiB page cache (the default is 2 MiB): random CIDs as keys touch pages all over.
-            self.conn.execute("PRAGMA cache_size=-65536")
+            conn.execute("PRAGMA cache_size=-65536")
             # Checkpoint the WAL every ~80 MiB rather than every 4 MiB: batches of random-keyed
             # inserts re-dirty the same pages, and fewer checkpoints write each page fewer times.
-            self.conn.execute("PRAGMA wal_autocheckpoint=20000")
-            self.conn.executescript(_SCHEMA)
-            row = self.conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            full = _full_disk(path, exc)
-            if full is not None:
-                raise full from exc
-            raise StorageError(f"cannot open {path}: {exc}") from None
-        if row is None:
-            self.conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise StorageError(f"{path} has schema {row[0]}; this gridnode reads {SCHEMA_VERSION}")
+            conn.execute("PRAGMA wal_autocheckpoint=20000")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise StorageError(
+                    f"{path} has schema {row[0]}; this gridnode reads {SCHEMA_VERSION}"
+                )
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _failure(path, exc, "cannot open") from exc
+            raise
+        self.conn = conn
         self._tids: dict[tuple[str, str], int] = {}
         self._dirty: set[_Buffered] = set()
         self._depth = 0
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -174,16 +213,18 @@ class SqliteStore:
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
         self._depth = 1
         try:
             yield
             self.flush()
         except BaseException as exc:
             self._abandon()
-            full = _full_disk(self.path, exc)
-            if full is not None:
-                raise full from exc
+            if isinstance(exc, sqlite3.Error):
+                raise _failure(self.path, exc) from exc
             raise
         self._depth = 0
         try:
@@ -191,10 +232,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             # A full disk fails the COMMIT itself (the WAL cannot grow): nothing of it is kept.
             self._abandon()
-            full = _full_disk(self.path, exc)
-            if full is not None:
-                raise full from exc
-            raise
+            raise _failure(self.path, exc) from exc
 
     def _abandon(self) -> None:
         """Roll back the open transaction (if SQLite has not already) and forget its writes."""
@@ -202,10 +240,13 @@ class SqliteStore:
         for table in self._dirty:
             table.discard()
         self._dirty.clear()
-        if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
         # The ``tables`` rows written in it are gone: let the next use write them again.
         self._tids.clear()
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise _failure(self.path, exc) from exc
 
     def flush(self) -> None:
         """Write every table's buffered writes (done before COMMIT and before range reads)."""
@@ -224,10 +265,13 @@ class SqliteStore:
         if tid is None:
             digest = hashlib.sha256(f"{space}\0{name}".encode()).digest()
             tid = int.from_bytes(digest[:8], "big") >> 1
-            self.conn.execute(
-                "INSERT OR IGNORE INTO tables (tid, space, name) VALUES (?, ?, ?)",
-                (tid, space, name),
-            )
+            try:
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO tables (tid, space, name) VALUES (?, ?, ?)",
+                    (tid, space, name),
+                )
+            except sqlite3.Error as exc:
+                raise _failure(self.path, exc) from exc
             self._tids[(space, name)] = tid
         return tid
 
@@ -236,21 +280,86 @@ class SqliteStore:
         return SqliteSpace(self, name)
 
     def integrity_check(self) -> str:
-        return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+        """SQLite's own check of the file: ``"ok"``, or what it found damaged."""
+        try:
+            return str(self.conn.execute("PRAGMA integrity_check").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
 
-    def size_bytes(self) -> int:
-        page_count = self.conn.execute("PRAGMA page_count").fetchone()[0]
-        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
-        return int(page_count) * int(page_size)
+    # -- meta: the node's own named values ------------------------------------------------------
+
+    def meta(self, name: str) -> Any:
+        """The value of the ``meta`` row ``name``, or ``None``."""
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+        return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str | int | bytes) -> None:
+        """Write the ``meta`` row ``name`` (in the open transaction, if any)."""
+        try:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+            )
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+
+    def delete_meta(self, name: str) -> None:
+        """Delete the ``meta`` row ``name``, if there is one."""
+        try:
+            self.conn.execute("DELETE FROM meta WHERE name = ?", (name,))
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+
+    # -- databases: one row per database the node keeps ----------------------------------------
+
+    def add_database_row(self, address: str, manifest_cid: bytes, name: str, store: str) -> None:
+        """List a database (its manifest block is put by :meth:`put_block`); a database already
+        listed keeps its row."""
+        try:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO databases (address, manifest_cid, name, store) "
+                "VALUES (?, ?, ?, ?)",
+                (address, manifest_cid, name, store),
+            )
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+
+    def manifest_cid_of(self, address: str) -> bytes | None:
+        """The binary manifest CID of the database listed at ``address``, or ``None``."""
+        try:
+            row = self.conn.execute(
+                "SELECT manifest_cid FROM databases WHERE address = ?", (address,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+        return None if row is None else bytes(row[0])
+
+    def database_rows(self) -> list[tuple[str, str, str]]:
+        """``(address, name, store type)`` of every listed database, by name then address."""
+        try:
+            rows = self.conn.execute(
+                "SELECT address, name, store FROM databases ORDER BY name, address"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+        return [(str(a), str(n), str(s)) for a, n, s in rows]
 
     # -- blocks -------------------------------------------------------------------------------
 
     def get_block(self, cid: bytes) -> bytes | None:
-        row = self.conn.execute("SELECT data FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        try:
+            row = self.conn.execute("SELECT data FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
         return None if row is None else bytes(row[0])
 
     def put_block(self, cid: bytes, data: bytes) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO blocks (cid, data) VALUES (?, ?)", (cid, data))
+        try:
+            self.conn.execute("INSERT OR IGNORE INTO blocks (cid, data) VALUES (?, ?)", (cid, data))
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
 
 
 _GONE: Final = object()
@@ -262,17 +371,17 @@ class _Buffered:
     """Write-behind for one table: puts and deletes wait in a dict and go to SQLite in one
     ``executemany`` each, before COMMIT or before a range read of the table. Reads see them."""
 
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-        self._conn = store.conn
+    def __init__(self, file: SqliteFile) -> None:
+        self._file = file
+        self._conn = file.conn
         self._buffer: dict[bytes, Any] = {}
 
     def _stage(self, key: bytes, value: Any) -> None:
         buffer = self._buffer
         if not buffer:
-            self._store._dirty.add(self)
+            self._file._dirty.add(self)
         buffer[key] = value
-        if len(buffer) >= _BUFFER_LIMIT or not self._store.in_transaction:
+        if len(buffer) >= _BUFFER_LIMIT or not self._file.in_transaction:
             self.flush()
 
     def discard(self) -> None:
@@ -284,10 +393,20 @@ class _Buffered:
         puts = [(k, v) for k, v in self._buffer.items() if v is not _GONE]
         gone = [(k,) for k, v in self._buffer.items() if v is _GONE]
         self._buffer.clear()
-        self._write(puts, gone)
+        try:
+            self._write(puts, gone)
+        except sqlite3.Error as exc:
+            raise _failure(self._file.path, exc) from exc
 
     def _write(self, puts: list[tuple[bytes, Any]], gone: list[tuple[bytes]]) -> None:
         raise NotImplementedError
+
+    def _rows(self, sql: str, args: Any) -> list[Any]:
+        """The rows of a read of this table."""
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _failure(self._file.path, exc) from exc
 
 
 class _BlockTable(_Buffered):
@@ -297,7 +416,7 @@ class _BlockTable(_Buffered):
         staged = self._buffer.get(key)
         if staged is not None:
             return None if staged is _GONE else staged
-        return self._store.get_block(key)
+        return self._file.get_block(key)
 
     def put(self, key: bytes, value: Any) -> None:
         self._stage(key, bytes(value))
@@ -324,12 +443,12 @@ class _BlockTable(_Buffered):
     ) -> Iterator[tuple[bytes, Any]]:
         self.flush()
         sql, args = _range_sql("SELECT cid, data FROM blocks", "cid", [], low, high, reverse, limit)
-        for key, data in self._conn.execute(sql, args).fetchall():
+        for key, data in self._rows(sql, args):
             yield bytes(key), bytes(data)
 
     def __len__(self) -> int:
         self.flush()
-        return int(self._conn.execute("SELECT count(*) FROM blocks").fetchone()[0])
+        return int(self._rows("SELECT count(*) FROM blocks", ())[0][0])
 
 
 def _range_sql(
@@ -361,18 +480,21 @@ def _range_sql(
 class SqliteTable(_Buffered):
     """One crdt Table stored as the rows of ``kv`` with its ``tid``."""
 
-    def __init__(self, store: SqliteStore, tid: int) -> None:
-        super().__init__(store)
+    def __init__(self, file: SqliteFile, tid: int) -> None:
+        super().__init__(file)
         self._tid = tid
 
     def get(self, key: bytes) -> Any | None:
         staged = self._buffer.get(key)
         if staged is not None:
             return None if staged is _GONE else staged
-        row = self._conn.execute(
-            "SELECT value FROM kv WHERE tid = ? AND key = ?", (self._tid, key)
-        ).fetchone()
-        return None if row is None else _load(row[0])
+        try:
+            row = self._conn.execute(
+                "SELECT value FROM kv WHERE tid = ? AND key = ?", (self._tid, key)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise _failure(self._file.path, exc) from exc
+        return None if row is None else _decode(row[0])
 
     def absent(self, keys: list[bytes]) -> set[bytes]:
         """Those of ``keys`` not in the table (staged writes included), in a few queries."""
@@ -382,12 +504,10 @@ class SqliteTable(_Buffered):
         for start in range(0, len(unsure), 500):
             chunk = unsure[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            found = {
-                bytes(row[0])
-                for row in self._conn.execute(
-                    f"SELECT key FROM kv WHERE tid = ? AND key IN ({marks})", (self._tid, *chunk)
-                )
-            }
+            rows = self._rows(
+                f"SELECT key FROM kv WHERE tid = ? AND key IN ({marks})", (self._tid, *chunk)
+            )
+            found = {bytes(row[0]) for row in rows}
             missing.update(k for k in chunk if k not in found)
         return missing
 
@@ -404,7 +524,7 @@ class SqliteTable(_Buffered):
         if puts:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO kv (tid, key, value) VALUES (?, ?, ?)",
-                [(tid, k, _store(v)) for k, v in puts],
+                [(tid, k, _encode(v)) for k, v in puts],
             )
         if gone:
             self._conn.executemany(
@@ -434,9 +554,9 @@ class SqliteTable(_Buffered):
                 reverse,
                 page,
             )
-            rows = self._conn.execute(sql, args).fetchall()
+            rows = self._rows(sql, args)
             for key, value in rows:
-                yield bytes(key), _load(value)
+                yield bytes(key), _decode(value)
             if len(rows) < page:
                 return
             last = bytes(rows[-1][0])
@@ -449,18 +569,16 @@ class SqliteTable(_Buffered):
 
     def __len__(self) -> int:
         self.flush()
-        return int(
-            self._conn.execute("SELECT count(*) FROM kv WHERE tid = ?", (self._tid,)).fetchone()[0]
-        )
+        return int(self._rows("SELECT count(*) FROM kv WHERE tid = ?", (self._tid,))[0][0])
 
 
 class SqliteSpace:
     """The tables of one database in the node's SQLite file."""
 
-    __slots__ = ("_store", "_tables", "name")
+    __slots__ = ("_file", "_tables", "name")
 
-    def __init__(self, store: SqliteStore, name: str) -> None:
-        self._store = store
+    def __init__(self, file: SqliteFile, name: str) -> None:
+        self._file = file
         self.name = name
         self._tables: dict[str, Any] = {}
 
@@ -468,8 +586,8 @@ class SqliteSpace:
         table = self._tables.get(name)
         if table is None:
             if name == "blocks":
-                table = _BlockTable(self._store)
+                table = _BlockTable(self._file)
             else:
-                table = SqliteTable(self._store, self._store.table_id(self.name, name))
+                table = SqliteTable(self._file, self._file.table_id(self.name, name))
             self._tables[name] = table
         return table

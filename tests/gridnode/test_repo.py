@@ -131,3 +131,51 @@ def test_blocks_newest_first_join_parents_first(tmp_path):
     assert copy.digest() == db.digest()
     source.close()
     target.close()
+
+
+def test_a_data_directory_whose_sqlite_file_is_not_a_database_is_a_storage_error(tmp_path):
+    import sqlite3
+
+    from gridnode.errors import StorageError
+    from gridnode.storage import DB_FILE
+
+    data_dir = tmp_path / "node"
+    data_dir.mkdir()
+    (data_dir / DB_FILE).write_bytes(b"this is not a SQLite file, whatever its name says\n" * 100)
+    with pytest.raises(StorageError, match="not a gridnode SQLite file") as raised:
+        Repo(data_dir)
+    assert not isinstance(raised.value, sqlite3.Error)
+
+
+def test_meta_of_a_write_commits_with_its_entries_or_not_at_all(tmp_path):
+    from crdt.errors import InvalidOperation
+
+    with Repo(tmp_path) as repo:
+        db = repo.create_database("kv", "keyvalue")
+        db.write_many([{"op": "put", "key": "a", "value": 1}], meta={"position": 1})
+        assert repo.meta("position") == 1
+        with pytest.raises(InvalidOperation):
+            db.write_many(
+                [{"op": "put", "key": "b", "value": 2}, {"op": "nonsense"}],
+                meta={"position": 2, "other": b"x"},
+            )
+        assert (repo.meta("position"), repo.meta("other")) == (1, None)
+        db.write_many([{"op": "put", "key": "b", "value": 2}], meta={"position": "two"})
+    with Repo(tmp_path) as repo:
+        assert repo.meta("position") == "two"
+        assert repo.database(db.address).store.get("b") == 2
+
+
+def test_replicated_and_private_flags_survive_a_reopen(tmp_path):
+    with Repo(tmp_path) as repo:
+        address = repo.create_database("kv", "keyvalue").address
+        assert repo.replicated(address) and not repo.private(address)
+        repo.set_replicated(address, False)
+        repo.set_private(address, True)
+    with Repo(tmp_path) as repo:
+        assert not repo.replicated(address) and repo.private(address)
+        assert repo.served() == []
+        repo.set_replicated(address, True)
+        repo.set_private(address, False)
+        assert repo.replicated(address) and not repo.private(address)
+        assert [d.address for d in repo.served()] == [address]
