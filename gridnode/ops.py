@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from crdt.entry import Entry
+from crdt.entry import Entry, decode_entry
 from crdt.errors import GridnodeError, InvalidCar, InvalidOperation
+from crdt.manifest import decode_manifest
 from crdt.stores import STORE_TYPES, UNSET, open_store
 from gridnode import jsonvalue
 from gridnode.errors import (
@@ -499,6 +500,30 @@ def items(
 def counter_value(database: StoredDatabase) -> dict[str, Any]:
     """A counter's value: ``{"address", "value"}``."""
     return {"address": database.address, "value": database.store.value}  # type: ignore[attr-defined]
+
+
+@read("verify")
+def verify(database: StoredDatabase) -> dict[str, Any]:
+    """Re-hash every stored block of the database (its manifest and each applied entry) and
+    check every entry's structure and signature: ``{"address", "blocks", "damaged"}``, each
+    damaged block ``{"cid", "reason"}``."""
+    damaged = []
+    blocks = 0
+    for cid, block in database.stored_blocks():
+        blocks += 1
+        if block is None:
+            damaged.append({"cid": str(cid), "reason": "missing from the node's SQLite file"})
+            continue
+        try:
+            if cid == database.manifest.cid:
+                decode_manifest(cid, block)  # the hash, then the manifest's structure
+            else:
+                decode_entry(cid, block)  # size, hash, DAG-CBOR, structure, signature
+        except GridnodeError as exc:
+            damaged.append(
+                {"cid": str(cid), "reason": f"{type(exc).__name__}: {describe_error(exc)}"}
+            )
+    return {"address": database.address, "blocks": blocks, "damaged": damaged}
 
 
 def materialize(value: Any) -> Any:

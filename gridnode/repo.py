@@ -150,6 +150,15 @@ class StoredDatabase:
                 found.append((cid, block))
         return found
 
+    def stored_blocks(self) -> Iterator[tuple[CID, bytes | None]]:
+        """``(cid, block)`` of the manifest, then of every applied entry in the total order, as
+        the bytes stand in the SQLite file now (``None`` if missing), unchecked: what
+        :func:`gridnode.ops.verify` re-hashes and re-verifies."""
+        yield self.manifest.cid, self.repo.sql.get_block(self.manifest.cid.bytes)
+        log = self._db.log
+        for cid in log.order_cids():
+            yield cid, log.block(cid)
+
     def block(self, cid: CID) -> bytes | None:
         """The stored block of an applied entry, checked against its CID (a sha256, cheap);
         raises :class:`~gridnode.storage.CorruptBlock` if the bytes on disk were damaged."""

@@ -54,6 +54,7 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/log"): handlers.read,
     ("GET", "/db/{db}/iter"): handlers.read,
     ("GET", "/db/{db}/value"): handlers.read,
+    ("GET", "/db/{db}/verify"): handlers.read,
     ("GET", "/db/{db}/car"): handlers.car,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,
     ("HEAD", "/ipfs/{cid}"): handlers.ipfs,

@@ -297,6 +297,31 @@ def db_log(ctx: click.Context, address: str, limit: int | None, as_json: bool) -
     )
 
 
+@db.command("verify")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_verify(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Re-hash every stored block of the database (its manifest and each entry) and check every
+    entry's signature; list what is damaged.
+
+    Exit status 0 when every block is intact, 1 when one is not (each damaged block named with
+    why). A damaged block is never served or exported; 'gridnode import' of a good copy (another
+    replica's export) puts it back.
+    """
+    report = endpoint_of(ctx).read("verify", address)
+    damaged = report["damaged"]
+    if as_json:
+        emit(report)
+    else:
+        for item in damaged:
+            click.echo(f"damaged: {item['cid']}: {item['reason']}")
+        intact = report["blocks"] - len(damaged)
+        click.echo(f"{intact} of {report['blocks']} blocks intact in {report['address']}")
+    if damaged:
+        raise CliError(f"{len(damaged)} damaged blocks in {report['address']}")
+
+
 # -- writes and reads by type ----------------------------------------------------------------------
 
 _VALUE_ARGS = {"ignore_unknown_options": True}  # so that a JSON value like -5 is not an option

@@ -8,14 +8,18 @@ sha256 of the block against its CID is what catches it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from crdt.errors import HashMismatch
+from gridnode.cli import main
 from gridnode.repo import Repo
 from gridnode.storage import DB_FILE, CorruptBlock
+from tests.gridnode.conftest import node_in_thread
 
 _spec = importlib.util.spec_from_file_location(
     "faults_conftest", Path(__file__).with_name("conftest.py")
@@ -120,3 +124,47 @@ def test_the_gateway_does_not_send_a_damaged_block(tmp_path):
             gateway.serve(repo, bad.cid, gateway.RAW, "block")
         served = gateway.serve(repo, entries[BAD - 1].cid, gateway.RAW, "block")
         assert b"".join(served.parts) == entries[BAD - 1].block
+
+
+def _verify(data_dir: Path, address: str, *extra: str):
+    return CliRunner().invoke(
+        main, ["--data-dir", str(data_dir), "--log-level", "error", "db", "verify", address, *extra]
+    )
+
+
+def test_db_verify_names_the_damaged_block_offline_and_through_a_running_node(tmp_path):
+    """``gridnode db verify``: every stored block re-hashed, every signature checked; the damaged
+    one named, exit status 1, the same offline and through a running node's API."""
+    address, entries = damaged_node(tmp_path / "node")
+    bad = entries[BAD]
+    blocks = ENTRIES + 1  # the manifest and every entry
+
+    offline = _verify(tmp_path / "node", address)
+    assert offline.exit_code == 1, offline.output
+    assert f"damaged: {bad.cid}: HashMismatch" in offline.stdout
+    assert offline.stdout.count("damaged: ") == 1
+    assert f"{blocks - 1} of {blocks} blocks intact in {address}" in offline.stdout
+    assert offline.stderr.strip() == f"error: 1 damaged blocks in {address}"
+
+    with node_in_thread(tmp_path / "node"):
+        online = _verify(tmp_path / "node", address)
+        as_json = _verify(tmp_path / "node", address, "--json")
+    assert (online.exit_code, online.stdout, online.stderr) == (
+        offline.exit_code,
+        offline.stdout,
+        offline.stderr,
+    )
+    report = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1
+    assert report["address"] == address and report["blocks"] == blocks
+    assert [d["cid"] for d in report["damaged"]] == [str(bad.cid)]
+
+    # An intact database verifies clean: every block, exit 0.
+    with Repo(tmp_path / "clean") as repo:
+        database = repo.create_database("clean", "events")
+        for i in range(5):
+            database.write({"op": "add", "value": i})
+        clean = database.address
+    result = _verify(tmp_path / "clean", clean)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"6 of 6 blocks intact in {clean}\n"
