@@ -87,7 +87,9 @@ def run(dsn: str, rows: int, changes: int) -> dict[str, float]:
     results["update_plain_s"] = timed_update(dsn, changes)
     with tempfile.TemporaryDirectory() as tmp, Repo(Path(tmp) / "node") as repo:
         db = repo.create_database("people", "documents", options={"indexes": ["city"]})
-        source = PostgresSource(dsn=dsn, table=TABLE, key="id", db=db.address, exclude=("email",))
+        source = PostgresSource(
+            dsn=dsn, table=TABLE, key="id", address=db.address, exclude=("email",)
+        )
 
         async def main() -> None:
             seeder = Seeder.for_repo(repo, source)

@@ -107,7 +107,7 @@ def postgres(
                     dsn=dsn or "",
                     table=table,
                     key=key,
-                    db=address,
+                    address=address,
                     columns=_names(columns) or None,
                     exclude=_names(exclude),
                     batch=batch or DEFAULT_BATCH,

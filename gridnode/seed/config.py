@@ -35,7 +35,8 @@ class PostgresSource:
     dsn: str
     table: str
     key: str
-    db: str
+    #: The database to write (``db`` in gridnode.toml and ``--db`` on the command line).
+    address: str
     #: The columns to publish (``None``: every column); the key column is always published.
     columns: tuple[str, ...] | None = None
     #: Columns that never leave the server (checked to exist: a typo is an error).
@@ -43,9 +44,9 @@ class PostgresSource:
     batch: int = DEFAULT_BATCH
 
     def __post_init__(self) -> None:
-        for name in ("table", "key", "db"):
+        for name, setting in (("table", "table"), ("key", "key"), ("address", "db")):
             if not getattr(self, name):
-                raise SeedConfigError(f"a postgres seed source needs {name!r}")
+                raise SeedConfigError(f"a postgres seed source needs {setting!r}")
         if self.key in self.exclude:
             raise SeedConfigError(f"the key column {self.key!r} cannot be excluded")
         if self.batch < 1:
@@ -56,7 +57,7 @@ class PostgresSource:
         """The name of this source's capture objects in PostgreSQL (its outbox table, trigger
         function and notification channel) and of its position in the node: derived from the
         table and the gridnode database, so each (table, database) pair has its own."""
-        digest = hashlib.sha256(f"{self.table}\0{self.db}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{self.table}\0{self.address}".encode()).hexdigest()
         return digest[:16]
 
 
@@ -105,7 +106,7 @@ def load_sources(data_dir: Path) -> list[PostgresSource]:
                     dsn=entry.get("dsn", ""),
                     table=entry.get("table", ""),
                     key=entry.get("key", ""),
-                    db=entry.get("db", ""),
+                    address=entry.get("db", ""),
                     columns=None if columns is None else _strings(where, "columns", columns),
                     exclude=_strings(where, "exclude", entry.get("exclude", [])),
                     batch=batch,

@@ -144,7 +144,7 @@ class Seeder:
     @classmethod
     async def for_node(cls, node: Any, source: PostgresSource) -> Seeder:
         """A seeder writing through a running :class:`~gridnode.node.Node`."""
-        database = await node.worker.run(_database, node.repo, source.db)
+        database = await node.worker.run(_database, node.repo, source.address)
         await node.replicate(database)
 
         async def storage(fn: Callable[[], Any]) -> Any:
@@ -158,7 +158,7 @@ class Seeder:
     @classmethod
     def for_repo(cls, repo: Repo, source: PostgresSource) -> Seeder:
         """A seeder writing to a data directory with no node running (one thread at a time)."""
-        database = _database(repo, source.db)
+        database = _database(repo, source.address)
         limiter = trio.CapacityLimiter(1)
 
         async def storage(fn: Callable[[], Any]) -> Any:

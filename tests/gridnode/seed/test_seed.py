@@ -43,7 +43,7 @@ def expected(dsn, exclude=("email",)):
 
 def source(dsn, address, **options):
     options.setdefault("exclude", ("email",))
-    return PostgresSource(dsn=dsn, table="people", key="id", db=address, **options)
+    return PostgresSource(dsn=dsn, table="people", key="id", address=address, **options)
 
 
 async def held(seeder):
@@ -239,18 +239,18 @@ def test_configuration_errors(tmp_path, pg_dsn):
         with pytest.raises(SeedConfigError, match="no column 'emial'"):
             start(source(pg_dsn, docs.address, exclude=("emial",)))  # a typo is not ignored
         with pytest.raises(SeedConfigError, match="no table"):
-            start(PostgresSource(dsn=pg_dsn, table="nope", key="id", db=docs.address))
+            start(PostgresSource(dsn=pg_dsn, table="nope", key="id", address=docs.address))
         with pytest.raises(UnsupportedColumn, match=r"odd\.span.*interval"):
-            start(PostgresSource(dsn=pg_dsn, table="odd", key="id", db=docs.address))
+            start(PostgresSource(dsn=pg_dsn, table="odd", key="id", address=docs.address))
         with pytest.raises(SeedConfigError, match="unique index"):
-            start(PostgresSource(dsn=pg_dsn, table="nokey", key="id", db=docs.address))
+            start(PostgresSource(dsn=pg_dsn, table="nokey", key="id", address=docs.address))
         with pytest.raises(SeedConfigError, match="events database"):
             start(source(pg_dsn, events.address))
         with pytest.raises(SeedConfigError, match="cannot be excluded"):
             source(pg_dsn, docs.address, exclude=("id",))
         # With the column excluded, the odd table seeds.
         start_ok = PostgresSource(
-            dsn=pg_dsn, table="odd", key="id", db=docs.address, exclude=("span",)
+            dsn=pg_dsn, table="odd", key="id", address=docs.address, exclude=("span",)
         )
         run_seeder(repo, start_ok, lambda seeder: seeder.wait_idle(TIMEOUT))
 

@@ -152,7 +152,7 @@ def test_sigkill_during_snapshot_and_follow_then_resume(tmp_path, pg_dsn):
     rows = 20_000
     make_people(pg_dsn, rows)
     data_dir, address = new_data_dir(tmp_path)
-    slot = PostgresSource(dsn=pg_dsn, table="people", key="id", db=address).slot
+    slot = PostgresSource(dsn=pg_dsn, table="people", key="id", address=address).slot
 
     # 1. Killed in the middle of the snapshot.
     with seeder_process(data_dir, pg_dsn, address, "--batch", "500") as (proc, _):
@@ -204,7 +204,7 @@ def test_sigkill_during_snapshot_and_follow_then_resume(tmp_path, pg_dsn):
 def test_postgres_restarts_under_the_seeder(tmp_path, pg_dsn, postgres_server):
     make_people(pg_dsn, 500)
     data_dir, address = new_data_dir(tmp_path)
-    slot = PostgresSource(dsn=pg_dsn, table="people", key="id", db=address).slot
+    slot = PostgresSource(dsn=pg_dsn, table="people", key="id", address=address).slot
     with seeder_process(data_dir, pg_dsn, address) as (proc, _):
         wait_for(
             lambda: position(data_dir, slot).phase == "follow" and outbox_empty(pg_dsn, slot),

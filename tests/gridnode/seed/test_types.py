@@ -23,7 +23,7 @@ def read(dsn, columns, values, key="id"):
         conn.execute("DROP TABLE IF EXISTS t")
         conn.execute(f"CREATE TABLE t (id integer PRIMARY KEY, {columns})")
         conn.execute(f"INSERT INTO t VALUES (1, {values})")
-    side = PostgresSide(PostgresSource(dsn=dsn, table="t", key=key, db="/gridnode/x"))
+    side = PostgresSide(PostgresSource(dsn=dsn, table="t", key=key, address="/gridnode/x"))
     try:
         side.describe()
         (change,) = side.snapshot(None, 10)
@@ -140,7 +140,7 @@ def test_types_without_a_mapping_are_refused_at_start(pg_dsn, sql_type):
 def test_keys_of_other_types_are_refused(pg_dsn):
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE f (id float8 PRIMARY KEY)")
-    side = PostgresSide(PostgresSource(dsn=pg_dsn, table="f", key="id", db="/gridnode/x"))
+    side = PostgresSide(PostgresSource(dsn=pg_dsn, table="f", key="id", address="/gridnode/x"))
     try:
         with pytest.raises(GridnodeError, match="a key column is an integer, text or uuid column"):
             side.describe()
