@@ -5,7 +5,7 @@ import trio.testing
 
 from gridnode.repo import Repo
 from gridnode.storage.worker import StorageWorker
-from gridnode.sync import pull, serve
+from gridnode.node.sync import pull, serve
 
 
 class TrioStream:

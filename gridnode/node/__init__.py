@@ -42,7 +42,7 @@ from gridnode.net.bitswap import Bitswap
 from gridnode.ops import CreateRequest
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
-from gridnode.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
+from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from protocols.gossip import (
     PEERS_TOPIC,
     Announcement,
@@ -223,7 +223,7 @@ class Node:
         self._replicas: dict[str, _Replica] = {}
         #: What the node has done and seen, for the API, the dashboard and /metrics.
         self.stats = NodeStats()
-        #: (peer, address) -> how often each CID was asked of that peer (gridnode.sync.pull).
+        #: (peer, address) -> how often each CID was asked of that peer (gridnode.node.sync.pull).
         self.asked: dict[tuple[str, str], dict[CID, int]] = {}
         #: Peers to dial again when below ``target_peers``: peer id (or, for a bootstrap address
         #: without one, the address) -> its multiaddrs. Bootstrap peers, peers dialled, peers
@@ -242,7 +242,7 @@ class Node:
 
     def count_join(self, source: str, report: Any, *, peer: str | None = None) -> None:
         """Count what a join did (an :class:`~gridnode.repo.ImportReport` or a
-        :class:`~gridnode.sync.PullReport`): applied by source, rejected by reason."""
+        :class:`~gridnode.node.sync.PullReport`): applied by source, rejected by reason."""
         self.stats.counters.applied[source] += report.applied
         if report.applied and self.bitswap is not None:
             self.bitswap.blocks_added()
