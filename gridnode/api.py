@@ -168,10 +168,10 @@ def _error_body(exc: GridnodeError) -> dict[str, Any]:
 
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:
     out = asdict(sync)
-    del out["address"], out["at"]
+    del out["address"], out["started"]
     if sync.running:
         out["complete"] = False
-    return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.at), 3), **out}
+    return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.started), 3), **out}
 
 
 # -- the HTTP app ----------------------------------------------------------------------------------
