@@ -394,13 +394,10 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
     try:
         import trio
 
-        from gridnode import api
-
         data_dir = _data_dir(ctx)
-        with api.node_lock(data_dir):
-            # trio turns SIGINT into KeyboardInterrupt where that is safe, if SIGINT is Python's.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            trio.run(_run_node, data_dir, list(listen) or None, list(bootstrap) or None, stopping)
+        # trio turns SIGINT into KeyboardInterrupt where that is safe, if SIGINT is Python's.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        trio.run(_run_node, data_dir, list(listen) or None, list(bootstrap) or None, stopping)
     except (_StartupStopped, KeyboardInterrupt):
         if stopping["signalled"]:
             click.echo("error: interrupted while stopping", err=True)

@@ -218,11 +218,8 @@ class _NodeThread:
         self._thread.start()
 
     def _run(self) -> None:
-        from gridnode import datadir
-
         try:
-            with datadir.node_lock(self.data_dir):
-                trio.run(self._main)
+            trio.run(self._main)
         except BaseException as exc:
             self._error = _unwrap(exc)
         finally:

@@ -22,6 +22,11 @@ private state; nothing outside this package reaches a private attribute of :clas
 **One write path.** :meth:`Node.write` runs :func:`gridnode.ops.write` (checks, then the commit)
 in the storage worker, then replicates, counts, tells bitswap and announces. It is the only place
 a running node writes: the API, the embed facades and the seeder all come here.
+
+**One node per data directory.** :func:`open_node` holds ``DATA_DIR/node.lock`` exclusively
+(:func:`gridnode.datadir.node_lock`) for the node's whole life, so a second node on the same
+directory, in this process or another, raises :class:`~gridnode.errors.NodeUnavailable` instead of
+writing behind the first one's back.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import trio
 from crdt.entry import Entry
 from crdt.ipld.cid import CID
 from gridnode import ops
+from gridnode.datadir import node_lock
 from gridnode.net import Host, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.node.peers import MAX_STRIKES, Peering
@@ -337,37 +343,47 @@ async def open_node(
     announce_interval: float | None = None,
     target_peers: int | None = None,
 ) -> AsyncIterator[Node]:
-    """Open the data directory (initialising it if new), start the host and replicate every
-    database in it. Leaving the block closes everything, cleanly. Arguments left ``None``
-    come from the data directory's config (``gridnode.toml``, docs/config.md)."""
-    repo = await trio.to_thread.run_sync(Repo, data_dir)
-    try:
-        config = repo.config
-        if announce_interval is None:
-            announce_interval = config.announce_interval
-        if target_peers is None:
-            target_peers = config.target_peers
-        async with (
-            open_host(
-                repo.keypair.seed,
-                list(listen or config.listen),
-                max_connections=config.max_connections,
-                mdns=config.mdns,
-            ) as host,
-            trio.open_nursery() as nursery,
-        ):
-            node = Node(
-                repo,
-                host,
-                nursery,
-                announce_interval=announce_interval,
-                target_peers=target_peers,
-                bitswap=config.bitswap,
-            )
-            await node._start(bootstrap if bootstrap is not None else config.bootstrap)
-            try:
-                yield node
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
-        repo.close()
+    """Take the data directory (initialising it if new), start the host and replicate every
+    database in it. Leaving the block closes everything, cleanly, and lets go of the directory.
+    Arguments left ``None`` come from the data directory's config (``gridnode.toml``,
+    docs/config.md).
+
+    Raises :class:`~gridnode.errors.NodeUnavailable` if another node holds the directory (in this
+    process or another), or offline commands keep it busy for more than ten seconds."""
+    with contextlib.ExitStack() as held:
+        # node_lock waits with time.sleep (for offline commands to finish): in a thread, so the
+        # rest of this trio program, another node say, keeps running meanwhile. Not abandoned on
+        # cancellation: a thread left behind could take the lock after we stopped waiting, and
+        # nothing would ever let go of it.
+        await trio.to_thread.run_sync(held.enter_context, node_lock(data_dir))
+        repo = await trio.to_thread.run_sync(Repo, data_dir)
+        try:
+            config = repo.config
+            if announce_interval is None:
+                announce_interval = config.announce_interval
+            if target_peers is None:
+                target_peers = config.target_peers
+            async with (
+                open_host(
+                    repo.keypair.seed,
+                    list(listen or config.listen),
+                    max_connections=config.max_connections,
+                    mdns=config.mdns,
+                ) as host,
+                trio.open_nursery() as nursery,
+            ):
+                node = Node(
+                    repo,
+                    host,
+                    nursery,
+                    announce_interval=announce_interval,
+                    target_peers=target_peers,
+                    bitswap=config.bitswap,
+                )
+                await node._start(bootstrap if bootstrap is not None else config.bootstrap)
+                try:
+                    yield node
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            repo.close()

@@ -143,13 +143,11 @@ def _run(
 
     import trio
 
-    from gridnode import api
     from gridnode.cli import _first_error
 
     try:
-        with api.node_lock(data_dir):
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            trio.run(_serve, data_dir, sources, listen, bootstrap)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        trio.run(_serve, data_dir, sources, listen, bootstrap)
     except KeyboardInterrupt:
         ctx.exit(130)
     except BaseExceptionGroup as group:
