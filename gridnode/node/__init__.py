@@ -32,7 +32,6 @@ writing behind the first one's back.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,7 +72,6 @@ __all__ = [
     "open_node",
 ]
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -95,6 +93,7 @@ class Node:
         self.worker = StorageWorker()
         #: What the node has done and seen, for the API, the dashboard and /metrics.
         self.stats = NodeStats()
+        #: The rooms (each module's docstring says what it owns and refuses).
         self.peering = Peering(
             host, nursery, self.stats, target_peers=target_peers, connected=self._connected
         )
