@@ -37,9 +37,9 @@ import trio.testing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crdt.identity import Keypair
+from gridnode.node.sync import PullReport, pull, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
-from gridnode.sync import PullReport, pull, serve
 
 OTHER = Keypair.from_seed(bytes([77]) * 32)
 

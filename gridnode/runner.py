@@ -18,9 +18,9 @@ Rules:
   open, a signal unwinds what has started and :func:`run` returns. From the moment that receiver
   is open (before the node is opened), a signal is queued and stops the node as soon as it runs.
   Signals are only for the main thread: the embed thread uses ``stop``.
-- **One node per data directory.** ``DATA_DIR/node.lock`` is held for the node's whole life
-  (:func:`gridnode.datadir.node_lock`): a second node there raises
-  :class:`~gridnode.errors.NodeUnavailable` before anything is opened.
+- **One node per data directory.** :func:`gridnode.node.open_node` holds ``DATA_DIR/node.lock``
+  for the node's whole life (:func:`gridnode.datadir.node_lock`): a second node there raises
+  :class:`~gridnode.errors.NodeUnavailable` before anything else is opened.
 - **The error that stopped the node, not a group.** trio wraps a failure in exception groups;
   :func:`run` raises the first error in them that is not a cancellation (the group as its
   cause), so a caller catches :class:`~gridnode.errors.ConfigError`, a seeder's
@@ -193,21 +193,17 @@ def _run_trio(
 ) -> None:
     import trio
 
-    from gridnode.datadir import node_lock
-
-    # LOCK-MOVES-TO-open_node: the one place a runner takes DATA_DIR/node.lock; open_node takes
-    # it itself once the branches are merged, and this `with` goes.
-    with node_lock(data_dir):
-        if catch_sigint:
-            # trio turns SIGINT into KeyboardInterrupt where that is safe, if SIGINT is Python's.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        try:
-            trio.run(functools.partial(serve, shutdown=shutdown))
-        except BaseException as exc:
-            error = _first_error(exc)
-            if error is exc:
-                raise
-            raise error from exc
+    # DATA_DIR/node.lock is open_node's to take (and hold for the node's whole life), not ours.
+    if catch_sigint:
+        # trio turns SIGINT into KeyboardInterrupt where that is safe, if SIGINT is Python's.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        trio.run(functools.partial(serve, shutdown=shutdown))
+    except BaseException as exc:
+        error = _first_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 # -- the node's life -------------------------------------------------------------------------------

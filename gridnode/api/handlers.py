@@ -110,10 +110,10 @@ async def status(node: Node, request: Request) -> Response:
 
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:
     out = asdict(sync)
-    del out["address"], out["at"]
+    del out["address"], out["started"]
     if sync.running:
         out["complete"] = False
-    return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.at), 3), **out}
+    return {"peer": out.pop("peer"), "seconds_ago": round(max(0.0, now - sync.started), 3), **out}
 
 
 async def peers(node: Node, request: Request) -> Response:

@@ -67,8 +67,7 @@ def node_in_thread(data_dir, *, bootstrap=(), announce_interval=math.inf):
 
     def run():
         try:
-            with api.node_lock(data_dir):
-                trio.run(serve)
+            trio.run(serve)
         except BaseException as exc:
             box["error"] = exc
             ready.set()

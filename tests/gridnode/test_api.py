@@ -384,7 +384,7 @@ def test_every_endpoint(tmp_path):
             assert kv["name"] == "people" and kv["type"] == "keyvalue"
             assert kv["admins"] == [node.repo.did] and kv["writers"] == [node.repo.did]
             address = kv["address"]
-            assert address in node._replicas  # replicated as soon as created
+            assert node.replicating(address)  # replicated as soon as created
             docs = await call(
                 client.create,
                 ops.CreateRequest("books", "documents", indexes=["year", "year"], index_by="id"),
@@ -527,7 +527,7 @@ def test_every_endpoint(tmp_path):
                 "pending": 0,
                 "rejected": [],
             }
-            assert address in second._replicas
+            assert second.replicating(address)
             assert (await call(client2.read, "get", address, key="bob"))["value"] == 1
             again = await call(client2.import_car, car.read_bytes())
             assert again["duplicates"] == 2 and again["applied"] == 0

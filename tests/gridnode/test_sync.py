@@ -3,9 +3,9 @@
 import trio
 import trio.testing
 
+from gridnode.node.sync import pull, serve
 from gridnode.repo import Repo
 from gridnode.storage.worker import StorageWorker
-from gridnode.sync import pull, serve
 
 
 class TrioStream:

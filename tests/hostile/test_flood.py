@@ -18,7 +18,7 @@ import trio
 
 from crdt.ipld import CID, encode
 from gridnode.net import DialError, StreamError, open_host
-from gridnode.sync import MAX_ASKS
+from gridnode.node.sync import MAX_ASKS
 from protocols.gossip import MAX_ANNOUNCEMENT, Announcement, topic_for
 from protocols.reconcile import TOP
 from protocols.sync import BlocksAsked, HeadsAsked, RangesAsked, Role, SyncAsked, SyncConnection

@@ -125,7 +125,7 @@ def test_hostile_peer_changes_nothing(tmp_path):
                     await trio.sleep(0.05)
             await host.connect(a.addrs[0])  # it comes back
             # Make the honest node pull from the liar.
-            a._nursery.start_soon(a._pull, host.peer_id, address)
+            a.replication.start_pull(host.peer_id, address)
             with trio.fail_after(20):
                 while served["wants"] == 0:
                     await trio.sleep(0.05)

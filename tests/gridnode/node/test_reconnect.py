@@ -71,20 +71,20 @@ def test_a_peer_disconnected_for_violations_is_not_dialled_again(tmp_path):
                         await trio.sleep(0.05)
                 assert a.peer_id in b.known
                 for _ in range(3):
-                    await b._strike(a.peer_id, "a test's violation")
+                    await b.peering.strike(a.peer_id, "a test's violation")
                 assert a.peer_id not in b.known
                 await trio.sleep(3)  # several redial rounds, a's peer records arriving meanwhile
                 # b does not dial a again (a may still dial b: b refuses no inbound connection).
-                assert a.peer_id not in b.known and a.peer_id not in b._dialing
+                assert a.peer_id not in b.known and a.peer_id not in b.peering.dialing
 
     trio.run(main)
 
 
 def test_per_peer_records_are_bounded(monkeypatch):
-    from gridnode import node as node_module
+    from gridnode.node import stats
 
-    monkeypatch.setattr(node_module, "MAX_PEER_RECORDS", 5)
+    monkeypatch.setattr(stats, "MAX_PEER_RECORDS", 5)
     records = {f"peer{i}": i for i in range(5)}
     records["peer5"] = 5
-    node_module._bound(records)
+    stats.trim_oldest(records)
     assert list(records) == ["peer1", "peer2", "peer3", "peer4", "peer5"]  # the oldest went

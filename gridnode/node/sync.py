@@ -10,6 +10,12 @@ A pull is a set reconciliation (the server sends what the puller lacks as it goe
 against the server's heads: anything still lacking (the server wrote meanwhile, or reconciliation
 was cut short) is fetched by ``want``, which walks the DAG. Reconciliation is the fast path;
 the heads make a pull complete whatever it did.
+
+It refuses to know who the peer is: a stream in, a report (:class:`PullReport`, a
+:class:`~protocols.sync.SyncStats`) out, and a :class:`~protocols.errors.ProtocolError` when the
+peer breaks the protocol. Whom to pull from, when, and what a violation costs the peer are the
+replication room's (:mod:`gridnode.node.replication`); so the driver runs as well over a trio
+memory stream in a test as over libp2p.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import trio
 
 from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
+from gridnode.errors import UnknownDatabase
 from gridnode.net.stream import single_exception
-from gridnode.repo import ImportReport, Repo, StoredDatabase, UnknownDatabase
+from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 from protocols.errors import ProtocolError
 from protocols.reconcile import Reconciler
@@ -118,7 +125,7 @@ async def pull(
     one more per pull for ever)."""
     conn = SyncConnection(Role.PULLER, budget=budget or Budget())
     report = PullReport(address=database.address, stats=conn.stats)
-    db = database.manifest.cid
+    manifest_cid = database.manifest.cid
     pending_events: list[Event] = []
 
     async def next_event() -> Event:
@@ -132,7 +139,7 @@ async def pull(
         return list(database.heads), reconciler.initiate_ranges()
 
     heads, first = await worker.run(start)
-    await stream.write(conn.sync(db, heads, first, now()))
+    await stream.write(conn.sync(manifest_cid, heads, first, now()))
     event = await next_event()
     if isinstance(event, Refused):
         report.refused = event.reason
@@ -150,7 +157,7 @@ async def pull(
         reply = await worker.run(reconciler.receive_ranges, last.ranges)
         if reply is None:
             break
-        await stream.write(conn.reconcile(db, reply, now()))
+        await stream.write(conn.reconcile(manifest_cid, reply, now()))
 
     # What we still lack: server heads we have never seen, and parents our pending entries wait
     # for. Reconciliation leaves nothing of the kind unless the server wrote meanwhile.
@@ -164,7 +171,7 @@ async def pull(
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(lambda: list(database.heads))
-        await stream.write(conn.want(db, wanted[:MAX_WANT], have, now()))
+        await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
         last = await _receive_answer(next_event, database, worker, report)
         if isinstance(last, Refused):
             report.refused = last.reason
@@ -236,13 +243,13 @@ async def _receive_answer(
 
 
 async def fetch_manifest(
-    stream: ByteStream, db: CID, *, now: Callable[[], float] = trio.current_time
+    stream: ByteStream, manifest_cid: CID, *, now: Callable[[], float] = trio.current_time
 ) -> bytes | None:
     """Ask the peer for a database's manifest block; ``None`` if it does not keep the database.
 
     The caller checks the block (:func:`crdt.manifest.decode_manifest` verifies its hash)."""
     conn = SyncConnection(Role.PULLER)
-    await stream.write(conn.want(db, [db], [], now()))
+    await stream.write(conn.want(manifest_cid, [manifest_cid], [], now()))
     found = None
     while conn.waiting:
         for event in await _next_events(stream, conn):
@@ -250,7 +257,7 @@ async def fetch_manifest(
                 return None
             if isinstance(event, BlocksArrived):
                 for cid, block in event.blocks:
-                    if cid == db:
+                    if cid == manifest_cid:
                         found = block
     return found
 
@@ -311,7 +318,7 @@ async def _answer_ranges(
     stream: ByteStream,
     conn: SyncConnection,
     worker: StorageWorker,
-    db: CID,
+    manifest_cid: CID,
     session: tuple[StoredDatabase, Reconciler],
     ranges: list[Any],
 ) -> None:
@@ -326,18 +333,18 @@ async def _answer_ranges(
         blocks = await worker.run(database.item_blocks, outbox[start : start + 512])
         for block in blocks:
             if size + len(block) > CHUNK_BYTES and chunk:
-                await stream.write(conn.entries(db, chunk))
+                await stream.write(conn.entries(manifest_cid, chunk))
                 chunk, size = [], 0
             chunk.append(block)
             size += len(block)
     if chunk:
-        await stream.write(conn.entries(db, chunk))
-    await stream.write(conn.ranges(db, answer or []))
+        await stream.write(conn.entries(manifest_cid, chunk))
+    await stream.write(conn.ranges(manifest_cid, answer or []))
 
 
-def _heads_of(repo: Repo, db: CID) -> list[CID] | None:
+def _heads_of(repo: Repo, manifest_cid: CID) -> list[CID] | None:
     try:
-        return list(repo.database("/gridnode/" + str(db)).heads)
+        return list(repo.database("/gridnode/" + str(manifest_cid)).heads)
     except UnknownDatabase:
         return None
 

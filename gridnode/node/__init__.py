@@ -1,0 +1,388 @@
+"""The running node: storage, the libp2p host and replication, in one trio nursery.
+
+    async with open_node(data_dir) as node:
+        await node.write(address, [{"op": "put", "key": "k", "value": 1}])
+
+:class:`Node` is a facade: what the API, the embed facades, the seeder and the CLI call. It does
+one thing itself, the write (below); everything else it hands to a room with one job:
+
+- :mod:`~gridnode.node.peers` (``node.peering``): dialing, known peers and redial with backoff,
+  peer exchange, mDNS, strikes and disconnecting;
+- :mod:`~gridnode.node.replication` (``node.replication``): the replicas, their gossip topics and
+  validators, announcing, pulls, serving the sync stream;
+- :mod:`~gridnode.node.sync`: the sync stream's driver (puller and server) the replication room
+  runs;
+- :mod:`~gridnode.node.restore` (``node.restorer``): bitswap restores and gap filling;
+- :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
+  it the API, the dashboard and ``/metrics`` read.
+
+The rooms talk through this facade or through what they are made with, never through each other's
+private state; nothing outside this package reaches a private attribute of :class:`Node`.
+
+**One write path.** :meth:`Node.write` runs :func:`gridnode.ops.write` (checks, then the commit)
+in the storage worker, then replicates, counts, tells bitswap and announces. It is the only place
+a running node writes: the API, the embed facades and the seeder all come here.
+
+**One node per data directory.** :func:`open_node` holds ``DATA_DIR/node.lock`` exclusively
+(:func:`gridnode.datadir.node_lock`) for the node's whole life, so a second node on the same
+directory, in this process or another, raises :class:`~gridnode.errors.NodeUnavailable` instead of
+writing behind the first one's back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from crdt.entry import Entry
+from crdt.ipld.cid import CID
+from gridnode import ops
+from gridnode.datadir import node_lock
+from gridnode.net import Host, open_host
+from gridnode.net.bitswap import Bitswap
+from gridnode.node.peers import MAX_STRIKES, Peering
+from gridnode.node.replication import Replication
+from gridnode.node.restore import Restorer
+from gridnode.node.stats import (
+    MAX_EVENTS,
+    NodeCounters,
+    NodeEvent,
+    NodeStats,
+    PeerSync,
+    ServedTotals,
+)
+from gridnode.node.sync import PullReport
+from gridnode.ops import CreateRequest
+from gridnode.repo import ImportReport, Repo, StoredDatabase
+from gridnode.storage.worker import StorageWorker
+
+__all__ = [
+    "MAX_EVENTS",
+    "MAX_STRIKES",
+    "Node",
+    "NodeCounters",
+    "NodeEvent",
+    "NodeStats",
+    "PeerSync",
+    "ServedTotals",
+    "open_node",
+]
+
+T = TypeVar("T")
+
+
+class Node:
+    """A running gridnode. Made by :func:`open_node`."""
+
+    def __init__(
+        self,
+        repo: Repo,
+        host: Host,
+        nursery: trio.Nursery,
+        *,
+        announce_interval: float,
+        target_peers: int = 8,
+        bitswap: bool = False,
+    ) -> None:
+        self.repo = repo
+        self.host = host
+        self.worker = StorageWorker()
+        #: What the node has done and seen, for the API, the dashboard and /metrics.
+        self.stats = NodeStats()
+        #: The rooms (each module's docstring says what it owns and refuses).
+        self.peering = Peering(
+            host, nursery, self.stats, target_peers=target_peers, connected=self._connected
+        )
+        #: Bitswap with IPFS peers (``None`` when the config turns it off).
+        self.bitswap: Bitswap | None = None
+        if bitswap:
+            self.bitswap = Bitswap(
+                host,
+                nursery,
+                lambda cids: self.worker.run(repo.served_blocks, cids),
+                violation=self.peering.strike,
+            )
+            self.stats.bitswap = self.bitswap.stats
+        self.replication = Replication(
+            repo,
+            host,
+            nursery,
+            self.worker,
+            self.stats,
+            announce_interval=announce_interval,
+            strike=self.peering.strike,
+            count_join=self.count_join,
+        )
+        self.announce_interval = announce_interval  # and peer records every third round
+        self.restorer = Restorer(
+            repo,
+            nursery,
+            self.worker,
+            self.bitswap,
+            self.replication,
+            peers=host.peers,
+            count_join=self.count_join,
+        )
+
+    async def _start(self, bootstrap: Sequence[str]) -> None:
+        if self.bitswap is not None:
+            self.bitswap.mount()
+        # Databases first: a peer dialled then is pulled from for every one of them.
+        await self.replication.start()
+        await self.peering.start(bootstrap)
+        self.restorer.start()
+
+    def _connected(self, peer: str) -> None:
+        self.replication.peer_connected(peer)
+
+    # -- what the node is -----------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        return self.host.peer_id
+
+    @property
+    def addrs(self) -> list[str]:
+        return self.host.addrs
+
+    @property
+    def announce_interval(self) -> float:
+        """Seconds between two announcements of every replica's heads (``inf``: only when they
+        change); set when the node opens."""
+        return self.replication.announce_interval
+
+    @announce_interval.setter
+    def announce_interval(self, value: float) -> None:
+        # Takes effect after the current round; a node opened with ``inf`` starts no rounds.
+        self.replication.announce_interval = value
+        self.peering.record_interval = 3 * value
+
+    @property
+    def target_peers(self) -> int:
+        """Connections the node seeks through redialling, peer exchange and mDNS (it accepts
+        more from others)."""
+        return self.peering.target_peers
+
+    @target_peers.setter
+    def target_peers(self, value: int) -> None:
+        self.peering.target_peers = value
+
+    # -- stats ----------------------------------------------------------------------------------
+
+    def note(
+        self, kind: str, text: str, *, peer: str | None = None, address: str | None = None
+    ) -> None:
+        """Remember a rejection or an error in ``stats.events``."""
+        self.stats.note(kind, text, peer=peer, address=address)
+
+    def count_join(
+        self, source: str, report: ImportReport | PullReport, *, peer: str | None = None
+    ) -> None:
+        """Count what a join did (an :class:`~gridnode.repo.ImportReport` or a
+        :class:`~gridnode.node.sync.PullReport`): applied by source, rejected by reason; tell
+        bitswap of new blocks (peers waiting for them get them)."""
+        self.stats.count_join(source, report, peer=peer)
+        if report.applied and self.bitswap is not None:
+            self.bitswap.blocks_added()
+
+    # -- peers ----------------------------------------------------------------------------------
+
+    def peers(self) -> list[str]:
+        return self.host.peers()
+
+    @property
+    def known(self) -> dict[str, tuple[str, ...]]:
+        """Peers the node dials again when below ``target_peers`` (:attr:`Peering.known`)."""
+        return self.peering.known
+
+    def remember(self, key: str, addrs: Sequence[str]) -> None:
+        """Keep ``addrs`` of a peer (``key``: its id, or a bootstrap address) to dial it again
+        whenever the node has fewer than ``target_peers`` connections."""
+        self.peering.remember(key, addrs)
+
+    async def connect(self, multiaddr: str) -> str | None:
+        """Dial a peer; log and return ``None`` if it cannot be reached. A peer dialled (or
+        tried) is remembered, and dialled again whenever it is lost (:meth:`remember`)."""
+        return await self.peering.connect(multiaddr)
+
+    # -- databases ------------------------------------------------------------------------------
+
+    def database(self, address: str) -> StoredDatabase:
+        """A replicated database. Read it through :meth:`read` (or ``node.worker``) while the node
+        runs: its storage is only ever used from the storage worker."""
+        return self.replication.database(address)
+
+    async def read(self, address: str, fn: Callable[[StoredDatabase], T]) -> T:
+        """``fn(database)`` in the storage worker, e.g. ``await node.read(a, lambda d: d.digest())``."""
+        return await self.worker.run(fn, self.replication.database(address))
+
+    async def replicate(self, database: StoredDatabase) -> None:
+        """Start replicating a database this node keeps."""
+        await self.replication.replicate(database)
+
+    def replicating(self, address: str) -> bool:
+        """Whether this node replicates the database at ``address`` now."""
+        return self.replication.replicating(address)
+
+    async def unfollow(self, address: str) -> StoredDatabase:
+        """Stop replicating a database: leave its gossip topic, start no more pulls of it. Its
+        data stays, and so does the choice: the node's next start does not replicate it either,
+        until :meth:`follow` or :meth:`replicate` does. Raises
+        :class:`~gridnode.errors.UnknownDatabase` if it is not replicated."""
+        return await self.replication.unfollow(address)
+
+    async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
+        """Keep and replicate a database another node has: fetch its manifest from a connected
+        peer (verified against the address), then sync. Raises
+        :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it."""
+        return await self.replication.follow(address, timeout=timeout)
+
+    async def announce(self, address: str) -> None:
+        """Publish this node's heads of a database (with small head entries inline); nothing
+        for a database it no longer replicates."""
+        await self.replication.announce(address)
+
+    async def create(self, request: CreateRequest) -> StoredDatabase:
+        """Create the database ``request`` describes, with this node's key as admin, and
+        replicate it (:func:`gridnode.ops.create`)."""
+        database = await self.worker.run(ops.create, self.repo, request)
+        await self.replicate(database)
+        return database
+
+    async def create_database(
+        self,
+        name: str,
+        store: str,
+        *,
+        writers: Sequence[str] = (),
+        public: bool = False,
+        indexes: Sequence[str] = (),
+        index_by: str | None = None,
+        private: bool = False,
+    ) -> StoredDatabase:
+        """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
+        never serve its blocks to the IPFS world (:meth:`~gridnode.repo.Repo.private`)."""
+        request = CreateRequest.from_json(
+            {
+                "name": name,
+                "type": store,
+                "writers": list(writers),
+                "public": public,
+                "indexes": list(indexes),
+                "index_by": index_by,
+                "private": private,
+            }
+        )
+        return await self.create(request)
+
+    async def restore(
+        self, roots: Sequence[CID], peers: Sequence[str] | None = None, *, timeout: float = 120.0
+    ) -> ImportReport:
+        """Fetch a database from IPFS peers over bitswap and keep and replicate it.
+
+        ``roots`` are the manifest's CID, then heads: the roots of the CAR ``gridnode export``
+        writes and ``gridnode pin`` pins. The node asks ``peers`` (default: every connected
+        peer) for them, then for every entry they link to (parents and skip links), level by
+        level; everything received is hashed against its CID, and the entries are verified and
+        joined as a CAR import is. Entries not found within ``timeout`` seconds stay missing
+        (the database then waits for them like any other gap). Raises
+        :class:`~gridnode.errors.UnknownDatabase` if the manifest cannot be had,
+        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off.
+        """
+        return await self.restorer.restore(roots, peers, timeout=timeout)
+
+    async def write(
+        self,
+        ref: str,
+        payloads: Sequence[Any],
+        labels: Sequence[str] | None = None,
+        *,
+        meta: Mapping[str, str | int | bytes] | None = None,
+    ) -> list[Entry]:
+        """Write operations with the node key to the database ``ref`` (an address, a CID or a
+        unique name): checked and committed by :func:`gridnode.ops.write` in the storage worker
+        (durable when this returns), then counted and announced. Every writer of a running node
+        comes here: the API, the embed facades, the seeder."""
+
+        def check_and_write() -> tuple[StoredDatabase, list[Entry]]:
+            database = ops.resolve(self.repo, ref)
+            return database, ops.write(database, list(payloads), labels, meta=meta)
+
+        database, entries = await self.worker.run(check_and_write)
+        await self.replicate(database)
+        self.stats.counters.applied["write"] += len(entries)
+        if entries and self.bitswap is not None:
+            self.bitswap.blocks_added()
+        if entries:
+            await self.announce(database.address)
+        return entries
+
+    async def import_car(self, data: bytes | memoryview) -> ImportReport:
+        """Import a CAR (:func:`gridnode.ops.import_car`), replicate its database, announce what
+        it added."""
+        report = await self.worker.run(ops.import_car, self.repo, data)
+        self.count_join("import", report)
+        database = await self.worker.run(self.repo.database, report.address)
+        await self.replicate(database)
+        if report.applied:
+            await self.announce(database.address)
+        return report
+
+
+@contextlib.asynccontextmanager
+async def open_node(
+    data_dir: Path,
+    *,
+    listen: Sequence[str] | None = None,
+    bootstrap: Sequence[str] | None = None,
+    announce_interval: float | None = None,
+    target_peers: int | None = None,
+) -> AsyncIterator[Node]:
+    """Take the data directory (initialising it if new), start the host and replicate every
+    database in it. Leaving the block closes everything, cleanly, and lets go of the directory.
+    Arguments left ``None`` come from the data directory's config (``gridnode.toml``,
+    docs/config.md).
+
+    Raises :class:`~gridnode.errors.NodeUnavailable` if another node holds the directory (in this
+    process or another), or offline commands keep it busy for more than ten seconds."""
+    with contextlib.ExitStack() as held:
+        # node_lock waits with time.sleep (for offline commands to finish): in a thread, so the
+        # rest of this trio program, another node say, keeps running meanwhile. Not abandoned on
+        # cancellation: a thread left behind could take the lock after we stopped waiting, and
+        # nothing would ever let go of it.
+        await trio.to_thread.run_sync(held.enter_context, node_lock(data_dir))
+        repo = await trio.to_thread.run_sync(Repo, data_dir)
+        try:
+            config = repo.config
+            if announce_interval is None:
+                announce_interval = config.announce_interval
+            if target_peers is None:
+                target_peers = config.target_peers
+            async with (
+                open_host(
+                    repo.keypair.seed,
+                    list(listen or config.listen),
+                    max_connections=config.max_connections,
+                    mdns=config.mdns,
+                ) as host,
+                trio.open_nursery() as nursery,
+            ):
+                node = Node(
+                    repo,
+                    host,
+                    nursery,
+                    announce_interval=announce_interval,
+                    target_peers=target_peers,
+                    bitswap=config.bitswap,
+                )
+                await node._start(bootstrap if bootstrap is not None else config.bootstrap)
+                try:
+                    yield node
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            repo.close()

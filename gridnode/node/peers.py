@@ -1,0 +1,242 @@
+"""The node's peers: whom it dials, whom it keeps dialling, and whom it drops.
+
+A node seeks ``target_peers`` connections (it accepts more from others, up to the host's
+``max_connections``). It learns of peers four ways, and remembers each in :attr:`Peering.known`
+(bounded, :data:`MAX_KNOWN_PEERS`) to dial it again whenever it has fewer connections:
+
+- **dialing**: bootstrap addresses from the config, and every :meth:`Peering.connect` (a peer
+  dialled, or tried, is remembered; a bootstrap address without a peer id is known by the id it
+  answers with);
+- **redial with backoff**: a lost peer (a restart, a network cut), or a bootstrap peer not up yet,
+  is dialled again while the node is below ``target_peers``, each on its own backoff from
+  :data:`REDIAL_FIRST` doubling to :data:`REDIAL_MOST` seconds, so a peer gone for good costs one
+  dial every five minutes, not a storm;
+- **peer exchange**: every node publishes a record of its own addresses on the peers topic (on
+  each new connection, then every third announcement interval); the topic validator drops a
+  record that does not describe the peer it comes from before gossipsub forwards it;
+- **mDNS**: gridnode nodes on the LAN, when the config turns it on.
+
+**Strikes.** A protocol violation (a sync stream or a bitswap message that breaks the protocol:
+:meth:`Peering.strike`) counts against the peer; at :data:`MAX_STRIKES` the node disconnects it,
+forgets its addresses and refuses to remember them again, so it is never dialled again. It may
+still dial us: inbound connections are not refused (the host bounds how many).
+
+This room refuses to know what a connection is for: on each new connection it calls the
+``connected`` callback it was made with (the node starts its pulls there), and it reads nothing of
+the databases.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import trio
+
+from crdt.errors import GridnodeError
+from gridnode.net import Host, Subscription
+from gridnode.node.stats import NodeStats, trim_oldest
+from protocols.errors import ProtocolError
+from protocols.gossip import PEERS_TOPIC, PeerRecord, parse_peer_record
+
+__all__ = ["MAX_KNOWN_PEERS", "MAX_STRIKES", "REDIAL_FIRST", "REDIAL_MOST", "Peering"]
+
+log = logging.getLogger(__name__)
+
+#: Protocol violations after which a peer is disconnected.
+MAX_STRIKES: Final = 3
+#: Peers (or bootstrap addresses) a node remembers to dial again when it has too few.
+MAX_KNOWN_PEERS: Final = 256
+#: Seconds before the first redial of a lost peer; doubled after each failure, up to the most.
+REDIAL_FIRST: Final = 1.0
+REDIAL_MOST: Final = 300.0
+#: Addresses remembered per peer: enough for its interfaces, not a list a record could inflate.
+_ADDRS_PER_PEER: Final = 8
+
+
+class Peering:
+    """The peers of one running node; made by :class:`~gridnode.node.Node`, started by
+    :meth:`start` once the node's databases replicate."""
+
+    def __init__(
+        self,
+        host: Host,
+        nursery: trio.Nursery,
+        stats: NodeStats,
+        *,
+        target_peers: int,
+        connected: Callable[[str], None],
+    ) -> None:
+        self.host = host
+        #: Connections the node seeks through redialling, peer exchange and mDNS.
+        self.target_peers = target_peers
+        #: Peers to dial again when below ``target_peers``: peer id (or, for a bootstrap address
+        #: without one, the address) -> its multiaddrs. Bootstrap peers, peers dialled, peers
+        #: named by peer records; not peers disconnected for protocol violations.
+        self.known: dict[str, tuple[str, ...]] = {}
+        #: Seconds between two publications of this node's peer record (``inf``: only on new
+        #: connections).
+        self.record_interval = math.inf
+        self._nursery = nursery
+        self._stats = stats
+        self._connected = connected
+        #: key -> (when it may be dialled again, the wait after the next failure).
+        self._redial: dict[str, tuple[float, float]] = {}
+        self._dialing: set[str] = set()
+
+    @property
+    def dialing(self) -> frozenset[str]:
+        """Known peers being dialled again right now."""
+        return frozenset(self._dialing)
+
+    async def start(self, bootstrap: Sequence[str]) -> None:
+        """Take part in peer exchange, dial ``bootstrap``, keep dialling known peers while below
+        ``target_peers``, and dial the LAN's nodes if the host looks for them."""
+        self.host.set_topic_validator(PEERS_TOPIC, self._valid_record)
+        self._nursery.start_soon(self._exchange, await self.host.subscribe(PEERS_TOPIC))
+        for multiaddr in bootstrap:
+            self._nursery.start_soon(self.connect, multiaddr)
+        self._nursery.start_soon(self._keep_connected)
+        if math.isfinite(self.record_interval):
+            self._nursery.start_soon(self._publish_periodically)
+        if self.host.mdns:
+            self._nursery.start_soon(self._dial_discovered)
+
+    def remember(self, key: str, addrs: Sequence[str]) -> None:
+        """Keep ``addrs`` of a peer (``key``: its id, or a bootstrap address) to dial it again
+        whenever the node has fewer than ``target_peers`` connections."""
+        if key == self.host.peer_id or self._stats.strikes.get(key, 0) >= MAX_STRIKES:
+            return
+        self.known.pop(key, None)  # re-inserted last: the most recently heard of goes last
+        while len(self.known) >= MAX_KNOWN_PEERS:
+            del self.known[next(iter(self.known))]
+        self.known[key] = tuple(addrs)[:_ADDRS_PER_PEER]
+
+    async def connect(self, multiaddr: str) -> str | None:
+        """Dial a peer; log and return ``None`` if it cannot be reached. A peer dialled (or
+        tried) is remembered, and dialled again whenever it is lost (:meth:`remember`)."""
+        key = peer_of(multiaddr) or multiaddr
+        if key not in self.known:
+            self.remember(key, [multiaddr])
+        try:
+            peer = await self.host.connect(multiaddr)
+        except GridnodeError as exc:
+            log.warning("cannot connect to %s: %s", multiaddr, exc)
+            self._stats.note("connect-failed", f"{multiaddr}: {exc}")
+            return None
+        if key != peer:
+            # A bootstrap address without a peer id: from now on known by the id it answered with.
+            self.known.pop(key, None)
+            self.remember(peer, [multiaddr])
+        self._redial.pop(peer, None)
+        log.info("connected to %s", peer)
+        self._connected(peer)
+        self._nursery.start_soon(self.publish_record)
+        return peer
+
+    async def strike(self, peer: str, reason: str) -> None:
+        """Count a protocol violation; disconnect a peer that keeps misbehaving."""
+        strikes = self._stats.strikes[peer] = self._stats.strikes.get(peer, 0) + 1
+        trim_oldest(self._stats.strikes)
+        log.info("protocol violation by %s (%d/%d): %s", peer, strikes, MAX_STRIKES, reason)
+        self._stats.note(
+            "strike", f"protocol violation {strikes}/{MAX_STRIKES}: {reason}", peer=peer
+        )
+        if strikes >= MAX_STRIKES:
+            log.warning("disconnecting %s after %d protocol violations", peer, strikes)
+            self._stats.note("disconnected", f"after {strikes} protocol violations", peer=peer)
+            self.known.pop(peer, None)  # and not dialled again
+            await self.host.disconnect(peer)
+
+    # -- staying connected --------------------------------------------------------------------
+
+    async def _keep_connected(self) -> None:
+        """While below ``target_peers`` connections, dial known peers that are not connected."""
+        while True:
+            await trio.sleep(REDIAL_FIRST / 2)
+            connected = set(self.host.peers())
+            if len(connected) >= self.target_peers:
+                continue
+            now = trio.current_time()
+            for key, addrs in list(self.known.items()):
+                if key in connected or key in self._dialing:
+                    continue
+                due, wait = self._redial.get(key, (now, REDIAL_FIRST))
+                if now < due:
+                    continue
+                self._redial[key] = (now + wait, min(wait * 2, REDIAL_MOST))
+                self._dialing.add(key)
+                self._nursery.start_soon(self._redial_one, key, addrs)
+
+    async def _redial_one(self, key: str, addrs: tuple[str, ...]) -> None:
+        try:
+            for addr in addrs:
+                if await self.connect(addr) is not None:
+                    log.info("reconnected to %s", key)
+                    return
+        finally:
+            self._dialing.discard(key)
+
+    async def _dial_discovered(self) -> None:
+        """Dial gridnode nodes found on the LAN by mDNS, while below ``target_peers``."""
+        async with self.host.discovered() as found:
+            async for peer, addrs in found:
+                if self._enough_or_connected(peer):
+                    continue
+                for addr in addrs:
+                    if await self.connect(addr) is not None:
+                        log.info("found %s on the local network", peer)
+                        break
+
+    def _enough_or_connected(self, peer: str) -> bool:
+        peers = self.host.peers()
+        return peer in peers or len(peers) >= self.target_peers
+
+    # -- peer exchange ------------------------------------------------------------------------
+
+    async def publish_record(self) -> None:
+        """Tell the peers topic where this node listens."""
+        record = PeerRecord(self.host.peer_id, tuple(self.host.addrs))
+        await self.host.publish(PEERS_TOPIC, record.encode())
+        self._stats.counters.gossip_published += 1
+
+    async def _publish_periodically(self) -> None:
+        # Peers that connected after our last record (or missed it) still learn of us.
+        while True:
+            await trio.sleep(self.record_interval)
+            await self.publish_record()
+
+    def _valid_record(self, origin: str, data: bytes) -> bool:
+        try:
+            parse_peer_record(data, origin)
+        except ProtocolError:
+            return False
+        return True
+
+    async def _exchange(self, subscription: Subscription) -> None:
+        """Remember the peers other nodes' records name; dial them while below
+        ``target_peers`` connections."""
+        async for origin, data in subscription:
+            if origin == self.host.peer_id:
+                continue
+            self._stats.counters.gossip_received += 1
+            try:
+                record = parse_peer_record(data, origin)
+            except ProtocolError:
+                continue
+            full_addrs = [a if "/p2p/" in a else f"{a}/p2p/{origin}" for a in record.addrs]
+            self.remember(origin, full_addrs)
+            if self._enough_or_connected(origin):
+                continue
+            for addr in full_addrs:
+                if await self.connect(addr) is not None:
+                    log.info("learnt of %s through gossip", origin)
+                    break
+
+
+def peer_of(multiaddr: str) -> str | None:
+    """The peer id a multiaddr ends with (``.../p2p/<id>``), if any."""
+    _head, sep, tail = multiaddr.rpartition("/p2p/")
+    return tail.split("/", 1)[0] if sep and tail else None

@@ -1,0 +1,445 @@
+"""Replication: the databases a node replicates, and how their entries travel between nodes.
+
+For each replicated database (a *replica*):
+
+- the node subscribes to the database's gossipsub topic and announces its heads there whenever
+  they change and again every ``announce_interval`` seconds (anti-entropy: a peer that missed a
+  message, or connected later, still hears of new heads);
+- an announcement naming heads the node lacks makes it pull from that peer over
+  ``/gridnode/sync/1.0.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
+  a time; a pull asked for while one runs is run again right after). A new connection pulls every
+  database from the new peer;
+- small head entries ride along inside announcements and are joined directly;
+- the node serves the sync stream to its peers, for every database it keeps.
+
+Gossip is a hint; the stream protocol is the delivery path. Every block is verified and judged by
+the log before it is kept, whatever its path. Each pull and each served stream is accounted for in
+:class:`~gridnode.node.stats.NodeStats` (``syncs``, ``served``).
+
+What it refuses:
+
+- announcements that do not parse, or name another database than their topic's: the topic
+  validator drops them before gossipsub forwards them, and counts them;
+- a peer that breaks the sync protocol, in either role, gets a strike (the ``strike`` it was made
+  with: :meth:`gridnode.node.peers.Peering.strike`); a pull that merely fails (a time limit, a
+  stream gone, a refusal) does not;
+- heads or parents a peer was asked for :data:`~gridnode.node.sync.MAX_ASKS` times in vain no
+  longer make the node pull from that peer (it claims what it cannot serve, or nobody has them:
+  orphans wait, bounded), so a lying peer costs a few round trips, not one pull per announcement.
+
+A replica's choice is durable: :meth:`Replication.unfollow` records it in the repo, and the next
+start does not replicate that database either until it is followed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from crdt.errors import GridnodeError
+from crdt.ipld.cid import CID
+from crdt.manifest import decode_manifest, parse_address
+from gridnode.errors import UnknownDatabase
+from gridnode.net import Host, Stream, Subscription
+from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
+from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
+from gridnode.repo import Repo, StoredDatabase
+from gridnode.storage.worker import StorageWorker
+from protocols.errors import ProtocolError
+from protocols.gossip import Announcement, parse_announcement, topic_for
+from protocols.sync import SyncStats
+from protocols.wire import PROTOCOL_ID
+
+__all__ = ["MAX_ASKED_PEERS", "PULL_SECONDS", "Replica", "Replication"]
+
+log = logging.getLogger(__name__)
+
+#: (peer, database) pairs whose asked CIDs a node remembers (the oldest are forgotten first).
+MAX_ASKED_PEERS: Final = 1024
+#: The longest one pull may take; a peer that trickles bytes cannot hold a pull open for ever.
+PULL_SECONDS: Final = 300.0
+#: How long a peer has to send a manifest asked for (:meth:`Replication.follow`).
+MANIFEST_SECONDS: Final = 10.0
+
+#: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
+#: time limit, a stream that went away.
+_EXCHANGE_FAILED = (
+    GridnodeError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+
+
+@dataclass
+class Replica:
+    """One replicated database: its gossip topic, and the pulls of it running now."""
+
+    database: StoredDatabase
+    topic: str
+    #: Peers a pull of this database runs from; ``again``: those asked for again meanwhile.
+    running: set[str] = field(default_factory=set)
+    again: set[str] = field(default_factory=set)
+    subscription: Subscription | None = None
+
+
+class Replication:
+    """The replicas of one running node; made by :class:`~gridnode.node.Node`."""
+
+    def __init__(
+        self,
+        repo: Repo,
+        host: Host,
+        nursery: trio.Nursery,
+        worker: StorageWorker,
+        stats: NodeStats,
+        *,
+        announce_interval: float,
+        strike: Callable[[str, str], Awaitable[None]],
+        count_join: CountJoin,
+    ) -> None:
+        self.repo = repo
+        self.host = host
+        #: Seconds between two announcements of every replica's heads (``inf``: only on change).
+        self.announce_interval = announce_interval
+        self._nursery = nursery
+        self._worker = worker
+        self._stats = stats
+        self._strike = strike
+        self._count_join = count_join
+        #: Canonical address -> replica.
+        self._replicas: dict[str, Replica] = {}
+        #: (peer, address) -> how often each CID was asked of that peer (see sync.pull).
+        self._asked: dict[tuple[str, str], dict[CID, int]] = {}
+
+    async def start(self) -> None:
+        """Serve the sync stream, replicate every database the repo keeps and has not
+        unfollowed, and announce their heads every ``announce_interval``."""
+        self.host.set_stream_handler(PROTOCOL_ID, self.serve_stream)
+        for address, _name, _store in self.repo.databases():
+            try:
+                database = self.repo.database(address)
+            except GridnodeError as exc:
+                # Kept, but its store cannot open (options it cannot use): the node runs
+                # without it rather than not at all.
+                log.error("not replicating %s: %s", address, exc)
+                self._stats.note("refused", f"cannot open the database: {exc}", address=address)
+                continue
+            if not self.repo.replicated(address):
+                log.info("not replicating %s: unfollowed", address)
+                continue
+            await self.replicate(database)
+        if math.isfinite(self.announce_interval):
+            self._nursery.start_soon(self._announce_periodically)
+
+    # -- the replica set ----------------------------------------------------------------------
+
+    def replicating(self, address: str) -> bool:
+        """Whether the database at ``address`` is replicated now (``False`` for a malformed
+        address)."""
+        try:
+            return _canonical(address) in self._replicas
+        except GridnodeError:
+            return False
+
+    def addresses(self) -> list[str]:
+        """The addresses of the databases replicated now."""
+        return list(self._replicas)
+
+    def database(self, address: str) -> StoredDatabase:
+        """The replicated database at ``address``; ``KeyError`` if it is not replicated."""
+        return self._replicas[_canonical(address)].database
+
+    def pulling(self, address: str) -> bool:
+        """Whether a pull of the database at ``address`` runs now, from any peer."""
+        replica = self._replicas.get(_canonical(address))
+        return replica is not None and bool(replica.running)
+
+    async def replicate(self, database: StoredDatabase) -> None:
+        """Start replicating a database this node keeps: subscribe to its topic, pull it from
+        every connected peer, announce its heads."""
+        if database.address in self._replicas:
+            return
+        if not await self._worker.run(self.repo.replicated, database.address):
+            await self._worker.run(self.repo.set_replicated, database.address, True)
+        replica = Replica(database, topic_for(database.manifest.cid))
+        self._replicas[database.address] = replica
+        self.host.set_topic_validator(replica.topic, self._validator(database))
+        subscription = replica.subscription = await self.host.subscribe(replica.topic)
+        self._nursery.start_soon(self._listen, replica, subscription)
+        for peer in self.host.peers():
+            self.start_pull(peer, database.address)
+        await self.announce(database.address)
+
+    async def unfollow(self, address: str) -> StoredDatabase:
+        """Stop replicating a database: leave its topic, start no more pulls of it; durable.
+        Raises :class:`~gridnode.errors.UnknownDatabase` if it is not replicated."""
+        canonical = _canonical(address)
+        replica = self._replicas.pop(canonical, None)
+        if replica is None:
+            raise UnknownDatabase(f"this node does not replicate {canonical}")
+        if replica.subscription is not None:
+            await replica.subscription.aclose()
+        # Durable: the node's next start leaves it alone too.
+        await self._worker.run(self.repo.set_replicated, canonical, False)
+        log.info("stopped replicating %s", canonical)
+        return replica.database
+
+    async def follow(self, address: str, *, timeout: float) -> StoredDatabase:
+        """Keep and replicate a database another node has: its manifest from the first
+        connected peer that sends one matching the address, then sync. Raises
+        :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it."""
+        manifest_cid = parse_address(address)
+        canonical = "/gridnode/" + str(manifest_cid)
+        if canonical in self._replicas:
+            return self._replicas[canonical].database
+        try:
+            database = await self._worker.run(self.repo.database, canonical)
+        except UnknownDatabase:
+            database = None
+        if database is None:
+            with trio.move_on_after(timeout):
+                for peer in self.host.peers():
+                    block = await self._fetch_manifest(peer, manifest_cid)
+                    if block is None:
+                        continue
+                    try:
+                        manifest = decode_manifest(manifest_cid, block)
+                    except GridnodeError as exc:
+                        log.warning("peer %s sent a bad manifest for %s: %s", peer, canonical, exc)
+                        continue
+                    database = await self._worker.run(self.repo.add_database, manifest)
+                    break
+        if database is None:
+            raise UnknownDatabase(f"no connected peer keeps {canonical}")
+        await self.replicate(database)
+        return database
+
+    def _validator(self, database: StoredDatabase) -> Callable[[str, bytes], bool]:
+        manifest_cid = database.manifest.cid
+
+        def validate(peer: str, data: bytes) -> bool:
+            try:
+                parse_announcement(data, manifest_cid)
+            except ProtocolError as exc:
+                self._stats.rejected_announcements += 1
+                log.info("refused an announcement from %s: %s", peer, exc)
+                self._stats.note(
+                    "refused", f"announcement: {exc}", peer=peer, address=database.address
+                )
+                return False
+            return True
+
+        return validate
+
+    # -- announcing ---------------------------------------------------------------------------
+
+    async def announce(self, address: str) -> None:
+        """Publish this node's heads of a database (with small head entries inline); nothing
+        for a database it no longer replicates."""
+        replica = self._replicas.get(_canonical(address))
+        if replica is None:
+            return
+        database = replica.database
+
+        def heads_and_blocks() -> tuple[list[CID], list[tuple[CID, bytes]]]:
+            heads = list(database.heads)
+            return heads, database.blocks_of(heads)
+
+        heads, blocks = await self._worker.run(heads_and_blocks)
+        if not heads:
+            return
+        message = Announcement(database.manifest.cid, tuple(heads), tuple(blocks)).encode()
+        await self.host.publish(replica.topic, message)
+        self._stats.counters.gossip_published += 1
+
+    async def _announce_periodically(self) -> None:
+        while True:
+            await trio.sleep(self.announce_interval)
+            for address in list(self._replicas):
+                await self.announce(address)
+
+    async def _listen(self, replica: Replica, subscription: Subscription) -> None:
+        database = replica.database
+        manifest_cid = database.manifest.cid
+        async for peer, data in subscription:
+            if peer == self.host.peer_id:
+                continue
+            self._stats.counters.gossip_received += 1
+            try:
+                announcement = parse_announcement(data, manifest_cid)
+            except ProtocolError:
+                continue
+            unknown = await self._worker.run(database.unknown, list(announcement.heads))
+            if unknown:
+                # Join the inline head entries we lack (a transaction only when there are some).
+                lacking = set(unknown)
+                inline = [(c, b) for c, b in announcement.blocks if c in lacking]
+                if inline:
+                    try:
+                        joined = await self._worker.run(database.join_blocks, inline)
+                    except GridnodeError as exc:
+                        # The disk is full, say: this announcement is dropped, not the node.
+                        log.warning(
+                            "cannot keep entries gossiped for %s: %s", database.address, exc
+                        )
+                        self._stats.note(
+                            "store-failed", str(exc), peer=peer, address=database.address
+                        )
+                        continue
+                    self._count_join("gossip", joined, peer=peer)
+                    unknown = await self._worker.run(database.unknown, list(announcement.heads))
+            given_up = self._asked.get((peer, database.address), {})
+            unknown = [c for c in unknown if given_up.get(c, 0) < MAX_ASKS]
+            missing = await self._worker.run(_has_missing, database, given_up)
+            if unknown or missing:
+                self.start_pull(peer, database.address)
+
+    # -- pulling ------------------------------------------------------------------------------
+
+    def peer_connected(self, peer: str) -> None:
+        """Pull every replicated database from a peer just connected."""
+        for address in list(self._replicas):
+            self.start_pull(peer, address)
+
+    def start_pull(self, peer: str, address: str) -> None:
+        """Pull the database at ``address`` (replicated) from ``peer``, in the background; if a
+        pull of it from that peer runs, it runs once more right after instead."""
+        self._nursery.start_soon(self._pull, peer, address)
+
+    async def _pull(self, peer: str, address: str) -> None:
+        replica = self._replicas.get(address)
+        if replica is None:
+            return
+        if peer in replica.running:
+            replica.again.add(peer)
+            return
+        replica.running.add(peer)
+        try:
+            while True:
+                replica.again.discard(peer)
+                report = await self._pull_once(peer, replica.database)
+                if report is not None and report.applied:
+                    await self.announce(address)
+                if peer not in replica.again:
+                    return
+        finally:
+            replica.running.discard(peer)
+
+    async def _pull_once(self, peer: str, database: StoredDatabase) -> PullReport | None:
+        key = (peer, database.address)
+        status = PeerSync.begin(
+            peer, database.address, trio.current_time(), self._stats.syncs.get(key)
+        )
+        self._stats.syncs[key] = status
+        trim_oldest(self._stats.syncs)
+        try:
+            with trio.fail_after(PULL_SECONDS):
+                stream = await self.host.open_stream(peer, PROTOCOL_ID)
+                try:
+                    report = await pull(
+                        _Metered(stream, status),
+                        database,
+                        self._worker,
+                        asked=self._asked_of(peer, database.address),
+                    )
+                finally:
+                    await stream.close()
+        except ProtocolError as exc:
+            status.error = f"{type(exc).__name__}: {exc}"
+            self._stats.counters.sync_failures += 1
+            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
+            await self._strike(peer, status.error)
+            return None
+        except _EXCHANGE_FAILED as exc:
+            status.error = f"{type(exc).__name__}: {exc}"
+            log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
+            self._stats.counters.sync_failures += 1
+            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
+            return None
+        finally:
+            status.running = False
+        self._count_join("sync", report, peer=peer)
+        status.finish(report)
+        if report.applied or report.rejected:
+            log.info(
+                "synced %s from %s: %d applied, %d rejected, %d round trips",
+                database.address,
+                peer,
+                report.applied,
+                len(report.rejected),
+                report.stats.round_trips,
+            )
+        return report
+
+    def _asked_of(self, peer: str, address: str) -> dict[CID, int]:
+        key = (peer, address)
+        found = self._asked.pop(key, None)  # re-inserted last: the most recent pull goes last
+        while len(self._asked) >= MAX_ASKED_PEERS:
+            del self._asked[next(iter(self._asked))]
+        found = self._asked[key] = {} if found is None else found
+        return found
+
+    async def _fetch_manifest(self, peer: str, manifest_cid: CID) -> bytes | None:
+        try:
+            with trio.fail_after(MANIFEST_SECONDS):
+                stream = await self.host.open_stream(peer, PROTOCOL_ID)
+                try:
+                    return await fetch_manifest(stream, manifest_cid)
+                finally:
+                    await stream.close()
+        except _EXCHANGE_FAILED as exc:
+            log.info("no manifest of %s from %s: %s", manifest_cid, peer, exc)
+            return None
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def serve_stream(self, stream: Stream) -> None:
+        """Answer a peer's pulls on one inbound sync stream (the host's handler for it)."""
+        counted = SyncStats()
+        try:
+            await serve(stream, self.repo, self._worker, stats=counted)
+        except ProtocolError as exc:
+            await stream.reset()
+            await self._strike(stream.remote_peer_id, str(exc))
+        except (GridnodeError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("sync stream from %s ended: %s", stream.remote_peer_id, exc)
+        else:
+            await stream.close()
+        finally:
+            served = self._stats.served.setdefault(stream.remote_peer_id, ServedTotals())
+            trim_oldest(self._stats.served)
+            served.add(counted)
+
+
+class _Metered:
+    """A sync stream that counts the bytes a running pull has received so far."""
+
+    def __init__(self, stream: Stream, status: PeerSync) -> None:
+        self._stream = stream
+        self._status = status
+
+    async def read(self, max_bytes: int) -> bytes:
+        data = await self._stream.read(max_bytes)
+        self._status.bytes_so_far += len(data)
+        return data
+
+    async def write(self, data: bytes) -> None:
+        await self._stream.write(data)
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
+def _canonical(address: str) -> str:
+    """``/gridnode/<manifest CID>`` for any form of a database address."""
+    return "/gridnode/" + str(parse_address(address))
+
+
+def _has_missing(database: StoredDatabase, given_up: dict[CID, int]) -> bool:
+    return any(given_up.get(c, 0) < MAX_ASKS for c in database.missing)
