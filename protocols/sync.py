@@ -1,6 +1,6 @@
 """The sync protocol's state machine for one stream (sans-IO, in the manner of h11).
 
-The driver (``gridnode.sync``) feeds received bytes to :meth:`SyncConnection.receive` and gets
+The driver (``gridnode.node.sync``) feeds received bytes to :meth:`SyncConnection.receive` and gets
 events back; it answers events by calling methods that return the bytes to send. The machine
 knows nothing of sockets, storage or clocks: time comes in as ``now`` arguments.
 
