@@ -640,15 +640,16 @@ class SyncNode(_Facade):
         return self._run(_connect, multiaddr)
 
 
-def _options(
+def _settings(
     listen: Sequence[str] | None,
     bootstrap: Sequence[str] | None,
     announce_interval: float | None,
     target_peers: int | None,
 ) -> dict[str, Any]:
+    """The node's settings as :func:`gridnode.runner.run` takes them (``None``: the config's)."""
     return {
-        "listen": None if listen is None else list(listen),
-        "bootstrap": None if bootstrap is None else list(bootstrap),
+        "listen": listen,
+        "bootstrap": bootstrap,
         "announce_interval": announce_interval,
         "target_peers": target_peers,
     }
@@ -667,8 +668,11 @@ def asyncio_node(
     asyncio_node(data_dir) as node: ...``. Settings left ``None`` come from the data directory's
     ``gridnode.toml`` and ``GRIDNODE_...`` variables (docs/config.md); ``api=False`` serves no
     local API."""
-    options = _options(listen, bootstrap, announce_interval, target_peers)
-    return AsyncioNode(_NodeThread(Path(data_dir), options, api))
+    return AsyncioNode(
+        _NodeThread(
+            Path(data_dir), _settings(listen, bootstrap, announce_interval, target_peers), api
+        )
+    )
 
 
 def start_node(
@@ -684,5 +688,9 @@ def start_node(
     """Start a node on ``data_dir`` (created if new) in a background thread and return its
     blocking facade once it runs: ``with start_node(data_dir) as node: ...`` (or call
     :meth:`SyncNode.close`). Arguments as :func:`asyncio_node`."""
-    options = _options(listen, bootstrap, announce_interval, target_peers)
-    return SyncNode(_NodeThread(Path(data_dir), options, api), timeout)
+    return SyncNode(
+        _NodeThread(
+            Path(data_dir), _settings(listen, bootstrap, announce_interval, target_peers), api
+        ),
+        timeout,
+    )
