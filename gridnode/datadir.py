@@ -82,7 +82,17 @@ def make_private(data_dir: Path) -> None:
                 continue
             mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
             if mode & ~FILE_MODE & 0o777:
-                os.chmod(entry.path, mode & FILE_MODE, follow_symlinks=False)
+                # Through a descriptor opened without following a symlink (chmod's own
+                # follow_symlinks=False is not available on every Linux).
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError as exc:
+                    log.warning("cannot tighten the mode of %s: %s", entry.path, exc.strerror)
+                    continue
+                try:
+                    os.fchmod(fd, mode & FILE_MODE)
+                finally:
+                    os.close(fd)
                 tightened.append(entry.name)
     if tightened:
         log.warning(
