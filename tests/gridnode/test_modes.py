@@ -32,13 +32,10 @@ def _mode(path: Path) -> int:
 def test_new_data_dir_is_private(tmp_path: Path, usual_umask: None) -> None:
     data_dir = tmp_path / "node"
     with Repo(data_dir) as repo:
-        with repo.sql.transaction():
-            pass
+        repo.create_database("kv", "keyvalue").write({"op": "put", "key": "k", "value": 1})
         assert _mode(data_dir) == 0o700
         for name in (DB_FILE, DB_FILE + "-wal", DB_FILE + "-shm", CONFIG_FILE, KEY_FILE):
-            path = data_dir / name
-            if path.exists():
-                assert _mode(path) == 0o600, name
+            assert _mode(data_dir / name) == 0o600, name
         assert _mode(data_dir / DB_FILE) == 0o600
         assert _mode(data_dir / CONFIG_FILE) == 0o600
         assert _mode(data_dir / KEY_FILE) == 0o600
