@@ -7,9 +7,12 @@ import logging
 from pathlib import Path
 
 import pytest
+import trio
 
 from gridnode.logs import LogLimiter
+from gridnode.node import open_node
 from gridnode.repo import Repo
+from tests.gridnode.node.test_replication import make_shared
 
 
 def test_limiter_lets_a_few_lines_through_then_one_summary_per_interval() -> None:
@@ -52,3 +55,20 @@ def test_a_thousand_rejected_entries_make_a_bounded_number_of_log_lines(
     assert len(lines) <= 10, lines
     assert any("more entries rejected" in line for line in lines)
     assert sum(1 for line in lines if line.startswith("rejected ")) >= 1
+
+
+def test_refused_announcements_are_logged_a_few_per_peer(tmp_path, caplog):
+    dirs, address = make_shared(tmp_path, ["a"])
+
+    async def main():
+        async with open_node(dirs[0], listen=["/ip4/127.0.0.1/tcp/0"]) as a:
+            validate = a.replication._validator(a.database(address))
+            with caplog.at_level(logging.INFO, logger="gridnode.node.replication"):
+                for n in range(1000):
+                    assert not validate("mallory", b"\x00junk %d" % n)
+            assert a.stats.rejected_announcements == 1000
+
+    trio.run(main)
+    lines = [r.getMessage() for r in caplog.records if "announcement" in r.getMessage()]
+    assert len(lines) <= 10, lines
+    assert any("more announcements refused from mallory" in line for line in lines)
