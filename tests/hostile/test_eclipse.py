@@ -96,6 +96,15 @@ def test_sybil_peer_records_do_not_eclipse(tmp_path):
                 return await real_connect(address)
 
             victim.host.connect = counting_connect  # type: ignore[method-assign]
+            forgotten: set[str] = set()
+
+            async def watch_known():
+                # A peer evicted even for a moment is one the node would not redial then.
+                while True:
+                    forgotten.update({boot.peer_id, honest.peer_id} - set(victim.known))
+                    await trio.sleep(0.01)
+
+            nursery.start_soon(watch_known)
             started = trio.current_time()
             wall = time.monotonic()
             for i in range(SYBILS):
@@ -114,11 +123,14 @@ def test_sybil_peer_records_do_not_eclipse(tmp_path):
                 f"the attacker's address in {time.monotonic() - wall:.1f} s (budget "
                 f"{DIAL_BURST + (trio.current_time() - started) * DIAL_RATE:.1f}); known: "
                 f"{len(victim.known)}, bootstrap known: {boot.peer_id in victim.known}, "
-                f"honest known: {honest.peer_id in victim.known}, records judged: {received}"
+                f"honest known: {honest.peer_id in victim.known}, records judged: {received}, "
+                f"evicted during the flood: bootstrap {boot.peer_id in forgotten}, honest "
+                f"{honest.peer_id in forgotten}"
             )
             assert received >= SYBILS, "the node judged peer records one dial at a time"
             assert boot.peer_id in victim.known, "the bootstrap peer was evicted"
             assert honest.peer_id in victim.known, "the honest peer was evicted"
+            assert not forgotten, "an honest peer was evicted during the flood"
             # the bootstrap peer is redialled after a disconnect, despite the flood
             await victim.host.disconnect(boot.peer_id)
             with trio.fail_after(30):
