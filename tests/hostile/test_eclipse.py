@@ -113,7 +113,7 @@ def test_sybil_peer_records_do_not_eclipse(tmp_path):
                 await pubsub.push_msg(pubsub.my_id, msg)
                 await trio.sleep(0.005)
             # The records arrive and are judged (today's main judged them one dial at a time).
-            with trio.move_on_after(60):
+            with trio.move_on_after(120):
                 while victim.stats.counters.gossip_received < SYBILS:
                     await trio.sleep(0.05)
             await trio.sleep(2)
