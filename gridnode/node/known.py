@@ -9,7 +9,8 @@ node chose itself, and refuses to let one source or one network fill what is lef
 - **protected** peers (bootstrap addresses, peers the user dialled) are never evicted, and do not
   count against any bucket;
 - every other peer is kept under its **source** (who told us: the peer itself when it was
-  connected to us, :data:`RELAYED` for every record that reached us through other peers) and its
+  connected to us, :data:`RELAYED` for every record that reached us through other peers,
+  :data:`MDNS` for the LAN's answers) and its
   **address prefix** (``/ip4`` /16, ``/ip6`` /32, a DNS name): at most :data:`PER_SOURCE` per
   source and :data:`PER_PREFIX` per prefix. A new record may evict only an older entry *of its own
   source*; when its prefix is full of other sources' entries, it is refused. When the whole table
@@ -30,6 +31,7 @@ __all__ = [
     "DIAL_BURST",
     "DIAL_RATE",
     "MAX_KNOWN_PEERS",
+    "MDNS",
     "OURS",
     "PER_PREFIX",
     "PER_SOURCE",
@@ -53,6 +55,8 @@ OURS: Final = ""
 #: The source of peer records whose author was not connected to us: relayed, so any one of our
 #: peers may have made them (fresh peer ids cost nothing).
 RELAYED: Final = "relayed"
+#: The source of peers found on the LAN by mDNS (anyone there can answer).
+MDNS: Final = "mdns"
 #: Addresses remembered per peer: enough for its interfaces, not a list a record could inflate.
 ADDRS_PER_PEER: Final = 8
 

@@ -40,7 +40,7 @@ import trio
 
 from crdt.errors import GridnodeError
 from gridnode.net import Host, Subscription
-from gridnode.node.known import MAX_KNOWN_PEERS, OURS, RELAYED, DialBudget, KnownPeers
+from gridnode.node.known import MAX_KNOWN_PEERS, MDNS, OURS, RELAYED, DialBudget, KnownPeers
 from gridnode.node.stats import NodeStats, trim_oldest
 from protocols.errors import ProtocolError
 from protocols.gossip import PEERS_TOPIC, PeerRecord, parse_peer_record
@@ -198,8 +198,12 @@ class Peering:
             async for peer, addrs in found:
                 if self._enough_or_connected(peer):
                     continue
+                # Anyone on the LAN can answer mDNS: its peers are bucketed and budgeted like
+                # relayed records' (one source), not kept as the user's own.
                 for addr in addrs:
-                    if await self.connect(addr) is not None:
+                    if not self.dial_budget.take(MDNS, trio.current_time()):
+                        break
+                    if await self.connect(addr, MDNS) is not None:
                         log.info("found %s on the local network", peer)
                         break
 
