@@ -230,17 +230,28 @@ class Bitswap:
                 await self._answer(peer_id, peer, cids)
 
     async def _answer(self, peer_id: str, peer: _Peer, cids: list[CID]) -> None:
+        # Blocks in hand are packed into answers once they fill a message or the queue's room,
+        # so small blocks still travel many to a message.
+        found: dict[CID, bytes | None] = {}
+        in_hand = 0
         for start in range(0, len(cids), _LOOKUP_BATCH):
-            if peer.ledger.queued >= peer.ledger.max_queued or self._peers.get(peer_id) is not peer:
-                # Full (or dropped): the rest waits, wanted, until the queue drains.
+            if self._peers.get(peer_id) is not peer:
+                return  # dropped meanwhile
+            if in_hand >= min(MAX_MESSAGE, peer.ledger.room()):
+                self._send(peer_id, peer, peer.ledger.answer(found))
+                found, in_hand = {}, 0
+            if peer.ledger.queued >= peer.ledger.max_queued:
+                # Full: the rest waits, wanted, until the queue drains.
                 peer.ledger.hold(cids[start:])
-                return
+                break
             batch = cids[start : start + _LOOKUP_BATCH]
             delay = peer.allowance.delay(len(batch) * _LOOKUP_COST, trio.current_time())
             if delay > 0:
                 await trio.sleep(delay)
-            found = await self._lookup(batch)
-            self._send(peer_id, peer, peer.ledger.answer(found))
+            got = await self._lookup(batch)
+            found.update(got)
+            in_hand += sum(len(b) for b in got.values() if b is not None)
+        self._send(peer_id, peer, peer.ledger.answer(found))
 
     def blocks_added(self) -> None:
         """The node has new blocks: look again for the wants that are waiting."""
