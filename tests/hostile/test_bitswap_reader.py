@@ -144,7 +144,7 @@ def test_a_reader_who_never_reads_holds_bounded_memory_and_is_dropped(tmp_path):
     out = trio.run(slow_reader_attack, config)
     mib = 2**20
     print(
-        f"\na reader who never reads wanted {BLOCKS} x 1 MiB blocks {out.wants_sent} times: "
+        f"\na reader who reads a trickle wanted {BLOCKS} x 1 MiB blocks {out.wants_sent} times: "
         f"queued at most {max(q for _t, q in out.queued) / mib:.1f} MiB (bound "
         f"{MAX_QUEUED / mib:.0f} MiB), dropped after {out.dropped_after} s, queued after "
         f"{out.queued_after} B; RSS +{(out.rss_peak - out.rss_before) / mib:.0f} MiB at peak, "
