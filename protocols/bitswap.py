@@ -35,6 +35,7 @@ __all__ = [
     "HAVE",
     "MAX_BLOCK",
     "MAX_MESSAGE",
+    "MAX_QUEUED",
     "PROTOCOLS",
     "WANT_BLOCK",
     "WANT_HAVE",
@@ -48,6 +49,7 @@ __all__ = [
     "decode_message",
     "encode_message",
     "frame_message",
+    "message_cost",
 ]
 
 #: Protocol ids gridnode serves and dials, best first.
@@ -404,6 +406,17 @@ MAX_LEDGER_WANTS: Final = 4096
 # What a presence costs in a packed message, with room for the protobuf framing.
 _PRESENCE_COST: Final = 64
 _BLOCK_OVERHEAD: Final = 64
+#: Bytes of answers queued for one peer and not yet written. Blocks are charged when they are
+#: queued (not when written), so a peer that reads nothing holds at most this much of our memory
+#: (plus one block when its queue was empty: a block is never too big to be sent at all).
+MAX_QUEUED: Final = 8 * 1024 * 1024
+
+
+def message_cost(message: BitswapMessage) -> int:
+    """What an answer costs of its peer's queue budget (see :attr:`Ledger.queued`)."""
+    return sum(len(b) + _BLOCK_OVERHEAD for _c, b in message.blocks) + _PRESENCE_COST * len(
+        message.presences
+    )
 
 
 @dataclass
@@ -414,13 +427,48 @@ class Ledger:
     takes what the lookup found and returns the messages to send. A want for a block the node
     lacks waits (unless the peer asked for DONT_HAVE) and is asked about again by
     :meth:`waiting`, e.g. after the node received new entries.
+
+    Outbound bytes are bounded: every answer is charged to :attr:`queued` when it is packed and
+    released by :meth:`sent` once written. A want whose answer does not fit in ``max_queued``
+    is not answered, nor refused: it stays wanted and is *held* (:meth:`take_held`), to be looked
+    up again as the queue drains (bitswap has no "busy" answer, and DONT_HAVE would be a lie).
     """
 
     max_wants: int = MAX_LEDGER_WANTS
+    max_queued: int = MAX_QUEUED
     #: CID -> the entry, oldest first.
     wants: dict[CID, WantEntry] = field(default_factory=dict)
     #: Entries forgotten because the ledger was full.
     dropped: int = 0
+    #: Bytes of answers packed and not yet written (:func:`message_cost`).
+    queued: int = 0
+    #: Wanted CIDs whose answers waited for room in the queue, oldest first.
+    held: dict[CID, None] = field(default_factory=dict)
+
+    def room(self) -> int:
+        """Bytes that may still be queued for this peer."""
+        return self.max_queued - self.queued
+
+    def hold(self, cids: Iterable[CID]) -> None:
+        """Keep ``cids`` (still wanted) to answer once the queue has room."""
+        for cid in cids:
+            if cid in self.wants:
+                self.held[cid] = None
+
+    def take_held(self) -> list[CID]:
+        """The held CIDs still wanted, to look up again (the held set is emptied)."""
+        cids = [cid for cid in self.held if cid in self.wants]
+        self.held.clear()
+        return cids
+
+    def sent(self, message: BitswapMessage) -> None:
+        """``message`` (an answer from :meth:`answer`) was written: release its bytes."""
+        self.queued = max(0, self.queued - message_cost(message))
+
+    def drop_queue(self) -> None:
+        """The queued answers were thrown away (the peer was dropped): nothing is charged."""
+        self.queued = 0
+        self.held.clear()
 
     def receive(self, message: BitswapMessage) -> list[CID]:
         """Apply the peer's want-list changes; the CIDs to look up now."""
@@ -453,7 +501,8 @@ class Ledger:
         A wanted block is sent once and its want removed; a want-have is answered HAVE (and
         removed); a missing block is answered DONT_HAVE if the peer asked for that (and removed),
         else its want waits. Messages are packed up to ``max_message`` bytes; a block larger
-        than :data:`MAX_BLOCK` is answered as missing.
+        than :data:`MAX_BLOCK` is answered as missing. What does not fit in the queue budget
+        (``max_queued`` less :attr:`queued`) is held, and the rest charged to :attr:`queued`.
         """
         messages: list[BitswapMessage] = []
         blocks: list[tuple[CID, bytes]] = []
@@ -480,9 +529,14 @@ class Ledger:
                 item_cost = len(block) + _BLOCK_OVERHEAD
             else:
                 item_cost = _PRESENCE_COST
+            if self.queued + item_cost > self.max_queued and self.queued > 0:
+                self.held[cid] = None  # answered as the queue drains
+                continue
             if size + item_cost > max_message:
                 flush()
             del self.wants[cid]
+            self.held.pop(cid, None)
+            self.queued += item_cost
             size += item_cost
             if block is None:
                 presences.append((cid, DONT_HAVE))

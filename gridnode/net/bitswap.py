@@ -12,6 +12,13 @@ wants remembered, and a byte allowance
 for; a peer past it waits, others do not. Serving is read-only: nothing a peer sends is
 stored by serving, and blocks it sends that nobody asked for are dropped.
 
+Outbound, per peer: answers are charged to the peer's queue budget (``max_queued`` bytes) when
+they are queued, not when written; what does not fit waits, still wanted, and is looked up
+again as the queue drains (lookups go in batches that stop when the budget is full, so a lookup
+never holds more than a batch of blocks). A peer whose stream does not take an answer within
+``write_timeout`` seconds is a reader who does not read: its stream is reset, its queued answers
+and want-list are dropped (their memory freed) and it is reported as a violation.
+
 Answers go on a stream this node opens to the asking peer (the protocol's rule); it stays open
 for ``idle`` seconds for the next answers.
 """
@@ -32,6 +39,7 @@ from gridnode.net.host import Host
 from gridnode.net.stream import Stream
 from protocols.bitswap import (
     MAX_MESSAGE,
+    MAX_QUEUED,
     PROTOCOLS,
     Allowance,
     BitswapMessage,
@@ -57,6 +65,9 @@ MAX_IN_FLIGHT: Final = 1024
 # What one looked-up CID costs of a peer's allowance, in bytes.
 _LOOKUP_COST: Final = 256
 _READ: Final = 64 * 1024
+# CIDs looked up at once when answering: at most this many blocks (2 MiB each at worst) are in
+# hand before the queue budget decides what is queued and what waits.
+_LOOKUP_BATCH: Final = 16
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,11 @@ class BitswapConfig:
     idle: float = 10.0
     #: Peers whose want-lists are remembered; the least recently active go first.
     max_peers: int = 4096
+    #: Bytes of answers queued for a peer and not yet written (charged when queued).
+    max_queued: int = MAX_QUEUED
+    #: Seconds a peer's stream may take to accept one answer (at most 4 MiB) before the peer is
+    #: dropped as a reader who does not read.
+    write_timeout: float = 30.0
 
 
 @dataclass
@@ -89,6 +105,8 @@ class BitswapStats:
     blocks_received: int = 0
     unasked_blocks: int = 0
     violations: int = 0
+    #: Peers dropped because their stream did not take our answers within ``write_timeout``.
+    slow_readers_dropped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -144,7 +162,10 @@ class Bitswap:
     def _peer(self, peer_id: str) -> _Peer:
         peer = self._peers.pop(peer_id, None)
         if peer is None:
-            peer = _Peer(Ledger(), Allowance(self.config.rate, self.config.burst))
+            peer = _Peer(
+                Ledger(max_queued=self.config.max_queued),
+                Allowance(self.config.rate, self.config.burst),
+            )
             while len(self._peers) >= self.config.max_peers:
                 del self._peers[next(iter(self._peers))]
         self._peers[peer_id] = peer  # most recently active last
@@ -154,6 +175,13 @@ class Bitswap:
         """What ``peer_id`` has asked for and not received (its waiting wants)."""
         peer = self._peers.get(peer_id)
         return [] if peer is None else peer.ledger.waiting()
+
+    def queued_bytes(self, peer_id: str | None = None) -> int:
+        """Bytes of answers queued and not yet written: for ``peer_id``, or for every peer."""
+        if peer_id is not None:
+            peer = self._peers.get(peer_id)
+            return 0 if peer is None else peer.ledger.queued
+        return sum(peer.ledger.queued for peer in self._peers.values())
 
     # -- inbound ----------------------------------------------------------------------------------
 
@@ -202,10 +230,27 @@ class Bitswap:
                 await self._answer(peer_id, peer, cids)
 
     async def _answer(self, peer_id: str, peer: _Peer, cids: list[CID]) -> None:
-        delay = peer.allowance.delay(len(cids) * _LOOKUP_COST, trio.current_time())
-        if delay > 0:
-            await trio.sleep(delay)
-        found = await self._lookup(cids)
+        # Blocks in hand are packed into answers once they fill a message or the queue's room,
+        # so small blocks still travel many to a message.
+        found: dict[CID, bytes | None] = {}
+        in_hand = 0
+        for start in range(0, len(cids), _LOOKUP_BATCH):
+            if self._peers.get(peer_id) is not peer:
+                return  # dropped meanwhile
+            if in_hand >= min(MAX_MESSAGE, peer.ledger.room()):
+                self._send(peer_id, peer, peer.ledger.answer(found))
+                found, in_hand = {}, 0
+            if peer.ledger.queued >= peer.ledger.max_queued:
+                # Full: the rest waits, wanted, until the queue drains.
+                peer.ledger.hold(cids[start:])
+                break
+            batch = cids[start : start + _LOOKUP_BATCH]
+            delay = peer.allowance.delay(len(batch) * _LOOKUP_COST, trio.current_time())
+            if delay > 0:
+                await trio.sleep(delay)
+            got = await self._lookup(batch)
+            found.update(got)
+            in_hand += sum(len(b) for b in got.values() if b is not None)
         self._send(peer_id, peer, peer.ledger.answer(found))
 
     def blocks_added(self) -> None:
@@ -241,6 +286,9 @@ class Bitswap:
         stream: Stream | None = None
         try:
             while True:
+                if not peer.outbox and peer.ledger.held:
+                    # The queue drained: answer what waited for room.
+                    await self._answer(peer_id, peer, peer.ledger.take_held())
                 if not peer.outbox:
                     peer.more = trio.Event()
                     with trio.move_on_after(self.config.idle):
@@ -252,21 +300,49 @@ class Bitswap:
                 delay = peer.allowance.delay(len(data), trio.current_time())
                 if delay > 0:
                     await trio.sleep(delay)
-                if stream is None:
-                    stream = await self._host.open_stream(peer_id, PROTOCOLS)
-                await stream.write(data)
+                with trio.fail_after(self.config.write_timeout):
+                    if stream is None:
+                        stream = await self._host.open_stream(peer_id, PROTOCOLS)
+                    await stream.write(data)
+                peer.ledger.sent(message)
                 self.stats.messages_sent += 1
                 self.stats.blocks_sent += len(message.blocks)
                 self.stats.block_bytes_sent += sum(len(b) for _c, b in message.blocks)
                 self.stats.presences_sent += len(message.presences)
+        except trio.TooSlowError:
+            self.stats.slow_readers_dropped += 1
+            log.info(
+                "bitswap: %s took no answer in %g s; dropped with %d bytes queued",
+                peer_id,
+                self.config.write_timeout,
+                peer.ledger.queued,
+            )
+            self._drop(peer_id, peer)
+            if stream is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                    await stream.reset()
+                stream = None
+            if self._violation is not None:
+                await self._violation(
+                    peer_id, f"bitswap: took no answer in {self.config.write_timeout:g} s"
+                )
         except (NetError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("bitswap: cannot send to %s: %s", peer_id, exc)
             peer.outbox.clear()
+            peer.ledger.drop_queue()  # its wants stay, to be answered when it comes back
         finally:
             peer.sending = False
             if stream is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(1.0):
                     await stream.close()
+
+    def _drop(self, peer_id: str, peer: _Peer) -> None:
+        """Forget what is queued for ``peer`` and what it wants: its memory is freed."""
+        peer.outbox.clear()
+        peer.ledger.drop_queue()
+        peer.ledger.wants.clear()
+        if self._peers.get(peer_id) is peer:
+            del self._peers[peer_id]
 
     # -- fetching ---------------------------------------------------------------------------------
 

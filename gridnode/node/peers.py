@@ -13,7 +13,10 @@ A node seeks ``target_peers`` connections (it accepts more from others, up to th
   dial every five minutes, not a storm;
 - **peer exchange**: every node publishes a record of its own addresses on the peers topic (on
   each new connection, then every third announcement interval); the topic validator drops a
-  record that does not describe the peer it comes from before gossipsub forwards it;
+  record that does not describe the peer it comes from before gossipsub forwards it. Records are
+  bucketed by source and address prefix, and dials on a source's behalf come from a budget
+  (:mod:`gridnode.node.known`): bootstrap peers are never evicted, and sybil records cannot fill
+  ``known`` or make the node dial a stream of addresses;
 - **mDNS**: gridnode nodes on the LAN, when the config turns it on.
 
 **Strikes and bans.** A protocol violation (a sync stream or a bitswap message that breaks the
@@ -41,6 +44,7 @@ import trio
 
 from crdt.errors import GridnodeError
 from gridnode.net import Host, Subscription
+from gridnode.node.known import MAX_KNOWN_PEERS, MDNS, OURS, RELAYED, DialBudget, KnownPeers
 from gridnode.node.stats import NodeStats, trim_oldest
 from protocols.errors import ProtocolError
 from protocols.gossip import PEERS_TOPIC, PeerRecord, parse_peer_record
@@ -66,13 +70,9 @@ STRIKE_DECAY: Final = 600.0
 BAN_SECONDS: Final = 3600.0
 #: Peers banned at once; the oldest ban is lifted first (sybils cost a key each, a ban nothing).
 MAX_BANNED: Final = 1024
-#: Peers (or bootstrap addresses) a node remembers to dial again when it has too few.
-MAX_KNOWN_PEERS: Final = 256
 #: Seconds before the first redial of a lost peer; doubled after each failure, up to the most.
 REDIAL_FIRST: Final = 1.0
 REDIAL_MOST: Final = 300.0
-#: Addresses remembered per peer: enough for its interfaces, not a list a record could inflate.
-_ADDRS_PER_PEER: Final = 8
 
 
 class Peering:
@@ -93,8 +93,11 @@ class Peering:
         self.target_peers = target_peers
         #: Peers to dial again when below ``target_peers``: peer id (or, for a bootstrap address
         #: without one, the address) -> its multiaddrs. Bootstrap peers, peers dialled, peers
-        #: named by peer records; not peers disconnected for protocol violations.
-        self.known: dict[str, tuple[str, ...]] = {}
+        #: named by peer records; not peers disconnected for protocol violations. Bucketed by
+        #: source and address prefix (:class:`~gridnode.node.known.KnownPeers`).
+        self.known = KnownPeers()
+        #: Dials on behalf of a record's source (bootstrap and the user's dials are not limited).
+        self.dial_budget = DialBudget()
         #: Seconds between two publications of this node's peer record (``inf``: only on new
         #: connections).
         self.record_interval = math.inf
@@ -176,26 +179,27 @@ class Peering:
         if self.host.mdns:
             self._nursery.start_soon(self._dial_discovered)
 
-    def remember(self, key: str, addrs: Sequence[str]) -> None:
+    def remember(self, key: str, addrs: Sequence[str], source: str = OURS) -> None:
         """Keep ``addrs`` of a peer (``key``: its id, or a bootstrap address) to dial it again
-        whenever the node has fewer than ``target_peers`` connections."""
+        whenever the node has fewer than ``target_peers`` connections. ``source``: who named it
+        (:data:`~gridnode.node.known.OURS`, the default, for bootstrap and the user's dials:
+        never evicted); a record's peer is kept only if its buckets have room."""
         if (
             key == self.host.peer_id
             or self._stats.strikes.get(key, 0) >= MAX_STRIKES
             or self.is_banned(key)
         ):
             return
-        self.known.pop(key, None)  # re-inserted last: the most recently heard of goes last
-        while len(self.known) >= MAX_KNOWN_PEERS:
-            del self.known[next(iter(self.known))]
-        self.known[key] = tuple(addrs)[:_ADDRS_PER_PEER]
+        self.known.remember(key, addrs, source)
 
-    async def connect(self, multiaddr: str) -> str | None:
+    async def connect(self, multiaddr: str, source: str = OURS) -> str | None:
         """Dial a peer; log and return ``None`` if it cannot be reached. A peer dialled (or
-        tried) is remembered, and dialled again whenever it is lost (:meth:`remember`)."""
+        tried) is remembered, and dialled again whenever it is lost (:meth:`remember`);
+        ``source`` says on whose behalf (:data:`~gridnode.node.known.OURS`: bootstrap, the
+        user's dials)."""
         key = peer_of(multiaddr) or multiaddr
         if key not in self.known:
-            self.remember(key, [multiaddr])
+            self.remember(key, [multiaddr], source)
         try:
             peer = await self.host.connect(multiaddr)
         except GridnodeError as exc:
@@ -204,8 +208,9 @@ class Peering:
             return None
         if key != peer:
             # A bootstrap address without a peer id: from now on known by the id it answered with.
+            source = self.known.source_of(key) if key in self.known else source
             self.known.pop(key, None)
-            self.remember(peer, [multiaddr])
+            self.remember(peer, [multiaddr], source)
         self._redial.pop(peer, None)
         log.info("connected to %s", peer)
         self._connected(peer)
@@ -259,14 +264,22 @@ class Peering:
                 due, wait = self._redial.get(key, (now, REDIAL_FIRST))
                 if now < due:
                     continue
+                # Records from one source cannot make the node dial their addresses one after
+                # another: the source's budget is spent first (bootstrap peers are not limited).
+                if not self.dial_budget.take(self.known.source_of(key), now):
+                    continue
                 self._redial[key] = (now + wait, min(wait * 2, REDIAL_MOST))
                 self._dialing.add(key)
                 self._nursery.start_soon(self._redial_one, key, addrs)
 
     async def _redial_one(self, key: str, addrs: tuple[str, ...]) -> None:
+        source = self.known.source_of(key)
         try:
-            for addr in addrs:
-                if await self.connect(addr) is not None:
+            for i, addr in enumerate(addrs):
+                # Every address of a record is a dial: the first was paid for by the caller.
+                if i and not self.dial_budget.take(source, trio.current_time()):
+                    return
+                if await self.connect(addr, source) is not None:
                     log.info("reconnected to %s", key)
                     return
         finally:
@@ -278,8 +291,12 @@ class Peering:
             async for peer, addrs in found:
                 if self._enough_or_connected(peer):
                     continue
+                # Anyone on the LAN can answer mDNS: its peers are bucketed and budgeted like
+                # relayed records' (one source), not kept as the user's own.
                 for addr in addrs:
-                    if await self.connect(addr) is not None:
+                    if not self.dial_budget.take(MDNS, trio.current_time()):
+                        break
+                    if await self.connect(addr, MDNS) is not None:
                         log.info("found %s on the local network", peer)
                         break
 
@@ -320,11 +337,16 @@ class Peering:
             except ProtocolError:
                 continue
             full_addrs = [a if "/p2p/" in a else f"{a}/p2p/{origin}" for a in record.addrs]
-            self.remember(origin, full_addrs)
-            if self._enough_or_connected(origin):
+            # A record from a peer connected to us is its own word; any other was relayed, and
+            # fresh peer ids cost nothing: all relayed records share one source's buckets.
+            source = origin if origin in self.host.peers() else RELAYED
+            self.remember(origin, full_addrs, source)
+            if origin not in self.known or self._enough_or_connected(origin):
                 continue
             for addr in full_addrs:
-                if await self.connect(addr) is not None:
+                if not self.dial_budget.take(source, trio.current_time()):
+                    break
+                if await self.connect(addr, source) is not None:
                     log.info("learnt of %s through gossip", origin)
                     break
 

@@ -30,6 +30,7 @@ from protocols.bitswap import (
     decode_message,
     encode_message,
     frame_message,
+    message_cost,
 )
 from protocols.wire import ProtocolError
 
@@ -256,6 +257,66 @@ def test_ledger_packs_messages_and_never_sends_an_oversized_block():
     ledger.receive(BitswapMessage(wants=(want(CIDS[0], dont_have=True),)))
     (answer,) = ledger.answer({CIDS[0]: huge})
     assert answer.blocks == () and answer.presences == ((CIDS[0], DONT_HAVE),)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 40_000), min_size=1, max_size=60),
+    bound=st.integers(1, 100_000),
+    writes=st.lists(st.integers(0, 3), min_size=1, max_size=200),
+)
+def test_queued_bytes_never_exceed_the_bound_and_held_wants_are_served_as_it_drains(
+    sizes, bound, writes
+):
+    # A peer that reads slowly (or never): whatever it wants, what is queued for it stays under
+    # the bound (one block may exceed it only when the queue was empty); the rest waits, wanted,
+    # and is answered as the queue drains. Nothing is answered DONT_HAVE for lack of room.
+    datas = [i.to_bytes(4, "big") * (1 + size // 4) for i, size in enumerate(sizes)]
+    cids = [cid_of(d, "raw") for d in datas]
+    blocks = dict(zip(cids, datas, strict=True))
+    biggest = max(len(d) for d in datas) + 64
+    ledger = Ledger(max_queued=bound)
+    ledger.receive(BitswapMessage(wants=tuple(want(c, dont_have=True) for c in cids)))
+    outbox = list(ledger.answer(blocks))
+    delivered: list[CID] = []
+
+    def check() -> None:
+        assert ledger.queued == sum(message_cost(m) for m in outbox)
+        assert ledger.queued <= max(bound, biggest)
+        if ledger.queued > bound:
+            assert len(outbox) == 1 and len(outbox[0].blocks) == 1
+
+    check()
+    for n in [*writes, *[1] * (2 * len(cids))]:  # then a reader that reads everything
+        for _ in range(min(n, len(outbox))):
+            message = outbox.pop(0)
+            ledger.sent(message)
+            assert not message.presences  # every block is there: no DONT_HAVE
+            delivered += [c for c, _b in message.blocks]
+        if not outbox:
+            held = ledger.take_held()
+            outbox += ledger.answer({c: blocks[c] for c in held})
+        check()
+    assert sorted(delivered, key=cids.index) == cids and ledger.queued == 0
+    assert ledger.waiting() == [] and ledger.held == {}
+
+
+def test_a_full_queue_holds_wants_and_a_dropped_queue_is_released():
+    data = b"x" * 1000
+    others = [cid_of(bytes([i]) * 1000, "raw") for i in range(5)]
+    ledger = Ledger(max_queued=2500)
+    ledger.receive(BitswapMessage(wants=tuple(want(c) for c in others)))
+    (first,) = ledger.answer({c: bytes([i]) * 1000 for i, c in enumerate(others)})
+    assert len(first.blocks) == 2 and ledger.queued == 2 * (1000 + 64)
+    assert list(ledger.held) == others[2:] and ledger.waiting() == others[2:]
+    # A cancelled held want is not looked up again.
+    ledger.receive(BitswapMessage(wants=(want(others[4], cancel=True),)))
+    ledger.sent(first)
+    assert ledger.queued == 0 and ledger.take_held() == others[2:4]
+    ledger.receive(BitswapMessage(wants=(want(cid_of(data, "raw")),)))
+    ledger.answer({cid_of(data, "raw"): data})
+    ledger.drop_queue()
+    assert ledger.queued == 0 and ledger.held == {}
 
 
 def test_allowance_is_a_token_bucket():
