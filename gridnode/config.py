@@ -78,7 +78,13 @@ def write_default_config(data_dir: Path) -> bool:
     path = data_dir / CONFIG_FILE
     if path.exists():
         return False
-    path.write_text(_DEFAULT_TEXT)
+    # 0600 whatever the umask: the file may come to hold a PostgreSQL DSN with its password.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, _DEFAULT_TEXT.encode())
+    finally:
+        os.close(fd)
     return True
 
 

@@ -2,7 +2,10 @@
 
 ``DATA_DIR`` holds the node's key (``key.json``, :mod:`gridnode.keystore`), its config
 (``gridnode.toml``, :mod:`gridnode.config`), its SQLite file (:mod:`gridnode.storage`), and the
-three files this module owns:
+three files this module owns. The directory is private to its user: :func:`make_private` makes it
+0700 and tightens what an older node left looser (every file in it is 0600), whatever the umask;
+the files are the node's key, a config that may hold a PostgreSQL password, and the data.
+
 
 - ``node.lock`` tells a running node from a stale ``api`` file. A running node holds it
   exclusively for its whole life (:func:`node_lock`, taken by :func:`gridnode.node.open_node`);
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,10 +40,13 @@ __all__ = [
     "api_files",
     "default_data_dir",
     "hold_shared",
+    "make_private",
     "node_lock",
     "remove_api_files",
     "write_api_files",
 ]
+
+log = logging.getLogger(__name__)
 
 API_FILE: Final = "api"
 TOKEN_FILE: Final = "api.token"
@@ -52,6 +60,60 @@ def default_data_dir() -> Path:
     return Path(base) / "gridnode"
 
 
+# -- modes -------------------------------------------------------------------------------------
+
+DIR_MODE: Final = 0o700
+FILE_MODE: Final = 0o600
+
+
+def make_private(data_dir: Path) -> None:
+    """Create ``data_dir`` with mode 0700 if it is not there, and tighten it (0700) and the
+    regular files directly in it (0600) if they are looser: a data directory made by an older
+    node under the usual umask (0755, files 0644) is fixed at start, with one log line."""
+    data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tightened: list[str] = []
+    if stat.S_IMODE(data_dir.stat().st_mode) & ~DIR_MODE & 0o777:
+        os.chmod(data_dir, DIR_MODE)
+        tightened.append(".")
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            # Symlinks are neither followed nor changed: only the node's own regular files.
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+            if mode & ~FILE_MODE & 0o777:
+                # Through a descriptor opened without following a symlink (chmod's own
+                # follow_symlinks=False is not available on every Linux).
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError as exc:
+                    log.warning("cannot tighten the mode of %s: %s", entry.path, exc.strerror)
+                    continue
+                try:
+                    os.fchmod(fd, mode & FILE_MODE)
+                finally:
+                    os.close(fd)
+                tightened.append(entry.name)
+    if tightened:
+        log.warning(
+            "tightened the modes of %s (directory 0700, files 0600): %s",
+            data_dir,
+            ", ".join(sorted(tightened)),
+        )
+
+
+def create_private(path: Path, data: bytes) -> None:
+    """Write a new file at ``path`` with mode 0600 from its first byte (never through a symlink,
+    never over an existing file: :class:`FileExistsError`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # the mode given to open() is masked by the umask; make sure
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 # -- the API's files ---------------------------------------------------------------------------
 
 
@@ -59,16 +121,9 @@ def write_api_files(data_dir: Path, url: str, token: str) -> None:
     """Publish the running API: the token first (0600), then the URL, atomically: once
     ``DATA_DIR/api`` is there, the API answers with this token."""
     remove_api_files(data_dir)
-    token_path = data_dir / TOKEN_FILE
-    fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # the mode given to open() is masked by the umask; make sure
-        os.write(fd, token.encode("ascii") + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    create_private(data_dir / TOKEN_FILE, token.encode("ascii") + b"\n")
     tmp = data_dir / (API_FILE + ".tmp")
-    tmp.write_text(url + "\n")
+    create_private(tmp, (url + "\n").encode())
     tmp.replace(data_dir / API_FILE)
 
 
@@ -130,7 +185,7 @@ def node_lock(data_dir: Path, *, wait: float = 10.0) -> Iterator[None]:
     Waits up to ``wait`` seconds for commands working offline to finish; raises
     :class:`~gridnode.errors.NodeUnavailable` if a node runs there, or the directory stays busy.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     fd = _open_lock(data_dir)
     try:
         deadline = time.monotonic() + wait

@@ -31,9 +31,13 @@ def create_key(path: Path, seed: bytes | None = None) -> Keypair:
     keypair = Keypair(seed if seed is not None else os.urandom(32))
     document = {"kind": _KIND, "did": keypair.did, "seed": keypair.seed.hex()}
     data = (json.dumps(document, indent=2) + "\n").encode("ascii")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A temporary file left by a crash is removed (unlink removes a symlink, not its target);
+    # O_EXCL|O_NOFOLLOW then make sure the seed goes into a file this call created, not into a
+    # file or a symlink someone else put there.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by umask only downwards; make sure
         os.write(fd, data)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +34,10 @@ from crdt.manifest import PUBLIC, Manifest, create_manifest, decode_manifest, pa
 from crdt.rangesums import LogItems
 from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
+from gridnode.datadir import make_private
 from gridnode.errors import UnknownDatabase
 from gridnode.keystore import load_or_create_key
+from gridnode.logs import LogLimiter
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
 
 __all__ = ["ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
@@ -258,8 +262,7 @@ class StoredDatabase:
             report.rejected.append((str(cid), f"{type(error).__name__}: {error}"))
         for cid, error in result.dropped:
             report.rejected.append((str(cid), f"{type(error).__name__}: {error}"))
-        for cid_text, reason in report.rejected:
-            log.warning("rejected %s for %s: %s", cid_text, self.address, reason)
+        self.repo.log_rejections(self.address, report.rejected)
         return report
 
     def join_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> ImportReport:
@@ -335,7 +338,7 @@ class Repo:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
         self.keypair, created = load_or_create_key(data_dir)
         if created:
             log.info("new node identity %s", self.keypair.did)
@@ -343,6 +346,30 @@ class Repo:
         self.config: Config = load_config(data_dir)
         self.sql = SqliteFile(data_dir / DB_FILE)
         self._open: dict[str, StoredDatabase] = {}
+        # Rejected entries are logged a few per database and interval, then summed up: whoever
+        # sends entries must not set the log's volume (the reports still name every one).
+        self._rejections = LogLimiter()
+        self._rejections_lock = threading.Lock()
+
+    def log_rejections(self, address: str, rejected: Sequence[tuple[str, str]]) -> None:
+        """Log refused blocks of ``address``: a few lines per interval, then a summary."""
+        if not rejected:
+            return
+        now = time.monotonic()
+        with self._rejections_lock:
+            shown = [item for item in rejected if self._rejections.allow(address, now)]
+            more = self._rejections.unreported(address, now)
+        for cid_text, reason in shown:
+            log.warning("rejected %s for %s: %s", cid_text, address, reason)
+        if more:
+            log.warning(
+                "%d more entries rejected for %s (not logged one by one: at most %d lines "
+                "per %.0f s)",
+                more,
+                address,
+                self._rejections.lines,
+                self._rejections.interval,
+            )
 
     def close(self) -> None:
         self.sql.close()

@@ -191,7 +191,7 @@ def node_families(
         total(
             "protocol_strikes",
             "Protocol violations counted against peers.",
-            sum(node.stats.strikes.values()),
+            node.stats.counters.strikes,
         ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
     ]

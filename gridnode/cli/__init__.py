@@ -39,7 +39,7 @@ from gridnode.cli.car import car, export, import_
 from gridnode.cli.common import CliError, GridnodeGroup
 from gridnode.cli.config import config, health
 from gridnode.cli.db import db
-from gridnode.cli.node import init, peers, start, status
+from gridnode.cli.node import dashboard, init, peers, start, status
 from gridnode.cli.pin import pin
 from gridnode.cli.seed import seed
 from gridnode.datadir import default_data_dir
@@ -103,6 +103,7 @@ main.add_command(init)
 main.add_command(start)
 main.add_command(status)
 main.add_command(peers)
+main.add_command(dashboard)
 main.add_command(db)
 main.add_command(export)
 main.add_command(import_)

@@ -263,7 +263,11 @@ def database_info(
 
 def print_started(data_dir: Path) -> Callable[[Node, str | None], None]:
     """What a node run in the foreground prints once it runs (scripts parse it): ``peer id:``,
-    ``identity:``, one ``listening:`` line per address, ``dashboard:`` and ``api:``."""
+    ``identity:``, one ``listening:`` line per address, ``dashboard:`` and ``api:``.
+
+    The dashboard's URL carries the API token only when stdout is a terminal: journald and
+    ``docker logs`` keep what a service prints, and the token is the node's whole API.
+    ``gridnode dashboard`` gives the full URL to whoever may read ``DATA_DIR/api.token``."""
 
     def started(node: Node, url: str | None) -> None:
         from gridnode.api import TOKEN_FILE, dashboard_url
@@ -273,8 +277,11 @@ def print_started(data_dir: Path) -> Callable[[Node, str | None], None]:
         for addr in node.addrs:
             click.echo(f"listening: {addr}")
         if url is not None:
-            token = (data_dir / TOKEN_FILE).read_text().strip()
-            click.echo(f"dashboard: {dashboard_url(url, token)}")
+            if sys.stdout.isatty():
+                token = (data_dir / TOKEN_FILE).read_text().strip()
+                click.echo(f"dashboard: {dashboard_url(url, token)}")
+            else:
+                click.echo(f"dashboard: {url}/dashboard")
             click.echo(f"api: {url}")
 
     return started

@@ -1,9 +1,10 @@
-"""``gridnode init``, ``start``, ``status`` and ``peers``: the node itself.
+"""``gridnode init``, ``start``, ``status``, ``peers`` and ``dashboard``: the node itself.
 
 ``init`` makes a data directory (idempotent); ``start`` runs the node in the foreground through
 the one runner (:func:`gridnode.cli.common.run_in_foreground`, :mod:`gridnode.runner`), which
 owns the signals, the lock and the order of shutdown; ``status`` and ``peers`` report what the
-endpoint says, running or not.
+endpoint says, running or not; ``dashboard`` opens (or prints) the running node's dashboard
+with its token, read from ``DATA_DIR/api`` and ``DATA_DIR/api.token``.
 
 It refuses to run a node any other way than the runner's (``seed postgres`` and the embed
 thread use the same), and to read the node's private state: a running node is asked through its
@@ -26,7 +27,7 @@ from gridnode.cli.common import (
 )
 from gridnode.keystore import KEY_FILE
 
-__all__ = ["init", "peers", "start", "status"]
+__all__ = ["dashboard", "init", "peers", "start", "status"]
 
 
 @click.command()
@@ -92,7 +93,8 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
     serves the local API on 127.0.0.1 (its URL in DATA_DIR/api, its token in DATA_DIR/api.token),
     through which other gridnode commands then work. Prints 'peer id: ...', 'identity: ...', one
     'listening: MULTIADDR' line per address (give one as another node's --bootstrap),
-    'dashboard: URL#token=...' (the operator's page; docs/http.md) and 'api: URL'. A first
+    'dashboard: URL' (the operator's page, docs/http.md; with '#token=...' only when stdout is a
+    terminal, 'gridnode dashboard' gives it otherwise) and 'api: URL'. A first
     signal stops it cleanly (exit status 0); a second one interrupts that (status 130).
     """
     run_in_foreground(ctx, data_dir_of(ctx), listen=listen, bootstrap=bootstrap)
@@ -185,3 +187,31 @@ def peers(ctx: click.Context, as_json: bool) -> None:
         click.echo("peers: none")
         return
     table(("peer id", "strikes"), ((p["peer_id"], str(p["strikes"])) for p in report["peers"]))
+
+
+@click.command()
+@click.option("--print", "print_only", is_flag=True, help="Print the URL instead of opening it.")
+@click.pass_context
+def dashboard(ctx: click.Context, print_only: bool) -> None:
+    """Open the running node's dashboard in a browser, signed in (the URL carries the API token
+    in its fragment, which a browser never sends).
+
+    With --print, print that URL instead: it grants the whole local API, so keep it out of logs.
+    Fails (status 1) if no node runs on the data directory.
+    """
+    import webbrowser
+
+    from gridnode.api import dashboard_url
+    from gridnode.datadir import api_files
+    from gridnode.errors import NodeUnavailable
+
+    data_dir = data_dir_of(ctx)
+    found = api_files(data_dir)
+    if found is None:
+        raise NodeUnavailable(f"no node is running on {data_dir}")
+    url = dashboard_url(*found)
+    if print_only:
+        click.echo(url)
+        return
+    if not webbrowser.open(url):
+        raise NodeUnavailable("no browser to open; use 'gridnode dashboard --print'")

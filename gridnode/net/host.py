@@ -16,6 +16,8 @@ behind gridnode.net"):
 - an explicit :meth:`Host.connect` dials the address it is given (py-libp2p dials the first
   address it ever learnt for the peer), even if the peer failed within the last minute (py-libp2p
   refuses those for 60 s from a "negative cache"), and retries once, not three times.
+- peers the node has banned (:meth:`Host.refuse_peers`): their inbound streams are reset before
+  any handler sees them, and a new connection from one is reported to the node, which closes it.
 - LAN discovery over mDNS only if asked for (``mdns=True``; see :mod:`gridnode.net.discovery`).
 - on exit, every connection is closed *concurrently* (py-libp2p closes them one after another,
   with a 100 ms pause in each), then the listeners; nothing is left open, even when the block is
@@ -84,6 +86,39 @@ class Host:
         self._discovery = discovery
         #: This node's base58 peer id (``12D3KooW...``), derived from its ed25519 key.
         self.peer_id: str = str(libp2p_host.get_id())
+        self._refused: Callable[[str], bool] = lambda _peer: False
+
+    def refuse_peers(
+        self, refused: Callable[[str], bool], on_connected: Callable[[str], None]
+    ) -> None:
+        """Refuse peers for which ``refused(peer id)`` is true: their inbound streams are reset
+        unserved, and ``on_connected(peer id)`` is called when one connects (in either
+        direction), for the caller to close that connection (not from inside the connection's
+        own set-up, which awaits its notifications)."""
+        self._refused = refused
+
+        class _Gate:
+            async def connected(self, _network: Any, conn: Any) -> None:
+                peer = str(conn.muxed_conn.peer_id)
+                if refused(peer):
+                    on_connected(peer)
+
+            async def disconnected(self, _network: Any, _conn: Any) -> None:
+                pass
+
+            async def opened_stream(self, _network: Any, _stream: Any) -> None:
+                pass
+
+            async def closed_stream(self, _network: Any, _stream: Any) -> None:
+                pass
+
+            async def listen(self, _network: Any, _multiaddr: Any) -> None:
+                pass
+
+            async def listen_close(self, _network: Any, _multiaddr: Any) -> None:
+                pass
+
+        self._host.get_network().register_notifee(_Gate())
 
     def __repr__(self) -> str:
         return f"<Host {self.peer_id}>"
@@ -143,6 +178,10 @@ class Host:
 
         async def serve(libp2p_stream: Any) -> None:
             stream = Stream(libp2p_stream)
+            if self._refused(stream.remote_peer_id):
+                log.debug("%s: refused a stream from banned %s", protocol, stream.remote_peer_id)
+                await stream.reset()
+                return
             try:
                 await handler(stream)
             except NetError as exc:

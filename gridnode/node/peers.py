@@ -19,10 +19,13 @@ A node seeks ``target_peers`` connections (it accepts more from others, up to th
   ``known`` or make the node dial a stream of addresses;
 - **mDNS**: gridnode nodes on the LAN, when the config turns it on.
 
-**Strikes.** A protocol violation (a sync stream or a bitswap message that breaks the protocol:
-:meth:`Peering.strike`) counts against the peer; at :data:`MAX_STRIKES` the node disconnects it,
-forgets its addresses and refuses to remember them again, so it is never dialled again. It may
-still dial us: inbound connections are not refused (the host bounds how many).
+**Strikes and bans.** A protocol violation (a sync stream or a bitswap message that breaks the
+protocol: :meth:`Peering.strike`) counts against the peer. Strikes decay: one is forgiven every
+:data:`STRIKE_DECAY` seconds, so an honest peer's occasional mistake is forgotten. At
+:data:`MAX_STRIKES` the node bans the peer by its peer id for :data:`BAN_SECONDS`: it disconnects
+it, forgets its addresses and does not dial it, and refuses it while banned: its inbound streams
+are reset unserved and a new connection from it is closed (reconnecting does not reset a ban).
+The ban list is bounded (:data:`MAX_BANNED`; the oldest ban goes first). Time is trio's clock.
 
 This room refuses to know what a connection is for: on each new connection it calls the
 ``connected`` callback it was made with (the node starts its pulls there), and it reads nothing of
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -45,12 +49,27 @@ from gridnode.node.stats import NodeStats, trim_oldest
 from protocols.errors import ProtocolError
 from protocols.gossip import PEERS_TOPIC, PeerRecord, parse_peer_record
 
-__all__ = ["MAX_KNOWN_PEERS", "MAX_STRIKES", "REDIAL_FIRST", "REDIAL_MOST", "Peering"]
+__all__ = [
+    "BAN_SECONDS",
+    "MAX_BANNED",
+    "MAX_KNOWN_PEERS",
+    "MAX_STRIKES",
+    "REDIAL_FIRST",
+    "REDIAL_MOST",
+    "STRIKE_DECAY",
+    "Peering",
+]
 
 log = logging.getLogger(__name__)
 
-#: Protocol violations after which a peer is disconnected.
+#: Protocol violations after which a peer is disconnected and banned.
 MAX_STRIKES: Final = 3
+#: Seconds after which one strike is forgiven (strikes within this time of each other add up).
+STRIKE_DECAY: Final = 600.0
+#: Seconds a peer stays banned once it reaches MAX_STRIKES.
+BAN_SECONDS: Final = 3600.0
+#: Peers banned at once; the oldest ban is lifted first (sybils cost a key each, a ban nothing).
+MAX_BANNED: Final = 1024
 #: Seconds before the first redial of a lost peer; doubled after each failure, up to the most.
 REDIAL_FIRST: Final = 1.0
 REDIAL_MOST: Final = 300.0
@@ -88,6 +107,59 @@ class Peering:
         #: key -> (when it may be dialled again, the wait after the next failure).
         self._redial: dict[str, tuple[float, float]] = {}
         self._dialing: set[str] = set()
+        #: peer id -> when its strikes were last counted (for their decay).
+        self._struck_at: dict[str, float] = {}
+        #: peer id -> when its ban ends; oldest ban first.
+        self._banned: OrderedDict[str, float] = OrderedDict()
+        host.refuse_peers(self.is_banned, self._refuse)
+
+    def is_banned(self, peer: str) -> bool:
+        """Whether ``peer`` is banned now (its streams are refused, its connections closed)."""
+        until = self._banned.get(peer)
+        if until is None:
+            return False
+        if trio.current_time() < until:
+            return True
+        del self._banned[peer]
+        return False
+
+    @property
+    def banned(self) -> dict[str, float]:
+        """Banned peers and the trio time each ban ends."""
+        now = trio.current_time()
+        return {peer: until for peer, until in self._banned.items() if until > now}
+
+    def _refuse(self, peer: str) -> None:
+        log.debug("closing a connection from banned %s", peer)
+        self._nursery.start_soon(self.host.disconnect, peer)
+
+    def _decay(self, peer: str, now: float) -> int:
+        """Forgive ``peer`` one strike per STRIKE_DECAY seconds since they were last counted;
+        its strikes now."""
+        strikes = self._stats.strikes.get(peer, 0)
+        since = self._struck_at.get(peer)
+        if since is None or not strikes:
+            self._struck_at[peer] = now
+            return strikes
+        forgiven = int((now - since) // STRIKE_DECAY)
+        if forgiven:
+            strikes = max(0, strikes - forgiven)
+            self._struck_at[peer] = since + forgiven * STRIKE_DECAY
+            if strikes:
+                self._stats.strikes[peer] = strikes
+            else:
+                self._stats.strikes.pop(peer, None)
+                self._struck_at.pop(peer, None)
+        return strikes
+
+    def forgive(self) -> None:
+        """Apply the strikes' decay to every peer (strikes shown by the API go down in time)."""
+        now = trio.current_time()
+        for peer in list(self._stats.strikes):
+            self._decay(peer, now)
+        for peer in list(self._struck_at):
+            if peer not in self._stats.strikes:
+                del self._struck_at[peer]
 
     @property
     def dialing(self) -> frozenset[str]:
@@ -112,7 +184,11 @@ class Peering:
         whenever the node has fewer than ``target_peers`` connections. ``source``: who named it
         (:data:`~gridnode.node.known.OURS`, the default, for bootstrap and the user's dials:
         never evicted); a record's peer is kept only if its buckets have room."""
-        if key == self.host.peer_id or self._stats.strikes.get(key, 0) >= MAX_STRIKES:
+        if (
+            key == self.host.peer_id
+            or self._stats.strikes.get(key, 0) >= MAX_STRIKES
+            or self.is_banned(key)
+        ):
             return
         self.known.remember(key, addrs, source)
 
@@ -142,8 +218,11 @@ class Peering:
         return peer
 
     async def strike(self, peer: str, reason: str) -> None:
-        """Count a protocol violation; disconnect a peer that keeps misbehaving."""
-        strikes = self._stats.strikes[peer] = self._stats.strikes.get(peer, 0) + 1
+        """Count a protocol violation; disconnect and ban a peer that keeps misbehaving."""
+        now = trio.current_time()
+        strikes = self._stats.strikes[peer] = self._decay(peer, now) + 1
+        self._stats.counters.strikes += 1
+        self._struck_at.setdefault(peer, now)
         trim_oldest(self._stats.strikes)
         log.info("protocol violation by %s (%d/%d): %s", peer, strikes, MAX_STRIKES, reason)
         self._stats.note(
@@ -153,7 +232,15 @@ class Peering:
             log.warning("disconnecting %s after %d protocol violations", peer, strikes)
             self._stats.note("disconnected", f"after {strikes} protocol violations", peer=peer)
             self.known.pop(peer, None)  # and not dialled again
+            self._ban(peer, now)
             await self.host.disconnect(peer)
+
+    def _ban(self, peer: str, now: float) -> None:
+        self._banned.pop(peer, None)  # re-inserted last: the newest ban is lifted last
+        self._banned[peer] = now + BAN_SECONDS
+        while len(self._banned) > MAX_BANNED:
+            self._banned.popitem(last=False)
+        # Its strikes stay (and decay) for the record: by the ban's end they are forgotten.
 
     # -- staying connected --------------------------------------------------------------------
 
@@ -161,7 +248,13 @@ class Peering:
         """While below ``target_peers`` connections, dial known peers that are not connected."""
         while True:
             await trio.sleep(REDIAL_FIRST / 2)
+            self.forgive()
             connected = set(self.host.peers())
+            for peer in connected:
+                # A banned peer's new connection is closed when it is made (the host's gate);
+                # this catches one that raced past it.
+                if self.is_banned(peer):
+                    self._refuse(peer)
             if len(connected) >= self.target_peers:
                 continue
             now = trio.current_time()

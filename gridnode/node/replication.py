@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -45,6 +46,7 @@ from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from crdt.manifest import decode_manifest, parse_address
 from gridnode.errors import UnknownDatabase
+from gridnode.logs import LogLimiter
 from gridnode.net import Host, Stream, Subscription
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
@@ -110,6 +112,9 @@ class Replication:
         self._nursery = nursery
         self._worker = worker
         self._stats = stats
+        #: Refused announcements are logged a few per peer and interval (then one summary): a
+        #: peer must not set the log's volume. The stats count every one.
+        self._refusals = LogLimiter()
         self._strike = strike
         self._count_join = count_join
         #: Canonical address -> replica.
@@ -228,7 +233,14 @@ class Replication:
                 parse_announcement(data, manifest_cid)
             except ProtocolError as exc:
                 self._stats.rejected_announcements += 1
-                log.info("refused an announcement from %s: %s", peer, exc)
+                now = time.monotonic()  # validators may run outside trio's run
+                if self._refusals.allow(peer, now):
+                    log.info("refused an announcement from %s: %s", peer, exc)
+                more = self._refusals.unreported(peer, now)
+                if more:
+                    log.info(
+                        "%d more announcements refused from %s (not logged one by one)", more, peer
+                    )
                 self._stats.note(
                     "refused", f"announcement: {exc}", peer=peer, address=database.address
                 )

@@ -170,6 +170,8 @@ class NodeCounters:
     gossip_received: int = 0
     gossip_published: int = 0
     sync_failures: int = 0
+    #: Protocol violations counted against peers (``strikes`` below decays; this does not).
+    strikes: int = 0
 
 
 @dataclass
@@ -182,7 +184,8 @@ class NodeStats:
     syncs: dict[tuple[str, str], PeerSync] = field(default_factory=dict)
     #: What this node served each peer (the server side of their pulls).
     served: dict[str, ServedTotals] = field(default_factory=dict)
-    #: Protocol violations per peer; at ``MAX_STRIKES`` the peer is disconnected.
+    #: Protocol violations per peer, decaying (one forgiven per ``STRIKE_DECAY`` s); at
+    #: ``MAX_STRIKES`` the peer is disconnected and banned (:mod:`gridnode.node.peers`).
     strikes: dict[str, int] = field(default_factory=dict)
     #: The last MAX_EVENTS rejections and errors, oldest first.
     events: deque[NodeEvent] = field(default_factory=lambda: deque(maxlen=MAX_EVENTS))

@@ -25,8 +25,10 @@ at a time (``trio.to_thread.run_sync`` with a limiter of 1; see docs/decisions.m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -161,7 +163,12 @@ class SqliteFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file 0600 before SQLite does (its -wal and -shm take the main file's mode):
+        # SQLite would make it 0644 under the usual umask.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            os.chmod(path, 0o600)
         conn = None
         try:
             conn = sqlite3.connect(

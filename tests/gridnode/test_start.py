@@ -409,6 +409,12 @@ def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
         token = data_dir / api.TOKEN_FILE
         assert stat.S_IMODE(token.stat().st_mode) == 0o600
         assert len(token.read_text().strip()) >= 32
+        # stdout is a pipe (as under journald or docker): the dashboard's URL without the token;
+        # 'gridnode dashboard --print' gives it whole.
+        assert node._value("dashboard") == node.api + "/dashboard"
+        assert token.read_text().strip() not in "\n".join(node.lines)
+        printed = gridnode(data_dir, "dashboard", "--print").stdout.strip()
+        assert printed == api.dashboard_url(node.api, token.read_text().strip())
 
         status = json.loads(gridnode(data_dir, "status", "--json").stdout)
         assert status["running"] is True
@@ -438,6 +444,8 @@ def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
     again = gridnode(data_dir, "db", "get", address, "alice")
     assert json.loads(again.stdout) == {"age": 33}
     assert again.stderr == ""
+    stopped = gridnode(data_dir, "dashboard", "--print", check=False)
+    assert stopped.returncode == 1 and stopped.stderr.startswith("error: no node is running")
 
 
 @pytest.mark.slow

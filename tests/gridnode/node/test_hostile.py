@@ -123,7 +123,16 @@ def test_hostile_peer_changes_nothing(tmp_path):
             with trio.fail_after(10):
                 while a.stats.strikes.get(host.peer_id, 0) < 3 or host.peer_id in a.peers():
                     await trio.sleep(0.05)
-            await host.connect(a.addrs[0])  # it comes back
+            # It comes back: banned by its peer id, its connection is closed again ...
+            await host.connect(a.addrs[0])
+            with trio.fail_after(10):
+                while host.peer_id in a.peers():
+                    await trio.sleep(0.05)
+            assert a.peering.is_banned(host.peer_id)
+            # ... so it comes back under a fresh key (a ban costs an attacker a key, no more).
+            host = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            host.set_stream_handler(PROTOCOL_ID, lying_server)
+            await host.connect(a.addrs[0])
             # Make the honest node pull from the liar.
             a.replication.start_pull(host.peer_id, address)
             with trio.fail_after(20):

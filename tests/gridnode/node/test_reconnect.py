@@ -74,7 +74,7 @@ def test_a_peer_disconnected_for_violations_is_not_dialled_again(tmp_path):
                     await b.peering.strike(a.peer_id, "a test's violation")
                 assert a.peer_id not in b.known
                 await trio.sleep(3)  # several redial rounds, a's peer records arriving meanwhile
-                # b does not dial a again (a may still dial b: b refuses no inbound connection).
+                # b does not dial a again (and, a banned peer, closes a's connections: test_bans.py).
                 assert a.peer_id not in b.known and a.peer_id not in b.peering.dialing
 
     trio.run(main)
