@@ -177,10 +177,6 @@ class Response:
     stream: Callable[[], Awaitable[list[bytes]]] | None = None
 
 
-class _Aborted(Exception):
-    """A streamed answer failed after it started: the connection must close unfinished."""
-
-
 #: A handler: the running node and the request in, the answer out.
 Handler = Callable[["Node", Request], Awaitable[Response]]
 #: Where a request goes (:func:`gridnode.api.routes.route`): its handler, or ``None`` and the
@@ -370,7 +366,7 @@ class ApiApp:
                     log.info(
                         "API %s: the client took nothing for %ss", scope.get("path"), STALL_SECONDS
                     )
-                    raise _Aborted("the client stopped reading")
+                    return  # unfinished: hypercorn closes the connection (module docstring)
                 parts = []  # the chunk sent is not held while the next is read
                 try:
                     parts = await response.stream()
@@ -378,7 +374,7 @@ class ApiApp:
                     log.error(
                         "API %s: aborted mid-answer: %s", scope.get("path"), describe_error(exc)
                     )
-                    raise _Aborted(str(exc)) from None
+                    return  # the same: the client sees the transfer cut, never the block
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self._heavy.release()
@@ -404,11 +400,9 @@ async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Res
     if parts is None:
         parts = [jsonvalue.dumps(response.body).encode("utf-8") + b"\n"]
     length = sum(len(p) for p in parts)
-    headers = [
-        (b"content-type", response.content_type.encode()),
-        (b"content-length", str(length).encode()),
-        *response.headers,
-    ]
+    headers = [(b"content-type", response.content_type.encode()), *response.headers]
+    if response.stream is None:  # a streamed answer's length is not known before it is read
+        headers.insert(1, (b"content-length", str(length).encode()))
     if not any(name == b"cache-control" for name, _ in response.headers):
         headers.append((b"cache-control", b"no-store"))
     if response.head:
