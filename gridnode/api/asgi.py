@@ -30,9 +30,11 @@ no-store`` unless the handler says otherwise (the gateway's immutable blocks do)
 (:data:`CHUNK_BYTES`) at a time, so a request holds one chunk, not the CAR. They are heavy:
 at most :data:`MAX_HEAVY` run at once; another waits up to :data:`HEAVY_WAIT` seconds, then
 gets 503 with ``Retry-After``. The first chunk is read before the answer starts, so an error
-there (a damaged block) is an ordinary error answer; an error in a later chunk, or a client that
-takes no bytes for :data:`STALL_SECONDS`, aborts the answer: the connection closes before the
-chunked body ends, and the client sees a broken transfer, never a damaged block.
+there (a damaged block) is an ordinary error answer; an error in a later chunk aborts the answer:
+the connection closes before the chunked body ends, and the client sees a broken transfer, never
+a damaged block. A send that waits over :data:`STALL_SECONDS` is meant to do the same (a client
+that reads nothing would otherwise hold its slot), but a test did not see it trigger behind
+hypercorn's send: not yet relied on (docs/http.md).
 
 Refused here: knowing any endpoint. Which path runs what is :mod:`gridnode.api.routes`; what it
 does is :mod:`gridnode.api.handlers`.
