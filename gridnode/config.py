@@ -54,6 +54,12 @@ mdns = false
 # Serve the blocks of the databases this node replicates and does not keep private to IPFS
 # peers (Kubo, Helia) over bitswap, so they can fetch and pin them by CID.
 bitswap = true
+
+# Host headers the local API and gateway answer besides its own loopback address
+# (127.0.0.1:PORT, localhost:PORT, [::1]:PORT), e.g. ["gateway.example.org"] behind a reverse
+# proxy. Any other Host is answered 421: a page on another site cannot reach the API through
+# DNS rebinding.
+gateway_hosts = []
 """
 
 
@@ -71,6 +77,7 @@ class Config:
     max_connections: int = 64
     mdns: bool = False
     bitswap: bool = True
+    gateway_hosts: list[str] = field(default_factory=list)
 
 
 def write_default_config(data_dir: Path) -> bool:

@@ -40,7 +40,7 @@ from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
 
-__all__ = ["ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
+__all__ = ["CarChunks", "ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -286,6 +286,11 @@ class StoredDatabase:
                 )
             yield car_section_bytes(entry.cid, entry.block)
 
+    def car_chunks(self) -> CarChunks:
+        """:meth:`car_parts` read a chunk at a time (:class:`CarChunks`), for an answer that
+        streams: each chunk is one short storage-worker call, so other calls run between them."""
+        return CarChunks(self)
+
     def export_car(self, path: Path) -> int:
         """Write the manifest and every applied entry as a CAR v1; return the block count.
 
@@ -305,6 +310,56 @@ class StoredDatabase:
             raise
         tmp.replace(path)
         return count
+
+
+class CarChunks:
+    """A database's CAR (:meth:`StoredDatabase.car_parts`: header, manifest, every applied entry
+    in the total order, each block re-hashed), read by :meth:`next_chunk` a bounded number of
+    bytes at a time, in the storage worker. What it holds between chunks is a position in the
+    total order, not the CAR.
+
+    The header's roots are the heads when it was made, and every applied entry is in the total
+    order at a fixed position, so the CAR holds the whole causal past of its roots whatever is
+    joined meanwhile. An entry joined while the chunks are read may be in it too (if its position
+    is after the cursor): a valid entry past the roots, which an importer verifies and joins like
+    any other. :attr:`blocks` counts the blocks when it was made."""
+
+    def __init__(self, database: StoredDatabase) -> None:
+        self._database = database
+        self._head: list[bytes] | None = [
+            car_v1_header_bytes([database.manifest.cid, *database.heads]),
+            car_section_bytes(database.manifest.cid, database.manifest.block),
+        ]
+        self._after: tuple[int, bytes] | None = None
+        self._done = False
+        #: The manifest and the applied entries when the reader was made.
+        self.blocks = 1 + len(database)
+
+    def next_chunk(self, limit: int) -> list[bytes]:
+        """The next parts, about ``limit`` bytes (at least one part); ``[]`` at the end. A stored
+        block that does not hash to its CID raises :class:`~gridnode.storage.CorruptBlock`."""
+        parts: list[bytes] = []
+        if self._head is not None:
+            parts, self._head = self._head, None
+        if self._done:
+            return parts
+        size = sum(len(p) for p in parts)
+        database = self._database
+        log_ = database._db.log
+        for cid in log_.order_cids(after=self._after):
+            entry = log_.get(cid)
+            assert entry is not None
+            if not database._intact(entry.cid, entry.block):
+                raise CorruptBlock(
+                    f"stored block {entry.cid} of {database.address} does not hash to its CID"
+                )
+            parts.append(car_section_bytes(entry.cid, entry.block))
+            size += len(parts[-1])
+            self._after = (entry.clock, cid.bytes)
+            if size >= limit:
+                return parts
+        self._done = True
+        return parts
 
 
 class _Items:

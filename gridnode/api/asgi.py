@@ -18,8 +18,23 @@ request it:
   all a client that went away mid-body: hypercorn has answered that one itself, and a second
   answer would race with it on the socket.
 
+Before all that it **checks the Host header** (:meth:`ApiApp._host_allowed`): only its own
+loopback address (``127.0.0.1:PORT``, ``localhost:PORT``, ``[::1]:PORT``) or a name in the config's
+``gateway_hosts`` is answered; anything else gets 421, so a page on another site whose name was
+re-pointed at 127.0.0.1 (DNS rebinding) cannot reach the API or the gateway.
+
 Answers are sent whole parts at a time, about 64 KiB per message, with ``Cache-Control:
 no-store`` unless the handler says otherwise (the gateway's immutable blocks do).
+
+**Streamed answers** (:attr:`Response.stream`: whole-database CARs) are read a chunk
+(:data:`CHUNK_BYTES`) at a time, so a request holds one chunk, not the CAR. They are heavy:
+at most :data:`MAX_HEAVY` run at once; another waits up to :data:`HEAVY_WAIT` seconds, then
+gets 503 with ``Retry-After``. The first chunk is read before the answer starts, so an error
+there (a damaged block) is an ordinary error answer; an error in a later chunk aborts the answer:
+the connection closes before the chunked body ends, and the client sees a broken transfer, never
+a damaged block. A send that waits over :data:`STALL_SECONDS` is meant to do the same (a client
+that reads nothing would otherwise hold its slot), but a test did not see it trigger behind
+hypercorn's send: not yet relied on (docs/http.md).
 
 Refused here: knowing any endpoint. Which path runs what is :mod:`gridnode.api.routes`; what it
 does is :mod:`gridnode.api.handlers`.
@@ -33,6 +48,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, unquote
+
+import trio
 
 from crdt.errors import GridnodeError
 from gridnode import jsonvalue
@@ -51,6 +68,16 @@ log = logging.getLogger(__name__)
 MAX_JSON_BYTES: Final = 64 * 1024 * 1024
 #: The largest CAR ``POST /import`` reads (it is held in memory); import larger ones offline.
 MAX_CAR_BYTES: Final = 256 * 1024 * 1024
+#: Bytes a streamed answer reads from storage per worker call (and holds at a time).
+CHUNK_BYTES: Final = 4 * 1024 * 1024
+#: Streamed (heavy) answers running at once; more wait, then get 503.
+MAX_HEAVY: Final = 2
+#: Seconds a heavy request waits for its turn before 503.
+HEAVY_WAIT: Final = 2.0
+#: Seconds a streamed answer waits for the client to take a chunk before it aborts.
+STALL_SECONDS: Final = 30.0
+#: The Host names that are this API's own (with its port).
+_LOOPBACK: Final = ("127.0.0.1", "localhost", "[::1]")
 
 
 class _Disconnected(Exception):
@@ -147,6 +174,9 @@ class Response:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     #: A HEAD: the headers (and the length) of the answer, without its body.
     head: bool = False
+    #: A streamed answer: each call gives the next parts (about :data:`CHUNK_BYTES`, one storage
+    #: worker call), ``[]`` at the end. Sent without a length (chunked), under the heavy limit.
+    stream: Callable[[], Awaitable[list[bytes]]] | None = None
 
 
 #: A handler: the running node and the request in, the answer out.
@@ -168,6 +198,28 @@ class ApiApp:
         self._expected = b"Bearer " + token.encode("ascii")
         self._route: Router = route
         self._is_public: Callable[[list[str], str], bool] = is_public
+        self._heavy = trio.Semaphore(MAX_HEAVY)
+        config = getattr(getattr(node, "repo", None), "config", None)
+        self._hosts = [h.lower() for h in getattr(config, "gateway_hosts", None) or []]
+
+    def _host_allowed(self, scope: dict[str, Any]) -> bool:
+        """Whether the request's Host names this API: its loopback address and port, or a
+        configured ``gateway_hosts`` name (exact with a port, any port without one)."""
+        host = b""
+        for name, value in scope.get("headers", []):
+            if bytes(name).lower() == b"host":
+                host = bytes(value)
+                break
+        text = host.decode("latin-1").strip().lower()
+        if not text:
+            return False
+        server = scope.get("server")
+        if server and server[1] is not None and text in {f"{n}:{server[1]}" for n in _LOOPBACK}:
+            return True
+        bare = text.rsplit(":", 1)[0] if not text.endswith("]") else text
+        return any(
+            text == allowed or (":" not in allowed and bare == allowed) for allowed in self._hosts
+        )
 
     async def __call__(
         self,
@@ -186,6 +238,17 @@ class ApiApp:
                     return
         elif kind == "http":
             body = _Body(receive)
+            if not self._host_allowed(scope):
+                # Before the token, the path, anything: a page on another site reached this
+                # loopback API by re-pointing its own name (DNS rebinding).
+                log.debug("API: refused Host %r", dict(scope.get("headers", [])).get(b"host"))
+                response = Response(421, {"error": "this API answers only its own address as Host"})
+                try:
+                    await body.drain()
+                except _Disconnected:
+                    return
+                await _send(send, response)
+                return
             try:
                 response = await self._respond(scope, body)
                 # Read what is left of the body before answering: a client that sent less than
@@ -195,6 +258,9 @@ class ApiApp:
                 if response.status != 413:
                     await body.drain()
             except _Disconnected:
+                return
+            if response.stream is not None and not response.head:
+                await self._stream(send, response, scope)
                 return
             await _send(send, response)
         elif kind == "websocket":
@@ -248,6 +314,73 @@ class ApiApp:
         log.debug("API %s %s -> %d", method, shown, response.status)
         return response
 
+    async def _stream(
+        self,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+        response: Response,
+        scope: dict[str, Any],
+    ) -> None:
+        """Send a streamed answer under the heavy limit (module docstring)."""
+        assert response.stream is not None
+        acquired = False
+        with trio.move_on_after(HEAVY_WAIT):
+            await self._heavy.acquire()
+            acquired = True
+        if not acquired:
+            await _send(
+                send,
+                Response(
+                    503,
+                    {"error": f"busy: {MAX_HEAVY} heavy answers are running; retry shortly"},
+                    headers=[(b"retry-after", b"2")],
+                ),
+            )
+            return
+        try:
+            try:
+                first = await response.stream()
+            except GridnodeError as exc:
+                status = status_of(exc)
+                if status >= 500:
+                    log.error("API %s: %s", scope.get("path"), describe_error(exc))
+                await _send(
+                    send,
+                    Response(
+                        status,
+                        error_body(exc),
+                        headers=[(ERROR_HEADER.encode("ascii"), type(exc).__name__.encode())],
+                    ),
+                )
+                return
+            headers = [(b"content-type", response.content_type.encode()), *response.headers]
+            if not any(name == b"cache-control" for name, _ in response.headers):
+                headers.append((b"cache-control", b"no-store"))
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            parts = first
+            while parts:
+                with trio.move_on_after(STALL_SECONDS) as stalled:
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
+                    )
+                if stalled.cancelled_caught:
+                    log.info(
+                        "API %s: the client took nothing for %ss", scope.get("path"), STALL_SECONDS
+                    )
+                    return  # unfinished: hypercorn closes the connection (module docstring)
+                parts = []  # the chunk sent is not held while the next is read
+                try:
+                    parts = await response.stream()
+                except GridnodeError as exc:
+                    log.error(
+                        "API %s: aborted mid-answer: %s", scope.get("path"), describe_error(exc)
+                    )
+                    return  # the same: the client sees the transfer cut, never the block
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self._heavy.release()
+
 
 def _query(scope: dict[str, Any]) -> dict[str, str]:
     """The query string's parameters; one given twice is refused (which one would count?)."""
@@ -269,11 +402,9 @@ async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Res
     if parts is None:
         parts = [jsonvalue.dumps(response.body).encode("utf-8") + b"\n"]
     length = sum(len(p) for p in parts)
-    headers = [
-        (b"content-type", response.content_type.encode()),
-        (b"content-length", str(length).encode()),
-        *response.headers,
-    ]
+    headers = [(b"content-type", response.content_type.encode()), *response.headers]
+    if response.stream is None:  # a streamed answer's length is not known before it is read
+        headers.insert(1, (b"content-length", str(length).encode()))
     if not any(name == b"cache-control" for name, _ in response.headers):
         headers.append((b"cache-control", b"no-store"))
     if response.head:

@@ -262,8 +262,16 @@ class ApiClient:
             tmp = path.with_name(path.name + ".tmp")
             try:
                 with tmp.open("wb") as out:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
+                    try:
+                        while chunk := response.read(1 << 20):
+                            out.write(chunk)
+                    except http.client.IncompleteRead:
+                        # The node streams the CAR and cuts it off when it finds a damaged
+                        # block (or stops) after the answer started: what came is not kept.
+                        raise NodeUnavailable(
+                            "the node cut the CAR off before its end (a damaged block, or it "
+                            "stopped: its log says which); nothing was written"
+                        ) from None
                     out.flush()
                     os.fsync(out.fileno())
             except BaseException:

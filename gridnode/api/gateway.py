@@ -14,10 +14,11 @@ never sent (:class:`~gridnode.errors.CorruptBlock`, raised by the repo's reads).
 ``dag-scope=block`` is the one block. ``dag-scope=all`` is, for an entry, the entry and every
 block it links to through ``db``, ``next`` and ``skip`` (its manifest and causal past), depth
 first, without duplicates; for a manifest, the whole database as ``gridnode export`` writes it
-(roots: the manifest, then the heads; that one changes as the database grows).
+(roots: the manifest, then the heads; that one changes as the database grows), streamed from
+storage a chunk at a time (:class:`~gridnode.repo.CarChunks`, :mod:`gridnode.api.asgi`).
 
-Refused here: deserialised answers (JSON, HTML: 406), CAR v2, paths below a CID, and CARs over
-:data:`MAX_GATEWAY_CAR_BYTES` (413 rather than built). Errors are :mod:`gridnode.errors`'; their
+Refused here: deserialised answers (JSON, HTML: 406), CAR v2, paths below a CID, and an entry's CAR over
+:data:`MAX_GATEWAY_CAR_BYTES` (413 rather than built; a manifest's is streamed, so unbounded). Errors are :mod:`gridnode.errors`'; their
 statuses are :mod:`gridnode.api.errors`'.
 """
 
@@ -31,7 +32,7 @@ from crdt.errors import InvalidCID
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
 from crdt.ipld.cid import CID
 from gridnode.errors import InvalidRequest, NotAcceptable, NotFound, RequestTooLarge
-from gridnode.repo import Repo, StoredDatabase
+from gridnode.repo import CarChunks, Repo, StoredDatabase
 
 __all__ = [
     "CAR",
@@ -56,13 +57,15 @@ _FORMATS: Final = {"raw": RAW, "car": CAR}
 
 @dataclass
 class Served:
-    """A gateway answer: the bytes (as parts), content type, and headers."""
+    """A gateway answer: the bytes (as parts, or ``chunks`` to read a chunk at a time in the
+    storage worker), content type, and headers."""
 
     parts: list[bytes]
     content_type: str
     etag: str
     cache_control: str
     blocks: int
+    chunks: CarChunks | None = None
 
 
 def parse_cid(text: str) -> CID:
@@ -120,15 +123,13 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
         parts = [car_v1_header_bytes([cid]), car_section_bytes(cid, block)]
         return Served(parts, _car_type("dfs"), f'W/"{cid}.car.block"', IMMUTABLE, 1)
     if is_manifest:
-        parts = []
-        size = 0
-        for part in database.car_parts():  # what `gridnode export` writes, each block checked
-            parts.append(part)
-            size = _check_size(size, part)
+        # What `gridnode export` writes, each block checked, streamed a chunk at a time: never
+        # the whole database in memory (so no size limit: the answer holds a chunk).
+        chunks = database.car_chunks()
         heads = ".".join(str(h) for h in database.heads)
         # The database grows: revalidate, and the Etag names the state (its heads).
         return Served(
-            parts, _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache", len(parts) - 1
+            [], _car_type("unk"), f'W/"{cid}.car.all.{heads}"', "no-cache", chunks.blocks, chunks
         )
     parts = [car_v1_header_bytes([cid])]
     size = len(parts[0])

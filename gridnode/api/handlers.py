@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -38,11 +38,11 @@ from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from gridnode import jsonvalue, ops
 from gridnode.api import dashboard, gateway, metrics
-from gridnode.api.asgi import MAX_CAR_BYTES, Request, Response
+from gridnode.api.asgi import CHUNK_BYTES, MAX_CAR_BYTES, Request, Response
 from gridnode.api.openapi import openapi
 from gridnode.errors import FeatureOff, InvalidRequest, UnknownDatabase
 from gridnode.ops import CreateRequest, describe_error
-from gridnode.repo import StoredDatabase
+from gridnode.repo import CarChunks, StoredDatabase
 
 if TYPE_CHECKING:
     from gridnode.node import Node, PeerSync
@@ -354,18 +354,29 @@ async def read(node: Node, request: Request) -> Response:
 
 async def car(node: Node, request: Request) -> Response:
     database = await _resolve(node, _ref(request))
-    # ops.export_car re-hashes every block and takes them all before a byte is sent: a damaged
-    # one fails the whole request (CorruptBlock, 500 naming the block), never a CAR with it.
-    parts, count = await _run(node, ops.export_car, database)
+    # Streamed a chunk per worker call (asgi.CHUNK_BYTES), every block re-hashed: a damaged one
+    # in the first chunk fails the request (CorruptBlock, 500 naming the block); later, it
+    # aborts the transfer. Never a CAR with it.
+    chunks = await _run(node, database.car_chunks)
     return Response(
         200,
-        parts=parts,
+        stream=_chunk_reader(node, chunks),
         content_type=CAR_TYPE,
         headers=[
-            (b"x-gridnode-blocks", str(count).encode()),
+            (b"x-gridnode-blocks", str(chunks.blocks).encode()),
             (b"x-gridnode-address", database.address.encode()),
         ],
     )
+
+
+def _chunk_reader(node: Node, chunks: CarChunks) -> Callable[[], Awaitable[list[bytes]]]:
+    """The next chunk of ``chunks``, one storage-worker call each."""
+
+    async def read() -> list[bytes]:
+        parts: list[bytes] = await _run(node, chunks.next_chunk, CHUNK_BYTES)
+        return parts
+
+    return read
 
 
 # -- the trustless gateway ------------------------------------------------------------------------
@@ -390,6 +401,15 @@ async def ipfs(node: Node, request: Request) -> Response:
     ]
     if request.headers.get(b"if-none-match", b"").decode("latin-1") == served.etag:
         return Response(304, parts=[], content_type=served.content_type, headers=headers, head=True)
+    if served.chunks is not None:
+        return Response(
+            200,
+            parts=[],
+            stream=_chunk_reader(node, served.chunks),
+            content_type=served.content_type,
+            headers=headers,
+            head=request.method == "HEAD",
+        )
     return Response(
         200,
         parts=served.parts,

@@ -2,10 +2,13 @@
 
 from urllib.parse import quote
 
+import pytest
+import trio
+
 from crdt.entry import decode_entry
 from crdt.ipld.car import read_car
 from crdt.ipld.cid import CID
-from gridnode import ops
+from gridnode import errors, ops
 from tests.gridnode.test_api import call, raw, run, serving
 
 RAW = {"Accept": "application/vnd.ipld.raw"}
@@ -160,5 +163,218 @@ def test_errors_and_unreplicated_databases(tmp_path):
             await call(client.unfollow, address)
             status, _, _ = await raw(client, "GET", f"/ipfs/{manifest}", headers=RAW, token=None)
             assert status == 404
+
+    run(test)
+
+
+# -- strangers: Host, streaming, the heavy limit (issue 18, item 6) --------------------------------
+
+
+def _raw_host(url, host, path):
+    """Status line and headers of ``GET path`` sent with ``Host: host`` on a raw socket, as a
+    browser tricked by DNS rebinding would send it."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_a_request_for_another_host_is_refused_before_anything(tmp_path):
+    """DNS rebinding: a page on evil.example re-points its name at 127.0.0.1 and its script asks
+    the loopback gateway (and the API). Any Host but the API's own address (or a configured
+    ``gateway_hosts`` name) gets 421, before the token and the path are looked at."""
+    data_dir = tmp_path / "node"
+    data_dir.mkdir()
+    (data_dir / "gridnode.toml").write_text('gateway_hosts = ["gateway.example.org"]\n')
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            _address, manifest, _info = await _database(client)
+            port = int(client.url.rsplit(":", 1)[1].strip("/"))
+            for path in (f"/ipfs/{manifest}?format=car", "/openapi.json", "/status", "/nowhere"):
+                for host in ("evil.example", f"evil.example:{port}", "127.0.0.1:1", ""):
+                    answer = await trio.to_thread.run_sync(_raw_host, client.url, host, path)
+                    assert answer.startswith(b"HTTP/1.1 421 "), (host, path, answer[:80])
+                for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+                    answer = await trio.to_thread.run_sync(_raw_host, client.url, host, path)
+                    assert not answer.startswith(b"HTTP/1.1 421 "), (host, path)
+                # The configured public name, with any port (a reverse proxy's).
+                for host in ("gateway.example.org", "Gateway.Example.Org:443"):
+                    answer = await trio.to_thread.run_sync(_raw_host, client.url, host, path)
+                    assert not answer.startswith(b"HTTP/1.1 421 "), (host, path)
+            # http.client (the ApiClient) sends an accepted Host.
+            assert (await call(client.status))["running"] is True
+
+    run(test)
+
+
+def test_a_whole_database_car_streams_a_chunk_per_worker_call(tmp_path, monkeypatch):
+    """``dag-scope=all`` of a manifest and ``GET /db/{db}/car`` read the CAR from storage a
+    bounded chunk at a time (one worker call each), sent without a length, the same bytes as
+    ``gridnode export`` writes."""
+    from gridnode.api import handlers
+    from gridnode.repo import CarChunks, Repo
+
+    monkeypatch.setattr(handlers, "CHUNK_BYTES", 1024)
+    sizes = []
+    original = CarChunks.next_chunk
+
+    def next_chunk(self, limit):
+        parts = original(self, limit)
+        sizes.append(sum(len(p) for p in parts))
+        return parts
+
+    monkeypatch.setattr(CarChunks, "next_chunk", next_chunk)
+    data_dir = tmp_path / "node"
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            address, manifest, _info = await _database(client, count=40)
+            for path, token in ((f"/ipfs/{manifest}", None), (f"/db/{manifest}/car", True)):
+                sizes.clear()
+                status, car, headers = await raw(client, "GET", path, headers=CAR, token=token)
+                assert status == 200
+                lowered = {k.lower(): v for k, v in headers.items()}
+                assert "content-length" not in lowered
+                assert lowered["transfer-encoding"] == "chunked"
+                read_car(car)  # every block verifies
+                assert len(sizes) > 5 and sizes[-1] == 0
+                assert max(sizes) < 1024 + 1024  # a chunk: the limit and at most one entry more
+            return address, car
+
+    address, car = trio.run(test)
+    with Repo(data_dir) as repo:
+        assert b"".join(repo.database(address).car_parts()) == car
+
+
+def test_damage_found_mid_stream_breaks_the_transfer(tmp_path, monkeypatch):
+    """A damaged block past the first chunk is found after the 200 started: the answer is cut
+    (the chunked body never ends), so the client sees a broken transfer, never the block, and
+    ``export`` leaves no file."""
+    import http.client
+
+    from gridnode.api import handlers
+    from gridnode.repo import Repo
+    from gridnode.storage import DB_FILE
+
+    monkeypatch.setattr(handlers, "CHUNK_BYTES", 512)
+    data_dir = tmp_path / "node"
+
+    async def write():
+        async with serving(data_dir) as (_node, client):
+            address = (await call(client.create, ops.CreateRequest("rot", "keyvalue")))["address"]
+            for i in range(30):
+                await call(
+                    client.write, address, [{"op": "put", "key": f"k{i}", "value": f"v-{i:04d}-x"}]
+                )
+            return address
+
+    address = trio.run(write)
+    with Repo(data_dir) as repo:
+        database = repo.database(address)
+        entry = list(database.entries())[-3]  # late in the total order: past the first chunk
+        block = entry.block
+    data = bytearray((data_dir / DB_FILE).read_bytes())
+    at = data.find(block)
+    assert at >= 0 and data.find(block, at + 1) < 0
+    data[at + block.index(b"v-") + 2] ^= 0x01
+    damaged = bytes(data[at : at + len(block)])
+    (data_dir / DB_FILE).write_bytes(bytes(data))
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            manifest = address.rsplit("/", 1)[1]
+
+            def go(path, token):
+                from urllib.parse import urlsplit
+
+                parts = urlsplit(client.url)
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                headers = {"Accept": "application/vnd.ipld.car"}
+                if token:
+                    headers["Authorization"] = client._auth
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                status = response.status
+                got = b""
+                try:
+                    while chunk := response.read1(65536):
+                        got += chunk
+                    broken = False
+                except http.client.IncompleteRead as exc:
+                    got += exc.partial
+                    broken = True
+                finally:
+                    connection.close()
+                return status, got, broken
+
+            for path, token in ((f"/ipfs/{manifest}", False), (f"/db/{manifest}/car", True)):
+                status, got, broken = await trio.to_thread.run_sync(go, path, token)
+                assert status == 200 and broken, (status, broken)
+                assert damaged not in got and block not in got
+                assert len(got) > 512  # the first chunk went: the cut came mid-stream
+            car = tmp_path / "rot.car"
+            with pytest.raises(errors.NodeUnavailable, match="cut the CAR off"):
+                await call(client.export, address, car)
+            assert not car.exists() and not car.with_name("rot.car.tmp").exists()
+            assert (await call(client.status))["running"] is True
+
+    run(test)
+
+
+def test_heavy_answers_are_bounded_and_the_rest_is_not_starved(tmp_path, monkeypatch):
+    """At most ``MAX_HEAVY`` CAR answers run at once; another waits ``HEAVY_WAIT`` and gets 503
+    with Retry-After; an unrelated call still answers at once."""
+    from gridnode.api import asgi, handlers
+
+    monkeypatch.setattr(asgi, "HEAVY_WAIT", 0.3)
+    release = trio.Event()
+    original = handlers._chunk_reader
+
+    def held(node, chunks):
+        read = original(node, chunks)
+
+        async def slow():
+            await release.wait()
+            return await read()
+
+        return slow
+
+    monkeypatch.setattr(handlers, "_chunk_reader", held)
+
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            _address, manifest, _info = await _database(client)
+            results = []
+
+            async def ask():
+                results.append(
+                    await raw(client, "GET", f"/ipfs/{manifest}", headers=CAR, token=None)
+                )
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(asgi.MAX_HEAVY):
+                    nursery.start_soon(ask)
+                await trio.sleep(0.3)
+                status, body, headers = await raw(
+                    client, "GET", f"/ipfs/{manifest}", headers=CAR, token=None
+                )
+                assert status == 503 and headers["retry-after"] == "2", (status, body)
+                before = trio.current_time()
+                assert (await call(client.status))["running"] is True
+                assert trio.current_time() - before < 2
+                release.set()
+            assert [r[0] for r in results] == [200] * asgi.MAX_HEAVY
+            # The slots are free again.
+            status, _body, _headers = await raw(
+                client, "GET", f"/ipfs/{manifest}", headers=CAR, token=None
+            )
+            assert status == 200
 
     run(test)
