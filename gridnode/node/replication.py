@@ -52,8 +52,14 @@ from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, tr
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
-from protocols.errors import ProtocolError
-from protocols.gossip import Announcement, parse_announcement, topic_for
+from protocols.errors import ProtocolError, SendLimitError
+from protocols.gossip import (
+    INLINE_BUDGET,
+    MAX_ANNOUNCED_HEADS,
+    Announcement,
+    parse_announcement,
+    topic_for,
+)
 from protocols.sync import SyncStats
 from protocols.wire import PROTOCOL_ID
 
@@ -260,8 +266,19 @@ class Replication:
         database = replica.database
 
         def heads_and_blocks() -> tuple[list[CID], list[tuple[CID, bytes]]]:
-            heads = list(database.heads)
-            return heads, database.blocks_of(heads)
+            # The newest heads only (an announcement holds MAX_ANNOUNCED_HEADS; pulls find the
+            # rest), and their blocks only while they could still ride inline: the cost of an
+            # announcement does not grow with the number of heads.
+            heads = database.newest_heads(MAX_ANNOUNCED_HEADS)
+            blocks: list[tuple[CID, bytes]] = []
+            size = 0
+            for cid in heads:
+                if size > INLINE_BUDGET:
+                    break
+                for found in database.blocks_of([cid]):
+                    blocks.append(found)
+                    size += len(found[1])
+            return heads, blocks
 
         heads, blocks = await self._worker.run(heads_and_blocks)
         if not heads:
@@ -362,6 +379,13 @@ class Replication:
                     )
                 finally:
                     await stream.close()
+        except SendLimitError as exc:
+            # Our own message would have broken a limit: not sent, and not the peer's fault.
+            status.error = f"{type(exc).__name__}: {exc}"
+            log.warning("sync of %s with %s stopped: %s", database.address, peer, exc)
+            self._stats.counters.sync_failures += 1
+            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
+            return None
         except ProtocolError as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             self._stats.counters.sync_failures += 1
@@ -416,6 +440,10 @@ class Replication:
         counted = SyncStats()
         try:
             await serve(stream, self.repo, self._worker, stats=counted)
+        except SendLimitError as exc:
+            # Our answer would have broken a limit: not sent, and not the peer's fault.
+            log.warning("sync stream from %s stopped: %s", stream.remote_peer_id, exc)
+            await stream.reset()
         except ProtocolError as exc:
             await stream.reset()
             await self._strike(stream.remote_peer_id, str(exc))

@@ -51,7 +51,7 @@ from protocols.sync import (
     SyncConnection,
     SyncStats,
 )
-from protocols.wire import MAX_FRAME, MAX_WANT
+from protocols.wire import MAX_BLOCKS, MAX_FRAME, MAX_HEADS, MAX_WANT
 
 __all__ = ["ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
 
@@ -95,12 +95,20 @@ class PullReport:
     refused: str | None = None
 
 
+async def _read(stream: ByteStream, conn: SyncConnection) -> bytes:
+    """Read what the connection's byte window has room for, waiting for the next window when it
+    has none: a peer sending faster than the budget is slowed down, never refused."""
+    while not (room := conn.room(trio.current_time())):
+        await trio.sleep_until(conn.resume_at())
+    return await stream.read(min(READ_SIZE, room))
+
+
 async def _next_events(stream: ByteStream, conn: SyncConnection) -> list[Event]:
     """Read until the connection yields events; honour the answer deadline."""
     while True:
         deadline = conn.deadline()
         with trio.fail_at(deadline) if deadline is not None else trio.CancelScope():
-            data = await stream.read(READ_SIZE)
+            data = await _read(stream, conn)
         if not data:
             raise ProtocolError("stream closed while an answer was awaited")
         events = conn.receive(data, trio.current_time())
@@ -136,7 +144,7 @@ async def pull(
     reconciler = Reconciler(database.items, role="puller")
 
     def start() -> tuple[list[CID], list[Any]]:
-        return list(database.heads), reconciler.initiate_ranges()
+        return database.newest_heads(MAX_HEADS), reconciler.initiate_ranges()
 
     heads, first = await worker.run(start)
     await stream.write(conn.sync(manifest_cid, heads, first, now()))
@@ -170,7 +178,7 @@ async def pull(
     while wanted:
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
-        have = await worker.run(lambda: list(database.heads))
+        have = await worker.run(database.newest_heads, MAX_HEADS)
         await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
         last = await _receive_answer(next_event, database, worker, report)
         if isinstance(last, Refused):
@@ -280,12 +288,12 @@ async def serve(
     while True:
         data = b""
         with trio.move_on_after(idle_timeout):
-            data = await stream.read(READ_SIZE)
+            data = await _read(stream, conn)
         if not data:
             # Closed by the peer, or silent for idle_timeout: a stream held open and idle costs
             # this node memory and a handler, so it ends (the peer opens another when it needs).
             return conn.stats
-        for event in conn.receive(data):
+        for event in conn.receive(data, trio.current_time()):
             if isinstance(event, HeadsAsked):
                 heads = await worker.run(_heads_of, repo, event.db)
                 await stream.write(
@@ -332,7 +340,7 @@ async def _answer_ranges(
     for start in range(0, len(outbox), 512):
         blocks = await worker.run(database.item_blocks, outbox[start : start + 512])
         for block in blocks:
-            if size + len(block) > CHUNK_BYTES and chunk:
+            if (size + len(block) > CHUNK_BYTES or len(chunk) >= MAX_BLOCKS) and chunk:
                 await stream.write(conn.entries(manifest_cid, chunk))
                 chunk, size = [], 0
             chunk.append(block)
@@ -343,8 +351,10 @@ async def _answer_ranges(
 
 
 def _heads_of(repo: Repo, manifest_cid: CID) -> list[CID] | None:
+    # The newest MAX_HEADS: a heads message holds no more (protocols.wire), and reconciliation
+    # brings the puller every entry whatever the heads name.
     try:
-        return list(repo.database("/gridnode/" + str(manifest_cid)).heads)
+        return repo.database("/gridnode/" + str(manifest_cid)).newest_heads(MAX_HEADS)
     except UnknownDatabase:
         return None
 
@@ -372,7 +382,7 @@ async def _answer_want(
         start += len(batch)
         blocks = await worker.run(database.blocks_of, batch)
         for cid, block in blocks:
-            if size + len(block) > CHUNK_BYTES and chunk:
+            if (size + len(block) > CHUNK_BYTES or len(chunk) >= MAX_BLOCKS) and chunk:
                 await stream.write(conn.blocks(ask.db, chunk, more=True))
                 chunk, size = [], 0
             chunk.append((cid, block))
