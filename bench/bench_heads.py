@@ -13,8 +13,11 @@ checkout to measure that one):
 - **divergence, model**: reconciliation of two sets of ``--model`` items each, fully interleaved,
   in memory (protocols.reconcile with the wire's limits): the round trips and largest message, or
   the message a receiver refused;
-- **divergence, nodes**: two real nodes on 127.0.0.1 holding ``--nodes`` concurrent entries each
-  (different ones), connected: the time to converge and the strikes between them.
+- **divergence, nodes**: two real nodes on 127.0.0.1, each of which wrote a chain of ``--nodes``
+  entries (clocks 1 to n) the other has not seen, connected: the time to converge and the
+  strikes between them.
+
+``--only announce|model|nodes`` runs one of them.
 """
 
 from __future__ import annotations
@@ -135,10 +138,21 @@ def divergence_model(n: int) -> str:
     )
 
 
+def write_chain(data_dir: Path, address: str, n: int, tag: str) -> None:
+    """n entries written one on another by the node's own key (clocks 1 to n), before it starts."""
+    with Repo(data_dir) as repo:
+        database = repo.database(address)
+        for first in range(0, n, 1000):
+            database.write_many(
+                {"op": "put", "key": f"{tag}{i}", "value": "x" * 200}
+                for i in range(first, min(n, first + 1000))
+            )
+
+
 async def divergence_nodes(root: Path, n: int) -> str:
     dirs, address = setup(root)
-    preload(dirs[0], address, n, "a")
-    preload(dirs[1], address, n, "b")
+    write_chain(dirs[0], address, n, "a")
+    write_chain(dirs[1], address, n, "b")
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK))
         started = time.perf_counter()
@@ -162,6 +176,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=3_000)
     parser.add_argument("--model", type=int, default=80_000)
     parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--only", choices=["announce", "model", "nodes"])
     args = parser.parse_args()
     print(f"# {Path(__file__).resolve().parents[1]}; {os.cpu_count()} CPUs")
     print()
@@ -169,9 +184,12 @@ def main() -> None:
     print("|---|---|---|")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)
-        print(trio.run(announce_cost, root / "announce", args.heads), flush=True)
-        print(divergence_model(args.model), flush=True)
-        print(trio.run(divergence_nodes, root / "diverge", args.nodes), flush=True)
+        if args.only in (None, "announce"):
+            print(trio.run(announce_cost, root / "announce", args.heads), flush=True)
+        if args.only in (None, "model"):
+            print(divergence_model(args.model), flush=True)
+        if args.only in (None, "nodes"):
+            print(trio.run(divergence_nodes, root / "diverge", args.nodes), flush=True)
 
 
 if __name__ == "__main__":
