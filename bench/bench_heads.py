@@ -8,7 +8,7 @@ Three figures, each from the code of the checkout this script lives in (copy it 
 checkout to measure that one):
 
 - **announce with many heads**: a real node holding ``--heads`` concurrent root entries announces
-  them 20 times; the time per announcement and the longest stall of the node's event loop meanwhile
+  them ``--repeat`` times (20); the time per announcement and the longest stall of the node's event loop meanwhile
   (what its API and every stream wait on);
 - **divergence, model**: reconciliation of two sets of ``--model`` items each, fully interleaved,
   in memory (protocols.reconcile with the wire's limits): the round trips and largest message, or
@@ -72,7 +72,7 @@ def preload(data_dir: Path, address: str, n: int, tag: str) -> None:
             database.join_blocks(blocks)
 
 
-async def announce_cost(root: Path, heads: int) -> str:
+async def announce_cost(root: Path, heads: int, repeat: int) -> str:
     dirs, address = setup(root)
     preload(dirs[0], address, heads, "h")
     async with open_node(dirs[0], listen=LOOPBACK) as node:
@@ -90,7 +90,7 @@ async def announce_cost(root: Path, heads: int) -> str:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch)
             await trio.sleep(0.05)
-            for _ in range(20):
+            for _ in range(repeat):
                 started = time.perf_counter()
                 await node.announce(address)
                 times.append(time.perf_counter() - started)
@@ -149,7 +149,7 @@ def write_chain(data_dir: Path, address: str, n: int, tag: str) -> None:
             )
 
 
-async def divergence_nodes(root: Path, n: int) -> str:
+async def divergence_nodes(root: Path, n: int, timeout: float) -> str:
     dirs, address = setup(root)
     write_chain(dirs[0], address, n, "a")
     write_chain(dirs[1], address, n, "b")
@@ -159,8 +159,8 @@ async def divergence_nodes(root: Path, n: int) -> str:
         b = await stack.enter_async_context(
             open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=1.0)
         )
-        outcome = "did not converge in 120 s"
-        with trio.move_on_after(120):
+        outcome = f"did not converge in {timeout:.0f} s"
+        with trio.move_on_after(timeout):
             while True:
                 counts = {await node.read(address, len) for node in (a, b)}
                 if counts == {2 * n}:
@@ -176,6 +176,8 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=3_000)
     parser.add_argument("--model", type=int, default=80_000)
     parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to converge")
+    parser.add_argument("--repeat", type=int, default=20, help="announcements measured")
     parser.add_argument("--only", choices=["announce", "model", "nodes"])
     args = parser.parse_args()
     print(f"# {Path(__file__).resolve().parents[1]}; {os.cpu_count()} CPUs")
@@ -185,11 +187,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp)
         if args.only in (None, "announce"):
-            print(trio.run(announce_cost, root / "announce", args.heads), flush=True)
+            print(trio.run(announce_cost, root / "announce", args.heads, args.repeat), flush=True)
         if args.only in (None, "model"):
             print(divergence_model(args.model), flush=True)
         if args.only in (None, "nodes"):
-            print(trio.run(divergence_nodes, root / "diverge", args.nodes), flush=True)
+            print(
+                trio.run(divergence_nodes, root / "diverge", args.nodes, args.timeout), flush=True
+            )
 
 
 if __name__ == "__main__":
