@@ -11,6 +11,9 @@ symmetric difference in a number of round trips that grows with log(n), not with
 - a peer receiving a list of items for a range learns which of them it lacks, and answers with
   the items of that range the other lacks. That range is then settled on both sides.
 
+A message holds at most ``MAX_RANGES`` ranges (and ``MAX_IDS`` items): a longer answer keeps its
+first ranges and sends the rest of the space as one fingerprint, reconciled in later rounds.
+
 A message is a list of ranges that together cover the whole item space, in order; each names its
 exclusive upper bound and one of: ``skip`` (settled), ``fp`` (a fingerprint), ``ids`` (my items
 here; answer with yours the sender lacks), ``have`` (the items you lack here; settled), ``want``

@@ -2,7 +2,9 @@
 
 A stream carries frames: an unsigned varint length, then that many bytes of one DAG-CBOR map.
 Every map has a type ``t``. docs/spec.md §10 lists the messages; :func:`parse_message` checks
-each against its shape and limits, so the rest of the node only ever sees well-formed ones.
+each against its shape and limits, so the rest of the node only ever sees well-formed ones, and
+:func:`encode_message` checks the same limits before sending (:class:`SendLimitError`), so the
+node never sends what its peers must refuse.
 """
 
 from __future__ import annotations

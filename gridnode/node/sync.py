@@ -6,6 +6,11 @@ module moves bytes between them, a stream and the storage (through the
 verified (hash, structure, signature) and judged by the log (clock, skip links, access) before
 anything is kept.
 
+Both ends read a stream no faster than its byte window allows (:meth:`SyncConnection.room
+<protocols.sync.SyncConnection.room>`): a peer sending faster waits, and is never refused for
+the length of what it sends. What this node sends keeps to the limits its peers check (its newest
+heads, reconciliation answers cut to the range limit, blocks messages of at most ``MAX_BLOCKS``).
+
 A pull is a set reconciliation (the server sends what the puller lacks as it goes), then a check
 against the server's heads: anything still lacking (the server wrote meanwhile, or reconciliation
 was cut short) is fetched by ``want``, which walks the DAG. Reconciliation is the fast path;
