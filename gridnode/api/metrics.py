@@ -215,5 +215,10 @@ def node_families(
                 stats.unasked_blocks,
             ),
             total("bitswap_wants_received", "Want-list entries received.", stats.wants_received),
+            total(
+                "bitswap_slow_readers_dropped",
+                "Bitswap peers reset for taking no answer within the write timeout.",
+                stats.slow_readers_dropped,
+            ),
         ]
     return families
