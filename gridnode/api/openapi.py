@@ -202,6 +202,7 @@ def openapi(version: str) -> dict[str, Any]:
             "writers": _STRINGS,
             "options": {"type": "object"},
         },
+        {"readers": _STRINGS},
     )
     info = {
         **database,
@@ -526,6 +527,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "indexes": _STRINGS,
                         "index_by": {"type": ["string", "null"]},
                         "private": {"type": "boolean"},
+                        "readers": _STRINGS,
                     },
                 },
                 "Status": _obj(

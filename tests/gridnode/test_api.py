@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from crdt.errors import GridnodeError, InvalidOperation
+from crdt.identity import Keypair
 from crdt.ipld.cid import CID
 from gridnode import api, errors, ops
 from gridnode.api import asgi, routes
@@ -191,6 +192,22 @@ def test_malformed_requests_are_400_never_500(tmp_path):
                 ("POST", "/db", b'{"name": "x", "type": "keyvalue", "indexes": ["a"]}'),
                 ("POST", "/db", b'{"name": "x", "type": "keyvalue", "colour": 1}'),
                 ("POST", "/db", b'{"name": "x", "type": "keyvalue", "public": "yes"}'),
+                ("POST", "/db", b'{"name": "x", "type": "keyvalue", "readers": ["did:key:nope"]}'),
+                (
+                    "POST",
+                    "/db",
+                    b'{"name": "x", "type": "keyvalue", "private": true, "readers": [1]}',
+                ),
+                (
+                    "POST",
+                    "/db",
+                    b'{"name": "x", "type": "keyvalue", "private": true, "readers": ["did:key:nope"]}',
+                ),
+                (
+                    "POST",
+                    "/db",
+                    b'{"name": "x", "type": "keyvalue", "private": true, "public": true}',
+                ),
                 ("POST", "/db", b'{"a": 1, "a": 2}'),
                 ("POST", "/db", b'{"/": "not a cid"}'),
                 ("POST", "/db", b"\xff\xfe"),
@@ -778,5 +795,23 @@ def test_a_database_whose_store_does_not_open_does_not_fail_the_listings(tmp_pat
             assert not _node.replicating(bad) and _node.replicating(listed["good"]["address"])
             events = (await call(client.request_json, "GET", "/events"))["events"]
             assert events[0]["address"] == bad and "cannot open" in events[0]["text"]
+
+    run(test)
+
+
+def test_create_a_private_database_with_readers(tmp_path):
+    """``POST /db`` with ``private`` and ``readers``: 201 with the manifest, readers included;
+    ``GET /db/{db}`` says private."""
+    reader = Keypair.from_seed(bytes([5]) * 32).did
+
+    async def test():
+        async with serving(tmp_path / "node") as (node, client):
+            request = ops.CreateRequest("p", "keyvalue", private=True, readers=[reader])
+            created = await call(client.create, request)
+            assert created["readers"] == [reader]
+            info = await call(client.database, created["address"])
+            assert info["private"] is True and info["readers"] == [reader]
+            made = await node.create_database("q", "events", private=True, readers=[reader])
+            assert made.manifest.private and made.manifest.readers == (reader,)
 
     run(test)
