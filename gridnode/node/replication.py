@@ -351,11 +351,11 @@ class Replication:
             return
         address = "/gridnode/" + str(announcement.db)
         replica = self._replicas.get(address)
-        if (
-            replica is None
-            or not replica.private
-            or not await self._may_read(peer, replica.database)
-        ):
+        if replica is None or not replica.private:
+            # Not one this node keeps private (perhaps not yet followed): nothing to pull.
+            log.debug("direct announcement from %s for %s: not kept private here", peer, address)
+            return
+        if not await self._may_read(peer, replica.database):
             self._refuse_private(peer, address, "direct announcement from a peer not a reader")
             return
         self.start_pull(peer, address)
@@ -364,8 +364,10 @@ class Replication:
         """Count a request for a private database refused to ``peer``; whether it may still ask
         (at most :data:`REFUSALS_PER_MINUTE` a minute)."""
         self._stats.counters.private_refused += 1
-        self._stats.note("refused", text, peer=peer, address=address or None)
-        return self._private_refusals.allow(peer, time.monotonic())
+        allowed = self._private_refusals.allow(peer, time.monotonic())
+        if allowed:  # past its budget, a peer must not fill the events with its refusals
+            self._stats.note("refused", text, peer=peer, address=address)
+        return allowed
 
     async def _may_read(self, peer: str, database: StoredDatabase) -> bool:
         """Whether ``peer`` (by the did:key its peer id names) may read ``database``."""
