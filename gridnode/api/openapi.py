@@ -107,7 +107,7 @@ def _post(
 #: The schema of a read's query parameter, by the parameter's kind (gridnode.ops.Param).
 _KINDS: Final[dict[str, dict[str, Any]]] = {
     "str": {"type": "string"},
-    "int": {"type": "integer", "minimum": 0},
+    "int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     "bool": {"type": "boolean"},
     "json": {"type": "string", "description": "a JSON value"},
 }

@@ -225,6 +225,7 @@ def test_malformed_requests_are_400_never_500(tmp_path):
                 ("GET", f"/db/{dcid}/query?eq=%7Boops", None),
                 ("GET", f"/db/{dcid}/query?limit=-1", None),
                 ("GET", f"/db/{cid}/log?limit=ten", None),
+                ("GET", f"/db/{cid}/log?limit=9223372036854775808", None),  # 2**63
                 ("GET", f"/db/{cid}?digest=maybe", None),
                 ("GET", "/db/%ff", None),
                 ("POST", "/follow", b'{"address": 1}'),
