@@ -728,7 +728,7 @@ def test_a_read_registered_in_ops_is_in_the_document_without_an_edit_of_it(monke
     assert operation["summary"] == "The last events."
     assert {p["name"]: (p["in"], p["schema"]) for p in operation["parameters"]} == {
         "db": ("path", {"type": "string", "minLength": 1}),
-        "n": ("query", {"type": "integer", "minimum": 0}),
+        "n": ("query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
         "whole": ("query", {"type": "boolean"}),
     }
     # Limited to some store types: 409 on the others.
