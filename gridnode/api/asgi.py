@@ -151,8 +151,9 @@ class Request:
         text = self.query.get(name)
         if text is None:
             return None
-        if not (text.isascii() and text.isdigit()):
-            raise InvalidRequest(f"{name} must be a non-negative integer, not {text!r}")
+        # At most 2**63 - 1: a larger count means nothing here and breaks islice() and SQLite.
+        if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
+            raise InvalidRequest(f"{name} must be an integer from 0 to 2**63-1, not {text!r:.40}")
         return int(text)
 
     def flag(self, name: str, default: bool = False) -> bool:
