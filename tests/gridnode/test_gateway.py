@@ -432,7 +432,7 @@ def test_a_client_that_stops_reading_loses_its_slot(tmp_path, monkeypatch, caplo
                 assert (await call(client.status))["running"] is True
                 # The parked answers are bounded: at MAX_STALLED, heavy requests get 503 at once.
                 monkeypatch.setattr(asgi, "MAX_STALLED", asgi.MAX_HEAVY)
-                status, body, headers = await raw(
+                status, body, _headers = await raw(
                     client, "GET", f"/ipfs/{manifest}", headers=CAR, token=None
                 )
                 assert status == 503 and "stopped reading" in body["error"], (status, body)
