@@ -20,6 +20,7 @@ from crdt.ipld.dagcbor import decode, encode
 from protocols.errors import ProtocolError, SendLimitError
 
 __all__ = [
+    "DIRECT_HEADS_PROTOCOL_ID",
     "MAX_ANNOUNCEMENT",
     "PEERS_TOPIC",
     "Announcement",
@@ -34,6 +35,12 @@ MAX_ANNOUNCEMENT: Final = 64 * 1024
 #: Head entries ride along only while the message stays under this size.
 INLINE_BUDGET: Final = 32 * 1024
 MAX_ANNOUNCED_HEADS: Final = 256
+
+
+#: A private database's heads, told over a stream to each peer that may read it instead of on a
+#: topic (docs/spec.md §10, "Private databases"): one announcement (without inline blocks), then
+#: the stream ends.
+DIRECT_HEADS_PROTOCOL_ID: Final = "/gridnode/heads/1.0.0"
 
 
 def topic_for(db: CID) -> str:
