@@ -7,6 +7,17 @@ so every correct replica reaches the same verdict whatever order entries arrive 
 - **causality**: an entry is applied only once all its parents are; until then it waits in a
   bounded pending set, and :attr:`Log.missing` names the parents to fetch. An entry descending from
   a rejected one is rejected too.
+- **what may wait**: waiting is bounded in entries (in all and per author) and in bytes (in all
+  and per *source*, an opaque name the caller gives a join: the node passes the peer it came
+  from); with ``refuse_unknown_authors`` (the node's setting) only an entry whose author could
+  still be authorised waits: a manifest admin or writer, or a DID some grant names (applied, or
+  itself waiting), or anyone in a database open to everyone. A waiting grant names its DID for
+  others only if its own author could administer (so a chain of fresh keys granting each other
+  must start at a known admin). An entry that may not wait is not a verdict: it is returned in
+  :attr:`JoinResult.dropped`, to offer again later.
+  Waiting entries expire (:meth:`Log.expire_pending`, with the time passed in: the log reads no
+  clock). :attr:`Log.missing` is kept as entries come and go, never recomputed from the pending
+  set, so asking what is missing costs the same at 10 or 100,000 waiting entries.
 - **clock**: checked, not trusted: 1 for a root, else exactly 1 + the highest parent clock.
 - **skip links**: exactly those its position implies (below), so walks stay logarithmic and a
   writer cannot plant misleading shortcuts.
@@ -36,9 +47,14 @@ table                 key                                   value
 ``log.meta``          binary CID                            ``[clock, author, next, skip, acl key]``
 ``log.order``         clock (8 bytes, big-endian) + CID     ``1``
 ``log.heads``         binary CID                            ``1``
-``log.pending``       binary CID                            author
+``log.pending``       binary CID                            ``[author, source, bytes, since ms]``
+``log.psince``        since ms (8 bytes) + CID              ``1`` (pending by age, for expiry)
 ``log.waiting``       parent CID + child CID                ``1``
+``log.missing``       binary CID                            ``1``: parents waited for, not held
 ``log.pauthor``       author (UTF-8)                        pending entries by that author
+``log.psource``       source (UTF-8)                        ``[pending entries, bytes]`` from it
+``log.named``         role + 0x00 + DID                     ``1``: named by an applied grant
+``log.pnamed``        role + 0x00 + DID                     pending grants naming it
 ``log.rejected``      binary CID                            ``[sequence, reason]``
 ``log.rejseq``        sequence (8 bytes)                    binary CID (oldest first, for eviction)
 ``log.pos``           author + 0x00 + clock (8 bytes)       CID of the first entry seen there
@@ -66,13 +82,15 @@ from crdt.errors import (
     InvalidSkipLinks,
     LogError,
     PendingLimitExceeded,
+    PendingRefused,
     RejectedAncestor,
     Unauthorized,
+    UnknownAuthor,
     WrongDatabase,
 )
 from crdt.identity import Keypair
 from crdt.ipld.cid import CID
-from crdt.manifest import Manifest
+from crdt.manifest import PUBLIC, Manifest
 from crdt.rangesums import RangeSums
 from crdt.space import MemorySpace, Space, absent_keys, prefix_end
 
@@ -80,6 +98,11 @@ __all__ = ["Equivocation", "JoinResult", "Log", "order_key"]
 
 DEFAULT_MAX_PENDING: Final = 100_000
 DEFAULT_MAX_PENDING_PER_AUTHOR: Final = 20_000
+#: Bytes of entry blocks waiting for parents, in all and from one source.
+DEFAULT_MAX_PENDING_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_PENDING_BYTES_PER_SOURCE: Final = 16 * 1024 * 1024
+#: Bytes of waiting entries kept decoded in memory (the rest are read back from the space).
+PENDING_CACHE_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_MAX_REJECTED: Final = 100_000
 #: Decoded entries kept in memory (recently applied or read).
 ENTRY_CACHE: Final = 4096
@@ -102,8 +125,9 @@ class JoinResult:
     pending: list[CID] = field(default_factory=list)
     #: Entries refused for good, with the reason.
     rejected: list[tuple[CID, LogError]] = field(default_factory=list)
-    #: Entries not kept because the pending set is full; offer them again later.
-    dropped: list[tuple[CID, PendingLimitExceeded]] = field(default_factory=list)
+    #: Entries with missing parents not kept to wait (the pending set is full, or no known grant
+    #: could authorise the author); offer them again later.
+    dropped: list[tuple[CID, PendingRefused]] = field(default_factory=list)
     #: Entries the log already had (applied, pending or rejected).
     duplicates: int = 0
 
@@ -133,6 +157,36 @@ def _position(author: str, clock: int) -> bytes:
     return author.encode("utf-8") + b"\x00" + _u64.pack(clock)
 
 
+def _named_key(role: str, did: str) -> bytes:
+    return role.encode("utf-8") + b"\x00" + did.encode("utf-8")
+
+
+def _grant_of(entry: Entry) -> tuple[str, str] | None:
+    """``(role, did)`` if the entry is a well-formed grant."""
+    if not is_acl_payload(entry.payload):
+        return None
+    parsed = parse_acl_op(entry.payload)
+    if parsed is None or parsed[0] != "grant":
+        return None
+    return parsed[1], parsed[2]
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A ``log.pending`` row."""
+
+    author: str
+    source: str
+    size: int | None  # None: a row written before sizes were kept (see index_pending)
+    since: int  # milliseconds
+
+    @classmethod
+    def of(cls, row: Any) -> _Waiting:
+        if isinstance(row, str):  # written before issue 18: the author alone
+            return cls(row, "", None, 0)
+        return cls(str(row[0]), str(row[1]), int(row[2]), int(row[3]))
+
+
 class Log:
     """The op log of one database, its state in a :class:`~crdt.space.Space`."""
 
@@ -143,11 +197,20 @@ class Log:
         space: Space | None = None,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_pending_per_author: int = DEFAULT_MAX_PENDING_PER_AUTHOR,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        max_pending_bytes_per_source: int = DEFAULT_MAX_PENDING_BYTES_PER_SOURCE,
         max_rejected: int = DEFAULT_MAX_REJECTED,
+        refuse_unknown_authors: bool = False,
     ) -> None:
         self.manifest = manifest
         self.max_pending = max_pending
         self.max_pending_per_author = max_pending_per_author
+        self.max_pending_bytes = max_pending_bytes
+        self.max_pending_bytes_per_source = max_pending_bytes_per_source
+        #: Refuse to keep waiting an entry no known grant could authorise (:class:`UnknownAuthor`).
+        #: Only where what is refused is offered again once its grants are known, as the node's
+        #: sync does (a replica fed by one-shot deliveries would lose valid entries).
+        self.refuse_unknown_authors = refuse_unknown_authors
         self.max_rejected = max_rejected
         self.space = space if space is not None else MemorySpace()
         table = self.space.table
@@ -158,6 +221,11 @@ class Log:
         self._pending_t = table("log.pending")
         self._waiting_t = table("log.waiting")
         self._pauthor_t = table("log.pauthor")
+        self._psince_t = table("log.psince")
+        self._psource_t = table("log.psource")
+        self._missing_t = table("log.missing")
+        self._named_t = table("log.named")
+        self._pnamed_t = table("log.pnamed")
         self._rejected_t = table("log.rejected")
         self._rejseq_t = table("log.rejseq")
         self._pos_t = table("log.pos")
@@ -172,6 +240,7 @@ class Log:
         self._meta_cache: dict[CID, _Meta] = {}
         self._entry_cache: dict[CID, Entry] = {}
         self._pending_cache: dict[CID, Entry] = {}
+        self._pending_cache_bytes = 0
         self._counts: dict[bytes, int] = {}
         self._heads: set[CID] = {CID.parse(k) for k, _ in self._heads_t.range()}
         self._fresh_positions: set[bytes] = set()
@@ -265,14 +334,33 @@ class Log:
         return self._pending_t.get(cid.bytes) is not None
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes of the entry blocks waiting for parents."""
+        return self._count(b"pbytes")
+
+    def pending_from(self, source: str) -> tuple[int, int]:
+        """``(entries, bytes)`` waiting for parents that came from ``source``."""
+        row = self._psource_t.get(source.encode("utf-8"))
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    @property
     def missing(self) -> frozenset[CID]:
         """Parents that pending entries wait for and the log has not seen: what to fetch."""
-        found: set[CID] = set()
-        for key, _ in self._waiting_t.range():
-            parent, _end = CID.read(key, 0)
-            if self._pending_t.get(parent.bytes) is None:
-                found.add(parent)
-        return frozenset(found)
+        return frozenset(self.iter_missing())
+
+    @property
+    def missing_count(self) -> int:
+        """How many parents pending entries wait for (read from a counter, not counted)."""
+        return self._count(b"missing")
+
+    def is_missing(self, cid: CID) -> bool:
+        """Whether a pending entry waits for ``cid`` and the log has not seen it."""
+        return self._missing_t.get(cid.bytes) is not None
+
+    def iter_missing(self) -> Iterator[CID]:
+        """The missing parents (:attr:`missing`), by binary CID, read lazily."""
+        for key, _ in self._missing_t.range():
+            yield CID.parse(key)
 
     def rejection(self, cid: CID) -> str | None:
         """Why an entry was rejected, if it was (remembered for the last ``max_rejected``)."""
@@ -345,8 +433,12 @@ class Log:
         self.sums.flush()
         return entry
 
-    def join(self, entries: Iterable[Entry]) -> JoinResult:
-        """Offer entries (in any order, with duplicates); apply every one whose past is complete."""
+    def join(self, entries: Iterable[Entry], *, source: str = "", now: float = 0.0) -> JoinResult:
+        """Offer entries (in any order, with duplicates); apply every one whose past is complete.
+
+        ``source`` names where they came from (the pending bytes of each source are bounded) and
+        ``now`` is the time in seconds, kept with the entries that wait (:meth:`expire_pending`).
+        """
         result = JoinResult()
         batch = list(entries)
         # One batched lookup per table instead of three point lookups per entry: the CIDs that
@@ -367,7 +459,20 @@ class Log:
         )
         try:
             for entry in batch:
-                self._offer(entry, result, fresh)
+                self._offer(entry, result, fresh, source, now)
+            # An entry refused as by an unknown author may be let in by what came later in the
+            # same batch (the grant naming it, or a rejected parent, which decides it): offer
+            # those again while that changes anything.
+            refused = {c for c, err in result.dropped if isinstance(err, UnknownAuthor)}
+            while refused:
+                result.dropped = [d for d in result.dropped if d[0] not in refused]
+                again = {e.cid: e for e in batch if e.cid in refused}
+                for entry in again.values():
+                    self._offer(entry, result, None, source, now)
+                still = {c for c, err in result.dropped if isinstance(err, UnknownAuthor)}
+                if len(still) >= len(refused):
+                    break  # nothing came of it
+                refused = still
         finally:
             self._fresh_positions = set()
             self.sums.flush()
@@ -379,7 +484,14 @@ class Log:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _offer(self, entry: Entry, result: JoinResult, fresh: set[bytes] | None = None) -> None:
+    def _offer(
+        self,
+        entry: Entry,
+        result: JoinResult,
+        fresh: set[bytes] | None = None,
+        source: str = "",
+        now: float = 0.0,
+    ) -> None:
         cid = entry.cid
         raw = cid.bytes
         if fresh is not None and raw in fresh:
@@ -405,53 +517,227 @@ class Log:
         if not missing:
             self._apply_from(entry, result)
             return
-        if self.pending_count >= self.max_pending:
-            error = PendingLimitExceeded(f"{self.max_pending} entries already wait for parents")
+        error = self._may_not_wait(entry, source)
+        if error is not None:
             result.dropped.append((cid, error))
             return
-        author_key = entry.author.encode("utf-8")
-        by_author = self._pauthor_t.get(author_key) or 0
+        self._pend(entry, missing, source, now)
+        result.pending.append(cid)
+
+    # -- the pending set ----------------------------------------------------------------------
+
+    def _named(self, role: str, did: str) -> bool:
+        key = _named_key(role, did)
+        return self._named_t.get(key) is not None or self._pnamed_t.get(key) is not None
+
+    def could_be_authorised(self, author: str, payload: Any) -> bool:
+        """Whether some history this log could still come to hold might let ``author`` write
+        ``payload``: a manifest role, a DID named by a grant (applied or waiting), or a database
+        open to everyone. What waits for parents must pass this; it is not the access verdict
+        (that is judged on the entry's causal past once it is complete)."""
+        manifest = self.manifest
+        if author in manifest.admins or self._named("admin", author):
+            return True
+        if is_acl_payload(payload):
+            return False
+        return (
+            manifest.public
+            or author in manifest.writers
+            or self._named("writer", author)
+            or self._named("writer", PUBLIC)
+        )
+
+    def _may_not_wait(self, entry: Entry, source: str) -> PendingRefused | None:
+        """Why an entry whose parents are missing may not wait for them (``None``: it may)."""
+        if self.refuse_unknown_authors and not self.could_be_authorised(
+            entry.author, entry.payload
+        ):
+            return UnknownAuthor(
+                f"{entry.author} is named by no grant this replica knows, in a database not "
+                "open to everyone: not kept to wait for missing parents"
+            )
+        if self.pending_count >= self.max_pending:
+            return PendingLimitExceeded(f"{self.max_pending} entries already wait for parents")
+        by_author = self._pauthor_t.get(entry.author.encode("utf-8")) or 0
         if by_author >= self.max_pending_per_author:
-            error = PendingLimitExceeded(
+            return PendingLimitExceeded(
                 f"{self.max_pending_per_author} entries by {entry.author} already wait for parents"
             )
-            result.dropped.append((cid, error))
-            return
+        size = len(entry.block)
+        if self.pending_bytes + size > self.max_pending_bytes:
+            return PendingLimitExceeded(
+                f"{self.pending_bytes} bytes already wait for parents (at most "
+                f"{self.max_pending_bytes})"
+            )
+        _count, from_source = self.pending_from(source)
+        if from_source + size > self.max_pending_bytes_per_source:
+            return PendingLimitExceeded(
+                f"{from_source} bytes from {source!r:.80} already wait for parents (at most "
+                f"{self.max_pending_bytes_per_source} per source)"
+            )
+        return None
+
+    def _pend(self, entry: Entry, missing: list[CID], source: str, now: float) -> None:
+        cid = entry.cid
+        raw = cid.bytes
+        size = len(entry.block)
+        since = max(0, int(now * 1000))
+        self._mark_indexed()
         self._blocks.put(raw, entry.block)
-        self._pending_t.put(raw, entry.author)
-        self._pauthor_t.put(author_key, by_author + 1)
+        self._pending_t.put(raw, [entry.author, source, size, since])
+        self._psince_t.put(_u64.pack(since) + raw, 1)
+        author_key = entry.author.encode("utf-8")
+        self._pauthor_t.put(author_key, (self._pauthor_t.get(author_key) or 0) + 1)
+        self._add_from(source, 1, size)
         self._bump(b"pending", 1)
-        if len(self._pending_cache) < 4 * ENTRY_CACHE:
+        self._bump(b"pbytes", size)
+        grant = _grant_of(entry)
+        if grant is not None:
+            # Its author could administer (it passed _may_not_wait as an ACL entry), so the DID
+            # it names could come to hold the role.
+            key = _named_key(*grant)
+            self._pnamed_t.put(key, (self._pnamed_t.get(key) or 0) + 1)
+        if (
+            len(self._pending_cache) < 4 * ENTRY_CACHE
+            and self._pending_cache_bytes + size <= PENDING_CACHE_BYTES
+        ):
             self._pending_cache[cid] = entry
+            self._pending_cache_bytes += size
+        self._not_missing(cid)  # children may wait for it: held now, no longer to fetch
         for parent in missing:
             self._waiting_t.put(parent.bytes + raw, 1)
-        result.pending.append(cid)
+            if self._pending_t.get(parent.bytes) is None:
+                self._now_missing(parent)
+
+    def _add_from(self, source: str, count: int, size: int) -> None:
+        key = source.encode("utf-8")
+        row = self._psource_t.get(key)
+        entries, total = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        entries, total = entries + count, total + size
+        if entries > 0:
+            self._psource_t.put(key, [entries, total])
+        else:
+            self._psource_t.delete(key)
+
+    def _now_missing(self, cid: CID) -> None:
+        if self._missing_t.get(cid.bytes) is None:
+            self._missing_t.put(cid.bytes, 1)
+            self._bump(b"missing", 1)
+
+    def _not_missing(self, cid: CID) -> None:
+        if self._count(b"missing") and self._missing_t.delete(cid.bytes):
+            self._bump(b"missing", -1)
+
+    def _waited_for(self, cid: CID) -> bool:
+        prefix = cid.bytes
+        return any(True for _ in self._waiting_t.range(prefix, prefix_end(prefix), limit=1))
 
     def _unpend(self, cid: CID) -> Entry | None:
         """Take an entry out of the pending set; return it (``None`` if it was not pending)."""
         raw = cid.bytes
-        author = self._pending_t.get(raw)
-        if author is None:
+        row = self._pending_t.get(raw)
+        if row is None:
             return None
-        self._pending_t.delete(raw)
-        author_key = str(author).encode("utf-8")
-        left = (self._pauthor_t.get(author_key) or 1) - 1
-        if left:
-            self._pauthor_t.put(author_key, left)
-        else:
-            self._pauthor_t.delete(author_key)
-        self._bump(b"pending", -1)
-        if not self._count(b"pending"):
-            # Nothing waits any more: drop what is left of the waiting rows (those of children
-            # that were applied or rejected while they still waited on another parent).
-            for key, _ in list(self._waiting_t.range()):
-                self._waiting_t.delete(key)
+        waiting = _Waiting.of(row)
         entry = self._pending_cache.pop(cid, None)
         if entry is None:
             block = self._blocks.get(raw)
             assert block is not None, "a pending entry's block is stored"
             entry = entry_from_block(cid, block)
+        else:
+            self._pending_cache_bytes -= len(entry.block)
+        size = len(entry.block) if waiting.size is None else waiting.size
+        self._pending_t.delete(raw)
+        self._psince_t.delete(_u64.pack(waiting.since) + raw)
+        author_key = waiting.author.encode("utf-8")
+        left = (self._pauthor_t.get(author_key) or 1) - 1
+        if left:
+            self._pauthor_t.put(author_key, left)
+        else:
+            self._pauthor_t.delete(author_key)
+        self._add_from(waiting.source, -1, -size)
+        self._bump(b"pending", -1)
+        self._bump(b"pbytes", -size)
+        grant = _grant_of(entry)
+        if grant is not None:
+            key = _named_key(*grant)
+            named = (self._pnamed_t.get(key) or 1) - 1
+            if named:
+                self._pnamed_t.put(key, named)
+            else:
+                self._pnamed_t.delete(key)
+        # What it waited for: no longer waited for by it (and, if by nothing else, not missing).
+        for parent in entry.next:
+            if self._waiting_t.delete(parent.bytes + raw) and not self._waited_for(parent):
+                self._not_missing(parent)
         return entry
+
+    def expire_pending(self, before: float) -> list[CID]:
+        """Drop the entries that have waited since before ``before`` (seconds, the clock the
+        joins' ``now`` came from); return them. Not a verdict: offered again, they wait again."""
+        expired = []
+        for key, _ in list(self._psince_t.range(None, _u64.pack(max(0, int(before * 1000))))):
+            cid = CID.parse(key[8:])
+            if self._unpend(cid) is None:  # pragma: no cover - the two tables change together
+                self._psince_t.delete(key)
+                continue
+            self._blocks.delete(cid.bytes)
+            if self._waited_for(cid):
+                self._now_missing(cid)  # its waiting children need it fetched again
+            expired.append(cid)
+        return expired
+
+    # -- the pending indexes of a log from before issue 18 ------------------------------------
+
+    def _mark_indexed(self) -> None:
+        if not self._count(b"pindex"):
+            self._bump(b"pindex", 1)
+
+    @property
+    def pending_indexed(self) -> bool:
+        """Whether the pending set's indexes (sizes, sources, ages, missing parents, names
+        granted) are kept; a log written before they existed needs :meth:`index_pending`."""
+        return self._count(b"pindex") > 0 or (
+            self._count(b"entries") == 0 and self._count(b"pending") == 0
+        )
+
+    def index_pending(self, now: float) -> None:
+        """Build the pending indexes of a log from an older version, once: its waiting entries
+        count as received at ``now``, from source ``""``."""
+        since = max(0, int(now * 1000))
+        for name in ("log.psince", "log.psource", "log.missing", "log.named", "log.pnamed"):
+            table = self.space.table(name)
+            for key in [k for k, _ in table.range()]:
+                table.delete(key)
+        self._counts[b"pbytes"] = 0
+        self._info_t.put(b"pbytes", 0)
+        self._counts[b"missing"] = 0
+        self._info_t.put(b"missing", 0)
+        for raw, row in list(self._pending_t.range()):
+            cid = CID.parse(raw)
+            block = self._blocks.get(raw)
+            assert block is not None, "a pending entry's block is stored"
+            entry = entry_from_block(cid, block)
+            waiting = _Waiting.of(row)
+            size = len(entry.block)
+            self._pending_t.put(raw, [entry.author, waiting.source, size, since])
+            self._psince_t.put(_u64.pack(since) + raw, 1)
+            self._add_from(waiting.source, 1, size)
+            self._bump(b"pbytes", size)
+            grant = _grant_of(entry)
+            if grant is not None:
+                key = _named_key(*grant)
+                self._pnamed_t.put(key, (self._pnamed_t.get(key) or 0) + 1)
+        for key, _ in list(self._waiting_t.range()):
+            parent, end = CID.read(key, 0)
+            if self._pending_t.get(key[end:]) is None:
+                self._waiting_t.delete(key)  # its child was applied or rejected meanwhile
+            elif self._pending_t.get(parent.bytes) is None:
+                self._now_missing(parent)
+        for _raw, (op, role, did, _past) in self._aclop_t.range():
+            if op == "grant":
+                self._named_t.put(_named_key(role, did), 1)
+        self._mark_indexed()
 
     def _children_waiting_on(self, parent: CID) -> list[CID]:
         if not self._count(b"pending"):
@@ -462,6 +748,7 @@ class Log:
         for key, _ in rows:
             self._waiting_t.delete(key)
             children.append(CID.parse(key[len(prefix) :]))
+        self._not_missing(parent)  # applied or rejected: nothing to fetch any more
         return sorted(children)
 
     def _apply_from(self, first: Entry, result: JoinResult) -> None:
@@ -593,6 +880,13 @@ class Log:
         self._order_t.put(item, 1)
         if not self._count(b"entries"):
             self._bump(b"sums", 1)  # kept since the first entry (older logs: rebuild_sums)
+            self._mark_indexed()  # likewise the pending indexes (older logs: index_pending)
+        if is_acl_payload(entry.payload):
+            grant = _grant_of(entry)
+            if grant is not None:
+                # Named by a grant for good (a revoke does not unname: a branch that has not
+                # seen it may still be built on), so entries by this DID may wait for parents.
+                self._named_t.put(_named_key(*grant), 1)
         self.sums.add(item)
         for parent in entry.next:
             if parent in self._heads:

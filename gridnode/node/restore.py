@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Final
 
 import trio
@@ -118,7 +119,9 @@ class Restorer:
             database = await self._worker.run(self._repo.add_database, manifest)
         else:
             database = existing
-        report = await self._worker.run(database.join_entries, entries, report)
+        report = await self._worker.run(
+            partial(database.join_entries, entries, report, source="bitswap")
+        )
         self._count_join("bitswap", report)
         await self._replication.replicate(database)
         return report
@@ -141,7 +144,7 @@ class Restorer:
         database = self._replication.database(address)
         self._filling.add(address)
         try:
-            missing = await self._worker.run(lambda: sorted(database.missing))
+            missing = await self._worker.run(database.first_missing, MAX_GAP_FILL)
             if not missing:
                 return
             deadline = trio.current_time() + GAP_FILL_SECONDS
@@ -150,7 +153,9 @@ class Restorer:
                 return
             report = ImportReport(address=database.address)
             entries = await self.walk(got, peers, deadline, report, database.unknown)
-            report = await self._worker.run(database.join_entries, entries, report)
+            report = await self._worker.run(
+                partial(database.join_entries, entries, report, source="bitswap")
+            )
             self._count_join("bitswap", report)
             log.info(
                 "filled gaps of %s over bitswap: %d entries applied",
