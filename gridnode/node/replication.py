@@ -488,7 +488,7 @@ def _has_missing(database: StoredDatabase, given_up: dict[CID, int]) -> bool:
     count = database.missing_count
     if not count:
         return False
-    hopeless = sum(
-        1 for cid, asks in given_up.items() if asks >= MAX_ASKS and database.is_missing(cid)
-    )
-    return count > hopeless
+    hopeless = [cid for cid, asks in given_up.items() if asks >= MAX_ASKS]
+    if count > len(hopeless):
+        return True  # more are missing than were ever given up on
+    return count > sum(1 for cid in hopeless if database.is_missing(cid))
