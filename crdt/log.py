@@ -242,14 +242,26 @@ class Log:
         self._pending_cache: dict[CID, Entry] = {}
         self._pending_cache_bytes = 0
         self._counts: dict[bytes, int] = {}
+        self._dirty_counts: set[bytes] = set()
+        #: ``log.psource`` rows read so far, and those changed and not yet written.
+        self._sources: dict[str, tuple[int, int]] = {}
+        self._dirty_sources: set[str] = set()
+        #: ``log.psince`` and ``log.missing`` rows made during the current call and not yet
+        #: written: an entry that waits and is applied within one join costs neither index a
+        #: sorted insert and removal (joins in random order pass most entries through here).
+        self._new_since: dict[bytes, bytes] = {}
+        self._new_missing: set[bytes] = set()
         self._heads: set[CID] = {CID.parse(k) for k, _ in self._heads_t.range()}
+        for name in (b"pending", b"pbytes", b"missing", b"pindex"):
+            self._count(name)  # read once: the pending path reads them straight from _counts
+        self._by_author = 0
         self._fresh_positions: set[bytes] = set()
 
     # -- counters -----------------------------------------------------------------------------
 
     def _count(self, name: bytes) -> int:
-        # Counters are read once and then kept in memory; every change is written through, in
-        # the same transaction as the change it counts.
+        # Counters are read once and then kept in memory; changes are written when the call
+        # that made them ends (:meth:`_flush_counts`), in the same transaction as what they count.
         value = self._counts.get(name)
         if value is None:
             stored = self._info_t.get(name)
@@ -257,9 +269,30 @@ class Log:
         return value
 
     def _bump(self, name: bytes, delta: int) -> None:
-        value = self._count(name) + delta
-        self._counts[name] = value
-        self._info_t.put(name, value)
+        counts = self._counts
+        value = counts.get(name)
+        counts[name] = (self._count(name) if value is None else value) + delta
+        self._dirty_counts.add(name)
+
+    def _flush_counts(self) -> None:
+        for key in self._new_since.values():
+            self._psince_t.put(key, 1)
+        self._new_since.clear()
+        for raw in self._new_missing:
+            self._missing_t.put(raw, 1)
+        self._new_missing.clear()
+        for name in self._dirty_counts:
+            self._info_t.put(name, self._counts[name])
+        self._dirty_counts.clear()
+        for source in self._dirty_sources:
+            key = source.encode("utf-8")
+            entries, total = self._sources[source]
+            if entries > 0:
+                self._psource_t.put(key, [entries, total])
+            else:
+                self._psource_t.delete(key)
+                del self._sources[source]
+        self._dirty_sources.clear()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -340,8 +373,12 @@ class Log:
 
     def pending_from(self, source: str) -> tuple[int, int]:
         """``(entries, bytes)`` waiting for parents that came from ``source``."""
-        row = self._psource_t.get(source.encode("utf-8"))
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        found = self._sources.get(source)
+        if found is None:
+            row = self._psource_t.get(source.encode("utf-8"))
+            found = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            self._sources[source] = found
+        return found
 
     @property
     def missing(self) -> frozenset[CID]:
@@ -431,6 +468,7 @@ class Log:
         # can wait for it, and it was built to pass every check: apply it directly.
         self._apply(entry, self._state_after(entry, state))
         self.sums.flush()
+        self._flush_counts()
         return entry
 
     def join(self, entries: Iterable[Entry], *, source: str = "", now: float = 0.0) -> JoinResult:
@@ -476,6 +514,7 @@ class Log:
         finally:
             self._fresh_positions = set()
             self.sums.flush()
+            self._flush_counts()
         if result.pending:
             # An entry that waited for a parent offered later in the same batch was applied
             # meanwhile: it is not pending any more (nor rejected).
@@ -556,20 +595,23 @@ class Log:
                 f"{entry.author} is named by no grant this replica knows, in a database not "
                 "open to everyone: not kept to wait for missing parents"
             )
-        if self.pending_count >= self.max_pending:
+        counts = self._counts
+        if counts[b"pending"] >= self.max_pending:
             return PendingLimitExceeded(f"{self.max_pending} entries already wait for parents")
         by_author = self._pauthor_t.get(entry.author.encode("utf-8")) or 0
+        self._by_author = by_author  # for _pend, which comes next
         if by_author >= self.max_pending_per_author:
             return PendingLimitExceeded(
                 f"{self.max_pending_per_author} entries by {entry.author} already wait for parents"
             )
         size = len(entry.block)
-        if self.pending_bytes + size > self.max_pending_bytes:
+        if counts[b"pbytes"] + size > self.max_pending_bytes:
             return PendingLimitExceeded(
                 f"{self.pending_bytes} bytes already wait for parents (at most "
                 f"{self.max_pending_bytes})"
             )
-        _count, from_source = self.pending_from(source)
+        found = self._sources.get(source)
+        from_source = (found or self.pending_from(source))[1]
         if from_source + size > self.max_pending_bytes_per_source:
             return PendingLimitExceeded(
                 f"{from_source} bytes from {source!r:.80} already wait for parents (at most "
@@ -582,63 +624,77 @@ class Log:
         raw = cid.bytes
         size = len(entry.block)
         since = max(0, int(now * 1000))
-        self._mark_indexed()
+        counts = self._counts
+        if not counts[b"pindex"]:
+            self._mark_indexed()
         self._blocks.put(raw, entry.block)
         self._pending_t.put(raw, [entry.author, source, size, since])
-        self._psince_t.put(_u64.pack(since) + raw, 1)
-        author_key = entry.author.encode("utf-8")
-        self._pauthor_t.put(author_key, (self._pauthor_t.get(author_key) or 0) + 1)
-        self._add_from(source, 1, size)
-        self._bump(b"pending", 1)
-        self._bump(b"pbytes", size)
-        grant = _grant_of(entry)
-        if grant is not None:
-            # Its author could administer (it passed _may_not_wait as an ACL entry), so the DID
-            # it names could come to hold the role.
-            key = _named_key(*grant)
-            self._pnamed_t.put(key, (self._pnamed_t.get(key) or 0) + 1)
+        self._new_since[raw] = _u64.pack(since) + raw
+        self._pauthor_t.put(entry.author.encode("utf-8"), self._by_author + 1)
+        entries, total = self._sources[source]  # read by _may_not_wait
+        self._sources[source] = (entries + 1, total + size)
+        self._dirty_sources.add(source)
+        counts[b"pending"] += 1
+        counts[b"pbytes"] += size
+        self._dirty_counts.update((b"pending", b"pbytes"))
+        if is_acl_payload(entry.payload):
+            grant = _grant_of(entry)
+            if grant is not None:
+                # Its author could administer (it passed _may_not_wait as an ACL entry), so the
+                # DID it names could come to hold the role.
+                key = _named_key(*grant)
+                self._pnamed_t.put(key, (self._pnamed_t.get(key) or 0) + 1)
         if (
             len(self._pending_cache) < 4 * ENTRY_CACHE
             and self._pending_cache_bytes + size <= PENDING_CACHE_BYTES
         ):
             self._pending_cache[cid] = entry
             self._pending_cache_bytes += size
-        self._not_missing(cid)  # children may wait for it: held now, no longer to fetch
+        if counts[b"missing"]:
+            self._not_missing(cid)  # children may wait for it: held now, no longer to fetch
         for parent in missing:
             self._waiting_t.put(parent.bytes + raw, 1)
             if self._pending_t.get(parent.bytes) is None:
                 self._now_missing(parent)
 
     def _add_from(self, source: str, count: int, size: int) -> None:
-        key = source.encode("utf-8")
-        row = self._psource_t.get(key)
-        entries, total = (0, 0) if row is None else (int(row[0]), int(row[1]))
-        entries, total = entries + count, total + size
-        if entries > 0:
-            self._psource_t.put(key, [entries, total])
-        else:
-            self._psource_t.delete(key)
+        entries, total = self.pending_from(source)
+        self._sources[source] = (entries + count, total + size)
+        self._dirty_sources.add(source)
 
     def _now_missing(self, cid: CID) -> None:
-        if self._missing_t.get(cid.bytes) is None:
-            self._missing_t.put(cid.bytes, 1)
+        raw = cid.bytes
+        if raw not in self._new_missing and self._missing_t.get(raw) is None:
+            self._new_missing.add(raw)
             self._bump(b"missing", 1)
 
     def _not_missing(self, cid: CID) -> None:
-        if self._count(b"missing") and self._missing_t.delete(cid.bytes):
+        # Called for every entry applied while anything waits: the counter first, no lookup
+        # when nothing is missing.
+        if not (self._counts.get(b"missing") or self._count(b"missing")):
+            return
+        raw = cid.bytes
+        if raw in self._new_missing:
+            self._new_missing.discard(raw)
+            self._bump(b"missing", -1)
+        elif self._missing_t.delete(raw):
             self._bump(b"missing", -1)
 
     def _waited_for(self, cid: CID) -> bool:
         prefix = cid.bytes
         return any(True for _ in self._waiting_t.range(prefix, prefix_end(prefix), limit=1))
 
-    def _unpend(self, cid: CID) -> Entry | None:
-        """Take an entry out of the pending set; return it (``None`` if it was not pending)."""
+    def _unpend(self, cid: CID, *, parents_applied: bool = False) -> Entry | None:
+        """Take an entry out of the pending set; return it (``None`` if it was not pending).
+        ``parents_applied``: its parents all are, so no waiting row of it is left."""
         raw = cid.bytes
         row = self._pending_t.get(raw)
         if row is None:
             return None
-        waiting = _Waiting.of(row)
+        if isinstance(row, str):  # written before issue 18: the author alone
+            author, source, stored_size, since = row, "", None, 0
+        else:
+            author, source, stored_size, since = row
         entry = self._pending_cache.pop(cid, None)
         if entry is None:
             block = self._blocks.get(raw)
@@ -646,19 +702,22 @@ class Log:
             entry = entry_from_block(cid, block)
         else:
             self._pending_cache_bytes -= len(entry.block)
-        size = len(entry.block) if waiting.size is None else waiting.size
+        size = len(entry.block) if stored_size is None else stored_size
         self._pending_t.delete(raw)
-        self._psince_t.delete(_u64.pack(waiting.since) + raw)
-        author_key = waiting.author.encode("utf-8")
+        if self._new_since.pop(raw, None) is None:
+            self._psince_t.delete(_u64.pack(since) + raw)
+        author_key = author.encode("utf-8")
         left = (self._pauthor_t.get(author_key) or 1) - 1
         if left:
             self._pauthor_t.put(author_key, left)
         else:
             self._pauthor_t.delete(author_key)
-        self._add_from(waiting.source, -1, -size)
-        self._bump(b"pending", -1)
-        self._bump(b"pbytes", -size)
-        grant = _grant_of(entry)
+        self._add_from(source, -1, -size)
+        counts = self._counts
+        counts[b"pending"] -= 1
+        counts[b"pbytes"] -= size
+        self._dirty_counts.update((b"pending", b"pbytes"))
+        grant = _grant_of(entry) if is_acl_payload(entry.payload) else None
         if grant is not None:
             key = _named_key(*grant)
             named = (self._pnamed_t.get(key) or 1) - 1
@@ -666,15 +725,17 @@ class Log:
                 self._pnamed_t.put(key, named)
             else:
                 self._pnamed_t.delete(key)
-        # What it waited for: no longer waited for by it (and, if by nothing else, not missing).
-        for parent in entry.next:
-            if self._waiting_t.delete(parent.bytes + raw) and not self._waited_for(parent):
-                self._not_missing(parent)
+        if not parents_applied:
+            # What it waited for: no longer waited for by it (nor missing, if by nothing else).
+            for parent in entry.next:
+                if self._waiting_t.delete(parent.bytes + raw) and not self._waited_for(parent):
+                    self._not_missing(parent)
         return entry
 
     def expire_pending(self, before: float) -> list[CID]:
         """Drop the entries that have waited since before ``before`` (seconds, the clock the
         joins' ``now`` came from); return them. Not a verdict: offered again, they wait again."""
+        self._flush_counts()
         expired = []
         for key, _ in list(self._psince_t.range(None, _u64.pack(max(0, int(before * 1000))))):
             cid = CID.parse(key[8:])
@@ -685,12 +746,13 @@ class Log:
             if self._waited_for(cid):
                 self._now_missing(cid)  # its waiting children need it fetched again
             expired.append(cid)
+        self._flush_counts()
         return expired
 
     # -- the pending indexes of a log from before issue 18 ------------------------------------
 
     def _mark_indexed(self) -> None:
-        if not self._count(b"pindex"):
+        if not (self._counts.get(b"pindex") or self._count(b"pindex")):
             self._bump(b"pindex", 1)
 
     @property
@@ -709,6 +771,8 @@ class Log:
             table = self.space.table(name)
             for key in [k for k, _ in table.range()]:
                 table.delete(key)
+        self._sources.clear()
+        self._dirty_sources.clear()
         self._counts[b"pbytes"] = 0
         self._info_t.put(b"pbytes", 0)
         self._counts[b"missing"] = 0
@@ -738,6 +802,7 @@ class Log:
             if op == "grant":
                 self._named_t.put(_named_key(role, did), 1)
         self._mark_indexed()
+        self._flush_counts()
 
     def _children_waiting_on(self, parent: CID) -> list[CID]:
         if not self._count(b"pending"):
@@ -748,7 +813,8 @@ class Log:
         for key, _ in rows:
             self._waiting_t.delete(key)
             children.append(CID.parse(key[len(prefix) :]))
-        self._not_missing(parent)  # applied or rejected: nothing to fetch any more
+        if rows:
+            self._not_missing(parent)  # applied or rejected: nothing to fetch any more
         return sorted(children)
 
     def _apply_from(self, first: Entry, result: JoinResult) -> None:
@@ -772,7 +838,7 @@ class Log:
                     assert block is not None
                     child = entry_from_block(child_cid, block)
                 if all(self._meta(p) is not None for p in child.next):
-                    self._unpend(child_cid)
+                    self._unpend(child_cid, parents_applied=True)
                     stack.append(child)
 
     def _reject(self, cid: CID, error: LogError, result: JoinResult) -> None:
@@ -925,6 +991,7 @@ class Log:
         self.sums.flush()
         if not self._count(b"sums"):
             self._bump(b"sums", 1)
+        self._flush_counts()
 
     # -- spine and skip links -----------------------------------------------------------------
 
