@@ -26,11 +26,21 @@ class Database:
     """One database replica in memory: ``log`` decides what is valid, ``store`` holds the state."""
 
     def __init__(
-        self, manifest: Manifest, *, space: Space | None = None, **log_limits: int
+        self,
+        manifest: Manifest,
+        *,
+        space: Space | None = None,
+        refuse_unknown_authors: bool = False,
+        **log_limits: int,
     ) -> None:
         self.manifest = manifest
         self.space = space if space is not None else MemorySpace()
-        self.log = Log(manifest, space=self.space, **log_limits)
+        self.log = Log(
+            manifest,
+            space=self.space,
+            refuse_unknown_authors=refuse_unknown_authors,
+            **log_limits,
+        )
         self.store: Store = open_store(manifest.store, manifest.options, self.space)
         #: Entries whose payload the store ignored as malformed (valid in the log, no effect).
         self.ignored: list[Entry] = []
@@ -39,9 +49,10 @@ class Database:
     def address(self) -> str:
         return self.manifest.address
 
-    def join(self, entries: Iterable[Entry]) -> JoinResult:
-        """Offer remote entries; apply to the store every one the log applies."""
-        result = self.log.join(entries)
+    def join(self, entries: Iterable[Entry], *, source: str = "", now: float = 0.0) -> JoinResult:
+        """Offer remote entries; apply to the store every one the log applies (``source`` and
+        ``now``: :meth:`crdt.log.Log.join`)."""
+        result = self.log.join(entries, source=source, now=now)
         self._fold(result.applied)
         return result
 

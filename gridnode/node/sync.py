@@ -27,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Protocol
 
 import trio
@@ -123,13 +124,14 @@ async def pull(
     budget: Budget | None = None,
     now: Callable[[], float] = trio.current_time,
     asked: dict[CID, int] | None = None,
+    source: str = "",
 ) -> PullReport:
     """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it.
 
     ``asked`` counts how often each CID was asked of this peer; pass the same dict to every pull
     from one peer, and a CID it failed to send :data:`MAX_ASKS` times is not asked of it again
     (a peer claiming heads it cannot serve, or parents nobody has, costs a few round trips, not
-    one more per pull for ever)."""
+    one more per pull for ever). ``source`` names the peer for the log's pending bounds."""
     conn = SyncConnection(Role.PULLER, budget=budget or Budget())
     report = PullReport(address=database.address, stats=conn.stats)
     manifest_cid = database.manifest.cid
@@ -154,7 +156,7 @@ async def pull(
     assert isinstance(event, HeadsArrived)
     server_heads = list(event.heads)
     while True:
-        last = await _receive_answer(next_event, database, worker, report)
+        last = await _receive_answer(next_event, database, worker, report, source)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
@@ -168,27 +170,35 @@ async def pull(
 
     # What we still lack: server heads we have never seen, and parents our pending entries wait
     # for. Reconciliation leaves nothing of the kind unless the server wrote meanwhile.
-    def lacking() -> list[CID]:
-        return database.unknown(server_heads) + sorted(database.missing - set(server_heads))
-
     if asked is None:
         asked = {}
-    wanted = [c for c in await worker.run(lacking) if asked.get(c, 0) < MAX_ASKS]
+    given_up = asked
+
+    def hopeless(cid: CID) -> bool:
+        return given_up.get(cid, 0) >= MAX_ASKS
+
+    def lacking() -> list[CID]:
+        # The missing parents read only as far as one want needs, never all of them.
+        heads = set(server_heads)
+        return database.unknown(server_heads) + database.first_missing(
+            MAX_WANT, lambda c: c in heads or hopeless(c)
+        )
+
+    wanted = [c for c in await worker.run(lacking) if not hopeless(c)]
     while wanted:
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(lambda: list(database.heads))
         await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
-        last = await _receive_answer(next_event, database, worker, report)
+        last = await _receive_answer(next_event, database, worker, report, source)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
-        missing = await worker.run(lambda: sorted(database.missing))
         # A CID asked for three times and still missing is not coming from this peer.
-        wanted = [c for c in missing if asked.get(c, 0) < MAX_ASKS]
+        wanted = await worker.run(database.first_missing, MAX_WANT, hopeless)
     while len(asked) > MAX_ASKED:
         del asked[next(iter(asked))]
-    report.complete = not await worker.run(lambda: bool(database.missing))
+    report.complete = not await worker.run(lambda: database.missing_count)
     return report
 
 
@@ -197,6 +207,7 @@ async def _receive_answer(
     database: StoredDatabase,
     worker: StorageWorker,
     report: PullReport,
+    source: str = "",
 ) -> Event:
     """Take the messages answering one request (blocks or entries), until the one that ends it
     (the last blocks message, a ranges message, or a refusal), and return that one.
@@ -209,7 +220,9 @@ async def _receive_answer(
     async def joiner() -> None:
         async with receive:
             async for entries, checked in receive:
-                joined = await worker.run(database.join_entries, entries, checked)
+                joined = await worker.run(
+                    partial(database.join_entries, entries, checked, source=source)
+                )
                 report.applied += joined.applied
                 report.duplicates += joined.duplicates
                 report.rejected.extend(joined.rejected)
