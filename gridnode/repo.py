@@ -76,6 +76,10 @@ class StoredDatabase:
             # A log written before range sums existed: compute them once.
             with self.repo.sql.transaction():
                 database.log.rebuild_sums()
+        if not database.log.judged_current:
+            # A log written before revocations held (docs/spec.md §8): judge it once.
+            with self.repo.sql.transaction():
+                database.upgrade()
         return database
 
     def _transaction(self, work: Callable[[Database], T]) -> T:
