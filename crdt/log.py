@@ -648,7 +648,10 @@ class Log:
         )
         if self._acl_ops is not None:
             self._acl_ops[entry.cid] = acl
-        self._resolution_after(acl)
+        # An entry whose parents are all the heads has every applied entry in its past: it can
+        # change no verdict on them (the usual case: a revocation written here, or synced from an
+        # up-to-date peer), so no re-evaluation.
+        self._resolution_after(acl, self._heads <= set(entry.next))
         return state.with_op(acl)
 
     def _apply(self, entry: Entry, after: AccessState) -> None:
@@ -730,9 +733,10 @@ class Log:
             )
         return self._plain_cache
 
-    def _resolution_after(self, acl: AclOp) -> None:
+    def _resolution_after(self, acl: AclOp, sees_all: bool) -> None:
         """Resolve again with one more ACL entry; mark the log stale if verdicts on entries
-        applied before it (or the revocations that void concurrent entries) changed."""
+        applied before it (or the revocations that void concurrent entries) changed, unless it
+        ``sees_all`` the applied entries (then none is concurrent with it)."""
         before = self._resolved()
         ops = self._all_acl_ops()
         ops[acl.cid] = acl
@@ -740,6 +744,8 @@ class Log:
         self._resolution = after
         self._plain_cache = None
         self._judged = {}
+        if sees_all:
+            return
         if (
             after.valid - {acl.cid} != before.valid
             or set(after.holds) != set(before.holds)

@@ -274,3 +274,21 @@ def test_joined_log_as_old_api_still_rejects_outsiders():
     forged = outsider.write(B, put("k", 2))
     result = log.join([forged])
     assert [c for c, _ in result.rejected] == [forged.cid]
+
+
+def test_a_revocation_that_sees_everything_judges_nothing_again():
+    """The honest path: a revocation written on (or synced onto) all the heads has every applied
+    entry in its past, so it voids none of them: no re-evaluation of the log, no store rebuild."""
+    db = Database(manifest())
+    db.grant(A, "writer", B.did)
+    for i in range(5):
+        db.write(B, put("b", i))
+    calls = []
+    original = db.log.reevaluate
+    db.log.reevaluate = lambda: calls.append(1) or original()
+    revocation = db.revoke(A, "writer", B.did)
+    other = Database(db.manifest)
+    other.join(db.log.order()[:-1])
+    other.log.reevaluate = lambda: calls.append(1) or original()
+    other.join([revocation])
+    assert calls == [] and db.store.get("b") == 4 and other.digest() == db.digest()
