@@ -115,7 +115,16 @@ def parse_acl_op(payload: Any) -> tuple[str, str, str] | None:
 class AccessState:
     """Who may write and administer, given a set of applied ACL entries (immutable)."""
 
-    __slots__ = ("_admins", "_ops", "_public", "_ranks", "_writers", "manifest", "ranked")
+    __slots__ = (
+        "_admins",
+        "_arrival",
+        "_ops",
+        "_public",
+        "_ranks",
+        "_writers",
+        "manifest",
+        "ranked",
+    )
 
     def __init__(
         self,
@@ -127,6 +136,7 @@ class AccessState:
         it, the state knows every admin's rank and :attr:`ranked` is true."""
         self.manifest = manifest
         self.ranked = ranks is not None
+        self._arrival: AccessState | None = None
         self._ops: dict[CID, AclOp] = dict(ops or {})
         admins = set(manifest.admins)
         writers = set(manifest.writers) - {PUBLIC}
@@ -174,8 +184,11 @@ class AccessState:
         """What may be refused on arrival: the state of the grants and the certain revocations
         only. Whoever holds a role in the state of any valid subset of these ops holds it here
         too, so refusing what this state refuses never refuses an entry that could be valid."""
-        kept = {c: a for c, a in self._ops.items() if a.op == "grant" or a.certain}
-        return self if len(kept) == len(self._ops) else AccessState(self.manifest, kept)
+        if self._arrival is None:
+            kept = {c: a for c, a in self._ops.items() if a.op == "grant" or a.certain}
+            same = len(kept) == len(self._ops)
+            self._arrival = self if same else AccessState(self.manifest, kept)
+        return self._arrival
 
     def certain_revoke(self, author: str, did: str) -> bool:
         """Whether a revocation of ``did`` by ``author`` with this state as its past is certain

@@ -201,7 +201,6 @@ class Log:
         self._resolution: Resolution | None = None
         self._plain_cache: bool | None = None
         self._judged: dict[bytes, AccessState] = {}
-        self._arrivals: dict[bytes, AccessState] = {}
         self._stale = False  # an ACL entry changed verdicts on applied entries: judge them again
         self._changed = False  # verdicts on earlier entries changed since take_changed()
 
@@ -631,7 +630,7 @@ class Log:
         if set(entry.skip) != self._skip_links(entry.clock, parents):
             raise InvalidSkipLinks("skip links differ from the ones the entry's position implies")
         state = self._state_of(entry.next)
-        self._authorise(self._arrival_state(state), entry.author, entry.payload)
+        self._authorise(state.arrival(), entry.author, entry.payload)
         return self._state_after(entry, state)
 
     def _state_after(self, entry: Entry, state: AccessState) -> AccessState:
@@ -752,13 +751,6 @@ class Log:
             or any(set(after.holds[k]) != set(before.holds[k]) for k in after.holds)
         ):
             self._stale = True
-
-    def _arrival_state(self, state: AccessState) -> AccessState:
-        key = state.key
-        found = self._arrivals.get(key)
-        if found is None:
-            found = self._arrivals[key] = state.arrival()
-        return found
 
     def _judged_state(self, key: bytes, state: AccessState | None = None) -> AccessState:
         """The state of the valid ACL entries among those of access-state ``key`` (``state``,
