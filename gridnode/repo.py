@@ -89,6 +89,10 @@ class StoredDatabase:
             # Likewise the pending set's sizes, sources, ages and missing parents.
             with self.repo.sql.transaction():
                 database.log.index_pending(time.time())
+        if not database.log.judged_current:
+            # A log written before revocations held (docs/spec.md §8): judge it once.
+            with self.repo.sql.transaction():
+                database.upgrade()
         return database
 
     def expire_pending(self, now: float | None = None) -> int:
