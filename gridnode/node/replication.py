@@ -48,10 +48,11 @@ from crdt.manifest import decode_manifest, parse_address
 from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, Stream, Subscription
+from gridnode.node.budget import Budgets
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
-from gridnode.storage.worker import StorageWorker
+from gridnode.storage.worker import StorageWorker, serving
 from protocols.errors import ProtocolError
 from protocols.gossip import Announcement, parse_announcement, topic_for
 from protocols.sync import SyncStats
@@ -104,8 +105,11 @@ class Replication:
         announce_interval: float,
         strike: Callable[[str, str], Awaitable[None]],
         count_join: CountJoin,
+        budgets: Budgets | None = None,
     ) -> None:
         self.repo = repo
+        #: Per-peer worker time and bytes; serving is charged to the peer served.
+        self._budgets = budgets or Budgets()
         self.host = host
         #: Seconds between two announcements of every replica's heads (``inf``: only on change).
         self.announce_interval = announce_interval
@@ -414,8 +418,11 @@ class Replication:
     async def serve_stream(self, stream: Stream) -> None:
         """Answer a peer's pulls on one inbound sync stream (the host's handler for it)."""
         counted = SyncStats()
+        peer = stream.remote_peer_id
         try:
-            await serve(stream, self.repo, self._worker, stats=counted)
+            with serving(peer):
+                charged = _Charged(stream, self._budgets, peer)
+                await serve(charged, self.repo, self._worker, stats=counted)
         except ProtocolError as exc:
             await stream.reset()
             await self._strike(stream.remote_peer_id, str(exc))
@@ -442,6 +449,26 @@ class _Metered:
         return data
 
     async def write(self, data: bytes) -> None:
+        await self._stream.write(data)
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
+class _Charged:
+    """A served sync stream whose writes are charged to the peer's byte budget (and wait while
+    it is in debt)."""
+
+    def __init__(self, stream: Stream, budgets: Budgets, peer: str) -> None:
+        self._stream = stream
+        self._budgets = budgets
+        self._peer = peer
+
+    async def read(self, max_bytes: int) -> bytes:
+        return await self._stream.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        await self._budgets.send(self._peer, len(data))
         await self._stream.write(data)
 
     async def close(self) -> None:
