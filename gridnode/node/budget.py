@@ -105,6 +105,8 @@ class Budgets:
     clock: Callable[[], float] = trio.current_time
     max_accounts: int = MAX_ACCOUNTS
     accounts: dict[str, PeerAccount] = field(default_factory=dict)
+    #: Seconds peers' work waited for its allowance, over all peers (never forgotten).
+    throttled: float = 0.0
 
     def account(self, peer: str) -> PeerAccount:
         found = self.accounts.pop(peer, None)
@@ -135,6 +137,7 @@ class Budgets:
         delay = self.account(tag).worker.delay(self.clock())
         if delay > 0:
             self.accounts[tag].throttled += delay
+            self.throttled += delay
         return delay
 
     def charge(self, tag: str, seconds: float) -> None:
@@ -154,6 +157,7 @@ class Budgets:
         delay = account.sent.delay(self.clock())
         if delay > 0:
             account.throttled += delay
+            self.throttled += delay
             await trio.sleep(delay)
 
     def figures(self) -> Iterator[dict[str, Any]]:

@@ -104,8 +104,10 @@ class StorageWorker:
         #: Tags with waiting calls, in the order they get their next turn.
         self._order: deque[str] = deque()
         self._queues: dict[str, deque[trio.Event]] = {}
-        #: Usage per tag, the most recently active last.
+        #: Usage per tag, the most recently active last (at most MAX_TAGS).
         self.usage: dict[str, Usage] = {}
+        #: Seconds the thread ran calls, for the node's own work and for peers (never forgotten).
+        self.seconds: dict[str, float] = {"local": 0.0, "peers": 0.0}
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in the worker thread, when its tag's turn comes. Cancelling the
@@ -160,6 +162,7 @@ class StorageWorker:
             return await trio.to_thread.run_sync(timed)
         finally:
             self._used(tag).seconds += spent[0]
+            self.seconds["local" if tag == LOCAL else "peers"] += spent[0]
             if self._meter is not None:
                 self._meter.charge(tag, spent[0])
 

@@ -47,8 +47,11 @@ def test_calls_are_served_round_robin_between_peers_not_in_arrival_order():
     cost = FakeCost()
     worker = StorageWorker(timer=cost)
     order: list[str] = []
+    gate = trio.Event()
 
     def work(tag: str) -> None:
+        if not order:
+            trio.from_thread.run(gate.wait)  # the first call holds the thread until all queued
         order.append(tag)
         cost.spend(0.01)
 
@@ -62,10 +65,14 @@ def test_calls_are_served_round_robin_between_peers_not_in_arrival_order():
                 nursery.start_soon(call, "flooder")
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(call, "honest")
+            await trio.testing.wait_all_tasks_blocked()
+            gate.set()
 
     run(main)
     assert len(order) == 21
-    assert order.index("honest") <= 2
+    # The call holding the thread, one more of the flooder's (its tag was in line first), then
+    # the honest call: FIFO would put it last.
+    assert order.index("honest") == 2
     assert worker.usage["flooder"].calls == 20
     assert worker.usage["flooder"].seconds == pytest.approx(0.2)
     assert worker.usage["honest"].seconds == pytest.approx(0.01)
