@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections import Counter
 from contextlib import AsyncExitStack
 
@@ -20,6 +21,9 @@ from crdt.ipld import CID
 from gridnode.net import open_host
 from gridnode.node import budget, open_node
 from gridnode.repo import Repo
+from protocols.bitswap import WANT_BLOCK, BitswapMessage, WantEntry, frame_message
+from protocols.sync import Role, SyncConnection
+from protocols.wire import PROTOCOL_ID
 from tests.hostile.attacker import LOOPBACK, applied_cids, converged
 from tests.hostile.flooder import flood
 
@@ -135,3 +139,57 @@ def test_a_flooding_peer_gets_its_share_of_the_worker_and_the_honest_pull_comple
     # The honest peer was served within its allowance: never made to wait for it.
     assert honest is not None and honest.calls > 0
     assert honest.throttled == 0
+
+
+def test_bitswap_and_sync_spend_one_budget_per_peer(tmp_path):
+    # One peer asks blocks by bitswap, then for heads by sync: both are charged to its one
+    # account (worker time and bytes), and a debt it ran up (by whichever protocol) makes its
+    # sync request wait, while another peer's is answered at once.
+    from tests.gridnode.node.test_bitswap import RawPeer, make_node_dir
+
+    facts = make_node_dir(tmp_path / "a", entries=50)
+    manifest_cid = facts["roots"][0]
+    waited = {}
+
+    async def heads_of(host, node) -> float:
+        stream = await host.open_stream(node.peer_id, PROTOCOL_ID)
+        conn = SyncConnection(Role.PULLER)
+        start = trio.current_time()
+        await stream.write(conn.ask_heads(manifest_cid, start))
+        while conn.waiting:
+            conn.receive(await stream.read(65536), trio.current_time())
+        await stream.close()
+        return trio.current_time() - start
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            node = await stack.enter_async_context(
+                open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=1e9)
+            )
+            peer = RawPeer(await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK)))
+            other = await stack.enter_async_context(open_host(os.urandom(32), LOOPBACK))
+            for host in (peer.host, other):
+                await host.connect(node.addrs[0])
+            wanted = facts["entries"][:20]
+            wants = tuple(WantEntry(c, 1, False, WANT_BLOCK, True) for c in wanted)
+            await peer.send(node.peer_id, frame_message(BitswapMessage(wants=wants)))
+            await peer.wait_for(lambda r: len(peer.blocks()) >= 20)
+            account = node.budgets.accounts[peer.host.peer_id]
+            by_bitswap = (account.worker.spent, account.sent.spent)
+            waited["heads"] = await heads_of(peer.host, node)
+            waited["after"] = (account.worker.spent, account.sent.spent)
+            waited["by_bitswap"] = by_bitswap
+            waited["calls"] = node.worker.usage[peer.host.peer_id].calls
+            # A debt of 0.25 worker-seconds (a second of its allowance), whoever ran it up.
+            account.worker.charge(account.worker.level + 0.25, trio.current_time())
+            waited["in debt"] = await heads_of(peer.host, node)
+            waited["other"] = await heads_of(other, node)
+
+    trio.run(main)
+    worker_bitswap, bytes_bitswap = waited["by_bitswap"]
+    worker_after, bytes_after = waited["after"]
+    assert worker_bitswap > 0 and bytes_bitswap > 20 * 40  # 20 blocks' lookups and bytes
+    assert worker_after > worker_bitswap and bytes_after > bytes_bitswap  # and then sync's
+    assert waited["calls"] >= 2
+    assert waited["in debt"] >= 0.9 * 0.25 / budget.WORKER_RATE
+    assert waited["other"] < 0.9 * 0.25 / budget.WORKER_RATE
