@@ -57,15 +57,17 @@ __all__ = ["Bitswap", "BitswapConfig", "BitswapStats", "BlockLookup"]
 log = logging.getLogger(__name__)
 
 
-#: ``await lookup(cids)`` -> ``{cid: block or None}``: the blocks this node serves.
 class PeerBudgets(Protocol):
-    """The node's per-peer budgets (:class:`gridnode.node.budget.Budgets`)."""
+    """The node's per-peer budgets (:class:`gridnode.node.budget.Budgets`), shared by every
+    protocol: storage calls made inside ``serving(peer)`` are charged to ``peer``, and ``send``
+    charges bytes and waits while the peer is in debt."""
 
     def serving(self, peer: str) -> AbstractContextManager[None]: ...
 
     async def send(self, peer: str, size: int) -> None: ...
 
 
+#: ``await lookup(cids)`` -> ``{cid: block or None}``: the blocks this node serves.
 BlockLookup = Callable[[list[CID]], Awaitable[dict[CID, bytes | None]]]
 #: ``await violation(peer, reason)``: a peer broke the protocol.
 Violation = Callable[[str, str], Awaitable[None]]
