@@ -3,6 +3,12 @@
 The database address is ``/gridnode/<manifest CID>``. Since the CID is the hash of the manifest,
 nobody can change a database's rules after others joined it, except by the access-control entries
 the rules themselves allow (:mod:`crdt.access`).
+
+A manifest with a ``readers`` list is a *private* database's: every replica reads the same block,
+so every replica agrees that it is private and who besides its admins and writers may read it
+(the node enforces it: :meth:`gridnode.repo.StoredDatabase.may_read`). Refused: a private
+database that anyone may write (``"*"``): it could take writes from strangers that no reader is
+allowed to fetch from them.
 """
 
 from __future__ import annotations
@@ -32,7 +38,11 @@ PUBLIC: Final = "*"
 STORE_TYPE_NAMES: Final = frozenset({"events", "keyvalue", "documents", "counter", "set"})
 MANIFEST_KIND: Final = "gridnode/manifest"
 MAX_MANIFEST_BYTES: Final = 64 * 1024
-_KEYS: Final = frozenset({"v", "kind", "name", "store", "admins", "writers", "options", "nonce"})
+_KEYS: Final = frozenset(
+    {"v", "kind", "name", "store", "admins", "writers", "options", "nonce", "readers"}
+)
+#: Keys a manifest may leave out.
+_OPTIONAL: Final = frozenset({"nonce", "readers"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class Manifest:
     options: Mapping[str, Any] = field(default_factory=dict)
     nonce: bytes = b""
     block: bytes = b""
+    #: Whether the database is private (the manifest has a ``readers`` list, maybe empty).
+    private: bool = False
+    #: Who may read a private database besides its admins and writers.
+    readers: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -83,6 +97,7 @@ def _body(
     writers: Iterable[str],
     options: Mapping[str, Any] | None,
     nonce: bytes,
+    readers: Iterable[str] | None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "v": 1,
@@ -95,6 +110,8 @@ def _body(
     }
     if nonce:
         body["nonce"] = nonce
+    if readers is not None:
+        body["readers"] = sorted(set(readers))
     return body
 
 
@@ -106,12 +123,15 @@ def create_manifest(
     writers: Iterable[str] = (),
     options: Mapping[str, Any] | None = None,
     nonce: bytes = b"",
+    readers: Iterable[str] | None = None,
 ) -> Manifest:
     """Make a manifest block. ``writers`` may contain ``"*"`` for a public-write database.
 
     ``nonce`` tells apart databases that are otherwise identical (the node passes random bytes).
+    ``readers`` (``did:key``s, maybe none) makes the database private: only its admins, writers
+    and readers may read it.
     """
-    block = encode(_body(name, store, admins, writers, options, nonce))
+    block = encode(_body(name, store, admins, writers, options, nonce, readers))
     return decode_manifest(CID.for_block(block), block)
 
 
@@ -126,8 +146,10 @@ def decode_manifest(cid: CID, block: bytes) -> Manifest:
         raise InvalidManifest(f"manifest is not DAG-CBOR: {exc}") from None
     if type(body) is not dict:
         raise InvalidManifest("manifest is not a map")
-    if not body.keys() <= _KEYS or not (_KEYS - {"nonce"}) <= body.keys():
-        raise InvalidManifest(f"manifest fields must be {sorted(_KEYS)} (nonce optional)")
+    if not body.keys() <= _KEYS or not body.keys() >= _KEYS - _OPTIONAL:
+        raise InvalidManifest(
+            f"manifest fields must be {sorted(_KEYS)} ({' and '.join(sorted(_OPTIONAL))} optional)"
+        )
     if body["v"] != 1 or body["kind"] != MANIFEST_KIND:
         raise InvalidManifest("not a version 1 gridnode manifest")
     if type(body["name"]) is not str or not 0 < len(body["name"]) <= 256:
@@ -143,6 +165,10 @@ def decode_manifest(cid: CID, block: bytes) -> Manifest:
     nonce = body.get("nonce", b"")
     if type(nonce) is not bytes or ("nonce" in body and not nonce) or len(nonce) > 64:
         raise InvalidManifest("nonce must be 1 to 64 bytes when present")
+    private = "readers" in body
+    readers = _check_dids(body["readers"], "readers", allow_public=False) if private else ()
+    if private and PUBLIC in writers:
+        raise InvalidManifest('a private database (readers) cannot let anyone write ("*")')
     return Manifest(
         cid=cid,
         name=body["name"],
@@ -152,6 +178,8 @@ def decode_manifest(cid: CID, block: bytes) -> Manifest:
         options=body["options"],
         nonce=nonce,
         block=block,
+        private=private,
+        readers=readers,
     )
 
 

@@ -82,9 +82,18 @@ async def _create(
     public: bool,
     indexes: Sequence[str],
     index_by: str | None,
+    private: bool,
+    readers: Sequence[str],
 ) -> str:
     database = await node.create_database(
-        name, store, writers=writers, public=public, indexes=indexes, index_by=index_by
+        name,
+        store,
+        writers=writers,
+        public=public,
+        indexes=indexes,
+        index_by=index_by,
+        private=private,
+        readers=readers,
     )
     return database.address
 
@@ -420,9 +429,14 @@ class AsyncioNode(_Facade):
         public: bool = False,
         indexes: Sequence[str] = (),
         index_by: str | None = None,
+        private: bool = False,
+        readers: Sequence[str] = (),
     ) -> str:
-        """Create a database (this node is its admin); return its address."""
-        return await self._run(_create, name, type, writers, public, indexes, index_by)
+        """Create a database (this node is its admin); return its address. ``private``: only
+        its admins, writers and ``readers`` (did:keys) may read it."""
+        return await self._run(
+            _create, name, type, writers, public, indexes, index_by, private, readers
+        )
 
     async def follow(self, address: str, *, timeout: float = 30.0) -> str:
         """Keep and replicate a database a connected peer has; return its address."""
@@ -560,9 +574,12 @@ class SyncNode(_Facade):
         public: bool = False,
         indexes: Sequence[str] = (),
         index_by: str | None = None,
+        private: bool = False,
+        readers: Sequence[str] = (),
     ) -> str:
-        """Create a database (this node is its admin); return its address."""
-        return self._run(_create, name, type, writers, public, indexes, index_by)
+        """Create a database (this node is its admin); return its address. ``private``: only
+        its admins, writers and ``readers`` (did:keys) may read it."""
+        return self._run(_create, name, type, writers, public, indexes, index_by, private, readers)
 
     def follow(self, address: str, *, timeout: float = 30.0) -> str:
         """Keep and replicate a database a connected peer has; return its address."""

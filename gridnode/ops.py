@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from crdt.entry import Entry, decode_entry
-from crdt.errors import GridnodeError, InvalidCar, InvalidOperation
+from crdt.errors import GridnodeError, InvalidCar, InvalidDidKey, InvalidOperation
+from crdt.identity import public_key_from_did
 from crdt.manifest import decode_manifest
 from crdt.stores import STORE_TYPES, UNSET, open_store
 from gridnode import jsonvalue
@@ -120,9 +121,10 @@ def _check_type_of(database: StoredDatabase, verb: str, types: Sequence[str]) ->
 
 
 def describe(database: StoredDatabase) -> dict[str, Any]:
-    """The manifest: ``{"address", "name", "type", "admins", "writers", "options"}``."""
+    """The manifest: ``{"address", "name", "type", "admins", "writers", "options"}``, and
+    ``"readers"`` for a private database."""
     manifest = database.manifest
-    return {
+    out = {
         "address": database.address,
         "name": manifest.name,
         "type": manifest.store,
@@ -130,6 +132,9 @@ def describe(database: StoredDatabase) -> dict[str, Any]:
         "writers": list(manifest.writers),
         "options": dict(manifest.options),
     }
+    if manifest.private:
+        out["readers"] = list(manifest.readers)
+    return out
 
 
 def info(database: StoredDatabase, *, digest: bool = True) -> dict[str, Any]:
@@ -177,7 +182,16 @@ def _row(repo: Repo, address: str, name: str, store: str, *, heads: bool) -> dic
 # -- creating --------------------------------------------------------------------------------------
 
 
-_CREATE_FIELDS: Final = ("name", "type", "writers", "public", "indexes", "index_by", "private")
+_CREATE_FIELDS: Final = (
+    "name",
+    "type",
+    "writers",
+    "public",
+    "indexes",
+    "index_by",
+    "private",
+    "readers",
+)
 
 
 @dataclass(frozen=True)
@@ -190,7 +204,10 @@ class CreateRequest:
     public: bool = False
     indexes: list[str] = field(default_factory=list)
     index_by: str | None = None
+    #: Private: only its admins, writers and ``readers`` (did:keys) may read it, and it is never
+    #: announced on a gossip topic nor served by CID (docs/spec.md §10, "Private databases").
     private: bool = False
+    readers: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
@@ -210,7 +227,8 @@ class CreateRequest:
             )
         writers = body.get("writers", [])
         indexes = body.get("indexes", [])
-        for key, value in (("writers", writers), ("indexes", indexes)):
+        readers = body.get("readers", [])
+        for key, value in (("writers", writers), ("indexes", indexes), ("readers", readers)):
             if type(value) is not list or not all(type(v) is str for v in value):
                 raise InvalidRequest(f"{key} must be a list of strings")
         public = body.get("public", False)
@@ -224,7 +242,25 @@ class CreateRequest:
             raise InvalidRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise InvalidRequest("indexes and index_by apply to documents databases")
-        return cls(name, store, writers, public, indexes, index_by, private)
+        request = cls(name, store, writers, public, indexes, index_by, private, readers)
+        request.check_readers()
+        return request
+
+    def check_readers(self) -> None:
+        """:class:`InvalidRequest` unless the reader list fits: did:keys, on a private database
+        that not anyone may write."""
+        if self.readers and not self.private:
+            raise InvalidRequest("readers apply to private databases (private: true)")
+        if self.private and self.public:
+            raise InvalidRequest(
+                "a private database cannot be public: anyone could write, and nobody could "
+                "fetch a stranger's writes"
+            )
+        for did in self.readers:
+            try:
+                public_key_from_did(did)
+            except InvalidDidKey as exc:
+                raise InvalidRequest(f"reader {did!r}: {exc}") from None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -247,15 +283,15 @@ class CreateRequest:
 
 def create(repo: Repo, request: CreateRequest) -> StoredDatabase:
     """Create the database ``request`` describes, with this node's key as admin."""
+    request.check_readers()
     database = repo.create_database(
         request.name,
         request.type,
         writers=request.writers,
         public=request.public,
         options=request.options(),
+        readers=request.readers if request.private else None,
     )
-    if request.private:
-        repo.set_private(database.address, True)
     return database
 
 

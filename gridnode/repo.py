@@ -194,6 +194,26 @@ class StoredDatabase:
     def may_write(self, did: str | None = None) -> bool:
         return self._db.log.access.may_write(did or self.repo.keypair.did)
 
+    @property
+    def private(self) -> bool:
+        """Whether only its readers may read it: its manifest says so (every replica agrees),
+        or this node was told so (the node-local flag of a database made before manifests had
+        ``readers``)."""
+        return self.manifest.private or self.repo.flagged_private(self.address)
+
+    def may_read(self, did: str | None) -> bool:
+        """Whether the peer whose key is ``did`` may read this database (``None``: a peer whose
+        key is not an ed25519 did:key): anyone may read a database that is not private; a
+        private one, its admins and writers as this replica's access state has them (a granted
+        writer may read, a revoked one no longer; ``"*"`` grants nobody reading) and the
+        manifest's readers."""
+        if not self.private:
+            return True
+        if did is None:
+            return False
+        access = self._db.log.access
+        return did in self.manifest.readers or did in access.admins or did in access.writers
+
     def write(self, payload: Any) -> Entry:
         """Sign and apply one operation with the node key; durable when this returns."""
         return self.write_many([payload])[0]
@@ -464,9 +484,17 @@ class Repo:
                 self.sql.set_meta(_UNFOLLOWED + address, 1)
 
     def private(self, address: str) -> bool:
-        """Whether the node keeps this database private: it replicates it with gridnode peers
-        that know its address, but never serves its blocks to the IPFS world (bitswap, the
-        gateway)."""
+        """Whether this database is private (:attr:`StoredDatabase.private`): the node
+        replicates it only with its readers, never on a gossip topic, and never serves its
+        blocks to the IPFS world (bitswap, the gateway). A database that does not open counts
+        as private: nothing of it is served to anyone who asks by CID."""
+        try:
+            return self.database(address).private
+        except GridnodeError:
+            return True
+
+    def flagged_private(self, address: str) -> bool:
+        """Whether the node was told to keep this database private (:meth:`set_private`)."""
         return self.meta(_PRIVATE + address) is not None
 
     def set_private(self, address: str, private: bool) -> None:
@@ -518,8 +546,10 @@ class Repo:
         admins: Sequence[str] | None = None,
         public: bool = False,
         options: dict[str, Any] | None = None,
+        readers: Sequence[str] | None = None,
     ) -> StoredDatabase:
-        """A new database with this node's key as admin (and writer)."""
+        """A new database with this node's key as admin (and writer); private if ``readers`` is
+        given (maybe empty: its admins and writers read it)."""
         writer_list = [PUBLIC] if public else [self.did, *writers]
         if public:
             writer_list += list(writers)
@@ -530,6 +560,7 @@ class Repo:
             writers=writer_list,
             options=options,
             nonce=os.urandom(8),
+            readers=readers,
         )
         return self.add_database(manifest)
 

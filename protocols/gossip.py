@@ -18,6 +18,7 @@ from crdt.ipld.dagcbor import decode, encode
 from protocols.errors import ProtocolError
 
 __all__ = [
+    "DIRECT_HEADS_PROTOCOL_ID",
     "MAX_ANNOUNCEMENT",
     "PEERS_TOPIC",
     "Announcement",
@@ -32,6 +33,12 @@ MAX_ANNOUNCEMENT: Final = 64 * 1024
 #: Head entries ride along only while the message stays under this size.
 INLINE_BUDGET: Final = 32 * 1024
 MAX_ANNOUNCED_HEADS: Final = 256
+
+
+#: A private database's heads, told over a stream to each peer that may read it instead of on a
+#: topic (docs/spec.md §10, "Private databases"): one announcement (without inline blocks), then
+#: the stream ends.
+DIRECT_HEADS_PROTOCOL_ID: Final = "/gridnode/heads/1.0.0"
 
 
 def topic_for(db: CID) -> str:

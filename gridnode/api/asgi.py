@@ -32,9 +32,10 @@ at most :data:`MAX_HEAVY` run at once; another waits up to :data:`HEAVY_WAIT` se
 gets 503 with ``Retry-After``. The first chunk is read before the answer starts, so an error
 there (a damaged block) is an ordinary error answer; an error in a later chunk aborts the answer:
 the connection closes before the chunked body ends, and the client sees a broken transfer, never
-a damaged block. A send that waits over :data:`STALL_SECONDS` is meant to do the same (a client
-that reads nothing would otherwise hold its slot), but a test did not see it trigger behind
-hypercorn's send: not yet relied on (docs/http.md).
+a damaged block. A client that takes nothing for :data:`STALL_SECONDS` loses its slot to the next
+request: hypercorn shields its socket write from cancellation, so the answer stays parked in
+that write (one chunk and the socket's buffers) until the client reads or leaves, and is then
+cut off; at most :data:`MAX_STALLED` are parked, beyond that heavy requests get 503.
 
 Refused here: knowing any endpoint. Which path runs what is :mod:`gridnode.api.routes`; what it
 does is :mod:`gridnode.api.handlers`.
@@ -74,8 +75,11 @@ CHUNK_BYTES: Final = 4 * 1024 * 1024
 MAX_HEAVY: Final = 2
 #: Seconds a heavy request waits for its turn before 503.
 HEAVY_WAIT: Final = 2.0
-#: Seconds a streamed answer waits for the client to take a chunk before it aborts.
+#: Seconds a streamed answer waits for the client to take a chunk before its slot is freed.
 STALL_SECONDS: Final = 30.0
+#: Streamed answers whose client stopped reading, still parked in the server's send; past this
+#: many, heavy requests get 503 at once (each holds a chunk and its socket's buffers).
+MAX_STALLED: Final = 8
 #: The Host names that are this API's own (with its port).
 _LOOPBACK: Final = ("127.0.0.1", "localhost", "[::1]")
 
@@ -147,8 +151,9 @@ class Request:
         text = self.query.get(name)
         if text is None:
             return None
-        if not (text.isascii() and text.isdigit()):
-            raise InvalidRequest(f"{name} must be a non-negative integer, not {text!r}")
+        # At most 2**63 - 1: a larger count means nothing here and breaks islice() and SQLite.
+        if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) >= 2**63:
+            raise InvalidRequest(f"{name} must be an integer from 0 to 2**63-1, not {text!r:.40}")
         return int(text)
 
     def flag(self, name: str, default: bool = False) -> bool:
@@ -199,6 +204,7 @@ class ApiApp:
         self._route: Router = route
         self._is_public: Callable[[list[str], str], bool] = is_public
         self._heavy = trio.Semaphore(MAX_HEAVY)
+        self._stalled = 0
         config = getattr(getattr(node, "repo", None), "config", None)
         self._hosts = [h.lower() for h in getattr(config, "gateway_hosts", None) or []]
 
@@ -322,20 +328,17 @@ class ApiApp:
     ) -> None:
         """Send a streamed answer under the heavy limit (module docstring)."""
         assert response.stream is not None
+        if self._stalled >= MAX_STALLED:
+            await _send(send, _busy(f"{MAX_STALLED} clients stopped reading their answers"))
+            return
         acquired = False
         with trio.move_on_after(HEAVY_WAIT):
             await self._heavy.acquire()
             acquired = True
         if not acquired:
-            await _send(
-                send,
-                Response(
-                    503,
-                    {"error": f"busy: {MAX_HEAVY} heavy answers are running; retry shortly"},
-                    headers=[(b"retry-after", b"2")],
-                ),
-            )
+            await _send(send, _busy(f"{MAX_HEAVY} heavy answers are running"))
             return
+        watch = _Watch(self._heavy)
         try:
             try:
                 first = await response.stream()
@@ -355,31 +358,76 @@ class ApiApp:
             headers = [(b"content-type", response.content_type.encode()), *response.headers]
             if not any(name == b"cache-control" for name, _ in response.headers):
                 headers.append((b"cache-control", b"no-store"))
-            await send(
-                {"type": "http.response.start", "status": response.status, "headers": headers}
-            )
-            parts = first
-            while parts:
-                with trio.move_on_after(STALL_SECONDS) as stalled:
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(parts), "more_body": True}
-                    )
-                if stalled.cancelled_caught:
-                    log.info(
-                        "API %s: the client took nothing for %ss", scope.get("path"), STALL_SECONDS
-                    )
-                    return  # unfinished: hypercorn closes the connection (module docstring)
-                parts = []  # the chunk sent is not held while the next is read
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch, watch, scope)
                 try:
-                    parts = await response.stream()
-                except GridnodeError as exc:
-                    log.error(
-                        "API %s: aborted mid-answer: %s", scope.get("path"), describe_error(exc)
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": response.status,
+                            "headers": headers,
+                        }
                     )
-                    return  # the same: the client sees the transfer cut, never the block
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    parts = first
+                    while parts:
+                        watch.deadline = trio.current_time() + STALL_SECONDS
+                        # hypercorn shields its socket write: this returns when the client reads
+                        # or goes away, whatever we cancel; the watch frees the slot meanwhile.
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b"".join(parts),
+                                "more_body": True,
+                            }
+                        )
+                        if watch.stalled:
+                            return  # unfinished: hypercorn closes the connection (module docstring)
+                        parts = []  # the chunk sent is not held while the next is read
+                        try:
+                            parts = await response.stream()
+                        except GridnodeError as exc:
+                            log.error(
+                                "API %s: aborted mid-answer: %s",
+                                scope.get("path"),
+                                describe_error(exc),
+                            )
+                            return  # the same: the client sees the transfer cut, never the block
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finally:
+                    nursery.cancel_scope.cancel()  # the watch ends with the answer
         finally:
-            self._heavy.release()
+            if watch.stalled:
+                self._stalled -= 1
+            watch.release()
+
+    async def _watch(self, watch: _Watch, scope: dict[str, Any]) -> None:
+        """Free the heavy slot of an answer whose client has taken nothing for
+        :data:`STALL_SECONDS`, and count it among the stalled until its send returns."""
+        while trio.current_time() < watch.deadline:
+            await trio.sleep_until(watch.deadline)
+        watch.stalled = True
+        self._stalled += 1
+        watch.release()
+        log.info("API %s: the client took nothing for %ss", scope.get("path"), STALL_SECONDS)
+
+
+class _Watch:
+    """One streamed answer's heavy slot and stall deadline; the slot is released once."""
+
+    def __init__(self, slot: trio.Semaphore) -> None:
+        self._slot: trio.Semaphore | None = slot
+        self.deadline = trio.current_time() + STALL_SECONDS
+        self.stalled = False
+
+    def release(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+
+def _busy(why: str) -> Response:
+    """503 for a heavy request that cannot start now."""
+    return Response(503, {"error": f"busy: {why}; retry shortly"}, headers=[(b"retry-after", b"2")])
 
 
 def _query(scope: dict[str, Any]) -> dict[str, str]:

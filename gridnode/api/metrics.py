@@ -193,6 +193,11 @@ def node_families(
             "Protocol violations counted against peers.",
             node.stats.counters.strikes,
         ),
+        total(
+            "private_refused",
+            "Requests for a private database refused to a peer that may not read it.",
+            node.stats.counters.private_refused,
+        ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
     ]
     worker = Family(
@@ -240,5 +245,10 @@ def node_families(
                 stats.unasked_blocks,
             ),
             total("bitswap_wants_received", "Want-list entries received.", stats.wants_received),
+            total(
+                "bitswap_slow_readers_dropped",
+                "Bitswap peers reset for taking no answer within the write timeout.",
+                stats.slow_readers_dropped,
+            ),
         ]
     return families

@@ -107,7 +107,7 @@ def _post(
 #: The schema of a read's query parameter, by the parameter's kind (gridnode.ops.Param).
 _KINDS: Final[dict[str, dict[str, Any]]] = {
     "str": {"type": "string"},
-    "int": {"type": "integer", "minimum": 0},
+    "int": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
     "bool": {"type": "boolean"},
     "json": {"type": "string", "description": "a JSON value"},
 }
@@ -202,6 +202,7 @@ def openapi(version: str) -> dict[str, Any]:
             "writers": _STRINGS,
             "options": {"type": "object"},
         },
+        {"readers": _STRINGS},
     )
     info = {
         **database,
@@ -526,6 +527,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "indexes": _STRINGS,
                         "index_by": {"type": ["string", "null"]},
                         "private": {"type": "boolean"},
+                        "readers": _STRINGS,
                     },
                 },
                 "Status": _obj(

@@ -91,7 +91,15 @@ def _batch_requested(args: Sequence[str]) -> bool:
 @click.option(
     "--private",
     is_flag=True,
-    help="Never serve its blocks to IPFS peers (bitswap, the gateway); gridnode peers still sync.",
+    help="Only its admins, writers and readers may read it: never announced on gossip, never "
+    "served to IPFS peers (bitswap, the gateway) nor to other gridnode peers.",
+)
+@click.option(
+    "--reader",
+    "readers",
+    multiple=True,
+    metavar="DID",
+    help="With --private: another did:key that may read (repeatable). Admins and writers read.",
 )
 @click.option(
     "--index",
@@ -114,6 +122,7 @@ def db_create(
     writers: tuple[str, ...],
     public: bool,
     private: bool,
+    readers: tuple[str, ...],
     indexes: tuple[str, ...],
     index_by: str | None,
     as_json: bool,
@@ -123,8 +132,19 @@ def db_create(
 
     if (indexes or index_by is not None) and store_type != "documents":
         raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
+    if readers and not private:
+        raise click.UsageError("--reader applies to private databases (--private)", ctx=ctx)
+    if private and public:
+        raise click.UsageError("a database cannot be both --private and --public", ctx=ctx)
     request = CreateRequest(
-        name, store_type, list(writers), public, list(dict.fromkeys(indexes)), index_by, private
+        name,
+        store_type,
+        list(writers),
+        public,
+        list(dict.fromkeys(indexes)),
+        index_by,
+        private,
+        list(dict.fromkeys(readers)),
     )
     created = endpoint_of(ctx).create(request)
     if as_json:
@@ -248,7 +268,8 @@ def db_list(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def db_info(ctx: click.Context, address: str, as_json: bool) -> None:
-    """Show a database's manifest (name, type, admins, writers, options), entries and heads."""
+    """Show a database's manifest (name, type, admins, writers, options; readers if private),
+    entries and heads."""
     out = database_info(ctx, address)
     if as_json:
         emit(out)

@@ -268,9 +268,12 @@ class Node:
         indexes: Sequence[str] = (),
         index_by: str | None = None,
         private: bool = False,
+        readers: Sequence[str] = (),
     ) -> StoredDatabase:
         """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
-        never serve its blocks to the IPFS world (:meth:`~gridnode.repo.Repo.private`)."""
+        only its admins, writers and ``readers`` (did:keys) may read it; it is never announced
+        on a gossip topic nor served to the IPFS world (docs/spec.md §10, "Private
+        databases")."""
         request = CreateRequest.from_json(
             {
                 "name": name,
@@ -280,6 +283,7 @@ class Node:
                 "indexes": list(indexes),
                 "index_by": index_by,
                 "private": private,
+                "readers": list(readers),
             }
         )
         return await self.create(request)

@@ -12,6 +12,14 @@ For each replicated database (a *replica*):
 - small head entries ride along inside announcements and are joined directly;
 - the node serves the sync stream to its peers, for every database it keeps.
 
+A *private* database (its manifest has ``readers``: docs/spec.md §10, "Private databases") has no
+topic: its name is never published where every peer sees it. The node pulls it only from
+connected peers that may read it (:meth:`~gridnode.repo.StoredDatabase.may_read`: the did:key of
+the peer's authenticated id is an admin, a writer or a reader), on connection, and when such a
+peer tells it of new heads directly, over a ``/gridnode/heads/1.0.0`` stream: what announcing is
+for a public database, sent to those readers alone. The server side refuses every request for it
+from anyone else (:func:`gridnode.node.sync.serve`).
+
 Gossip is a hint; the stream protocol is the delivery path. Every block is verified and judged by
 the log before it is kept, whatever its path. Each pull and each served stream is accounted for in
 :class:`~gridnode.node.stats.NodeStats` (``syncs``, ``served``).
@@ -20,6 +28,12 @@ What it refuses:
 
 - announcements that do not parse, or name another database than their topic's: the topic
   validator drops them before gossipsub forwards them, and counts them;
+- a request for a private database from a peer that may not read it: answered ``refused`` as if
+  the node did not keep it, and counted (``private_refused``), with no strike (an honest peer may
+  simply not be a reader); past :data:`REFUSALS_PER_MINUTE` of them a minute, the peer's stream
+  is ended at its next such request;
+- a direct heads announcement from a peer that may not read the database, or for a database that
+  is not private: dropped and counted;
 - a peer that breaks the sync protocol, in either role, gets a strike (the ``strike`` it was made
   with: :meth:`gridnode.node.peers.Peering.strike`); a pull that merely fails (a time limit, a
   stream gone, a refusal) does not;
@@ -47,14 +61,21 @@ from crdt.ipld.cid import CID
 from crdt.manifest import decode_manifest, parse_address
 from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
-from gridnode.net import Host, Stream, Subscription
+from gridnode.net import Host, NetError, Stream, Subscription
+from gridnode.net.identity import did_of_peer
 from gridnode.node.budget import Budgets
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker, serving
 from protocols.errors import ProtocolError
-from protocols.gossip import Announcement, parse_announcement, topic_for
+from protocols.gossip import (
+    DIRECT_HEADS_PROTOCOL_ID,
+    MAX_ANNOUNCEMENT,
+    Announcement,
+    parse_announcement,
+    topic_for,
+)
 from protocols.sync import SyncStats
 from protocols.wire import PROTOCOL_ID
 
@@ -68,6 +89,11 @@ MAX_ASKED_PEERS: Final = 1024
 PULL_SECONDS: Final = 300.0
 #: How long a peer has to send a manifest asked for (:meth:`Replication.follow`).
 MANIFEST_SECONDS: Final = 10.0
+#: Requests for private databases it may not read that a peer gets answered a minute (sync
+#: requests and direct announcements together); past them its streams are ended at once.
+REFUSALS_PER_MINUTE: Final = 16
+#: How long sending or receiving one direct heads announcement may take.
+DIRECT_SECONDS: Final = 10.0
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -89,6 +115,8 @@ class Replica:
     running: set[str] = field(default_factory=set)
     again: set[str] = field(default_factory=set)
     subscription: Subscription | None = None
+    #: A private database: no topic; pulled from, and told of new heads, its readers alone.
+    private: bool = False
 
 
 class Replication:
@@ -125,11 +153,15 @@ class Replication:
         self._replicas: dict[str, Replica] = {}
         #: (peer, address) -> how often each CID was asked of that peer (see sync.pull).
         self._asked: dict[tuple[str, str], dict[CID, int]] = {}
+        #: Per peer, the requests for private databases it may not read, a minute (a window
+        #: counter: the same one the logs use).
+        self._private_refusals = LogLimiter(lines=REFUSALS_PER_MINUTE, interval=60.0)
 
     async def start(self) -> None:
         """Serve the sync stream, replicate every database the repo keeps and has not
         unfollowed, and announce their heads every ``announce_interval``."""
         self.host.set_stream_handler(PROTOCOL_ID, self.serve_stream)
+        self.host.set_stream_handler(DIRECT_HEADS_PROTOCOL_ID, self._heard_directly)
         for address, _name, _store in self.repo.databases():
             try:
                 database = self.repo.database(address)
@@ -176,11 +208,14 @@ class Replication:
             return
         if not await self._worker.run(self.repo.replicated, database.address):
             await self._worker.run(self.repo.set_replicated, database.address, True)
-        replica = Replica(database, topic_for(database.manifest.cid))
+        private = await self._worker.run(lambda: database.private)
+        replica = Replica(database, topic_for(database.manifest.cid), private=private)
         self._replicas[database.address] = replica
-        self.host.set_topic_validator(replica.topic, self._validator(database))
-        subscription = replica.subscription = await self.host.subscribe(replica.topic)
-        self._nursery.start_soon(self._listen, replica, subscription)
+        if not private:
+            # A private database's topic would name it to every peer subscribed to it.
+            self.host.set_topic_validator(replica.topic, self._validator(database))
+            subscription = replica.subscription = await self.host.subscribe(replica.topic)
+            self._nursery.start_soon(self._listen, replica, subscription)
         for peer in self.host.peers():
             self.start_pull(peer, database.address)
         await self.announce(database.address)
@@ -261,6 +296,9 @@ class Replication:
         replica = self._replicas.get(_canonical(address))
         if replica is None:
             return
+        if replica.private:
+            await self._announce_to_readers(replica)
+            return
         database = replica.database
 
         def heads_and_blocks() -> tuple[list[CID], list[tuple[CID, bytes]]]:
@@ -273,6 +311,72 @@ class Replication:
         message = Announcement(database.manifest.cid, tuple(heads), tuple(blocks)).encode()
         await self.host.publish(replica.topic, message)
         self._stats.counters.gossip_published += 1
+
+    async def _announce_to_readers(self, replica: Replica) -> None:
+        """Tell each connected peer that may read a private database of its heads, each over a
+        stream of its own (what the topic is for a public database)."""
+        database = replica.database
+        heads = await self._worker.run(lambda: list(database.heads))
+        if not heads:
+            return
+        message = Announcement(database.manifest.cid, tuple(heads)).encode()
+        for peer in self.host.peers():
+            if await self._may_read(peer, database):
+                self._nursery.start_soon(self._send_directly, peer, message)
+
+    async def _send_directly(self, peer: str, message: bytes) -> None:
+        try:
+            with trio.fail_after(DIRECT_SECONDS):
+                stream = await self.host.open_stream(peer, DIRECT_HEADS_PROTOCOL_ID)
+                try:
+                    await stream.write(message)
+                finally:
+                    await stream.close()
+        except (*_EXCHANGE_FAILED, NetError) as exc:
+            # A hint lost: the reader pulls on its next connection or announcement.
+            log.debug("could not tell %s of new heads: %s", peer, exc)
+
+    async def _heard_directly(self, stream: Stream) -> None:
+        """A peer tells of its heads of a private database: pull from it, if it may read it
+        (otherwise it has no business holding it) and the database is one this node keeps
+        private."""
+        peer = stream.remote_peer_id
+        data = b""
+        with trio.move_on_after(DIRECT_SECONDS):
+            while len(data) <= MAX_ANNOUNCEMENT:
+                chunk = await stream.read(MAX_ANNOUNCEMENT + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        try:
+            announcement = parse_announcement(data)
+        except ProtocolError as exc:
+            await self._strike(peer, f"direct announcement: {exc}")
+            return
+        address = "/gridnode/" + str(announcement.db)
+        replica = self._replicas.get(address)
+        if replica is None or not replica.private:
+            # Not one this node keeps private (perhaps not yet followed): nothing to pull.
+            log.debug("direct announcement from %s for %s: not kept private here", peer, address)
+            return
+        if not await self._may_read(peer, replica.database):
+            self._refuse_private(peer, address, "direct announcement from a peer not a reader")
+            return
+        self.start_pull(peer, address)
+
+    def _refuse_private(self, peer: str, address: str, text: str) -> bool:
+        """Count a request for a private database refused to ``peer``; whether it may still ask
+        (at most :data:`REFUSALS_PER_MINUTE` a minute)."""
+        self._stats.counters.private_refused += 1
+        allowed = self._private_refusals.allow(peer, time.monotonic())
+        if allowed:  # past its budget, a peer must not fill the events with its refusals
+            self._stats.note("refused", text, peer=peer, address=address)
+        return allowed
+
+    async def _may_read(self, peer: str, database: StoredDatabase) -> bool:
+        """Whether ``peer`` (by the did:key its peer id names) may read ``database``."""
+        did = did_of_peer(peer)
+        return await self._worker.run(database.may_read, did)
 
     async def _announce_periodically(self) -> None:
         while True:
@@ -332,6 +436,8 @@ class Replication:
         replica = self._replicas.get(address)
         if replica is None:
             return
+        if replica.private and not await self._may_read(peer, replica.database):
+            return  # a peer that may not read it has no business holding it, nor asking us
         if peer in replica.running:
             replica.again.add(peer)
             return
@@ -419,10 +525,20 @@ class Replication:
         """Answer a peer's pulls on one inbound sync stream (the host's handler for it)."""
         counted = SyncStats()
         peer = stream.remote_peer_id
+
+        def refused(address: str) -> bool:
+            return self._refuse_private(peer, address, "sync request from a peer not a reader")
+
         try:
             with serving(peer):
-                charged = _Charged(stream, self._budgets, peer)
-                await serve(charged, self.repo, self._worker, stats=counted)
+                await serve(
+                    _Charged(stream, self._budgets, peer),
+                    self.repo,
+                    self._worker,
+                    stats=counted,
+                    reader=did_of_peer(peer),
+                    refused=refused,
+                )
         except ProtocolError as exc:
             await stream.reset()
             await self._strike(stream.remote_peer_id, str(exc))

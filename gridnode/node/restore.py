@@ -139,6 +139,8 @@ class Restorer:
         if not peers:
             return
         database = self._replication.database(address)
+        if await self._worker.run(lambda: database.private):
+            return  # bitswap wants go to every peer, and no peer serves private blocks by CID
         self._filling.add(address)
         try:
             missing = await self._worker.run(lambda: sorted(database.missing))

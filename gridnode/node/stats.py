@@ -174,6 +174,9 @@ class NodeCounters:
     sync_failures: int = 0
     #: Protocol violations counted against peers (``strikes`` below decays; this does not).
     strikes: int = 0
+    #: Requests for a private database refused to a peer that may not read it (sync requests,
+    #: direct heads announcements): no strike, an honest peer may simply not be a reader.
+    private_refused: int = 0
 
 
 @dataclass

@@ -15,11 +15,15 @@ It refuses to know who the peer is: a stream in, a report (:class:`PullReport`, 
 :class:`~protocols.sync.SyncStats`) out, and a :class:`~protocols.errors.ProtocolError` when the
 peer breaks the protocol. Whom to pull from, when, and what a violation costs the peer are the
 replication room's (:mod:`gridnode.node.replication`); so the driver runs as well over a trio
-memory stream in a test as over libp2p.
+memory stream in a test as over libp2p. The server is told one thing of the peer, the ``did:key``
+its authenticated peer id names, because a private database is served to its readers only: every
+request for one is checked before anything of it is read, and refused otherwise (docs/spec.md
+§10, "Private databases").
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,7 +57,7 @@ from protocols.sync import (
 )
 from protocols.wire import MAX_FRAME, MAX_WANT
 
-__all__ = ["ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
+__all__ = ["MAX_REFUSALS", "ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,9 @@ IDLE_TIMEOUT: Final = 120.0
 MAX_ASKS: Final = 3
 #: CIDs whose asks are remembered per peer and database (the oldest are forgotten first).
 MAX_ASKED: Final = 10_000
+#: Requests for private databases a peer may not read that one sync stream is answered (with
+#: ``refused``) before the server ends the stream.
+MAX_REFUSALS: Final = 8
 
 
 class ByteStream(Protocol):
@@ -272,13 +279,58 @@ async def serve(
     budget: Budget | None = None,
     stats: SyncStats | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
+    reader: str | None = None,
+    refused: Callable[[str], bool] | None = None,
 ) -> SyncStats:
     """Answer one peer's requests on ``stream`` until it closes it. The accounting goes into
-    ``stats`` (if given) as it happens, so it survives a stream that ends in an error."""
+    ``stats`` (if given) as it happens, so it survives a stream that ends in an error.
+
+    ``reader`` is the peer's ``did:key`` (``None`` if its key is not ed25519): a private
+    database it may not read (:meth:`~gridnode.repo.StoredDatabase.may_read`) is answered
+    ``refused`` as if this node did not keep it, before anything of it is read, so a stranger
+    learns neither its entries nor that it is here. ``refused(address)`` is told of each such
+    refusal and says whether the peer may still ask (its budget, the caller's); the stream ends
+    when it may not, or after :data:`MAX_REFUSALS` on this stream."""
     conn = SyncConnection(Role.SERVER, budget=budget or Budget())
     if stats is not None:
         conn.stats = stats
     sessions: dict[CID, tuple[StoredDatabase, Reconciler]] = {}
+    refusals = 0
+
+    async def readable(manifest_cid: CID) -> StoredDatabase | None:
+        """The database asked for; ``None`` once the request is refused (not kept here, or
+        private and the peer not one of its readers)."""
+        nonlocal refusals
+        database, private = await worker.run(_readable, repo, manifest_cid, reader)
+        if database is not None:
+            return database
+        await stream.write(conn.refuse("unknown database"))
+        if private:
+            refusals += 1
+            more = refused is None or refused("/gridnode/" + str(manifest_cid))
+            if not more or refusals >= MAX_REFUSALS:
+                raise _Refusing
+        return None
+
+    # A peer asking too often for what it may not read: the stream ends, with no strike.
+    with contextlib.suppress(_Refusing):
+        await _serve_requests(stream, conn, repo, worker, sessions, readable, idle_timeout)
+    return conn.stats
+
+
+class _Refusing(Exception):
+    """A peer asked for private databases it may not read too often: its stream ends."""
+
+
+async def _serve_requests(
+    stream: ByteStream,
+    conn: SyncConnection,
+    repo: Repo,
+    worker: StorageWorker,
+    sessions: dict[CID, tuple[StoredDatabase, Reconciler]],
+    readable: Callable[[CID], Awaitable[StoredDatabase | None]],
+    idle_timeout: float,
+) -> SyncStats:
     while True:
         data = b""
         with trio.move_on_after(idle_timeout):
@@ -289,19 +341,15 @@ async def serve(
             return conn.stats
         for event in conn.receive(data):
             if isinstance(event, HeadsAsked):
-                heads = await worker.run(_heads_of, repo, event.db)
-                await stream.write(
-                    conn.heads(event.db, heads)
-                    if heads is not None
-                    else conn.refuse("unknown database")
-                )
+                if await readable(event.db) is not None:
+                    heads = await worker.run(_heads_of, repo, event.db)
+                    await stream.write(conn.heads(event.db, heads or []))
             elif isinstance(event, BlocksAsked):
-                await _answer_want(stream, conn, repo, worker, event)
+                if await readable(event.db) is not None:
+                    await _answer_want(stream, conn, repo, worker, event)
             elif isinstance(event, SyncAsked):
-                try:
-                    database = await worker.run(repo.database, "/gridnode/" + str(event.db))
-                except UnknownDatabase:
-                    await stream.write(conn.refuse("unknown database"))
+                database = await readable(event.db)
+                if database is None:
                     continue
                 if event.db not in sessions and len(sessions) >= MAX_SESSIONS:
                     raise ProtocolError(f"over {MAX_SESSIONS} databases on one stream")
@@ -342,6 +390,20 @@ async def _answer_ranges(
     if chunk:
         await stream.write(conn.entries(manifest_cid, chunk))
     await stream.write(conn.ranges(manifest_cid, answer or []))
+
+
+def _readable(
+    repo: Repo, manifest_cid: CID, reader: str | None
+) -> tuple[StoredDatabase | None, bool]:
+    """``(database, False)`` if ``reader`` may read it, ``(None, True)`` if it is private and
+    ``reader`` may not, ``(None, False)`` if this node does not keep it."""
+    try:
+        database = repo.database("/gridnode/" + str(manifest_cid))
+    except UnknownDatabase:
+        return None, False
+    if not database.may_read(reader):
+        return None, True
+    return database, False
 
 
 def _heads_of(repo: Repo, manifest_cid: CID) -> list[CID] | None:

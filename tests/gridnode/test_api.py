@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from crdt.errors import GridnodeError, InvalidOperation
+from crdt.identity import Keypair
 from crdt.ipld.cid import CID
 from gridnode import api, errors, ops
 from gridnode.api import asgi, routes
@@ -191,6 +192,22 @@ def test_malformed_requests_are_400_never_500(tmp_path):
                 ("POST", "/db", b'{"name": "x", "type": "keyvalue", "indexes": ["a"]}'),
                 ("POST", "/db", b'{"name": "x", "type": "keyvalue", "colour": 1}'),
                 ("POST", "/db", b'{"name": "x", "type": "keyvalue", "public": "yes"}'),
+                ("POST", "/db", b'{"name": "x", "type": "keyvalue", "readers": ["did:key:nope"]}'),
+                (
+                    "POST",
+                    "/db",
+                    b'{"name": "x", "type": "keyvalue", "private": true, "readers": [1]}',
+                ),
+                (
+                    "POST",
+                    "/db",
+                    b'{"name": "x", "type": "keyvalue", "private": true, "readers": ["did:key:nope"]}',
+                ),
+                (
+                    "POST",
+                    "/db",
+                    b'{"name": "x", "type": "keyvalue", "private": true, "public": true}',
+                ),
                 ("POST", "/db", b'{"a": 1, "a": 2}'),
                 ("POST", "/db", b'{"/": "not a cid"}'),
                 ("POST", "/db", b"\xff\xfe"),
@@ -208,6 +225,7 @@ def test_malformed_requests_are_400_never_500(tmp_path):
                 ("GET", f"/db/{dcid}/query?eq=%7Boops", None),
                 ("GET", f"/db/{dcid}/query?limit=-1", None),
                 ("GET", f"/db/{cid}/log?limit=ten", None),
+                ("GET", f"/db/{cid}/log?limit=9223372036854775808", None),  # 2**63
                 ("GET", f"/db/{cid}?digest=maybe", None),
                 ("GET", "/db/%ff", None),
                 ("POST", "/follow", b'{"address": 1}'),
@@ -710,7 +728,7 @@ def test_a_read_registered_in_ops_is_in_the_document_without_an_edit_of_it(monke
     assert operation["summary"] == "The last events."
     assert {p["name"]: (p["in"], p["schema"]) for p in operation["parameters"]} == {
         "db": ("path", {"type": "string", "minLength": 1}),
-        "n": ("query", {"type": "integer", "minimum": 0}),
+        "n": ("query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
         "whole": ("query", {"type": "boolean"}),
     }
     # Limited to some store types: 409 on the others.
@@ -778,5 +796,23 @@ def test_a_database_whose_store_does_not_open_does_not_fail_the_listings(tmp_pat
             assert not _node.replicating(bad) and _node.replicating(listed["good"]["address"])
             events = (await call(client.request_json, "GET", "/events"))["events"]
             assert events[0]["address"] == bad and "cannot open" in events[0]["text"]
+
+    run(test)
+
+
+def test_create_a_private_database_with_readers(tmp_path):
+    """``POST /db`` with ``private`` and ``readers``: 201 with the manifest, readers included;
+    ``GET /db/{db}`` says private."""
+    reader = Keypair.from_seed(bytes([5]) * 32).did
+
+    async def test():
+        async with serving(tmp_path / "node") as (node, client):
+            request = ops.CreateRequest("p", "keyvalue", private=True, readers=[reader])
+            created = await call(client.create, request)
+            assert created["readers"] == [reader]
+            info = await call(client.database, created["address"])
+            assert info["private"] is True and info["readers"] == [reader]
+            made = await node.create_database("q", "events", private=True, readers=[reader])
+            assert made.manifest.private and made.manifest.readers == (reader,)
 
     run(test)

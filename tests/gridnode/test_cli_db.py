@@ -12,6 +12,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from crdt.identity import Keypair
 from gridnode.cli import main
 from gridnode.repo import Repo, StoredDatabase
 
@@ -600,3 +601,26 @@ def test_real_process_round_trip_and_exit_statuses(tmp_path):
         assert len(proc.stderr.splitlines()) == 1, proc.stderr
         assert proc.stderr.startswith("error: ")
         assert "Traceback" not in proc.stderr
+
+
+def test_db_create_private_with_readers(node):
+    """``db create --private --reader DID``: the readers go into the manifest (every replica
+    reads them), ``db info`` shows them; ``--reader`` without ``--private``, ``--private`` with
+    ``--public`` and a reader that is not a did:key are refused before anything is made."""
+    reader = Keypair.from_seed(bytes([5]) * 32).did
+    address = create(node, "secret", "keyvalue", "--private", "--reader", reader)
+    info = json_out(node, "db", "info", address)
+    assert info["private"] is True and info["readers"] == [reader]
+    assert f"readers:\n  {reader}\n" in out(node, "db", "info", address)
+    assert "readers" not in json_out(node, "db", "info", create(node, "open", "keyvalue"))
+    before = json_lines(node, "db", "list")
+    assert "--private" in refused(
+        node, "db", "create", "x", "--type", "events", "--reader", reader, code=2
+    )
+    assert "--public" in refused(
+        node, "db", "create", "x", "--type", "events", "--private", "--public", code=2
+    )
+    assert "reader 'did:key:nope'" in refused(
+        node, "db", "create", "x", "--type", "events", "--private", "--reader", "did:key:nope"
+    )
+    assert json_lines(node, "db", "list") == before

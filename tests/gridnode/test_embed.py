@@ -77,6 +77,8 @@ def test_asyncio_node_writes_reads_and_serves_the_cli(tmp_path):
             assert [i["value"] for i in await node.items(feed)] == ["a"]
             info = await node.info(notes)
             assert info["entries"] == 20 and info["digest"] == await node.digest(notes)
+            secret = await node.create_database("secret", "keyvalue", private=True, readers=[])
+            assert (await node.info(secret))["private"] is True
             assert await node.peers() == []
             assert await node.call(lambda n: n.read(notes, len)) == 20
             # The gridnode commands work through the embedded node's API meanwhile.

@@ -378,3 +378,66 @@ def test_heavy_answers_are_bounded_and_the_rest_is_not_starved(tmp_path, monkeyp
             assert status == 200
 
     run(test)
+
+
+def test_a_client_that_stops_reading_loses_its_slot(tmp_path, monkeypatch, caplog):
+    """Clients that take nothing of a CAR hold no heavy slot past ``STALL_SECONDS``: with every
+    slot taken by such clients, the next request still gets the whole CAR (on the old code it
+    got 503 for as long as they stayed connected)."""
+    import logging
+    import socket
+    from urllib.parse import urlsplit
+
+    from gridnode.api import asgi
+    from gridnode.repo import Repo
+
+    caplog.set_level(logging.INFO, logger="gridnode.api.asgi")
+
+    monkeypatch.setattr(asgi, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(asgi, "HEAVY_WAIT", 0.5)
+    data_dir = tmp_path / "node"
+    with Repo(data_dir) as repo:  # ~12 MiB: more than the kernel buffers on both sides
+        database = repo.create_database("big", "keyvalue")
+        value = "x" * (256 * 1024)
+        for i in range(48):
+            database.write({"op": "put", "key": f"k{i:03d}", "value": f"{i:03d}{value}"})
+        manifest = database.manifest.cid.encode()
+
+    def stalled():
+        return sum("took nothing" in r.getMessage() for r in caplog.records)
+
+    async def test():
+        async with serving(data_dir) as (_node, client):
+            parts = urlsplit(client.url)
+            hung = []
+            for _ in range(asgi.MAX_HEAVY):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect((parts.hostname, parts.port))
+                sock.sendall(
+                    f"GET /ipfs/{manifest} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                    "Accept: application/vnd.ipld.car\r\n\r\n".encode()
+                )
+                hung.append(sock)
+            try:
+                with trio.fail_after(30):
+                    while stalled() < asgi.MAX_HEAVY:
+                        await trio.sleep(0.1)
+                status, body, _headers = await raw(
+                    client, "GET", f"/ipfs/{manifest}", headers=CAR, token=None
+                )
+                assert status == 200, (status, body[:200])
+                _header, blocks = read_car(body)
+                assert len(blocks) == 49  # the manifest and every entry
+                assert (await call(client.status))["running"] is True
+                # The parked answers are bounded: at MAX_STALLED, heavy requests get 503 at once.
+                monkeypatch.setattr(asgi, "MAX_STALLED", asgi.MAX_HEAVY)
+                status, body, _headers = await raw(
+                    client, "GET", f"/ipfs/{manifest}", headers=CAR, token=None
+                )
+                assert status == 503 and "stopped reading" in body["error"], (status, body)
+            finally:
+                for sock in hung:
+                    sock.close()
+
+    run(test)

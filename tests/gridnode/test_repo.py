@@ -179,3 +179,28 @@ def test_replicated_and_private_flags_survive_a_reopen(tmp_path):
         repo.set_private(address, False)
         assert repo.replicated(address) and not repo.private(address)
         assert [d.address for d in repo.served()] == [address]
+
+
+def test_who_may_read_a_private_database(tmp_path):
+    """Admins, writers (as the access state has them now) and the manifest's readers; nobody
+    else, and no peer without an ed25519 key. A database without readers: anyone, unless this
+    node flagged it private (before manifests had readers): then its admins and writers."""
+    from crdt.identity import Keypair
+
+    writer, reader, granted, stranger = (
+        Keypair.from_seed(bytes([n]) * 32).did for n in (1, 2, 3, 4)
+    )
+    with Repo(tmp_path) as repo:
+        db = repo.create_database("p", "keyvalue", writers=[writer], readers=[reader])
+        assert db.private and repo.private(db.address)
+        assert all(db.may_read(did) for did in (repo.did, writer, reader))
+        assert not db.may_read(stranger) and not db.may_read(None) and not db.may_read(granted)
+        db.write({"op": "grant", "role": "writer", "did": granted})
+        db.write({"op": "revoke", "role": "writer", "did": writer})
+        assert db.may_read(granted) and not db.may_read(writer)
+        assert repo.served() == []
+
+        plain = repo.create_database("plain", "keyvalue")
+        assert not plain.private and plain.may_read(stranger) and plain.may_read(None)
+        repo.set_private(plain.address, True)
+        assert plain.private and not plain.may_read(stranger) and plain.may_read(repo.did)

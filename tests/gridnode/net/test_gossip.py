@@ -108,7 +108,10 @@ def test_a_slow_reader_loses_messages_not_its_subscription():
             await wait_for_gossip_peer(a, TOPIC, sub)
             for i in range(50):
                 await a.publish(TOPIC, i.to_bytes(4, "big"))
-            await trio.sleep(0.5)  # nobody reads meanwhile
+            # Nobody reads meanwhile; wait (bounded) until all 50 have arrived, not a fixed time.
+            with trio.fail_after(20):
+                while sub.dropped < 50 - 4:
+                    await trio.sleep(0.05)
             kept = await drain(sub)
             assert 1 <= len(kept) <= 4
             assert sub.dropped >= 50 - 4

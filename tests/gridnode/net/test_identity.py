@@ -56,3 +56,16 @@ def test_seed_must_be_32_bytes():
 
     with pytest.raises(InvalidKey):
         run(main)
+
+
+def test_a_peer_id_names_the_did_key_of_the_same_ed25519_key():
+    """What private databases check (gridnode.node.sync.serve): the did:key of a connection's
+    authenticated peer id is the key the peer's node signs entries with."""
+    from gridnode.net.identity import did_of_peer
+
+    for seed, peer_id in OTHER_IMPLEMENTATIONS.items():
+        assert did_of_peer(peer_id) == Keypair(seed).did
+    # Not ed25519 peer ids: a hashed RSA key (Qm...), not base58, far too long.
+    assert did_of_peer("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N") is None
+    assert did_of_peer("not base58 at all 0OIl") is None
+    assert did_of_peer("1" * 1000) is None
