@@ -80,7 +80,7 @@ from __future__ import annotations
 
 import heapq
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -1290,6 +1290,18 @@ class Log:
     def ancestry(
         self, wanted: Iterable[CID], have: Iterable[CID], *, limit: int = 200_000
     ) -> tuple[list[CID], bool]:
+        """:meth:`ancestry_steps` run to its end."""
+        steps = self.ancestry_steps(wanted, have, limit=limit)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                result: tuple[list[CID], bool] = stop.value
+                return result
+
+    def ancestry_steps(
+        self, wanted: Iterable[CID], have: Iterable[CID], *, limit: int = 200_000, step: int = 64
+    ) -> Generator[None, None, tuple[list[CID], bool]]:
         """What a peer whose heads are ``have`` needs to hold ``wanted``: the applied entries among
         ``wanted`` and their ancestors that are not in the causal past of ``have``, in the total
         order (parents first).
@@ -1300,6 +1312,10 @@ class Log:
         what the peer lacks (as far as this log knows its heads). The walk ends when nothing from
         ``wanted`` is left to visit. At most ``limit`` entries, the lowest first; the flag says
         whether there were more.
+
+        It yields after every ``step`` entries visited, so a caller can run the walk in bounded
+        slices (the storage worker serves other peers between them); if the log changes between
+        two slices the answer is as of some moment of the walk, which a puller checks anyway.
         """
         marks: dict[CID, bool] = {}  # True: reached from have (the peer has it)
         heap: list[tuple[int, bytes, CID]] = []
@@ -1326,12 +1342,19 @@ class Log:
         for cid in wanted:
             reach(cid, False)
         found: list[_Meta] = []
+        visited = 0
         while heap and wanted_left > 0:
+            visited += 1
+            if visited % step == 0:
+                yield  # a bounded piece of the walk is done (the caller may pause here)
             _clock, _raw, cid = heapq.heappop(heap)
-            meta = self._need_meta(cid)
             from_have = marks[cid]
             if not from_have:
                 wanted_left -= 1
+            meta = self._meta(cid)
+            if meta is None:
+                continue  # gone between two steps (the log changed meanwhile)
+            if not from_have:
                 found.append(meta)
             for parent in meta.next:
                 reach(parent, from_have)

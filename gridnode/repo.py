@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -199,6 +199,12 @@ class StoredDatabase:
     ) -> tuple[list[CID], bool]:
         """What a peer with heads ``have`` needs to hold ``wanted`` (see :meth:`crdt.log.Log.ancestry`)."""
         return self._db.log.ancestry(wanted, have, limit=limit)
+
+    def ancestry_steps(
+        self, wanted: Sequence[CID], have: Sequence[CID], limit: int
+    ) -> Generator[None, None, tuple[list[CID], bool]]:
+        """:meth:`ancestry` in bounded steps, for :meth:`~gridnode.storage.worker.StorageWorker.run_steps`."""
+        return self._db.log.ancestry_steps(wanted, have, limit=limit)
 
     @property
     def items(self) -> _Items:

@@ -69,10 +69,11 @@ from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Stream, Subscription
 from gridnode.net.identity import did_of_peer
+from gridnode.node.budget import Budgets
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
-from gridnode.storage.worker import StorageWorker
+from gridnode.storage.worker import StorageWorker, serving
 from protocols.errors import ProtocolError
 from protocols.gossip import (
     DIRECT_HEADS_PROTOCOL_ID,
@@ -141,8 +142,11 @@ class Replication:
         announce_interval: float,
         strike: Callable[[str, str], Awaitable[None]],
         count_join: CountJoin,
+        budgets: Budgets | None = None,
     ) -> None:
         self.repo = repo
+        #: Per-peer worker time and bytes; serving is charged to the peer served.
+        self._budgets = budgets or Budgets()
         self.host = host
         #: Seconds between two announcements of every replica's heads (``inf``: only on change).
         self.announce_interval = announce_interval
@@ -554,14 +558,15 @@ class Replication:
             return self._refuse_private(peer, address, "sync request from a peer not a reader")
 
         try:
-            await serve(
-                stream,
-                self.repo,
-                self._worker,
-                stats=counted,
-                reader=did_of_peer(peer),
-                refused=refused,
-            )
+            with serving(peer):
+                await serve(
+                    _Charged(stream, self._budgets, peer),
+                    self.repo,
+                    self._worker,
+                    stats=counted,
+                    reader=did_of_peer(peer),
+                    refused=refused,
+                )
         except ProtocolError as exc:
             await stream.reset()
             await self._strike(stream.remote_peer_id, str(exc))
@@ -588,6 +593,26 @@ class _Metered:
         return data
 
     async def write(self, data: bytes) -> None:
+        await self._stream.write(data)
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
+class _Charged:
+    """A served sync stream whose writes are charged to the peer's byte budget (and wait while
+    it is in debt)."""
+
+    def __init__(self, stream: Stream, budgets: Budgets, peer: str) -> None:
+        self._stream = stream
+        self._budgets = budgets
+        self._peer = peer
+
+    async def read(self, max_bytes: int) -> bytes:
+        return await self._stream.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        await self._budgets.send(self._peer, len(data))
         await self._stream.write(data)
 
     async def close(self) -> None:

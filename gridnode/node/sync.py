@@ -67,6 +67,8 @@ CHUNK_BYTES: Final = 1024 * 1024
 READ_SIZE: Final = 256 * 1024
 #: Entries one want is answered with before the puller must ask again.
 ANSWER_LIMIT: Final = 200_000
+#: Blocks read per storage-worker call when serving (~5 ms: other peers' calls run between).
+SERVE_BATCH: Final = 128
 #: Databases one sync stream may reconcile.
 MAX_SESSIONS: Final = 16
 #: Seconds a server waits for the next request on a sync stream before it closes it.
@@ -385,13 +387,13 @@ async def _answer_ranges(
 ) -> None:
     """Reconcile one message: send the entries the puller lacks, then the ranges left open."""
     database, reconciler = session
-    answer = await worker.run(reconciler.receive_ranges, ranges)
+    answer = await worker.run_steps(reconciler.receive_steps(ranges))
     outbox = reconciler.outbox
     reconciler.outbox = []
     chunk: list[bytes] = []
     size = 0
-    for start in range(0, len(outbox), 512):
-        blocks = await worker.run(database.item_blocks, outbox[start : start + 512])
+    for start in range(0, len(outbox), SERVE_BATCH):
+        blocks = await worker.run(database.item_blocks, outbox[start : start + SERVE_BATCH])
         for block in blocks:
             if size + len(block) > CHUNK_BYTES and chunk:
                 await stream.write(conn.entries(manifest_cid, chunk))
@@ -432,8 +434,8 @@ async def _answer_want(
     except UnknownDatabase:
         await stream.write(conn.refuse("unknown database"))
         return
-    cids, _truncated = await worker.run(
-        database.ancestry, list(ask.cids), list(ask.have), ANSWER_LIMIT
+    cids, _truncated = await worker.run_steps(
+        database.ancestry_steps(list(ask.cids), list(ask.have), ANSWER_LIMIT)
     )
     wants_manifest = ask.db in ask.cids
     chunk: list[tuple[CID, bytes]] = []
@@ -443,7 +445,7 @@ async def _answer_want(
         size += len(database.manifest.block)
     start = 0
     while start < len(cids):
-        batch = cids[start : start + 512]
+        batch = cids[start : start + SERVE_BATCH]
         start += len(batch)
         blocks = await worker.run(database.blocks_of, batch)
         for cid, block in blocks:
