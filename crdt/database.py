@@ -26,11 +26,21 @@ class Database:
     """One database replica in memory: ``log`` decides what is valid, ``store`` holds the state."""
 
     def __init__(
-        self, manifest: Manifest, *, space: Space | None = None, **log_limits: int
+        self,
+        manifest: Manifest,
+        *,
+        space: Space | None = None,
+        refuse_unknown_authors: bool = False,
+        **log_limits: int,
     ) -> None:
         self.manifest = manifest
         self.space = space if space is not None else MemorySpace()
-        self.log = Log(manifest, space=self.space, **log_limits)
+        self.log = Log(
+            manifest,
+            space=self.space,
+            refuse_unknown_authors=refuse_unknown_authors,
+            **log_limits,
+        )
         self.store: Store = open_store(manifest.store, manifest.options, self.space)
         #: Entries whose payload the store ignored as malformed (valid in the log, no effect).
         self.ignored: list[Entry] = []
@@ -39,10 +49,15 @@ class Database:
     def address(self) -> str:
         return self.manifest.address
 
-    def join(self, entries: Iterable[Entry]) -> JoinResult:
-        """Offer remote entries; apply to the store every one the log applies."""
-        result = self.log.join(entries)
-        self._fold(result.applied)
+    def join(self, entries: Iterable[Entry], *, source: str = "", now: float = 0.0) -> JoinResult:
+        """Offer remote entries; apply to the store every valid one the log applies (and fold
+        the store again if an ACL entry changed verdicts on entries applied earlier);
+        ``source`` and ``now``: :meth:`crdt.log.Log.join`."""
+        result = self.log.join(entries, source=source, now=now)
+        if self.log.take_changed():
+            self.rebuild()
+        else:
+            self._fold(e for e in result.applied if e.cid not in result.invalid)
         return result
 
     def write(self, keypair: Keypair, payload: Any) -> Entry:
@@ -50,8 +65,36 @@ class Database:
         if not is_acl_payload(payload):
             type(self.store).check_op(payload, self.manifest.options)
         entry = self.log.append(keypair, payload)
-        self._fold([entry])
+        if self.log.take_changed():
+            self.rebuild()
+        else:
+            self._fold([entry])
         return entry
+
+    def rebuild(self) -> None:
+        """Fold the store again from nothing, from the valid entries in the total order: after
+        an ACL entry made entries applied earlier invalid (or valid again), docs/spec.md §8.
+        Linear in the log; revocations are rare."""
+        self.store.clear()
+        self.ignored = []
+        log = self.log
+        for cid in log.order_cids():
+            if log.is_valid(cid):
+                entry = log.get(cid)
+                assert entry is not None
+                self._fold([entry])
+
+    def upgrade(self) -> bool:
+        """Judge a log written before docs/spec.md §8's revocation rule once under it (and fold
+        the store again if a verdict changed); whether anything changed."""
+        if self.log.judged_current:
+            return False
+        changed = self.log.reevaluate()
+        self.log.take_changed()
+        self.log.mark_judged()
+        if changed:
+            self.rebuild()
+        return changed
 
     def grant(self, keypair: Keypair, role: str, did: str) -> Entry:
         return self.write(keypair, {"op": "grant", "role": role, "did": did})
@@ -71,6 +114,7 @@ class Database:
         summary = {
             "heads": list(self.log.heads),
             "access": self.log.access.describe(),
+            "invalid": self.log.invalid_count,
             "store": self.store.digest(),
         }
         return hashlib.sha256(encode(summary)).digest()

@@ -47,10 +47,12 @@ __all__ = [
     "NonCanonicalEncoding",
     "NonStringMapKey",
     "PendingLimitExceeded",
+    "PendingRefused",
     "RejectedAncestor",
     "TrailingBytes",
     "Truncated",
     "Unauthorized",
+    "UnknownAuthor",
     "UnknownIndex",
     "UnsupportedCarVersion",
     "UnsupportedCodec",
@@ -257,8 +259,20 @@ class RejectedAncestor(LogError):
     """An entry that descends from a rejected entry."""
 
 
-class PendingLimitExceeded(LogError):
-    """Too many entries wait for missing parents (in total or from one author)."""
+class PendingRefused(LogError):
+    """An entry whose parents are missing, not kept to wait for them: not a verdict on the entry
+    (it may be offered again later, e.g. once its parents or the grants naming its author are
+    known)."""
+
+
+class PendingLimitExceeded(PendingRefused):
+    """Too many entries, or bytes, wait for missing parents (in total, from one author or from
+    one source)."""
+
+
+class UnknownAuthor(PendingRefused):
+    """An entry whose parents are missing, by an author that no manifest role and no grant this
+    replica knows (applied or waiting) could authorise, in a database not open to everyone."""
 
 
 # -- stores -------------------------------------------------------------------------------------

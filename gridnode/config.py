@@ -60,6 +60,12 @@ bitswap = true
 # proxy. Any other Host is answered 421: a page on another site cannot reach the API through
 # DNS rebinding.
 gateway_hosts = []
+
+# Entries whose parents are missing wait for them, bounded: bytes in all per database, bytes per
+# peer (the source they came from) per database, and seconds before they are dropped.
+pending_bytes = 67108864
+pending_bytes_per_peer = 16777216
+pending_seconds = 86400.0
 """
 
 
@@ -78,6 +84,9 @@ class Config:
     mdns: bool = False
     bitswap: bool = True
     gateway_hosts: list[str] = field(default_factory=list)
+    pending_bytes: int = 64 * 1024 * 1024
+    pending_bytes_per_peer: int = 16 * 1024 * 1024
+    pending_seconds: float = 86400.0
 
 
 def write_default_config(data_dir: Path) -> bool:

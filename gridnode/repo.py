@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,12 +71,48 @@ class StoredDatabase:
         self._db = self._open()
 
     def _open(self) -> Database:
-        database = Database(self.manifest, space=self.repo.sql.space(self.address))
+        config = self.repo.config
+        database = Database(
+            self.manifest,
+            space=self.repo.sql.space(self.address),
+            max_pending_bytes=config.pending_bytes,
+            max_pending_bytes_per_source=config.pending_bytes_per_peer,
+            # What is refused is fetched again by sync once the grants naming its author are
+            # known (docs/spec.md §7), so an outsider's orphans are not kept at all.
+            refuse_unknown_authors=True,
+        )
         if not database.log.sums_complete:
             # A log written before range sums existed: compute them once.
             with self.repo.sql.transaction():
                 database.log.rebuild_sums()
+        if not database.log.pending_indexed:
+            # Likewise the pending set's sizes, sources, ages and missing parents.
+            with self.repo.sql.transaction():
+                database.log.index_pending(time.time())
+        if not database.log.judged_current:
+            # A log written before revocations held (docs/spec.md §8): judge it once.
+            with self.repo.sql.transaction():
+                database.upgrade()
         return database
+
+    def expire_pending(self, now: float | None = None) -> int:
+        """Drop the entries that waited for parents longer than the config's
+        ``pending_seconds`` (``now``: wall-clock seconds, the clock joins stamp them with);
+        return how many. Run when the database opens and periodically by a running node."""
+        log_ = self._db.log
+        if not log_.pending_count:
+            return 0
+        now = time.time() if now is None else now
+        cutoff = now - self.repo.config.pending_seconds
+        expired = self._transaction(lambda database: database.log.expire_pending(cutoff))
+        if expired:
+            log.info(
+                "%d entries of %s waited over %.0f s for their parents: dropped",
+                len(expired),
+                self.address,
+                self.repo.config.pending_seconds,
+            )
+        return len(expired)
 
     def _transaction(self, work: Callable[[Database], T]) -> T:
         try:
@@ -122,14 +158,57 @@ class StoredDatabase:
 
     @property
     def missing(self) -> frozenset[CID]:
-        """Parents that pending entries wait for: what to fetch."""
+        """Parents that pending entries wait for: what to fetch (all of them: prefer
+        :meth:`first_missing` and :attr:`missing_count`, whose cost does not grow with them)."""
         return self._db.log.missing
+
+    @property
+    def missing_count(self) -> int:
+        """How many parents pending entries wait for (a counter)."""
+        return self._db.log.missing_count
+
+    def is_missing(self, cid: CID) -> bool:
+        return self._db.log.is_missing(cid)
+
+    def first_missing(self, limit: int, skip: Callable[[CID], bool] | None = None) -> list[CID]:
+        """Up to ``limit`` missing parents (by binary CID), leaving out those ``skip`` names;
+        reads no further than it needs."""
+        found: list[CID] = []
+        if limit <= 0:
+            return found
+        for cid in self._db.log.iter_missing():
+            if skip is not None and skip(cid):
+                continue
+            found.append(cid)
+            if len(found) >= limit:
+                break
+        return found
+
+    @property
+    def pending_count(self) -> int:
+        """Entries waiting for parents."""
+        return self._db.log.pending_count
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the entries waiting for parents."""
+        return self._db.log.pending_bytes
+
+    def pending_from(self, source: str) -> tuple[int, int]:
+        """``(entries, bytes)`` waiting for parents that came from ``source`` (a peer id)."""
+        return self._db.log.pending_from(source)
 
     def ancestry(
         self, wanted: Sequence[CID], have: Sequence[CID], limit: int
     ) -> tuple[list[CID], bool]:
         """What a peer with heads ``have`` needs to hold ``wanted`` (see :meth:`crdt.log.Log.ancestry`)."""
         return self._db.log.ancestry(wanted, have, limit=limit)
+
+    def ancestry_steps(
+        self, wanted: Sequence[CID], have: Sequence[CID], limit: int
+    ) -> Generator[None, None, tuple[list[CID], bool]]:
+        """:meth:`ancestry` in bounded steps, for :meth:`~gridnode.storage.worker.StorageWorker.run_steps`."""
+        return self._db.log.ancestry_steps(wanted, have, limit=limit)
 
     @property
     def items(self) -> _Items:
@@ -269,16 +348,24 @@ class StoredDatabase:
         return entries, report
 
     def join_entries(
-        self, entries: list[Entry], report: ImportReport | None = None
+        self,
+        entries: list[Entry],
+        report: ImportReport | None = None,
+        *,
+        source: str = "",
+        now: float | None = None,
     ) -> ImportReport:
         """Join verified entries in one transaction; the log judges each (clock, access, ...).
 
         Parents go before children (by clock), whatever order the entries came in: joined
         children first, a long history would wait for its root in the pending set, which is
-        bounded. (Entries already in causal order, as a sync sends them, cost a linear pass.)"""
+        bounded. (Entries already in causal order, as a sync sends them, cost a linear pass.)
+        ``source`` names where they came from (a peer id): what waits for parents is bounded in
+        bytes per source; ``now`` (wall-clock seconds, default the current time) is when."""
         report = report or ImportReport(address=self.address)
         ordered = sorted(entries, key=lambda entry: entry.clock)
-        result = self._transaction(lambda database: database.join(ordered))
+        when = time.time() if now is None else now
+        result = self._transaction(lambda database: database.join(ordered, source=source, now=when))
         report.applied += len(result.applied)
         report.duplicates += result.duplicates
         report.pending += len(result.pending)
@@ -289,11 +376,11 @@ class StoredDatabase:
         self.repo.log_rejections(self.address, report.rejected)
         return report
 
-    def join_blocks(self, blocks: Iterable[tuple[CID, bytes]]) -> ImportReport:
+    def join_blocks(self, blocks: Iterable[tuple[CID, bytes]], *, source: str = "") -> ImportReport:
         """Verify outside entry blocks (hash, structure, signature) and join the valid ones
         (parents first: :meth:`join_entries`)."""
         entries, report = self.verify_blocks(blocks)
-        return self.join_entries(entries, report)
+        return self.join_entries(entries, report, source=source)
 
     def car_parts(self) -> Iterator[bytes]:
         """The database's full history as CAR v1 bytes: the header (roots: the manifest CID, then
@@ -594,6 +681,8 @@ class Repo:
             raise UnknownDatabase(f"no database {canonical} in {self.data_dir}")
         stored = StoredDatabase(self, decode_manifest(cid, block))
         self._open[canonical] = stored
+        # Entries that waited for their parents past the limit while the node was stopped.
+        stored.expire_pending()
         return stored
 
     def databases(self) -> list[tuple[str, str, str]]:
@@ -622,4 +711,4 @@ class Repo:
         except InvalidManifest as exc:
             raise InvalidCar(f"the first root is not a gridnode manifest: {exc}") from None
         database = self.add_database(manifest)
-        return database.join_blocks(blocks)
+        return database.join_blocks(blocks, source="import")

@@ -35,7 +35,7 @@ without scanning them. docs/spec.md §11 argues why a writer grinding CIDs gains
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -185,6 +185,17 @@ class Reconciler:
     def receive_ranges(self, value: Any) -> list[list[Any]] | None:
         """Process the peer's message (an IPLD value, checked here); return the answer, or
         ``None`` when every range is settled."""
+        steps = self.receive_steps(value)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                answer: list[list[Any]] | None = stop.value
+                return answer
+
+    def receive_steps(self, value: Any) -> Generator[None, None, list[list[Any]] | None]:
+        """:meth:`receive_ranges` as a generator that yields after each range, so a server can
+        answer a message of thousands of ranges in bounded slices; it returns the answer."""
         self.rounds += 1
         if self.rounds > self.max_rounds:
             raise ProtocolError(f"reconciliation took over {self.max_rounds} rounds")
@@ -193,6 +204,7 @@ class Reconciler:
         out: list[_Range] = []
         low = b""
         for incoming in ranges:
+            yield
             high = incoming.high
             mode = incoming.mode
             if mode == "skip":

@@ -67,11 +67,21 @@ class Store(ABC):
         self.options: Mapping[str, Any] = dict(options or {})
         #: Where the state lives.
         self.space: Space = MemorySpace() if space is None else space
+        self._tables: list[Table] = []
         self._meta = self._table("meta")
 
     def _table(self, part: str) -> Table:
-        """This store type's table ``"<type_name>.<part>"``."""
-        return self.space.table(f"{self.type_name}.{part}")
+        """This store type's table ``"<type_name>.<part>"`` (every one a store uses is opened in
+        its constructor, so :meth:`clear` knows them all)."""
+        table = self.space.table(f"{self.type_name}.{part}")
+        self._tables.append(table)
+        return table
+
+    def clear(self) -> None:
+        """Forget the whole state (to fold it again from the log's valid entries)."""
+        for table in self._tables:
+            for key in [k for k, _ in table.range()]:
+                table.delete(key)
 
     @classmethod
     @abstractmethod

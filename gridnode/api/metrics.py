@@ -200,6 +200,31 @@ def node_families(
         ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
     ]
+    worker = Family(
+        "gridnode_storage_worker_seconds_total",
+        "counter",
+        "Seconds the storage worker thread ran calls: for the node's own work, or for peers.",
+    )
+    throttled = Family(
+        "gridnode_budget_throttled_seconds_total",
+        "counter",
+        "Seconds peers' requests waited because they were over their budget.",
+    )
+    if node.stats.worker is not None:
+        for who, seconds in node.stats.worker.seconds.items():
+            worker.add(seconds, **{"for": who})
+    if node.stats.budgets is not None:
+        throttled.add(node.stats.budgets.throttled)
+    figures = node.stats.budget_figures()
+    families += [
+        worker,
+        throttled,
+        gauge(
+            "budget_peers_in_debt",
+            "Peers over their storage-worker or byte budget now (their requests wait).",
+            sum(1 for f in figures if f["worker_left"] < 0 or f["bytes_left"] < 0),
+        ),
+    ]
     if node.stats.bitswap is not None:
         stats = node.stats.bitswap
         families += [

@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -54,6 +55,17 @@ from protocols.wire import FrameDecoder
 __all__ = ["Bitswap", "BitswapConfig", "BitswapStats", "BlockLookup"]
 
 log = logging.getLogger(__name__)
+
+
+class PeerBudgets(Protocol):
+    """The node's per-peer budgets (:class:`gridnode.node.budget.Budgets`), shared by every
+    protocol: storage calls made inside ``serving(peer)`` are charged to ``peer``, and ``send``
+    charges bytes and waits while the peer is in debt."""
+
+    def serving(self, peer: str) -> AbstractContextManager[None]: ...
+
+    async def send(self, peer: str, size: int) -> None: ...
+
 
 #: ``await lookup(cids)`` -> ``{cid: block or None}``: the blocks this node serves.
 BlockLookup = Callable[[list[CID]], Awaitable[dict[CID, bytes | None]]]
@@ -140,11 +152,15 @@ class Bitswap:
         *,
         violation: Violation | None = None,
         config: BitswapConfig | None = None,
+        budgets: PeerBudgets | None = None,
     ) -> None:
         self._host = host
         self._nursery = nursery
         self._lookup = lookup
         self._violation = violation
+        #: The node's per-peer budgets, shared with its other protocols (lookups and bytes sent
+        #: are charged to the peer served); ``None``: bitswap's own allowance only.
+        self._budgets = budgets
         self.config = config or BitswapConfig()
         self._peers: dict[str, _Peer] = {}
         self._waiters: list[_Waiter] = []
@@ -248,7 +264,11 @@ class Bitswap:
             delay = peer.allowance.delay(len(batch) * _LOOKUP_COST, trio.current_time())
             if delay > 0:
                 await trio.sleep(delay)
-            got = await self._lookup(batch)
+            if self._budgets is None:
+                got = await self._lookup(batch)
+            else:
+                with self._budgets.serving(peer_id):
+                    got = await self._lookup(batch)
             found.update(got)
             in_hand += sum(len(b) for b in got.values() if b is not None)
         self._send(peer_id, peer, peer.ledger.answer(found))
@@ -300,6 +320,8 @@ class Bitswap:
                 delay = peer.allowance.delay(len(data), trio.current_time())
                 if delay > 0:
                     await trio.sleep(delay)
+                if self._budgets is not None:
+                    await self._budgets.send(peer_id, len(data))
                 with trio.fail_after(self.config.write_timeout):
                     if stream is None:
                         stream = await self._host.open_stream(peer_id, PROTOCOLS)

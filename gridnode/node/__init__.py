@@ -44,6 +44,7 @@ from gridnode import ops
 from gridnode.datadir import node_lock
 from gridnode.net import Host, open_host
 from gridnode.net.bitswap import Bitswap
+from gridnode.node.budget import Budgets
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -90,9 +91,11 @@ class Node:
     ) -> None:
         self.repo = repo
         self.host = host
-        self.worker = StorageWorker()
+        #: Every remote peer's allowance of storage-worker time and bytes, over all protocols.
+        self.budgets = Budgets()
+        self.worker = StorageWorker(self.budgets)
         #: What the node has done and seen, for the API, the dashboard and /metrics.
-        self.stats = NodeStats()
+        self.stats = NodeStats(budgets=self.budgets, worker=self.worker)
         #: The rooms (each module's docstring says what it owns and refuses).
         self.peering = Peering(
             host, nursery, self.stats, target_peers=target_peers, connected=self._connected
@@ -105,6 +108,7 @@ class Node:
                 nursery,
                 lambda cids: self.worker.run(repo.served_blocks, cids),
                 violation=self.peering.strike,
+                budgets=self.budgets,
             )
             self.stats.bitswap = self.bitswap.stats
         self.replication = Replication(
@@ -116,6 +120,7 @@ class Node:
             announce_interval=announce_interval,
             strike=self.peering.strike,
             count_join=self.count_join,
+            budgets=self.budgets,
         )
         self.announce_interval = announce_interval  # and peer records every third round
         self.restorer = Restorer(

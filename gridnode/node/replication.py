@@ -39,7 +39,12 @@ What it refuses:
   stream gone, a refusal) does not;
 - heads or parents a peer was asked for :data:`~gridnode.node.sync.MAX_ASKS` times in vain no
   longer make the node pull from that peer (it claims what it cannot serve, or nobody has them:
-  orphans wait, bounded), so a lying peer costs a few round trips, not one pull per announcement.
+  orphans wait, bounded), so a lying peer costs a few round trips, not one pull per announcement;
+- orphans beyond what may wait: entries whose parents are missing are joined with the peer they
+  came from as their source, so the log bounds what waits in bytes per peer and per database and
+  keeps none by an author no known grant could authorise (docs/spec.md §7); what waits expires
+  after ``pending_seconds`` (a pass every :data:`EXPIRE_INTERVAL`), and deciding whether an
+  announcement calls for a pull reads counters, not the pending set.
 
 A replica's choice is durable: :meth:`Replication.unfollow` records it in the repo, and the next
 start does not replicate that database either until it is followed again.
@@ -52,6 +57,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 import trio
@@ -63,10 +69,11 @@ from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Stream, Subscription
 from gridnode.net.identity import did_of_peer
+from gridnode.node.budget import Budgets
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
-from gridnode.storage.worker import StorageWorker
+from gridnode.storage.worker import StorageWorker, serving
 from protocols.errors import ProtocolError, SendLimitError
 from protocols.gossip import (
     DIRECT_HEADS_PROTOCOL_ID,
@@ -95,6 +102,9 @@ MANIFEST_SECONDS: Final = 10.0
 REFUSALS_PER_MINUTE: Final = 16
 #: How long sending or receiving one direct heads announcement may take.
 DIRECT_SECONDS: Final = 10.0
+#: Seconds between two passes expiring entries that waited too long for their parents (at most a
+#: quarter of ``pending_seconds``).
+EXPIRE_INTERVAL: Final = 60.0
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -134,8 +144,11 @@ class Replication:
         announce_interval: float,
         strike: Callable[[str, str], Awaitable[None]],
         count_join: CountJoin,
+        budgets: Budgets | None = None,
     ) -> None:
         self.repo = repo
+        #: Per-peer worker time and bytes; serving is charged to the peer served.
+        self._budgets = budgets or Budgets()
         self.host = host
         #: Seconds between two announcements of every replica's heads (``inf``: only on change).
         self.announce_interval = announce_interval
@@ -175,6 +188,7 @@ class Replication:
             await self.replicate(database)
         if math.isfinite(self.announce_interval):
             self._nursery.start_soon(self._announce_periodically)
+        self._nursery.start_soon(self._expire_pending_periodically)
 
     # -- the replica set ----------------------------------------------------------------------
 
@@ -393,6 +407,21 @@ class Replication:
             for address in list(self._replicas):
                 await self.announce(address)
 
+    async def _expire_pending_periodically(self) -> None:
+        # Entries waiting for parents that never come are dropped after ``pending_seconds``
+        # (wall-clock: the age survives a restart, and opening a database expires them too).
+        limit = self.repo.config.pending_seconds
+        while True:
+            await trio.sleep(min(EXPIRE_INTERVAL, limit / 4))
+            for address in list(self._replicas):
+                replica = self._replicas.get(address)
+                if replica is None:
+                    continue
+                try:
+                    await self._worker.run(replica.database.expire_pending)
+                except GridnodeError as exc:
+                    log.warning("cannot expire pending entries of %s: %s", address, exc)
+
     async def _listen(self, replica: Replica, subscription: Subscription) -> None:
         database = replica.database
         manifest_cid = database.manifest.cid
@@ -411,7 +440,9 @@ class Replication:
                 inline = [(c, b) for c, b in announcement.blocks if c in lacking]
                 if inline:
                     try:
-                        joined = await self._worker.run(database.join_blocks, inline)
+                        joined = await self._worker.run(
+                            partial(database.join_blocks, inline, source=peer)
+                        )
                     except GridnodeError as exc:
                         # The disk is full, say: this announcement is dropped, not the node.
                         log.warning(
@@ -478,6 +509,7 @@ class Replication:
                         database,
                         self._worker,
                         asked=self._asked_of(peer, database.address),
+                        source=peer,
                     )
                 finally:
                     await stream.close()
@@ -546,14 +578,15 @@ class Replication:
             return self._refuse_private(peer, address, "sync request from a peer not a reader")
 
         try:
-            await serve(
-                stream,
-                self.repo,
-                self._worker,
-                stats=counted,
-                reader=did_of_peer(peer),
-                refused=refused,
-            )
+            with serving(peer):
+                await serve(
+                    _Charged(stream, self._budgets, peer),
+                    self.repo,
+                    self._worker,
+                    stats=counted,
+                    reader=did_of_peer(peer),
+                    refused=refused,
+                )
         except SendLimitError as exc:
             # Our answer would have broken a limit: not sent, and not the peer's fault.
             log.warning("sync stream from %s stopped: %s", peer, exc)
@@ -590,10 +623,39 @@ class _Metered:
         await self._stream.close()
 
 
+class _Charged:
+    """A served sync stream whose writes are charged to the peer's byte budget (and wait while
+    it is in debt)."""
+
+    def __init__(self, stream: Stream, budgets: Budgets, peer: str) -> None:
+        self._stream = stream
+        self._budgets = budgets
+        self._peer = peer
+
+    async def read(self, max_bytes: int) -> bytes:
+        return await self._stream.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        await self._budgets.send(self._peer, len(data))
+        await self._stream.write(data)
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
 def _canonical(address: str) -> str:
     """``/gridnode/<manifest CID>`` for any form of a database address."""
     return "/gridnode/" + str(parse_address(address))
 
 
 def _has_missing(database: StoredDatabase, given_up: dict[CID, int]) -> bool:
-    return any(given_up.get(c, 0) < MAX_ASKS for c in database.missing)
+    """Whether pending entries wait for a parent not yet given up on with this peer. Costs one
+    counter read, plus a lookup per CID given up on (at most ``sync.MAX_ASKED``): never a pass
+    over the pending set, which an outsider's orphans could make large."""
+    count = database.missing_count
+    if not count:
+        return False
+    hopeless = [cid for cid, asks in given_up.items() if asks >= MAX_ASKS]
+    if count > len(hopeless):
+        return True  # more are missing than were ever given up on
+    return count > sum(1 for cid in hopeless if database.is_missing(cid))

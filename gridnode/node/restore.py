@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Final
 
 import trio
@@ -118,7 +119,9 @@ class Restorer:
             database = await self._worker.run(self._repo.add_database, manifest)
         else:
             database = existing
-        report = await self._worker.run(database.join_entries, entries, report)
+        report = await self._worker.run(
+            partial(database.join_entries, entries, report, source="bitswap")
+        )
         self._count_join("bitswap", report)
         await self._replication.replicate(database)
         return report
@@ -143,7 +146,7 @@ class Restorer:
             return  # bitswap wants go to every peer, and no peer serves private blocks by CID
         self._filling.add(address)
         try:
-            missing = await self._worker.run(lambda: sorted(database.missing))
+            missing = await self._worker.run(database.first_missing, MAX_GAP_FILL)
             if not missing:
                 return
             deadline = trio.current_time() + GAP_FILL_SECONDS
@@ -152,7 +155,9 @@ class Restorer:
                 return
             report = ImportReport(address=database.address)
             entries = await self.walk(got, peers, deadline, report, database.unknown)
-            report = await self._worker.run(database.join_entries, entries, report)
+            report = await self._worker.run(
+                partial(database.join_entries, entries, report, source="bitswap")
+            )
             self._count_join("bitswap", report)
             log.info(
                 "filled gaps of %s over bitswap: %d entries applied",

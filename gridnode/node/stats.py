@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 if TYPE_CHECKING:
     from gridnode.net.bitswap import BitswapStats
+    from gridnode.node.budget import Budgets
     from gridnode.node.sync import PullReport
     from gridnode.repo import ImportReport
+    from gridnode.storage.worker import StorageWorker
     from protocols.sync import SyncStats
 
 __all__ = [
@@ -197,6 +199,14 @@ class NodeStats:
     rejected_announcements: int = 0
     #: Bitswap's counters (``None`` when the config turns bitswap off).
     bitswap: BitswapStats | None = None
+    #: Every remote peer's storage-worker time and bytes (:mod:`gridnode.node.budget`).
+    budgets: Budgets | None = None
+    #: The storage worker, whose ``usage`` is per tag (peer or ``local``).
+    worker: StorageWorker | None = None
+
+    def budget_figures(self) -> list[dict[str, Any]]:
+        """Per peer: worker seconds used and left, bytes sent and left, seconds throttled."""
+        return [] if self.budgets is None else list(self.budgets.figures())
 
     def note(
         self, kind: str, text: str, *, peer: str | None = None, address: str | None = None

@@ -32,6 +32,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Protocol
 
 import trio
@@ -71,6 +72,8 @@ CHUNK_BYTES: Final = 1024 * 1024
 READ_SIZE: Final = 256 * 1024
 #: Entries one want is answered with before the puller must ask again.
 ANSWER_LIMIT: Final = 200_000
+#: Blocks read per storage-worker call when serving (~5 ms: other peers' calls run between).
+SERVE_BATCH: Final = 128
 #: Databases one sync stream may reconcile.
 MAX_SESSIONS: Final = 16
 #: Seconds a server waits for the next request on a sync stream before it closes it.
@@ -136,13 +139,14 @@ async def pull(
     budget: Budget | None = None,
     now: Callable[[], float] = trio.current_time,
     asked: dict[CID, int] | None = None,
+    source: str = "",
 ) -> PullReport:
     """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it.
 
     ``asked`` counts how often each CID was asked of this peer; pass the same dict to every pull
     from one peer, and a CID it failed to send :data:`MAX_ASKS` times is not asked of it again
     (a peer claiming heads it cannot serve, or parents nobody has, costs a few round trips, not
-    one more per pull for ever)."""
+    one more per pull for ever). ``source`` names the peer for the log's pending bounds."""
     conn = SyncConnection(Role.PULLER, budget=budget or Budget())
     report = PullReport(address=database.address, stats=conn.stats)
     manifest_cid = database.manifest.cid
@@ -167,7 +171,7 @@ async def pull(
     assert isinstance(event, HeadsArrived)
     server_heads = list(event.heads)
     while True:
-        last = await _receive_answer(next_event, database, worker, report)
+        last = await _receive_answer(next_event, database, worker, report, source)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
@@ -181,27 +185,35 @@ async def pull(
 
     # What we still lack: server heads we have never seen, and parents our pending entries wait
     # for. Reconciliation leaves nothing of the kind unless the server wrote meanwhile.
-    def lacking() -> list[CID]:
-        return database.unknown(server_heads) + sorted(database.missing - set(server_heads))
-
     if asked is None:
         asked = {}
-    wanted = [c for c in await worker.run(lacking) if asked.get(c, 0) < MAX_ASKS]
+    given_up = asked
+
+    def hopeless(cid: CID) -> bool:
+        return given_up.get(cid, 0) >= MAX_ASKS
+
+    def lacking() -> list[CID]:
+        # The missing parents read only as far as one want needs, never all of them.
+        heads = set(server_heads)
+        return database.unknown(server_heads) + database.first_missing(
+            MAX_WANT, lambda c: c in heads or hopeless(c)
+        )
+
+    wanted = [c for c in await worker.run(lacking) if not hopeless(c)]
     while wanted:
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(database.newest_heads, MAX_HEADS)
         await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
-        last = await _receive_answer(next_event, database, worker, report)
+        last = await _receive_answer(next_event, database, worker, report, source)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
-        missing = await worker.run(lambda: sorted(database.missing))
         # A CID asked for three times and still missing is not coming from this peer.
-        wanted = [c for c in missing if asked.get(c, 0) < MAX_ASKS]
+        wanted = await worker.run(database.first_missing, MAX_WANT, hopeless)
     while len(asked) > MAX_ASKED:
         del asked[next(iter(asked))]
-    report.complete = not await worker.run(lambda: bool(database.missing))
+    report.complete = not await worker.run(lambda: database.missing_count)
     return report
 
 
@@ -210,6 +222,7 @@ async def _receive_answer(
     database: StoredDatabase,
     worker: StorageWorker,
     report: PullReport,
+    source: str = "",
 ) -> Event:
     """Take the messages answering one request (blocks or entries), until the one that ends it
     (the last blocks message, a ranges message, or a refusal), and return that one.
@@ -222,7 +235,9 @@ async def _receive_answer(
     async def joiner() -> None:
         async with receive:
             async for entries, checked in receive:
-                joined = await worker.run(database.join_entries, entries, checked)
+                joined = await worker.run(
+                    partial(database.join_entries, entries, checked, source=source)
+                )
                 report.applied += joined.applied
                 report.duplicates += joined.duplicates
                 report.rejected.extend(joined.rejected)
@@ -385,13 +400,13 @@ async def _answer_ranges(
 ) -> None:
     """Reconcile one message: send the entries the puller lacks, then the ranges left open."""
     database, reconciler = session
-    answer = await worker.run(reconciler.receive_ranges, ranges)
+    answer = await worker.run_steps(reconciler.receive_steps(ranges))
     outbox = reconciler.outbox
     reconciler.outbox = []
     chunk: list[bytes] = []
     size = 0
-    for start in range(0, len(outbox), 512):
-        blocks = await worker.run(database.item_blocks, outbox[start : start + 512])
+    for start in range(0, len(outbox), SERVE_BATCH):
+        blocks = await worker.run(database.item_blocks, outbox[start : start + SERVE_BATCH])
         for block in blocks:
             if (size + len(block) > CHUNK_BYTES or len(chunk) >= MAX_BLOCKS) and chunk:
                 await stream.write(conn.entries(manifest_cid, chunk))
@@ -434,8 +449,8 @@ async def _answer_want(
     except UnknownDatabase:
         await stream.write(conn.refuse("unknown database"))
         return
-    cids, _truncated = await worker.run(
-        database.ancestry, list(ask.cids), list(ask.have), ANSWER_LIMIT
+    cids, _truncated = await worker.run_steps(
+        database.ancestry_steps(list(ask.cids), list(ask.have), ANSWER_LIMIT)
     )
     wants_manifest = ask.db in ask.cids
     chunk: list[tuple[CID, bytes]] = []
@@ -445,7 +460,7 @@ async def _answer_want(
         size += len(database.manifest.block)
     start = 0
     while start < len(cids):
-        batch = cids[start : start + 512]
+        batch = cids[start : start + SERVE_BATCH]
         start += len(batch)
         blocks = await worker.run(database.blocks_of, batch)
         for cid, block in blocks:

@@ -72,8 +72,10 @@ def test_grant_then_write_then_revoke():
     assert W1.did not in log.access.writers
 
 
-def test_write_concurrent_with_revocation_stays_valid_everywhere():
-    """docs/spec.md §6: a write that does not have the revocation in its causal past is valid."""
+def test_write_concurrent_with_revocation_is_kept_but_void_everywhere():
+    """docs/spec.md §8: a write concurrent with the revocation of its author's role is invalid
+    (revocation holds); it stays in the DAG (its block, its place in the order) but counts for
+    nothing. Before issue 18 it was valid: the backdating rule."""
     m = closed()
     base = Log(m)
     base.append(ADMIN, {"op": "grant", "role": "writer", "did": W1.did})
@@ -89,7 +91,9 @@ def test_write_concurrent_with_revocation_stays_valid_everywhere():
     entries = [*base.order(), concurrent, revoke, after, after_child]
     for replica in everywhere(m, entries, seed=1):
         assert concurrent.cid in replica
-        assert revoke.cid in replica
+        assert not replica.is_valid(concurrent.cid)
+        assert "revoked" in replica.invalidity(concurrent.cid)
+        assert revoke.cid in replica and replica.is_valid(revoke.cid)
         assert after.cid not in replica and isinstance(replica.rejection(after.cid), str)
         assert "may not write" in replica.rejection(after.cid)
         assert after_child.cid not in replica

@@ -46,7 +46,12 @@ class Replicas(RuleBasedStateMachine):
     def administer(self, replica, grant, role, whom, by):
         log = self.logs[replica]
         payload = {"op": "grant" if grant else "revoke", "role": role, "did": KEYS[whom].did}
-        allowed = log.access.may_administer(KEYS[by].did)
+        access = log.access
+        # The rank rule (docs/spec.md §8): an admin revokes only the roles of keys ranked below
+        # it, or its own.
+        allowed = access.may_administer(KEYS[by].did) and (
+            grant or by == whom or access.rank(KEYS[by].did) < access.rank(KEYS[whom].did)
+        )
         try:
             log.append(KEYS[by], payload)
         except Unauthorized:

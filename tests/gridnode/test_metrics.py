@@ -191,6 +191,11 @@ def test_metrics_follow_the_node(live_nodes):
     assert value(seen_a, "gridnode_gossip_messages_received_total") == (
         a.node.stats.counters.gossip_received
     )
+    # Serving b's pulls ran in a's storage worker for b, charged to b's budget (issue 18 item 8).
+    assert value(seen_a, "gridnode_storage_worker_seconds_total", **{"for": "peers"}) > 0
+    assert value(seen_a, "gridnode_storage_worker_seconds_total", **{"for": "local"}) > 0
+    assert value(seen_a, "gridnode_budget_throttled_seconds_total") == 0
+    assert value(seen_a, "gridnode_budget_peers_in_debt") == 0
 
     # b writes; a gets it (by gossip or a pull) and counts it where it came from.
     client_b.write(notes, [{"op": "put", "key": "from b", "value": 1}])
