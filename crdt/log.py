@@ -382,6 +382,14 @@ class Log:
         """Applied entries no other applied entry names as a parent, by binary CID."""
         return tuple(sorted(self._heads))
 
+    def newest_heads(self, limit: int) -> list[CID]:
+        """At most ``limit`` heads, highest clock first (ties by binary CID): what a message
+        that holds only so many heads names (the rest are found by reconciliation)."""
+        metas = sorted(
+            (self._need_meta(h) for h in self._heads), key=lambda m: (-m.clock, m.cid.bytes)
+        )
+        return [m.cid for m in metas[:limit]]
+
     @property
     def clock(self) -> int:
         """The highest clock applied (0 for an empty log)."""

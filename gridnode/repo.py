@@ -132,6 +132,10 @@ class StoredDatabase:
     def heads(self) -> tuple[CID, ...]:
         return self._db.log.heads
 
+    def newest_heads(self, limit: int) -> list[CID]:
+        """At most ``limit`` heads, highest clock first (for messages bounded in heads)."""
+        return self._db.log.newest_heads(limit)
+
     def __len__(self) -> int:
         return len(self._db.log)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from crdt.errors import GridnodeError
 
-__all__ = ["BitswapError", "ProtocolError"]
+__all__ = ["BitswapError", "ProtocolError", "SendLimitError"]
 
 
 class ProtocolError(GridnodeError, ValueError):
@@ -19,3 +19,10 @@ class ProtocolError(GridnodeError, ValueError):
 class BitswapError(ProtocolError):
     """A bitswap message that breaks the protocol: bad protobuf, a bad CID or prefix, a block
     over the limit. The peer is struck; the connection stays up until strikes add up."""
+
+
+class SendLimitError(ProtocolError):
+    """This node was about to send a message its peer must refuse (more heads, CIDs, ranges or
+    blocks than the message allows, or a frame over 4 MiB). Nothing is sent and the stream is
+    closed; the fault is this node's, so callers catch it before :class:`ProtocolError` and strike
+    no peer for it."""

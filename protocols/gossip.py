@@ -4,7 +4,9 @@ Topic: ``/gridnode/db/<manifest CID>``. Message: DAG-CBOR
 ``{"t": "heads", "db": link, "heads": [link], "blocks": [[link, bytes]]}``: the sender's heads,
 and, when they are small, the head entries themselves so a peer that was only one step behind
 needs no round trip. Gossip is a hint: a lost or refused announcement costs a delay, never data,
-since nodes also announce periodically and the stream protocol fetches what is missing.
+since nodes also announce periodically and the stream protocol fetches what is missing. So a node
+with more than :data:`MAX_ANNOUNCED_HEADS` heads announces its newest ones (the caller passes
+them newest first); its peers find the others by pulling.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Final
 from crdt.errors import DecodeError
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import decode, encode
-from protocols.errors import ProtocolError
+from protocols.errors import ProtocolError, SendLimitError
 
 __all__ = [
     "DIRECT_HEADS_PROTOCOL_ID",
@@ -53,16 +55,29 @@ class Announcement:
     blocks: tuple[tuple[CID, bytes], ...] = ()
 
     def encode(self) -> bytes:
-        """The message bytes. Inline blocks are dropped, last first, to respect the size limit."""
-        blocks = list(self.blocks)
+        """The message bytes: the first :data:`MAX_ANNOUNCED_HEADS` heads, and the longest run of
+        the first inline blocks that keeps the message within :data:`INLINE_BUDGET`. Sizes are
+        added up block by block (one encoding of each), so the cost is linear in what is given."""
         heads = list(self.heads[:MAX_ANNOUNCED_HEADS])
-        while True:
-            data = encode(
-                {"t": "heads", "db": self.db, "heads": heads, "blocks": [[c, b] for c, b in blocks]}
-            )
-            if len(data) <= INLINE_BUDGET or not blocks:
-                return data
-            blocks.pop()
+        size = len(encode({"t": "heads", "db": self.db, "heads": heads, "blocks": []}))
+        pairs: list[list[CID | bytes]] = []
+        for cid, block in self.blocks:
+            pair: list[CID | bytes] = [cid, block]
+            # The blocks list's header grows with its count (1, 2, 3 or 5 bytes).
+            grown = size + len(encode(pair)) + _header(len(pairs) + 1) - _header(len(pairs))
+            if grown > INLINE_BUDGET:
+                break
+            pairs.append(pair)
+            size = grown
+        data = encode({"t": "heads", "db": self.db, "heads": heads, "blocks": pairs})
+        if len(data) > MAX_ANNOUNCEMENT:  # what our peers refuse (parse_announcement) is not sent
+            raise SendLimitError(f"announcement of {len(data)} bytes exceeds {MAX_ANNOUNCEMENT}")
+        return data
+
+
+def _header(count: int) -> int:
+    """Bytes of a CBOR array header for ``count`` items."""
+    return 1 if count < 24 else 2 if count < 256 else 3 if count < 65_536 else 5
 
 
 def parse_announcement(data: bytes, topic_db: CID | None = None) -> Announcement:

@@ -11,6 +11,9 @@ symmetric difference in a number of round trips that grows with log(n), not with
 - a peer receiving a list of items for a range learns which of them it lacks, and answers with
   the items of that range the other lacks. That range is then settled on both sides.
 
+A message holds at most ``MAX_RANGES`` ranges (and ``MAX_IDS`` items): a longer answer keeps its
+first ranges and sends the rest of the space as one fingerprint, reconciled in later rounds.
+
 A message is a list of ranges that together cover the whole item space, in order; each names its
 exclusive upper bound and one of: ``skip`` (settled), ``fp`` (a fingerprint), ``ids`` (my items
 here; answer with yours the sender lacks), ``have`` (the items you lack here; settled), ``want``
@@ -39,8 +42,8 @@ from typing import Any, Final, Literal, Protocol
 from crdt.errors import DecodeError
 from crdt.ipld.dagcbor import decode, encode
 from crdt.rangesums import TOP, fingerprint_of, item_hash
+from protocols import wire
 from protocols.errors import ProtocolError
-from protocols.wire import MAX_RANGES
 
 __all__ = [
     "TOP",
@@ -55,6 +58,8 @@ __all__ = [
 _MOD: Final = 1 << 256
 MAX_ITEM: Final = 64
 MAX_IDS: Final = 65_536
+#: Bytes of ranges one message carries at most (a frame holds 4 MiB; the rest is for the envelope).
+MAX_MESSAGE_BYTES: Final = 3 * 1024 * 1024
 
 Role = Literal["puller", "server"] | None
 
@@ -165,7 +170,7 @@ class Reconciler:
         last_low = out[-2].high if len(out) > 1 else b""
         if out[-1].mode == "fp" and self.items.count(last_low, TOP) <= 4 * self.threshold:
             out[-1] = _Range(TOP, "ids", self.items.items(last_low, TOP))
-        return self._to_value(out)
+        return self._to_value(self._bounded(out))
 
     def receive(self, message: bytes) -> bytes | None:
         """Process the peer's encoded message; return the encoded answer, or ``None`` when all
@@ -240,7 +245,7 @@ class Reconciler:
             low = high
         if all(r.mode == "skip" for r in out):
             return None
-        return self._to_value(out)
+        return self._to_value(self._bounded(out))
 
     def _describe(self, low: bytes, high: bytes) -> list[_Range]:
         if self.items.count(low, high) <= self.threshold:
@@ -268,19 +273,44 @@ class Reconciler:
             start = bound
         return out
 
+    def _bounded(self, ranges: list[_Range]) -> list[_Range]:
+        """The message as the peer accepts it (:func:`parse_ranges`): at most ``MAX_RANGES``
+        ranges, ``MAX_IDS`` items and ``MAX_MESSAGE_BYTES``. A longer answer keeps its first
+        ranges and sends the rest of the space as one fingerprint, which the peer splits again
+        next round (as Negentropy does under a frame size limit): a large honest divergence
+        takes a few more round trips instead of a message the peer must refuse."""
+        ranges = _merge_skips(ranges)
+
+        def cost(r: _Range) -> tuple[int, int]:
+            items = r.payload if isinstance(r.payload, list) else []
+            return len(items), len(r.high) + 24 + sum(len(i) + 2 for i in items)
+
+        costs = [cost(r) for r in ranges]
+        if (
+            len(ranges) <= wire.MAX_RANGES
+            and sum(c[0] for c in costs) <= MAX_IDS
+            and sum(c[1] for c in costs) <= MAX_MESSAGE_BYTES
+        ):
+            return ranges
+        kept: list[_Range] = []
+        ids = size = 0
+        for r, (n, b) in zip(ranges, costs, strict=True):
+            ids += n
+            size += b
+            if len(kept) >= wire.MAX_RANGES - 1 or ids > MAX_IDS or size > MAX_MESSAGE_BYTES:
+                break
+            kept.append(r)
+        low = kept[-1].high if kept else b""
+        # Items of the ranges cut off go later, when the peer asks for them again.
+        self.outbox = [i for i in self.outbox if i < low]
+        return [*kept, _Range(TOP, "fp", self.items.fingerprint(low, TOP))]
+
     # -- wire form ----------------------------------------------------------------------------
 
     @staticmethod
     def _to_value(ranges: list[_Range]) -> list[list[Any]]:
-        # Consecutive skips merge into one: a settled stretch costs one bound, not one per range.
-        merged: list[_Range] = []
-        for r in ranges:
-            if r.mode == "skip" and merged and merged[-1].mode == "skip":
-                merged[-1] = r
-            else:
-                merged.append(r)
         body = []
-        for r in merged:
+        for r in _merge_skips(ranges):
             entry: list[Any] = [r.high, r.mode]
             if r.payload is not None:
                 entry.append(r.payload)
@@ -288,9 +318,20 @@ class Reconciler:
         return body
 
 
+def _merge_skips(ranges: list[_Range]) -> list[_Range]:
+    # Consecutive skips merge into one: a settled stretch costs one bound, not one per range.
+    merged: list[_Range] = []
+    for r in ranges:
+        if r.mode == "skip" and merged and merged[-1].mode == "skip":
+            merged[-1] = r
+        else:
+            merged.append(r)
+    return merged
+
+
 def parse_ranges(body: Any) -> list[_Range]:
     """Check a received list of ranges; :class:`ProtocolError` for anything malformed."""
-    if type(body) is not list or not 0 < len(body) <= MAX_RANGES:
+    if type(body) is not list or not 0 < len(body) <= wire.MAX_RANGES:
         raise ProtocolError("a reconciliation message is a list of ranges")
     ranges = []
     previous = b""

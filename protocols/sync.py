@@ -13,9 +13,14 @@ One stream, two roles:
   ``ranges``; each ``ranges`` with ``entries`` and ``ranges``; each ``want`` with ``blocks``;
   and ``heads?`` (asked alone) with ``heads``.
 
-Everything a peer can make us spend is bounded per stream: frame size, bytes received, requests
-served, rounds, and time waiting for an answer. Overstepping raises :class:`ProtocolError`; the
-driver then closes the stream (and may disconnect the peer).
+Everything a peer can make us spend is bounded: the size of each message (a frame, and the count
+limits :func:`~protocols.wire.parse_message` checks), the bytes read per unit of time (at most
+``Budget.max_bytes_received`` per ``Budget.window`` seconds: the driver reads no further until
+the window ends, :meth:`SyncConnection.room`, so an honest peer sending a long history is slowed,
+never refused), and per stream the requests served, rounds, and time waiting for an answer.
+Overstepping raises :class:`ProtocolError`; the driver then closes the stream (and may disconnect
+the peer). What we send is held to the same message limits (:class:`SendLimitError`, raised before
+anything is sent): a node never builds a message its own peers must refuse.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from enum import Enum
 from typing import Any, Final
 
 from crdt.ipld.cid import CID
+from protocols.errors import SendLimitError
 from protocols.wire import (
+    MAX_HEADS,
     MAX_WANT,
     Blocks,
     Entries,
@@ -54,6 +61,7 @@ __all__ = [
     "RangesAsked",
     "Refused",
     "Role",
+    "SendLimitError",
     "SyncAsked",
     "SyncConnection",
     "SyncStats",
@@ -69,8 +77,12 @@ class Role(Enum):
 class Budget:
     """What one stream may cost us."""
 
-    #: Bytes a peer may send us on one stream.
-    max_bytes_received: int = 512 * 1024 * 1024
+    #: Bytes read from a peer per ``window`` seconds (64 MiB/s). Memory is bounded per message
+    #: (a frame); this bounds the work a peer gives us per unit of time. The driver reads no more
+    #: until the window ends, so a peer sending faster is slowed down, not refused: a stream's
+    #: lifetime has no byte limit (an honest 1.5 GB history comes on one stream).
+    max_bytes_received: int = 256 * 1024 * 1024
+    window: float = 4.0
     #: Requests a server answers on one stream.
     max_requests: int = 100_000
     #: Rounds a puller makes on one stream before giving up.
@@ -230,6 +242,11 @@ class SyncConnection:
         self._requests_served = 0
         #: (puller) after sync: the heads message has not come yet.
         self._heads_due = False
+        #: Bytes received in the window that started at ``_window_start``.
+        self._window_start = 0.0
+        self._window_bytes = 0
+        #: Until when the driver was told to read no further (the answer timeout waits too).
+        self._throttled_until = 0.0
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -237,10 +254,17 @@ class SyncConnection:
         """Bytes from the peer in; events out. Raises :class:`ProtocolError` on a violation.
 
         ``now``: a message arriving while an answer is awaited restarts the answer timeout, so
-        a long answer streamed as many messages is bounded by its silences, not its length."""
+        a long answer streamed as many messages is bounded by its silences, not its length; and
+        a new byte window starts once the last one has passed. A driver reads at most
+        :meth:`room` bytes: more than the window allows is a :class:`ProtocolError`."""
+        if now is not None:
+            self._roll_window(now)
         self.stats.bytes_received += len(data)
-        if self.stats.bytes_received > self.budget.max_bytes_received:
-            raise ProtocolError(f"peer sent over {self.budget.max_bytes_received} bytes")
+        self._window_bytes += len(data)
+        if self._window_bytes > self.budget.max_bytes_received:
+            raise ProtocolError(
+                f"peer sent over {self.budget.max_bytes_received} bytes in {self.budget.window} s"
+            )
         events: list[Event] = []
         for payload in self._decoder.feed(data):
             self.stats.messages_received += 1
@@ -248,6 +272,23 @@ class SyncConnection:
                 self._asked_at = now
             events.append(self._handle(parse_message(payload)))
         return events
+
+    def _roll_window(self, now: float) -> None:
+        if now >= self._window_start + self.budget.window:
+            self._window_start = now
+            self._window_bytes = 0
+
+    def room(self, now: float) -> int:
+        """Bytes the driver may read now; 0: read nothing before :meth:`resume_at`."""
+        self._roll_window(now)
+        room = max(self.budget.max_bytes_received - self._window_bytes, 0)
+        if not room:
+            self._throttled_until = self.resume_at()
+        return room
+
+    def resume_at(self) -> float:
+        """When the current byte window ends (reading may go on)."""
+        return self._window_start + self.budget.window
 
     def _handle(self, message: Message) -> Event:
         if self.role is Role.SERVER:
@@ -319,7 +360,7 @@ class SyncConnection:
         self._count_round()
         self._heads_due = True
         self.stats.reconcile_messages += 1
-        return self._send(Sync(db, tuple(heads[:MAX_WANT]), ranges))
+        return self._send(Sync(db, tuple(heads[:MAX_HEADS]), ranges))
 
     def reconcile(self, db: CID, ranges: list[Any], now: float) -> bytes:
         """(puller) The next reconciliation message."""
@@ -334,10 +375,12 @@ class SyncConnection:
         self.stats.round_trips += 1
 
     def want(self, db: CID, cids: list[CID], have: list[CID], now: float) -> bytes:
-        """(puller) Ask for entries (at most :data:`~protocols.wire.MAX_WANT` per call)."""
+        """(puller) Ask for entries (at most :data:`~protocols.wire.MAX_WANT` per call; of
+        ``have``, only an optimisation, the first :data:`~protocols.wire.MAX_HEADS`: pass the
+        newest first)."""
         self._ask(Want, db, now)
         self._count_round()
-        return self._send(Want(db, tuple(cids[:MAX_WANT]), tuple(have[:MAX_WANT])))
+        return self._send(Want(db, tuple(cids[:MAX_WANT]), tuple(have[:MAX_HEADS])))
 
     def _ask(self, kind: type[Message], db: CID, now: float) -> None:
         if self.role is not Role.PULLER:
@@ -354,8 +397,11 @@ class SyncConnection:
         return self._awaiting is not None
 
     def deadline(self) -> float | None:
-        """When the awaited answer is overdue (``None`` if nothing is awaited)."""
-        return None if self._awaiting is None else self._asked_at + self.budget.answer_timeout
+        """When the awaited answer is overdue (``None`` if nothing is awaited). Time spent not
+        reading (:meth:`room`) does not count against the peer."""
+        if self._awaiting is None:
+            return None
+        return max(self._asked_at, self._throttled_until) + self.budget.answer_timeout
 
     def check_time(self, now: float) -> None:
         """Raise :class:`ProtocolError` if an answer is overdue."""
@@ -366,7 +412,9 @@ class SyncConnection:
     # -- server -------------------------------------------------------------------------------
 
     def heads(self, db: CID, heads: list[CID]) -> bytes:
-        """(server) Our heads of ``db`` (empty if we do not keep it)."""
+        """(server) Our heads of ``db`` (empty if we do not keep it): at most
+        :data:`~protocols.wire.MAX_HEADS`, the newest (a node with more sends those; the puller
+        gets every entry by reconciliation all the same)."""
         return self._send(Heads(db, tuple(heads)))
 
     def blocks(self, db: CID, blocks: list[tuple[CID, bytes]], more: bool) -> bytes:

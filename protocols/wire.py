@@ -2,7 +2,9 @@
 
 A stream carries frames: an unsigned varint length, then that many bytes of one DAG-CBOR map.
 Every map has a type ``t``. docs/spec.md §10 lists the messages; :func:`parse_message` checks
-each against its shape and limits, so the rest of the node only ever sees well-formed ones.
+each against its shape and limits, so the rest of the node only ever sees well-formed ones, and
+:func:`encode_message` checks the same limits before sending (:class:`SendLimitError`), so the
+node never sends what its peers must refuse.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from crdt.errors import DecodeError, InvalidVarint
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import decode, encode
 from crdt.ipld.multiformats import decode_varint, encode_varint
-from protocols.errors import ProtocolError
+from protocols.errors import ProtocolError, SendLimitError
 
 __all__ = [
     "MAX_FRAME",
@@ -28,6 +30,7 @@ __all__ = [
     "ProtocolError",
     "Ranges",
     "Refusal",
+    "SendLimitError",
     "Sync",
     "Want",
     "encode_message",
@@ -38,8 +41,10 @@ __all__ = [
 PROTOCOL_ID: Final = "/gridnode/sync/1.0.0"
 #: The largest frame accepted (a blocks message holds at most this much).
 MAX_FRAME: Final = 4 * 1024 * 1024
-#: Most CIDs in one want, or heads in one heads message.
+#: Most CIDs in one want.
 MAX_WANT: Final = 1024
+#: Most heads in one heads, sync or want (``have``) message. A node with more heads sends its
+#: newest MAX_HEADS (highest clock): reconciliation carries every entry whatever heads say.
 MAX_HEADS: Final = 1024
 #: Most blocks in one blocks (or entries) message.
 MAX_BLOCKS: Final = 8192
@@ -48,9 +53,10 @@ MAX_RANGES: Final = 4096
 
 
 def frame(payload: bytes) -> bytes:
-    """One frame: varint length + payload."""
+    """One frame: varint length + payload; :class:`SendLimitError` (nothing sent) if the peer
+    would refuse its length."""
     if len(payload) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
+        raise SendLimitError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
     return encode_varint(len(payload)) + payload
 
 
@@ -164,8 +170,29 @@ class Entries:
 Message = HeadsRequest | Heads | Want | Blocks | Refusal | Sync | Ranges | Entries
 
 
+def _check_outgoing(message: Message) -> None:
+    # What we send must be what our peers accept (parse_message): a sender that builds a message
+    # over a limit would have an honest peer refuse it and strike us.
+    over = None
+    if isinstance(message, (Heads, Sync)) and len(message.heads) > MAX_HEADS:
+        over = f"{len(message.heads)} heads (at most {MAX_HEADS})"
+    elif isinstance(message, Want):
+        if not 0 < len(message.cids) <= MAX_WANT:
+            over = f"a want of {len(message.cids)} CIDs (1 to {MAX_WANT})"
+        elif len(message.have) > MAX_HEADS:
+            over = f"a have of {len(message.have)} heads (at most {MAX_HEADS})"
+    elif isinstance(message, (Sync, Ranges)) and len(message.ranges) > MAX_RANGES:
+        over = f"{len(message.ranges)} ranges (at most {MAX_RANGES})"
+    elif isinstance(message, (Blocks, Entries)) and len(message.blocks) > MAX_BLOCKS:
+        over = f"{len(message.blocks)} blocks (at most {MAX_BLOCKS})"
+    if over is not None:
+        raise SendLimitError(f"not sending {type(message).__name__}: {over}")
+
+
 def encode_message(message: Message) -> bytes:
-    """The frame of a message."""
+    """The frame of a message; :class:`SendLimitError` (nothing sent) for a message over a limit
+    its peer checks."""
+    _check_outgoing(message)
     body: dict[str, Any]
     if isinstance(message, HeadsRequest):
         body = {"t": "heads?", "db": message.db}

@@ -74,9 +74,11 @@ from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, tr
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker, serving
-from protocols.errors import ProtocolError
+from protocols.errors import ProtocolError, SendLimitError
 from protocols.gossip import (
     DIRECT_HEADS_PROTOCOL_ID,
+    INLINE_BUDGET,
+    MAX_ANNOUNCED_HEADS,
     MAX_ANNOUNCEMENT,
     Announcement,
     parse_announcement,
@@ -312,8 +314,19 @@ class Replication:
         database = replica.database
 
         def heads_and_blocks() -> tuple[list[CID], list[tuple[CID, bytes]]]:
-            heads = list(database.heads)
-            return heads, database.blocks_of(heads)
+            # The newest heads only (an announcement holds MAX_ANNOUNCED_HEADS; pulls find the
+            # rest), and their blocks only while they could still ride inline: the cost of an
+            # announcement does not grow with the number of heads.
+            heads = database.newest_heads(MAX_ANNOUNCED_HEADS)
+            blocks: list[tuple[CID, bytes]] = []
+            size = 0
+            for cid in heads:
+                if size > INLINE_BUDGET:
+                    break
+                for found in database.blocks_of([cid]):
+                    blocks.append(found)
+                    size += len(found[1])
+            return heads, blocks
 
         heads, blocks = await self._worker.run(heads_and_blocks)
         if not heads:
@@ -326,7 +339,7 @@ class Replication:
         """Tell each connected peer that may read a private database of its heads, each over a
         stream of its own (what the topic is for a public database)."""
         database = replica.database
-        heads = await self._worker.run(lambda: list(database.heads))
+        heads = await self._worker.run(database.newest_heads, MAX_ANNOUNCED_HEADS)
         if not heads:
             return
         message = Announcement(database.manifest.cid, tuple(heads)).encode()
@@ -500,6 +513,13 @@ class Replication:
                     )
                 finally:
                     await stream.close()
+        except SendLimitError as exc:
+            # Our own message would have broken a limit: not sent, and not the peer's fault.
+            status.error = f"{type(exc).__name__}: {exc}"
+            log.warning("sync of %s with %s stopped: %s", database.address, peer, exc)
+            self._stats.counters.sync_failures += 1
+            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
+            return None
         except ProtocolError as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             self._stats.counters.sync_failures += 1
@@ -567,6 +587,10 @@ class Replication:
                     reader=did_of_peer(peer),
                     refused=refused,
                 )
+        except SendLimitError as exc:
+            # Our answer would have broken a limit: not sent, and not the peer's fault.
+            log.warning("sync stream from %s stopped: %s", peer, exc)
+            await stream.reset()
         except ProtocolError as exc:
             await stream.reset()
             await self._strike(stream.remote_peer_id, str(exc))

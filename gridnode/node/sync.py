@@ -6,6 +6,11 @@ module moves bytes between them, a stream and the storage (through the
 verified (hash, structure, signature) and judged by the log (clock, skip links, access) before
 anything is kept.
 
+Both ends read a stream no faster than its byte window allows (:meth:`SyncConnection.room
+<protocols.sync.SyncConnection.room>`): a peer sending faster waits, and is never refused for
+the length of what it sends. What this node sends keeps to the limits its peers check (its newest
+heads, reconciliation answers cut to the range limit, blocks messages of at most ``MAX_BLOCKS``).
+
 A pull is a set reconciliation (the server sends what the puller lacks as it goes), then a check
 against the server's heads: anything still lacking (the server wrote meanwhile, or reconciliation
 was cut short) is fetched by ``want``, which walks the DAG. Reconciliation is the fast path;
@@ -56,7 +61,7 @@ from protocols.sync import (
     SyncConnection,
     SyncStats,
 )
-from protocols.wire import MAX_FRAME, MAX_WANT
+from protocols.wire import MAX_BLOCKS, MAX_FRAME, MAX_HEADS, MAX_WANT
 
 __all__ = ["MAX_REFUSALS", "ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
 
@@ -105,12 +110,20 @@ class PullReport:
     refused: str | None = None
 
 
+async def _read(stream: ByteStream, conn: SyncConnection) -> bytes:
+    """Read what the connection's byte window has room for, waiting for the next window when it
+    has none: a peer sending faster than the budget is slowed down, never refused."""
+    while not (room := conn.room(trio.current_time())):
+        await trio.sleep_until(conn.resume_at())
+    return await stream.read(min(READ_SIZE, room))
+
+
 async def _next_events(stream: ByteStream, conn: SyncConnection) -> list[Event]:
     """Read until the connection yields events; honour the answer deadline."""
     while True:
         deadline = conn.deadline()
         with trio.fail_at(deadline) if deadline is not None else trio.CancelScope():
-            data = await stream.read(READ_SIZE)
+            data = await _read(stream, conn)
         if not data:
             raise ProtocolError("stream closed while an answer was awaited")
         events = conn.receive(data, trio.current_time())
@@ -147,7 +160,7 @@ async def pull(
     reconciler = Reconciler(database.items, role="puller")
 
     def start() -> tuple[list[CID], list[Any]]:
-        return list(database.heads), reconciler.initiate_ranges()
+        return database.newest_heads(MAX_HEADS), reconciler.initiate_ranges()
 
     heads, first = await worker.run(start)
     await stream.write(conn.sync(manifest_cid, heads, first, now()))
@@ -190,7 +203,7 @@ async def pull(
     while wanted:
         for cid in wanted:
             asked[cid] = asked.get(cid, 0) + 1
-        have = await worker.run(lambda: list(database.heads))
+        have = await worker.run(database.newest_heads, MAX_HEADS)
         await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
         last = await _receive_answer(next_event, database, worker, report, source)
         if isinstance(last, Refused):
@@ -347,12 +360,12 @@ async def _serve_requests(
     while True:
         data = b""
         with trio.move_on_after(idle_timeout):
-            data = await stream.read(READ_SIZE)
+            data = await _read(stream, conn)
         if not data:
             # Closed by the peer, or silent for idle_timeout: a stream held open and idle costs
             # this node memory and a handler, so it ends (the peer opens another when it needs).
             return conn.stats
-        for event in conn.receive(data):
+        for event in conn.receive(data, trio.current_time()):
             if isinstance(event, HeadsAsked):
                 if await readable(event.db) is not None:
                     heads = await worker.run(_heads_of, repo, event.db)
@@ -395,7 +408,7 @@ async def _answer_ranges(
     for start in range(0, len(outbox), SERVE_BATCH):
         blocks = await worker.run(database.item_blocks, outbox[start : start + SERVE_BATCH])
         for block in blocks:
-            if size + len(block) > CHUNK_BYTES and chunk:
+            if (size + len(block) > CHUNK_BYTES or len(chunk) >= MAX_BLOCKS) and chunk:
                 await stream.write(conn.entries(manifest_cid, chunk))
                 chunk, size = [], 0
             chunk.append(block)
@@ -420,8 +433,10 @@ def _readable(
 
 
 def _heads_of(repo: Repo, manifest_cid: CID) -> list[CID] | None:
+    # The newest MAX_HEADS: a heads message holds no more (protocols.wire), and reconciliation
+    # brings the puller every entry whatever the heads name.
     try:
-        return list(repo.database("/gridnode/" + str(manifest_cid)).heads)
+        return repo.database("/gridnode/" + str(manifest_cid)).newest_heads(MAX_HEADS)
     except UnknownDatabase:
         return None
 
@@ -449,7 +464,7 @@ async def _answer_want(
         start += len(batch)
         blocks = await worker.run(database.blocks_of, batch)
         for cid, block in blocks:
-            if size + len(block) > CHUNK_BYTES and chunk:
+            if (size + len(block) > CHUNK_BYTES or len(chunk) >= MAX_BLOCKS) and chunk:
                 await stream.write(conn.blocks(ask.db, chunk, more=True))
                 chunk, size = [], 0
             chunk.append((cid, block))

@@ -221,3 +221,39 @@ def test_hostile_server_with_inconsistent_fingerprints_is_dropped():
         for _ in range(100):
             assert puller.receive_ranges([[TOP, "fp", os.urandom(16)]]) is not None
     assert puller.rounds == 9
+
+
+def test_a_large_honest_divergence_is_split_into_messages_within_limits():
+    """Two honest replicas with 80,000 concurrent entries each (issue 18 item 7): an answer of
+    more ranges than MAX_RANGES keeps its first ranges and sends the rest of the space as one
+    fingerprint, so every message passes the receiver's limits and the pull completes; the
+    puller joins what it receives before answering, as gridnode's does."""
+    from crdt.ipld import CID
+    from protocols.wire import MAX_FRAME, MAX_RANGES, Ranges, encode_message
+
+    n = 80_000
+    puller_items = [item(i) for i in range(0, 2 * n, 2)]
+    server_items = [item(i) for i in range(1, 2 * n, 2)]
+    puller = Reconciler(SortedItems(puller_items), role="puller")
+    server = Reconciler(SortedItems(server_items), role="server")
+    held = set(puller_items)
+    sent: list[bytes] = []
+    sizes = []
+    message = puller.initiate_ranges()
+    trips = 0
+    while message is not None:
+        trips += 1
+        sizes.append(len(message))
+        answer = server.receive_ranges(message)  # parse_ranges: the receiver's limits
+        sent.extend(server.outbox)
+        held.update(server.outbox)
+        if answer is None:
+            break
+        sizes.append(len(answer))
+        assert len(encode_message(Ranges(CID.for_block(b"db"), answer))) <= MAX_FRAME
+        puller.items = SortedItems(held)
+        message = puller.receive_ranges(answer)
+    assert max(sizes) <= MAX_RANGES
+    assert max(sizes) == MAX_RANGES, "the case must need splitting"
+    assert sorted(sent) == sorted(server_items), "every item the puller lacked, once"
+    print(f"\n80k vs 80k: {trips} round trips, largest message {max(sizes)} ranges")

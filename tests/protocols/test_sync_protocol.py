@@ -203,3 +203,101 @@ def test_a_streamed_answer_restarts_the_answer_timeout():
     puller.check_time(24)  # 4 s after the last message, though 24 s after the question
     with pytest.raises(ProtocolError):
         puller.check_time(26)
+
+
+def test_a_sender_never_builds_a_message_its_peer_refuses():
+    """Every limit parse_message checks on receipt is checked before sending (SendLimitError,
+    nothing sent): an honest node never makes its peer refuse and strike it."""
+    from protocols.sync import SendLimitError
+    from protocols.wire import MAX_BLOCKS, MAX_HEADS, MAX_RANGES, Entries, Heads, Ranges, Want
+
+    many = [CID.for_block(i.to_bytes(4, "big")) for i in range(MAX_HEADS + 1)]
+    server = SyncConnection(Role.SERVER)
+    with pytest.raises(SendLimitError):
+        server.heads(DB, many)
+    assert parse_message(server.heads(DB, many[:MAX_HEADS])[3:]) == Heads(DB, tuple(many[:-1]))
+    too_many_ranges = [[bytes([1, i // 256, i % 256]), "skip"] for i in range(MAX_RANGES + 1)]
+    for message in [
+        Heads(DB, tuple(many)),
+        Want(DB, (), ()),
+        Want(DB, (A,), tuple(many)),
+        Ranges(DB, too_many_ranges),
+        Entries(DB, (b"x",) * (MAX_BLOCKS + 1)),
+        Entries(DB, (b"x" * MAX_FRAME,)),
+    ]:
+        with pytest.raises(SendLimitError):
+            encode_message(message)
+    # The puller's own heads (sync) and have (want) are cut to what the server accepts.
+    puller = SyncConnection(Role.PULLER)
+    sent = puller.sync(DB, many, [[b"\xff" * 9, "skip"]], now=0)
+    (asked,) = SyncConnection(Role.SERVER).receive(sent)
+    assert len(asked.heads) == MAX_HEADS
+
+
+def test_received_bytes_are_limited_per_window_not_per_stream():
+    """The byte budget is a rate: past it, the driver reads nothing more until the window ends
+    (the peer is slowed down, not refused), and a stream's lifetime has no byte limit."""
+    budget = Budget(max_bytes_received=1000, window=2.0, answer_timeout=5.0)
+    puller = SyncConnection(Role.PULLER, budget=budget)
+    server = SyncConnection(Role.SERVER)
+    server.receive(puller.want(DB, [A], [], now=0))
+    answer = b"".join(server.blocks(DB, [(A, b"z" * 300)], more=True) for _ in range(20))
+    answer += server.blocks(DB, [], more=False)
+    now, received, events = 0.0, 0, []
+    while received < len(answer):
+        room = puller.room(now)
+        if not room:
+            assert puller.resume_at() > now
+            now = puller.resume_at()  # the driver sleeps until the window ends
+            continue
+        chunk = answer[received : received + min(room, 100)]
+        received += len(chunk)
+        events += puller.receive(chunk, now)
+        puller.check_time(now)  # pausing is not the peer's silence
+    assert received > 5 * budget.max_bytes_received
+    assert events[-1] == BlocksArrived(DB, (), False)
+    assert now >= 2 * budget.window
+    # A driver that reads past the room it was given is told so.
+    greedy = SyncConnection(Role.SERVER, budget=budget)
+    with pytest.raises(ProtocolError):
+        greedy.receive(b"\x00" * 1001, now=0)
+
+
+def test_an_announcement_of_many_heads_is_bounded_and_linear(monkeypatch):
+    """3,000 heads with small inline blocks: at most MAX_ANNOUNCED_HEADS heads go, the longest
+    first run of blocks that fits INLINE_BUDGET rides along, and each block is encoded once (the
+    old encoder re-encoded the whole message once per dropped block)."""
+    import protocols.gossip as gossip
+
+    heads = tuple(CID.for_block(i.to_bytes(4, "big")) for i in range(3000))
+    announcement = Announcement(DB, heads, tuple((h, b"e" * 100) for h in heads))
+    calls = 0
+    real_encode = gossip.encode
+
+    def counting(value):
+        nonlocal calls
+        calls += 1
+        return real_encode(value)
+
+    monkeypatch.setattr(gossip, "encode", counting)
+    data = announcement.encode()
+    parsed = parse_announcement(data, DB)
+    assert parsed.heads == heads[: gossip.MAX_ANNOUNCED_HEADS]
+    assert len(data) <= gossip.INLINE_BUDGET
+    kept = len(parsed.blocks)
+    assert parsed.blocks == announcement.blocks[:kept] and kept > 0
+    one_more = Announcement(DB, parsed.heads, announcement.blocks[: kept + 1])
+    assert len(real_encode_full(one_more)) > gossip.INLINE_BUDGET  # the longest run that fits
+    assert calls <= kept + 3
+
+
+def real_encode_full(announcement):
+    """An announcement encoded whole, nothing dropped."""
+    return encode(
+        {
+            "t": "heads",
+            "db": announcement.db,
+            "heads": list(announcement.heads),
+            "blocks": [[c, b] for c, b in announcement.blocks],
+        }
+    )
