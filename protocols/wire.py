@@ -1,4 +1,4 @@
-"""Framing and messages of gridnode's stream protocol ``/gridnode/sync/1.0.0`` (sans-IO).
+"""Framing and messages of gridnode's stream protocol ``/gridnode/sync/1.1.0`` (sans-IO).
 
 A stream carries frames: an unsigned varint length, then that many bytes of one DAG-CBOR map.
 Every map has a type ``t``. docs/spec.md §10 lists the messages; :func:`parse_message` checks
@@ -38,7 +38,7 @@ __all__ = [
     "parse_message",
 ]
 
-PROTOCOL_ID: Final = "/gridnode/sync/1.0.0"
+PROTOCOL_ID: Final = "/gridnode/sync/1.1.0"
 #: The largest frame accepted (a blocks message holds at most this much).
 MAX_FRAME: Final = 4 * 1024 * 1024
 #: Most CIDs in one want.

@@ -3,9 +3,9 @@
 Everything else in gridnode uses these names, with peer ids as base58 text and data as bytes::
 
     async with open_host(keypair.seed, ["/ip4/0.0.0.0/tcp/4001"]) as host:
-        host.set_stream_handler("/gridnode/sync/1.0.0", serve_sync)
+        host.set_stream_handler("/gridnode/sync/1.1.0", serve_sync)
         peer = await host.connect("/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...")
-        stream = await host.open_stream(peer, "/gridnode/sync/1.0.0")
+        stream = await host.open_stream(peer, "/gridnode/sync/1.1.0")
         async with await host.subscribe(topic) as heads:
             async for origin, data in heads:
                 ...

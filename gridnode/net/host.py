@@ -169,7 +169,7 @@ class Host:
     # Streams
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
-        """Serve inbound streams of ``protocol`` (e.g. ``/gridnode/sync/1.0.0``) with ``handler``.
+        """Serve inbound streams of ``protocol`` (e.g. ``/gridnode/sync/1.1.0``) with ``handler``.
 
         Each stream runs in a task of its connection, so closing the connection (or the host)
         cancels it. A :class:`NetError` in the handler (a peer that went away) is logged at DEBUG,

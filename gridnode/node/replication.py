@@ -6,7 +6,7 @@ For each replicated database (a *replica*):
   they change and again every ``announce_interval`` seconds (anti-entropy: a peer that missed a
   message, or connected later, still hears of new heads);
 - an announcement naming heads the node lacks makes it pull from that peer over
-  ``/gridnode/sync/1.0.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
+  ``/gridnode/sync/1.1.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
   a time; a pull asked for while one runs is run again right after). A new connection pulls every
   database from the new peer;
 - small head entries ride along inside announcements and are joined directly;

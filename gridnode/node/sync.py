@@ -1,4 +1,4 @@
-"""Driving ``/gridnode/sync/1.0.0`` over a real stream: the puller and the server.
+"""Driving ``/gridnode/sync/1.1.0`` over a real stream: the puller and the server.
 
 The protocol's decisions are in :mod:`protocols.sync` and :mod:`protocols.reconcile`; this
 module moves bytes between them, a stream and the storage (through the
