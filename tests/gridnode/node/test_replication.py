@@ -23,7 +23,7 @@ def make_shared(tmp_path, names, store="keyvalue"):
 
 
 async def converged(nodes, address, timeout=30):
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout):
         while True:
             # Through each node's storage worker: never touch a node's SQLite from this thread
             # while its worker may be writing.
@@ -31,6 +31,23 @@ async def converged(nodes, address, timeout=30):
             if len(digests) == 1:
                 return
             await trio.sleep(0.05)
+    # Not converged: say what each node holds, for the failure to be read.
+    states = []
+    for n in nodes:
+        database = n.database(address)
+        states.append(
+            await n.worker.run(
+                lambda d=database: (
+                    d.digest().hex()[:12],
+                    [str(h) for h in d.heads],
+                    len(d),
+                    d.pending_count,
+                )
+            )
+        )
+    raise AssertionError(
+        f"not converged in {timeout} s: {states}; syncs {[n.stats.syncs for n in nodes]}"
+    )
 
 
 def test_two_nodes_converge(tmp_path):
