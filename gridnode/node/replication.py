@@ -105,6 +105,11 @@ DIRECT_SECONDS: Final = 10.0
 #: Seconds between two passes expiring entries that waited too long for their parents (at most a
 #: quarter of ``pending_seconds``).
 EXPIRE_INTERVAL: Final = 60.0
+#: Every this many announce intervals, each replicated database is pulled from one connected
+#: peer (in turn), whatever gossip said: a lost or never-delivered hint then costs latency, never
+#: a replica that stays behind while connected (anti-entropy; a pull with nothing to do is one
+#: reconciliation round trip of about 1.5 KB).
+ANTI_ENTROPY_ROUNDS: Final = 10
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -402,10 +407,23 @@ class Replication:
         return await self._worker.run(database.may_read, did)
 
     async def _announce_periodically(self) -> None:
+        rounds = 0
         while True:
             await trio.sleep(self.announce_interval)
             for address in list(self._replicas):
                 await self.announce(address)
+            rounds += 1
+            if rounds % ANTI_ENTROPY_ROUNDS == 0:
+                self._pull_in_turn(rounds // ANTI_ENTROPY_ROUNDS)
+
+    def _pull_in_turn(self, turn: int) -> None:
+        """Pull each replicated database from one connected peer, a different one each turn
+        (a private database only from peers that may read it: :meth:`_pull` checks)."""
+        peers = sorted(self.host.peers())
+        if not peers:
+            return
+        for address in list(self._replicas):
+            self.start_pull(peers[turn % len(peers)], address)
 
     async def _expire_pending_periodically(self) -> None:
         # Entries waiting for parents that never come are dropped after ``pending_seconds``

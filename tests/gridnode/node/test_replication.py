@@ -287,3 +287,32 @@ def test_mdns_finds_a_node_on_the_local_network(tmp_path):
                     await trio.sleep(0.05)
 
     trio.run(main)
+
+
+def test_a_lost_announcement_costs_latency_not_a_replica(tmp_path):
+    """Gossip is a hint: with every announcement of b's lost, a still gets b's writes from the
+    periodic anti-entropy pull (every ANTI_ENTROPY_ROUNDS announce intervals)."""
+    from gridnode.node import replication
+
+    dirs, address = make_shared(tmp_path, ["a", "b"], store="keyvalue")
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=0.2)
+            )
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=0.2)
+            )
+            await a.write(address, [{"op": "put", "key": "k", "value": "start"}])
+            await converged([a, b], address)
+
+            async def lost(topic, data):
+                return None  # a fault: b's announcements never leave it
+
+            b.host.publish = lost
+            await b.write(address, [{"op": "put", "key": "from-b", "value": 1}])
+            await converged([a, b], address, timeout=replication.ANTI_ENTROPY_ROUNDS * 0.2 * 5)
+            assert await a.read(address, lambda d: d.store.get("from-b")) == 1
+
+    trio.run(main)
