@@ -7,7 +7,7 @@ it returns.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from crdt.access import is_acl_payload
@@ -31,6 +31,7 @@ class Database:
         *,
         space: Space | None = None,
         refuse_unknown_authors: bool = False,
+        own_sources: Collection[str] = (),
         **log_limits: int,
     ) -> None:
         self.manifest = manifest
@@ -39,6 +40,7 @@ class Database:
             manifest,
             space=self.space,
             refuse_unknown_authors=refuse_unknown_authors,
+            own_sources=own_sources,
             **log_limits,
         )
         self.store: Store = open_store(manifest.store, manifest.options, self.space)

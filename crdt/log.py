@@ -9,7 +9,10 @@ so every correct replica reaches the same verdict whatever order entries arrive 
   a rejected one is rejected too (not one descending from a kept but *invalid* one, below).
 - **what may wait**: waiting is bounded in entries (in all and per author) and in bytes (in all
   and per *source*, an opaque name the caller gives a join: the node passes the peer it came
-  from); with ``refuse_unknown_authors`` (the node's setting) only an entry whose author could
+  from), except the caller's *own sources* (``own_sources``: deliveries it asked for itself, by
+  hash, as the node's bitswap walk and CAR import are), which no count or byte cap bounds: a
+  history fetched from its heads down waits whole until its root arrives; with
+  ``refuse_unknown_authors`` (the node's setting) only an entry whose author could
   still be authorised waits: a manifest admin or writer, or a DID some grant names (applied, or
   itself waiting), or anyone in a database open to everyone. A waiting grant names its DID for
   others only if its own author could administer (so a chain of fresh keys granting each other
@@ -80,7 +83,7 @@ from __future__ import annotations
 
 import heapq
 import struct
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -220,8 +223,13 @@ class Log:
         max_pending_bytes_per_source: int = DEFAULT_MAX_PENDING_BYTES_PER_SOURCE,
         max_rejected: int = DEFAULT_MAX_REJECTED,
         refuse_unknown_authors: bool = False,
+        own_sources: Collection[str] = (),
     ) -> None:
         self.manifest = manifest
+        #: Sources the caller fetched by hash itself: no count or byte cap bounds what they wait
+        #: (a capped walk down from the heads would drop its lowest entries and fetch them again
+        #: without end). The author check still applies.
+        self.own_sources = frozenset(own_sources)
         self.max_pending = max_pending
         self.max_pending_per_author = max_pending_per_author
         self.max_pending_bytes = max_pending_bytes
@@ -660,11 +668,16 @@ class Log:
                 f"{entry.author} is named by no grant this replica knows, in a database not "
                 "open to everyone: not kept to wait for missing parents"
             )
+        # What _pend updates next: the author's and the source's waiting counts.
+        by_author = self._pauthor_t.get(entry.author.encode("utf-8")) or 0
+        self._by_author = by_author
+        found = self._sources.get(source)
+        from_source = (found or self.pending_from(source))[1]
+        if source in self.own_sources:
+            return None
         counts = self._counts
         if counts[b"pending"] >= self.max_pending:
             return PendingLimitExceeded(f"{self.max_pending} entries already wait for parents")
-        by_author = self._pauthor_t.get(entry.author.encode("utf-8")) or 0
-        self._by_author = by_author  # for _pend, which comes next
         if by_author >= self.max_pending_per_author:
             return PendingLimitExceeded(
                 f"{self.max_pending_per_author} entries by {entry.author} already wait for parents"
@@ -675,8 +688,6 @@ class Log:
                 f"{self.pending_bytes} bytes already wait for parents (at most "
                 f"{self.max_pending_bytes})"
             )
-        found = self._sources.get(source)
-        from_source = (found or self.pending_from(source))[1]
         if from_source + size > self.max_pending_bytes_per_source:
             return PendingLimitExceeded(
                 f"{from_source} bytes from {source!r:.80} already wait for parents (at most "

@@ -40,10 +40,25 @@ from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
 
-__all__ = ["CarChunks", "ImportReport", "Repo", "StoredDatabase", "UnknownDatabase"]
+__all__ = [
+    "BITSWAP_SOURCE",
+    "IMPORT_SOURCE",
+    "OWN_SOURCES",
+    "CarChunks",
+    "ImportReport",
+    "Repo",
+    "StoredDatabase",
+    "UnknownDatabase",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: The sources of joins the node asked for itself, by hash: blocks its bitswap walk fetched down
+#: from heads, and the blocks of a CAR file it imports. Every other source is a peer id.
+BITSWAP_SOURCE = "bitswap"
+IMPORT_SOURCE = "import"
+OWN_SOURCES = frozenset({BITSWAP_SOURCE, IMPORT_SOURCE})
 #: ``meta`` rows naming the databases the node no longer replicates.
 _UNFOLLOWED = "unfollowed:"
 _PRIVATE = "private:"
@@ -80,6 +95,9 @@ class StoredDatabase:
             # What is refused is fetched again by sync once the grants naming its author are
             # known (docs/spec.md §7), so an outsider's orphans are not kept at all.
             refuse_unknown_authors=True,
+            # What the node fetched by hash itself, walking down from heads (bitswap) or read
+            # from a file (import), waits whole for its root: no cap drops its lowest entries.
+            own_sources=OWN_SOURCES,
         )
         if not database.log.sums_complete:
             # A log written before range sums existed: compute them once.
@@ -711,4 +729,4 @@ class Repo:
         except InvalidManifest as exc:
             raise InvalidCar(f"the first root is not a gridnode manifest: {exc}") from None
         database = self.add_database(manifest)
-        return database.join_blocks(blocks, source="import")
+        return database.join_blocks(blocks, source=IMPORT_SOURCE)

@@ -38,7 +38,7 @@ from gridnode.errors import FeatureOff, InvalidRequest, UnknownDatabase
 from gridnode.net.bitswap import Bitswap
 from gridnode.node.replication import Replication
 from gridnode.node.stats import CountJoin
-from gridnode.repo import ImportReport, Repo, StoredDatabase
+from gridnode.repo import BITSWAP_SOURCE, ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 
 __all__ = ["GAP_ASK_SECONDS", "GAP_FILL_SECONDS", "MAX_GAP_FILL", "Restorer"]
@@ -120,7 +120,7 @@ class Restorer:
         else:
             database = existing
         report = await self._worker.run(
-            partial(database.join_entries, entries, report, source="bitswap")
+            partial(database.join_entries, entries, report, source=BITSWAP_SOURCE)
         )
         self._count_join("bitswap", report)
         await self._replication.replicate(database)
@@ -156,7 +156,7 @@ class Restorer:
             report = ImportReport(address=database.address)
             entries = await self.walk(got, peers, deadline, report, database.unknown)
             report = await self._worker.run(
-                partial(database.join_entries, entries, report, source="bitswap")
+                partial(database.join_entries, entries, report, source=BITSWAP_SOURCE)
             )
             self._count_join("bitswap", report)
             log.info(

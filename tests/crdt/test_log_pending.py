@@ -266,3 +266,49 @@ def test_a_log_written_before_the_indexes_is_indexed_once():
     assert old.pending_from("") == (4, old.pending_bytes)
     assert old.expire_pending(50.0) == [] and len(old.expire_pending(101.0)) == 4
     assert old.pending_count == 0 and old.missing_count == 0 and old.pending_bytes == 0
+
+
+def chain(m, key: Keypair, length: int, size: int = 500):
+    """A valid history of ``length`` entries by ``key`` (skip links and all), root first."""
+    writer = Log(m)
+    return [
+        writer.append(key, {"op": "put", "key": f"k{n}", "value": os.urandom(size)})
+        for n in range(length)
+    ]
+
+
+def test_own_sources_wait_whole_whatever_the_caps():
+    # A walk down from the heads (the node's bitswap fetch) delivers a history children first, in
+    # rounds. Capped like a peer, its lowest entries would be dropped, fetched again and dropped
+    # again without end; as an own source the whole history waits and applies with its root.
+    m = manifest()
+    history = chain(m, W0, 60)
+    limits = dict(
+        max_pending=10,
+        max_pending_per_author=10,
+        max_pending_bytes=4_000,
+        max_pending_bytes_per_source=2_000,
+    )
+    capped = strict(m, **limits)
+    own = strict(m, own_sources={"bitswap"}, **limits)
+    rounds = [history[start : start + 15] for start in (45, 30, 15, 0)]
+    dropped = []
+    for batch in rounds:
+        dropped += capped.join(batch, source="bitswap", now=1.0).dropped
+        assert own.join(batch, source="bitswap", now=1.0).dropped == []
+    assert dropped and all(isinstance(e, PendingLimitExceeded) for _, e in dropped)
+    assert len(capped) < 60
+    assert len(own) == 60 and own.pending_count == 0 and own.pending_bytes == 0
+    assert own.pending_from("bitswap") == (0, 0)
+
+
+def test_own_sources_still_refuse_unknown_authors_and_leave_peers_capped():
+    m = manifest()
+    log = strict(m, own_sources={"bitswap"}, max_pending_bytes_per_source=3_000)
+    stranger = log.join([orphan(m, OUTSIDER, 100)], source="bitswap", now=1.0)
+    assert [type(e) for _, e in stranger.dropped] == [UnknownAuthor]
+    peer = log.join([orphan(m, W0, 1_000) for _ in range(5)], source="peer", now=1.0)
+    assert len(peer.pending) == 2 and len(peer.dropped) == 3
+    own = log.join([orphan(m, W0, 1_000) for _ in range(5)], source="bitswap", now=1.0)
+    assert len(own.pending) == 5 and not own.dropped
+    assert log.pending_from("bitswap")[0] == 5

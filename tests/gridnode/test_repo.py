@@ -204,3 +204,36 @@ def test_who_may_read_a_private_database(tmp_path):
         assert not plain.private and plain.may_read(stranger) and plain.may_read(None)
         repo.set_private(plain.address, True)
         assert plain.private and not plain.may_read(stranger) and plain.may_read(repo.did)
+
+
+def test_a_history_larger_than_the_pending_caps_restores_from_the_heads_down(tmp_path):
+    # The node's bitswap walk joins what it fetched so far, newest first, when its deadline ends,
+    # and fills the rest in later rounds: every round waits whole for the root (issue 18). A peer
+    # sending the same history children first is held to its cap; a CAR file is not.
+    from gridnode.repo import BITSWAP_SOURCE
+
+    with Repo(tmp_path / "a") as a:
+        db = a.create_database("big", "keyvalue")
+        db.write_many([{"op": "put", "key": f"k{i}", "value": "x" * 400} for i in range(300)])
+        manifest, digest, entries = db.manifest, db.digest(), list(db.entries())
+        db.export_car(tmp_path / "big.car")
+    for name in ("b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "gridnode.toml").write_text(
+            "pending_bytes = 20000\npending_bytes_per_peer = 10000\n"
+        )
+    assert sum(len(e.block) for e in entries) > 10 * 20_000
+    with Repo(tmp_path / "b") as b:
+        assert b.config.pending_bytes_per_peer == 10_000
+        db_b = b.add_database(manifest)
+        for end in range(300, 0, -60):
+            report = db_b.join_entries(entries[end - 60 : end], source=BITSWAP_SOURCE)
+            assert not report.rejected
+        assert len(db_b) == 300 and db_b.digest() == digest and db_b.pending_bytes == 0
+    with Repo(tmp_path / "c") as c:
+        db_c = c.add_database(manifest)
+        report = db_c.join_entries(entries[100:], source="12D3KooWpeer")
+        assert report.pending < 200
+        assert any("PendingLimitExceeded" in reason for _, reason in report.rejected)
+        c.import_car((tmp_path / "big.car").read_bytes())
+        assert len(db_c) == 300 and db_c.digest() == digest
