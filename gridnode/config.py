@@ -66,6 +66,14 @@ gateway_hosts = []
 pending_bytes = 67108864
 pending_bytes_per_peer = 16777216
 pending_seconds = 86400.0
+
+# Catalogs this node follows (addresses of catalog databases): it follows every database each
+# one lists, and stops following what is removed (docs/catalogs.md).
+catalogs = []
+
+# Bytes of storage the node may use (its SQLite file); 0: no bound. At the bound it follows no
+# new database and stops pulling, and says so in its status, dashboard and log.
+max_storage = 0
 """
 
 
@@ -87,6 +95,8 @@ class Config:
     pending_bytes: int = 64 * 1024 * 1024
     pending_bytes_per_peer: int = 16 * 1024 * 1024
     pending_seconds: float = 86400.0
+    catalogs: list[str] = field(default_factory=list)
+    max_storage: int = 0
 
 
 def write_default_config(data_dir: Path) -> bool:
