@@ -2,11 +2,13 @@
 cleanly, a pull in flight stops between two batches, and the node keeps running and serving."""
 
 import logging
+import re
 from contextlib import AsyncExitStack
 
 import pytest
 import trio
 
+from gridnode.api.metrics import exposition, node_families
 from gridnode.errors import StorageLimitReached
 from gridnode.node import open_node
 from gridnode.node.sync import CHUNK_BYTES
@@ -121,7 +123,9 @@ def test_a_pull_in_flight_stops_between_batches_at_the_bound(tmp_path):
             # Not the peer's fault: no strike, still connected; and no further pull runs while
             # full (announcements and anti-entropy rounds come and go).
             assert b.stats.strikes.get(a.peer_id, 0) == 0 and a.peer_id in b.peers()
-            await trio.sleep(2.0)
+            pulls = sync.pulls
+            await trio.sleep(3.5)  # past an anti-entropy round (10 announce intervals)
+            assert b.stats.syncs[(a.peer_id, db.address)].pulls == pulls
             assert await entries(b, db.address) == held
             assert b.storage_refusals >= 1
             # Room again: the next announcement's pull completes it.
@@ -133,5 +137,43 @@ def test_a_pull_in_flight_stops_between_batches_at_the_bound(tmp_path):
             assert await b.read(db.address, lambda d: d.digest()) == await a.read(
                 db.address, lambda d: d.digest()
             )
+
+    trio.run(main)
+
+
+def test_a_restore_is_refused_at_the_bound_and_the_metrics_say_so(tmp_path):
+    async def main():
+        async with (
+            open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=1e9) as a,
+            open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=1e9) as b,
+        ):
+            db = await a.create_database("kept", "keyvalue")
+            await a.write(
+                db.address, [{"op": "put", "key": f"k{i}", "value": i} for i in range(20)]
+            )
+            roots = [db.manifest.cid, *(await a.read(db.address, lambda d: list(d.heads)))]
+            await b.connect(a.addrs[0])
+            b.max_storage = 1
+            with pytest.raises(StorageLimitReached, match="cannot restore"):
+                await b.restore(roots, [a.peer_id], timeout=10)
+            assert not b.replicating(db.address)
+            assert a.bitswap.stats.blocks_sent == 0  # refused before anything was asked
+            storage = b.storage()
+            text = exposition(
+                node_families(
+                    b,
+                    [],
+                    storage["used"],
+                    "test",
+                    max_storage=storage["max"],
+                    storage_refusals=b.storage_refusals,
+                )
+            )
+            assert re.search(r"(?m)^gridnode_storage_full 1$", text)
+            assert re.search(r"(?m)^gridnode_storage_max_bytes 1$", text)
+            assert re.search(r"(?m)^gridnode_storage_refusals_total 1$", text)
+            b.max_storage = 0
+            report = await b.restore(roots, [a.peer_id], timeout=30)
+            assert report.applied == 20 and b.replicating(db.address)
 
     trio.run(main)
