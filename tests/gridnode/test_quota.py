@@ -3,13 +3,17 @@ transitions, the API status, and the offline CLI (``status``, ``import``)."""
 
 import json
 import logging
+import math
 
 import pytest
+import trio
 from click.testing import CliRunner
 
+from gridnode import api
 from gridnode.api.errors import error_of_answer, status_of
 from gridnode.cli import main
 from gridnode.errors import StorageLimitReached
+from gridnode.node import open_node
 from gridnode.quota import StorageQuota
 from gridnode.repo import Repo
 from gridnode.storage import DB_FILE
@@ -133,3 +137,38 @@ def test_offline_status_and_import_at_the_bound(tmp_path):
     # Under a bound it has room for, the same import goes through.
     run(full, "import", str(car), env={"GRIDNODE_MAX_STORAGE": str(10**9)})
     assert run(full, "db", "get", address, "k").stdout == '"v"\n'
+
+
+def test_a_running_node_at_the_bound_answers_507_and_the_cli_says_so(tmp_path, monkeypatch):
+    data_dir = tmp_path / "node"
+    missing = "/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe"
+
+    async def main():
+        monkeypatch.setenv("GRIDNODE_MAX_STORAGE", "1")
+        async with (
+            open_node(
+                data_dir, listen=["/ip4/127.0.0.1/tcp/0"], announce_interval=math.inf
+            ) as node,
+            api.serve_api(node, data_dir) as url,
+        ):
+            monkeypatch.delenv("GRIDNODE_MAX_STORAGE")  # the CLI asks the node, not the env
+            token = (data_dir / api.TOKEN_FILE).read_text().strip()
+            client = api.ApiClient(url, token, timeout=30)
+            status = await trio.to_thread.run_sync(client.status)
+            assert status["storage"] == {"used": node.storage()["used"], "max": 1, "full": True}
+            with pytest.raises(StorageLimitReached, match="cannot follow"):
+                await trio.to_thread.run_sync(client.follow, missing)
+            refused = await trio.to_thread.run_sync(
+                lambda: run(data_dir, "db", "follow", missing, code=1)
+            )
+            lines = refused.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: cannot follow")
+            shown = await trio.to_thread.run_sync(lambda: run(data_dir, "status").stdout)
+            assert "node: running" in shown and "FULL" in shown
+            assert node.storage_refusals == 2
+
+    async def bounded():
+        with trio.fail_after(60):
+            await main()
+
+    trio.run(bounded)
