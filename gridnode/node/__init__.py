@@ -327,7 +327,8 @@ class Node:
         joined as a CAR import is. Entries not found within ``timeout`` seconds stay missing
         (the database then waits for them like any other gap). Raises
         :class:`~gridnode.errors.UnknownDatabase` if the manifest cannot be had,
-        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off.
+        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off,
+        :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage``.
         """
         return await self.restorer.restore(roots, peers, timeout=timeout)
 
@@ -358,8 +359,8 @@ class Node:
         return entries
 
     async def import_car(self, data: bytes | memoryview) -> ImportReport:
-        """Import a CAR (:func:`gridnode.ops.import_car`), replicate its database, announce what
-        it added."""
+        """Import a CAR (:func:`gridnode.ops.import_car`; refused at ``max_storage``), replicate
+        its database, announce what it added."""
         report = await self.worker.run(ops.import_car, self.repo, data)
         self.count_join("import", report)
         database = await self.worker.run(self.repo.database, report.address)

@@ -46,6 +46,10 @@ What it refuses:
   after ``pending_seconds`` (a pass every :data:`EXPIRE_INTERVAL`), and deciding whether an
   announcement calls for a pull reads counters, not the pending set.
 
+At the storage bound (``max_storage``: :mod:`gridnode.quota`) it follows no database
+(:class:`~gridnode.errors.StorageLimitReached`), starts no pull, joins no gossiped entries, and a
+pull running stops between two batches (what it joined stays; the peer gets no strike).
+
 A replica's choice is durable: :meth:`Replication.unfollow` records it in the repo, and the next
 start does not replicate that database either until it is followed again.
 """

@@ -128,9 +128,17 @@ def test_a_pull_in_flight_stops_between_batches_at_the_bound(tmp_path):
             assert b.stats.syncs[(a.peer_id, db.address)].pulls == pulls
             assert await entries(b, db.address) == held
             assert b.storage_refusals >= 1
+
+            # A small write rides inline in a's announcements: not joined while full either.
+            def kept(d):
+                return len(d), d.pending_count
+
+            before = await b.read(db.address, kept)
+            await a.write(db.address, [{"op": "put", "key": "last", "value": 1}])
+            await trio.sleep(1.0)
+            assert await b.read(db.address, kept) == before
             # Room again: the next announcement's pull completes it.
             b.max_storage = 0
-            await a.write(db.address, [{"op": "put", "key": "last", "value": 1}])
             with trio.fail_after(30):
                 while await entries(b, db.address) < count + 1:
                     await trio.sleep(0.05)
