@@ -138,6 +138,8 @@ class Node:
     async def _start(self, bootstrap: Sequence[str]) -> None:
         if self.bitswap is not None:
             self.bitswap.mount()
+        # A node started at its bound says so now, not at its first peer's pull.
+        self.repo.quota.full()
         # Databases first: a peer dialled then is pulled from for every one of them.
         await self.replication.start()
         await self.peering.start(bootstrap)

@@ -185,3 +185,15 @@ def test_a_restore_is_refused_at_the_bound_and_the_metrics_say_so(tmp_path):
             assert report.applied == 20 and b.replicating(db.address)
 
     trio.run(main)
+
+
+def test_a_node_started_at_its_bound_says_so_at_once(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="gridnode.quota")
+    monkeypatch.setenv("GRIDNODE_MAX_STORAGE", "1")
+
+    async def main():
+        async with open_node(tmp_path / "alone", listen=LOOPBACK, announce_interval=1e9):
+            messages = [r.getMessage() for r in caplog.records if r.name == "gridnode.quota"]
+            assert len(messages) == 1 and messages[0].startswith("storage bound reached")
+
+    trio.run(main)
