@@ -9,14 +9,15 @@ raises :class:`~gridnode.errors.StorageLimitReached` for a follow (by hand or dr
 catalog), a bitswap restore and a CAR import, and the replication room asks :meth:`full` before
 it starts a pull, joins gossiped head entries or fills gaps, and before each batch a running pull
 joins (so a pull in flight stops between two batches, each batch being one transaction: the
-bound is passed by at most one batch, about ``CHUNK_BYTES`` of blocks plus their indexes, per
-pull running). What is kept stays and is still served; the node's own writes are not bounded
-(refusing them would stop a primary writing its own data, and an operator who writes knows it).
+bound is passed by at most one batch per pull running, at most ``CHUNK_BYTES`` of blocks, some
+2 MB on disk with their store and log rows). What is kept stays and is still served; the node's
+own writes are not bounded (refusing them would stop a primary writing its own data).
 
-A running node says so once: one WARNING when the bound is reached and one INFO line when it clears (the node
-measured less, because the bound was raised or the file shrank), each at most once a minute
-however the figure flaps around the bound; :attr:`StorageQuota.refusals` counts every refusal
-for ``/metrics``. It refuses nothing else and holds no SQL.
+A running node says so once: one WARNING when the bound is reached and one INFO line when it
+clears (it measured less: the bound was raised, or the file shrank), each at most once a minute
+however the figure flaps around the bound; :attr:`StorageQuota.refusals` counts every refusal for
+``/metrics``. An offline command logs neither (its refusal is its one ``error:`` line). It
+refuses nothing else and holds no SQL; docs/decisions.md says why it is made so.
 """
 
 from __future__ import annotations
