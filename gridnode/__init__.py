@@ -44,6 +44,7 @@ from gridnode.errors import (
     NotFound,
     StorageError,
     StorageFull,
+    StorageLimitReached,
     UnknownDatabase,
     WrongStoreType,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "NotFound",
     "StorageError",
     "StorageFull",
+    "StorageLimitReached",
     "StoredDatabase",
     "SyncNode",
     "Unauthorized",

@@ -42,6 +42,7 @@ __all__ = [
     "SourceUnavailable",
     "StorageError",
     "StorageFull",
+    "StorageLimitReached",
     "StreamError",
     "TokenRefused",
     "UnknownDatabase",
@@ -120,6 +121,13 @@ class StorageError(GridnodeError):
 class StorageFull(StorageError):
     """The disk holding the node's SQLite file is full: the write was refused and nothing of it
     was kept. Writes succeed again once space is freed; what was written before is intact."""
+
+
+class StorageLimitReached(GridnodeError):
+    """The node uses ``max_storage`` bytes or more (its SQLite file with its WAL): it follows,
+    restores and imports no database, and joins nothing more from peers, until the bound is
+    raised or space is freed. Not a failure of the file: what it holds is intact, it still serves
+    it, and the node's own writes still succeed (docs/config.md, ``max_storage``)."""
 
 
 class CorruptBlock(StorageError, HashMismatch):

@@ -586,7 +586,8 @@ def export_car(database: StoredDatabase) -> tuple[list[bytes], int]:
 
 def import_car(repo: Repo, data: bytes | memoryview) -> ImportReport:
     """Import a CAR (``gridnode export``'s, or a peer's): the database is added if new, every
-    entry verified and joined."""
+    entry verified and joined. Refused at the storage bound (``max_storage``)."""
+    repo.quota.check("import a CAR")
     try:
         return repo.import_car(data)
     except InvalidCar as exc:
@@ -652,6 +653,7 @@ class RepoEndpoint:
             "identity": self.repo.did,
             "peer_id": self._peer_id(),
             "databases": status_of_databases(self.repo),
+            "storage": self.repo.quota.status(),
         }
 
     def peers(self) -> dict[str, Any]:

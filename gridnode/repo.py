@@ -38,6 +38,7 @@ from gridnode.datadir import make_private
 from gridnode.errors import UnknownDatabase
 from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
+from gridnode.quota import StorageQuota
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
 
 __all__ = [
@@ -529,6 +530,11 @@ class Repo:
         write_default_config(data_dir)
         self.config: Config = load_config(data_dir)
         self.sql = SqliteFile(data_dir / DB_FILE)
+        #: ``max_storage`` against the file's size: what follows, restores, imports and pulls
+        #: ask before they add anything from elsewhere.
+        self.quota = StorageQuota(
+            self.sql.bytes_on_disk, self.config.max_storage, log_transitions=False
+        )
         self._open: dict[str, StoredDatabase] = {}
         # Rejected entries are logged a few per database and interval, then summed up: whoever
         # sends entries must not set the log's volume (the reports still name every one).

@@ -55,7 +55,13 @@ import trio
 from crdt.errors import GridnodeError
 from gridnode import jsonvalue
 from gridnode.api.errors import ERROR_HEADER, error_body, status_of
-from gridnode.errors import InvalidRequest, NotFound, RequestTooLarge, TokenRefused
+from gridnode.errors import (
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    StorageLimitReached,
+    TokenRefused,
+)
 from gridnode.ops import describe_error
 
 if TYPE_CHECKING:
@@ -310,9 +316,10 @@ class ApiApp:
             )
             if isinstance(exc, TokenRefused):
                 response.headers.append((b"www-authenticate", b"Bearer"))
-            if response.status >= 500:
+            if response.status >= 500 and not isinstance(exc, StorageLimitReached):
                 # Not the request's fault: the node's (a damaged block, a full disk). The
-                # operator hears of it here; the client got the message.
+                # operator hears of it here; the client got the message. (The storage bound
+                # is logged once when reached, by the quota, not once per refusal.)
                 log.error("API %s %s: %s", method, shown, describe_error(exc))
         except Exception as exc:
             log.exception("API %s %s failed", method, shown)

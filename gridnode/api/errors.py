@@ -36,6 +36,7 @@ from gridnode.errors import (
     RequestTooLarge,
     StorageError,
     StorageFull,
+    StorageLimitReached,
     TokenRefused,
     UnknownDatabase,
     WrongStoreType,
@@ -57,6 +58,7 @@ STATUSES: Final[tuple[tuple[type[GridnodeError], int], ...]] = (
     (NotAWriter, 409),
     (Unauthorized, 409),
     (FeatureOff, 409),
+    (StorageLimitReached, 507),
     (StorageError, 500),
     (NodeUnavailable, 503),
 )
@@ -79,6 +81,7 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         InvalidOperation,
         StorageError,
         StorageFull,
+        StorageLimitReached,
         CorruptBlock,
     )
 }
@@ -93,6 +96,7 @@ _BY_STATUS: Final[dict[int, type[GridnodeError]]] = {
     409: NotAWriter,
     413: RequestTooLarge,
     503: NodeUnavailable,
+    507: StorageLimitReached,
 }
 
 

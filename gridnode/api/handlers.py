@@ -27,11 +27,9 @@ storage worker.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from crdt.errors import GridnodeError
@@ -104,6 +102,7 @@ async def status(node: Node, request: Request) -> Response:
             "databases": databases,
             "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
+            "storage": node.storage(),
         },
     )
 
@@ -132,23 +131,20 @@ async def events(node: Node, request: Request) -> Response:
 
 async def metrics_text(node: Node, request: Request) -> Response:
     databases = await _run(node, ops.status_of_databases, node.repo)
+    storage = node.storage()
     families = metrics.node_families(
-        node, databases, _storage_bytes(node.repo.sql.path), installed_version()
+        node,
+        databases,
+        storage["used"],
+        installed_version(),
+        max_storage=storage["max"],
+        storage_refusals=node.storage_refusals,
     )
     return Response(
         200,
         parts=[metrics.exposition(families).encode("utf-8")],
         content_type=metrics.CONTENT_TYPE,
     )
-
-
-def _storage_bytes(path: Path) -> int:
-    """The SQLite file and its write-ahead log, in bytes."""
-    size = 0
-    for name in (path.name, path.name + "-wal"):
-        with contextlib.suppress(OSError):
-            size += (path.parent / name).stat().st_size
-    return size
 
 
 def installed_version() -> str:

@@ -82,9 +82,13 @@ def node_families(
     databases: Sequence[Mapping[str, Any]],
     storage_bytes: int,
     version: str,
+    *,
+    max_storage: int = 0,
+    storage_refusals: int = 0,
 ) -> list[Family]:
     """The metrics of a running node; ``databases`` as :func:`gridnode.ops.status_of_databases`
-    gives them (read in the storage worker)."""
+    gives them (read in the storage worker); the storage figures as
+    :class:`~gridnode.quota.StorageQuota` has them."""
     counters = node.stats.counters
     syncs = list(node.stats.syncs.values())
     served = list(node.stats.served.values())
@@ -199,6 +203,17 @@ def node_families(
             node.stats.counters.private_refused,
         ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
+        gauge("storage_max_bytes", "The bound max_storage sets (0: none).", max_storage),
+        gauge(
+            "storage_full",
+            "1 when the node is at max_storage: it follows, restores, imports and pulls nothing.",
+            1 if max_storage and storage_bytes >= max_storage else 0,
+        ),
+        total(
+            "storage_refusals",
+            "Follows, restores, imports refused and pulls not run at max_storage.",
+            storage_refusals,
+        ),
     ]
     worker = Family(
         "gridnode_storage_worker_seconds_total",

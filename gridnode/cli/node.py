@@ -115,6 +115,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"data dir: {report['data_dir']}")
     click.echo(f"identity: {report['identity']}")
     click.echo(f"peer id: {report['peer_id']}")
+    storage = report.get("storage")
+    if storage is not None:
+        click.echo(f"storage: {_storage_line(storage)}")
     if running:
         for addr in report["addrs"]:
             click.echo(f"listening: {addr}")
@@ -158,6 +161,18 @@ def _last_sync(syncs: list[dict[str, Any]]) -> str:
         traffic = last.get("bytes_sent", 0) + last["bytes_received"]
         state = f"+{last['applied']}, {last['round_trips']} round trips, {_size(traffic)}"
     return f"{last['seconds_ago']:.0f} s ago from {last['peer']} ({state})"
+
+
+def _storage_line(storage: dict[str, Any]) -> str:
+    used, bound = _size(storage["used"]), storage["max"]
+    if not bound:
+        return f"{used} used (no max_storage)"
+    if storage["full"]:
+        return (
+            f"{used} used of max_storage {_size(bound)}: FULL, following and pulling stopped "
+            "(raise max_storage in gridnode.toml)"
+        )
+    return f"{used} used of max_storage {_size(bound)} ({100 * storage['used'] / bound:.0f}%)"
 
 
 def _size(count: int) -> str:

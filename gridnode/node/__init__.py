@@ -90,6 +90,8 @@ class Node:
         bitswap: bool = False,
     ) -> None:
         self.repo = repo
+        # A running node logs reaching and clearing max_storage (an offline command does not).
+        repo.quota.log_transitions = True
         self.host = host
         #: Every remote peer's allowance of storage-worker time and bytes, over all protocols.
         self.budgets = Budgets()
@@ -136,6 +138,8 @@ class Node:
     async def _start(self, bootstrap: Sequence[str]) -> None:
         if self.bitswap is not None:
             self.bitswap.mount()
+        # A node started at its bound says so now, not at its first peer's pull.
+        self.repo.quota.full()
         # Databases first: a peer dialled then is pulled from for every one of them.
         await self.replication.start()
         await self.peering.start(bootstrap)
@@ -194,6 +198,29 @@ class Node:
         if report.applied and self.bitswap is not None:
             self.bitswap.blocks_added()
 
+    # -- storage --------------------------------------------------------------------------------
+
+    def storage(self) -> dict[str, int | bool]:
+        """``{"used", "max", "full"}``: bytes the SQLite file and its WAL take, ``max_storage``
+        (``0``: no bound), and whether the node is at it (:class:`~gridnode.quota.StorageQuota`:
+        then it follows, restores, imports and pulls nothing)."""
+        return self.repo.quota.status()
+
+    @property
+    def max_storage(self) -> int:
+        """The storage bound in bytes (``0``: none); set from the config when the node opens."""
+        return self.repo.quota.limit
+
+    @max_storage.setter
+    def max_storage(self, value: int) -> None:
+        # Checked at the next follow, pull or batch; raising it lets pulls start again.
+        self.repo.quota.limit = value
+
+    @property
+    def storage_refusals(self) -> int:
+        """Follows, restores, imports refused and pulls not run because the node was full."""
+        return self.repo.quota.refusals
+
     # -- peers ----------------------------------------------------------------------------------
 
     def peers(self) -> list[str]:
@@ -243,7 +270,9 @@ class Node:
     async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
         """Keep and replicate a database another node has: fetch its manifest from a connected
         peer (verified against the address), then sync. Raises
-        :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it."""
+        :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it,
+        :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage`` (and
+        does not replicate it already)."""
         return await self.replication.follow(address, timeout=timeout)
 
     async def announce(self, address: str) -> None:
@@ -300,7 +329,8 @@ class Node:
         joined as a CAR import is. Entries not found within ``timeout`` seconds stay missing
         (the database then waits for them like any other gap). Raises
         :class:`~gridnode.errors.UnknownDatabase` if the manifest cannot be had,
-        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off.
+        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off,
+        :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage``.
         """
         return await self.restorer.restore(roots, peers, timeout=timeout)
 
@@ -331,8 +361,8 @@ class Node:
         return entries
 
     async def import_car(self, data: bytes | memoryview) -> ImportReport:
-        """Import a CAR (:func:`gridnode.ops.import_car`), replicate its database, announce what
-        it added."""
+        """Import a CAR (:func:`gridnode.ops.import_car`; refused at ``max_storage``), replicate
+        its database, announce what it added."""
         report = await self.worker.run(ops.import_car, self.repo, data)
         self.count_join("import", report)
         database = await self.worker.run(self.repo.database, report.address)

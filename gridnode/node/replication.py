@@ -46,6 +46,10 @@ What it refuses:
   after ``pending_seconds`` (a pass every :data:`EXPIRE_INTERVAL`), and deciding whether an
   announcement calls for a pull reads counters, not the pending set.
 
+At the storage bound (``max_storage``: :mod:`gridnode.quota`) it follows no database
+(:class:`~gridnode.errors.StorageLimitReached`), starts no pull, joins no gossiped entries, and a
+pull running stops between two batches (what it joined stays; the peer gets no strike).
+
 A replica's choice is durable: :meth:`Replication.unfollow` records it in the repo, and the next
 start does not replicate that database either until it is followed again.
 """
@@ -259,6 +263,8 @@ class Replication:
         canonical = "/gridnode/" + str(manifest_cid)
         if canonical in self._replicas:
             return self._replicas[canonical].database
+        # Even one kept but unfollowed: following it again would pull what it lacks.
+        self.repo.quota.check(f"follow {canonical}")
         try:
             database = await self._worker.run(self.repo.database, canonical)
         except UnknownDatabase:
@@ -452,6 +458,8 @@ class Replication:
             except ProtocolError:
                 continue
             unknown = await self._worker.run(database.unknown, list(announcement.heads))
+            if unknown and self.repo.quota.full():
+                continue  # at the bound: a hint only (anti-entropy pulls once it clears)
             if unknown:
                 # Join the inline head entries we lack (a transaction only when there are some).
                 lacking = set(unknown)
@@ -499,6 +507,9 @@ class Replication:
         if peer in replica.running:
             replica.again.add(peer)
             return
+        if self.repo.quota.full():
+            self.repo.quota.refuse()  # at the bound: counted, not logged (the bound was, once)
+            return
         replica.running.add(peer)
         try:
             while True:
@@ -506,7 +517,7 @@ class Replication:
                 report = await self._pull_once(peer, replica.database)
                 if report is not None and report.applied:
                     await self.announce(address)
-                if peer not in replica.again:
+                if peer not in replica.again or (report is not None and report.stopped):
                     return
         finally:
             replica.running.discard(peer)
@@ -528,6 +539,7 @@ class Replication:
                         self._worker,
                         asked=self._asked_of(peer, database.address),
                         source=peer,
+                        quota=self.repo.quota,
                     )
                 finally:
                     await stream.close()
@@ -554,6 +566,11 @@ class Replication:
             status.running = False
         self._count_join("sync", report, peer=peer)
         status.finish(report)
+        if report.stopped is not None:
+            # Not a failure of the peer's: the quota logged the bound once; the record says why.
+            self.repo.quota.refuse()
+            status.error = f"StorageLimitReached: {report.stopped}"
+            self._stats.note("storage-full", report.stopped, peer=peer, address=database.address)
         if report.applied or report.rejected:
             log.info(
                 "synced %s from %s: %d applied, %d rejected, %d round trips",

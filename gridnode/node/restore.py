@@ -95,6 +95,7 @@ class Restorer:
             )
         if not roots:
             raise InvalidRequest("restore needs the manifest's CID (then the heads)")
+        self._repo.quota.check(f"restore {roots[0]}")
         asked = list(self._peers() if peers is None else peers)
         manifest_cid, heads = roots[0], list(dict.fromkeys(roots[1:]))
         deadline = trio.current_time() + timeout
@@ -136,6 +137,7 @@ class Restorer:
             or address in self._filling
             or not self._replication.replicating(address)
             or self._replication.pulling(address)
+            or self._repo.quota.full()  # at the bound: gaps wait until it clears
         ):
             return
         peers = self._peers()

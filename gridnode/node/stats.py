@@ -153,7 +153,8 @@ class NodeEvent:
     #: Wall-clock time (seconds since the epoch).
     at: float
     #: ``rejected`` (an entry), ``refused`` (an announcement), ``sync-failed``, ``strike``,
-    #: ``disconnected``, ``connect-failed``, ``store-failed``.
+    #: ``disconnected``, ``connect-failed``, ``store-failed``, ``storage-full`` (a pull stopped at
+    #: ``max_storage``).
     kind: str
     text: str
     peer: str | None = None

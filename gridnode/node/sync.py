@@ -39,8 +39,9 @@ import trio
 
 from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
-from gridnode.errors import UnknownDatabase
+from gridnode.errors import StorageLimitReached, UnknownDatabase
 from gridnode.net.stream import single_exception
+from gridnode.quota import StorageQuota
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 from protocols.errors import ProtocolError
@@ -108,6 +109,9 @@ class PullReport:
     stats: SyncStats = field(default_factory=SyncStats)
     complete: bool = False
     refused: str | None = None
+    #: Why this node stopped the pull before it was done (the storage bound reached): what was
+    #: joined up to then is kept, the rest is not fetched.
+    stopped: str | None = None
 
 
 async def _read(stream: ByteStream, conn: SyncConnection) -> bytes:
@@ -140,15 +144,39 @@ async def pull(
     now: Callable[[], float] = trio.current_time,
     asked: dict[CID, int] | None = None,
     source: str = "",
+    quota: StorageQuota | None = None,
 ) -> PullReport:
     """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it.
 
     ``asked`` counts how often each CID was asked of this peer; pass the same dict to every pull
     from one peer, and a CID it failed to send :data:`MAX_ASKS` times is not asked of it again
     (a peer claiming heads it cannot serve, or parents nobody has, costs a few round trips, not
-    one more per pull for ever). ``source`` names the peer for the log's pending bounds."""
+    one more per pull for ever). ``source`` names the peer for the log's pending bounds.
+
+    At the storage bound (``quota`` full, asked before each batch is joined) the pull stops
+    between two batches: every batch joined before is kept (one transaction each), nothing more
+    is read, and the report says why (:attr:`PullReport.stopped`); the caller closes the
+    stream."""
     conn = SyncConnection(Role.PULLER, budget=budget or Budget())
     report = PullReport(address=database.address, stats=conn.stats)
+    try:
+        return await _pull(stream, database, worker, conn, report, now, asked, source, quota)
+    except StorageLimitReached as exc:
+        report.stopped = str(exc)
+        return report
+
+
+async def _pull(
+    stream: ByteStream,
+    database: StoredDatabase,
+    worker: StorageWorker,
+    conn: SyncConnection,
+    report: PullReport,
+    now: Callable[[], float],
+    asked: dict[CID, int] | None,
+    source: str,
+    quota: StorageQuota | None,
+) -> PullReport:
     manifest_cid = database.manifest.cid
     pending_events: list[Event] = []
 
@@ -171,7 +199,7 @@ async def pull(
     assert isinstance(event, HeadsArrived)
     server_heads = list(event.heads)
     while True:
-        last = await _receive_answer(next_event, database, worker, report, source)
+        last = await _receive_answer(next_event, database, worker, report, source, quota)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
@@ -205,7 +233,7 @@ async def pull(
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(database.newest_heads, MAX_HEADS)
         await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
-        last = await _receive_answer(next_event, database, worker, report, source)
+        last = await _receive_answer(next_event, database, worker, report, source, quota)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
@@ -223,6 +251,7 @@ async def _receive_answer(
     worker: StorageWorker,
     report: PullReport,
     source: str = "",
+    quota: StorageQuota | None = None,
 ) -> Event:
     """Take the messages answering one request (blocks or entries), until the one that ends it
     (the last blocks message, a ranges message, or a refusal), and return that one.
@@ -235,6 +264,8 @@ async def _receive_answer(
     async def joiner() -> None:
         async with receive:
             async for entries, checked in receive:
+                if quota is not None:
+                    quota.check(f"join more entries of {database.address}")
                 joined = await worker.run(
                     partial(database.join_entries, entries, checked, source=source)
                 )
