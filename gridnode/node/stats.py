@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 if TYPE_CHECKING:
     from gridnode.net.bitswap import BitswapStats
     from gridnode.node.budget import Budgets
+    from gridnode.node.history import History
     from gridnode.node.sync import PullReport
     from gridnode.repo import ImportReport
     from gridnode.storage.worker import StorageWorker
@@ -203,6 +204,8 @@ class NodeStats:
     budgets: Budgets | None = None
     #: The storage worker, whose ``usage`` is per tag (peer or ``local``).
     worker: StorageWorker | None = None
+    #: The last hour's samples and the peers' latency (:mod:`gridnode.node.history`).
+    history: History | None = None
 
     def budget_figures(self) -> list[dict[str, Any]]:
         """Per peer: worker seconds used and left, bytes sent and left, seconds throttled."""
