@@ -121,11 +121,7 @@ def _history_json(node: Node, now: float) -> dict[str, Any]:
             {
                 "peer_id": peer,
                 "addrs": node.peer_addrs(peer),
-                "latency_ms": (
-                    None
-                    if (ms := history.latency.get(peer)) is None
-                    else round(ms, 3)
-                ),
+                "latency_ms": (None if (ms := history.latency.get(peer)) is None else round(ms, 3)),
             }
             for peer in peers
         ],

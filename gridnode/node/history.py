@@ -27,6 +27,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -112,7 +113,7 @@ class History:
         if not taken or now > taken[-1][0]:
             taken.append((now, current))
         points = []
-        for (_, before), (at, after) in zip(taken, taken[1:], strict=False):
+        for (_, before), (at, after) in pairwise(taken):
             points.append(
                 {
                     "seconds_ago": round(max(0.0, now - at), 3),
