@@ -150,8 +150,6 @@ class Node:
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
-        # Its latency now, not at the next round (one ping in flight per peer).
-        self._nursery.start_soon(self.history.ping, self.host, peer)
 
     # -- what the node is -----------------------------------------------------------------------
 

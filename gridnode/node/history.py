@@ -10,7 +10,7 @@ point for the time since the last sample, so a chart has something to draw from 
 seconds. A counter that goes down (per-peer records forgotten beyond ``MAX_PEER_RECORDS``)
 counts as zero for that step, never as a negative figure.
 
-Latency: on every step, and when a peer connects, the node pings its connected peers
+Latency: on every step, and within :data:`NEW_PEER_CHECK` of a peer connecting, the node pings its connected peers
 (``/ipfs/ping/1.0.0``, :meth:`~gridnode.net.Host.ping`), at most :data:`MAX_PINGED` of them per
 round, one ping in flight per peer, each bounded by :data:`PING_TIMEOUT`. The last round trip is
 kept per peer while it is connected (a peer that does not answer has ``None``); a disconnected
@@ -56,6 +56,8 @@ STEP: Final = 10.0
 SPAN: Final = 3600.0
 #: Peers pinged per round at most (the default ``max_connections`` is 64).
 MAX_PINGED: Final = 64
+#: Seconds between two looks for connected peers not pinged yet.
+NEW_PEER_CHECK: Final = 1.0
 #: Seconds a ping may take before the peer counts as not answering (less than a step, so rounds
 #: never pile up).
 PING_TIMEOUT: Final = 5.0
@@ -148,19 +150,44 @@ class History:
         if peer in host.peers():
             self.latency[peer] = latency
 
-    async def ping_round(self, host: Host) -> None:
-        """Forget peers no longer connected; ping up to :data:`MAX_PINGED` of the others."""
+    def start_pings(self, nursery: trio.Nursery, host: Host, *, new_only: bool = False) -> None:
+        """Forget peers no longer connected; start pings (in ``nursery``) to connected peers, or
+        only to those never pinged yet (``new_only``), never more than :data:`MAX_PINGED` in
+        flight."""
         connected = host.peers()
         for gone in set(self.latency) - set(connected):
             del self.latency[gone]
+        room = MAX_PINGED - len(self._pinging)
+        for peer in sorted(connected):
+            if room <= 0:
+                break
+            if peer in self._pinging or (new_only and peer in self.latency):
+                continue
+            self._pinging.add(peer)  # now, so that the next call does not count it again
+            nursery.start_soon(self._ping_started, host, peer)
+            room -= 1
+
+    async def _ping_started(self, host: Host, peer: str) -> None:
+        self._pinging.discard(peer)
+        await self.ping(host, peer)
+
+    async def ping_round(self, host: Host) -> None:
+        """:meth:`start_pings` to every connected peer, and wait for the answers."""
         async with trio.open_nursery() as nursery:
-            for peer in sorted(connected)[:MAX_PINGED]:
-                nursery.start_soon(self.ping, host, peer)
+            self.start_pings(nursery, host)
 
     async def run(self, host: Host, stats: NodeStats, clock: Callable[[], float]) -> None:
-        """Sample and ping every step, for ever (the node's nursery cancels it)."""
-        while True:
-            started = clock()
-            self.record(started, totals_of(stats, len(host.peers())))
-            await self.ping_round(host)
-            await trio.sleep_until(started + self.step)
+        """Sample and ping every peer every step, and a newly connected peer (either way: a
+        dialled one or one that dialled us) within :data:`NEW_PEER_CHECK` seconds; for ever
+        (the node's nursery cancels it)."""
+        async with trio.open_nursery() as nursery:
+            next_sample = clock()
+            while True:
+                now = clock()
+                if now >= next_sample:
+                    self.record(now, totals_of(stats, len(host.peers())))
+                    self.start_pings(nursery, host)
+                    next_sample += self.step
+                else:
+                    self.start_pings(nursery, host, new_only=True)
+                await trio.sleep_until(min(next_sample, clock() + NEW_PEER_CHECK))

@@ -166,11 +166,13 @@ def test_at_most_max_pinged_peers_per_round():
 def test_two_real_nodes_know_each_others_latency_and_addresses(tmp_path):
     async def main():
         async with open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=math.inf) as a:
-            async with open_node(
+            b_node = open_node(
                 tmp_path / "b", listen=LOOPBACK, bootstrap=a.addrs, announce_interval=math.inf
-            ) as b:
+            )
+            async with b_node as b:
+                # Pinged within NEW_PEER_CHECK of connecting, both the side that dialled and
+                # the side that was dialled, not at the next round.
                 with trio.fail_after(STEP / 2):
-                    # Pinged when the connection came up, not at the next round.
                     while a.history.latency.get(b.peer_id) is None:
                         await trio.sleep(0.05)
                     while b.history.latency.get(a.peer_id) is None:
@@ -178,7 +180,7 @@ def test_two_real_nodes_know_each_others_latency_and_addresses(tmp_path):
                 latency = a.history.latency[b.peer_id]
                 assert isinstance(latency, float) and 0 < latency < PING_TIMEOUT * 1000
                 assert 0 < await b.host.ping(a.peer_id, PING_TIMEOUT) < PING_TIMEOUT * 1000
-                # b dialled a's listening address: a's peerstore holds it for b.
+                # b dialled a's listening address: b's peerstore holds it.
                 assert set(b.peer_addrs(a.peer_id)) >= set(a.addrs)
                 assert a.stats.history is a.history
                 assert len(a.history.samples) >= 1
