@@ -3,7 +3,8 @@
 :class:`History` keeps a sample of the node's own counters every :data:`STEP` seconds, at most
 :data:`SPAN` seconds of them (360 samples): entries applied (every source: writes, pulls, gossip,
 imports, bitswap), bytes received and sent (sync streams both ways, as puller and as server,
-including the running pulls' bytes so far, and bitswap's block bytes sent), and connected peers.
+including the running pulls' and the open served streams' bytes so far, and bitswap's block
+bytes sent), and connected peers.
 The figures come from :class:`~gridnode.node.stats.NodeStats` and nothing else; the series the
 API shows (:meth:`History.series`) are the differences between consecutive samples, plus one
 point for the time since the last sample, so a chart has something to draw from the node's first
@@ -83,6 +84,9 @@ def totals_of(stats: NodeStats, peers: int) -> Sample:
     for served in stats.served.values():
         bytes_in += served.bytes_received
         bytes_out += served.bytes_sent
+    for open_stream in stats.serving.values():
+        bytes_in += open_stream.bytes_received
+        bytes_out += open_stream.bytes_sent
     if stats.bitswap is not None:
         bytes_out += stats.bitswap.block_bytes_sent
     return Sample(applied, bytes_in, bytes_out, peers)

@@ -190,6 +190,9 @@ class NodeStats:
     syncs: dict[tuple[str, str], PeerSync] = field(default_factory=dict)
     #: What this node served each peer (the server side of their pulls).
     served: dict[str, ServedTotals] = field(default_factory=dict)
+    #: The served sync streams still open, by ``id``: what each carried so far (a stream is
+    #: added to :attr:`served` when it ends, and a peer's stream lasts as long as it pulls).
+    serving: dict[int, SyncStats] = field(default_factory=dict)
     #: Protocol violations per peer, decaying (one forgiven per ``STRIKE_DECAY`` s); at
     #: ``MAX_STRIKES`` the peer is disconnected and banned (:mod:`gridnode.node.peers`).
     strikes: dict[str, int] = field(default_factory=dict)

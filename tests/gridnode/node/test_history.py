@@ -11,6 +11,7 @@ from gridnode.errors import StreamError
 from gridnode.node import open_node
 from gridnode.node.history import MAX_PINGED, PING_TIMEOUT, SPAN, STEP, History, Sample, totals_of
 from gridnode.node.stats import NodeStats, PeerSync, ServedTotals
+from protocols.sync import SyncStats
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 
@@ -66,6 +67,10 @@ def test_the_totals_are_the_node_stats_own_counters():
     stats.syncs = {("p", "/gridnode/x"): pull, ("q", "/gridnode/x"): running}
     stats.served = {"r": ServedTotals(bytes_sent=60, bytes_received=9)}
     assert totals_of(stats, 2) == Sample(applied=7, bytes_in=144, bytes_out=67, peers=2)
+    # A served stream still open counts what it carried so far (a peer's stream lasts).
+    open_stream = SyncStats(bytes_sent=1000, bytes_received=20)
+    stats.serving[id(open_stream)] = open_stream
+    assert totals_of(stats, 2) == Sample(applied=7, bytes_in=164, bytes_out=1067, peers=2)
 
 
 class FakeHost:
@@ -107,7 +112,7 @@ def test_every_step_a_sample_and_a_round_of_pings_bounded_in_time():
     async def main():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(history.run, host, stats, trio.current_time)
-            await trio.sleep(STEP / 2)
+            await trio.sleep(PING_TIMEOUT + 1)
             # The silent peer gave up after PING_TIMEOUT, well within the step.
             assert history.latency == {"fast": 2.0, "slow": 500.0, "silent": None}
             stats.counters.applied["sync"] += 9
