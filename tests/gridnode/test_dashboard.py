@@ -403,7 +403,9 @@ def test_the_page_states_from_replicas_catalogs_and_storage(live_nodes, browser,
 
     def db(entries, newest=None, running=False, **more):
         row = {"address": "/gridnode/x", "entries": entries, "replicating": True, **more}
-        row["syncs"] = [{"peer": "p", "running": running, "seconds_ago": 1, "error": None}]
+        row["syncs"] = [
+            {"peer": "p", "running": running, "seconds_ago": 1, "error": None, "applied": 0}
+        ]
         if newest is not None:
             row["replicas"] = {"holders": 6, "in_sync": 4, "behind": {}, "newest_entries": newest}
         return row
