@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from gridnode.errors import NetError
+from gridnode.logs import LogLimiter
 
 if TYPE_CHECKING:
     from gridnode.net import Host
@@ -104,6 +105,7 @@ class History:
         #: peer id -> the last round trip in milliseconds (``None``: no answer), connected peers.
         self.latency: dict[str, float | None] = {}
         self._pinging: set[str] = set()
+        self._failures = LogLimiter()
 
     # -- the series ---------------------------------------------------------------------------
 
@@ -146,8 +148,13 @@ class History:
         self._pinging.add(peer)
         try:
             latency: float | None = await host.ping(peer, PING_TIMEOUT)
-        except NetError as exc:
-            log.debug("%s", exc)
+        except NetError as exc:  # no answer in time, or a wrong echo: no figure
+            now = trio.current_time()
+            if self._failures.allow(peer, now):
+                log.info("%s", exc)
+            more = self._failures.unreported(peer, now)
+            if more:
+                log.info("%d more failed pings to %s (not logged one by one)", more, peer)
             latency = None
         finally:
             self._pinging.discard(peer)

@@ -419,6 +419,8 @@ def test_the_page_states_from_replicas_catalogs_and_storage(live_nodes, browser,
     assert state(db(430, 1000, running=True), 5)["text"] == "syncing: 43%, 5 entries/s, ETA 2 min"
     assert state(db(430, 1000, running=True))["text"] == "syncing: 43%"
     assert state(db(4, running=True), 2.5)["text"] == "syncing: 2.5 entries/s"
+    # A periodic pull that brings nothing new is no reason to say "syncing".
+    assert state(db(4, running=True))["text"] == "in sync"
     assert state(db(4))["text"] == "in sync"
     assert state({**db(4), "replicating": False})["text"] == "not replicated"
     failed = db(4)

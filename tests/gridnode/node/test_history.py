@@ -191,3 +191,21 @@ def test_two_real_nodes_know_each_others_latency_and_addresses(tmp_path):
                 assert len(a.history.samples) >= 1
 
     trio.run(main)
+
+
+def test_a_peer_that_never_answers_is_logged_at_a_bounded_rate(caplog):
+    host = FakeHost({"silent": math.inf})
+    history = History(step=1.0)
+
+    async def main():
+        with trio.move_on_after(600):  # 600 rounds, ten minutes
+            await history.run(host, NodeStats(), trio.current_time)
+
+    with caplog.at_level("INFO", logger="gridnode.node.history"):
+        run(main)
+    assert len(host.pings) > 100
+    lines = [r.getMessage() for r in caplog.records]
+    # At most 5 lines and one summary per minute, not one per ping.
+    assert 0 < len(lines) <= 6 * 11, len(lines)
+    assert any("more failed pings to silent" in line for line in lines)
+    assert history.latency == {"silent": None}
