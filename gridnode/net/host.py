@@ -173,7 +173,7 @@ class Host:
         many as it likes in identify: the page shows a few)."""
         try:
             known = self._host.get_peerstore().addrs(_peer(peer_id))
-        except Exception:  # py-libp2p raises PeerStoreError for a peer it never stored
+        except KeyError:  # py-libp2p's PeerStoreError: a peer it never stored
             return []
         return sorted({str(addr) for addr in known})[:limit]
 

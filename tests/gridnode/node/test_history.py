@@ -187,6 +187,8 @@ def test_two_real_nodes_know_each_others_latency_and_addresses(tmp_path):
                 assert 0 < await b.host.ping(a.peer_id, PING_TIMEOUT) < PING_TIMEOUT * 1000
                 # b dialled a's listening address: b's peerstore holds it.
                 assert set(b.peer_addrs(a.peer_id)) >= set(a.addrs)
+                unknown = "12D3KooWHDeT1cxZtRBevpvQKKVBQqa56aQa4rfHBajSreyU2ibz"
+                assert a.peer_addrs(unknown) == []  # never stored: nothing, not an error
                 assert a.stats.history is a.history
                 assert len(a.history.samples) >= 1
 
