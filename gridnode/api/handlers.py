@@ -103,8 +103,28 @@ async def status(node: Node, request: Request) -> Response:
             "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
             "storage": node.storage(),
+            **_history_json(node, now),
         },
     )
+
+
+def _history_json(node: Node, now: float) -> dict[str, Any]:
+    """``history`` (the last hour, per step) and ``peer_info`` (addresses, latency)."""
+    history = node.stats.history
+    if history is None:
+        return {}
+    peers = sorted(node.peers())
+    return {
+        "history": history.as_json(now, node.stats, len(peers)),
+        "peer_info": [
+            {
+                "peer_id": peer,
+                "addrs": node.peer_addrs(peer),
+                "latency_ms": (None if (ms := history.latency.get(peer)) is None else round(ms, 3)),
+            }
+            for peer in peers
+        ],
+    }
 
 
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:

@@ -556,6 +556,34 @@ def openapi(version: str) -> dict[str, Any]:
                     },
                     {
                         "bitswap": {"type": ["object", "null"]},
+                        "history": _obj(
+                            {
+                                "step": {"type": "number"},
+                                "span": {"type": "number"},
+                                "points": {
+                                    "type": "array",
+                                    "items": _obj(
+                                        {
+                                            "seconds_ago": {"type": "number"},
+                                            "entries_applied": {"type": "integer"},
+                                            "bytes_in": {"type": "integer"},
+                                            "bytes_out": {"type": "integer"},
+                                            "peers": {"type": "integer"},
+                                        }
+                                    ),
+                                },
+                            }
+                        ),
+                        "peer_info": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "peer_id": {"type": "string"},
+                                    "addrs": _STRINGS,
+                                    "latency_ms": {"type": ["number", "null"]},
+                                }
+                            ),
+                        },
                     },
                 ),
             },

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Any, Final
 
 import multiaddr
@@ -42,6 +42,8 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.host.exceptions import StreamFailure
+from libp2p.host.ping import ID as PING_PROTOCOL_ID
+from libp2p.host.ping import perform_ping_roundtrip
 from libp2p.network.config import ConnectionConfig, RetryConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -165,6 +167,38 @@ class Host:
     def peers(self) -> list[str]:
         """Peer ids we are connected to now."""
         return [str(peer) for peer in self._host.get_connected_peers()]
+
+    def peer_addrs(self, peer_id: str, limit: int = 8) -> list[str]:
+        """Up to ``limit`` addresses the peerstore holds for ``peer_id`` (a peer tells us as
+        many as it likes in identify: the page shows a few)."""
+        try:
+            known = self._host.get_peerstore().addrs(_peer(peer_id))
+        except KeyError:  # py-libp2p's PeerStoreError: a peer it never stored
+            return []
+        return sorted({str(addr) for addr in known})[:limit]
+
+    async def ping(self, peer_id: str, timeout: float) -> float:
+        """One ``/ipfs/ping/1.0.0`` round trip to a connected peer, in milliseconds (py-libp2p
+        answers pings by default; so do Kubo and Helia). Raises :class:`StreamError` if the
+        peer does not answer correctly within ``timeout`` seconds."""
+        with trio.move_on_after(timeout):
+            try:
+                stream = await self._host.new_stream(_peer(peer_id), [PING_PROTOCOL_ID])
+            except (BaseLibp2pError, OSError) as exc:
+                raise StreamError(f"cannot ping {peer_id}: {_reason(exc)}") from exc
+            started = trio.current_time()
+            try:
+                await perform_ping_roundtrip(stream)
+            except (BaseLibp2pError, OSError, ValueError, trio.TooSlowError) as exc:
+                await stream.reset()
+                raise StreamError(f"ping to {peer_id} failed: {_reason(exc)}") from exc
+            # trio's clock, in float: py-libp2p's own figure is whole milliseconds, and a
+            # loopback round trip is well under one.
+            elapsed = (trio.current_time() - started) * 1000.0
+            with suppress(BaseLibp2pError, OSError):
+                await stream.close()
+            return elapsed
+        raise StreamError(f"no answer to a ping from {peer_id} within {timeout} s")
 
     # Streams
 

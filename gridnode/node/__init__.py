@@ -14,7 +14,9 @@ one thing itself, the write (below); everything else it hands to a room with one
   runs;
 - :mod:`~gridnode.node.restore` (``node.restorer``): bitswap restores and gap filling;
 - :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
-  it the API, the dashboard and ``/metrics`` read.
+  it the API, the dashboard and ``/metrics`` read;
+- :mod:`~gridnode.node.history` (``node.history``, also ``stats.history``): the last hour of the
+  node's counters and its peers' latency, for the dashboard's charts.
 
 The rooms talk through this facade or through what they are made with, never through each other's
 private state; nothing outside this package reaches a private attribute of :class:`Node`.
@@ -45,6 +47,7 @@ from gridnode.datadir import node_lock
 from gridnode.net import Host, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.node.budget import Budgets
+from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -97,7 +100,10 @@ class Node:
         self.budgets = Budgets()
         self.worker = StorageWorker(self.budgets)
         #: What the node has done and seen, for the API, the dashboard and /metrics.
-        self.stats = NodeStats(budgets=self.budgets, worker=self.worker)
+        #: The last hour's counters and the peers' latency, for the dashboard.
+        self.history = History()
+        self.stats = NodeStats(budgets=self.budgets, worker=self.worker, history=self.history)
+        self._nursery = nursery
         #: The rooms (each module's docstring says what it owns and refuses).
         self.peering = Peering(
             host, nursery, self.stats, target_peers=target_peers, connected=self._connected
@@ -144,6 +150,7 @@ class Node:
         await self.replication.start()
         await self.peering.start(bootstrap)
         self.restorer.start()
+        self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -225,6 +232,10 @@ class Node:
 
     def peers(self) -> list[str]:
         return self.host.peers()
+
+    def peer_addrs(self, peer: str) -> list[str]:
+        """A few of the addresses known for ``peer`` (what the dashboard lists)."""
+        return self.host.peer_addrs(peer)
 
     @property
     def known(self) -> dict[str, tuple[str, ...]]:

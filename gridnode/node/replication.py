@@ -612,6 +612,7 @@ class Replication:
         def refused(address: str) -> bool:
             return self._refuse_private(peer, address, "sync request from a peer not a reader")
 
+        self._stats.serving[id(counted)] = counted  # the dashboard's bytes, while it runs
         try:
             with serving(peer):
                 await serve(
@@ -634,6 +635,7 @@ class Replication:
         else:
             await stream.close()
         finally:
+            del self._stats.serving[id(counted)]
             served = self._stats.served.setdefault(stream.remote_peer_id, ServedTotals())
             trim_oldest(self._stats.served)
             served.add(counted)

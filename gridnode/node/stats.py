@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 if TYPE_CHECKING:
     from gridnode.net.bitswap import BitswapStats
     from gridnode.node.budget import Budgets
+    from gridnode.node.history import History
     from gridnode.node.sync import PullReport
     from gridnode.repo import ImportReport
     from gridnode.storage.worker import StorageWorker
@@ -190,6 +191,9 @@ class NodeStats:
     syncs: dict[tuple[str, str], PeerSync] = field(default_factory=dict)
     #: What this node served each peer (the server side of their pulls).
     served: dict[str, ServedTotals] = field(default_factory=dict)
+    #: The served sync streams still open, by ``id``: what each carried so far (a stream is
+    #: added to :attr:`served` when it ends, and a peer's stream lasts as long as it pulls).
+    serving: dict[int, SyncStats] = field(default_factory=dict)
     #: Protocol violations per peer, decaying (one forgiven per ``STRIKE_DECAY`` s); at
     #: ``MAX_STRIKES`` the peer is disconnected and banned (:mod:`gridnode.node.peers`).
     strikes: dict[str, int] = field(default_factory=dict)
@@ -204,6 +208,8 @@ class NodeStats:
     budgets: Budgets | None = None
     #: The storage worker, whose ``usage`` is per tag (peer or ``local``).
     worker: StorageWorker | None = None
+    #: The last hour's samples and the peers' latency (:mod:`gridnode.node.history`).
+    history: History | None = None
 
     def budget_figures(self) -> list[dict[str, Any]]:
         """Per peer: worker seconds used and left, bytes sent and left, seconds throttled."""
