@@ -39,7 +39,9 @@ def test_show_prints_toml_with_where_each_value_comes_from(tmp_path):
     data_dir.mkdir()
     write_default_config(data_dir)
     path = data_dir / CONFIG_FILE
-    path.write_text(path.read_text().replace("mdns = false", "mdns = true"))
+    # Uncommented lines of the default file are the operator's values.
+    text = path.read_text().replace("# mdns = false", "mdns = true")
+    path.write_text(text.replace("# target_peers = 8", "target_peers = 8"))
     env = {
         "GRIDNODE_LISTEN": "/ip4/127.0.0.1/tcp/4001,/ip4/127.0.0.1/tcp/4002",
         "GRIDNODE_ANNOUNCE_INTERVAL": "10",
@@ -61,7 +63,8 @@ def test_show_prints_toml_with_where_each_value_comes_from(tmp_path):
     assert as_json["file_exists"] is True and as_json["file"] == str(path)
     assert as_json["settings"]["listen"]["source"] == "env GRIDNODE_LISTEN"
     assert as_json["settings"]["mdns"] == {"value": True, "source": "file"}
-    assert as_json["settings"]["bootstrap"] == {"value": [], "source": "file"}
+    # The lines the default file leaves commented are the defaults, not the operator's values.
+    assert as_json["settings"]["bootstrap"] == {"value": [], "source": "default"}
 
 
 def test_an_invalid_setting_is_one_line_naming_it(tmp_path):
