@@ -92,3 +92,34 @@ def test_health(tmp_path):
     (tmp_path / "api.token").write_text("x\n")
     result = invoke(tmp_path, "health")
     assert result.exit_code == 1 and "does not answer" in result.stderr
+
+
+def test_init_profile_and_config_show_name_the_profile(tmp_path):
+    data_dir = tmp_path / "node"
+    first = invoke(data_dir, "init", "--profile", "server")
+    assert first.exit_code == 0, first.output
+    assert "profile: server" in first.stdout.splitlines()
+    shown = invoke(data_dir, "config", "show")
+    lines = {line.split(" = ")[0]: line for line in shown.stdout.splitlines()[1:]}
+    assert lines["profile"].startswith('profile = "server"') and lines["profile"].endswith("# file")
+    assert lines["listen"].startswith('listen = ["/ip4/0.0.0.0/tcp/4001"]')
+    assert lines["listen"].endswith("# profile server")
+    assert lines["announce_private"].endswith("# profile server")
+    assert lines["mdns"].endswith("# default")
+    # The operator sets a value; changing the profile keeps it.
+    path = data_dir / CONFIG_FILE
+    path.write_text(
+        path.read_text().replace("# listen = [", 'listen = ["/ip4/0.0.0.0/tcp/4101"]\n# [')
+    )
+    second = invoke(data_dir, "init", "--profile", "home", "--json")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["profile"] == "home"
+    settings = json.loads(invoke(data_dir, "config", "show", "--json").stdout)["settings"]
+    assert settings["listen"] == {"value": ["/ip4/0.0.0.0/tcp/4101"], "source": "file"}
+    assert settings["mdns"] == {"value": True, "source": "profile home"}
+    assert settings["profile"] == {"value": "home", "source": "file"}
+    # Without --profile, init changes nothing; an unknown profile is a usage error.
+    before = path.read_text()
+    assert "profile: home" in invoke(data_dir, "init").stdout.splitlines()
+    bad = invoke(data_dir, "init", "--profile", "cloud")
+    assert bad.exit_code == 2 and "cloud" in bad.stderr and path.read_text() == before
