@@ -244,7 +244,10 @@ def set_profile(data_dir: Path, profile: str) -> bool:
         # After the opening comments, before every key: top-level keys must precede the tables.
         at = next((i for i, line in enumerate(changed) if line.strip()[:1] not in ("", "#")), None)
         at = len(changed) if at is None else at
-        changed[at:at] = [wanted, ""] if at < len(changed) else ["", wanted]
+        if at < len(changed):
+            changed[at:at] = [wanted, ""]
+        else:
+            changed += ["", wanted] if changed else [wanted]
     new_text = "\n".join(changed) + "\n"
     if new_text == text:
         return False

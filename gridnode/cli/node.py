@@ -130,7 +130,8 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the node: running or not, identity, peer id, listen addresses, peers, and each
+    """Show the node: running or not, identity, peer id, listen addresses, the addresses it tells
+    peers to dial (config 'announce'), peers, and each
     database with its entries, heads and (running) the last sync with each peer."""
     report = endpoint_of(ctx).status()
     if as_json:
@@ -144,6 +145,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if running:
         for addr in report["addrs"]:
             click.echo(f"listening: {addr}")
+        for addr in report.get("announced", []):
+            click.echo(f"announcing: {addr}")
         click.echo(f"peers: {len(report['peers'])}")
         bitswap = report.get("bitswap")
         if bitswap is None:

@@ -137,6 +137,10 @@ def test_changing_the_profile_keeps_the_operators_values(tmp_path):
     path.write_text("target_peers = 5\n\n[seed]\nx = 1\n")
     assert set_profile(tmp_path, "server")
     assert path.read_text() == 'profile = "server"\n\ntarget_peers = 5\n\n[seed]\nx = 1\n'
+    path.write_text("")
+    assert set_profile(tmp_path, "home") and path.read_text() == 'profile = "home"\n'
+    path.write_text("# mine\n")
+    assert set_profile(tmp_path, "home") and path.read_text() == '# mine\n\nprofile = "home"\n'
     with pytest.raises(ConfigError):
         set_profile(tmp_path, "cloud")
 

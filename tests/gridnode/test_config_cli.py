@@ -123,3 +123,13 @@ def test_init_profile_and_config_show_name_the_profile(tmp_path):
     assert "profile: home" in invoke(data_dir, "init").stdout.splitlines()
     bad = invoke(data_dir, "init", "--profile", "cloud")
     assert bad.exit_code == 2 and "cloud" in bad.stderr and path.read_text() == before
+
+
+def test_init_profile_beside_a_running_node(tmp_path):
+    with gridnode.start_node(tmp_path, listen=["/ip4/127.0.0.1/tcp/0"]):
+        result = invoke(tmp_path, "init", "--profile", "server")
+        assert result.exit_code == 0, result.output
+        assert "profile: server (the running node takes it at its next start)" in result.stdout
+        again = invoke(tmp_path, "init", "--profile", "server")
+        assert "profile: server" in again.stdout.splitlines()  # unchanged: no note
+    assert config_sources(tmp_path, environ={})["listen"] == "profile server"

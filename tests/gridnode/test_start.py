@@ -240,6 +240,9 @@ def test_status_peers_and_init_through_a_running_node(tmp_path):
         text = invoke(data_dir, "status").stdout
         assert f"node: running (api {box['url']})" in text
         assert f"listening: {node.addrs[0]}" in text
+        # Loopback (the local profile): announced as it listens.
+        assert online["announced"] == node.announced_addrs == node.addrs
+        assert f"announcing: {node.addrs[0]}" in text
         assert "bitswap: 0 blocks sent (0 B), 0 received" in text
         assert online["bitswap"]["blocks_sent"] == 0
         assert invoke(data_dir, "peers").stdout == "peers: none\n"
