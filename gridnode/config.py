@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from gridnode.errors import ConfigError
+from protocols.gossip import MAX_ADDRS
 
 __all__ = [
     "CONFIG_FILE",
@@ -153,6 +154,11 @@ TEMPLATE_LINES: Final = frozenset(
     }
 )
 
+
+#: Bounds of ``announce``: what a peer record carries (protocols/gossip.py: 16 addresses of at
+#: most 256 characters, each with ``/p2p/`` and a peer id of up to 52 characters appended).
+ANNOUNCE_MAX: Final = MAX_ADDRS
+ANNOUNCE_MAX_CHARS: Final = 192
 
 #: Tables of gridnode.toml read by the parts of the node they configure, not by :class:`Config`
 #: (``[[seed.postgres]]``: :mod:`gridnode.seed.config`).
@@ -314,6 +320,16 @@ def _check(key: str, value: Any, where: str) -> Any:
     if isinstance(default, list):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: {key} must be a list of strings")
+        if key == "announce" and (
+            len(value) > ANNOUNCE_MAX
+            or not all(v.startswith("/") and len(v) <= ANNOUNCE_MAX_CHARS for v in value)
+        ):
+            # Peers refuse a peer record beyond these (protocols/gossip.py): the node would be
+            # announcing nothing at all.
+            raise ConfigError(
+                f"{where}: announce must be at most {ANNOUNCE_MAX} multiaddrs "
+                f"of at most {ANNOUNCE_MAX_CHARS} characters"
+            )
         return list(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):

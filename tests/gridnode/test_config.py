@@ -92,6 +92,9 @@ def test_a_profile_sets_what_the_file_does_not(tmp_path):
         ("profile = 1\n", {}, "profile must be a string"),
         ("", {"GRIDNODE_PROFILE": "cloud"}, "GRIDNODE_PROFILE: unknown profile 'cloud'"),
         ('announce = "/ip4/1.2.3.4/tcp/1"\n', {}, "announce must be a list"),
+        ("", {"GRIDNODE_ANNOUNCE": "/dns4/" + "a" * 190}, "announce must be at most 16"),
+        ("", {"GRIDNODE_ANNOUNCE": ",".join(["/ip4/1.2.3.4/tcp/1"] * 17)}, "at most 16"),
+        ('announce = ["ip4/1.2.3.4/tcp/1"]\n', {}, "of at most 192 characters"),
     ],
 )
 def test_a_bad_profile_is_one_error_naming_it(tmp_path, text, env, words):

@@ -2,10 +2,12 @@
 profile's), through gridnode.net.host's ``announcement`` and the node's peer records."""
 
 import logging
+from ipaddress import ip_address
 
 import trio
 
 from gridnode.config import CONFIG_FILE
+from gridnode.net.discovery import local_ips
 from gridnode.net.host import announcement
 from gridnode.node import open_node
 
@@ -76,3 +78,21 @@ def test_a_server_with_no_public_address_says_so(tmp_path, caplog):
     [line] = [r.getMessage() for r in caplog.records if r.name == "gridnode.net.host"]
     assert line.startswith("announcing no address: none of /ip4/127.0.0.1/tcp/")
     assert "set 'announce'" in line
+
+
+def test_a_wildcard_listener_announces_the_machines_addresses_not_the_wildcard(tmp_path):
+    (tmp_path / CONFIG_FILE).write_text('listen = ["/ip4/0.0.0.0/tcp/0"]\n')
+
+    async def main():
+        async with open_node(tmp_path) as node:
+            [listening] = node.addrs
+            assert listening.startswith("/ip4/0.0.0.0/tcp/")  # what py-libp2p reports
+            port = listening.split("/")[4]
+            ips = [ip for ip in local_ips() if ip_address(ip).version == 4]
+            mine = [ip for ip in ips if not ip_address(ip).is_loopback] or ips
+            assert node.announced_addrs == [
+                f"/ip4/{ip}/tcp/{port}/p2p/{node.peer_id}" for ip in mine
+            ]
+            assert not any("/0.0.0.0/" in a for a in node.announced_addrs)
+
+    trio.run(main)
