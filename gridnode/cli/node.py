@@ -118,7 +118,9 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
     Creates the data directory if it is new, listens for peers, replicates every database and
     serves the local API on 127.0.0.1 (its URL in DATA_DIR/api, its token in DATA_DIR/api.token),
     through which other gridnode commands then work. Prints 'peer id: ...', 'identity: ...', one
-    'listening: MULTIADDR' line per address (give one as another node's --bootstrap),
+    'listening: MULTIADDR' line per address (give one as another node's --bootstrap), then, if
+    what it tells peers to dial differs (a wildcard, or config 'announce'), one 'announcing:
+    MULTIADDR' line per such address (give one of those instead),
     'dashboard: URL' (the operator's page, docs/http.md; with '#token=...' only when stdout is a
     terminal, 'gridnode dashboard' gives it otherwise) and 'api: URL'. A first
     signal stops it cleanly (exit status 0); a second one interrupts that (status 130).

@@ -399,6 +399,18 @@ class Started:
 
 
 @pytest.mark.slow
+def test_start_prints_the_announced_addresses_when_they_differ(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDNODE_ANNOUNCE", "/dns4/replica.example.org/tcp/4001")
+    node = Started(tmp_path / "node", "--listen", "/ip4/127.0.0.1/tcp/0")
+    try:
+        announced = [line for line in node.lines if line.startswith("announcing: ")]
+        assert announced == [f"announcing: /dns4/replica.example.org/tcp/4001/p2p/{node.peer_id}"]
+        assert node.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
+    finally:
+        assert node.stop(signal.SIGTERM) == 0
+
+
+@pytest.mark.slow
 def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
     data_dir = tmp_path / "node"  # not initialised: start does it
     node = Started(data_dir, "--listen", "/ip4/127.0.0.1/tcp/0")
@@ -407,6 +419,8 @@ def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
         assert node.identity.startswith("did:key:z6Mk")
         assert len(node.addrs) == 1 and node.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
         assert node.addrs[0].endswith("/p2p/" + node.peer_id)
+        # Loopback, no 'announce': peers are told what it listens on, said once.
+        assert not [line for line in node.lines if line.startswith("announcing: ")]
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", node.api)
         assert (data_dir / api.API_FILE).read_text().strip() == node.api
         token = data_dir / api.TOKEN_FILE
