@@ -12,8 +12,8 @@ comments. Files written before profiles existed held the defaults uncommented: i
 still begins with their header (:data:`OLD_HEADER`), a line still exactly as gridnode wrote it
 (:data:`TEMPLATE_LINES`, before any table) is read as not set, since the operator never wrote
 it; ``gridnode init --profile`` turns such lines into comments and the header into today's
-(docs/decisions.md, "Profiles"). An unknown key, profile
-or a value of the wrong type is refused with one :class:`ConfigError` naming it.
+(docs/decisions.md, "Profiles"). An unknown key or profile, or a value of the wrong type, is
+refused with one :class:`ConfigError` naming it.
 
 Every setting is listed in docs/config.md.
 """

@@ -410,6 +410,14 @@ def test_start_prints_the_announced_addresses_when_they_differ(tmp_path, monkeyp
         assert node.stop(signal.SIGTERM) == 0
 
 
+def test_an_announce_that_is_no_multiaddr_is_one_error_line_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDNODE_ANNOUNCE", "/ip4/300.1.2.3/tcp/4001")
+    proc = gridnode(tmp_path / "node", "start", "--listen", "/ip4/127.0.0.1/tcp/0", check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    [line] = [line for line in proc.stderr.splitlines() if not line[:4].isdigit()]
+    assert line.startswith("error: not a multiaddr in announce ['/ip4/300.1.2.3/tcp/4001']")
+
+
 @pytest.mark.slow
 def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
     data_dir = tmp_path / "node"  # not initialised: start does it
