@@ -98,6 +98,7 @@ async def status(node: Node, request: Request) -> Response:
             "identity": node.repo.did,
             "peer_id": node.peer_id,
             "addrs": node.addrs,
+            "announced": node.announced_addrs,
             "peers": sorted(node.peers()),
             "databases": databases,
             "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},

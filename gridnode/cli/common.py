@@ -276,6 +276,10 @@ def print_started(data_dir: Path) -> Callable[[Node, str | None], None]:
         click.echo(f"identity: {node.repo.did}")
         for addr in node.addrs:
             click.echo(f"listening: {addr}")
+        if node.announced_addrs != node.addrs:
+            # A wildcard or 'announce': these, not the listen lines, are what peers should dial.
+            for addr in node.announced_addrs:
+                click.echo(f"announcing: {addr}")
         if url is not None:
             if sys.stdout.isatty():
                 token = (data_dir / TOKEN_FILE).read_text().strip()

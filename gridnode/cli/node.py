@@ -25,34 +25,55 @@ from gridnode.cli.common import (
     run_in_foreground,
     table,
 )
+from gridnode.config import PROFILES
+from gridnode.datadir import make_private
 from gridnode.keystore import KEY_FILE
 
 __all__ = ["dashboard", "init", "peers", "start", "status"]
 
 
 @click.command()
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help="Name this profile in gridnode.toml: local (this machine only, the default), server "
+    "(all interfaces, port 4001, announces public addresses) or home (all interfaces, behind "
+    "NAT). Values set in the file are kept.",
+)
 @json_option
 @click.pass_context
-def init(ctx: click.Context, as_json: bool) -> None:
+def init(ctx: click.Context, profile: str | None, as_json: bool) -> None:
     """Create the data directory: node key, gridnode.toml and the SQLite file.
 
     Idempotent: an existing key, config and data are kept. Prints the node's identity (its
-    did:key), which a database admin names with 'db create --writer'.
+    did:key), which a database admin names with 'db create --writer'. With --profile, sets the
+    config's profile (docs/config.md, "Profiles"), also on an existing data directory: only the
+    'profile' line changes, so a value the operator set in the file still wins; a running node
+    takes it at its next start.
     """
-    from gridnode.config import CONFIG_FILE
+    from gridnode.config import CONFIG_FILE, load_config, set_profile
     from gridnode.repo import Repo
     from gridnode.storage import DB_FILE
 
     data_dir = data_dir_of(ctx)
     key_existed = (data_dir / KEY_FILE).exists()
+    running = False
     if key_existed:
         # A running node's SQLite file is its own: ask the node, or open the directory under the
         # shared lock that keeps a node from starting meanwhile.
         endpoint = endpoint_of(ctx)
-        did = endpoint.peers()["identity"] if endpoint.running else endpoint.repo.did
+        running = endpoint.running
+        did = endpoint.peers()["identity"] if running else endpoint.repo.did
     else:
+        if profile is not None:
+            # The file names the profile before anything reads it.
+            make_private(data_dir)
+            set_profile(data_dir, profile)
         with Repo(data_dir) as repo:
             did = repo.did
+    profile_changed = profile is not None and set_profile(data_dir, profile)
+    effective = load_config(data_dir).profile
     if as_json:
         emit(
             {
@@ -60,6 +81,7 @@ def init(ctx: click.Context, as_json: bool) -> None:
                 "key": str(data_dir / KEY_FILE),
                 "key_created": not key_existed,
                 "config": str(data_dir / CONFIG_FILE),
+                "profile": effective,
                 "database": str(data_dir / DB_FILE),
                 "identity": did,
             }
@@ -68,6 +90,10 @@ def init(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"data dir: {data_dir}")
     click.echo(f"node key: {data_dir / KEY_FILE} ({'existing' if key_existed else 'created'})")
     click.echo(f"config: {data_dir / CONFIG_FILE}")
+    note = ""
+    if profile_changed and running:
+        note = " (the running node takes it at its next start)"
+    click.echo(f"profile: {effective}{note}")
     click.echo(f"database: {data_dir / DB_FILE}")
     click.echo(f"identity: {did}")
 
@@ -92,7 +118,9 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
     Creates the data directory if it is new, listens for peers, replicates every database and
     serves the local API on 127.0.0.1 (its URL in DATA_DIR/api, its token in DATA_DIR/api.token),
     through which other gridnode commands then work. Prints 'peer id: ...', 'identity: ...', one
-    'listening: MULTIADDR' line per address (give one as another node's --bootstrap),
+    'listening: MULTIADDR' line per address (give one as another node's --bootstrap), then, if
+    what it tells peers to dial differs (a wildcard, or config 'announce'), one 'announcing:
+    MULTIADDR' line per such address (give one of those instead),
     'dashboard: URL' (the operator's page, docs/http.md; with '#token=...' only when stdout is a
     terminal, 'gridnode dashboard' gives it otherwise) and 'api: URL'. A first
     signal stops it cleanly (exit status 0); a second one interrupts that (status 130).
@@ -104,7 +132,8 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the node: running or not, identity, peer id, listen addresses, peers, and each
+    """Show the node: running or not, identity, peer id, listen addresses, the addresses it tells
+    peers to dial (config 'announce'), peers, and each
     database with its entries, heads and (running) the last sync with each peer."""
     report = endpoint_of(ctx).status()
     if as_json:
@@ -121,6 +150,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if running:
         for addr in report["addrs"]:
             click.echo(f"listening: {addr}")
+        for addr in report.get("announced", []):
+            click.echo(f"announcing: {addr}")
         click.echo(f"peers: {len(report['peers'])}")
         bitswap = report.get("bitswap")
         if bitswap is None:

@@ -19,6 +19,11 @@ behind gridnode.net"):
 - peers the node has banned (:meth:`Host.refuse_peers`): their inbound streams are reset before
   any handler sees them, and a new connection from one is reported to the node, which closes it.
 - LAN discovery over mDNS only if asked for (``mdns=True``; see :mod:`gridnode.net.discovery`).
+- what the node tells peers to dial (:attr:`Host.announced_addrs`, gridnode's peer records) is
+  the ``announce`` addresses if given, else its bound listen addresses with a wildcard replaced
+  by this machine's addresses, and without private ones if ``announce_private=False`` (the
+  server profile). py-libp2p's ``get_addrs`` gives ``/ip4/0.0.0.0/...`` for a wildcard, which
+  sends a peer elsewhere to itself.
 - on exit, every connection is closed *concurrently* (py-libp2p closes them one after another,
   with a 100 ms pause in each), then the listeners; nothing is left open, even when the block is
   left by cancellation. Leaving py-libp2p's own ``host.run()`` without ``host.close()`` leaked
@@ -30,6 +35,7 @@ Stream` and :class:`~gridnode.net.gossip.Subscription`, and peer ids as base58 t
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -54,13 +60,19 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from gridnode.errors import DialError, NetError, ProtocolNotSupported, StreamError
-from gridnode.net.discovery import DiscoveredPeers, Discovery, run_mdns
+from gridnode.net.discovery import (
+    DiscoveredPeers,
+    Discovery,
+    announced_addrs,
+    local_ips,
+    run_mdns,
+)
 from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.stream import Stream, single_exception
 
-__all__ = ["Host", "StreamHandler", "open_host"]
+__all__ = ["Host", "StreamHandler", "announcement", "open_host"]
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +93,12 @@ class Host:
         gossip: Gossip,
         dial_timeout: float,
         discovery: Discovery | None = None,
+        announce: Sequence[str] = (),
+        announce_private: bool = True,
     ) -> None:
         self._host = libp2p_host
+        self._announce = list(announce)
+        self._announce_private = announce_private
         self._gossip = gossip
         self._dial_timeout = dial_timeout
         self._discovery = discovery
@@ -129,6 +145,15 @@ class Host:
     def addrs(self) -> list[str]:
         """Where peers can reach us: full multiaddrs, with the bound port and ``/p2p/<id>``."""
         return [str(addr) for addr in self._host.get_addrs()]
+
+    @property
+    def announced_addrs(self) -> list[str]:
+        """Where peers are told to reach us (``/p2p/<id>`` appended): the ``announce`` addresses
+        given to :func:`open_host`, else :func:`announcement` of the bound listen addresses."""
+        bound = [str(addr) for addr in self._host.get_transport_addrs()]
+        return announcement(
+            bound, self.peer_id, local_ips(), self._announce, private=self._announce_private
+        )
 
     # Connections
 
@@ -308,6 +333,8 @@ async def open_host(
     dial_timeout: float = 10.0,
     gossip: GossipConfig | None = None,
     mdns: bool = False,
+    announce: Sequence[str] = (),
+    announce_private: bool = True,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host for the duration of the ``async with`` block.
 
@@ -322,6 +349,11 @@ async def open_host(
         (:meth:`Host.discovered`). Off by default: it tells everyone on the network that a node
         runs here, and where. Zeroconf's threads and sockets exist only while it is on. Starting
         takes ~0.45 s (the announcement); raises :class:`NetError` if mDNS cannot start.
+    :param announce: multiaddrs peers are told to reach this host at (:attr:`Host.
+        announced_addrs`), e.g. a public address the machine does not see on its interfaces
+        (behind 1:1 NAT) or a ``/dns4/`` name; empty: derived from the listen addresses.
+    :param announce_private: whether those derived addresses keep private, loopback and
+        link-local ones (``False``: public ones only, as a server on the internet wants).
     """
     quiet_libp2p_logs()
     key_pair = key_pair_from_seed(seed)
@@ -331,6 +363,11 @@ async def open_host(
         raise NetError(f"not a multiaddr in {listen!r}: {exc}") from exc
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
+    try:
+        for address in announce:
+            multiaddr.Multiaddr(address)
+    except Exception as exc:
+        raise NetError(f"not a multiaddr in announce {list(announce)!r}: {exc}") from exc
     libp2p_host: Any = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, create_x25519_key_pair().private_key)},
@@ -360,8 +397,17 @@ async def open_host(
                     bound = [str(a) for a in libp2p_host.get_transport_addrs()]
                     peer_id = str(libp2p_host.get_id())
                     discovery = await lan.enter_async_context(run_mdns(peer_id, bound))
+                host = Host(
+                    libp2p_host, gossip_service, dial_timeout, discovery, announce, announce_private
+                )
+                if not host.announced_addrs:
+                    log.warning(
+                        "announcing no address: none of %s is public; peers cannot dial this "
+                        "node (set 'announce' to the address they can reach it at)",
+                        ", ".join(str(a) for a in libp2p_host.get_transport_addrs()),
+                    )
                 try:
-                    yield Host(libp2p_host, gossip_service, dial_timeout, discovery)
+                    yield host
                 finally:
                     # Before gossip stops: inbound gossip streams run in connection tasks and
                     # hand messages to the gossip service, which must outlive them.
@@ -403,6 +449,29 @@ async def _close_connections(swarm: Any) -> None:
     async with trio.open_nursery() as nursery:
         for connection in connections:
             nursery.start_soon(close_one, connection)
+
+
+def announcement(
+    bound: Sequence[str],
+    peer_id: str,
+    ips: Sequence[str],
+    announce: Sequence[str] = (),
+    *,
+    private: bool = True,
+) -> list[str]:
+    """The addresses to tell peers, each ending in ``/p2p/<peer_id>``.
+
+    ``announce``, if not empty, is taken as it is (the operator knows an address the machine
+    cannot see). Else the ``bound`` listen addresses, a wildcard replaced by this machine's
+    ``ips`` (:func:`~gridnode.net.discovery.announced_addrs`); with ``private=False`` only those
+    whose IP is globally routable are kept.
+    """
+    if announce:
+        return [a if "/p2p/" in a else f"{a}/p2p/{peer_id}" for a in announce]
+    derived = announced_addrs(bound, peer_id, ips)
+    if private:
+        return derived
+    return [a for a in derived if ipaddress.ip_address(a.split("/")[2]).is_global]
 
 
 def _peer(peer_id: str) -> Any:

@@ -166,6 +166,11 @@ class Node:
         return self.host.addrs
 
     @property
+    def announced_addrs(self) -> list[str]:
+        """Where peers are told to reach this node (config ``announce``, docs/config.md)."""
+        return self.host.announced_addrs
+
+    @property
     def announce_interval(self) -> float:
         """Seconds between two announcements of every replica's heads (``inf``: only when they
         change); set when the node opens."""
@@ -418,6 +423,8 @@ async def open_node(
                     list(listen or config.listen),
                     max_connections=config.max_connections,
                     mdns=config.mdns,
+                    announce=config.announce,
+                    announce_private=config.announce_private,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):

@@ -307,8 +307,8 @@ class Peering:
     # -- peer exchange ------------------------------------------------------------------------
 
     async def publish_record(self) -> None:
-        """Tell the peers topic where this node listens."""
-        record = PeerRecord(self.host.peer_id, tuple(self.host.addrs))
+        """Tell the peers topic where this node can be reached (its announced addresses)."""
+        record = PeerRecord(self.host.peer_id, tuple(self.host.announced_addrs))
         await self.host.publish(PEERS_TOPIC, record.encode())
         self._stats.counters.gossip_published += 1
 

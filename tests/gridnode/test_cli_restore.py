@@ -234,8 +234,8 @@ def test_a_node_without_bitswap_answers_409(tmp_path):
     assert cli(data_dir, "init").exit_code == 0
     config = data_dir / "gridnode.toml"
     text = config.read_text()
-    assert "\nbitswap = true" in text
-    config.write_text(text.replace("\nbitswap = true", "\nbitswap = false"))
+    assert "\n# bitswap = true" in text  # the default file's defaults are comments
+    config.write_text(text.replace("\n# bitswap = true", "\nbitswap = false"))
     with running(data_dir) as node:
         assert node.node.bitswap is None
         status, answer = post(node.client, json.dumps({"roots": [str(UNKNOWN)]}).encode())

@@ -39,7 +39,9 @@ def test_show_prints_toml_with_where_each_value_comes_from(tmp_path):
     data_dir.mkdir()
     write_default_config(data_dir)
     path = data_dir / CONFIG_FILE
-    path.write_text(path.read_text().replace("mdns = false", "mdns = true"))
+    # Uncommented lines of the default file are the operator's values.
+    text = path.read_text().replace("# mdns = false", "mdns = true")
+    path.write_text(text.replace("# target_peers = 8", "target_peers = 8"))
     env = {
         "GRIDNODE_LISTEN": "/ip4/127.0.0.1/tcp/4001,/ip4/127.0.0.1/tcp/4002",
         "GRIDNODE_ANNOUNCE_INTERVAL": "10",
@@ -61,7 +63,8 @@ def test_show_prints_toml_with_where_each_value_comes_from(tmp_path):
     assert as_json["file_exists"] is True and as_json["file"] == str(path)
     assert as_json["settings"]["listen"]["source"] == "env GRIDNODE_LISTEN"
     assert as_json["settings"]["mdns"] == {"value": True, "source": "file"}
-    assert as_json["settings"]["bootstrap"] == {"value": [], "source": "file"}
+    # The lines the default file leaves commented are the defaults, not the operator's values.
+    assert as_json["settings"]["bootstrap"] == {"value": [], "source": "default"}
 
 
 def test_an_invalid_setting_is_one_line_naming_it(tmp_path):
@@ -89,3 +92,44 @@ def test_health(tmp_path):
     (tmp_path / "api.token").write_text("x\n")
     result = invoke(tmp_path, "health")
     assert result.exit_code == 1 and "does not answer" in result.stderr
+
+
+def test_init_profile_and_config_show_name_the_profile(tmp_path):
+    data_dir = tmp_path / "node"
+    first = invoke(data_dir, "init", "--profile", "server")
+    assert first.exit_code == 0, first.output
+    assert "profile: server" in first.stdout.splitlines()
+    shown = invoke(data_dir, "config", "show")
+    lines = {line.split(" = ")[0]: line for line in shown.stdout.splitlines()[1:]}
+    assert lines["profile"].startswith('profile = "server"') and lines["profile"].endswith("# file")
+    assert lines["listen"].startswith('listen = ["/ip4/0.0.0.0/tcp/4001"]')
+    assert lines["listen"].endswith("# profile server")
+    assert lines["announce_private"].endswith("# profile server")
+    assert lines["mdns"].endswith("# default")
+    # The operator sets a value; changing the profile keeps it.
+    path = data_dir / CONFIG_FILE
+    path.write_text(
+        path.read_text().replace("# listen = [", 'listen = ["/ip4/0.0.0.0/tcp/4101"]\n# [')
+    )
+    second = invoke(data_dir, "init", "--profile", "home", "--json")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["profile"] == "home"
+    settings = json.loads(invoke(data_dir, "config", "show", "--json").stdout)["settings"]
+    assert settings["listen"] == {"value": ["/ip4/0.0.0.0/tcp/4101"], "source": "file"}
+    assert settings["mdns"] == {"value": True, "source": "profile home"}
+    assert settings["profile"] == {"value": "home", "source": "file"}
+    # Without --profile, init changes nothing; an unknown profile is a usage error.
+    before = path.read_text()
+    assert "profile: home" in invoke(data_dir, "init").stdout.splitlines()
+    bad = invoke(data_dir, "init", "--profile", "cloud")
+    assert bad.exit_code == 2 and "cloud" in bad.stderr and path.read_text() == before
+
+
+def test_init_profile_beside_a_running_node(tmp_path):
+    with gridnode.start_node(tmp_path, listen=["/ip4/127.0.0.1/tcp/0"]):
+        result = invoke(tmp_path, "init", "--profile", "server")
+        assert result.exit_code == 0, result.output
+        assert "profile: server (the running node takes it at its next start)" in result.stdout
+        again = invoke(tmp_path, "init", "--profile", "server")
+        assert "profile: server" in again.stdout.splitlines()  # unchanged: no note
+    assert config_sources(tmp_path, environ={})["listen"] == "profile server"

@@ -240,6 +240,9 @@ def test_status_peers_and_init_through_a_running_node(tmp_path):
         text = invoke(data_dir, "status").stdout
         assert f"node: running (api {box['url']})" in text
         assert f"listening: {node.addrs[0]}" in text
+        # Loopback (the local profile): announced as it listens.
+        assert online["announced"] == node.announced_addrs == node.addrs
+        assert f"announcing: {node.addrs[0]}" in text
         assert "bitswap: 0 blocks sent (0 B), 0 received" in text
         assert online["bitswap"]["blocks_sent"] == 0
         assert invoke(data_dir, "peers").stdout == "peers: none\n"
@@ -396,6 +399,26 @@ class Started:
 
 
 @pytest.mark.slow
+def test_start_prints_the_announced_addresses_when_they_differ(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDNODE_ANNOUNCE", "/dns4/replica.example.org/tcp/4001")
+    node = Started(tmp_path / "node", "--listen", "/ip4/127.0.0.1/tcp/0")
+    try:
+        announced = [line for line in node.lines if line.startswith("announcing: ")]
+        assert announced == [f"announcing: /dns4/replica.example.org/tcp/4001/p2p/{node.peer_id}"]
+        assert node.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
+    finally:
+        assert node.stop(signal.SIGTERM) == 0
+
+
+def test_an_announce_that_is_no_multiaddr_is_one_error_line_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRIDNODE_ANNOUNCE", "/ip4/300.1.2.3/tcp/4001")
+    proc = gridnode(tmp_path / "node", "start", "--listen", "/ip4/127.0.0.1/tcp/0", check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    [line] = [line for line in proc.stderr.splitlines() if not line[:4].isdigit()]
+    assert line.startswith("error: not a multiaddr in announce ['/ip4/300.1.2.3/tcp/4001']")
+
+
+@pytest.mark.slow
 def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
     data_dir = tmp_path / "node"  # not initialised: start does it
     node = Started(data_dir, "--listen", "/ip4/127.0.0.1/tcp/0")
@@ -404,6 +427,8 @@ def test_start_serves_the_cli_and_stops_cleanly_on_sigterm(tmp_path):
         assert node.identity.startswith("did:key:z6Mk")
         assert len(node.addrs) == 1 and node.addrs[0].startswith("/ip4/127.0.0.1/tcp/")
         assert node.addrs[0].endswith("/p2p/" + node.peer_id)
+        # Loopback, no 'announce': peers are told what it listens on, said once.
+        assert not [line for line in node.lines if line.startswith("announcing: ")]
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", node.api)
         assert (data_dir / api.API_FILE).read_text().strip() == node.api
         token = data_dir / api.TOKEN_FILE

@@ -50,7 +50,7 @@ def make_dirs(tmp_path: Path, *, max_connections: int | None = None) -> tuple[li
     if max_connections is not None:
         config = dirs[0] / "gridnode.toml"
         text = re.sub(
-            r"(?m)^max_connections = \d+",
+            r"(?m)^(# )?max_connections = \d+",
             f"max_connections = {max_connections}",
             config.read_text(),
         )

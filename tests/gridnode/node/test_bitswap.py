@@ -272,7 +272,7 @@ def test_a_fetch_takes_no_forged_block(tmp_path):
 def test_bitswap_off_serves_nothing(tmp_path):
     make_node_dir(tmp_path / "a", entries=1)
     config = tmp_path / "a" / "gridnode.toml"
-    config.write_text(re.sub(r"(?m)^bitswap = true", "bitswap = false", config.read_text()))
+    config.write_text(re.sub(r"(?m)^(# )?bitswap = true", "bitswap = false", config.read_text()))
 
     async def main():
         async with node_and_raw_peer(tmp_path / "a") as (node, peer):
