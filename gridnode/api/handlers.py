@@ -92,6 +92,7 @@ async def status(node: Node, request: Request) -> Response:
             for (_peer, address), sync in sorted(node.stats.syncs.items())
             if address == row["address"]
         ]
+        row["replicas"] = await _replica_counts(node, row["address"])
     return Response(
         200,
         {
@@ -106,6 +107,20 @@ async def status(node: Node, request: Request) -> Response:
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
         },
     )
+
+
+async def _replica_counts(node: Node, address: str) -> dict[str, Any]:
+    """A ``/status`` row's ``replicas``: zero holders for a database whose store cannot open."""
+    try:
+        return await node.replica_counts(await _resolve(node, address))
+    except GridnodeError:
+        return {"holders": 0, "in_sync": 0, "behind": {}, "newest_entries": 0}
+
+
+async def replicas(node: Node, request: Request) -> Response:
+    """``GET /db/{db}/replicas``: who holds the database, as far as this node heard."""
+    database = await _resolve(node, _ref(request))
+    return Response(200, await node.replica_summary(database))
 
 
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:

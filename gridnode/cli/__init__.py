@@ -41,6 +41,7 @@ from gridnode.cli.config import config, health
 from gridnode.cli.db import db
 from gridnode.cli.node import dashboard, init, peers, start, status
 from gridnode.cli.pin import pin
+from gridnode.cli.replicas import replicas
 from gridnode.cli.seed import seed
 from gridnode.datadir import default_data_dir
 
@@ -111,4 +112,5 @@ main.add_command(car)
 main.add_command(config)
 main.add_command(health)
 main.add_command(pin)
+main.add_command(replicas)
 main.add_command(seed)
