@@ -37,7 +37,6 @@ from crdt.errors import GridnodeError
 from crdt.identity import Keypair
 from crdt.ipld.cid import CID
 from crdt.manifest import parse_address
-from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Subscription
 from gridnode.node.stats import NodeStats
@@ -141,7 +140,8 @@ class ReplicaStatements:
 
     async def tick(self) -> None:
         """One round: follow the replica set (open and close topics), state what changed or is
-        due, forget expired statements."""
+        due, forget expired statements. What the databases hold is read in one call to the
+        storage worker for all of them."""
         now = trio.current_time()
         self.aggregator.ttl = statement_ttl(self._announce_interval())
         self.aggregator.expire(now)
@@ -150,18 +150,25 @@ class ReplicaStatements:
             if address not in wanted:
                 await self._subscriptions.pop(address).aclose()
                 self._stated.pop(address, None)
-        for address in sorted(wanted):
-            if address not in self._private:
-                try:
-                    database = await self._worker.run(self.repo.database, address)
-                except UnknownDatabase:
-                    continue
-                self._private[address] = await self._worker.run(_is_private, database)
-            if self._private[address]:
-                continue
+        held = await self._worker.run(self._own_all, sorted(wanted)) if wanted else {}
+        for address, (entries, heads) in held.items():
             if address not in self._subscriptions:
                 await self._subscribe(address)
-            await self._state(address, now)
+            await self._state(address, entries, heads, now)
+
+    def _own_all(self, addresses: list[str]) -> dict[str, tuple[int, tuple[CID, ...]]]:
+        """Entry count and newest heads of each public database of ``addresses`` (in the
+        storage worker). One that cannot be opened now is left out this round."""
+        found = {}
+        for address in addresses:
+            try:
+                database = self.repo.database(address)
+                if self._private.setdefault(address, database.private):
+                    continue
+                found[address] = (len(database), tuple(database.newest_heads(MAX_STATEMENT_HEADS)))
+            except GridnodeError as exc:
+                log.debug("no statement of %s this round: %s", address, exc)
+        return found
 
     async def _subscribe(self, address: str) -> None:
         db = parse_address(address)
@@ -170,13 +177,9 @@ class ReplicaStatements:
         subscription = self._subscriptions[address] = await self.host.subscribe(topic)
         self._nursery.start_soon(self._listen, db, subscription)
 
-    async def _state(self, address: str, now: float) -> None:
+    async def _state(self, address: str, entries: int, heads: tuple[CID, ...], now: float) -> None:
         """Publish this node's statement of ``address`` if its heads changed (and the last one
         is :data:`STATEMENT_GAP` old) or a refresh is due."""
-        try:
-            entries, heads = await self._worker.run(self._own, address)
-        except UnknownDatabase:
-            return
         last = self._stated.get(address)
         if last is not None:
             changed = (entries, heads) != (last.entries, last.heads)
@@ -197,11 +200,6 @@ class ReplicaStatements:
     def _refresh(self) -> float:
         interval = self._announce_interval()
         return _refresh(interval if math.isfinite(interval) else REFRESH_MAX)
-
-    def _own(self, address: str) -> tuple[int, tuple[CID, ...]]:
-        """Entry count and newest heads of a database this node keeps (in the storage worker)."""
-        database = self.repo.database(address)
-        return len(database), tuple(database.newest_heads(MAX_STATEMENT_HEADS))
 
     def _validator(self, db: CID, address: str) -> Callable[[str, bytes], bool]:
         def validate(peer: str, data: bytes) -> bool:
