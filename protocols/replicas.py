@@ -217,7 +217,7 @@ def parse_statement(
     return statement
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Held:
     """What the aggregator keeps of one statement: a digest of its heads, not the heads."""
 
