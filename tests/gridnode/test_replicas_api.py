@@ -52,6 +52,10 @@ def test_replicas_over_the_api_and_the_cli(tmp_path):
             def invoke(*args):
                 return runner.invoke(cli, ["--data-dir", str(dirs[0]), *args])
 
+            shown = await trio.to_thread.run_sync(invoke, "status")
+            assert shown.exit_code == 0, shown.output
+            assert "replicas" in shown.output and "2 (2 in sync)" in shown.output
+
             text = await trio.to_thread.run_sync(invoke, "replicas", address)
             assert text.exit_code == 0, text.output
             assert "replicas: 2 hold it, 2 in sync with the newest heads (7 entries), 0 behind" in (
