@@ -84,6 +84,7 @@ async def status(node: Node, request: Request) -> Response:
     import trio
 
     databases = await _run(node, ops.status_of_databases, node.repo)
+    replicas = await node.replica_counts([row["address"] for row in databases])
     now = trio.current_time()
     for row in databases:
         row["replicating"] = node.replicating(row["address"])
@@ -92,7 +93,7 @@ async def status(node: Node, request: Request) -> Response:
             for (_peer, address), sync in sorted(node.stats.syncs.items())
             if address == row["address"]
         ]
-        row["replicas"] = await _replica_counts(node, row["address"])
+        row["replicas"] = replicas[row["address"]]
     return Response(
         200,
         {
@@ -107,14 +108,6 @@ async def status(node: Node, request: Request) -> Response:
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
         },
     )
-
-
-async def _replica_counts(node: Node, address: str) -> dict[str, Any]:
-    """A ``/status`` row's ``replicas``: zero holders for a database whose store cannot open."""
-    try:
-        return await node.replica_counts(await _resolve(node, address))
-    except GridnodeError:
-        return {"holders": 0, "in_sync": 0, "behind": {}, "newest_entries": 0}
 
 
 async def replicas(node: Node, request: Request) -> Response:

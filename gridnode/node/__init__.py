@@ -269,9 +269,9 @@ class Node:
         """Who holds ``database``, as far as this node heard (:mod:`gridnode.node.replicas`)."""
         return await self.replicas.summary(database)
 
-    async def replica_counts(self, database: StoredDatabase) -> dict[str, Any]:
-        """The ``replicas`` of the database's ``/status`` row."""
-        return await self.replicas.counts(database)
+    async def replica_counts(self, addresses: list[str]) -> dict[str, dict[str, Any]]:
+        """The ``replicas`` of each database's ``/status`` row, by address."""
+        return await self.replicas.counts(addresses)
 
     async def create(self, request: CreateRequest) -> StoredDatabase:
         """Create the database ``request`` describes, with this node's key as admin, and

@@ -268,12 +268,27 @@ class ReplicaStatements:
             "peers": found.peers,
         }
 
-    async def counts(self, database: StoredDatabase) -> dict[str, Any]:
-        """The ``replicas`` of a ``/status`` row."""
-        own = await self._worker.run(self.own_statement, database)
-        return self.aggregator.summary(
-            database.manifest.cid, trio.current_time(), own=own
-        ).as_dict()
+    async def counts(self, addresses: list[str]) -> dict[str, dict[str, Any]]:
+        """The ``replicas`` of each ``/status`` row, by address, with one call to the storage
+        worker for all of them (a database whose store cannot open counts no holder)."""
+
+        def own_statements() -> dict[str, ReplicaStatement | None]:
+            found: dict[str, ReplicaStatement | None] = {}
+            for address in addresses:
+                try:
+                    found[address] = self.own_statement(self.repo.database(address))
+                except GridnodeError:
+                    found[address] = None
+            return found
+
+        now = trio.current_time()
+        out = {}
+        for address, own in (await self._worker.run(own_statements)).items():
+            if own is None:
+                out[address] = {"holders": 0, "in_sync": 0, "behind": {}, "newest_entries": 0}
+            else:
+                out[address] = self.aggregator.summary(own.db, now, own=own).as_dict()
+        return out
 
 
 def _is_private(database: StoredDatabase) -> bool:
