@@ -23,9 +23,16 @@ __all__ = ["replicas"]
 
 @click.command("replicas")
 @click.argument("address")
+@click.option(
+    "--min-in-sync",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Exit 1 (after printing) if fewer than N replicas are in sync: for monitoring.",
+)
 @json_option
 @click.pass_context
-def replicas(ctx: click.Context, address: str, as_json: bool) -> None:
+def replicas(ctx: click.Context, address: str, min_in_sync: int, as_json: bool) -> None:
     """Print who holds a database: replicas, how many are in sync, how far behind the others are.
 
     ADDRESS is the database's address, CID or name. Needs a running node: it counts the signed
@@ -37,7 +44,15 @@ def replicas(ctx: click.Context, address: str, as_json: bool) -> None:
     report: dict[str, Any] = endpoint.replicas(address)
     if as_json:
         emit(report)
-        return
+    else:
+        _print(report)
+    if report["in_sync"] < min_in_sync:
+        raise CliError(
+            f"{report['in_sync']} replicas in sync with the newest heads, fewer than {min_in_sync}"
+        )
+
+
+def _print(report: dict[str, Any]) -> None:
     click.echo(f"database: {report['address']}")
     if report["private"]:
         click.echo("private: its replicas publish no statements (its name is never published)")

@@ -64,6 +64,17 @@ def test_replicas_over_the_api_and_the_cli(tmp_path):
             assert b.peer_id in text.output and "in sync" in text.output
             as_json = await trio.to_thread.run_sync(invoke, "replicas", "shared", "--json")
             assert json.loads(as_json.output)["holders"] == 2
+            enough = await trio.to_thread.run_sync(
+                invoke, "replicas", "shared", "--min-in-sync", "2"
+            )
+            assert enough.exit_code == 0, enough.output
+            short = await trio.to_thread.run_sync(
+                invoke, "replicas", "shared", "--min-in-sync", "3"
+            )
+            assert short.exit_code == 1
+            assert short.output.splitlines()[-1] == (
+                "error: 2 replicas in sync with the newest heads, fewer than 3"
+            )
             unknown = await trio.to_thread.run_sync(invoke, "replicas", "nosuch")
             assert unknown.exit_code == 1
             assert unknown.output.startswith("error: ") and "Traceback" not in unknown.output
