@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from crdt.errors import GridnodeError
 
-__all__ = ["BitswapError", "ProtocolError", "SendLimitError"]
+__all__ = ["BitswapError", "ProtocolError", "ReplicaStatementError", "SendLimitError"]
 
 
 class ProtocolError(GridnodeError, ValueError):
@@ -26,3 +26,9 @@ class SendLimitError(ProtocolError):
     blocks than the message allows, or a frame over 4 MiB). Nothing is sent and the stream is
     closed; the fault is this node's, so callers catch it before :class:`ProtocolError` and strike
     no peer for it."""
+
+
+class ReplicaStatementError(ProtocolError):
+    """A replica statement (:mod:`protocols.replicas`) that is malformed, over its bounds, signed
+    by another key than the peer it names, or sent by another peer than the one it names. It is
+    dropped before gossipsub forwards it; the sender is not struck (gossip is a hint)."""

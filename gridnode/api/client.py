@@ -305,6 +305,10 @@ class ApiClient:
     def peers(self) -> dict[str, Any]:
         return self._get("/peers")  # type: ignore[no-any-return]
 
+    def replicas(self, ref: str) -> dict[str, Any]:
+        """``GET /db/{ref}/replicas``: who holds the database, as far as the node heard."""
+        return self._get(_db_path(ref, "replicas"))  # type: ignore[no-any-return]
+
     def request_json(self, method: str, path: str, value: Any = None) -> Any:
         """A raw request (for tests and scripts): ``value`` as the JSON body, the answer parsed."""
         body = None if value is None else jsonvalue.dumps(value).encode("utf-8")

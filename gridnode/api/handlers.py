@@ -82,6 +82,7 @@ async def status(node: Node, request: Request) -> Response:
     import trio
 
     databases = await _run(node, ops.status_of_databases, node.repo)
+    replicas = await node.replica_counts([row["address"] for row in databases])
     now = trio.current_time()
     for row in databases:
         row["replicating"] = node.replicating(row["address"])
@@ -90,6 +91,7 @@ async def status(node: Node, request: Request) -> Response:
             for (_peer, address), sync in sorted(node.stats.syncs.items())
             if address == row["address"]
         ]
+        row["replicas"] = replicas[row["address"]]
     return Response(
         200,
         {
@@ -126,6 +128,12 @@ def _history_json(node: Node, now: float) -> dict[str, Any]:
             for peer in peers
         ],
     }
+
+
+async def replicas(node: Node, request: Request) -> Response:
+    """``GET /db/{db}/replicas``: who holds the database, as far as this node heard."""
+    database = await _resolve(node, _ref(request))
+    return Response(200, await node.replica_summary(database))
 
 
 def _sync_json(sync: PeerSync, now: float) -> dict[str, Any]:

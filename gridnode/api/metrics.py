@@ -202,6 +202,16 @@ def node_families(
             "Requests for a private database refused to a peer that may not read it.",
             node.stats.counters.private_refused,
         ),
+        total(
+            "replica_statements_published",
+            "Signed replica statements this node published.",
+            counters.statements_published,
+        ),
+        total(
+            "replica_statements_refused",
+            "Replica statements refused: malformed, forged, about another peer, or a flood.",
+            counters.rejected_statements,
+        ),
         gauge("storage_bytes", "Size of the SQLite file (with its WAL).", storage_bytes),
         gauge("storage_max_bytes", "The bound max_storage sets (0: none).", max_storage),
         gauge(

@@ -466,6 +466,33 @@ def openapi(version: str) -> dict[str, Any]:
                 params=[_DB],
             )
         },
+        "/db/{db}/replicas": {
+            "get": _get(
+                "who holds the database, from the signed replica statements this node heard "
+                "(as `gridnode replicas`)",
+                _json(
+                    _obj(
+                        {
+                            "address": {"type": "string"},
+                            "private": {"type": "boolean"},
+                            "entries": {"type": "integer"},
+                            "holders": {"type": "integer"},
+                            "in_sync": {"type": "integer"},
+                            "behind": {
+                                "type": "object",
+                                "additionalProperties": {"type": "integer"},
+                            },
+                            "newest_entries": {"type": "integer"},
+                            "peers": {"type": "array", "items": {"type": "object"}},
+                        }
+                    ),
+                    "holders, how many are in sync, how far behind the others are",
+                ),
+                400,
+                404,
+                params=[_DB],
+            )
+        },
         "/ipfs/{cid}": {
             "get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
             "head": _gateway("the headers of GET /ipfs/{cid}"),

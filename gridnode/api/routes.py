@@ -56,6 +56,7 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/value"): handlers.read,
     ("GET", "/db/{db}/verify"): handlers.read,
     ("GET", "/db/{db}/car"): handlers.car,
+    ("GET", "/db/{db}/replicas"): handlers.replicas,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,
     ("HEAD", "/ipfs/{cid}"): handlers.ipfs,
 }

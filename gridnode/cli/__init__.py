@@ -20,7 +20,8 @@ The rooms: :mod:`~gridnode.cli.common` (what verbs share: errors, ``--json``, ta
 endpoint, a node in the foreground), then one module per verb group: :mod:`~gridnode.cli.node`
 (init, start, status, peers), :mod:`~gridnode.cli.db` (the ``db`` group),
 :mod:`~gridnode.cli.car` (export, import, car verify), :mod:`~gridnode.cli.config` (config,
-health), :mod:`~gridnode.cli.pin` (pin), :mod:`~gridnode.cli.seed` (seed postgres). This module
+health), :mod:`~gridnode.cli.pin` (pin), :mod:`~gridnode.cli.replicas` (replicas),
+:mod:`~gridnode.cli.seed` (seed postgres). This module
 only defines the root group and registers each verb, below, by name: importing a verb module
 registers nothing, and no verb module imports this one (no cycle). A new verb group is one module
 and one ``main.add_command`` line here.
@@ -41,6 +42,7 @@ from gridnode.cli.config import config, health
 from gridnode.cli.db import db
 from gridnode.cli.node import dashboard, init, peers, start, status
 from gridnode.cli.pin import pin
+from gridnode.cli.replicas import replicas
 from gridnode.cli.seed import seed
 from gridnode.datadir import default_data_dir
 
@@ -111,4 +113,5 @@ main.add_command(car)
 main.add_command(config)
 main.add_command(health)
 main.add_command(pin)
+main.add_command(replicas)
 main.add_command(seed)

@@ -163,7 +163,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
     columns = ["address", "name", "type", "entries", "heads"]
     if running:
-        columns.append("last sync")
+        columns += ["replicas", "last sync"]
     rows = []
     for info in report["databases"]:
         row = [
@@ -174,12 +174,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
             str(info["head_count"]),
         ]
         if running:
-            row.append(_last_sync(info["syncs"]))
+            row += [_replicas(info.get("replicas")), _last_sync(info["syncs"])]
         rows.append(row)
     if rows:
         table(columns, rows)
     else:
         click.echo("databases: none")
+
+
+def _replicas(counts: dict[str, Any] | None) -> str:
+    """Other holders and how many are in sync (``gridnode replicas`` tells more)."""
+    if counts is None:
+        return "-"
+    return f"{counts['holders']} ({counts['in_sync']} in sync)"
 
 
 def _last_sync(syncs: list[dict[str, Any]]) -> str:

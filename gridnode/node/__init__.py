@@ -13,6 +13,8 @@ one thing itself, the write (below); everything else it hands to a room with one
 - :mod:`~gridnode.node.sync`: the sync stream's driver (puller and server) the replication room
   runs;
 - :mod:`~gridnode.node.restore` (``node.restorer``): bitswap restores and gap filling;
+- :mod:`~gridnode.node.replicas` (``node.replicas``): this node's signed replica statements
+  and what it heard of its peers' (who holds what);
 - :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
   it the API, the dashboard and ``/metrics`` read;
 - :mod:`~gridnode.node.history` (``node.history``, also ``stats.history``): the last hour of the
@@ -49,6 +51,7 @@ from gridnode.net.bitswap import Bitswap
 from gridnode.node.budget import Budgets
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
+from gridnode.node.replicas import ReplicaStatements
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
 from gridnode.node.stats import (
@@ -130,6 +133,16 @@ class Node:
             count_join=self.count_join,
             budgets=self.budgets,
         )
+        self.replicas = ReplicaStatements(
+            repo,
+            host,
+            nursery,
+            self.worker,
+            self.stats,
+            keypair=repo.keypair,
+            addresses=self.replication.addresses,
+            announce_interval=lambda: self.replication.announce_interval,
+        )
         self.announce_interval = announce_interval  # and peer records every third round
         self.restorer = Restorer(
             repo,
@@ -148,6 +161,7 @@ class Node:
         self.repo.quota.full()
         # Databases first: a peer dialled then is pulled from for every one of them.
         await self.replication.start()
+        await self.replicas.start()
         await self.peering.start(bootstrap)
         self.restorer.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
@@ -295,6 +309,14 @@ class Node:
         """Publish this node's heads of a database (with small head entries inline); nothing
         for a database it no longer replicates."""
         await self.replication.announce(address)
+
+    async def replica_summary(self, database: StoredDatabase) -> dict[str, Any]:
+        """Who holds ``database``, as far as this node heard (:mod:`gridnode.node.replicas`)."""
+        return await self.replicas.summary(database)
+
+    async def replica_counts(self, addresses: list[str]) -> dict[str, dict[str, Any]]:
+        """The ``replicas`` of each database's ``/status`` row, by address."""
+        return await self.replicas.counts(addresses)
 
     async def create(self, request: CreateRequest) -> StoredDatabase:
         """Create the database ``request`` describes, with this node's key as admin, and

@@ -179,6 +179,9 @@ class NodeCounters:
     #: Requests for a private database refused to a peer that may not read it (sync requests,
     #: direct heads announcements): no strike, an honest peer may simply not be a reader.
     private_refused: int = 0
+    #: Replica statements this node published, and those it refused (gridnode/node/replicas.py).
+    statements_published: int = 0
+    rejected_statements: int = 0
 
 
 @dataclass

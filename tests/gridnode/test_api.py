@@ -527,6 +527,8 @@ def test_every_endpoint(tmp_path):
                 "head_count": 1,
                 "replicating": True,
                 "syncs": [],
+                # Alone, it holds the newest entries itself; nobody else stated holding them.
+                "replicas": {"holders": 0, "in_sync": 0, "behind": {}, "newest_entries": 2},
             }
             peers = await call(client.peers)
             assert peers == {
