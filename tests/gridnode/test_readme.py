@@ -39,12 +39,41 @@ def blocks(text, language="sh"):
 def test_exactly_two_newcomer_commands():
     commands = [b.strip() for b in blocks(section("Two commands"))]
     assert commands == [
-        "pip install . && gridnode start",
-        "pip install -e '.[test]' && python -m pytest",
+        "python -m pip install uv && python -m uv pip install . && gridnode start",
+        "python -m pip install uv && python -m uv pip install -e '.[test]' && python -m pytest",
     ]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["gridnode"] == "gridnode.cli:main"
     assert "pytest>=8" in project["project"]["optional-dependencies"]["test"]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run takes the command from this section (the second block), so the two cannot drift:
+    what it runs is what the newcomer runs. Checked to fail with the command typed out in .ci/run
+    and with the README's block renamed."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    proc = subprocess.run(
+        ["bash", "-c", _ci_function("readme_test_command", ci) + "\nreadme_test_command"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == blocks(section("Two commands"))[1].strip()
+    runs = [line.strip() for line in ci.splitlines() if "readme_test_command" in line]
+    assert 'bash -euo pipefail -c "$(readme_test_command)"' in runs
+    # Nothing else in .ci/run installs the project or runs pytest on its own.
+    assert "pip install" not in ci.replace("pip install uv", "").replace(
+        "pip install --quiet --upgrade pip", ""
+    )
+    assert "pytest" not in ci.replace("python -m pytest", "").replace("Two commands", "")
+
+
+def _ci_function(name, script):
+    match = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", script, re.S | re.M)
+    assert match, name
+    return match.group(0)
 
 
 def test_the_embedding_example_is_the_file_the_tests_run():
