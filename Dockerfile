@@ -1,16 +1,15 @@
 FROM python:3.11-slim
 
-# py-libp2p builds fastecdsa from source (gcc, GMP headers).
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libgmp-dev \
-    && rm -rf /var/lib/apt/lists/*
-
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crdt ./crdt
 COPY protocols ./protocols
 COPY gridnode ./gridnode
-RUN pip install --no-cache-dir . \
+# As the README installs: uv takes pyproject.toml's override of py-libp2p's fastecdsa pin, so every
+# compiled dependency comes as a wheel and the image needs no C compiler (docs/decisions.md).
+RUN pip install --no-cache-dir uv \
+    && python -m uv pip install --no-cache . \
+    && pip uninstall --yes uv \
     && useradd --system --uid 10001 --home-dir /data gridnode \
     && mkdir -p /data && chown gridnode /data
 

@@ -1,6 +1,6 @@
 """bench/run.py's own logic, without OrbitDB installed: the same payloads for a seed, the ratio's
 direction, and the gridnode side's roles on a tiny database. (CI runs the whole harness, both
-systems, with ``--quick`` after ``npm ci`` in bench/orbitdb.)"""
+systems, with ``--quick``, as does test_orbitdb_side_by_side.py.)"""
 
 from __future__ import annotations
 

