@@ -62,6 +62,7 @@ OWN_SOURCES = frozenset({BITSWAP_SOURCE, IMPORT_SOURCE})
 #: ``meta`` rows naming the databases the node no longer replicates.
 _UNFOLLOWED = "unfollowed:"
 _PRIVATE = "private:"
+_FOR_CATALOG = "catalog-followed:"
 
 
 @dataclass
@@ -607,6 +608,19 @@ class Repo:
                 self.sql.set_meta(_PRIVATE + address, 1)
             else:
                 self.sql.delete_meta(_PRIVATE + address)
+
+    def followed_for_catalog(self, address: str) -> bool:
+        """Whether the node follows this database because a catalog lists it (not by hand):
+        only such a database is unfollowed when no followed catalog lists it any more."""
+        return self.meta(_FOR_CATALOG + address) is not None
+
+    def set_followed_for_catalog(self, address: str, by_catalog: bool) -> None:
+        """Record (durably) whether a catalog, not the operator, made the node follow it."""
+        with self.sql.transaction():
+            if by_catalog:
+                self.sql.set_meta(_FOR_CATALOG + address, 1)
+            else:
+                self.sql.delete_meta(_FOR_CATALOG + address)
 
     def served(self) -> list[StoredDatabase]:
         """The databases whose blocks the node serves to anyone who asks by CID (bitswap, the

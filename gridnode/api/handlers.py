@@ -87,6 +87,7 @@ async def status(node: Node, request: Request) -> Response:
     now = trio.current_time()
     for row in databases:
         row["replicating"] = node.replicating(row["address"])
+        row["catalog"] = node.catalogs.listing(row["address"])
         row["syncs"] = [
             _sync_json(sync, now)
             for (_peer, address), sync in sorted(node.stats.syncs.items())
@@ -104,6 +105,7 @@ async def status(node: Node, request: Request) -> Response:
             "databases": databases,
             "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
+            "catalogs": node.catalogs.as_json(),
         },
     )
 

@@ -13,6 +13,8 @@ one thing itself, the write (below); everything else it hands to a room with one
 - :mod:`~gridnode.node.sync`: the sync stream's driver (puller and server) the replication room
   runs;
 - :mod:`~gridnode.node.restore` (``node.restorer``): bitswap restores and gap filling;
+- :mod:`~gridnode.node.catalogs` (``node.catalogs``): the followed catalogs, and the databases
+  they make the node follow and unfollow;
 - :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
   it the API, the dashboard and ``/metrics`` read.
 
@@ -45,6 +47,7 @@ from gridnode.datadir import node_lock
 from gridnode.net import Host, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.node.budget import Budgets
+from gridnode.node.catalogs import Catalogs
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -88,6 +91,7 @@ class Node:
         announce_interval: float,
         target_peers: int = 8,
         bitswap: bool = False,
+        catalogs: Sequence[str] = (),
     ) -> None:
         self.repo = repo
         self.host = host
@@ -132,6 +136,15 @@ class Node:
             peers=host.peers,
             count_join=self.count_join,
         )
+        self.catalogs = Catalogs(
+            repo,
+            nursery,
+            self.worker,
+            self.replication,
+            self.peering,
+            list(catalogs),
+            announce_interval=announce_interval,
+        )
 
     async def _start(self, bootstrap: Sequence[str]) -> None:
         if self.bitswap is not None:
@@ -140,6 +153,7 @@ class Node:
         await self.replication.start()
         await self.peering.start(bootstrap)
         self.restorer.start()
+        self.catalogs.start()
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -244,7 +258,9 @@ class Node:
         """Keep and replicate a database another node has: fetch its manifest from a connected
         peer (verified against the address), then sync. Raises
         :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it."""
-        return await self.replication.follow(address, timeout=timeout)
+        database = await self.replication.follow(address, timeout=timeout)
+        await self.catalogs.followed_by_hand(database.address)
+        return database
 
     async def announce(self, address: str) -> None:
         """Publish this node's heads of a database (with small head entries inline); nothing
@@ -350,6 +366,7 @@ async def open_node(
     bootstrap: Sequence[str] | None = None,
     announce_interval: float | None = None,
     target_peers: int | None = None,
+    catalogs: Sequence[str] | None = None,
 ) -> AsyncIterator[Node]:
     """Take the data directory (initialising it if new), start the host and replicate every
     database in it. Leaving the block closes everything, cleanly, and lets go of the directory.
@@ -387,6 +404,7 @@ async def open_node(
                     announce_interval=announce_interval,
                     target_peers=target_peers,
                     bitswap=config.bitswap,
+                    catalogs=config.catalogs if catalogs is None else catalogs,
                 )
                 await node._start(bootstrap if bootstrap is not None else config.bootstrap)
                 try:

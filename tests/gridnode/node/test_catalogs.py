@@ -1,0 +1,148 @@
+"""Catalogs on real nodes (127.0.0.1): a community node given only catalog addresses and the
+primary's multiaddr follows what they list, takes up what is added, unfollows what is removed
+(keeping the data), and never unfollows what the operator followed by hand or another catalog
+lists; it dials the catalogs' seed peers."""
+
+import time
+from contextlib import AsyncExitStack
+
+import trio
+
+from gridnode.node import open_node
+from protocols.catalog import database_key, marker_value, peer_key
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+INTERVAL = 0.5
+
+
+async def _make_catalog(node, name):
+    catalog = await node.create_database(name, "keyvalue")
+    await node.write(
+        catalog.address, [{"op": "put", "key": "catalog", "value": marker_value(name)}]
+    )
+    return catalog.address
+
+
+async def _add(node, catalog, address):
+    await node.write(catalog, [{"op": "put", "key": database_key(address), "value": {"name": "x"}}])
+
+
+async def _remove(node, catalog, address):
+    await node.write(catalog, [{"op": "del", "key": database_key(address)}])
+
+
+async def _until(predicate, timeout=30.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+async def _same_digest(a, b, address, timeout=30.0):
+    with trio.fail_after(timeout):
+        while True:
+            if b.replicating(address):
+                da = await a.read(address, lambda d: d.digest())
+                db = await b.read(address, lambda d: d.digest())
+                if da == db:
+                    return
+            await trio.sleep(0.05)
+
+
+def test_several_catalogs_add_later_remove(tmp_path):
+    async def main():
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(
+                open_node(tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            seed = await stack.enter_async_context(
+                open_node(tmp_path / "seed", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            one = await _make_catalog(primary, "one")
+            two = await _make_catalog(primary, "two")
+            dbs = []
+            for i in range(5):
+                database = await primary.create_database(f"d{i}", "keyvalue")
+                await primary.write(
+                    database.address, [{"op": "put", "key": f"k{j}", "value": j} for j in range(20)]
+                )
+                dbs.append(database.address)
+            d0, d1, d2, d3, hand = dbs
+            # one: d0, d1, hand and a seed peer; two: d1, d2.
+            for address in (d0, d1, hand):
+                await _add(primary, one, address)
+            for address in (d1, d2):
+                await _add(primary, two, address)
+            await primary.write(one, [{"op": "put", "key": peer_key(seed.addrs[0]), "value": {}}])
+
+            follower = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=INTERVAL,
+                    catalogs=[one, two],
+                )
+            )
+            for address in (d0, d1, d2, hand):
+                await _same_digest(primary, follower, address)
+            assert not follower.replicating(d3)
+            # The catalog's seed peer was dialled.
+            await _until(lambda: seed.peer_id in follower.peers())
+            # The operator follows one of them by hand too: no catalog unfollows it from now on.
+            await follower.follow(hand)
+            assert sorted(follower.catalogs.listing(d1)) == sorted([one, two])
+
+            # Added later: followed within about one announce interval.
+            started = time.monotonic()
+            await _add(primary, two, d3)
+            await _until(lambda: follower.replicating(d3), timeout=10 * INTERVAL)
+            assert time.monotonic() - started < 4 * INTERVAL
+            await _same_digest(primary, follower, d3)
+
+            # Removed from one: d0 is unfollowed (its data kept), d1 stays (two lists it),
+            # hand stays (followed by hand).
+            for address in (d0, d1, hand):
+                await _remove(primary, one, address)
+            await _until(lambda: not follower.replicating(d0), timeout=10 * INTERVAL)
+            await trio.sleep(3 * INTERVAL)
+            assert follower.replicating(d1) and follower.replicating(hand)
+            assert follower.catalogs.listing(d1) == [two]
+            kept = await follower.worker.run(follower.repo.database, d0)
+            assert await follower.worker.run(len, kept) == 20
+
+            # A database removed and listed again is followed again.
+            await _add(primary, two, d0)
+            await _until(lambda: follower.replicating(d0), timeout=10 * INTERVAL)
+
+    trio.run(main)
+
+
+def test_catalog_remembered_across_restart_without_peers(tmp_path):
+    """A follower restarted with no peer reachable still reads its kept catalog and unfollows
+    nothing; what it follows stays followed."""
+
+    async def main():
+        async with open_node(
+            tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL
+        ) as primary:
+            catalog = await _make_catalog(primary, "c")
+            database = await primary.create_database("d", "events")
+            await primary.write(database.address, [{"op": "add", "value": 1}])
+            await _add(primary, catalog, database.address)
+            async with open_node(
+                tmp_path / "follower",
+                listen=LOOPBACK,
+                bootstrap=primary.addrs,
+                announce_interval=INTERVAL,
+                catalogs=[catalog],
+            ) as follower:
+                await _same_digest(primary, follower, database.address)
+        async with open_node(
+            tmp_path / "follower", listen=LOOPBACK, announce_interval=INTERVAL, catalogs=[catalog]
+        ) as follower:
+            with trio.fail_after(10):
+                await follower.catalogs.changed.wait()
+            assert follower.replicating(database.address)
+            assert follower.catalogs.as_json()[0]["databases"] == [database.address]
+
+    trio.run(main)
