@@ -141,7 +141,9 @@ class Catalogs:
             self._heads[address] = heads
             self.views[address] = view
             changed = True
-            self._log_refused(address, view)
+            if heads:
+                # A catalog just followed has no entries yet: nothing to say of it.
+                self._log_refused(address, view)
             for multiaddr in view.peers:
                 if multiaddr not in self._dialled:
                     self._dialled.add(multiaddr)
@@ -185,7 +187,9 @@ class Catalogs:
             await self._replication.follow(address, timeout=FOLLOW_SECONDS)
             log.info("following %s%s", address, " (listed by a catalog)" if for_catalog else "")
         except GridnodeError as exc:
-            log.debug("cannot follow %s yet: %s", address, exc)
+            # Tried again every tick: a few lines a minute per database, not one a tick.
+            if self._refusals.allow("follow " + address, trio.current_time()):
+                log.info("cannot follow %s yet: %s", address, exc)
         finally:
             self._following.discard(address)
 

@@ -146,3 +146,39 @@ def test_catalog_remembered_across_restart_without_peers(tmp_path):
             assert follower.catalogs.as_json()[0]["databases"] == [database.address]
 
     trio.run(main)
+
+
+def test_a_follow_is_not_held_up_by_peers_that_stall(tmp_path):
+    """A follow asks its connected peers for the manifest at once: peers whose sync streams never
+    answer (dialled first) do not keep it from the one that has it (sequential asks took
+    MANIFEST_SECONDS per stalled peer, past the follow's timeout)."""
+    from gridnode.net import open_host
+    from protocols.wire import PROTOCOL_ID
+    from tests.gridnode.net.hosts import seed
+
+    async def stall(stream):
+        await trio.sleep_forever()
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            stallers = []
+            for i in range(3):
+                host = await stack.enter_async_context(open_host(seed(40 + i), LOOPBACK))
+                host.set_stream_handler(PROTOCOL_ID, stall)
+                stallers.append(host)
+            keeper = await stack.enter_async_context(
+                open_node(tmp_path / "keeper", listen=LOOPBACK)
+            )
+            database = await keeper.create_database("d", "keyvalue")
+            follower = await stack.enter_async_context(
+                open_node(tmp_path / "follower", listen=LOOPBACK)
+            )
+            for host in stallers:
+                assert await follower.connect(host.addrs[0]) is not None
+            assert await follower.connect(keeper.addrs[0]) is not None
+            started = time.monotonic()
+            await follower.follow(database.address, timeout=5)
+            assert time.monotonic() - started < 5
+            assert follower.replicating(database.address)
+
+    trio.run(main)
