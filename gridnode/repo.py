@@ -63,6 +63,7 @@ OWN_SOURCES = frozenset({BITSWAP_SOURCE, IMPORT_SOURCE})
 _UNFOLLOWED = "unfollowed:"
 _PRIVATE = "private:"
 _FOR_CATALOG = "catalog-followed:"
+_DECLINED = "catalog-declined:"
 
 
 @dataclass
@@ -621,6 +622,19 @@ class Repo:
                 self.sql.set_meta(_FOR_CATALOG + address, 1)
             else:
                 self.sql.delete_meta(_FOR_CATALOG + address)
+
+    def declined(self, address: str) -> bool:
+        """Whether the operator unfollowed this database by hand: no catalog follows it again
+        until the operator does."""
+        return self.meta(_DECLINED + address) is not None
+
+    def set_declined(self, address: str, declined: bool) -> None:
+        """Record (durably) whether the operator unfollowed this database by hand."""
+        with self.sql.transaction():
+            if declined:
+                self.sql.set_meta(_DECLINED + address, 1)
+            else:
+                self.sql.delete_meta(_DECLINED + address)
 
     def served(self) -> list[StoredDatabase]:
         """The databases whose blocks the node serves to anyone who asks by CID (bitswap, the

@@ -252,7 +252,9 @@ class Node:
         data stays, and so does the choice: the node's next start does not replicate it either,
         until :meth:`follow` or :meth:`replicate` does. Raises
         :class:`~gridnode.errors.UnknownDatabase` if it is not replicated."""
-        return await self.replication.unfollow(address)
+        database = await self.replication.unfollow(address)
+        await self.catalogs.unfollowed_by_hand(database.address)
+        return database
 
     async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
         """Keep and replicate a database another node has: fetch its manifest from a connected

@@ -11,7 +11,9 @@ the node follows those named by the config's ``catalogs``. This room owns what f
   again on the next tick one that no connected peer had yet;
 - when no followed catalog lists a database any more, it stops following it, but only one that it
   followed itself (``Repo.followed_for_catalog``): a database the operator followed by hand, or
-  kept before a catalog listed it, is never unfollowed by a catalog. Unfollowing keeps the data
+  kept before a catalog listed it, is never unfollowed by a catalog; one the operator unfollowed
+  by hand (``db unfollow``) is not followed again by a catalog until the operator follows it.
+  Unfollowing keeps the data
   (the node serves nothing of it and pulls nothing more; ``db follow`` takes it up again).
   Nothing is unfollowed while some followed catalog has not been read yet: what it lists is not
   known.
@@ -84,6 +86,8 @@ class Catalogs:
         self._heads: dict[str, tuple[Any, ...]] = {}
         self._following: set[str] = set()
         self._dialled: set[str] = set()
+        #: Listed databases the operator unfollowed by hand (read when a catalog changes).
+        self._declined: set[str] = set()
         self._refusals = LogLimiter(lines=3, interval=60.0)
         #: Set when the watcher has read every followed catalog and acted on it (tests wait).
         self.changed = trio.Event()
@@ -116,6 +120,14 @@ class Catalogs:
     async def followed_by_hand(self, address: str) -> None:
         """The operator followed ``address``: no catalog removal unfollows it from now on."""
         await self._worker.run(self._repo.set_followed_for_catalog, address, False)
+        await self._worker.run(self._repo.set_declined, address, False)
+        self._declined.discard(address)
+
+    async def unfollowed_by_hand(self, address: str) -> None:
+        """The operator unfollowed ``address``: no catalog follows it again until the operator
+        does (``db follow``)."""
+        await self._worker.run(self._repo.set_declined, address, True)
+        self._declined.add(address)
 
     # -- the watcher --------------------------------------------------------------------------
 
@@ -151,13 +163,15 @@ class Catalogs:
         wanted: set[str] = set()
         for view in self.views.values():
             wanted |= view.addresses
-        for address in sorted(wanted):
+        for address in sorted(wanted - self._declined):
             if not self._replication.replicating(address):
                 self._start_follow(address, for_catalog=True)
+        if changed:
+            self._declined = {a for a in wanted if await self._worker.run(self._repo.declined, a)}
         if changed and all(a in self.views for a in self.addresses):
             await self._unfollow_unlisted(wanted)
         if all(a in self.views for a in self.addresses) and all(
-            self._replication.replicating(a) for a in wanted
+            self._replication.replicating(a) for a in wanted - self._declined
         ):
             self.changed.set()
 

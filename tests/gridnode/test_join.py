@@ -2,16 +2,19 @@
 empty data directory, a primary (a node in a thread) listing databases in a catalog; the joined
 node ends holding them, with the primary's digests, and its gridnode.toml records both values."""
 
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from gridnode import api
+from gridnode.cli import main
 from gridnode.config import CONFIG_FILE
 from protocols.catalog import database_key, marker_value
 
@@ -106,3 +109,18 @@ def test_join_from_an_empty_data_dir(tmp_path, live_nodes):
 
 def _kept(client, address):
     return any(row["address"] == address for row in client.databases())
+
+
+def test_the_readme_section_is_exactly_that_command():
+    """README's "Run a community replica" holds one command, ``gridnode join`` with the two values
+    the project publishes, and the verb takes exactly those arguments (the test above runs it)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = re.search(r"^## Run a community replica\n(.*?)(?=^## )", readme, re.S | re.M)
+    assert section is not None
+    (block,) = re.findall(r"```sh\n(.*?)```", section.group(1), re.S)
+    words = block.split()
+    assert words[:5] == ["pip", "install", ".", "&&", "gridnode"]
+    verb, catalog, option, peer = words[5:]
+    assert (verb, option) == ("join", "--peer")
+    assert catalog.startswith("/gridnode/") and peer.startswith("/ip4/") and "/p2p/" in peer
+    assert "--peer" in {o for p in main.commands["join"].params for o in p.opts}
