@@ -549,13 +549,25 @@ def openapi(version: str) -> dict[str, Any]:
                                     "head_count": {"type": "integer"},
                                     "replicating": {"type": "boolean"},
                                     "syncs": {"type": "array", "items": sync},
-                                }
+                                },
+                                {"catalog": _STRINGS},
                             ),
                         },
                         "served": {"type": "object"},
                     },
                     {
                         "bitswap": {"type": ["object", "null"]},
+                        "catalogs": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "address": {"type": "string"},
+                                    "name": {"type": "string"},
+                                    "databases": _STRINGS,
+                                    "peers": _STRINGS,
+                                }
+                            ),
+                        },
                     },
                 ),
             },

@@ -198,6 +198,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 f"bitswap: {bitswap['blocks_sent']} blocks sent "
                 f"({_size(bitswap['block_bytes_sent'])}), {bitswap['blocks_received']} received"
             )
+    for followed in report.get("catalogs", []):
+        name = f" ({followed['name']})" if followed["name"] else ""
+        click.echo(f"catalog: {followed['address']}{name}, {len(followed['databases'])} databases")
     columns = ["address", "name", "type", "entries", "heads"]
     if running:
         columns.append("last sync")

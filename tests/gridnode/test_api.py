@@ -526,6 +526,7 @@ def test_every_endpoint(tmp_path):
                 "entries": 2,
                 "head_count": 1,
                 "replicating": True,
+                "catalog": [],
                 "syncs": [],
             }
             peers = await call(client.peers)

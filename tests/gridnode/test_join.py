@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from gridnode import api
 from gridnode.cli import main
@@ -94,6 +95,8 @@ def test_join_from_an_empty_data_dir(tmp_path, live_nodes):
         assert sorted(status["catalogs"][0]["databases"]) == sorted(listed)
         rows = {row["address"]: row for row in status["databases"]}
         assert all(rows[a]["catalog"] == [catalog] and rows[a]["replicating"] for a in listed)
+        printed = CliRunner().invoke(main, ["--data-dir", str(joined), "status"]).output
+        assert f"catalog: {catalog} (p), 2 databases" in printed, printed
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
