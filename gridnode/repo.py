@@ -35,7 +35,7 @@ from crdt.rangesums import LogItems
 from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
 from gridnode.datadir import make_private
-from gridnode.errors import UnknownDatabase
+from gridnode.errors import InvalidRequest, UnknownDatabase
 from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
@@ -730,6 +730,24 @@ class Repo:
         # Entries that waited for their parents past the limit while the node was stopped.
         stored.expire_pending()
         return stored
+
+    def drop_database(self, address: str) -> int:
+        """Delete a database this node keeps and does not replicate: its manifest, its entries
+        (applied and waiting), its tables and its ``meta`` rows; return the blocks deleted. The
+        file's pages are reused by later writes (SQLite does not shrink the file)."""
+        database = self.database(address)
+        if self.replicated(database.address):
+            raise InvalidRequest(f"{database.address} is replicated: unfollow it first")
+        # Waiting entries go the log's own way (their blocks with them); then every applied one.
+        database.expire_pending(now=1e15)
+        blocks = [database.manifest.cid.bytes]
+        blocks += [cid.bytes for cid, _block in database.stored_blocks()][1:]
+        with self.sql.transaction():
+            self.sql.delete_database(database.address, blocks)
+            for prefix in (_UNFOLLOWED, _PRIVATE, _FOR_CATALOG, _DECLINED):
+                self.sql.delete_meta(prefix + database.address)
+        self._open.pop(database.address, None)
+        return len(blocks)
 
     def databases(self) -> list[tuple[str, str, str]]:
         """``(address, name, store type)`` of every database here, by name."""

@@ -14,7 +14,9 @@ the node follows those named by the config's ``catalogs``. This room owns what f
   kept before a catalog listed it, is never unfollowed by a catalog; one the operator unfollowed
   by hand (``db unfollow``) is not followed again by a catalog until the operator follows it.
   Unfollowing keeps the data
-  (the node serves nothing of it and pulls nothing more; ``db follow`` takes it up again).
+  (the node serves nothing of it and pulls nothing more; ``db follow`` takes it up again), or
+  with the ``drop_unlisted`` setting deletes it (``Repo.drop_database``) once a pull under way
+  has ended.
   Nothing is unfollowed while some followed catalog has not been read yet: what it lists is not
   known.
 
@@ -86,6 +88,7 @@ class Catalogs:
         self._heads: dict[str, tuple[Any, ...]] = {}
         self._following: set[str] = set()
         self._dialled: set[str] = set()
+        self._dropping: set[str] = set()
         #: Listed databases the operator unfollowed by hand (read when a catalog changes).
         self._declined: set[str] = set()
         self._refusals = LogLimiter(lines=3, interval=60.0)
@@ -181,9 +184,36 @@ class Catalogs:
                 continue
             if not await self._worker.run(self._repo.followed_for_catalog, address):
                 continue
+            if self._repo.config.drop_unlisted:
+                if address not in self._dropping:
+                    self._dropping.add(address)
+                    self._nursery.start_soon(self._drop, address)
+                continue
             await self._replication.unfollow(address)
             await self._worker.run(self._repo.set_followed_for_catalog, address, False)
             log.info("unfollowed %s: no followed catalog lists it (its data is kept)", address)
+
+    async def _drop(self, address: str) -> None:
+        try:
+            # A pull under way would write on into what is deleted: wait for it to end. No pull
+            # starts once it is unfollowed, and nothing is awaited between this check and that.
+            while self._replication.pulling(address):
+                await trio.sleep(self.tick)
+            if any(address in view.addresses for view in self.views.values()):
+                return  # listed again meanwhile
+            if not self._replication.replicating(address):
+                return
+            await self._replication.unfollow(address)
+            blocks = await self._worker.run(self._repo.drop_database, address)
+            log.info(
+                "unfollowed %s: no followed catalog lists it; deleted its %d blocks",
+                address,
+                blocks,
+            )
+        except GridnodeError as exc:
+            log.warning("cannot delete %s: %s", address, exc)
+        finally:
+            self._dropping.discard(address)
 
     def _start_follow(self, address: str, *, for_catalog: bool) -> None:
         if address in self._following or len(self._following) >= MAX_FOLLOWS:

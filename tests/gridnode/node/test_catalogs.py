@@ -191,3 +191,58 @@ def test_a_follow_is_not_held_up_by_peers_that_stall(tmp_path):
             assert follower.replicating(database.address)
 
     trio.run(main)
+
+
+def test_drop_unlisted_deletes_what_a_catalog_made_the_node_follow(tmp_path):
+    """With ``drop_unlisted = true`` a database no followed catalog lists any more is deleted
+    (its manifest, entries and tables), not only unfollowed; listed again, it is fetched anew."""
+    from gridnode.errors import UnknownDatabase
+
+    follower_dir = tmp_path / "follower"
+    follower_dir.mkdir()
+    (follower_dir / "gridnode.toml").write_text("drop_unlisted = true\n")
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(
+                open_node(tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            catalog = await _make_catalog(primary, "c")
+            database = await primary.create_database("d", "keyvalue")
+            await primary.write(
+                database.address, [{"op": "put", "key": f"k{i}", "value": i} for i in range(30)]
+            )
+            await _add(primary, catalog, database.address)
+            follower = await stack.enter_async_context(
+                open_node(
+                    follower_dir,
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=INTERVAL,
+                    catalogs=[catalog],
+                )
+            )
+            await _same_digest(primary, follower, database.address)
+            manifest = database.manifest.cid.bytes
+            assert await follower.worker.run(follower.repo.sql.get_block, manifest) is not None
+
+            await _remove(primary, catalog, database.address)
+            await _until(lambda: not follower.replicating(database.address), timeout=10)
+
+            def gone():
+                try:
+                    follower.repo.database(database.address)
+                except UnknownDatabase:
+                    return follower.repo.sql.get_block(manifest) is None
+                return False
+
+            with trio.fail_after(10):
+                while not await follower.worker.run(gone):
+                    await trio.sleep(0.05)
+            listed = [a for a, _n, _s in await follower.worker.run(follower.repo.databases)]
+            assert database.address not in listed
+
+            await _add(primary, catalog, database.address)
+            await _same_digest(primary, follower, database.address)
+
+    trio.run(main)
