@@ -92,7 +92,7 @@ class Catalogs:
         #: Listed databases the operator unfollowed by hand (read when a catalog changes).
         self._declined: set[str] = set()
         self._refusals = LogLimiter(lines=3, interval=60.0)
-        #: Set when the watcher has read every followed catalog and acted on it (tests wait).
+        #: Set once the watcher has read every followed catalog and follows all they list.
         self.changed = trio.Event()
 
     def start(self) -> None:
