@@ -246,3 +246,28 @@ def test_drop_unlisted_deletes_what_a_catalog_made_the_node_follow(tmp_path):
             await _same_digest(primary, follower, database.address)
 
     trio.run(main)
+
+
+def test_refused_items_are_logged_a_few_lines_a_minute(caplog):
+    """A catalog full of malformed items costs a few log lines per catalog and minute, not one
+    per item (the catalog comes from a peer like any database)."""
+    import logging
+
+    from gridnode.logs import LogLimiter
+    from gridnode.node.catalogs import Catalogs
+    from protocols.catalog import parse_catalog
+
+    view = parse_catalog(
+        [("catalog", marker_value("c"))] + [(f"db:bad{i}", {}) for i in range(500)]
+    )
+    assert len(view.refused) == 500
+    room = object.__new__(Catalogs)
+    room._refusals = LogLimiter(lines=3, interval=60.0)
+
+    async def main():
+        with caplog.at_level(logging.WARNING, logger="gridnode.node.catalogs"):
+            for _ in range(10):
+                room._log_refused("/gridnode/x", view)
+
+    trio.run(main)
+    assert 1 <= len(caplog.records) <= 3
