@@ -117,6 +117,10 @@ profile = "{profile}"
 # one lists, and stops following what is removed (docs/catalogs.md).
 # catalogs = []
 
+# Delete the data of a database when the node stops following it because no followed catalog
+# lists it any more (off: it is kept, and 'db follow' takes it up again; docs/catalogs.md).
+drop_unlisted = false
+
 # Bytes of storage the node may use (its SQLite file); 0: no bound. At the bound it follows no
 # new database and stops pulling, and says so in its status, dashboard and log.
 # max_storage = 0
@@ -185,6 +189,7 @@ class Config:
     pending_bytes_per_peer: int = 16 * 1024 * 1024
     pending_seconds: float = 86400.0
     catalogs: list[str] = field(default_factory=list)
+    drop_unlisted: bool = False
     max_storage: int = 0
 
 

@@ -49,6 +49,7 @@ from gridnode.errors import (
     WrongStoreType,
 )
 from gridnode.repo import ImportReport, Repo, StoredDatabase
+from protocols.catalog import parse_catalog
 
 __all__ = [
     "BOUNDS",
@@ -536,6 +537,21 @@ def items(
 def counter_value(database: StoredDatabase) -> dict[str, Any]:
     """A counter's value: ``{"address", "value"}``."""
     return {"address": database.address, "value": database.store.value}  # type: ignore[attr-defined]
+
+
+@read("catalog", types=("keyvalue",))
+def catalog(database: StoredDatabase) -> dict[str, Any]:
+    """A catalog's listing (docs/catalogs.md): ``{"address", "name", "is_catalog", "databases",
+    "peers", "refused"}``, each database ``{"address", "name", "description"}``."""
+    view = parse_catalog(database.store.items())  # type: ignore[attr-defined]
+    return {
+        "address": database.address,
+        "name": view.name,
+        "is_catalog": view.is_catalog,
+        "databases": [asdict(item) for item in view.databases],
+        "peers": list(view.peers),
+        "refused": [{"key": key, "reason": reason} for key, reason in view.refused],
+    }
 
 
 @read("verify")

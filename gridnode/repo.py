@@ -35,7 +35,7 @@ from crdt.rangesums import LogItems
 from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
 from gridnode.datadir import make_private
-from gridnode.errors import UnknownDatabase
+from gridnode.errors import InvalidRequest, UnknownDatabase
 from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.quota import StorageQuota
@@ -63,6 +63,8 @@ OWN_SOURCES = frozenset({BITSWAP_SOURCE, IMPORT_SOURCE})
 #: ``meta`` rows naming the databases the node no longer replicates.
 _UNFOLLOWED = "unfollowed:"
 _PRIVATE = "private:"
+_FOR_CATALOG = "catalog-followed:"
+_DECLINED = "catalog-declined:"
 
 
 @dataclass
@@ -614,6 +616,32 @@ class Repo:
             else:
                 self.sql.delete_meta(_PRIVATE + address)
 
+    def followed_for_catalog(self, address: str) -> bool:
+        """Whether the node follows this database because a catalog lists it (not by hand):
+        only such a database is unfollowed when no followed catalog lists it any more."""
+        return self.meta(_FOR_CATALOG + address) is not None
+
+    def set_followed_for_catalog(self, address: str, by_catalog: bool) -> None:
+        """Record (durably) whether a catalog, not the operator, made the node follow it."""
+        with self.sql.transaction():
+            if by_catalog:
+                self.sql.set_meta(_FOR_CATALOG + address, 1)
+            else:
+                self.sql.delete_meta(_FOR_CATALOG + address)
+
+    def declined(self, address: str) -> bool:
+        """Whether the operator unfollowed this database by hand: no catalog follows it again
+        until the operator does."""
+        return self.meta(_DECLINED + address) is not None
+
+    def set_declined(self, address: str, declined: bool) -> None:
+        """Record (durably) whether the operator unfollowed this database by hand."""
+        with self.sql.transaction():
+            if declined:
+                self.sql.set_meta(_DECLINED + address, 1)
+            else:
+                self.sql.delete_meta(_DECLINED + address)
+
     def served(self) -> list[StoredDatabase]:
         """The databases whose blocks the node serves to anyone who asks by CID (bitswap, the
         gateway): those it replicates and does not keep private. A database whose store cannot
@@ -708,6 +736,24 @@ class Repo:
         # Entries that waited for their parents past the limit while the node was stopped.
         stored.expire_pending()
         return stored
+
+    def drop_database(self, address: str) -> int:
+        """Delete a database this node keeps and does not replicate: its manifest, its entries
+        (applied and waiting), its tables and its ``meta`` rows; return the blocks deleted. The
+        file's pages are reused by later writes (SQLite does not shrink the file)."""
+        database = self.database(address)
+        if self.replicated(database.address):
+            raise InvalidRequest(f"{database.address} is replicated: unfollow it first")
+        # Waiting entries go the log's own way (their blocks with them); then every applied one.
+        database.expire_pending(now=1e15)
+        blocks = [database.manifest.cid.bytes]
+        blocks += [cid.bytes for cid, _block in database.stored_blocks()][1:]
+        with self.sql.transaction():
+            self.sql.delete_database(database.address, blocks)
+            for prefix in (_UNFOLLOWED, _PRIVATE, _FOR_CATALOG, _DECLINED):
+                self.sql.delete_meta(prefix + database.address)
+        self._open.pop(database.address, None)
+        return len(blocks)
 
     def databases(self) -> list[tuple[str, str, str]]:
         """``(address, name, store type)`` of every database here, by name."""

@@ -86,6 +86,7 @@ async def status(node: Node, request: Request) -> Response:
     now = trio.current_time()
     for row in databases:
         row["replicating"] = node.replicating(row["address"])
+        row["catalog"] = node.catalogs.listing(row["address"])
         row["syncs"] = [
             _sync_json(sync, now)
             for (_peer, address), sync in sorted(node.stats.syncs.items())
@@ -107,6 +108,7 @@ async def status(node: Node, request: Request) -> Response:
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
             "storage": node.storage(),
             **_history_json(node, now),
+            "catalogs": node.catalogs.as_json(),
         },
     )
 

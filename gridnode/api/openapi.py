@@ -576,7 +576,8 @@ def openapi(version: str) -> dict[str, Any]:
                                     "head_count": {"type": "integer"},
                                     "replicating": {"type": "boolean"},
                                     "syncs": {"type": "array", "items": sync},
-                                }
+                                },
+                                {"catalog": _STRINGS},
                             ),
                         },
                         "served": {"type": "object"},
@@ -608,6 +609,17 @@ def openapi(version: str) -> dict[str, Any]:
                                     "peer_id": {"type": "string"},
                                     "addrs": _STRINGS,
                                     "latency_ms": {"type": ["number", "null"]},
+                                }
+                            ),
+                        },
+                        "catalogs": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "address": {"type": "string"},
+                                    "name": {"type": "string"},
+                                    "databases": _STRINGS,
+                                    "peers": _STRINGS,
                                 }
                             ),
                         },

@@ -55,6 +55,7 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/iter"): handlers.read,
     ("GET", "/db/{db}/value"): handlers.read,
     ("GET", "/db/{db}/verify"): handlers.read,
+    ("GET", "/db/{db}/catalog"): handlers.read,
     ("GET", "/db/{db}/car"): handlers.car,
     ("GET", "/db/{db}/replicas"): handlers.replicas,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,

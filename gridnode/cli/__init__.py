@@ -21,7 +21,7 @@ endpoint, a node in the foreground), then one module per verb group: :mod:`~grid
 (init, start, status, peers), :mod:`~gridnode.cli.db` (the ``db`` group),
 :mod:`~gridnode.cli.car` (export, import, car verify), :mod:`~gridnode.cli.config` (config,
 health), :mod:`~gridnode.cli.pin` (pin), :mod:`~gridnode.cli.replicas` (replicas),
-:mod:`~gridnode.cli.seed` (seed postgres). This module
+:mod:`~gridnode.cli.seed` (seed postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group). This module
 only defines the root group and registers each verb, below, by name: importing a verb module
 registers nothing, and no verb module imports this one (no cycle). A new verb group is one module
 and one ``main.add_command`` line here.
@@ -37,10 +37,11 @@ from typing import Any
 import click
 
 from gridnode.cli.car import car, export, import_
+from gridnode.cli.catalog import catalog
 from gridnode.cli.common import CliError, GridnodeGroup
 from gridnode.cli.config import config, health
 from gridnode.cli.db import db
-from gridnode.cli.node import dashboard, init, peers, start, status
+from gridnode.cli.node import dashboard, init, join, peers, start, status
 from gridnode.cli.pin import pin
 from gridnode.cli.replicas import replicas
 from gridnode.cli.seed import seed
@@ -103,6 +104,7 @@ def main(ctx: click.Context, data_dir: Path | None, log_level: str) -> None:
 
 main.add_command(init)
 main.add_command(start)
+main.add_command(join)
 main.add_command(status)
 main.add_command(peers)
 main.add_command(dashboard)
@@ -115,3 +117,4 @@ main.add_command(health)
 main.add_command(pin)
 main.add_command(replicas)
 main.add_command(seed)
+main.add_command(catalog)

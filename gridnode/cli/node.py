@@ -1,8 +1,10 @@
-"""``gridnode init``, ``start``, ``status``, ``peers`` and ``dashboard``: the node itself.
+"""``gridnode init``, ``start``, ``join``, ``status``, ``peers`` and ``dashboard``: the node
+itself.
 
 ``init`` makes a data directory (idempotent); ``start`` runs the node in the foreground through
 the one runner (:func:`gridnode.cli.common.run_in_foreground`, :mod:`gridnode.runner`), which
-owns the signals, the lock and the order of shutdown; ``status`` and ``peers`` report what the
+owns the signals, the lock and the order of shutdown; ``join`` (and ``start --join``) first
+records a catalog and its peers in gridnode.toml (:mod:`gridnode.join`); ``status`` and ``peers`` report what the
 endpoint says, running or not; ``dashboard`` opens (or prints) the running node's dashboard
 with its token, read from ``DATA_DIR/api`` and ``DATA_DIR/api.token``.
 
@@ -13,11 +15,15 @@ local API, like every other verb.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
+from crdt.errors import GridnodeError
 from gridnode.cli.common import (
+    CliError,
     data_dir_of,
     emit,
     endpoint_of,
@@ -29,7 +35,7 @@ from gridnode.config import PROFILES
 from gridnode.datadir import make_private
 from gridnode.keystore import KEY_FILE
 
-__all__ = ["dashboard", "init", "peers", "start", "status"]
+__all__ = ["dashboard", "init", "join", "peers", "start", "status"]
 
 
 @click.command()
@@ -98,6 +104,15 @@ def init(ctx: click.Context, profile: str | None, as_json: bool) -> None:
     click.echo(f"identity: {did}")
 
 
+_JOIN_HELP = (
+    "Follow the catalog at CATALOG_ADDRESS: recorded in gridnode.toml's 'catalogs' (repeatable)."
+)
+_PEER_HELP = (
+    "Reach the network through MULTIADDR (the catalog's primary, say): recorded in "
+    "gridnode.toml's 'bootstrap' (repeatable)."
+)
+
+
 @click.command()
 @click.option(
     "--listen",
@@ -111,8 +126,16 @@ def init(ctx: click.Context, profile: str | None, as_json: bool) -> None:
     metavar="MULTIADDR",
     help="Connect to MULTIADDR at start instead of the config's 'bootstrap' (repeatable).",
 )
+@click.option("--join", "catalogs", multiple=True, metavar="CATALOG_ADDRESS", help=_JOIN_HELP)
+@click.option("--peer", "peers", multiple=True, metavar="MULTIADDR", help=_PEER_HELP)
 @click.pass_context
-def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...]) -> None:
+def start(
+    ctx: click.Context,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    catalogs: tuple[str, ...],
+    peers: tuple[str, ...],
+) -> None:
     """Run the node in the foreground until SIGINT (Ctrl-C) or SIGTERM.
 
     Creates the data directory if it is new, listens for peers, replicates every database and
@@ -124,8 +147,56 @@ def start(ctx: click.Context, listen: tuple[str, ...], bootstrap: tuple[str, ...
     'dashboard: URL' (the operator's page, docs/http.md; with '#token=...' only when stdout is a
     terminal, 'gridnode dashboard' gives it otherwise) and 'api: URL'. A first
     signal stops it cleanly (exit status 0); a second one interrupts that (status 130).
+    With --join (and --peer), records them first, as 'gridnode join' does.
     """
-    run_in_foreground(ctx, data_dir_of(ctx), listen=listen, bootstrap=bootstrap)
+    if peers and not catalogs:
+        raise click.UsageError("--peer goes with --join (or use --bootstrap)", ctx=ctx)
+    data_dir = data_dir_of(ctx)
+    if catalogs:
+        _record_join(data_dir, catalogs, peers)
+    run_in_foreground(ctx, data_dir, listen=listen, bootstrap=bootstrap)
+
+
+def _record_join(data_dir: Path, catalogs: Sequence[str], peers: Sequence[str]) -> None:
+    from gridnode.join import record_join
+    from protocols.catalog import canonical_address, peer_key
+
+    try:
+        addresses = [canonical_address(c) for c in catalogs]
+    except GridnodeError as exc:
+        raise CliError(f"not a catalog address: {exc}") from None
+    for peer in peers:
+        try:
+            peer_key(peer)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if record_join(data_dir, addresses, list(peers)):
+        click.echo(f"recorded in {data_dir / 'gridnode.toml'}: catalogs {', '.join(addresses)}")
+
+
+@click.command()
+@click.argument("catalogs", nargs=-1, required=True, metavar="CATALOG_ADDRESS...")
+@click.option("--peer", "peers", multiple=True, metavar="MULTIADDR", help=_PEER_HELP)
+@click.option(
+    "--listen",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="Listen on MULTIADDR instead of the config's 'listen' (repeatable).",
+)
+@click.pass_context
+def join(
+    ctx: click.Context, catalogs: tuple[str, ...], peers: tuple[str, ...], listen: tuple[str, ...]
+) -> None:
+    """Join a replica network in one command: follow CATALOG_ADDRESS and run the node.
+
+    Initialises the data directory if needed, records the catalog in gridnode.toml's 'catalogs'
+    and each --peer in its 'bootstrap' (so a later plain 'gridnode start' does the same), then
+    runs the node in the foreground as 'gridnode start' does. The node follows every database
+    the catalog lists, and keeps following what it adds and unfollowing what it removes.
+    """
+    data_dir = data_dir_of(ctx)
+    _record_join(data_dir, catalogs, peers)
+    run_in_foreground(ctx, data_dir, listen=listen, bootstrap=())
 
 
 @click.command()
@@ -161,6 +232,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 f"bitswap: {bitswap['blocks_sent']} blocks sent "
                 f"({_size(bitswap['block_bytes_sent'])}), {bitswap['blocks_received']} received"
             )
+    for followed in report.get("catalogs", []):
+        name = f" ({followed['name']})" if followed["name"] else ""
+        click.echo(f"catalog: {followed['address']}{name}, {len(followed['databases'])} databases")
     columns = ["address", "name", "type", "entries", "heads"]
     if running:
         columns += ["replicas", "last sync"]

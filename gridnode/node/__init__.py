@@ -15,6 +15,8 @@ one thing itself, the write (below); everything else it hands to a room with one
 - :mod:`~gridnode.node.restore` (``node.restorer``): bitswap restores and gap filling;
 - :mod:`~gridnode.node.replicas` (``node.replicas``): this node's signed replica statements
   and what it heard of its peers' (who holds what);
+- :mod:`~gridnode.node.catalogs` (``node.catalogs``): the followed catalogs, and the databases
+  they make the node follow and unfollow;
 - :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
   it the API, the dashboard and ``/metrics`` read;
 - :mod:`~gridnode.node.history` (``node.history``, also ``stats.history``): the last hour of the
@@ -49,6 +51,7 @@ from gridnode.datadir import node_lock
 from gridnode.net import Host, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.node.budget import Budgets
+from gridnode.node.catalogs import Catalogs
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.replicas import ReplicaStatements
@@ -94,6 +97,7 @@ class Node:
         announce_interval: float,
         target_peers: int = 8,
         bitswap: bool = False,
+        catalogs: Sequence[str] = (),
     ) -> None:
         self.repo = repo
         # A running node logs reaching and clearing max_storage (an offline command does not).
@@ -153,6 +157,15 @@ class Node:
             peers=host.peers,
             count_join=self.count_join,
         )
+        self.catalogs = Catalogs(
+            repo,
+            nursery,
+            self.worker,
+            self.replication,
+            self.peering,
+            list(catalogs),
+            announce_interval=announce_interval,
+        )
 
     async def _start(self, bootstrap: Sequence[str]) -> None:
         if self.bitswap is not None:
@@ -165,6 +178,7 @@ class Node:
         await self.peering.start(bootstrap)
         self.restorer.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
+        self.catalogs.start()
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -295,7 +309,9 @@ class Node:
         data stays, and so does the choice: the node's next start does not replicate it either,
         until :meth:`follow` or :meth:`replicate` does. Raises
         :class:`~gridnode.errors.UnknownDatabase` if it is not replicated."""
-        return await self.replication.unfollow(address)
+        database = await self.replication.unfollow(address)
+        await self.catalogs.unfollowed_by_hand(database.address)
+        return database
 
     async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
         """Keep and replicate a database another node has: fetch its manifest from a connected
@@ -303,7 +319,9 @@ class Node:
         :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it,
         :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage`` (and
         does not replicate it already)."""
-        return await self.replication.follow(address, timeout=timeout)
+        database = await self.replication.follow(address, timeout=timeout)
+        await self.catalogs.followed_by_hand(database.address)
+        return database
 
     async def announce(self, address: str) -> None:
         """Publish this node's heads of a database (with small head entries inline); nothing
@@ -418,6 +436,7 @@ async def open_node(
     bootstrap: Sequence[str] | None = None,
     announce_interval: float | None = None,
     target_peers: int | None = None,
+    catalogs: Sequence[str] | None = None,
 ) -> AsyncIterator[Node]:
     """Take the data directory (initialising it if new), start the host and replicate every
     database in it. Leaving the block closes everything, cleanly, and lets go of the directory.
@@ -457,6 +476,7 @@ async def open_node(
                     announce_interval=announce_interval,
                     target_peers=target_peers,
                     bitswap=config.bitswap,
+                    catalogs=config.catalogs if catalogs is None else catalogs,
                 )
                 await node._start(bootstrap if bootstrap is not None else config.bootstrap)
                 try:

@@ -68,7 +68,7 @@ import trio
 
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
-from crdt.manifest import decode_manifest, parse_address
+from crdt.manifest import Manifest, decode_manifest, parse_address
 from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Stream, Subscription
@@ -101,6 +101,8 @@ MAX_ASKED_PEERS: Final = 1024
 PULL_SECONDS: Final = 300.0
 #: How long a peer has to send a manifest asked for (:meth:`Replication.follow`).
 MANIFEST_SECONDS: Final = 10.0
+#: Connected peers asked at once for a manifest by a follow.
+MANIFEST_PEERS: Final = 16
 #: Requests for private databases it may not read that a peer gets answered a minute (sync
 #: requests and direct announcements together); past them its streams are ended at once.
 REFUSALS_PER_MINUTE: Final = 16
@@ -270,22 +272,39 @@ class Replication:
         except UnknownDatabase:
             database = None
         if database is None:
-            with trio.move_on_after(timeout):
-                for peer in self.host.peers():
-                    block = await self._fetch_manifest(peer, manifest_cid)
-                    if block is None:
-                        continue
-                    try:
-                        manifest = decode_manifest(manifest_cid, block)
-                    except GridnodeError as exc:
-                        log.warning("peer %s sent a bad manifest for %s: %s", peer, canonical, exc)
-                        continue
-                    database = await self._worker.run(self.repo.add_database, manifest)
-                    break
+            manifest = await self._manifest_from_any(manifest_cid, timeout)
+            if manifest is not None:
+                database = await self._worker.run(self.repo.add_database, manifest)
         if database is None:
             raise UnknownDatabase(f"no connected peer keeps {canonical}")
         await self.replicate(database)
         return database
+
+    async def _manifest_from_any(self, manifest_cid: CID, timeout: float) -> Manifest | None:
+        """The manifest from the first of the connected peers (at most
+        :data:`MANIFEST_PEERS`, asked at once) that sends one matching its CID. At once, not in
+        turn: one peer whose streams stall would otherwise hold up every follow until the
+        timeout, and the peers that keep the database behind it would never be asked (seen in
+        the six-node catalog test, tests/faults/test_catalogs.py)."""
+        found: list[Manifest] = []
+
+        async def ask(peer: str, scope: trio.CancelScope) -> None:
+            block = await self._fetch_manifest(peer, manifest_cid)
+            if block is None:
+                return
+            try:
+                manifest = decode_manifest(manifest_cid, block)
+            except GridnodeError as exc:
+                log.warning("peer %s sent a bad manifest for %s: %s", peer, manifest_cid, exc)
+                return
+            found.append(manifest)
+            scope.cancel()
+
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for peer in self.host.peers()[:MANIFEST_PEERS]:
+                    nursery.start_soon(ask, peer, nursery.cancel_scope)
+        return found[0] if found else None
 
     def _validator(self, database: StoredDatabase) -> Callable[[str, bytes], bool]:
         manifest_cid = database.manifest.cid

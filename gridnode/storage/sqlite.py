@@ -363,6 +363,21 @@ class SqliteFile:
             raise _failure(self.path, exc) from exc
         return [(str(a), str(n), str(s)) for a, n, s in rows]
 
+    def delete_database(self, address: str, blocks: list[bytes]) -> None:
+        """Forget a database (in the open transaction, if any): its row, every table of its
+        space and their rows, and the ``blocks`` (binary CIDs) the caller names as its own."""
+        try:
+            self.conn.execute(
+                "DELETE FROM kv WHERE tid IN (SELECT tid FROM tables WHERE space = ?)", (address,)
+            )
+            self.conn.execute("DELETE FROM tables WHERE space = ?", (address,))
+            self.conn.execute("DELETE FROM databases WHERE address = ?", (address,))
+            self.conn.executemany("DELETE FROM blocks WHERE cid = ?", [(c,) for c in blocks])
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+        for key in [k for k in self._tids if k[0] == address]:
+            del self._tids[key]
+
     # -- blocks -------------------------------------------------------------------------------
 
     def get_block(self, cid: bytes) -> bytes | None:

@@ -4,6 +4,7 @@ Run (by the tests, possibly inside a network namespace with ``ip netns exec``):
 
     python node_proc.py DATA_DIR [--listen MA] [--bootstrap MA ...] [--announce SECONDS]
                                  [--follow ADDRESS] [--write-loop ADDRESS BATCH TAG]
+                                 [--catalog ADDRESS ...]
 
 It opens the node with :func:`gridnode.node.open_node` (as ``gridnode start`` does), then prints
 ``ready <peer id> <first listen address> <seconds from process start to ready> <seconds of them
@@ -15,6 +16,11 @@ line on stdin, each answered by one line on stdout:
     state ADDRESS         -> ``state <entries> <digest hex> <missing parents>``
     peers                 -> ``peers <count>``
     follow ADDRESS        -> ``followed ADDRESS`` or ``error follow <why>``
+    ops ADDRESS TAG JSON  the JSON array of op payloads written in one transaction ->
+                          ``ack TAG N`` or ``error TAG <why>``
+    replicating ADDRESS   -> ``replicating yes`` or ``replicating no``
+    catalogs              -> ``catalogs <JSON>``: the followed catalogs as /status has them
+    state? ADDRESS        as ``state``, or ``state none`` if the node does not replicate it
     stop                  -> ``stopping``, then a clean exit
 
 ``--write-loop ADDRESS BATCH TAG`` writes batches of keys ``TAG-0``, ``TAG-1``, ... without pause,
@@ -27,6 +33,7 @@ Imported, this module is the tests' handle on such a process: :class:`NodeProc`.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import queue
@@ -61,6 +68,7 @@ async def _node_main(args: argparse.Namespace) -> None:
         listen=[args.listen],
         bootstrap=args.bootstrap,
         announce_interval=args.announce,
+        catalogs=args.catalog or None,
     ) as node:
         if args.follow:
             with trio.fail_after(60):
@@ -123,7 +131,29 @@ async def _command(node, words: list[str]) -> None:
                 say(f"error {tag} {type(exc).__name__}: {exc}")
                 return
             say(f"ack {tag} {count}")
+        elif verb == "ops":
+            address, tag = words[1], words[2]
+            payloads = json.loads(" ".join(words[3:]))
+            try:
+                await node.write(address, payloads)
+            except GridnodeError as exc:
+                say(f"error {tag} {type(exc).__name__}: {exc}")
+                return
+            say(f"ack {tag} {len(payloads)}")
+        elif verb == "catalogs":
+            say("catalogs " + json.dumps(node.catalogs.as_json(), separators=(",", ":")))
+        elif verb == "replicating":
+            say(f"replicating {'yes' if node.replicating(words[1]) else 'no'}")
         elif verb == "state":
+            count, digest, missing = await node.read(
+                words[1], lambda d: (len(d), d.digest().hex(), len(d.missing))
+            )
+            say(f"state {count} {digest} {missing}")
+        elif verb == "state?":
+            # As state, for a database the node may not replicate (yet): ``state none``.
+            if not node.replicating(words[1]):
+                say("state none")
+                return
             count, digest, missing = await node.read(
                 words[1], lambda d: (len(d), d.digest().hex(), len(d.missing))
             )
@@ -156,6 +186,7 @@ def main() -> None:
     parser.add_argument("--announce", type=float, default=math.inf)
     parser.add_argument("--follow")
     parser.add_argument("--write-loop", nargs=3)
+    parser.add_argument("--catalog", action="append", default=[])
     args = parser.parse_args()
     logging.basicConfig(
         level=os.environ.get("GRIDNODE_LOG_LEVEL", "INFO"),

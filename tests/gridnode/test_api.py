@@ -526,6 +526,7 @@ def test_every_endpoint(tmp_path):
                 "entries": 2,
                 "head_count": 1,
                 "replicating": True,
+                "catalog": [],
                 "syncs": [],
                 # Alone, it holds the newest entries itself; nobody else stated holding them.
                 "replicas": {"holders": 0, "in_sync": 0, "behind": {}, "newest_entries": 2},

@@ -237,3 +237,32 @@ def test_a_history_larger_than_the_pending_caps_restores_from_the_heads_down(tmp
         assert any("PendingLimitExceeded" in reason for _, reason in report.rejected)
         c.import_car((tmp_path / "big.car").read_bytes())
         assert len(db_c) == 300 and db_c.digest() == digest
+
+
+def test_drop_database_deletes_only_that_database(tmp_path):
+    """``Repo.drop_database`` (catalogs' ``drop_unlisted``): refused while replicated; then the
+    database's row, tables, blocks and meta rows go, and the other databases stay whole."""
+    import pytest as _pytest
+
+    from gridnode.errors import InvalidRequest, UnknownDatabase
+
+    with Repo(tmp_path / "d") as repo:
+        dropped = repo.create_database("dropped", "keyvalue")
+        kept = repo.create_database("kept", "keyvalue")
+        for i in range(5):
+            dropped.write({"op": "put", "key": f"k{i}", "value": i})
+            kept.write({"op": "put", "key": f"k{i}", "value": i})
+        digest = kept.digest()
+        with _pytest.raises(InvalidRequest):
+            repo.drop_database(dropped.address)
+        repo.set_replicated(dropped.address, False)
+        cids = [cid for cid, _ in dropped.stored_blocks()]
+        assert repo.drop_database(dropped.address) == 6
+        with _pytest.raises(UnknownDatabase):
+            repo.database(dropped.address)
+        assert all(repo.sql.get_block(cid.bytes) is None for cid in cids)
+        assert repo.replicated(dropped.address)  # no meta row left behind
+        assert [name for _a, name, _s in repo.databases()] == ["kept"]
+    with Repo(tmp_path / "d") as repo:
+        assert repo.database(kept.address).digest() == digest
+        assert repo.sql.integrity_check() == "ok"
