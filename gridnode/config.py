@@ -119,7 +119,7 @@ profile = "{profile}"
 
 # Delete the data of a database when the node stops following it because no followed catalog
 # lists it any more (off: it is kept, and 'db follow' takes it up again; docs/catalogs.md).
-drop_unlisted = false
+# drop_unlisted = false
 
 # Bytes of storage the node may use (its SQLite file); 0: no bound. At the bound it follows no
 # new database and stops pulling, and says so in its status, dashboard and log.
