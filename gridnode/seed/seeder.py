@@ -213,6 +213,8 @@ class Seeder:
                     " ".join(str(exc).split()),
                 )
                 await trio.to_thread.run_sync(self.pg.close)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except (SourceUnavailable, psycopg.OperationalError) as exc:
                 self.stats.reconnects += 1
                 log.warning(

@@ -158,3 +158,34 @@ def test_the_schema_is_written_again_when_the_columns_change(tmp_path, pg_dsn):
         assert seeder.stats.schema_writes == 4
         assert [names(s) for s in schema_entries(db)][-1] == ["id", "name", "email", "age", "score"]
         assert len(schema_entries(db)) == 4
+
+
+def test_a_query_naming_a_dropped_column_reads_the_columns_again(tmp_path, pg_dsn):
+    """Between two looks at the columns, a change to a dropped column's table: the seeder does
+    not stop, it records the new schema and continues."""
+    make_table(pg_dsn, rows=10)
+    with Repo(tmp_path / "node") as repo:
+        db = repo.create_database("people", "documents")
+
+        async def main():
+            seeder = Seeder.for_repo(repo, source(pg_dsn, db.address))
+            seeder.schema_interval = 3600.0  # only the failing query can tell
+            async with trio.open_nursery() as nursery:
+                await nursery.start(seeder.run)
+                await seeder.wait_idle(TIMEOUT)
+                with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                    conn.execute("ALTER TABLE people DROP COLUMN age")
+                    conn.execute("UPDATE people SET name = 'renamed' WHERE id = 1")
+                with trio.fail_after(TIMEOUT):
+                    while seeder.stats.schema_writes < 2:
+                        await trio.sleep(0.05)
+                await seeder.wait_idle(TIMEOUT)
+                docs = await held(seeder)
+                assert docs == expected(pg_dsn) and docs[1]["name"] == "renamed"
+                nursery.cancel_scope.cancel()
+            return seeder
+
+        seeder = trio.run(main)
+        schema = db.store.meta(SCHEMA_META_KEY)
+        assert [c["name"] for c in schema["columns"]] == ["id", "name", "city", "email"]
+        assert seeder.stats.schema_writes == 2
