@@ -15,6 +15,16 @@ copy behind. A space holds one database's state: reopen it with the same manifes
 value put is plain IPLD data (so a persistent space can store it as DAG-CBOR), never mutated after
 the put, and read back as a fresh object in a persistent space; counts that ``__len__`` answers
 are kept in a ``"<type_name>.meta"`` table, since counting a table's rows may be O(n).
+
+**The store-level meta op.** The documents and keyvalue stores (those with :attr:`Store.takes_meta`)
+also take ``{"op": "meta", "key": <non-empty str>, "value": <any IPLD value>}``: a fact about the
+database itself (the seeder's ``"postgres.table"`` schema), signed and replicated like any entry
+but never a document or a key of the data. Per meta key, the op of the entry greatest in the
+log's total order ``(clock, binary CID)`` wins, whatever order entries arrive in; read it with
+:meth:`Store.meta`. Winners are kept in ``"<type_name>.metaop"``: the key's UTF-8 bytes ->
+``[clock, binary CID, value]``. They decide future merges, so :meth:`Store.state` holds them:
+a store with meta keys gives ``{"state": <its data's state>, "meta": <meta_state>}``, one with
+none the data's state alone (so its digest is the one it always had).
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
-from crdt.errors import InvalidQuery
+from crdt.errors import InvalidOperation, InvalidQuery
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import encode
 from crdt.sortedkeys import SortedKeys
 from crdt.space import MemorySpace, Space, Table
 
 __all__ = [
+    "META_OP",
     "SortedKeys",
     "Store",
     "add_to_count",
@@ -44,6 +55,9 @@ __all__ = [
 #: The integers DAG-CBOR can hold: anything beyond is stored as decimal text (see storable_int).
 _MIN_INT: Final = -(2**64)
 _MAX_INT: Final = 2**64 - 1
+
+#: The ``"op"`` of the store-level meta op.
+META_OP: Final = "meta"
 
 
 class Store(ABC):
@@ -59,6 +73,8 @@ class Store(ABC):
 
     #: The manifest's name for this store type: "events", "keyvalue", ...
     type_name: ClassVar[str]
+    #: Whether this store type takes the store-level meta op (see the module's docstring).
+    takes_meta: ClassVar[bool] = False
 
     def __init__(
         self, options: Mapping[str, Any] | None = None, space: Space | None = None
@@ -69,6 +85,8 @@ class Store(ABC):
         self.space: Space = MemorySpace() if space is None else space
         self._tables: list[Table] = []
         self._meta = self._table("meta")
+        # Opened only where the op exists, so that other stores' tables stay as they were.
+        self._metaops = self._table("metaop") if self.takes_meta else None
 
     def _table(self, part: str) -> Table:
         """This store type's table ``"<type_name>.<part>"`` (every one a store uses is opened in
@@ -111,12 +129,79 @@ class Store(ABC):
         """SHA-256 of the DAG-CBOR encoding of :meth:`state`: what two replicas compare."""
         return hashlib.sha256(encode(self.state())).digest()
 
+    # -- the store-level meta op ------------------------------------------------------------------
+
+    def is_meta_op(self, payload: Any) -> bool:
+        """Whether ``payload`` claims to be a meta op of this store (well-formed or not)."""
+        return self.takes_meta and is_meta_payload(payload)
+
+    def apply_meta(self, entry: Entry) -> bool:
+        """Fold a meta op (``False``, changing nothing, if it is malformed): last writer wins."""
+        try:
+            key, value = read_meta_op(entry.payload)
+        except InvalidOperation:
+            return False
+        table = self._metaops
+        assert table is not None, f"{self.type_name} stores take no meta op"
+        k = key.encode("utf-8", "surrogatepass")
+        clock, raw = entry.clock, entry.cid.bytes
+        old = table.get(k)
+        # As for the data's keys: the max of a set does not depend on arrival order.
+        if old is None or (old[0], old[1]) < (clock, raw):
+            table.put(k, [clock, raw, value])
+        return True
+
+    def meta(self, key: str) -> Any:
+        """The value of the winning meta op for ``key``, or ``None`` if there is none."""
+        if self._metaops is None or type(key) is not str:
+            return None
+        row = self._metaops.get(key.encode("utf-8", "surrogatepass"))
+        return None if row is None else row[2]
+
+    def _with_meta(self, state: Any) -> Any:
+        """The data's ``state`` with :meth:`meta_state`, if there is any (see the module)."""
+        meta = self.meta_state()
+        return {"state": state, "meta": meta} if meta else state
+
+    def meta_state(self) -> dict[str, dict[str, Any]]:
+        """``{key: {"clock", "entry", "value"}}`` of every meta key (empty where none)."""
+        if self._metaops is None:
+            return {}
+        return {
+            k.decode("utf-8", "surrogatepass"): {
+                "clock": row[0],
+                "entry": CID.parse(row[1]),
+                "value": row[2],
+            }
+            for k, row in self._metaops.range()
+        }
+
     @abstractmethod
     def __len__(self) -> int:
         """The number of live items (events, keys, documents, set members, ...)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.type_name!r}: {len(self)} items>"
+
+
+# -- the meta op -----------------------------------------------------------------------------------
+
+
+def is_meta_payload(payload: Any) -> bool:
+    """Whether ``payload`` is a map whose ``"op"`` is ``"meta"``."""
+    return type(payload) is dict and payload.get("op") == META_OP
+
+
+def read_meta_op(payload: Any) -> tuple[str, Any]:
+    """``(key, value)`` of a well-formed meta op; :class:`InvalidOperation` otherwise."""
+    if not (
+        is_meta_payload(payload) and len(payload) == 3 and "key" in payload and "value" in payload
+    ):
+        raise InvalidOperation('a meta op is {"op": "meta", "key": <string>, "value": ...}')
+    key = payload["key"]
+    if type(key) is not str or not key:
+        raise InvalidOperation("a meta op's key is a non-empty string")
+    return key, payload["value"]
 
 
 # -- counts kept in a table ----------------------------------------------------------------------

@@ -8,6 +8,8 @@ name in ``indexes`` is a top-level field, or a dotted path into nested maps (``"
 Ops: ``{"op": "put", "doc": {...}}`` (the doc is a map holding its id) and
 ``{"op": "del", "id": <str | int>}``. Per id, the op of the entry greatest in the total order
 ``(clock, binary CID)`` wins, whatever order entries arrive in; a winning del leaves a tombstone.
+The store-level ``{"op": "meta", "key": <str>, "value": ...}`` is taken too (see
+:mod:`crdt.stores.base`): a meta op is never a document.
 
 Tables (see :mod:`crdt.stores.base`), keyed by :func:`~crdt.sortkey.sort_key`, whose byte order
 is the order of :func:`~crdt.stores.base.value_key` over values of any kind:
@@ -19,7 +21,8 @@ is the order of :func:`~crdt.stores.base.value_key` over values of any kind:
   -> ``id``, for every live document that has the field (a document that lacks it is not in
   that index). A document's index keys are computed again from its stored version when it is
   overwritten or deleted;
-- ``documents.meta``: ``b"live"`` -> the number of live documents.
+- ``documents.meta``: ``b"live"`` -> the number of live documents;
+- ``documents.metaop``: the winning meta op of each meta key.
 
 A query is a range over one table, then a read of each document it returns: it touches only
 the rows it returns. ``sort_key`` is self-delimiting, so the keys of one value form the byte
@@ -37,7 +40,13 @@ from crdt.errors import InvalidManifest, InvalidOperation, InvalidQuery, Unknown
 from crdt.ipld.cid import CID
 from crdt.sortkey import sort_key
 from crdt.space import Space, Table, prefix_end
-from crdt.stores.base import Store, add_to_count, read_count
+from crdt.stores.base import (
+    Store,
+    add_to_count,
+    is_meta_payload,
+    read_count,
+    read_meta_op,
+)
 
 __all__ = ["DocumentsStore"]
 
@@ -102,6 +111,7 @@ def _read_op(payload: Any, index_by: str) -> tuple[DocId, dict[str, Any] | None]
         return doc_id, None
     raise InvalidOperation(
         'a documents op is {"op": "put", "doc": {...}} or {"op": "del", "id": ...}'
+        ' (or {"op": "meta", "key": ..., "value": ...})'
     )
 
 
@@ -121,6 +131,7 @@ class DocumentsStore(Store):
     """Documents by id with sorted secondary indexes."""
 
     type_name: ClassVar[str] = "documents"
+    takes_meta: ClassVar[bool] = True
 
     def __init__(
         self, options: Mapping[str, Any] | None = None, space: Space | None = None
@@ -144,9 +155,14 @@ class DocumentsStore(Store):
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
-        _read_op(payload, _index_by(options))
+        if is_meta_payload(payload):
+            read_meta_op(payload)
+        else:
+            _read_op(payload, _index_by(options))
 
     def apply(self, entry: Entry) -> bool:
+        if self.is_meta_op(entry.payload):
+            return self.apply_meta(entry)
         try:
             doc_id, doc = _read_op(entry.payload, self.index_by)
         except InvalidOperation:
@@ -349,8 +365,9 @@ class DocumentsStore(Store):
             row = self._deleted.get(id_key)
         return None if row is None else (row[0], _parse_cid(row[1]))
 
-    def state(self) -> list[dict[str, Any]]:
-        """``[{"id", "clock", "entry", "doc"}, ...]`` in id order; a deleted id has no ``"doc"``."""
+    def state(self) -> Any:
+        """``[{"id", "clock", "entry", "doc"}, ...]`` in id order; a deleted id has no ``"doc"``.
+        With meta keys, ``{"state": that, "meta": meta_state()}``."""
         out: list[dict[str, Any]] = []
         index_by = self.index_by
         # Two tables keyed alike, with no key in both: merged, they are every id in order.
@@ -363,7 +380,7 @@ class DocumentsStore(Store):
             else:
                 item = {"id": row[2], "clock": row[0], "entry": _parse_cid(row[1])}
             out.append(item)
-        return out
+        return self._with_meta(out)
 
 
 def _first(item: tuple[bytes, bool, Any]) -> bytes:

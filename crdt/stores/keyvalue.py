@@ -1,6 +1,8 @@
 """The key-value store: a last-writer-wins map from strings to IPLD values.
 
-Ops: ``{"op": "put", "key": <str>, "value": <any IPLD value>}`` and ``{"op": "del", "key": <str>}``.
+Ops: ``{"op": "put", "key": <str>, "value": <any IPLD value>}`` and ``{"op": "del", "key": <str>}``,
+and the store-level ``{"op": "meta", "key": <str>, "value": ...}`` (see :mod:`crdt.stores.base`:
+a meta key is never a key of the data).
 For each key the op of the entry greatest in the log's total order ``(clock, binary CID)`` wins,
 whatever order entries arrive in; a winning del leaves a tombstone (kept, so that an older put
 arriving late cannot bring the key back).
@@ -9,7 +11,8 @@ Tables (see :mod:`crdt.stores.base`):
 
 - ``keyvalue.keys``: the key's UTF-8 bytes (so key order is code point order) -> the winning op,
   ``[clock, binary CID, value]`` for a put, ``[clock, binary CID]`` for a del (a tombstone);
-- ``keyvalue.meta``: ``b"live"`` -> the number of live keys.
+- ``keyvalue.meta``: ``b"live"`` -> the number of live keys;
+- ``keyvalue.metaop``: the winning meta op of each meta key.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from crdt.entry import Entry
 from crdt.errors import InvalidOperation
 from crdt.ipld.cid import CID
 from crdt.space import Space
-from crdt.stores.base import Store, add_to_count, read_count
+from crdt.stores.base import (
+    Store,
+    add_to_count,
+    is_meta_payload,
+    read_count,
+    read_meta_op,
+)
 
 __all__ = ["KeyValueStore"]
 
@@ -42,6 +51,7 @@ def _read_op(payload: Any) -> tuple[str, bool, Any]:
     else:
         raise InvalidOperation(
             'a keyvalue op is {"op": "put", "key": ..., "value": ...} or {"op": "del", "key": ...}'
+            ' (or {"op": "meta", "key": ..., "value": ...})'
         )
     key = payload["key"]
     if type(key) is not str:
@@ -63,6 +73,7 @@ class KeyValueStore(Store):
     """A last-writer-wins register per string key."""
 
     type_name: ClassVar[str] = "keyvalue"
+    takes_meta: ClassVar[bool] = True
 
     def __init__(
         self, options: Mapping[str, Any] | None = None, space: Space | None = None
@@ -72,9 +83,14 @@ class KeyValueStore(Store):
 
     @classmethod
     def check_op(cls, payload: Any, options: Mapping[str, Any] | None = None) -> None:
-        _read_op(payload)
+        if is_meta_payload(payload):
+            read_meta_op(payload)
+        else:
+            _read_op(payload)
 
     def apply(self, entry: Entry) -> bool:
+        if self.is_meta_op(entry.payload):
+            return self.apply_meta(entry)
         try:
             key, is_put, value = _read_op(entry.payload)
         except InvalidOperation:
@@ -130,12 +146,13 @@ class KeyValueStore(Store):
         row = self._keys.get(_key(key)) if type(key) is str else None
         return None if row is None else (row[0], _parse_cid(row[1]))
 
-    def state(self) -> dict[str, dict[str, Any]]:
-        """``{key: {"clock", "entry", "value"}}``; a deleted key has no ``"value"``."""
+    def state(self) -> Any:
+        """``{key: {"clock", "entry", "value"}}``; a deleted key has no ``"value"``. With meta
+        keys, ``{"state": that, "meta": meta_state()}``."""
         out: dict[str, dict[str, Any]] = {}
         for k, row in self._keys.range():
             item: dict[str, Any] = {"clock": row[0], "entry": _parse_cid(row[1])}
             if len(row) == 3:
                 item["value"] = row[2]
             out[_unkey(k)] = item
-        return out
+        return self._with_meta(out)
