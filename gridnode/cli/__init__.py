@@ -44,7 +44,7 @@ from gridnode.cli.db import db
 from gridnode.cli.node import dashboard, init, join, peers, start, status
 from gridnode.cli.pin import pin
 from gridnode.cli.replicas import replicas
-from gridnode.cli.seed import seed
+from gridnode.cli.seed import recover, seed
 from gridnode.datadir import default_data_dir
 
 __all__ = ["CliError", "GridnodeGroup", "main"]
@@ -117,4 +117,5 @@ main.add_command(health)
 main.add_command(pin)
 main.add_command(replicas)
 main.add_command(seed)
+main.add_command(recover)
 main.add_command(catalog)
