@@ -304,7 +304,8 @@ def prepare(
 ) -> list[Any]:
     """Check a write before anything is signed: this node must be a writer, and every op one of
     the database's type (:class:`~crdt.errors.InvalidOperation` with ``index`` names the first
-    that is not). A set ``remove`` without ``tags`` gets the tags of every add of its value
+    that is not; a documents or keyvalue database also takes the store-level meta op,
+    ``{"op": "meta", "key", "value"}``, docs/spec.md). A set ``remove`` without ``tags`` gets the tags of every add of its value
     this replica holds (it must hold one)."""
     if not payloads:
         raise InvalidRequest("no ops to write")

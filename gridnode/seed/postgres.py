@@ -29,12 +29,18 @@ from gridnode.errors import SeedConfigError, SourceUnavailable, UnsupportedColum
 from gridnode.seed.config import PostgresSource
 from gridnode.seed.types import KEY_TYPES, install_loaders, supported, to_ipld
 
-__all__ = ["TRUNCATED", "Change", "Column", "PostgresSide"]
+__all__ = ["SCHEMA_META_KEY", "SCHEMA_VERSION", "TRUNCATED", "Change", "Column", "PostgresSide"]
 
 log = logging.getLogger(__name__)
 
 #: The key of the change a TRUNCATE leaves: every row may be gone.
 TRUNCATED: Final = object()
+
+#: The meta key (the store-level meta op, docs/spec.md) under which the seeder keeps the table's
+#: schema in the database it seeds.
+SCHEMA_META_KEY: Final = "postgres.table"
+#: The version of the schema record and of the value mapping it describes (gridnode.seed.types).
+SCHEMA_VERSION: Final = 1
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class Column:
     sql_type: str
     #: Read as this type instead (enum types, which psycopg does not know, as text).
     cast: str | None = None
+    nullable: bool = True
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,13 @@ class PostgresSide:
         self.conn: psycopg.Connection[Any] | None = None
         self.columns: list[Column] = []
         self.key: Column | None = None
-        self.schema = ""
+        #: Every column of the table in column order, published or not (for the schema record).
+        self.all_columns: list[Column] = []
+        #: The table's columns not published (excluded, or not among those configured).
+        self.excluded: list[str] = []
+        #: The primary key's columns in key order (empty if the table has none).
+        self.primary_key: list[str] = []
+        self.schema_name = ""
         self.relname = ""
         self.channel = f"gridnode_{source.slot}"
         self.outbox_name = f"gridnode_outbox_{source.slot}"
@@ -112,10 +125,10 @@ class PostgresSide:
         ).fetchone()
         if row is None:
             raise SeedConfigError(f"no table {source.table!r} in the PostgreSQL database")
-        oid, self.schema, self.relname = row
+        oid, self.schema_name, self.relname = row
         rows = conn.execute(
             "SELECT a.attname, t.typname, t.typtype, e.typname, e.typtype, "
-            "format_type(a.atttypid, a.atttypmod), a.attnum "
+            "format_type(a.atttypid, a.atttypmod), a.attnum, a.attnotnull "
             "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
             "LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' "
             "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
@@ -128,15 +141,20 @@ class PostgresSide:
         wanted = set(source.columns) | {source.key} if source.columns is not None else set(names)
         wanted -= set(source.exclude)
         self.columns = []
+        self.all_columns = []
+        self.excluded = []
         key_attnum = None
-        for name, typname, typtype, elem, elem_type, sql_type, attnum in rows:
+        for name, typname, typtype, elem, elem_type, sql_type, attnum, not_null in rows:
             if name not in wanted:
+                self.all_columns.append(Column(name, typname, sql_type, nullable=not not_null))
+                self.excluded.append(name)
                 continue
             if not supported(typname, typtype, elem, elem_type):
                 raise UnsupportedColumn(source.table, name, sql_type)
             cast = "text" if typtype == "e" else "text[]" if elem_type == "e" else None
-            column = Column(name, typname, sql_type, cast)
+            column = Column(name, typname, sql_type, cast, nullable=not not_null)
             self.columns.append(column)
+            self.all_columns.append(column)
             if name == source.key:
                 self.key = column
                 key_attnum = attnum
@@ -155,11 +173,43 @@ class PostgresSide:
                 f"{source.table}.{source.key}: the key column must be the primary key or have "
                 "a unique index of its own"
             )
+        # The primary key's columns in the index's order (indkey is 0-based, unnest 1-based).
+        self.primary_key = [
+            r[0]
+            for r in conn.execute(
+                "SELECT a.attname FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.n",
+                (oid,),
+            ).fetchall()
+        ]
+
+    def schema(self) -> dict[str, Any]:
+        """The table's schema as the seeder records it in the database (after :meth:`describe`):
+        ``{"version", "table", "key", "columns", "excluded", "primary_key"}``, DAG-JSON-safe.
+
+        ``columns`` holds *every* column of the table in column order, excluded ones too (a
+        recovered table has the same shape; their values never left the server), each
+        ``{"name", "type", "typname", "nullable"}`` with ``type`` in ``format_type``'s spelling
+        (what CREATE TABLE takes); ``excluded`` names those whose values are not published.
+        """
+        return {
+            "version": SCHEMA_VERSION,
+            "table": f"{self.schema_name}.{self.relname}",
+            "key": self.source.key,
+            "columns": [
+                {"name": c.name, "type": c.sql_type, "typname": c.typname, "nullable": c.nullable}
+                for c in self.all_columns
+            ],
+            "excluded": list(self.excluded),
+            "primary_key": list(self.primary_key),
+        }
 
     # -- change capture -----------------------------------------------------------------------
 
     def _ident(self, name: str) -> sql.Composable:
-        return sql.Identifier(self.schema, name)
+        return sql.Identifier(self.schema_name, name)
 
     def install(self) -> bool:
         """Create (or replace) the outbox, the trigger function and the triggers, in one
@@ -196,7 +246,7 @@ class PostgresSide:
         with conn.transaction():
             existed = conn.execute(
                 "SELECT to_regclass(%s) IS NOT NULL",
-                (sql.Identifier(self.schema, self.outbox_name).as_string(conn),),
+                (sql.Identifier(self.schema_name, self.outbox_name).as_string(conn),),
             ).fetchone()
             conn.execute(
                 sql.SQL(

@@ -16,6 +16,18 @@ Exactly once in effect, across SIGKILL of the seeder and restarts of PostgreSQL:
 
 A value that cannot be mapped (:class:`~gridnode.errors.UnmappableValue`) stops the seeder
 with an error naming the row and column; its position stays before that row.
+
+The table's schema (:meth:`~gridnode.seed.postgres.PostgresSide.schema`) travels with the data:
+the seeder writes it as the store-level meta op ``{"op": "meta", "key": "postgres.table",
+"value": SCHEMA}`` when it starts and the database does not hold that exact schema, and again
+when it sees the table's columns change (looked at every :data:`SCHEMA_CHECK_INTERVAL` seconds
+while following, and whenever a query names a column that is gone). When the *published*
+columns changed, the position goes back to the start of a snapshot, in the same transaction as
+the schema: the rows are compared again and those whose documents differ are written.
+
+Hand-over: the seeder writes only what differs from what the database holds, so pointed at a
+table recovered from a replica (``gridnode recover postgres``), with the same node key, a whole
+snapshot pass writes nothing, and later changes follow as ever.
 """
 
 from __future__ import annotations
@@ -35,10 +47,10 @@ from gridnode import ops
 from gridnode.errors import SeedConfigError, SeedError, SourceUnavailable, UnknownDatabase
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.seed.config import PostgresSource
-from gridnode.seed.postgres import TRUNCATED, Change, PostgresSide
+from gridnode.seed.postgres import SCHEMA_META_KEY, TRUNCATED, Change, PostgresSide
 from gridnode.seed.types import to_ipld
 
-__all__ = ["META_PREFIX", "Position", "SeedStats", "Seeder"]
+__all__ = ["META_PREFIX", "SCHEMA_CHECK_INTERVAL", "Position", "SeedStats", "Seeder"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +58,8 @@ T = TypeVar("T")
 META_PREFIX: Final = "seed.postgres."
 #: Seconds to wait for a notification before looking at the outbox anyway.
 POLL_INTERVAL: Final = 1.0
+#: Seconds between looks at the table's columns while following (on idle rounds).
+SCHEMA_CHECK_INTERVAL: Final = 5.0
 #: Keys checked against the table per query while removing documents after a TRUNCATE.
 _PRESENCE_CHUNK: Final = 5000
 
@@ -98,6 +112,8 @@ class SeedStats:
     written: int = 0
     unchanged: int = 0
     reconnects: int = 0
+    #: Schema records written (the meta op), at start or after the table's columns changed.
+    schema_writes: int = 0
 
 
 def _json_key(key: Any) -> Any:
@@ -140,6 +156,9 @@ class Seeder:
         self._round = 0
         self._idle_round = -1
         self._checked = trio.Event()
+        #: Seconds between looks at the table's columns while following.
+        self.schema_interval = SCHEMA_CHECK_INTERVAL
+        self._next_schema_check = 0.0
 
     @classmethod
     async def for_node(cls, node: Any, source: PostgresSource) -> Seeder:
@@ -182,9 +201,20 @@ class Seeder:
                     started = True
                     task_status.started()
                 delay = 0.2
-                if self.position.phase == "snapshot":
-                    await self._snapshot()
-                await self._follow()
+                while True:
+                    if self.position.phase == "snapshot":
+                        await self._snapshot()
+                    await self._follow()  # returns when the published columns changed
+            except psycopg.errors.UndefinedColumn as exc:
+                # A column dropped under a running seeder: describe the table again.
+                log.warning(
+                    "%s: %s; reading the table's columns again",
+                    self.source.table,
+                    " ".join(str(exc).split()),
+                )
+                await trio.to_thread.run_sync(self.pg.close)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             except (SourceUnavailable, psycopg.OperationalError) as exc:
                 self.stats.reconnects += 1
                 log.warning(
@@ -212,16 +242,53 @@ class Seeder:
             # The outbox is new, yet this node seeded before: changes in between are unknown.
             log.warning("%s: the outbox was missing; taking the snapshot again", self.source.table)
             position = Position(resync=True)
-        self.position = position
         await trio.to_thread.run_sync(pg.ack, position.acked)
+        self.position = await self._record_schema(position)
+        self._next_schema_check = trio.current_time() + self.schema_interval
         log.info(
             "%s -> %s: %s (%d columns: %s)",
             self.source.table,
             self.database.address,
-            "following" if position.phase == "follow" else "snapshot",
+            "following" if self.position.phase == "follow" else "snapshot",
             len(pg.columns),
             ", ".join(c.name for c in pg.columns),
         )
+
+    async def _record_schema(self, position: Position) -> Position:
+        """Write the table's schema (as :meth:`PostgresSide.describe` last read it) unless the
+        database holds it already; the position to continue from (a new snapshot if the
+        published columns changed since rows were written)."""
+        schema = self.pg.schema()
+
+        def recorded() -> Any:
+            return self.database.store.meta(SCHEMA_META_KEY)
+
+        held = await self._storage(recorded)
+        if held == schema:
+            return position
+        started = position.phase != "snapshot" or position.after is not None
+        if held is not None and started and _published(held) != _published(schema):
+            log.info(
+                "%s: the published columns changed; comparing every row again", self.source.table
+            )
+            position = Position(resync=position.resync)
+        op = {"op": "meta", "key": SCHEMA_META_KEY, "value": schema}
+        # The schema and the position in one transaction: a new snapshot is never half-decided.
+        await self._write([op], {self.meta_name: position.dumps()})
+        self.stats.schema_writes += 1
+        log.info("%s: recorded its schema in %s", self.source.table, self.database.address)
+        return position
+
+    async def _schema_changed(self) -> bool:
+        """On an idle round, every ``schema_interval`` seconds: describe the table again and
+        record a changed schema; whether a new snapshot must be taken."""
+        now = trio.current_time()
+        if now < self._next_schema_check:
+            return False
+        self._next_schema_check = now + self.schema_interval
+        await trio.to_thread.run_sync(self.pg.describe)
+        self.position = await self._record_schema(self.position)
+        return self.position.phase == "snapshot"
 
     async def _read_snapshot(
         self, after: Any, batches: trio.MemorySendChannel[list[Change]]
@@ -277,6 +344,8 @@ class Seeder:
             check = self._round
             ids, changes = await trio.to_thread.run_sync(self.pg.changes, self.source.batch)
             if not ids:
+                if await self._schema_changed():
+                    return
                 self._idle_round = check
                 self._checked.set()
                 self._checked = trio.Event()
@@ -354,6 +423,19 @@ class Seeder:
             payloads = [{"op": "del", key: k} for k in gone]
             await self._write(payloads, None)
             log.info("%s: removed %d documents whose rows are gone", self.source.table, len(gone))
+
+
+def _published(schema: Any) -> Any:
+    """What a schema record says of the published columns: their names and types, and the
+    key (a change in them changes the documents)."""
+    if type(schema) is not dict:
+        return None
+    excluded = schema.get("excluded") or []
+    columns = schema.get("columns") or []
+    return (
+        schema.get("key"),
+        [(c.get("name"), c.get("type")) for c in columns if c.get("name") not in excluded],
+    )
 
 
 def _database(repo: Repo, address: str) -> StoredDatabase:

@@ -46,6 +46,16 @@ def source(dsn, address, **options):
     return PostgresSource(dsn=dsn, table="people", key="id", address=address, **options)
 
 
+def data_entries(db):
+    """The entries of the log that carry rows (not the seeder's schema records)."""
+    return sum(1 for e in db.entries() if e.payload.get("op") != "meta")
+
+
+def schema_entries(db):
+    """The seeder's schema records in the log."""
+    return [e.payload["value"] for e in db.entries() if e.payload.get("op") == "meta"]
+
+
 async def held(seeder):
     def read():
         return {doc["_id"]: doc for doc in seeder.database.store.docs()}
@@ -122,7 +132,7 @@ def test_excluded_columns_never_leave_the_server(tmp_path, pg_dsn):
         for entry in db.entries():
             assert b"example.org" not in entry.block
         # Changing only an excluded column writes nothing.
-        assert len(db) == 21
+        assert data_entries(db) == 21 and len(schema_entries(db)) == 1 and len(db) == 22
 
 
 def test_columns_option_publishes_only_those(tmp_path, pg_dsn):
@@ -175,8 +185,8 @@ def test_position_commits_with_the_entries_and_resumes(tmp_path, pg_dsn):
         position = Position.loads(repo.meta(META_PREFIX + src.slot))
         assert position.phase == "snapshot"
         # The position names exactly the rows written.
-        assert position.snapshot_rows == len(db) == position.after
-        written = len(db)
+        assert position.snapshot_rows == data_entries(db) == position.after
+        written = data_entries(db)
         assert written < 1000
 
         async def finish(seeder):
@@ -184,10 +194,14 @@ def test_position_commits_with_the_entries_and_resumes(tmp_path, pg_dsn):
 
         second = run_seeder(repo, src, finish)
         assert second.stats.snapshot_rows == 1000 - written
-        assert len(db) == 1000  # every row written exactly once
+        assert data_entries(db) == 1000  # every row written exactly once
         assert Position.loads(repo.meta(META_PREFIX + src.slot)).phase == "follow"
         third = run_seeder(repo, src, finish)
-        assert third.stats.written == 0 and len(db) == 1000
+        assert third.stats.written == 0 and data_entries(db) == 1000
+        # The schema was recorded once: runs over an unchanged table do not write it again.
+        assert len(schema_entries(db)) == 1 and len(db) == 1001
+        assert first.stats.schema_writes == 1
+        assert second.stats.schema_writes == third.stats.schema_writes == 0
         assert first.stats.written + second.stats.written == 1000
 
 
@@ -210,7 +224,7 @@ def test_changes_applied_but_not_acknowledged_are_not_applied_twice(tmp_path, pg
             saved = conn.execute(f"SELECT key FROM gridnode_outbox_{src.slot}").fetchall()
         run_seeder(repo, src, idle)
         entries = len(db)
-        assert entries == 10 + 10
+        assert data_entries(db) == 10 + 10 and len(schema_entries(db)) == 1 and entries == 21
         with psycopg.connect(pg_dsn, autocommit=True) as conn, conn.cursor() as cur:
             cur.executemany(f"INSERT INTO gridnode_outbox_{src.slot} (key) VALUES (%s)", saved)
         again = run_seeder(repo, src, idle)
@@ -266,7 +280,7 @@ def test_snapshot_of_100k_rows(tmp_path, pg_dsn):
 
         seeder = run_seeder(repo, source(pg_dsn, db.address), scenario)
         assert seeder.stats.snapshot_rows == 100_000
-        assert len(db) == 100_000
+        assert data_entries(db) == 100_000
         assert len(db.store) == 100_000
         want = expected(pg_dsn)
         for doc in db.store.docs():
