@@ -31,10 +31,8 @@ import psycopg  # noqa: E402
 import recovery_drill as drill  # noqa: E402
 import trio  # noqa: E402
 
-from gridnode import ops  # noqa: E402
 from gridnode.repo import Repo  # noqa: E402
 from gridnode.seed.config import PostgresSource  # noqa: E402
-from gridnode.seed.recover import SCHEMA_KEY  # noqa: E402
 from gridnode.seed.seeder import Seeder  # noqa: E402
 
 
@@ -57,10 +55,6 @@ def seed(data_dir: Path, dsn: str, rows: int) -> tuple[str, float]:
     with Repo(data_dir) as repo:
         database = repo.create_database("items", "documents")
         address = database.address
-        if database.store.meta(SCHEMA_KEY) is None:  # type: ignore[attr-defined]
-            ops.write(
-                database, [{"op": "meta", "key": SCHEMA_KEY, "value": drill.schema_entry(dsn)}]
-            )
         source = PostgresSource(dsn=dsn, table="public.items", key="id", address=address)
         began = time.monotonic()
 

@@ -125,26 +125,6 @@ def table_dump(pg_dump: str, dsn: str) -> list[str]:
     return [out[start], *sorted(out[start + 1 : end])]
 
 
-def schema_entry(dsn: str) -> dict[str, object]:
-    """The table's schema as the seeder records it (the store-level meta op, docs/spec.md)."""
-    with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.attnotnull "
-            "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = "
-            "'public.items'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
-        ).fetchall()
-    return {
-        "version": 1,
-        "table": "public.items",
-        "key": "id",
-        "columns": [
-            {"name": n, "type": t, "typname": tn, "nullable": not nn} for n, t, tn, nn in rows
-        ],
-        "excluded": [],
-        "primary_key": ["id"],
-    }
-
-
 def drill(work: Path, server_dsn: str, rows: int, replicas: int, pg_dump: str) -> dict[str, object]:
     os.environ.setdefault("GRIDNODE_MDNS", "false")
     os.environ.setdefault("GRIDNODE_LOG_LEVEL", "warning")
@@ -164,15 +144,6 @@ def drill(work: Path, server_dsn: str, rows: int, replicas: int, pg_dump: str) -
     primary = work / "primary"
     gridnode(primary, "init")
     address = gridnode(primary, "db", "create", "items", "--type", "documents").stdout.strip()
-    from gridnode import ops
-    from gridnode.repo import Repo
-    from gridnode.seed.recover import SCHEMA_KEY
-
-    with Repo(primary) as repo:
-        database = repo.database(address)
-        if getattr(database.store, "meta", lambda _: None)(SCHEMA_KEY) is None:
-            # A seeder that does not record the schema yet: record it as it would.
-            ops.write(database, [{"op": "meta", "key": SCHEMA_KEY, "value": schema_entry(source)}])
     listen = ("--listen", "/ip4/127.0.0.1/tcp/0")
     procs: list[subprocess.Popen[str]] = []
     try:
