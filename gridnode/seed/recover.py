@@ -360,7 +360,10 @@ class Recovery:
         return done
 
     def _primary_key(self, conn: psycopg.Connection[Any]) -> None:
+        """Restore the primary key; a table that had none gets a unique constraint on its key
+        column (what the seeder required of it)."""
         names = self.schema.get("primary_key") or [self.key]
+        constraint = "PRIMARY KEY" if self.schema.get("primary_key") else "UNIQUE"
         with conn.transaction():
             has = conn.execute(
                 "SELECT 1 FROM pg_index WHERE indrelid = %s::regclass AND indisprimary",
@@ -368,8 +371,10 @@ class Recovery:
             ).fetchone()
             if has is None:
                 conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
-                        self.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names)
+                    sql.SQL("ALTER TABLE {} ADD {} ({})").format(
+                        self.ident,
+                        sql.SQL(constraint),
+                        sql.SQL(", ").join(sql.Identifier(n) for n in names),
                     )
                 )
 

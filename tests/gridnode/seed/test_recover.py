@@ -256,3 +256,16 @@ def test_a_database_without_a_schema_is_refused(tmp_path, pg_dsn):
         database = repo.create_database("items", "documents")
         with pytest.raises(RecoverError, match=f"holds no table schema \\({SCHEMA_KEY!r}\\)"):
             Recovery(database, pg_dsn)
+
+
+def test_a_table_without_a_primary_key_gets_a_unique_key(tmp_path, postgres_server):
+    source_dsn = postgres_server.create_database()
+    target_dsn = postgres_server.create_database()
+    with Repo(tmp_path / "node") as repo:
+        database, schema = seed(repo, source_dsn, "items", 5)
+        schema = {**schema, "primary_key": []}
+        Recovery(database, target_dsn, schema=schema).run()
+    with psycopg.connect(target_dsn) as conn:
+        assert conn.execute(
+            "SELECT indisprimary, indisunique FROM pg_index WHERE indrelid = 'items'::regclass"
+        ).fetchall() == [(False, True)]
