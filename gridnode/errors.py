@@ -36,6 +36,7 @@ __all__ = [
     "NotCaughtUp",
     "NotFound",
     "ProtocolNotSupported",
+    "RecoverError",
     "RequestTooLarge",
     "SeedConfigError",
     "SeedError",
@@ -44,6 +45,7 @@ __all__ = [
     "StorageFull",
     "StorageLimitReached",
     "StreamError",
+    "TableNotEmpty",
     "TokenRefused",
     "UnknownDatabase",
     "UnmappableValue",
@@ -223,3 +225,12 @@ class UnmappableValue(SeedError, ValueError):
 
 class SourceUnavailable(SeedError):
     """PostgreSQL cannot be reached (the seeder retries until it can)."""
+
+
+class RecoverError(SeedError):
+    """A table cannot be recovered from a database (no recorded schema, a target table that is
+    not empty, rows that do not compare equal after loading); the message names what."""
+
+
+class TableNotEmpty(RecoverError):
+    """The table to recover into already holds rows (``--force`` empties it first)."""

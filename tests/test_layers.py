@@ -16,7 +16,8 @@ line and rule for each breach of:
 4. **SQLite stays in gridnode/storage**: nothing else imports ``sqlite3`` or holds SQL text (a
    string constant that :data:`SQL` matches). The one other room that speaks SQL is the seeder's
    PostgreSQL side, ``gridnode/seed/postgres.py``: the source database's SQL, sent through
-   psycopg, never the node's file (:data:`SQL_ROOMS`).
+   psycopg, never the node's file (:data:`SQL_ROOMS`); and so does the recovery's,
+   ``gridnode/seed/recover.py`` (the target database's SQL, likewise).
 
 The self-tests at the end feed each rule a synthetic breach, so this test is known to fail when
 a rule is broken.
@@ -68,8 +69,9 @@ CRDT_MAY_IMPORT: Final = frozenset(
 #: Only these rooms import ``libp2p`` / ``multiaddr``, and ``sqlite3``.
 LIBP2P_ROOM: Final = "gridnode/net/"
 SQLITE_ROOM: Final = "gridnode/storage/"
-#: Where SQL text may be: the node's SQLite file, and the seeder's PostgreSQL source.
-SQL_ROOMS: Final = ("gridnode/storage/", "gridnode/seed/postgres.py")
+#: Where SQL text may be: the node's SQLite file, the seeder's PostgreSQL source, and the
+#: recovery's PostgreSQL target.
+SQL_ROOMS: Final = ("gridnode/storage/", "gridnode/seed/postgres.py", "gridnode/seed/recover.py")
 
 #: SQL statements in string constants. Upper-case keywords in statement shape, plus lower-case
 #: SQL only where its syntax (parentheses, ``=``, ``WHERE``) could not be prose: no string of

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gridnode.cli.common import CliError, data_dir_of, run_in_foreground
+from gridnode.cli.common import CliError, data_dir_of, emit, json_option, run_in_foreground
 
 if TYPE_CHECKING:
     import trio
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from gridnode.node import Node
     from gridnode.runner import Tasks
 
-__all__ = ["seed"]
+__all__ = ["recover", "seed"]
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +167,178 @@ def _seeders(sources: list[Any]) -> Tasks:
             click.echo(f"seeding: {source.table} -> {seeder.database.address}")
 
     return start_seeders
+
+
+@click.group()
+def recover() -> None:
+    """Recover the primary server's data from a replica (docs/seeding.md)."""
+
+
+@recover.command("postgres")
+@click.option("--dsn", metavar="DSN", required=True, help="The PostgreSQL database to load into.")
+@click.option(
+    "--db", "address", metavar="ADDRESS", required=True, help="The seeded database to read."
+)
+@click.option(
+    "--table",
+    metavar="NAME",
+    help="The table to create and load [default: the seeded table's name].",
+)
+@click.option(
+    "--from",
+    "peers",
+    multiple=True,
+    metavar="MULTIADDR",
+    help="A peer holding DB (repeatable): replicate DB from it first if this node does not hold it.",
+)
+@click.option(
+    "--catalog",
+    metavar="CATALOG",
+    help="Join this catalog (as 'gridnode join' does) to replicate DB first; peers from --from "
+    "or the config's bootstrap.",
+)
+@click.option("--force", is_flag=True, help="Empty the table first if it holds rows.")
+@click.option("--batch", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up replicating DB after SECONDS.",
+)
+@json_option
+@click.pass_context
+def recover_postgres(
+    ctx: click.Context,
+    dsn: str,
+    address: str,
+    table: str | None,
+    peers: tuple[str, ...],
+    catalog: str | None,
+    force: bool,
+    batch: int,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Load the table seeded into DB back into PostgreSQL: create it from the schema the seeder
+    recorded, load every row with COPY, restore the primary key, compare every row.
+
+    Refuses a table that holds rows (unless --force). Killed, it resumes where it stopped when
+    run again with the same options. Excluded columns come back NULL. Needs no running node on
+    the data directory (stop it first).
+    """
+    import time
+
+    from gridnode.errors import GridnodeError, UnknownDatabase
+    from gridnode.progress import Progress
+    from gridnode.repo import Repo
+
+    try:
+        import psycopg  # noqa: F401  (an optional dependency: the postgres extra)
+    except ImportError:
+        raise CliError(
+            "gridnode recover postgres needs psycopg 3: pip install 'gridnode[postgres]'"
+        ) from None
+    from gridnode.seed.recover import Recovery
+
+    data_dir = data_dir_of(ctx)
+    started = time.monotonic()
+    try:
+        with Repo(data_dir) as repo:
+            try:
+                held = repo.database(address).address
+            except UnknownDatabase:
+                held = None
+        if held is None:
+            if not peers and not catalog:
+                raise CliError(
+                    f"this node does not hold {address}: give --from PEER or --catalog CATALOG "
+                    "to replicate it first"
+                )
+            _replicate(data_dir, address, peers, catalog, timeout)
+        replicated = time.monotonic() - started
+        with Repo(data_dir) as repo:
+            database = repo.database(address)
+            bar: Progress | None = None
+
+            def show(progress: Any) -> None:
+                nonlocal bar
+                if bar is None:
+                    bar = Progress(f"recover {progress.phase}", progress.total, unit="rows")
+                bar.update(progress.rows, progress.total)
+
+            recovery = Recovery(database, dsn, table=table, force=force, batch=batch, progress=show)
+            try:
+                report = recovery.run()
+            finally:
+                if bar is not None:
+                    bar.close()
+    except GridnodeError as exc:
+        raise CliError(str(exc)) from None
+    out = {**report.as_dict(), "replicated_seconds": round(replicated, 3)}
+    out["total_seconds"] = round(time.monotonic() - started, 3)
+    if as_json:
+        emit(out)
+        return
+    click.echo(
+        f"recovered {report.rows} rows into {report.table} from {report.address} in "
+        f"{out['total_seconds']:.1f} s ({report.rows_per_second:,.0f} rows/s loading"
+        + (f", resumed at row {report.resumed_at}" if report.resumed_at else "")
+        + f"); {report.verified} rows compared equal"
+    )
+    if report.nulled:
+        click.echo(f"excluded columns, now NULL: {', '.join(report.nulled)}")
+
+
+def _replicate(
+    data_dir: Any, address: str, peers: tuple[str, ...], catalog: str | None, timeout: float
+) -> None:
+    """Run a node on ``data_dir`` until it holds ``address`` and a sync of it with a peer has
+    completed (raises :class:`~gridnode.errors.NotCaughtUp` after ``timeout`` seconds)."""
+    import trio
+
+    from gridnode.errors import NotCaughtUp, UnknownDatabase
+    from gridnode.runner import run
+
+    if catalog:
+        from gridnode.join import record_join
+
+        record_join(data_dir, [catalog], list(peers))
+    stop = trio.Event()
+    failed: list[BaseException] = []
+
+    async def follow(node: Node, nursery: trio.Nursery) -> None:
+        async def go() -> None:
+            try:
+                with trio.fail_after(timeout):
+                    for peer in peers:
+                        await node.connect(peer)
+                    while True:
+                        try:
+                            await node.follow(address)
+                            break
+                        except UnknownDatabase:
+                            await trio.sleep(0.5)
+                    while not any(
+                        a == address and s.complete and not s.error and not s.running
+                        for (_peer, a), s in node.stats.syncs.items()
+                    ):
+                        await trio.sleep(0.2)
+            except trio.TooSlowError:
+                failed.append(NotCaughtUp(f"{address}: not replicated in {timeout:g} s"))
+            stop.set()
+
+        nursery.start_soon(go)
+
+    click.echo(f"replicating {address} ...", err=True)
+    run(
+        data_dir,
+        listen=["/ip4/127.0.0.1/tcp/0"],
+        bootstrap=list(peers) or None,
+        api=False,
+        stop=stop,
+        tasks=follow,
+    )
+    if failed:
+        raise failed[0]

@@ -119,7 +119,7 @@ def test_every_verb_is_registered_by_name_in_the_package_and_nowhere_else():
         if path.stem != "__init__":
             assert "add_command" not in path.read_text(), path.name
     registrations = (CLI / "__init__.py").read_text().count("main.add_command(")
-    assert registrations == len(main.commands) == 16
+    assert registrations == len(main.commands) == 17
     assert set(main.commands) == {
         "car",
         "catalog",
@@ -133,6 +133,7 @@ def test_every_verb_is_registered_by_name_in_the_package_and_nowhere_else():
         "join",
         "peers",
         "pin",
+        "recover",
         "replicas",
         "seed",
         "start",
