@@ -198,7 +198,13 @@ def recover() -> None:
     "or the config's bootstrap.",
 )
 @click.option("--force", is_flag=True, help="Empty the table first if it holds rows.")
-@click.option("--batch", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Rows per COPY batch (each recorded as the position to resume from).",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
