@@ -15,7 +15,6 @@ database from a fresh data directory: replication, then COPY, primary key and th
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -30,22 +29,11 @@ sys.path.insert(0, str(ROOT / "examples"))
 import psycopg  # noqa: E402
 import recovery_drill as drill  # noqa: E402
 import trio  # noqa: E402
+from bench_seed import start_server  # noqa: E402
 
 from gridnode.repo import Repo  # noqa: E402
 from gridnode.seed.config import PostgresSource  # noqa: E402
 from gridnode.seed.seeder import Seeder  # noqa: E402
-
-
-def start_server():  # type: ignore[no-untyped-def]
-    path = ROOT / "tests" / "gridnode" / "seed" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("gridnode_pg_launcher", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    bin_dir = module._bin_dir()
-    if bin_dir is None:
-        sys.exit("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
-    return module.PostgresServer(bin_dir)
 
 
 def seed(data_dir: Path, dsn: str, rows: int) -> tuple[str, float]:
