@@ -250,6 +250,12 @@ def recover_postgres(
 
     data_dir = data_dir_of(ctx)
     started = time.monotonic()
+    cannot_replicate = CliError(
+        f"this node does not hold {address}: give --from PEER or --catalog CATALOG "
+        "to replicate it first"
+    )
+    if not data_dir.exists() and not peers and not catalog:
+        raise cannot_replicate  # a refusal leaves no data directory behind
     try:
         with Repo(data_dir) as repo:
             try:
@@ -258,10 +264,7 @@ def recover_postgres(
                 held = None
         if held is None:
             if not peers and not catalog:
-                raise CliError(
-                    f"this node does not hold {address}: give --from PEER or --catalog CATALOG "
-                    "to replicate it first"
-                )
+                raise cannot_replicate
             _replicate(data_dir, address, peers, catalog, timeout)
         replicated = time.monotonic() - started
         with Repo(data_dir) as repo:
