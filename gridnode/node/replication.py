@@ -97,7 +97,9 @@ log = logging.getLogger(__name__)
 
 #: (peer, database) pairs whose asked CIDs a node remembers (the oldest are forgotten first).
 MAX_ASKED_PEERS: Final = 1024
-#: The longest one pull may take; a peer that trickles bytes cannot hold a pull open for ever.
+#: The longest one pull may go without joining a batch of entries: a peer that trickles bytes
+#: cannot hold a pull open for ever, while a long honest catch-up (1M entries take minutes) is
+#: never cut off as long as it moves.
 PULL_SECONDS: Final = 300.0
 #: How long a peer has to send a manifest asked for (:meth:`Replication.follow`).
 MANIFEST_SECONDS: Final = 10.0
@@ -536,6 +538,10 @@ class Replication:
                 report = await self._pull_once(peer, replica.database)
                 if report is not None and report.applied:
                     await self.announce(address)
+                if report is not None and report.ended and report.applied:
+                    # The server closed the stream it saw idle while this node was still joining
+                    # its answer: the pull made progress, so it goes on on a new stream.
+                    continue
                 if peer not in replica.again or (report is not None and report.stopped):
                     return
         finally:
@@ -549,7 +555,11 @@ class Replication:
         self._stats.syncs[key] = status
         trim_oldest(self._stats.syncs)
         try:
-            with trio.fail_after(PULL_SECONDS):
+            with trio.fail_after(PULL_SECONDS) as scope:
+
+                def moved() -> None:
+                    scope.deadline = trio.current_time() + PULL_SECONDS
+
                 stream = await self.host.open_stream(peer, PROTOCOL_ID)
                 try:
                     report = await pull(
@@ -559,6 +569,7 @@ class Replication:
                         asked=self._asked_of(peer, database.address),
                         source=peer,
                         quota=self.repo.quota,
+                        progress=moved,
                     )
                 finally:
                     await stream.close()
@@ -590,6 +601,9 @@ class Replication:
             self.repo.quota.refuse()
             status.error = f"StorageLimitReached: {report.stopped}"
             self._stats.note("storage-full", report.stopped, peer=peer, address=database.address)
+        if report.ended is not None:
+            status.error = f"StreamEnded: {report.ended}"
+            log.info("sync of %s with %s ended early: %s", database.address, peer, report.ended)
         if report.applied or report.rejected:
             log.info(
                 "synced %s from %s: %d applied, %d rejected, %d round trips",

@@ -39,7 +39,7 @@ import trio
 
 from crdt.entry import MAX_ENTRY_BYTES, Entry
 from crdt.ipld.cid import CID
-from gridnode.errors import StorageLimitReached, UnknownDatabase
+from gridnode.errors import StorageLimitReached, StreamError, UnknownDatabase
 from gridnode.net.stream import single_exception
 from gridnode.quota import StorageQuota
 from gridnode.repo import ImportReport, Repo, StoredDatabase
@@ -88,6 +88,11 @@ MAX_ASKED: Final = 10_000
 MAX_REFUSALS: Final = 8
 
 
+class _Ended(StreamError):
+    """The peer closed the stream cleanly while this side awaited an answer (outside a pull, a
+    stream failure like any other)."""
+
+
 class ByteStream(Protocol):
     """What the sync driver needs of a stream (a libp2p stream, a trio stream in tests)."""
 
@@ -112,6 +117,11 @@ class PullReport:
     #: Why this node stopped the pull before it was done (the storage bound reached): what was
     #: joined up to then is kept, the rest is not fetched.
     stopped: str | None = None
+    #: Set when the server ended the stream (a clean close) while an answer was awaited: what
+    #: was joined is kept. A server may close a stream it saw idle (:data:`IDLE_TIMEOUT`) while
+    #: a slow puller was still joining the last answer; that is no breach of the protocol, and
+    #: the caller pulls again at once if this pull made progress.
+    ended: str | None = None
 
 
 async def _read(stream: ByteStream, conn: SyncConnection) -> bytes:
@@ -129,7 +139,7 @@ async def _next_events(stream: ByteStream, conn: SyncConnection) -> list[Event]:
         with trio.fail_at(deadline) if deadline is not None else trio.CancelScope():
             data = await _read(stream, conn)
         if not data:
-            raise ProtocolError("stream closed while an answer was awaited")
+            raise _Ended("the peer closed the stream while an answer was awaited")
         events = conn.receive(data, trio.current_time())
         if events:
             return events
@@ -145,6 +155,7 @@ async def pull(
     asked: dict[CID, int] | None = None,
     source: str = "",
     quota: StorageQuota | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> PullReport:
     """Fetch from the peer at the other end of ``stream`` what ``database`` lacks, and join it.
 
@@ -156,13 +167,19 @@ async def pull(
     At the storage bound (``quota`` full, asked before each batch is joined) the pull stops
     between two batches: every batch joined before is kept (one transaction each), nothing more
     is read, and the report says why (:attr:`PullReport.stopped`); the caller closes the
-    stream."""
+    stream. A server that closes the stream while an answer is awaited ends the pull the same
+    way (:attr:`PullReport.ended`). ``progress()`` is called after each batch is joined."""
     conn = SyncConnection(Role.PULLER, budget=budget or Budget())
     report = PullReport(address=database.address, stats=conn.stats)
     try:
-        return await _pull(stream, database, worker, conn, report, now, asked, source, quota)
+        return await _pull(
+            stream, database, worker, conn, report, now, asked, source, quota, progress
+        )
     except StorageLimitReached as exc:
         report.stopped = str(exc)
+        return report
+    except _Ended as exc:
+        report.ended = str(exc)
         return report
 
 
@@ -176,6 +193,7 @@ async def _pull(
     asked: dict[CID, int] | None,
     source: str,
     quota: StorageQuota | None,
+    progress: Callable[[], None] | None,
 ) -> PullReport:
     manifest_cid = database.manifest.cid
     pending_events: list[Event] = []
@@ -199,7 +217,7 @@ async def _pull(
     assert isinstance(event, HeadsArrived)
     server_heads = list(event.heads)
     while True:
-        last = await _receive_answer(next_event, database, worker, report, source, quota)
+        last = await _receive_answer(next_event, database, worker, report, source, quota, progress)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
@@ -233,7 +251,7 @@ async def _pull(
             asked[cid] = asked.get(cid, 0) + 1
         have = await worker.run(database.newest_heads, MAX_HEADS)
         await stream.write(conn.want(manifest_cid, wanted[:MAX_WANT], have, now()))
-        last = await _receive_answer(next_event, database, worker, report, source, quota)
+        last = await _receive_answer(next_event, database, worker, report, source, quota, progress)
         if isinstance(last, Refused):
             report.refused = last.reason
             return report
@@ -252,6 +270,7 @@ async def _receive_answer(
     report: PullReport,
     source: str = "",
     quota: StorageQuota | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> Event:
     """Take the messages answering one request (blocks or entries), until the one that ends it
     (the last blocks message, a ranges message, or a refusal), and return that one.
@@ -272,6 +291,8 @@ async def _receive_answer(
                 report.applied += joined.applied
                 report.duplicates += joined.duplicates
                 report.rejected.extend(joined.rejected)
+                if progress is not None:
+                    progress()
 
     last: Event | None = None
     try:

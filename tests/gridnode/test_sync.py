@@ -1,5 +1,7 @@
 """The sync driver over real trio streams (in-process), with real SQLite data dirs."""
 
+import contextlib
+
 import trio
 import trio.testing
 
@@ -145,3 +147,50 @@ def test_a_silent_stream_is_closed_by_the_server_after_its_idle_timeout(tmp_path
             await left.aclose()
 
     trio.run(main)
+
+
+class EndsAfter(TrioStream):
+    """A server's stream that closes (cleanly) after its ``writes``-th write, as a server does
+    with a stream it saw idle for too long."""
+
+    def __init__(self, stream, writes):
+        super().__init__(stream)
+        self.left = writes
+
+    async def write(self, data):
+        await super().write(data)
+        self.left -= 1
+        if self.left == 0:
+            await self.stream.aclose()
+            raise trio.ClosedResourceError
+
+
+def test_a_server_closing_the_stream_mid_pull_ends_the_pull_with_what_was_joined(tmp_path):
+    with Repo(tmp_path / "a") as a, Repo(tmp_path / "b") as b:
+        source = a.create_database("feed", "events")
+        source.write_many([{"op": "add", "value": "x" * 400 + str(i)} for i in range(4000)])
+        follower = b.add_database(source.manifest)
+
+        async def cut_short():
+            left, right = trio.testing.memory_stream_pair()
+            async with trio.open_nursery() as nursery:
+
+                async def server():
+                    with contextlib.suppress(trio.ClosedResourceError):
+                        # The heads, then one message of entries, then a clean close.
+                        await serve(EndsAfter(right, 2), a, StorageWorker())
+
+                nursery.start_soon(server)
+                with trio.fail_after(60):
+                    return await pull(TrioStream(left), follower, StorageWorker())
+
+        report = trio.run(cut_short)
+        # Not a breach of the protocol (no exception): the pull says it ended, keeps what it
+        # joined, and is not complete.
+        assert report.ended is not None and "closed the stream" in report.ended
+        assert 0 < report.applied < 4000 and not report.complete
+        assert len(follower) == report.applied
+        again = trio.run(sync_once, a, follower)
+        assert again.complete and again.ended is None
+        assert report.applied + again.applied == 4000
+        assert follower.digest() == source.digest()

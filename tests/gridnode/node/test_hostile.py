@@ -138,7 +138,10 @@ def test_hostile_peer_changes_nothing(tmp_path):
             with trio.fail_after(20):
                 while served["wants"] == 0:
                     await trio.sleep(0.05)
-            await trio.sleep(1)
+            # Until that pull has ended (a fixed second was not enough on a loaded machine).
+            with trio.fail_after(30):
+                while a.stats.syncs[(host.peer_id, address)].running:
+                    await trio.sleep(0.05)
             assert await a.read(address, lambda d: d.digest()) == before
             assert await a.read(address, lambda d: d.store.get("k")) == "honest"
             assert await a.read(address, len) == 1

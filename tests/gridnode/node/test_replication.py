@@ -316,3 +316,52 @@ def test_a_lost_announcement_costs_latency_not_a_replica(tmp_path):
             assert await a.read(address, lambda d: d.store.get("from-b")) == 1
 
     trio.run(main)
+
+
+def test_a_server_closing_a_busy_pull_is_no_strike_and_the_pull_goes_on(tmp_path, monkeypatch):
+    """A server may close a sync stream it saw idle while a slow puller was still joining its
+    answer (a 1M-entry catch-up on a loaded machine did, three times, and the puller banned its
+    only peer). The puller keeps what it joined, strikes no one, and pulls again at once."""
+    import gridnode.node.sync as sync
+
+    dirs, address = make_shared(tmp_path, ["a", "b"], store="events")
+    with Repo(dirs[0]) as repo:
+        repo.database(address).write_many(
+            [{"op": "add", "value": "x" * 400 + str(i)} for i in range(4000)]
+        )
+    answer_ranges = sync._answer_ranges
+    cut = []
+
+    async def close_the_first_answer_early(stream, *args):
+        if cut:
+            return await answer_ranges(stream, *args)
+        cut.append(True)
+
+        class Closing:
+            writes = 0
+
+            async def write(self, data):
+                await stream.write(data)
+                Closing.writes += 1
+                if Closing.writes == 1:  # one message of entries, then a clean close
+                    await stream.close()
+                    raise trio.ClosedResourceError
+
+        return await answer_ranges(Closing(), *args)
+
+    monkeypatch.setattr(sync, "_answer_ranges", close_the_first_answer_early)
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(open_node(dirs[0], listen=LOOPBACK))
+            # No announcements: only the pull on connecting, and its going on, bring the rest.
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=[a.addrs[0]])
+            )
+            await converged([a, b], address, timeout=60)
+            assert cut
+            assert b.stats.counters.strikes == 0 and not b.stats.strikes
+            assert a.peer_id in b.peers()
+            assert await b.read(address, len) == 4000
+
+    trio.run(main)
