@@ -59,8 +59,9 @@ def start_node(data_dir: Path, durability: str) -> tuple[subprocess.Popen[str], 
         (data_dir / "gridnode.toml").write_text(f'durability = "{durability}"\n')
     env = dict(os.environ, GRIDNODE_MDNS="false")
     log = open(data_dir.parent / f"{data_dir.name}.log", "a")  # noqa: SIM115
+    wrap = os.environ.get("BENCH_WRITES_WRAP", "").split()  # e.g. a profiler: "py-spy record ..."
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gridnode.cli", "--data-dir", str(data_dir), "start",
+        [*wrap, sys.executable, "-m", "gridnode.cli", "--data-dir", str(data_dir), "start",
          "--listen", "/ip4/127.0.0.1/tcp/0"],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
@@ -77,7 +78,7 @@ def start_node(data_dir: Path, durability: str) -> tuple[subprocess.Popen[str], 
 
 def stop_node(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT if os.environ.get("BENCH_WRITES_WRAP") else signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -156,10 +157,8 @@ def measure(durability: str, clients: int, n: int, work: Path) -> dict[str, Any]
     proc, hostport, token = start_node(data_dir, durability)
     try:
         conn = Connection(hostport)
-        status, body = conn.request(
-            http(hostport, token, "POST", "/db", {"name": "bench", "type": "keyvalue",
-                                                   "public": True})  # fmt: skip
-        )
+        create = {"name": "bench", "type": "keyvalue", "public": True}
+        status, body = conn.request(http(hostport, token, "POST", "/db", create))
         assert status in (200, 201), body
         address = json.loads(body)["address"].rsplit("/", 1)[-1]
         for data in puts(hostport, token, address, -WARMUP, WARMUP, 1):
@@ -196,6 +195,8 @@ def measure(durability: str, clients: int, n: int, work: Path) -> dict[str, Any]
         cpu = node_cpu(proc.pid) - cpu0
         if failures:
             raise SystemExit(f"{len(failures)} writes failed: {failures[0][:500]}")
+        conn.close()  # idle past the server's keep-alive timeout: a new one
+        conn = Connection(hostport)
         status, body = conn.request(http(hostport, token, "GET", f"/db/{address}?digest=false"))
         entries = json.loads(body)["entries"]
         assert entries == n + WARMUP, (entries, n + WARMUP)

@@ -66,7 +66,8 @@ from gridnode.node.stats import (
     ServedTotals,
 )
 from gridnode.node.sync import PullReport
-from gridnode.ops import CreateRequest
+from gridnode.node.writes import GroupCommit, databases_of
+from gridnode.ops import CreateRequest, WriteRequest, Written
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 
@@ -106,6 +107,8 @@ class Node:
         #: Every remote peer's allowance of storage-worker time and bytes, over all protocols.
         self.budgets = Budgets()
         self.worker = StorageWorker(self.budgets)
+        #: Every write goes through it: concurrent writes share a commit (group commit).
+        self.writes = GroupCommit(repo, self.worker, self._written)
         #: What the node has done and seen, for the API, the dashboard and /metrics.
         #: The last hour's counters and the peers' latency, for the dashboard.
         self.history = History()
@@ -399,22 +402,33 @@ class Node:
         meta: Mapping[str, str | int | bytes] | None = None,
     ) -> list[Entry]:
         """Write operations with the node key to the database ``ref`` (an address, a CID or a
-        unique name): checked and committed by :func:`gridnode.ops.write` in the storage worker
-        (durable when this returns), then counted and announced. Every writer of a running node
-        comes here: the API, the embed facades, the seeder."""
+        unique name): checked and committed as :func:`gridnode.ops.write` does, in the storage
+        worker, together with the writes that arrive meanwhile (group commit,
+        :mod:`gridnode.node.writes`: one transaction, one fsync, one announcement per database);
+        durable (as the config's ``durability`` says) when this returns, then counted and
+        announced. Every writer of a running node comes here: the API, the embed facades, the
+        seeder. A write refused by its checks raises its own error; its group-mates commit."""
+        written = await self.writes.write(WriteRequest(ref, list(payloads), labels, meta))
+        return written.entries
 
-        def check_and_write() -> tuple[StoredDatabase, list[Entry]]:
-            database = ops.resolve(self.repo, ref)
-            return database, ops.write(database, list(payloads), labels, meta=meta)
+    async def write_and_answer(self, ref: str, payloads: Sequence[Any]) -> dict[str, Any]:
+        """:meth:`write`, returning what the API answers (:func:`gridnode.ops.written`, read right
+        after the commit, in the same storage call)."""
+        written = await self.writes.write(WriteRequest(ref, list(payloads), answer=True))
+        assert written.answer is not None
+        return written.answer
 
-        database, entries = await self.worker.run(check_and_write)
-        await self.replicate(database)
-        self.stats.counters.applied["write"] += len(entries)
+    async def _written(self, group: list[Written]) -> None:
+        """What follows a group's commit (:mod:`gridnode.node.writes`): count, tell bitswap,
+        replicate and announce each database written, once."""
+        entries = sum(len(w.entries) for w in group)
+        self.stats.counters.applied["write"] += entries
         if entries and self.bitswap is not None:
             self.bitswap.blocks_added()
-        if entries:
-            await self.announce(database.address)
-        return entries
+        for database, wrote in databases_of(group):
+            await self.replicate(database)
+            if wrote:
+                await self.announce(database.address)
 
     async def import_car(self, data: bytes | memoryview) -> ImportReport:
         """Import a CAR (:func:`gridnode.ops.import_car`; refused at ``max_storage``), replicate
