@@ -38,6 +38,7 @@ writing behind the first one's back.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,6 +71,8 @@ from gridnode.node.writes import GroupCommit, databases_of
 from gridnode.ops import CreateRequest, WriteRequest, Written
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_EVENTS",
@@ -109,6 +112,10 @@ class Node:
         self.worker = StorageWorker(self.budgets)
         #: Every write goes through it: concurrent writes share a commit (group commit).
         self.writes = GroupCommit(repo, self.worker, self._written)
+        #: Databases written whose new heads are not announced yet, and whether the task that
+        #: announces them runs (:meth:`_announce_written`).
+        self._to_announce: set[str] = set()
+        self._announcing = False
         #: What the node has done and seen, for the API, the dashboard and /metrics.
         #: The last hour's counters and the peers' latency, for the dashboard.
         self.history = History()
@@ -420,15 +427,33 @@ class Node:
 
     async def _written(self, group: list[Written]) -> None:
         """What follows a group's commit (:mod:`gridnode.node.writes`): count, tell bitswap,
-        replicate and announce each database written, once."""
+        replicate each database written (if it is not yet), and have each announced once, by
+        :meth:`_announce_written`, not waiting for it."""
         entries = sum(len(w.entries) for w in group)
         self.stats.counters.applied["write"] += entries
         if entries and self.bitswap is not None:
             self.bitswap.blocks_added()
         for database, wrote in databases_of(group):
-            await self.replicate(database)
+            if not self.replicating(database.address):
+                await self.replicate(database)
             if wrote:
-                await self.announce(database.address)
+                self._to_announce.add(database.address)
+        if self._to_announce and not self._announcing:
+            self._announcing = True
+            self._nursery.start_soon(self._announce_written)
+
+    async def _announce_written(self) -> None:
+        """Announce the databases writes changed, one at a time, until none waits (group
+        commit's announcements: :mod:`gridnode.node.writes`)."""
+        try:
+            while self._to_announce:
+                address = self._to_announce.pop()
+                try:
+                    await self.announce(address)
+                except Exception as exc:  # the write is durable; the next round announces it
+                    log.warning("announcing %s failed: %s", address, ops.describe_error(exc))
+        finally:
+            self._announcing = False
 
     async def import_car(self, data: bytes | memoryview) -> ImportReport:
         """Import a CAR (:func:`gridnode.ops.import_car`; refused at ``max_storage``), replicate

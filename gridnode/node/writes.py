@@ -17,8 +17,12 @@ storage call started it runs to its end (the worker never abandons a transaction
 results are delivered.
 
 After the commit, the leader does for the whole group what a write does after its commit: the
-counters, bitswap's wake-up, and ONE announcement per database written (not one per write), all
-before any caller of the group is answered (as a single write was before).
+counters, bitswap's wake-up, and it asks for ONE announcement per database written (not one per
+write); then the callers are answered and the next group may start. The announcements
+themselves go out from the node's own task (:meth:`gridnode.node.Node._announce_written`), one
+at a time, each naming the heads of its moment: while one is sent, the databases written
+meanwhile wait for the next, so under load there are far fewer announcements than groups, and
+a caller's acknowledgement never waits for gossip.
 
 Refused here: checking or writing anything itself (that is :mod:`gridnode.ops`), and waiting on
 purpose to make groups larger: a group is whatever arrived during the last commit, so a lone
@@ -110,6 +114,7 @@ class GroupCommit:
             ran = True
             for waiting, result in zip(group, results, strict=True):
                 waiting.result = result
+            # Quick (counters; the announcement is only asked for): the next group waits on it.
             await self._after([r for r in results if isinstance(r, Written)])
         except BaseException as exc:
             if not ran:
