@@ -724,6 +724,10 @@ class Repo:
 
     def database(self, address: str) -> StoredDatabase:
         """An existing database by address (``/gridnode/<cid>`` or the bare CID)."""
+        # An open database named exactly as it is kept: no parsing (every write names one).
+        opened = self._open.get(address) or self._open.get("/gridnode/" + address)
+        if opened is not None:
+            return opened
         try:
             cid = parse_address(address)
         except InvalidCID as exc:
