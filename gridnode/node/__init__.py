@@ -41,7 +41,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -87,6 +87,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Seconds between two announcements of a database that writes keep changing (group commit's
+#: announcements, :meth:`Node._announce_written`): what a stream of writes costs in gossip is
+#: bounded, and a peer hears of a write at most this much later than it would alone.
+WRITE_ANNOUNCE_GAP: Final = 0.05
 
 
 class Node:
@@ -447,11 +452,16 @@ class Node:
         commit's announcements: :mod:`gridnode.node.writes`)."""
         try:
             while self._to_announce:
-                address = self._to_announce.pop()
-                try:
-                    await self.announce(address)
-                except Exception as exc:  # the write is durable; the next round announces it
-                    log.warning("announcing %s failed: %s", address, ops.describe_error(exc))
+                waiting, self._to_announce = self._to_announce, set()
+                for address in waiting:
+                    try:
+                        await self.announce(address)
+                    except Exception as exc:  # the write is durable; the next round announces it
+                        log.warning("announcing %s failed: %s", address, ops.describe_error(exc))
+                if self._to_announce:
+                    # Written again meanwhile: under a stream of writes, one announcement per
+                    # database per WRITE_ANNOUNCE_GAP (a lone write is announced at once).
+                    await trio.sleep(WRITE_ANNOUNCE_GAP)
         finally:
             self._announcing = False
 

@@ -21,8 +21,9 @@ counters, bitswap's wake-up, and it asks for ONE announcement per database writt
 write); then the callers are answered and the next group may start. The announcements
 themselves go out from the node's own task (:meth:`gridnode.node.Node._announce_written`), one
 at a time, each naming the heads of its moment: while one is sent, the databases written
-meanwhile wait for the next, so under load there are far fewer announcements than groups, and
-a caller's acknowledgement never waits for gossip.
+meanwhile wait for the next, at most one per database per
+:data:`~gridnode.node.WRITE_ANNOUNCE_GAP` under a stream of writes, so under load there are far
+fewer announcements than groups, and a caller's acknowledgement never waits for gossip.
 
 Refused here: checking or writing anything itself (that is :mod:`gridnode.ops`), and waiting on
 purpose to make groups larger: a group is whatever arrived during the last commit, so a lone
