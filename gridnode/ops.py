@@ -11,8 +11,10 @@ Rules:
 
 - **One write path.** :func:`write` checks a write (this node is a writer; every op is one of
   the database's type, the first that is not named by its index) and commits it in one
-  transaction; nothing else calls :meth:`~gridnode.repo.StoredDatabase.write_many`. A running
-  node wraps it in :meth:`gridnode.node.Node.write` (count, tell bitswap, announce).
+  transaction; :func:`write_group` does the same for many callers' writes in one shared
+  transaction (group commit); nothing else calls
+  :meth:`~gridnode.repo.StoredDatabase.write_many`. A running node's writes all go through
+  :meth:`gridnode.node.Node.write` (group commit, then count, tell bitswap, announce).
 - **One export path.** A CAR of a database comes from
   :meth:`~gridnode.repo.StoredDatabase.car_parts`, which re-hashes every stored block: a damaged
   one raises :class:`~gridnode.errors.CorruptBlock` and nothing damaged is sent.
