@@ -444,8 +444,11 @@ class Node:
             if wrote:
                 self._to_announce.add(database.address)
         if self._to_announce and not self._announcing:
+            try:
+                self._nursery.start_soon(self._announce_written)
+            except RuntimeError:  # the node is closing: the writes are durable, nobody to tell
+                return
             self._announcing = True
-            self._nursery.start_soon(self._announce_written)
 
     async def _announce_written(self) -> None:
         """Announce the databases writes changed, one at a time, until none waits (group

@@ -14,7 +14,8 @@ No task of its own: the first writer to find no commit under way runs the next g
 *leader*), then wakes the others; one whose write is still waiting takes the next group. A
 leader cancelled before its group ran puts the group back at the front of the queue; once the
 storage call started it runs to its end (the worker never abandons a transaction) and its
-results are delivered.
+results are delivered. A writer cancelled while its group runs is not waited for: its write
+commits or fails with the group, as a request whose client went away mid-commit always did.
 
 After the commit, the leader does for the whole group what a write does after its commit: the
 counters, bitswap's wake-up, and it asks for ONE announcement per database written (not one per
