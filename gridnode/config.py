@@ -32,6 +32,7 @@ from protocols.gossip import MAX_ADDRS
 
 __all__ = [
     "CONFIG_FILE",
+    "DURABILITIES",
     "PROFILES",
     "SECTIONS",
     "TEMPLATE_LINES",
@@ -124,6 +125,10 @@ profile = "{profile}"
 # Bytes of storage the node may use (its SQLite file); 0: no bound. At the bound it follows no
 # new database and stops pulling, and says so in its status, dashboard and log.
 # max_storage = 0
+# When a write is acknowledged: "full", on disk (it survives a power loss: one fsync per
+# commit, shared by the writes that arrive together); "process", handed to the operating system
+# (it survives a crash of gridnode, not of the machine; no fsync per commit).
+# durability = "full"
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -191,6 +196,12 @@ class Config:
     catalogs: list[str] = field(default_factory=list)
     drop_unlisted: bool = False
     max_storage: int = 0
+    durability: str = "full"
+
+
+#: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
+#: fsync per commit); ``process``, it survives the process (a crash, SIGKILL), not the machine.
+DURABILITIES: Final = ("full", "process")
 
 
 def _check_profile(name: str) -> None:
@@ -321,6 +332,10 @@ def _check(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: profile must be a string")
         if value not in PROFILES:
             raise ConfigError(f"{where}: unknown profile {value!r} (one of {', '.join(PROFILES)})")
+        return value
+    if key == "durability":
+        if value not in DURABILITIES:
+            raise ConfigError(f"{where}: durability must be one of {', '.join(DURABILITIES)}")
         return value
     if isinstance(default, list):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

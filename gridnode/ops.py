@@ -11,8 +11,10 @@ Rules:
 
 - **One write path.** :func:`write` checks a write (this node is a writer; every op is one of
   the database's type, the first that is not named by its index) and commits it in one
-  transaction; nothing else calls :meth:`~gridnode.repo.StoredDatabase.write_many`. A running
-  node wraps it in :meth:`gridnode.node.Node.write` (count, tell bitswap, announce).
+  transaction; :func:`write_group` does the same for many callers' writes in one shared
+  transaction (group commit); nothing else calls
+  :meth:`~gridnode.repo.StoredDatabase.write_many`. A running node's writes all go through
+  :meth:`gridnode.node.Node.write` (group commit, then count, tell bitswap, announce).
 - **One export path.** A CAR of a database comes from
   :meth:`~gridnode.repo.StoredDatabase.car_parts`, which re-hashes every stored block: a damaged
   one raises :class:`~gridnode.errors.CorruptBlock` and nothing damaged is sent.
@@ -58,6 +60,8 @@ __all__ = [
     "Param",
     "Read",
     "RepoEndpoint",
+    "WriteRequest",
+    "Written",
     "check_type",
     "create",
     "describe",
@@ -70,6 +74,7 @@ __all__ = [
     "resolve",
     "status_of_databases",
     "write",
+    "write_group",
     "written",
 ]
 
@@ -356,6 +361,70 @@ def write(
     records the position)."""
     prepared = prepare(database, payloads, labels) if payloads or meta is None else []
     return database.write_many(prepared, meta=meta)
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """One caller's write, for :func:`write_group`: the arguments of :func:`write`, the database
+    named by ``ref`` (as :func:`resolve` takes it)."""
+
+    ref: str
+    payloads: Sequence[Any]
+    labels: Sequence[str] | None = None
+    meta: Mapping[str, str | int | bytes] | None = None
+    #: Also return :func:`written` (what the API answers), read right after the commit.
+    answer: bool = False
+
+
+@dataclass
+class Written:
+    """What :func:`write_group` did for one request: its database, its entries, and
+    :func:`written` if the request asked for its answer."""
+
+    database: StoredDatabase
+    entries: list[Entry]
+    answer: dict[str, Any] | None = None
+
+
+def write_group(repo: Repo, requests: Sequence[WriteRequest]) -> list[Written | Exception]:
+    """Many callers' writes in ONE transaction, one commit (one fsync): group commit. Each is
+    :func:`write`'s: resolved, checked (:func:`prepare`) and written in turn, so later ones see
+    earlier ones. Returns, in order, each request's :class:`Written` or the error that refused
+    it: a write refused by its checks (nothing of it written yet) fails alone, and the rest of
+    the group commits. Should one fail *while* writing (past its checks) or the commit itself
+    fail, the whole transaction is rolled back and every request is written again in a
+    transaction of its own, so that again only the failing ones fail. Nothing is durable before
+    this returns."""
+    results: list[Written | Exception] = []
+    touched: list[StoredDatabase] = []
+    try:
+        with repo.sql.transaction():
+            for request in requests:
+                try:
+                    database = resolve(repo, request.ref)
+                    payloads, meta = list(request.payloads), request.meta
+                    prepared = (
+                        prepare(database, payloads, request.labels)
+                        if payloads or meta is None
+                        else []
+                    )
+                except Exception as exc:  # refused before anything was written: this one only
+                    results.append(exc)
+                    continue
+                touched.append(database)
+                # An error here leaves the transaction: all of it is rolled back (below).
+                results.append(Written(database, database.write_many(prepared, meta=meta)))
+    except Exception as exc:
+        for database in touched:
+            database.reload()  # its caches saw writes the rollback undid
+        if len(requests) == 1:
+            return [exc]
+        log.info("a group of %d writes failed (%s): writing each alone", len(requests), exc)
+        return [write_group(repo, [request])[0] for request in requests]
+    for request, result in zip(requests, results, strict=True):
+        if request.answer and isinstance(result, Written):
+            result.answer = written(result.database, result.entries)
+    return results
 
 
 def written(database: StoredDatabase, entries: Sequence[Entry]) -> dict[str, Any]:

@@ -141,8 +141,13 @@ class StoredDatabase:
                 return work(self._db)
         except BaseException:
             # The rollback undid the disk; drop the in-memory caches that saw the same changes.
-            self._db = self._open()
+            self.reload()
             raise
+
+    def reload(self) -> None:
+        """Drop what this database caches in memory and read it again from the file: after the
+        rollback of a transaction that wrote to it (a group commit's, :func:`gridnode.ops.write_group`)."""
+        self._db = self._open()
 
     @property
     def store(self) -> Store:
@@ -531,7 +536,7 @@ class Repo:
             log.info("new node identity %s", self.keypair.did)
         write_default_config(data_dir)
         self.config: Config = load_config(data_dir)
-        self.sql = SqliteFile(data_dir / DB_FILE)
+        self.sql = SqliteFile(data_dir / DB_FILE, durability=self.config.durability)
         #: ``max_storage`` against the file's size: what follows, restores, imports and pulls
         #: ask before they add anything from elsewhere.
         self.quota = StorageQuota(
@@ -719,6 +724,10 @@ class Repo:
 
     def database(self, address: str) -> StoredDatabase:
         """An existing database by address (``/gridnode/<cid>`` or the bare CID)."""
+        # An open database named exactly as it is kept: no parsing (every write names one).
+        opened = self._open.get(address) or self._open.get("/gridnode/" + address)
+        if opened is not None:
+            return opened
         try:
             cid = parse_address(address)
         except InvalidCID as exc:

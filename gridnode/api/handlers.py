@@ -345,9 +345,9 @@ async def write(node: Node, request: Request) -> Response:
     body = await request.json()
     if type(body) is not list:
         raise InvalidRequest("the body is a JSON array of ops")
-    database = await _resolve(node, _ref(request))
-    entries = await node.write(database.address, body)
-    return Response(200, await _run(node, ops.written, database, entries))
+    # One storage call resolves, checks, writes, commits (with the writes of other requests
+    # that arrived meanwhile) and reads the answer.
+    return Response(200, await node.write_and_answer(_ref(request), body))
 
 
 async def read(node: Node, request: Request) -> Response:

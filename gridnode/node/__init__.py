@@ -38,9 +38,10 @@ writing behind the first one's back.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -66,9 +67,12 @@ from gridnode.node.stats import (
     ServedTotals,
 )
 from gridnode.node.sync import PullReport
-from gridnode.ops import CreateRequest
+from gridnode.node.writes import GroupCommit, databases_of
+from gridnode.ops import CreateRequest, WriteRequest, Written
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_EVENTS",
@@ -83,6 +87,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Seconds between two announcements of a database that writes keep changing (group commit's
+#: announcements, :meth:`Node._announce_written`): what a stream of writes costs in gossip is
+#: bounded, and a peer hears of a write at most this much later than it would alone.
+WRITE_ANNOUNCE_GAP: Final = 0.05
 
 
 class Node:
@@ -106,6 +115,12 @@ class Node:
         #: Every remote peer's allowance of storage-worker time and bytes, over all protocols.
         self.budgets = Budgets()
         self.worker = StorageWorker(self.budgets)
+        #: Every write goes through it: concurrent writes share a commit (group commit).
+        self.writes = GroupCommit(repo, self.worker, self._written)
+        #: Databases written whose new heads are not announced yet, and whether the task that
+        #: announces them runs (:meth:`_announce_written`).
+        self._to_announce: set[str] = set()
+        self._announcing = False
         #: What the node has done and seen, for the API, the dashboard and /metrics.
         #: The last hour's counters and the peers' latency, for the dashboard.
         self.history = History()
@@ -399,22 +414,59 @@ class Node:
         meta: Mapping[str, str | int | bytes] | None = None,
     ) -> list[Entry]:
         """Write operations with the node key to the database ``ref`` (an address, a CID or a
-        unique name): checked and committed by :func:`gridnode.ops.write` in the storage worker
-        (durable when this returns), then counted and announced. Every writer of a running node
-        comes here: the API, the embed facades, the seeder."""
+        unique name): checked and committed as :func:`gridnode.ops.write` does, in the storage
+        worker, together with the writes that arrive meanwhile (group commit,
+        :mod:`gridnode.node.writes`: one transaction, one fsync, one announcement per database);
+        durable (as the config's ``durability`` says) when this returns, then counted and
+        announced. Every writer of a running node comes here: the API, the embed facades, the
+        seeder. A write refused by its checks raises its own error; its group-mates commit."""
+        written = await self.writes.write(WriteRequest(ref, list(payloads), labels, meta))
+        return written.entries
 
-        def check_and_write() -> tuple[StoredDatabase, list[Entry]]:
-            database = ops.resolve(self.repo, ref)
-            return database, ops.write(database, list(payloads), labels, meta=meta)
+    async def write_and_answer(self, ref: str, payloads: Sequence[Any]) -> dict[str, Any]:
+        """:meth:`write`, returning what the API answers (:func:`gridnode.ops.written`, read right
+        after the commit, in the same storage call)."""
+        written = await self.writes.write(WriteRequest(ref, list(payloads), answer=True))
+        assert written.answer is not None
+        return written.answer
 
-        database, entries = await self.worker.run(check_and_write)
-        await self.replicate(database)
-        self.stats.counters.applied["write"] += len(entries)
+    async def _written(self, group: list[Written]) -> None:
+        """What follows a group's commit (:mod:`gridnode.node.writes`): count, tell bitswap,
+        replicate each database written (if it is not yet), and have each announced once, by
+        :meth:`_announce_written`, not waiting for it."""
+        entries = sum(len(w.entries) for w in group)
+        self.stats.counters.applied["write"] += entries
         if entries and self.bitswap is not None:
             self.bitswap.blocks_added()
-        if entries:
-            await self.announce(database.address)
-        return entries
+        for database, wrote in databases_of(group):
+            if not self.replicating(database.address):
+                await self.replicate(database)
+            if wrote:
+                self._to_announce.add(database.address)
+        if self._to_announce and not self._announcing:
+            try:
+                self._nursery.start_soon(self._announce_written)
+            except RuntimeError:  # the node is closing: the writes are durable, nobody to tell
+                return
+            self._announcing = True
+
+    async def _announce_written(self) -> None:
+        """Announce the databases writes changed, one at a time, until none waits (group
+        commit's announcements: :mod:`gridnode.node.writes`)."""
+        try:
+            while self._to_announce:
+                waiting, self._to_announce = self._to_announce, set()
+                for address in waiting:
+                    try:
+                        await self.announce(address)
+                    except Exception as exc:  # the write is durable; the next round announces it
+                        log.warning("announcing %s failed: %s", address, ops.describe_error(exc))
+                if self._to_announce:
+                    # Written again meanwhile: under a stream of writes, one announcement per
+                    # database per WRITE_ANNOUNCE_GAP (a lone write is announced at once).
+                    await trio.sleep(WRITE_ANNOUNCE_GAP)
+        finally:
+            self._announcing = False
 
     async def import_car(self, data: bytes | memoryview) -> ImportReport:
         """Import a CAR (:func:`gridnode.ops.import_car`; refused at ``max_storage``), replicate

@@ -9,10 +9,13 @@ SQLite (a damaged or foreign file, a file locked by another process, a failed re
 commit) comes out as :class:`~gridnode.errors.StorageError` naming the file, or
 :class:`~gridnode.errors.StorageFull` when the disk is full.
 
-One file per node (``DATA_DIR/gridnode.sqlite``), WAL journal, ``synchronous=FULL``: a transaction
-is on disk when ``COMMIT`` returns, so a write acknowledged after its commit survives a crash, a
-SIGKILL or a power cut. Throughput comes from putting many writes in one transaction (group
-commit), not from weaker durability.
+One file per node (``DATA_DIR/gridnode.sqlite``), WAL journal. With ``durability="full"`` (the
+default: ``synchronous=FULL``) a transaction is on disk when ``COMMIT`` returns, so a write
+acknowledged after its commit survives a crash, a SIGKILL or a power cut; with
+``durability="process"`` (``synchronous=NORMAL``) a commit is in the operating system's hands, not
+fsynced: it survives the process (a crash, a SIGKILL), not a power cut (the WAL is fsynced at
+checkpoints only). Throughput comes from putting many writes in one transaction (group commit,
+:mod:`gridnode.node.writes`), not from weaker durability.
 
 The crdt layer's :class:`~crdt.space.Table` maps onto one SQL table ``kv(tid, key, value)``; each
 (space, table name) pair has a small integer ``tid``. Values are DAG-CBOR, except integers, stored
@@ -155,13 +158,20 @@ def _decode(raw: Any) -> Any:
     return cbor2.loads(raw, tag_hook=_tag)
 
 
+#: SQLite's ``synchronous`` for each ``durability`` (docs/config.md): FULL fsyncs the WAL at every
+#: commit; NORMAL (in WAL mode) only at checkpoints.
+_SYNCHRONOUS: Final = {"full": "FULL", "process": "NORMAL"}
+
+
 class SqliteFile:
     """One node's SQLite file. Use :meth:`transaction` around every group of writes.
 
     Raises :class:`~gridnode.errors.StorageError` if the file cannot be opened: damaged, not a
     SQLite file, locked, or of another schema."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durability: str = "full") -> None:
+        if durability not in _SYNCHRONOUS:
+            raise StorageError(f"unknown durability {durability!r} (full or process)")
         self.path = path
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file 0600 before SQLite does (its -wal and -shm take the main file's mode):
@@ -175,7 +185,7 @@ class SqliteFile:
                 str(path), isolation_level=None, check_same_thread=False, timeout=10.0
             )
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={_SYNCHRONOUS[durability]}")
             conn.execute("PRAGMA foreign_keys=OFF")
             # A 64 MiB page cache (the default is 2 MiB): random CIDs as keys touch pages all over.
             conn.execute("PRAGMA cache_size=-65536")
@@ -295,6 +305,14 @@ class SqliteFile:
     def space(self, name: str) -> SqliteSpace:
         """The tables of one database (``name`` is its address)."""
         return SqliteSpace(self, name)
+
+    def synchronous(self) -> str:
+        """SQLite's ``synchronous`` setting of the connection, by name (``FULL``, ``NORMAL``)."""
+        try:
+            value = int(self.conn.execute("PRAGMA synchronous").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise _failure(self.path, exc) from exc
+        return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(value, str(value))
 
     def integrity_check(self) -> str:
         """SQLite's own check of the file: ``"ok"``, or what it found damaged."""
