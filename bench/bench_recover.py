@@ -70,7 +70,7 @@ def run(server_dsn: str, rows: int, work: Path) -> dict[str, float]:
         began = time.monotonic()
         result = drill.gridnode(
             work / "cold", "recover", "postgres", "--dsn", f"{server_dsn} dbname=bench_dst",
-            "--db", address, "--from", listening, "--json", "--timeout", "1800",
+            "--db", address, "--from", listening, "--json", "--timeout", "3600",
         )  # fmt: skip
         total = time.monotonic() - began
     finally:
