@@ -94,7 +94,9 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, hwm
 
 
-def run(root: Path, source: Path, address: str, timeout: float) -> dict[str, float]:
+def run(
+    root: Path, source: Path, address: str, timeout: float, spy: Path | None = None
+) -> dict[str, float]:
     follower = root / "follower"
     shutil.rmtree(follower, ignore_errors=True)
     cli(follower, "init")
@@ -104,11 +106,33 @@ def run(root: Path, source: Path, address: str, timeout: float) -> dict[str, flo
         procs.append(src)
         fol, _ = start(follower, root / "follower.log", "--bootstrap", addr)
         procs.append(fol)
+        if spy is not None:  # a py-spy profile of the follower during the catch-up
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-r",
+                        "100",
+                        "-f",
+                        "raw",
+                        "-o",
+                        str(spy),
+                        "-p",
+                        str(fol.pid),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         cpu0, _ = proc_stats(fol.pid)
         t0 = time.perf_counter()
         cli(follower, "db", "follow", address, "--wait", "--timeout", str(timeout), timeout=timeout)
         seconds = time.perf_counter() - t0
         cpu1, hwm = proc_stats(fol.pid)
+        if spy is not None:
+            procs[-1].send_signal(signal.SIGINT)
+            procs[-1].wait(timeout=60)
         src_cpu, src_hwm = proc_stats(src.pid)
         digests = {cli(d, "db", "digest", address, timeout=300) for d in (source, follower)}
         assert len(digests) == 1, f"replicas differ: {digests}"
@@ -136,6 +160,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1, help="repetitions (default 1)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds for one catch-up")
     parser.add_argument("--reuse", type=Path, help="a directory that keeps the written source")
+    parser.add_argument("--spy", type=Path, help="write a py-spy profile of the follower here")
     args = parser.parse_args()
     n, reps = (2_000, 1) if args.quick else (args.n, args.reps)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
@@ -151,7 +176,7 @@ def main() -> None:
         print("| rep | seconds | entries/s | follower CPU s | follower peak RSS MB |")
         print("|---:|---:|---:|---:|---:|")
         for rep in range(reps):
-            r = run(root, source, address, args.timeout)
+            r = run(root, source, address, args.timeout, args.spy)
             print(
                 f"| {rep + 1} | {r['seconds']:.2f} | {n / r['seconds']:,.0f} | "
                 f"{r['follower_cpu_s']:.1f} | {r['follower_peak_mb']:.0f} |",
