@@ -280,10 +280,17 @@ class Log:
         self._new_since: dict[bytes, bytes] = {}
         self._new_missing: set[bytes] = set()
         self._heads: set[CID] = {CID.parse(k) for k, _ in self._heads_t.range()}
+        # The heads as the table holds them: the table is written once per call that changes
+        # the heads (:meth:`_flush_counts`), not once per entry (a catch-up in causal order
+        # would otherwise put and delete every entry's row in turn).
+        self._stored_heads: set[CID] = set(self._heads)
         for name in (b"pending", b"pbytes", b"missing", b"pindex"):
             self._count(name)  # read once: the pending path reads them straight from _counts
         self._by_author = 0
         self._fresh_positions: set[bytes] = set()
+        # CIDs of a join's batch that the missing table did not hold when it began (one query):
+        # nothing adds to that table before the join ends (new ones wait in _new_missing).
+        self._absent_from_missing: set[bytes] = set()
         # Every ACL entry applied, and which are valid: loaded on first need (a log that is only
         # read never needs them).
         self._acl_ops: dict[CID, AclOp] | None = None
@@ -311,6 +318,13 @@ class Log:
         self._dirty_counts.add(name)
 
     def _flush_counts(self) -> None:
+        heads, stored = self._heads, self._stored_heads
+        if heads != stored:
+            for gone in stored - heads:
+                self._heads_t.delete(gone.bytes)
+            for new in heads - stored:
+                self._heads_t.put(new.bytes, 1)
+            self._stored_heads = set(heads)
         for key in self._new_since.values():
             self._psince_t.put(key, 1)
         self._new_since.clear()
@@ -564,6 +578,8 @@ class Log:
             if fresh
             else set()
         )
+        if fresh and self._count(b"missing"):
+            self._absent_from_missing = absent_keys(self._missing_t, list(fresh))
         try:
             for entry in batch:
                 self._offer(entry, result, fresh, source, now)
@@ -582,6 +598,7 @@ class Log:
                 refused = still
         finally:
             self._fresh_positions = set()
+            self._absent_from_missing = set()
             self.sums.flush()
             self._flush_counts()
         if self._stale:
@@ -744,6 +761,13 @@ class Log:
             self._new_missing.add(raw)
             self._bump(b"missing", 1)
 
+    def _is_missing(self, raw: bytes) -> bool:
+        if raw in self._new_missing:
+            return True
+        if not self._count(b"missing") or raw in self._absent_from_missing:
+            return False
+        return self._missing_t.get(raw) is not None
+
     def _not_missing(self, cid: CID) -> None:
         # Called for every entry applied while anything waits: the counter first, no lookup
         # when nothing is missing.
@@ -880,9 +904,15 @@ class Log:
         self._mark_indexed()
         self._flush_counts()
 
-    def _children_waiting_on(self, parent: CID) -> list[CID]:
+    def _children_waiting_on(self, parent: CID, *, was_pending: bool = True) -> list[CID]:
         if not self._count(b"pending"):
             return []  # nothing waits: skip the range read (the common case)
+        if not was_pending and self._counts.get(b"pindex") and not self._is_missing(parent.bytes):
+            # What is waited for is pending or missing (the pending indexes keep the missing):
+            # an entry that was neither has no children waiting. A catch-up that began with a
+            # head from an announcement (pending until its past arrives) skips a range read
+            # per entry here.
+            return []
         prefix = parent.bytes
         rows = list(self._waiting_t.range(prefix, prefix_end(prefix)))
         children = []
@@ -904,7 +934,9 @@ class Log:
                 continue
             self._apply(entry, after)
             result.applied.append(entry)
-            for child_cid in self._children_waiting_on(entry.cid):
+            # ``first`` came from outside (neither applied nor pending: _offer checked); the
+            # others were pending until now.
+            for child_cid in self._children_waiting_on(entry.cid, was_pending=entry is not first):
                 row = self._pending_t.get(child_cid.bytes)
                 if row is None:
                     continue
@@ -1049,11 +1081,8 @@ class Log:
                 self._named_t.put(_named_key(*grant), 1)
         self.sums.add(item)
         for parent in entry.next:
-            if parent in self._heads:
-                self._heads.discard(parent)
-                self._heads_t.delete(parent.bytes)
+            self._heads.discard(parent)
         self._heads.add(cid)
-        self._heads_t.put(raw, 1)
         self._bump(b"entries", 1)
         self._cache_entry(entry)
         reason = self._judge(entry.cid, entry.author, acl_key, is_acl_payload(entry.payload))

@@ -8,7 +8,7 @@ import inside a function, under ``if TYPE_CHECKING:``, relative, or by
 line and rule for each breach of:
 
 1. **crdt/ is pure**: it imports only itself and :data:`CRDT_MAY_IMPORT` (standard modules
-   without I/O, and cbor2 / PyNaCl). No protocols, no gridnode, no sockets, files, clocks,
+   without I/O, and cbor2 / libipld / PyNaCl). No protocols, no gridnode, no sockets, files, clocks,
    threads or event loops.
 2. **protocols/ is sans-IO**: it imports only itself, crdt and the same pure list. No gridnode,
    trio, socket, sqlite3, time (time is passed in).
@@ -63,6 +63,8 @@ CRDT_MAY_IMPORT: Final = frozenset(
         # DAG-CBOR's codec underneath crdt.ipld, and Ed25519 signatures (crdt.identity).
         "cbor2",
         "nacl",
+        # The compiled DAG-CBOR round trip that confirms canonical form (crdt.ipld.dagcbor).
+        "libipld",
     }
 )
 

@@ -17,6 +17,15 @@ Decoding accepts exactly the canonical encodings. Two decoders agree on that set
   is unique, the input is valid exactly when the re-encoding equals it. Anything the fast path
   refuses is handed to the strict reader, which produces the precise error.
 
+The fast path's re-encoding is done first by ``libipld`` (a compiled DAG-CBOR codec, Rust): its
+own strict decode and canonical encode of the same bytes, compared with them. Its data model
+differs from ours in one way (a link decodes to the CID's bytes, and bytes that parse as a CID
+encode as a link), so it only ever *confirms*: when its round trip equals the input, the input
+is the canonical encoding of the value cbor2 read (the same bytes, read under the same rules by
+both); when it does not (an error, or a byte string that looks like a CID), the pure-Python
+re-encoding above decides, as before. It never accepts what the pure-Python path refuses; tests
+run both paths.
+
 Tests run both over the fixtures, over hundreds of malformed inputs and over random bytes, and
 check that they agree.
 """
@@ -30,6 +39,7 @@ from operator import itemgetter
 from typing import Any, Final
 
 import cbor2
+import libipld
 
 from crdt.errors import (
     DagCborDecodeError,
@@ -442,6 +452,23 @@ def _refuse_tag(value: object, immutable: bool) -> object:
 _read_cid = CID.read
 _TAGS: Final = _OnlyTag42({42: _tag_42})
 _loads = cbor2.loads
+_ipld_decode = libipld.decode_dag_cbor
+_ipld_encode = libipld.encode_dag_cbor
+
+
+def _canonical_by_libipld(data: bytes) -> bool:
+    """Whether libipld reads ``data`` strictly and re-encodes it to the same bytes (a ``False``
+    proves nothing: the caller then re-encodes in Python)."""
+    try:
+        return bool(_ipld_encode(_ipld_decode(data)) == data)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):  # pragma: no cover
+        raise
+    except BaseException:  # a ValueError; a Rust panic surfaces as a BaseException
+        return False
+
+
+#: Whether :func:`decode` asks libipld first (tests switch it off to run the pure-Python path).
+use_libipld = True
 
 
 def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
@@ -452,12 +479,18 @@ def decode(data: bytes | bytearray | memoryview, *, max_depth: int = DEFAULT_MAX
     """
     if type(data) is not bytes:
         data = bytes(data)
+    if max_depth < 1:
+        return decode_strict(data, max_depth=max_depth)
     try:
         # Duplicate keys and indefinite lengths need no flag: neither survives the re-encoding
         # comparison below (a duplicate shortens the map, an indefinite length becomes definite).
-        value = _loads(data, semantic_decoders=_TAGS, max_depth=max_depth)
+        # cbor2 allows one level more than its ``max_depth`` (its top-level container is at its
+        # depth 0), so it is given one less: what it accepts is within the bound.
+        value = _loads(data, semantic_decoders=_TAGS, max_depth=max_depth - 1)
     except Exception:  # any refusal goes to the strict reader for its diagnosis
         return decode_strict(data, max_depth=max_depth)
+    if use_libipld and _canonical_by_libipld(data):
+        return value
     try:
         if encode(value, max_depth=max_depth) == data:
             return value

@@ -312,3 +312,71 @@ def test_own_sources_still_refuse_unknown_authors_and_leave_peers_capped():
     own = log.join([orphan(m, W0, 1_000) for _ in range(5)], source="bitswap", now=1.0)
     assert len(own.pending) == 5 and not own.dropped
     assert log.pending_from("bitswap")[0] == 5
+
+
+class _RangeCountingTable:
+    def __init__(self, inner, calls, name):
+        self._inner, self._calls, self._name = inner, calls, name
+
+    def __getattr__(self, attr):
+        return getattr(self._inner, attr)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def range(self, *args, **kwargs):
+        self._calls[self._name] += 1
+        return self._inner.range(*args, **kwargs)
+
+
+class _RangeCountingSpace:
+    """A memory space that counts the range reads of each table."""
+
+    def __init__(self) -> None:
+        self.inner = MemorySpace()
+        self.calls: dict[str, int] = {}
+        self._tables: dict[str, _RangeCountingTable] = {}
+
+    def table(self, name: str) -> _RangeCountingTable:
+        if name not in self._tables:
+            self.calls[name] = 0
+            self._tables[name] = _RangeCountingTable(self.inner.table(name), self.calls, name)
+        return self._tables[name]
+
+
+def test_a_catch_up_begun_with_the_announced_head_reads_no_waiting_rows_per_entry():
+    # As on the network: the head arrives first (inline in an announcement) and waits for its
+    # past; the sync then brings the whole history in causal order.
+    m = manifest()
+    source = Log(m)
+    entries = [source.append(W0, {"op": "put", "key": f"k{i}", "value": i}) for i in range(300)]
+    space = _RangeCountingSpace()
+    log = Log(m, space=space)
+    log.join([entries[-1]], source="peer")
+    assert log.pending_count == 1 and log.missing == frozenset({entries[-2].cid})
+    before = space.calls["log.waiting"]
+    result = log.join(entries, source="peer")
+    assert len(log) == 300 and log.pending_count == 0 and not log.missing
+    assert len(result.applied) == 300 and result.duplicates == 1  # the head: it was pending
+    assert log.heads == (entries[-1].cid,)
+    # The entry that was missing finds its waiting child; no other applied entry looks.
+    assert space.calls["log.waiting"] - before <= 2
+
+
+def test_pending_chains_are_released_whatever_arrives_first():
+    m = manifest()
+    source = Log(m)
+    entries = [source.append(W0, {"op": "put", "key": f"k{i}", "value": i}) for i in range(60)]
+    rng = random.Random(7)
+    for _ in range(20):
+        log = Log(m)
+        early = rng.sample(entries, rng.randrange(1, 20))
+        log.join(early, source="peer")
+        rest = [e for e in entries if e not in early]
+        rng.shuffle(rest)
+        cut = rng.randrange(len(rest) + 1)
+        log.join(sorted(rest[:cut], key=lambda e: e.clock), source="peer")
+        assert log.missing == brute_missing(log)
+        log.join(rest[cut:], source="peer")
+        assert len(log) == 60 and log.pending_count == 0 and not log.missing
+        assert log.heads == source.heads

@@ -334,3 +334,37 @@ def test_decoders_agree_on_mutations(value, draw):
     else:
         data = data[:pos]
     agree(bytes(data))
+
+
+def test_libipld_confirms_canonical_form_on_the_fast_path(monkeypatch):
+    # The compiled round trip is what decode asks first: without it answering, the pure-Python
+    # re-encoding runs (and still decides alone when libipld is switched off).
+    from crdt.ipld import dagcbor
+
+    calls = []
+    real = dagcbor._ipld_encode
+    monkeypatch.setattr(dagcbor, "_ipld_encode", lambda v: calls.append(1) or real(v))
+    python_encodes = []
+    real_encode = dagcbor.encode
+    monkeypatch.setattr(
+        dagcbor, "encode", lambda v, **k: python_encodes.append(1) or real_encode(v, **k)
+    )
+    data = real_encode({"a": [1, "x", CID.for_block(b"x")], "b": b"\x00\x01"})
+    assert decode(data) == {"a": [1, "x", CID.for_block(b"x")], "b": b"\x00\x01"}
+    assert calls and not python_encodes
+    monkeypatch.setattr(dagcbor, "use_libipld", False)
+    assert decode(data) == {"a": [1, "x", CID.for_block(b"x")], "b": b"\x00\x01"}
+    assert python_encodes
+
+
+def test_bytes_that_look_like_a_cid_stay_bytes():
+    # libipld reads a link as the CID's bytes and writes bytes that parse as a CID as a link: its
+    # round trip of a plain byte string holding a CID differs from the input, and the
+    # pure-Python path must decide (bytes, not a link; and a link stays a link).
+    raw = CID.for_block(b"x").bytes
+    as_bytes = encode({"b": raw})
+    assert decode(as_bytes) == {"b": raw}
+    assert type(decode(as_bytes)["b"]) is bytes
+    as_link = encode({"b": CID.for_block(b"x")})
+    assert type(decode(as_link)["b"]) is CID
+    assert decode(bytes.fromhex("a1616258") + bytes((len(raw),)) + raw) == {"b": raw}

@@ -15,6 +15,9 @@ import pytest
 from crdt.errors import DagCborDecodeError, DuplicateMapKey
 from crdt.ipld import CID, decode, decode_strict, encode
 
+# Every test here runs on both confirmations of canonical form (conftest.py).
+pytestmark = pytest.mark.usefixtures("decode_path")
+
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "ipld-codec-fixtures"
 CASES = sorted(p for p in (FIXTURES / "fixtures").iterdir() if p.is_dir())
 CASE_IDS = [p.name for p in CASES]

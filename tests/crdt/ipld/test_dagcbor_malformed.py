@@ -28,6 +28,9 @@ from crdt.errors import (
 )
 from crdt.ipld import CID, decode, decode_strict, encode
 
+# Every test here runs on both confirmations of canonical form (conftest.py).
+pytestmark = pytest.mark.usefixtures("decode_path")
+
 # The binary CIDv1 (dag-cbor, sha2-256) of the block b"x", written out so these inputs do not
 # depend on the CID code under test.
 CID_HEX = "017112202d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"

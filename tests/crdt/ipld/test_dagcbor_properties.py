@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 from crdt.errors import DagCborDecodeError, DagCborEncodeError, DepthExceeded, Truncated
 from crdt.ipld import CID, decode, decode_strict, encode
 
+# Every test here runs on both confirmations of canonical form (conftest.py).
+pytestmark = pytest.mark.usefixtures("decode_path")
+
 # -- the encoder by example ------------------------------------------------------------------------
 
 
