@@ -69,6 +69,7 @@ __all__ = [
     "SnapshotHeader",
     "assemble_store",
     "build_snapshot",
+    "check_store_digest",
     "check_trust",
     "decode_chunk",
     "decode_root",
@@ -395,13 +396,18 @@ def decode_chunk(header: SnapshotHeader, index: int, block: bytes) -> list[list[
 
 
 def assemble_store(
-    header: SnapshotHeader, manifest: Manifest, chunks: Iterable[Sequence[Sequence[Any]]]
+    header: SnapshotHeader,
+    manifest: Manifest,
+    chunks: Iterable[Sequence[Sequence[Any]]],
+    *,
+    check_digest: bool = True,
 ) -> Store:
     """The store the snapshot describes, in memory, from its chunks' rows in order (each from
     :func:`decode_chunk`): every table one of the store type's, rows ascending across chunks,
-    the count as signed, and the store's digest the one signed (so the signed state digest is
-    this store's with the signed heads, access and invalid count). Raises
-    :class:`~crdt.errors.InvalidSnapshot`."""
+    the count as signed, and (unless ``check_digest`` is false: then call
+    :func:`check_store_digest` before trusting the state) the store's digest the one signed, so
+    the signed state digest is this store's with the signed heads, access and invalid count.
+    Raises :class:`~crdt.errors.InvalidSnapshot`."""
     allowed = set(store_tables(manifest.store, manifest.options))
     space = MemorySpace()
     previous: tuple[str, bytes] | None = None
@@ -427,6 +433,18 @@ def assemble_store(
         raise InvalidSnapshot(f"snapshot {header.cid}: {count} rows, the root signs {header.rows}")
     try:
         store = open_store(manifest.store, manifest.options, space)
+    except GridnodeError as exc:
+        raise InvalidSnapshot(f"snapshot {header.cid}: its rows are no store: {exc}") from None
+    if check_digest:
+        check_store_digest(header, store)
+    return store
+
+
+def check_store_digest(header: SnapshotHeader, store: Store) -> None:
+    """Whether the store assembled from the snapshot's rows has the store digest its root signs
+    (O(rows): a whole-state encode, which is why a replica may serve first and check after).
+    Raises :class:`~crdt.errors.InvalidSnapshot`."""
+    try:
         digest = store.digest()
     except GridnodeError as exc:
         raise InvalidSnapshot(f"snapshot {header.cid}: its rows are no store: {exc}") from None
@@ -434,4 +452,3 @@ def assemble_store(
         raise InvalidSnapshot(
             f"snapshot {header.cid}: its rows' digest is not the store digest the root signs"
         )
-    return store

@@ -5,8 +5,10 @@ snapshot's own format and checks are :mod:`crdt.snapshot`'s, the stream adapter 
 
 One request per stream, each a frame (:func:`protocols.wire.frame`) holding a DAG-CBOR map:
 
-- ``{"t": "snapshot?", "db": <manifest link>}``: answered by one frame, ``{"root": <bytes>}``
-  (the signed root block) or ``{}`` (none to offer);
+- ``{"t": "snapshot?", "db": <manifest link>}``: answered by one frame, ``{"root": <bytes>,
+  "manifest": <bytes>}`` (the signed root block and the database's manifest block, so that a
+  node holding nothing of the database can start from the snapshot before its first sync) or
+  ``{}`` (none to offer);
 - ``{"t": "chunks?", "root": <root link>, "from": <int>, "count": <int, 1..16>}``: answered by
   up to ``count`` frames, each the block of chunk ``from``, ``from + 1``, ... of that root, then
   the end of the stream. Fewer (even none): the server has no more of them (it may hold a newer
@@ -104,12 +106,14 @@ def parse_request(payload: bytes) -> SnapshotRequest | ChunksRequest:
     raise ProtocolError("not a snapshot request")
 
 
-def encode_root_answer(root: bytes | None) -> bytes:
-    return encode({} if root is None else {"root": root})
+def encode_root_answer(offer: tuple[bytes, bytes] | None) -> bytes:
+    """The answer offering ``(root block, manifest block)``, or none."""
+    return encode({} if offer is None else {"root": offer[0], "manifest": offer[1]})
 
 
-def parse_root_answer(payload: bytes) -> bytes | None:
-    """The root block a peer offers, or ``None``; :class:`ProtocolError` if the answer is none."""
+def parse_root_answer(payload: bytes) -> tuple[bytes, bytes] | None:
+    """``(root block, manifest block)`` a peer offers, or ``None``; :class:`ProtocolError` if
+    the answer is none."""
     try:
         value = decode(payload)
     except DecodeError as exc:
@@ -118,10 +122,10 @@ def parse_root_answer(payload: bytes) -> bytes | None:
         return None
     if (
         type(value) is dict
-        and set(value) == {"root"}
+        and set(value) == {"root", "manifest"}
         and type(value["root"]) is bytes
-        and len(value["root"]) < MAX_FRAME
+        and type(value["manifest"]) is bytes
+        and len(value["root"]) + len(value["manifest"]) < MAX_FRAME
     ):
-        root: bytes = value["root"]
-        return root
+        return value["root"], value["manifest"]
     raise ProtocolError("not a snapshot answer")

@@ -337,10 +337,10 @@ class Node:
         :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it,
         :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage`` (and
         does not replicate it already)."""
-        fresh = snapshot and await self.snapshots.fresh(address)
+        if snapshot and await self.snapshots.fresh(address):
+            # Reads served from the snapshot before the first pull starts.
+            await self.snapshots.follow_from_snapshot(address, timeout=timeout)
         database = await self.replication.follow(address, timeout=timeout)
-        if fresh:
-            await self.snapshots.serve_newest(database, timeout=timeout)
         await self.catalogs.followed_by_hand(database.address)
         return database
 

@@ -10,14 +10,16 @@ history behind it as it arrives. This room does the I/O around that format:
   file, replace the one before;
 - **serve** ``/gridnode/snapshot/1.0.0`` (:mod:`protocols.snapshot`): the newest root of a
   database the node replicates and does not keep private, and its chunks;
-- **follow from a snapshot** (:meth:`Snapshots.serve_newest`, run by ``Node.follow`` for a
-  database the node does not hold yet, unless ``--no-snapshot``): ask the connected peers for
-  their newest root, keep those that verify and that this node trusts (the manifest's admins and
+- **follow from a snapshot** (:meth:`Snapshots.follow_from_snapshot`, run by ``Node.follow``
+  for a database the node holds nothing of yet, unless ``--no-snapshot``): ask the connected
+  peers for their newest root (with the manifest, checked against the address), keep those that verify and that this node trusts (the manifest's admins and
   ``snapshot_signers``, within ``snapshot_min_age`` .. ``snapshot_max_age``), take the one
   covering the most entries, fetch its chunks from every peer offering it at once (each chunk
   checked against the signed root on arrival), assemble the store it describes and check its
-  digest, then route the database's reads to it (:attr:`gridnode.repo.StoredDatabase.view`).
-  Sync is untouched: it pulls the history into the database's own store as for any follow.
+  digest, then keep the database and route its reads to the snapshot
+  (:attr:`gridnode.repo.StoredDatabase.view`), all before the first sync starts (so the fetch
+  does not compete with the join for the interpreter). Sync is untouched: it then pulls the
+  history into the database's own store as for any follow.
 - **verify** (:meth:`Snapshots._verify`): once the history holds the snapshot's heads, the state
   digest of the history folded up to those heads must be the snapshot's. Equal: the snapshot
   was right, and reads go to the verified store. Different, or the history complete without
@@ -35,26 +37,34 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import trio
 
 from crdt.database import Database
 from crdt.entry import Entry
-from crdt.errors import GridnodeError, InvalidSnapshot, UntrustedSnapshot
+from crdt.errors import (
+    GridnodeError,
+    InvalidCID,
+    InvalidManifest,
+    InvalidSnapshot,
+    UntrustedSnapshot,
+)
 from crdt.ipld.cid import CID
-from crdt.manifest import Manifest
+from crdt.manifest import Manifest, decode_manifest, parse_address
 from crdt.snapshot import (
     BuiltSnapshot,
     SnapshotHeader,
     assemble_store,
     build_snapshot,
+    check_store_digest,
     check_trust,
     decode_chunk,
     decode_root,
 )
 from crdt.stores import Store
-from gridnode.errors import InvalidRequest, NetError, UnknownDatabase
+from gridnode.errors import InvalidRequest, NetError, StorageLimitReached, UnknownDatabase
 from gridnode.net import Host, Stream
 from gridnode.node.budget import Budgets
 from gridnode.node.stats import NodeStats
@@ -294,12 +304,13 @@ class Snapshots:
             return None
         return database
 
-    def _root_of(self, manifest_cid: CID) -> bytes | None:
+    def _root_of(self, manifest_cid: CID) -> tuple[bytes, bytes] | None:
         database = self._offered(manifest_cid)
         if database is None:
             return None
         root = published_root(self.repo.sql, database.address)
-        return None if root is None else self.repo.sql.get_block(root)
+        block = None if root is None else self.repo.sql.get_block(root)
+        return None if block is None else (block, database.manifest.block)
 
     def _chunks_of(self, request: ChunksRequest) -> list[bytes]:
         sql = self.repo.sql
@@ -322,8 +333,8 @@ class Snapshots:
     # -- following from a snapshot ------------------------------------------------------------
 
     async def fresh(self, address: str) -> bool:
-        """Whether this node holds no entry of ``address`` yet (a follow would start from
-        nothing, so a snapshot helps)."""
+        """Whether following ``address`` should start from a snapshot: snapshots are on and
+        this node holds no entry of it yet."""
 
         def entries() -> int:
             try:
@@ -333,19 +344,28 @@ class Snapshots:
 
         return self.enabled and await self._worker.run(entries) == 0
 
-    async def serve_newest(self, database: StoredDatabase, *, timeout: float) -> bool:
-        """Fetch the newest snapshot of ``database`` the connected peers offer and this node
-        trusts, check it and serve reads from it; whether it does. Never raises for what peers
-        send: a bad or missing snapshot only means the follow verifies everything first."""
-        if database.private:
-            return False
+    async def follow_from_snapshot(self, address: str, *, timeout: float) -> bool:
+        """Start following ``address`` from the newest snapshot the connected peers offer and
+        this node trusts: fetch and check it, keep the database (its manifest came with the
+        snapshot, checked against the address) and serve its reads from the snapshot, before
+        the first sync begins (which then has the machine to itself). Whether it does; never
+        raises for what peers send: without a usable snapshot the follow verifies everything
+        before serving, as it would have anyway."""
+        manifest_cid = parse_address(address)
+        try:
+            self.repo.quota.check(f"follow /gridnode/{manifest_cid}")
+        except StorageLimitReached:
+            return False  # the follow itself says so
         started = trio.current_time()
         with trio.move_on_after(timeout):
-            offers = await self._ask_roots(database.manifest)
-            for header, peers in offers:
-                store = await self._fetch(header, database.manifest, peers)
+            offers = await self._ask_roots(manifest_cid)
+            for header, manifest, peers in offers:
+                if manifest.private:
+                    continue
+                store = await self._fetch(header, manifest, peers)
                 if store is None:
                     continue
+                database = await self._worker.run(self.repo.add_database, manifest)
                 served = ServedSnapshot(database.address, header, peers=peers)
                 served.since = trio.current_time()
                 served.fetch_seconds = served.since - started
@@ -360,26 +380,33 @@ class Snapshots:
                     header.entries,
                     served.fetch_seconds,
                 )
-                self._nursery.start_soon(self._verify, database, served)
+                self._nursery.start_soon(self._verify, database, served, store)
                 return True
         return False
 
-    async def _ask_roots(self, manifest: Manifest) -> list[tuple[SnapshotHeader, list[str]]]:
+    async def _ask_roots(
+        self, manifest_cid: CID
+    ) -> list[tuple[SnapshotHeader, Manifest, list[str]]]:
         """The valid, trusted snapshots the connected peers offer, the most entries first, each
-        with the peers offering it."""
+        with the database's manifest and the peers offering it."""
         roots: dict[CID, list[str]] = {}
         blocks: dict[CID, bytes] = {}
+        manifests: list[Manifest] = []
+        address = "/gridnode/" + str(manifest_cid)
 
         async def ask(peer: str) -> None:
-            answers = await self._exchange(peer, SnapshotRequest(manifest.cid), 1)
+            answers = await self._exchange(peer, SnapshotRequest(manifest_cid), 1)
             if not answers:
                 return
             try:
-                root = parse_root_answer(answers[0])
-            except ProtocolError as exc:
+                offer = parse_root_answer(answers[0])
+                if offer is None:
+                    return
+                root, manifest_block = offer
+                if not manifests:
+                    manifests.append(decode_manifest(manifest_cid, manifest_block))
+            except (ProtocolError, InvalidManifest, InvalidCID) as exc:
                 log.info("peer %s answered a snapshot request wrongly: %s", peer, exc)
-                return
-            if root is None:
                 return
             cid = CID.for_block(root)
             roots.setdefault(cid, []).append(peer)
@@ -389,6 +416,9 @@ class Snapshots:
             async with trio.open_nursery() as nursery:
                 for peer in self.host.peers()[:ASK_PEERS]:
                     nursery.start_soon(ask, peer)
+        if not manifests:
+            return []
+        manifest = manifests[0]
         found = []
         for cid, peers in roots.items():
             if cid in self._refused:
@@ -405,15 +435,15 @@ class Snapshots:
                 )
             except UntrustedSnapshot as exc:
                 log.info("snapshot offered by %s not used: %s", ", ".join(peers), exc)
-                self._stats.note("snapshot", f"not used: {exc}", address=manifest.address)
+                self._stats.note("snapshot", f"not used: {exc}", address=address)
                 continue
             except InvalidSnapshot as exc:
                 self._refused.add(cid)
                 log.warning("snapshot offered by %s refused: %s", ", ".join(peers), exc)
-                self._stats.note("refused", f"snapshot: {exc}", peer=peers[0])
+                self._stats.note("refused", f"snapshot: {exc}", peer=peers[0], address=address)
                 continue
-            found.append((header, peers))
-        found.sort(key=lambda hp: (hp[0].entries, hp[0].created), reverse=True)
+            found.append((header, manifest, peers))
+        found.sort(key=lambda found: (found[0].entries, found[0].created), reverse=True)
         return found
 
     async def _fetch(
@@ -453,8 +483,16 @@ class Snapshots:
             log.info("snapshot %s: no peer sent every chunk", header.cid)
             return None
         try:
+            # The rows' digest is checked after reads begin (:meth:`_verify`): it costs a
+            # whole-state encode, and nothing is trusted before it is done but the signed rows.
             return await trio.to_thread.run_sync(
-                assemble_store, header, manifest, [r for r in rows if r is not None]
+                partial(
+                    assemble_store,
+                    header,
+                    manifest,
+                    [r for r in rows if r is not None],
+                    check_digest=False,
+                )
             )
         except InvalidSnapshot as exc:
             self._refused.add(header.cid)
@@ -488,8 +526,13 @@ class Snapshots:
 
     # -- verifying the history behind a served snapshot ---------------------------------------
 
-    async def _verify(self, database: StoredDatabase, served: ServedSnapshot) -> None:
+    async def _verify(self, database: StoredDatabase, served: ServedSnapshot, view: Store) -> None:
         header = served.header
+        try:
+            await trio.to_thread.run_sync(check_store_digest, header, view)
+        except InvalidSnapshot as exc:
+            self._drop(database, served, f"its rows are not the state it signs ({exc})")
+            return
         while served.state == "serving":
             await trio.sleep(VERIFY_INTERVAL)
             look = await self._worker.run(self._look, database, served)

@@ -25,7 +25,7 @@ def test_requests_round_trip():
 
 def test_answers_round_trip():
     assert parse_root_answer(encode_root_answer(None)) is None
-    assert parse_root_answer(encode_root_answer(b"root")) == b"root"
+    assert parse_root_answer(encode_root_answer((b"root", b"manifest"))) == (b"root", b"manifest")
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,14 @@ def test_malformed_requests_are_refused(payload):
 
 
 @pytest.mark.parametrize(
-    "payload", [b"\x00", encode({"root": "text"}), encode({"root": b"x", "more": 1}), encode([])]
+    "payload",
+    [
+        b"\x00",
+        encode({"root": "text", "manifest": b""}),
+        encode({"root": b"x"}),
+        encode({"root": b"x", "manifest": b"m", "more": 1}),
+        encode([]),
+    ],
 )
 def test_malformed_answers_are_refused(payload):
     with pytest.raises(ProtocolError):

@@ -155,6 +155,36 @@ def test_a_snapshot_whose_state_the_history_does_not_reproduce_is_dropped(tmp_pa
     trio.run(main)
 
 
+def test_rows_that_are_not_the_state_the_root_signs_are_dropped(tmp_path):
+    async def main():
+        async with AsyncExitStack() as stack:
+            a, b, address = await _pair(stack, tmp_path)
+            # The root signs the honest digests but lists chunks of a doctored state: the
+            # history would agree with the digests, so the rows themselves must be checked.
+            honest = build_snapshot(await _memory_copy(a, address), a.repo.keypair, created=0)
+            doctored = await _memory_copy(a, address)
+            row = doctored.space.table("keyvalue.keys").get(b"k9")
+            doctored.space.table("keyvalue.keys").put(b"k9", [row[0], row[1], "forged"])
+            rows = build_snapshot(doctored, a.repo.keypair, created=0)
+            body = decode(honest.root)["snapshot"]
+            body["chunks"] = [c for c, _ in rows.chunks]
+            body["rows"] = rows.header.rows
+            body["created"] = int(time.time())
+            root = encode(
+                {"snapshot": body, "signature": a.repo.keypair.sign(DOMAIN + encode(body))}
+            )
+            forged = type(honest)(CID.for_block(root), root, honest.header, rows.chunks)
+            await _offer(a, address, forged)
+            followed = await b.follow(address)
+            await _wait_state(b, address, "dropped")
+            assert "not the state it signs" in b.snapshots.status(address)["status"]
+            assert followed.view is None
+            await converged([a, b], address)
+            assert await b.read(address, lambda d: d.store.get("k9")) == 9
+
+    trio.run(main)
+
+
 def test_a_snapshot_of_heads_the_history_never_holds_is_dropped_as_stale(tmp_path):
     async def main():
         async with AsyncExitStack() as stack:
