@@ -66,9 +66,12 @@ __all__ = [
     "MAX_ROOT_BYTES",
     "SNAPSHOT_VERSION",
     "BuiltSnapshot",
+    "Capture",
     "SnapshotHeader",
     "assemble_store",
+    "build_from",
     "build_snapshot",
+    "capture",
     "check_store_digest",
     "check_trust",
     "decode_chunk",
@@ -160,53 +163,96 @@ class BuiltSnapshot:
     chunks: tuple[tuple[CID, bytes], ...]
 
 
-def build_snapshot(
-    database: Database, keypair: Keypair, *, created: int, chunk_bytes: int = CHUNK_BYTES
-) -> BuiltSnapshot:
-    """A snapshot of ``database``'s state now, signed by ``keypair``; ``created``: the time to
-    record (whole seconds since the epoch; the caller's clock). Reads every row of the store once
-    (O(rows)); the caller holds the database still meanwhile, so heads, rows and digests are one
-    state."""
+@dataclass(frozen=True)
+class Capture:
+    """What a snapshot is made of, copied out of a database in one state (:func:`capture`): the
+    cheap part, done while the database is held still; :func:`build_from` does the rest."""
+
+    manifest: Manifest
+    rows: list[tuple[str, bytes, Any]]
+    heads: list[CID]
+    entries: int
+    invalid: int
+    access: Any
+    sums: tuple[int, bytes]
+
+
+def capture(database: Database) -> Capture:
+    """Copy the store's rows and the log's facts (heads, counts, access, range sums): O(rows)
+    reads and nothing else."""
     manifest = database.manifest
-    tables = store_tables(manifest.store, manifest.options)
+    log = database.log
+    count, total = LogItems(log).aggregate(b"", TOP)
+    return Capture(
+        manifest=manifest,
+        rows=list(_rows(database.space, store_tables(manifest.store, manifest.options))),
+        heads=sorted(log.heads, key=lambda c: c.bytes),
+        entries=len(log),
+        invalid=log.invalid_count,
+        access=log.access.describe(),
+        sums=(count, fingerprint_of(count, total)),
+    )
+
+
+def _array_head(n: int) -> bytes:
+    """The DAG-CBOR head of an array of ``n`` items (major type 4, shortest form)."""
+    if n < 24:
+        return bytes((0x80 | n,))
+    for extra, code in ((1, 24), (2, 25), (4, 26), (8, 27)):
+        if n < 1 << (8 * extra):
+            return bytes((0x80 | code,)) + n.to_bytes(extra, "big")
+    raise InvalidSnapshot("too many rows in one chunk")  # pragma: no cover
+
+
+#: ``{"rows": `` as DAG-CBOR: a map of one entry, the text key "rows".
+_CHUNK_PREFIX: Final = b"\xa1\x64rows"
+
+
+def build_from(
+    captured: Capture, keypair: Keypair, *, created: int, chunk_bytes: int = CHUNK_BYTES
+) -> BuiltSnapshot:
+    """The signed snapshot of a :class:`Capture` (``created``: whole seconds since the epoch, by
+    the caller's clock). Each row is encoded once: a chunk's block is its rows' encodings after
+    the array's head, which is exactly the DAG-CBOR of ``{"rows": [...]}``. The store digest is
+    that of the store the rows make (as a follower assembles it), so the database need not be
+    held meanwhile."""
+    manifest = captured.manifest
     chunks: list[tuple[CID, bytes]] = []
-    batch: list[list[Any]] = []
-    size = rows = 0
+    batch: list[bytes] = []
+    size = 0
 
     def cut() -> None:
         nonlocal batch, size
-        block = encode({"rows": batch})
+        block = _CHUNK_PREFIX + _array_head(len(batch)) + b"".join(batch)
         chunks.append((CID.for_block(block), block))
         batch, size = [], 0
 
-    for name, key, value in _rows(database.space, tables):
-        row = [name, key, value]
-        batch.append(row)
-        rows += 1
-        # The value's encoded size, bounded from below by its key: one encode per row is the
-        # cost of building, paid again by nothing.
-        size += len(key) + len(encode(value)) + len(name) + 4
+    for name, key, value in captured.rows:
+        encoded = encode([name, key, value])
+        batch.append(encoded)
+        size += len(encoded)
         if size >= chunk_bytes:
             cut()
     if batch or not chunks:
         cut()
     if len(chunks) > MAX_CHUNKS:
         raise InvalidSnapshot(f"{len(chunks)} chunks exceed {MAX_CHUNKS}: build with larger chunks")
-    log = database.log
-    count, total = LogItems(log).aggregate(b"", TOP)
-    heads = sorted(log.heads, key=lambda c: c.bytes)
+    space = MemorySpace()
+    for name, key, value in captured.rows:
+        space.table(name).put(key, value)
+    store_digest = open_store(manifest.store, manifest.options, space).digest()
     body: dict[str, Any] = {
         "v": SNAPSHOT_VERSION,
         "database": manifest.cid,
         "store": manifest.store,
-        "heads": heads,
-        "entries": len(log),
-        "invalid": log.invalid_count,
-        "access": log.access.describe(),
-        "sums": [count, fingerprint_of(count, total)],
-        "store_digest": database.store.digest(),
-        "digest": database.digest(),
-        "rows": rows,
+        "heads": captured.heads,
+        "entries": captured.entries,
+        "invalid": captured.invalid,
+        "access": captured.access,
+        "sums": list(captured.sums),
+        "store_digest": store_digest,
+        "digest": state_digest(captured.heads, captured.access, captured.invalid, store_digest),
+        "rows": len(captured.rows),
         "chunks": [cid for cid, _ in chunks],
         "created": int(created),
         "signer": keypair.did,
@@ -215,6 +261,14 @@ def build_snapshot(
     root = encode({"snapshot": body, "signature": signature})
     root_cid = CID.for_block(root)
     return BuiltSnapshot(root_cid, root, decode_root(root_cid, root), tuple(chunks))
+
+
+def build_snapshot(
+    database: Database, keypair: Keypair, *, created: int, chunk_bytes: int = CHUNK_BYTES
+) -> BuiltSnapshot:
+    """A snapshot of ``database``'s state now, signed by ``keypair``: :func:`capture` then
+    :func:`build_from`."""
+    return build_from(capture(database), keypair, created=created, chunk_bytes=chunk_bytes)
 
 
 # -- checking --------------------------------------------------------------------------------------

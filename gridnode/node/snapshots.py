@@ -57,7 +57,8 @@ from crdt.snapshot import (
     BuiltSnapshot,
     SnapshotHeader,
     assemble_store,
-    build_snapshot,
+    build_from,
+    capture,
     check_store_digest,
     check_trust,
     decode_chunk,
@@ -193,36 +194,44 @@ class Snapshots:
         signed with this node's key; describe it."""
         from gridnode import ops  # ops imports the node's rooms' neighbours; late on purpose
 
-        def build() -> BuiltSnapshot:
+        def resolve() -> StoredDatabase:
             database = ops.resolve(self.repo, ref)
             if database.private:
                 raise InvalidRequest(f"{database.address} is private: it has no snapshots")
-            return self._build(database)
+            return database
 
-        built = await self._worker.run(build)
+        database = await self._worker.run(resolve)
+        built = await self._build(database)
         log.info(
             "published snapshot %s of %s: %d entries, %d rows in %d chunks",
             built.root_cid,
-            "/gridnode/" + str(built.header.database),
+            database.address,
             built.header.entries,
             built.header.rows,
             len(built.chunks),
         )
         return _describe_built(built)
 
-    def _build(self, database: StoredDatabase) -> BuiltSnapshot:
-        # In the storage worker: the heads, rows and digests are one state.
-        built = build_snapshot(database.database, self.repo.keypair, created=int(time.time()))
+    async def _build(self, database: StoredDatabase) -> BuiltSnapshot:
+        # The storage worker only copies the rows and the log's facts (one state); encoding,
+        # hashing and signing run in a thread, so the node answers meanwhile.
+        captured = await self._worker.run(capture, database.database)
+        built = await trio.to_thread.run_sync(
+            partial(build_from, captured, self.repo.keypair, created=int(time.time()))
+        )
+        await self._worker.run(self._keep, database.address, built)
+        return built
+
+    def _keep(self, address: str, built: BuiltSnapshot) -> None:
         sql = self.repo.sql
-        old = published_root(sql, database.address)
+        old = published_root(sql, address)
         with sql.transaction():
             for cid, block in built.chunks:
                 sql.put_block(cid.bytes, block)
             sql.put_block(built.root_cid.bytes, built.root)
-            set_published_root(sql, database.address, built.root_cid.bytes)
+            set_published_root(sql, address, built.root_cid.bytes)
             if old is not None and old != built.root_cid.bytes:
                 self._drop_blocks(old, keep={c.bytes for c, _ in built.chunks})
-        return built
 
     def _drop_blocks(self, root: bytes, keep: set[bytes]) -> None:
         sql = self.repo.sql
@@ -242,22 +251,25 @@ class Snapshots:
             await trio.sleep(self.interval)
             for address in self._addresses():
                 try:
-                    await self._worker.run(self._publish_if_moved, address, last)
+                    database = await self._worker.run(self._moved, address, last)
+                    if database is not None:
+                        heads = database.heads
+                        built = await self._build(database)
+                        last[address] = heads
+                        log.info("scheduled snapshot %s of %s", built.root_cid, address)
                 except GridnodeError as exc:
                     log.warning("scheduled snapshot of %s failed: %s", address, exc)
 
-    def _publish_if_moved(self, address: str, last: dict[str, tuple[CID, ...]]) -> None:
+    def _moved(self, address: str, last: dict[str, tuple[CID, ...]]) -> StoredDatabase | None:
+        """The database at ``address`` if a scheduled snapshot of it is due: this node is an
+        admin of it, it is public, its heads moved since the last, and reads are its own."""
         database = self.repo.database(address)
         if database.private or self.repo.did not in database.manifest.admins:
-            return
+            return None
         heads = database.heads
-        if not heads or last.get(address) == heads:
-            return
-        if database.view is not None:
-            return  # what it serves is not yet its own verified state
-        built = self._build(database)
-        last[address] = heads
-        log.info("scheduled snapshot %s of %s", built.root_cid, address)
+        if not heads or last.get(address) == heads or database.view is not None:
+            return None
+        return database
 
     def published(self, database: StoredDatabase) -> dict[str, Any] | None:
         """The newest snapshot this node published of ``database`` (storage worker)."""

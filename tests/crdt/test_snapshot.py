@@ -56,6 +56,14 @@ def test_snapshot_round_trip_gives_the_same_state(kind, seed):
     assert len(store) == len(db.store)
 
 
+@pytest.mark.parametrize("kind", STORE_TYPES)
+def test_chunk_blocks_are_the_canonical_encoding_of_their_rows(kind):
+    _manifest, replicas = simulate(kind, 7, 60)
+    built = build_snapshot(replicas[0], ADMIN, created=NOW, chunk_bytes=100)
+    for _cid, block in built.chunks:
+        assert encode(decode(block)) == block
+
+
 def test_rows_are_cut_into_chunks_in_order():
     db = _database(n=200)
     built = build_snapshot(db, ADMIN, created=NOW, chunk_bytes=512)
@@ -171,3 +179,16 @@ def test_trust_signer_database_and_age():
     check_trust(by_writer.header, db.manifest, now=NOW, trusted=[WRITERS[0].did])
     with pytest.raises(UntrustedSnapshot, match="another database"):
         check_trust(built.header, _database("events", 2).manifest, now=NOW)
+
+
+@pytest.mark.parametrize("n", [1, 23, 24, 255, 256, 400])
+def test_a_chunk_of_any_row_count_is_canonical(n):
+    db = _database(n=n)
+    db.write(ADMIN, {"op": "meta", "key": "m", "value": 1})
+    for i in range(n):
+        db.write(ADMIN, {"op": "put", "key": f"x{i}", "value": i})
+    built = build_snapshot(db, ADMIN, created=NOW, chunk_bytes=1 << 30)
+    assert len(built.chunks) == 1
+    block = built.chunks[0][1]
+    assert encode(decode(block)) == block
+    assert len(decode(block)["rows"]) == built.header.rows
