@@ -121,6 +121,7 @@ async def first_read(
             served = getattr(fresh, "snapshots", None)
             assert served is not None and served.status(address) is not None, "no snapshot"
             result["fetch"] = served.status(address)["fetch_seconds"]
+            print(f"# {n:,}: fetch timings {served.status(address)['timings']}", flush=True)
             with trio.fail_after(1800):
                 while served.status(address)["state"] == "serving":
                     await trio.sleep(0.05)

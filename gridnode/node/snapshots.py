@@ -98,6 +98,8 @@ VERIFY_INTERVAL: Final = 1.0
 #: missing, and yet not the snapshot's heads, before the snapshot is called stale.
 _STALE_LOOKS: Final = 2
 _READ: Final = 64 * 1024
+#: Chunk requests in flight per peer.
+_IN_FLIGHT: Final = 2
 
 
 @dataclass
@@ -112,8 +114,10 @@ class ServedSnapshot:
     applied: int = 0
     reason: str = ""
     peers: list[str] = field(default_factory=list)
-    #: Seconds (trio's clock) from asking the peers to serving reads.
+    #: Seconds (trio's clock) from asking the peers to serving reads, and its parts: the roots
+    #: asked for, the chunks fetched and decoded, the store assembled.
     fetch_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
     #: When reads began to be served from it (trio's clock).
     since: float = 0.0
     _stale_looks: int = 0
@@ -142,6 +146,7 @@ class ServedSnapshot:
             "entries": self.header.entries,
             "verified_percent": self.verified_percent,
             "fetch_seconds": round(self.fetch_seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -371,14 +376,16 @@ class Snapshots:
         started = trio.current_time()
         with trio.move_on_after(timeout):
             offers = await self._ask_roots(manifest_cid)
+            asked = trio.current_time()
             for header, manifest, peers in offers:
                 if manifest.private:
                     continue
-                store = await self._fetch(header, manifest, peers)
+                timings = {"ask": asked - started}
+                store = await self._fetch(header, manifest, peers, timings)
                 if store is None:
                     continue
                 database = await self._worker.run(self.repo.add_database, manifest)
-                served = ServedSnapshot(database.address, header, peers=peers)
+                served = ServedSnapshot(database.address, header, peers=peers, timings=timings)
                 served.since = trio.current_time()
                 served.fetch_seconds = served.since - started
                 self.served[database.address] = served
@@ -459,7 +466,11 @@ class Snapshots:
         return found
 
     async def _fetch(
-        self, header: SnapshotHeader, manifest: Manifest, peers: list[str]
+        self,
+        header: SnapshotHeader,
+        manifest: Manifest,
+        peers: list[str],
+        timings: dict[str, float],
     ) -> Store | None:
         """The snapshot's chunks from ``peers`` at once, each checked on arrival; the store
         they assemble into, or ``None`` (a peer sending a bad chunk is given no more)."""
@@ -488,16 +499,21 @@ class Snapshots:
                     failed.append(peer)
                     return
 
+        began = trio.current_time()
         async with trio.open_nursery() as nursery:
             for peer in peers:
-                nursery.start_soon(fetch_from, peer)
+                # Two requests in flight per peer: one range decodes while the next arrives.
+                for _ in range(_IN_FLIGHT):
+                    nursery.start_soon(fetch_from, peer)
+        timings["chunks"] = trio.current_time() - began
         if any(r is None for r in rows):
             log.info("snapshot %s: no peer sent every chunk", header.cid)
             return None
+        began = trio.current_time()
         try:
             # The rows' digest is checked after reads begin (:meth:`_verify`): it costs a
             # whole-state encode, and nothing is trusted before it is done but the signed rows.
-            return await trio.to_thread.run_sync(
+            store: Store = await trio.to_thread.run_sync(
                 partial(
                     assemble_store,
                     header,
@@ -506,6 +522,8 @@ class Snapshots:
                     check_digest=False,
                 )
             )
+            timings["assemble"] = trio.current_time() - began
+            return store
         except InvalidSnapshot as exc:
             self._refused.add(header.cid)
             log.warning("snapshot %s by %s refused: %s", header.cid, header.signer, exc)
