@@ -15,13 +15,14 @@ runs in this one. For each size, two fresh replicas follow it in turn:
   key and a middle one, both checked) is timed, then the time until the history behind it is
   verified (its state digest compared).
 
-Peak RSS of this process (the follower) is printed after each run (ru_maxrss: it only grows, so
-the second run's figure covers both).
+The source is prepared, and each follower runs, in a process of its own, so the peak RSS printed
+is the follower's alone (ru_maxrss of its process).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -42,7 +43,7 @@ LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 VALUE = "x" * 380
 
 
-def prepare_source(root: Path, n: int, snapshot: bool) -> tuple[Path, str, float]:
+def prepare_source(root: Path, n: int, snapshot: bool) -> tuple[str, str, float]:
     """A data dir with a keyvalue database of ``n`` puts (and its snapshot, if asked); the
     seconds the snapshot took to build."""
     data_dir = root / "source"
@@ -62,13 +63,14 @@ def prepare_source(root: Path, n: int, snapshot: bool) -> tuple[Path, str, float
 
             start = time.perf_counter()
             made = build_snapshot(db.database, repo.keypair, created=int(time.time()))
+            # (A running node builds in a thread, the storage worker only copying the rows.)
             with repo.sql.transaction():
                 for cid, block in made.chunks:
                     repo.sql.put_block(cid.bytes, block)
                 repo.sql.put_block(made.root_cid.bytes, made.root)
                 set_published_root(repo.sql, db.address, made.root_cid.bytes)
             built = time.perf_counter() - start
-        return data_dir, db.address, built
+        return str(data_dir), db.address, built
 
 
 async def serve_forever(data_dir: Path) -> None:
@@ -132,6 +134,24 @@ async def first_read(
 
 
 def run_one(root: Path, source_dir: Path, address: str, n: int, snapshot: bool) -> dict[str, float]:
+    """One follower, in a process of its own (``--follow``)."""
+    way = "snapshot" if snapshot else "history"
+    done = subprocess.run(
+        [sys.executable, __file__, "--follow", way, str(root), str(source_dir), address, str(n)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines = done.stdout.splitlines()
+    for line in lines[:-1]:
+        print(line, flush=True)
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
+def follow_in_this_process(
+    root: Path, source_dir: Path, address: str, n: int, snapshot: bool
+) -> dict[str, float]:
     source = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(source_dir)],
         stdin=subprocess.PIPE,
@@ -157,9 +177,22 @@ def main() -> None:
         "--only", choices=("snapshot", "history"), help="run one of the two ways only"
     )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--follow", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         trio.run(serve_forever, args.serve)
+        return
+    if args.follow:
+        way, root, source_dir, address, n = args.follow
+        result = follow_in_this_process(
+            Path(root), Path(source_dir), address, int(n), way == "snapshot"
+        )
+        print(json.dumps(result), flush=True)
+        return
+    if args.prepare:
+        root, n, snapshot = args.prepare
+        print(json.dumps(prepare_source(Path(root), int(n), snapshot == "yes")), flush=True)
         return
     sizes = [1_000] if args.quick else (args.sizes or [10_000, 100_000])
     ways = [args.only == "snapshot"] if args.only else [False, True]
@@ -174,7 +207,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         for n in sizes:
             root = Path(tmp) / f"s{n}"
-            source_dir, address, built = prepare_source(root, n, snapshot=True in ways)
+            made = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--prepare",
+                    str(root),
+                    str(n),
+                    "yes" if True in ways else "no",
+                ],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            source, address, built = json.loads(made.stdout.splitlines()[-1])
+            source_dir = Path(source)
             for snapshot in ways:
                 r = run_one(root, source_dir, address, n, snapshot)
                 print(
