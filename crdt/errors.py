@@ -311,3 +311,16 @@ class CarLimitExceeded(InvalidCar):
 
 class CarUnverifiable(InvalidCar):
     """A CAR block whose CID uses a hash function gridnode cannot compute, read with verification."""
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+class InvalidSnapshot(InvalidBlock):
+    """A snapshot block (its signed root or a chunk of rows) that cannot be accepted: malformed,
+    forged, of another database, or whose rows do not hash to what the root signs."""
+
+
+class UntrustedSnapshot(InvalidSnapshot):
+    """A well-formed snapshot this replica will not serve from: a signer it does not trust, or
+    an age outside the bounds it was configured with."""

@@ -129,6 +129,18 @@ profile = "{profile}"
 # commit, shared by the writes that arrive together); "process", handed to the operating system
 # (it survives a crash of gridnode, not of the machine; no fsync per commit).
 # durability = "full"
+
+# Signed snapshots (docs/spec.md §16). A fresh follow serves reads from the newest snapshot its
+# peers offer (signed by one of the database's admins or by a key listed in snapshot_signers,
+# between snapshot_min_age and snapshot_max_age seconds old; 0: no bound) while it verifies the
+# history behind it; snapshots = false verifies everything before serving. snapshot_interval:
+# seconds between snapshots of the databases this node administers (0: only on demand, with
+# 'gridnode db snapshot publish').
+# snapshots = true
+# snapshot_signers = []
+# snapshot_min_age = 0.0
+# snapshot_max_age = 604800.0
+# snapshot_interval = 0.0
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -197,6 +209,11 @@ class Config:
     drop_unlisted: bool = False
     max_storage: int = 0
     durability: str = "full"
+    snapshots: bool = True
+    snapshot_signers: list[str] = field(default_factory=list)
+    snapshot_min_age: float = 0.0
+    snapshot_max_age: float = 604800.0
+    snapshot_interval: float = 0.0
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
@@ -361,9 +378,17 @@ def _check(key: str, value: Any, where: str) -> Any:
         if key == "max_connections" and value < 1:
             raise ConfigError(f"{where}: {key} must be at least 1")
         return value
+    if key in _ZERO_MEANS_NONE:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ConfigError(f"{where}: {key} must be a non-negative number")
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{where}: {key} must be a positive number")
     return float(value)
+
+
+#: Seconds settings where 0 means "no bound" or "never" rather than being refused.
+_ZERO_MEANS_NONE: Final = frozenset({"snapshot_min_age", "snapshot_max_age", "snapshot_interval"})
 
 
 def _from_env(key: str, text: str) -> Any:

@@ -86,6 +86,10 @@ class StoredDatabase:
         self.repo = repo
         self.manifest = manifest
         self.address = manifest.address
+        #: A store assembled from a signed snapshot that reads are served from while the history
+        #: behind it arrives and is verified (gridnode/node/snapshots.py); ``None``: reads come
+        #: from the database's own, verified store.
+        self.view: Store | None = None
         self._db = self._open()
 
     def _open(self) -> Database:
@@ -151,8 +155,21 @@ class StoredDatabase:
 
     @property
     def store(self) -> Store:
-        """The store, for reads (queries are answered from the materialised state)."""
-        return self._db.store
+        """The store, for reads (queries are answered from the materialised state): a signed
+        snapshot's (:attr:`view`) while one is served, else the database's own."""
+        view = self.view
+        return self._db.store if view is None else view
+
+    @property
+    def database(self) -> Database:
+        """The crdt database itself (its own store, never the :attr:`view`): to build a
+        snapshot of it; use it only in the storage worker."""
+        return self._db
+
+    def applied(self, cids: Sequence[CID]) -> list[CID]:
+        """Those of ``cids`` this database has applied."""
+        log = self._db.log
+        return [c for c in cids if c in log]
 
     @property
     def heads(self) -> tuple[CID, ...]:

@@ -194,8 +194,19 @@ class ApiClient:
     def create(self, request: CreateRequest) -> dict[str, Any]:
         return self._post("/db", request.to_json())  # type: ignore[no-any-return]
 
-    def follow(self, address: str) -> dict[str, Any]:
-        return self._post("/follow", {"address": address})  # type: ignore[no-any-return]
+    def follow(self, address: str, *, snapshot: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"address": address}
+        if not snapshot:
+            body["snapshot"] = False
+        return self._post("/follow", body)  # type: ignore[no-any-return]
+
+    def snapshot_publish(self, ref: str) -> dict[str, Any]:
+        """``POST /db/{ref}/snapshot``: publish a signed snapshot of the database now."""
+        return self._post(_db_path(ref, "snapshot"), {})  # type: ignore[no-any-return]
+
+    def snapshot_show(self, ref: str) -> dict[str, Any]:
+        """``GET /db/{ref}/snapshot``: the snapshot published, and the one served from."""
+        return self._get(_db_path(ref, "snapshot"))  # type: ignore[no-any-return]
 
     def unfollow(self, address: str) -> dict[str, Any]:
         return self._post("/unfollow", {"address": address})  # type: ignore[no-any-return]

@@ -93,6 +93,9 @@ async def status(node: Node, request: Request) -> Response:
             if address == row["address"]
         ]
         row["replicas"] = replicas[row["address"]]
+        snapshot = node.snapshots.status(row["address"])
+        if snapshot is not None:
+            row["snapshot"] = snapshot
     return Response(
         200,
         {
@@ -214,8 +217,39 @@ async def create_database(node: Node, request: Request) -> Response:
 
 
 async def follow(node: Node, request: Request) -> Response:
-    database = await node.follow(_address_body(await request.json()))
+    body = await request.json()
+    snapshot = True
+    if type(body) is dict and "snapshot" in body:
+        # {"address", "snapshot": false}: verify the whole history before serving reads.
+        body = dict(body)
+        snapshot = body.pop("snapshot")
+        if type(snapshot) is not bool:
+            raise InvalidRequest('"snapshot" is true or false')
+    database = await node.follow(_address_body(body), snapshot=snapshot)
     return Response(200, await _run(node, lambda: ops.info(database, digest=False)))
+
+
+async def snapshot_publish(node: Node, request: Request) -> Response:
+    """``POST /db/{db}/snapshot``: build, keep and offer a signed snapshot of the database."""
+    body = await request.json()
+    if body != {}:
+        raise InvalidRequest("the body is {}")
+    return Response(200, await node.snapshots.publish(_ref(request)))
+
+
+async def snapshot_show(node: Node, request: Request) -> Response:
+    """``GET /db/{db}/snapshot``: the newest snapshot this node published of the database, and
+    the one it serves reads from (or did)."""
+    database = await _resolve(node, _ref(request))
+    published = await _run(node, node.snapshots.published, database)
+    return Response(
+        200,
+        {
+            "address": database.address,
+            "published": published,
+            "served": node.snapshots.status(database.address),
+        },
+    )
 
 
 async def unfollow(node: Node, request: Request) -> Response:

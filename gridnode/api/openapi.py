@@ -374,8 +374,15 @@ def openapi(version: str) -> dict[str, Any]:
         },
         "/follow": {
             "post": _post(
-                "keep and replicate a database a connected peer has",
-                address_body,
+                "keep and replicate a database a connected peer has (from a signed snapshot at "
+                'once, unless "snapshot": false)',
+                {
+                    **address_body,
+                    "properties": {
+                        "address": {"type": "string"},
+                        "snapshot": {"type": "boolean"},
+                    },
+                },
                 _json(info, "the database"),
                 404,
             )
@@ -465,6 +472,35 @@ def openapi(version: str) -> dict[str, Any]:
                 500,
                 params=[_DB],
             )
+        },
+        "/db/{db}/snapshot": {
+            "get": _get(
+                "the newest signed snapshot this node published of the database, and the one "
+                "it serves reads from (as `gridnode db snapshot show`)",
+                _json(
+                    _obj(
+                        {
+                            "address": {"type": "string"},
+                            "published": {"type": ["object", "null"]},
+                            "served": {"type": ["object", "null"]},
+                        }
+                    ),
+                    "published and served snapshots",
+                ),
+                400,
+                404,
+                params=[_DB],
+            ),
+            "post": {
+                **_post(
+                    "build, keep and offer a signed snapshot of the database now (as "
+                    "`gridnode db snapshot publish`)",
+                    {"type": "object", "additionalProperties": False},
+                    _json(_obj({"root": {"type": "string"}}), "the snapshot published"),
+                    404,
+                ),
+                "parameters": [_DB],
+            },
         },
         "/db/{db}/replicas": {
             "get": _get(

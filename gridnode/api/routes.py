@@ -58,6 +58,8 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/catalog"): handlers.read,
     ("GET", "/db/{db}/car"): handlers.car,
     ("GET", "/db/{db}/replicas"): handlers.replicas,
+    ("POST", "/db/{db}/snapshot"): handlers.snapshot_publish,
+    ("GET", "/db/{db}/snapshot"): handlers.snapshot_show,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,
     ("HEAD", "/ipfs/{cid}"): handlers.ipfs,
 }

@@ -168,18 +168,29 @@ def db_create(
     metavar="SECONDS",
     help="With --wait: exit 1 if not caught up after SECONDS.",
 )
+@click.option(
+    "--no-snapshot",
+    is_flag=True,
+    help="Verify the whole history before serving reads, instead of serving them at once from "
+    "the newest signed snapshot a peer offers.",
+)
 @json_option
 @click.pass_context
-def db_follow(ctx: click.Context, address: str, wait: bool, timeout: float, as_json: bool) -> None:
+def db_follow(
+    ctx: click.Context, address: str, wait: bool, timeout: float, no_snapshot: bool, as_json: bool
+) -> None:
     """Keep and replicate a database another node has (needs a running node).
 
     The running node fetches the database's manifest from a connected peer, checks it against
-    ADDRESS and starts syncing; prints the address. Exits 1 if no connected peer has it.
+    ADDRESS and starts syncing; prints the address. Exits 1 if no connected peer has it. A
+    database the node holds nothing of yet is served at once from the newest signed snapshot
+    the peers offer (signed by an admin or a trusted signer), while the history behind it is
+    verified ('gridnode status' says how far).
     """
     endpoint = endpoint_of(ctx)
     if not endpoint.running:
         raise CliError("'db follow' needs a running node: start it with 'gridnode start'")
-    info = endpoint.follow(address)
+    info = endpoint.follow(address, snapshot=not no_snapshot)
     if wait:
         from gridnode.progress import wait_for_catch_up
 
@@ -188,6 +199,60 @@ def db_follow(ctx: click.Context, address: str, wait: bool, timeout: float, as_j
         emit(info)
     else:
         click.echo(info["address"])
+
+
+@db.group("snapshot")
+def db_snapshot() -> None:
+    """Signed snapshots of a database's state: publish one, show what is published and served.
+
+    A fresh follower serves reads from the newest snapshot at once and verifies the history
+    behind it (docs/spec.md, "Signed snapshots").
+    """
+
+
+@db_snapshot.command("publish")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_snapshot_publish(ctx: click.Context, address: str, as_json: bool) -> None:
+    """Build a snapshot of the database now, signed with this node's key, and offer it to
+    peers (needs a running node); prints its root CID."""
+    endpoint = endpoint_of(ctx)
+    if not endpoint.running:
+        raise CliError("'db snapshot publish' needs a running node: start it with 'gridnode start'")
+    info = database_info(ctx, address)
+    published = endpoint.snapshot_publish(info["address"])
+    if as_json:
+        emit(published)
+    else:
+        click.echo(published["root"])
+
+
+@db_snapshot.command("show")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_snapshot_show(ctx: click.Context, address: str, as_json: bool) -> None:
+    """The newest snapshot this node published of the database, and the one it serves reads
+    from (or did: verified, or dropped and who signed it); needs a running node."""
+    endpoint = endpoint_of(ctx)
+    if not endpoint.running:
+        raise CliError("'db snapshot show' needs a running node: start it with 'gridnode start'")
+    info = database_info(ctx, address)
+    shown = endpoint.snapshot_show(info["address"])
+    if as_json:
+        emit(shown)
+        return
+    published = shown["published"]
+    if published is None:
+        click.echo("published: none")
+    else:
+        click.echo(
+            f"published: {published['root']} ({published['entries']} entries, "
+            f"{published['chunks']} chunks, signed by {published['signer']})"
+        )
+    served = shown["served"]
+    click.echo("served: none" if served is None else f"served: {served['status']}")
 
 
 @db.command("restore")

@@ -254,6 +254,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         table(columns, rows)
     else:
         click.echo("databases: none")
+    for info in report["databases"]:
+        if info.get("snapshot"):
+            click.echo(f"{info['name']}: {info['snapshot']['status']}")
 
 
 def _replicas(counts: dict[str, Any] | None) -> str:

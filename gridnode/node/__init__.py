@@ -58,6 +58,7 @@ from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.replicas import ReplicaStatements
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
+from gridnode.node.snapshots import Snapshots
 from gridnode.node.stats import (
     MAX_EVENTS,
     NodeCounters,
@@ -172,6 +173,17 @@ class Node:
             peers=host.peers,
             count_join=self.count_join,
         )
+        #: Signed snapshots: publish, serve, follow from one (gridnode/node/snapshots.py).
+        self.snapshots = Snapshots(
+            repo,
+            host,
+            nursery,
+            self.worker,
+            self.stats,
+            self.budgets,
+            addresses=self.replication.addresses,
+            pulling=self.replication.pulling,
+        )
         self.catalogs = Catalogs(
             repo,
             nursery,
@@ -192,6 +204,7 @@ class Node:
         await self.replicas.start()
         await self.peering.start(bootstrap)
         self.restorer.start()
+        self.snapshots.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
 
@@ -328,12 +341,20 @@ class Node:
         await self.catalogs.unfollowed_by_hand(database.address)
         return database
 
-    async def follow(self, address: str, *, timeout: float = 30.0) -> StoredDatabase:
+    async def follow(
+        self, address: str, *, timeout: float = 30.0, snapshot: bool = True
+    ) -> StoredDatabase:
         """Keep and replicate a database another node has: fetch its manifest from a connected
-        peer (verified against the address), then sync. Raises
+        peer (verified against the address), then sync. A database the node holds nothing of
+        yet is served from the newest trusted signed snapshot its peers offer, at once, while
+        the history behind it arrives and is verified (:mod:`gridnode.node.snapshots`);
+        ``snapshot=False`` (or config ``snapshots = false``): verify everything first. Raises
         :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it,
         :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage`` (and
         does not replicate it already)."""
+        if snapshot and await self.snapshots.fresh(address):
+            # Reads served from the snapshot before the first pull starts.
+            await self.snapshots.follow_from_snapshot(address, timeout=timeout)
         database = await self.replication.follow(address, timeout=timeout)
         await self.catalogs.followed_by_hand(database.address)
         return database
