@@ -114,6 +114,10 @@ class StoredDatabase:
             # A log written before revocations held (docs/spec.md §8): judge it once.
             with self.repo.sql.transaction():
                 database.upgrade()
+        if not database.store.sum_indexed:
+            # A store written before its state sum was kept (docs/spec.md §16): sum it once.
+            with self.repo.sql.transaction():
+                database.store.index_sum()
         return database
 
     def expire_pending(self, now: float | None = None) -> int:
