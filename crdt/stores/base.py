@@ -150,8 +150,10 @@ class Store(ABC):
     def clear(self) -> None:
         """Forget the whole state (to fold it again from the log's valid entries)."""
         for table in self._tables:
-            for key in [k for k, _ in table.range()]:
-                table.delete(key)
+            # A page of keys at a time: memory stays bounded whatever the size of the state.
+            while page := [k for k, _ in table.range(limit=256)]:
+                for key in page:
+                    table.delete(key)
 
     @classmethod
     @abstractmethod
