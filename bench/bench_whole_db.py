@@ -43,7 +43,12 @@ OPS = ["base", "open", "digest", "export", "verify", "worker"]
 
 
 def peak_mb() -> float:
-    """This process's peak RSS in MiB (Linux reports ru_maxrss in KiB)."""
+    """This process's peak RSS in MiB: ``VmHWM``, which starts afresh at exec (``ru_maxrss``
+    carries the RSS of the parent at fork: a parent that built the database would count)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -112,6 +117,8 @@ def run_op(op: str, data_dir: Path, address: str) -> dict[str, Any]:
         else:
             raise SystemExit(f"unknown op {op}")
     out["peak_mb"] = peak_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
     return out
 
 
