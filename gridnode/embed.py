@@ -124,13 +124,9 @@ async def _read(node: Node, name: str, ref: str, params: dict[str, Any]) -> dict
     """The registered read ``name`` (:data:`gridnode.ops.READS`), as the API serves it."""
     from gridnode import ops
 
-    def run() -> dict[str, Any]:
-        answer: dict[str, Any] = ops.materialize(
-            ops.run_read(name, ops.resolve(node.repo, ref), params)
-        )
-        return answer
-
-    found: dict[str, Any] = await node.worker.run(run)
+    database = await node.worker.run(ops.resolve, node.repo, ref)
+    # A read over the whole database (verify) runs a slice at a time: other calls go between.
+    found: dict[str, Any] = await node.worker.run_steps(ops.read_steps(name, database, params))
     return found
 
 

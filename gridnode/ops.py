@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from crdt.entry import Entry, decode_entry
 from crdt.errors import GridnodeError, InvalidCar, InvalidDidKey, InvalidOperation
@@ -71,7 +71,9 @@ __all__ = [
     "import_report",
     "info",
     "listing",
+    "read_steps",
     "resolve",
+    "run_to_end",
     "status_of_databases",
     "write",
     "write_group",
@@ -79,6 +81,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -474,6 +477,10 @@ class Read:
     #: The store types that have it; empty: every type.
     types: tuple[str, ...] = ()
     summary: str = ""
+    #: For a read that passes over the whole database: the same read as steps (a generator that
+    #: yields between bounded pieces of work and returns the answer), which a running node runs
+    #: a slice at a time (:meth:`~gridnode.storage.worker.StorageWorker.run_steps`).
+    steps: Callable[..., Generator[None, None, dict[str, Any]]] | None = None
 
 
 #: name -> the read; ``GET /db/{db}/{name}`` serves each (gridnode/api/routes.py).
@@ -481,7 +488,10 @@ READS: dict[str, Read] = {}
 
 
 def read(
-    name: str, *params: Param, types: Sequence[str] = ()
+    name: str,
+    *params: Param,
+    types: Sequence[str] = (),
+    steps: Callable[..., Generator[None, None, dict[str, Any]]] | None = None,
 ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
     """Register ``fn`` as the read ``name`` (see :class:`Read`); its docstring's first line is
     the summary the API's OpenAPI document and ``--help`` show."""
@@ -489,14 +499,13 @@ def read(
     def register(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
         summary = (fn.__doc__ or "").strip().split("\n\n", 1)[0]
         summary = " ".join(summary.split())
-        READS[name] = Read(name, fn, tuple(params), tuple(types), summary)
+        READS[name] = Read(name, fn, tuple(params), tuple(types), summary, steps)
         return fn
 
     return register
 
 
-def run_read(name: str, database: StoredDatabase, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The read ``name`` on ``database``, its type checked first."""
+def _checked(name: str, database: StoredDatabase, params: Mapping[str, Any]) -> Read:
     found = READS.get(name)
     if found is None:
         raise NotFound(f"no read {name!r} (reads: {', '.join(sorted(READS))})")
@@ -504,7 +513,37 @@ def run_read(name: str, database: StoredDatabase, params: Mapping[str, Any]) -> 
     if unknown:
         raise InvalidRequest(f"'{name}' takes no parameter {sorted(unknown)[0]!r}")
     _check_type_of(database, name, found.types)
-    return found.fn(database, **params)
+    return found
+
+
+def run_read(name: str, database: StoredDatabase, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The read ``name`` on ``database``, its type checked first."""
+    return _checked(name, database, params).fn(database, **params)
+
+
+def read_steps(
+    name: str, database: StoredDatabase, params: Mapping[str, Any]
+) -> Generator[None, None, dict[str, Any]]:
+    """:func:`run_read` as steps (the answer through :func:`materialize`), for a running node's
+    :meth:`~gridnode.storage.worker.StorageWorker.run_steps`: a read over the whole database
+    (its :attr:`Read.steps`) yields between pages, so the node's storage serves other calls
+    meanwhile; any other read is one step."""
+    found = _checked(name, database, params)
+    if found.steps is None:
+        answer = found.fn(database, **params)
+    else:
+        answer = yield from found.steps(database, **params)
+    return dict(materialize(answer))
+
+
+def run_to_end(steps: Generator[None, None, T]) -> T:
+    """Run steps to their end in one go (where no one else waits: the offline CLI)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
 
 
 BOUNDS: Final = ("eq", "gt", "gte", "lt", "lte")
@@ -624,14 +663,14 @@ def catalog(database: StoredDatabase) -> dict[str, Any]:
     }
 
 
-@read("verify")
-def verify(database: StoredDatabase) -> dict[str, Any]:
-    """Re-hash every stored block of the database (its manifest and each applied entry) and
-    check every entry's structure and signature: ``{"address", "blocks", "damaged"}``, each
-    damaged block ``{"cid", "reason"}``."""
+def verify_steps(database: StoredDatabase) -> Generator[None, None, dict[str, Any]]:
+    """:func:`verify` as steps: it yields after each block (a page of blocks is read at a
+    time), so a running node serves other calls between slices. A block joined meanwhile may be
+    checked or not (as with a pass started a moment later or earlier)."""
     damaged = []
     blocks = 0
     for cid, block in database.stored_blocks():
+        yield
         blocks += 1
         if block is None:
             damaged.append({"cid": str(cid), "reason": "missing from the node's SQLite file"})
@@ -646,6 +685,14 @@ def verify(database: StoredDatabase) -> dict[str, Any]:
                 {"cid": str(cid), "reason": f"{type(exc).__name__}: {describe_error(exc)}"}
             )
     return {"address": database.address, "blocks": blocks, "damaged": damaged}
+
+
+@read("verify", steps=verify_steps)
+def verify(database: StoredDatabase) -> dict[str, Any]:
+    """Re-hash every stored block of the database (its manifest and each applied entry) and
+    check every entry's structure and signature: ``{"address", "blocks", "damaged"}``, each
+    damaged block ``{"cid", "reason"}``."""
+    return run_to_end(verify_steps(database))
 
 
 def materialize(value: Any) -> Any:

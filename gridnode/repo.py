@@ -55,6 +55,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Entries read at a time by the passes over a whole log (CAR export, verify): one query each,
+#: so memory stays bounded whatever the size of the database.
+PAGE = 256
+
 #: The sources of joins the node asked for itself, by hash: blocks its bitswap walk fetched down
 #: from heads, and the blocks of a CAR file it imports. Every other source is a peer id.
 BITSWAP_SOURCE = "bitswap"
@@ -94,9 +98,10 @@ class StoredDatabase:
 
     def _open(self) -> Database:
         config = self.repo.config
+        self._space = self.repo.sql.space(self.address)
         database = Database(
             self.manifest,
-            space=self.repo.sql.space(self.address),
+            space=self._space,
             max_pending_bytes=config.pending_bytes,
             max_pending_bytes_per_source=config.pending_bytes_per_peer,
             # What is refused is fetched again by sync once the grants naming its author are
@@ -118,6 +123,10 @@ class StoredDatabase:
             # A log written before revocations held (docs/spec.md §8): judge it once.
             with self.repo.sql.transaction():
                 database.upgrade()
+        if not database.store.sum_indexed:
+            # A store written before its state sum was kept (docs/spec.md §17): sum it once.
+            with self.repo.sql.transaction():
+                database.store.index_sum()
         return database
 
     def expire_pending(self, now: float | None = None) -> int:
@@ -283,11 +292,30 @@ class StoredDatabase:
     def stored_blocks(self) -> Iterator[tuple[CID, bytes | None]]:
         """``(cid, block)`` of the manifest, then of every applied entry in the total order, as
         the bytes stand in the SQLite file now (``None`` if missing), unchecked: what
-        :func:`gridnode.ops.verify` re-hashes and re-verifies."""
+        :func:`gridnode.ops.verify` re-hashes and re-verifies. Read a page at a time
+        (:meth:`order_blocks`): memory stays bounded whatever the size of the log."""
         yield self.manifest.cid, self.repo.sql.get_block(self.manifest.cid.bytes)
-        log = self._db.log
-        for cid in log.order_cids():
-            yield cid, log.block(cid)
+        after = None
+        while True:
+            page = self.order_blocks(after)
+            for _position, cid, block in page:
+                yield cid, block
+            if len(page) < PAGE:
+                return
+            after = page[-1][0]
+
+    def order_blocks(
+        self, after: bytes | None = None, limit: int = 0
+    ) -> list[tuple[bytes, CID, bytes | None]]:
+        """One page (``limit`` entries, default :data:`PAGE`) of the applied entries in the total
+        order after the position ``after`` (clock as 8 bytes big-endian + binary CID; ``None``:
+        from the start): ``(position, cid, block)``, the block as stored (``None`` if missing),
+        unchecked. One query for the page; nothing decoded, nothing cached."""
+        table = self._space.table("log.order")
+        return [
+            (key, CID.parse(key[8:]), block)
+            for key, block in table.blocks_after(after, limit or PAGE, 8)
+        ]
 
     def block(self, cid: CID) -> bytes | None:
         """The stored block of an applied entry, checked against its CID (a sha256, cheap);
@@ -433,12 +461,18 @@ class StoredDatabase:
         damaged)."""
         yield car_v1_header_bytes([self.manifest.cid, *self.heads])
         yield car_section_bytes(self.manifest.cid, self.manifest.block)
-        for entry in self.entries():
-            if not self._intact(entry.cid, entry.block):
-                raise CorruptBlock(
-                    f"stored block {entry.cid} of {self.address} does not hash to its CID"
-                )
-            yield car_section_bytes(entry.cid, entry.block)
+        entries = self.stored_blocks()
+        next(entries)  # the manifest, above
+        for cid, block in entries:
+            yield self._section(cid, block)
+
+    def _section(self, cid: CID, block: bytes | None) -> bytes:
+        """The CAR section of a stored entry block, checked against its CID first."""
+        if block is None:
+            raise CorruptBlock(f"stored block {cid} of {self.address} is missing from the file")
+        if not self._intact(cid, block):
+            raise CorruptBlock(f"stored block {cid} of {self.address} does not hash to its CID")
+        return car_section_bytes(cid, block)
 
     def car_chunks(self) -> CarChunks:
         """:meth:`car_parts` read a chunk at a time (:class:`CarChunks`), for an answer that
@@ -484,7 +518,7 @@ class CarChunks:
             car_v1_header_bytes([database.manifest.cid, *database.heads]),
             car_section_bytes(database.manifest.cid, database.manifest.block),
         ]
-        self._after: tuple[int, bytes] | None = None
+        self._after: bytes | None = None
         self._done = False
         #: The manifest and the applied entries when the reader was made.
         self.blocks = 1 + len(database)
@@ -499,21 +533,17 @@ class CarChunks:
             return parts
         size = sum(len(p) for p in parts)
         database = self._database
-        log_ = database._db.log
-        for cid in log_.order_cids(after=self._after):
-            entry = log_.get(cid)
-            assert entry is not None
-            if not database._intact(entry.cid, entry.block):
-                raise CorruptBlock(
-                    f"stored block {entry.cid} of {database.address} does not hash to its CID"
-                )
-            parts.append(car_section_bytes(entry.cid, entry.block))
-            size += len(parts[-1])
-            self._after = (entry.clock, cid.bytes)
-            if size >= limit:
+        while True:
+            page = database.order_blocks(self._after)
+            for position, cid, block in page:
+                parts.append(database._section(cid, block))
+                size += len(parts[-1])
+                self._after = position
+                if size >= limit:
+                    return parts
+            if len(page) < PAGE:
+                self._done = True
                 return parts
-        self._done = True
-        return parts
 
 
 class _Items:

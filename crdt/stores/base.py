@@ -24,30 +24,41 @@ log's total order ``(clock, binary CID)`` wins, whatever order entries arrive in
 :meth:`Store.meta`. Winners are kept in ``"<type_name>.metaop"``: the key's UTF-8 bytes ->
 ``[clock, binary CID, value]``. They decide future merges, so :meth:`Store.state` holds them:
 a store with meta keys gives ``{"state": <its data's state>, "meta": <meta_state>}``, one with
-none the data's state alone (so its digest is the one it always had).
+none the data's state alone.
+
+**The state digest** (docs/spec.md §17) is kept as the state changes, never computed from the
+whole state when asked: every store describes its state as a set of *rows* ``(part, key,
+fingerprint)`` (a table's part name, a row key, bytes standing for the row's value: often the
+winning entry's binary CID, which fixes the value), and keeps in ``"<type_name>.meta"`` under
+``b"statesum"`` the sum modulo ``2**2048`` of :func:`row_hash` over them. Each ``apply`` that adds,
+changes or removes a row adds or subtracts its hashes in the same call (so in the same
+transaction); :meth:`Store.digest` reads one row. :meth:`Store.recompute_sum` walks the rows
+(:meth:`Store.state_rows`, a table range at a time, bounded memory) and must always agree.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
 from crdt.errors import InvalidOperation, InvalidQuery
 from crdt.ipld.cid import CID
-from crdt.ipld.dagcbor import encode
 from crdt.sortedkeys import SortedKeys
 from crdt.space import MemorySpace, Space, Table
 
 __all__ = [
     "META_OP",
+    "SUM_BYTES",
     "SortedKeys",
     "Store",
     "add_to_count",
     "read_count",
     "read_int",
+    "row_hash",
     "storable_int",
     "value_key",
 ]
@@ -58,6 +69,47 @@ _MAX_INT: Final = 2**64 - 1
 
 #: The ``"op"`` of the store-level meta op.
 META_OP: Final = "meta"
+
+#: Bytes of the state sum (docs/spec.md §17): row hashes are added modulo ``2**2048``, wide
+#: enough that no one finds a set of rows with a chosen sum (docs/decisions.md).
+SUM_BYTES: Final = 256
+_SUM_MASK: Final = (1 << (8 * SUM_BYTES)) - 1
+#: The part of the meta op's rows.
+_METAOP: Final = b"metaop"
+#: Where each store keeps its state sum, in its ``"<type_name>.meta"`` table.
+_SUM: Final = b"statesum"
+#: What the digest hashes before a store's type name and sum.
+_DIGEST_TAG: Final = b"gridnode state digest 2\x00"
+_u32 = struct.Struct(">I").pack
+
+
+def row_hash(type_name: str, part: bytes, key: bytes, fingerprint: bytes) -> int:
+    """The hash of one state row, as a number below ``2**2048``: SHAKE-256 (256 bytes out,
+    read little-endian) of the type name, the part, the key and the fingerprint, each preceded
+    by its length (4 bytes, big-endian)."""
+    name = type_name.encode()
+    h = hashlib.shake_256(
+        b"".join(
+            (
+                _u32(len(name)),
+                name,
+                _u32(len(part)),
+                part,
+                _u32(len(key)),
+                key,
+                _u32(len(fingerprint)),
+                fingerprint,
+            )
+        )
+    )
+    return int.from_bytes(h.digest(SUM_BYTES), "little")
+
+
+def digest_of_sum(type_name: str, total: int) -> bytes:
+    """SHA-256 of the tag, the type name and the sum (``SUM_BYTES``, little-endian)."""
+    return hashlib.sha256(
+        _DIGEST_TAG + type_name.encode() + b"\x00" + total.to_bytes(SUM_BYTES, "little")
+    ).digest()
 
 
 class Store(ABC):
@@ -98,8 +150,10 @@ class Store(ABC):
     def clear(self) -> None:
         """Forget the whole state (to fold it again from the log's valid entries)."""
         for table in self._tables:
-            for key in [k for k, _ in table.range()]:
-                table.delete(key)
+            # A page of keys at a time: memory stays bounded whatever the size of the state.
+            while page := [k for k, _ in table.range(limit=256)]:
+                for key in page:
+                    table.delete(key)
 
     @classmethod
     @abstractmethod
@@ -126,8 +180,67 @@ class Store(ABC):
         """
 
     def digest(self) -> bytes:
-        """SHA-256 of the DAG-CBOR encoding of :meth:`state`: what two replicas compare."""
-        return hashlib.sha256(encode(self.state())).digest()
+        """What two replicas compare (docs/spec.md §17): a hash of the state sum, which applies
+        keep; reads one row. Equal to :meth:`recompute_digest` (a test holds it to that)."""
+        return digest_of_sum(self.type_name, self._sum())
+
+    def recompute_digest(self) -> bytes:
+        """:meth:`digest` computed again from the rows of the state (:meth:`recompute_sum`)."""
+        return digest_of_sum(self.type_name, self.recompute_sum())
+
+    def recompute_sum(self) -> int:
+        """The state sum from the rows (:meth:`state_rows`): linear in the state, memory
+        bounded (tables are read a range at a time)."""
+        total = 0
+        name = self.type_name
+        for part, key, fingerprint in self.state_rows():
+            total += row_hash(name, part, key, fingerprint)
+        return total & _SUM_MASK
+
+    def state_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """``(part, key, fingerprint)`` of every row of the state (see the module), a table at
+        a time in key order: the data's rows (:meth:`data_rows`), then the meta op's."""
+        yield from self.data_rows()
+        if self._metaops is not None:
+            for key, row in self._metaops.range():
+                yield _METAOP, key, row[1]
+
+    @abstractmethod
+    def data_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """The rows of the data's state (the meta op's apart)."""
+
+    @property
+    def sum_indexed(self) -> bool:
+        """Whether the state sum is kept: false only for a state written before it was (rows
+        but no sum), which :meth:`index_sum` fixes once."""
+        return self._meta.get(_SUM) is not None or next(self.state_rows(), None) is None
+
+    def index_sum(self) -> None:
+        """Compute and keep the state sum of a state written before it was kept (a scan)."""
+        self._put_sum(self.recompute_sum())
+
+    def _sum(self) -> int:
+        stored = self._meta.get(_SUM)
+        return 0 if stored is None else int.from_bytes(stored, "little")
+
+    def _put_sum(self, total: int) -> None:
+        if total:
+            self._meta.put(_SUM, total.to_bytes(SUM_BYTES, "little"))
+        else:
+            self._meta.delete(_SUM)
+
+    def _change_row(self, part: bytes, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        """Keep the state sum as one row of ``part`` changes: ``old`` is its fingerprint
+        before (``None``: it was absent), ``new`` after (``None``: it is gone)."""
+        if old == new:
+            return
+        name = self.type_name
+        delta = 0
+        if old is not None:
+            delta -= row_hash(name, part, key, old)
+        if new is not None:
+            delta += row_hash(name, part, key, new)
+        self._put_sum((self._sum() + delta) & _SUM_MASK)
 
     # -- the store-level meta op ------------------------------------------------------------------
 
@@ -149,6 +262,7 @@ class Store(ABC):
         # As for the data's keys: the max of a set does not depend on arrival order.
         if old is None or (old[0], old[1]) < (clock, raw):
             table.put(k, [clock, raw, value])
+            self._change_row(_METAOP, k, None if old is None else old[1], raw)
         return True
 
     def meta(self, key: str) -> Any:

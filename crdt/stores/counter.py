@@ -11,12 +11,14 @@ Tables (see :mod:`crdt.stores.base`); totals beyond 64 bits are kept as decimal 
   idempotent: this makes it so; it is determined by the entries applied, so not part of
   :meth:`CounterStore.state`);
 - ``counter.totals``: the author's UTF-8 bytes -> ``[increments, decrements]``;
-- ``counter.meta``: ``b"sum"`` -> ``[value, number of authors]``.
+- ``counter.meta``: ``b"sum"`` -> ``[value, number of authors]``, and the state sum.
+
+State rows (the digest): ``(b"totals", author, b"<increments>,<decrements>")`` per author.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Final
 
 from crdt.entry import Entry
@@ -30,6 +32,12 @@ __all__ = ["MAX_STEP", "CounterStore"]
 MAX_STEP: Final = 2**53
 _MAX_UINT64: Final = 2**64 - 1
 _SUM: Final = b"sum"
+_TOTALS: Final = b"totals"
+
+
+def _fingerprint(p: int | str, n: int | str) -> bytes:
+    """An author's totals as a row fingerprint: both in decimal, comma-separated."""
+    return f"{read_int(p)},{read_int(n)}".encode()
 
 
 def _read_inc(payload: Any) -> int:
@@ -93,6 +101,9 @@ class CounterStore(Store):
         else:
             n -= by
         self._totals.put(author, [_total(p), _total(n)])
+        self._change_row(
+            _TOTALS, author, None if totals is None else _fingerprint(*totals), _fingerprint(p, n)
+        )
         value, authors = self._summary()
         self._meta.put(_SUM, [storable_int(value + by), authors + new_author])
         return True
@@ -116,6 +127,11 @@ class CounterStore(Store):
     def contributions(self) -> dict[str, tuple[int, int]]:
         """``{author: (increments, decrements)}``."""
         return {_author(a): (read_int(p), read_int(n)) for a, (p, n) in self._totals.range()}
+
+    def data_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """One row per author: the totals, ``b"<increments>,<decrements>"`` in decimal."""
+        for author, (p, n) in self._totals.range():
+            yield _TOTALS, author, _fingerprint(p, n)
 
     def state(self) -> dict[str, dict[str, int | str]]:
         """``{author: {"p": increments, "n": decrements}}``; totals past 64 bits as decimal text."""

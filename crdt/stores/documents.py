@@ -21,8 +21,11 @@ is the order of :func:`~crdt.stores.base.value_key` over values of any kind:
   -> ``id``, for every live document that has the field (a document that lacks it is not in
   that index). A document's index keys are computed again from its stored version when it is
   overwritten or deleted;
-- ``documents.meta``: ``b"live"`` -> the number of live documents;
+- ``documents.meta``: ``b"live"`` -> the number of live documents, and the state sum;
 - ``documents.metaop``: the winning meta op of each meta key.
+
+State rows (the digest): ``(b"docs" or b"deleted", sort_key(id), binary CID of the winning op)``
+per id, and the meta op's ``(b"metaop", key, binary CID)``; the indexes are derived.
 
 A query is a range over one table, then a read of each document it returns: it touches only
 the rows it returns. ``sort_key`` is self-delimiting, so the keys of one value form the byte
@@ -52,6 +55,8 @@ __all__ = ["DocumentsStore"]
 
 DEFAULT_INDEX_BY: Final = "_id"
 _LIVE: Final = b"live"
+_DOCS: Final = b"docs"
+_DELETED: Final = b"deleted"
 #: The length of sort_key(n) for any number n: a kind byte and two 8-byte parts.
 _NUMBER_KEY: Final = 17
 _parse_cid = CID.parse
@@ -178,20 +183,31 @@ class DocumentsStore(Store):
             return True
         if doc is None:
             self._deleted.put(id_key, [clock, raw, doc_id])
+            self._change_row(_DELETED, id_key, None if tombstone is None else tombstone[1], raw)
             if old is not None:
                 self._docs.delete(id_key)
+                self._change_row(_DOCS, id_key, old[1], None)
                 self._reindex(id_key, doc_id, old[2], None)
                 add_to_count(self._meta, _LIVE, -1)
             return True
         self._docs.put(id_key, [clock, raw, doc])
+        self._change_row(_DOCS, id_key, None if old is None else old[1], raw)
         if old is not None:
             self._reindex(id_key, doc_id, old[2], doc)
             return True
         if tombstone is not None:
             self._deleted.delete(id_key)
+            self._change_row(_DELETED, id_key, tombstone[1], None)
         self._reindex(id_key, doc_id, None, doc)
         add_to_count(self._meta, _LIVE, 1)
         return True
+
+    def data_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """One row per id: live (``docs``) or deleted, the binary CID of the op deciding it."""
+        for key, row in self._docs.range():
+            yield _DOCS, key, row[1]
+        for key, row in self._deleted.range():
+            yield _DELETED, key, row[1]
 
     def _reindex(
         self,

@@ -9,7 +9,9 @@ Tables (see :mod:`crdt.stores.base`):
 - ``events.feed``: ``clock (8 bytes, big-endian) + binary CID`` -> ``[value]`` (a list, since the
   value may be null), so key order is the total order;
 - ``events.cids``: ``binary CID`` -> ``clock``: membership, and where an event sits in the feed;
-- ``events.meta``: ``b"count"`` -> the number of events.
+- ``events.meta``: ``b"count"`` -> the number of events, and the state sum.
+
+State rows (the digest): ``(b"feed", feed key, b"")`` per event.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from crdt.stores.base import Store, add_to_count, read_count
 __all__ = ["EventsStore"]
 
 _COUNT: Final = b"count"
+_FEED: Final = b"feed"
 _pack_clock = struct.Struct(">Q").pack
 _unpack_clock = struct.Struct(">Q").unpack_from
 _parse_cid = CID.parse
@@ -73,7 +76,13 @@ class EventsStore(Store):
             self._feed.put(key, [value])
             self._cids.put(raw, entry.clock)
             add_to_count(self._meta, _COUNT, 1)
+            self._change_row(_FEED, key, None, b"")
         return True
+
+    def data_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """One row per event: its feed key (the CID in it fixes the value)."""
+        for key, _row in self._feed.range():
+            yield _FEED, key, b""
 
     def __len__(self) -> int:
         return read_count(self._meta, _COUNT)

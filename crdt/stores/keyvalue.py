@@ -11,8 +11,11 @@ Tables (see :mod:`crdt.stores.base`):
 
 - ``keyvalue.keys``: the key's UTF-8 bytes (so key order is code point order) -> the winning op,
   ``[clock, binary CID, value]`` for a put, ``[clock, binary CID]`` for a del (a tombstone);
-- ``keyvalue.meta``: ``b"live"`` -> the number of live keys;
+- ``keyvalue.meta``: ``b"live"`` -> the number of live keys, and the state sum;
 - ``keyvalue.metaop``: the winning meta op of each meta key.
+
+State rows (the digest): ``(b"keys", key, binary CID of the winning op)`` per key, and the meta
+op's ``(b"metaop", key, binary CID)``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from crdt.stores.base import (
 __all__ = ["KeyValueStore"]
 
 _LIVE: Final = b"live"
+_KEYS: Final = b"keys"
 _parse_cid = CID.parse
 
 
@@ -105,6 +109,7 @@ class KeyValueStore(Store):
                 return True
             delta -= len(old) == 3
         self._keys.put(k, [clock, raw, value] if is_put else [clock, raw])
+        self._change_row(_KEYS, k, None if old is None else old[1], raw)
         if delta:
             add_to_count(self._meta, _LIVE, delta)
         return True
@@ -140,6 +145,11 @@ class KeyValueStore(Store):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
+
+    def data_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """One row per key, live or deleted: the binary CID of the op deciding it."""
+        for k, row in self._keys.range():
+            yield _KEYS, k, row[1]
 
     def winner(self, key: str) -> tuple[int, CID] | None:
         """``(clock, entry CID)`` of the op that decides ``key`` (a put or a del), if any."""

@@ -21,7 +21,10 @@ form one byte range):
   ``enc + 02 + binary CID`` -> ``1`` for a cancelled add tag, ``0`` for a tag a remove named
   before (or without) its add arrived. A tag is under one of the two at most, so
   :meth:`SetStore.tags_for` reads only uncancelled tags;
-- ``set.meta``: ``b"live"`` -> the number of members.
+- ``set.meta``: ``b"live"`` -> the number of members, and the state sum.
+
+State rows (the digest): ``(b"values", enc, b"")`` per value named, ``(b"tags", tag key, its 0
+or 1 as one byte)`` per tag; the members are derived.
 
 Values come back by decoding their ``enc`` key.
 """
@@ -44,6 +47,10 @@ _LIVE: Final = b"live"
 _LIVE_TAG: Final = b"\x01"
 _CANCELLED: Final = b"\x02"
 _AFTER: Final = b"\x03"
+_VALUES: Final = b"values"
+_TAGS: Final = b"tags"
+_ZERO: Final = b"\x00"
+_ONE: Final = b"\x01"
 _parse_cid = CID.parse
 
 
@@ -110,29 +117,41 @@ class SetStore(Store):
             # A remove named this tag first: the add is cancelled as it arrives.
             if seen == 0:
                 table.put(cancelled, 1)
+                self._change_row(_TAGS, cancelled, _ZERO, _ONE)
             return
         live = enc + _LIVE_TAG + tag
         if table.get(live) is not None:
             return  # seen before
         table.put(live, 0)
+        self._change_row(_TAGS, live, None, _ZERO)
         if self._members.get(enc) is None:
             self._members.put(enc, 0)
-            self._values.put(enc, 0)
+            self._name_value(enc)
             add_to_count(self._meta, _LIVE, 1)
+
+    def _name_value(self, enc: bytes) -> None:
+        """Record that some well-formed op named the value ``enc``."""
+        if self._values.get(enc) is None:
+            self._values.put(enc, 0)
+            self._change_row(_VALUES, enc, None, b"")
 
     def _remove(self, enc: bytes, tags: list[CID]) -> None:
         # A remove cancels only adds of its own value: tags naming anything else are inert.
         table = self._tags
-        self._values.put(enc, 0)
+        self._name_value(enc)
         dropped = False
         for tag in tags:
             raw = tag.bytes
+            live = enc + _LIVE_TAG + raw
             cancelled = enc + _CANCELLED + raw
-            if table.delete(enc + _LIVE_TAG + raw):
+            if table.delete(live):
+                self._change_row(_TAGS, live, _ZERO, None)
                 table.put(cancelled, 1)
+                self._change_row(_TAGS, cancelled, None, _ONE)
                 dropped = True
             elif table.get(cancelled) is None:
                 table.put(cancelled, 0)
+                self._change_row(_TAGS, cancelled, None, _ZERO)
         if dropped and not any(True for _ in self._live_tags(enc, limit=1)):
             self._members.delete(enc)
             add_to_count(self._meta, _LIVE, -1)
@@ -164,6 +183,14 @@ class SetStore(Store):
             return []
         start = len(enc) + 1
         return [_parse_cid(key[start:]) for key, _ in self._live_tags(enc)]
+
+    def data_rows(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """Every value named (``values``, fingerprint empty) and every tag (``tags``, its
+        stored 0 or 1 as one byte)."""
+        for enc, _ in self._values.range():
+            yield _VALUES, enc, b""
+        for key, flag in self._tags.range():
+            yield _TAGS, key, bytes((flag,))
 
     def state(self) -> list[dict[str, Any]]:
         """``[{"value", "adds": [cid, ...], "removed": [cid, ...]}, ...]`` sorted by the value's

@@ -621,6 +621,29 @@ class SqliteTable(_Buffered):
         self.flush()
         return int(self._rows("SELECT count(*) FROM kv WHERE tid = ?", (self._tid,))[0][0])
 
+    def blocks_after(
+        self, after: bytes | None, limit: int, cid_from: int
+    ) -> list[tuple[bytes, bytes | None]]:
+        """``(key, block)`` of at most ``limit`` rows with keys above ``after`` (all if
+        ``None``), in key order, each with the block whose binary CID is the key from byte
+        ``cid_from`` on (``None`` if the file lacks it): one query, no values decoded. For
+        passes over a whole log (``log.order``: clock + CID) a page at a time."""
+        self._file.flush()
+        sql = (
+            "SELECT kv.key, blocks.data FROM kv LEFT JOIN blocks ON blocks.cid = substr(kv.key, ?)"
+            " WHERE kv.tid = ?"
+        )
+        args: list[Any] = [cid_from + 1, self._tid]
+        if after is not None:
+            sql += " AND kv.key > ?"
+            args.append(after)
+        sql += " ORDER BY kv.key LIMIT ?"
+        args.append(max(limit, 0))
+        return [
+            (bytes(key), None if data is None else bytes(data))
+            for key, data in self._rows(sql, args)
+        ]
+
 
 class SqliteSpace:
     """The tables of one database in the node's SQLite file."""
