@@ -76,6 +76,7 @@ __all__ = [
     "check_trust",
     "decode_chunk",
     "decode_root",
+    "rows_digest",
     "state_digest",
     "store_tables",
 ]
@@ -141,6 +142,19 @@ def _rows(space: Space, tables: Sequence[str]) -> Iterator[tuple[str, bytes, Any
     for name in tables:
         for key, value in space.table(name).range():
             yield name, key, value
+
+
+def rows_digest(store: Store, store_type: str, options: Mapping[str, Any] | None = None) -> bytes:
+    """SHA-256 over every row of the store's tables, values included, in a snapshot's order.
+
+    The state digest (docs/spec.md §17) hashes each row's deciding entry, not its value: equal
+    for two replicas that applied the same entries, but blind to a snapshot whose rows carry the
+    right entry with another value. A replica therefore holds the history's rows at the
+    snapshot's heads to this too, against the rows the signed chunks gave it."""
+    hasher = hashlib.sha256()
+    for name, key, value in _rows(store.space, store_tables(store_type, options)):
+        hasher.update(encode([name, key, value]))
+    return hasher.digest()
 
 
 def state_digest(heads: Iterable[CID], access: Any, invalid: int, store_digest: bytes) -> bytes:
@@ -240,7 +254,7 @@ def build_from(
     space = MemorySpace()
     for name, key, value in captured.rows:
         space.table(name).put(key, value)
-    store_digest = open_store(manifest.store, manifest.options, space).digest()
+    store_digest = open_store(manifest.store, manifest.options, space).recompute_digest()
     body: dict[str, Any] = {
         "v": SNAPSHOT_VERSION,
         "database": manifest.cid,
@@ -499,10 +513,13 @@ def check_store_digest(header: SnapshotHeader, store: Store) -> None:
     (O(rows): a whole-state encode, which is why a replica may serve first and check after).
     Raises :class:`~crdt.errors.InvalidSnapshot`."""
     try:
-        digest = store.digest()
+        # Recomputed from the rows: the kept state sum (a row of the store's meta table, docs/
+        # spec.md §17) travels among the rows, and is the signer's claim until checked.
+        digest = store.recompute_digest()
+        kept = store.digest()
     except GridnodeError as exc:
         raise InvalidSnapshot(f"snapshot {header.cid}: its rows are no store: {exc}") from None
-    if digest != header.store_digest:
+    if digest != header.store_digest or kept != digest:
         raise InvalidSnapshot(
             f"snapshot {header.cid}: its rows' digest is not the store digest the root signs"
         )

@@ -63,6 +63,7 @@ from crdt.snapshot import (
     check_trust,
     decode_chunk,
     decode_root,
+    rows_digest,
 )
 from crdt.stores import Store
 from gridnode.errors import InvalidRequest, NetError, StorageLimitReached, UnknownDatabase
@@ -558,23 +559,36 @@ class Snapshots:
 
     async def _verify(self, database: StoredDatabase, served: ServedSnapshot, view: Store) -> None:
         header = served.header
+        manifest = database.manifest
         try:
             await trio.to_thread.run_sync(check_store_digest, header, view)
         except InvalidSnapshot as exc:
             self._drop(database, served, f"its rows are not the state it signs ({exc})")
             return
+        # The rows themselves, values included: the state digest covers each row's deciding
+        # entry only (docs/spec.md §17), so a signer could pair the right entry with a value of
+        # its own; the history's rows at the snapshot's heads must be these, byte for byte.
+        rows = await trio.to_thread.run_sync(rows_digest, view, manifest.store, manifest.options)
         while served.state == "serving":
             await trio.sleep(VERIFY_INTERVAL)
             look = await self._worker.run(self._look, database, served)
             if look == "wait":
                 continue
             if look == "equal":
-                digest = await self._worker.run(database.digest)
+                digest, history_rows = await self._worker.run(
+                    lambda: (
+                        database.digest(),
+                        rows_digest(database.database.store, manifest.store, manifest.options),
+                    )
+                )
             else:
                 entries = await self._worker.run(lambda: list(database.entries()))
-                digest = await trio.to_thread.run_sync(
+                digest, history_rows = await trio.to_thread.run_sync(
                     _digest_at, database.manifest, entries, header.heads
                 )
+            if digest == header.digest and history_rows != rows:
+                self._drop(database, served, "the history folds to other rows than it carries")
+                return
             if digest == header.digest:
                 served.state = "verified"
                 database.view = None
@@ -630,7 +644,9 @@ class Snapshots:
         return None if served is None else served.describe()
 
 
-def _digest_at(manifest: Manifest, entries: list[Entry], heads: tuple[CID, ...]) -> bytes:
+def _digest_at(
+    manifest: Manifest, entries: list[Entry], heads: tuple[CID, ...]
+) -> tuple[bytes, bytes]:
     """The state digest of the entries in the causal past of ``heads`` (inclusive), folded
     in memory: the history as it was at a snapshot's heads when it has moved on since."""
     by_cid = {e.cid: e for e in entries}
@@ -644,7 +660,7 @@ def _digest_at(manifest: Manifest, entries: list[Entry], heads: tuple[CID, ...])
         todo.extend(by_cid[cid].next)
     database = Database(manifest)
     database.join([e for e in entries if e.cid in past])  # ``entries``: already in total order
-    return database.digest()
+    return database.digest(), rows_digest(database.store, manifest.store, manifest.options)
 
 
 def _describe_header(header: SnapshotHeader) -> dict[str, Any]:
