@@ -35,6 +35,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.anyio_service.exceptions import LifecycleError
 
 __all__ = ["Gossip", "GossipConfig", "GossipMessage", "Subscription", "TopicValidator"]
 
@@ -195,6 +196,20 @@ class _Pubsub(Pubsub):
             await super().push_msg(msg_forwarder, msg)
         finally:
             self._forwarders.pop(id(msg), None)
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        # Each peer's gossip stream is read in its connection's task, not the service's, and
+        # hands every message to a new task of the service's. While the service stops (the node
+        # shutting down under load, connections not all closed yet), its task group is already
+        # closed: py-libp2p checks ``is_running``, which is still true then, and the
+        # "Nursery is closed to new arrivals" RuntimeError ended the connection's task and
+        # crashed the node (issue 21). Reading ends there instead: nothing can be handled anyway.
+        try:
+            await super().continuously_read_stream(stream)
+        except (RuntimeError, LifecycleError) as exc:
+            if isinstance(exc, RuntimeError) and "closed to new arrivals" not in str(exc):
+                raise
+            log.debug("gossip stream from a peer ended: the gossip service stops (%s)", exc)
 
     def notify_subscriptions(self, publish_message: Any) -> None:
         origin: str | None = None
