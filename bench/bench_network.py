@@ -286,6 +286,29 @@ def write_at(api: Api, address: str, rate: float, count: int, start_key: int) ->
     return done
 
 
+COUNTED = ("sync_pulls", "sync_failures", "gossip_messages_received")
+
+
+def counters(procs: list[Proc]) -> dict[str, float]:
+    """``gridnode_<name>_total`` of :data:`COUNTED`, summed over the nodes (``GET /metrics``)."""
+    sums = dict.fromkeys(COUNTED, 0.0)
+    for proc in procs:
+        parts = urlsplit(proc.url)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        try:
+            conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {proc.token}"})
+            text = conn.getresponse().read().decode()
+        except (OSError, http.client.HTTPException):
+            continue
+        finally:
+            conn.close()
+        for line in text.splitlines():
+            for name in COUNTED:
+                if line.startswith(f"gridnode_{name}_total "):
+                    sums[name] += float(line.split()[-1])
+    return sums
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -372,6 +395,7 @@ def main() -> None:
             time.sleep(2.0)
             poll_only = measure_cpu(procs, min(args.idle, 10.0)) / min(args.idle, 10.0)
             print(f"CPU while polled, no writes: {poll_only:.2f} cores in all")
+            counted_before = counters(procs)
             baseline = {p.index: len(p.reached) for p in procs}
             cpu_before = total_cpu(procs)
             t0 = time.monotonic()
@@ -385,6 +409,7 @@ def main() -> None:
                 time.sleep(0.05)
             t1 = time.monotonic()
             cpu = total_cpu(procs) - cpu_before
+            counted_after = counters(procs)
         above = cpu - poll_only * (t1 - t0)
 
         to_all: list[float] = []
@@ -415,6 +440,15 @@ def main() -> None:
         print(
             f"CPU during the writes: {cpu:.2f} s; above the polling baseline: "
             f"{above:.2f} s, {above / args.writes * 1000:.0f} ms per write (summed over the nodes)"
+        )
+
+        print(
+            "during the writes, summed over the nodes: "
+            + ", ".join(
+                f"{name} {counted_after[name] - counted_before[name]:.0f}" for name in COUNTED
+            )
+            + f" ({(counted_after['sync_pulls'] - counted_before['sync_pulls']) / args.writes:.1f}"
+            " pulls per write)"
         )
 
         # Shutdown under load: writes go on while every node is told to stop.
