@@ -286,7 +286,13 @@ def write_at(api: Api, address: str, rate: float, count: int, start_key: int) ->
     return done
 
 
-COUNTED = ("sync_pulls", "sync_failures", "gossip_messages_received")
+COUNTED = (
+    "sync_pulls",
+    "sync_failures",
+    "gossip_messages_received",
+    "sync_pulls_saved",
+    "sync_pulls_unrouted",
+)
 
 
 def counters(procs: list[Proc]) -> dict[str, float]:
