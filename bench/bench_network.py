@@ -8,7 +8,7 @@ CPU, what the network costs idle, and how long the nodes take to stop.
     GRIDNODE_SRC=/path/to/other/checkout python bench/bench_network.py   # the same, older code
 
 Node i > 0 is bootstrapped from one or two earlier nodes (chosen at random, ``--seed``), and
-keeps the config's ``target_peers`` (8) by peer exchange, so nodes have 8-20 peers. Node 0
+keeps ``--target-peers`` (8, the config's default) by peer exchange, so nodes have 8-20 peers. Node 0
 creates one keyvalue database, every other node follows it. Then:
 
 1. idle: the nodes' CPU (utime + stime from /proc) over ``--idle`` seconds, nothing polled;
@@ -114,7 +114,9 @@ def make_key(data_dir: Path) -> str:
     return peer_id_from_seed(seed)
 
 
-def launch_node(base: Path, index: int, port: int, bootstrap: list[str], log_level: str) -> Proc:
+def launch_node(
+    base: Path, index: int, port: int, bootstrap: list[str], log_level: str, target_peers: int
+) -> Proc:
     data_dir = base / f"n{index:02d}"
     peer_id = make_key(data_dir)
     log_path = base / f"n{index:02d}.log"
@@ -126,6 +128,7 @@ def launch_node(base: Path, index: int, port: int, bootstrap: list[str], log_lev
         stdout=subprocess.PIPE,
         stderr=log_path.open("wb"),
         stdin=subprocess.DEVNULL,
+        env={**os.environ, "GRIDNODE_TARGET_PEERS": str(target_peers)},
     )
     return Proc(index, data_dir, process, log_path, addr=f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}")
 
@@ -188,7 +191,9 @@ def db_path(address: str) -> str:
     return "/db/" + quote(address, safe="")
 
 
-def start_network(base: Path, nodes: int, seed: int, log_level: str) -> list[Proc]:
+def start_network(
+    base: Path, nodes: int, seed: int, log_level: str, target_peers: int
+) -> list[Proc]:
     """All nodes at once, each on a port chosen beforehand and bootstrapped from one or two
     earlier ones by address alone (a node not up yet is dialled again, with backoff)."""
     rng = random.Random(seed)
@@ -197,7 +202,7 @@ def start_network(base: Path, nodes: int, seed: int, log_level: str) -> list[Pro
     for i, port in enumerate(ports):
         earlier = [p.addr for p in procs]
         bootstrap = rng.sample(earlier, min(len(earlier), rng.choice((1, 2))))
-        procs.append(launch_node(base, i, port, bootstrap, log_level))
+        procs.append(launch_node(base, i, port, bootstrap, log_level, target_peers))
     for proc in procs:
         wait_started(proc)
     return procs
@@ -359,6 +364,13 @@ def main() -> None:
     parser.add_argument(
         "--kill-after", type=float, default=30.0, help="SIGKILL this long after SIGTERM"
     )
+    parser.add_argument(
+        "--target-peers",
+        type=int,
+        default=8,
+        help="the nodes' target_peers (8, the default config's; fewer: a sparser network, as "
+        "a larger one is for each node)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the bootstrap choice")
     parser.add_argument("--log-level", default="info", help="the nodes' --log-level")
     parser.add_argument("--keep", action="store_true", help="keep the data directories and logs")
@@ -368,7 +380,7 @@ def main() -> None:
     procs: list[Proc] = []
     try:
         started = time.monotonic()
-        procs = start_network(base, args.nodes, args.seed, args.log_level)
+        procs = start_network(base, args.nodes, args.seed, args.log_level, args.target_peers)
         print(f"code: {ROOT}")
         print(f"{args.nodes} nodes started in {time.monotonic() - started:.1f} s; logs in {base}")
         writer = Api(procs[0])
