@@ -21,6 +21,12 @@ Rules:
 - **One node per data directory.** :func:`gridnode.node.open_node` holds ``DATA_DIR/node.lock``
   for the node's whole life (:func:`gridnode.datadir.node_lock`): a second node there raises
   :class:`~gridnode.errors.NodeUnavailable` before anything else is opened.
+- **Stopping is bounded.** With ``signals=True`` (a process of its own: ``gridnode start``), a
+  node still stopping :data:`SHUTDOWN_SECONDS` after the signal (a task that does not heed
+  cancellation, closes that never end on a starved machine) logs an error and the process
+  exits at once with status 1 (:data:`EXIT_OVERDUE`): what was committed is kept (SQLite's
+  journal), the next start recovers the rest and removes the stale API file. Never for an
+  embedder's thread (``signals=False``): a library does not end its host process.
 - **The error that stopped the node, not a group.** trio wraps a failure in exception groups;
   :func:`run` raises the first error in them that is not a cancellation (the group as its
   cause), so a caller catches :class:`~gridnode.errors.ConfigError`, a seeder's
@@ -38,7 +44,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +71,12 @@ Ready = Callable[["Node", "str | None"], None]
 Tasks = Callable[["Node", "trio.Nursery"], Awaitable[None]]
 
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+#: Seconds a node started with ``signals=True`` may take to stop once signalled; then the
+#: process exits with :data:`EXIT_OVERDUE` (issue 21: under load, 15 of 25 nodes were still
+#: running 25 s after SIGTERM).
+SHUTDOWN_SECONDS: float = 30.0
+#: The exit status of a process whose node did not stop within :data:`SHUTDOWN_SECONDS`.
+EXIT_OVERDUE: Final = 1
 
 
 def run(
@@ -99,6 +114,7 @@ def run(
     if not signals:
         _run_trio(data_dir, serve, shutdown)
         return
+    shutdown.watchdog = True
     previous = {signum: signal.signal(signum, _stop_startup) for signum in _STOP_SIGNALS}
     try:
         _run_trio(data_dir, serve, shutdown, catch_sigint=True)
@@ -107,6 +123,7 @@ def run(
             raise
         log.info("stopped before the node ran")
     finally:
+        shutdown.done()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -162,9 +179,37 @@ def _first_error(exc: BaseException) -> BaseException:
 
 @dataclass
 class _Shutdown:
-    """Whether the node has begun to stop: from then on an interruption is not a start-up's."""
+    """Whether the node has begun to stop: from then on an interruption is not a start-up's.
+    With ``watchdog`` (a process of its own), stopping is bounded by :data:`SHUTDOWN_SECONDS`."""
 
     begun: bool = False
+    watchdog: bool = False
+    _timer: threading.Timer | None = None
+
+    def begin(self) -> None:
+        self.begun = True
+        if self.watchdog and self._timer is None:
+            # A thread, not a trio task: what it bounds is trio's loop not getting done.
+            self._timer = threading.Timer(SHUTDOWN_SECONDS, _overdue, (SHUTDOWN_SECONDS,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def done(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _overdue(seconds: float) -> None:
+    """The node did not stop in time: say so, and end the process without waiting further."""
+    log.error(
+        "still stopping %.0f s after the signal: exiting now (committed writes are kept)", seconds
+    )
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"error: the node did not stop within {seconds:.0f} s; exited\n")
+        sys.stderr.flush()
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    os._exit(EXIT_OVERDUE)
 
 
 class _StartupStopped(BaseException):
@@ -264,7 +309,7 @@ async def _serve(
                     signum = await _until_stopped(received, stop)
                     why = "stop requested" if signum is None else signal.Signals(signum).name
                     log.info("%s: stopping", why)
-                    shutdown.begun = True
+                    shutdown.begin()
                     # From here a second signal is not ours: it interrupts the shutdown.
                     signal_scope.close()
                     work.cancel_scope.cancel()

@@ -150,6 +150,16 @@ def node_families(
         ),
         total("sync_pulls", "Pulls started from peers.", sum(s.pulls for s in syncs)),
         total("sync_failures", "Pulls that failed.", counters.sync_failures),
+        total(
+            "sync_pulls_saved",
+            "Pulls announcements asked for, not run: what they named came meanwhile.",
+            counters.pulls_saved,
+        ),
+        total(
+            "sync_pulls_unrouted",
+            "Announcements of lacking heads from no connected peer to pull them from.",
+            counters.pulls_unrouted,
+        ),
         gauge("sync_running", "Pulls running now.", sum(1 for s in syncs if s.running)),
         total(
             "sync_round_trips",

@@ -146,8 +146,8 @@ def start(
     MULTIADDR' line per such address (give one of those instead),
     'dashboard: URL' (the operator's page, docs/http.md; with '#token=...' only when stdout is a
     terminal, 'gridnode dashboard' gives it otherwise) and 'api: URL'. A first
-    signal stops it cleanly (exit status 0); a second one interrupts that (status 130).
-    With --join (and --peer), records them first, as 'gridnode join' does.
+    signal stops it cleanly (exit status 0); a second one interrupts that (status 130);
+    still stopping 30 s after the signal, it exits at once (status 1). With --join (and --peer), records them first, as 'gridnode join' does.
     """
     if peers and not catalogs:
         raise click.UsageError("--peer goes with --join (or use --bootstrap)", ctx=ctx)

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import trio
 from libp2p.peer.id import ID
@@ -35,6 +35,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.tools.anyio_service.exceptions import LifecycleError
 
 __all__ = ["Gossip", "GossipConfig", "GossipMessage", "Subscription", "TopicValidator"]
 
@@ -75,11 +76,33 @@ class GossipConfig:
     max_topics_per_peer: int = 4096
 
 
-class GossipMessage(NamedTuple):
-    """One gossip message: who signed it (its origin) and its bytes."""
+class GossipMessage(tuple[str, bytes]):
+    """One gossip message: who signed it (its origin) and its bytes; it unpacks as
+    ``(origin, data)`` and compares as that pair.
 
-    peer_id: str
-    data: bytes
+    :attr:`forwarder` is the connected peer this node received it from (the origin itself, or a
+    peer that relayed it; this node for its own messages): the peer to ask for what the message
+    names, since the origin is often not connected (issue 21: 36,081 pulls aimed at origins
+    failed with "peer ID not found" among 30 nodes).
+    """
+
+    forwarder: str
+
+    def __new__(cls, peer_id: str, data: bytes, forwarder: str | None = None) -> GossipMessage:
+        message = super().__new__(cls, (peer_id, data))
+        message.forwarder = peer_id if forwarder is None else forwarder
+        return message
+
+    @property
+    def peer_id(self) -> str:
+        return self[0]
+
+    @property
+    def data(self) -> bytes:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"GossipMessage({self[0]!r}, {self[1]!r}, forwarder={self.forwarder!r})"
 
 
 class Subscription:
@@ -163,6 +186,30 @@ class _Pubsub(Pubsub):
         )
         self.peer_queues = _PeerQueues(config.peer_queue_size)
         self.local_subscriptions: dict[str, set[Subscription]] = {}
+        #: id(message being pushed) -> the peer that sent it to us; py-libp2p passes the
+        #: forwarder to push_msg but not on to notify_subscriptions, which push_msg calls.
+        self._forwarders: dict[int, Any] = {}
+
+    async def push_msg(self, msg_forwarder: Any, msg: Any) -> None:
+        self._forwarders[id(msg)] = msg_forwarder
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        finally:
+            self._forwarders.pop(id(msg), None)
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        # Each peer's gossip stream is read in its connection's task, not the service's, and
+        # hands every message to a new task of the service's. While the service stops (the node
+        # shutting down under load, connections not all closed yet), its task group is already
+        # closed: py-libp2p checks ``is_running``, which is still true then, and the
+        # "Nursery is closed to new arrivals" RuntimeError ended the connection's task and
+        # crashed the node (issue 21). Reading ends there instead: nothing can be handled anyway.
+        try:
+            await super().continuously_read_stream(stream)
+        except (RuntimeError, LifecycleError) as exc:
+            if isinstance(exc, RuntimeError) and "closed to new arrivals" not in str(exc):
+                raise
+            log.debug("gossip stream from a peer ended: the gossip service stops (%s)", exc)
 
     def notify_subscriptions(self, publish_message: Any) -> None:
         origin: str | None = None
@@ -172,7 +219,12 @@ class _Pubsub(Pubsub):
                 continue
             if origin is None:
                 origin = str(ID(publish_message.from_id))
-            message = GossipMessage(origin, bytes(publish_message.data))
+            forwarder = self._forwarders.get(id(publish_message))
+            message = GossipMessage(
+                origin,
+                bytes(publish_message.data),
+                None if forwarder is None else str(forwarder),
+            )
             for subscription in tuple(subscriptions):
                 subscription._deliver(message)
 

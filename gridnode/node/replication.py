@@ -118,6 +118,13 @@ EXPIRE_INTERVAL: Final = 60.0
 #: a replica that stays behind while connected (anti-entropy; a pull with nothing to do is one
 #: reconciliation round trip of about 1.5 KB).
 ANTI_ENTROPY_ROUNDS: Final = 10
+#: Seconds a pull for announced heads waits, at most, while a pull of the same database from
+#: another peer runs (that pull most likely brings them).
+DEFER_SECONDS: Final = 2.0
+#: Seconds a pull asked for only because inline entries came before their parents waits first:
+#: at a few writes a second announcements overtake one another, and the parents' own
+#: announcement usually follows within milliseconds.
+MISSING_GRACE: Final = 0.25
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -135,9 +142,14 @@ class Replica:
 
     database: StoredDatabase
     topic: str
-    #: Peers a pull of this database runs from; ``again``: those asked for again meanwhile.
+    #: Peers a pull of this database runs from now.
     running: set[str] = field(default_factory=set)
-    again: set[str] = field(default_factory=set)
+    #: Pulls asked for and not yet run, by peer: the heads an announcement named (a pull is
+    #: run only if some are still lacking, or parents are missing, when its turn comes), or
+    #: ``None`` for a pull run whatever (a new connection, anti-entropy, a direct announcement).
+    queued: dict[str, frozenset[CID] | None] = field(default_factory=dict)
+    #: Set when no pull of this database runs (announced pulls wait for it: :meth:`Replication._pull`).
+    idle: trio.Event = field(default_factory=trio.Event)
     subscription: Subscription | None = None
     #: A private database: no topic; pulled from, and told of new heads, its readers alone.
     private: bool = False
@@ -470,7 +482,8 @@ class Replication:
     async def _listen(self, replica: Replica, subscription: Subscription) -> None:
         database = replica.database
         manifest_cid = database.manifest.cid
-        async for peer, data in subscription:
+        async for message in subscription:
+            peer, data = message
             if peer == self.host.peer_id:
                 continue
             self._stats.counters.gossip_received += 1
@@ -501,11 +514,7 @@ class Replication:
                         continue
                     self._count_join("gossip", joined, peer=peer)
                     unknown = await self._worker.run(database.unknown, list(announcement.heads))
-            given_up = self._asked.get((peer, database.address), {})
-            unknown = [c for c in unknown if given_up.get(c, 0) < MAX_ASKS]
-            missing = await self._worker.run(_has_missing, database, given_up)
-            if unknown or missing:
-                self.start_pull(peer, database.address)
+            await self.pull_announced(peer, message.forwarder, database, unknown)
 
     # -- pulling ------------------------------------------------------------------------------
 
@@ -515,37 +524,118 @@ class Replication:
             self.start_pull(peer, address)
 
     def start_pull(self, peer: str, address: str) -> None:
-        """Pull the database at ``address`` (replicated) from ``peer``, in the background; if a
-        pull of it from that peer runs, it runs once more right after instead."""
-        self._nursery.start_soon(self._pull, peer, address)
+        """Pull the database at ``address`` (replicated) from ``peer``, in the background,
+        whatever it holds; if a pull of it from that peer runs, it runs once more right after
+        instead."""
+        self._nursery.start_soon(self._pull, peer, address, None)
 
-    async def _pull(self, peer: str, address: str) -> None:
+    def pull_source(self, origin: str, forwarder: str) -> str | None:
+        """Whom to pull what an announcement names from: its origin if connected (it holds
+        what it announced), else the connected peer that forwarded it (which has it, or pulls
+        it and announces it in turn), else nobody (``None``: the next announcement, or
+        anti-entropy, will do). Never a peer that is not connected: among 30 nodes most origins
+        are not, and pulls aimed at them failed by the tens of thousands (issue 21)."""
+        connected = self.host.peers()
+        if origin in connected:
+            return origin
+        if forwarder != self.host.peer_id and forwarder in connected:
+            return forwarder
+        return None
+
+    async def pull_announced(
+        self, origin: str, forwarder: str, database: StoredDatabase, unknown: list[CID]
+    ) -> None:
+        """An announcement from ``origin``, received from ``forwarder``, named heads of which
+        this node lacks ``unknown`` (after joining its inline entries): pull them from
+        :meth:`pull_source`, unless given up on with that peer, and parents still missing
+        otherwise (entries that came inline before their parents: the parents' own
+        announcement is likely on its way, so that pull waits :data:`MISSING_GRACE` first)."""
+        source = self.pull_source(origin, forwarder)
+        if source is None:
+            self._stats.counters.pulls_unrouted += 1
+            return
+        given_up = self._asked.get((source, database.address), {})
+        unknown = [c for c in unknown if given_up.get(c, 0) < MAX_ASKS]
+        if not unknown and not await self._worker.run(_has_missing, database, given_up):
+            return
+        delay = 0.0 if unknown else MISSING_GRACE
+        self._nursery.start_soon(self._pull, source, database.address, frozenset(unknown), delay)
+
+    async def _pull(
+        self, peer: str, address: str, wanted: frozenset[CID] | None, delay: float = 0.0
+    ) -> None:
+        """Run (or queue) a pull of ``address`` from ``peer``: ``wanted`` the heads it is for
+        (``None``: run it whatever). At most one pull per database and peer runs; one asked for
+        meanwhile is merged into the next. A pull for announced heads also waits while a pull of
+        the database from another peer runs (up to :data:`DEFER_SECONDS`): that one most likely
+        brings the same heads, and the waiting pull then finds nothing lacking and is not run.
+        So a burst of announcements of the same heads, by the origin and by every peer that
+        got them, costs one pull, not one per announcement."""
         replica = self._replicas.get(address)
         if replica is None:
             return
         if replica.private and not await self._may_read(peer, replica.database):
             return  # a peer that may not read it has no business holding it, nor asking us
+        queued = replica.queued
+        previous = queued.get(peer, frozenset())
+        queued[peer] = None if wanted is None or previous is None else previous | wanted
         if peer in replica.running:
-            replica.again.add(peer)
-            return
-        if self.repo.quota.full():
-            self.repo.quota.refuse()  # at the bound: counted, not logged (the bound was, once)
-            return
+            return  # that pull's loop runs this one next
+        if wanted is not None:
+            deadline = trio.current_time() + DEFER_SECONDS
+            if delay:
+                await trio.sleep(delay)
+            while replica.running and trio.current_time() < deadline:
+                if replica.idle.is_set():
+                    replica.idle = trio.Event()
+                with trio.move_on_at(deadline):
+                    await replica.idle.wait()
+            if peer in replica.running or peer not in queued:
+                return  # run, or merged into a pull that ran, meanwhile
+        await self._drain(replica, peer)
+
+    async def _drain(self, replica: Replica, peer: str) -> None:
+        """Run the pulls queued for ``peer`` until none is left."""
+        address = replica.database.address
+        if not replica.running:
+            replica.idle = trio.Event()
         replica.running.add(peer)
         try:
-            while True:
-                replica.again.discard(peer)
+            while peer in replica.queued and address in self._replicas:
+                wanted = replica.queued.pop(peer)
+                if wanted is not None and not await self._still_lacking(replica, peer, wanted):
+                    self._stats.counters.pulls_saved += 1
+                    continue
+                if self.repo.quota.full():
+                    self.repo.quota.refuse()  # at the bound: counted, not logged (once was)
+                    replica.queued.pop(peer, None)
+                    return
                 report = await self._pull_once(peer, replica.database)
                 if report is not None and report.applied:
                     await self.announce(address)
                 if report is not None and report.ended and report.applied:
                     # The server closed the stream it saw idle while this node was still joining
                     # its answer: the pull made progress, so it goes on on a new stream.
+                    replica.queued[peer] = None
                     continue
-                if peer not in replica.again or (report is not None and report.stopped):
+                if report is not None and report.stopped:
+                    replica.queued.pop(peer, None)
                     return
         finally:
             replica.running.discard(peer)
+            if not replica.running:
+                replica.idle.set()
+
+    async def _still_lacking(self, replica: Replica, peer: str, wanted: frozenset[CID]) -> bool:
+        """Whether a pull for ``wanted`` heads from ``peer`` would still fetch anything: some
+        are unknown here and not given up on with that peer, or parents are missing."""
+        database = replica.database
+        given_up = self._asked.get((peer, database.address), {})
+        if wanted:
+            unknown = await self._worker.run(database.unknown, list(wanted))
+            if any(given_up.get(c, 0) < MAX_ASKS for c in unknown):
+                return True
+        return await self._worker.run(_has_missing, database, given_up)
 
     async def _pull_once(self, peer: str, database: StoredDatabase) -> PullReport | None:
         key = (peer, database.address)

@@ -174,6 +174,12 @@ class NodeCounters:
     gossip_received: int = 0
     gossip_published: int = 0
     sync_failures: int = 0
+    #: Pulls asked for by an announcement and not run: what it named had come meanwhile (by
+    #: another pull, or inline in another announcement).
+    pulls_saved: int = 0
+    #: Announcements naming heads this node lacks that came from no connected peer it could
+    #: pull them from (their origin not connected, and forwarded by no peer still connected).
+    pulls_unrouted: int = 0
     #: Protocol violations counted against peers (``strikes`` below decays; this does not).
     strikes: int = 0
     #: Requests for a private database refused to a peer that may not read it (sync requests,

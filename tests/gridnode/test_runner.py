@@ -2,6 +2,9 @@
 run through it; their own tests cover signals and the facades). Real nodes on 127.0.0.1."""
 
 import math
+import signal
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -94,3 +97,58 @@ def test_run_node_in_a_trio_program_stops_when_cancelled(tmp_path):
 
     trio.run(main)
     assert len(started) == 1
+
+
+_STUBBORN = """
+import sys
+import trio
+from pathlib import Path
+from gridnode import runner
+
+runner.SHUTDOWN_SECONDS = 1.0
+
+
+def ready(node, url):
+    print("ready", flush=True)
+
+
+async def tasks(node, nursery):
+    async def stubborn():
+        # Heeds no cancellation: the node can never finish stopping by itself.
+        with trio.CancelScope(shield=True):
+            await trio.sleep_forever()
+
+    nursery.start_soon(stubborn)
+
+
+runner.run(
+    Path(sys.argv[1]),
+    listen=["/ip4/127.0.0.1/tcp/0"],
+    api=False,
+    signals=True,
+    ready=ready,
+    tasks=tasks,
+)
+"""
+
+
+def test_a_node_that_does_not_stop_in_time_ends_its_process(tmp_path):
+    """issue 21: under load, nodes were still running 25 s after SIGTERM. A process of its own
+    (signals=True) is ended SHUTDOWN_SECONDS after the signal, with an error line and status 1."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STUBBORN, str(tmp_path / "node")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == runner.EXIT_OVERDUE
+    assert "error: the node did not stop within 1 s; exited" in err
+    assert "Traceback" not in err

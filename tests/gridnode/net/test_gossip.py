@@ -45,6 +45,49 @@ def test_three_hosts_gossip_along_a_line():
     run(main)
 
 
+def test_a_message_names_the_peer_that_forwarded_it():
+    # a - b - c: c is not connected to a, so a's message reaches c from b; what c should ask
+    # for what the message names is b (issue 21: pulls aimed at a failed, "peer ID not found").
+    async def main():
+        async with open_hosts(3) as (a, b, c):
+            subs = [await host.subscribe(TOPIC) for host in (a, b, c)]
+            await b.connect(a.addrs[0])
+            await b.connect(c.addrs[0])
+            await wait_for_gossip_peer(a, TOPIC, subs[2])
+
+            await a.publish(TOPIC, b"from a")
+            at_b = (await receive_until(subs[1], b"from a"))[-1]
+            at_c = (await receive_until(subs[2], b"from a"))[-1]
+            assert (at_b.peer_id, at_b.forwarder) == (a.peer_id, a.peer_id)
+            assert (at_c.peer_id, at_c.forwarder) == (a.peer_id, b.peer_id)
+            own = (await receive_until(subs[0], b"from a"))[-1]
+            assert own.forwarder == a.peer_id
+
+    run(main)
+
+
+def test_a_message_while_the_gossip_service_stops_ends_the_stream_not_the_host():
+    # Under load a node shutting down still reads gossip streams while py-libp2p's pubsub
+    # service has closed its task group (issue 21: a node died of an uncaught "RuntimeError:
+    # Nursery is closed to new arrivals"). Here the closed task group is simulated: every task
+    # the service is asked to start is refused as py-libp2p's closed one refuses it.
+    async def main():
+        async with open_hosts(2) as (a, b):
+            await a.subscribe(TOPIC)
+            sub = await b.subscribe(TOPIC)
+            await a.connect(b.addrs[0])
+            await wait_for_gossip_peer(a, TOPIC, sub)
+
+            def closed(*args, **kwargs):
+                raise RuntimeError("Nursery is closed to new arrivals")
+
+            b._gossip._pubsub.manager.run_task = closed
+            await a.publish(TOPIC, b"while b stops")
+            await trio.sleep(0.5)
+
+    run(main)
+
+
 def test_a_burst_of_messages_between_two_hosts():
     # py-libp2p's defaults let 10 of 2,000 rapid messages through; docs/decisions.md has our
     # numbers. Gossip stays lossy by design, so this only asserts that a burst gets through,
