@@ -51,18 +51,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def status(data_dir: Path, env: dict[str, str]) -> dict:
-    out = subprocess.run(
-        [*GRIDNODE, "--data-dir", str(data_dir), "status", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+def cli_json(data_dir: Path, env: dict[str, str], *verb: str) -> list:
+    """The JSON lines a CLI verb prints (``[]`` if it fails or takes over a minute: a node
+    opening 1,000 databases may not answer at once)."""
     try:
-        return json.loads(out.stdout.splitlines()[0])
-    except (IndexError, json.JSONDecodeError):
-        return {}
+        out = subprocess.run(
+            [*GRIDNODE, "--data-dir", str(data_dir), *verb, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        return []
+
+
+def addrs(data_dir: Path, env: dict[str, str]) -> list[str]:
+    found = cli_json(data_dir, env, "status")
+    return found[0].get("addrs", []) if found else []
 
 
 def start(data_dir: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -110,15 +117,15 @@ def measure(
         a = start(first, env, root / "a.log")
         b = None
         try:
-            addr = wait_for(lambda: status(first, env).get("addrs"), 120, "the first node")[0]
+            addr = wait_for(lambda: addrs(first, env), 300, "the first node")[0]
             b = start(second, {**env, "GRIDNODE_BOOTSTRAP": addr}, root / "b.log")
-            wait_for(lambda: status(second, env).get("peers"), 120, "the connection")
+            wait_for(lambda: cli_json(second, env, "peers"), 300, "the connection")
             time.sleep(warmup)
             start_a, start_b, t = cpu_seconds(a.pid), cpu_seconds(b.pid), time.monotonic()
             time.sleep(seconds)
             used_a, used_b = cpu_seconds(a.pid) - start_a, cpu_seconds(b.pid) - start_b
             elapsed = time.monotonic() - t
-            connected = bool(status(second, env).get("peers"))
+            connected = bool(cli_json(second, env, "peers"))
         finally:
             for proc in (b, a):
                 if proc is not None:

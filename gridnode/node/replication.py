@@ -3,8 +3,14 @@
 For each replicated database (a *replica*):
 
 - the node subscribes to the database's gossipsub topic and announces its heads there whenever
-  they change and again every ``announce_interval`` seconds (anti-entropy: a peer that missed a
-  message, or connected later, still hears of new heads);
+  they change, and once more at the next ``announce_interval`` tick; an unchanged database is
+  not announced again (what an idle node sends grows with change, not with what it holds);
+- every :data:`ANTI_ENTROPY_ROUNDS` intervals (the slow round) it sends each connected peer its
+  *summary* over ``/gridnode/summary/1.0.0`` (a key of each public database it holds and of its
+  heads, :class:`protocols.gossip.Summary`); a peer pulls the databases whose heads differ from
+  its own (a peer that missed an announcement, or connected later, still hears of new heads);
+  private databases, never named in a summary, and databases with missing parents are pulled
+  from one connected peer in turn;
 - an announcement naming heads the node lacks makes it pull from that peer over
   ``/gridnode/sync/1.1.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
   a time; a pull asked for while one runs is run again right after). A new connection pulls every
@@ -25,6 +31,10 @@ the log before it is kept, whatever its path. Each pull and each served stream i
 :class:`~gridnode.node.stats.NodeStats` (``syncs``, ``served``).
 
 What it refuses:
+
+- a summary sooner than :data:`SUMMARY_GAP` after the same peer's last (reset unread, counted);
+  a malformed one (a strike); from any summary, at most :data:`MAX_SUMMARY_PULLS` pulls, and
+  none for a database it does not replicate publicly;
 
 - announcements that do not parse, or name another database than their topic's: the topic
   validator drops them before gossipsub forwards them, and counts them;
@@ -242,6 +252,10 @@ class Replication:
     def addresses(self) -> list[str]:
         """The addresses of the databases replicated now."""
         return list(self._replicas)
+
+    def databases(self) -> list[StoredDatabase]:
+        """The databases replicated now."""
+        return [replica.database for replica in self._replicas.values()]
 
     def database(self, address: str) -> StoredDatabase:
         """The replicated database at ``address``; ``KeyError`` if it is not replicated."""
