@@ -719,6 +719,9 @@ class Repo:
 
     def database(self, address: str) -> StoredDatabase:
         """An existing database by address (``/gridnode/<cid>`` or the bare CID)."""
+        opened = self._open.get(address)
+        if opened is not None:  # a canonical address of an open one: no parsing (idle rounds)
+            return opened
         try:
             cid = parse_address(address)
         except InvalidCID as exc:

@@ -244,6 +244,8 @@ class Replication:
     def replicating(self, address: str) -> bool:
         """Whether the database at ``address`` is replicated now (``False`` for a malformed
         address)."""
+        if address in self._replicas:  # canonical: no parsing (rooms ask every round)
+            return True
         try:
             return _canonical(address) in self._replicas
         except GridnodeError:
@@ -259,11 +261,12 @@ class Replication:
 
     def database(self, address: str) -> StoredDatabase:
         """The replicated database at ``address``; ``KeyError`` if it is not replicated."""
-        return self._replicas[_canonical(address)].database
+        replica = self._replicas.get(address) or self._replicas[_canonical(address)]
+        return replica.database
 
     def pulling(self, address: str) -> bool:
         """Whether a pull of the database at ``address`` runs now, from any peer."""
-        replica = self._replicas.get(_canonical(address))
+        replica = self._replicas.get(address) or self._replicas.get(_canonical(address))
         return replica is not None and bool(replica.running)
 
     async def replicate(self, database: StoredDatabase) -> None:
