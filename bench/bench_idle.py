@@ -92,7 +92,12 @@ def wait_for(check, seconds: float, what: str):  # type: ignore[no-untyped-def]
 
 
 def measure(
-    n: int, seconds: float, warmup: float, interval: float | None, cache: Path | None
+    n: int,
+    seconds: float,
+    warmup: float,
+    interval: float | None,
+    cache: Path | None,
+    statements: bool = True,
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
         root = Path(tmp)
@@ -112,6 +117,17 @@ def measure(
             shutil.copytree(kept / "b", second)
         prepared = time.perf_counter() - t0
         env = {**os.environ, "GRIDNODE_LISTEN": "/ip4/127.0.0.1/tcp/0"}
+        if not statements:
+            # Diagnostic: what is left without replica statements (a sitecustomize that makes
+            # their room's start a no-op in both node processes).
+            (root / "sitecustomize.py").write_text(
+                "from gridnode.node import replicas\n\n\n"
+                "async def _off(self):\n    return None\n\n\n"
+                "replicas.ReplicaStatements.start = _off\n"
+            )
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p
+            )
         if interval is not None:
             env["GRIDNODE_ANNOUNCE_INTERVAL"] = str(interval)
         a = start(first, env, root / "a.log")
@@ -136,8 +152,13 @@ def measure(
                         proc.wait(timeout=60)
                     except subprocess.TimeoutExpired:
                         proc.kill()
+        logs = [(root / name).read_text(errors="replace") for name in ("a.log", "b.log")]
         return {
             "databases": n,
+            # Connections made (a dropped one is redialled) and pulls failed, over the whole
+            # run: an idle figure is only one if these stay near 1 and 0 in the window.
+            "connections": sum(log.count("node.peers: connected to") for log in logs),
+            "pulls_failed": sum(log.count("failed: ") for log in logs),
             "seconds": round(elapsed, 1),
             "first_core_pct": round(100 * used_a / elapsed, 2),
             "second_core_pct": round(100 * used_b / elapsed, 2),
@@ -157,12 +178,24 @@ def main() -> None:
         "--announce-interval", type=float, default=None, help="both nodes' announce_interval"
     )
     parser.add_argument(
+        "--no-statements",
+        action="store_true",
+        help="diagnostic: both nodes without replica statements (what else idling costs)",
+    )
+    parser.add_argument(
         "--cache", type=Path, default=None, help="keep prepared data dirs here, reuse them"
     )
     args = parser.parse_args()
     rows = []
     for n in (int(s) for s in args.sizes.split(",")):
-        row = measure(n, args.seconds, args.warmup, args.announce_interval, args.cache)
+        row = measure(
+            n,
+            args.seconds,
+            args.warmup,
+            args.announce_interval,
+            args.cache,
+            statements=not args.no_statements,
+        )
         print(json.dumps(row), flush=True)
         rows.append(row)
     print("\n| databases | first node, % of a core | second node, % of a core |")
