@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
+from gridnode.datadir import api_files
 from gridnode.repo import Repo
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,6 +75,38 @@ def cli_json(data_dir: Path, env: dict[str, str], *verb: str) -> list:
 def addrs(data_dir: Path, env: dict[str, str]) -> list[str]:
     found = cli_json(data_dir, env, "status")
     return found[0].get("addrs", []) if found else []
+
+
+#: Counters read from each node's ``/metrics`` at both ends of the window: what it sent and
+#: heard, whatever the machine's load (CPU figures move with it; these do not).
+COUNTERS = {
+    "gridnode_gossip_messages_published_total": "gossip_sent",
+    "gridnode_gossip_messages_received_total": "gossip_heard",
+    "gridnode_replica_statements_published_total": "statements_sent",
+    "gridnode_sync_pulls_total": "pulls",
+}
+
+
+def counters(data_dir: Path) -> dict[str, float]:
+    """The :data:`COUNTERS` of the node running on ``data_dir`` (``{}`` if it does not answer)."""
+    found = api_files(data_dir)
+    if found is None:
+        return {}
+    url, token = found
+    request = urllib.request.Request(
+        url.rstrip("/") + "/metrics", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in COUNTERS:
+            values[COUNTERS[name]] = float(value)
+    return values
 
 
 def start(data_dir: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -140,6 +174,7 @@ def measure(
             b = start(second, {**env, "GRIDNODE_BOOTSTRAP": addr}, root / "b.log")
             wait_for(lambda: cli_json(second, env, "peers"), 300, "the connection")
             time.sleep(warmup)
+            before = [counters(first), counters(second)]
             start_a, start_b, t = cpu_seconds(a.pid), cpu_seconds(b.pid), time.monotonic()
             # In 10 s slices too: the median slice is the idle cost even when the window holds
             # a burst (a connection dropped under load and every database pulled again).
@@ -152,6 +187,21 @@ def measure(
                 last, at = used, time.monotonic()
             used_a, used_b = cpu_seconds(a.pid) - start_a, cpu_seconds(b.pid) - start_b
             elapsed = time.monotonic() - t
+            after = [counters(first), counters(second)]
+            # Per node and minute, the two nodes averaged.
+            per_minute = {
+                name: round(
+                    sum(
+                        later.get(name, 0) - earlier.get(name, 0)
+                        for earlier, later in zip(before, after, strict=True)
+                    )
+                    / 2
+                    * 60
+                    / elapsed,
+                    1,
+                )
+                for name in COUNTERS.values()
+            }
             connected = bool(cli_json(second, env, "peers"))
         finally:
             for proc in (b, a):
@@ -176,6 +226,7 @@ def measure(
             "still_connected": connected,
             # Per node (the two averaged), % of a core: the median 10 s slice.
             "median_slice_pct": round(statistics.median(slices), 2),
+            "per_node_minute": per_minute,
             "prepare_s": round(prepared, 1),
         }
 
