@@ -48,6 +48,13 @@ def test_a_change_is_announced_and_pulled_and_then_not_announced_again(tmp_path,
             )
             await a.write(address, [{"op": "put", "key": "k", "value": 0}])
             await converged([a, b], address)
+            # Settled: the pulls of the connection have ended, and the announcement b made of
+            # what one of them applied (if it did: gossip may have been first) has had its
+            # second chance at the next interval.
+            with trio.fail_after(10):
+                while a.replication.pulling(address) or b.replication.pulling(address):
+                    await trio.sleep(0.05)
+            await trio.sleep(0.5)
             published = announced_on_db_topics(b)
             # Nothing changed at b for a few intervals: nothing announced.
             await trio.sleep(1.0)
