@@ -85,7 +85,8 @@ profile = "{profile}"
 # Peers to connect to at start (for example the primary server), as /ip4/.../tcp/N/p2p/<peer id>.
 # bootstrap = []
 
-# Seconds between re-announcements of every database's heads (anti-entropy).
+# Seconds between anti-entropy ticks: changed heads are announced again at the next one, and
+# every 10th sends each peer a summary of every database (docs/spec.md §10).
 # announce_interval = 10.0
 
 # Connections the node seeks through peer exchange (others may still connect to it).

@@ -4,13 +4,21 @@ Topic: ``/gridnode/db/<manifest CID>``. Message: DAG-CBOR
 ``{"t": "heads", "db": link, "heads": [link], "blocks": [[link, bytes]]}``: the sender's heads,
 and, when they are small, the head entries themselves so a peer that was only one step behind
 needs no round trip. Gossip is a hint: a lost or refused announcement costs a delay, never data,
-since nodes also announce periodically and the stream protocol fetches what is missing. So a node
-with more than :data:`MAX_ANNOUNCED_HEADS` heads announces its newest ones (the caller passes
-them newest first); its peers find the others by pulling.
+since nodes exchange summaries periodically and the stream protocol fetches what is missing. So
+a node with more than :data:`MAX_ANNOUNCED_HEADS` heads announces its newest ones (the caller
+passes them newest first); its peers find the others by pulling.
+
+A node announces a database when its heads change (and once more at the next interval), never
+an unchanged one: what an idle node sends grows with change, not with the databases it holds.
+What a lost announcement would leave behind is found by the *summary*
+(``/gridnode/summary/1.0.0``, :class:`Summary`): now and then each node tells each connected peer,
+over a stream of its own, one short key of each public database it holds and one of its heads;
+the peer pulls only the databases whose keys match one it holds and whose heads differ.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,11 +30,18 @@ from protocols.errors import ProtocolError, SendLimitError
 __all__ = [
     "DIRECT_HEADS_PROTOCOL_ID",
     "MAX_ANNOUNCEMENT",
+    "MAX_SUMMARY",
+    "MAX_SUMMARY_ITEMS",
     "PEERS_TOPIC",
+    "SUMMARY_PROTOCOL_ID",
     "Announcement",
     "PeerRecord",
+    "Summary",
+    "database_key",
+    "heads_key",
     "parse_announcement",
     "parse_peer_record",
+    "parse_summary",
     "topic_for",
 ]
 
@@ -156,3 +171,68 @@ def parse_peer_record(data: bytes, origin: str) -> PeerRecord:
     ):
         raise ProtocolError(f"addrs must be at most {MAX_ADDRS} multiaddr strings")
     return PeerRecord(peer, tuple(addrs))
+
+
+#: Where a node tells one peer its summary: the opener writes one :class:`Summary` and closes.
+SUMMARY_PROTOCOL_ID: Final = "/gridnode/summary/1.0.0"
+#: Databases one summary names at most (a node holding more sends them in turns).
+MAX_SUMMARY_ITEMS: Final = 4096
+#: Bytes of one summary at most (4,096 items of two 8-byte keys are about 82 KB).
+MAX_SUMMARY: Final = 96 * 1024
+#: Bytes of each key in a summary.
+KEY_BYTES: Final = 8
+
+
+def database_key(db: CID) -> bytes:
+    """A database's key in summaries: the first 8 bytes of SHA-256 of its manifest CID's bytes
+    (a collision costs a needless pull or a later one, never data: summaries are hints)."""
+    return hashlib.sha256(db.bytes).digest()[:KEY_BYTES]
+
+
+def heads_key(heads: list[CID] | tuple[CID, ...]) -> bytes:
+    """A replica's heads in summaries: the first 8 bytes of SHA-256 over the binary CIDs of its
+    newest :data:`MAX_ANNOUNCED_HEADS` heads in their order (highest clock first, ties by binary
+    CID), so two replicas with the same heads have the same key."""
+    digest = hashlib.sha256()
+    for cid in heads[:MAX_ANNOUNCED_HEADS]:
+        digest.update(cid.bytes)
+    return digest.digest()[:KEY_BYTES]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """``{"t": "summary", "dbs": [[db key, heads key]]}``: the public databases a node holds
+    (with heads) and a key of each one's heads; never a private database's."""
+
+    items: tuple[tuple[bytes, bytes], ...]
+
+    def encode(self) -> bytes:
+        if len(self.items) > MAX_SUMMARY_ITEMS:
+            raise SendLimitError(f"a summary of {len(self.items)} databases")
+        return encode({"t": "summary", "dbs": [[db, heads] for db, heads in self.items]})
+
+
+def parse_summary(data: bytes) -> Summary:
+    """Check and decode a summary; :class:`ProtocolError` for anything malformed or over its
+    limits."""
+    if len(data) > MAX_SUMMARY:
+        raise ProtocolError(f"summary of more than {MAX_SUMMARY} bytes")
+    try:
+        body = decode(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"summary is not DAG-CBOR: {exc}") from None
+    if type(body) is not dict or set(body) != {"t", "dbs"} or body["t"] != "summary":
+        raise ProtocolError("not a summary")
+    dbs = body["dbs"]
+    if type(dbs) is not list or len(dbs) > MAX_SUMMARY_ITEMS:
+        raise ProtocolError(f"a summary names at most {MAX_SUMMARY_ITEMS} databases")
+    items = []
+    for pair in dbs:
+        if (
+            type(pair) is not list
+            or len(pair) != 2
+            or not all(type(k) is bytes and len(k) == KEY_BYTES for k in pair)
+        ):
+            raise ProtocolError(f"each summary item is a pair of {KEY_BYTES}-byte keys")
+        items.append((pair[0], pair[1]))
+    return Summary(tuple(items))

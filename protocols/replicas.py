@@ -79,7 +79,9 @@ _KEYS: Final = {"t", "peer", "db", "heads", "entries", "time", "sig"}
 def topic_for(db: CID) -> str:
     """The gossipsub topic a database's replica statements go on (a private database has none:
     its name is never published)."""
-    return f"/gridnode/replicas/{db}"
+    # ``2``: statements refreshed every slow round, expiring after three of them (docs/spec.md
+    # §13); a node of the first version would forget such a holder between two refreshes.
+    return f"/gridnode/replicas/2/{db}"
 
 
 def public_key_of_peer(peer_id: str) -> bytes | None:

@@ -3,9 +3,12 @@
 For each public database the node replicates, it subscribes to the database's replicas topic
 (:func:`protocols.replicas.topic_for`) and publishes there a statement signed with its key
 (:mod:`protocols.replicas`: peer id, heads, entry count, time): when its heads changed (at most
-once per :data:`STATEMENT_GAP` seconds per database) and otherwise every ``announce_interval``
-(at most :data:`REFRESH_MAX` seconds), so a holder stays counted while it runs and is forgotten
-``ttl`` seconds after it stops (three refreshes and a margin). What it hears goes into a
+once per :data:`STATEMENT_GAP` seconds per database) and otherwise every slow round
+(:data:`REFRESH_ROUNDS` announce intervals, at most :data:`REFRESH_MAX` seconds), so a holder
+stays counted while it runs and is forgotten ``ttl`` seconds after it stops (three refreshes and
+a margin). An unchanged statement is refreshed as rarely as that because its cost is per
+database: a signature and a gossip message every refresh for each one held, which made replica
+statements most of an idle node's CPU (docs/benchmarks.md, "Issue 21, item 4"). What it hears goes into a
 :class:`~protocols.replicas.ReplicaAggregator`; :meth:`ReplicaStatements.summary` answers
 ``GET /db/{db}/replicas``, ``gridnode replicas`` and the ``replicas`` of each ``/status`` row.
 
@@ -54,6 +57,7 @@ from protocols.replicas import (
 
 __all__ = [
     "REFRESH_MAX",
+    "REFRESH_ROUNDS",
     "STATEMENTS_PER_MINUTE",
     "STATEMENT_GAP",
     "TICK",
@@ -67,8 +71,11 @@ log = logging.getLogger(__name__)
 TICK: Final = 1.0
 #: A database's statement goes out at most once per this many seconds, however often it changes.
 STATEMENT_GAP: Final = 1.0
+#: An unchanged statement is refreshed every this many announce intervals (the slow round of
+#: :mod:`gridnode.node.replication`).
+REFRESH_ROUNDS: Final = 10
 #: A statement is refreshed at least this often (seconds), even with ``announce_interval = inf``.
-REFRESH_MAX: Final = 60.0
+REFRESH_MAX: Final = 300.0
 #: Statements accepted from one peer for one database a minute (a refresh a second, and room).
 STATEMENTS_PER_MINUTE: Final = 90
 
@@ -80,7 +87,7 @@ def statement_ttl(announce_interval: float) -> float:
 
 
 def _refresh(announce_interval: float) -> float:
-    return min(max(announce_interval, STATEMENT_GAP), REFRESH_MAX)
+    return min(max(REFRESH_ROUNDS * announce_interval, STATEMENT_GAP), REFRESH_MAX)
 
 
 @dataclass

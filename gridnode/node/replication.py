@@ -3,8 +3,14 @@
 For each replicated database (a *replica*):
 
 - the node subscribes to the database's gossipsub topic and announces its heads there whenever
-  they change and again every ``announce_interval`` seconds (anti-entropy: a peer that missed a
-  message, or connected later, still hears of new heads);
+  they change, and once more at the next ``announce_interval`` tick; an unchanged database is
+  not announced again (what an idle node sends grows with change, not with what it holds);
+- every :data:`ANTI_ENTROPY_ROUNDS` intervals (the slow round) it sends each connected peer its
+  *summary* over ``/gridnode/summary/1.0.0`` (a key of each public database it holds and of its
+  heads, :class:`protocols.gossip.Summary`); a peer pulls the databases whose heads differ from
+  its own (a peer that missed an announcement, or connected later, still hears of new heads);
+  private databases, never named in a summary, and databases with missing parents are pulled
+  from one connected peer in turn;
 - an announcement naming heads the node lacks makes it pull from that peer over
   ``/gridnode/sync/1.1.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
   a time; a pull asked for while one runs is run again right after). A new connection pulls every
@@ -25,6 +31,10 @@ the log before it is kept, whatever its path. Each pull and each served stream i
 :class:`~gridnode.node.stats.NodeStats` (``syncs``, ``served``).
 
 What it refuses:
+
+- a summary sooner than :data:`SUMMARY_GAP` after the same peer's last (reset unread, counted);
+  a malformed one (a strike); from any summary, at most :data:`MAX_SUMMARY_PULLS` pulls, and
+  none for a database it does not replicate publicly;
 
 - announcements that do not parse, or name another database than their topic's: the topic
   validator drops them before gossipsub forwards them, and counts them;
@@ -58,6 +68,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -84,8 +95,15 @@ from protocols.gossip import (
     INLINE_BUDGET,
     MAX_ANNOUNCED_HEADS,
     MAX_ANNOUNCEMENT,
+    MAX_SUMMARY,
+    MAX_SUMMARY_ITEMS,
+    SUMMARY_PROTOCOL_ID,
     Announcement,
+    Summary,
+    database_key,
+    heads_key,
     parse_announcement,
+    parse_summary,
     topic_for,
 )
 from protocols.sync import SyncStats
@@ -113,10 +131,11 @@ DIRECT_SECONDS: Final = 10.0
 #: Seconds between two passes expiring entries that waited too long for their parents (at most a
 #: quarter of ``pending_seconds``).
 EXPIRE_INTERVAL: Final = 60.0
-#: Every this many announce intervals, each replicated database is pulled from one connected
-#: peer (in turn), whatever gossip said: a lost or never-delivered hint then costs latency, never
-#: a replica that stays behind while connected (anti-entropy; a pull with nothing to do is one
-#: reconciliation round trip of about 1.5 KB).
+#: Every this many announce intervals comes the slow round (anti-entropy): the node sends each
+#: connected peer its summary (``/gridnode/summary/1.0.0``), and pulls each private database,
+#: and each with entries waiting for parents, from one connected peer (in turn). A lost or
+#: never-delivered announcement then costs latency, never a replica that stays behind while
+#: connected; an unchanged database costs 16 bytes of a summary, not an announcement and a pull.
 ANTI_ENTROPY_ROUNDS: Final = 10
 #: Seconds a pull for announced heads waits, at most, while a pull of the same database from
 #: another peer runs (that pull most likely brings them).
@@ -125,6 +144,11 @@ DEFER_SECONDS: Final = 2.0
 #: at a few writes a second announcements overtake one another, and the parents' own
 #: announcement usually follows within milliseconds.
 MISSING_GRACE: Final = 0.25
+#: Pulls one summary may start at most (the databases it shows differ in, picked at random):
+#: a stranger's summary claiming every database differs costs this many pulls, not one each.
+MAX_SUMMARY_PULLS: Final = 64
+#: Seconds a peer's summaries must be apart; one sooner is read, not acted on, and counted.
+SUMMARY_GAP: Final = 1.0
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -153,6 +177,11 @@ class Replica:
     subscription: Subscription | None = None
     #: A private database: no topic; pulled from, and told of new heads, its readers alone.
     private: bool = False
+    #: Its key in summaries (:func:`protocols.gossip.database_key`).
+    key: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.key = database_key(self.database.manifest.cid)
 
 
 class Replication:
@@ -192,12 +221,21 @@ class Replication:
         #: Per peer, the requests for private databases it may not read, a minute (a window
         #: counter: the same one the logs use).
         self._private_refusals = LogLimiter(lines=REFUSALS_PER_MINUTE, interval=60.0)
+        #: Databases announced since the last interval: announced once more then (a second
+        #: chance for a lost message), and only they.
+        self._changed: set[str] = set()
+        #: Per peer, when (trio time) its last summary was acted on.
+        self._summarised: dict[str, float] = {}
+        #: Which slice of the public replicas the next summary names (more than
+        #: MAX_SUMMARY_ITEMS go in turns).
+        self._summary_turn = 0
 
     async def start(self) -> None:
         """Serve the sync stream, replicate every database the repo keeps and has not
         unfollowed, and announce their heads every ``announce_interval``."""
         self.host.set_stream_handler(PROTOCOL_ID, self.serve_stream)
         self.host.set_stream_handler(DIRECT_HEADS_PROTOCOL_ID, self._heard_directly)
+        self.host.set_stream_handler(SUMMARY_PROTOCOL_ID, self._heard_summary)
         for address, _name, _store in self.repo.databases():
             try:
                 database = self.repo.database(address)
@@ -220,6 +258,8 @@ class Replication:
     def replicating(self, address: str) -> bool:
         """Whether the database at ``address`` is replicated now (``False`` for a malformed
         address)."""
+        if address in self._replicas:  # canonical: no parsing (rooms ask every round)
+            return True
         try:
             return _canonical(address) in self._replicas
         except GridnodeError:
@@ -229,13 +269,18 @@ class Replication:
         """The addresses of the databases replicated now."""
         return list(self._replicas)
 
+    def databases(self) -> list[StoredDatabase]:
+        """The databases replicated now."""
+        return [replica.database for replica in self._replicas.values()]
+
     def database(self, address: str) -> StoredDatabase:
         """The replicated database at ``address``; ``KeyError`` if it is not replicated."""
-        return self._replicas[_canonical(address)].database
+        replica = self._replicas.get(address) or self._replicas[_canonical(address)]
+        return replica.database
 
     def pulling(self, address: str) -> bool:
         """Whether a pull of the database at ``address`` runs now, from any peer."""
-        replica = self._replicas.get(_canonical(address))
+        replica = self._replicas.get(address) or self._replicas.get(_canonical(address))
         return replica is not None and bool(replica.running)
 
     async def replicate(self, database: StoredDatabase) -> None:
@@ -347,11 +392,17 @@ class Replication:
     # -- announcing ---------------------------------------------------------------------------
 
     async def announce(self, address: str) -> None:
-        """Publish this node's heads of a database (with small head entries inline); nothing
-        for a database it no longer replicates."""
+        """Publish this node's heads of a database (with small head entries inline), now and
+        once more at the next interval; nothing for a database it no longer replicates. Called
+        when its heads changed: an unchanged database is not announced again (the slow round's
+        summaries stand for it)."""
         replica = self._replicas.get(_canonical(address))
         if replica is None:
             return
+        self._changed.add(replica.database.address)
+        await self._publish_heads(replica)
+
+    async def _publish_heads(self, replica: Replica) -> None:
         if replica.private:
             await self._announce_to_readers(replica)
             return
@@ -449,20 +500,121 @@ class Replication:
         rounds = 0
         while True:
             await trio.sleep(self.announce_interval)
-            for address in list(self._replicas):
-                await self.announce(address)
+            changed, self._changed = self._changed, set()
+            for address in changed:
+                replica = self._replicas.get(address)
+                if replica is not None:
+                    await self._publish_heads(replica)
             rounds += 1
             if rounds % ANTI_ENTROPY_ROUNDS == 0:
-                self._pull_in_turn(rounds // ANTI_ENTROPY_ROUNDS)
+                await self._slow_round(rounds // ANTI_ENTROPY_ROUNDS)
 
-    def _pull_in_turn(self, turn: int) -> None:
-        """Pull each replicated database from one connected peer, a different one each turn
-        (a private database only from peers that may read it: :meth:`_pull` checks)."""
+    async def _slow_round(self, turn: int) -> None:
+        """Anti-entropy: tell each connected peer this node's summary, and pull what summaries
+        cannot stand for from one connected peer, a different one each turn."""
         peers = sorted(self.host.peers())
         if not peers:
             return
-        for address in list(self._replicas):
+        message = await self._summary()
+        if message is not None:
+            for peer in peers:
+                self._nursery.start_soon(self._send_summary, peer, message)
+        await self._pull_in_turn(turn, peers)
+
+    async def _pull_in_turn(self, turn: int, peers: list[str]) -> None:
+        """Pull each private database (a summary never names one), and each with entries
+        waiting for missing parents (its heads may match the peer's), from one connected peer
+        (a private database only from peers that may read it: :meth:`_pull` checks)."""
+        replicas = [r for r in self._replicas.values()]
+
+        def due() -> list[str]:
+            return [r.database.address for r in replicas if r.private or r.database.missing_count]
+
+        for address in await self._worker.run(due):
             self.start_pull(peers[turn % len(peers)], address)
+
+    async def _summary(self) -> bytes | None:
+        """This node's summary: each public replica with heads, keyed (one slice of them, in
+        turns, if there are more than a summary holds); ``None`` if there is none."""
+        public = [r for r in self._replicas.values() if not r.private]
+        if len(public) > MAX_SUMMARY_ITEMS:
+            slices = math.ceil(len(public) / MAX_SUMMARY_ITEMS)
+            first = (self._summary_turn % slices) * MAX_SUMMARY_ITEMS
+            public = public[first : first + MAX_SUMMARY_ITEMS]
+            self._summary_turn += 1
+
+        def items() -> list[tuple[bytes, bytes]]:
+            found = []
+            for replica in public:
+                heads = replica.database.newest_heads(MAX_ANNOUNCED_HEADS)
+                if heads:
+                    found.append((replica.key, heads_key(heads)))
+            return found
+
+        found = await self._worker.run(items)
+        return Summary(tuple(found)).encode() if found else None
+
+    async def _send_summary(self, peer: str, message: bytes) -> None:
+        try:
+            with trio.fail_after(DIRECT_SECONDS):
+                stream = await self.host.open_stream(peer, SUMMARY_PROTOCOL_ID)
+                try:
+                    await stream.write(message)
+                finally:
+                    await stream.close()
+        except (*_EXCHANGE_FAILED, NetError) as exc:
+            # A peer of an older version (it re-announces every interval instead), or gone.
+            log.debug("could not send %s a summary: %s", peer, exc)
+            return
+        self._stats.counters.summaries_sent += 1
+
+    async def _heard_summary(self, stream: Stream) -> None:
+        """A peer's summary: pull from it each database this node replicates publicly whose
+        heads differ from the peer's; at most :data:`MAX_SUMMARY_PULLS` of them, and nothing
+        for a summary sooner than :data:`SUMMARY_GAP` after the peer's last one."""
+        peer = stream.remote_peer_id
+        now = trio.current_time()
+        last = self._summarised.get(peer)
+        if last is not None and now - last < SUMMARY_GAP:
+            # Too soon: not even read (a flood costs the flooder a stream each, not our CPU).
+            self._stats.counters.summaries_refused += 1
+            await stream.reset()
+            return
+        self._summarised.pop(peer, None)  # re-inserted last: the oldest are forgotten first
+        self._summarised[peer] = now
+        trim_oldest(self._summarised)
+        data = b""
+        with trio.move_on_after(DIRECT_SECONDS):
+            while len(data) <= MAX_SUMMARY:
+                chunk = await stream.read(MAX_SUMMARY + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        try:
+            summary = parse_summary(data)
+        except ProtocolError as exc:
+            await self._strike(peer, f"summary: {exc}")
+            return
+        self._stats.counters.summaries_received += 1
+        if self.repo.quota.full():
+            return  # at the bound: a hint only (the next summary comes once it clears)
+        public = {r.key: r for r in self._replicas.values() if not r.private}
+        theirs = [(public[db], heads) for db, heads in summary.items if db in public]
+        if not theirs:
+            return
+
+        def differing() -> list[str]:
+            return [
+                replica.database.address
+                for replica, heads in theirs
+                if heads_key(replica.database.newest_heads(MAX_ANNOUNCED_HEADS)) != heads
+            ]
+
+        addresses = await self._worker.run(differing)
+        if len(addresses) > MAX_SUMMARY_PULLS:
+            addresses = random.sample(addresses, MAX_SUMMARY_PULLS)
+        for address in addresses:
+            self.start_pull(peer, address)
 
     async def _expire_pending_periodically(self) -> None:
         # Entries waiting for parents that never come are dropped after ``pending_seconds``

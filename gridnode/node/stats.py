@@ -188,6 +188,11 @@ class NodeCounters:
     #: Replica statements this node published, and those it refused (gridnode/node/replicas.py).
     statements_published: int = 0
     rejected_statements: int = 0
+    #: Summaries (docs/spec.md §10) sent to peers, heard from them, and heard too soon after
+    #: the same peer's last one (not read, not acted on).
+    summaries_sent: int = 0
+    summaries_received: int = 0
+    summaries_refused: int = 0
 
 
 @dataclass

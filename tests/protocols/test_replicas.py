@@ -41,7 +41,7 @@ def test_a_signed_statement_round_trips_and_names_its_key():
     assert parsed == statement
     assert parsed.peer.startswith("12D3KooW")
     assert public_key_of_peer(parsed.peer) == alice.public_key
-    assert topic_for(DB) == f"/gridnode/replicas/{DB}"
+    assert topic_for(DB) == f"/gridnode/replicas/2/{DB}"
 
 
 def test_the_peer_id_is_libp2ps():
