@@ -192,6 +192,7 @@ class Node:
             self.peering,
             list(catalogs),
             announce_interval=announce_interval,
+            snapshots=self.snapshots,
         )
 
     async def _start(self, bootstrap: Sequence[str]) -> None:

@@ -37,6 +37,7 @@ from crdt.errors import GridnodeError
 from gridnode.logs import LogLimiter
 from gridnode.node.peers import Peering
 from gridnode.node.replication import Replication
+from gridnode.node.snapshots import Snapshots
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 from protocols.catalog import Catalog, canonical_address, parse_catalog
@@ -67,11 +68,15 @@ class Catalogs:
         addresses: list[str],
         *,
         announce_interval: float,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._repo = repo
         self._nursery = nursery
         self._worker = worker
         self._replication = replication
+        #: A database listed here and held nothing of starts from a signed snapshot, as any
+        #: follow does (config ``snapshots``): a catalog's new replica serves reads at once.
+        self._snapshots = snapshots
         self._peering = peering
         self.addresses: list[str] = []
         for address in addresses:
@@ -228,6 +233,9 @@ class Catalogs:
             if for_catalog:
                 # Followed for a catalog unless the node already kept and replicated it.
                 await self._worker.run(self._repo.set_followed_for_catalog, address, True)
+            snapshots = self._snapshots
+            if snapshots is not None and await snapshots.fresh(address):
+                await snapshots.follow_from_snapshot(address, timeout=FOLLOW_SECONDS)
             await self._replication.follow(address, timeout=FOLLOW_SECONDS)
             log.info("following %s%s", address, " (listed by a catalog)" if for_catalog else "")
         except GridnodeError as exc:

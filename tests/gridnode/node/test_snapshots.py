@@ -349,3 +349,39 @@ def test_snapshots_on_a_schedule_follow_the_heads(tmp_path):
 
 def test_the_domain_separates_snapshot_signatures():
     assert DOMAIN.startswith(b"gridnode snapshot")
+
+
+def test_a_database_a_catalog_lists_starts_from_its_snapshot(tmp_path):
+    """A catalog's new replica follows what it lists the way 'db follow' does: from the newest
+    trusted snapshot, reads at once, the history verified behind it."""
+    from tests.gridnode.node.test_catalogs import INTERVAL, _add, _make_catalog
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            catalog = await _make_catalog(a, "c")
+            db = await a.create_database("records", "keyvalue")
+            await a.write(
+                db.address, [{"op": "put", "key": f"k{i}", "value": i} for i in range(50)]
+            )
+            await _add(a, catalog, db.address)
+            await a.snapshots.publish(db.address)
+            b = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "b",
+                    listen=LOOPBACK,
+                    bootstrap=a.addrs,
+                    announce_interval=INTERVAL,
+                    catalogs=[catalog],
+                )
+            )
+            with trio.fail_after(30):
+                while b.snapshots.status(db.address) is None:
+                    await trio.sleep(0.05)
+            await _wait_state(b, db.address, "verified")
+            await converged([a, b], db.address)
+            assert await b.read(db.address, lambda d: d.store.get("k49")) == 49
+
+    trio.run(main)
