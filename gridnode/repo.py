@@ -32,6 +32,7 @@ from crdt.ipld.car import car_section_bytes, car_v1_header_bytes, iter_blocks, r
 from crdt.ipld.cid import CID
 from crdt.manifest import PUBLIC, Manifest, create_manifest, decode_manifest, parse_address
 from crdt.rangesums import LogItems
+from crdt.snapshot import decode_root
 from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
 from gridnode.datadir import make_private
@@ -40,6 +41,7 @@ from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.quota import StorageQuota
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
+from gridnode.storage.snapshots import published_root
 
 __all__ = [
     "BITSWAP_SOURCE",
@@ -590,6 +592,8 @@ class Repo:
             self.sql.bytes_on_disk, self.config.max_storage, log_transitions=False
         )
         self._open: dict[str, StoredDatabase] = {}
+        #: The CIDs (root and chunks) of each published snapshot root served, by root CID.
+        self._snapshot_blocks: dict[bytes, frozenset[CID]] = {}
         # Rejected entries are logged a few per database and interval, then summed up: whoever
         # sends entries must not set the log's volume (the reports still name every one).
         self._rejections = LogLimiter()
@@ -722,7 +726,32 @@ class Repo:
                     found[cid] = database.manifest.block
             for cid, block in database.blocks_of(lacking):
                 found[cid] = block
+            for cid in self._snapshot_cids(database.address) & set(lacking):
+                stored = self.sql.get_block(cid.bytes)
+                if stored is not None and cid.matches(stored):
+                    found[cid] = stored
         return found
+
+    def _snapshot_cids(self, address: str) -> frozenset[CID]:
+        """The root and chunk CIDs of the newest snapshot this node published of ``address``
+        (docs/spec.md §16): served by CID like the entries, so anyone (bitswap, the gateway)
+        fetches a snapshot's blocks, from several holders at once."""
+        root = published_root(self.sql, address)
+        if root is None:
+            return frozenset()
+        known = self._snapshot_blocks.get(root)
+        if known is None:
+            cid = CID.parse(root)
+            block = self.sql.get_block(root)
+            try:
+                header = decode_root(cid, block) if block is not None else None
+            except GridnodeError:
+                header = None
+            known = frozenset([cid, *header.chunks]) if header is not None else frozenset()
+            if len(self._snapshot_blocks) >= 256:
+                self._snapshot_blocks.clear()
+            self._snapshot_blocks[root] = known
+        return known
 
     # -- databases ----------------------------------------------------------------------------
 

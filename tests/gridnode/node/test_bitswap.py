@@ -441,3 +441,36 @@ def test_a_restore_from_a_lying_peer_applies_nothing_invalid(tmp_path):
             assert report.applied == 1
 
     trio.run(main)
+
+
+def test_a_published_snapshot_is_fetched_by_bitswap(tmp_path):
+    """A snapshot's root and chunks are IPLD blocks served by CID like the entries (spec §16),
+    so a plain bitswap peer fetches them; a chunk of a replaced snapshot is no longer served."""
+    from crdt.snapshot import decode_root
+
+    async def main():
+        async with node_and_raw_peer(tmp_path / "a") as (node, peer):
+            db = await node.create_database("records", "keyvalue")
+            await node.write(
+                db.address, [{"op": "put", "key": f"k{i}", "value": i} for i in range(40)]
+            )
+            published = await node.snapshots.publish(db.address)
+            root = CID.parse(published["root"])
+            block = dict(await node.worker.run(node.repo.served_blocks, [root]))[root]
+            header = decode_root(root, block)
+            wanted = [root, *header.chunks]
+            wants = [WantEntry(c, 1, False, WANT_BLOCK, True) for c in wanted]
+            await peer.send(node.peer_id, frame_message(BitswapMessage(wants=tuple(wants))))
+            await peer.wait_for(lambda r: len(peer.blocks()) >= len(wanted))
+            assert set(peer.blocks()) == set(wanted)
+            assert all(c.matches(b) for c, b in peer.blocks().items())
+            # A newer snapshot replaces it: the old chunks go, and are not served.
+            await node.write(db.address, [{"op": "put", "key": "later", "value": 1}])
+            await node.snapshots.publish(db.address)
+            peer.received.clear()
+            old = [WantEntry(c, 1, False, WANT_BLOCK, True) for c in wanted]
+            await peer.send(node.peer_id, frame_message(BitswapMessage(wants=tuple(old))))
+            await peer.wait_for(lambda r: len(peer.presences()) >= len(wanted))
+            assert peer.presences() == dict.fromkeys(wanted, DONT_HAVE)
+
+    trio.run(main)
