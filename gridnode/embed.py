@@ -98,8 +98,8 @@ async def _create(
     return database.address
 
 
-async def _follow(node: Node, address: str, timeout: float) -> str:
-    database = await node.follow(address, timeout=timeout)
+async def _follow(node: Node, address: str, timeout: float, snapshot: bool = True) -> str:
+    database = await node.follow(address, timeout=timeout, snapshot=snapshot)
     return database.address
 
 
@@ -434,9 +434,11 @@ class AsyncioNode(_Facade):
             _create, name, type, writers, public, indexes, index_by, private, readers
         )
 
-    async def follow(self, address: str, *, timeout: float = 30.0) -> str:
-        """Keep and replicate a database a connected peer has; return its address."""
-        return await self._run(_follow, address, timeout)
+    async def follow(self, address: str, *, timeout: float = 30.0, snapshot: bool = True) -> str:
+        """Keep and replicate a database a connected peer has; return its address. One held
+        nothing of yet starts from a trusted signed snapshot (reads at once, the history verified
+        behind it); ``snapshot=False``: verify everything before serving."""
+        return await self._run(_follow, address, timeout, snapshot)
 
     async def databases(self) -> list[dict[str, Any]]:
         """The databases kept here: ``{"address", "name", "type", "entries"}`` each."""
@@ -577,9 +579,11 @@ class SyncNode(_Facade):
         its admins, writers and ``readers`` (did:keys) may read it."""
         return self._run(_create, name, type, writers, public, indexes, index_by, private, readers)
 
-    def follow(self, address: str, *, timeout: float = 30.0) -> str:
-        """Keep and replicate a database a connected peer has; return its address."""
-        return self._run(_follow, address, timeout)
+    def follow(self, address: str, *, timeout: float = 30.0, snapshot: bool = True) -> str:
+        """Keep and replicate a database a connected peer has; return its address. One held
+        nothing of yet starts from a trusted signed snapshot (reads at once, the history verified
+        behind it); ``snapshot=False``: verify everything before serving."""
+        return self._run(_follow, address, timeout, snapshot)
 
     def databases(self) -> list[dict[str, Any]]:
         """The databases kept here: ``{"address", "name", "type", "entries"}`` each."""

@@ -217,3 +217,28 @@ def test_an_error_in_the_block_stops_the_node_and_propagates(tmp_path):
     with pytest.raises(Boom), gridnode.start_node(tmp_path, listen=LOOPBACK):
         raise Boom
     assert not (tmp_path / api.API_FILE).exists()
+
+
+def test_sync_node_follows_from_a_snapshot_or_not(tmp_path):
+    with gridnode.start_node(tmp_path / "a", listen=LOOPBACK, announce_interval=0.2) as a:
+        address = a.create_database("records", "keyvalue", public=True)
+        for i in range(20):
+            a.put(address, f"k{i}", i)
+        a.call(_publish_snapshot, address)
+        for name, snapshot in (("b", True), ("c", False)):
+            with gridnode.start_node(
+                tmp_path / name, listen=LOOPBACK, bootstrap=[a.addrs[0]], announce_interval=0.2
+            ) as other:
+                assert other.call(_wait_for_peer, a.peer_id) == a.peer_id
+                assert other.follow(address, snapshot=snapshot) == address
+                served = other.call(_snapshot_state, address)
+                assert (served is not None) is snapshot
+                assert other.call(_wait_for_entries, address, 20) == 20
+
+
+async def _publish_snapshot(node, address):
+    return await node.snapshots.publish(address)
+
+
+async def _snapshot_state(node, address):
+    return node.snapshots.status(address)
