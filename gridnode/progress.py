@@ -140,7 +140,8 @@ class Progress:
 
     def close(self, message: str | None = None) -> None:
         """Finish: a last redraw ended by a newline on a terminal; elsewhere a last log line if
-        any was written (``message`` replaces the standard one). Idempotent."""
+        any was written, or always with an interval of 0 (every update asked for, however quick
+        the operation) (``message`` replaces the standard one). Idempotent."""
         self._stop.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
@@ -152,7 +153,7 @@ class Progress:
             if self.tty:
                 self._show(time.monotonic(), force=True, final=message)
                 self._write("\n")
-            elif self._logged:
+            elif self._logged or self.interval == 0:
                 log.info("%s", message or f"{self.label}: done, {self._summary(time.monotonic())}")
 
     def __enter__(self) -> Progress:

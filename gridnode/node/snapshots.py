@@ -66,7 +66,7 @@ from crdt.snapshot import (
     rows_digest,
 )
 from crdt.stores import Store
-from gridnode.errors import InvalidRequest, NetError, StorageLimitReached, UnknownDatabase
+from gridnode.errors import InvalidRequest, NetError, UnknownDatabase
 from gridnode.net import Host, Stream
 from gridnode.node.budget import Budgets
 from gridnode.node.stats import NodeStats
@@ -370,10 +370,8 @@ class Snapshots:
         raises for what peers send: without a usable snapshot the follow verifies everything
         before serving, as it would have anyway."""
         manifest_cid = parse_address(address)
-        try:
-            self.repo.quota.check(f"follow /gridnode/{manifest_cid}")
-        except StorageLimitReached:
-            return False  # the follow itself says so
+        if self.repo.quota.full():
+            return False  # the follow itself refuses it, and counts that once
         started = trio.current_time()
         with trio.move_on_after(timeout):
             offers = await self._ask_roots(manifest_cid)
