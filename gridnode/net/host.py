@@ -84,6 +84,28 @@ StreamHandler = Callable[[Stream], Awaitable[None]]
 _CLOSE_TIMEOUT: Final = 5.0
 
 
+class _Notifee:
+    """py-libp2p's network notifee, every event ignored (subclasses pick theirs)."""
+
+    async def connected(self, _network: Any, _conn: Any) -> None:
+        pass
+
+    async def disconnected(self, _network: Any, _conn: Any) -> None:
+        pass
+
+    async def opened_stream(self, _network: Any, _stream: Any) -> None:
+        pass
+
+    async def closed_stream(self, _network: Any, _stream: Any) -> None:
+        pass
+
+    async def listen(self, _network: Any, _multiaddr: Any) -> None:
+        pass
+
+    async def listen_close(self, _network: Any, _multiaddr: Any) -> None:
+        pass
+
+
 class Host:
     """A running libp2p host; made by :func:`open_host`, valid inside its ``async with``."""
 
@@ -115,28 +137,23 @@ class Host:
         own set-up, which awaits its notifications)."""
         self._refused = refused
 
-        class _Gate:
+        class _Gate(_Notifee):
             async def connected(self, _network: Any, conn: Any) -> None:
                 peer = str(conn.muxed_conn.peer_id)
                 if refused(peer):
                     on_connected(peer)
 
-            async def disconnected(self, _network: Any, _conn: Any) -> None:
-                pass
-
-            async def opened_stream(self, _network: Any, _stream: Any) -> None:
-                pass
-
-            async def closed_stream(self, _network: Any, _stream: Any) -> None:
-                pass
-
-            async def listen(self, _network: Any, _multiaddr: Any) -> None:
-                pass
-
-            async def listen_close(self, _network: Any, _multiaddr: Any) -> None:
-                pass
-
         self._host.get_network().register_notifee(_Gate())
+
+    def watch_connections(self, connected: Callable[[str], None]) -> None:
+        """Call ``connected(peer id)`` for every new connection, inbound or outbound. It is
+        called from inside the connection's set-up: it must not wait (start a task instead)."""
+
+        class _Watch(_Notifee):
+            async def connected(self, _network: Any, conn: Any) -> None:
+                connected(str(conn.muxed_conn.peer_id))
+
+        self._host.get_network().register_notifee(_Watch())
 
     def __repr__(self) -> str:
         return f"<Host {self.peer_id}>"

@@ -112,6 +112,8 @@ class Peering:
         #: peer id -> when its ban ends; oldest ban first.
         self._banned: OrderedDict[str, float] = OrderedDict()
         host.refuse_peers(self.is_banned, self._refuse)
+        # Every connection, dialled by either side: each side meets the other (summaries).
+        host.watch_connections(self._on_connection)
 
     def is_banned(self, peer: str) -> bool:
         """Whether ``peer`` is banned now (its streams are refused, its connections closed)."""
@@ -213,9 +215,12 @@ class Peering:
             self.remember(peer, [multiaddr], source)
         self._redial.pop(peer, None)
         log.info("connected to %s", peer)
-        self._connected(peer)
         self._nursery.start_soon(self.publish_record)
         return peer
+
+    def _on_connection(self, peer: str) -> None:
+        if not self.is_banned(peer):
+            self._connected(peer)
 
     async def strike(self, peer: str, reason: str) -> None:
         """Count a protocol violation; disconnect and ban a peer that keeps misbehaving."""

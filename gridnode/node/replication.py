@@ -80,7 +80,7 @@ import trio
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from crdt.manifest import Manifest, decode_manifest, parse_address
-from gridnode.errors import UnknownDatabase
+from gridnode.errors import ProtocolNotSupported, UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Stream, Subscription
 from gridnode.net.identity import did_of_peer
@@ -149,6 +149,11 @@ MISSING_GRACE: Final = 0.25
 MAX_SUMMARY_PULLS: Final = 64
 #: Seconds a peer's summaries must be apart; one sooner is read, not acted on, and counted.
 SUMMARY_GAP: Final = 1.0
+#: Whole-database pulls (:meth:`Replication.start_pull`) that run at once from one peer; the
+#: rest wait their turn. A node holding 1,000 databases started 1,000 pulls at every
+#: connection, which on a loaded machine timed out, dropped the connection and started again
+#: (issue 21, item 4). Pulls for announced heads are not queued: they are the latency path.
+PEER_PULLS: Final = 8
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -229,6 +234,10 @@ class Replication:
         #: Which slice of the public replicas the next summary names (more than
         #: MAX_SUMMARY_ITEMS go in turns).
         self._summary_turn = 0
+        #: Per peer, the whole-database pulls waiting their turn (an ordered set of addresses;
+        #: at most one entry per database held) and how many of them run (<= PEER_PULLS).
+        self._waiting: dict[str, dict[str, None]] = {}
+        self._in_flight: dict[str, int] = {}
 
     async def start(self) -> None:
         """Serve the sync stream, replicate every database the repo keeps and has not
@@ -554,7 +563,9 @@ class Replication:
         found = await self._worker.run(items)
         return Summary(tuple(found)).encode() if found else None
 
-    async def _send_summary(self, peer: str, message: bytes) -> None:
+    async def _send_summary(self, peer: str, message: bytes) -> bool:
+        """Send ``peer`` this node's summary; ``False`` if it does not serve summaries (an
+        older version, which re-announces every interval instead)."""
         try:
             with trio.fail_after(DIRECT_SECONDS):
                 stream = await self.host.open_stream(peer, SUMMARY_PROTOCOL_ID)
@@ -562,11 +573,14 @@ class Replication:
                     await stream.write(message)
                 finally:
                     await stream.close()
+        except ProtocolNotSupported:
+            log.debug("%s does not serve summaries", peer)
+            return False
         except (*_EXCHANGE_FAILED, NetError) as exc:
-            # A peer of an older version (it re-announces every interval instead), or gone.
-            log.debug("could not send %s a summary: %s", peer, exc)
-            return
+            log.debug("could not send %s a summary: %s", peer, exc)  # gone, or too slow
+            return True
         self._stats.counters.summaries_sent += 1
+        return True
 
     async def _heard_summary(self, stream: Stream) -> None:
         """A peer's summary: pull from it each database this node replicates publicly whose
@@ -671,15 +685,58 @@ class Replication:
     # -- pulling ------------------------------------------------------------------------------
 
     def peer_connected(self, peer: str) -> None:
-        """Pull every replicated database from a peer just connected."""
-        for address in list(self._replicas):
+        """A peer just connected, whichever side dialled: meet it (:meth:`_meet`)."""
+        self._nursery.start_soon(self._meet, peer)
+
+    async def _meet(self, peer: str) -> None:
+        """Send a peer just connected this node's summary at once (it pulls from us what
+        differs, and sends us its own for the same), and pull from it only what a summary
+        cannot stand for: private databases, databases with entries waiting for parents, and
+        those without heads here. A peer that does not serve summaries (an older version) is
+        pulled from for every database, as before. Either way the pulls take their turn
+        (:data:`PEER_PULLS` at once)."""
+        with trio.move_on_after(DIRECT_SECONDS):
+            while peer not in self.host.peers():  # told from inside the connection's set-up
+                await trio.sleep(0.01)
+        message = await self._summary()
+        speaks = True if message is None else await self._send_summary(peer, message)
+        replicas = list(self._replicas.values())
+
+        def due() -> list[str]:
+            return [
+                r.database.address
+                for r in replicas
+                if not speaks or r.private or r.database.missing_count or not r.database.heads
+            ]
+
+        for address in await self._worker.run(due):
             self.start_pull(peer, address)
 
     def start_pull(self, peer: str, address: str) -> None:
         """Pull the database at ``address`` (replicated) from ``peer``, in the background,
         whatever it holds; if a pull of it from that peer runs, it runs once more right after
-        instead."""
-        self._nursery.start_soon(self._pull, peer, address, None)
+        instead. At most :data:`PEER_PULLS` of these run at once per peer; the others wait, one
+        entry per database however often asked."""
+        self._waiting.setdefault(peer, {})[address] = None
+        self._dispatch(peer)
+
+    def _dispatch(self, peer: str) -> None:
+        waiting = self._waiting.get(peer, {})
+        while waiting and self._in_flight.get(peer, 0) < PEER_PULLS:
+            address = next(iter(waiting))
+            del waiting[address]
+            self._in_flight[peer] = self._in_flight.get(peer, 0) + 1
+            self._nursery.start_soon(self._pull_in_turn_of, peer, address)
+        if not waiting and not self._in_flight.get(peer):
+            self._waiting.pop(peer, None)
+            self._in_flight.pop(peer, None)
+
+    async def _pull_in_turn_of(self, peer: str, address: str) -> None:
+        try:
+            await self._pull(peer, address, None)
+        finally:
+            self._in_flight[peer] -= 1
+            self._dispatch(peer)
 
     def pull_source(self, origin: str, forwarder: str) -> str | None:
         """Whom to pull what an announcement names from: its origin if connected (it holds

@@ -22,6 +22,9 @@ class FakeHost:
     def refuse_peers(self, refused, on_connected):
         self.refused = refused
 
+    def watch_connections(self, connected):
+        pass
+
     async def disconnect(self, peer):
         self.disconnected.append(peer)
 

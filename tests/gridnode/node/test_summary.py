@@ -178,3 +178,135 @@ def test_a_hostile_summary_is_bounded(tmp_path, monkeypatch):
             assert len(pulls) == 2
 
     trio.run(main)
+
+
+def _many(tmp_path, names, count, *, written_by=("a",)):
+    """Data dirs for ``names`` sharing ``count`` public keyvalue databases made by the first;
+    the nodes in ``written_by`` hold one entry in each (the same one), the others none."""
+    dirs = [tmp_path / name for name in names]
+    repos = {name: Repo(d) for name, d in zip(names, dirs, strict=True)}
+    addresses = []
+    first = repos[names[0]]
+    for i in range(count):
+        database = first.create_database(f"db{i}", "keyvalue")
+        entries = database.write_many([{"op": "put", "key": "k", "value": i}])
+        blocks = database.blocks_of([e.cid for e in entries])
+        for name in names[1:]:
+            copy = repos[name].add_database(database.manifest)
+            if name in written_by:
+                copy.join_blocks(blocks)
+        addresses.append(database.address)
+    for repo in repos.values():
+        repo.close()
+    return dirs, addresses
+
+
+def _count_pulls(node):
+    """Wrap ``node.replication._pull_once``: the dict it returns counts the pulls run and the
+    most ever running at once."""
+    seen = {"pulls": 0, "running": 0, "most": 0}
+    pull_once = node.replication._pull_once
+
+    async def counting(peer, database):
+        seen["pulls"] += 1
+        seen["running"] += 1
+        seen["most"] = max(seen["most"], seen["running"])
+        try:
+            return await pull_once(peer, database)
+        finally:
+            seen["running"] -= 1
+
+    node.replication._pull_once = counting
+    return seen
+
+
+def test_nodes_that_hold_the_same_databases_meet_without_a_pull(tmp_path):
+    """Two nodes with the same 30 public databases exchange summaries when they connect and
+    pull none of them (before, a connection started a pull of every database on both sides:
+    at 1,000 databases, 1,000 pulls, issue 21); then a database that differs is pulled."""
+    dirs, addresses = _many(tmp_path, ["a", "b"], 30, written_by=("a", "b"))
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=60)
+            )
+            pulls_a = _count_pulls(a)
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, bootstrap=a.addrs, announce_interval=60)
+            )
+            pulls_b = _count_pulls(b)
+            with trio.fail_after(10):
+                while a.stats.counters.summaries_received < 1 or (
+                    b.stats.counters.summaries_received < 1
+                ):
+                    await trio.sleep(0.05)
+            await trio.sleep(0.5)
+            assert pulls_a["pulls"] == pulls_b["pulls"] == 0
+            # A write whose announcement is lost: a's next summary (its slow round, run here by
+            # hand) makes b pull that database, and only it.
+            a.host.publish = lambda topic, data: trio.sleep(0)
+            await a.write(addresses[7], [{"op": "put", "key": "k", "value": "new"}])
+            a.replication._summarised.clear()
+            b.replication._summarised.clear()
+            await a.replication._slow_round(1)
+            await converged([a, b], addresses[7], timeout=10)
+            assert await b.read(addresses[7], lambda d: d.store.get("k")) == "new"
+            assert pulls_b["pulls"] == 1
+
+    trio.run(main)
+
+
+def test_pulls_at_a_connection_take_their_turn(tmp_path, monkeypatch):
+    """A node that lacks 12 databases a peer has pulls all 12 when they connect, never more
+    than PEER_PULLS at once from that peer. (No announcements: gossipsub would hand b a's
+    recent ones when b joins the topics, and they would deliver some of the databases.)"""
+    monkeypatch.setattr(replication, "PEER_PULLS", 3)
+
+    async def silent(self, replica):
+        return None
+
+    monkeypatch.setattr(replication.Replication, "_publish_heads", silent)
+    dirs, addresses = _many(tmp_path, ["a", "b"], 12)
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=60)
+            )
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, announce_interval=60)
+            )
+            pulls_b = _count_pulls(b)
+            await b.connect(a.addrs[0])
+            for address in addresses:
+                await converged([a, b], address, timeout=20)
+            assert 12 <= pulls_b["pulls"]
+            assert pulls_b["most"] <= 3
+            assert b.replication._waiting == {} and b.replication._in_flight == {}
+
+    trio.run(main)
+
+
+def test_a_peer_without_summaries_is_pulled_from_for_every_database(tmp_path):
+    """A peer that does not serve summaries (an older version) is pulled from for every
+    database at a connection, as before summaries existed."""
+    dirs, addresses = _many(tmp_path, ["a", "b"], 4, written_by=("a", "b"))
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                open_node(dirs[0], listen=LOOPBACK, announce_interval=60)
+            )
+            a.host._host.remove_stream_handler(SUMMARY_PROTOCOL_ID)
+            b = await stack.enter_async_context(
+                open_node(dirs[1], listen=LOOPBACK, announce_interval=60)
+            )
+            pulls_b = _count_pulls(b)
+            await b.connect(a.addrs[0])
+            with trio.fail_after(20):
+                while pulls_b["pulls"] < 4 or pulls_b["running"]:
+                    await trio.sleep(0.05)
+            assert pulls_b["pulls"] == 4
+
+    trio.run(main)
