@@ -71,6 +71,7 @@ from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidat
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.stream import Stream, single_exception
+from gridnode.net.tasks import index_tasks
 
 __all__ = ["Host", "StreamHandler", "announcement", "open_host"]
 
@@ -373,6 +374,7 @@ async def open_host(
         link-local ones (``False``: public ones only, as a server on the internet wants).
     """
     quiet_libp2p_logs()
+    index_tasks()
     key_pair = key_pair_from_seed(seed)
     try:
         listen_addrs = [multiaddr.Multiaddr(address) for address in listen]

@@ -281,7 +281,7 @@ def test_pulls_at_a_connection_take_their_turn(tmp_path, monkeypatch):
             await b.connect(a.addrs[0])
             for address in addresses:
                 await converged([a, b], address, timeout=20)
-            assert 12 <= pulls_b["pulls"]
+            assert pulls_b["pulls"] >= 12
             assert pulls_b["most"] <= 3
             assert b.replication._waiting == {} and b.replication._in_flight == {}
 
@@ -291,7 +291,7 @@ def test_pulls_at_a_connection_take_their_turn(tmp_path, monkeypatch):
 def test_a_peer_without_summaries_is_pulled_from_for_every_database(tmp_path):
     """A peer that does not serve summaries (an older version) is pulled from for every
     database at a connection, as before summaries existed."""
-    dirs, addresses = _many(tmp_path, ["a", "b"], 4, written_by=("a", "b"))
+    dirs, _addresses = _many(tmp_path, ["a", "b"], 4, written_by=("a", "b"))
 
     async def main():
         async with AsyncExitStack() as stack:
