@@ -6,15 +6,15 @@ For each replicated database (a *replica*):
   they change, and once more at the next ``announce_interval`` tick; an unchanged database is
   not announced again (what an idle node sends grows with change, not with what it holds);
 - every :data:`ANTI_ENTROPY_ROUNDS` intervals (the slow round) it sends each connected peer its
-  *summary* over ``/gridnode/summary/1.0.0`` (a key of each public database it holds and of its
-  heads, :class:`protocols.gossip.Summary`); a peer pulls the databases whose heads differ from
-  its own (a peer that missed an announcement, or connected later, still hears of new heads);
-  private databases, never named in a summary, and databases with missing parents are pulled
-  from one connected peer in turn;
+  *summary* (:mod:`gridnode.node.summaries`: a peer pulls the databases whose heads differ from
+  its own, so one that missed an announcement still hears of new heads); private databases,
+  never named in a summary, and databases with missing parents are pulled from one connected
+  peer in turn;
 - an announcement naming heads the node lacks makes it pull from that peer over
   ``/gridnode/sync/1.1.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
-  a time; a pull asked for while one runs is run again right after). A new connection pulls every
-  database from the new peer;
+  a time; a pull asked for while one runs is run again right after). Peers that connect, whichever
+  side dialled, exchange summaries (:meth:`~gridnode.node.summaries.Summaries.meet`) and pull
+  what differs; whole-database pulls run :data:`PEER_PULLS` at a time per peer;
 - small head entries ride along inside announcements and are joined directly;
 - the node serves the sync stream to its peers, for every database it keeps.
 
@@ -31,10 +31,6 @@ the log before it is kept, whatever its path. Each pull and each served stream i
 :class:`~gridnode.node.stats.NodeStats` (``syncs``, ``served``).
 
 What it refuses:
-
-- a summary sooner than :data:`SUMMARY_GAP` after the same peer's last (reset unread, counted);
-  a malformed one (a strike); from any summary, at most :data:`MAX_SUMMARY_PULLS` pulls, and
-  none for a database it does not replicate publicly;
 
 - announcements that do not parse, or name another database than their topic's: the topic
   validator drops them before gossipsub forwards them, and counts them;
@@ -68,7 +64,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,12 +75,13 @@ import trio
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from crdt.manifest import Manifest, decode_manifest, parse_address
-from gridnode.errors import ProtocolNotSupported, UnknownDatabase
+from gridnode.errors import UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Stream, Subscription
 from gridnode.net.identity import did_of_peer
 from gridnode.node.budget import Budgets
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
+from gridnode.node.summaries import Summaries
 from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker, serving
@@ -95,15 +91,10 @@ from protocols.gossip import (
     INLINE_BUDGET,
     MAX_ANNOUNCED_HEADS,
     MAX_ANNOUNCEMENT,
-    MAX_SUMMARY,
-    MAX_SUMMARY_ITEMS,
     SUMMARY_PROTOCOL_ID,
     Announcement,
-    Summary,
     database_key,
-    heads_key,
     parse_announcement,
-    parse_summary,
     topic_for,
 )
 from protocols.sync import SyncStats
@@ -144,11 +135,6 @@ DEFER_SECONDS: Final = 2.0
 #: at a few writes a second announcements overtake one another, and the parents' own
 #: announcement usually follows within milliseconds.
 MISSING_GRACE: Final = 0.25
-#: Pulls one summary may start at most (the databases it shows differ in, picked at random):
-#: a stranger's summary claiming every database differs costs this many pulls, not one each.
-MAX_SUMMARY_PULLS: Final = 64
-#: Seconds a peer's summaries must be apart; one sooner is read, not acted on, and counted.
-SUMMARY_GAP: Final = 1.0
 #: Whole-database pulls (:meth:`Replication.start_pull`) that run at once from one peer; the
 #: rest wait their turn. A node holding 1,000 databases started 1,000 pulls at every
 #: connection, which on a loaded machine timed out, dropped the connection and started again
@@ -229,11 +215,16 @@ class Replication:
         #: Databases announced since the last interval: announced once more then (a second
         #: chance for a lost message), and only they.
         self._changed: set[str] = set()
-        #: Per peer, when (trio time) its last summary was acted on.
-        self._summarised: dict[str, float] = {}
-        #: Which slice of the public replicas the next summary names (more than
-        #: MAX_SUMMARY_ITEMS go in turns).
-        self._summary_turn = 0
+        #: Summaries: what a node tells its peers of all it holds, and what it hears.
+        self.summaries = Summaries(
+            host,
+            worker,
+            stats,
+            repo.quota,
+            replicas=lambda: list(self._replicas.values()),
+            start_pull=self.start_pull,
+            strike=strike,
+        )
         #: Per peer, the whole-database pulls waiting their turn (an ordered set of addresses;
         #: at most one entry per database held) and how many of them run (<= PEER_PULLS).
         self._waiting: dict[str, dict[str, None]] = {}
@@ -244,7 +235,7 @@ class Replication:
         unfollowed, and announce their heads every ``announce_interval``."""
         self.host.set_stream_handler(PROTOCOL_ID, self.serve_stream)
         self.host.set_stream_handler(DIRECT_HEADS_PROTOCOL_ID, self._heard_directly)
-        self.host.set_stream_handler(SUMMARY_PROTOCOL_ID, self._heard_summary)
+        self.host.set_stream_handler(SUMMARY_PROTOCOL_ID, self.summaries.heard)
         for address, _name, _store in self.repo.databases():
             try:
                 database = self.repo.database(address)
@@ -524,10 +515,10 @@ class Replication:
         peers = sorted(self.host.peers())
         if not peers:
             return
-        message = await self._summary()
+        message = await self.summaries.summary()
         if message is not None:
             for peer in peers:
-                self._nursery.start_soon(self._send_summary, peer, message)
+                self._nursery.start_soon(self.summaries.send, peer, message)
         await self._pull_in_turn(turn, peers)
 
     async def _pull_in_turn(self, turn: int, peers: list[str]) -> None:
@@ -541,94 +532,6 @@ class Replication:
 
         for address in await self._worker.run(due):
             self.start_pull(peers[turn % len(peers)], address)
-
-    async def _summary(self) -> bytes | None:
-        """This node's summary: each public replica with heads, keyed (one slice of them, in
-        turns, if there are more than a summary holds); ``None`` if there is none."""
-        public = [r for r in self._replicas.values() if not r.private]
-        if len(public) > MAX_SUMMARY_ITEMS:
-            slices = math.ceil(len(public) / MAX_SUMMARY_ITEMS)
-            first = (self._summary_turn % slices) * MAX_SUMMARY_ITEMS
-            public = public[first : first + MAX_SUMMARY_ITEMS]
-            self._summary_turn += 1
-
-        def items() -> list[tuple[bytes, bytes]]:
-            found = []
-            for replica in public:
-                heads = replica.database.newest_heads(MAX_ANNOUNCED_HEADS)
-                if heads:
-                    found.append((replica.key, heads_key(heads)))
-            return found
-
-        found = await self._worker.run(items)
-        return Summary(tuple(found)).encode() if found else None
-
-    async def _send_summary(self, peer: str, message: bytes) -> bool:
-        """Send ``peer`` this node's summary; ``False`` if it does not serve summaries (an
-        older version, which re-announces every interval instead)."""
-        try:
-            with trio.fail_after(DIRECT_SECONDS):
-                stream = await self.host.open_stream(peer, SUMMARY_PROTOCOL_ID)
-                try:
-                    await stream.write(message)
-                finally:
-                    await stream.close()
-        except ProtocolNotSupported:
-            log.debug("%s does not serve summaries", peer)
-            return False
-        except (*_EXCHANGE_FAILED, NetError) as exc:
-            log.debug("could not send %s a summary: %s", peer, exc)  # gone, or too slow
-            return True
-        self._stats.counters.summaries_sent += 1
-        return True
-
-    async def _heard_summary(self, stream: Stream) -> None:
-        """A peer's summary: pull from it each database this node replicates publicly whose
-        heads differ from the peer's; at most :data:`MAX_SUMMARY_PULLS` of them, and nothing
-        for a summary sooner than :data:`SUMMARY_GAP` after the peer's last one."""
-        peer = stream.remote_peer_id
-        now = trio.current_time()
-        last = self._summarised.get(peer)
-        if last is not None and now - last < SUMMARY_GAP:
-            # Too soon: not even read (a flood costs the flooder a stream each, not our CPU).
-            self._stats.counters.summaries_refused += 1
-            await stream.reset()
-            return
-        self._summarised.pop(peer, None)  # re-inserted last: the oldest are forgotten first
-        self._summarised[peer] = now
-        trim_oldest(self._summarised)
-        data = b""
-        with trio.move_on_after(DIRECT_SECONDS):
-            while len(data) <= MAX_SUMMARY:
-                chunk = await stream.read(MAX_SUMMARY + 1 - len(data))
-                if not chunk:
-                    break
-                data += chunk
-        try:
-            summary = parse_summary(data)
-        except ProtocolError as exc:
-            await self._strike(peer, f"summary: {exc}")
-            return
-        self._stats.counters.summaries_received += 1
-        if self.repo.quota.full():
-            return  # at the bound: a hint only (the next summary comes once it clears)
-        public = {r.key: r for r in self._replicas.values() if not r.private}
-        theirs = [(public[db], heads) for db, heads in summary.items if db in public]
-        if not theirs:
-            return
-
-        def differing() -> list[str]:
-            return [
-                replica.database.address
-                for replica, heads in theirs
-                if heads_key(replica.database.newest_heads(MAX_ANNOUNCED_HEADS)) != heads
-            ]
-
-        addresses = await self._worker.run(differing)
-        if len(addresses) > MAX_SUMMARY_PULLS:
-            addresses = random.sample(addresses, MAX_SUMMARY_PULLS)
-        for address in addresses:
-            self.start_pull(peer, address)
 
     async def _expire_pending_periodically(self) -> None:
         # Entries waiting for parents that never come are dropped after ``pending_seconds``
@@ -685,32 +588,8 @@ class Replication:
     # -- pulling ------------------------------------------------------------------------------
 
     def peer_connected(self, peer: str) -> None:
-        """A peer just connected, whichever side dialled: meet it (:meth:`_meet`)."""
-        self._nursery.start_soon(self._meet, peer)
-
-    async def _meet(self, peer: str) -> None:
-        """Send a peer just connected this node's summary at once (it pulls from us what
-        differs, and sends us its own for the same), and pull from it only what a summary
-        cannot stand for: private databases, databases with entries waiting for parents, and
-        those without heads here. A peer that does not serve summaries (an older version) is
-        pulled from for every database, as before. Either way the pulls take their turn
-        (:data:`PEER_PULLS` at once)."""
-        with trio.move_on_after(DIRECT_SECONDS):
-            while peer not in self.host.peers():  # told from inside the connection's set-up
-                await trio.sleep(0.01)
-        message = await self._summary()
-        speaks = True if message is None else await self._send_summary(peer, message)
-        replicas = list(self._replicas.values())
-
-        def due() -> list[str]:
-            return [
-                r.database.address
-                for r in replicas
-                if not speaks or r.private or r.database.missing_count or not r.database.heads
-            ]
-
-        for address in await self._worker.run(due):
-            self.start_pull(peer, address)
+        """A peer just connected, whichever side dialled: meet it (:meth:`Summaries.meet`)."""
+        self._nursery.start_soon(self.summaries.meet, peer)
 
     def start_pull(self, peer: str, address: str) -> None:
         """Pull the database at ``address`` (replicated) from ``peer``, in the background,
