@@ -1,0 +1,89 @@
+"""Which transports a host runs (TCP, and QUIC when it listens on QUIC), and the dial order.
+
+A host always runs TCP (Noise, yamux: see :mod:`gridnode.net.host`). It runs QUIC
+(``/udp/N/quic-v1``, RFC 9000) too when one of its listen addresses is a QUIC one: the
+``server`` and ``home`` profiles listen on both, on the same port number (docs/config.md).
+A host without a QUIC listen address does not dial QUIC either (:func:`dial_order` leaves
+QUIC addresses out), so a TCP-only node never spends a dial on an address it cannot use.
+
+QUIC brings its own security and multiplexing: TLS 1.3 with the libp2p certificate extension
+(the certificate carries the peer's ed25519 public key and a signature by it over the TLS key),
+checked by py-libp2p's QUIC transport in both directions: a dial to ``.../p2p/<id>`` fails
+unless the peer there holds ``<id>``'s key, and an inbound connection without a certificate is
+refused. Streams are native QUIC streams (no yamux).
+
+Where py-libp2p 0.8.1's QUIC transport is changed (docs/decisions.md, "Issue 22, QUIC"):
+
+- a stream read that waits longer than ``STREAM_READ_TIMEOUT`` (30 s by default) *resets the
+  stream*: gossipsub's long-lived streams and a sync session waiting on a slow peer would be
+  cut. Reads wait as long as TCP's do (the node's own deadlines bound them).
+- draft-29 (``/quic``) is off: obsolete, and gridnode listens on ``/quic-v1`` only.
+- a read racing the peer's FIN can report the end of the stream (or a reset) with data still
+  buffered, and a stream whose two halves are closed reads as "closed" (a reset) instead of
+  end of stream: :class:`~gridnode.net.stream.Stream` then takes the buffered data, and reads
+  a FIN without a reset as EOF (:func:`quic_rest`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from libp2p.transport.quic.config import QUICTransportConfig
+from libp2p.transport.quic.transport import QUICTransport
+from libp2p.transport.tcp.tcp import TCP
+
+__all__ = ["build_transports", "dial_order", "is_quic", "quic_rest"]
+
+#: The protocol name of QUIC v1 in a multiaddr (``/udp/N/quic-v1``).
+QUIC_V1: Final = "quic-v1"
+
+
+def is_quic(address: str | Any) -> bool:
+    """Whether ``address`` (text or a ``Multiaddr``) is a QUIC v1 address."""
+    return QUIC_V1 in str(address).split("/")
+
+
+def quic_config() -> QUICTransportConfig:
+    """py-libp2p's QUIC settings with gridnode's changes (see the module's docstring)."""
+    return QUICTransportConfig(STREAM_READ_TIMEOUT=math.inf, enable_draft29=False)
+
+
+def build_transports(private_key: Any, listen: Iterable[Any]) -> list[Any]:
+    """The transports for a host listening on ``listen``: TCP, then QUIC if any address is
+    QUIC. ``private_key``: the host's libp2p key (QUIC's TLS certificate is signed by it)."""
+    transports: list[Any] = [TCP()]
+    if any(is_quic(address) for address in listen):
+        transports.append(QUICTransport(private_key, config=quic_config()))
+    return transports
+
+
+def dial_order(addrs: Sequence[str], quic: bool) -> list[str]:
+    """``addrs`` in the order to dial them: QUIC ones first if this host speaks QUIC (one
+    round trip to a secure, multiplexed connection instead of TCP's three), left out if it does
+    not. Otherwise the given order is kept."""
+    quic_addrs = [a for a in addrs if is_quic(a)]
+    others = [a for a in addrs if not is_quic(a)]
+    return quic_addrs + others if quic else others
+
+
+def quic_rest(libp2p_stream: Any, max_bytes: int) -> bytes | None:
+    """What a read of a QUIC stream that raised end-of-stream or "closed" should have returned:
+    up to ``max_bytes`` bytes still buffered, or ``b""`` at a clean end (the peer's FIN, no
+    reset). ``None``: not a QUIC stream, or it was reset (the error stands).
+
+    py-libp2p 0.8.1's ``QUICStream.read`` looks at its buffer, then awaits a lock, then at the
+    stream's state: data arriving with the peer's FIN in between is left in the buffer behind an
+    end of stream (or, once both halves are closed, a "closed" error, which py-libp2p turns into
+    a reset). Seen on loopback as the last kilobyte or so of a 60 kB reply missing in about one
+    stream in ten. The data and the FIN arrive in one call, so when the error is raised every
+    byte before the FIN is in the buffer."""
+    muxed: Any = getattr(libp2p_stream, "muxed_stream", None)
+    if type(muxed).__name__ != "QUICStream" or muxed.is_reset():
+        return None
+    if muxed._receive_buffer:
+        # Synchronous: no other task touches the buffer until this returns.
+        data: bytes = muxed._extract_data_from_buffer(max_bytes)
+        return data
+    return b"" if muxed._read_closed else None

@@ -1,0 +1,134 @@
+"""QUIC v1 beside TCP, with real hosts over 127.0.0.1 (issue 22, item 4)."""
+
+import pytest
+import trio
+
+from gridnode.net import DialError, open_host, peer_id_from_seed
+from gridnode.net.transports import dial_order, is_quic
+from tests.gridnode.net.hosts import LOCAL, run, seed
+from tests.gridnode.net.test_host import ECHO, ask, echo_upper
+
+QUIC = ["/ip4/127.0.0.1/udp/0/quic-v1"]
+BOTH = LOCAL + QUIC
+
+
+def transport_of(host, peer_id):
+    """Which transport carries ``host``'s connection to ``peer_id``: "quic" or "tcp"."""
+    connections = host._host.get_network().connections[_id(peer_id)]
+    assert len(connections) == 1
+    kind = type(connections[0].muxed_conn).__name__
+    return "quic" if kind == "QUICConnection" else "tcp"
+
+
+def _id(peer_id):
+    from libp2p.peer.id import ID
+
+    return ID.from_base58(peer_id)
+
+
+def test_dial_order_puts_quic_first_and_leaves_it_out_for_a_tcp_only_host():
+    tcp = "/ip4/192.0.2.1/tcp/4001/p2p/X"
+    quic = "/ip4/192.0.2.1/udp/4001/quic-v1/p2p/X"
+    draft = "/ip4/192.0.2.1/udp/4001/quic/p2p/X"
+    assert is_quic(quic) and not is_quic(tcp) and not is_quic(draft)
+    assert dial_order([tcp, quic], quic=True) == [quic, tcp]
+    assert dial_order([tcp, quic], quic=False) == [tcp]
+    assert dial_order([draft, tcp], quic=True) == [draft, tcp]
+
+
+def test_two_hosts_over_quic_only_exchange_messages_both_ways():
+    async def main():
+        async with open_host(seed(0), QUIC) as a, open_host(seed(1), QUIC) as b:
+            assert a.quic and b.quic
+            assert all(is_quic(addr) for addr in a.addrs + b.addrs)
+            a.set_stream_handler(ECHO, echo_upper)
+            b.set_stream_handler(ECHO, echo_upper)
+            assert await a.connect(b.addrs[0]) == b.peer_id
+            assert transport_of(a, b.peer_id) == "quic"
+            assert await ask(a, b.peer_id, b"hello from a") == b"HELLO FROM A"
+            assert await ask(b, a.peer_id, b"hello from b") == b"HELLO FROM B"
+            big = bytes(range(256)) * 2000  # 512 KB: beyond one flow-control window
+            assert await ask(a, b.peer_id, big) == big.upper()
+
+    run(main, timeout=60)
+
+
+def test_replies_over_quic_arrive_whole():
+    """py-libp2p's QUIC read can report the end of a stream with its last data still buffered
+    (gridnode.net.transports.quic_rest): every reply must arrive whole, every time."""
+
+    async def main():
+        async with open_host(seed(0), QUIC) as a, open_host(seed(1), QUIC) as b:
+            b.set_stream_handler(ECHO, echo_upper)
+            await a.connect(b.addrs[0])
+            for i in range(40):
+                request = bytes((i + j) % 256 for j in range(60_000))
+                assert await ask(a, b.peer_id, request) == request.upper(), i
+
+    run(main, timeout=120)
+
+
+def test_quic_authenticates_the_peer_id_both_ways():
+    async def main():
+        seen = []
+
+        async def handler(stream):
+            seen.append(stream.remote_peer_id)
+
+        async with open_host(seed(0), QUIC) as a, open_host(seed(1), QUIC) as b:
+            b.set_stream_handler(ECHO, handler)
+            # The address names someone else's peer id: the TLS certificate's key does not match.
+            impostor = peer_id_from_seed(seed(7))
+            wrong = b.addrs[0].replace(b.peer_id, impostor)
+            with pytest.raises(DialError):
+                await a.connect(wrong)
+            assert impostor not in a.peers()
+            await a.connect(b.addrs[0])
+            stream = await a.open_stream(b.peer_id, ECHO)
+            assert stream.remote_peer_id == b.peer_id
+            assert await stream.read(10) == b""
+            # The listener learnt who dialled from the certificate.
+            assert seen == [a.peer_id]
+            assert b.peers() == [a.peer_id]
+
+    run(main, timeout=60)
+
+
+def test_a_host_on_both_announces_quic_first_and_is_reached_over_quic():
+    async def main():
+        async with open_host(seed(0), BOTH) as a, open_host(seed(1), BOTH) as b:
+            assert is_quic(b.announced_addrs[0])
+            assert [is_quic(addr) for addr in b.announced_addrs] == [True, False]
+            first = b.dial_order(b.announced_addrs)[0]
+            assert await a.connect(first) == b.peer_id
+            assert transport_of(a, b.peer_id) == "quic"
+
+    run(main, timeout=60)
+
+
+def test_tcp_only_and_quic_hosts_still_connect_both_ways():
+    async def main():
+        async with open_host(seed(0), LOCAL) as old, open_host(seed(1), BOTH) as new:
+            assert not old.quic and new.quic
+            old.set_stream_handler(ECHO, echo_upper)
+            new.set_stream_handler(ECHO, echo_upper)
+            # The TCP-only host leaves the QUIC address out, and is refused one outright.
+            order = old.dial_order(new.announced_addrs)
+            assert order and not any(is_quic(addr) for addr in order)
+            quic_addr = next(addr for addr in new.addrs if is_quic(addr))
+            with pytest.raises(DialError, match="QUIC"):
+                await old.connect(quic_addr)
+            assert await old.connect(order[0]) == new.peer_id
+            assert transport_of(old, new.peer_id) == "tcp"
+            assert await ask(old, new.peer_id, b"tcp") == b"TCP"
+            assert await ask(new, old.peer_id, b"back") == b"BACK"
+            await old.disconnect(new.peer_id)
+            with trio.fail_after(10):
+                while new.peers():
+                    await trio.sleep(0.02)
+            # The other way: the QUIC host dials the TCP-only one over TCP.
+            assert await new.connect(old.addrs[0]) == old.peer_id
+            assert transport_of(new, old.peer_id) == "tcp"
+            assert await ask(new, old.peer_id, b"again") == b"AGAIN"
+
+    run(main, timeout=60)
