@@ -71,7 +71,7 @@ from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidat
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.stream import Stream, single_exception
-from gridnode.net.transports import build_transports, dial_order, is_quic
+from gridnode.net.transports import build_transports, dial_order, is_quic, quic_upkeep
 
 __all__ = ["Host", "StreamHandler", "announcement", "open_host"]
 
@@ -409,6 +409,7 @@ async def open_host(
             if missing:
                 raise NetError(f"cannot listen on {', '.join(sorted(missing))}")
             async with gossip_service.running(), AsyncExitStack() as lan:
+                await lan.enter_async_context(quic_upkeep(libp2p_host))
                 discovery = None
                 if mdns:
                     bound = [str(a) for a in libp2p_host.get_transport_addrs()]

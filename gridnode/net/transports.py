@@ -22,22 +22,38 @@ Where py-libp2p 0.8.1's QUIC transport is changed (docs/decisions.md, "Issue 22,
   buffered, and a stream whose two halves are closed reads as "closed" (a reset) instead of
   end of stream: :class:`~gridnode.net.stream.Stream` then takes the buffered data, and reads
   a FIN without a reset as EOF (:func:`quic_rest`).
+- the listener keeps at most 256 handshakes in progress (the oldest is dropped for a new one),
+  but a second map of its own (handshake -> connection id) is emptied only for handshakes that
+  time out, never for dropped ones: a flood of fake QUIC Initial packets (one datagram each,
+  spoofable) grows it by one entry per datagram, for ever. :func:`quic_upkeep` sweeps it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import trio
 from libp2p.transport.quic.config import QUICTransportConfig
 from libp2p.transport.quic.transport import QUICTransport
 from libp2p.transport.tcp.tcp import TCP
 
-__all__ = ["build_transports", "dial_order", "is_quic", "quic_rest"]
+__all__ = [
+    "build_transports",
+    "dial_order",
+    "is_quic",
+    "quic_rest",
+    "quic_upkeep",
+    "sweep_quic_listeners",
+]
 
 #: The protocol name of QUIC v1 in a multiaddr (``/udp/N/quic-v1``).
 QUIC_V1: Final = "quic-v1"
+
+#: How often the QUIC listeners' handshake bookkeeping is swept (:func:`sweep_quic_listeners`).
+QUIC_SWEEP_SECONDS: Final = 10.0
 
 
 def is_quic(address: str | Any) -> bool:
@@ -87,3 +103,40 @@ def quic_rest(libp2p_stream: Any, max_bytes: int) -> bytes | None:
         data: bytes = muxed._extract_data_from_buffer(max_bytes)
         return data
     return b"" if muxed._read_closed else None
+
+
+def sweep_quic_listeners(libp2p_host: Any) -> int:
+    """Forget the QUIC listeners' handshakes that their registry has already dropped (see the
+    module's docstring); returns how many entries went. Synchronous: no packet is handled
+    while it runs."""
+    dropped = 0
+    for listener in list(libp2p_host.get_network().listeners.values()):
+        by_quic_id = getattr(listener, "_pending_cid_by_quic_id", None)
+        registry = getattr(listener, "_registry", None)
+        if by_quic_id is None or registry is None:
+            continue  # not a QUIC listener
+        live = set(registry._pending) | set(registry._initial_connection_ids)
+        for quic_id, cid in list(by_quic_id.items()):
+            if cid not in live and quic_id not in listener._conn_by_quic_id:
+                del by_quic_id[quic_id]
+                dropped += 1
+    return dropped
+
+
+@asynccontextmanager
+async def quic_upkeep(
+    libp2p_host: Any, interval: float = QUIC_SWEEP_SECONDS
+) -> AsyncIterator[None]:
+    """Sweep the host's QUIC listeners every ``interval`` seconds for the block's duration."""
+
+    async def sweep() -> None:
+        while True:
+            await trio.sleep(interval)
+            sweep_quic_listeners(libp2p_host)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sweep)
+        try:
+            yield
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,10 +1,13 @@
 """QUIC v1 beside TCP, with real hosts over 127.0.0.1 (issue 22, item 4)."""
 
+import contextlib
+import os
+
 import pytest
 import trio
 
 from gridnode.net import DialError, open_host, peer_id_from_seed
-from gridnode.net.transports import dial_order, is_quic
+from gridnode.net.transports import dial_order, is_quic, sweep_quic_listeners
 from tests.gridnode.net.hosts import LOCAL, run, seed
 from tests.gridnode.net.test_host import ECHO, ask, echo_upper
 
@@ -132,3 +135,53 @@ def test_tcp_only_and_quic_hosts_still_connect_both_ways():
             assert await ask(new, old.peer_id, b"again") == b"AGAIN"
 
     run(main, timeout=60)
+
+
+def _fake_initial():
+    """A datagram that looks like a QUIC v1 Initial from a new client (long header, version 1,
+    fresh connection ids, padded to 1200 bytes) with a garbage payload: it opens a handshake."""
+    head = b"\xc0" + (1).to_bytes(4, "big") + b"\x08" + os.urandom(8) + b"\x08" + os.urandom(8)
+    head += b"\x00" + (0x4000 | 1150).to_bytes(2, "big")
+    return head + os.urandom(1200 - len(head))
+
+
+def test_a_flood_of_garbage_udp_datagrams_leaves_the_host_serving_and_bounded():
+    """Hostile: random bytes, fake Initials (each one a new handshake) and short-header junk at
+    the QUIC port. The connected peer and a new one are still served, and the listener's
+    handshake bookkeeping stays bounded (py-libp2p's own map grows per fake Initial; gridnode
+    sweeps it: gridnode.net.transports.sweep_quic_listeners)."""
+
+    async def main():
+        async with open_host(seed(0), QUIC) as a, open_host(seed(1), QUIC) as b:
+            b.set_stream_handler(ECHO, echo_upper)
+            await a.connect(b.addrs[0])
+            port = int(b.addrs[0].split("/")[4])
+            listener = next(iter(b._host.get_network().listeners.values()))
+            with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+                for i in range(9000):
+                    kind = i % 4
+                    if kind == 0:
+                        datagram = os.urandom(1 + i % 1400)
+                    elif kind in (1, 2):
+                        datagram = _fake_initial()
+                    else:
+                        datagram = b"\x40" + os.urandom(40)
+                    with contextlib.suppress(OSError):  # a full socket buffer drops it
+                        await sock.sendto(datagram, ("127.0.0.1", port))
+                    if i % 20 == 0:
+                        await trio.sleep(0)  # let the host read what it can
+            await trio.sleep(0.5)
+            handshakes = len(listener._pending_cid_by_quic_id)
+            dropped = sweep_quic_listeners(b._host)
+            # The registry keeps at most 256 handshakes (and 256 initial ids) at a time: what
+            # the sweep leaves is bounded by those, however many fake Initials came.
+            assert len(listener._pending_cid_by_quic_id) <= 512
+            assert handshakes - dropped == len(listener._pending_cid_by_quic_id)
+            assert len(listener._registry._pending) <= 256
+            # Still serving: the connected peer, and a newcomer.
+            assert await ask(a, b.peer_id, b"still there") == b"STILL THERE"
+            async with open_host(seed(2), QUIC) as c:
+                assert await c.connect(b.addrs[0]) == b.peer_id
+                assert await ask(c, b.peer_id, b"new") == b"NEW"
+
+    run(main, timeout=120)
