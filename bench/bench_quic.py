@@ -3,6 +3,7 @@ item 4).
 
     python bench/bench_quic.py                  # 10,000 entries, 3 catch-ups and 50 writes each way
     python bench/bench_quic.py --quick          # 1,000 entries, 1 catch-up, 10 writes (smoke run)
+    python bench/bench_quic.py --throughput     # one 4 MB stream per transport, two hosts
 
 A source process (this file with ``--source``) holds one public ``events`` database of ``-n``
 ~300-byte entries and listens on TCP and QUIC on 127.0.0.1. The bench process runs the
@@ -16,6 +17,9 @@ on both alike):
    each asked for over the source's stdin; the time from asking until the follower's entry count
    covers it (polled every 2 ms). Asking costs the same on both transports (a pipe and the
    source's own write); the difference is the network's.
+
+``--throughput``: two bare hosts in this process, one stream each way of the transports: write
+4 MB, close, read back the count the other side received; MB/s, twice per transport.
 
 The connection's transport is checked (a QUIC follower must not have fallen back to TCP). The
 machine may be shared: compare the two transports only within one run (the ratio), as printed.
@@ -144,6 +148,36 @@ async def follow(
     return catch_up, latencies
 
 
+async def throughput(size: int = 4_000_000) -> None:
+    from gridnode.net import open_host
+
+    sink_protocol = "/gridnode-bench/sink/1.0.0"
+
+    async def sink(stream: Any) -> None:
+        received = 0
+        while chunk := await stream.read(65536):
+            received += len(chunk)
+        await stream.write(str(received).encode())
+
+    for transport in ("tcp", "quic", "tcp", "quic"):
+        async with (
+            open_host(os.urandom(32), LISTEN[transport]) as a,
+            open_host(os.urandom(32), LISTEN[transport]) as b,
+        ):
+            b.set_stream_handler(sink_protocol, sink)
+            await a.connect(b.addrs[0])
+            stream = await a.open_stream(b.peer_id, sink_protocol)
+            started = time.perf_counter()
+            await stream.write(b"x" * size)
+            await stream.close_write()
+            answer = await stream.read(100)
+            seconds = time.perf_counter() - started
+            assert answer == str(size).encode(), answer
+            print(
+                f"{transport:>4}: {size / seconds / 1e6:.1f} MB/s ({size} bytes in {seconds:.2f} s)"
+            )
+
+
 def summary(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
@@ -237,11 +271,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="catch-ups per transport")
     parser.add_argument("--writes", type=int, default=50, help="gossip latency samples each")
     parser.add_argument("--quick", action="store_true", help="1,000 entries, 1 round, 10 writes")
+    parser.add_argument(
+        "--throughput", action="store_true", help="one 4 MB stream per transport, two hosts"
+    )
     parser.add_argument("--source", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.source is not None:
         trio.run(source, args.source, args.address)
+        return
+    if args.throughput:
+        trio.run(throughput)
         return
     if args.quick:
         args.n, args.rounds, args.writes = 1_000, 1, 10
