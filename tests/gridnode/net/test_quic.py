@@ -7,7 +7,12 @@ import pytest
 import trio
 
 from gridnode.net import DialError, open_host, peer_id_from_seed
-from gridnode.net.transports import dial_order, is_quic, sweep_quic_listeners
+from gridnode.net.transports import (
+    dial_order,
+    is_quic,
+    keep_datagrams_in_order,
+    sweep_quic_listeners,
+)
 from tests.gridnode.net.hosts import LOCAL, run, seed
 from tests.gridnode.net.test_host import ECHO, ask, echo_upper
 
@@ -185,3 +190,47 @@ def test_a_flood_of_garbage_udp_datagrams_leaves_the_host_serving_and_bounded():
                 assert await ask(c, b.peer_id, b"new") == b"NEW"
 
     run(main, timeout=120)
+
+
+def test_a_connections_datagrams_leave_in_the_order_they_were_numbered():
+    """Two tasks transmitting on one QUIC connection at once (the writer and the receive loop)
+    must not interleave their batches: the receiver would see later packets first, and the
+    sender would take the earlier ones for lost (gridnode.net.transports.keep_datagrams_in_order)."""
+    from libp2p.transport.quic.connection import QUICConnection
+
+    keep_datagrams_in_order()
+    sent = []
+
+    class Socket:
+        async def sendto(self, data, addr):
+            await trio.sleep(0)  # a real sendto yields too (trio checkpoints after sending)
+            sent.append(data)
+
+    class Quic:
+        def __init__(self):
+            self.batches = [[(b"a1", None), (b"a2", None), (b"a3", None)]]
+            self.batches.append([(b"b1", None), (b"b2", None), (b"b3", None)])
+
+        def datagrams_to_send(self, now):
+            return self.batches.pop(0) if self.batches else []
+
+    class Connection:
+        _transmit = QUICConnection._transmit
+
+        def __init__(self):
+            self._socket = Socket()
+            self._quic = Quic()
+            self._stats = {"packets_sent": 0, "bytes_sent": 0}
+
+        def _refresh_send_backpressure(self):
+            pass
+
+    async def main():
+        connection = Connection()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection._transmit)
+            nursery.start_soon(connection._transmit)
+        assert sent == [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"]
+        assert connection._stats["packets_sent"] == 6
+
+    run(main)
