@@ -30,6 +30,14 @@ Where py-libp2p 0.8.1's QUIC transport is changed (docs/decisions.md, "Issue 22,
   loopback ~150 "losses" per 4 MB, every one spurious, Reno's window held at its minimum (a
   few kB), which over a real path of tens of ms would cap a connection at ~100-200 kB/s.
   :func:`keep_datagrams_in_order` makes a connection's transmissions take turns.
+- a stream had no flow control towards the application: aioquic doubles a stream's receive
+  window whenever half of it has *arrived*, read or not, and py-libp2p's stream, its buffer
+  past 2 MiB, *drops* what arrives (a warning in the log, and the bytes are gone; a FIN in the
+  dropped data is lost too and the reader waits for ever). A reader slower than the network
+  (4 MB read at ~0.4 MB/s: 3,081,223 bytes arrived) got a corrupted stream.
+  :func:`credit_streams_as_read` gives each stream a window of :data:`QUIC_STREAM_WINDOW`
+  bytes beyond what the application has read, as yamux does over TCP: the sender waits, and
+  a peer that sends past its credit breaks QUIC's flow control (aioquic closes the connection).
 - the listener keeps at most 256 handshakes in progress (the oldest is dropped for a new one),
   but a second map of its own (handshake -> connection id) is emptied only for handshakes that
   time out, never for dropped ones: a flood of fake QUIC Initial packets (one datagram each,
@@ -44,13 +52,17 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import trio
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
+from aioquic.quic.packet import QuicFrameType
 from libp2p.transport.quic.config import QUICTransportConfig
 from libp2p.transport.quic.connection import QUICConnection
+from libp2p.transport.quic.stream import QUICStream
 from libp2p.transport.quic.transport import QUICTransport
 from libp2p.transport.tcp.tcp import TCP
 
 __all__ = [
     "build_transports",
+    "credit_streams_as_read",
     "dial_order",
     "is_quic",
     "keep_datagrams_in_order",
@@ -61,6 +73,11 @@ __all__ = [
 
 #: The protocol name of QUIC v1 in a multiaddr (``/udp/N/quic-v1``).
 QUIC_V1: Final = "quic-v1"
+
+#: Bytes a QUIC stream may receive beyond what the application has read: the credit a peer gets,
+#: renewed as the application reads (:func:`credit_streams_as_read`). Below py-libp2p's 2 MiB
+#: per-stream buffer, so that an honest sender never fills it.
+QUIC_STREAM_WINDOW: Final = 1024 * 1024
 
 #: How often the QUIC listeners' handshake bookkeeping is swept (:func:`sweep_quic_listeners`).
 QUIC_SWEEP_SECONDS: Final = 10.0
@@ -73,7 +90,11 @@ def is_quic(address: str | Any) -> bool:
 
 def quic_config() -> QUICTransportConfig:
     """py-libp2p's QUIC settings with gridnode's changes (see the module's docstring)."""
-    return QUICTransportConfig(STREAM_READ_TIMEOUT=math.inf, enable_draft29=False)
+    return QUICTransportConfig(
+        STREAM_READ_TIMEOUT=math.inf,
+        enable_draft29=False,
+        STREAM_FLOW_CONTROL_WINDOW=QUIC_STREAM_WINDOW,
+    )
 
 
 def build_transports(private_key: Any, listen: Iterable[Any]) -> list[Any]:
@@ -82,6 +103,7 @@ def build_transports(private_key: Any, listen: Iterable[Any]) -> list[Any]:
     transports: list[Any] = [TCP()]
     if any(is_quic(address) for address in listen):
         keep_datagrams_in_order()
+        credit_streams_as_read()
         transports.append(QUICTransport(private_key, config=quic_config()))
     return transports
 
@@ -177,3 +199,55 @@ def keep_datagrams_in_order() -> None:
             await _transmit_unordered(self)
 
     QUICConnection._transmit = transmit_in_turn  # type: ignore[method-assign]
+
+
+_write_stream_limits_doubling: Any = None
+
+
+def credit_streams_as_read() -> None:
+    """Give each QUIC stream's peer :data:`QUIC_STREAM_WINDOW` bytes of credit beyond what the
+    application has read, renewed as it reads (see the module's docstring). Replaces aioquic's
+    ``QuicConnection._write_stream_limits`` (which doubles the window as data arrives) and
+    counts the bytes py-libp2p's ``QUICStream`` hands to its reader; once per process."""
+    global _write_stream_limits_doubling
+    if _write_stream_limits_doubling is not None:
+        return
+    _write_stream_limits_doubling = QuicConnection._write_stream_limits
+    take_from_buffer = QUICStream._extract_data_from_buffer
+
+    def extract_and_count(self: Any, n: int) -> bytes:
+        data: bytes = take_from_buffer(self, n)
+        quic = self._connection._quic
+        read: dict[int, int] = quic.__dict__.setdefault("_gridnode_read", {})
+        total = read[self._stream_id] = read.get(self._stream_id, 0) + len(data)
+        stream = quic._streams.get(self._stream_id)
+        if stream is not None and _credit_due(stream.max_stream_data_local, total):
+            self._connection._signal_activity()  # the connection's loop sends the new credit
+        return data
+
+    def write_stream_limits(self: Any, builder: Any, space: Any, stream: Any) -> None:
+        if not stream.max_stream_data_local:
+            return  # a stream we only send on: nothing to credit
+        read = self.__dict__.get("_gridnode_read", {}).get(stream.stream_id, 0)
+        if _credit_due(stream.max_stream_data_local, read):
+            stream.max_stream_data_local = read + QUIC_STREAM_WINDOW
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            # MAX_STREAM_DATA (RFC 9000, 19.10): stream id, maximum; resent if lost.
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
+
+    QUICStream._extract_data_from_buffer = extract_and_count  # type: ignore[method-assign]
+    QuicConnection._write_stream_limits = write_stream_limits  # type: ignore[method-assign]
+
+
+def _credit_due(limit: int, read: int) -> bool:
+    """Whether to renew a stream's credit: less than half the window is left beyond ``read``
+    (renewing in halves, not per read, keeps MAX_STREAM_DATA frames few)."""
+    return limit - read < QUIC_STREAM_WINDOW // 2

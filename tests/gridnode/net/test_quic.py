@@ -8,6 +8,7 @@ import trio
 
 from gridnode.net import DialError, open_host, peer_id_from_seed
 from gridnode.net.transports import (
+    QUIC_STREAM_WINDOW,
     dial_order,
     is_quic,
     keep_datagrams_in_order,
@@ -234,3 +235,39 @@ def test_a_connections_datagrams_leave_in_the_order_they_were_numbered():
         assert connection._stats["packets_sent"] == 6
 
     run(main)
+
+
+def test_a_reader_slower_than_the_network_gets_every_byte_and_holds_at_most_a_window():
+    """py-libp2p's QUIC stream dropped what arrived past its 2 MiB buffer (aioquic credits the
+    sender as data arrives, read or not): a reader that paused got a corrupted stream. Now the
+    sender waits for credit (gridnode.net.transports.credit_streams_as_read)."""
+    payload = bytes(i % 251 for i in range(4_000_000))
+
+    async def main():
+        buffered = []
+        received = []
+        sent = trio.Event()
+
+        async def paused_sink(stream):
+            # Not reading while the sender pushes: before, it could push everything.
+            with trio.move_on_after(3):
+                await sent.wait()
+            buffered.append(len(stream._stream.muxed_stream._receive_buffer))
+            data = b""
+            while chunk := await stream.read(65536):
+                data += chunk
+            received.append(data)
+            await stream.write(b"done")
+
+        async with open_host(seed(0), QUIC) as a, open_host(seed(1), QUIC) as b:
+            b.set_stream_handler(ECHO, paused_sink)
+            await a.connect(b.addrs[0])
+            stream = await a.open_stream(b.peer_id, ECHO)
+            await stream.write(payload)
+            sent.set()
+            await stream.close_write()
+            assert await stream.read(10) == b"done"
+        assert received == [payload]
+        assert buffered[0] <= QUIC_STREAM_WINDOW
+
+    run(main, timeout=90)
