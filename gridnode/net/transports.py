@@ -29,7 +29,7 @@ Where py-libp2p 0.8.1's QUIC transport is changed (docs/decisions.md, "Issue 22,
   later, RFC 9002) declares the earlier ones lost though they arrive a moment after: on
   loopback ~150 "losses" per 4 MB, every one spurious, Reno's window held at its minimum (a
   few kB), which over a real path of tens of ms would cap a connection at ~100-200 kB/s.
-  :func:`keep_datagrams_in_order` makes a connection's transmissions take turns.
+  :func:`keep_datagrams_in_order` sends each batch without yielding between datagrams.
 - a stream had no flow control towards the application: aioquic doubles a stream's receive
   window whenever half of it has *arrived*, read or not, and py-libp2p's stream, its buffer
   past 2 MiB, *drops* what arrives (a warning in the log, and the bytes are gone; a FIN in the
@@ -178,27 +178,43 @@ async def quic_upkeep(
 _transmit_unordered: Any = None
 
 
+class _SendWithoutYielding:
+    """A connection's trio UDP socket whose ``sendto`` does not yield when the kernel takes the
+    datagram at once (trio's yields after every send, which lets another task's batch in)."""
+
+    def __init__(self, trio_socket: Any) -> None:
+        self._trio_socket = trio_socket
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trio_socket, name)
+
+    async def sendto(self, data: bytes, address: Any) -> int:
+        try:
+            sent: int = self._trio_socket._sock.sendto(data, address)
+        except BlockingIOError:  # the socket's buffer is full: wait for it as trio does
+            sent = await self._trio_socket.sendto(data, address)
+        return sent
+
+
 def keep_datagrams_in_order() -> None:
-    """Make each QUIC connection's transmissions take turns (see the module's docstring): one
-    task's batch of datagrams is sent whole before another task takes the next batch. Patches
-    py-libp2p's ``QUICConnection._transmit`` once per process; a transmission that fails and,
-    handling the failure, transmits again (the same task) goes straight through."""
+    """Make each QUIC connection send a batch of datagrams without yielding between them (see
+    the module's docstring), so that another task's batch cannot slip in: py-libp2p's
+    ``QUICConnection._transmit`` gets a socket whose ``sendto`` returns without a checkpoint
+    when the kernel takes the datagram. Patches once per process. (A lock around ``_transmit``
+    did the same but held up closing: the CONNECTION_CLOSE, sent with a 0.1 s limit, waited
+    behind other tasks' turns and a refused peer was never told.)"""
     global _transmit_unordered
     if _transmit_unordered is not None:
         return
     _transmit_unordered = QUICConnection._transmit
 
-    async def transmit_in_turn(self: Any) -> None:
-        lock = self.__dict__.get("_gridnode_transmit_lock")
-        if lock is None:
-            lock = self.__dict__["_gridnode_transmit_lock"] = trio.Lock()
-        if lock.statistics().owner is trio.lowlevel.current_task():
-            await _transmit_unordered(self)
-            return
-        async with lock:
-            await _transmit_unordered(self)
+    async def transmit_in_order(self: Any) -> None:
+        sock = self._socket
+        if sock is not None and not isinstance(sock, _SendWithoutYielding):
+            self._socket = _SendWithoutYielding(sock)
+        await _transmit_unordered(self)
 
-    QUICConnection._transmit = transmit_in_turn  # type: ignore[method-assign]
+    QUICConnection._transmit = transmit_in_order  # type: ignore[method-assign]
 
 
 _write_stream_limits_doubling: Any = None

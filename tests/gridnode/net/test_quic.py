@@ -202,10 +202,19 @@ def test_a_connections_datagrams_leave_in_the_order_they_were_numbered():
     keep_datagrams_in_order()
     sent = []
 
-    class Socket:
-        async def sendto(self, data, addr):
-            await trio.sleep(0)  # a real sendto yields too (trio checkpoints after sending)
+    class Kernel:
+        """The stdlib socket under trio's: takes each datagram at once."""
+
+        def sendto(self, data, addr):
             sent.append(data)
+            return len(data)
+
+    class TrioSocket:
+        _sock = Kernel()
+
+        async def sendto(self, data, addr):
+            await trio.sleep(0)  # trio's sendto yields after each datagram
+            return self._sock.sendto(data, addr)
 
     class Quic:
         def __init__(self):
@@ -219,7 +228,7 @@ def test_a_connections_datagrams_leave_in_the_order_they_were_numbered():
         _transmit = QUICConnection._transmit
 
         def __init__(self):
-            self._socket = Socket()
+            self._socket = TrioSocket()
             self._quic = Quic()
             self._stats = {"packets_sent": 0, "bytes_sent": 0}
 
@@ -235,6 +244,27 @@ def test_a_connections_datagrams_leave_in_the_order_they_were_numbered():
         assert connection._stats["packets_sent"] == 6
 
     run(main)
+
+
+def test_a_peer_refused_for_max_connections_learns_it_over_quic():
+    """A listener at ``max_connections`` closes a new QUIC connection as it registers it; the
+    dialler must be told (CONNECTION_CLOSE), not left with a connection nobody serves."""
+
+    async def main():
+        async with (
+            open_host(seed(0), QUIC, max_connections=1) as a,
+            open_host(seed(1), QUIC) as b,
+            open_host(seed(2), QUIC) as c,
+        ):
+            await b.connect(a.addrs[0])
+            with contextlib.suppress(DialError):
+                await c.connect(a.addrs[0])
+            assert a.peers() == [b.peer_id]
+            with trio.fail_after(10):
+                while a.peer_id in c.peers():
+                    await trio.sleep(0.05)
+
+    run(main, timeout=60)
 
 
 def test_a_reader_slower_than_the_network_gets_every_byte_and_holds_at_most_a_window():
