@@ -236,6 +236,11 @@ def credit_streams_as_read() -> None:
         quic = self._connection._quic
         read: dict[int, int] = quic.__dict__.setdefault("_gridnode_read", {})
         total = read[self._stream_id] = read.get(self._stream_id, 0) + len(data)
+        if len(read) > 2 * len(quic._streams) + 64:
+            # Streams aioquic has finished with need no credit: forget them (a long-lived
+            # connection opens a stream per sync session).
+            for stream_id in [i for i in read if i not in quic._streams]:
+                del read[stream_id]
         stream = quic._streams.get(self._stream_id)
         if stream is not None and _credit_due(stream.max_stream_data_local, total):
             self._connection._signal_activity()  # the connection's loop sends the new credit

@@ -301,3 +301,21 @@ def test_a_reader_slower_than_the_network_gets_every_byte_and_holds_at_most_a_wi
         assert buffered[0] <= QUIC_STREAM_WINDOW
 
     run(main, timeout=90)
+
+
+def test_the_read_counts_of_finished_quic_streams_are_forgotten():
+    """The bytes read per stream (for its credit) are kept for live streams only: a connection
+    that opens a stream per request does not grow them for ever."""
+
+    async def main():
+        async with open_host(seed(0), QUIC) as a, open_host(seed(1), QUIC) as b:
+            b.set_stream_handler(ECHO, echo_upper)
+            await a.connect(b.addrs[0])
+            for i in range(300):
+                assert await ask(a, b.peer_id, b"x%d" % i) == b"X%d" % i
+            for host in (a, b):
+                for connections in host._host.get_network().connections.values():
+                    quic = connections[0].muxed_conn._quic
+                    assert len(quic._gridnode_read) <= 2 * len(quic._streams) + 65
+
+    run(main, timeout=90)
