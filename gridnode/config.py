@@ -46,17 +46,21 @@ __all__ = [
 
 CONFIG_FILE: Final = "gridnode.toml"
 
+# Issue 22, QUIC: the profiles that listen publicly listen on TCP and QUIC v1, on the same port
+# number (one for the firewall to open, in both protocols); peers that speak QUIC dial it first.
+_PUBLIC_LISTEN: Final = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+
 #: What each profile changes from the built-in defaults (``local`` changes nothing).
 PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
     # One machine, or tests: loopback only, a free port. The default.
     "local": {},
     # A machine with a public address (a VPS): reachable by everyone on a fixed port, and it
     # tells peers only its public addresses (its private ones would send them nowhere).
-    "server": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "announce_private": False},
+    "server": {"listen": _PUBLIC_LISTEN, "announce_private": False},
     # A machine behind a home router's NAT: reachable on the LAN (and through the router if the
-    # operator forwards port 4001), finds the other nodes of its own LAN by mDNS, and otherwise
-    # replicates over the connections it dials out (docs/config.md, "Profiles").
-    "home": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "mdns": True},
+    # operator forwards port 4001, TCP and UDP), finds the other nodes of its own LAN by mDNS,
+    # and otherwise replicates over the connections it dials out (docs/config.md, "Profiles").
+    "home": {"listen": _PUBLIC_LISTEN, "mdns": True},
 }
 
 _DEFAULT_TEXT: Final = """\

@@ -154,15 +154,18 @@ def announced_addrs(listen: Iterable[str], peer_id: str, ips: Iterable[str]) -> 
     A wildcard (``/ip4/0.0.0.0``, ``/ip6/::``) is replaced by this machine's addresses of its
     family (``ips``), loopback ones only if there is no other: a peer elsewhere on the LAN cannot
     use them, and one on this machine can use the others. Other addresses are announced as they
-    are; only IP and TCP addresses are announced.
+    are; only IP addresses over TCP or QUIC v1 (``/udp/N/quic-v1``) are announced.
     """
     ips = list(ips)
     result: list[str] = []
     for address in listen:
         parts = address.split("/")
-        if len(parts) != 5 or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp":
+        tcp = len(parts) == 5 and parts[3] == "tcp"
+        quic = len(parts) == 6 and parts[3] == "udp" and parts[5] == "quic-v1"
+        if parts[1] not in ("ip4", "ip6") or not (tcp or quic):
             continue
         family, host, port = parts[1], parts[2], parts[4]
+        transport = f"tcp/{port}" if tcp else f"udp/{port}/quic-v1"
         if ipaddress.ip_address(host).is_unspecified:
             version = 4 if family == "ip4" else 6
             mine = [ip for ip in ips if ipaddress.ip_address(ip).version == version]
@@ -171,7 +174,7 @@ def announced_addrs(listen: Iterable[str], peer_id: str, ips: Iterable[str]) -> 
         else:
             hosts = [host]
         for one in hosts:
-            full = f"/{family}/{one}/tcp/{port}/p2p/{peer_id}"
+            full = f"/{family}/{one}/{transport}/p2p/{peer_id}"
             if full not in result:
                 result.append(full)
     return result

@@ -72,6 +72,7 @@ from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.stream import Stream, single_exception
 from gridnode.net.tasks import index_tasks
+from gridnode.net.transports import build_transports, dial_order, is_quic, quic_upkeep
 
 __all__ = ["Host", "StreamHandler", "announcement", "open_host"]
 
@@ -169,9 +170,22 @@ class Host:
         """Where peers are told to reach us (``/p2p/<id>`` appended): the ``announce`` addresses
         given to :func:`open_host`, else :func:`announcement` of the bound listen addresses."""
         bound = [str(addr) for addr in self._host.get_transport_addrs()]
-        return announcement(
-            bound, self.peer_id, local_ips(), self._announce, private=self._announce_private
+        return dial_order(
+            announcement(
+                bound, self.peer_id, local_ips(), self._announce, private=self._announce_private
+            ),
+            quic=True,
         )
+
+    @property
+    def quic(self) -> bool:
+        """Whether this host speaks QUIC (it listens on a ``/udp/N/quic-v1`` address)."""
+        return any(is_quic(addr) for addr in self._host.get_transport_addrs())
+
+    def dial_order(self, addrs: Sequence[str]) -> list[str]:
+        """A peer's ``addrs`` in the order to dial them: QUIC first if this host speaks it,
+        left out if not (:func:`~gridnode.net.transports.dial_order`)."""
+        return dial_order(addrs, self.quic)
 
     # Connections
 
@@ -188,6 +202,8 @@ class Host:
         peer_id = str(info.peer_id)
         if peer_id == self.peer_id:
             raise DialError(f"{address} is this node")
+        if is_quic(address) and not self.quic:
+            raise DialError(f"cannot connect to {address}: this node does not listen on QUIC")
         if info.peer_id not in self._host.get_network().connections:
             # py-libp2p dials the first address it knows for the peer, which may be an old,
             # wrong one, and refuses for 60 s a peer whose dial failed: an explicit connect
@@ -389,6 +405,7 @@ async def open_host(
         raise NetError(f"not a multiaddr in announce {list(announce)!r}: {exc}") from exc
     libp2p_host: Any = new_host(
         key_pair=key_pair,
+        transports=build_transports(key_pair.private_key, listen_addrs),
         sec_opt={NOISE_PROTOCOL_ID: NoiseTransport(key_pair, create_x25519_key_pair().private_key)},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=listen_addrs,
@@ -411,6 +428,7 @@ async def open_host(
             if missing:
                 raise NetError(f"cannot listen on {', '.join(sorted(missing))}")
             async with gossip_service.running(), AsyncExitStack() as lan:
+                await lan.enter_async_context(quic_upkeep(libp2p_host))
                 discovery = None
                 if mdns:
                     bound = [str(a) for a in libp2p_host.get_transport_addrs()]

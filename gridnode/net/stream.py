@@ -8,6 +8,7 @@ from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.network.stream.exceptions import StreamError as Libp2pStreamError
 
 from gridnode.errors import StreamError
+from gridnode.net.transports import quic_rest
 
 __all__ = ["Stream", "single_exception"]
 
@@ -40,6 +41,9 @@ class Stream:
         try:
             data: bytes = await self._stream.read(max_bytes)
         except StreamEOF:
+            rest = quic_rest(self._stream, max_bytes)
+            if rest is not None:
+                return rest
             # py-libp2p's yamux reports a reset by the peer, and a connection that died, as a
             # plain EOF; only a FIN is the end of the data.
             if getattr(self._stream.muxed_stream, "reset_received", False):
@@ -48,6 +52,11 @@ class Stream:
                 ) from None
             return b""
         except Libp2pStreamError as exc:
+            rest = quic_rest(self._stream, max_bytes)
+            if rest is not None:
+                # py-libp2p's QUIC stream reads as "closed" once both halves are closed, even
+                # after a clean FIN, and may leave data behind (gridnode.net.transports).
+                return rest
             raise StreamError(
                 f"stream {self.protocol} with {self.remote_peer_id}: {exc!r}"
             ) from exc

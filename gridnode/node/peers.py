@@ -192,7 +192,9 @@ class Peering:
             or self.is_banned(key)
         ):
             return
-        self.known.remember(key, addrs, source)
+        # QUIC first when both sides speak it; left out if this node does not (nothing left:
+        # kept as given, for the dial to say why it fails).
+        self.known.remember(key, self.host.dial_order(addrs) or addrs, source)
 
     async def connect(self, multiaddr: str, source: str = OURS) -> str | None:
         """Dial a peer; log and return ``None`` if it cannot be reached. A peer dialled (or
@@ -298,7 +300,7 @@ class Peering:
                     continue
                 # Anyone on the LAN can answer mDNS: its peers are bucketed and budgeted like
                 # relayed records' (one source), not kept as the user's own.
-                for addr in addrs:
+                for addr in self.host.dial_order(addrs):
                     if not self.dial_budget.take(MDNS, trio.current_time()):
                         break
                     if await self.connect(addr, MDNS) is not None:
@@ -348,7 +350,7 @@ class Peering:
             self.remember(origin, full_addrs, source)
             if origin not in self.known or self._enough_or_connected(origin):
                 continue
-            for addr in full_addrs:
+            for addr in self.host.dial_order(full_addrs):
                 if not self.dial_budget.take(source, trio.current_time()):
                     break
                 if await self.connect(addr, source) is not None:

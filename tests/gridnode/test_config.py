@@ -58,6 +58,9 @@ def test_one_clear_error_naming_the_key(tmp_path, text, env, words):
 
 # -- profiles: default < profile < file < environment ------------------------------------------
 
+# What the server and home profiles listen on: TCP and QUIC v1 on port 4001.
+PUBLIC = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+
 OLD_FILE = Path(__file__).parents[1] / "fixtures" / "gridnode-toml-before-profiles.toml"
 
 
@@ -65,7 +68,7 @@ def test_a_profile_sets_what_the_file_does_not(tmp_path):
     (tmp_path / CONFIG_FILE).write_text('profile = "server"\n')
     config = load_config(tmp_path, environ={})
     assert config.profile == "server"
-    assert config.listen == ["/ip4/0.0.0.0/tcp/4001"] and config.announce_private is False
+    assert config.listen == PUBLIC and config.announce_private is False
     assert config.mdns is False and config.target_peers == 8
     sources = config_sources(tmp_path, environ={})
     assert sources["profile"] == "file" and sources["listen"] == "profile server"
@@ -135,7 +138,7 @@ def test_changing_the_profile_keeps_the_operators_values(tmp_path):
     config = load_config(tmp_path, environ={})
     # home would turn mDNS on: the operator's "mdns = false" stays what it is.
     assert config.profile == "home" and config.mdns is False and config.target_peers == 3
-    assert config.listen == ["/ip4/0.0.0.0/tcp/4001"]
+    assert config.listen == PUBLIC
     # A file without a profile line gets one, first (before any table).
     path.write_text("target_peers = 5\n\n[seed]\nx = 1\n")
     assert set_profile(tmp_path, "server")
@@ -164,7 +167,7 @@ def test_an_old_default_file_is_not_the_operators(tmp_path):
     assert config_sources(tmp_path, environ={})["target_peers"] == "file"
     assert set_profile(tmp_path, "home")
     config = load_config(tmp_path, environ={})
-    assert config.listen == ["/ip4/0.0.0.0/tcp/4001"] and config.mdns is True
+    assert config.listen == PUBLIC and config.mdns is True
     assert config.target_peers == 2
     text = path.read_text()
     assert text.startswith("# gridnode settings. The profile sets some of them")

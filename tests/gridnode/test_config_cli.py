@@ -102,7 +102,9 @@ def test_init_profile_and_config_show_name_the_profile(tmp_path):
     shown = invoke(data_dir, "config", "show")
     lines = {line.split(" = ")[0]: line for line in shown.stdout.splitlines()[1:]}
     assert lines["profile"].startswith('profile = "server"') and lines["profile"].endswith("# file")
-    assert lines["listen"].startswith('listen = ["/ip4/0.0.0.0/tcp/4001"]')
+    assert lines["listen"].startswith(
+        'listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]'
+    )
     assert lines["listen"].endswith("# profile server")
     assert lines["announce_private"].endswith("# profile server")
     assert lines["mdns"].endswith("# default")

@@ -314,7 +314,13 @@ def test_what_a_host_announces():
     assert announced_addrs(["/ip4/0.0.0.0/tcp/7"], ID_A, ["127.0.0.1", "::1"]) == [
         f"/ip4/127.0.0.1/tcp/7/p2p/{ID_A}"
     ]
-    assert announced_addrs(["/ip4/127.0.0.1/udp/7/quic-v1"], ID_A, ips) == []
+    # QUIC v1 is announced like TCP (issue 22); other UDP protocols (draft-29 QUIC) are not.
+    assert announced_addrs(["/ip4/0.0.0.0/udp/7/quic-v1"], ID_A, ips) == [
+        f"/ip4/192.0.2.2/udp/7/quic-v1/p2p/{ID_A}",
+        f"/ip4/198.51.100.3/udp/7/quic-v1/p2p/{ID_A}",
+    ]
+    assert announced_addrs(["/ip4/127.0.0.1/udp/7/quic"], ID_A, ips) == []
+    assert announced_addrs(["/ip4/127.0.0.1/udp/7"], ID_A, ips) == []
     # Where mDNS runs: on the interfaces listened on; everywhere for a wildcard.
     assert mdns_interfaces(["/ip4/127.0.0.1/tcp/7"]) == ["127.0.0.1"]
     assert mdns_interfaces(["/ip4/192.0.2.2/tcp/7", "/ip6/::1/tcp/7"]) == ["192.0.2.2"]
