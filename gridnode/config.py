@@ -52,11 +52,11 @@ PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
     "local": {},
     # A machine with a public address (a VPS): reachable by everyone on a fixed port, and it
     # tells peers only its public addresses (its private ones would send them nowhere).
-    "server": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "announce_private": False},
+    "server": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "announce_private": False, "dht": True},
     # A machine behind a home router's NAT: reachable on the LAN (and through the router if the
     # operator forwards port 4001), finds the other nodes of its own LAN by mDNS, and otherwise
     # replicates over the connections it dials out (docs/config.md, "Profiles").
-    "home": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "mdns": True},
+    "home": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "mdns": True, "dht": True},
 }
 
 _DEFAULT_TEXT: Final = """\
@@ -142,6 +142,14 @@ profile = "{profile}"
 # snapshot_min_age = 0.0
 # snapshot_max_age = 604800.0
 # snapshot_interval = 0.0
+
+# The DHT (Kademlia, IPFS's /ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0; docs/spec.md, "Issue 22,
+# discovery"): the node provides the manifest (and heads) of each database it holds and does not
+# keep private, so other gridnodes and IPFS nodes find it by CID, and a follow that no connected
+# peer can serve looks for the database's holders there. On in the server and home profiles.
+# dht_reprovide_interval: seconds between announcing everything again (records live 48 h).
+# dht = false
+# dht_reprovide_interval = 43200.0
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -215,6 +223,9 @@ class Config:
     snapshot_min_age: float = 0.0
     snapshot_max_age: float = 604800.0
     snapshot_interval: float = 0.0
+    # Issue 22, discovery (gridnode/net/dht.py, gridnode/node/providers.py).
+    dht: bool = False
+    dht_reprovide_interval: float = 43200.0
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
