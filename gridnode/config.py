@@ -32,6 +32,7 @@ from protocols.gossip import MAX_ADDRS
 
 __all__ = [
     "CONFIG_FILE",
+    "DHT_MODES",
     "DURABILITIES",
     "PROFILES",
     "SECTIONS",
@@ -147,8 +148,11 @@ profile = "{profile}"
 # discovery"): the node provides the manifest (and heads) of each database it holds and does not
 # keep private, so other gridnodes and IPFS nodes find it by CID, and a follow that no connected
 # peer can serve looks for the database's holders there. On in the server and home profiles.
-# dht_reprovide_interval: seconds between announcing everything again (records live 48 h).
+# dht_mode: "server" answers DHT requests, "client" only asks and provides (for a node others
+# cannot dial). dht_reprovide_interval: seconds between providing everything again (records
+# live 48 h).
 # dht = false
+# dht_mode = "server"
 # dht_reprovide_interval = 43200.0
 """
 
@@ -225,12 +229,17 @@ class Config:
     snapshot_interval: float = 0.0
     # Issue 22, discovery (gridnode/net/dht.py, gridnode/node/providers.py).
     dht: bool = False
+    dht_mode: str = "server"
     dht_reprovide_interval: float = 43200.0
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
 #: fsync per commit); ``process``, it survives the process (a crash, SIGKILL), not the machine.
 DURABILITIES: Final = ("full", "process")
+
+#: The values of ``dht_mode``: ``server`` answers DHT requests (and is put in others' routing
+#: tables), ``client`` only asks and provides (for a node others cannot dial).
+DHT_MODES: Final = ("server", "client")
 
 
 def _check_profile(name: str) -> None:
@@ -361,6 +370,10 @@ def _check(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: profile must be a string")
         if value not in PROFILES:
             raise ConfigError(f"{where}: unknown profile {value!r} (one of {', '.join(PROFILES)})")
+        return value
+    if key == "dht_mode":
+        if value not in DHT_MODES:
+            raise ConfigError(f"{where}: dht_mode must be one of {', '.join(DHT_MODES)}")
         return value
     if key == "durability":
         if value not in DURABILITIES:

@@ -136,6 +136,8 @@ class DhtStats:
     """What the DHT did (status and /metrics: ``gridnode_dht_*``)."""
 
     requests_received: int = 0
+    #: Of those, GET_PROVIDERS (someone looking for a CID's holders).
+    provider_requests: int = 0
     requests_sent: int = 0
     requests_failed: int = 0
     #: Requests refused for going past a peer's rate, streams refused past a bound.
@@ -476,6 +478,7 @@ class Dht:
             self._add_closer(answer, _kad_key(key), peer_id)
             return answer
         if kind == Message.GET_PROVIDERS:
+            self.stats.provider_requests += 1
             answer = Message(type=Message.GET_PROVIDERS, key=key)
             for provider in self._local(key):
                 self._add_peer(answer.providerPeers.add(), provider.peer_id, provider.addrs)
@@ -525,6 +528,11 @@ class Dht:
             try:
                 await stream.write(frame(message.SerializeToString()))
                 if message.type == Message.ADD_PROVIDER:
+                    # No answer is due (go-libp2p sends none, py-libp2p an echo): half-close
+                    # and wait for the peer to close, so the record is in before we go on.
+                    await stream.close_write()
+                    while await stream.read(_READ):
+                        pass
                     await stream.close()
                     return None
                 decoder = FrameDecoder(self.limits.max_answer)

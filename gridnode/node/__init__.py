@@ -573,7 +573,7 @@ async def open_node(
                     mdns=config.mdns,
                     announce=config.announce,
                     announce_private=config.announce_private,
-                    dht=DhtConfig() if config.dht else None,
+                    dht=DhtConfig(serve=config.dht_mode == "server") if config.dht else None,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):
