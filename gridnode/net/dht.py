@@ -34,7 +34,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import multiaddr
@@ -250,6 +250,17 @@ class Dht:
 
     def __repr__(self) -> str:
         return f"<Dht {self._host.peer_id}: {self.table_size} peers, {self._records_total} records>"
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``GET /status`` (``"dht"``): mode, table size, records held, CIDs provided,
+        and the counters of :class:`DhtStats`."""
+        return {
+            "mode": "server" if self.config.serve else "client",
+            "table_size": self.table_size,
+            "records": self._records_total,
+            "providing": len(self._providing),
+            **asdict(self.stats),
+        }
 
     # -- routing table ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from gridnode.api.metrics import exposition, node_families
 from gridnode.config import load_config, write_default_config
 from gridnode.errors import UnknownDatabase
 from gridnode.node import open_node
@@ -116,6 +117,13 @@ def test_a_private_database_is_never_provided_nor_found(tmp_path):
                 await b.host.disconnect(a.peer_id)
                 with pytest.raises(UnknownDatabase):
                     await b.follow(secret.address, timeout=5)
+                # Status and /metrics say what the DHT holds and did.
+                status = a.host.dht.as_dict()
+                assert status["mode"] == "server" and status["providing"] >= 1
+                assert status["provides"] >= 1 and status["table_size"] >= 1
+                text = exposition(node_families(b, [], 0, "test"))
+                assert "gridnode_dht_records 1" in text  # a's public manifest (no heads yet)
+                assert "gridnode_dht_lookups_total" in text
 
     run(main, 60)
 
