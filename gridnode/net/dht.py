@@ -114,8 +114,9 @@ class DhtLimits:
     #: closed after ``idle_seconds``.
     request_timeout: float = 5.0
     idle_seconds: float = 60.0
-    #: Peers asked in one lookup, at most.
+    #: Peers asked in one lookup, at most, and seconds a lookup may take.
     lookup_peers: int = 40
+    lookup_seconds: float = 30.0
     #: Peers whose rate and stream counts are remembered (least recently seen forgotten).
     max_tracked_peers: int = 4096
 
@@ -247,6 +248,8 @@ class Dht:
         self._probe_send: trio.MemorySendChannel[str] | None = None
         self._refreshing = False
         self._last_refresh = -1e18
+        #: The peers the last lookup asked (for tests and debugging).
+        self.last_lookup_asked: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Dht {self._host.peer_id}: {self.table_size} peers, {self._records_total} records>"
@@ -597,7 +600,7 @@ class Dht:
         limits = self.limits
         target = _kad_key(key)
         candidates = self._seeds(target)
-        asked: set[str] = set()
+        self.last_lookup_asked = asked = set[str]()
         answered: dict[str, tuple[str, ...]] = {}
         stop = False
 
@@ -618,18 +621,20 @@ class Dht:
             if on_answer is not None and on_answer(peer, answer):
                 stop = True
 
-        while not stop and len(asked) < limits.lookup_peers:
-            ranked = sorted(candidates, key=lambda p: _kad_key(peer_bytes(p)) ^ target)
-            closest_k = ranked[: limits.k]
-            if all(p in answered for p in closest_k[: min(limits.k, len(candidates))]):
-                break
-            batch = [p for p in closest_k if p not in asked][: limits.alpha]
-            if not batch:
-                break
-            asked.update(batch)
-            async with trio.open_nursery() as nursery:
-                for peer in batch:
-                    nursery.start_soon(ask, peer)
+        with trio.move_on_after(limits.lookup_seconds):
+            while not stop and len(asked) < limits.lookup_peers:
+                ranked = sorted(candidates, key=lambda p: _kad_key(peer_bytes(p)) ^ target)
+                closest_k = ranked[: limits.k]
+                if all(p in answered for p in closest_k):
+                    break
+                room = min(limits.alpha, limits.lookup_peers - len(asked))
+                batch = [p for p in closest_k if p not in asked][:room]
+                if not batch:
+                    break
+                asked.update(batch)
+                async with trio.open_nursery() as nursery:
+                    for peer in batch:
+                        nursery.start_soon(ask, peer)
         ranked = sorted(answered, key=lambda p: _kad_key(peer_bytes(p)) ^ target)
         return [(p, answered[p]) for p in ranked[: limits.k]]
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import hashlib
 from contextlib import suppress
 
+import multiaddr
 import trio
 import trio.testing
 from libp2p.kad_dht.pb.kademlia_pb2 import Message
 
 from crdt.ipld.cid import CID
 from gridnode.errors import StreamError
-from gridnode.net.dht import PROTOCOL, DhtConfig, DhtLimits, peer_bytes
+from gridnode.net import peer_id_from_seed
+from gridnode.net.dht import LAN_PROTOCOL, PROTOCOL, DhtConfig, DhtLimits, peer_bytes
 from protocols.wire import FrameDecoder, frame
 from tests.gridnode.net.hosts import open_hosts, run
 
@@ -190,3 +192,54 @@ def test_the_routing_table_is_bounded():
             assert len(keys) == center.dht.table_size
 
     run(main, timeout=40)
+
+
+def test_a_lying_dht_peer_cannot_make_a_lookup_unbounded():
+    """A peer answers every request with hundreds of made-up closer peers (at an address where
+    nobody listens) and made-up providers: the lookup asks at most ``lookup_peers`` peers, reads
+    at most k of each list, keeps at most ``count`` providers, and ends. An answer over
+    ``max_answer`` bytes is refused."""
+    limits = DhtLimits(lookup_peers=12, request_timeout=2.0, max_answer=64 * 1024)
+
+    async def main():
+        async with open_hosts(3, dht=DhtConfig(limits=limits)) as (victim, _spare, liar):
+            made_up = [peer_id_from_seed((1000 + i).to_bytes(2, "big") * 16) for i in range(300)]
+
+            async def lie(stream):
+                decoder = FrameDecoder(1 << 16)
+                while data := await stream.read(65536):
+                    for payload in decoder.feed(data):
+                        asked = Message()
+                        asked.ParseFromString(payload)
+                        answer = Message(type=asked.type, key=asked.key)
+                        for peer in made_up:
+                            slot = answer.closerPeers.add()
+                            slot.id = peer_bytes(peer)
+                            slot.addrs.append(
+                                multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1").to_bytes()
+                            )
+                        for peer in made_up[:50]:
+                            slot = answer.providerPeers.add()
+                            slot.id = peer_bytes(peer)
+                        await stream.write(frame(answer.SerializeToString()))
+
+            liar.set_stream_handler(PROTOCOL, lie)
+            liar.set_stream_handler(LAN_PROTOCOL, lie)
+            await victim.connect(liar.addrs[0])
+            victim.dht.add_peer(liar.peer_id, [liar.addrs[0].split("/p2p/")[0]])
+            with trio.fail_after(limits.lookup_seconds + 10):
+                await victim.dht.refresh()
+            # It followed the lies (none answers) as far as it may, and no further.
+            assert len(victim.dht.last_lookup_asked) == limits.lookup_peers
+            assert victim.dht.table() == [liar.peer_id]  # the made-up peers never answered
+            with trio.fail_after(limits.lookup_seconds + 10):
+                found = await victim.dht.find_providers(cid(5), count=5)
+            assert len(found) == 5  # made up too: a provider found is only dialled, then checked
+            # Too big an answer: 300 peers of ~50 bytes > 8 KiB.
+            small = DhtLimits(max_answer=8 * 1024, request_timeout=2.0)
+            victim.dht.limits = small
+            failed = victim.dht.stats.requests_failed
+            await victim.dht.refresh()
+            assert victim.dht.stats.requests_failed > failed
+
+    run(main, timeout=60)
