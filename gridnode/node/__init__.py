@@ -201,6 +201,7 @@ class Node:
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
         self.providers: Providers | None = None
         if host.dht is not None:
+            host.dht.violation = self.peering.strike  # a malformed DHT message is a strike
             self.providers = Providers(
                 host.dht,
                 nursery,

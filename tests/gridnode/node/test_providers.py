@@ -12,7 +12,10 @@ import trio
 from gridnode.api.metrics import exposition, node_families
 from gridnode.config import load_config, write_default_config
 from gridnode.errors import UnknownDatabase
+from gridnode.net import open_host
+from gridnode.net.dht import PROTOCOL
 from gridnode.node import open_node
+from protocols.wire import frame
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 QUIET = 1e9
@@ -167,3 +170,20 @@ async def _node_in_task(nursery, data_dir: Path, **kwargs):
         await stopped.wait()
 
     return started[0], end
+
+
+def test_a_malformed_dht_message_is_a_strike(tmp_path):
+    async def main() -> None:
+        async with (
+            open_node(with_dht(tmp_path / "a"), listen=LOOPBACK, announce_interval=QUIET) as a,
+            open_host(bytes(range(32)), LOOPBACK) as stranger,
+        ):
+            await stranger.connect(a.addrs[0])
+            stream = await stranger.open_stream(a.peer_id, PROTOCOL)
+            await stream.write(frame(b"\xff\xff\xff"))
+            with trio.fail_after(10):
+                while not a.stats.strikes.get(stranger.peer_id):
+                    await trio.sleep(0.05)
+            assert a.host.dht is not None and a.host.dht.stats.bad_messages == 1
+
+    run(main, 30)
