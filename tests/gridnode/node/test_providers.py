@@ -84,9 +84,11 @@ def test_with_its_bootstrap_gone_a_node_finds_a_database_by_the_dht_and_syncs(tm
                     await stop_b()  # the only peer C was told of is gone
                     await c.host.disconnect(a.peer_id)  # learnt, maybe dialled: forgotten
                     assert c.host.peers() == []
+                    began = trio.current_time()
                     followed = await c.follow(db.address, timeout=20)
                     assert followed.address == db.address
                     await until(_has(c, db.address, "k1"))
+                    print(f"followed by the DHT and synced in {trio.current_time() - began:.2f} s")
                     await a.write(db.address, [{"op": "put", "key": "k2", "value": 2}])
                     await until(_has(c, db.address, "k2"))
                     assert c.host.dht.stats.providers_found >= 1
