@@ -117,6 +117,8 @@ class DhtLimits:
     #: Peers asked in one lookup, at most, and seconds a lookup may take.
     lookup_peers: int = 40
     lookup_seconds: float = 30.0
+    #: Seconds a connection the DHT opened only to ask may sit unused before it is closed.
+    dialled_idle_seconds: float = 10.0
     #: Peers whose rate and stream counts are remembered (least recently seen forgotten).
     max_tracked_peers: int = 4096
 
@@ -151,6 +153,8 @@ class DhtStats:
     provides: int = 0
     lookups: int = 0
     providers_found: int = 0
+    #: Connections this DHT opened only to ask, closed once idle.
+    hung_up: int = 0
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,10 @@ class Dht:
         self._probe_send: trio.MemorySendChannel[str] | None = None
         self._refreshing = False
         self._last_refresh = -1e18
+        #: py-libp2p's swarm (:func:`run_dht` sets it): which protocols a peer said it speaks.
+        self._network: Any = None
+        #: Peers this DHT dialled to ask, and when either side last used the connection.
+        self._dialled: dict[str, float] = {}
         #: The peers the last lookup asked (for tests and debugging).
         self.last_lookup_asked: set[str] = set()
 
@@ -463,6 +471,8 @@ class Dht:
                             self._refuse(peer_id, "more DHT requests than allowed; stream reset")
                             await stream.reset()
                             return
+                        if peer_id in self._dialled:
+                            self._dialled[peer_id] = trio.current_time()
                         answer = self._answer(peer_id, _parse(payload))
                         if answer is not None:
                             await stream.write(frame(answer.SerializeToString()))
@@ -538,6 +548,9 @@ class Dht:
         with trio.fail_after(self.limits.request_timeout):
             if peer_id not in self._host.peers():
                 await self._dial(peer_id, addrs)
+                self._dialled[peer_id] = trio.current_time()
+            elif peer_id in self._dialled:
+                self._dialled[peer_id] = trio.current_time()
             stream = await self._host.open_stream(peer_id, list(PROTOCOLS))
             try:
                 await stream.write(frame(message.SerializeToString()))
@@ -583,6 +596,33 @@ class Dht:
             return None
         self.add_peer(peer_id, addrs)
         return answer
+
+    def _is_gridnode(self, peer_id: str) -> bool:
+        """Whether the peer said (in identify) that it speaks a gridnode protocol."""
+        if self._network is None:
+            return True
+        try:
+            protocols = self._network.peerstore.get_protocols(ID.from_base58(peer_id))
+        except Exception:
+            return False
+        return any(str(p).startswith("/gridnode/") for p in protocols)
+
+    async def _hang_up(self) -> None:
+        """For ever: close the connections this DHT opened only to ask (to an IPFS DHT server,
+        say) once neither side used them for ``dialled_idle_seconds``, so lookups do not fill
+        the node's connections; a gridnode's is kept (the node syncs over it)."""
+        idle = self.limits.dialled_idle_seconds
+        while True:
+            await trio.sleep(max(0.5, idle / 4))
+            now = trio.current_time()
+            for peer_id, last in list(self._dialled.items()):
+                if peer_id not in self._host.peers():
+                    del self._dialled[peer_id]
+                elif now - last >= idle:
+                    del self._dialled[peer_id]
+                    if not self._is_gridnode(peer_id):
+                        self.stats.hung_up += 1
+                        await self._host.disconnect(peer_id)
 
     def _seeds(self, key: int) -> dict[str, tuple[str, ...]]:
         return {p: self._addrs_of(p) for p, _ in self.closest(key, self.limits.k)}
@@ -773,6 +813,7 @@ async def run_dht(host: Host, network: Any, config: DhtConfig) -> AsyncIterator[
     """Run the DHT of ``host`` (``network``: py-libp2p's swarm, for connection notices) for the
     duration of the block."""
     dht = Dht(host, config)
+    dht._network = network
     if config.serve:
         dht.mount()
     send, receive = trio.open_memory_channel[str](64)
@@ -781,6 +822,7 @@ async def run_dht(host: Host, network: Any, config: DhtConfig) -> AsyncIterator[
     async with trio.open_nursery() as nursery:
         nursery.start_soon(dht._probe, receive)
         nursery.start_soon(dht._maintain)
+        nursery.start_soon(dht._hang_up)
         for peer in host.peers():
             dht._on_connected(peer)
         try:

@@ -243,3 +243,43 @@ def test_a_lying_dht_peer_cannot_make_a_lookup_unbounded():
             assert victim.dht.stats.requests_failed > failed
 
     run(main, timeout=60)
+
+
+def test_connections_the_dht_opens_only_to_ask_are_closed_once_idle_and_a_gridnodes_kept():
+    limits = DhtLimits(dialled_idle_seconds=1.0)
+
+    async def sync(stream):  # what makes a peer a gridnode, as identify tells it
+        await stream.close()
+
+    async def answer_empty(stream):  # a DHT server that knows nobody (and never dials)
+        decoder = FrameDecoder(1 << 16)
+        while data := await stream.read(65536):
+            for payload in decoder.feed(data):
+                asked = Message()
+                asked.ParseFromString(payload)
+                reply = Message(type=asked.type, key=asked.key)
+                await stream.write(frame(reply.SerializeToString()))
+
+    async def main():
+        async with (
+            open_hosts(3, dht=DhtConfig(limits=limits)) as (a, b, gridnode_like),
+            open_hosts(1, first=3) as (ipfs_like,),
+        ):
+            for host in (a, b, gridnode_like):
+                host.set_stream_handler("/gridnode/sync/1.1.0", sync)
+            ipfs_like.set_stream_handler(PROTOCOL, answer_empty)
+            for other in (a, ipfs_like, gridnode_like):
+                await b.connect(other.addrs[0])
+            await until(lambda: len(b.dht.table()) == 3 and b.peer_id in a.dht.table())
+            # a learns both from b and dials them to ask (a dial of theirs to a at the same
+            # moment may cost one request: then the next refresh gets them).
+            with trio.fail_after(20):
+                while not {ipfs_like.peer_id, gridnode_like.peer_id} <= set(a.dht.table()):
+                    await a.dht.refresh()
+            await until(lambda: ipfs_like.peer_id not in a.peers())
+            await trio.sleep(1.5)  # past the idle time again
+            assert gridnode_like.peer_id in a.peers()  # the node may sync over it
+            assert b.peer_id in a.peers()  # not opened by a's DHT: left alone
+            assert a.dht.stats.hung_up == 1
+
+    run(main, timeout=40)
