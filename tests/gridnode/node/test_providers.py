@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from gridnode.api.metrics import exposition, node_families
 from gridnode.config import load_config, write_default_config
@@ -189,3 +190,31 @@ def test_a_malformed_dht_message_is_a_strike(tmp_path):
             assert a.host.dht is not None and a.host.dht.stats.bad_messages == 1
 
     run(main, 30)
+
+
+def test_new_heads_are_provided_and_everything_again_after_the_reprovide_interval(tmp_path):
+    clock = trio.testing.MockClock(rate=1.0)  # real time, plus jumps
+
+    async def main() -> None:
+        async with open_node(
+            with_dht(tmp_path / "a"), listen=LOOPBACK, announce_interval=QUIET
+        ) as a:
+            assert a.providers is not None and a.host.dht is not None
+            db = await a.create_database("kept", "keyvalue")
+            with trio.fail_after(10):  # the creation woke the provider: the manifest is out
+                while await a.providers.provide_due() != 0:
+                    await trio.sleep(0.05)
+            await a.write(db.address, [{"op": "put", "key": "k", "value": 1}])
+            assert await a.providers.provide_due() == 1  # the new head only
+            assert await a.providers.provide_due() == 0
+            provided = a.host.dht.stats.provides
+            clock.jump(a.providers.reprovide_interval + 1)
+            with trio.fail_after(10):  # the manifest and the head, again (by the schedule)
+                while a.host.dht.stats.provides < provided + 2:
+                    await trio.sleep(0.05)
+
+    async def bounded() -> None:
+        with trio.fail_after(60 + 43201):  # the jump counts on the mock clock
+            await main()
+
+    trio.run(bounded, clock=clock)
