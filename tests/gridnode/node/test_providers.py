@@ -12,7 +12,7 @@ import trio.testing
 
 from gridnode.api.metrics import exposition, node_families
 from gridnode.config import load_config, write_default_config
-from gridnode.errors import UnknownDatabase
+from gridnode.errors import ConfigError, UnknownDatabase
 from gridnode.net import open_host
 from gridnode.net.dht import PROTOCOL
 from gridnode.node import open_node
@@ -47,6 +47,14 @@ def test_profiles_turn_the_dht_on_for_server_and_home(tmp_path):
         (tmp_path / profile).mkdir()
         write_default_config(tmp_path / profile, profile)
         assert load_config(tmp_path / profile).dht is on, profile
+
+
+def test_dht_mode_is_server_or_client(tmp_path):
+    (tmp_path / "gridnode.toml").write_text('dht = true\ndht_mode = "client"\n')
+    assert load_config(tmp_path).dht_mode == "client"
+    (tmp_path / "gridnode.toml").write_text('dht_mode = "auto"\n')
+    with pytest.raises(ConfigError, match="dht_mode"):
+        load_config(tmp_path)
 
 
 def test_with_its_bootstrap_gone_a_node_finds_a_database_by_the_dht_and_syncs(tmp_path):
