@@ -625,7 +625,15 @@ class Dht:
                         await self._host.disconnect(peer_id)
 
     def _seeds(self, key: int) -> dict[str, tuple[str, ...]]:
-        return {p: self._addrs_of(p) for p, _ in self.closest(key, self.limits.k)}
+        """Where a lookup starts: the closest peers of the table, and while the table holds
+        fewer than k, the connected peers too (a probe that failed, say to a peer too busy to
+        answer in time, must not leave a node that is connected unable to look anything up)."""
+        seeds = {p: self._addrs_of(p) for p, _ in self.closest(key, self.limits.k)}
+        if len(seeds) < self.limits.k:
+            for peer in self._host.peers()[: self.limits.k]:
+                if peer not in seeds:
+                    seeds[peer] = self._addrs_of(peer)
+        return seeds
 
     async def _lookup(
         self,

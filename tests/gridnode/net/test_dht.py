@@ -283,3 +283,16 @@ def test_connections_the_dht_opens_only_to_ask_are_closed_once_idle_and_a_gridno
             assert a.dht.stats.hung_up == 1
 
     run(main, timeout=40)
+
+
+def test_a_node_whose_table_is_empty_still_asks_the_peers_it_is_connected_to():
+    async def main():
+        async with open_hosts(2, dht=DhtConfig()) as (a, b):
+            await a.connect(b.addrs[0])
+            await until(lambda: b.peer_id in a.dht.table())
+            await b.dht.provide(cid(9))
+            a.dht._buckets.clear()  # as if its probe of b had failed
+            found = await a.dht.find_providers(cid(9))
+            assert [p.peer_id for p in found] == [b.peer_id]
+
+    run(main, timeout=30)
