@@ -32,6 +32,7 @@ from protocols.gossip import MAX_ADDRS
 
 __all__ = [
     "CONFIG_FILE",
+    "DHT_MODES",
     "DURABILITIES",
     "PROFILES",
     "SECTIONS",
@@ -56,11 +57,11 @@ PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
     "local": {},
     # A machine with a public address (a VPS): reachable by everyone on a fixed port, and it
     # tells peers only its public addresses (its private ones would send them nowhere).
-    "server": {"listen": _PUBLIC_LISTEN, "announce_private": False},
+    "server": {"listen": _PUBLIC_LISTEN, "announce_private": False, "dht": True},
     # A machine behind a home router's NAT: reachable on the LAN (and through the router if the
     # operator forwards port 4001, TCP and UDP), finds the other nodes of its own LAN by mDNS,
     # and otherwise replicates over the connections it dials out (docs/config.md, "Profiles").
-    "home": {"listen": _PUBLIC_LISTEN, "mdns": True},
+    "home": {"listen": _PUBLIC_LISTEN, "mdns": True, "dht": True},
 }
 
 _DEFAULT_TEXT: Final = """\
@@ -146,6 +147,17 @@ profile = "{profile}"
 # snapshot_min_age = 0.0
 # snapshot_max_age = 604800.0
 # snapshot_interval = 0.0
+
+# The DHT (Kademlia, IPFS's /ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0; docs/spec.md, "Issue 22,
+# discovery"): the node provides the manifest (and heads) of each database it holds and does not
+# keep private, so other gridnodes and IPFS nodes find it by CID, and a follow that no connected
+# peer can serve looks for the database's holders there. On in the server and home profiles.
+# dht_mode: "server" answers DHT requests, "client" only asks and provides (for a node others
+# cannot dial). dht_reprovide_interval: seconds between providing everything again (records
+# live 48 h).
+# dht = false
+# dht_mode = "server"
+# dht_reprovide_interval = 43200.0
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -219,11 +231,19 @@ class Config:
     snapshot_min_age: float = 0.0
     snapshot_max_age: float = 604800.0
     snapshot_interval: float = 0.0
+    # Issue 22, discovery (gridnode/net/dht.py, gridnode/node/providers.py).
+    dht: bool = False
+    dht_mode: str = "server"
+    dht_reprovide_interval: float = 43200.0
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
 #: fsync per commit); ``process``, it survives the process (a crash, SIGKILL), not the machine.
 DURABILITIES: Final = ("full", "process")
+
+#: The values of ``dht_mode``: ``server`` answers DHT requests (and is put in others' routing
+#: tables), ``client`` only asks and provides (for a node others cannot dial).
+DHT_MODES: Final = ("server", "client")
 
 
 def _check_profile(name: str) -> None:
@@ -354,6 +374,10 @@ def _check(key: str, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: profile must be a string")
         if value not in PROFILES:
             raise ConfigError(f"{where}: unknown profile {value!r} (one of {', '.join(PROFILES)})")
+        return value
+    if key == "dht_mode":
+        if value not in DHT_MODES:
+            raise ConfigError(f"{where}: dht_mode must be one of {', '.join(DHT_MODES)}")
         return value
     if key == "durability":
         if value not in DURABILITIES:

@@ -18,6 +18,7 @@ from crdt.errors import GridnodeError, HashMismatch, IdentityError, InvalidOpera
 __all__ = [
     "ConfigError",
     "CorruptBlock",
+    "DhtError",
     "DialError",
     "FeatureOff",
     "GridnodeError",
@@ -162,6 +163,10 @@ class StreamError(NetError):
 
 class ProtocolNotSupported(StreamError):
     """The peer is connected but does not speak the requested stream protocol."""
+
+
+class DhtError(NetError):
+    """A DHT peer sent what kad-dht does not allow, or what this node's DHT bounds refuse."""
 
 
 # -- Kubo -----------------------------------------------------------------------------------------

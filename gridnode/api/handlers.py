@@ -109,6 +109,7 @@ async def status(node: Node, request: Request) -> Response:
             "databases": databases,
             "served": {peer: asdict(t) for peer, t in sorted(node.stats.served.items())},
             "bitswap": None if node.stats.bitswap is None else node.stats.bitswap.as_dict(),
+            "dht": None if node.host.dht is None else node.host.dht.as_dict(),
             "storage": node.storage(),
             **_history_json(node, now),
             "catalogs": node.catalogs.as_json(),

@@ -286,4 +286,22 @@ def node_families(
                 stats.slow_readers_dropped,
             ),
         ]
+    dht = node.host.dht
+    if dht is not None:
+        counts = dht.stats
+        families += [
+            gauge("dht_table_peers", "Peers in the DHT routing table.", dht.table_size),
+            gauge("dht_records", "Provider records held for other peers.", dht.records),
+            total("dht_requests_received", "DHT requests answered.", counts.requests_received),
+            total("dht_requests_sent", "DHT requests sent.", counts.requests_sent),
+            total("dht_requests_failed", "DHT requests sent that failed.", counts.requests_failed),
+            total(
+                "dht_refused",
+                "DHT requests and streams refused past a per-peer bound, and bad messages.",
+                counts.rate_limited + counts.streams_refused + counts.bad_messages,
+            ),
+            total("dht_records_refused", "Provider records refused.", counts.records_refused),
+            total("dht_provides", "CIDs this node provided.", counts.provides),
+            total("dht_lookups", "DHT lookups this node ran.", counts.lookups),
+        ]
     return families

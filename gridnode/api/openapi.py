@@ -620,6 +620,7 @@ def openapi(version: str) -> dict[str, Any]:
                     },
                     {
                         "bitswap": {"type": ["object", "null"]},
+                        "dht": {"type": ["object", "null"]},
                         "history": _obj(
                             {
                                 "step": {"type": "number"},

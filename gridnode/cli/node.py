@@ -232,6 +232,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 f"bitswap: {bitswap['blocks_sent']} blocks sent "
                 f"({_size(bitswap['block_bytes_sent'])}), {bitswap['blocks_received']} received"
             )
+        dht = report.get("dht")
+        if dht is not None:
+            click.echo(
+                f"dht: {dht['mode']}, {dht['table_size']} peers in its table, "
+                f"{dht['providing']} CIDs provided, {dht['records']} records held for others"
+            )
     for followed in report.get("catalogs", []):
         name = f" ({followed['name']})" if followed["name"] else ""
         click.echo(f"catalog: {followed['address']}{name}, {len(followed['databases'])} databases")

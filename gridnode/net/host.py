@@ -60,6 +60,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from gridnode.errors import DialError, NetError, ProtocolNotSupported, StreamError
+from gridnode.net.dht import Dht, DhtConfig, run_dht
 from gridnode.net.discovery import (
     DiscoveredPeers,
     Discovery,
@@ -129,6 +130,8 @@ class Host:
         #: This node's base58 peer id (``12D3KooW...``), derived from its ed25519 key.
         self.peer_id: str = str(libp2p_host.get_id())
         self._refused: Callable[[str], bool] = lambda _peer: False
+        #: The Kademlia DHT (:mod:`gridnode.net.dht`) when open_host was given ``dht``.
+        self.dht: Dht | None = None
 
     def refuse_peers(
         self, refused: Callable[[str], bool], on_connected: Callable[[str], None]
@@ -369,6 +372,7 @@ async def open_host(
     mdns: bool = False,
     announce: Sequence[str] = (),
     announce_private: bool = True,
+    dht: DhtConfig | None = None,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host for the duration of the ``async with`` block.
 
@@ -388,6 +392,8 @@ async def open_host(
         (behind 1:1 NAT) or a ``/dns4/`` name; empty: derived from the listen addresses.
     :param announce_private: whether those derived addresses keep private, loopback and
         link-local ones (``False``: public ones only, as a server on the internet wants).
+    :param dht: run a Kademlia DHT with these settings (:attr:`Host.dht`, :mod:`gridnode.net.
+        dht`); ``None``: none.
     """
     quiet_libp2p_logs()
     index_tasks()
@@ -437,6 +443,8 @@ async def open_host(
                 host = Host(
                     libp2p_host, gossip_service, dial_timeout, discovery, announce, announce_private
                 )
+                if dht is not None:
+                    host.dht = await lan.enter_async_context(run_dht(host, swarm, dht))
                 if not host.announced_addrs:
                     log.warning(
                         "announcing no address: none of %s is public; peers cannot dial this "

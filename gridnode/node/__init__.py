@@ -49,12 +49,15 @@ from crdt.entry import Entry
 from crdt.ipld.cid import CID
 from gridnode import ops
 from gridnode.datadir import node_lock
+from gridnode.errors import UnknownDatabase
 from gridnode.net import Host, open_host
 from gridnode.net.bitswap import Bitswap
+from gridnode.net.dht import DhtConfig
 from gridnode.node.budget import Budgets
 from gridnode.node.catalogs import Catalogs
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
+from gridnode.node.providers import Providers
 from gridnode.node.replicas import ReplicaStatements
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -108,6 +111,7 @@ class Node:
         target_peers: int = 8,
         bitswap: bool = False,
         catalogs: Sequence[str] = (),
+        dht_reprovide_interval: float = 43200.0,
     ) -> None:
         self.repo = repo
         # A running node logs reaching and clearing max_storage (an offline command does not).
@@ -194,6 +198,18 @@ class Node:
             announce_interval=announce_interval,
             snapshots=self.snapshots,
         )
+        #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
+        self.providers: Providers | None = None
+        if host.dht is not None:
+            host.dht.violation = self.peering.strike  # a malformed DHT message is a strike
+            self.providers = Providers(
+                host.dht,
+                nursery,
+                self.worker,
+                self.replication.databases,
+                host.connect,
+                reprovide_interval=dht_reprovide_interval,
+            )
 
     async def _start(self, bootstrap: Sequence[str]) -> None:
         if self.bitswap is not None:
@@ -208,6 +224,8 @@ class Node:
         self.snapshots.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
+        if self.providers is not None:
+            self.providers.start()
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -352,12 +370,26 @@ class Node:
         ``snapshot=False`` (or config ``snapshots = false``): verify everything first. Raises
         :class:`~gridnode.errors.UnknownDatabase` if no connected peer has it,
         :class:`~gridnode.errors.StorageLimitReached` if the node is at ``max_storage`` (and
-        does not replicate it already)."""
+        does not replicate it already). With the DHT on, a database no connected peer keeps is
+        looked up there by its manifest CID, and its holders dialled (:mod:`gridnode.node.
+        providers`) before giving up."""
+        try:
+            return await self._follow(address, timeout, snapshot)
+        except UnknownDatabase:
+            if self.providers is None:
+                raise
+            if not await self.providers.connect_holders(address, timeout):
+                raise
+        return await self._follow(address, timeout, snapshot)
+
+    async def _follow(self, address: str, timeout: float, snapshot: bool) -> StoredDatabase:
         if snapshot and await self.snapshots.fresh(address):
             # Reads served from the snapshot before the first pull starts.
             await self.snapshots.follow_from_snapshot(address, timeout=timeout)
         database = await self.replication.follow(address, timeout=timeout)
         await self.catalogs.followed_by_hand(database.address)
+        if self.providers is not None:
+            self.providers.poke()
         return database
 
     async def announce(self, address: str) -> None:
@@ -378,6 +410,8 @@ class Node:
         replicate it (:func:`gridnode.ops.create`)."""
         database = await self.worker.run(ops.create, self.repo, request)
         await self.replicate(database)
+        if self.providers is not None:
+            self.providers.poke()
         return database
 
     async def create_database(
@@ -540,6 +574,7 @@ async def open_node(
                     mdns=config.mdns,
                     announce=config.announce,
                     announce_private=config.announce_private,
+                    dht=DhtConfig(serve=config.dht_mode == "server") if config.dht else None,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):
@@ -551,6 +586,7 @@ async def open_node(
                     target_peers=target_peers,
                     bitswap=config.bitswap,
                     catalogs=config.catalogs if catalogs is None else catalogs,
+                    dht_reprovide_interval=config.dht_reprovide_interval,
                 )
                 await node._start(bootstrap if bootstrap is not None else config.bootstrap)
                 try:
