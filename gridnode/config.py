@@ -157,7 +157,7 @@ profile = "{profile}"
 # relay_max_reservations = 128
 # relay_max_circuits_per_peer = 4
 # relay_circuit_seconds = 600.0
-# relay_circuit_bytes = 268435456
+# relay_circuit_bytes = 67108864
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -237,7 +237,7 @@ class Config:
     relay_max_reservations: int = 128
     relay_max_circuits_per_peer: int = 4
     relay_circuit_seconds: float = 600.0
-    relay_circuit_bytes: int = 256 * 1024 * 1024
+    relay_circuit_bytes: int = 64 * 1024 * 1024
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one

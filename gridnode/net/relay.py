@@ -86,7 +86,7 @@ class RelayLimits:
     max_circuits_per_peer: int = 4
     max_circuits: int = 256
     circuit_seconds: float = 600.0
-    circuit_bytes: int = 256 * 1024 * 1024
+    circuit_bytes: int = 64 * 1024 * 1024
     reservation_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
