@@ -42,7 +42,7 @@ from libp2p.relay.circuit_v2.pb.dcutr_pb2 import HolePunch
 
 from gridnode.net.relay import is_circuit, read_message, write_message
 
-__all__ = ["DCUTR", "HolePunchStats", "HolePuncher"]
+__all__ = ["DCUTR", "HolePunchStats", "HolePuncher", "candidate_addrs", "direct_conns"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,42 @@ def _transport(conn: Any) -> str:
     return "quic" if "/quic" in addrs else "tcp"
 
 
+def listen_ports(libp2p_host: Any) -> list[tuple[str, int]]:
+    """The host's bound IPv4 TCP listen addresses, as (ip, port)."""
+    ports = []
+    for addr in libp2p_host.get_transport_addrs():
+        parts = str(addr).split("/")
+        if len(parts) >= 5 and parts[1] == "ip4" and parts[3] == "tcp" and len(parts) == 5:
+            ports.append((parts[2], int(parts[4])))
+    return ports
+
+
+def observed_ips(libp2p_host: Any) -> list[str]:
+    """IPv4 addresses peers saw us at over direct connections (identify's observed address, as
+    py-libp2p's ``ObservedAddrManager`` records it: any number of observers)."""
+    manager = getattr(libp2p_host, "_observed_addr_manager", None)
+    found: list[str] = []
+    for externals in dict(getattr(manager, "_external_addrs", {}) or {}).values():
+        for external in externals:
+            parts = str(external).split("/")
+            if len(parts) >= 3 and parts[1] == "ip4" and parts[2] not in found:
+                found.append(parts[2])
+    return found[:MAX_ADDRS]
+
+
+def candidate_addrs(libp2p_host: Any, announced: list[str]) -> list[str]:
+    """Where we may be dialled (no ``/p2p/``), at most :data:`MAX_ADDRS`: each observed IP with
+    each TCP listen port (a NAT that keeps ports maps the listen port there), then the direct
+    ``announced`` addresses."""
+    addrs = [
+        f"/ip4/{ip}/tcp/{port}"
+        for ip in observed_ips(libp2p_host)
+        for _ip, port in listen_ports(libp2p_host)
+    ]
+    addrs += [a.split("/p2p/")[0] for a in announced if not is_circuit(a)]
+    return list(dict.fromkeys(addrs))[:MAX_ADDRS]
+
+
 def _parse_addrs(raw: Any) -> list[multiaddr.Multiaddr]:
     """A peer's addresses to dial: direct ones only, at most :data:`MAX_ADDRS`."""
     addrs = []
@@ -166,40 +202,12 @@ class HolePuncher:
 
     # -- addresses -------------------------------------------------------------------------------
 
-    def _listen_ports(self) -> list[tuple[str, int]]:
-        ports = []
-        for addr in self._host.get_transport_addrs():
-            text = str(addr)
-            parts = text.split("/")
-            if len(parts) >= 5 and parts[1] == "ip4" and parts[3] == "tcp" and "/p2p-" not in text:
-                ports.append((parts[2], int(parts[4])))
-        return ports
-
-    def _observed_ips(self) -> list[str]:
-        """IPs peers saw us at (identify's observed address, over direct connections)."""
-        manager = getattr(self._host, "_observed_addr_manager", None)
-        found: list[str] = []
-        for externals in dict(getattr(manager, "_external_addrs", {}) or {}).values():
-            for external in externals:
-                parts = str(external).split("/")
-                if len(parts) >= 3 and parts[1] == "ip4" and parts[2] not in found:
-                    found.append(parts[2])
-        return found
-
     def candidates(self) -> list[str]:
         """The addresses we ask a peer to dial (without ``/p2p/``), at most :data:`MAX_ADDRS`."""
-        addrs: list[str] = []
-        for ip in self._observed_ips():
-            for _ip, port in self._listen_ports():
-                addrs.append(f"/ip4/{ip}/tcp/{port}")
-        for announced in self._announced():
-            if not is_circuit(announced):
-                addrs.append(announced.split("/p2p/")[0])
-        unique = list(dict.fromkeys(addrs))
-        return unique[:MAX_ADDRS]
+        return candidate_addrs(self._host, self._announced())
 
     def _source(self) -> tuple[str, int] | None:
-        ports = self._listen_ports()
+        ports = listen_ports(self._host)
         return ports[0] if ports else None
 
     # -- the two sides ---------------------------------------------------------------------------
