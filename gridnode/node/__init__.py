@@ -545,6 +545,7 @@ async def open_node(
                     relay_service=_relay_limits(config),
                     relay_client=config.relay_client,
                     hole_punching=config.hole_punching,
+                    autonat=config.autonat,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):
