@@ -83,6 +83,12 @@ log = logging.getLogger(__name__)
 #: (reset if it raises).
 StreamHandler = Callable[[Stream], Awaitable[None]]
 
+# What a peer record carries (protocols/gossip.py: MAX_ADDRS addresses of at most 256 characters),
+# and how many of them may be relayed (or dial-back confirmed) ones.
+_MAX_ANNOUNCED: Final = 16
+_MAX_ADDR_CHARS: Final = 256
+_MAX_EXTRA_ADDRS: Final = 6
+
 # How long closing may take before we stop waiting for peers to acknowledge.
 _CLOSE_TIMEOUT: Final = 5.0
 
@@ -169,10 +175,15 @@ class Host:
         if self.reachability is not None and self.reachability.status == PUBLIC:
             # Dialled back: tell peers where we were reached, not where a relay is.
             reached = [f"{a}/p2p/{self.peer_id}" for a in self.reachability.confirmed]
-            return direct + [a for a in reached if a not in direct]
-        if self.relay_client is None:
+            extra = [a for a in reached if a not in direct]
+        elif self.relay_client is not None:
+            extra = self.relay_client.circuit_addrs()
+        else:
             return direct
-        return direct + self.relay_client.circuit_addrs()
+        # A peer record carries at most 16 addresses of at most 256 characters
+        # (protocols/gossip.py): the relayed or reached ones keep their place.
+        extra = [a for a in extra if len(a) <= _MAX_ADDR_CHARS][:_MAX_EXTRA_ADDRS]
+        return direct[: _MAX_ANNOUNCED - len(extra)] + extra
 
     def _direct_addrs(self) -> list[str]:
         bound = [str(addr) for addr in self._host.get_transport_addrs()]

@@ -74,6 +74,8 @@ STOP: Final = TProtocol("/libp2p/circuit/relay/0.2.0/stop")
 MAX_MESSAGE: Final = 4096
 #: Seconds a peer has to send its request (or answer a STOP) before the stream is dropped.
 READ_TIMEOUT: Final = 10.0
+#: Addresses of a relay's reservation answer a client keeps (each becomes an announced one).
+MAX_RELAY_ADDRS: Final = 3
 #: Bytes read from one half of a circuit at a time.
 _CHUNK: Final = 64 * 1024
 
@@ -521,7 +523,7 @@ class RelayClient:
         if answer.type != HopMessage.STATUS or answer.status != Status.OK:
             raise RelayRefused(f"relay {relay}: {_status_name(answer.status)}")
         addrs: list[str] = []
-        for raw in list(answer.reservation.addrs)[:8]:
+        for raw in list(answer.reservation.addrs)[:MAX_RELAY_ADDRS]:
             try:
                 addr = str(multiaddr.Multiaddr(raw))
             except Exception:

@@ -162,3 +162,18 @@ def test_an_idle_circuit_is_cut_at_its_duration() -> None:
             assert relay.relay_service.circuits == 0
 
     run(main, 30)
+
+
+def test_relayed_addresses_keep_their_place_in_a_full_peer_record() -> None:
+    async def main() -> None:
+        many = [f"/ip4/192.0.2.{i}/tcp/4001" for i in range(1, 17)]  # 16: a full record
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits()) as relay,
+            open_host(seed(1), LOCAL, relay_client=True, announce=many) as home,
+        ):
+            await home.connect(relay.addrs[0])
+            circuit = await wait_circuit(home)
+            assert len(home.announced_addrs) == 16
+            assert circuit in home.announced_addrs
+
+    run(main, 30)
