@@ -438,9 +438,33 @@ class RelayClient:
         self._not_relays: set[str] = set()
         self.stats = RelayStats()
         self._poked = trio.Event()
+        self._announced: frozenset[str] = frozenset()
 
     def start(self) -> None:
         self._host.set_stream_handler(STOP, self._serve_stop)
+        client = self
+
+        class _LostRelay:  # a relay we hold a reservation on went away: look again at once
+            async def connected(self, _network: Any, _conn: Any) -> None:
+                pass
+
+            async def disconnected(self, _network: Any, conn: Any) -> None:
+                if str(conn.muxed_conn.peer_id) in client.held:
+                    client.poke()
+
+            async def opened_stream(self, _network: Any, _stream: Any) -> None:
+                pass
+
+            async def closed_stream(self, _network: Any, _stream: Any) -> None:
+                pass
+
+            async def listen(self, _network: Any, _multiaddr: Any) -> None:
+                pass
+
+            async def listen_close(self, _network: Any, _multiaddr: Any) -> None:
+                pass
+
+        self._host.get_network().register_notifee(_LostRelay())
 
     def as_dict(self) -> dict[str, Any]:
         """For status and /metrics."""
@@ -481,7 +505,6 @@ class RelayClient:
 
     async def refresh(self) -> None:
         """Renew reservations nearing their end and take new ones on connected relays."""
-        before = set(self._live())
         connected = self._connected()
         for relay in [r for r in self.held if r not in connected]:
             del self.held[relay]
@@ -494,7 +517,11 @@ class RelayClient:
                 break
             await self._try_reserve(relay)
         self.stats.reservations_held = len(self._live())
-        if set(self._live()) != before:
+        # Compared with what was last announced, not with the start of this refresh: a relay
+        # lost between two refreshes changes the addresses too.
+        announced = frozenset(self.circuit_addrs())
+        if announced != self._announced:
+            self._announced = announced
             self._on_change()
 
     async def _try_reserve(self, relay: str) -> None:

@@ -177,3 +177,29 @@ def test_relayed_addresses_keep_their_place_in_a_full_peer_record() -> None:
             assert circuit in home.announced_addrs
 
     run(main, 30)
+
+
+def test_a_peer_known_by_a_dead_relay_is_met_through_ours() -> None:
+    from gridnode.node.reachability import meet_through_relays
+
+    async def main() -> None:
+        async with relayed(2) as (relay, (a, b)):
+            # a knows b only through a relay that is gone (b's record from before it stopped).
+            gone = "12D3KooWQ38qezbnxQzpCpnmsiJxkPAADrnvqodsdC2xMhoebJCE"
+            known = {b.peer_id: (f"/ip4/127.0.0.1/tcp/9/p2p/{gone}/p2p-circuit/p2p/{b.peer_id}",)}
+
+            async def connect(address: str) -> str | None:
+                try:
+                    return await a.connect(address)
+                except DialError:
+                    return None
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: meet_through_relays(a, known, connect, interval=0.05))
+                while b.peer_id not in a.peers():
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+            assert relay.relay_service is not None
+            assert relay.relay_service.stats.circuits_opened == 1
+
+    run(main, 30)
