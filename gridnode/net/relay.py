@@ -112,6 +112,7 @@ class RelayStats:
     relayed_dials: int = 0
     relayed_dials_failed: int = 0
     relayed_inbound: int = 0
+    duplicates_closed: int = 0
 
 
 def is_circuit(address: str) -> bool:
@@ -439,6 +440,8 @@ class RelayClient:
         self.stats = RelayStats()
         self._poked = trio.Event()
         self._announced: frozenset[str] = frozenset()
+        self._nursery: trio.Nursery | None = None
+        self._deduping: set[Any] = set()
 
     def start(self) -> None:
         self._host.set_stream_handler(STOP, self._serve_stop)
@@ -474,6 +477,7 @@ class RelayClient:
             "relayed_dials": s.relayed_dials,
             "relayed_dials_failed": s.relayed_dials_failed,
             "relayed_inbound": s.relayed_inbound,
+            "duplicates_closed": s.duplicates_closed,
         }
 
     def _connected(self) -> set[str]:
@@ -497,11 +501,58 @@ class RelayClient:
 
     async def run(self) -> None:
         """Keep reservations on up to ``max_relays`` connected relays, forever."""
-        while True:
-            self._poked = trio.Event()
-            await self.refresh()
-            with trio.move_on_after(self.interval):
-                await self._poked.wait()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            while True:
+                self._poked = trio.Event()
+                await self.refresh()
+                with trio.move_on_after(self.interval):
+                    await self._poked.wait()
+
+    def _dedupe_soon(self, peer: Any) -> None:
+        if self._nursery is not None and peer not in self._deduping:
+            self._deduping.add(peer)
+            self._nursery.start_soon(self._dedupe, peer)
+
+    async def _dedupe(self, peer: Any, settle: float = 1.0) -> None:
+        """Two nodes that dial each other's circuit at once end up with two relayed
+        connections (two circuits held on the relay, for ever: the swarm trims extra
+        connections only as they are added, and spares new ones). Once both exist, each side
+        closes all but the same one: dialled by the smaller peer id, through the smallest relay
+        id."""
+        try:
+            await trio.sleep(settle)
+        finally:
+            self._deduping.discard(peer)
+        conns = [
+            c
+            for c in list(self._host.get_network().connections.get(peer, []))
+            if c.muxed_conn.get_connection_type() == ConnectionType.RELAYED
+            and not c.muxed_conn.is_closed
+        ]
+        if len(conns) < 2:
+            return
+        smaller_dials = self.peer_id < str(peer)
+
+        def rank(conn: Any) -> tuple[bool, str]:
+            try:
+                ours = bool(conn.muxed_conn.secured_conn.is_initiator)
+            except AttributeError:
+                ours = False
+            try:
+                address = str(conn.muxed_conn.get_transport_addresses()[0])
+                relay = address.partition("/p2p-circuit")[0].rsplit("/p2p/", 1)[1]
+            except (IndexError, AttributeError):
+                relay = "~"
+            return (ours != smaller_dials, relay)
+
+        conns.sort(key=rank)
+        for extra in conns[1:]:
+            self.stats.duplicates_closed += 1
+            try:
+                await extra.close()
+            except Exception as exc:
+                log.debug("closing a duplicate relayed connection: %r", exc)
 
     async def refresh(self) -> None:
         """Renew reservations nearing their end and take new ones on connected relays."""
@@ -586,6 +637,7 @@ class RelayClient:
             with trio.fail_after(self._dial_timeout):
                 await self._host.get_network().upgrade_inbound_raw_conn(raw, address)
             self.stats.relayed_inbound += 1
+            self._dedupe_soon(source)
             self._on_inbound(str(source))
         except Exception as exc:
             log.debug("stop stream from %s: %r", relay, exc)
@@ -623,6 +675,7 @@ class RelayClient:
                     stream, True, ConnectionType.RELAYED, [multiaddr.Multiaddr(address)]
                 )
                 await self._host.get_network().upgrade_outbound_raw_conn(raw, target_id)
+            self._dedupe_soon(target_id)
         except DialError:
             self.stats.relayed_dials_failed += 1
             raise

@@ -203,3 +203,27 @@ def test_a_peer_known_by_a_dead_relay_is_met_through_ours() -> None:
             assert relay.relay_service.stats.circuits_opened == 1
 
     run(main, 30)
+
+
+def test_two_nodes_dialling_each_other_at_once_keep_one_circuit() -> None:
+    async def main() -> None:
+        async with relayed(2) as (relay, (a, b)):
+            to_b, to_a = await wait_circuit(b), await wait_circuit(a)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.connect, to_b)
+                nursery.start_soon(b.connect, to_a)
+            assert relay.relay_service is not None
+            opened = relay.relay_service.stats.circuits_opened
+            # However many circuits the race opened, one stays, the same one on both sides.
+            while relay.relay_service.circuits != 1:
+                await trio.sleep(0.05)
+            await trio.sleep(1.5)  # past the settling time: nothing more is closed
+            assert relay.relay_service.circuits == 1
+            assert b.peer_id in a.peers() and a.peer_id in b.peers()
+            serve_echo(b)
+            await echo_through(a, b.peer_id, 1 << 16)
+            assert a.relay_client is not None and b.relay_client is not None
+            closed = a.relay_client.stats.duplicates_closed + b.relay_client.stats.duplicates_closed
+            assert opened - 1 <= closed <= 2 * (opened - 1)
+
+    run(main, 30)
