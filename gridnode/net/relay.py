@@ -609,8 +609,24 @@ class RelayClient:
             if not addr.endswith(f"/p2p/{relay}"):
                 addr = f"{addr}/p2p/{relay}"
             addrs.append(addr)
+        if not addrs:
+            # A relay that announces no address (a server profile seeing only private ones):
+            # where we reached it will do.
+            addrs = self._reached_at(relay)
         seconds = max(0, answer.reservation.expire - int(time.time()))
         self.held[relay] = _Held(self._clock() + min(seconds, 24 * 3600), addrs)
+
+    def _reached_at(self, relay: str) -> list[str]:
+        for conn in list(self._host.get_network().connections.get(ID.from_base58(relay), [])):
+            try:
+                if conn.muxed_conn.get_connection_type() == ConnectionType.RELAYED:
+                    continue
+                ip, port = conn.muxed_conn.get_remote_address()
+            except Exception:
+                continue
+            family = "ip6" if ":" in ip else "ip4"
+            return [f"/{family}/{ip}/tcp/{port}/p2p/{relay}"]
+        return []
 
     async def _serve_stop(self, stream: Any) -> None:
         relay = str(stream.muxed_conn.peer_id)

@@ -227,3 +227,17 @@ def test_two_nodes_dialling_each_other_at_once_keep_one_circuit() -> None:
             assert opened - 1 <= closed <= 2 * (opened - 1)
 
     run(main, 30)
+
+
+def test_a_relay_that_announces_nothing_is_used_where_it_was_reached() -> None:
+    async def main() -> None:
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits(), announce_private=False) as relay,
+            open_host(seed(1), [], relay_client=True) as home,
+        ):
+            assert relay.announced_addrs == []  # loopback only: nothing public
+            await home.connect(relay.addrs[0])
+            circuit = await wait_circuit(home)
+            assert circuit == f"{relay.addrs[0]}/p2p-circuit/p2p/{home.peer_id}"
+
+    run(main, 30)
