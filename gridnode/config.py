@@ -57,11 +57,17 @@ PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
     "local": {},
     # A machine with a public address (a VPS): reachable by everyone on a fixed port, and it
     # tells peers only its public addresses (its private ones would send them nowhere).
-    "server": {"listen": _PUBLIC_LISTEN, "announce_private": False, "dht": True},
+    "server": {
+        "listen": _PUBLIC_LISTEN,
+        "announce_private": False,
+        "dht": True,
+        "relay_service": True,
+    },
     # A machine behind a home router's NAT: reachable on the LAN (and through the router if the
     # operator forwards port 4001, TCP and UDP), finds the other nodes of its own LAN by mDNS,
-    # and otherwise replicates over the connections it dials out (docs/config.md, "Profiles").
-    "home": {"listen": _PUBLIC_LISTEN, "mdns": True, "dht": True},
+    # reserves slots on relays and announces the relayed addresses they give, and otherwise
+    # replicates over the connections it dials out (docs/config.md, "Profiles").
+    "home": {"listen": _PUBLIC_LISTEN, "mdns": True, "dht": True, "relay_client": True},
 }
 
 _DEFAULT_TEXT: Final = """\
@@ -158,6 +164,24 @@ profile = "{profile}"
 # dht = false
 # dht_mode = "server"
 # dht_reprovide_interval = 43200.0
+
+# Circuit relay v2 (docs/config.md, "Relays and NAT"). relay_service: relay connections for
+# peers that cannot be dialled (the server profile turns it on), within these bounds: peers
+# holding a reservation, circuits from or to one peer, seconds and bytes (both directions) before
+# a circuit is cut. relay_client: hold reservations on connected relays and announce the
+# /p2p-circuit addresses they give (the home profile turns it on).
+# relay_service = false
+# relay_client = false
+# relay_max_reservations = 128
+# relay_max_circuits_per_peer = 4
+# relay_circuit_seconds = 600.0
+# relay_circuit_bytes = 67108864
+# Hole punching (DCUtR): replace a relayed connection by a direct one where the NATs allow.
+# hole_punching = true
+# AutoNAT: answer peers' dial-back requests (a new connection, proving the key), and ask peers to
+# dial this node back: publicly reachable, it announces where it was reached and no relayed
+# addresses; not reachable, its relayed ones.
+# autonat = true
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -235,6 +259,15 @@ class Config:
     dht: bool = False
     dht_mode: str = "server"
     dht_reprovide_interval: float = 43200.0
+    # Issue 22: relays, hole punching, reachability (gridnode/net/relay.py).
+    relay_service: bool = False
+    relay_client: bool = False
+    relay_max_reservations: int = 128
+    relay_max_circuits_per_peer: int = 4
+    relay_circuit_seconds: float = 600.0
+    relay_circuit_bytes: int = 64 * 1024 * 1024
+    hole_punching: bool = True
+    autonat: bool = True
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
@@ -404,7 +437,7 @@ def _check(key: str, value: Any, where: str) -> Any:
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{where}: {key} must be a non-negative integer")
-        if key == "max_connections" and value < 1:
+        if key in _AT_LEAST_ONE and value < 1:
             raise ConfigError(f"{where}: {key} must be at least 1")
         return value
     if key in _ZERO_MEANS_NONE:
@@ -415,6 +448,16 @@ def _check(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {key} must be a positive number")
     return float(value)
 
+
+#: Integer settings that must be at least 1.
+_AT_LEAST_ONE: Final = frozenset(
+    {
+        "max_connections",
+        "relay_max_reservations",
+        "relay_max_circuits_per_peer",
+        "relay_circuit_bytes",
+    }
+)
 
 #: Seconds settings where 0 means "no bound" or "never" rather than being refused.
 _ZERO_MEANS_NONE: Final = frozenset({"snapshot_min_age", "snapshot_max_age", "snapshot_interval"})

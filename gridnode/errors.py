@@ -38,6 +38,7 @@ __all__ = [
     "NotFound",
     "ProtocolNotSupported",
     "RecoverError",
+    "RelayRefused",
     "RequestTooLarge",
     "SeedConfigError",
     "SeedError",
@@ -155,6 +156,10 @@ class NetError(GridnodeError):
 
 class DialError(NetError):
     """No connection to the peer: bad address, nobody listening, wrong peer id, refused handshake."""
+
+
+class RelayRefused(DialError):
+    """A circuit relay said no: no reservation for us (full), or no circuit to that peer."""
 
 
 class StreamError(NetError):

@@ -304,4 +304,113 @@ def node_families(
             total("dht_provides", "CIDs this node provided.", counts.provides),
             total("dht_lookups", "DHT lookups this node ran.", counts.lookups),
         ]
+    families += nat_families(node.host.nat_status())
+    return families
+
+
+def nat_families(nat: Mapping[str, Any]) -> list[Family]:
+    """Relay service, relay client and hole punching figures (issue 22), those that are on."""
+    families: list[Family] = []
+
+    def total(name: str, help_: str, value: float) -> Family:
+        return Family(f"gridnode_{name}_total", "counter", help_).add(value)
+
+    def gauge(name: str, help_: str, value: float) -> Family:
+        return Family(f"gridnode_{name}", "gauge", help_).add(value)
+
+    service = nat.get("relay_service")
+    if service is not None:
+        families += [
+            gauge(
+                "relay_reservations",
+                "Peers holding a reservation on this relay.",
+                service["reservations"],
+            ),
+            gauge("relay_circuits", "Circuits open through this relay.", service["circuits"]),
+            total(
+                "relay_reservations_refused",
+                "Reservations refused (relay_max_reservations).",
+                service["reservations_refused"],
+            ),
+            total(
+                "relay_circuits_opened",
+                "Circuits opened through this relay.",
+                service["circuits_opened"],
+            ),
+            total(
+                "relay_circuits_refused",
+                "Circuits refused: no reservation, over a bound, target did not answer.",
+                service["circuits_refused"],
+            ),
+            total(
+                "relay_circuits_cut",
+                "Circuits cut at relay_circuit_seconds or relay_circuit_bytes.",
+                service["circuits_cut"],
+            ),
+            total(
+                "relay_bytes",
+                "Bytes carried through this relay (both directions).",
+                service["bytes_relayed"],
+            ),
+        ]
+    client = nat.get("relay_client")
+    if client is not None:
+        families += [
+            gauge(
+                "relay_reservations_held",
+                "Relays this node holds a reservation on.",
+                len(client["relays"]),
+            ),
+            total("relay_dials", "Connections dialled through a relay.", client["relayed_dials"]),
+            total(
+                "relay_dials_failed",
+                "Dials through a relay that failed.",
+                client["relayed_dials_failed"],
+            ),
+            total(
+                "relay_inbound",
+                "Connections that came in through a relay.",
+                client["relayed_inbound"],
+            ),
+        ]
+    reach = nat.get("reachability")
+    if reach is not None:
+        status = Family(
+            "gridnode_reachability",
+            "gauge",
+            "1 for what AutoNAT dial-backs say of this node: public, private or unknown.",
+        )
+        for name in ("public", "private", "unknown"):
+            status.add(1 if reach["status"] == name else 0, status=name)
+        families += [status, total("autonat_checks", "Reachability checks run.", reach["checks"])]
+    server = nat.get("autonat_server")
+    if server is not None:
+        families += [
+            total(
+                "autonat_dialbacks", "AutoNAT dial-backs this node ran for peers.", server["served"]
+            ),
+            total(
+                "autonat_refused",
+                "AutoNAT requests refused (relayed, no address at the observed IP, over the rate).",
+                server["refused"],
+            ),
+        ]
+    punch = nat.get("hole_punching")
+    if punch is not None:
+        successes = Family(
+            "gridnode_holepunch_successes_total",
+            "counter",
+            "Hole punches that gave a direct connection, by its transport.",
+        )
+        for transport in sorted(set(punch["transports"]) | {"tcp"}):
+            successes.add(punch["transports"].get(transport, 0), transport=transport)
+        families += [
+            total("holepunch_attempts", "DCUtR rounds run (either side).", punch["attempts"]),
+            successes,
+            total(
+                "holepunch_failures",
+                "Relayed connections left relayed after every round failed.",
+                punch["failures"],
+            ),
+        ]
     return families

@@ -69,8 +69,11 @@ from gridnode.net.discovery import (
     run_mdns,
 )
 from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
+from gridnode.net.holepunch import HolePuncher
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
+from gridnode.net.reachability import PUBLIC, AutonatServer, Reachability
+from gridnode.net.relay import RelayClient, RelayLimits, RelayService, is_circuit
 from gridnode.net.stream import Stream, single_exception
 from gridnode.net.tasks import index_tasks
 from gridnode.net.transports import build_transports, dial_order, is_quic, quic_upkeep
@@ -82,6 +85,12 @@ log = logging.getLogger(__name__)
 #: ``async def handler(stream)``: serves one inbound stream; the stream is closed when it returns
 #: (reset if it raises).
 StreamHandler = Callable[[Stream], Awaitable[None]]
+
+# What a peer record carries (protocols/gossip.py: MAX_ADDRS addresses of at most 256 characters),
+# and how many of them may be relayed (or dial-back confirmed) ones.
+_MAX_ANNOUNCED: Final = 16
+_MAX_ADDR_CHARS: Final = 256
+_MAX_EXTRA_ADDRS: Final = 6
 
 # How long closing may take before we stop waiting for peers to acknowledge.
 _CLOSE_TIMEOUT: Final = 5.0
@@ -132,6 +141,18 @@ class Host:
         self._refused: Callable[[str], bool] = lambda _peer: False
         #: The Kademlia DHT (:mod:`gridnode.net.dht`) when open_host was given ``dht``.
         self.dht: Dht | None = None
+        #: Circuit relay v2 (:mod:`gridnode.net.relay`): the hop service and the client, if on.
+        self.relay_service: RelayService | None = None
+        self.relay_client: RelayClient | None = None
+        #: DCUtR (:mod:`gridnode.net.holepunch`), if on.
+        self.hole_puncher: HolePuncher | None = None
+        #: AutoNAT (:mod:`gridnode.net.reachability`), if on.
+        self.autonat_server: AutonatServer | None = None
+        self.reachability: Reachability | None = None
+        self._addrs_event = trio.Event()
+
+    def _refused_peer(self, peer_id: str) -> bool:
+        return self._refused(peer_id)
 
     def refuse_peers(
         self, refused: Callable[[str], bool], on_connected: Callable[[str], None]
@@ -172,6 +193,21 @@ class Host:
     def announced_addrs(self) -> list[str]:
         """Where peers are told to reach us (``/p2p/<id>`` appended): the ``announce`` addresses
         given to :func:`open_host`, else :func:`announcement` of the bound listen addresses."""
+        direct = self._direct_addrs()
+        if self.reachability is not None and self.reachability.status == PUBLIC:
+            # Dialled back: tell peers where we were reached, not where a relay is.
+            reached = [f"{a}/p2p/{self.peer_id}" for a in self.reachability.confirmed]
+            extra = [a for a in reached if a not in direct]
+        elif self.relay_client is not None:
+            extra = self.relay_client.circuit_addrs()
+        else:
+            return direct
+        # A peer record carries at most 16 addresses of at most 256 characters
+        # (protocols/gossip.py): the relayed or reached ones keep their place.
+        extra = [a for a in extra if len(a) <= _MAX_ADDR_CHARS][:_MAX_EXTRA_ADDRS]
+        return direct[: _MAX_ANNOUNCED - len(extra)] + extra
+
+    def _direct_addrs(self) -> list[str]:
         bound = [str(addr) for addr in self._host.get_transport_addrs()]
         return dial_order(
             announcement(
@@ -190,6 +226,30 @@ class Host:
         left out if not (:func:`~gridnode.net.transports.dial_order`)."""
         return dial_order(addrs, self.quic)
 
+    def nat_status(self) -> dict[str, Any]:
+        """What the relay service, the relay client and hole punching did (``None``: off),
+        for ``status`` (``"nat"``) and /metrics (``gridnode_relay_*``, ``gridnode_holepunch_*``)."""
+        return {
+            "relay_service": None if self.relay_service is None else self.relay_service.as_dict(),
+            "relay_client": None if self.relay_client is None else self.relay_client.as_dict(),
+            "hole_punching": None
+            if self.hole_puncher is None
+            else self.hole_puncher.stats.as_dict(),
+            "reachability": None if self.reachability is None else self.reachability.as_dict(),
+            "autonat_server": None
+            if self.autonat_server is None
+            else {"served": self.autonat_server.served, "refused": self.autonat_server.refused},
+        }
+
+    def _addrs_changed(self) -> None:
+        self._addrs_event.set()
+        self._addrs_event = trio.Event()
+
+    async def announced_changed(self) -> None:
+        """Return once :attr:`announced_addrs` may have changed: a relay reservation taken or
+        lost (and so a ``/p2p-circuit`` address), for the node to tell its peers."""
+        await self._addrs_event.wait()
+
     # Connections
 
     async def connect(self, address: str) -> str:
@@ -207,6 +267,12 @@ class Host:
             raise DialError(f"{address} is this node")
         if is_quic(address) and not self.quic:
             raise DialError(f"cannot connect to {address}: this node does not listen on QUIC")
+        if is_circuit(address):
+            if info.peer_id in self._host.get_network().connections:
+                return peer_id
+            if self.relay_client is None:
+                raise DialError(f"relayed address, and the relay client is off: {address}")
+            return await self.relay_client.dial(address)
         if info.peer_id not in self._host.get_network().connections:
             # py-libp2p dials the first address it knows for the peer, which may be an old,
             # wrong one, and refuses for 60 s a peer whose dial failed: an explicit connect
@@ -220,6 +286,10 @@ class Host:
             raise DialError(f"no connection to {address} within {self._dial_timeout} s") from None
         except (BaseLibp2pError, OSError) as exc:
             raise DialError(f"cannot connect to {address}: {_reason(exc)}") from exc
+        if self.relay_client is not None:
+            self.relay_client.poke()
+        if self.reachability is not None:
+            self.reachability.poke()
         return peer_id
 
     async def disconnect(self, peer_id: str) -> None:
@@ -373,6 +443,10 @@ async def open_host(
     announce: Sequence[str] = (),
     announce_private: bool = True,
     dht: DhtConfig | None = None,
+    relay_service: RelayLimits | None = None,
+    relay_client: bool = False,
+    hole_punching: bool = False,
+    autonat: bool = False,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host for the duration of the ``async with`` block.
 
@@ -394,6 +468,15 @@ async def open_host(
         link-local ones (``False``: public ones only, as a server on the internet wants).
     :param dht: run a Kademlia DHT with these settings (:attr:`Host.dht`, :mod:`gridnode.net.
         dht`); ``None``: none.
+    :param relay_service: serve circuit relay v2 (hop) within these limits
+        (:mod:`gridnode.net.relay`); ``None``: no relay service.
+    :param relay_client: hold reservations on connected relays, announce the ``/p2p-circuit``
+        addresses they give, accept relayed connections and dial relayed addresses.
+    :param hole_punching: run DCUtR on relayed connections, to replace them with direct ones
+        where the NATs allow (:mod:`gridnode.net.holepunch`).
+    :param autonat: answer AutoNAT dial-back requests, and learn whether this host can be
+        dialled (:attr:`Host.reachability`): when it can, it announces the addresses it was
+        reached at and no relayed ones (:mod:`gridnode.net.reachability`).
     """
     quiet_libp2p_logs()
     index_tasks()
@@ -445,7 +528,36 @@ async def open_host(
                 )
                 if dht is not None:
                     host.dht = await lan.enter_async_context(run_dht(host, swarm, dht))
-                if not host.announced_addrs:
+                if relay_service is not None:
+                    host.relay_service = RelayService(
+                        libp2p_host, relay_service, lambda: host.announced_addrs, host._refused_peer
+                    )
+                    host.relay_service.start()
+                nat = await lan.enter_async_context(trio.open_nursery())
+                lan.callback(nat.cancel_scope.cancel)
+                if hole_punching:
+                    host.hole_puncher = HolePuncher(libp2p_host, lambda: host.announced_addrs)
+                    host.hole_puncher.start()
+                    nat.start_soon(host.hole_puncher.run)
+                if autonat:
+                    host.autonat_server = AutonatServer(libp2p_host, host._refused_peer)
+                    host.autonat_server.start()
+                    host.reachability = Reachability(
+                        libp2p_host, host._direct_addrs, host._addrs_changed
+                    )
+                    nat.start_soon(host.reachability.run)
+                if relay_client:
+                    puncher = host.hole_puncher
+                    host.relay_client = RelayClient(
+                        libp2p_host,
+                        host.connect,
+                        dial_timeout=dial_timeout,
+                        on_change=host._addrs_changed,
+                        on_inbound=puncher.relayed_inbound if puncher else lambda _peer: None,
+                    )
+                    host.relay_client.start()
+                    nat.start_soon(host.relay_client.run)
+                if not host.announced_addrs and not relay_client:
                     log.warning(
                         "announcing no address: none of %s is public; peers cannot dial this "
                         "node (set 'announce' to the address they can reach it at)",

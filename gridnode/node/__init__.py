@@ -50,7 +50,7 @@ from crdt.ipld.cid import CID
 from gridnode import ops
 from gridnode.datadir import node_lock
 from gridnode.errors import UnknownDatabase
-from gridnode.net import Host, open_host
+from gridnode.net import Host, RelayLimits, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.dht import DhtConfig
 from gridnode.node.budget import Budgets
@@ -58,6 +58,7 @@ from gridnode.node.catalogs import Catalogs
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.providers import Providers
+from gridnode.node.reachability import meet_through_relays, republish_on_change
 from gridnode.node.replicas import ReplicaStatements
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -226,6 +227,11 @@ class Node:
         self.catalogs.start()
         if self.providers is not None:
             self.providers.start()
+        self._nursery.start_soon(republish_on_change, self.host, self.peering.publish_record)
+        if self.host.relay_client is not None:
+            self._nursery.start_soon(
+                meet_through_relays, self.host, self.peering.known, self.peering.connect
+            )
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -575,6 +581,10 @@ async def open_node(
                     announce=config.announce,
                     announce_private=config.announce_private,
                     dht=DhtConfig(serve=config.dht_mode == "server") if config.dht else None,
+                    relay_service=_relay_limits(config),
+                    relay_client=config.relay_client,
+                    hole_punching=config.hole_punching,
+                    autonat=config.autonat,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):
@@ -595,3 +605,15 @@ async def open_node(
                     nursery.cancel_scope.cancel()
         finally:
             repo.close()
+
+
+def _relay_limits(config: Any) -> RelayLimits | None:
+    """The hop service's bounds from the config, ``None`` if it is off."""
+    if not config.relay_service:
+        return None
+    return RelayLimits(
+        max_reservations=config.relay_max_reservations,
+        max_circuits_per_peer=config.relay_max_circuits_per_peer,
+        circuit_seconds=config.relay_circuit_seconds,
+        circuit_bytes=config.relay_circuit_bytes,
+    )
