@@ -154,8 +154,7 @@ profile = "{profile}"
 # snapshot_max_age = 604800.0
 # snapshot_interval = 0.0
 
-# The DHT (Kademlia, IPFS's /ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0; docs/spec.md, "Issue 22,
-# discovery"): the node provides the manifest (and heads) of each database it holds and does not
+# The DHT (Kademlia, IPFS's /ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0; docs/spec.md §19): the node provides the manifest (and heads) of each database it holds and does not
 # keep private, so other gridnodes and IPFS nodes find it by CID, and a follow that no connected
 # peer can serve looks for the database's holders there. On in the server and home profiles.
 # dht_mode: "server" answers DHT requests, "client" only asks and provides (for a node others
