@@ -1,0 +1,201 @@
+"""Home nodes behind real NAT (issue 22): network namespaces, nftables masquerade, real nodes.
+
+The topology is :mod:`nat` (tests/faults/nat.py): a public segment with the primary (``server``
+profile) and a second public community node, and home segments each behind a router namespace of
+its own, one port-preserving (``cone``) and one port-randomising (``symmetric``). Each node is a
+``node_proc.py`` process (it opens the node as ``gridnode start`` does) in its namespace. Every
+wait is bounded; every namespace and process is removed in the fixture's ``finally``, which
+asserts none is left; where namespaces (or nftables) cannot be made, the tests skip saying why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gridnode.repo import Repo
+
+_spec = importlib.util.spec_from_file_location("faults_nat", Path(__file__).with_name("nat.py"))
+assert _spec is not None and _spec.loader is not None
+nat = importlib.util.module_from_spec(_spec)
+sys.modules["faults_nat"] = nat  # its dataclasses look their module up there
+_spec.loader.exec_module(nat)
+faults = nat.faults
+
+pytestmark = pytest.mark.slow
+
+ANNOUNCE = "2"
+
+
+@pytest.fixture
+def natnet(tmp_path):
+    why = faults.netns_unavailable()
+    if why is None and shutil.which("nft") is None:
+        why = "no 'nft' command (Debian's nftables is not installed): no NAT"
+    if why is not None:
+        pytest.skip(f"network namespaces cannot be made here: {why}")
+    net = nat.NatNetwork(tmp_path)
+    try:
+        yield net
+    finally:
+        net.close()
+        left = faults.ip("netns", "list").stdout
+        assert net.prefix not in left, f"namespaces left behind: {left}"
+
+
+def _public_address(net, index: int) -> str:
+    return f"/ip4/{net.public_ip(index)}/tcp/{nat.PORT}"
+
+
+def _home_address(home, j: int = 0) -> str:
+    return f"/ip4/{home.lan(j)}/tcp/{nat.PORT}"
+
+
+def test_nat_kinds_seen_from_the_public_side(natnet):
+    """The routers do what they are named for: from one UDP socket (local port 40000), the
+    cone router's mapping is the same public port (40000, preserved) for four destinations on
+    two public hosts; the symmetric router's differs per destination and is not 40000. A home
+    host is unreachable from the public side and from the other home."""
+    natnet.add_public(0)
+    natnet.add_public(1)
+    cone = natnet.add_home("cone")
+    symmetric = natnet.add_home("symmetric")
+
+    seen = nat.probe_mapping(natnet, cone, 0, [0, 1])
+    assert seen == [(cone.wan, 40000)] * 4, seen
+    seen = nat.probe_mapping(natnet, symmetric, 0, [0, 1])
+    assert {addr for addr, _ in seen} == {symmetric.wan}, seen
+    ports = [port for _, port in seen]
+    assert 40000 not in ports and len(set(ports)) == 4, seen
+
+    # Nothing is forwarded in: not to a home host's private address (no route to it), not to
+    # its router's public address (no port forwarding), from the public side or another home.
+    with nat.listening(cone.hosts[0], nat.PORT):
+        # The listener is there: its own router reaches it.
+        assert nat.tcp_dial(cone.router, cone.lan(0), nat.PORT) == "connected"
+        for ns in (natnet.public_ns(0), symmetric.hosts[0]):
+            assert nat.tcp_dial(ns, cone.lan(0), nat.PORT) != "connected"
+            assert nat.tcp_dial(ns, cone.wan, nat.PORT) != "connected"
+
+
+def _ready_cluster(net, *, homes=("cone", "symmetric"), follow_community=True):
+    """Primary p0 (server profile) holding a public keyvalue database, community p1 (server
+    profile) bootstrapped to it, and one home node behind each NAT of ``homes`` (home profile)
+    bootstrapped to both public nodes, all following the database. Returns (address,
+    primary, community, [(home, proc)])."""
+    net.add_public(0)
+    net.add_public(1)
+    home_segments = [net.add_home(kind) for kind in homes]
+    data = net.tmp_path / "p0"
+    nat.write_config(data, "server", {})
+    with Repo(data) as repo:
+        address = repo.create_database("natted", "keyvalue", public=True).address
+    primary = net.start(net.public_ns(0), "p0", _public_address(net, 0), "--announce", ANNOUNCE)
+    follow = ["--follow", address] if follow_community else []
+    community = net.start(
+        net.public_ns(1),
+        "p1",
+        _public_address(net, 1),
+        "--announce",
+        ANNOUNCE,
+        "--bootstrap",
+        primary.addr,
+        *follow,
+        profile="server",
+    )
+    homes_started = []
+    for home in home_segments:
+        proc = net.start(
+            home.hosts[0],
+            f"h{home.index}",
+            _home_address(home),
+            "--announce",
+            ANNOUNCE,
+            "--bootstrap",
+            primary.addr,
+            "--bootstrap",
+            community.addr,
+            "--follow",
+            address,
+            profile="home",
+            config={"mdns": False},
+        )
+        homes_started.append((home, proc))
+    return address, primary, community, homes_started
+
+
+def _write(proc, address: str, tag: str, count: int) -> None:
+    answer = proc.ask(f"write {address} {count} {tag}")
+    assert answer == f"ack {tag} {count}", answer
+
+
+def test_home_nodes_replicate_through_public_nodes(natnet):
+    """On main (no relay, no hole punching): two home nodes behind different NATs dial out to the
+    public nodes and replicate through them, both ways; they hold no connection to each other
+    (no TCP connection between their routers' addresses, and none from a home host to another
+    home's private address); the public side sees the cone home on its own port, the symmetric
+    home on another."""
+    address, primary, community, homes = _ready_cluster(natnet)
+    (cone, h_cone), (sym, h_sym) = homes
+    _write(h_cone, address, "cone", 40)
+    _write(h_sym, address, "sym", 40)
+    _write(primary, address, "primary", 20)
+    took = faults.wait_converged([primary, community, h_cone, h_sym], address, 100, 60)
+
+    # What the public side sees of each home node's connections: the router's address; the
+    # cone router kept the home node's own source port, the symmetric one did not.
+    for home, kept in ((cone, True), (sym, False)):
+        inside = {
+            (pip, lport)
+            for _lip, lport, pip, _pport in nat.tcp_peers(home.hosts[0])
+            if pip == natnet.public_ip(0)
+        }
+        outside = {
+            pport
+            for _lip, _lport, pip, pport in nat.tcp_peers(natnet.public_ns(0))
+            if pip == home.wan
+        }
+        assert inside and outside, (home, inside, outside)
+        local_ports = {port for _, port in inside}
+        assert (local_ports == outside) is kept, (home.nat, local_ports, outside)
+        # No connection between the homes: every peer of a home host is a public node.
+        peers = {pip for _l, _lp, pip, _pp in nat.tcp_peers(home.hosts[0])}
+        assert peers <= {natnet.public_ip(0), natnet.public_ip(1)}, peers
+    assert nat.tcp_dial(cone.hosts[0], sym.wan, nat.PORT) != "connected"
+    assert nat.tcp_dial(sym.hosts[0], cone.wan, nat.PORT) != "connected"
+    assert nat.tcp_dial(cone.hosts[0], sym.lan(0), nat.PORT) != "connected"
+    faults.report({"test": "nat-baseline-through-public", "converged_s": round(took, 2)})
+
+
+def test_primary_down_home_nodes_converge_through_community_node(natnet):
+    """The primary is stopped; the second public node (a community node replicating the
+    database) carries the homes' writes: written on each home after the stop, every write
+    reaches the other home and the community node, nothing lost."""
+    address, primary, community, homes = _ready_cluster(natnet)
+    (_cone, h_cone), (_sym, h_sym) = homes
+    _write(primary, address, "before", 30)
+    faults.wait_converged([primary, community, h_cone, h_sym], address, 30, 60)
+    assert primary.stop() == 0, primary.errors()[-2000:]
+    stopped = time.monotonic()
+    _write(h_cone, address, "cone", 25)
+    _write(h_sym, address, "sym", 25)
+    took = faults.wait_converged([community, h_cone, h_sym], address, 80, 90)
+    for proc in (community, h_cone, h_sym):
+        assert proc.stop() == 0, proc.errors()[-2000:]
+    for name in ("p1", "h1", "h2"):
+        with Repo(natnet.tmp_path / name) as repo:
+            store = repo.database(address).store
+            for tag, count in (("before", 30), ("cone", 25), ("sym", 25)):
+                assert all(store.get(f"{tag}-{i}") == i for i in range(count)), (name, tag)
+    faults.report(
+        {
+            "test": "nat-primary-down-community-replica",
+            "converged_s": round(took, 2),
+            "from_stop_s": round(time.monotonic() - stopped, 2),
+        }
+    )
