@@ -52,11 +52,15 @@ PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
     "local": {},
     # A machine with a public address (a VPS): reachable by everyone on a fixed port, and it
     # tells peers only its public addresses (its private ones would send them nowhere).
-    "server": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "announce_private": False},
+    "server": {
+        "listen": ["/ip4/0.0.0.0/tcp/4001"],
+        "announce_private": False,
+        "relay_service": True,
+    },
     # A machine behind a home router's NAT: reachable on the LAN (and through the router if the
     # operator forwards port 4001), finds the other nodes of its own LAN by mDNS, and otherwise
     # replicates over the connections it dials out (docs/config.md, "Profiles").
-    "home": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "mdns": True},
+    "home": {"listen": ["/ip4/0.0.0.0/tcp/4001"], "mdns": True, "relay_client": True},
 }
 
 _DEFAULT_TEXT: Final = """\
@@ -142,6 +146,18 @@ profile = "{profile}"
 # snapshot_min_age = 0.0
 # snapshot_max_age = 604800.0
 # snapshot_interval = 0.0
+
+# Circuit relay v2 (docs/config.md, "Relays and NAT"). relay_service: relay connections for
+# peers that cannot be dialled (the server profile turns it on), within these bounds: peers
+# holding a reservation, circuits from or to one peer, seconds and bytes (both directions) before
+# a circuit is cut. relay_client: hold reservations on connected relays and announce the
+# /p2p-circuit addresses they give (the home profile turns it on).
+# relay_service = false
+# relay_client = false
+# relay_max_reservations = 128
+# relay_max_circuits_per_peer = 4
+# relay_circuit_seconds = 600.0
+# relay_circuit_bytes = 67108864
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -215,6 +231,13 @@ class Config:
     snapshot_min_age: float = 0.0
     snapshot_max_age: float = 604800.0
     snapshot_interval: float = 0.0
+    # Issue 22: relays, hole punching, reachability (gridnode/net/relay.py).
+    relay_service: bool = False
+    relay_client: bool = False
+    relay_max_reservations: int = 128
+    relay_max_circuits_per_peer: int = 4
+    relay_circuit_seconds: float = 600.0
+    relay_circuit_bytes: int = 64 * 1024 * 1024
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one
@@ -376,7 +399,7 @@ def _check(key: str, value: Any, where: str) -> Any:
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{where}: {key} must be a non-negative integer")
-        if key == "max_connections" and value < 1:
+        if key in _AT_LEAST_ONE and value < 1:
             raise ConfigError(f"{where}: {key} must be at least 1")
         return value
     if key in _ZERO_MEANS_NONE:
@@ -387,6 +410,16 @@ def _check(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {key} must be a positive number")
     return float(value)
 
+
+#: Integer settings that must be at least 1.
+_AT_LEAST_ONE: Final = frozenset(
+    {
+        "max_connections",
+        "relay_max_reservations",
+        "relay_max_circuits_per_peer",
+        "relay_circuit_bytes",
+    }
+)
 
 #: Seconds settings where 0 means "no bound" or "never" rather than being refused.
 _ZERO_MEANS_NONE: Final = frozenset({"snapshot_min_age", "snapshot_max_age", "snapshot_interval"})

@@ -37,6 +37,7 @@ __all__ = [
     "NotFound",
     "ProtocolNotSupported",
     "RecoverError",
+    "RelayRefused",
     "RequestTooLarge",
     "SeedConfigError",
     "SeedError",
@@ -154,6 +155,10 @@ class NetError(GridnodeError):
 
 class DialError(NetError):
     """No connection to the peer: bad address, nobody listening, wrong peer id, refused handshake."""
+
+
+class RelayRefused(DialError):
+    """A circuit relay said no: no reservation for us (full), or no circuit to that peer."""
 
 
 class StreamError(NetError):

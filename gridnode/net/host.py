@@ -70,6 +70,7 @@ from gridnode.net.discovery import (
 from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
+from gridnode.net.relay import RelayClient, RelayLimits, RelayService, is_circuit
 from gridnode.net.stream import Stream, single_exception
 
 __all__ = ["Host", "StreamHandler", "announcement", "open_host"]
@@ -105,6 +106,13 @@ class Host:
         #: This node's base58 peer id (``12D3KooW...``), derived from its ed25519 key.
         self.peer_id: str = str(libp2p_host.get_id())
         self._refused: Callable[[str], bool] = lambda _peer: False
+        #: Circuit relay v2 (:mod:`gridnode.net.relay`): the hop service and the client, if on.
+        self.relay_service: RelayService | None = None
+        self.relay_client: RelayClient | None = None
+        self._addrs_event = trio.Event()
+
+    def _refused_peer(self, peer_id: str) -> bool:
+        return self._refused(peer_id)
 
     def refuse_peers(
         self, refused: Callable[[str], bool], on_connected: Callable[[str], None]
@@ -151,9 +159,21 @@ class Host:
         """Where peers are told to reach us (``/p2p/<id>`` appended): the ``announce`` addresses
         given to :func:`open_host`, else :func:`announcement` of the bound listen addresses."""
         bound = [str(addr) for addr in self._host.get_transport_addrs()]
-        return announcement(
+        direct = announcement(
             bound, self.peer_id, local_ips(), self._announce, private=self._announce_private
         )
+        if self.relay_client is None:
+            return direct
+        return direct + self.relay_client.circuit_addrs()
+
+    def _addrs_changed(self) -> None:
+        self._addrs_event.set()
+        self._addrs_event = trio.Event()
+
+    async def announced_changed(self) -> None:
+        """Return once :attr:`announced_addrs` may have changed: a relay reservation taken or
+        lost (and so a ``/p2p-circuit`` address), for the node to tell its peers."""
+        await self._addrs_event.wait()
 
     # Connections
 
@@ -170,6 +190,12 @@ class Host:
         peer_id = str(info.peer_id)
         if peer_id == self.peer_id:
             raise DialError(f"{address} is this node")
+        if is_circuit(address):
+            if info.peer_id in self._host.get_network().connections:
+                return peer_id
+            if self.relay_client is None:
+                raise DialError(f"relayed address, and the relay client is off: {address}")
+            return await self.relay_client.dial(address)
         if info.peer_id not in self._host.get_network().connections:
             # py-libp2p dials the first address it knows for the peer, which may be an old,
             # wrong one, and refuses for 60 s a peer whose dial failed: an explicit connect
@@ -183,6 +209,8 @@ class Host:
             raise DialError(f"no connection to {address} within {self._dial_timeout} s") from None
         except (BaseLibp2pError, OSError) as exc:
             raise DialError(f"cannot connect to {address}: {_reason(exc)}") from exc
+        if self.relay_client is not None:
+            self.relay_client.poke()
         return peer_id
 
     async def disconnect(self, peer_id: str) -> None:
@@ -335,6 +363,8 @@ async def open_host(
     mdns: bool = False,
     announce: Sequence[str] = (),
     announce_private: bool = True,
+    relay_service: RelayLimits | None = None,
+    relay_client: bool = False,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host for the duration of the ``async with`` block.
 
@@ -354,6 +384,10 @@ async def open_host(
         (behind 1:1 NAT) or a ``/dns4/`` name; empty: derived from the listen addresses.
     :param announce_private: whether those derived addresses keep private, loopback and
         link-local ones (``False``: public ones only, as a server on the internet wants).
+    :param relay_service: serve circuit relay v2 (hop) within these limits
+        (:mod:`gridnode.net.relay`); ``None``: no relay service.
+    :param relay_client: hold reservations on connected relays, announce the ``/p2p-circuit``
+        addresses they give, accept relayed connections and dial relayed addresses.
     """
     quiet_libp2p_logs()
     key_pair = key_pair_from_seed(seed)
@@ -400,7 +434,23 @@ async def open_host(
                 host = Host(
                     libp2p_host, gossip_service, dial_timeout, discovery, announce, announce_private
                 )
-                if not host.announced_addrs:
+                if relay_service is not None:
+                    host.relay_service = RelayService(
+                        libp2p_host, relay_service, lambda: host.announced_addrs, host._refused_peer
+                    )
+                    host.relay_service.start()
+                if relay_client:
+                    host.relay_client = RelayClient(
+                        libp2p_host,
+                        host.connect,
+                        dial_timeout=dial_timeout,
+                        on_change=host._addrs_changed,
+                    )
+                    host.relay_client.start()
+                    relays = await lan.enter_async_context(trio.open_nursery())
+                    relays.start_soon(host.relay_client.run)
+                    lan.callback(relays.cancel_scope.cancel)
+                if not host.announced_addrs and not relay_client:
                     log.warning(
                         "announcing no address: none of %s is public; peers cannot dial this "
                         "node (set 'announce' to the address they can reach it at)",

@@ -49,12 +49,13 @@ from crdt.entry import Entry
 from crdt.ipld.cid import CID
 from gridnode import ops
 from gridnode.datadir import node_lock
-from gridnode.net import Host, open_host
+from gridnode.net import Host, RelayLimits, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.node.budget import Budgets
 from gridnode.node.catalogs import Catalogs
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
+from gridnode.node.reachability import republish_on_change
 from gridnode.node.replicas import ReplicaStatements
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -208,6 +209,7 @@ class Node:
         self.snapshots.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
+        self._nursery.start_soon(republish_on_change, self.host, self.peering.publish_record)
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -540,6 +542,8 @@ async def open_node(
                     mdns=config.mdns,
                     announce=config.announce,
                     announce_private=config.announce_private,
+                    relay_service=_relay_limits(config),
+                    relay_client=config.relay_client,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):
@@ -559,3 +563,15 @@ async def open_node(
                     nursery.cancel_scope.cancel()
         finally:
             repo.close()
+
+
+def _relay_limits(config: Any) -> RelayLimits | None:
+    """The hop service's bounds from the config, ``None`` if it is off."""
+    if not config.relay_service:
+        return None
+    return RelayLimits(
+        max_reservations=config.relay_max_reservations,
+        max_circuits_per_peer=config.relay_max_circuits_per_peer,
+        circuit_seconds=config.relay_circuit_seconds,
+        circuit_bytes=config.relay_circuit_bytes,
+    )

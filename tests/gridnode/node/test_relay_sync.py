@@ -1,0 +1,55 @@
+"""Issue 22: nodes that cannot be dialled replicate through a relay (real nodes, 127.0.0.1)."""
+
+from contextlib import AsyncExitStack
+
+import trio
+
+from gridnode.node import open_node
+from gridnode.repo import Repo
+from tests.gridnode.node.test_replication import LOOPBACK, converged, make_shared
+
+
+def configure(data_dir, lines):
+    Repo(data_dir).close()  # writes the default gridnode.toml
+    with open(data_dir / "gridnode.toml", "a") as config:
+        config.write("\n".join(lines) + "\n")
+
+
+def test_unreachable_nodes_sync_a_database_through_a_relay(tmp_path):
+    dirs, address = make_shared(tmp_path, ["a", "b"])
+    relay_dir = tmp_path / "relay"
+    relay_dir.mkdir()
+    configure(relay_dir, ["relay_service = true"])
+    for d in dirs:
+        # Listening on nothing: nobody can dial these two, not even each other.
+        configure(d, ["relay_client = true", "listen = []"])
+
+    async def main():
+        with trio.fail_after(60):
+            await scenario()
+
+    async def scenario():
+        async with AsyncExitStack() as stack:
+            relay = await stack.enter_async_context(
+                open_node(relay_dir, listen=LOOPBACK, announce_interval=0.5)
+            )
+            a, b = [
+                await stack.enter_async_context(
+                    open_node(d, bootstrap=[relay.addrs[0]], announce_interval=0.5)
+                )
+                for d in dirs
+            ]
+            assert a.addrs == [] and b.addrs == []
+            await a.write(address, [{"op": "put", "key": f"a{i}", "value": i} for i in range(200)])
+            await b.write(address, [{"op": "put", "key": f"b{i}", "value": i} for i in range(200)])
+            # The relay does not hold the database: only a connection a <-> b through it syncs.
+            await converged([a, b], address, timeout=40)
+            assert await a.read(address, lambda d: d.store.get("b199")) == 199
+            assert await b.read(address, lambda d: d.store.get("a0")) == 0
+            assert b.peer_id in a.peers()
+            assert any("/p2p-circuit/" in x for x in a.announced_addrs)
+            service = relay.host.relay_service
+            assert service is not None and service.stats.circuits_opened >= 1
+            assert service.stats.bytes_relayed > 0
+
+    trio.run(main)
