@@ -199,3 +199,107 @@ def test_primary_down_home_nodes_converge_through_community_node(natnet):
             "from_stop_s": round(time.monotonic() - stopped, 2),
         }
     )
+
+
+def _relay_cluster(net, *, homes=("cone", "symmetric"), entries=200, community=False):
+    """The primary p0 (server profile: a relay) holding nothing of the database, optionally the
+    community node p1 (server profile: a relay too) bootstrapped to it, and one home node behind
+    each NAT of ``homes`` (home profile: relay client), bootstrapped to the public nodes. The
+    first home node creates the database and writes ``entries`` keys (tag ``seed``); the others
+    are started following it. Returns (address, publics, [(home, proc)], seconds from spawning
+    the last home node to its first sync, i.e. its ready line after ``--follow``)."""
+    net.add_public(0)
+    if community:
+        net.add_public(1)
+    segments = [net.add_home(kind) for kind in homes]
+    publics = [
+        net.start(
+            net.public_ns(0),
+            "p0",
+            _public_address(net, 0),
+            "--announce",
+            ANNOUNCE,
+            profile="server",
+        )
+    ]
+    if community:
+        publics.append(
+            net.start(
+                net.public_ns(1),
+                "p1",
+                _public_address(net, 1),
+                "--announce",
+                ANNOUNCE,
+                "--bootstrap",
+                publics[0].addr,
+                profile="server",
+            )
+        )
+    bootstrap = [a for proc in publics for a in ("--bootstrap", proc.addr)]
+    first = segments[0]
+    data = net.tmp_path / f"h{first.index}"
+    nat.write_config(data, "home", {"mdns": False})
+    with Repo(data) as repo:
+        address = repo.create_database("natted", "keyvalue", public=True).address
+    started = []
+    proc = net.start(
+        first.hosts[0], f"h{first.index}", _home_address(first), "--announce", ANNOUNCE, *bootstrap
+    )
+    if entries:
+        _write(proc, address, "seed", entries)
+    started.append((first, proc))
+    first_sync = 0.0
+    for home in segments[1:]:
+        proc = net.start(
+            home.hosts[0],
+            f"h{home.index}",
+            _home_address(home),
+            "--announce",
+            ANNOUNCE,
+            *bootstrap,
+            "--follow",
+            address,
+            profile="home",
+            config={"mdns": False},
+            wait=False,
+        )
+        first_sync = proc.wait_ready(timeout=90)
+        started.append((home, proc))
+    return address, publics, started, first_sync
+
+
+def _only_public_connections(net, homes) -> None:
+    """No home host holds a TCP connection to anything but the public nodes: whatever two home
+    nodes exchange goes through a relay."""
+    public = {net.public_ip(i) for i in range(2)}
+    for home, _proc in homes:
+        peers = {pip for _l, _lp, pip, _pp in nat.tcp_peers(home.hosts[0])}
+        assert peers <= public, (home.nat, peers)
+
+
+def test_home_nodes_converge_through_the_relay(natnet):
+    """With wt22-a's relay: the primary relays and holds nothing of the database. A home node
+    behind the cone NAT holds it; a home node behind the symmetric NAT follows it, which it can
+    do only through a circuit via the primary; both then write and converge, and every TCP
+    connection a home host holds is to the primary (the data went through the relay)."""
+    address, (primary,), homes, first_sync = _relay_cluster(natnet, entries=200)
+    (_cone, h_cone), (_sym, h_sym) = homes
+    assert primary.ask(f"state? {address}") == "state none"
+    faults.wait_converged([h_cone, h_sym], address, 200, 60)
+    caught_up = time.monotonic() - h_sym.spawned
+    wrote = time.monotonic()
+    _write(h_cone, address, "cone", 50)
+    _write(h_sym, address, "sym", 50)
+    took = faults.wait_converged([h_cone, h_sym], address, 300, 60)
+    _only_public_connections(natnet, homes)
+    assert primary.ask(f"state? {address}") == "state none"
+    faults.report(
+        {
+            "test": "nat-relay-converge",
+            "follow_ready_after_spawn_s": round(first_sync, 2),
+            "caught_up_200_after_spawn_s": round(caught_up, 2),
+            "imports_s": h_sym.imports,
+            "write_to_converged_s": round(took, 2),
+            "from_first_write_s": round(time.monotonic() - wrote, 2),
+        }
+    )
