@@ -158,6 +158,8 @@ profile = "{profile}"
 # relay_max_circuits_per_peer = 4
 # relay_circuit_seconds = 600.0
 # relay_circuit_bytes = 67108864
+# Hole punching (DCUtR): replace a relayed connection by a direct one where the NATs allow.
+# hole_punching = true
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -238,6 +240,7 @@ class Config:
     relay_max_circuits_per_peer: int = 4
     relay_circuit_seconds: float = 600.0
     relay_circuit_bytes: int = 64 * 1024 * 1024
+    hole_punching: bool = True
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one

@@ -286,4 +286,91 @@ def node_families(
                 stats.slow_readers_dropped,
             ),
         ]
+    families += nat_families(node.host.nat_status())
+    return families
+
+
+def nat_families(nat: Mapping[str, Any]) -> list[Family]:
+    """Relay service, relay client and hole punching figures (issue 22), those that are on."""
+    families: list[Family] = []
+
+    def total(name: str, help_: str, value: float) -> Family:
+        return Family(f"gridnode_{name}_total", "counter", help_).add(value)
+
+    def gauge(name: str, help_: str, value: float) -> Family:
+        return Family(f"gridnode_{name}", "gauge", help_).add(value)
+
+    service = nat.get("relay_service")
+    if service is not None:
+        families += [
+            gauge(
+                "relay_reservations",
+                "Peers holding a reservation on this relay.",
+                service["reservations"],
+            ),
+            gauge("relay_circuits", "Circuits open through this relay.", service["circuits"]),
+            total(
+                "relay_reservations_refused",
+                "Reservations refused (relay_max_reservations).",
+                service["reservations_refused"],
+            ),
+            total(
+                "relay_circuits_opened",
+                "Circuits opened through this relay.",
+                service["circuits_opened"],
+            ),
+            total(
+                "relay_circuits_refused",
+                "Circuits refused: no reservation, over a bound, target did not answer.",
+                service["circuits_refused"],
+            ),
+            total(
+                "relay_circuits_cut",
+                "Circuits cut at relay_circuit_seconds or relay_circuit_bytes.",
+                service["circuits_cut"],
+            ),
+            total(
+                "relay_bytes",
+                "Bytes carried through this relay (both directions).",
+                service["bytes_relayed"],
+            ),
+        ]
+    client = nat.get("relay_client")
+    if client is not None:
+        families += [
+            gauge(
+                "relay_reservations_held",
+                "Relays this node holds a reservation on.",
+                len(client["relays"]),
+            ),
+            total("relay_dials", "Connections dialled through a relay.", client["relayed_dials"]),
+            total(
+                "relay_dials_failed",
+                "Dials through a relay that failed.",
+                client["relayed_dials_failed"],
+            ),
+            total(
+                "relay_inbound",
+                "Connections that came in through a relay.",
+                client["relayed_inbound"],
+            ),
+        ]
+    punch = nat.get("hole_punching")
+    if punch is not None:
+        successes = Family(
+            "gridnode_holepunch_successes_total",
+            "counter",
+            "Hole punches that gave a direct connection, by its transport.",
+        )
+        for transport in sorted(set(punch["transports"]) | {"tcp"}):
+            successes.add(punch["transports"].get(transport, 0), transport=transport)
+        families += [
+            total("holepunch_attempts", "DCUtR rounds run (either side).", punch["attempts"]),
+            successes,
+            total(
+                "holepunch_failures",
+                "Relayed connections left relayed after every round failed.",
+                punch["failures"],
+            ),
+        ]
     return families

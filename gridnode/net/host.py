@@ -68,6 +68,7 @@ from gridnode.net.discovery import (
     run_mdns,
 )
 from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidator
+from gridnode.net.holepunch import HolePuncher
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.relay import RelayClient, RelayLimits, RelayService, is_circuit
@@ -109,6 +110,8 @@ class Host:
         #: Circuit relay v2 (:mod:`gridnode.net.relay`): the hop service and the client, if on.
         self.relay_service: RelayService | None = None
         self.relay_client: RelayClient | None = None
+        #: DCUtR (:mod:`gridnode.net.holepunch`), if on.
+        self.hole_puncher: HolePuncher | None = None
         self._addrs_event = trio.Event()
 
     def _refused_peer(self, peer_id: str) -> bool:
@@ -165,6 +168,17 @@ class Host:
         if self.relay_client is None:
             return direct
         return direct + self.relay_client.circuit_addrs()
+
+    def nat_status(self) -> dict[str, Any]:
+        """What the relay service, the relay client and hole punching did (``None``: off),
+        for ``status`` (``"nat"``) and /metrics (``gridnode_relay_*``, ``gridnode_holepunch_*``)."""
+        return {
+            "relay_service": None if self.relay_service is None else self.relay_service.as_dict(),
+            "relay_client": None if self.relay_client is None else self.relay_client.as_dict(),
+            "hole_punching": None
+            if self.hole_puncher is None
+            else self.hole_puncher.stats.as_dict(),
+        }
 
     def _addrs_changed(self) -> None:
         self._addrs_event.set()
@@ -365,6 +379,7 @@ async def open_host(
     announce_private: bool = True,
     relay_service: RelayLimits | None = None,
     relay_client: bool = False,
+    hole_punching: bool = False,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host for the duration of the ``async with`` block.
 
@@ -388,6 +403,8 @@ async def open_host(
         (:mod:`gridnode.net.relay`); ``None``: no relay service.
     :param relay_client: hold reservations on connected relays, announce the ``/p2p-circuit``
         addresses they give, accept relayed connections and dial relayed addresses.
+    :param hole_punching: run DCUtR on relayed connections, to replace them with direct ones
+        where the NATs allow (:mod:`gridnode.net.holepunch`).
     """
     quiet_libp2p_logs()
     key_pair = key_pair_from_seed(seed)
@@ -439,17 +456,23 @@ async def open_host(
                         libp2p_host, relay_service, lambda: host.announced_addrs, host._refused_peer
                     )
                     host.relay_service.start()
+                nat = await lan.enter_async_context(trio.open_nursery())
+                lan.callback(nat.cancel_scope.cancel)
+                if hole_punching:
+                    host.hole_puncher = HolePuncher(libp2p_host, lambda: host.announced_addrs)
+                    host.hole_puncher.start()
+                    nat.start_soon(host.hole_puncher.run)
                 if relay_client:
+                    puncher = host.hole_puncher
                     host.relay_client = RelayClient(
                         libp2p_host,
                         host.connect,
                         dial_timeout=dial_timeout,
                         on_change=host._addrs_changed,
+                        on_inbound=puncher.relayed_inbound if puncher else lambda _peer: None,
                     )
                     host.relay_client.start()
-                    relays = await lan.enter_async_context(trio.open_nursery())
-                    relays.start_soon(host.relay_client.run)
-                    lan.callback(relays.cancel_scope.cancel)
+                    nat.start_soon(host.relay_client.run)
                 if not host.announced_addrs and not relay_client:
                     log.warning(
                         "announcing no address: none of %s is public; peers cannot dial this "

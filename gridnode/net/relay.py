@@ -181,7 +181,10 @@ async def write_message(stream: Any, message: Any) -> None:
 
 def _relayed(stream: Any) -> bool:
     try:
-        return any(is_circuit(str(a)) for a in stream.muxed_conn.get_transport_addresses())
+        muxed = stream.muxed_conn
+        if muxed.get_connection_type() == ConnectionType.RELAYED:
+            return True
+        return any(is_circuit(str(a)) for a in muxed.get_transport_addresses())
     except Exception:
         return False
 
@@ -220,6 +223,21 @@ class RelayService:
 
     def start(self) -> None:
         self._host.set_stream_handler(HOP, self._serve)
+
+    def as_dict(self) -> dict[str, Any]:
+        """For status and /metrics."""
+        self._expire()
+        s = self.stats
+        return {
+            "reservations": len(self.reservations),
+            "circuits": self.circuits,
+            "reservations_accepted": s.reservations_accepted,
+            "reservations_refused": s.reservations_refused,
+            "circuits_opened": s.circuits_opened,
+            "circuits_refused": s.circuits_refused,
+            "circuits_cut": s.circuits_cut,
+            "bytes_relayed": s.bytes_relayed,
+        }
 
     @property
     def circuits(self) -> int:
@@ -403,7 +421,9 @@ class RelayClient:
         dial_timeout: float = 10.0,
         clock: Any = time.monotonic,
         on_change: Any = lambda: None,
+        on_inbound: Any = lambda _peer: None,
     ) -> None:
+        self._on_inbound = on_inbound  # (peer id) -> None: a relayed connection arrived
         self._host = libp2p_host
         self._on_change = on_change  # () -> None: the circuit addresses changed
         self._connect = connect  # async (address) -> peer id: Host.connect
@@ -419,6 +439,16 @@ class RelayClient:
 
     def start(self) -> None:
         self._host.set_stream_handler(STOP, self._serve_stop)
+
+    def as_dict(self) -> dict[str, Any]:
+        """For status and /metrics."""
+        s = self.stats
+        return {
+            "relays": sorted(self._live()),
+            "relayed_dials": s.relayed_dials,
+            "relayed_dials_failed": s.relayed_dials_failed,
+            "relayed_inbound": s.relayed_inbound,
+        }
 
     def _connected(self) -> set[str]:
         return {str(p) for p in self._host.get_network().connections}
@@ -527,6 +557,7 @@ class RelayClient:
             with trio.fail_after(self._dial_timeout):
                 await self._host.get_network().upgrade_inbound_raw_conn(raw, address)
             self.stats.relayed_inbound += 1
+            self._on_inbound(str(source))
         except Exception as exc:
             log.debug("stop stream from %s: %r", relay, exc)
             await _quiet_reset(stream)

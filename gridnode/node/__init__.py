@@ -544,6 +544,7 @@ async def open_node(
                     announce_private=config.announce_private,
                     relay_service=_relay_limits(config),
                     relay_client=config.relay_client,
+                    hole_punching=config.hole_punching,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):

@@ -138,3 +138,42 @@ def test_a_stop_from_a_peer_that_is_not_our_relay_is_refused() -> None:
             assert ECHO
 
     run(main, 30)
+
+
+def test_dcutr_from_a_hostile_peer_is_bounded() -> None:
+    from libp2p.relay.circuit_v2.pb.dcutr_pb2 import HolePunch
+
+    from gridnode.net.holepunch import DCUTR
+
+    async def main() -> None:
+        async with (
+            open_host(seed(1), LOCAL, relay_client=True, hole_punching=True) as home,
+            open_host(seed(MALLORY), LOCAL) as mallory,
+        ):
+            await mallory.connect(home.addrs[0])
+            # Over a direct connection there is nothing to upgrade: the stream is reset.
+            many = [f"/ip4/10.0.{i // 250}.{i % 250}/tcp/1".encode() for i in range(500)]
+            with trio.fail_after(15):
+                try:
+                    stream = await mallory.open_stream(home.peer_id, DCUTR)
+                    await write_message(stream, HolePunch(type=HolePunch.CONNECT, ObsAddrs=many))
+                    while await stream.read(4096):
+                        pass
+                except Exception:  # reset: what is expected
+                    pass
+            assert home.hole_puncher is not None
+            assert home.hole_puncher.stats.attempts == 0
+            # Garbage, an oversized CONNECT (over 4 KiB): the stream ends, the home answers.
+            for frame in (b"\xff" * 12, b"\x80\x80\x04" + b"x" * 64):
+                with trio.fail_after(15):
+                    try:
+                        stream = await mallory.open_stream(home.peer_id, DCUTR)
+                        await stream.write(frame)
+                        while await stream.read(4096):
+                            pass
+                    except Exception:  # reset: what is expected
+                        pass
+            serve_echo(home)
+            await echo_through(mallory, home.peer_id, 4096)
+
+    run(main, 60)

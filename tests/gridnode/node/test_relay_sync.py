@@ -4,6 +4,7 @@ from contextlib import AsyncExitStack
 
 import trio
 
+from gridnode.api.metrics import exposition, nat_families
 from gridnode.node import open_node
 from gridnode.repo import Repo
 from tests.gridnode.node.test_replication import LOOPBACK, converged, make_shared
@@ -51,5 +52,16 @@ def test_unreachable_nodes_sync_a_database_through_a_relay(tmp_path):
             service = relay.host.relay_service
             assert service is not None and service.stats.circuits_opened >= 1
             assert service.stats.bytes_relayed > 0
+            # Status and /metrics say so.
+            nat = relay.host.nat_status()
+            assert nat["relay_service"]["circuits_opened"] >= 1
+            assert nat["relay_client"] is None
+            assert a.host.nat_status()["relay_client"]["relays"] == [relay.peer_id]
+            text = exposition(nat_families(nat))
+            assert "gridnode_relay_circuits_opened_total" in text
+            assert "gridnode_relay_bytes_total" in text
+            home = exposition(nat_families(b.host.nat_status()))
+            assert "gridnode_relay_reservations_held 1" in home
+            assert 'gridnode_holepunch_successes_total{transport="tcp"}' in home
 
     trio.run(main)
