@@ -10,8 +10,11 @@ node's ``eth0`` has ``11.7.0.<index+1>/24`` on it (an address Python calls globa
 segment ``k`` is a router namespace ``r<k>`` with ``wan`` (``11.7.0.<100+k>``) on the public
 bridge and ``lan`` (``192.168.<k>.1/24``) a bridge of its own, the home nodes' ``eth0`` on it
 (``192.168.<k>.<10+j>``, default route via the router). The router forwards and masquerades what
-leaves ``wan`` with nftables; nothing is forwarded in (no port forwarding), and conntrack lets in
-only replies (and, for UDP, packets from the endpoint a mapping was made towards):
+leaves ``wan`` with nftables; nothing is forwarded in (no port forwarding), conntrack lets in
+only replies (and, for UDP, packets from the endpoint a mapping was made towards), and whatever
+else reaches the router from ``wan`` is dropped silently, as most home routers do (without that
+rule the router's kernel answers a SYN to a port it does not listen on with a RST, and the RST
+kills the other side's half of a TCP hole punch: docs/reliability.md, "Issue 22"):
 
 - ``cone``: ``masquerade``: the source port is kept where free, and one local port maps to one
   public port whatever the destination (endpoint-independent mapping, what hole punching needs);
@@ -151,6 +154,11 @@ class NatNetwork:
             "    type filter hook forward priority filter; policy drop;\n"
             '    iifname "lan" oifname "wan" accept\n'
             '    iifname "wan" ct state established,related accept\n'
+            "  }\n"
+            "  chain input_wan {\n"
+            "    type filter hook input priority filter; policy accept;\n"
+            '    iifname "wan" ct state established,related accept\n'
+            '    iifname "wan" drop\n'
             "  }\n"
             "}\n",
         )

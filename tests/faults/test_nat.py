@@ -11,6 +11,7 @@ asserts none is left; where namespaces (or nftables) cannot be made, the tests s
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 import time
@@ -433,5 +434,63 @@ def test_home_node_restarts_behind_nat(natnet):
             "first_sync_after_spawn_s": round(synced, 2),
             "imports_s": again.imports,
             "entries_missed_while_down": 50,
+        }
+    )
+
+
+def nat_status(proc) -> dict:
+    line = proc.ask("nat")
+    assert line.startswith("nat "), line
+    return json.loads(line[4:])
+
+
+def punch_outcome(procs, timeout: float = 60.0) -> list[dict]:
+    """Wait until hole punching between ``procs`` (two nodes on a relayed connection) has an
+    outcome: a success counted on either side, or a failure counted (by the side that started
+    DCUtR, after its last round); the hole punching stats of each."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = [nat_status(proc)["hole_punching"] for proc in procs]
+        assert None not in stats, "hole punching is off"
+        if any(p["successes"] or p["failures"] for p in stats):
+            return stats
+        assert time.monotonic() < deadline, f"no hole punching outcome in {timeout} s: {stats}"
+        time.sleep(0.3)
+
+
+def _direct_between(net, a, b) -> bool:
+    """Whether the home host of ``a`` holds a TCP connection to ``b``'s router address."""
+    return any(pip == b.wan for _l, _lp, pip, _pp in nat.tcp_peers(a.hosts[0]))
+
+
+@pytest.mark.parametrize("kinds", [("cone", "cone"), ("cone", "symmetric")])
+def test_hole_punching_per_nat_kind(natnet, kinds):
+    """Two homes meet through the primary's relay; DCUtR then tries to replace the relayed
+    connection by a direct one. Between two cone NATs it must succeed: a direct TCP connection
+    between the two routers' public addresses, the success counted in ``status`` (``nat``), and
+    after the primary (the relay) is stopped the homes still converge over it. Behind a
+    symmetric NAT the port the relay saw is useless; whatever DCUtR reports, a direct connection
+    exists exactly when a success was counted, and the homes converge either way."""
+    address, (primary,), homes, _ = _relay_cluster(natnet, homes=kinds, entries=100)
+    (first, h_first), (second, h_second) = homes
+    faults.wait_converged([h_first, h_second], address, 100, 60)
+    outcome = punch_outcome([h_first, h_second])
+    time.sleep(1.0)  # the relayed connection is closed once the direct one is up
+    direct = _direct_between(natnet, first, second)
+    succeeded = sum(p["successes"] for p in outcome)
+    if kinds == ("cone", "cone"):
+        assert succeeded >= 1 and direct, (outcome, direct)
+    assert direct == (succeeded >= 1), (outcome, direct)
+    if direct:
+        assert primary.stop() == 0, primary.errors()[-2000:]
+    _write(h_first, address, "first", 30)
+    _write(h_second, address, "second", 30)
+    took = faults.wait_converged([h_first, h_second], address, 160, 60)
+    faults.report(
+        {
+            "test": f"nat-holepunch-{kinds[0]}-{kinds[1]}",
+            "direct": direct,
+            "stats": outcome,
+            "converged_s": round(took, 2),
         }
     )
