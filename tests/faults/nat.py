@@ -131,9 +131,11 @@ class NatNetwork:
         ip("-n", ns, "addr", "add", cidr, "dev", inner)
         ip("-n", ns, "link", "set", inner, "up")
 
-    def add_home(self, nat: str, hosts: int = 1) -> Home:
+    def add_home(self, nat: str, hosts: int = 1, unsolicited: str = "drop") -> Home:
         """A home segment behind a router doing ``nat`` (``cone`` or ``symmetric``), with
-        ``hosts`` home hosts on its LAN."""
+        ``hosts`` home hosts on its LAN. ``unsolicited``: what the router does with a packet
+        from ``wan`` that is no reply: ``drop`` it (most home routers), or ``reset``: leave it
+        to the kernel, which answers a TCP SYN with a RST (a router that "rejects")."""
         k = len(self.homes) + 1
         router = f"{self.prefix}-r{k}"
         self._add_ns(router)
@@ -155,12 +157,16 @@ class NatNetwork:
             '    iifname "lan" oifname "wan" accept\n'
             '    iifname "wan" ct state established,related accept\n'
             "  }\n"
-            "  chain input_wan {\n"
-            "    type filter hook input priority filter; policy accept;\n"
-            '    iifname "wan" ct state established,related accept\n'
-            '    iifname "wan" drop\n'
-            "  }\n"
-            "}\n",
+            + (
+                "  chain input_wan {\n"
+                "    type filter hook input priority filter; policy accept;\n"
+                '    iifname "wan" ct state established,related accept\n'
+                '    iifname "wan" drop\n'
+                "  }\n"
+                if unsolicited == "drop"
+                else ""
+            )
+            + "}\n",
         )
         self.homes.append(home)
         for _ in range(hosts):
