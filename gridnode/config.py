@@ -160,6 +160,10 @@ profile = "{profile}"
 # relay_circuit_bytes = 67108864
 # Hole punching (DCUtR): replace a relayed connection by a direct one where the NATs allow.
 # hole_punching = true
+# AutoNAT: answer peers' dial-back requests (a new connection, proving the key), and ask peers to
+# dial this node back: publicly reachable, it announces where it was reached and no relayed
+# addresses; not reachable, its relayed ones.
+# autonat = true
 """
 
 #: The first line of every default file gridnode wrote before profiles: it marks an old file.
@@ -241,6 +245,7 @@ class Config:
     relay_circuit_seconds: float = 600.0
     relay_circuit_bytes: int = 64 * 1024 * 1024
     hole_punching: bool = True
+    autonat: bool = True
 
 
 #: The values of ``durability``: ``full``, every acknowledged write survives a power loss (one

@@ -355,6 +355,28 @@ def nat_families(nat: Mapping[str, Any]) -> list[Family]:
                 client["relayed_inbound"],
             ),
         ]
+    reach = nat.get("reachability")
+    if reach is not None:
+        status = Family(
+            "gridnode_reachability",
+            "gauge",
+            "1 for what AutoNAT dial-backs say of this node: public, private or unknown.",
+        )
+        for name in ("public", "private", "unknown"):
+            status.add(1 if reach["status"] == name else 0, status=name)
+        families += [status, total("autonat_checks", "Reachability checks run.", reach["checks"])]
+    server = nat.get("autonat_server")
+    if server is not None:
+        families += [
+            total(
+                "autonat_dialbacks", "AutoNAT dial-backs this node ran for peers.", server["served"]
+            ),
+            total(
+                "autonat_refused",
+                "AutoNAT requests refused (relayed, no address at the observed IP, over the rate).",
+                server["refused"],
+            ),
+        ]
     punch = nat.get("hole_punching")
     if punch is not None:
         successes = Family(

@@ -232,6 +232,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 f"bitswap: {bitswap['blocks_sent']} blocks sent "
                 f"({_size(bitswap['block_bytes_sent'])}), {bitswap['blocks_received']} received"
             )
+        for line in nat_lines(report.get("nat")):
+            click.echo(line)
     for followed in report.get("catalogs", []):
         name = f" ({followed['name']})" if followed["name"] else ""
         click.echo(f"catalog: {followed['address']}{name}, {len(followed['databases'])} databases")
@@ -257,6 +259,36 @@ def status(ctx: click.Context, as_json: bool) -> None:
     for info in report["databases"]:
         if info.get("snapshot"):
             click.echo(f"{info['name']}: {info['snapshot']['status']}")
+
+
+def nat_lines(nat: dict[str, Any] | None) -> list[str]:
+    """Relays, hole punching and reachability in a few lines (``"nat"`` of the status)."""
+    if not nat:
+        return []
+    lines = []
+    reach = nat.get("reachability")
+    if reach is not None:
+        reached = f", reached at {', '.join(reach['confirmed'])}" if reach["confirmed"] else ""
+        lines.append(f"reachability: {reach['status']}{reached}")
+    service = nat.get("relay_service")
+    if service is not None:
+        lines.append(
+            f"relay service: {service['reservations']} reservations, {service['circuits']} "
+            f"circuits open, {_size(service['bytes_relayed'])} relayed"
+        )
+    client = nat.get("relay_client")
+    if client is not None:
+        relays = ", ".join(client["relays"]) or "none yet"
+        lines.append(f"relays: {relays}")
+    punch = nat.get("hole_punching")
+    if punch is not None:
+        by = ", ".join(f"{k} {v}" for k, v in sorted(punch["transports"].items()))
+        lines.append(
+            f"hole punching: {punch['successes']} direct of {punch['attempts']} attempts"
+            + (f" ({by})" if by else "")
+            + f", {punch['failures']} left relayed"
+        )
+    return lines
 
 
 def _replicas(counts: dict[str, Any] | None) -> str:

@@ -21,7 +21,7 @@ from gridnode.net.discovery import DiscoveredPeer, DiscoveredPeers
 from gridnode.net.gossip import GossipConfig, GossipMessage, Subscription, TopicValidator
 from gridnode.net.host import Host, StreamHandler, open_host
 from gridnode.net.identity import peer_id_from_seed
-from gridnode.net.relay import RelayLimits
+from gridnode.net.relay import RelayLimits, is_circuit
 from gridnode.net.stream import Stream
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "StreamHandler",
     "Subscription",
     "TopicValidator",
+    "is_circuit",
     "open_host",
     "peer_id_from_seed",
 ]

@@ -50,6 +50,10 @@ DCUTR: Final = TProtocol("/libp2p/dcutr")
 
 #: Addresses read from a peer's CONNECT (more are ignored) and sent in ours.
 MAX_ADDRS: Final = 8
+#: Rounds a peer may make us run as A (each dials up to MAX_ADDRS addresses it names) per
+#: minute, one at a time; and rounds running at once for all peers.
+ROUNDS_PER_PEER_PER_MINUTE: Final = 3
+MAX_ROUNDS_RUNNING: Final = 16
 
 
 @dataclass
@@ -150,9 +154,9 @@ def _parse_addrs(raw: Any) -> list[multiaddr.Multiaddr]:
     for item in list(raw)[:MAX_ADDRS]:
         try:
             addr = multiaddr.Multiaddr(item)
+            text = str(addr)  # multiaddr parses bytes lazily: a bad one fails here
         except Exception:
             continue
-        text = str(addr)
         if is_circuit(text) or not (text.startswith("/ip4/") or text.startswith("/ip6/")):
             continue
         if "/tcp/" not in text and "/quic" not in text:
@@ -179,6 +183,10 @@ class HolePuncher:
         self.stats = HolePunchStats()
         self._send, self._receive = trio.open_memory_channel[str](64)
         self._running: set[str] = set()
+        self._answering: set[str] = set()
+        self._rounds: dict[str, list[float]] = {}
+        #: rounds refused to peers over ROUNDS_PER_PEER_PER_MINUTE or MAX_ROUNDS_RUNNING
+        self.refused = 0
 
     def start(self) -> None:
         self._host.set_stream_handler(DCUTR, self._serve)
@@ -262,6 +270,37 @@ class HolePuncher:
             if not _relayed_conn_of(stream):
                 await stream.reset()  # DCUtR is for relayed connections only
                 return
+            if not self._admit(peer):
+                self.refused += 1
+                await stream.reset()
+                return
+        except Exception as exc:
+            log.debug("dcutr stream from %s: %r", peer, exc)
+            return
+        try:
+            await self._answer(stream, peer_id, peer)
+        finally:
+            self._answering.discard(peer)
+
+    def _admit(self, peer: str) -> bool:
+        """One round at a time per peer, at most ROUNDS_PER_PEER_PER_MINUTE a minute, at most
+        MAX_ROUNDS_RUNNING in all: each round dials addresses the peer chose."""
+        now = trio.current_time()
+        for other in [p for p, times in self._rounds.items() if times[-1] < now - 60]:
+            del self._rounds[other]  # bounded memory: only peers of the last minute
+        recent = [t for t in self._rounds.get(peer, []) if t >= now - 60]
+        if (
+            peer in self._answering
+            or len(self._answering) >= MAX_ROUNDS_RUNNING
+            or len(recent) >= ROUNDS_PER_PEER_PER_MINUTE
+        ):
+            return False
+        self._rounds[peer] = [*recent, now]
+        self._answering.add(peer)
+        return True
+
+    async def _answer(self, stream: Any, peer_id: Any, peer: str) -> None:
+        try:
             request = await read_message(stream, HolePunch)
             if request.type != HolePunch.CONNECT:
                 await stream.reset()

@@ -71,6 +71,7 @@ from gridnode.net.gossip import Gossip, GossipConfig, Subscription, TopicValidat
 from gridnode.net.holepunch import HolePuncher
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
+from gridnode.net.reachability import PUBLIC, AutonatServer, Reachability
 from gridnode.net.relay import RelayClient, RelayLimits, RelayService, is_circuit
 from gridnode.net.stream import Stream, single_exception
 
@@ -81,6 +82,12 @@ log = logging.getLogger(__name__)
 #: ``async def handler(stream)``: serves one inbound stream; the stream is closed when it returns
 #: (reset if it raises).
 StreamHandler = Callable[[Stream], Awaitable[None]]
+
+# What a peer record carries (protocols/gossip.py: MAX_ADDRS addresses of at most 256 characters),
+# and how many of them may be relayed (or dial-back confirmed) ones.
+_MAX_ANNOUNCED: Final = 16
+_MAX_ADDR_CHARS: Final = 256
+_MAX_EXTRA_ADDRS: Final = 6
 
 # How long closing may take before we stop waiting for peers to acknowledge.
 _CLOSE_TIMEOUT: Final = 5.0
@@ -112,6 +119,9 @@ class Host:
         self.relay_client: RelayClient | None = None
         #: DCUtR (:mod:`gridnode.net.holepunch`), if on.
         self.hole_puncher: HolePuncher | None = None
+        #: AutoNAT (:mod:`gridnode.net.reachability`), if on.
+        self.autonat_server: AutonatServer | None = None
+        self.reachability: Reachability | None = None
         self._addrs_event = trio.Event()
 
     def _refused_peer(self, peer_id: str) -> bool:
@@ -161,13 +171,25 @@ class Host:
     def announced_addrs(self) -> list[str]:
         """Where peers are told to reach us (``/p2p/<id>`` appended): the ``announce`` addresses
         given to :func:`open_host`, else :func:`announcement` of the bound listen addresses."""
+        direct = self._direct_addrs()
+        if self.reachability is not None and self.reachability.status == PUBLIC:
+            # Dialled back: tell peers where we were reached, not where a relay is.
+            reached = [f"{a}/p2p/{self.peer_id}" for a in self.reachability.confirmed]
+            extra = [a for a in reached if a not in direct]
+        elif self.relay_client is not None:
+            extra = self.relay_client.circuit_addrs()
+        else:
+            return direct
+        # A peer record carries at most 16 addresses of at most 256 characters
+        # (protocols/gossip.py): the relayed or reached ones keep their place.
+        extra = [a for a in extra if len(a) <= _MAX_ADDR_CHARS][:_MAX_EXTRA_ADDRS]
+        return direct[: _MAX_ANNOUNCED - len(extra)] + extra
+
+    def _direct_addrs(self) -> list[str]:
         bound = [str(addr) for addr in self._host.get_transport_addrs()]
-        direct = announcement(
+        return announcement(
             bound, self.peer_id, local_ips(), self._announce, private=self._announce_private
         )
-        if self.relay_client is None:
-            return direct
-        return direct + self.relay_client.circuit_addrs()
 
     def nat_status(self) -> dict[str, Any]:
         """What the relay service, the relay client and hole punching did (``None``: off),
@@ -178,6 +200,10 @@ class Host:
             "hole_punching": None
             if self.hole_puncher is None
             else self.hole_puncher.stats.as_dict(),
+            "reachability": None if self.reachability is None else self.reachability.as_dict(),
+            "autonat_server": None
+            if self.autonat_server is None
+            else {"served": self.autonat_server.served, "refused": self.autonat_server.refused},
         }
 
     def _addrs_changed(self) -> None:
@@ -225,6 +251,8 @@ class Host:
             raise DialError(f"cannot connect to {address}: {_reason(exc)}") from exc
         if self.relay_client is not None:
             self.relay_client.poke()
+        if self.reachability is not None:
+            self.reachability.poke()
         return peer_id
 
     async def disconnect(self, peer_id: str) -> None:
@@ -380,6 +408,7 @@ async def open_host(
     relay_service: RelayLimits | None = None,
     relay_client: bool = False,
     hole_punching: bool = False,
+    autonat: bool = False,
 ) -> AsyncIterator[Host]:
     """Run a libp2p host for the duration of the ``async with`` block.
 
@@ -405,6 +434,9 @@ async def open_host(
         addresses they give, accept relayed connections and dial relayed addresses.
     :param hole_punching: run DCUtR on relayed connections, to replace them with direct ones
         where the NATs allow (:mod:`gridnode.net.holepunch`).
+    :param autonat: answer AutoNAT dial-back requests, and learn whether this host can be
+        dialled (:attr:`Host.reachability`): when it can, it announces the addresses it was
+        reached at and no relayed ones (:mod:`gridnode.net.reachability`).
     """
     quiet_libp2p_logs()
     key_pair = key_pair_from_seed(seed)
@@ -462,6 +494,13 @@ async def open_host(
                     host.hole_puncher = HolePuncher(libp2p_host, lambda: host.announced_addrs)
                     host.hole_puncher.start()
                     nat.start_soon(host.hole_puncher.run)
+                if autonat:
+                    host.autonat_server = AutonatServer(libp2p_host, host._refused_peer)
+                    host.autonat_server.start()
+                    host.reachability = Reachability(
+                        libp2p_host, host._direct_addrs, host._addrs_changed
+                    )
+                    nat.start_soon(host.reachability.run)
                 if relay_client:
                     puncher = host.hole_puncher
                     host.relay_client = RelayClient(

@@ -74,6 +74,8 @@ STOP: Final = TProtocol("/libp2p/circuit/relay/0.2.0/stop")
 MAX_MESSAGE: Final = 4096
 #: Seconds a peer has to send its request (or answer a STOP) before the stream is dropped.
 READ_TIMEOUT: Final = 10.0
+#: Addresses of a relay's reservation answer a client keeps (each becomes an announced one).
+MAX_RELAY_ADDRS: Final = 3
 #: Bytes read from one half of a circuit at a time.
 _CHUNK: Final = 64 * 1024
 
@@ -110,6 +112,7 @@ class RelayStats:
     relayed_dials: int = 0
     relayed_dials_failed: int = 0
     relayed_inbound: int = 0
+    duplicates_closed: int = 0
 
 
 def is_circuit(address: str) -> bool:
@@ -436,9 +439,35 @@ class RelayClient:
         self._not_relays: set[str] = set()
         self.stats = RelayStats()
         self._poked = trio.Event()
+        self._announced: frozenset[str] = frozenset()
+        self._nursery: trio.Nursery | None = None
+        self._deduping: set[Any] = set()
 
     def start(self) -> None:
         self._host.set_stream_handler(STOP, self._serve_stop)
+        client = self
+
+        class _LostRelay:  # a relay we hold a reservation on went away: look again at once
+            async def connected(self, _network: Any, _conn: Any) -> None:
+                pass
+
+            async def disconnected(self, _network: Any, conn: Any) -> None:
+                if str(conn.muxed_conn.peer_id) in client.held:
+                    client.poke()
+
+            async def opened_stream(self, _network: Any, _stream: Any) -> None:
+                pass
+
+            async def closed_stream(self, _network: Any, _stream: Any) -> None:
+                pass
+
+            async def listen(self, _network: Any, _multiaddr: Any) -> None:
+                pass
+
+            async def listen_close(self, _network: Any, _multiaddr: Any) -> None:
+                pass
+
+        self._host.get_network().register_notifee(_LostRelay())
 
     def as_dict(self) -> dict[str, Any]:
         """For status and /metrics."""
@@ -448,6 +477,7 @@ class RelayClient:
             "relayed_dials": s.relayed_dials,
             "relayed_dials_failed": s.relayed_dials_failed,
             "relayed_inbound": s.relayed_inbound,
+            "duplicates_closed": s.duplicates_closed,
         }
 
     def _connected(self) -> set[str]:
@@ -471,15 +501,61 @@ class RelayClient:
 
     async def run(self) -> None:
         """Keep reservations on up to ``max_relays`` connected relays, forever."""
-        while True:
-            self._poked = trio.Event()
-            await self.refresh()
-            with trio.move_on_after(self.interval):
-                await self._poked.wait()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            while True:
+                self._poked = trio.Event()
+                await self.refresh()
+                with trio.move_on_after(self.interval):
+                    await self._poked.wait()
+
+    def _dedupe_soon(self, peer: Any) -> None:
+        if self._nursery is not None and peer not in self._deduping:
+            self._deduping.add(peer)
+            self._nursery.start_soon(self._dedupe, peer)
+
+    async def _dedupe(self, peer: Any, settle: float = 1.0) -> None:
+        """Two nodes that dial each other's circuit at once end up with two relayed
+        connections (two circuits held on the relay, for ever: the swarm trims extra
+        connections only as they are added, and spares new ones). Once both exist, each side
+        closes all but the same one: dialled by the smaller peer id, through the smallest relay
+        id."""
+        try:
+            await trio.sleep(settle)
+        finally:
+            self._deduping.discard(peer)
+        conns = [
+            c
+            for c in list(self._host.get_network().connections.get(peer, []))
+            if c.muxed_conn.get_connection_type() == ConnectionType.RELAYED
+            and not c.muxed_conn.is_closed
+        ]
+        if len(conns) < 2:
+            return
+        smaller_dials = self.peer_id < str(peer)
+
+        def rank(conn: Any) -> tuple[bool, str]:
+            try:
+                ours = bool(conn.muxed_conn.secured_conn.is_initiator)
+            except AttributeError:
+                ours = False
+            try:
+                address = str(conn.muxed_conn.get_transport_addresses()[0])
+                relay = address.partition("/p2p-circuit")[0].rsplit("/p2p/", 1)[1]
+            except (IndexError, AttributeError):
+                relay = "~"
+            return (ours != smaller_dials, relay)
+
+        conns.sort(key=rank)
+        for extra in conns[1:]:
+            self.stats.duplicates_closed += 1
+            try:
+                await extra.close()
+            except Exception as exc:
+                log.debug("closing a duplicate relayed connection: %r", exc)
 
     async def refresh(self) -> None:
         """Renew reservations nearing their end and take new ones on connected relays."""
-        before = set(self._live())
         connected = self._connected()
         for relay in [r for r in self.held if r not in connected]:
             del self.held[relay]
@@ -492,7 +568,11 @@ class RelayClient:
                 break
             await self._try_reserve(relay)
         self.stats.reservations_held = len(self._live())
-        if set(self._live()) != before:
+        # Compared with what was last announced, not with the start of this refresh: a relay
+        # lost between two refreshes changes the addresses too.
+        announced = frozenset(self.circuit_addrs())
+        if announced != self._announced:
+            self._announced = announced
             self._on_change()
 
     async def _try_reserve(self, relay: str) -> None:
@@ -521,7 +601,7 @@ class RelayClient:
         if answer.type != HopMessage.STATUS or answer.status != Status.OK:
             raise RelayRefused(f"relay {relay}: {_status_name(answer.status)}")
         addrs: list[str] = []
-        for raw in list(answer.reservation.addrs)[:8]:
+        for raw in list(answer.reservation.addrs)[:MAX_RELAY_ADDRS]:
             try:
                 addr = str(multiaddr.Multiaddr(raw))
             except Exception:
@@ -529,8 +609,24 @@ class RelayClient:
             if not addr.endswith(f"/p2p/{relay}"):
                 addr = f"{addr}/p2p/{relay}"
             addrs.append(addr)
+        if not addrs:
+            # A relay that announces no address (a server profile seeing only private ones):
+            # where we reached it will do.
+            addrs = self._reached_at(relay)
         seconds = max(0, answer.reservation.expire - int(time.time()))
         self.held[relay] = _Held(self._clock() + min(seconds, 24 * 3600), addrs)
+
+    def _reached_at(self, relay: str) -> list[str]:
+        for conn in list(self._host.get_network().connections.get(ID.from_base58(relay), [])):
+            try:
+                if conn.muxed_conn.get_connection_type() == ConnectionType.RELAYED:
+                    continue
+                ip, port = conn.muxed_conn.get_remote_address()
+            except Exception:
+                continue
+            family = "ip6" if ":" in ip else "ip4"
+            return [f"/{family}/{ip}/tcp/{port}/p2p/{relay}"]
+        return []
 
     async def _serve_stop(self, stream: Any) -> None:
         relay = str(stream.muxed_conn.peer_id)
@@ -557,6 +653,7 @@ class RelayClient:
             with trio.fail_after(self._dial_timeout):
                 await self._host.get_network().upgrade_inbound_raw_conn(raw, address)
             self.stats.relayed_inbound += 1
+            self._dedupe_soon(source)
             self._on_inbound(str(source))
         except Exception as exc:
             log.debug("stop stream from %s: %r", relay, exc)
@@ -594,6 +691,7 @@ class RelayClient:
                     stream, True, ConnectionType.RELAYED, [multiaddr.Multiaddr(address)]
                 )
                 await self._host.get_network().upgrade_outbound_raw_conn(raw, target_id)
+            self._dedupe_soon(target_id)
         except DialError:
             self.stats.relayed_dials_failed += 1
             raise

@@ -55,7 +55,7 @@ from gridnode.node.budget import Budgets
 from gridnode.node.catalogs import Catalogs
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
-from gridnode.node.reachability import republish_on_change
+from gridnode.node.reachability import meet_through_relays, republish_on_change
 from gridnode.node.replicas import ReplicaStatements
 from gridnode.node.replication import Replication
 from gridnode.node.restore import Restorer
@@ -210,6 +210,10 @@ class Node:
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
         self._nursery.start_soon(republish_on_change, self.host, self.peering.publish_record)
+        if self.host.relay_client is not None:
+            self._nursery.start_soon(
+                meet_through_relays, self.host, self.peering.known, self.peering.connect
+            )
 
     def _connected(self, peer: str) -> None:
         self.replication.peer_connected(peer)
@@ -545,6 +549,7 @@ async def open_node(
                     relay_service=_relay_limits(config),
                     relay_client=config.relay_client,
                     hole_punching=config.hole_punching,
+                    autonat=config.autonat,
                 ) as host,
                 trio.open_nursery() as nursery,
             ):

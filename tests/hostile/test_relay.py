@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+import multiaddr
 import trio
 from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage, PeerId, Status, StopMessage
@@ -177,3 +178,92 @@ def test_dcutr_from_a_hostile_peer_is_bounded() -> None:
             await echo_through(mallory, home.peer_id, 4096)
 
     run(main, 60)
+
+
+def test_autonat_requests_are_checked_and_bounded() -> None:
+    from libp2p.host.autonat.pb.autonat_pb2 import Message
+
+    from tests.gridnode.net.test_reachability import ask
+
+    async def main() -> None:
+        async with (
+            open_host(seed(0), LOCAL, autonat=True) as server,
+            open_host(seed(MALLORY), LOCAL) as mallory,
+            open_host(seed(2), LOCAL) as victim,
+        ):
+            await mallory.connect(server.addrs[0])
+            assert server.autonat_server is not None
+            mine = mallory.addrs[0].split("/p2p/")[0]
+            # A dial-back for somebody else.
+            other = ID.from_base58(victim.peer_id)
+            assert (await ask(mallory, server, [mine], other)).status == Message.E_BAD_REQUEST
+            # An address at another IP than the request came from is never dialled.
+            answer = await ask(mallory, server, ["/ip4/192.0.2.1/tcp/4001"])
+            assert answer.status == Message.E_DIAL_REFUSED
+            assert server.autonat_server.served == 0
+            # Another peer's address at our IP: the Noise handshake proves it is not us.
+            theirs = victim.addrs[0].split("/p2p/")[0]
+            assert (await ask(mallory, server, [theirs])).status == Message.E_DIAL_ERROR
+            # At most 4 dial-backs a minute for one peer.
+            statuses = [(await ask(mallory, server, [mine])).status for _ in range(5)]
+            assert statuses[:3] == [Message.OK] * 3
+            assert statuses[3:] == [Message.E_DIAL_REFUSED] * 2
+            assert server.autonat_server.served == 4
+            # Garbage: the stream ends, the server still answers the honest.
+            stream = await mallory.open_stream(server.peer_id, "/libp2p/autonat/1.0.0")
+            await stream.write(b"\xff" * 12)
+            with trio.fail_after(15):
+                try:
+                    while await stream.read(4096):
+                        pass
+                except Exception:  # reset: what is expected
+                    pass
+            await victim.connect(server.addrs[0])
+            assert (await ask(victim, server, [theirs])).status == Message.OK
+
+    run(main, 60)
+
+
+def test_dcutr_rounds_a_peer_can_make_us_dial_are_bounded() -> None:
+    """A peer behind a relay (the DCUtR initiator, B) names the addresses we dial in a round:
+    it cannot make us run more than 3 rounds a minute, one at a time."""
+    from libp2p.relay.circuit_v2.pb.dcutr_pb2 import HolePunch
+
+    from gridnode.net.holepunch import DCUTR, ROUNDS_PER_PEER_PER_MINUTE
+
+    async def main() -> None:
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits()) as relay,
+            open_host(seed(1), LOCAL, relay_client=True, hole_punching=True) as home,
+            open_host(seed(MALLORY), [], relay_client=True) as mallory,
+        ):
+            for host in (home, mallory):
+                await host.connect(relay.addrs[0])
+            await home.connect(await wait_circuit(mallory))  # home is A, mallory B
+            # Closed ports, and text where binary multiaddrs belong (skipped, not fatal).
+            targets = [
+                multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{9 + i}").to_bytes() for i in range(4)
+            ]
+            targets += [f"/ip4/127.0.0.1/tcp/{9 + i}".encode() for i in range(4)]
+            answered = 0
+            for _ in range(6):
+                try:
+                    with trio.fail_after(15):
+                        stream = await mallory.open_stream(home.peer_id, DCUTR)
+                        await write_message(
+                            stream, HolePunch(type=HolePunch.CONNECT, ObsAddrs=targets)
+                        )
+                        await read_message(stream, HolePunch)
+                        await write_message(stream, HolePunch(type=HolePunch.SYNC))
+                        answered += 1
+                except Exception:  # reset: refused
+                    pass
+                await trio.sleep(0.3)
+            assert home.hole_puncher is not None
+            assert answered == ROUNDS_PER_PEER_PER_MINUTE
+            assert home.hole_puncher.stats.attempts <= ROUNDS_PER_PEER_PER_MINUTE
+            assert home.hole_puncher.refused >= 6 - ROUNDS_PER_PEER_PER_MINUTE
+            serve_echo(home)
+            await echo_through(mallory, home.peer_id, 4096)
+
+    run(main, 90)

@@ -162,3 +162,82 @@ def test_an_idle_circuit_is_cut_at_its_duration() -> None:
             assert relay.relay_service.circuits == 0
 
     run(main, 30)
+
+
+def test_relayed_addresses_keep_their_place_in_a_full_peer_record() -> None:
+    async def main() -> None:
+        many = [f"/ip4/192.0.2.{i}/tcp/4001" for i in range(1, 17)]  # 16: a full record
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits()) as relay,
+            open_host(seed(1), LOCAL, relay_client=True, announce=many) as home,
+        ):
+            await home.connect(relay.addrs[0])
+            circuit = await wait_circuit(home)
+            assert len(home.announced_addrs) == 16
+            assert circuit in home.announced_addrs
+
+    run(main, 30)
+
+
+def test_a_peer_known_by_a_dead_relay_is_met_through_ours() -> None:
+    from gridnode.node.reachability import meet_through_relays
+
+    async def main() -> None:
+        async with relayed(2) as (relay, (a, b)):
+            # a knows b only through a relay that is gone (b's record from before it stopped).
+            gone = "12D3KooWQ38qezbnxQzpCpnmsiJxkPAADrnvqodsdC2xMhoebJCE"
+            known = {b.peer_id: (f"/ip4/127.0.0.1/tcp/9/p2p/{gone}/p2p-circuit/p2p/{b.peer_id}",)}
+
+            async def connect(address: str) -> str | None:
+                try:
+                    return await a.connect(address)
+                except DialError:
+                    return None
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: meet_through_relays(a, known, connect, interval=0.05))
+                while b.peer_id not in a.peers():
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+            assert relay.relay_service is not None
+            assert relay.relay_service.stats.circuits_opened == 1
+
+    run(main, 30)
+
+
+def test_two_nodes_dialling_each_other_at_once_keep_one_circuit() -> None:
+    async def main() -> None:
+        async with relayed(2) as (relay, (a, b)):
+            to_b, to_a = await wait_circuit(b), await wait_circuit(a)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(a.connect, to_b)
+                nursery.start_soon(b.connect, to_a)
+            assert relay.relay_service is not None
+            opened = relay.relay_service.stats.circuits_opened
+            # However many circuits the race opened, one stays, the same one on both sides.
+            while relay.relay_service.circuits != 1:
+                await trio.sleep(0.05)
+            await trio.sleep(1.5)  # past the settling time: nothing more is closed
+            assert relay.relay_service.circuits == 1
+            assert b.peer_id in a.peers() and a.peer_id in b.peers()
+            serve_echo(b)
+            await echo_through(a, b.peer_id, 1 << 16)
+            assert a.relay_client is not None and b.relay_client is not None
+            closed = a.relay_client.stats.duplicates_closed + b.relay_client.stats.duplicates_closed
+            assert opened - 1 <= closed <= 2 * (opened - 1)
+
+    run(main, 30)
+
+
+def test_a_relay_that_announces_nothing_is_used_where_it_was_reached() -> None:
+    async def main() -> None:
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits(), announce_private=False) as relay,
+            open_host(seed(1), [], relay_client=True) as home,
+        ):
+            assert relay.announced_addrs == []  # loopback only: nothing public
+            await home.connect(relay.addrs[0])
+            circuit = await wait_circuit(home)
+            assert circuit == f"{relay.addrs[0]}/p2p-circuit/p2p/{home.peer_id}"
+
+    run(main, 30)

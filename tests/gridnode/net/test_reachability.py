@@ -1,0 +1,110 @@
+"""Reachability (gridnode.net.reachability): AutoNAT dial-backs between real hosts on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+from contextlib import AsyncExitStack
+from typing import Any
+
+import trio
+from libp2p.host.autonat.autonat import AutoNATService
+from libp2p.host.autonat.pb.autonat_pb2 import Message
+
+from gridnode.net import Host, open_host
+from gridnode.net.reachability import AUTONAT, PRIVATE, PUBLIC
+from gridnode.net.relay import RelayLimits, is_circuit, read_message, write_message
+from tests.gridnode.net.hosts import LOCAL, run, seed
+from tests.gridnode.net.test_relay import wait_circuit
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def ask(client: Host, server: Host, addrs: list[str], peer_id: Any = None) -> Any:
+    """One AutoNAT DIAL request from ``client`` to ``server``; the DIAL_RESPONSE."""
+    import multiaddr
+
+    request = Message(type=Message.DIAL)
+    request.dial.peer.id = (peer_id or client._host.get_id()).to_bytes()
+    for addr in addrs:
+        request.dial.peer.addrs.append(multiaddr.Multiaddr(addr).to_bytes())
+    stream = await client.open_stream(server.peer_id, AUTONAT)
+    await write_message(stream, request)
+    answer = await read_message(stream, Message)
+    await stream.close()
+    return answer.dialResponse
+
+
+def test_py_libp2p_autonat_says_reachable_to_anyone_connected_and_gridnode_does_not() -> None:
+    """The suspicion of issue 22, item 3, verified: py-libp2p 0.8.1's AutoNAT server "dials
+    back" with ``host.connect``, which returns at once for a peer already connected; the
+    requester always is. A host that listens on nothing is told it is reachable."""
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            upstream = await stack.enter_async_context(open_host(seed(0), LOCAL))
+            AutoNATService(upstream._host, serve=True)
+            ours = await stack.enter_async_context(open_host(seed(1), LOCAL, autonat=True))
+            nowhere = await stack.enter_async_context(open_host(seed(2), []))
+            for server in (upstream, ours):
+                await nowhere.connect(server.addrs[0])
+            nothing_there = [f"/ip4/127.0.0.1/tcp/{closed_port()}"]
+            assert (await ask(nowhere, upstream, nothing_there)).status == Message.OK  # wrong
+            answer = await ask(nowhere, ours, nothing_there)
+            assert answer.status == Message.E_DIAL_ERROR
+            assert ours.autonat_server is not None and ours.autonat_server.served == 1
+
+    run(main, 40)
+
+
+def test_a_dialable_host_is_public_and_announces_no_relayed_address() -> None:
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            relay = await stack.enter_async_context(
+                open_host(seed(0), LOCAL, relay_service=RelayLimits(), autonat=True)
+            )
+            home = await stack.enter_async_context(
+                open_host(seed(1), LOCAL, relay_client=True, autonat=True)
+            )
+            await home.connect(relay.addrs[0])
+            reach = home.reachability
+            assert reach is not None and home.relay_client is not None
+            while reach.status != PUBLIC or not home.relay_client.circuit_addrs():
+                await trio.sleep(0.05)
+            # A reservation is held, but the home is dialable: it announces where it was reached.
+            assert not [a for a in home.announced_addrs if is_circuit(a)]
+            assert reach.confirmed == [home.addrs[0].split("/p2p/")[0]]
+            assert reach.verdicts == {relay.peer_id: True}
+            # It stops being dialable (what it asks to be dialled at is closed): relayed again.
+            reach.candidates = lambda: [f"/ip4/127.0.0.1/tcp/{closed_port()}"]
+            assert await reach.check() == PRIVATE
+            assert await wait_circuit(home) in home.announced_addrs
+            # And back.
+            reach.candidates = None
+            assert await reach.check() == PUBLIC
+            assert not [a for a in home.announced_addrs if is_circuit(a)]
+            nat = home.nat_status()
+            assert nat["reachability"]["status"] == PUBLIC
+            assert relay.nat_status()["autonat_server"]["served"] >= 3
+
+    run(main, 60)
+
+
+def test_a_host_that_listens_nowhere_is_private() -> None:
+    async def main() -> None:
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits(), autonat=True) as relay,
+            open_host(seed(1), [], relay_client=True, autonat=True) as home,
+        ):
+            await home.connect(relay.addrs[0])
+            assert home.reachability is not None
+            while home.reachability.status != PRIVATE:
+                await trio.sleep(0.05)
+            circuit = await wait_circuit(home)
+            assert home.announced_addrs == [circuit]
+
+    run(main, 30)
