@@ -381,17 +381,11 @@ def test_primary_down_homes_fail_over_to_the_community_relay(natnet):
     faults.report({"test": "nat-primary-down-community-relay", **figures})
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="seen failing (2 runs of 2) with wt22-a 5621cde: when the homes reserve on both "
-    "relays from the start and the primary stops, neither home dials any /p2p-circuit address "
-    "of the other in 60 s: each retries only the other's private LAN address and the stopped "
-    "primary (docs/reliability.md, Issue 22, real NAT)",
-)
 def test_primary_down_homes_knowing_both_relays_from_the_start(natnet):
     """Both relays up before the homes start (bootstrapped to both, reserving on both); the
     primary is stopped; writes on each home must reach the other through the community
-    relay."""
+    relay. (Failed in 2 runs of 2 with wt22-a 5621cde: docs/reliability.md, "Issue 22, real
+    NAT".)"""
     address, (primary, community), homes, _ = _relay_cluster(natnet, entries=100, community=True)
     (_cone, h_cone), (_sym, h_sym) = homes
     faults.wait_converged([h_cone, h_sym], address, 100, 60)
