@@ -6,6 +6,11 @@ its own, one port-preserving (``cone``) and one port-randomising (``symmetric``)
 ``node_proc.py`` process (it opens the node as ``gridnode start`` does) in its namespace. Every
 wait is bounded; every namespace and process is removed in the fixture's ``finally``, which
 asserts none is left; where namespaces (or nftables) cannot be made, the tests skip saying why.
+
+The first three hold with what main had before issue 22 (homes dial out and replicate through
+public nodes); the rest test wt22-a's relay v2 and DCUtR (the ``server`` profile relays, the
+``home`` profile reserves and punches) under real NAT. Figures: docs/reliability.md ("Issue 22,
+real NAT"), the 20-attempt ones from bench/bench_nat.py. No assertion on time.
 """
 
 from __future__ import annotations
