@@ -389,7 +389,7 @@ def test_primary_down_homes_fail_over_to_the_community_relay(natnet):
 def test_primary_down_homes_knowing_both_relays_from_the_start(natnet):
     """Both relays up before the homes start (bootstrapped to both, reserving on both); the
     primary is stopped; writes on each home must reach the other through the community
-    relay. (Failed in 2 runs of 2 with wt22-a 5621cde: docs/reliability.md, "Issue 22, real
+    relay. (Failed in 2 runs of 2 with wt22-a 5621cde; fixed by its 8a1ce5f: docs/reliability.md, "Issue 22, real
     NAT".)"""
     address, (primary, community), homes, _ = _relay_cluster(natnet, entries=100, community=True)
     (_cone, h_cone), (_sym, h_sym) = homes
