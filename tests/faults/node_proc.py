@@ -20,6 +20,8 @@ line on stdin, each answered by one line on stdout:
                           ``ack TAG N`` or ``error TAG <why>``
     replicating ADDRESS   -> ``replicating yes`` or ``replicating no``
     catalogs              -> ``catalogs <JSON>``: the followed catalogs as /status has them
+    nat                   -> ``nat <JSON>``: relay service, relay client and hole punching, as
+                          /status has them (``"nat"``)
     replicas ADDRESS      -> ``replicas <JSON>``: who holds it, as ``gridnode replicas --json``
     state? ADDRESS        as ``state``, or ``state none`` if the node does not replicate it
     stop                  -> ``stopping``, then a clean exit
@@ -143,6 +145,8 @@ async def _command(node, words: list[str]) -> None:
             say(f"ack {tag} {len(payloads)}")
         elif verb == "catalogs":
             say("catalogs " + json.dumps(node.catalogs.as_json(), separators=(",", ":")))
+        elif verb == "nat":
+            say("nat " + json.dumps(node.host.nat_status(), separators=(",", ":")))
         elif verb == "replicas":
             counts = await node.replica_counts([words[1]])
             say("replicas " + json.dumps(counts[words[1]], separators=(",", ":")))
