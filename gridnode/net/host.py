@@ -536,7 +536,11 @@ async def open_host(
                 nat = await lan.enter_async_context(trio.open_nursery())
                 lan.callback(nat.cancel_scope.cancel)
                 if hole_punching:
-                    host.hole_puncher = HolePuncher(libp2p_host, lambda: host.announced_addrs)
+                    host.hole_puncher = HolePuncher(
+                        libp2p_host,
+                        lambda: host.announced_addrs,
+                        on_direct=gossip_service.reattach,
+                    )
                     host.hole_puncher.start()
                     nat.start_soon(host.hole_puncher.run)
                 if autonat:
