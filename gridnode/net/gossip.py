@@ -32,7 +32,6 @@ from typing import Any, Final
 import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
-from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import background_trio_service
@@ -271,10 +270,6 @@ def _score_params(config: GossipConfig) -> Any:
     )
 
 
-#: How long re-opening a peer's gossip stream on its remaining connection may take.
-REATTACH_SECONDS: Final = 10.0
-
-
 class Gossip:
     """The gossipsub side of a host: subscriptions, publishing, validators, scores."""
 
@@ -327,25 +322,6 @@ class Gossip:
             del self._pubsub.local_subscriptions[subscription.topic]
             if self._pubsub.manager.is_running:
                 await self._pubsub.unsubscribe(subscription.topic)
-
-    async def reattach(self, peer: str) -> None:
-        """``peer``'s connection was replaced (a hole punch closed the relayed one its gossip
-        streams ran on, and a direct one remains): drop the peer from pubsub and add it again,
-        which opens a new gossip stream on the connection left. py-libp2p keeps a peer while
-        any connection to it remains, and so kept writing to the dead stream: no gossip
-        crossed until the next reconnection."""
-        peer_id = ID.from_base58(peer)
-        pubsub = self._pubsub
-        if not pubsub.manager.is_running:
-            return
-        # Its topics stay what they were (a new connection does not change them; the peer's
-        # hello on its own new stream may already have come, and dropping the peer forgets them).
-        topics = [topic for topic, peers in pubsub.peer_topics.items() if peer_id in peers]
-        if peer_id in pubsub.peers:
-            pubsub._handle_dead_peer(peer_id)
-        await pubsub.ensure_peer_stream(peer_id, timeout=REATTACH_SECONDS)
-        for topic in topics:
-            pubsub.handle_subscription(peer_id, rpc_pb2.RPC.SubOpts(subscribe=True, topicid=topic))
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Sign and send ``data`` to ``topic``'s peers; a full peer queue drops, never raises."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -176,13 +175,9 @@ class HolePuncher:
         *,
         attempts: int = 3,
         dial_timeout: float = 5.0,
-        on_direct: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._host = libp2p_host
         self._announced = announced  # () -> list[str]: the host's announced addresses
-        #: Called with the peer once its relayed connection is closed and a direct one remains
-        #: (the host reopens its gossip streams there).
-        self._on_direct = on_direct
         self.max_attempts = attempts
         self.dial_timeout = dial_timeout
         self.stats = HolePunchStats()
@@ -377,14 +372,6 @@ class HolePuncher:
                     await conn.close()
                 except Exception as exc:
                     log.debug("closing a relayed connection: %r", exc)
-        with trio.move_on_after(self.dial_timeout):  # until the swarm has let go of it
-            while any(_relayed_conn(c) for c in _conns(self._host, peer_id)):
-                await trio.sleep(0.01)
-        if self._on_direct is not None and direct_conns(self._host, peer_id):
-            try:
-                await self._on_direct(str(peer_id))
-            except Exception as exc:  # the peer went away meanwhile
-                log.debug("moving %s's streams to the direct connection: %r", peer_id, exc)
 
 
 def _relayed_conn_of(stream: Any) -> bool:
