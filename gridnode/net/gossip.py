@@ -270,6 +270,12 @@ def _score_params(config: GossipConfig) -> Any:
     )
 
 
+#: How long re-opening a peer's gossip stream may take (:meth:`Gossip.reattach`), and the
+#: pauses after which our subscriptions are sent to it again.
+REATTACH_SECONDS: Final = 10.0
+REATTACH_RESENDS: Final = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
 class Gossip:
     """The gossipsub side of a host: subscriptions, publishing, validators, scores."""
 
@@ -322,6 +328,30 @@ class Gossip:
             del self._pubsub.local_subscriptions[subscription.topic]
             if self._pubsub.manager.is_running:
                 await self._pubsub.unsubscribe(subscription.topic)
+
+    async def reattach(self, peer: str) -> None:
+        """``peer``'s connection was replaced: a hole punch closed the relayed one its gossip
+        streams ran on, and a direct one remains. py-libp2p keeps a peer while any connection
+        to it remains, and so went on writing to the dead stream; and a punch comes within
+        milliseconds of the relayed connection, often before either side's subscriptions
+        (its hello) have crossed. So: drop the peer and add it again, which opens a new stream
+        on the connection left and sends our hello; then send our subscriptions again a few
+        times over the next seconds (the peer, doing the same on its side, drops us and forgets
+        what we told it). Subscriptions are idempotent: repeating them costs a few bytes."""
+        peer_id = ID.from_base58(peer)
+        pubsub = self._pubsub
+        if not pubsub.manager.is_running:
+            return
+        if peer_id in pubsub.peers:
+            pubsub._handle_dead_peer(peer_id)
+        for delay in REATTACH_RESENDS:
+            if peer_id not in pubsub.peers:
+                if not pubsub._peer_is_connected(peer_id):
+                    return
+                await pubsub.ensure_peer_stream(peer_id, timeout=REATTACH_SECONDS)
+            elif pubsub.topic_ids:
+                self._router.send_rpc(peer_id, pubsub.get_hello_packet(), priority=True)
+            await trio.sleep(delay)
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Sign and send ``data`` to ``topic``'s peers; a full peer queue drops, never raises."""

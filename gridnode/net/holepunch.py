@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -175,9 +176,13 @@ class HolePuncher:
         *,
         attempts: int = 3,
         dial_timeout: float = 5.0,
+        on_direct: Callable[[str], None] | None = None,
     ) -> None:
         self._host = libp2p_host
         self._announced = announced  # () -> list[str]: the host's announced addresses
+        #: Told the peer once its relayed connection is closed and a direct one remains (the
+        #: host moves its gossip streams there); it must not wait.
+        self._on_direct = on_direct
         self.max_attempts = attempts
         self.dial_timeout = dial_timeout
         self.stats = HolePunchStats()
@@ -372,6 +377,11 @@ class HolePuncher:
                     await conn.close()
                 except Exception as exc:
                     log.debug("closing a relayed connection: %r", exc)
+        with trio.move_on_after(self.dial_timeout):  # until the swarm has let go of it
+            while any(_relayed_conn(c) for c in _conns(self._host, peer_id)):
+                await trio.sleep(0.01)
+        if self._on_direct is not None and direct_conns(self._host, peer_id):
+            self._on_direct(str(peer_id))
 
 
 def _relayed_conn_of(stream: Any) -> bool:

@@ -73,13 +73,7 @@ from gridnode.net.holepunch import HolePuncher
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.reachability import PUBLIC, AutonatServer, Reachability
-from gridnode.net.relay import (
-    RelayClient,
-    RelayLimits,
-    RelayService,
-    advertise_in_identify,
-    is_circuit,
-)
+from gridnode.net.relay import RelayClient, RelayLimits, RelayService, is_circuit
 from gridnode.net.stream import Stream, single_exception
 from gridnode.net.tasks import index_tasks
 from gridnode.net.transports import build_transports, dial_order, is_quic, quic_upkeep
@@ -542,7 +536,11 @@ async def open_host(
                 nat = await lan.enter_async_context(trio.open_nursery())
                 lan.callback(nat.cancel_scope.cancel)
                 if hole_punching:
-                    host.hole_puncher = HolePuncher(libp2p_host, lambda: host.announced_addrs)
+                    host.hole_puncher = HolePuncher(
+                        libp2p_host,
+                        lambda: host.announced_addrs,
+                        on_direct=lambda peer: nat.start_soon(gossip_service.reattach, peer),
+                    )
                     host.hole_puncher.start()
                     nat.start_soon(host.hole_puncher.run)
                 if autonat:
@@ -563,9 +561,6 @@ async def open_host(
                     )
                     host.relay_client.start()
                     nat.start_soon(host.relay_client.run)
-                    advertise_in_identify(
-                        libp2p_host, lambda: [a for a in host.announced_addrs if is_circuit(a)]
-                    )
                 if not host.announced_addrs and not relay_client:
                     log.warning(
                         "announcing no address: none of %s is public; peers cannot dial this "

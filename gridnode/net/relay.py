@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -42,12 +41,9 @@ import multiaddr
 import trio
 from libp2p.connection_types import ConnectionType
 from libp2p.custom_types import TProtocol
-from libp2p.identity.identify import identify as _identify
-from libp2p.identity.identify_push import identify_push as _identify_push
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.id import ID
-from libp2p.peer.peerstore import create_signed_peer_record
 from libp2p.relay.circuit_v2.pb.circuit_pb2 import (
     HopMessage,
     Limit,
@@ -66,7 +62,6 @@ __all__ = [
     "RelayLimits",
     "RelayService",
     "RelayStats",
-    "advertise_in_identify",
     "is_circuit",
 ]
 
@@ -707,55 +702,3 @@ class RelayClient:
             self.stats.relayed_dials_failed += 1
             raise DialError(f"cannot connect to {address} through its relay: {exc}") from exc
         return str(target_id)
-
-
-def advertise_in_identify(libp2p_host: Any, relayed: Callable[[], list[str]]) -> None:
-    """Make identify (and identify push) tell peers ``relayed()`` too: this host's
-    ``/p2p-circuit`` addresses, which py-libp2p's identify never lists (it sends the host's
-    own listen and observed addresses). A peer that meets this node anywhere then learns how to
-    reach it through its relays, as from its peer records."""
-    libp2p_host._gridnode_relayed_addrs = relayed
-    _hook_identify()
-
-
-_identify_hooked = False
-
-
-def _hook_identify() -> None:
-    global _identify_hooked
-    if _identify_hooked:
-        return
-    original = _identify._mk_identify_protobuf
-
-    def with_relayed(host: Any, observed: Any) -> Any:
-        message = original(host, observed)
-        relayed = getattr(host, "_gridnode_relayed_addrs", None)
-        if relayed is None:
-            return message
-        own = f"/p2p/{host.get_id()}"
-        have = set(message.listen_addrs)
-        added = []
-        try:
-            for address in relayed():
-                if address.endswith(own):
-                    address = address[: -len(own)]  # identify lists addresses without it
-                circuit = multiaddr.Multiaddr(address)
-                raw = circuit.to_bytes()
-                if raw not in have:
-                    message.listen_addrs.append(raw)
-                    have.add(raw)
-                    added.append(circuit)
-            if added:
-                # The signed peer record replaces the listen addresses where the peer stores
-                # them: it must name the relayed ones too.
-                record = create_signed_peer_record(
-                    host.get_id(), [*host.get_addrs(), *added], host.get_private_key()
-                )
-                message.signedPeerRecord = record.marshal_envelope()
-        except Exception as exc:  # an address that does not parse: identify goes on without it
-            log.debug("identify: relayed addresses left out: %r", exc)
-        return message
-
-    setattr(_identify, "_mk_identify_protobuf", with_relayed)  # noqa: B010
-    setattr(_identify_push, "_mk_identify_protobuf", with_relayed)  # noqa: B010
-    _identify_hooked = True

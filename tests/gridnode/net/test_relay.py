@@ -241,28 +241,3 @@ def test_a_relay_that_announces_nothing_is_used_where_it_was_reached() -> None:
             assert circuit == f"{relay.addrs[0]}/p2p-circuit/p2p/{home.peer_id}"
 
     run(main, 30)
-
-
-def test_identify_tells_a_peer_the_relayed_addresses() -> None:
-    """A node holding a reservation lists its /p2p-circuit address in identify, so a peer it
-    meets directly learns how to reach it through the relay (py-libp2p's identify alone lists
-    only listen and observed addresses)."""
-
-    async def main() -> None:
-        async with AsyncExitStack() as stack:
-            relay = await stack.enter_async_context(
-                open_host(seed(0), LOCAL, relay_service=RelayLimits())
-            )
-            b = await stack.enter_async_context(open_host(seed(1), LOCAL, relay_client=True))
-            c = await stack.enter_async_context(open_host(seed(2), LOCAL))
-            await b.connect(relay.addrs[0])
-            circuit = await wait_circuit(b)
-            await b.connect(c.addrs[0])  # b meets c directly; identify runs on that connection
-            with trio.fail_after(10):
-                while not any(is_circuit(a) for a in c.peer_addrs(b.peer_id)):
-                    await trio.sleep(0.05)
-            assert circuit in c.peer_addrs(b.peer_id) or any(
-                circuit.startswith(a) for a in c.peer_addrs(b.peer_id) if is_circuit(a)
-            )
-
-    run(main, 30)
