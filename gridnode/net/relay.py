@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -62,6 +63,7 @@ __all__ = [
     "RelayLimits",
     "RelayService",
     "RelayStats",
+    "advertise_relayed",
     "is_circuit",
 ]
 
@@ -702,3 +704,27 @@ class RelayClient:
             self.stats.relayed_dials_failed += 1
             raise DialError(f"cannot connect to {address} through its relay: {exc}") from exc
         return str(target_id)
+
+
+def advertise_relayed(libp2p_host: Any, relayed: Callable[[], list[str]]) -> None:
+    """Make the host's own address list (``get_addrs``) end with ``relayed()``: the
+    ``/p2p-circuit`` addresses this node is reachable at through its relays.
+
+    py-libp2p builds identify's listen addresses *and* the one signed peer record it caches and
+    sends everywhere (identify, pubsub, the DHT) from ``get_addrs``, and reissues that record
+    when the list changes. Its ``get_addrs`` cannot carry a relayed address itself (it cuts an
+    address at its first ``/p2p/``, the relay's). Adding them here keeps one record, so a peer
+    never sees two records of ours with different sequence numbers (py-libp2p's pubsub drops
+    every RPC that carries a record older than one it holds)."""
+    plain = libp2p_host.get_addrs
+
+    def get_addrs() -> list[multiaddr.Multiaddr]:
+        addrs = list(plain())
+        seen = {str(addr) for addr in addrs}
+        for address in relayed():
+            if address not in seen:
+                seen.add(address)
+                addrs.append(multiaddr.Multiaddr(address))
+        return addrs
+
+    libp2p_host.get_addrs = get_addrs

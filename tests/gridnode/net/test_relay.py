@@ -241,3 +241,40 @@ def test_a_relay_that_announces_nothing_is_used_where_it_was_reached() -> None:
             assert circuit == f"{relay.addrs[0]}/p2p-circuit/p2p/{home.peer_id}"
 
     run(main, 30)
+
+
+def test_identify_and_the_signed_record_name_the_relayed_addresses_and_gossip_still_flows() -> None:
+    """A peer that meets a home learns its ``/p2p-circuit`` address from identify, in the one
+    signed peer record the home sends everywhere; pubsub RPCs (which carry that record too) are
+    not dropped as carrying an older record."""
+    from libp2p.peer.id import ID
+
+    async def main() -> None:
+        async with relayed(2) as (_relay, (a, b)):
+            circuit = await wait_circuit(b)
+            assert circuit in b.addrs  # the host's own list, from which identify is built
+            subs = {host.peer_id: await host.subscribe("/test/relayed") for host in (a, b)}
+            await a.connect(circuit)
+            peerstore = a._host.get_peerstore()
+            with trio.fail_after(10):
+                while True:
+                    envelope = peerstore.get_peer_record(ID.from_base58(b.peer_id))
+                    if envelope is not None:
+                        named = {str(addr) for addr in envelope.record().addrs}
+                        if any(is_circuit(addr) for addr in named):
+                            break
+                    await trio.sleep(0.05)
+            assert circuit in named or circuit.removesuffix(f"/p2p/{b.peer_id}") in named
+            for sender, receiver in ((a, b), (b, a)):
+                data = f"from {sender.peer_id}".encode()
+                with trio.fail_after(10):
+                    got = None
+                    while got is None:
+                        await sender.publish("/test/relayed", data)
+                        with trio.move_on_after(0.5):
+                            while got is None:
+                                message = await subs[receiver.peer_id].receive()
+                                if message.data == data:
+                                    got = message
+
+    run(main, 40)
