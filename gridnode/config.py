@@ -67,7 +67,13 @@ PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
     # operator forwards port 4001, TCP and UDP), finds the other nodes of its own LAN by mDNS,
     # reserves slots on relays and announces the relayed addresses they give, and otherwise
     # replicates over the connections it dials out (docs/config.md, "Profiles").
-    "home": {"listen": _PUBLIC_LISTEN, "mdns": True, "dht": True, "relay_client": True},
+    "home": {
+        "listen": _PUBLIC_LISTEN,
+        "mdns": True,
+        "dht": True,
+        "dht_mode": "auto",
+        "relay_client": True,
+    },
 }
 
 _DEFAULT_TEXT: Final = """\
@@ -158,7 +164,8 @@ profile = "{profile}"
 # keep private, so other gridnodes and IPFS nodes find it by CID, and a follow that no connected
 # peer can serve looks for the database's holders there. On in the server and home profiles.
 # dht_mode: "server" answers DHT requests, "client" only asks and provides (for a node others
-# cannot dial). dht_reprovide_interval: seconds between providing everything again (records
+# cannot dial), "auto" (the home profile) answers on the public DHT only while AutoNAT finds the
+# node publicly reachable. dht_reprovide_interval: seconds between providing everything again (records
 # live 48 h).
 # dht = false
 # dht_mode = "server"
@@ -274,8 +281,9 @@ class Config:
 DURABILITIES: Final = ("full", "process")
 
 #: The values of ``dht_mode``: ``server`` answers DHT requests (and is put in others' routing
-#: tables), ``client`` only asks and provides (for a node others cannot dial).
-DHT_MODES: Final = ("server", "client")
+#: tables), ``client`` only asks and provides (for a node others cannot dial), ``auto`` is a
+#: server on the public DHT only while AutoNAT finds the node publicly reachable.
+DHT_MODES: Final = ("server", "client", "auto")
 
 
 def _check_profile(name: str) -> None:

@@ -45,6 +45,7 @@ from libp2p.peer.id import ID
 from crdt.ipld.cid import CID
 from gridnode.errors import DhtError, NetError
 from gridnode.logs import LogLimiter
+from gridnode.net.reachability import PUBLIC
 from gridnode.net.stream import Stream
 from protocols.errors import ProtocolError
 from protocols.wire import FrameDecoder, frame
@@ -132,6 +133,11 @@ class DhtConfig:
     refresh_interval: float = 600.0
     #: Whether to serve requests (server mode). Off: ask only (client mode).
     serve: bool = True
+    #: Auto mode (``serve`` is then ignored): serve the LAN DHT always, and the public one only
+    #: while the host's AutoNAT check (:class:`~gridnode.net.reachability.Reachability`) finds
+    #: it publicly reachable, so a node behind NAT never sits in others' routing tables as a
+    #: server they cannot dial (the way Kubo's DHT picks its mode).
+    auto: bool = False
 
 
 @dataclass
@@ -256,6 +262,7 @@ class Dht:
         self._network: Any = None
         #: Peers this DHT dialled to ask, and when either side last used the connection.
         self._dialled: dict[str, float] = {}
+        self._serving = False
         #: The peers the last lookup asked (for tests and debugging).
         self.last_lookup_asked: set[str] = set()
 
@@ -266,7 +273,8 @@ class Dht:
         """For ``GET /status`` (``"dht"``): mode, table size, records held, CIDs provided,
         and the counters of :class:`DhtStats`."""
         return {
-            "mode": "server" if self.config.serve else "client",
+            "mode": "server" if self.serving else "client",
+            "auto": self.config.auto,
             "table_size": self.table_size,
             "records": self._records_total,
             "providing": len(self._providing),
@@ -443,9 +451,34 @@ class Dht:
 
     # -- serving ----------------------------------------------------------------------------------
 
-    def mount(self) -> None:
-        for protocol in PROTOCOLS:
+    @property
+    def serving(self) -> bool:
+        """Whether this node answers requests on the public DHT (server mode) now."""
+        return self._serving
+
+    def mount(self, protocols: tuple[str, ...] = PROTOCOLS) -> None:
+        for protocol in protocols:
             self._host.set_stream_handler(protocol, self._serve)
+        self._serving = self._serving or PROTOCOL in protocols
+
+    def unmount_public(self) -> None:
+        """Stop answering on the public DHT (a peer's request there is then refused by
+        multistream, as from a client-mode node)."""
+        self._host.remove_stream_handler(PROTOCOL)
+        self._serving = False
+
+    async def _follow_reachability(self) -> None:
+        """Auto mode: serve the public DHT exactly while the host is found publicly reachable."""
+        while True:
+            reachability = self._host.reachability
+            public = reachability is not None and reachability.status == PUBLIC
+            if public and not self._serving:
+                log.info("DHT: publicly reachable, answering DHT requests (server mode)")
+                self.mount((PROTOCOL,))
+            elif not public and self._serving:
+                log.info("DHT: not publicly reachable, asking only (client mode)")
+                self.unmount_public()
+            await self._host.announced_changed()
 
     async def _serve(self, stream: Stream) -> None:
         peer_id = stream.remote_peer_id
@@ -822,7 +855,9 @@ async def run_dht(host: Host, network: Any, config: DhtConfig) -> AsyncIterator[
     duration of the block."""
     dht = Dht(host, config)
     dht._network = network
-    if config.serve:
+    if config.auto:
+        dht.mount((LAN_PROTOCOL,))
+    elif config.serve:
         dht.mount()
     send, receive = trio.open_memory_channel[str](64)
     dht._probe_send = send
@@ -831,6 +866,8 @@ async def run_dht(host: Host, network: Any, config: DhtConfig) -> AsyncIterator[
         nursery.start_soon(dht._probe, receive)
         nursery.start_soon(dht._maintain)
         nursery.start_soon(dht._hang_up)
+        if config.auto:
+            nursery.start_soon(dht._follow_reachability)
         for peer in host.peers():
             dht._on_connected(peer)
         try:

@@ -73,7 +73,13 @@ from gridnode.net.holepunch import HolePuncher
 from gridnode.net.identity import key_pair_from_seed
 from gridnode.net.logs import quiet_libp2p_logs
 from gridnode.net.reachability import PUBLIC, AutonatServer, Reachability
-from gridnode.net.relay import RelayClient, RelayLimits, RelayService, is_circuit
+from gridnode.net.relay import (
+    RelayClient,
+    RelayLimits,
+    RelayService,
+    advertise_relayed,
+    is_circuit,
+)
 from gridnode.net.stream import Stream, single_exception
 from gridnode.net.tasks import index_tasks
 from gridnode.net.transports import build_transports, dial_order, is_quic, quic_upkeep
@@ -334,6 +340,10 @@ class Host:
 
     # Streams
 
+    def remove_stream_handler(self, protocol: str) -> None:
+        """Stop serving ``protocol``: a peer's new stream for it is refused by multistream."""
+        self._host.remove_stream_handler(protocol)
+
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
         """Serve inbound streams of ``protocol`` (e.g. ``/gridnode/sync/1.1.0``) with ``handler``.
 
@@ -561,6 +571,9 @@ async def open_host(
                     )
                     host.relay_client.start()
                     nat.start_soon(host.relay_client.run)
+                    advertise_relayed(
+                        libp2p_host, lambda: [a for a in host.announced_addrs if is_circuit(a)]
+                    )
                 if not host.announced_addrs and not relay_client:
                     log.warning(
                         "announcing no address: none of %s is public; peers cannot dial this "

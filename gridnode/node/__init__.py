@@ -580,7 +580,9 @@ async def open_node(
                     mdns=config.mdns,
                     announce=config.announce,
                     announce_private=config.announce_private,
-                    dht=DhtConfig(serve=config.dht_mode == "server") if config.dht else None,
+                    dht=DhtConfig(serve=config.dht_mode == "server", auto=config.dht_mode == "auto")
+                    if config.dht
+                    else None,
                     relay_service=_relay_limits(config),
                     relay_client=config.relay_client,
                     hole_punching=config.hole_punching,

@@ -108,3 +108,44 @@ def test_a_host_that_listens_nowhere_is_private() -> None:
             assert home.announced_addrs == [circuit]
 
     run(main, 30)
+
+
+def test_an_auto_mode_dht_serves_the_public_dht_only_while_the_host_is_public() -> None:
+    """``dht_mode = "auto"`` (the home profile): the LAN DHT is served from the start, the
+    public one only once AutoNAT finds the host dialable, and no longer once it is not."""
+    from gridnode.errors import StreamError
+    from gridnode.net.dht import LAN_PROTOCOL, PROTOCOL, DhtConfig
+
+    async def answers(asker: Host, host: Host, protocol: str) -> bool:
+        try:
+            stream = await asker.open_stream(host.peer_id, protocol)
+        except StreamError:
+            return False
+        await stream.reset()
+        return True
+
+    async def main() -> None:
+        async with (
+            open_host(seed(0), LOCAL, relay_service=RelayLimits(), autonat=True) as relay,
+            open_host(
+                seed(1), LOCAL, relay_client=True, autonat=True, dht=DhtConfig(auto=True)
+            ) as home,
+        ):
+            assert home.dht is not None and home.reachability is not None
+            assert not home.dht.serving and home.dht.as_dict()["mode"] == "client"
+            await home.connect(relay.addrs[0])
+            assert await answers(relay, home, LAN_PROTOCOL)
+            with trio.fail_after(20):
+                while home.reachability.status != PUBLIC or not home.dht.serving:
+                    await trio.sleep(0.05)
+            assert await answers(relay, home, PROTOCOL)
+            assert home.dht.as_dict()["mode"] == "server" and home.dht.as_dict()["auto"] is True
+            home.reachability.candidates = lambda: [f"/ip4/127.0.0.1/tcp/{closed_port()}"]
+            assert await home.reachability.check() == PRIVATE
+            with trio.fail_after(10):
+                while home.dht.serving:
+                    await trio.sleep(0.05)
+            assert not await answers(relay, home, PROTOCOL)
+            assert await answers(relay, home, LAN_PROTOCOL)
+
+    run(main, 60)

@@ -47,12 +47,16 @@ def test_profiles_turn_the_dht_on_for_server_and_home(tmp_path):
         (tmp_path / profile).mkdir()
         write_default_config(tmp_path / profile, profile)
         assert load_config(tmp_path / profile).dht is on, profile
+    # A home node serves the public DHT only while it is found publicly reachable.
+    assert load_config(tmp_path / "home").dht_mode == "auto"
+    assert load_config(tmp_path / "server").dht_mode == "server"
 
 
-def test_dht_mode_is_server_or_client(tmp_path):
-    (tmp_path / "gridnode.toml").write_text('dht = true\ndht_mode = "client"\n')
-    assert load_config(tmp_path).dht_mode == "client"
-    (tmp_path / "gridnode.toml").write_text('dht_mode = "auto"\n')
+def test_dht_mode_is_server_client_or_auto(tmp_path):
+    for mode in ("server", "client", "auto"):
+        (tmp_path / "gridnode.toml").write_text(f'dht = true\ndht_mode = "{mode}"\n')
+        assert load_config(tmp_path).dht_mode == mode
+    (tmp_path / "gridnode.toml").write_text('dht_mode = "sometimes"\n')
     with pytest.raises(ConfigError, match="dht_mode"):
         load_config(tmp_path)
 
