@@ -16,10 +16,11 @@ RUN pip install --no-cache-dir uv \
 USER gridnode
 ENV GRIDNODE_DATA_DIR=/data
 # In a container the node must listen on all interfaces to be reachable through the published
-# port; the local HTTP API stays on the container's loopback.
-ENV GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001
+# port (TCP and QUIC on UDP: publish both, `-p 4001:4001 -p 4001:4001/udp`); the local HTTP API
+# stays on the container's loopback.
+ENV GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1
 VOLUME ["/data"]
-EXPOSE 4001
+EXPOSE 4001/tcp 4001/udp
 # Healthy while the node answers on its local API (gridnode health: exit status 0 or 1).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["gridnode", "health"]
 ENTRYPOINT ["gridnode"]

@@ -148,8 +148,11 @@ def test_the_image_runs_the_node_as_a_user_with_a_data_volume_and_a_healthcheck(
     assert user not in ("root", "0")
     assert 'VOLUME ["/data"]' in lines
     assert "GRIDNODE_DATA_DIR=/data" in instructions["ENV"]
-    assert "GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001" in instructions["ENV"]
-    assert instructions["EXPOSE"] == ["4001"]
+    # TCP and QUIC (issue 22), on the same port, both exposed.
+    assert (
+        "GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1" in instructions["ENV"]
+    )
+    assert instructions["EXPOSE"] == ["4001/tcp 4001/udp"]
     (healthcheck,) = instructions["HEALTHCHECK"]
     assert healthcheck.endswith('CMD ["gridnode", "health"]')
     assert instructions["ENTRYPOINT"] == ['["gridnode"]'] and instructions["CMD"] == ['["start"]']
@@ -187,7 +190,7 @@ def test_compose_runs_three_nodes_bootstrapping_to_the_first():
     assert len(set(ips.values())) == 3
     # node1 publishes its peer id in its data dir; the others read it there and bootstrap to it.
     assert "> /data/peer-id" in services["node1"]["command"][0]
-    assert services["node1"]["ports"] == ["4001:4001"]
+    assert services["node1"]["ports"] == ["4001:4001", "4001:4001/udp"]
     for name in ("node2", "node3"):
         service = services[name]
         assert "node1-data:/node1:ro" in service["volumes"]
@@ -207,10 +210,13 @@ def test_the_akash_sdl_deploys_one_community_node_with_persistent_data():
     (name,) = sdl["services"]
     service = sdl["services"][name]
     assert service["image"]
-    (expose,) = service["expose"]
-    assert expose["port"] == 4001 and expose["as"] == 4001 and expose["proto"] == "tcp"
-    assert expose["to"] == [{"global": True}]
-    assert "GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001" in service["env"]
+    # TCP and QUIC on UDP (issue 22), both on port 4001.
+    assert sorted(e["proto"] for e in service["expose"]) == ["tcp", "udp"]
+    for expose in service["expose"]:
+        assert expose["port"] == 4001 and expose["as"] == 4001
+        assert expose["to"] == [{"global": True}]
+    listen = "GRIDNODE_LISTEN=/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1"
+    assert listen in service["env"]
     assert any(e.startswith("GRIDNODE_BOOTSTRAP=") for e in service["env"])
     mounts = service["params"]["storage"]
     (volume,) = mounts
