@@ -155,6 +155,9 @@ class NatNetwork:
             "  chain forward_in {\n"
             "    type filter hook forward priority filter; policy drop;\n"
             '    iifname "lan" oifname "wan" accept\n'
+            # Hosts of one LAN talk to each other (a switch), also where the kernel passes
+            # bridged frames through this hook (br_netfilter).
+            f"    ip saddr 192.168.{k}.0/24 ip daddr 192.168.{k}.0/24 accept\n"
             '    iifname "wan" ct state established,related accept\n'
             "  }\n"
             + (

@@ -493,3 +493,50 @@ def test_hole_punching_per_nat_kind(natnet, kinds):
             "converged_s": round(took, 2),
         }
     )
+
+
+def test_lan_neighbours_do_not_make_a_home_node_public(natnet):
+    """Three home nodes behind one cone router, and the primary on the public side. Each LAN
+    neighbour can dial a home back at its LAN address, the primary cannot reach it at all: the
+    home ends private (it keeps announcing its relayed address), whatever its neighbours said
+    first (a status resting on neighbours alone is checked again with the primary)."""
+    natnet.add_public(0)
+    home = natnet.add_home("cone", hosts=3)
+    primary = natnet.start(
+        natnet.public_ns(0),
+        "p0",
+        _public_address(natnet, 0),
+        "--announce",
+        ANNOUNCE,
+        profile="server",
+    )
+    procs = []
+    for j in (1, 2, 0):  # the neighbours first, so that the last one meets them all
+        procs.append(
+            natnet.start(
+                home.hosts[j],
+                f"h1x{j}",
+                _home_address(home, j),
+                "--announce",
+                ANNOUNCE,
+                "--bootstrap",
+                primary.addr,
+                *[arg for p in procs for arg in ("--bootstrap", p.addr)],
+                profile="home",
+                config={"mdns": False},
+            )
+        )
+    last = procs[-1]
+    deadline = time.monotonic() + 60
+    while int(last.ask("peers").split()[1]) < 3:  # the primary and both neighbours
+        assert time.monotonic() < deadline, (last.ask("peers"), last.errors()[-2000:])
+        time.sleep(0.3)
+    deadline = time.monotonic() + 60
+    while (reach := nat_status(last)["reachability"])["status"] != "private":
+        assert time.monotonic() < deadline, (reach, nat_status(primary)["autonat_server"])
+        time.sleep(0.3)
+    assert reach["servers"].get(primary.peer_id) is False, reach
+    deadline = time.monotonic() + 30
+    while not nat_status(last)["relay_client"]["relays"]:  # and so a /p2p-circuit address
+        assert time.monotonic() < deadline, nat_status(last)["relay_client"]
+        time.sleep(0.3)

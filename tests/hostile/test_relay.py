@@ -5,7 +5,8 @@ Real hosts on 127.0.0.1: the relay (``relay_service``), honest home hosts that l
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+import socket
+from contextlib import AsyncExitStack, suppress
 
 import multiaddr
 import trio
@@ -197,17 +198,31 @@ def test_autonat_requests_are_checked_and_bounded() -> None:
             # A dial-back for somebody else.
             other = ID.from_base58(victim.peer_id)
             assert (await ask(mallory, server, [mine], other)).status == Message.E_BAD_REQUEST
-            # An address at another IP than the request came from is never dialled.
-            answer = await ask(mallory, server, ["/ip4/192.0.2.1/tcp/4001"])
+            # No TCP address: nothing to dial.
+            answer = await ask(mallory, server, ["/ip4/127.0.0.1/udp/4001/quic-v1"])
             assert answer.status == Message.E_DIAL_REFUSED
             assert server.autonat_server.served == 0
+            # An address at another IP than the request came from: only its port is used, at
+            # the requester's IP; the third party there is never dialled.
+            accepted = []
+            with socket.socket() as third_party:
+                third_party.bind(("127.0.0.2", 0))
+                third_party.listen()
+                third_party.setblocking(False)
+                port = third_party.getsockname()[1]
+                answer = await ask(mallory, server, [f"/ip4/127.0.0.2/tcp/{port}"])
+                with suppress(BlockingIOError):
+                    accepted.append(third_party.accept())
+            assert answer.status == Message.E_DIAL_ERROR  # 127.0.0.1 at that port: closed
+            assert accepted == []
+            assert server.autonat_server.served == 1
             # Another peer's address at our IP: the Noise handshake proves it is not us.
             theirs = victim.addrs[0].split("/p2p/")[0]
             assert (await ask(mallory, server, [theirs])).status == Message.E_DIAL_ERROR
-            # At most 4 dial-backs a minute for one peer.
-            statuses = [(await ask(mallory, server, [mine])).status for _ in range(5)]
-            assert statuses[:3] == [Message.OK] * 3
-            assert statuses[3:] == [Message.E_DIAL_REFUSED] * 2
+            # At most 4 dial-backs a minute for one peer (two used above).
+            statuses = [(await ask(mallory, server, [mine])).status for _ in range(4)]
+            assert statuses[:2] == [Message.OK] * 2
+            assert statuses[2:] == [Message.E_DIAL_REFUSED] * 2
             assert server.autonat_server.served == 4
             # Garbage: the stream ends, the server still answers the honest.
             stream = await mallory.open_stream(server.peer_id, "/libp2p/autonat/1.0.0")

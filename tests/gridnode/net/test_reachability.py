@@ -149,3 +149,25 @@ def test_an_auto_mode_dht_serves_the_public_dht_only_while_the_host_is_public() 
             assert await answers(relay, home, LAN_PROTOCOL)
 
     run(main, 60)
+
+
+def test_a_lan_neighbours_dial_back_does_not_make_a_node_public() -> None:
+    """Two LAN neighbours reaching us say nothing about the internet: once a server at a global
+    IP has answered, only such servers count (tests/faults/test_nat.py shows it behind a real
+    NAT)."""
+    from gridnode.net.reachability import UNKNOWN, status_of
+
+    lan = {"n1": True, "n2": True, "n3": True}
+    internet = {"relay": False}
+    at_global = {"relay": True, "n1": False, "n2": False, "n3": False}
+    assert status_of({**lan, **internet}, at_global) == PRIVATE
+    assert status_of({**lan, **internet}, {}) == PUBLIC  # what counting everyone said
+    # With no server at a global IP (a LAN-only network, loopback): everyone counts.
+    assert status_of(lan, at_global) == PUBLIC
+    assert status_of({"n1": True, "n2": False}, at_global) == UNKNOWN
+    assert status_of({"n1": True, "n2": True, "relay": False}, {}) == UNKNOWN
+    # Global servers decide by the same majority rule.
+    servers = {"g1": True, "g2": True, "g3": True, "g4": False, "n1": False, "n2": False}
+    assert status_of(servers, {f"g{i}": True for i in range(1, 5)}) == PUBLIC
+    assert status_of(servers, {}) == UNKNOWN
+    assert status_of({"g1": True}, {"g1": True}) == PUBLIC
