@@ -61,6 +61,7 @@ __all__ = [
     "UnixFSEncodeError",
     "UnknownAuthor",
     "UnknownIndex",
+    "UnknownProfile",
     "UnsupportedCarVersion",
     "UnsupportedCodec",
     "UnsupportedHash",
@@ -367,3 +368,7 @@ class HamtTooDeep(InvalidHamt):
 
 class DuplicateHamtName(UnixFSEncodeError):
     """A directory entry name given twice to a HAMT builder."""
+
+
+class UnknownProfile(UnixFSEncodeError):
+    """A UnixFS import profile name that is not one of ``crdt.unixfs.profiles.PROFILES``."""
