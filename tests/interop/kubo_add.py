@@ -7,13 +7,12 @@ links-bytes) and prints one JSON object ``{PATH: CID or null}`` on its stdout, t
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import kubo_peer  # noqa: E402  (this directory, when run as a script)
+import kubo_peer  # this directory, when run as a script
 
 
 def main() -> int:

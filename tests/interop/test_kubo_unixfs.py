@@ -77,7 +77,17 @@ def write_random(path: Path, size: int, seed: str) -> Path:
 def test_files_and_directories_have_kubos_cids(tmp_path):
     files = tmp_path / "files"
     files.mkdir()
-    sizes = [0, 1, 1000, KIB256 - 1, KIB256, KIB256 + 1, 174 * KIB256, 174 * KIB256 + 1, 3 * 1000 * 1000]
+    sizes = [
+        0,
+        1,
+        1000,
+        KIB256 - 1,
+        KIB256,
+        KIB256 + 1,
+        174 * KIB256,
+        174 * KIB256 + 1,
+        3 * 1000 * 1000,
+    ]
     paths = [write_random(files / f"f{size}", size, f"seed-{size}") for size in sizes]
 
     tree = tmp_path / "tree"
