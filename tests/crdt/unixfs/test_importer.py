@@ -17,7 +17,7 @@ from crdt.ipld.car import read_car
 from crdt.ipld.cid import CID
 from crdt.ipld.dagpb import PBLink, PBNode, decode_node, encode_node, node_cid
 from crdt.unixfs.data import DataType, UnixFSData, decode_data, encode_data
-from crdt.unixfs.importer import DirectoryImporter, FileImporter, import_bytes
+from crdt.unixfs.importer import DirectoryImporter, FileImporter, import_bytes, import_symlink
 from crdt.unixfs.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 from tests.crdt.unixfs.kubo_random import file_names, random_bytes, random_pieces
 
@@ -284,6 +284,23 @@ def test_memory_does_not_grow_with_the_file():
         tracemalloc.stop()
     importer.close()
     assert peak < 4 * MIB  # one piece of blocks in flight, not 48 MiB
+
+
+def test_symlinks_are_preserved_as_ipip499s_vector():
+    # IPIP-499's "preserved symlink" vector (gateway-conformance's symlink.car): bar -> foo
+    file = import_bytes(b"content\n", V0)
+    link = import_symlink("foo", V0)
+    assert decode_data(decode_node(link.blocks[0][1]).data or b"") == UnixFSData(
+        DataType.Symlink, data=b"foo"
+    )
+    directory = DirectoryImporter(V0)
+    directory.add("foo", file.cid, file.tsize)
+    directory.add("bar", link.cid, link.tsize)
+    assert str(directory.close().cid) == "QmWvY6FaqFMS89YAQ9NAPjVP4WZKA1qbHbicc9HeSKQTgt"
+    assert import_symlink("foo", V1).cid == link.cid.to_v1()
+    for bad in ["", "a\0b", "\udc80"]:
+        with pytest.raises(UnixFSEncodeError):
+            import_symlink(bad)
 
 
 # -- directories ---------------------------------------------------------------------------------
