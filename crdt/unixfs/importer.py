@@ -26,6 +26,7 @@ from typing import Final
 from crdt.errors import UnixFSEncodeError
 from crdt.ipld.cid import CID
 from crdt.ipld.dagpb import PBLink, PBNode, encode_node, node_cid
+from crdt.ipld.protobuf import encode_uvarint
 from crdt.unixfs.data import HASH_MURMUR3_X64_64, DataType, UnixFSData, encode_data
 from crdt.unixfs.hamt import HamtEntry, Shard, build_hamt
 from crdt.unixfs.profiles import Profile, get_profile
@@ -46,6 +47,9 @@ Block = tuple[CID, bytes]
 
 _RAW: Final = 0x55
 _DIRECTORY_DATA: Final = encode_data(UnixFSData(DataType.Directory))
+_EMPTY_FILE_LEAF: Final = encode_node(
+    PBNode((), encode_data(UnixFSData(DataType.File, filesize=0)))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +119,11 @@ class FileImporter:
             pos = take
             if len(buffer) < chunk:
                 return out
-            self._leaf(bytes(buffer), out)
+            self._leaf(buffer, out)
             buffer.clear()
         end = len(view)
         while end - pos >= chunk:
-            self._leaf(bytes(view[pos : pos + chunk]), out)
+            self._leaf(view[pos : pos + chunk], out)
             pos += chunk
         if pos < end:
             buffer += view[pos:]
@@ -132,7 +136,7 @@ class FileImporter:
         self._closed = True
         out: list[Block] = []
         if self._buffer or not self._levels:  # the last partial chunk, or the empty file's leaf
-            self._leaf(bytes(self._buffer), out)
+            self._leaf(self._buffer, out)
             self._buffer = bytearray()
         levels = self._levels
         depth = 0
@@ -147,17 +151,28 @@ class FileImporter:
 
     # -- building -------------------------------------------------------------------------------
 
-    def _leaf(self, chunk: bytes, out: list[Block]) -> None:
+    def _leaf(self, chunk: bytes | bytearray | memoryview, out: list[Block]) -> None:
+        size = len(chunk)
         if self.profile.raw_leaves:
-            cid = CID.for_block(chunk, codec=_RAW)
-            out.append((cid, chunk))
-            self._push(0, _Link(cid, len(chunk), len(chunk)), out)
+            data = bytes(chunk)
+            cid = CID.for_block(data, codec=_RAW)
+            out.append((cid, data))
+            self._push(0, _Link(cid, size, size), out)
             return
-        unixfs = UnixFSData(DataType.File, data=chunk or None, filesize=len(chunk))
-        block = encode_node(PBNode((), encode_data(unixfs)))
+        # A dag-pb node whose Data is UnixFS {Type: File, Data: chunk, filesize: len}, written
+        # in one copy of the chunk (encode_node(PBNode((), encode_data(...))) makes the same
+        # bytes, with two more copies; tests hold the two equal).
+        if size:
+            varint = encode_uvarint(size)
+            inner = 4 + 2 * len(varint) + size
+            block = b"".join(
+                (b"\x0a", encode_uvarint(inner), b"\x08\x02\x12", varint, chunk, b"\x18", varint)
+            )
+        else:
+            block = _EMPTY_FILE_LEAF
         cid = node_cid(block, self.profile.cid_version)
         out.append((cid, block))
-        self._push(0, _Link(cid, len(block), len(chunk)), out)
+        self._push(0, _Link(cid, len(block), size), out)
 
     def _push(self, depth: int, link: _Link, out: list[Block]) -> None:
         """Add a link at ``depth``; a full level becomes a node one level up first."""

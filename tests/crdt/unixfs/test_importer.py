@@ -253,6 +253,14 @@ def test_layout_matches_go_and_any_pieces_give_the_same_dag(profile: Profile, da
     assert whole.tsize == sum(len(block) for _, block in whole.blocks)
 
 
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16383, 16384, 70000])
+def test_dag_pb_leaves_are_the_generic_encoding(size: int):
+    data = random_bytes(size, "leaf")
+    root = import_bytes(data, replace(PROFILES[V0], chunk_size=1 << 17))
+    unixfs = UnixFSData(DataType.File, data=data or None, filesize=size)
+    assert root.blocks == [(root.cid, encode_node(PBNode((), encode_data(unixfs))))]
+
+
 def test_empty_file():
     assert str(import_bytes(b"", V0).cid) == "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
     assert str(import_bytes(b"", V1).cid) == (
