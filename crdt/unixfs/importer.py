@@ -39,6 +39,7 @@ __all__ = [
     "FileRoot",
     "import_bytes",
     "import_symlink",
+    "link_block_bytes",
     "links_bytes",
 ]
 
@@ -242,22 +243,43 @@ def links_bytes(entries: list[tuple[bytes, CID, int]]) -> int:
     return sum(len(name) + len(cid.bytes) for name, cid, _ in entries)
 
 
+def _varint_len(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def link_block_bytes(name: bytes, cid: CID, tsize: int) -> int:
+    """What one named link with a Tsize adds to a dag-pb node's encoded length."""
+    raw = len(cid.bytes)
+    inner = 3 + _varint_len(raw) + raw + _varint_len(len(name)) + len(name) + _varint_len(tsize)
+    return 1 + _varint_len(inner) + inner
+
+
 class DirectoryImporter:
     """Collects a directory's entries; :meth:`close` makes its node(s).
 
-    The entries stay in memory until ``close`` (a directory's links must be sorted by name), about
-    100 bytes each. Names are UTF-8, non-empty, without ``/`` or NUL, not ``.`` or ``..``, and
-    unique (:class:`UnixFSEncodeError` otherwise).
+    The entries stay in memory until ``close`` (a directory's links must be sorted by name), a
+    few hundred bytes each. The profile's size estimate is kept as entries arrive, so a directory
+    that will be sharded never has its (large) basic node built. Names are UTF-8, non-empty,
+    without ``/`` or NUL, not ``.`` or ``..``, and unique (:class:`UnixFSEncodeError` otherwise).
     """
 
     def __init__(self, profile: Profile | str | None = None) -> None:
         self.profile = get_profile(profile)
         self._entries: list[tuple[bytes, CID, int]] = []
         self._names: set[bytes] = set()
+        self._links_estimate = profile_links = self.profile.hamt_estimate == "links-bytes"
+        # the estimate of the basic node: links-bytes, or its exact encoded length (Data: 4 bytes)
+        self._estimate = 0 if profile_links else len(_DIRECTORY_DATA) + 2
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def estimate(self) -> int:
+        """The profile's estimate of the basic directory node so far (sharded once above the
+        profile's ``hamt_threshold``)."""
+        return self._estimate
 
     def add(self, name: str, cid: CID, tsize: int) -> None:
         if self._closed:
@@ -269,6 +291,10 @@ class DirectoryImporter:
             raise UnixFSEncodeError(f"Tsize {tsize} of {name!r} outside 0..2**64-1")
         self._names.add(raw)
         self._entries.append((raw, cid, tsize))
+        if self._links_estimate:
+            self._estimate += len(raw) + len(cid.bytes)
+        else:
+            self._estimate += link_block_bytes(raw, cid, tsize)
 
     def close(self) -> DirectoryRoot:
         if self._closed:
@@ -278,15 +304,9 @@ class DirectoryImporter:
         self._entries = []
         self._names = set()
         profile = self.profile
-        block = encode_node(
-            PBNode(
-                tuple(PBLink(cid, name.decode(), tsize) for name, cid, tsize in entries),
-                _DIRECTORY_DATA,
-            )
-        )
-        links_estimate = profile.hamt_estimate == "links-bytes"
-        estimate = links_bytes(entries) if links_estimate else len(block)
-        if estimate <= profile.hamt_threshold:
+        if self._estimate <= profile.hamt_threshold:
+            links = tuple(PBLink(cid, name.decode(), tsize) for name, cid, tsize in entries)
+            block = encode_node(PBNode(links, _DIRECTORY_DATA))
             cid = node_cid(block, profile.cid_version)
             tsize = len(block) + sum(tsize for _, _, tsize in entries)
             return DirectoryRoot(cid, tsize, [(cid, block)])

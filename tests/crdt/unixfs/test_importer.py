@@ -335,6 +335,27 @@ def test_directory_links_are_sorted_by_name_bytes_and_tsize_adds_up():
     assert decode_data(node.data or b"") == UnixFSData(DataType.Directory)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=300), st.integers(0, (1 << 64) - 1)),
+        max_size=20,
+        unique_by=lambda entry: entry[0],
+    )
+)
+def test_the_block_bytes_estimate_is_the_basic_nodes_length(entries):
+    entries = [(n, t) for n, t in entries if n not in (".", "..") and not set(n) & {"/", "\0"}]
+    entries = [(n, t) for n, t in entries if not any(0xD800 <= ord(c) <= 0xDFFF for c in n)]
+    directory = DirectoryImporter(V1)
+    v0_file = import_bytes(b"x", V0).cid  # 34-byte CIDs as well as 36-byte ones
+    for i, (name, tsize) in enumerate(entries):
+        directory.add(name, v0_file if i % 2 else import_bytes(b"y", V1).cid, tsize)
+    estimate = directory.estimate
+    root = directory.close()
+    assert not root.sharded
+    assert estimate == len(root.blocks[0][1])
+
+
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "nul\0", "\udc80"])
 def test_invalid_names_are_refused(name: str):
     with pytest.raises(UnixFSEncodeError):
