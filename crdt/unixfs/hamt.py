@@ -231,11 +231,17 @@ class HamtBuild:
 
 
 def build_hamt(
-    entries: Iterable[HamtEntry], encode: EncodeShard, fanout: int = DEFAULT_FANOUT
+    entries: Iterable[HamtEntry],
+    encode: EncodeShard,
+    fanout: int = DEFAULT_FANOUT,
+    emit: Callable[[CID, bytes], None] | None = None,
 ) -> HamtBuild:
     """Shard ``entries`` into a HAMT in canonical form (the one go builds whatever the insertion
     order). :class:`DuplicateHamtName` for a name given twice; :class:`HamtTooDeep` if two names
-    share the whole 64-bit hash (go refuses those too)."""
+    share the whole 64-bit hash (go refuses those too).
+
+    With ``emit``, each shard block is handed to it as soon as it is made (children first) and
+    not kept: :attr:`HamtBuild.blocks` is then empty, and memory holds only the entries."""
     bits = fanout_bits(fanout)
     hashed: list[tuple[int, HamtEntry]] = []
     seen: set[str] = set()
@@ -245,8 +251,15 @@ def build_hamt(
         seen.add(entry.name)
         hashed.append((int.from_bytes(name_hash(entry.name), "big"), entry))
     blocks: list[tuple[CID, bytes]] = []
-    cid, tsize = _build_shard(hashed, 0, bits, fanout, encode, blocks)
+    cid, tsize = _build_shard(hashed, 0, bits, fanout, encode, emit or _keep(blocks))
     return HamtBuild(cid, tsize, tuple(blocks))
+
+
+def _keep(blocks: list[tuple[CID, bytes]]) -> Callable[[CID, bytes], None]:
+    def keep(cid: CID, block: bytes) -> None:
+        blocks.append((cid, block))
+
+    return keep
 
 
 def _build_shard(
@@ -255,7 +268,7 @@ def _build_shard(
     bits: int,
     fanout: int,
     encode: EncodeShard,
-    blocks: list[tuple[CID, bytes]],
+    emit: Callable[[CID, bytes], None],
 ) -> tuple[CID, int]:
     if consumed + bits > HASH_BITS:
         raise HamtTooDeep(
@@ -274,11 +287,11 @@ def _build_shard(
             entry = group[0][1]
             links.append(ShardLink(prefix + entry.name, entry.cid, entry.tsize))
         else:
-            child, child_tsize = _build_shard(group, consumed + bits, bits, fanout, encode, blocks)
+            child, child_tsize = _build_shard(group, consumed + bits, bits, fanout, encode, emit)
             links.append(ShardLink(prefix, child, child_tsize))
     shard = Shard(fanout, encode_bitfield(buckets), tuple(links))
     cid, block = encode(shard)
-    blocks.append((cid, block))
+    emit(cid, block)
     return cid, len(block) + sum(link.tsize for link in links)
 
 
