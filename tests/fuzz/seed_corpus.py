@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +26,7 @@ from crdt.ipld.dagpb import decode_node  # noqa: E402
 from crdt.ipld.multiformats import encode_varint  # noqa: E402
 from crdt.rangesums import LogItems  # noqa: E402
 from crdt.unixfs.importer import DirectoryImporter, import_bytes, import_symlink  # noqa: E402
+from crdt.unixfs.profiles import PROFILES, Profile  # noqa: E402
 from protocols import gossip, reconcile, wire  # noqa: E402
 from tests.fuzz.harness import save_input  # noqa: E402
 from tests.fuzz.targets import fixture_log  # noqa: E402
@@ -198,13 +200,9 @@ def seeds() -> dict[str, list[bytes]]:
     }
 
 
-def replace_chunking(profile: str, chunk_size: int, max_links: int, hamt: int = 262144):  # type: ignore[no-untyped-def]
+def replace_chunking(profile: str, chunk_size: int, max_links: int, hamt: int = 262144) -> Profile:
     """A named profile with small chunks, few links per node or a low HAMT threshold (seeds of
     several levels and shards in a few hundred bytes)."""
-    from dataclasses import replace
-
-    from crdt.unixfs.profiles import PROFILES
-
     return replace(
         PROFILES[profile], chunk_size=chunk_size, max_links=max_links, hamt_threshold=hamt
     )
