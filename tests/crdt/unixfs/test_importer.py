@@ -177,6 +177,67 @@ def test_go_car_simple_unixfs_is_rebuilt_block_for_block():
     assert made == dict(blocks)
 
 
+# -- gateway-conformance fixtures (tests/fixtures/gateway-conformance, licences beside them) -----
+
+GATEWAY = Path(__file__).parents[2] / "fixtures" / "gateway-conformance"
+#: Kubo's add options these fixtures were made with: CIDv1, raw leaves, 256-byte chunks
+SMALL_V1 = replace(PROFILES[V1], name="v1-256", chunk_size=256, max_links=174)
+
+
+def multiblock_txt(blocks: dict[CID, bytes]) -> bytes:
+    """The fixtures' 1026-byte text, read from its five raw leaves in the CAR."""
+    leaves = [
+        "bafkreie5noke3mb7hqxukzcy73nl23k6lxszxi5w3dtmuwz62wnvkpsscm",
+        "bafkreih4ephajybraj6wnxsbwjwa77fukurtpl7oj7t7pfq545duhot7cq",
+        "bafkreigu7buvm3cfunb35766dn7tmqyh2um62zcio63en2btvxuybgcpue",
+        "bafkreicll3huefkc3qnrzeony7zcfo7cr3nbx64hnxrqzsixpceg332fhe",
+        "bafkreifst3pqztuvj57lycamoi7z34b4emf7gawxs74nwrc2c7jncmpaqm",
+    ]
+    return b"".join(blocks[CID.parse(leaf)] for leaf in leaves)
+
+
+def test_gateway_conformance_subdir_with_mixed_block_files_is_rebuilt():
+    header, blocks = read_car((GATEWAY / "subdir-with-mixed-block-files.car").read_bytes())
+    stored = dict(blocks)
+    ascii_txt = stored[CID.parse("bafkreifkam6ns4aoolg3wedr4uzrs3kvq66p4pecirz6y2vlrngla62mxm")]
+    made: dict[CID, bytes] = {}
+    subdir = DirectoryImporter(SMALL_V1)
+    for name, content in [
+        ("ascii.txt", ascii_txt),
+        ("hello.txt", b"hello world\n"),
+        ("multiblock.txt", multiblock_txt(stored)),
+    ]:
+        file = import_bytes(content, SMALL_V1)
+        made.update(file.blocks)
+        subdir.add(name, file.cid, file.tsize)
+    inner = subdir.close()
+    made.update(inner.blocks)
+    top = DirectoryImporter(SMALL_V1)
+    top.add("subdir", inner.cid, inner.tsize)
+    root = top.close()
+    made.update(root.blocks)
+    assert (root.cid,) == header.roots
+    assert made == stored
+
+
+def test_gateway_conformance_single_layer_hamt_is_rebuilt():
+    # 1000 entries "1.txt".."1000.txt" naming one multi-block file, sharded though small (the
+    # fixture was made with sharding forced: a threshold of 0 here)
+    header, blocks = read_car(
+        (GATEWAY / "single-layer-hamt-with-multi-block-files.car").read_bytes()
+    )
+    stored = dict(blocks)
+    file = import_bytes(multiblock_txt(stored), SMALL_V1)
+    assert str(file.cid) == "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvggmt2sa"
+    directory = DirectoryImporter(replace(SMALL_V1, hamt_threshold=0))
+    for i in range(1, 1001):
+        directory.add(f"{i}.txt", file.cid, file.tsize)
+    root = directory.close()
+    assert root.sharded and (root.cid,) == header.roots
+    made = dict(file.blocks) | dict(root.blocks)
+    assert made == stored  # 237 shards, the file's root and its 5 leaves
+
+
 # -- the balanced layout ------------------------------------------------------------------------
 
 
