@@ -258,7 +258,7 @@ def find_entry(node: UnixFSNode, name: str) -> Entry | None:
     return None
 
 
-def _shard(node: UnixFSNode, consumed: int) -> tuple[hamt.HamtChild, ...]:
+def _shard(node: UnixFSNode, consumed: int | None) -> tuple[hamt.HamtChild, ...]:
     if node.kind != "hamt":
         raise NotADirectory(f"a {node.kind} is not a HAMT shard")
     assert node.fanout is not None
@@ -283,8 +283,12 @@ def hamt_children(node: UnixFSNode, consumed: int = 0) -> list[Entry | NextShard
 
 def hamt_lookup(node: UnixFSNode, name: str, consumed: int = 0) -> Entry | NextShard | None:
     """Where ``name`` is from this HAMT shard: its entry, the child shard to look in next, or
-    None when the directory has no such name."""
-    children = _shard(node, consumed)
+    None when the directory has no such name.
+
+    The shard's structure is checked as for a listing, but the other entries' names are not
+    hashed: the answer comes from ``name``'s own bucket, as go's and js's, and an entry filed in
+    a wrong bucket cannot be found this way (a listing refuses it)."""
+    children = _shard(node, None)
     assert node.fanout is not None
     child = hamt.lookup_child(children, name, node.fanout, consumed)
     if child is None:
