@@ -26,7 +26,7 @@ from crdt.ipld.car import read_car
 from crdt.ipld.cid import CID
 from crdt.ipld.dagpb import PBLink, PBNode, encode_node, node_cid
 from crdt.unixfs import hamt
-from crdt.unixfs.data import DataType, UnixFSData, encode_data
+from crdt.unixfs.data import DataType, UnixFSData, UnixTime, encode_data
 from crdt.unixfs.reader import (
     MAX_DEPTH,
     Entry,
@@ -537,3 +537,21 @@ def test_links_of_each_codec():
 
 def test_piece_is_a_plain_value():
     assert Piece(0, 3, data=b"abc") == Piece(0, 3, b"abc")
+
+
+def test_a_child_shard_that_is_not_a_shard_is_a_bad_dag_not_a_bad_question():
+    leaf = decode_node(*raw(b"x"))
+    with pytest.raises(NotADirectory):
+        hamt_lookup(leaf, "a")  # asked of a file: the question is wrong
+    with pytest.raises(InvalidHamt):
+        hamt_lookup(leaf, "a", consumed=8)  # reached through a NextShard: the DAG is wrong
+    with pytest.raises(InvalidHamt):
+        hamt_children(leaf, consumed=8)
+
+
+def test_mode_and_mtime_are_kept():
+    data = UnixFSData(DataType.File, data=b"x", filesize=1, mode=0o644, mtime=UnixTime(1, 2))
+    node = decode_node(*pb(data))
+    assert node.mode == 0o644 and node.mtime == UnixTime(1, 2)
+    node = decode_node(*pb(UnixFSData(DataType.Directory, mode=0o755)))
+    assert node.mode == 0o755 and node.mtime is None
