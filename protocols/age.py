@@ -609,7 +609,9 @@ class Decryptor:
             raise AgePayloadError("age payload is truncated")
         plain = self._open(bytes(self._buffer), last=True)
         if plain is None:
-            raise AgePayloadError("age payload's last chunk failed authentication")
+            raise AgePayloadError(
+                "age payload's last chunk failed authentication (damaged or truncated)"
+            )
         if not plain and self._counter > 1:
             raise AgePayloadError("age payload's last chunk is empty")
         self._buffer.clear()
