@@ -263,3 +263,37 @@ def test_encryptor_refuses_misuse():
     )
     with pytest.raises(AgeError):
         encryptor.update(b"x")  # before header()
+
+
+# -- the vector of docs/spec.md ("age files and key backups") ------------------------------------
+
+SPEC_IDENTITY = "AGE-SECRET-KEY-1AJ3098Z0L0Z6VEGADTSW0SXFKLF35UP2EPR8GYH9SNXLKLXETVRQ6QC6PE"
+SPEC_RECIPIENT = "age1dyl7ucy5njnw7zpycjw9vt25yerxjgv9r6l5y6hqlng0rctqks9s46qdtf"
+SPEC_HEADER = (
+    b"age-encryption.org/v1\n"
+    b"-> X25519 +47xYwByypM9IfA7xVpy6mfh5kUFBG/IOoYH1mkwp1A\n"
+    b"IMsU9ZTQNMOJpg56j9pXJL4Tu0VAl4HNAxkqwFNaJE8\n"
+    b"--- YlHnJtPZfCy3gU+JeYyoAysFw/Nd8cwyhYrJdL7GXkM\n"
+)
+SPEC_PAYLOAD = bytes.fromhex(
+    "101112131415161718191a1b1c1d1e1fe2cb56ba5cb17195bcf77d4a54d1541fea0637094e1815594e2fa9d9"
+    "c4f4fe387244cf57d0e30c8925"
+)
+
+
+def test_the_spec_vector_bytes_in_bytes_out():
+    identity = parse_identity(SPEC_IDENTITY)
+    assert identity.secret_key == hashlib.sha256(b"gridnode age vector identity").digest()
+    assert str(identity.recipient()) == SPEC_RECIPIENT
+    encryptor = Encryptor(
+        [parse_recipient(SPEC_RECIPIENT)],
+        file_key=bytes(range(16)),
+        ephemeral_secrets=[hashlib.sha256(b"gridnode age vector ephemeral").digest()],
+        nonce=bytes(range(16, 32)),
+    )
+    data = encryptor.header() + encryptor.update(b"gridnode age test vector\n") + encryptor.finish()
+    assert data == SPEC_HEADER + SPEC_PAYLOAD
+    assert hashlib.sha256(data).hexdigest() == (
+        "d0cc078aa93b8d8192eda3044dc8e73458717d1f2975a065a96f7cbdf1359886"
+    )
+    assert _decrypt([identity], data, 1) == (b"gridnode age test vector\n", None)
