@@ -12,6 +12,7 @@ An identity file is what ``age-keygen`` writes: ``#`` comments, blank lines, and
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from protocols.errors import AgeError
 __all__ = [
     "AgeError",
     "Plaintext",
+    "decrypt_to_file",
     "decrypt_with",
     "encrypt_to",
     "generate_identity",
@@ -133,3 +135,28 @@ def decrypt_with(
         out(decryptor.receive(piece))
     out(decryptor.finish())
     return Plaintext(size, digest.hexdigest())
+
+
+def decrypt_to_file(
+    identities: Sequence[X25519Identity], source: BinaryIO, path: Path, *, overwrite: bool = False
+) -> Plaintext:
+    """Decrypt the age file ``source`` reads into ``path``, which appears only once the whole
+    file verified (a temporary file beside it, mode 0600, fsynced, then renamed): a wrong key or a
+    damaged or truncated file leaves nothing behind. An existing ``path`` is refused unless
+    ``overwrite``. This is what a restore (``gridnode backup restore -o FILE``) calls."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            result = decrypt_with(identities, source, sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path appeared meanwhile: never replaced
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result

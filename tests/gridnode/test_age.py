@@ -248,3 +248,35 @@ def test_memory_stays_constant_whatever_the_size():
         tracemalloc.stop()
     assert result.size == size == plain.size
     assert peak < 2 * 1024 * 1024, peak
+
+
+def test_decrypt_to_file_appears_only_when_whole(tmp_path):
+    from gridnode.age import decrypt_to_file
+
+    identity = generate_identity()
+    plaintext = _plaintext(CHUNK_SIZE + 10)
+    sealed = io.BytesIO()
+    encrypt_to([identity.recipient()], io.BytesIO(plaintext), sealed)
+    data = sealed.getvalue()
+    target = tmp_path / "restored.bin"
+    with pytest.raises(AgePayloadError):
+        decrypt_to_file([identity], io.BytesIO(data[:-5]), target)
+    with pytest.raises(AgeNoMatch):
+        decrypt_to_file([generate_identity()], io.BytesIO(data), target)
+    assert list(tmp_path.iterdir()) == []  # nothing left: no file, no temporary
+    result = decrypt_to_file([identity], io.BytesIO(data), target)
+    assert target.read_bytes() == plaintext and result.size == len(plaintext)
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(FileExistsError):
+        decrypt_to_file([identity], io.BytesIO(data), target)
+    target.write_bytes(b"old")
+    decrypt_to_file([identity], io.BytesIO(data), target, overwrite=True)
+    assert target.read_bytes() == plaintext
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["restored.bin"]
+
+
+def test_a_low_order_recipient_is_refused():
+    from protocols.age import X25519Recipient
+
+    with pytest.raises(AgeError, match="low-order"):
+        encrypt_to([X25519Recipient(bytes(32))], io.BytesIO(b"x"), io.BytesIO())
