@@ -353,6 +353,8 @@ def parse_header(data: bytes) -> Header:
         raise AgeHeaderError("header is not ASCII") from None
     if not text.endswith("\n"):
         raise AgeHeaderError("header does not end with a line feed")
+    if "\r" in text:
+        raise AgeHeaderError("header has a carriage return (age lines end with LF alone)")
     lines = text[:-1].split("\n")
     if lines[0] != VERSION_LINE.decode():
         if lines[0].startswith("age-encryption.org/"):

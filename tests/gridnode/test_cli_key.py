@@ -15,6 +15,7 @@ from gridnode.cli import main
 from gridnode.keystore import KEY_FILE, load_key
 
 AGE = shutil.which("age")
+CLI = (sys.executable, "-m", "gridnode.cli")
 
 
 def _run(*args: str):
@@ -216,3 +217,30 @@ def test_age_decrypts_an_export_into_the_node_key_file(tmp_path, operator):
     document = json.loads(proc.stdout)
     # node_key is the node.key document: an operator with only age and jq rebuilds the file.
     assert document["node_key"] == json.loads((tmp_path / "n" / KEY_FILE).read_text())
+
+
+def test_export_refuses_to_write_to_a_terminal(tmp_path, operator):
+    import os
+    import pty
+
+    _, recipient = operator
+    _run("--data-dir", str(tmp_path / "n"), "init")
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [*CLI, "--data-dir", str(tmp_path / "n"), "key", "export", "--to", recipient],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+        os.set_blocking(leader, False)
+        try:
+            written = os.read(leader, 65536)
+        except BlockingIOError:
+            written = b""
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 1
+    assert b"terminal" in proc.stderr
+    assert b"age-encryption.org" not in written
