@@ -13,6 +13,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocols.age import (
     CHUNK_SIZE,
@@ -297,3 +299,23 @@ def test_the_spec_vector_bytes_in_bytes_out():
         "d0cc078aa93b8d8192eda3044dc8e73458717d1f2975a065a96f7cbdf1359886"
     )
     assert _decrypt([identity], data, 1) == (b"gridnode age test vector\n", None)
+
+
+# -- any size, any split ---------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.one_of(
+        st.integers(0, 300),
+        st.integers(CHUNK_SIZE - 3, CHUNK_SIZE + 3),
+        st.integers(2 * CHUNK_SIZE - 3, 2 * CHUNK_SIZE + 3),
+    ),
+    write_piece=st.integers(1, 3 * CHUNK_SIZE),
+    read_piece=st.integers(1, 3 * CHUNK_SIZE),
+)
+def test_round_trip_whatever_the_pieces(size: int, write_piece: int, read_piece: int):
+    plaintext = bytes(i % 253 for i in range(size))
+    identity = X25519Identity(b"\x05" * 32)
+    data = _encrypt([identity.recipient()], plaintext, piece=write_piece)
+    assert _decrypt([identity], data, read_piece) == (plaintext, None)
