@@ -490,7 +490,8 @@ class Encryptor:
 class Decryptor:
     """Decrypt one age file: feed its bytes to :meth:`receive` in pieces of any size, and get
     plaintext back as each chunk verifies; :meth:`finish` at end of file raises if the file was
-    cut short. Holds at most the header (bounded by :data:`MAX_HEADER`) or one chunk.
+    cut short. Holds at most the header (bounded by :data:`MAX_HEADER`) or one chunk, besides
+    the piece being fed.
 
     Errors: :class:`AgeHeaderError` (malformed header, or not an age file), :class:`AgeNoMatch`
     (no identity unwraps the file key), :class:`AgeHmacError` (the header was altered),
