@@ -319,3 +319,17 @@ def test_round_trip_whatever_the_pieces(size: int, write_piece: int, read_piece:
     identity = X25519Identity(b"\x05" * 32)
     data = _encrypt([identity.recipient()], plaintext, piece=write_piece)
     assert _decrypt([identity], data, read_piece) == (plaintext, None)
+
+
+def test_a_passphrase_file_is_no_match_and_scrypt_must_stand_alone():
+    from protocols.age import Stanza, encode_header
+
+    scrypt = Stanza(("scrypt", "rF0/NwblUHHTpgQgRpe5CQ", "10"), bytes(32))
+    identity = X25519Identity(b"\x01" * 32)
+    alone = encode_header([scrypt], bytes(16)) + bytes(16) + bytes(32)
+    _, error = _decrypt([identity], alone, 1 << 30)
+    assert isinstance(error, AgeNoMatch)
+    ours = identity.recipient().wrap(bytes(16), b"\x02" * 32)
+    mixed = encode_header([ours, scrypt], bytes(16)) + bytes(16) + bytes(32)
+    _, error = _decrypt([identity], mixed, 1 << 30)
+    assert isinstance(error, AgeHeaderError)
