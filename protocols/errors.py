@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from crdt.errors import GridnodeError
 
-__all__ = ["BitswapError", "ProtocolError", "ReplicaStatementError", "SendLimitError"]
+__all__ = [
+    "AgeError",
+    "AgeHeaderError",
+    "AgeHmacError",
+    "AgeNoMatch",
+    "AgePayloadError",
+    "BitswapError",
+    "ProtocolError",
+    "ReplicaStatementError",
+    "SendLimitError",
+]
 
 
 class ProtocolError(GridnodeError, ValueError):
@@ -32,3 +42,26 @@ class ReplicaStatementError(ProtocolError):
     """A replica statement (:mod:`protocols.replicas`) that is malformed, over its bounds, signed
     by another key than the peer it names, or sent by another peer than the one it names. It is
     dropped before gossipsub forwards it; the sender is not struck (gossip is a hint)."""
+
+
+class AgeError(GridnodeError, ValueError):
+    """An age file, recipient or identity that cannot be used (:mod:`protocols.age`). The
+    children say which step failed, so a caller can tell a wrong key from a damaged file."""
+
+
+class AgeHeaderError(AgeError):
+    """The file is not an age v1 file, or its header is malformed (the age spec is strict)."""
+
+
+class AgeNoMatch(AgeError):
+    """The header is well formed but none of the identities given unwraps its file key."""
+
+
+class AgeHmacError(AgeError):
+    """An identity unwrapped the file key but the header's MAC does not match: it was altered."""
+
+
+class AgePayloadError(AgeError):
+    """The payload is damaged: a chunk fails its tag, or the file is truncated or has trailing
+    data. Plaintext released before the error is from verified chunks, but the file is
+    incomplete."""

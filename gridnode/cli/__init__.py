@@ -21,7 +21,7 @@ endpoint, a node in the foreground), then one module per verb group: :mod:`~grid
 (init, start, status, peers), :mod:`~gridnode.cli.db` (the ``db`` group),
 :mod:`~gridnode.cli.car` (export, import, car verify), :mod:`~gridnode.cli.config` (config,
 health), :mod:`~gridnode.cli.pin` (pin), :mod:`~gridnode.cli.replicas` (replicas),
-:mod:`~gridnode.cli.seed` (seed postgres, recover postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group). This module
+:mod:`~gridnode.cli.seed` (seed postgres, recover postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group), :mod:`~gridnode.cli.key` (the ``key`` group). This module
 only defines the root group and registers each verb, below, by name: importing a verb module
 registers nothing, and no verb module imports this one (no cycle). A new verb group is one module
 and one ``main.add_command`` line here.
@@ -41,6 +41,7 @@ from gridnode.cli.catalog import catalog
 from gridnode.cli.common import CliError, GridnodeGroup
 from gridnode.cli.config import config, health
 from gridnode.cli.db import db
+from gridnode.cli.key import key
 from gridnode.cli.node import dashboard, init, join, peers, start, status
 from gridnode.cli.pin import pin
 from gridnode.cli.replicas import replicas
@@ -119,3 +120,4 @@ main.add_command(replicas)
 main.add_command(seed)
 main.add_command(recover)
 main.add_command(catalog)
+main.add_command(key)
