@@ -324,3 +324,25 @@ class InvalidSnapshot(InvalidBlock):
 class UntrustedSnapshot(InvalidSnapshot):
     """A well-formed snapshot this replica will not serve from: a signer it does not trust, or
     an age outside the bounds it was configured with."""
+
+
+# -- encrypted databases ------------------------------------------------------------------------
+
+
+class EncryptionError(GridnodeError, ValueError):
+    """An encrypted database's payload or key operation that cannot be used as asked."""
+
+
+class InvalidEnvelope(EncryptionError):
+    """A payload or key operation of an encrypted database that is not well formed (wrong keys,
+    types or lengths); the entry stays in the log, valid but without effect on the store."""
+
+
+class DecryptionFailed(EncryptionError):
+    """Ciphertext that does not open with the key it names: tampered, truncated, or sealed to
+    another key. Never says anything about the plaintext."""
+
+
+class MissingDatabaseKey(EncryptionError):
+    """This node holds no key for an encrypted database (or not the one asked for): it may
+    replicate the database blind, but cannot write to it or read it."""
