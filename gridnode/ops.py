@@ -133,7 +133,7 @@ def describe(database: StoredDatabase) -> dict[str, Any]:
     """The manifest: ``{"address", "name", "type", "admins", "writers", "options"}``, and
     ``"readers"`` for a private database."""
     manifest = database.manifest
-    out = {
+    out: dict[str, Any] = {
         "address": database.address,
         "name": manifest.name,
         "type": manifest.store,
@@ -143,6 +143,11 @@ def describe(database: StoredDatabase) -> dict[str, Any]:
     }
     if manifest.private:
         out["readers"] = list(manifest.readers)
+    if manifest.encrypted:
+        # Who holds the current key (public facts of the log), and whether this node does not.
+        out["encrypted"] = True
+        out["key_readers"] = database.readers()
+        out["blind"] = database.blind
     return out
 
 
@@ -200,6 +205,7 @@ _CREATE_FIELDS: Final = (
     "index_by",
     "private",
     "readers",
+    "encrypted",
 )
 
 
@@ -217,6 +223,10 @@ class CreateRequest:
     #: announced on a gossip topic nor served by CID (docs/spec.md §10, "Private databases").
     private: bool = False
     readers: list[str] = field(default_factory=list)
+    #: Encrypted: its store operations are ciphertext sealed with a key wrapped for this node, its
+    #: writers and ``readers``; anyone may replicate it, blind (docs/spec.md, "Encrypted
+    #: databases and blind replicas").
+    encrypted: bool = False
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
@@ -246,20 +256,29 @@ class CreateRequest:
         private = body.get("private", False)
         if type(private) is not bool:
             raise InvalidRequest("private must be true or false")
+        encrypted = body.get("encrypted", False)
+        if type(encrypted) is not bool:
+            raise InvalidRequest("encrypted must be true or false")
         index_by = body.get("index_by")
         if index_by is not None and type(index_by) is not str:
             raise InvalidRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise InvalidRequest("indexes and index_by apply to documents databases")
-        request = cls(name, store, writers, public, indexes, index_by, private, readers)
+        request = cls(name, store, writers, public, indexes, index_by, private, readers, encrypted)
         request.check_readers()
         return request
 
     def check_readers(self) -> None:
         """:class:`InvalidRequest` unless the reader list fits: did:keys, on a private database
         that not anyone may write."""
-        if self.readers and not self.private:
-            raise InvalidRequest("readers apply to private databases (private: true)")
+        if self.readers and not (self.private or self.encrypted):
+            raise InvalidRequest(
+                "readers apply to private (private: true) or encrypted (encrypted: true) databases"
+            )
+        if self.encrypted and self.public:
+            raise InvalidRequest(
+                "an encrypted database cannot be public: a stranger holds no key to write with"
+            )
         if self.private and self.public:
             raise InvalidRequest(
                 "a private database cannot be public: anyone could write, and nobody could "
@@ -300,6 +319,8 @@ def create(repo: Repo, request: CreateRequest) -> StoredDatabase:
         public=request.public,
         options=request.options(),
         readers=request.readers if request.private else None,
+        encrypted=request.encrypted,
+        key_readers=request.readers if request.encrypted else (),
     )
     return database
 

@@ -202,7 +202,12 @@ def openapi(version: str) -> dict[str, Any]:
             "writers": _STRINGS,
             "options": {"type": "object"},
         },
-        {"readers": _STRINGS},
+        {
+            "readers": _STRINGS,
+            "encrypted": {"type": "boolean"},
+            "key_readers": _STRINGS,
+            "blind": {"type": "boolean"},
+        },
     )
     info = {
         **database,
@@ -591,6 +596,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "index_by": {"type": ["string", "null"]},
                         "private": {"type": "boolean"},
                         "readers": _STRINGS,
+                        "encrypted": {"type": "boolean"},
                     },
                 },
                 "Status": _obj(

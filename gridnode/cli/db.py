@@ -99,7 +99,15 @@ def _batch_requested(args: Sequence[str]) -> bool:
     "readers",
     multiple=True,
     metavar="DID",
-    help="With --private: another did:key that may read (repeatable). Admins and writers read.",
+    help="With --private: another did:key that may read (repeatable). With --encrypted: another "
+    "did:key the database key is wrapped for (repeatable). Admins and writers read.",
+)
+@click.option(
+    "--encrypted",
+    is_flag=True,
+    help="Encrypt every store operation (XChaCha20-Poly1305) with a key wrapped for this node, "
+    "its writers and its readers: other nodes replicate it blind, verifying and serving the "
+    "ciphertext without reading it.",
 )
 @click.option(
     "--index",
@@ -123,6 +131,7 @@ def db_create(
     public: bool,
     private: bool,
     readers: tuple[str, ...],
+    encrypted: bool,
     indexes: tuple[str, ...],
     index_by: str | None,
     as_json: bool,
@@ -132,8 +141,12 @@ def db_create(
 
     if (indexes or index_by is not None) and store_type != "documents":
         raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
-    if readers and not private:
-        raise click.UsageError("--reader applies to private databases (--private)", ctx=ctx)
+    if readers and not (private or encrypted):
+        raise click.UsageError(
+            "--reader applies to private (--private) or encrypted (--encrypted) databases", ctx=ctx
+        )
+    if encrypted and public:
+        raise click.UsageError("a database cannot be both --encrypted and --public", ctx=ctx)
     if private and public:
         raise click.UsageError("a database cannot be both --private and --public", ctx=ctx)
     request = CreateRequest(
@@ -145,6 +158,7 @@ def db_create(
         index_by,
         private,
         list(dict.fromkeys(readers)),
+        encrypted,
     )
     created = endpoint_of(ctx).create(request)
     if as_json:

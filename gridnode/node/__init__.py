@@ -431,6 +431,7 @@ class Node:
         index_by: str | None = None,
         private: bool = False,
         readers: Sequence[str] = (),
+        encrypted: bool = False,
     ) -> StoredDatabase:
         """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
         only its admins, writers and ``readers`` (did:keys) may read it; it is never announced
@@ -446,6 +447,7 @@ class Node:
                 "index_by": index_by,
                 "private": private,
                 "readers": list(readers),
+                "encrypted": encrypted,
             }
         )
         return await self.create(request)
