@@ -325,6 +325,31 @@ def create(repo: Repo, request: CreateRequest) -> StoredDatabase:
     return database
 
 
+def change_reader(database: StoredDatabase, action: str, did: str) -> dict[str, Any]:
+    """``add``: wrap the encrypted database's current key for ``did``; ``remove``: rotate the
+    key, leaving ``did`` out of later entries. This node must be an admin holding the key.
+    ``{"address", "action", "did", "entry", "key_readers"}``."""
+    if action not in ("add", "remove"):
+        raise InvalidRequest(f"action is add or remove, not {action!r}")
+    try:
+        public_key_from_did(did)
+    except InvalidDidKey as exc:
+        raise InvalidRequest(f"reader {did!r}: {exc}") from None
+    if not database.encrypted:
+        raise InvalidRequest(
+            f"{database.address} is not encrypted: its readers are its manifest's (db create "
+            "--private --reader)"
+        )
+    entry = database.add_reader(did) if action == "add" else database.remove_reader(did)
+    return {
+        "address": database.address,
+        "action": action,
+        "did": did,
+        "entry": str(entry.cid),
+        "key_readers": database.readers(),
+    }
+
+
 # -- writing ---------------------------------------------------------------------------------------
 
 
@@ -775,6 +800,9 @@ class RepoEndpoint:
 
     def database(self, ref: str, *, digest: bool = False) -> dict[str, Any]:
         return info(resolve(self.repo, ref), digest=digest)
+
+    def reader(self, ref: str, action: str, did: str) -> dict[str, Any]:
+        return change_reader(resolve(self.repo, ref), action, did)
 
     def databases(self) -> list[dict[str, Any]]:
         return listing(self.repo)

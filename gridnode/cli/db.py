@@ -269,6 +269,62 @@ def db_snapshot_show(ctx: click.Context, address: str, as_json: bool) -> None:
     click.echo("served: none" if served is None else f"served: {served['status']}")
 
 
+@db.group("reader")
+def db_reader() -> None:
+    """Readers of an encrypted database (db create --encrypted): who holds its key.
+
+    Adding a reader wraps the current key for it (it reads every entry under that key); removing
+    one rotates the key (it cannot read entries written after). This node must be an admin that
+    holds the key.
+    """
+
+
+def _change_reader(ctx: click.Context, address: str, action: str, did: str, as_json: bool) -> None:
+    info = database_info(ctx, address)
+    changed = endpoint_of(ctx).reader(info["address"], action, did)
+    if as_json:
+        emit(changed)
+    else:
+        click.echo(changed["entry"])
+
+
+@db_reader.command("add")
+@click.argument("address")
+@click.argument("did")
+@json_option
+@click.pass_context
+def db_reader_add(ctx: click.Context, address: str, did: str, as_json: bool) -> None:
+    """Wrap the current key of the encrypted database for DID; prints the key entry's CID."""
+    _change_reader(ctx, address, "add", did, as_json)
+
+
+@db_reader.command("remove")
+@click.argument("address")
+@click.argument("did")
+@json_option
+@click.pass_context
+def db_reader_remove(ctx: click.Context, address: str, did: str, as_json: bool) -> None:
+    """Rotate the key of the encrypted database without DID: entries written from now on are
+    sealed from it (what it read before, it keeps). Prints the key entry's CID."""
+    _change_reader(ctx, address, "remove", did, as_json)
+
+
+@db_reader.command("list")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_reader_list(ctx: click.Context, address: str, as_json: bool) -> None:
+    """The did:keys the current key of the encrypted database is wrapped for, one a line."""
+    info = database_info(ctx, address)
+    if not info.get("encrypted"):
+        raise CliError(f"{info['address']} is not encrypted")
+    if as_json:
+        emit({"address": info["address"], "key_readers": info["key_readers"]})
+        return
+    for did in info["key_readers"]:
+        click.echo(did)
+
+
 @db.command("restore")
 @click.argument("manifest_cid", metavar="MANIFEST_CID")
 @click.argument("heads", nargs=-1, metavar="[HEAD_CID ...]")

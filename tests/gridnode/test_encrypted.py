@@ -4,6 +4,7 @@ plaintext byte, adding and removing readers, ``db create --encrypted``."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -126,3 +127,67 @@ def test_create_request_checks():
         }
     )
     assert request.encrypted and not request.private
+
+
+def test_cli_create_encrypted_and_manage_readers(tmp_path):
+    from click.testing import CliRunner
+
+    from gridnode.cli import main
+
+    def run(*args, code=0):
+        result = CliRunner().invoke(
+            main, ["--data-dir", str(tmp_path / "d"), "--log-level", "warning", *args]
+        )
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result
+
+    reader = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
+    run("init")
+    address = run(
+        "db", "create", "vault", "--type", "keyvalue", "--encrypted", "--reader", reader
+    ).stdout.strip()
+    run("db", "put", address, "k", '"v"')
+    assert run("db", "get", address, "k").stdout.strip() == '"v"'
+    with Repo(tmp_path / "d") as repo:
+        me = repo.did
+    assert run("db", "reader", "list", address).stdout.split() == sorted([me, reader])
+    run("db", "reader", "remove", address, reader)
+    assert run("db", "reader", "list", address).stdout.split() == [me]
+    run("db", "reader", "add", address, reader)
+    assert run("db", "reader", "list", address).stdout.split() == sorted([me, reader])
+    info = json.loads(run("db", "info", address, "--json").stdout)
+    assert info["encrypted"] and not info["blind"] and not info["private"]
+    # Refused: a reader without --private/--encrypted, --encrypted with --public, a bad DID,
+    # readers of a database that is not encrypted.
+    run("db", "create", "x", "--type", "events", "--reader", reader, code=2)
+    run("db", "create", "x", "--type", "events", "--encrypted", "--public", code=2)
+    run("db", "reader", "add", address, "did:key:nonsense", code=1)
+    plain = run("db", "create", "plain", "--type", "events").stdout.strip()
+    run("db", "reader", "add", plain, reader, code=1)
+
+
+def test_readers_change_through_a_running_node(tmp_path):
+    """``db reader`` and ``db create --encrypted`` through the API of a running node."""
+    from click.testing import CliRunner
+
+    from gridnode.cli import main
+    from tests.gridnode.test_cli_restore import running
+
+    def cli(*args):
+        result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "a"), *args])
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        return result.stdout
+
+    reader = "did:key:z6MkehRgf7yJbgaGfYsdoAsKdBPE3dj2CYhowQdcjqSJgvVd"
+    with Repo(tmp_path / "a"):
+        pass
+    with running(tmp_path / "a") as a:
+        address = cli("db", "create", "vault", "--type", "events", "--encrypted").strip()
+        cli("db", "add", address, '"hello"')
+        changed = json.loads(cli("db", "reader", "add", address, reader, "--json"))
+        assert changed["key_readers"] == sorted([a.node.repo.did, reader])
+        removed = a.client.reader(address, "remove", reader)
+        assert removed["key_readers"] == [a.node.repo.did]
+        assert cli("db", "reader", "list", address).split() == [a.node.repo.did]
+        info = a.client.database(address)
+        assert info["encrypted"] and info["entries"] == 4 and not info["blind"]

@@ -1,7 +1,8 @@
 """Blind replication on real nodes (127.0.0.1): a primary lists an encrypted database in a
 catalog, two community nodes without its key follow the catalog and replicate it blind; the
 primary stops; a reader fetches the database from the blind nodes alone and reads it. No
-plaintext byte of a payload ever reaches a blind node's SQLite file or WAL."""
+plaintext byte of a payload ever reaches a blind node's SQLite file or WAL; a reader removed
+before the last write cannot read it."""
 
 from contextlib import AsyncExitStack
 
@@ -54,6 +55,10 @@ def test_blind_community_nodes_serve_a_reader_without_the_primary(tmp_path):
                 address,
                 [{"op": "put", "doc": {"_id": f"d{i}", "text": MARKER, "n": i}} for i in range(30)],
             )
+            # The reader is removed: the key rotates, and what is written next is sealed from it.
+            changed = await primary.change_reader(address, "remove", reader_key.did)
+            assert changed["key_readers"] == [primary.repo.did]
+            await primary.write(address, [{"op": "put", "doc": {"_id": "late", "text": MARKER}}])
             await primary.write(
                 catalog.address, [{"op": "put", "key": database_key(address), "value": {}}]
             )
@@ -87,7 +92,7 @@ def test_blind_community_nodes_serve_a_reader_without_the_primary(tmp_path):
 
                     await _until(caught_up)
                     info = await blind.read(address, lambda d: (d.blind, len(d), len(d.store)))
-                    assert info == (True, 31, 0)
+                    assert info == (True, 33, 0)
             # The primary is gone.
 
             reader = await stack.enter_async_context(
@@ -109,6 +114,13 @@ def test_blind_community_nodes_serve_a_reader_without_the_primary(tmp_path):
                 return await reader.read(address, lambda d: len(d.store)) == 30
 
             await _until(read_all)
+
+            async def whole_log():
+                return await reader.read(address, len) == 33
+
+            await _until(whole_log)
+            assert await reader.read(address, lambda d: d.store.get("late")) is None
+            assert await reader.read(address, lambda d: len(d.store)) == 30
             doc = await reader.read(address, lambda d: d.store.get("d7"))
             assert doc == {"_id": "d7", "text": MARKER, "n": 7}
             assert not await reader.read(address, lambda d: d.blind)
