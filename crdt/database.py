@@ -229,6 +229,9 @@ class Database:
         if self._rekeyed:
             self._rekeyed = False
             self.rebuild()
+        elif self.encrypted and self.keyring is not None and self.keyring.learned:
+            # A key this replica made itself (create_key): nothing was folded without it.
+            self._mark_folded()
 
     def _mark_folded(self) -> None:
         if self.encrypted:
