@@ -191,3 +191,23 @@ def test_readers_change_through_a_running_node(tmp_path):
         assert cli("db", "reader", "list", address).split() == [a.node.repo.did]
         info = a.client.database(address)
         assert info["encrypted"] and info["entries"] == 4 and not info["blind"]
+
+
+def test_a_writer_without_the_current_key_is_refused_with_409(tmp_path):
+    from tests.gridnode.test_cli_restore import running
+
+    with Repo(tmp_path / "p") as primary, Repo(tmp_path / "b") as other:
+        db = create(
+            primary, CreateRequest("vault", "keyvalue", writers=[other.did], encrypted=True)
+        )
+        db.write({"op": "put", "key": "k", "value": MARKER.decode()})
+        db.remove_reader(other.did)  # still a writer, but sealed from the new key
+        db.export_car(tmp_path / "v.car")
+        address = db.address
+        other.import_car((tmp_path / "v.car").read_bytes())
+    with running(tmp_path / "b") as b:
+        with pytest.raises(MissingDatabaseKey):
+            b.client.write(address, [{"op": "put", "key": "x", "value": 1}])
+        info = b.client.database(address)
+        assert info["entries"] == 3 and info["key_readers"] == [primary.did]
+        assert b.client.read("get", address, key="k")["value"] == MARKER.decode()  # old key kept
