@@ -29,7 +29,7 @@ from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import encode
 from crdt.log import JoinResult, Log
 from crdt.manifest import Manifest
-from crdt.space import MemorySpace, Space
+from crdt.space import MemorySpace, Space, Table
 from crdt.stores import Store, open_store
 
 __all__ = ["Database"]
@@ -63,14 +63,21 @@ class Database:
         self.store: Store = open_store(manifest.store, manifest.options, self.space)
         #: Entries whose payload the store ignored as malformed (valid in the log, no effect).
         self.ignored: list[Entry] = []
-        # Valid key operations of an encrypted database, by position in the total order
-        # (clock, 8 bytes big-endian, + binary CID) -> [op, kid, [did, ...]]: public facts of the
-        # log (who holds which key), no secret. And which keys the store was folded with.
-        self._keyops = self.space.table("enc.keyops")
-        self._encmeta = self.space.table("enc.meta")
         self._rekeyed = False
         if manifest.encrypted and keyring is not None:
             self._learn_stored()
+
+    @property
+    def _keyops(self) -> Table:
+        """Valid key operations of an encrypted database, by position in the total order
+        (clock, 8 bytes big-endian, + binary CID) -> ``[op, kid, [did, ...]]``: public facts of
+        the log (who holds which key), no secret. Opened only for an encrypted database."""
+        return self.space.table("enc.keyops")
+
+    @property
+    def _encmeta(self) -> Table:
+        """``b"folded"`` -> the kids the store was folded with."""
+        return self.space.table("enc.meta")
 
     @property
     def encrypted(self) -> bool:
@@ -153,7 +160,9 @@ class Database:
 
     def current_kid(self) -> bytes | None:
         """The key later entries use: the one the last new-key operation (in the total order)
-        introduced; ``None`` before any."""
+        introduced; ``None`` before any (and in a database that is not encrypted)."""
+        if not self.encrypted:
+            return None
         for _position, (op, kid, _dids) in self._keyops.range(reverse=True):
             if op == "key":
                 return bytes(kid)
@@ -162,6 +171,8 @@ class Database:
     def readers(self) -> list[str]:
         """Who holds the current key: every did a valid key operation wrapped it for."""
         kid = self.current_kid()
+        if kid is None:
+            return []
         found: set[str] = set()
         for _position, (_op, row_kid, dids) in self._keyops.range():
             if row_kid == kid:
@@ -210,8 +221,10 @@ class Database:
         Linear in the log; revocations are rare."""
         self.store.clear()
         self.ignored = []
-        for position, _value in list(self._keyops.range()):
-            self._keyops.delete(position)
+        if self.encrypted:
+            keyops = self._keyops
+            for position, _value in list(keyops.range()):
+                keyops.delete(position)
         log = self.log
         for cid in log.order_cids():
             if log.is_valid(cid):

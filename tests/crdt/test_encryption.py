@@ -354,3 +354,11 @@ def test_readers_converge_whatever_the_order_and_duplicates(steps, order):
     assert reader.log.heads == writer.log.heads
     assert reader.store.state() == writer.store.state()
     assert reader.digest() == writer.digest()
+
+
+def test_a_database_that_is_not_encrypted_opens_no_encryption_table():
+    plain = Database(create_manifest("plain", "keyvalue", admins=[ADMIN.did], nonce=b"n"))
+    plain.write(ADMIN, {"op": "put", "key": "k", "value": 1})
+    plain.rebuild()
+    assert plain.current_kid() is None and plain.readers() == [] and not plain.rekey_needed
+    assert not [name for name in plain.space._tables if name.startswith("enc.")]
