@@ -281,6 +281,22 @@ class Database:
             if not self.store.apply(entry):
                 self.ignored.append(entry)
 
+    def plaintext(self, entry: Entry) -> Any:
+        """The payload of ``entry`` as its author wrote it, when this replica can read it: an
+        envelope decrypted with a key it holds; any other payload (and an envelope it cannot
+        open) as it stands in the log."""
+        payload = entry.payload
+        if not self.encrypted or not is_envelope(payload) or self.keyring is None:
+            return payload
+        try:
+            kid, _nonce, _ct = parse_envelope(payload)
+            key = self.keyring.key(kid)
+            if key is None:
+                return payload
+            return decrypt_payload(payload, key=key, db=self.manifest.cid, author=entry.author)
+        except EncryptionError:
+            return payload
+
     def _unseal(self, entry: Entry) -> Entry | None:
         """An encrypted database's entry as its store sees it: a key operation is recorded
         (and its wrap for this replica opened), an envelope decrypted when this replica holds

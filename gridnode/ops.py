@@ -647,7 +647,8 @@ def query(
 @read("log", Param("limit", "int", "at most this many entries"))
 def log_entries(database: StoredDatabase, limit: int | None = None) -> dict[str, Any]:
     """The entries in their total order: ``{"address", "entries"}``, each ``{"clock", "cid",
-    "author", "next", "payload"}``."""
+    "author", "next", "payload"}`` (an encrypted database's payloads decrypted where this node
+    holds the key, else as the envelope stands)."""
 
     def entries() -> Iterator[dict[str, Any]]:
         for entry in itertools.islice(database.entries(), limit):
@@ -656,7 +657,7 @@ def log_entries(database: StoredDatabase, limit: int | None = None) -> dict[str,
                 "cid": str(entry.cid),
                 "author": entry.author,
                 "next": [str(c) for c in entry.next],
-                "payload": entry.payload,
+                "payload": database.plaintext(entry),
             }
 
     return {"address": database.address, "entries": entries()}

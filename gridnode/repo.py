@@ -224,6 +224,11 @@ class StoredDatabase:
             assert entry is not None
             yield entry
 
+    def plaintext(self, entry: Entry) -> Any:
+        """An entry's payload as written, decrypted when this node holds its key
+        (:meth:`crdt.database.Database.plaintext`)."""
+        return self._db.plaintext(entry)
+
     def unknown(self, cids: Sequence[CID]) -> list[CID]:
         """Those of ``cids`` this database neither applied, nor holds pending, nor rejected."""
         log = self._db.log

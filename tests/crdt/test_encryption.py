@@ -362,3 +362,12 @@ def test_a_database_that_is_not_encrypted_opens_no_encryption_table():
     plain.rebuild()
     assert plain.current_kid() is None and plain.readers() == [] and not plain.rekey_needed
     assert not [name for name in plain.space._tables if name.startswith("enc.")]
+
+
+def test_plaintext_of_an_entry_for_readers_and_blind_replicas():
+    writer, nonce = fresh()
+    entry = writer.write(ADMIN, {"op": "put", "key": "k", "value": MARKER}, nonce=next(nonce))
+    blind = Database(manifest())
+    blind.join(writer.log)
+    assert writer.plaintext(entry) == {"op": "put", "key": "k", "value": MARKER}
+    assert blind.plaintext(entry) == entry.payload and entry.payload["op"] == "enc"

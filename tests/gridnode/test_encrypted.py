@@ -211,3 +211,17 @@ def test_a_writer_without_the_current_key_is_refused_with_409(tmp_path):
         info = b.client.database(address)
         assert info["entries"] == 3 and info["key_readers"] == [primary.did]
         assert b.client.read("get", address, key="k")["value"] == MARKER.decode()  # old key kept
+
+
+def test_db_log_shows_plaintext_to_readers_only(tmp_path):
+    from gridnode.ops import log_entries, materialize
+
+    with Repo(tmp_path / "p") as primary, Repo(tmp_path / "b") as blind:
+        db = create(primary, CreateRequest("vault", "keyvalue", encrypted=True))
+        db.write({"op": "put", "key": "k", "value": MARKER.decode()})
+        db.export_car(tmp_path / "v.car")
+        blind.import_car((tmp_path / "v.car").read_bytes())
+        mine = materialize(log_entries(db))["entries"]
+        theirs = materialize(log_entries(blind.database(db.address)))["entries"]
+        assert mine[-1]["payload"] == {"op": "put", "key": "k", "value": MARKER.decode()}
+        assert theirs[-1]["payload"]["op"] == "enc"
