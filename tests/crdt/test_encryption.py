@@ -371,3 +371,21 @@ def test_plaintext_of_an_entry_for_readers_and_blind_replicas():
     blind.join(writer.log)
     assert writer.plaintext(entry) == {"op": "put", "key": "k", "value": MARKER}
     assert blind.plaintext(entry) == entry.payload and entry.payload["op"] == "enc"
+
+
+def test_hostile_wraps_teach_nothing_and_break_nothing():
+    writer, nonce = fresh(readers=())
+    writer.write(ADMIN, {"op": "put", "key": "k", "value": MARKER}, nonce=next(nonce))
+    # Garbage sealed to the reader, and a real wrap of another key under the current kid.
+    garbage = {"op": "wrap", "kid": key_id(KEY), "wraps": [[READER.did, bytes(80)]]}
+    wrong = {
+        "op": "wrap",
+        "kid": key_id(KEY),
+        "wraps": [[READER.did, seal_key(bytes(32), READER.did, bytes([3]) * 32)]],
+    }
+    writer.log.append(ADMIN, garbage)
+    writer.log.append(ADMIN, wrong)
+    reader = Database(manifest(), keyring=Keyring(READER))
+    reader.join(writer.log)
+    assert reader.blind and len(reader.store) == 0 and not reader.ignored
+    assert reader.keyring is not None and reader.keyring.kids() == []
