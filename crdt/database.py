@@ -70,8 +70,8 @@ class Database:
     @property
     def _keyops(self) -> Table:
         """Valid key operations of an encrypted database, by position in the total order
-        (clock, 8 bytes big-endian, + binary CID) -> ``[op, kid, [did, ...]]``: public facts of
-        the log (who holds which key), no secret. Opened only for an encrypted database."""
+        (clock, 8 bytes big-endian, + binary CID) -> ``[op, kid, [did, ...], author]``: public
+        facts of the log (who holds which key), no secret. Opened only for an encrypted database."""
         return self.space.table("enc.keyops")
 
     @property
@@ -101,7 +101,7 @@ class Database:
         """Open the wraps for this keyring in key operations already folded."""
         keyring = self.keyring
         assert keyring is not None
-        for position, (_op, kid, dids) in self._keyops.range():
+        for position, (_op, kid, dids, _author) in self._keyops.range():
             if kid in keyring or keyring.did not in dids:
                 continue
             entry = self.log.get(_cid_of(position))
@@ -160,11 +160,14 @@ class Database:
 
     def current_kid(self) -> bytes | None:
         """The key later entries use: the one the last new-key operation (in the total order)
-        introduced; ``None`` before any (and in a database that is not encrypted)."""
+        by a key that is an admin now introduced; ``None`` before any (and in a database that
+        is not encrypted). A writer's rotation (the log takes it as a write) is not followed:
+        it would only seal later entries from those it left out."""
         if not self.encrypted:
             return None
-        for _position, (op, kid, _dids) in self._keyops.range(reverse=True):
-            if op == "key":
+        admins = self.log.access.admins
+        for _position, (op, kid, _dids, author) in self._keyops.range(reverse=True):
+            if op == "key" and author in admins:
                 return bytes(kid)
         return None
 
@@ -174,7 +177,7 @@ class Database:
         if kid is None:
             return []
         found: set[str] = set()
-        for _position, (_op, row_kid, dids) in self._keyops.range():
+        for _position, (_op, row_kid, dids, _author) in self._keyops.range():
             if row_kid == kid:
                 found.update(dids)
         return sorted(found)
@@ -307,7 +310,8 @@ class Database:
             if is_key_op(payload):
                 op = parse_key_op(payload)
                 position = entry.clock.to_bytes(8, "big") + entry.cid.bytes
-                self._keyops.put(position, [op.op, op.kid, sorted(op.wraps)])
+                row = [op.op, op.kid, sorted(op.wraps), entry.author]
+                self._keyops.put(position, row)
                 if self.keyring is not None and self.keyring.learn(op):
                     self._rekeyed = True
                 return None

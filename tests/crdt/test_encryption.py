@@ -389,3 +389,22 @@ def test_hostile_wraps_teach_nothing_and_break_nothing():
     reader.join(writer.log)
     assert reader.blind and len(reader.store) == 0 and not reader.ignored
     assert reader.keyring is not None and reader.keyring.kids() == []
+
+
+def test_a_writers_rotation_is_not_followed():
+    """A writer (not an admin) holds the key and the log takes its key operation as a write,
+    but the current key stays the last admin's: a writer cannot seal others out."""
+    m = create_manifest(
+        "secret", "keyvalue", admins=[ADMIN.did], writers=[OTHER.did], nonce=b"n", encrypted=True
+    )
+    admin = Database(m, keyring=Keyring(ADMIN))
+    admin.create_key(ADMIN, KEY, [OTHER.did, READER.did], SEED)
+    other = Database(m, keyring=Keyring(OTHER))
+    other.join(admin.log)
+    rogue = key_op(bytes(range(32)), [OTHER.did], SEED)
+    other.log.append(OTHER, rogue)  # past Database.write, which refuses it to a non-admin
+    admin.join(other.log)
+    assert admin.current_kid() == key_id(KEY)
+    assert admin.readers() == sorted([ADMIN.did, OTHER.did, READER.did])
+    with pytest.raises(Unauthorized):
+        other.write(OTHER, rogue)
