@@ -400,3 +400,25 @@ class DuplicateHamtName(UnixFSEncodeError):
 
 class UnknownProfile(UnixFSEncodeError):
     """A UnixFS import profile name that is not one of ``crdt.unixfs.profiles.PROFILES``."""
+
+
+# -- encrypted databases ------------------------------------------------------------------------
+
+
+class EncryptionError(GridnodeError, ValueError):
+    """An encrypted database's payload or key operation that cannot be used as asked."""
+
+
+class InvalidEnvelope(EncryptionError):
+    """A payload or key operation of an encrypted database that is not well formed (wrong keys,
+    types or lengths); the entry stays in the log, valid but without effect on the store."""
+
+
+class DecryptionFailed(EncryptionError):
+    """Ciphertext that does not open with the key it names: tampered, truncated, or sealed to
+    another key. Never says anything about the plaintext."""
+
+
+class MissingDatabaseKey(EncryptionError):
+    """This node holds no key for an encrypted database (or not the one asked for): it may
+    replicate the database blind, but cannot write to it or read it."""

@@ -39,10 +39,12 @@ STORE_TYPE_NAMES: Final = frozenset({"events", "keyvalue", "documents", "counter
 MANIFEST_KIND: Final = "gridnode/manifest"
 MAX_MANIFEST_BYTES: Final = 64 * 1024
 _KEYS: Final = frozenset(
-    {"v", "kind", "name", "store", "admins", "writers", "options", "nonce", "readers"}
+    {"v", "kind", "name", "store", "admins", "writers", "options", "nonce", "readers", "encryption"}
 )
 #: Keys a manifest may leave out.
-_OPTIONAL: Final = frozenset({"nonce", "readers"})
+_OPTIONAL: Final = frozenset({"nonce", "readers", "encryption"})
+#: The one value of ``encryption`` (:data:`crdt.encryption.ENCRYPTION_SCHEME`).
+ENCRYPTION_SCHEME: Final = "xchacha20poly1305/x25519-sealed"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class Manifest:
     private: bool = False
     #: Who may read a private database besides its admins and writers.
     readers: tuple[str, ...] = ()
+    #: Whether store operations are encrypted (the manifest has ``encryption``): replicas
+    #: without the key replicate it blind (:mod:`crdt.encryption`).
+    encrypted: bool = False
 
     @property
     def address(self) -> str:
@@ -98,6 +103,7 @@ def _body(
     options: Mapping[str, Any] | None,
     nonce: bytes,
     readers: Iterable[str] | None,
+    encrypted: bool = False,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "v": 1,
@@ -112,6 +118,8 @@ def _body(
         body["nonce"] = nonce
     if readers is not None:
         body["readers"] = sorted(set(readers))
+    if encrypted:
+        body["encryption"] = ENCRYPTION_SCHEME
     return body
 
 
@@ -124,14 +132,16 @@ def create_manifest(
     options: Mapping[str, Any] | None = None,
     nonce: bytes = b"",
     readers: Iterable[str] | None = None,
+    encrypted: bool = False,
 ) -> Manifest:
     """Make a manifest block. ``writers`` may contain ``"*"`` for a public-write database.
 
     ``nonce`` tells apart databases that are otherwise identical (the node passes random bytes).
     ``readers`` (``did:key``s, maybe none) makes the database private: only its admins, writers
-    and readers may read it.
+    and readers may read it. ``encrypted`` makes its store operations ciphertext that only the
+    holders of its key read (:mod:`crdt.encryption`); anyone may still replicate it, blind.
     """
-    block = encode(_body(name, store, admins, writers, options, nonce, readers))
+    block = encode(_body(name, store, admins, writers, options, nonce, readers, encrypted))
     return decode_manifest(CID.for_block(block), block)
 
 
@@ -169,6 +179,11 @@ def decode_manifest(cid: CID, block: bytes) -> Manifest:
     readers = _check_dids(body["readers"], "readers", allow_public=False) if private else ()
     if private and PUBLIC in writers:
         raise InvalidManifest('a private database (readers) cannot let anyone write ("*")')
+    encrypted = "encryption" in body
+    if encrypted and body["encryption"] != ENCRYPTION_SCHEME:
+        raise InvalidManifest(f"unknown encryption {body['encryption']!r}")
+    if encrypted and PUBLIC in writers:
+        raise InvalidManifest('an encrypted database cannot let anyone write ("*")')
     return Manifest(
         cid=cid,
         name=body["name"],
@@ -180,6 +195,7 @@ def decode_manifest(cid: CID, block: bytes) -> Manifest:
         block=block,
         private=private,
         readers=readers,
+        encrypted=encrypted,
     )
 
 

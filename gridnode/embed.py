@@ -84,6 +84,7 @@ async def _create(
     index_by: str | None,
     private: bool,
     readers: Sequence[str],
+    encrypted: bool = False,
 ) -> str:
     database = await node.create_database(
         name,
@@ -94,6 +95,7 @@ async def _create(
         index_by=index_by,
         private=private,
         readers=readers,
+        encrypted=encrypted,
     )
     return database.address
 
@@ -427,11 +429,14 @@ class AsyncioNode(_Facade):
         index_by: str | None = None,
         private: bool = False,
         readers: Sequence[str] = (),
+        encrypted: bool = False,
     ) -> str:
         """Create a database (this node is its admin); return its address. ``private``: only
-        its admins, writers and ``readers`` (did:keys) may read it."""
+        its admins, writers and ``readers`` (did:keys) may read it. ``encrypted``: its store
+        operations are sealed with a key wrapped for this node, its writers and ``readers``;
+        nodes without the key replicate it blind."""
         return await self._run(
-            _create, name, type, writers, public, indexes, index_by, private, readers
+            _create, name, type, writers, public, indexes, index_by, private, readers, encrypted
         )
 
     async def follow(self, address: str, *, timeout: float = 30.0, snapshot: bool = True) -> str:
@@ -574,10 +579,15 @@ class SyncNode(_Facade):
         index_by: str | None = None,
         private: bool = False,
         readers: Sequence[str] = (),
+        encrypted: bool = False,
     ) -> str:
         """Create a database (this node is its admin); return its address. ``private``: only
-        its admins, writers and ``readers`` (did:keys) may read it."""
-        return self._run(_create, name, type, writers, public, indexes, index_by, private, readers)
+        its admins, writers and ``readers`` (did:keys) may read it. ``encrypted``: its store
+        operations are sealed with a key wrapped for this node, its writers and ``readers``;
+        nodes without the key replicate it blind."""
+        return self._run(
+            _create, name, type, writers, public, indexes, index_by, private, readers, encrypted
+        )
 
     def follow(self, address: str, *, timeout: float = 30.0, snapshot: bool = True) -> str:
         """Keep and replicate a database a connected peer has; return its address. One held

@@ -133,7 +133,7 @@ def describe(database: StoredDatabase) -> dict[str, Any]:
     """The manifest: ``{"address", "name", "type", "admins", "writers", "options"}``, and
     ``"readers"`` for a private database."""
     manifest = database.manifest
-    out = {
+    out: dict[str, Any] = {
         "address": database.address,
         "name": manifest.name,
         "type": manifest.store,
@@ -143,6 +143,11 @@ def describe(database: StoredDatabase) -> dict[str, Any]:
     }
     if manifest.private:
         out["readers"] = list(manifest.readers)
+    if manifest.encrypted:
+        # Who holds the current key (public facts of the log), and whether this node does not.
+        out["encrypted"] = True
+        out["key_readers"] = database.readers()
+        out["blind"] = database.blind
     return out
 
 
@@ -200,6 +205,7 @@ _CREATE_FIELDS: Final = (
     "index_by",
     "private",
     "readers",
+    "encrypted",
 )
 
 
@@ -217,6 +223,10 @@ class CreateRequest:
     #: announced on a gossip topic nor served by CID (docs/spec.md §10, "Private databases").
     private: bool = False
     readers: list[str] = field(default_factory=list)
+    #: Encrypted: its store operations are ciphertext sealed with a key wrapped for this node, its
+    #: writers and ``readers``; anyone may replicate it, blind (docs/spec.md, "Encrypted
+    #: databases and blind replicas").
+    encrypted: bool = False
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
@@ -246,20 +256,29 @@ class CreateRequest:
         private = body.get("private", False)
         if type(private) is not bool:
             raise InvalidRequest("private must be true or false")
+        encrypted = body.get("encrypted", False)
+        if type(encrypted) is not bool:
+            raise InvalidRequest("encrypted must be true or false")
         index_by = body.get("index_by")
         if index_by is not None and type(index_by) is not str:
             raise InvalidRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise InvalidRequest("indexes and index_by apply to documents databases")
-        request = cls(name, store, writers, public, indexes, index_by, private, readers)
+        request = cls(name, store, writers, public, indexes, index_by, private, readers, encrypted)
         request.check_readers()
         return request
 
     def check_readers(self) -> None:
         """:class:`InvalidRequest` unless the reader list fits: did:keys, on a private database
         that not anyone may write."""
-        if self.readers and not self.private:
-            raise InvalidRequest("readers apply to private databases (private: true)")
+        if self.readers and not (self.private or self.encrypted):
+            raise InvalidRequest(
+                "readers apply to private (private: true) or encrypted (encrypted: true) databases"
+            )
+        if self.encrypted and self.public:
+            raise InvalidRequest(
+                "an encrypted database cannot be public: a stranger holds no key to write with"
+            )
         if self.private and self.public:
             raise InvalidRequest(
                 "a private database cannot be public: anyone could write, and nobody could "
@@ -300,8 +319,35 @@ def create(repo: Repo, request: CreateRequest) -> StoredDatabase:
         public=request.public,
         options=request.options(),
         readers=request.readers if request.private else None,
+        encrypted=request.encrypted,
+        key_readers=request.readers if request.encrypted else (),
     )
     return database
+
+
+def change_reader(database: StoredDatabase, action: str, did: str) -> dict[str, Any]:
+    """``add``: wrap the encrypted database's current key for ``did``; ``remove``: rotate the
+    key, leaving ``did`` out of later entries. This node must be an admin holding the key.
+    ``{"address", "action", "did", "entry", "key_readers"}``."""
+    if action not in ("add", "remove"):
+        raise InvalidRequest(f"action is add or remove, not {action!r}")
+    try:
+        public_key_from_did(did)
+    except InvalidDidKey as exc:
+        raise InvalidRequest(f"reader {did!r}: {exc}") from None
+    if not database.encrypted:
+        raise InvalidRequest(
+            f"{database.address} is not encrypted: its readers are its manifest's (db create "
+            "--private --reader)"
+        )
+    entry = database.add_reader(did) if action == "add" else database.remove_reader(did)
+    return {
+        "address": database.address,
+        "action": action,
+        "did": did,
+        "entry": str(entry.cid),
+        "key_readers": database.readers(),
+    }
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -601,7 +647,8 @@ def query(
 @read("log", Param("limit", "int", "at most this many entries"))
 def log_entries(database: StoredDatabase, limit: int | None = None) -> dict[str, Any]:
     """The entries in their total order: ``{"address", "entries"}``, each ``{"clock", "cid",
-    "author", "next", "payload"}``."""
+    "author", "next", "payload"}`` (an encrypted database's payloads decrypted where this node
+    holds the key, else as the envelope stands)."""
 
     def entries() -> Iterator[dict[str, Any]]:
         for entry in itertools.islice(database.entries(), limit):
@@ -610,7 +657,7 @@ def log_entries(database: StoredDatabase, limit: int | None = None) -> dict[str,
                 "cid": str(entry.cid),
                 "author": entry.author,
                 "next": [str(c) for c in entry.next],
-                "payload": entry.payload,
+                "payload": database.plaintext(entry),
             }
 
     return {"address": database.address, "entries": entries()}
@@ -754,6 +801,9 @@ class RepoEndpoint:
 
     def database(self, ref: str, *, digest: bool = False) -> dict[str, Any]:
         return info(resolve(self.repo, ref), digest=digest)
+
+    def reader(self, ref: str, action: str, did: str) -> dict[str, Any]:
+        return change_reader(resolve(self.repo, ref), action, did)
 
     def databases(self) -> list[dict[str, Any]]:
         return listing(self.repo)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from crdt.database import Database
+from crdt.encryption import Keyring
 from crdt.entry import MAX_ENTRY_BYTES, Entry, decode_entry
 from crdt.errors import GridnodeError, HashMismatch, InvalidCar, InvalidCID, InvalidManifest
 from crdt.identity import Keypair
@@ -35,6 +36,7 @@ from crdt.rangesums import LogItems
 from crdt.snapshot import decode_root
 from crdt.stores import Store, open_store
 from gridnode.config import Config, load_config, write_default_config
+from gridnode.databasekeys import load_database_keys, save_database_keys
 from gridnode.datadir import make_private
 from gridnode.errors import InvalidRequest, UnknownDatabase
 from gridnode.keystore import load_or_create_key
@@ -101,9 +103,14 @@ class StoredDatabase:
     def _open(self) -> Database:
         config = self.repo.config
         self._space = self.repo.sql.space(self.address)
+        keyring = None
+        if self.manifest.encrypted:
+            # The keys this node holds; the database adds those sealed to it in its log.
+            keyring = Keyring(self.repo.keypair, self.repo.database_keys(self.address))
         database = Database(
             self.manifest,
             space=self._space,
+            keyring=keyring,
             max_pending_bytes=config.pending_bytes,
             max_pending_bytes_per_source=config.pending_bytes_per_peer,
             # What is refused is fetched again by sync once the grants naming its author are
@@ -129,7 +136,19 @@ class StoredDatabase:
             # A store written before its state sum was kept (docs/spec.md §17): sum it once.
             with self.repo.sql.transaction():
                 database.store.index_sum()
+        if database.rekey_needed:
+            # Keys came (an import, a wrap opened now) since the store was folded, or left.
+            with self.repo.sql.transaction():
+                database.rebuild()
+        self._save_keys(database)
         return database
+
+    def _save_keys(self, database: Database) -> None:
+        """Keep the keys the database learnt (from wraps sealed to this node) in the keystore."""
+        keyring = database.keyring
+        if keyring is not None and keyring.learned:
+            save_database_keys(self.repo.data_dir, self.address, dict(keyring.learned))
+            keyring.learned.clear()
 
     def expire_pending(self, now: float | None = None) -> int:
         """Drop the entries that waited for parents longer than the config's
@@ -153,7 +172,9 @@ class StoredDatabase:
     def _transaction(self, work: Callable[[Database], T]) -> T:
         try:
             with self.repo.sql.transaction():
-                return work(self._db)
+                result = work(self._db)
+            self._save_keys(self._db)
+            return result
         except BaseException:
             # The rollback undid the disk; drop the in-memory caches that saw the same changes.
             self.reload()
@@ -202,6 +223,11 @@ class StoredDatabase:
             entry = self._db.log.get(cid)
             assert entry is not None
             yield entry
+
+    def plaintext(self, entry: Entry) -> Any:
+        """An entry's payload as written, decrypted when this node holds its key
+        (:meth:`crdt.database.Database.plaintext`)."""
+        return self._db.plaintext(entry)
 
     def unknown(self, cids: Sequence[CID]) -> list[CID]:
         """Those of ``cids`` this database neither applied, nor holds pending, nor rejected."""
@@ -341,6 +367,39 @@ class StoredDatabase:
             return False
         return True
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether its store operations are ciphertext (docs/spec.md, "Encrypted databases")."""
+        return self.manifest.encrypted
+
+    @property
+    def blind(self) -> bool:
+        """Whether this node replicates the encrypted database without any of its keys."""
+        return self._db.blind
+
+    def readers(self) -> list[str]:
+        """Who holds the current key of an encrypted database (empty for any other)."""
+        return self._db.readers() if self.encrypted else []
+
+    def create_key(self, readers: Iterable[str]) -> Entry:
+        """Introduce a fresh key for ``readers`` (and this node): at creation."""
+        key, seed = os.urandom(32), os.urandom(32)
+        return self._transaction(
+            lambda database: database.create_key(self.repo.keypair, key, readers, seed)
+        )
+
+    def add_reader(self, did: str) -> Entry:
+        """Wrap the current key for ``did`` (an admin's operation)."""
+        seed = os.urandom(32)
+        return self._transaction(lambda database: database.add_reader(self.repo.keypair, did, seed))
+
+    def remove_reader(self, did: str) -> Entry:
+        """Rotate the key, leaving ``did`` out: it cannot read entries written after this."""
+        key, seed = os.urandom(32), os.urandom(32)
+        return self._transaction(
+            lambda database: database.remove_reader(self.repo.keypair, did, key, seed)
+        )
+
     def may_write(self, did: str | None = None) -> bool:
         return self._db.log.access.may_write(did or self.repo.keypair.did)
 
@@ -379,8 +438,13 @@ class StoredDatabase:
         kept in the node's ``meta`` table in that same transaction (e.g. a seeder's position)."""
         key = keypair or self.repo.keypair
 
+        encrypted = self.manifest.encrypted
+
         def work(database: Database) -> list[Entry]:
-            entries = [database.write(key, p) for p in payloads]
+            entries = [
+                database.write(key, p, nonce=os.urandom(24) if encrypted else None)
+                for p in payloads
+            ]
             for name, value in (meta or {}).items():
                 self.repo.sql.set_meta(name, value)
             return entries
@@ -765,9 +829,12 @@ class Repo:
         public: bool = False,
         options: dict[str, Any] | None = None,
         readers: Sequence[str] | None = None,
+        encrypted: bool = False,
+        key_readers: Sequence[str] = (),
     ) -> StoredDatabase:
         """A new database with this node's key as admin (and writer); private if ``readers`` is
-        given (maybe empty: its admins and writers read it)."""
+        given (maybe empty: its admins and writers read it). ``encrypted``: its store operations
+        are sealed with a fresh key, wrapped for this node, its writers and ``key_readers``."""
         writer_list = [PUBLIC] if public else [self.did, *writers]
         if public:
             writer_list += list(writers)
@@ -779,8 +846,16 @@ class Repo:
             options=options,
             nonce=os.urandom(8),
             readers=readers,
+            encrypted=encrypted,
         )
-        return self.add_database(manifest)
+        database = self.add_database(manifest)
+        if encrypted:
+            database.create_key([*key_readers, *(w for w in writers if w != PUBLIC)])
+        return database
+
+    def database_keys(self, address: str) -> dict[bytes, bytes]:
+        """The keys of the encrypted database ``address`` this node holds (kid -> key)."""
+        return load_database_keys(self.data_dir).get(address, {})
 
     def add_database(self, manifest: Manifest) -> StoredDatabase:
         """Keep (or follow) a database given its manifest.

@@ -204,6 +204,11 @@ class ApiClient:
         """``POST /db/{ref}/snapshot``: publish a signed snapshot of the database now."""
         return self._post(_db_path(ref, "snapshot"), {})  # type: ignore[no-any-return]
 
+    def reader(self, ref: str, action: str, did: str) -> dict[str, Any]:
+        """``POST /db/{ref}/readers``: add or remove a reader of an encrypted database."""
+        body = {"action": action, "did": did}
+        return self._post(_db_path(ref, "readers"), body)  # type: ignore[no-any-return]
+
     def snapshot_show(self, ref: str) -> dict[str, Any]:
         """``GET /db/{ref}/snapshot``: the snapshot published, and the one served from."""
         return self._get(_db_path(ref, "snapshot"))  # type: ignore[no-any-return]

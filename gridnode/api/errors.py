@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from crdt.errors import GridnodeError, InvalidOperation, Unauthorized
+from crdt.errors import GridnodeError, InvalidOperation, MissingDatabaseKey, Unauthorized
 from gridnode.errors import (
     CorruptBlock,
     FeatureOff,
@@ -57,6 +57,7 @@ STATUSES: Final[tuple[tuple[type[GridnodeError], int], ...]] = (
     (WrongStoreType, 409),
     (NotAWriter, 409),
     (Unauthorized, 409),
+    (MissingDatabaseKey, 409),
     (FeatureOff, 409),
     (StorageLimitReached, 507),
     (StorageError, 500),
@@ -79,6 +80,7 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         TokenRefused,
         NodeUnavailable,
         InvalidOperation,
+        MissingDatabaseKey,
         StorageError,
         StorageFull,
         StorageLimitReached,

@@ -239,6 +239,18 @@ async def snapshot_publish(node: Node, request: Request) -> Response:
     return Response(200, await node.snapshots.publish(_ref(request)))
 
 
+async def change_reader(node: Node, request: Request) -> Response:
+    """``POST /db/{db}/readers``: ``{"action": "add" | "remove", "did"}`` on an encrypted
+    database."""
+    body = await request.json()
+    if type(body) is not dict or set(body) != {"action", "did"}:
+        raise InvalidRequest('the body is {"action": "add" | "remove", "did": ...}')
+    action, did = body["action"], body["did"]
+    if type(action) is not str or type(did) is not str:
+        raise InvalidRequest("action and did are strings")
+    return Response(200, await node.change_reader(_ref(request), action, did))
+
+
 async def snapshot_show(node: Node, request: Request) -> Response:
     """``GET /db/{db}/snapshot``: the newest snapshot this node published of the database, and
     the one it serves reads from (or did)."""

@@ -202,7 +202,12 @@ def openapi(version: str) -> dict[str, Any]:
             "writers": _STRINGS,
             "options": {"type": "object"},
         },
-        {"readers": _STRINGS},
+        {
+            "readers": _STRINGS,
+            "encrypted": {"type": "boolean"},
+            "key_readers": _STRINGS,
+            "blind": {"type": "boolean"},
+        },
     )
     info = {
         **database,
@@ -502,6 +507,37 @@ def openapi(version: str) -> dict[str, Any]:
                 "parameters": [_DB],
             },
         },
+        "/db/{db}/readers": {
+            "post": {
+                **_post(
+                    "add a reader to an encrypted database (its current key wrapped for it) or "
+                    "remove one (the key rotated without it), as `gridnode db reader add|remove`",
+                    {
+                        "type": "object",
+                        "required": ["action", "did"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "action": {"enum": ["add", "remove"]},
+                            "did": {"type": "string"},
+                        },
+                    },
+                    _json(
+                        _obj(
+                            {
+                                "address": {"type": "string"},
+                                "action": {"type": "string"},
+                                "did": {"type": "string"},
+                                "entry": {"type": "string"},
+                                "key_readers": _STRINGS,
+                            }
+                        ),
+                        "the key operation written",
+                    ),
+                    404,
+                ),
+                "parameters": [_DB],
+            },
+        },
         "/db/{db}/replicas": {
             "get": _get(
                 "who holds the database, from the signed replica statements this node heard "
@@ -591,6 +627,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "index_by": {"type": ["string", "null"]},
                         "private": {"type": "boolean"},
                         "readers": _STRINGS,
+                        "encrypted": {"type": "boolean"},
                     },
                 },
                 "Status": _obj(

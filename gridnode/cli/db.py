@@ -99,7 +99,15 @@ def _batch_requested(args: Sequence[str]) -> bool:
     "readers",
     multiple=True,
     metavar="DID",
-    help="With --private: another did:key that may read (repeatable). Admins and writers read.",
+    help="With --private: another did:key that may read (repeatable). With --encrypted: another "
+    "did:key the database key is wrapped for (repeatable). Admins and writers read.",
+)
+@click.option(
+    "--encrypted",
+    is_flag=True,
+    help="Encrypt every store operation (XChaCha20-Poly1305) with a key wrapped for this node, "
+    "its writers and its readers: other nodes replicate it blind, verifying and serving the "
+    "ciphertext without reading it.",
 )
 @click.option(
     "--index",
@@ -123,6 +131,7 @@ def db_create(
     public: bool,
     private: bool,
     readers: tuple[str, ...],
+    encrypted: bool,
     indexes: tuple[str, ...],
     index_by: str | None,
     as_json: bool,
@@ -132,8 +141,12 @@ def db_create(
 
     if (indexes or index_by is not None) and store_type != "documents":
         raise click.UsageError("--index and --index-by apply to documents databases", ctx=ctx)
-    if readers and not private:
-        raise click.UsageError("--reader applies to private databases (--private)", ctx=ctx)
+    if readers and not (private or encrypted):
+        raise click.UsageError(
+            "--reader applies to private (--private) or encrypted (--encrypted) databases", ctx=ctx
+        )
+    if encrypted and public:
+        raise click.UsageError("a database cannot be both --encrypted and --public", ctx=ctx)
     if private and public:
         raise click.UsageError("a database cannot be both --private and --public", ctx=ctx)
     request = CreateRequest(
@@ -145,6 +158,7 @@ def db_create(
         index_by,
         private,
         list(dict.fromkeys(readers)),
+        encrypted,
     )
     created = endpoint_of(ctx).create(request)
     if as_json:
@@ -253,6 +267,62 @@ def db_snapshot_show(ctx: click.Context, address: str, as_json: bool) -> None:
         )
     served = shown["served"]
     click.echo("served: none" if served is None else f"served: {served['status']}")
+
+
+@db.group("reader")
+def db_reader() -> None:
+    """Readers of an encrypted database (db create --encrypted): who holds its key.
+
+    Adding a reader wraps the current key for it (it reads every entry under that key); removing
+    one rotates the key (it cannot read entries written after). This node must be an admin that
+    holds the key.
+    """
+
+
+def _change_reader(ctx: click.Context, address: str, action: str, did: str, as_json: bool) -> None:
+    info = database_info(ctx, address)
+    changed = endpoint_of(ctx).reader(info["address"], action, did)
+    if as_json:
+        emit(changed)
+    else:
+        click.echo(changed["entry"])
+
+
+@db_reader.command("add")
+@click.argument("address")
+@click.argument("did")
+@json_option
+@click.pass_context
+def db_reader_add(ctx: click.Context, address: str, did: str, as_json: bool) -> None:
+    """Wrap the current key of the encrypted database for DID; prints the key entry's CID."""
+    _change_reader(ctx, address, "add", did, as_json)
+
+
+@db_reader.command("remove")
+@click.argument("address")
+@click.argument("did")
+@json_option
+@click.pass_context
+def db_reader_remove(ctx: click.Context, address: str, did: str, as_json: bool) -> None:
+    """Rotate the key of the encrypted database without DID: entries written from now on are
+    sealed from it (what it read before, it keeps). Prints the key entry's CID."""
+    _change_reader(ctx, address, "remove", did, as_json)
+
+
+@db_reader.command("list")
+@click.argument("address")
+@json_option
+@click.pass_context
+def db_reader_list(ctx: click.Context, address: str, as_json: bool) -> None:
+    """The did:keys the current key of the encrypted database is wrapped for, one a line."""
+    info = database_info(ctx, address)
+    if not info.get("encrypted"):
+        raise CliError(f"{info['address']} is not encrypted")
+    if as_json:
+        emit({"address": info["address"], "key_readers": info["key_readers"]})
+        return
+    for did in info["key_readers"]:
+        click.echo(did)
 
 
 @db.command("restore")

@@ -398,6 +398,14 @@ class Node:
             self.providers.poke()
         return database
 
+    async def change_reader(self, ref: str, action: str, did: str) -> dict[str, Any]:
+        """Add (wrap the key for) or remove (rotate the key without) a reader of an encrypted
+        database (:func:`gridnode.ops.change_reader`), then announce the key operation."""
+        database = await self.worker.run(ops.resolve, self.repo, ref)
+        answer: dict[str, Any] = await self.worker.run(ops.change_reader, database, action, did)
+        await self.announce(database.address)
+        return answer
+
     async def announce(self, address: str) -> None:
         """Publish this node's heads of a database (with small head entries inline); nothing
         for a database it no longer replicates."""
@@ -431,6 +439,7 @@ class Node:
         index_by: str | None = None,
         private: bool = False,
         readers: Sequence[str] = (),
+        encrypted: bool = False,
     ) -> StoredDatabase:
         """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
         only its admins, writers and ``readers`` (did:keys) may read it; it is never announced
@@ -446,6 +455,7 @@ class Node:
                 "index_by": index_by,
                 "private": private,
                 "readers": list(readers),
+                "encrypted": encrypted,
             }
         )
         return await self.create(request)

@@ -26,7 +26,8 @@ history behind it as it arrives. This room does the I/O around that format:
   those heads: the snapshot is dropped (never the history), reads go to the verified fold, and
   the signer is reported (status, the dashboard's events, the log).
 
-Refused: a snapshot of a private database (never offered, never asked for), one from a signer
+Refused: a snapshot of a private or an encrypted database (never offered, never asked for:
+an encrypted one's state is plaintext), one from a signer
 not trusted, one that fails any check; a chunk that does not hash to what the root signs costs
 the peer that sent it its part of the fetch.
 """
@@ -204,6 +205,9 @@ class Snapshots:
             database = ops.resolve(self.repo, ref)
             if database.private:
                 raise InvalidRequest(f"{database.address} is private: it has no snapshots")
+            if database.encrypted:
+                # A snapshot is the materialised state: a reader's would be plaintext for all.
+                raise InvalidRequest(f"{database.address} is encrypted: it has no snapshots")
             return database
 
         database = await self._worker.run(resolve)
@@ -270,7 +274,7 @@ class Snapshots:
         """The database at ``address`` if a scheduled snapshot of it is due: this node is an
         admin of it, it is public, its heads moved since the last, and reads are its own."""
         database = self.repo.database(address)
-        if database.private or self.repo.did not in database.manifest.admins:
+        if database.private or database.encrypted or self.repo.did not in database.manifest.admins:
             return None
         heads = database.heads
         if not heads or last.get(address) == heads or database.view is not None:
@@ -318,7 +322,7 @@ class Snapshots:
             database = self.repo.database(address)
         except UnknownDatabase:
             return None
-        if not self.repo.replicated(address) or database.private:
+        if not self.repo.replicated(address) or database.private or database.encrypted:
             return None
         return database
 
@@ -377,7 +381,7 @@ class Snapshots:
             offers = await self._ask_roots(manifest_cid)
             asked = trio.current_time()
             for header, manifest, peers in offers:
-                if manifest.private:
+                if manifest.private or manifest.encrypted:
                     continue
                 timings = {"ask": asked - started}
                 store = await self._fetch(header, manifest, peers, timings)
