@@ -6,11 +6,12 @@ one JSON document, so an operator with only the standard ``age`` tool can read i
 
     {"kind": "gridnode-key-backup", "version": 1, "did": "did:key:z6Mk...",
      "node_key": {"kind": "gridnode-ed25519-seed", "did": "did:key:z6Mk...", "seed": "<hex>"},
-     "database_keys": {"<database address>": <the keystore's record for it, JSON>}}
+     "database_keys": {"<database address>": {"<kid hex>": "<key hex>"}}}
 
 ``node_key`` is byte for byte the document of the ``node.key`` file (:mod:`gridnode.keystore`).
-``database_keys`` is opaque here: this module carries what the keystore gives it and hands it
-back on import. A reader's database keys are also wrapped to its node key in each database's log
+``database_keys`` holds the keys of the encrypted databases this node can read, as
+:mod:`gridnode.databasekeys` keeps them (``{"<address>": {"<kid hex>": "<key hex>"}}``); import
+adds them back there. A reader's database keys are also wrapped to its node key in each database's log
 (docs/spec.md, "Private databases"), so the node key alone regains them from any replica; the
 copies here spare that walk and cover keys whose wrapping was never replicated.
 
@@ -31,6 +32,7 @@ from typing import Any, BinaryIO, Final
 from crdt.errors import InvalidKey
 from crdt.identity import Keypair
 from gridnode.age import decrypt_with, encrypt_to
+from gridnode.databasekeys import load_database_keys, save_database_keys
 from gridnode.errors import KeyFileError
 from gridnode.keystore import KEY_FILE, create_key, load_key
 from protocols.age import X25519Identity, X25519Recipient
@@ -138,22 +140,38 @@ def read_backup(source: BinaryIO, identities: Sequence[X25519Identity]) -> KeyBa
 
 
 def held_database_keys(data_dir: Path) -> dict[str, Any]:
-    """The database keys the keystore of ``data_dir`` holds, by database address.
+    """The database keys ``data_dir`` holds (:mod:`gridnode.databasekeys`), by database address:
+    ``{"<address>": {"<kid hex>": "<key hex>"}}``."""
+    return {
+        address: {kid.hex(): key.hex() for kid, key in sorted(keys.items())}
+        for address, keys in sorted(load_database_keys(data_dir).items())
+    }
 
-    The one place the keystore of encrypted databases plugs in: until it exists there are none.
-    """
-    return {}
+
+def _parse_database_keys(database_keys: Mapping[str, Any]) -> dict[str, dict[bytes, bytes]]:
+    """A backup's ``database_keys``, checked whole before anything is written (errors never
+    quote a key)."""
+    parsed: dict[str, dict[bytes, bytes]] = {}
+    for address, keys in database_keys.items():
+        if not isinstance(address, str) or not address.startswith("/gridnode/"):
+            raise KeyFileError("the key backup names a database that is not a gridnode address")
+        if not isinstance(keys, dict):
+            raise KeyFileError(f"the key backup's keys of {address} are not an object")
+        try:
+            parsed[address] = {bytes.fromhex(kid): bytes.fromhex(key) for kid, key in keys.items()}
+        except (TypeError, ValueError, AttributeError):
+            raise KeyFileError(f"the key backup's keys of {address} are not hex") from None
+        if any(len(key) != 32 for key in parsed[address].values()):
+            raise KeyFileError(f"a key of {address} in the key backup is not 32 bytes")
+    return parsed
 
 
 def take_database_keys(data_dir: Path, database_keys: Mapping[str, Any]) -> None:
-    """Hand restored database keys to the keystore of ``data_dir``. Until the keystore of
-    encrypted databases plugs in here, a backup that carries some is refused rather than half
-    restored (before anything is written)."""
-    if database_keys:
-        raise KeyFileError(
-            f"this key backup holds {len(database_keys)} database keys and this gridnode has no "
-            "keystore for them; import it with a gridnode that has encrypted databases"
-        )
+    """Add restored database keys to ``data_dir``'s (:mod:`gridnode.databasekeys`); the whole
+    set is checked first, so a malformed one writes nothing."""
+    for address, keys in _parse_database_keys(database_keys).items():
+        if keys:
+            save_database_keys(data_dir, address, keys)
 
 
 def collect(data_dir: Path) -> KeyBackup:
@@ -174,7 +192,8 @@ def restore(backup: KeyBackup, data_dir: Path) -> Restored:
             f"{path} holds another key ({present.did}); refusing to replace it with "
             f"{backup.keypair.did} (import into an empty data directory)"
         )
-    take_database_keys(data_dir, backup.database_keys)
+    _parse_database_keys(backup.database_keys)  # refused whole before anything is written
     if present is None:
         create_key(path, backup.keypair.seed)
+    take_database_keys(data_dir, backup.database_keys)
     return Restored(backup.keypair.did, present is None, backup.database_keys)

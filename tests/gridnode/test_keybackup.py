@@ -142,9 +142,33 @@ def test_a_huge_plaintext_is_refused(monkeypatch):
         read_backup(io.BytesIO(sink.getvalue()), [identity])
 
 
-def test_database_keys_are_refused_until_a_keystore_takes_them(tmp_path):
-    backup = KeyBackup(Keypair(SEED), {"/gridnode/bafyx": {"k": 1}})
-    with pytest.raises(KeyFileError, match="database keys"):
-        restore(backup, tmp_path)
-    assert not (tmp_path / KEY_FILE).exists()  # nothing half restored
-    take_database_keys(tmp_path, {})  # none: nothing to do
+def test_database_keys_travel_with_the_node_key(tmp_path):
+    """The keys of encrypted databases the node holds (gridnode.databasekeys) go into the backup
+    and come back into a new data directory; a malformed set writes nothing at all."""
+    from gridnode.databasekeys import load_database_keys, save_database_keys
+
+    src, dst, bad = tmp_path / "src", tmp_path / "dst", tmp_path / "bad"
+    for directory in (src, dst, bad):
+        directory.mkdir()
+    create_key(src / KEY_FILE, SEED)
+    keys = {b"\x01" * 8: b"\xaa" * 32, b"\x02" * 8: b"\xbb" * 32}
+    save_database_keys(src, "/gridnode/bafyone", keys)
+    backup = collect(src)
+    assert backup.database_keys == {
+        "/gridnode/bafyone": {kid.hex(): key.hex() for kid, key in keys.items()}
+    }
+    restored = restore(backup, dst)
+    assert restored.created
+    assert load_database_keys(dst) == {"/gridnode/bafyone": keys}
+    assert load_key(dst / KEY_FILE).did == Keypair(SEED).did
+    for wrong in (
+        {"/gridnode/bafyx": {"k": 1}},  # not hex
+        {"/gridnode/bafyx": {"01": "aa"}},  # not a 32-byte key
+        {"not-an-address": {}},
+        {"/gridnode/bafyx": ["01"]},
+    ):
+        with pytest.raises(KeyFileError):
+            restore(KeyBackup(Keypair(SEED), wrong), bad)
+        assert not (bad / KEY_FILE).exists()  # nothing half restored
+        assert load_database_keys(bad) == {}
+    take_database_keys(bad, {})  # none: nothing to do
