@@ -85,6 +85,7 @@ async def _create(
     private: bool,
     readers: Sequence[str],
     encrypted: bool = False,
+    admins: Sequence[str] = (),
 ) -> str:
     database = await node.create_database(
         name,
@@ -96,6 +97,7 @@ async def _create(
         private=private,
         readers=readers,
         encrypted=encrypted,
+        admins=admins,
     )
     return database.address
 
@@ -430,13 +432,25 @@ class AsyncioNode(_Facade):
         private: bool = False,
         readers: Sequence[str] = (),
         encrypted: bool = False,
+        admins: Sequence[str] = (),
     ) -> str:
-        """Create a database (this node is its admin); return its address. ``private``: only
+        """Create a database (this node is its admin, and ``admins`` too: say a key kept offline,
+        docs/keys.md); return its address. ``private``: only
         its admins, writers and ``readers`` (did:keys) may read it. ``encrypted``: its store
         operations are sealed with a key wrapped for this node, its writers and ``readers``;
         nodes without the key replicate it blind."""
         return await self._run(
-            _create, name, type, writers, public, indexes, index_by, private, readers, encrypted
+            _create,
+            name,
+            type,
+            writers,
+            public,
+            indexes,
+            index_by,
+            private,
+            readers,
+            encrypted,
+            admins,
         )
 
     async def follow(self, address: str, *, timeout: float = 30.0, snapshot: bool = True) -> str:
@@ -580,13 +594,25 @@ class SyncNode(_Facade):
         private: bool = False,
         readers: Sequence[str] = (),
         encrypted: bool = False,
+        admins: Sequence[str] = (),
     ) -> str:
-        """Create a database (this node is its admin); return its address. ``private``: only
+        """Create a database (this node is its admin, and ``admins`` too: say a key kept offline,
+        docs/keys.md); return its address. ``private``: only
         its admins, writers and ``readers`` (did:keys) may read it. ``encrypted``: its store
         operations are sealed with a key wrapped for this node, its writers and ``readers``;
         nodes without the key replicate it blind."""
         return self._run(
-            _create, name, type, writers, public, indexes, index_by, private, readers, encrypted
+            _create,
+            name,
+            type,
+            writers,
+            public,
+            indexes,
+            index_by,
+            private,
+            readers,
+            encrypted,
+            admins,
         )
 
     def follow(self, address: str, *, timeout: float = 30.0, snapshot: bool = True) -> str:

@@ -206,6 +206,7 @@ _CREATE_FIELDS: Final = (
     "private",
     "readers",
     "encrypted",
+    "admins",
 )
 
 
@@ -227,6 +228,9 @@ class CreateRequest:
     #: writers and ``readers``; anyone may replicate it, blind (docs/spec.md, "Encrypted
     #: databases and blind replicas").
     encrypted: bool = False
+    #: More admins besides this node (did:keys): a key kept offline can then grant, revoke and
+    #: rotate if this node's key is lost (docs/keys.md).
+    admins: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
@@ -247,7 +251,13 @@ class CreateRequest:
         writers = body.get("writers", [])
         indexes = body.get("indexes", [])
         readers = body.get("readers", [])
-        for key, value in (("writers", writers), ("indexes", indexes), ("readers", readers)):
+        admins = body.get("admins", [])
+        for key, value in (
+            ("writers", writers),
+            ("indexes", indexes),
+            ("readers", readers),
+            ("admins", admins),
+        ):
             if type(value) is not list or not all(type(v) is str for v in value):
                 raise InvalidRequest(f"{key} must be a list of strings")
         public = body.get("public", False)
@@ -264,7 +274,9 @@ class CreateRequest:
             raise InvalidRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise InvalidRequest("indexes and index_by apply to documents databases")
-        request = cls(name, store, writers, public, indexes, index_by, private, readers, encrypted)
+        request = cls(
+            name, store, writers, public, indexes, index_by, private, readers, encrypted, admins
+        )
         request.check_readers()
         return request
 
@@ -284,11 +296,12 @@ class CreateRequest:
                 "a private database cannot be public: anyone could write, and nobody could "
                 "fetch a stranger's writes"
             )
-        for did in self.readers:
-            try:
-                public_key_from_did(did)
-            except InvalidDidKey as exc:
-                raise InvalidRequest(f"reader {did!r}: {exc}") from None
+        for role, dids in (("reader", self.readers), ("admin", self.admins)):
+            for did in dids:
+                try:
+                    public_key_from_did(did)
+                except InvalidDidKey as exc:
+                    raise InvalidRequest(f"{role} {did!r}: {exc}") from None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -310,11 +323,13 @@ class CreateRequest:
 
 
 def create(repo: Repo, request: CreateRequest) -> StoredDatabase:
-    """Create the database ``request`` describes, with this node's key as admin."""
+    """Create the database ``request`` describes, with this node's key as admin (and the
+    request's ``admins`` besides)."""
     request.check_readers()
     database = repo.create_database(
         request.name,
         request.type,
+        admins=list(dict.fromkeys([repo.did, *request.admins])),
         writers=request.writers,
         public=request.public,
         options=request.options(),
@@ -347,6 +362,41 @@ def change_reader(database: StoredDatabase, action: str, did: str) -> dict[str, 
         "did": did,
         "entry": str(entry.cid),
         "key_readers": database.readers(),
+    }
+
+
+def change_access(database: StoredDatabase, action: str, role: str, did: str) -> dict[str, Any]:
+    """``grant`` or ``revoke`` the ``admin`` or ``writer`` role of ``did`` (spec §8: an admin
+    grants; it revokes only a key of a lower rank, or its own role). This node must be an admin
+    now. ``{"address", "action", "role", "did", "entry", "effective", "admins", "writers"}``."""
+    if action not in ("grant", "revoke"):
+        raise InvalidRequest(f"action is grant or revoke, not {action!r}")
+    if role not in ("admin", "writer"):
+        raise InvalidRequest(f"role is admin or writer, not {role!r}")
+    try:
+        public_key_from_did(did)
+    except InvalidDidKey as exc:
+        raise InvalidRequest(f"{role} {did!r}: {exc}") from None
+    access = database.database.log.access
+    if not access.may_administer(database.repo.did):
+        raise NotAWriter(
+            f"this node ({database.repo.did}) is not an admin of {database.manifest.name} "
+            f"({database.address}): only an admin grants or revokes"
+        )
+    entry = database.change_access(action, role, did)
+    access = database.database.log.access
+    holds = did in (access.admins if role == "admin" else access.writers)
+    return {
+        "address": database.address,
+        "action": action,
+        "role": role,
+        "did": did,
+        "entry": str(entry.cid),
+        # False: signed and in the log, but the access rules give it no effect (a revocation of
+        # a key that ranks as high as this node, spec §8).
+        "effective": holds == (action == "grant"),
+        "admins": sorted(access.admins),
+        "writers": sorted(access.writers),
     }
 
 
@@ -804,6 +854,9 @@ class RepoEndpoint:
 
     def reader(self, ref: str, action: str, did: str) -> dict[str, Any]:
         return change_reader(resolve(self.repo, ref), action, did)
+
+    def access(self, ref: str, action: str, role: str, did: str) -> dict[str, Any]:
+        return change_access(resolve(self.repo, ref), action, role, did)
 
     def databases(self) -> list[dict[str, Any]]:
         return listing(self.repo)

@@ -400,6 +400,13 @@ class StoredDatabase:
             lambda database: database.remove_reader(self.repo.keypair, did, key, seed)
         )
 
+    def change_access(self, action: str, role: str, did: str) -> Entry:
+        """Write a ``grant`` or ``revoke`` of ``role`` (``admin`` or ``writer``) for ``did``,
+        signed by this node (an admin's operation; the log's access rules decide if it counts)."""
+        if action == "grant":
+            return self._transaction(lambda d: d.grant(self.repo.keypair, role, did))
+        return self._transaction(lambda d: d.revoke(self.repo.keypair, role, did))
+
     def may_write(self, did: str | None = None) -> bool:
         return self._db.log.access.may_write(did or self.repo.keypair.did)
 

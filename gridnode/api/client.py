@@ -209,6 +209,11 @@ class ApiClient:
         body = {"action": action, "did": did}
         return self._post(_db_path(ref, "readers"), body)  # type: ignore[no-any-return]
 
+    def access(self, ref: str, action: str, role: str, did: str) -> dict[str, Any]:
+        """``POST /db/{ref}/access``: grant or revoke an admin's or a writer's role."""
+        body = {"action": action, "role": role, "did": did}
+        return self._post(_db_path(ref, "access"), body)  # type: ignore[no-any-return]
+
     def snapshot_show(self, ref: str) -> dict[str, Any]:
         """``GET /db/{ref}/snapshot``: the snapshot published, and the one served from."""
         return self._get(_db_path(ref, "snapshot"))  # type: ignore[no-any-return]

@@ -251,6 +251,20 @@ async def change_reader(node: Node, request: Request) -> Response:
     return Response(200, await node.change_reader(_ref(request), action, did))
 
 
+async def change_access(node: Node, request: Request) -> Response:
+    """``POST /db/{db}/access``: ``{"action": "grant" | "revoke", "role": "admin" | "writer",
+    "did"}``."""
+    body = await request.json()
+    if type(body) is not dict or set(body) != {"action", "role", "did"}:
+        raise InvalidRequest(
+            'the body is {"action": "grant" | "revoke", "role": "admin" | "writer", "did": ...}'
+        )
+    action, role, did = body["action"], body["role"], body["did"]
+    if type(action) is not str or type(role) is not str or type(did) is not str:
+        raise InvalidRequest("action, role and did are strings")
+    return Response(200, await node.change_access(_ref(request), action, role, did))
+
+
 async def snapshot_show(node: Node, request: Request) -> Response:
     """``GET /db/{db}/snapshot``: the newest snapshot this node published of the database, and
     the one it serves reads from (or did)."""

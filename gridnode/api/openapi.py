@@ -507,6 +507,41 @@ def openapi(version: str) -> dict[str, Any]:
                 "parameters": [_DB],
             },
         },
+        "/db/{db}/access": {
+            "post": {
+                **_post(
+                    "grant or revoke the admin or writer role of a did:key, as `gridnode db "
+                    "access grant|revoke` (this node must be an admin)",
+                    {
+                        "type": "object",
+                        "required": ["action", "role", "did"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "action": {"enum": ["grant", "revoke"]},
+                            "role": {"enum": ["admin", "writer"]},
+                            "did": {"type": "string"},
+                        },
+                    },
+                    _json(
+                        _obj(
+                            {
+                                "address": {"type": "string"},
+                                "action": {"type": "string"},
+                                "role": {"type": "string"},
+                                "did": {"type": "string"},
+                                "entry": {"type": "string"},
+                                "effective": {"type": "boolean"},
+                                "admins": _STRINGS,
+                                "writers": _STRINGS,
+                            }
+                        ),
+                        "the access operation written",
+                    ),
+                    404,
+                ),
+                "parameters": [_DB],
+            },
+        },
         "/db/{db}/readers": {
             "post": {
                 **_post(
@@ -628,6 +663,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "private": {"type": "boolean"},
                         "readers": _STRINGS,
                         "encrypted": {"type": "boolean"},
+                        "admins": _STRINGS,
                     },
                 },
                 "Status": _obj(

@@ -60,6 +60,7 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/replicas"): handlers.replicas,
     ("POST", "/db/{db}/snapshot"): handlers.snapshot_publish,
     ("POST", "/db/{db}/readers"): handlers.change_reader,
+    ("POST", "/db/{db}/access"): handlers.change_access,
     ("GET", "/db/{db}/snapshot"): handlers.snapshot_show,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,
     ("HEAD", "/ipfs/{cid}"): handlers.ipfs,

@@ -87,6 +87,14 @@ def _batch_requested(args: Sequence[str]) -> bool:
     metavar="DID",
     help="Another did:key that may write (repeatable). This node is always admin and writer.",
 )
+@click.option(
+    "--admin",
+    "admins",
+    multiple=True,
+    metavar="DID",
+    help="Another did:key that is admin too (repeatable): a key kept offline that can grant, "
+    "revoke and rotate if this node's key is lost (docs/keys.md).",
+)
 @click.option("--public", is_flag=True, help="Anyone may write.")
 @click.option(
     "--private",
@@ -128,6 +136,7 @@ def db_create(
     name: str,
     store_type: str,
     writers: tuple[str, ...],
+    admins: tuple[str, ...],
     public: bool,
     private: bool,
     readers: tuple[str, ...],
@@ -159,6 +168,7 @@ def db_create(
         private,
         list(dict.fromkeys(readers)),
         encrypted,
+        list(dict.fromkeys(admins)),
     )
     created = endpoint_of(ctx).create(request)
     if as_json:
@@ -267,6 +277,67 @@ def db_snapshot_show(ctx: click.Context, address: str, as_json: bool) -> None:
         )
     served = shown["served"]
     click.echo("served: none" if served is None else f"served: {served['status']}")
+
+
+@db.group("access")
+def db_access() -> None:
+    """Who may administer and write a database: grant or revoke a role (docs/spec.md §8).
+
+    This node must be an admin. An admin grants any role; it revokes only a key that ranks below
+    it (a manifest admin ranks highest) or its own role. A second admin key kept offline
+    (db create --admin, docs/keys.md) uses these to name a new primary after a key is lost.
+    """
+
+
+def _change_access(
+    ctx: click.Context, address: str, action: str, role: str, did: str, as_json: bool
+) -> None:
+    info = database_info(ctx, address)
+    changed = endpoint_of(ctx).access(info["address"], action, role, did)
+    if as_json:
+        emit(changed)
+        return
+    click.echo(changed["entry"])
+    if not changed["effective"]:
+        warn(
+            f"the {action} is in the log but has no effect: {did} ranks as high as this node "
+            "(docs/spec.md §8)"
+        )
+
+
+@db_access.command("grant")
+@click.argument("address")
+@click.argument("did")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "writer"]),
+    default="writer",
+    show_default=True,
+    help="The role to grant.",
+)
+@json_option
+@click.pass_context
+def db_access_grant(ctx: click.Context, address: str, did: str, role: str, as_json: bool) -> None:
+    """Grant DID the role (writer, or admin) on the database; prints the entry's CID."""
+    _change_access(ctx, address, "grant", role, did, as_json)
+
+
+@db_access.command("revoke")
+@click.argument("address")
+@click.argument("did")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "writer"]),
+    default="writer",
+    show_default=True,
+    help="The role to revoke.",
+)
+@json_option
+@click.pass_context
+def db_access_revoke(ctx: click.Context, address: str, did: str, role: str, as_json: bool) -> None:
+    """Revoke DID's role (writer, or admin) on the database; prints the entry's CID. Entries
+    it wrote before stay valid."""
+    _change_access(ctx, address, "revoke", role, did, as_json)
 
 
 @db.group("reader")

@@ -406,6 +406,16 @@ class Node:
         await self.announce(database.address)
         return answer
 
+    async def change_access(self, ref: str, action: str, role: str, did: str) -> dict[str, Any]:
+        """Grant or revoke an admin's or a writer's role (:func:`gridnode.ops.change_access`),
+        then announce the entry."""
+        database = await self.worker.run(ops.resolve, self.repo, ref)
+        answer: dict[str, Any] = await self.worker.run(
+            ops.change_access, database, action, role, did
+        )
+        await self.announce(database.address)
+        return answer
+
     async def announce(self, address: str) -> None:
         """Publish this node's heads of a database (with small head entries inline); nothing
         for a database it no longer replicates."""
@@ -440,8 +450,10 @@ class Node:
         private: bool = False,
         readers: Sequence[str] = (),
         encrypted: bool = False,
+        admins: Sequence[str] = (),
     ) -> StoredDatabase:
-        """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
+        """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``admins``:
+        more admins besides this node (a key kept offline, docs/keys.md). ``private``:
         only its admins, writers and ``readers`` (did:keys) may read it; it is never announced
         on a gossip topic nor served to the IPFS world (docs/spec.md §10, "Private
         databases")."""
@@ -456,6 +468,7 @@ class Node:
                 "private": private,
                 "readers": list(readers),
                 "encrypted": encrypted,
+                "admins": list(admins),
             }
         )
         return await self.create(request)
