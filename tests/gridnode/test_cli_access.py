@@ -59,9 +59,8 @@ def test_access_changes_are_refused_with_one_error_line(tmp_path):
 
 
 def test_access_through_a_running_node(tmp_path):
-    from tests.gridnode.test_cli_restore import running
-
     from crdt.identity import Keypair
+    from tests.gridnode.test_cli_restore import running
 
     admin, writer = Keypair(b"\x07" * 32).did, Keypair(b"\x08" * 32).did
     with Repo(tmp_path / "a"):
