@@ -15,12 +15,16 @@ __all__ = [
     "CarUnverifiable",
     "DagCborDecodeError",
     "DagCborEncodeError",
+    "DagPbDecodeError",
+    "DagPbEncodeError",
     "DecodeError",
     "DepthExceeded",
+    "DuplicateHamtName",
     "DuplicateMapKey",
     "EncodeError",
     "EntryError",
     "GridnodeError",
+    "HamtTooDeep",
     "HashMismatch",
     "IdentityError",
     "IndefiniteLength",
@@ -32,6 +36,7 @@ __all__ = [
     "InvalidDidKey",
     "InvalidEntry",
     "InvalidFloat",
+    "InvalidHamt",
     "InvalidKey",
     "InvalidManifest",
     "InvalidMultibase",
@@ -52,6 +57,8 @@ __all__ = [
     "TrailingBytes",
     "Truncated",
     "Unauthorized",
+    "UnixFSDecodeError",
+    "UnixFSEncodeError",
     "UnknownAuthor",
     "UnknownIndex",
     "UnsupportedCarVersion",
@@ -324,3 +331,39 @@ class InvalidSnapshot(InvalidBlock):
 class UntrustedSnapshot(InvalidSnapshot):
     """A well-formed snapshot this replica will not serve from: a signer it does not trust, or
     an age outside the bounds it was configured with."""
+
+
+# -- dag-pb and UnixFS (issue 23) ---------------------------------------------------------------
+
+
+class DagPbDecodeError(DecodeError):
+    """Bytes that are not a strict dag-pb node (the dag-pb spec's decoding rules)."""
+
+
+class DagPbEncodeError(EncodeError):
+    """A dag-pb node that cannot be encoded (a negative or too large size, ...)."""
+
+
+class UnixFSDecodeError(DecodeError):
+    """A UnixFS ``Data`` message (the protobuf in a dag-pb node's Data) that is malformed."""
+
+
+class UnixFSEncodeError(EncodeError):
+    """A UnixFS value that cannot be encoded, or an import refused (an invalid or duplicate
+    directory entry name, a size out of range, ...)."""
+
+
+# -- UnixFS HAMT directories and the reader (issue 23) -----------------------------------------
+
+
+class InvalidHamt(UnixFSDecodeError):
+    """A UnixFS HAMT shard whose parts disagree: fanout, bitfield, link names and order, or an
+    entry in a bucket its name does not hash to."""
+
+
+class HamtTooDeep(InvalidHamt):
+    """A HAMT deeper than the 64 bits of its name hash allow (go refuses such a directory)."""
+
+
+class DuplicateHamtName(UnixFSEncodeError):
+    """A directory entry name given twice to a HAMT builder."""
