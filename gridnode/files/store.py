@@ -34,6 +34,7 @@ from typing import Final
 
 from crdt.errors import GridnodeError, InvalidCID
 from crdt.ipld.cid import CID
+from crdt.ipld.dagpb import decode_node
 from gridnode.errors import CorruptBlock, InvalidRequest, MissingBlock, UnknownPin
 from gridnode.storage import SqliteFile
 from gridnode.storage.files import FileTables
@@ -74,11 +75,7 @@ def links_of(cid: CID, block: bytes) -> list[CID]:
     if cid.codec == RAW:
         return []
     if cid.codec == DAG_PB:
-        # helper wt23-a's codec (crdt/ipld/dagpb.py); imported when first needed.
-        import importlib
-
-        dagpb = importlib.import_module("crdt.ipld.dagpb")
-        return [link.cid for link in dagpb.decode_node(block).links]
+        return [link.cid for link in decode_node(block).links]
     if cid.codec == DAG_CBOR:
         from crdt.ipld.dagcbor import decode_strict
 
