@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 MIB = 1 << 20
+#: The ``gridnode`` command beside this Python (the virtual environment's).
+GRIDNODE = str(Path(sys.executable).with_name("gridnode"))
 
 
 def _size(text: str) -> int:
@@ -46,7 +48,7 @@ def _input(path: Path, size: int) -> None:
 
 def _gridnode(data_dir: Path, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gridnode", "--data-dir", str(data_dir), "--log-level", "error", *args],
+        [GRIDNODE, "--data-dir", str(data_dir), "--log-level", "error", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         **kwargs,  # type: ignore[arg-type]
@@ -57,7 +59,7 @@ def add_once(work: Path, file: Path, size: int, running: bool) -> dict[str, obje
     data_dir = work / "node"
     shutil.rmtree(data_dir, ignore_errors=True)
     subprocess.run(
-        [sys.executable, "-m", "gridnode", "--data-dir", str(data_dir), "init"],
+        [GRIDNODE, "--data-dir", str(data_dir), "init"],
         check=True,
         capture_output=True,
     )
@@ -73,9 +75,7 @@ def add_once(work: Path, file: Path, size: int, running: bool) -> dict[str, obje
     started = time.perf_counter()
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "gridnode",
+            GRIDNODE,
             "--data-dir",
             str(data_dir),
             "--log-level",
