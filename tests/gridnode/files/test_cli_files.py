@@ -208,3 +208,47 @@ def test_add_a_directory_tree(empty_node, tmp_path):
 def test_add_refuses_what_it_cannot_read_in_one_line(empty_node, tmp_path):
     data_dir = empty_node
     assert "No such file" in refused(data_dir, "add", str(tmp_path / "nothing"))
+
+
+def test_a_hamt_sharded_directory_lists_and_resolves(tmp_path):
+    from crdt.unixfs import DirectoryImporter
+
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    leaf = raw(b"one small file")
+    importer = DirectoryImporter("unixfs-v1-2025")
+    names = [f"file-{n:05}.txt" for n in range(6000)]
+    for name in names:
+        importer.add(name, leaf[0], len(leaf[1]))
+    root = importer.close()
+    assert root.sharded
+    with Repo(data_dir) as repo:
+        repo.files.put_blocks([leaf, *root.blocks])
+    listed = [
+        json.loads(line)["name"]
+        for line in run(data_dir, "ls", str(root.cid), "--json").stdout.split()
+    ]
+    assert sorted(listed) == names
+    assert run(data_dir, "cat", f"{root.cid}/file-04321.txt").stdout_bytes == leaf[1]
+    assert "no 'file-99999.txt'" in refused(data_dir, "cat", f"{root.cid}/file-99999.txt")
+    assert json_out(data_dir, "pin", "add", str(root.cid))["recursive"] is True
+
+
+def test_hostile_or_damaged_dags_are_one_error_line(tmp_path):
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    leaf = raw(b"x" * 6000)
+    # A file node whose blocksizes lie about its leaf.
+    data = encode_data(UnixFSData(DataType.File, filesize=7000, blocksizes=(7000,)))
+    block = encode_node(PBNode(links=(PBLink(leaf[0], "", 6000),), data=data))
+    lying = (CID.for_block(block, "dag-pb"), block)
+    good = file_of(raw(b"y" * 5000))
+    with Repo(data_dir) as repo:
+        repo.files.put_blocks([leaf, lying, good, raw(b"y" * 5000)])
+        damaged = repo.files.path_of(raw(b"y" * 5000)[0])
+    assert "7000" in refused(data_dir, "cat", str(lying[0]))
+    damaged.write_bytes(b"z" * 5000)
+    assert "damaged" in refused(data_dir, "cat", str(good[0]))
+    assert not (tmp_path / "out").exists()
+    assert "damaged" in refused(data_dir, "get", str(good[0]), "-o", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
