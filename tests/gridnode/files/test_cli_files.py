@@ -261,7 +261,7 @@ def test_add_is_refused_at_max_storage_and_the_store_counts(tmp_path, monkeypatc
     big.write_bytes(pseudo_random(200_000))
     run(data_dir, "add", "-q", str(big))
     with Repo(data_dir) as repo:
-        assert repo.files.usage()[1] > 200_000  # the leaves and the root node
+        assert repo.files.usage() == (1, 200_000)  # one raw block (under 1 MiB)
         used = repo.bytes_used()
         assert used >= repo.sql.bytes_on_disk() + 200_000
     monkeypatch.setenv("GRIDNODE_MAX_STORAGE", str(used))
