@@ -286,7 +286,8 @@ def _files_paths() -> dict[str, Any]:
                                 "kept_bytes",
                                 "orphan_files",
                             )
-                        }
+                        },
+                        {"interrupted": {"type": "boolean"}},
                     ),
                     "what gc did",
                 ),

@@ -63,6 +63,7 @@ def gc(repo: Repo) -> dict[str, Any]:
         "kept_blocks": report.kept_blocks,
         "kept_bytes": report.kept_bytes,
         "orphan_files": report.orphan_files,
+        "interrupted": report.interrupted,
     }
 
 
