@@ -167,14 +167,23 @@ class FileStore:
 
     # -- blocks -------------------------------------------------------------------------------
 
-    def put_blocks(self, blocks: Sequence[tuple[CID, bytes]], *, lease: int | None = None) -> int:
+    def put_blocks(
+        self,
+        blocks: Sequence[tuple[CID, bytes]],
+        *,
+        lease: int | None = None,
+        verified: bool = False,
+    ) -> int:
         """Keep blocks (each checked against its CID first: a mismatch raises
         :class:`~crdt.errors.HashMismatch` and keeps nothing); return how many were new. Durable
-        when it returns. ``lease`` (:meth:`begin`) keeps them from gc until it ends."""
+        when it returns. ``lease`` (:meth:`begin`) keeps them from gc until it ends.
+        ``verified``: the caller hashed every block already (a CAR read with verification, this
+        process's own importer): not hashed twice."""
         for cid, block in blocks:
             if len(block) > MAX_BLOCK:
                 raise InvalidRequest(f"block {cid} has {len(block)} bytes (at most {MAX_BLOCK})")
-            cid.verify(block)
+            if not verified:
+                cid.verify(block)
         unique: dict[bytes, tuple[CID, bytes]] = {}
         for cid, block in blocks:
             unique.setdefault(cid.bytes, (cid, block))
