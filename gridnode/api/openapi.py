@@ -217,7 +217,7 @@ def _files_paths() -> dict[str, Any]:
                     _json(
                         _obj({"blocks": {"type": "integer"}, "new": {"type": "integer"}}), "kept"
                     ),
-                    media=("application/vnd.ipld.car",),
+                    media=("application/vnd.ipld.car", "application/octet-stream"),
                 ),
                 "parameters": [
                     _param("lease", "query", {"type": "integer", "minimum": 0}, "an add's lease")
