@@ -24,6 +24,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -45,7 +46,11 @@ Block = tuple[CID, bytes]
 
 
 class BlockWriter:
-    """Blocks to the endpoint in batches of about :data:`BATCH_BYTES`, under ``lease``."""
+    """Blocks to the endpoint in batches of about :data:`BATCH_BYTES`, under ``lease``. A batch
+    is written by a thread of its own while the next one is imported (hashing and writing release
+    the GIL: the import and the disk work at once); at most one batch is being written and one
+    filling, so memory stays at about two batches. Call :meth:`finish` at the end: it waits for
+    the last write and raises its error, if any."""
 
     def __init__(
         self, endpoint: Any, lease: int | None, *, sent: Callable[[int], None] | None = None
@@ -55,6 +60,8 @@ class BlockWriter:
         self._sent = sent
         self._pending: list[Block] = []
         self._size = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridnode-add")
+        self._writing: Future[None] | None = None
         #: Blocks and bytes sent, and how many of them the store did not hold yet.
         self.blocks = 0
         self.bytes = 0
@@ -67,17 +74,39 @@ class BlockWriter:
         if self._size >= BATCH_BYTES:
             self.flush()
 
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        pending, size = self._pending, self._size
-        self._pending, self._size = [], 0
+    def _write(self, pending: list[Block], size: int) -> None:
         answer = self.endpoint.files_put(pending, self.lease)
         self.blocks += len(pending)
         self.bytes += size
         self.new += int(answer.get("new", 0))
         if self._sent is not None:
             self._sent(size)
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def flush(self) -> None:
+        """Hand the pending blocks to the writing thread (after the batch before them is
+        written)."""
+        if not self._pending:
+            return
+        pending, size = self._pending, self._size
+        self._pending, self._size = [], 0
+        self._wait()
+        self._writing = self._pool.submit(self._write, pending, size)
+
+    def finish(self) -> None:
+        """Write what is pending and wait until every batch is written (raising a write's
+        error)."""
+        self.flush()
+        self._wait()
+
+    def close(self) -> None:
+        """Wait for a write in flight (its error is the caller's to learn from :meth:`finish`),
+        then stop the writing thread: nothing uses the endpoint behind the caller's back."""
+        self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -218,8 +247,8 @@ def add(
     false. ``read`` is told the bytes of file data as they are read, ``skip`` what is left out."""
     chosen = get_profile(profile)
     lease = endpoint.files_begin()
+    writer = BlockWriter(endpoint, lease)
     try:
-        writer = BlockWriter(endpoint, lease)
         adder = _Adder(writer, chosen, hidden=hidden, read=read, skip=skip)
         if source == "-":
             stream = stdin if stdin is not None else sys.stdin.buffer
@@ -235,11 +264,12 @@ def add(
                 cid, tsize = adder.file(path)
             else:
                 raise InvalidRequest(f"{path} is not a regular file or a directory")
-        writer.flush()
+        writer.finish()
         pinned = None
         if pin:
             pinned = endpoint.files_pin(cid, name, True)["name"]
     finally:
+        writer.close()
         endpoint.files_end(lease)
     return Added(
         cid,
