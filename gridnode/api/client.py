@@ -35,8 +35,9 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
 from crdt.errors import InvalidOperation
-from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
+from crdt.ipld.car import car_v1_header_bytes
 from crdt.ipld.cid import CID
+from crdt.ipld.multiformats import encode_varint
 from gridnode import datadir, jsonvalue, ops
 from gridnode.api.asgi import MAX_CAR_BYTES
 from gridnode.api.errors import ERROR_HEADER, error_of_answer
@@ -147,7 +148,7 @@ class ApiClient:
         path: str,
         params: Mapping[str, Any] | None = None,
         *,
-        body: bytes | None = None,
+        body: bytes | list[bytes] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
         sink: Callable[[http.client.HTTPResponse], Any] | None = None,
@@ -157,6 +158,9 @@ class ApiClient:
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
+        if isinstance(body, list):
+            # Sent part by part, with its length (not chunked).
+            headers["Content-Length"] = str(sum(len(part) for part in body))
         connection = http.client.HTTPConnection(
             self.host, self.port, timeout=timeout or self.timeout
         )
@@ -327,14 +331,14 @@ class ApiClient:
     def files_put(self, blocks: Sequence[tuple[CID, bytes]], lease: int | None) -> dict[str, Any]:
         if not blocks:
             return {"blocks": 0, "new": 0}
+        # The CAR in parts, each block sent as it is (no copy of the batch: memory stays at
+        # the blocks the caller holds).
         parts = [car_v1_header_bytes([blocks[0][0]])]
-        parts += [car_section_bytes(cid, block) for cid, block in blocks]
+        for cid, block in blocks:
+            raw = cid.bytes
+            parts += [encode_varint(len(raw) + len(block)) + raw, block]
         answer: dict[str, Any] = self._request(
-            "POST",
-            "/files/blocks",
-            {"lease": lease},
-            body=b"".join(parts),
-            content_type=CAR_TYPE,
+            "POST", "/files/blocks", {"lease": lease}, body=parts, content_type=CAR_TYPE
         )
         return answer
 
