@@ -336,3 +336,51 @@ def test_the_schedule_runs_until_cancelled_and_sleeps_between_runs():
         assert len(started) == 11 and round(started[-1] - t0) == 36000
 
     _on_mock_clock(work)
+
+
+# -- the record format (docs/spec.md, "Backup records") --------------------------------------
+
+VECTOR = (
+    "a2626f706370757463646f63a7635f6964781e70672f323032362d31322d30355431363a30303a30302e3030"
+    "303030305a63636964d82a58250001551220cb4976a0c6713f60cd63fd9ba6867220f84cd4904731e1c075e3"
+    "5ab0b6a48b2e646e616d656270676473697a651a001000006474696d65781b323032362d31322d3035543136"
+    "3a30303a30302e3030303030305a66736368656d610166736861323536784065336230633434323938666331"
+    "633134396166626634633839393666623932343237616534316534363439623933346361343935393931623738"
+    "353262383535"
+)
+
+
+def test_the_record_format_vector():
+    from crdt.ipld import dagcbor
+    from crdt.ipld.cid import CID
+
+    cid = CID.for_block(b"age-encryption.org/v1 example", "raw")
+    assert str(cid) == "bafkreigljf3kbrtrh5qm2y75totim4ra7bgnjechghq4a5pdlkylnjelfy"
+    digest = hashlib.sha256(b"").hexdigest()
+    record = BackupRecord("pg", cid, 1 << 20, format_time(1796486400), digest)
+    encoded = dagcbor.encode({"op": "put", "doc": record.to_doc()})
+    assert encoded.hex() == VECTOR
+    decoded = dagcbor.decode(bytes.fromhex(VECTOR))
+    assert BackupRecord.from_doc(decoded["doc"]) == record
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schema": 2},
+        {"name": "a/b"},
+        {"_id": "other/2026-12-05T16:00:00.000000Z"},
+        {"size": -1},
+        {"size": 1.0},
+        {"time": "2026-12-05 16:00:00"},
+        {"sha256": "E3B0" + "0" * 60},
+        {"cid": "bafkreigljf3kbrtrh5qm2y75totim4ra7bgnjechghq4a5pdlkylnjelfy"},
+    ],
+)
+def test_a_record_breaking_a_rule_is_skipped(change):
+    from crdt.ipld.cid import CID
+
+    cid = CID.for_block(b"x", "raw")
+    doc = BackupRecord("pg", cid, 1, format_time(0), "0" * 64).to_doc()
+    assert BackupRecord.from_doc(doc) is not None
+    assert BackupRecord.from_doc({**doc, **change}) is None
