@@ -125,12 +125,12 @@ def canonical_file(cid: str) -> str:
     if not 0 < len(text) <= MAX_MULTIADDR:
         raise GridnodeError(f"not a CID: {cid[:80]!r}")
     try:
-        cid = CID.parse(text)
+        parsed = CID.parse(text)
     except (GridnodeError, ValueError) as exc:
         raise GridnodeError(f"not a CID: {exc}") from None
-    if cid.codec not in FILE_CODECS:
-        raise GridnodeError(f"{cid} is not a UnixFS file or directory (codec {cid.codec:#x})")
-    return str(cid)
+    if parsed.codec not in FILE_CODECS:
+        raise GridnodeError(f"{parsed} is not a UnixFS file or directory (codec {parsed.codec:#x})")
+    return str(parsed)
 
 
 def file_key(cid: str) -> str:
@@ -225,6 +225,4 @@ def parse_catalog(items: Iterable[tuple[str, Any]]) -> Catalog:
     # Two keys may name one database (a bare CID and its address): list it once.
     unique = {item.address: item for item in reversed(databases)}
     ordered = tuple(unique[a] for a in dict.fromkeys(item.address for item in databases))
-    return Catalog(
-        name, is_catalog, ordered, tuple(peers), tuple(refused), tuple(files.values())
-    )
+    return Catalog(name, is_catalog, ordered, tuple(peers), tuple(refused), tuple(files.values()))
