@@ -657,9 +657,44 @@ def openapi(version: str) -> dict[str, Any]:
                                     "name": {"type": "string"},
                                     "databases": _STRINGS,
                                     "peers": _STRINGS,
-                                }
+                                },
+                                {"files": _STRINGS},
                             ),
                         },
+                        "files": _obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "held": {"type": "integer"},
+                                "held_bytes": {"type": "integer"},
+                                "fetched": {"type": "integer"},
+                                "fetched_bytes": {"type": "integer"},
+                                "fetching": {
+                                    "type": "array",
+                                    "items": _obj(
+                                        {
+                                            "root": {"type": "string"},
+                                            "blocks": {"type": "integer"},
+                                            "bytes": {"type": "integer"},
+                                            "fetched_blocks": {"type": "integer"},
+                                            "fetched_bytes": {"type": "integer"},
+                                            "expected_bytes": {"type": ["integer", "null"]},
+                                            "pending": {"type": "integer"},
+                                            "done": {"type": "boolean"},
+                                        }
+                                    ),
+                                },
+                                "failed": {
+                                    "type": "array",
+                                    "items": _obj(
+                                        {
+                                            "cid": {"type": "string"},
+                                            "error": {"type": "string"},
+                                            "retry_in": {"type": "number"},
+                                        }
+                                    ),
+                                },
+                            }
+                        ),
                     },
                 ),
             },

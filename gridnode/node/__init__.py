@@ -17,6 +17,8 @@ one thing itself, the write (below); everything else it hands to a room with one
   and what it heard of its peers' (who holds what);
 - :mod:`~gridnode.node.catalogs` (``node.catalogs``): the followed catalogs, and the databases
   they make the node follow and unfollow;
+- :mod:`~gridnode.node.files` (``node.files``): the files and directories the catalogs list (and
+  the databases with ``pinLinks`` link to), fetched over bitswap and pinned;
 - :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
   it the API, the dashboard and ``/metrics`` read;
 - :mod:`~gridnode.node.history` (``node.history``, also ``stats.history``): the last hour of the
@@ -55,6 +57,7 @@ from gridnode.net.bitswap import Bitswap
 from gridnode.net.dht import DhtConfig
 from gridnode.node.budget import Budgets
 from gridnode.node.catalogs import Catalogs
+from gridnode.node.files import FileReplication
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.providers import Providers
@@ -199,6 +202,17 @@ class Node:
             announce_interval=announce_interval,
             snapshots=self.snapshots,
         )
+        #: Files the catalogs list and the databases link to, fetched and pinned
+        #: (gridnode/node/files.py).
+        self.files = FileReplication(
+            repo,
+            nursery,
+            self.worker,
+            self.bitswap,
+            peers=host.peers,
+            catalogs=lambda: list(self.catalogs.views.values()),
+            databases=self.replication.databases,
+        )
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
         self.providers: Providers | None = None
         if host.dht is not None:
@@ -225,6 +239,7 @@ class Node:
         self.snapshots.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
+        self.files.start()
         if self.providers is not None:
             self.providers.start()
         self._nursery.start_soon(republish_on_change, self.host, self.peering.publish_record)
