@@ -15,6 +15,8 @@ __all__ = [
     "CarUnverifiable",
     "DagCborDecodeError",
     "DagCborEncodeError",
+    "DagPbDecodeError",
+    "DagPbEncodeError",
     "DecodeError",
     "DepthExceeded",
     "DuplicateMapKey",
@@ -52,6 +54,8 @@ __all__ = [
     "TrailingBytes",
     "Truncated",
     "Unauthorized",
+    "UnixFSDecodeError",
+    "UnixFSEncodeError",
     "UnknownAuthor",
     "UnknownIndex",
     "UnsupportedCarVersion",
@@ -324,3 +328,23 @@ class InvalidSnapshot(InvalidBlock):
 class UntrustedSnapshot(InvalidSnapshot):
     """A well-formed snapshot this replica will not serve from: a signer it does not trust, or
     an age outside the bounds it was configured with."""
+
+
+# -- dag-pb and UnixFS (issue 23) ---------------------------------------------------------------
+
+
+class DagPbDecodeError(DecodeError):
+    """Bytes that are not a strict dag-pb node (the dag-pb spec's decoding rules)."""
+
+
+class DagPbEncodeError(EncodeError):
+    """A dag-pb node that cannot be encoded (a negative or too large size, ...)."""
+
+
+class UnixFSDecodeError(DecodeError):
+    """A UnixFS ``Data`` message (the protobuf in a dag-pb node's Data) that is malformed."""
+
+
+class UnixFSEncodeError(EncodeError):
+    """A UnixFS value that cannot be encoded, or an import refused (an invalid or duplicate
+    directory entry name, a size out of range, ...)."""
