@@ -33,7 +33,7 @@ import trio
 
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
-from gridnode.files.fetch import DagFetcher, FetchLimits, FetchProgress, LinksOf
+from gridnode.files.fetch import DagFetcher, FetchLimits, FetchProgress, LinksOf, dag_links
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.repo import Repo
@@ -105,7 +105,9 @@ class _Local:
     """The file store through the storage worker, as the fetcher sees it; what it stores is
     counted by ``max_storage`` (checked before each batch) and kept from gc by a lease."""
 
-    def __init__(self, repo: Repo, worker: StorageWorker, lease: int, after_put: Callable[[], None]):
+    def __init__(
+        self, repo: Repo, worker: StorageWorker, lease: int, after_put: Callable[[], None]
+    ):
         self._repo = repo
         self._worker = worker
         self._lease = lease
@@ -181,11 +183,7 @@ class FileReplication:
         self._catalogs = catalogs
         #: The replicated databases (``StoredDatabase``s) whose ``pinLinks`` option is read.
         self._databases = databases
-        if links is None:
-            from gridnode.files.store import links_of
-
-            links = links_of
-        self._links = links
+        self._links = links or dag_links
         self.stall = stall
         self.tick = tick
         #: Root CID -> the fetch under way.
@@ -201,7 +199,8 @@ class FileReplication:
         self.round_done = trio.Event()
 
     def start(self) -> None:
-        self._nursery.start_soon(self._watch)
+        if getattr(self._repo, "files", None) is not None:
+            self._nursery.start_soon(self._watch)
 
     # -- what the status says -------------------------------------------------------------------
 
@@ -288,7 +287,7 @@ class FileReplication:
             quota.check(f"fetch {want.cid}")
             room = MAX_LINK_BYTES * 64
             if quota.limit > 0:
-                room = max(0, quota.limit - quota.status()["used"])  # type: ignore[operator]
+                room = max(0, quota.limit - int(quota.status()["used"]))
             limits = FetchLimits()
             max_bytes = min(room, want.max_bytes or limits.max_bytes)
             lease = await self._worker.run(self._repo.files.begin)
@@ -398,4 +397,3 @@ async def _fetch_blocks(
     bitswap: Bitswap, cids: list[CID], peers: list[str], timeout: float
 ) -> dict[CID, bytes]:
     return await bitswap.fetch(cids, peers, timeout=timeout)
-
