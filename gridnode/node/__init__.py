@@ -52,6 +52,7 @@ from crdt.ipld.cid import CID
 from gridnode import ops
 from gridnode.datadir import node_lock
 from gridnode.errors import UnknownDatabase
+from gridnode.files.fetch import FetchProgress
 from gridnode.net import Host, RelayLimits, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.dht import DhtConfig
@@ -328,6 +329,22 @@ class Node:
     def storage_refusals(self) -> int:
         """Follows, restores, imports refused and pulls not run because the node was full."""
         return self.repo.quota.refusals
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def fetch_file(
+        self,
+        root: CID,
+        peers: Sequence[str] | None = None,
+        *,
+        pin: str | None = None,
+        max_bytes: int | None = None,
+        progress: FetchProgress | None = None,
+    ) -> FetchProgress:
+        """Fetch a file or directory (any DAG) from ``peers`` (default: every connected peer)
+        over bitswap into the file store, every block verified, and pin it as ``pin``
+        (:meth:`gridnode.node.files.FileReplication.fetch`)."""
+        return await self.files.fetch(root, peers, pin=pin, max_bytes=max_bytes, progress=progress)
 
     # -- peers ----------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ bitswap off in the config nothing is fetched (and the status says so).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Final
@@ -33,6 +33,7 @@ import trio
 
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
+from gridnode.errors import FeatureOff
 from gridnode.files.fetch import DagFetcher, FetchLimits, FetchProgress, LinksOf, dag_links
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
@@ -67,6 +68,10 @@ MAX_FETCHES: Final = 4
 #: Seconds before a failed fetch is tried again (doubled at each failure, up to the maximum).
 RETRY_SECONDS: Final = 10.0
 MAX_RETRY_SECONDS: Final = 600.0
+#: A fetch's wants: this many batches in flight, of this many CIDs each (at most
+#: PARALLEL * BATCH blocks in hand: 32 MiB of 1 MiB chunks).
+PARALLEL: Final = 4
+BATCH: Final = 8
 #: Seconds between two looks at what is wanted.
 TICK: Final = 1.0
 #: Seconds a fetch waits for blocks asked before it gives up (and is tried again later).
@@ -186,6 +191,9 @@ class FileReplication:
         self._links = links or dag_links
         self.stall = stall
         self.tick = tick
+        #: Wants in flight per fetch: ``parallel`` batches of ``batch`` CIDs.
+        self.parallel = PARALLEL
+        self.batch = BATCH
         #: Root CID -> the fetch under way.
         self.fetching: dict[CID, FetchProgress] = {}
         self.totals = FileTotals()
@@ -277,34 +285,61 @@ class FileReplication:
         _blocks, size = await self._worker.run(self._repo.files.usage)
         return size
 
-    async def _fetch(self, want: _Want) -> None:
+    async def fetch(
+        self,
+        root: CID,
+        peers: Sequence[str] | None = None,
+        *,
+        pin: str | None = None,
+        max_bytes: int | None = None,
+        progress: FetchProgress | None = None,
+    ) -> FetchProgress:
+        """Fetch the DAG under ``root`` from ``peers`` (default: every connected peer) into the
+        file store, every block verified, and pin it as ``pin`` (``None``: no pin; the blocks
+        are then kept from gc only for the store's lease time). Bounded by ``max_bytes`` and by
+        the room left under ``max_storage``; see :class:`~gridnode.files.fetch.DagFetcher` for
+        what it raises."""
         bitswap = self._bitswap
-        assert bitswap is not None
-        progress = self.fetching[want.cid]
-        key = str(want.cid)
+        if bitswap is None:
+            raise FeatureOff(
+                "bitswap is off in this node's config: 'bitswap = true' in gridnode.toml turns "
+                "it on (then restart the node)"
+            )
+        quota = self._repo.quota
+        quota.check(f"fetch {root}")
+        limits = FetchLimits()
+        bound = limits.max_bytes if max_bytes is None else max_bytes
+        if quota.limit > 0:
+            bound = min(bound, max(0, quota.limit - int(quota.status()["used"])))
+        progress = progress or FetchProgress(root)
+        lease = await self._worker.run(self._repo.files.begin)
         try:
-            quota = self._repo.quota
-            quota.check(f"fetch {want.cid}")
-            room = MAX_LINK_BYTES * 64
-            if quota.limit > 0:
-                room = max(0, quota.limit - int(quota.status()["used"]))
-            limits = FetchLimits()
-            max_bytes = min(room, want.max_bytes or limits.max_bytes)
-            lease = await self._worker.run(self._repo.files.begin)
             fetcher = DagFetcher(
                 partial(_fetch_blocks, bitswap),
                 _Local(self._repo, self._worker, lease, bitswap.blocks_added),
                 self._links,
+                parallel=self.parallel,
+                batch=self.batch,
                 stall=self.stall,
-                limits=replace(limits, max_bytes=max_bytes),
+                limits=replace(limits, max_bytes=bound),
             )
-            try:
-                await fetcher.fetch(want.cid, self._peers(), progress=progress)
-                await self._worker.run(
-                    partial(self._repo.files.pin, want.cid, want.pin, recursive=True)
-                )
-            finally:
+            await fetcher.fetch(
+                root, list(self._peers() if peers is None else peers), progress=progress
+            )
+            if pin is not None:
+                await self._worker.run(partial(self._repo.files.pin, root, pin, recursive=True))
+        finally:
+            with trio.CancelScope(shield=True):
                 await self._worker.run(self._repo.files.end, lease)
+        return progress
+
+    async def _fetch(self, want: _Want) -> None:
+        progress = self.fetching[want.cid]
+        key = str(want.cid)
+        try:
+            await self.fetch(
+                want.cid, pin=want.pin, max_bytes=want.max_bytes or None, progress=progress
+            )
             self.totals.fetched += 1
             self.totals.fetched_blocks += progress.fetched_blocks
             self.totals.fetched_bytes += progress.fetched_bytes
