@@ -19,10 +19,12 @@ __all__ = [
     "DagPbEncodeError",
     "DecodeError",
     "DepthExceeded",
+    "DuplicateHamtName",
     "DuplicateMapKey",
     "EncodeError",
     "EntryError",
     "GridnodeError",
+    "HamtTooDeep",
     "HashMismatch",
     "IdentityError",
     "IndefiniteLength",
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidDidKey",
     "InvalidEntry",
     "InvalidFloat",
+    "InvalidHamt",
     "InvalidKey",
     "InvalidManifest",
     "InvalidMultibase",
@@ -348,3 +351,19 @@ class UnixFSDecodeError(DecodeError):
 class UnixFSEncodeError(EncodeError):
     """A UnixFS value that cannot be encoded, or an import refused (an invalid or duplicate
     directory entry name, a size out of range, ...)."""
+
+
+# -- UnixFS HAMT directories and the reader (issue 23) -----------------------------------------
+
+
+class InvalidHamt(UnixFSDecodeError):
+    """A UnixFS HAMT shard whose parts disagree: fanout, bitfield, link names and order, or an
+    entry in a bucket its name does not hash to."""
+
+
+class HamtTooDeep(InvalidHamt):
+    """A HAMT deeper than the 64 bits of its name hash allow (go refuses such a directory)."""
+
+
+class DuplicateHamtName(UnixFSEncodeError):
+    """A directory entry name given twice to a HAMT builder."""
