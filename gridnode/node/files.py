@@ -207,8 +207,7 @@ class FileReplication:
         self.round_done = trio.Event()
 
     def start(self) -> None:
-        if getattr(self._repo, "files", None) is not None:
-            self._nursery.start_soon(self._watch)
+        self._nursery.start_soon(self._watch)
 
     # -- what the status says -------------------------------------------------------------------
 
@@ -340,6 +339,8 @@ class FileReplication:
             await self.fetch(
                 want.cid, pin=want.pin, max_bytes=want.max_bytes or None, progress=progress
             )
+            self.held[want.pin] = want.cid
+            self.held_bytes = await self._held_bytes()
             self.totals.fetched += 1
             self.totals.fetched_blocks += progress.fetched_blocks
             self.totals.fetched_bytes += progress.fetched_bytes

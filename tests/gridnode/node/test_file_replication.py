@@ -1,0 +1,154 @@
+"""Files replicated by catalogs (gridnode/node/files.py) on real nodes (127.0.0.1): a file a
+catalog lists is fetched whole over bitswap by a follower, byte-identical, and pinned as
+``catalog:<cid>``; unlisted, the pin goes (the operator's own pins stay); a database with the
+``pinLinks`` option makes its replicas keep the files its entries link to."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+import trio
+
+from crdt.ipld.cid import CID
+from gridnode.node import open_node
+from protocols.catalog import file_key, marker_value
+from tests.gridnode.files.unixfs_dags import build_file, pseudo_random, read_file
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+INTERVAL = 0.5
+
+
+async def _until(predicate, timeout=30.0):
+    with trio.fail_after(timeout):
+        while not await predicate():
+            await trio.sleep(0.05)
+
+
+async def _add_file(node, data: bytes, **kw) -> CID:
+    root, blocks = build_file(data, **kw)
+    await node.worker.run(node.repo.files.put_blocks, list(blocks.items()))
+    await node.worker.run(node.repo.files.pin, root, "mine")
+    return root
+
+
+async def _pins(node) -> dict[str, CID]:
+    return {p.name: p.cid for p in await node.worker.run(node.repo.files.pins)}
+
+
+def test_a_file_a_catalog_lists_is_fetched_and_pinned_by_followers_and_unpinned_when_unlisted(
+    tmp_path,
+):
+    data = pseudo_random(3 * 1024 * 1024 + 123)
+    small = b"a small file: one raw block"
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(
+                open_node(tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            root = await _add_file(primary, data, chunk=256 * 1024, max_links=4)  # 3 levels
+            tiny = await _add_file(primary, small)
+            assert tiny.codec == 0x55
+            catalog = (await primary.create_database("assets", "keyvalue")).address
+            await primary.write(
+                catalog,
+                [
+                    {"op": "put", "key": "catalog", "value": marker_value("assets")},
+                    {"op": "put", "key": file_key(str(root)), "value": {"name": "big.bin"}},
+                    {"op": "put", "key": file_key(str(tiny)), "value": {"name": "small.txt"}},
+                ],
+            )
+            follower = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=INTERVAL,
+                    catalogs=[catalog],
+                )
+            )
+
+            async def both_pinned():
+                pins = await _pins(follower)
+                return pins.get(f"catalog:{root}") == root and f"catalog:{tiny}" in pins
+
+            await _until(both_pinned)
+            blocks = await follower.worker.run(
+                follower.repo.files.get_many,
+                list(build_file(data, chunk=256 * 1024, max_links=4)[1]),
+            )
+            assert read_file(root, blocks) == data
+            assert await follower.worker.run(follower.repo.files.get, tiny) == small
+            status = follower.files.as_json()
+            assert status["held"] == 2 and status["held_bytes"] >= len(data) + len(small)
+            assert status["fetched"] == 2 and status["failed"] == []
+            assert follower.catalogs.as_json()[0]["files"] == sorted([str(root), str(tiny)])
+            # The primary served them: bitswap counted the blocks.
+            assert primary.bitswap is not None and primary.bitswap.stats.blocks_sent >= 2
+
+            # The operator pins the small file too; then the catalog drops both.
+            await follower.worker.run(follower.repo.files.pin, tiny, "operator")
+            await primary.write(
+                catalog,
+                [
+                    {"op": "del", "key": file_key(str(root))},
+                    {"op": "del", "key": file_key(str(tiny))},
+                ],
+            )
+
+            async def unpinned():
+                return not any(n.startswith("catalog:") for n in await _pins(follower))
+
+            await _until(unpinned)
+            assert (await _pins(follower))["operator"] == tiny
+            assert follower.files.as_json()["held"] == 0
+
+    trio.run(main)
+
+
+def test_a_file_no_peer_has_is_reported_and_tried_again_later(tmp_path):
+    missing = CID.for_block(b"nobody has this", codec="raw")
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(
+                open_node(tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            catalog = (await primary.create_database("assets", "keyvalue")).address
+            await primary.write(
+                catalog,
+                [
+                    {"op": "put", "key": "catalog", "value": marker_value("assets")},
+                    {"op": "put", "key": file_key(str(missing)), "value": {}},
+                ],
+            )
+            follower = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=INTERVAL,
+                    catalogs=[catalog],
+                )
+            )
+
+            async def failed():
+                return bool(follower.files.as_json()["failed"])
+
+            await _until(failed)
+            failure = follower.files.as_json()["failed"][0]
+            assert failure["cid"] == str(missing) and "not sent" in failure["error"]
+            assert failure["retry_in"] > 0
+            assert f"catalog:{missing}" not in await _pins(follower)
+
+            # Once the primary has it, the follower gets it (on its next try).
+            await primary.worker.run(primary.repo.files.put_blocks, [(missing, b"nobody has this")])
+            await primary.worker.run(primary.repo.files.pin, missing, "now")
+            follower.files.totals.failures.clear()  # no waiting out the back-off here
+
+            async def pinned():
+                return f"catalog:{missing}" in await _pins(follower)
+
+            await _until(pinned)
+
+    trio.run(main)
