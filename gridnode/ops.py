@@ -200,6 +200,7 @@ _CREATE_FIELDS: Final = (
     "index_by",
     "private",
     "readers",
+    "pin_links",
 )
 
 
@@ -217,6 +218,9 @@ class CreateRequest:
     #: announced on a gossip topic nor served by CID (docs/spec.md §10, "Private databases").
     private: bool = False
     readers: list[str] = field(default_factory=list)
+    #: Replicas fetch and pin the files its entries link to, each of at most this many bytes
+    #: (the manifest option ``pinLinks``, gridnode/node/files.py); ``None``: they do not.
+    pin_links: int | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
@@ -251,7 +255,10 @@ class CreateRequest:
             raise InvalidRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise InvalidRequest("indexes and index_by apply to documents databases")
-        request = cls(name, store, writers, public, indexes, index_by, private, readers)
+        pin_links = body.get("pin_links")
+        if pin_links is not None and (type(pin_links) is not int or pin_links <= 0):
+            raise InvalidRequest("pin_links must be a positive number of bytes (or null)")
+        request = cls(name, store, writers, public, indexes, index_by, private, readers, pin_links)
         request.check_readers()
         return request
 
@@ -283,6 +290,8 @@ class CreateRequest:
             options["indexBy"] = self.index_by
         if self.indexes:
             options["indexes"] = list(dict.fromkeys(self.indexes))
+        if self.pin_links is not None:
+            options["pinLinks"] = {"maxBytes": self.pin_links}
         try:
             open_store(self.type, options)
         except GridnodeError as exc:

@@ -591,6 +591,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "index_by": {"type": ["string", "null"]},
                         "private": {"type": "boolean"},
                         "readers": _STRINGS,
+                        "pin_links": {"type": ["integer", "null"], "minimum": 1},
                     },
                 },
                 "Status": _obj(

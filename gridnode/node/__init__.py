@@ -463,6 +463,7 @@ class Node:
         index_by: str | None = None,
         private: bool = False,
         readers: Sequence[str] = (),
+        pin_links: int | None = None,
     ) -> StoredDatabase:
         """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``private``:
         only its admins, writers and ``readers`` (did:keys) may read it; it is never announced
@@ -478,6 +479,7 @@ class Node:
                 "index_by": index_by,
                 "private": private,
                 "readers": list(readers),
+                "pin_links": pin_links,
             }
         )
         return await self.create(request)

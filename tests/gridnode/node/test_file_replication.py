@@ -152,3 +152,74 @@ def test_a_file_no_peer_has_is_reported_and_tried_again_later(tmp_path):
             await _until(pinned)
 
     trio.run(main)
+
+
+def test_a_database_with_pin_links_makes_its_replicas_keep_the_files_it_links_to(tmp_path):
+    image = pseudo_random(600_000, seed=7)
+    too_big = pseudo_random(2_000_000, seed=8)
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(
+                open_node(tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            root = await _add_file(primary, image, chunk=256 * 1024)
+            big = await _add_file(primary, too_big, chunk=256 * 1024)
+            posts = await primary.create_database("posts", "documents", pin_links=1_000_000)
+            assert posts.manifest.options["pinLinks"] == {"maxBytes": 1_000_000}
+            plain = await primary.create_database("plain", "documents")
+            await primary.write(
+                posts.address,
+                [
+                    {"op": "put", "doc": {"_id": "p1", "image": root, "text": "hello"}},
+                    {"op": "put", "doc": {"_id": "p2", "video": big}},
+                    {"op": "put", "doc": {"_id": "p3", "meta": {"cid": {"nested": [root]}}}},
+                ],
+            )
+            await primary.write(plain.address, [{"op": "put", "doc": {"_id": "x", "f": big}}])
+            follower = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=INTERVAL,
+                )
+            )
+            await follower.connect(primary.addrs[0])
+            await follower.follow(posts.address)
+            await follower.follow(plain.address)
+            name = f"links:{posts.address}:{root}"
+
+            async def pinned():
+                return name in await _pins(follower)
+
+            await _until(pinned)
+            blocks = await follower.worker.run(
+                follower.repo.files.get_many, list(build_file(image, chunk=256 * 1024)[1])
+            )
+            assert read_file(root, blocks) == image
+
+            # The video is past the database's bound: refused, said, never pinned; the plain
+            # database's link is not followed at all.
+            async def refused():
+                return any(f["cid"] == str(big) for f in follower.files.as_json()["failed"])
+
+            await _until(refused)
+            failure = next(f for f in follower.files.as_json()["failed"] if f["cid"] == str(big))
+            assert "bytes" in failure["error"]
+            pins = await _pins(follower)
+            assert not any(str(big) in n for n in pins)
+            assert [n for n in pins if n.startswith("links:")] == [name]
+
+            # The post deleted: the link goes, and its pin with it.
+            await primary.write(
+                posts.address,
+                [{"op": "del", "id": "p1"}, {"op": "del", "id": "p3"}, {"op": "del", "id": "p2"}],
+            )
+
+            async def unpinned():
+                return name not in await _pins(follower)
+
+            await _until(unpinned)
+
+    trio.run(main)
