@@ -48,6 +48,7 @@ __all__ = [
     "LinksOf",
     "LocalBlocks",
     "dag_links",
+    "stated_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,14 @@ class FetchProgress:
         }
 
 
+def stated_size(cid: CID, block: bytes) -> int:
+    """The bytes of the DAG under a block as the block states them: a dag-pb node's own size
+    plus its links' ``tsize`` (a hint: a peer may lie), any other block's own size."""
+    if cid.codec == DAG_PB:
+        return len(block) + sum(link.tsize or 0 for link in decode_node(block).links)
+    return len(block)
+
+
 def _verify(blocks: dict[CID, bytes]) -> None:
     for cid, block in blocks.items():
         cid.verify(block)  # HashMismatch (or UnsupportedHash): a typed crdt error
@@ -165,7 +174,6 @@ class DagFetcher:
         batch: int = 8,
         stall: float = 30.0,
         limits: FetchLimits | None = None,
-        root_size: Callable[[CID, bytes], int | None] | None = None,
     ) -> None:
         if parallel < 1 or batch < 1:
             raise ValueError("parallel and batch are at least 1")
@@ -176,7 +184,6 @@ class DagFetcher:
         self.batch = batch
         self.stall = stall
         self.limits = limits or FetchLimits()
-        self._root_size = root_size
 
     async def fetch(
         self,
@@ -290,10 +297,7 @@ class _Walk:
             self.progress.blocks += 1
             self.progress.bytes += len(block)
             if cid == self.root and self.progress.expected_bytes is None:
-                size = self.fetcher._root_size
-                self.progress.expected_bytes = (
-                    size(cid, block) if size is not None else None
-                ) or len(block)
+                self.progress.expected_bytes = stated_size(cid, block)
             if cid.codec == RAW:
                 continue
             links = self.fetcher._links(cid, block)
