@@ -660,7 +660,8 @@ def counter_value(database: StoredDatabase) -> dict[str, Any]:
 @read("catalog", types=("keyvalue",))
 def catalog(database: StoredDatabase) -> dict[str, Any]:
     """A catalog's listing (docs/catalogs.md): ``{"address", "name", "is_catalog", "databases",
-    "peers", "refused"}``, each database ``{"address", "name", "description"}``."""
+    "peers", "refused", "files"}``, each database ``{"address", "name", "description"}``, each
+    file ``{"cid", "name", "description"}``."""
     view = parse_catalog(database.store.items())  # type: ignore[attr-defined]
     return {
         "address": database.address,
@@ -669,6 +670,7 @@ def catalog(database: StoredDatabase) -> dict[str, Any]:
         "databases": [asdict(item) for item in view.databases],
         "peers": list(view.peers),
         "refused": [{"key": key, "reason": reason} for key, reason in view.refused],
+        "files": [asdict(item) for item in view.files],
     }
 
 
