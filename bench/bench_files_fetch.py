@@ -14,6 +14,8 @@ hashed against its CID, stored in the file store, pinned) from one connected pee
   with the server's default per-peer pacing (bitswap answers 16 MiB/s a peer after a 32 MiB
   burst; the node's byte budget 32 MiB/s after 16 MiB: what protects a node from one greedy
   peer), and *unpaced* (both raised to 1 GiB/s in the server: what the code itself does);
+- *2 gridnodes -> gridnode*: two such servers (unpaced) hold the file; the client asks each
+  batch of wants of one in turn (the rest of all);
 - *Kubo -> gridnode*: a real Kubo v0.22 (tests/interop/kubo.py) that added the file with its
   defaults (CIDv0, 256 KiB dag-pb leaves, 174 links a node).
 
@@ -179,19 +181,19 @@ def _rss_mb() -> float:
 
 async def fetch_from(
     data_dir: Path,
-    addr: str,
+    addrs: list[str],
     root: CID,
     expect: str,
     size: int,
     mark: Any = None,
 ) -> dict[str, Any]:
     async with open_node(data_dir, listen=LOOPBACK, announce_interval=QUIET) as node:
-        peer = await node.connect(addr)
+        peers = [await node.connect(addr) for addr in addrs]
         if mark is not None:
             mark()
         cpu = _cpu()
         began = time.perf_counter()
-        progress = await node.fetch_file(root, [peer], pin="fetched")
+        progress = await node.fetch_file(root, peers, pin="fetched")
         seconds = time.perf_counter() - began
         cpu = _cpu() - cpu
         if mark is not None:
@@ -209,39 +211,54 @@ async def fetch_from(
     }
 
 
-def gridnode_case(tmp: Path, size: int, seed: int, expect: str, unpaced: bool) -> dict[str, Any]:
-    name = "unpaced" if unpaced else "paced"
-    args = [sys.executable, __file__, "--serve", str(tmp / f"server-{name}")]
-    args += ["--size-bytes", str(size), "--seed", str(seed)] + (["--unpaced"] if unpaced else [])
-    server = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def gridnode_case(
+    tmp: Path, size: int, seed: int, expect: str, unpaced: bool, servers: int = 1
+) -> dict[str, Any]:
+    name = ("unpaced" if unpaced else "paced") + f"-{servers}"
+    procs = []
     try:
-        assert server.stdout is not None
-        ready = json.loads(server.stdout.readline())
+        for i in range(servers):
+            args = [sys.executable, __file__, "--serve", str(tmp / f"server-{name}-{i}")]
+            args += ["--size-bytes", str(size), "--seed", str(seed)]
+            args += ["--unpaced"] if unpaced else []
+            procs.append(
+                subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            )
+        ready = []
+        for server in procs:
+            assert server.stdout is not None
+            ready.append(json.loads(server.stdout.readline()))
 
         def mark() -> None:
-            assert server.stdin is not None
-            server.stdin.write("\n")
-            server.stdin.flush()
+            for server in procs:
+                assert server.stdin is not None
+                server.stdin.write("\n")
+                server.stdin.flush()
 
         row = trio.run(
             fetch_from,
             tmp / f"client-{name}",
-            ready["addr"],
-            CID.parse(ready["root"]),
+            [r["addr"] for r in ready],
+            CID.parse(ready[0]["root"]),
             expect,
             size,
             mark,
         )
-        row["server_cpu_s"] = json.loads(server.stdout.readline())["cpu_s"]
+        cpu = 0.0
+        for server in procs:
+            assert server.stdout is not None
+            cpu += json.loads(server.stdout.readline())["cpu_s"]
+        row["server_cpu_s"] = round(cpu, 2)
         return row
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for server in procs:
+            if server.stdin is not None:
+                server.stdin.close()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 def kubo_case(tmp: Path, source: Path, size: int, expect: str) -> dict[str, Any] | None:
@@ -283,6 +300,9 @@ def main() -> None:
             tmp, size, args.seed, expect, True
         )
         if not args.quick:
+            results["2 gridnodes -> gridnode (unpaced)"] = gridnode_case(
+                tmp, size, args.seed, expect, True, servers=2
+            )
             results["Kubo -> gridnode"] = kubo_case(tmp, source, size, expect)
     if args.json:
         print(json.dumps(results, indent=2))

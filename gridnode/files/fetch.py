@@ -2,9 +2,11 @@
 
 :class:`DagFetcher` walks a DAG from its root: it asks peers for blocks it lacks, checks each one
 received against its CID (off the event loop), stores it, reads its links and asks for those next.
-Several batches of wants are in flight at once (``parallel`` times ``batch`` CIDs), and the walk is
-depth first, leftmost child first, so a file arrives roughly in order and what is known but not
-yet asked stays small: at most the depth times one node's links.
+Several batches of wants are in flight at once (``parallel`` times ``batch`` CIDs); with several
+peers each batch is asked first of one of them in turn, so their bandwidth adds up, then of all
+for what that one did not send. The walk is depth first, leftmost child first, so a file arrives
+roughly in order and what is known but not yet asked stays small: at most the depth times one
+node's links.
 
 Blocks already held locally are not asked for; their links are followed (a fetch that stopped
 half way resumes where it stopped). Raw blocks have no links and a held raw block is not even
@@ -54,6 +56,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RAW: Final = 0x55
+#: Seconds the one peer a batch is asked of first has, before every peer is asked.
+FIRST_ASK_SECONDS: Final = 5.0
 DAG_CBOR: Final = 0x71
 
 #: ``await fetch_blocks(cids, peers, timeout)`` -> the blocks received (a CID missing: not sent).
@@ -216,9 +220,13 @@ class _Walk:
     #: Blocks visited: a DAG may link one block many times (a file of zeros does), and each
     #: visit counts against ``max_blocks`` (a DAG of shared nodes cannot make the walk endless).
     visits: int = 1
+    #: Peers asked first for a batch, in turn (see :meth:`_ask`).
+    preferred: list[str] = field(default_factory=list)
+    turn: int = 0
 
     async def run(self) -> None:
         self.stack.append((self.root, 0))
+        self.preferred = list(self.peers)
         self.progress.pending = 1
         try:
             async with trio.open_nursery() as nursery:
@@ -258,6 +266,23 @@ class _Walk:
                 self.in_flight -= 1
                 self.wake.set()
 
+    async def _ask(self, missing: list[CID]) -> dict[CID, bytes]:
+        """Ask for ``missing``: with several peers, first one of them (in turn, so batches in
+        flight go to different peers and their bandwidth adds up), then every peer for what it
+        did not send. A peer that sent nothing of a batch is asked first no more."""
+        fetch, stall = self.fetcher._fetch_blocks, self.fetcher.stall
+        if len(self.peers) < 2 or not self.preferred:
+            return await fetch(missing, self.peers, stall)
+        peer = self.preferred[self.turn % len(self.preferred)]
+        self.turn += 1
+        got = await fetch(missing, [peer], min(stall, FIRST_ASK_SECONDS))
+        rest = [cid for cid in missing if cid not in got]
+        if not got and peer in self.preferred:
+            self.preferred.remove(peer)
+        if rest:
+            got.update(await fetch(rest, self.peers, stall))
+        return got
+
     async def _step(self, take: list[tuple[CID, int]]) -> None:
         limits = self.fetcher.limits
         local = self.fetcher._local
@@ -271,7 +296,7 @@ class _Walk:
         self.progress.blocks += sum(1 for c in cids if c in held and c.codec == RAW)
         missing = [c for c in depth_of if c not in held or (c.codec != RAW and c not in blocks)]
         if missing:
-            got = await self.fetcher._fetch_blocks(missing, self.peers, self.fetcher.stall)
+            got = await self._ask(missing)
             got = {c: got[c] for c in missing if c in got}
             await trio.to_thread.run_sync(_verify, got)
             lost = [c for c in missing if c not in got]

@@ -181,3 +181,44 @@ def test_a_dag_that_links_one_block_many_times_fetches_it_once():
     progress = trio.run(DagFetcher(peer.fetch, local, links_of, batch=64).fetch, root, ["p"])
     assert local.blocks == blocks
     assert progress.done and progress.fetched_blocks <= 2 * len(blocks)
+
+
+class Peers:
+    """Several peers, each a dict of blocks; records who was asked for what."""
+
+    def __init__(self, **peers: dict[CID, bytes]) -> None:
+        self.peers = peers
+        self.asked: list[tuple[tuple[str, ...], int]] = []
+
+    async def fetch(self, cids: list[CID], peers: list[str], timeout: float) -> dict[CID, bytes]:
+        self.asked.append((tuple(peers), len(cids)))
+        await trio.sleep(0)
+        got: dict[CID, bytes] = {}
+        for peer in peers:
+            for cid in cids:
+                if cid in self.peers[peer] and cid not in got:
+                    got[cid] = self.peers[peer][cid]
+        return got
+
+
+def test_with_several_peers_batches_go_to_each_in_turn_and_what_one_lacks_to_all():
+    root, blocks = tree(fanout=8, depth=2)
+    half = {c: b for i, (c, b) in enumerate(blocks.items()) if i % 2 == 0 or c == root}
+    peers = Peers(a=blocks, b=blocks, c=half)
+    local = Store()
+    fetcher = DagFetcher(peers.fetch, local, links_of, parallel=3, batch=4)
+    trio.run(fetcher.fetch, root, ["a", "b", "c"])
+    assert local.blocks == blocks
+    alone = {who[0] for who, _n in peers.asked if len(who) == 1}
+    assert alone == {"a", "b", "c"}  # every peer was asked first for some batch
+    # c lacked some blocks: those were asked of everyone.
+    assert any(len(who) == 3 for who, _n in peers.asked)
+
+
+def test_a_peer_that_sends_nothing_is_asked_first_no_more():
+    root, blocks = tree(fanout=8, depth=2)
+    peers = Peers(good=blocks, mute={})
+    fetcher = DagFetcher(peers.fetch, Store(), links_of, parallel=1, batch=2)
+    trio.run(fetcher.fetch, root, ["mute", "good"])
+    firsts = [who[0] for who, _n in peers.asked if len(who) == 1]
+    assert firsts.count("mute") == 1
