@@ -188,7 +188,12 @@ async def fetch_from(
     mark: Any = None,
 ) -> dict[str, Any]:
     async with open_node(data_dir, listen=LOOPBACK, announce_interval=QUIET) as node:
-        peers = [await node.connect(addr) for addr in addrs]
+        peers = []
+        for addr in addrs:
+            peer = await node.connect(addr)
+            if peer is None:
+                raise SystemExit(f"cannot connect to {addr}")
+            peers.append(peer)
         if mark is not None:
             mark()
         cpu = _cpu()

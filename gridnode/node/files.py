@@ -33,7 +33,7 @@ import trio
 
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
-from gridnode.errors import FeatureOff
+from gridnode.errors import FeatureOff, FetchIncomplete
 from gridnode.files.fetch import DagFetcher, FetchLimits, FetchProgress, LinksOf, dag_links
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
@@ -293,8 +293,8 @@ class FileReplication:
         max_bytes: int | None = None,
         progress: FetchProgress | None = None,
     ) -> FetchProgress:
-        """Fetch the DAG under ``root`` from ``peers`` (default: every connected peer) into the
-        file store, every block verified, and pin it as ``pin`` (``None``: no pin; the blocks
+        """Fetch the DAG under ``root`` from ``peers`` (default: every connected peer; peers not
+        connected are left out) into the file store, every block verified, and pin it as ``pin`` (``None``: no pin; the blocks
         are then kept from gc only for the store's lease time). Bounded by ``max_bytes`` and by
         the room left under ``max_storage``; see :class:`~gridnode.files.fetch.DagFetcher` for
         what it raises."""
@@ -310,6 +310,12 @@ class FileReplication:
         bound = limits.max_bytes if max_bytes is None else max_bytes
         if quota.limit > 0:
             bound = min(bound, max(0, quota.limit - int(quota.status()["used"])))
+        connected = self._peers()
+        # Only connected peers: bitswap opens its answer streams to them (a peer id that is not
+        # one, or nobody to ask, is refused here, not in bitswap's sender).
+        asked = [p for p in dict.fromkeys(connected if peers is None else peers) if p in connected]
+        if not asked:
+            raise FetchIncomplete(f"no connected peer to fetch {root} from")
         progress = progress or FetchProgress(root)
         lease = await self._worker.run(self._repo.files.begin)
         try:
@@ -322,9 +328,7 @@ class FileReplication:
                 stall=self.stall,
                 limits=replace(limits, max_bytes=bound),
             )
-            await fetcher.fetch(
-                root, list(self._peers() if peers is None else peers), progress=progress
-            )
+            await fetcher.fetch(root, asked, progress=progress)
             if pin is not None:
                 await self._worker.run(partial(self._repo.files.pin, root, pin, recursive=True))
         finally:

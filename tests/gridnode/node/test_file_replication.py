@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+import pytest
 import trio
 
 from crdt.ipld.cid import CID
@@ -221,5 +222,21 @@ def test_a_database_with_pin_links_makes_its_replicas_keep_the_files_it_links_to
                 return name not in await _pins(follower)
 
             await _until(unpinned)
+
+    trio.run(main)
+
+
+def test_fetch_file_refuses_peers_that_are_not_connected_and_the_node_goes_on(tmp_path):
+    from gridnode.errors import FetchIncomplete
+
+    root = CID.for_block(b"anything", codec="raw")
+
+    async def main():
+        async with open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=INTERVAL) as a:
+            for peers in (None, ["not a peer id"], [""]):
+                with pytest.raises(FetchIncomplete, match="no connected peer"):
+                    await a.fetch_file(root, peers)
+            await trio.sleep(0.2)
+            assert a.peers() == []  # still running: nothing crashed its nursery
 
     trio.run(main)
