@@ -45,12 +45,16 @@ __all__ = [
     "InvalidQuery",
     "InvalidSignature",
     "InvalidSkipLinks",
+    "InvalidUnixFSNode",
     "InvalidUtf8",
     "InvalidVarint",
     "LogError",
     "MapKeyOrder",
     "NonCanonicalEncoding",
     "NonStringMapKey",
+    "NotADirectory",
+    "NotAFile",
+    "NotUnixFS",
     "PendingLimitExceeded",
     "PendingRefused",
     "RejectedAncestor",
@@ -59,8 +63,10 @@ __all__ = [
     "Unauthorized",
     "UnixFSDecodeError",
     "UnixFSEncodeError",
+    "UnixFSTooDeep",
     "UnknownAuthor",
     "UnknownIndex",
+    "UnknownProfile",
     "UnsupportedCarVersion",
     "UnsupportedCodec",
     "UnsupportedHash",
@@ -356,7 +362,30 @@ class UnixFSEncodeError(EncodeError):
 # -- UnixFS HAMT directories and the reader (issue 23) -----------------------------------------
 
 
-class InvalidHamt(UnixFSDecodeError):
+class InvalidUnixFSNode(UnixFSDecodeError):
+    """A UnixFS node whose parts disagree, or disagree with its parent: blocksizes that do not
+    match the links or the filesize, a child of another size than its parent says, an unsafe or
+    repeated directory entry name, a HAMT shard of another hash or without a fanout."""
+
+
+class UnixFSTooDeep(InvalidUnixFSNode):
+    """A file DAG deeper than the reader's bound."""
+
+
+class NotUnixFS(UnixFSDecodeError):
+    """A block read as UnixFS that is not: another codec, a dag-pb node without UnixFS Data, or
+    a UnixFS Metadata node."""
+
+
+class NotAFile(InvalidQuery):
+    """File bytes asked of a UnixFS node that is not a file (a directory, a symlink)."""
+
+
+class NotADirectory(InvalidQuery):
+    """Directory entries asked of a UnixFS node that is not that kind of directory."""
+
+
+class InvalidHamt(InvalidUnixFSNode):
     """A UnixFS HAMT shard whose parts disagree: fanout, bitfield, link names and order, or an
     entry in a bucket its name does not hash to."""
 
@@ -367,3 +396,7 @@ class HamtTooDeep(InvalidHamt):
 
 class DuplicateHamtName(UnixFSEncodeError):
     """A directory entry name given twice to a HAMT builder."""
+
+
+class UnknownProfile(UnixFSEncodeError):
+    """A UnixFS import profile name that is not one of ``crdt.unixfs.profiles.PROFILES``."""

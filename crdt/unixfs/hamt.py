@@ -28,6 +28,7 @@ link names (js) would otherwise see different directories in the same block.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -155,7 +156,13 @@ def prefix_width(fanout: int) -> int:
 
 def link_prefix(index: int, fanout: int) -> str:
     """The link name prefix of bucket ``index`` (``"0A"`` for 10 at fanout 256)."""
-    return f"{index:0{prefix_width(fanout)}X}"
+    return _prefixes(fanout)[index]
+
+
+@functools.cache
+def _prefixes(fanout: int) -> tuple[str, ...]:
+    width = prefix_width(fanout)
+    return tuple(f"{index:0{width}X}" for index in range(fanout))
 
 
 def encode_bitfield(indexes: Iterable[int]) -> bytes:
@@ -175,12 +182,10 @@ def decode_bitfield(data: bytes, fanout: int) -> tuple[int, ...]:
     if value >> fanout:
         raise InvalidHamt(f"HAMT bitfield names a bucket past fanout {fanout}")
     out = []
-    index = 0
     while value:
-        if value & 1:
-            out.append(index)
-        value >>= 1
-        index += 1
+        lowest = value & -value
+        out.append(lowest.bit_length() - 1)
+        value ^= lowest
     return tuple(out)
 
 
@@ -231,11 +236,17 @@ class HamtBuild:
 
 
 def build_hamt(
-    entries: Iterable[HamtEntry], encode: EncodeShard, fanout: int = DEFAULT_FANOUT
+    entries: Iterable[HamtEntry],
+    encode: EncodeShard,
+    fanout: int = DEFAULT_FANOUT,
+    emit: Callable[[CID, bytes], None] | None = None,
 ) -> HamtBuild:
     """Shard ``entries`` into a HAMT in canonical form (the one go builds whatever the insertion
     order). :class:`DuplicateHamtName` for a name given twice; :class:`HamtTooDeep` if two names
-    share the whole 64-bit hash (go refuses those too)."""
+    share the whole 64-bit hash (go refuses those too).
+
+    With ``emit``, each shard block is handed to it as soon as it is made (children first) and
+    not kept: :attr:`HamtBuild.blocks` is then empty, and memory holds only the entries."""
     bits = fanout_bits(fanout)
     hashed: list[tuple[int, HamtEntry]] = []
     seen: set[str] = set()
@@ -245,8 +256,15 @@ def build_hamt(
         seen.add(entry.name)
         hashed.append((int.from_bytes(name_hash(entry.name), "big"), entry))
     blocks: list[tuple[CID, bytes]] = []
-    cid, tsize = _build_shard(hashed, 0, bits, fanout, encode, blocks)
+    cid, tsize = _build_shard(hashed, 0, bits, fanout, encode, emit or _keep(blocks))
     return HamtBuild(cid, tsize, tuple(blocks))
+
+
+def _keep(blocks: list[tuple[CID, bytes]]) -> Callable[[CID, bytes], None]:
+    def keep(cid: CID, block: bytes) -> None:
+        blocks.append((cid, block))
+
+    return keep
 
 
 def _build_shard(
@@ -255,7 +273,7 @@ def _build_shard(
     bits: int,
     fanout: int,
     encode: EncodeShard,
-    blocks: list[tuple[CID, bytes]],
+    emit: Callable[[CID, bytes], None],
 ) -> tuple[CID, int]:
     if consumed + bits > HASH_BITS:
         raise HamtTooDeep(
@@ -274,11 +292,11 @@ def _build_shard(
             entry = group[0][1]
             links.append(ShardLink(prefix + entry.name, entry.cid, entry.tsize))
         else:
-            child, child_tsize = _build_shard(group, consumed + bits, bits, fanout, encode, blocks)
+            child, child_tsize = _build_shard(group, consumed + bits, bits, fanout, encode, emit)
             links.append(ShardLink(prefix, child, child_tsize))
     shard = Shard(fanout, encode_bitfield(buckets), tuple(links))
     cid, block = encode(shard)
-    blocks.append((cid, block))
+    emit(cid, block)
     return cid, len(block) + sum(link.tsize for link in links)
 
 
@@ -316,9 +334,10 @@ def read_shard(
     if len(used) != len(links):
         raise InvalidHamt(f"HAMT shard has {len(links)} links but its bitfield names {len(used)}")
     width = prefix_width(fanout)
+    prefixes = _prefixes(fanout)
     out = []
     for position, (index, (name, cid, tsize)) in enumerate(zip(used, links, strict=True)):
-        prefix = f"{index:0{width}X}"
+        prefix = prefixes[index]
         if name is None or not name.startswith(prefix):
             raise InvalidHamt(
                 f"HAMT link {position} is named {name!r}; bucket {index} needs prefix {prefix!r}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crdt.errors import DuplicateHamtName, HamtTooDeep, InvalidHamt, UnixFSDecodeError
 from crdt.ipld.cid import CID
@@ -208,6 +210,34 @@ def test_the_shape_does_not_depend_on_the_order(kubo_v0):
     shuffled = list(entries)
     random.Random(7).shuffle(shuffled)
     assert build_hamt(shuffled, shard_block(0)).cid == built.cid
+
+
+def test_emit_hands_over_each_block_children_first(kubo_v0):
+    entries, built = kubo_v0
+    emitted: list[tuple[CID, bytes]] = []
+    streamed = build_hamt(
+        entries, shard_block(0), emit=lambda cid, block: emitted.append((cid, block))
+    )
+    assert streamed.blocks == () and streamed.cid == built.cid and streamed.tsize == built.tsize
+    assert tuple(emitted) == built.blocks
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.sets(st.text(min_size=1, max_size=12), min_size=1, max_size=120),
+    fanout=st.sampled_from([2, 4, 16, 256]),
+    seed=st.integers(0, 2**32),
+)
+def test_any_names_build_a_hamt_that_reads_back(names, fanout, seed):
+    entries = [HamtEntry(name, CID.for_block(name.encode(), "raw"), 1) for name in sorted(names)]
+    built = build_hamt(entries, shard_block(1), fanout=fanout)
+    blocks = dict(built.blocks)
+    assert sorted(walk(blocks, built.cid)) == sorted((e.name, e.cid) for e in entries)
+    for entry in entries:
+        assert resolve(blocks, built.cid, entry.name) == entry.cid
+    assert resolve(blocks, built.cid, "\x00absent") is None or "\x00absent" in names
+    random.Random(seed).shuffle(entries)
+    assert build_hamt(entries, shard_block(1), fanout=fanout).cid == built.cid
 
 
 def test_duplicate_names_are_refused():
