@@ -8,6 +8,7 @@ import pytest
 from crdt.errors import HashMismatch
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import encode
+from crdt.ipld.dagpb import PBLink, PBNode, encode_node
 from gridnode.errors import CorruptBlock, InvalidRequest, MissingBlock, UnknownPin
 from gridnode.files import store as store_module
 from gridnode.repo import Repo
@@ -189,7 +190,7 @@ def test_gc_removes_old_orphan_files_a_crash_left(repo):
     path = repo.files.path_of(orphan_cid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orphan)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".123-4.tmp")
     tmp.write_bytes(b"half")
     young = repo.files.gc()
     assert young.orphan_files == 0 and path.exists()
@@ -209,3 +210,59 @@ def test_the_store_survives_reopening(tmp_path):
         assert repo.files.get(block[0]) == block[1]
         assert [p.name for p in repo.files.pins()] == ["kept"]
         assert repo.files.usage() == (1, len(block[1]))
+
+
+def test_gc_follows_dag_pb_links(repo):
+    leaf = raw(b"leaf " * 2000)
+    node = encode_node(PBNode(links=(PBLink(leaf[0], "leaf", len(leaf[1])),), data=b"\x08\x01"))
+    root = (CID.for_block(node, "dag-pb"), node)
+    repo.files.put_blocks([root, leaf, raw(b"stray")])
+    repo.files.pin(root[0], "dir")
+    assert repo.files.gc().blocks == 1
+    assert repo.files.has_many([root[0], leaf[0]]) == {root[0], leaf[0]}
+
+
+def test_a_pinned_block_that_does_not_decode_ends_its_branch(repo):
+    bad = (CID.for_block(b"\xff\xff", "dag-pb"), b"\xff\xff")
+    repo.files.put_blocks([bad, raw(b"other")])
+    repo.files.pin(bad[0], "bad")
+    assert repo.files.gc().blocks == 1
+    assert repo.files.has_many([bad[0]]) == {bad[0]}
+
+
+def test_gc_stops_when_the_pins_change_under_it(repo, monkeypatch):
+    a, b = raw(b"a" * 10), raw(b"b" * 10)
+    repo.files.put_blocks([a, b])
+    real = repo.files.tables.pins_signature
+    calls = []
+
+    def changing():
+        calls.append(1)
+        if len(calls) == 2:  # between the mark and the sweep: another process pins
+            repo.files.tables.set_pin("late", a[0].bytes, True, 5.0)
+        return real()
+
+    monkeypatch.setattr(repo.files.tables, "pins_signature", changing)
+    report = repo.files.gc()
+    assert report.interrupted and report.blocks == 0
+    assert repo.files.has_many([a[0], b[0]]) == {a[0], b[0]}
+    monkeypatch.undo()
+    report = repo.files.gc()
+    assert not report.interrupted and report.blocks == 1
+    assert repo.files.has_many([a[0], b[0]]) == {a[0]}
+
+
+def test_gc_leaves_a_block_an_add_claimed_after_the_mark(repo, monkeypatch):
+    block = raw(b"claimed")
+    repo.files.put_blocks([block])
+    real = repo.files.tables.page
+
+    def page_then_claim(after, limit):
+        rows = real(after, limit)
+        lease = repo.files.begin()  # another add writes the same block meanwhile
+        repo.files.put_blocks([block], lease=lease)
+        return rows
+
+    monkeypatch.setattr(repo.files.tables, "page", page_then_claim)
+    assert repo.files.gc().blocks == 0
+    assert repo.files.get(block[0]) == block[1]
