@@ -274,7 +274,7 @@ def kubo_case(tmp: Path, source: Path, size: int, expect: str) -> dict[str, Any]
     with KuboPeer(tmp / "kubo") as kubo:
         cid = kubo.add_file(source, timeout=600)
         return trio.run(
-            fetch_from, tmp / "client-kubo", kubo.addrs[0], CID.parse(cid), expect, size
+            fetch_from, tmp / "client-kubo", [kubo.addrs[0]], CID.parse(cid), expect, size
         )
 
 
