@@ -49,6 +49,7 @@ __all__ = [
     "MAX_LINK_BYTES",
     "RETRY_SECONDS",
     "FileReplication",
+    "PeerBlocks",
     "links_wanted",
 ]
 
@@ -126,7 +127,10 @@ class _Local:
 
     async def put_blocks(self, blocks: list[tuple[CID, bytes]]) -> None:
         self._repo.quota.check(f"fetch {blocks[0][0]}")
-        await self._worker.run(partial(self._repo.files.put_blocks, blocks, lease=self._lease))
+        # The fetcher hashed every block against its CID already: not hashed a third time.
+        await self._worker.run(
+            partial(self._repo.files.put_blocks, blocks, lease=self._lease, verified=True)
+        )
         self._after_put()
 
 
@@ -160,6 +164,54 @@ def link_option(options: Any) -> int | None:
         if bound is None:
             return MAX_LINK_BYTES
     return None
+
+
+class PeerBlocks:
+    """A block source (``async get_many(cids)``, what :mod:`gridnode.files.export` reads) over the
+    local file store and, for what it lacks, the connected peers over bitswap: ``cat``, ``ls`` and
+    ``get`` of a file the node does not hold. Blocks fetched are hashed against their CIDs and
+    kept in the file store (unpinned: ``gc`` may free them), counted in ``blocks``/``bytes``."""
+
+    def __init__(self, files: FileReplication, peers: Sequence[str] | None = None) -> None:
+        self._files = files
+        self._peers = peers
+        self.blocks = 0
+        self.bytes = 0
+        self.fetched = 0
+
+    async def get_many(self, cids: Sequence[CID]) -> dict[CID, bytes]:
+        files = self._files
+        wanted = list(dict.fromkeys(cids))
+        found: dict[CID, bytes] = await files._worker.run(files._repo.files.get_many, wanted)
+        missing = [c for c in wanted if c not in found]
+        bitswap = files._bitswap
+        if missing and bitswap is not None:
+            connected = files._peers()
+            asked = [
+                p
+                for p in dict.fromkeys(connected if self._peers is None else self._peers)
+                if p in connected
+            ]
+            if asked:
+                got = await bitswap.fetch(missing, asked, timeout=files.stall)
+                got = {c: got[c] for c in missing if c in got}
+                await trio.to_thread.run_sync(_verify_all, got)
+                if got:
+                    files._repo.quota.check(f"fetch {missing[0]}")
+                    await files._worker.run(
+                        partial(files._repo.files.put_blocks, list(got.items()), verified=True)
+                    )
+                    bitswap.blocks_added()
+                    self.fetched += len(got)
+                found.update(got)
+        self.blocks += len(found)
+        self.bytes += sum(len(b) for b in found.values())
+        return found
+
+
+def _verify_all(blocks: dict[CID, bytes]) -> None:
+    for cid, block in blocks.items():
+        cid.verify(block)
 
 
 class FileReplication:
@@ -335,6 +387,11 @@ class FileReplication:
             with trio.CancelScope(shield=True):
                 await self._worker.run(self._repo.files.end, lease)
         return progress
+
+    def source(self, peers: Sequence[str] | None = None) -> PeerBlocks:
+        """A block source over the file store and ``peers`` (default: every connected peer), for
+        :mod:`gridnode.files.export` (see :class:`PeerBlocks`)."""
+        return PeerBlocks(self, peers)
 
     async def _fetch(self, want: _Want) -> None:
         progress = self.fetching[want.cid]

@@ -240,3 +240,45 @@ def test_fetch_file_refuses_peers_that_are_not_connected_and_the_node_goes_on(tm
             assert a.peers() == []  # still running: nothing crashed its nursery
 
     trio.run(main)
+
+
+def test_a_node_reads_a_file_it_does_not_hold_through_its_peers(tmp_path):
+    """``node.files.source()`` is a block source for gridnode/files/export.py: ``cat`` of a range
+    of a file (made by the importer, both profiles) that only a peer holds, blocks verified."""
+    from crdt.unixfs.importer import FileImporter
+    from crdt.unixfs.reader import decode_node
+    from gridnode.files.export import cat
+
+    data = pseudo_random(2_500_000, seed=11)
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(
+                open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            b = await stack.enter_async_context(
+                open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            await b.connect(a.addrs[0])
+            for profile in ("unixfs-v1-2025", "unixfs-v0-2015"):
+                importer = FileImporter(profile)
+                blocks = importer.write(data)
+                root = importer.close()
+                blocks += root.blocks
+                await a.worker.run(a.repo.files.put_blocks, blocks)
+                await a.worker.run(a.repo.files.pin, root.cid, profile)
+
+                source = b.files.source()
+                top = decode_node(root.cid, (await source.get_many([root.cid]))[root.cid])
+                got = b"".join([c async for c in cat(source, top, 1_000_000, 1_200_000)])
+                assert got == data[1_000_000:2_200_000]
+                assert source.fetched >= 2 and source.bytes >= 1_200_000
+                # What was fetched is kept: read again, nothing is asked of the peer.
+                again = b.files.source([])
+                assert (
+                    b"".join([c async for c in cat(again, top, 1_000_000, 10)])
+                    == data[1_000_000:1_000_010]
+                )
+                assert again.fetched == 0
+
+    trio.run(main)
