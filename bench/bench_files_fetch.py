@@ -4,6 +4,7 @@
     python bench/bench_files_fetch.py --size 16       # 16 MiB
     python bench/bench_files_fetch.py --quick         # 8 MiB, gridnode -> gridnode only
     python bench/bench_files_fetch.py --json          # one JSON object instead of the table
+    python bench/bench_files_fetch.py --one --size 400  # one case: the client's RSS at 400 MiB
 
 The file is random bytes. The client is a fresh gridnode in this process that fetches the whole
 DAG with ``Node.fetch_file`` (gridnode/files/fetch.py: parallel batches of wants, every block
@@ -283,6 +284,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100, help="file size in MiB [100]")
     parser.add_argument("--quick", action="store_true", help="8 MiB, gridnode -> gridnode only")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--one", action="store_true", help="only gridnode -> gridnode, paced (RSS at large sizes)"
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size-bytes", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=23, help=argparse.SUPPRESS)
@@ -301,10 +305,11 @@ def main() -> None:
         source = tmp / "source.bin"
         expect = write_source(source, size, args.seed)
         results["gridnode -> gridnode (paced)"] = gridnode_case(tmp, size, args.seed, expect, False)
-        results["gridnode -> gridnode (unpaced)"] = gridnode_case(
-            tmp, size, args.seed, expect, True
-        )
-        if not args.quick:
+        if not args.one:
+            results["gridnode -> gridnode (unpaced)"] = gridnode_case(
+                tmp, size, args.seed, expect, True
+            )
+        if not args.quick and not args.one:
             results["2 gridnodes -> gridnode (unpaced)"] = gridnode_case(
                 tmp, size, args.seed, expect, True, servers=2
             )
