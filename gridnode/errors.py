@@ -37,6 +37,7 @@ __all__ = [
     "NotCaughtUp",
     "NotFound",
     "ProtocolNotSupported",
+    "RangeNotSatisfiable",
     "RecoverError",
     "RelayRefused",
     "RequestTooLarge",
@@ -113,6 +114,10 @@ class NodeStopped(GridnodeError, RuntimeError):
 class NotAcceptable(InvalidRequest):
     """A request for a form of answer the node does not give (the trustless gateway serves raw
     blocks and CARs, nothing else)."""
+
+
+class RangeNotSatisfiable(InvalidRequest):
+    """A ``Range`` header that names no byte of the file asked for (the gateway answers 416)."""
 
 
 # -- storage --------------------------------------------------------------------------------------
