@@ -1,0 +1,224 @@
+"""UnixFS from a real node's gateway (``GET``/``HEAD /ipfs/{cid}/...``, gridnode.api.unixfs): the
+HTTP side of files, Range, directories, streaming with a known length, the bound on file streams.
+The blocks are the gateway-conformance fixture CARs and files built here."""
+
+import http.client
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import trio
+
+from crdt.ipld import dagpb
+from crdt.ipld.car import read_car
+from crdt.ipld.cid import CID
+from crdt.unixfs.data import DataType, UnixFSData, encode_data
+from gridnode.api import asgi, unixfs
+from tests.gridnode.test_api import raw, run, serving
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "gateway-conformance"
+
+
+def _fixture(name):
+    header, blocks = read_car((FIXTURES / name).read_bytes())
+    return header.roots[0], dict(blocks)
+
+
+def _big_file(leaves=24, leaf_size=256 * 1024):
+    """A file of ``leaves`` distinct raw leaves under one dag-pb root, and its bytes."""
+    blocks = {}
+    links = []
+    data = []
+    for i in range(leaves):
+        leaf = bytes([i]) * 7 + bytes(range(256)) * (leaf_size // 256)
+        leaf = leaf[:leaf_size]
+        cid = CID.for_block(leaf, codec="raw")
+        blocks[cid] = leaf
+        links.append(dagpb.PBLink(cid, "", len(leaf)))
+        data.append(leaf)
+    node = UnixFSData(DataType.File, None, sum(len(d) for d in data), tuple(len(d) for d in data))
+    block = dagpb.encode_node(dagpb.PBNode(tuple(links), encode_data(node)))
+    root = CID.for_block(block, codec="dag-pb")
+    blocks[root] = block
+    return root, blocks, b"".join(data)
+
+
+def _serve_from(monkeypatch, blocks, calls=None):
+    """The gateway's block source reads ``blocks`` (the node's own served blocks otherwise)."""
+    original = unixfs._served
+
+    def served(repo, cids):
+        if calls is not None:
+            calls.append(len(cids))
+        found = original(repo, [c for c in cids if c not in blocks])
+        found.update({c: blocks[c] for c in cids if c in blocks})
+        return found
+
+    monkeypatch.setattr(unixfs, "_served", served)
+
+
+def test_files_directories_and_listings_without_the_token(tmp_path, monkeypatch):
+    root, blocks = _fixture("dir-listing.car")
+    cache_root, cache_blocks = _fixture("gateway-cache.car")
+    _serve_from(monkeypatch, {**blocks, **cache_blocks})
+
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            path = f"/ipfs/{root}/{quote('ą')}/{quote('ę')}"
+            status, body, headers = await raw(
+                client, "GET", f"{path}/file-{quote('źł')}.txt", token=None
+            )
+            assert status == 200 and body == b"I am a txt file on path with utf8\n"
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert headers["content-length"] == "34"
+            assert headers["accept-ranges"] == "bytes"
+            assert headers["cache-control"] == "public, max-age=29030400, immutable"
+            assert headers["x-content-type-options"] == "nosniff"
+            # a directory: 301 to its slash, then the listing
+            status, _body, headers = await raw(client, "GET", path, token=None)
+            assert status == 301 and headers["location"] == path + "/"
+            status, body, headers = await raw(client, "GET", path + "/", token=None)
+            assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+            assert b"Index of" in body and b"file-\xc5\xba\xc5\x82.txt" in body
+            assert headers["etag"].startswith('"DirIndex-')
+            # index.html
+            status, body, headers = await raw(
+                client, "GET", f"/ipfs/{cache_root}/root2/root3/root4/", token=None
+            )
+            assert status == 200 and body == b"hello\n"
+            assert headers["content-type"] == "text/html; charset=utf-8"
+            # raw block of a path, and HEAD
+            status, body, headers = await raw(
+                client, "GET", f"/ipfs/{cache_root}/root2?format=raw", token=None
+            )
+            cid = CID.parse(headers["x-ipfs-roots"].split(",")[-1])
+            assert status == 200 and body == cache_blocks[cid]
+            status, body, headers = await raw(
+                client, "HEAD", f"/ipfs/{cache_root}/root2/root3/root4/index.html", token=None
+            )
+            assert status == 200 and body == b"" and headers["content-length"] == "6"
+            # not there
+            status, body, _headers = await raw(client, "GET", f"/ipfs/{root}/nope", token=None)
+            assert status == 404 and "nope" in body["error"]
+            status, _body, _headers = await raw(
+                client, "GET", f"/ipfs/{CID.for_block(b'x', codec='raw')}", token=None
+            )
+            assert status == 404
+
+    run(test)
+
+
+def test_a_large_file_streams_with_its_length_and_ranges_seek(tmp_path, monkeypatch):
+    root, blocks, data = _big_file()
+    calls = []
+    _serve_from(monkeypatch, blocks, calls)
+
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            calls.clear()
+            status, body, headers = await raw(
+                client, "GET", f"/ipfs/{root}?filename=clip.mp4", token=None
+            )
+            assert status == 200 and body == data
+            assert headers["content-length"] == str(len(data))
+            assert "transfer-encoding" not in {k.lower() for k in headers}
+            assert headers["content-type"] == "video/mp4"
+            assert headers["etag"] == f'"{root}"'
+            # one storage call per batch of blocks, not per block
+            assert len(calls) < len(blocks) // 2
+            for start, end in ((0, 99), (1_000_000, 3_999_999), (len(data) - 5, len(data) - 1)):
+                status, body, headers = await raw(
+                    client,
+                    "GET",
+                    f"/ipfs/{root}",
+                    headers={"Range": f"bytes={start}-{end}"},
+                    token=None,
+                )
+                assert status == 206 and body == data[start : end + 1]
+                assert headers["content-range"] == f"bytes {start}-{end}/{len(data)}"
+                assert headers["content-length"] == str(end - start + 1)
+            status, body, headers = await raw(
+                client, "GET", f"/ipfs/{root}", headers={"Range": f"bytes={len(data)}-"}, token=None
+            )
+            assert status == 416 and headers["content-range"] == f"bytes */{len(data)}"
+            status, body, headers = await raw(
+                client, "HEAD", f"/ipfs/{root}", headers={"Range": "bytes=10-"}, token=None
+            )
+            assert (
+                status == 206 and body == b"" and headers["content-length"] == str(len(data) - 10)
+            )
+
+    run(test)
+
+
+def test_a_block_missing_mid_stream_cuts_the_transfer(tmp_path, monkeypatch):
+    root, blocks, data = _big_file()
+    late = list(blocks)[20]  # past the first batch
+    del blocks[late]
+    _serve_from(monkeypatch, blocks)
+
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            parts = urlsplit(client.url)
+
+            def go():
+                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                connection.request("GET", f"/ipfs/{root}")
+                response = connection.getresponse()
+                try:
+                    got = response.read()
+                    broken = False
+                except http.client.IncompleteRead as exc:
+                    got, broken = exc.partial, True
+                finally:
+                    connection.close()
+                return response.status, got, broken
+
+            status, got, broken = await trio.to_thread.run_sync(go)
+            assert status == 200 and broken
+            assert 0 < len(got) < len(data) and data.startswith(got)
+            # a range before the hole is whole
+            status, body, _headers = await raw(
+                client, "GET", f"/ipfs/{root}", headers={"Range": "bytes=0-999999"}, token=None
+            )
+            assert status == 206 and body == data[:1_000_000]
+
+    run(test)
+
+
+def test_file_streams_are_bounded(tmp_path, monkeypatch):
+    """At most ``MAX_FILE_STREAMS`` large files stream at once; another waits ``HEAVY_WAIT`` and
+    gets 503 with Retry-After; small files and other calls still answer."""
+    root, blocks, data = _big_file(leaves=4)
+    small, small_blocks = _fixture("dir-with-files.car")
+    _serve_from(monkeypatch, {**blocks, **small_blocks})
+    monkeypatch.setattr(asgi, "HEAVY_WAIT", 0.3)
+    monkeypatch.setattr(asgi, "MAX_FILE_STREAMS", 2)
+    release = trio.Event()
+    original = unixfs.FileReader.next_chunk
+
+    async def held(self):
+        if self.expected > unixfs.LIGHT_BYTES:  # the streamed ones
+            await release.wait()
+        return await original(self)
+
+    monkeypatch.setattr(unixfs.FileReader, "next_chunk", held)
+
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            results = []
+
+            async def ask():
+                results.append(await raw(client, "GET", f"/ipfs/{root}", token=None))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):
+                    nursery.start_soon(ask)
+                await trio.sleep(0.3)
+                status, body, headers = await raw(client, "GET", f"/ipfs/{root}", token=None)
+                assert status == 503 and headers["retry-after"] == "2", (status, body)
+                status, body, _ = await raw(client, "GET", f"/ipfs/{small}/hello.txt", token=None)
+                assert status == 200 and body == b"hello world\n"
+                release.set()
+            assert [(r[0], r[1] == data) for r in results] == [(200, True)] * 2
+
+    run(test)
