@@ -19,10 +19,12 @@ __all__ = [
     "DagPbEncodeError",
     "DecodeError",
     "DepthExceeded",
+    "DuplicateHamtName",
     "DuplicateMapKey",
     "EncodeError",
     "EntryError",
     "GridnodeError",
+    "HamtTooDeep",
     "HashMismatch",
     "IdentityError",
     "IndefiniteLength",
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidDidKey",
     "InvalidEntry",
     "InvalidFloat",
+    "InvalidHamt",
     "InvalidKey",
     "InvalidManifest",
     "InvalidMultibase",
@@ -42,12 +45,16 @@ __all__ = [
     "InvalidQuery",
     "InvalidSignature",
     "InvalidSkipLinks",
+    "InvalidUnixFSNode",
     "InvalidUtf8",
     "InvalidVarint",
     "LogError",
     "MapKeyOrder",
     "NonCanonicalEncoding",
     "NonStringMapKey",
+    "NotADirectory",
+    "NotAFile",
+    "NotUnixFS",
     "PendingLimitExceeded",
     "PendingRefused",
     "RejectedAncestor",
@@ -56,6 +63,7 @@ __all__ = [
     "Unauthorized",
     "UnixFSDecodeError",
     "UnixFSEncodeError",
+    "UnixFSTooDeep",
     "UnknownAuthor",
     "UnknownIndex",
     "UnsupportedCarVersion",
@@ -348,3 +356,42 @@ class UnixFSDecodeError(DecodeError):
 class UnixFSEncodeError(EncodeError):
     """A UnixFS value that cannot be encoded, or an import refused (an invalid or duplicate
     directory entry name, a size out of range, ...)."""
+
+
+# -- UnixFS HAMT directories and the reader (issue 23) -----------------------------------------
+
+
+class InvalidUnixFSNode(UnixFSDecodeError):
+    """A UnixFS node whose parts disagree, or disagree with its parent: blocksizes that do not
+    match the links or the filesize, a child of another size than its parent says, an unsafe or
+    repeated directory entry name, a HAMT shard of another hash or without a fanout."""
+
+
+class UnixFSTooDeep(InvalidUnixFSNode):
+    """A file DAG deeper than the reader's bound."""
+
+
+class NotUnixFS(UnixFSDecodeError):
+    """A block read as UnixFS that is not: another codec, a dag-pb node without UnixFS Data, or
+    a UnixFS Metadata node."""
+
+
+class NotAFile(InvalidQuery):
+    """File bytes asked of a UnixFS node that is not a file (a directory, a symlink)."""
+
+
+class NotADirectory(InvalidQuery):
+    """Directory entries asked of a UnixFS node that is not that kind of directory."""
+
+
+class InvalidHamt(InvalidUnixFSNode):
+    """A UnixFS HAMT shard whose parts disagree: fanout, bitfield, link names and order, or an
+    entry in a bucket its name does not hash to."""
+
+
+class HamtTooDeep(InvalidHamt):
+    """A HAMT deeper than the 64 bits of its name hash allow (go refuses such a directory)."""
+
+
+class DuplicateHamtName(UnixFSEncodeError):
+    """A directory entry name given twice to a HAMT builder."""
