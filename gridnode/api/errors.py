@@ -29,6 +29,7 @@ from gridnode.errors import (
     FeatureOff,
     InvalidJsonValue,
     InvalidRequest,
+    MissingBlock,
     NodeUnavailable,
     NotAcceptable,
     NotAWriter,
@@ -40,6 +41,7 @@ from gridnode.errors import (
     StorageLimitReached,
     TokenRefused,
     UnknownDatabase,
+    UnknownPin,
     WrongStoreType,
 )
 from gridnode.ops import describe_error
@@ -76,6 +78,8 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         RangeNotSatisfiable,
         NotFound,
         UnknownDatabase,
+        MissingBlock,
+        UnknownPin,
         WrongStoreType,
         NotAWriter,
         FeatureOff,
