@@ -29,8 +29,9 @@ against the size it announced: a stream that would send a byte more or less is c
 longer than :data:`MAX_PATH_NAMES`, a listing is cut at :data:`MAX_LISTING` entries.
 
 Where blocks come from is a :class:`BlockSource` (``get_many``): in the node, the blocks it serves
-(:meth:`gridnode.repo.Repo.served_blocks`, each checked against its CID), read in the storage
-worker (:class:`RepoBlocks`).
+(its file store, ``repo.files``, then :meth:`gridnode.repo.Repo.served_blocks`; each re-hashed
+against its CID as it is read), read in the storage worker, one call per batch
+(:class:`RepoBlocks`).
 
 Refused here: HTTP plumbing (:mod:`gridnode.api.asgi`), parsing headers
 (:mod:`gridnode.api.httpbits`), and decoding blocks (:mod:`crdt.unixfs.reader`).
@@ -45,10 +46,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import quote, urlencode
 
+from crdt.errors import InvalidUnixFSNode, UnixFSTooDeep
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
 from crdt.ipld.cid import CID
+from crdt.unixfs import reader
+from crdt.unixfs.reader import Entry, Piece
 from gridnode import jsonvalue
-from gridnode.api import _reader as reader
 from gridnode.api import httpbits
 from gridnode.api.errors import ERROR_HEADER
 from gridnode.api.gateway import CAR, RAW
@@ -90,6 +93,8 @@ MAX_DEPTH: Final = 64
 MAX_PATH_NAMES: Final = 256
 #: A listing shows at most this many entries.
 MAX_LISTING: Final = 5000
+#: A listing reads at most this many HAMT shards.
+MAX_LISTING_SHARDS: Final = 4096
 #: Immutable answers' cache lifetime (a year less a few days, as IPFS gateways send).
 IMMUTABLE: Final = "public, max-age=29030400, immutable"
 #: A directory listing's: its page may change with the gateway's version.
@@ -115,7 +120,13 @@ class RepoBlocks:
 
 
 def _served(repo: Repo, cids: list[CID]) -> dict[CID, bytes]:
-    return {cid: block for cid, block in repo.served_blocks(cids).items() if block is not None}
+    """The file store first (UnixFS blocks are its; a database's are DAG-CBOR), then the rest of
+    what the node serves."""
+    found = repo.files.get_many([cid for cid in cids if is_unixfs(cid)])
+    rest = [cid for cid in cids if cid not in found]
+    if rest:
+        found.update((c, b) for c, b in repo.served_blocks(rest).items() if b is not None)
+    return found
 
 
 def is_unixfs(cid: CID) -> bool:
@@ -159,7 +170,8 @@ async def resolve(source: BlockSource, root: CID, names: Sequence[str]) -> Resol
         where = "/".join(names[:depth]) or "the root"
         path_blocks.append((cid, block))
         if node.kind == "directory":
-            found = next((e.cid for e in reader.directory_entries(node) if e.name == name), None)
+            entry = reader.find_entry(node, name)
+            found = None if entry is None else entry.cid
         elif node.kind == "hamt":
             found = await _hamt_find(source, cid, node, name, path_blocks)
         else:
@@ -180,69 +192,62 @@ async def _hamt_find(
     name: str,
     path_blocks: list[tuple[CID, bytes]],
 ) -> CID | None:
-    """The CID ``name`` has in the HAMT rooted at ``node``, reading the shards on its way."""
-    root = node
-    for level in range(MAX_DEPTH):
-        step = reader.hamt_lookup(root, node, name, level)
+    """The CID ``name`` has in the HAMT rooted at ``node``, reading the shards on its way (the
+    hash's 64 bits bound the depth: :func:`crdt.unixfs.hamt.bucket_index` refuses more)."""
+    consumed = 0
+    while True:
+        step = reader.hamt_lookup(node, name, consumed)
         if step is None:
             return None
-        if not step.shard:
+        if isinstance(step, Entry):
             return step.cid
         block = await _one(source, step.cid, f"a shard of {cid}")
         node = reader.decode_node(step.cid, block)
         if node.kind != "hamt":
-            raise reader.InvalidUnixFS(f"{step.cid} in the HAMT {cid} is a {node.kind}")
+            raise InvalidUnixFSNode(f"{step.cid} in the HAMT {cid} is a {node.kind}")
         path_blocks.append((step.cid, block))
-    raise reader.InvalidUnixFS(f"the HAMT {cid} is deeper than {MAX_DEPTH} levels")
+        consumed = step.consumed
 
 
 async def list_directory(
     source: BlockSource, node: reader.UnixFSNode
 ) -> tuple[list[ListedEntry], bool]:
     """A directory's entries (at most :data:`MAX_LISTING`) and whether there were more; a HAMT's
-    shards are read a batch at a time, in order."""
+    shards are read a level's batch at a time, and the entries sorted by name."""
     if node.kind == "directory":
         entries = reader.directory_entries(node)
         listed = [ListedEntry(e.name, str(e.cid), e.tsize) for e in entries[:MAX_LISTING]]
         return listed, len(entries) > MAX_LISTING
     out: list[ListedEntry] = []
-    pending: deque[tuple[reader.UnixFSNode, int]] = deque([(node, 0)])
-    while pending:
-        shard, depth = pending.popleft()
-        if depth > MAX_DEPTH:
-            raise reader.InvalidUnixFS(f"a HAMT deeper than {MAX_DEPTH} levels")
-        children = reader.hamt_children(shard)
-        shards = [c.cid for c in children if c.shard]
-        blocks = await source.get_many(shards) if shards else {}
-        for child in children:
-            if not child.shard:
-                out.append(ListedEntry(child.name, str(child.cid), child.tsize))
-                if len(out) >= MAX_LISTING:
-                    return out, True
-                continue
-            block = blocks.get(child.cid)
-            if block is None:
-                raise NotFound(f"shard {child.cid} of the directory is not held by this node")
-            sub = reader.decode_node(child.cid, block)
-            if sub.kind != "hamt":
-                raise reader.InvalidUnixFS(f"{child.cid} in a HAMT is a {sub.kind}")
-            pending.append((sub, depth + 1))
-    out.sort(key=lambda e: e.name)
-    return out, False
+    # Shards to read, in order: (CID, consumed), read CAR_BATCH at a time; decoded on use.
+    pending: deque[tuple[CID, int]] = deque()
+    shards = 0
+    shard: reader.UnixFSNode | None = node
+    consumed = 0
+    while True:
+        if shard is not None:
+            for child in reader.hamt_children(shard, consumed):
+                if isinstance(child, Entry):
+                    out.append(ListedEntry(child.name, str(child.cid), child.tsize))
+                    if len(out) >= MAX_LISTING:
+                        return sorted(out, key=lambda e: e.name), True
+                else:
+                    shards += 1
+                    if shards > MAX_LISTING_SHARDS:  # shards with hardly an entry in them
+                        return sorted(out, key=lambda e: e.name), True
+                    pending.append((child.cid, child.consumed))
+        if not pending:
+            return sorted(out, key=lambda e: e.name), False
+        cid, consumed = pending.popleft()
+        block = (await source.get_many([cid])).get(cid)
+        if block is None:
+            raise NotFound(f"shard {cid} of the directory is not held by this node")
+        shard = reader.decode_node(cid, block)
+        if shard.kind != "hamt":
+            raise InvalidUnixFSNode(f"{cid} in a HAMT is a {shard.kind}")
 
 
 # -- files ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Part:
-    """A piece still to read: bytes ``offset`` to ``offset + length`` of the node ``cid``, at
-    ``depth`` in the tree."""
-
-    cid: CID
-    offset: int
-    length: int
-    depth: int
 
 
 class FileReader:
@@ -253,20 +258,7 @@ class FileReader:
         self._source = source
         self.expected = length
         self.sent = 0
-        self._pending: deque[bytes | _Part] = deque(self._expand(node, start, length, 0))
-
-    def _expand(
-        self, node: reader.UnixFSNode, offset: int, length: int, depth: int
-    ) -> list[bytes | _Part]:
-        if depth > MAX_DEPTH:
-            raise reader.InvalidUnixFS(f"a file tree deeper than {MAX_DEPTH} levels")
-        out: list[bytes | _Part] = []
-        for piece in reader.file_pieces(node, offset, length):
-            if piece.cid is None:
-                out.append(piece.data)
-            else:
-                out.append(_Part(piece.cid, piece.offset, piece.length, depth + 1))
-        return out
+        self._pending: deque[Piece] = deque(reader.file_pieces(node, start, length))
 
     async def next_chunk(self) -> list[bytes]:
         """The next bytes (about :data:`BATCH_BYTES`), ``[]`` at the end. A block not held is
@@ -275,35 +267,35 @@ class FileReader:
         out: list[bytes] = []
         size = 0
         while self._pending and size < BATCH_BYTES:
-            while self._pending and isinstance(self._pending[0], bytes):
-                data = self._pending.popleft()
-                assert isinstance(data, bytes)
+            while self._pending and self._pending[0].cid is None:
+                data = self._pending.popleft().data or b""
                 out.append(data)
                 size += len(data)
             if not self._pending or size >= BATCH_BYTES:
                 break
-            batch: list[_Part] = []
+            batch: list[Piece] = []
             planned = 0
-            while self._pending and isinstance(self._pending[0], _Part):
-                part = self._pending[0]
-                assert isinstance(part, _Part)
-                if batch and planned + part.length > BATCH_BYTES:
+            while self._pending and self._pending[0].cid is not None:
+                piece = self._pending[0]
+                if batch and planned + piece.length > BATCH_BYTES:
                     break
-                batch.append(part)
-                planned += part.length
+                batch.append(piece)
+                planned += piece.length
                 self._pending.popleft()
-            blocks = await self._source.get_many(list({p.cid: None for p in batch}))
-            front: list[bytes | _Part] = []
-            for part in batch:
-                block = blocks.get(part.cid)
+            blocks = await self._source.get_many(list({p.cid: None for p in batch if p.cid}))
+            front: list[Piece] = []
+            for piece in batch:
+                assert piece.cid is not None
+                block = blocks.get(piece.cid)
                 if block is None:
-                    raise NotFound(f"block {part.cid} of the file is not held by this node")
-                node = reader.decode_node(part.cid, block)
-                front.extend(self._expand(node, part.offset, part.length, part.depth))
+                    raise NotFound(f"block {piece.cid} of the file is not held by this node")
+                child = reader.decode_node(piece.cid, block)
+                reader.check_piece(piece, child)
+                front.extend(reader.file_pieces(child, piece.start, piece.length, piece.depth))
             self._pending.extendleft(reversed(front))
         self.sent += size
         if self.sent > self.expected or (not self._pending and self.sent != self.expected):
-            raise reader.InvalidUnixFS(
+            raise InvalidUnixFSNode(
                 f"the file has {self.sent} bytes where its root says {self.expected}"
             )
         return [b for b in out if b]
@@ -311,7 +303,7 @@ class FileReader:
 
 async def read_head(source: BlockSource, node: reader.UnixFSNode) -> bytes:
     """The first :data:`httpbits.SNIFF_BYTES` of a file (to sniff its type)."""
-    length = min(httpbits.SNIFF_BYTES, node.size)
+    length = min(httpbits.SNIFF_BYTES, node.size or 0)
     file = FileReader(source, node, 0, length)
     parts: list[bytes] = []
     while chunk := await file.next_chunk():
@@ -345,8 +337,9 @@ class CarWriter:
     def _children(self, cid: CID, block: bytes, whole: bool) -> list[CID]:
         if whole:
             return list(reader.links_of(cid, block))
-        node = reader.decode_node(cid, block)  # entity of a HAMT: its shards, not its entries
-        return [c.cid for c in reader.hamt_children(node) if c.shard]
+        # the entity of a HAMT: its shards, not its entries (the bucket checks need no depth)
+        node = reader.decode_node(cid, block)
+        return [link.cid for link in node.links if link.name and _is_shard_link(node, link.name)]
 
     async def next_chunk(self) -> list[bytes]:
         out, self._head = self._head, []
@@ -367,10 +360,17 @@ class CarWriter:
                 whole = reader.decode_node(cid, block).kind != "hamt"
             children = self._children(cid, block, whole)
             if children and depth >= MAX_DEPTH:
-                raise reader.InvalidUnixFS(f"a DAG deeper than {MAX_DEPTH} levels")
+                raise UnixFSTooDeep(f"a DAG deeper than {MAX_DEPTH} levels")
             # depth first: this block's children go before its siblings
             self._pending.extendleft((c, depth + 1) for c in reversed(children))
         return out
+
+
+def _is_shard_link(node: reader.UnixFSNode, name: str) -> bool:
+    """Whether a HAMT shard's link of this name is a child shard (its name is the bucket's
+    prefix alone) rather than an entry."""
+    assert node.fanout is not None
+    return len(name) == len(f"{node.fanout - 1:X}")
 
 
 def car_type() -> str:
@@ -477,7 +477,7 @@ async def answer(source: BlockSource, root: CID, names: Sequence[str], asked: As
     if node.kind == "symlink":
         etag = f'"{resolved.cid}"'
         headers += [(b"etag", etag.encode()), (b"cache-control", IMMUTABLE.encode())]
-        target = node.data or b""
+        target = node.data
         return Answer(200, "inode/symlink", headers, [target], length=len(target))
     if node.kind not in ("directory", "hamt"):
         raise InvalidRequest(
@@ -503,9 +503,8 @@ async def _index_html(
 ) -> tuple[CID, reader.UnixFSNode] | None:
     node = resolved.node
     if node.kind == "directory":
-        found = next(
-            (e.cid for e in reader.directory_entries(node) if e.name == "index.html"), None
-        )
+        entry = reader.find_entry(node, "index.html")
+        found = None if entry is None else entry.cid
     else:
         found = await _hamt_find(source, resolved.cid, node, "index.html", [])
     if found is None:
@@ -552,7 +551,7 @@ async def _file(
     headers: list[tuple[bytes, bytes]],
     etag_cid: CID | None = None,
 ) -> Answer:
-    size = node.size
+    size = node.size or 0
     etag = f'"{etag_cid or cid}"'
     headers += [
         (b"etag", etag.encode()),

@@ -344,3 +344,42 @@ def test_a_large_file_streams_a_batch_at_a_time():
     total, chunks = go(run)
     assert total == count * len(leaf)
     assert chunks >= count * len(leaf) // (unixfs.BATCH_BYTES + len(leaf))
+
+
+# -- HAMT-sharded directories ---------------------------------------------------------------------
+
+
+def test_a_name_in_a_hamt_reads_only_the_shards_on_its_way():
+    root, source = fixture("single-layer-hamt-with-multi-block-files.car")
+    answer, data = get(source, root, ["999.txt"])
+    assert answer.status == 200 and len(data) == 1026 and data.startswith(b"Lorem ipsum")
+    source.asked = 0
+    resolved = go(unixfs.resolve, source, root, ["1.txt"])
+    assert source.asked <= 3  # the root shard, one child shard, the file: never all 243 blocks
+    assert resolved.node.kind == "file" and len(resolved.path_blocks) == 2
+    with pytest.raises(NotFound):
+        get(source, root, ["1001.txt"])
+
+
+def test_a_hamt_listing_has_every_entry_sorted_and_is_bounded(monkeypatch):
+    root, source = fixture("single-layer-hamt-with-multi-block-files.car")
+    answer, page = get(source, root, [], slash=True)
+    text = page.decode()
+    assert answer.status == 200 and text.count('class="ipfs-hash"') == 1000 + 1
+    assert text.index(">1.txt<") < text.index(">10.txt<") < text.index(">999.txt<")
+    monkeypatch.setattr(unixfs, "MAX_LISTING", 10)
+    _answer, page = get(source, root, [], slash=True)
+    assert page.decode().count('class="ipfs-hash"') == 10 + 1
+    assert "more entries not listed" in page.decode()
+
+
+def test_the_entity_of_a_hamt_is_its_shards():
+    root, source = fixture("single-layer-hamt-with-multi-block-files.car")
+    _answer, data = get(source, root, [], query={"format": "car", "dag-scope": "entity"})
+    _roots, cids = _car_blocks(data)
+    assert cids[0] == root and all(c.codec == 0x70 for c in cids)
+    kinds = {go(unixfs.resolve, source, c, []).node.kind for c in cids}
+    assert kinds == {"hamt"}
+    _answer, data = get(source, root, ["5.txt"], query={"format": "car", "dag-scope": "block"})
+    _roots, cids = _car_blocks(data)
+    assert len(cids) == 3 and cids[0] == root  # root shard, the shard on the way, the file

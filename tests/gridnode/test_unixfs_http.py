@@ -13,6 +13,7 @@ from crdt.ipld.car import read_car
 from crdt.ipld.cid import CID
 from crdt.unixfs.data import DataType, UnixFSData, encode_data
 from gridnode.api import asgi, unixfs
+from gridnode.repo import Repo
 from tests.gridnode.test_api import raw, run, serving
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gateway-conformance"
@@ -42,16 +43,17 @@ def _big_file(leaves=24, leaf_size=256 * 1024):
     return root, blocks, b"".join(data)
 
 
-def _serve_from(monkeypatch, blocks, calls=None):
-    """The gateway's block source reads ``blocks`` (the node's own served blocks otherwise)."""
+def _serve_from(monkeypatch, data_dir, blocks, calls=None):
+    """Put ``blocks`` in the node's file store (``repo.files``, where ``gridnode add`` puts
+    them); count the gateway's storage calls in ``calls``."""
+    with Repo(data_dir) as repo:
+        repo.files.put_blocks(list(blocks.items()))
     original = unixfs._served
 
     def served(repo, cids):
         if calls is not None:
             calls.append(len(cids))
-        found = original(repo, [c for c in cids if c not in blocks])
-        found.update({c: blocks[c] for c in cids if c in blocks})
-        return found
+        return original(repo, cids)
 
     monkeypatch.setattr(unixfs, "_served", served)
 
@@ -59,7 +61,8 @@ def _serve_from(monkeypatch, blocks, calls=None):
 def test_files_directories_and_listings_without_the_token(tmp_path, monkeypatch):
     root, blocks = _fixture("dir-listing.car")
     cache_root, cache_blocks = _fixture("gateway-cache.car")
-    _serve_from(monkeypatch, {**blocks, **cache_blocks})
+    hamt_root, hamt_blocks = _fixture("single-layer-hamt-with-multi-block-files.car")
+    _serve_from(monkeypatch, tmp_path / "node", {**blocks, **cache_blocks, **hamt_blocks})
 
     async def test():
         async with serving(tmp_path / "node") as (_node, client):
@@ -96,6 +99,13 @@ def test_files_directories_and_listings_without_the_token(tmp_path, monkeypatch)
                 client, "HEAD", f"/ipfs/{cache_root}/root2/root3/root4/index.html", token=None
             )
             assert status == 200 and body == b"" and headers["content-length"] == "6"
+            # a HAMT-sharded directory: a name in it, and its listing
+            status, body, headers = await raw(
+                client, "GET", f"/ipfs/{hamt_root}/42.txt", token=None
+            )
+            assert status == 200 and body.startswith(b"Lorem ipsum") and len(body) == 1026
+            status, body, headers = await raw(client, "GET", f"/ipfs/{hamt_root}/", token=None)
+            assert status == 200 and body.count(b'class="ipfs-hash"') == 1001
             # not there
             status, body, _headers = await raw(client, "GET", f"/ipfs/{root}/nope", token=None)
             assert status == 404 and "nope" in body["error"]
@@ -110,7 +120,7 @@ def test_files_directories_and_listings_without_the_token(tmp_path, monkeypatch)
 def test_a_large_file_streams_with_its_length_and_ranges_seek(tmp_path, monkeypatch):
     root, blocks, data = _big_file()
     calls = []
-    _serve_from(monkeypatch, blocks, calls)
+    _serve_from(monkeypatch, tmp_path / "node", blocks, calls)
 
     async def test():
         async with serving(tmp_path / "node") as (_node, client):
@@ -154,7 +164,7 @@ def test_a_block_missing_mid_stream_cuts_the_transfer(tmp_path, monkeypatch):
     root, blocks, data = _big_file()
     late = list(blocks)[20]  # past the first batch
     del blocks[late]
-    _serve_from(monkeypatch, blocks)
+    _serve_from(monkeypatch, tmp_path / "node", blocks)
 
     async def test():
         async with serving(tmp_path / "node") as (_node, client):
@@ -190,7 +200,7 @@ def test_file_streams_are_bounded(tmp_path, monkeypatch):
     gets 503 with Retry-After; small files and other calls still answer."""
     root, blocks, data = _big_file(leaves=4)
     small, small_blocks = _fixture("dir-with-files.car")
-    _serve_from(monkeypatch, {**blocks, **small_blocks})
+    _serve_from(monkeypatch, tmp_path / "node", {**blocks, **small_blocks})
     monkeypatch.setattr(asgi, "HEAVY_WAIT", 0.3)
     monkeypatch.setattr(asgi, "MAX_FILE_STREAMS", 2)
     release = trio.Event()
