@@ -66,6 +66,7 @@ __all__ = [
     "UnixFSTooDeep",
     "UnknownAuthor",
     "UnknownIndex",
+    "UnknownProfile",
     "UnsupportedCarVersion",
     "UnsupportedCodec",
     "UnsupportedHash",
@@ -395,3 +396,7 @@ class HamtTooDeep(InvalidHamt):
 
 class DuplicateHamtName(UnixFSEncodeError):
     """A directory entry name given twice to a HAMT builder."""
+
+
+class UnknownProfile(UnixFSEncodeError):
+    """A UnixFS import profile name that is not one of ``crdt.unixfs.profiles.PROFILES``."""
