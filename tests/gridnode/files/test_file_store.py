@@ -8,6 +8,7 @@ import pytest
 from crdt.errors import HashMismatch
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import encode
+from crdt.ipld.dagpb import PBLink, PBNode, encode_node
 from gridnode.errors import CorruptBlock, InvalidRequest, MissingBlock, UnknownPin
 from gridnode.files import store as store_module
 from gridnode.repo import Repo
@@ -209,3 +210,21 @@ def test_the_store_survives_reopening(tmp_path):
         assert repo.files.get(block[0]) == block[1]
         assert [p.name for p in repo.files.pins()] == ["kept"]
         assert repo.files.usage() == (1, len(block[1]))
+
+
+def test_gc_follows_dag_pb_links(repo):
+    leaf = raw(b"leaf " * 2000)
+    node = encode_node(PBNode(links=(PBLink(leaf[0], "leaf", len(leaf[1])),), data=b"\x08\x01"))
+    root = (CID.for_block(node, "dag-pb"), node)
+    repo.files.put_blocks([root, leaf, raw(b"stray")])
+    repo.files.pin(root[0], "dir")
+    assert repo.files.gc().blocks == 1
+    assert repo.files.has_many([root[0], leaf[0]]) == {root[0], leaf[0]}
+
+
+def test_a_pinned_block_that_does_not_decode_ends_its_branch(repo):
+    bad = (CID.for_block(b"\xff\xff", "dag-pb"), b"\xff\xff")
+    repo.files.put_blocks([bad, raw(b"other")])
+    repo.files.pin(bad[0], "bad")
+    assert repo.files.gc().blocks == 1
+    assert repo.files.has_many([bad[0]]) == {bad[0]}
