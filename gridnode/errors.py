@@ -123,8 +123,8 @@ class NodeStopped(GridnodeError, RuntimeError):
 
 
 class NotAcceptable(InvalidRequest):
-    """A request for a form of answer the node does not give (the trustless gateway serves raw
-    blocks and CARs, nothing else)."""
+    """A request for a form of answer the node does not give (the gateway serves a database's
+    blocks raw or as CARs, nothing else)."""
 
 
 class RangeNotSatisfiable(InvalidRequest):

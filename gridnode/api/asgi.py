@@ -26,10 +26,12 @@ re-pointed at 127.0.0.1 (DNS rebinding) cannot reach the API or the gateway.
 Answers are sent whole parts at a time, about 64 KiB per message, with ``Cache-Control:
 no-store`` unless the handler says otherwise (the gateway's immutable blocks do).
 
-**Streamed answers** (:attr:`Response.stream`: whole-database CARs) are read a chunk
-(:data:`CHUNK_BYTES`) at a time, so a request holds one chunk, not the CAR. They are heavy:
-at most :data:`MAX_HEAVY` run at once; another waits up to :data:`HEAVY_WAIT` seconds, then
-gets 503 with ``Retry-After``. The first chunk is read before the answer starts, so an error
+**Streamed answers** (:attr:`Response.stream`: whole-database CARs, the gateway's files and
+UnixFS CARs) are read a chunk (:data:`CHUNK_BYTES`, a file's a batch of blocks) at a time, so a
+request holds one chunk, not the answer. They are heavy: at most :data:`MAX_HEAVY` CARs and
+:data:`MAX_FILE_STREAMS` files (:attr:`Response.pool`) run at once; another waits up to
+:data:`HEAVY_WAIT` seconds, then gets 503 with ``Retry-After``. A file's length is known before
+it is read (:attr:`Response.length`): it is sent with ``Content-Length``, the others chunked. The first chunk is read before the answer starts, so an error
 there (a damaged block) is an ordinary error answer; an error in a later chunk aborts the answer:
 the connection closes before the chunked body ends, and the client sees a broken transfer, never
 a damaged block. A client that takes nothing for :data:`STALL_SECONDS` loses its slot to the next

@@ -383,3 +383,53 @@ def test_the_entity_of_a_hamt_is_its_shards():
     _answer, data = get(source, root, ["5.txt"], query={"format": "car", "dag-scope": "block"})
     _roots, cids = _car_blocks(data)
     assert len(cids) == 3 and cids[0] == root  # root shard, the shard on the way, the file
+
+
+@pytest.mark.parametrize("profile", ["unixfs-v1-2025", "unixfs-v0-2015"])
+def test_a_file_the_importer_built_reads_back_in_any_range(profile):
+    """Raw leaves (v1) and dag-pb leaves under CIDv0 (v0), across leaf boundaries."""
+    import random
+
+    from crdt.unixfs import FileImporter
+
+    data = random.Random(5).randbytes(3 * 1024 * 1024 + 12345)
+    importer = FileImporter(profile)
+    blocks = importer.write(data)
+    root = importer.close()
+    source = Blocks([*blocks, *root.blocks])
+    _answer, whole = get(source, root.cid, [])
+    assert whole == data
+    leaf = 1024 * 1024 if profile == "unixfs-v1-2025" else 256 * 1024
+    for start, end in [(leaf - 10, leaf + 10), (0, 2 * leaf), (len(data) - 100, len(data) - 1)]:
+        answer, part = get(source, root.cid, [], range=f"bytes={start}-{end}")
+        assert answer.status == 206 and part == data[start : end + 1]
+
+
+def test_inner_nodes_are_decoded_once_and_the_cache_is_bounded():
+    root, source = fixture("dir-with-files.car")
+    source.nodes = unixfs.NodeCache()
+    _answer, first = get(source, root, ["multiblock.txt"], range="bytes=300-310")
+    asked = source.asked
+    _answer, again = get(source, root, ["multiblock.txt"], range="bytes=300-310")
+    assert again == first
+    assert source.asked - asked == 1  # the one leaf; the directory and the file's root cached
+    # leaves are never cached; the oldest node goes first past the bounds
+    cache = unixfs.NodeCache(entries=2, size=10**6)
+    nodes = [go(unixfs.resolve, source, root, [n]).node for n in ("multiblock.txt", "hello.txt")]
+    directory = go(unixfs.resolve, source, root, []).node
+    cache.put(nodes[1], source.blocks[nodes[1].cid])
+    assert cache.get(nodes[1].cid) is None  # a raw leaf
+    cache.put(directory, source.blocks[root])
+    cache.put(nodes[0], source.blocks[nodes[0].cid])
+    assert cache.get(root) is not None  # now the most recent
+    third = go(
+        unixfs.resolve,
+        Blocks(fixture("dir-listing.car")[1].blocks),
+        fixture("dir-listing.car")[0],
+        [],
+    ).node
+    cache.put(third, b"x" * 10)
+    assert cache.get(nodes[0].cid) is None and cache.get(root) is not None
+    small = unixfs.NodeCache(entries=10, size=100)
+    small.put(directory, source.blocks[root])  # larger than the whole cache: not kept
+    assert small.get(root) is None
