@@ -14,8 +14,8 @@ blocks of an add are kept under a lease (safe from a concurrent ``gridnode gc``)
 pinned.
 
 A directory is added the way Kubo adds one: entries in name order, hidden names (a leading dot)
-left out unless asked for, symbolic links and special files skipped (each said), no mode or
-mtime.
+left out unless asked for, symbolic links kept as UnixFS symlinks (never followed), special files
+(sockets, devices, FIFOs) skipped (each said), no mode or mtime.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-from crdt.unixfs.importer import DirectoryImporter, FileImporter
-from crdt.unixfs.profiles import DEFAULT_PROFILE, Profile, get_profile
-
+from crdt.errors import UnixFSEncodeError
 from crdt.ipld.cid import CID
+from crdt.unixfs.importer import DirectoryImporter, FileImporter, import_symlink
+from crdt.unixfs.profiles import DEFAULT_PROFILE, Profile, get_profile
 from gridnode.errors import InvalidRequest
 
 __all__ = ["BATCH_BYTES", "READ_BYTES", "Added", "BlockWriter", "add"]
@@ -175,9 +175,15 @@ class _Adder:
             child = Path(entry.path)
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISLNK(mode):
-                self.skip(child, "a symbolic link")
-                continue
-            if stat.S_ISDIR(mode):
+                # Kept as a link (a UnixFS symlink node), never followed: as Kubo does.
+                try:
+                    link = import_symlink(os.readlink(child), self.profile)
+                except UnixFSEncodeError:
+                    self.skip(child, "a symbolic link whose target is not UTF-8")
+                    continue
+                self.writer.add(link.blocks)
+                cid, tsize = link.cid, link.tsize
+            elif stat.S_ISDIR(mode):
                 cid, tsize = self.directory(child)
             elif stat.S_ISREG(mode):
                 cid, tsize = self.file(child)
@@ -186,7 +192,7 @@ class _Adder:
                 continue
             try:
                 importer.add(entry.name, cid, tsize)
-            except UnicodeError:
+            except UnixFSEncodeError:
                 self.skip(child, "a name that is not UTF-8")
         root = importer.close()
         self.writer.add(root.blocks)

@@ -121,3 +121,134 @@ def test_cat_ls_get_read_what_the_store_holds(node, tmp_path):
     absent = str(raw(b"absent")[0])
     assert "not in the file store" in refused(data_dir, "cat", absent)
     assert "not a directory" in refused(data_dir, "ls", str(made["file"][0]))
+
+
+# -- add ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["offline", "running"])
+def empty_node(request, tmp_path):
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    with running(data_dir, request.param):
+        yield data_dir
+
+
+def pseudo_random(size: int, seed: int = 7) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def test_add_a_file_gives_kubos_cid_and_reads_back(empty_node, tmp_path):
+    from crdt.unixfs import import_bytes
+
+    data_dir = empty_node
+    hello = tmp_path / "hello.txt"
+    hello.write_bytes(b"hello world\n")
+    # Kubo's CID of these bytes with its historical defaults (`ipfs add`, CIDv0).
+    v0 = run(data_dir, "add", "-q", "--profile", "unixfs-v0-2015", str(hello)).stdout.strip()
+    assert v0 == "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+    # A file over several chunks and tree nodes in both profiles: the importer's CID, and the
+    # bytes back whole and in ranges.
+    data = pseudo_random(3 * (1 << 20) + 12345)
+    big = tmp_path / "big.bin"
+    big.write_bytes(data)
+    for profile in ("unixfs-v1-2025", "unixfs-v0-2015"):
+        added = json_out(data_dir, "add", "--profile", profile, str(big))
+        assert added["cid"] == {"/": str(import_bytes(data, profile).cid)}
+        assert added["size"] == len(data) and added["pinned"] == added["cid"]["/"]
+        cid = added["cid"]["/"]
+        assert run(data_dir, "cat", cid).stdout_bytes == data
+        part = run(data_dir, "cat", cid, "--offset", str((1 << 20) - 5), "--length", "300000")
+        assert part.stdout_bytes == data[(1 << 20) - 5 : (1 << 20) - 5 + 300000]
+    pins = run(data_dir, "pin", "ls", "--json").stdout.split()
+    assert len(pins) == 3
+    # Pinned: gc keeps all of it.
+    assert json_out(data_dir, "gc")["removed_blocks"] == 0
+
+
+def test_add_stdin_and_unpinned_adds_go_at_gc(empty_node):
+    data_dir = empty_node
+    data = pseudo_random(70_000, seed=3)
+    added = json.loads(run(data_dir, "add", "-", "--json", "--no-pin", input=data).stdout)
+    assert added["pinned"] is None
+    assert run(data_dir, "cat", added["cid"]["/"]).stdout_bytes == data
+    assert json_out(data_dir, "gc")["removed_blocks"] >= 1
+    assert "not in the file store" in refused(data_dir, "cat", added["cid"]["/"])
+
+
+def test_add_a_directory_tree(empty_node, tmp_path):
+    data_dir = empty_node
+    tree = tmp_path / "site"
+    (tree / "img").mkdir(parents=True)
+    (tree / "index.html").write_text("<h1>hi</h1>")
+    (tree / "img" / "a.png").write_bytes(pseudo_random(5000))
+    (tree / ".hidden").write_text("secret")
+    (tree / "link").symlink_to("index.html")
+    assert "is a directory: add it with -r" in refused(data_dir, "add", str(tree))
+    added = json_out(data_dir, "add", "-r", "--name", "site", str(tree))
+    assert added["files"] == 2 and added["directories"] == 2 and added["pinned"] == "site"
+    root = added["cid"]["/"]
+    entries = [
+        json.loads(line)["name"] for line in run(data_dir, "ls", root, "--json").stdout.split()
+    ]
+    assert entries == ["img", "index.html", "link"]
+    assert run(data_dir, "cat", f"{root}/img/a.png").stdout_bytes == pseudo_random(5000)
+    out = tmp_path / "copy"
+    run(data_dir, "get", root, "-o", str(out))
+    assert (out / "index.html").read_text() == "<h1>hi</h1>"
+    assert (out / "img" / "a.png").read_bytes() == pseudo_random(5000)
+    assert (out / "link").is_symlink() and str((out / "link").readlink()) == "index.html"
+    assert not (out / ".hidden").exists()
+    with_hidden = json_out(data_dir, "add", "-r", "--hidden", str(tree))
+    assert with_hidden["cid"] != added["cid"] and with_hidden["files"] == 3
+
+
+def test_add_refuses_what_it_cannot_read_in_one_line(empty_node, tmp_path):
+    data_dir = empty_node
+    assert "No such file" in refused(data_dir, "add", str(tmp_path / "nothing"))
+
+
+def test_a_hamt_sharded_directory_lists_and_resolves(tmp_path):
+    from crdt.unixfs import DirectoryImporter
+
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    leaf = raw(b"one small file")
+    importer = DirectoryImporter("unixfs-v1-2025")
+    names = [f"file-{n:05}.txt" for n in range(6000)]
+    for name in names:
+        importer.add(name, leaf[0], len(leaf[1]))
+    root = importer.close()
+    assert root.sharded
+    with Repo(data_dir) as repo:
+        repo.files.put_blocks([leaf, *root.blocks])
+    listed = [
+        json.loads(line)["name"]
+        for line in run(data_dir, "ls", str(root.cid), "--json").stdout.split()
+    ]
+    assert sorted(listed) == names
+    assert run(data_dir, "cat", f"{root.cid}/file-04321.txt").stdout_bytes == leaf[1]
+    assert "no 'file-99999.txt'" in refused(data_dir, "cat", f"{root.cid}/file-99999.txt")
+    assert json_out(data_dir, "pin", "add", str(root.cid))["recursive"] is True
+
+
+def test_hostile_or_damaged_dags_are_one_error_line(tmp_path):
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    leaf = raw(b"x" * 6000)
+    # A file node whose blocksizes lie about its leaf.
+    data = encode_data(UnixFSData(DataType.File, filesize=7000, blocksizes=(7000,)))
+    block = encode_node(PBNode(links=(PBLink(leaf[0], "", 6000),), data=data))
+    lying = (CID.for_block(block, "dag-pb"), block)
+    good = file_of(raw(b"y" * 5000))
+    with Repo(data_dir) as repo:
+        repo.files.put_blocks([leaf, lying, good, raw(b"y" * 5000)])
+        damaged = repo.files.path_of(raw(b"y" * 5000)[0])
+    assert "7000" in refused(data_dir, "cat", str(lying[0]))
+    damaged.write_bytes(b"z" * 5000)
+    assert "damaged" in refused(data_dir, "cat", str(good[0]))
+    assert not (tmp_path / "out").exists()
+    assert "damaged" in refused(data_dir, "get", str(good[0]), "-o", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
