@@ -232,3 +232,45 @@ def test_file_streams_are_bounded(tmp_path, monkeypatch):
             assert [(r[0], r[1] == data) for r in results] == [(200, True)] * 2
 
     run(test)
+
+
+def test_a_site_added_with_gridnode_add_is_served_and_its_video_seeks(tmp_path):
+    """End to end: ``gridnode add -r`` of a small site through the running node's API, then a
+    browser's requests: the index page, a listing, a video by Range reads across its leaves."""
+    import random
+
+    from gridnode.files.add import add
+
+    site = tmp_path / "site"
+    (site / "media").mkdir(parents=True)
+    (site / "index.html").write_text("<!doctype html><title>hi</title><video src=media/clip.mp4>")
+    video = random.Random(3).randbytes(2 * 1024 * 1024 + 777)
+    (site / "media" / "clip.mp4").write_bytes(video)
+    (site / "media" / "notes.txt").write_text("notes\n")
+
+    async def test():
+        async with serving(tmp_path / "node") as (_node, client):
+            added = await trio.to_thread.run_sync(
+                lambda: add(client, str(site), recursive=True, name="site")
+            )
+            root = added.cid
+            status, body, headers = await raw(client, "GET", f"/ipfs/{root}/", token=None)
+            assert status == 200 and body.startswith(b"<!doctype html>")
+            assert headers["content-type"] == "text/html; charset=utf-8"
+            status, body, _headers = await raw(client, "GET", f"/ipfs/{root}/media/", token=None)
+            assert status == 200 and b"clip.mp4" in body and b"notes.txt" in body
+            path = f"/ipfs/{root}/media/clip.mp4"
+            status, body, headers = await raw(client, "HEAD", path, token=None)
+            assert status == 200 and headers["content-length"] == str(len(video))
+            assert headers["content-type"] == "video/mp4" and headers["accept-ranges"] == "bytes"
+            for start, end in ((0, 1), (1024 * 1024 - 3, 1024 * 1024 + 3), (2 * 1024 * 1024, None)):
+                asked = f"bytes={start}-{'' if end is None else end}"
+                status, body, headers = await raw(
+                    client, "GET", path, headers={"Range": asked}, token=None
+                )
+                stop = len(video) if end is None else end + 1
+                assert status == 206 and body == video[start:stop], asked
+            status, body, _headers = await raw(client, "GET", path, token=None)
+            assert status == 200 and body == video
+
+    run(test)
