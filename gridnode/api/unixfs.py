@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import quote, urlencode
 
-from crdt.errors import InvalidUnixFSNode, UnixFSTooDeep
+from crdt.errors import DecodeError, InvalidUnixFSNode, UnixFSTooDeep
 from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
 from crdt.ipld.cid import CID
 from crdt.unixfs import reader
@@ -216,7 +216,8 @@ class Resolved:
 
     cid: CID
     block: bytes
-    node: reader.UnixFSNode
+    #: ``None``: a dag-pb block that is not UnixFS, asked raw or as a CAR without a path.
+    node: reader.UnixFSNode | None
     roots: list[CID]
     path_blocks: list[tuple[CID, bytes]] = field(default_factory=list)
 
@@ -396,8 +397,10 @@ class CarWriter:
         self._head.append(car_section_bytes(resolved.cid, resolved.block))
         self._pending: deque[tuple[CID, int]] = deque()
         node = resolved.node
-        if scope == "all" or (scope == "entity" and node.kind in ("file", "hamt")):
-            whole = scope == "all" or node.kind == "file"
+        if scope == "all" or (
+            scope == "entity" and node is not None and node.kind in ("file", "hamt")
+        ):
+            whole = scope == "all" or (node is not None and node.kind == "file")
             self._pending.extend(
                 (c, 1) for c in self._children(resolved.cid, resolved.block, whole)
             )
@@ -516,7 +519,16 @@ def _path_text(asked: Asked, names: Sequence[str]) -> str:
 async def answer(source: BlockSource, root: CID, names: Sequence[str], asked: Asked) -> Answer:
     """The answer to ``GET``/``HEAD /ipfs/<root>/<names...>`` (the module docstring)."""
     chosen = wanted_format(asked.accept, asked.query.get("format"))
-    resolved = await resolve(source, root, names)
+    if chosen is not None and not names:
+        # A block or a DAG by CID: any dag-pb block, UnixFS or not (a trustless gateway's).
+        block = await _one(source, root, "the root")
+        try:
+            unixfs_node: reader.UnixFSNode | None = _decode(source, root, block)
+        except DecodeError:  # not UnixFS, or not even dag-pb: still its block, and its links
+            unixfs_node = None
+        resolved = Resolved(root, block, unixfs_node, [root])
+    else:
+        resolved = await resolve(source, root, names)
     headers = [
         (b"x-ipfs-path", _path_text(asked, names).encode("ascii")),
         (b"x-ipfs-roots", ",".join(str(c) for c in resolved.roots).encode("ascii")),
@@ -541,6 +553,7 @@ async def answer(source: BlockSource, root: CID, names: Sequence[str], asked: As
         writer = CarWriter(source, root, resolved, scope)
         return Answer(200, car_type(), headers, stream=writer, pool="car")
     node = resolved.node
+    assert node is not None  # resolve() decodes every node on the way
     if node.kind in ("file", "raw"):
         name = names[-1] if names else None
         return await _file(source, resolved.cid, node, name, asked, headers)
@@ -572,6 +585,7 @@ async def _index_html(
     source: BlockSource, resolved: Resolved
 ) -> tuple[CID, reader.UnixFSNode] | None:
     node = resolved.node
+    assert node is not None
     if node.kind == "directory":
         entry = reader.find_entry(node, "index.html")
         found = None if entry is None else entry.cid
@@ -597,6 +611,7 @@ async def _listing(
     kind = "text/html; charset=utf-8"
     if httpbits.etag_matches(asked.if_none_match, etag):
         return Answer(304, kind, headers)
+    assert resolved.node is not None
     entries, truncated = await list_directory(source, resolved.node)
     page = httpbits.listing_html(
         asked.shown_root, names, str(resolved.cid), None, entries, truncated

@@ -433,3 +433,19 @@ def test_inner_nodes_are_decoded_once_and_the_cache_is_bounded():
     small = unixfs.NodeCache(entries=10, size=100)
     small.put(directory, source.blocks[root])  # larger than the whole cache: not kept
     assert small.get(root) is None
+
+
+def test_a_dag_pb_block_that_is_not_unixfs_is_still_served_raw_and_as_a_car():
+    leaf = b"leaf bytes"
+    leaf_cid = CID.for_block(leaf, codec="raw")
+    block = dagpb.encode_node(dagpb.PBNode((dagpb.PBLink(leaf_cid, "x", len(leaf)),), None))
+    cid = CID.for_block(block, codec="dag-pb")
+    source = Blocks({cid: block, leaf_cid: leaf})
+    answer, data = get(source, cid, [], query={"format": "raw"})
+    assert answer.status == 200 and data == block
+    _answer, data = get(source, cid, [], query={"format": "car"})
+    assert _car_blocks(data) == ([cid], [cid, leaf_cid])
+    _answer, data = get(source, cid, [], query={"format": "car", "dag-scope": "entity"})
+    assert _car_blocks(data) == ([cid], [cid])
+    with pytest.raises(GridnodeError):  # not a file or a directory to show
+        get(source, cid, [])
