@@ -649,7 +649,8 @@ async def _file(
     if filename is not None or download:
         shown = filename or name or str(cid)
         how = "attachment" if download else "inline"
-        fallback = shown.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+        # printable ASCII only (no quote, backslash, CR or LF: nothing that ends the header)
+        fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in shown)
         disposition = f"{how}; filename=\"{fallback}\"; filename*=UTF-8''{quote(shown, safe='')}"
         headers.append((b"content-disposition", disposition.encode("ascii")))
     named = filename or name

@@ -163,7 +163,11 @@ def test_filename_and_download_set_the_disposition_and_the_type():
     answer, _ = get(source, root, ["hello.txt"], query={"filename": "hi ą.json"})
     assert answer.content_type == "application/json; charset=utf-8"
     assert header(answer, "content-disposition") == (
-        "inline; filename=\"hi ?.json\"; filename*=UTF-8''hi%20%C4%85.json"
+        "inline; filename=\"hi _.json\"; filename*=UTF-8''hi%20%C4%85.json"
+    )
+    answer, _ = get(source, root, ["hello.txt"], query={"filename": 'a"\r\nX-Evil: 1\\.txt'})
+    assert header(answer, "content-disposition") == (
+        "inline; filename=\"a___X-Evil: 1_.txt\"; filename*=UTF-8''a%22%0D%0AX-Evil%3A%201%5C.txt"
     )
     answer, _ = get(source, root, ["hello.txt"], query={"download": "true"})
     assert header(answer, "content-disposition").startswith('attachment; filename="hello.txt"')
@@ -449,3 +453,10 @@ def test_a_dag_pb_block_that_is_not_unixfs_is_still_served_raw_and_as_a_car():
     assert _car_blocks(data) == ([cid], [cid])
     with pytest.raises(GridnodeError):  # not a file or a directory to show
         get(source, cid, [])
+
+
+def test_a_path_of_too_many_names_is_refused_before_a_block_is_read():
+    root, source = fixture("dir-listing.car")
+    with pytest.raises(InvalidRequest):
+        get(source, root, ["a"] * (unixfs.MAX_PATH_NAMES + 1))
+    assert source.calls == 0
