@@ -28,6 +28,7 @@ link names (js) would otherwise see different directories in the same block.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -155,7 +156,13 @@ def prefix_width(fanout: int) -> int:
 
 def link_prefix(index: int, fanout: int) -> str:
     """The link name prefix of bucket ``index`` (``"0A"`` for 10 at fanout 256)."""
-    return f"{index:0{prefix_width(fanout)}X}"
+    return _prefixes(fanout)[index]
+
+
+@functools.cache
+def _prefixes(fanout: int) -> tuple[str, ...]:
+    width = prefix_width(fanout)
+    return tuple(f"{index:0{width}X}" for index in range(fanout))
 
 
 def encode_bitfield(indexes: Iterable[int]) -> bytes:
@@ -175,12 +182,10 @@ def decode_bitfield(data: bytes, fanout: int) -> tuple[int, ...]:
     if value >> fanout:
         raise InvalidHamt(f"HAMT bitfield names a bucket past fanout {fanout}")
     out = []
-    index = 0
     while value:
-        if value & 1:
-            out.append(index)
-        value >>= 1
-        index += 1
+        lowest = value & -value
+        out.append(lowest.bit_length() - 1)
+        value ^= lowest
     return tuple(out)
 
 
@@ -329,9 +334,10 @@ def read_shard(
     if len(used) != len(links):
         raise InvalidHamt(f"HAMT shard has {len(links)} links but its bitfield names {len(used)}")
     width = prefix_width(fanout)
+    prefixes = _prefixes(fanout)
     out = []
     for position, (index, (name, cid, tsize)) in enumerate(zip(used, links, strict=True)):
-        prefix = f"{index:0{width}X}"
+        prefix = prefixes[index]
         if name is None or not name.startswith(prefix):
             raise InvalidHamt(
                 f"HAMT link {position} is named {name!r}; bucket {index} needs prefix {prefix!r}"

@@ -20,13 +20,21 @@ plus its own links' Tsizes); the node's UnixFS ``blocksizes`` are the children's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from crdt.errors import UnixFSEncodeError
 from crdt.ipld.cid import CID
-from crdt.ipld.dagpb import PBLink, PBNode, encode_node, node_cid
-from crdt.unixfs.data import HASH_MURMUR3_X64_64, DataType, UnixFSData, encode_data
+from crdt.ipld.dagpb import PBLink, PBNode, decode_node, encode_node, node_cid
+from crdt.ipld.protobuf import encode_uvarint
+from crdt.unixfs.data import (
+    HASH_MURMUR3_X64_64,
+    DataType,
+    UnixFSData,
+    UnixTime,
+    decode_data,
+    encode_data,
+)
 from crdt.unixfs.hamt import HamtEntry, Shard, build_hamt
 from crdt.unixfs.profiles import Profile, get_profile
 
@@ -38,6 +46,7 @@ __all__ = [
     "FileRoot",
     "import_bytes",
     "import_symlink",
+    "link_block_bytes",
     "links_bytes",
 ]
 
@@ -45,7 +54,9 @@ __all__ = [
 Block = tuple[CID, bytes]
 
 _RAW: Final = 0x55
-_DIRECTORY_DATA: Final = encode_data(UnixFSData(DataType.Directory))
+_EMPTY_FILE_LEAF: Final = encode_node(
+    PBNode((), encode_data(UnixFSData(DataType.File, filesize=0)))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +82,18 @@ class DirectoryRoot:
     sharded: bool = False
 
 
+def _check_attributes(
+    mode: int | None, mtime: UnixTime | None
+) -> tuple[int | None, UnixTime | None]:
+    """Optional metadata (IPIP-499: opt-in): ``mode`` the Unix permission bits (0..0o7777, as
+    Kubo's ``--mode``/``--preserve-mode`` store them), ``mtime`` a :class:`UnixTime`."""
+    if mode is not None and not 0 <= mode <= 0o7777:
+        raise UnixFSEncodeError(f"mode {mode:#o} is not permission bits (0..0o7777)")
+    if mtime is not None:
+        encode_data(UnixFSData(DataType.File, mtime=mtime))  # range checks, typed errors
+    return mode, mtime
+
+
 @dataclass(frozen=True, slots=True)
 class _Link:
     cid: CID
@@ -85,7 +108,13 @@ class FileImporter:
     out leaves first, each parent after all its children.
     """
 
-    def __init__(self, profile: Profile | str | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile | str | None = None,
+        *,
+        mode: int | None = None,
+        mtime: UnixTime | None = None,
+    ) -> None:
         self.profile = get_profile(profile)
         self._chunk = self.profile.chunk_size
         self._max_links = self.profile.max_links
@@ -93,6 +122,12 @@ class FileImporter:
         self._levels: list[list[_Link]] = []  # pending links at each level; 0: the leaves
         self._size = 0
         self._closed = False
+        self._mode, self._mtime = _check_attributes(mode, mtime)
+        # Metadata needs a dag-pb root, so (as Kubo) no raw leaves at all then; and the first
+        # leaf is held back until a second one shows it is not the root.
+        self._attributes = mode is not None or mtime is not None
+        self._raw_leaves = self.profile.raw_leaves and not self._attributes
+        self._first: tuple[Block, bytes] | None = None
 
     @property
     def size(self) -> int:
@@ -115,11 +150,11 @@ class FileImporter:
             pos = take
             if len(buffer) < chunk:
                 return out
-            self._leaf(bytes(buffer), out)
+            self._leaf(buffer, out)
             buffer.clear()
         end = len(view)
         while end - pos >= chunk:
-            self._leaf(bytes(view[pos : pos + chunk]), out)
+            self._leaf(view[pos : pos + chunk], out)
             pos += chunk
         if pos < end:
             buffer += view[pos:]
@@ -132,32 +167,77 @@ class FileImporter:
         self._closed = True
         out: list[Block] = []
         if self._buffer or not self._levels:  # the last partial chunk, or the empty file's leaf
-            self._leaf(bytes(self._buffer), out)
+            self._leaf(self._buffer, out)
             self._buffer = bytearray()
         levels = self._levels
         depth = 0
         # Every level below the top holds at least one link (a flush always leaves the link
-        # that caused it): fold them upwards until one link remains at the top.
-        while depth < len(levels) - 1 or len(levels[depth]) > 1:
+        # that caused it): fold them upwards until one link remains at the top; a node made of
+        # the top level's links is the root.
+        while True:
+            top = len(levels) - 1
+            if depth == top and len(levels[depth]) == 1:
+                root = levels[depth][0]
+                break
             links, levels[depth] = levels[depth], []
+            if depth == top:
+                root = self._node(links, out, root=True)
+                break
             self._push(depth + 1, self._node(links, out), out)
             depth += 1
-        root = levels[depth][0]
+        if self._first is not None:  # a file of one chunk with metadata: that leaf, with it
+            _block, chunk = self._first
+            self._first = None
+            block = self._leaf_block(chunk, attributes=True)
+            cid = node_cid(block, self.profile.cid_version)
+            out.append((cid, block))
+            root = _Link(cid, len(block), len(chunk))
         return FileRoot(root.cid, root.filesize, root.tsize, out)
 
     # -- building -------------------------------------------------------------------------------
 
-    def _leaf(self, chunk: bytes, out: list[Block]) -> None:
-        if self.profile.raw_leaves:
-            cid = CID.for_block(chunk, codec=_RAW)
-            out.append((cid, chunk))
-            self._push(0, _Link(cid, len(chunk), len(chunk)), out)
+    def _leaf(self, chunk: bytes | bytearray | memoryview, out: list[Block]) -> None:
+        size = len(chunk)
+        if self._raw_leaves:
+            data = bytes(chunk)
+            cid = CID.for_block(data, codec=_RAW)
+            out.append((cid, data))
+            self._push(0, _Link(cid, size, size), out)
             return
-        unixfs = UnixFSData(DataType.File, data=chunk or None, filesize=len(chunk))
-        block = encode_node(PBNode((), encode_data(unixfs)))
+        block = self._leaf_block(chunk)
         cid = node_cid(block, self.profile.cid_version)
+        if self._attributes:
+            if not self._levels:  # the first leaf: the root if no other comes
+                self._first = ((cid, block), bytes(chunk))
+                self._push(0, _Link(cid, len(block), size), out)
+                return
+            if self._first is not None:
+                out.append(self._first[0])
+                self._first = None
         out.append((cid, block))
-        self._push(0, _Link(cid, len(block), len(chunk)), out)
+        self._push(0, _Link(cid, len(block), size), out)
+
+    def _leaf_block(self, chunk: bytes | bytearray | memoryview, attributes: bool = False) -> bytes:
+        """A dag-pb leaf: UnixFS {Type: File, Data: chunk, filesize: len} (and the metadata)."""
+        size = len(chunk)
+        if attributes:
+            unixfs = UnixFSData(
+                DataType.File,
+                data=bytes(chunk) or None,
+                filesize=size,
+                mode=self._mode,
+                mtime=self._mtime,
+            )
+            return encode_node(PBNode((), encode_data(unixfs)))
+        if not size:
+            return _EMPTY_FILE_LEAF
+        # Written with one copy of the chunk (encode_node(PBNode((), encode_data(...))) makes
+        # the same bytes with two more; tests hold the two equal).
+        varint = encode_uvarint(size)
+        inner = 4 + 2 * len(varint) + size
+        return b"".join(
+            (b"\x0a", encode_uvarint(inner), b"\x08\x02\x12", varint, chunk, b"\x18", varint)
+        )
 
     def _push(self, depth: int, link: _Link, out: list[Block]) -> None:
         """Add a link at ``depth``; a full level becomes a node one level up first."""
@@ -169,11 +249,18 @@ class FileImporter:
             self._push(depth + 1, self._node(links, out), out)
         levels[depth].append(link)
 
-    def _node(self, links: list[_Link], out: list[Block]) -> _Link:
+    def _node(self, links: list[_Link], out: list[Block], root: bool = False) -> _Link:
         filesize = sum(link.filesize for link in links)
         unixfs = UnixFSData(
-            DataType.File, filesize=filesize, blocksizes=tuple(link.filesize for link in links)
+            DataType.File,
+            filesize=filesize,
+            blocksizes=tuple(link.filesize for link in links),
+            mode=self._mode if root else None,
+            mtime=self._mtime if root else None,
         )
+        if self._first is not None:  # the held-back first leaf is a child after all
+            out.append(self._first[0])
+            self._first = None
         node = PBNode(
             tuple(PBLink(link.cid, "", link.tsize) for link in links), encode_data(unixfs)
         )
@@ -193,17 +280,22 @@ def import_bytes(
     return FileRoot(root.cid, root.size, root.tsize, blocks + root.blocks)
 
 
-def import_symlink(target: str, profile: Profile | str | None = None) -> FileRoot:
+def import_symlink(
+    target: str, profile: Profile | str | None = None, *, mtime: UnixTime | None = None
+) -> FileRoot:
     """A symbolic link kept as a link (IPIP-499: symlinks preserved, as ``ipfs add -r`` does): one
     dag-pb node holding a UnixFS ``Symlink`` whose Data is the target's UTF-8 bytes (not resolved,
-    not checked). ``size`` is the target's length in bytes."""
+    not checked), and ``mtime`` if given (Kubo stores no mode on a symlink). ``size`` is the
+    target's length in bytes."""
+    _check_attributes(None, mtime)
     try:
         raw = target.encode("utf-8")
     except UnicodeEncodeError:
         raise UnixFSEncodeError(f"symlink target {target!r} is not valid Unicode") from None
     if not raw or b"\0" in raw:
         raise UnixFSEncodeError(f"invalid symlink target {target!r}")
-    block = encode_node(PBNode((), encode_data(UnixFSData(DataType.Symlink, data=raw))))
+    unixfs = UnixFSData(DataType.Symlink, data=raw, mtime=mtime)
+    block = encode_node(PBNode((), encode_data(unixfs)))
     cid = node_cid(block, get_profile(profile).cid_version)
     return FileRoot(cid, len(raw), len(block), [(cid, block)])
 
@@ -227,22 +319,52 @@ def links_bytes(entries: list[tuple[bytes, CID, int]]) -> int:
     return sum(len(name) + len(cid.bytes) for name, cid, _ in entries)
 
 
+def _varint_len(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def link_block_bytes(name: bytes, cid: CID, tsize: int) -> int:
+    """What one named link with a Tsize adds to a dag-pb node's encoded length."""
+    raw = len(cid.bytes)
+    inner = 3 + _varint_len(raw) + raw + _varint_len(len(name)) + len(name) + _varint_len(tsize)
+    return 1 + _varint_len(inner) + inner
+
+
 class DirectoryImporter:
     """Collects a directory's entries; :meth:`close` makes its node(s).
 
-    The entries stay in memory until ``close`` (a directory's links must be sorted by name), about
-    100 bytes each. Names are UTF-8, non-empty, without ``/`` or NUL, not ``.`` or ``..``, and
-    unique (:class:`UnixFSEncodeError` otherwise).
+    The entries stay in memory until ``close`` (a directory's links must be sorted by name), a
+    few hundred bytes each. The profile's size estimate is kept as entries arrive, so a directory
+    that will be sharded never has its (large) basic node built. Names are UTF-8, non-empty,
+    without ``/`` or NUL, not ``.`` or ``..``, and unique (:class:`UnixFSEncodeError` otherwise).
     """
 
-    def __init__(self, profile: Profile | str | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile | str | None = None,
+        *,
+        mode: int | None = None,
+        mtime: UnixTime | None = None,
+    ) -> None:
         self.profile = get_profile(profile)
         self._entries: list[tuple[bytes, CID, int]] = []
         self._names: set[bytes] = set()
+        self._mode, self._mtime = _check_attributes(mode, mtime)
+        self._data = encode_data(UnixFSData(DataType.Directory, mode=mode, mtime=mtime))
+        self._links_estimate = profile_links = self.profile.hamt_estimate == "links-bytes"
+        # the estimate of the basic node: links-bytes, or its exact encoded length (its Data
+        # field: the key, the length, the UnixFS bytes)
+        self._estimate = 0 if profile_links else 2 + len(self._data)
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def estimate(self) -> int:
+        """The profile's estimate of the basic directory node so far (sharded once above the
+        profile's ``hamt_threshold``)."""
+        return self._estimate
 
     def add(self, name: str, cid: CID, tsize: int) -> None:
         if self._closed:
@@ -254,6 +376,10 @@ class DirectoryImporter:
             raise UnixFSEncodeError(f"Tsize {tsize} of {name!r} outside 0..2**64-1")
         self._names.add(raw)
         self._entries.append((raw, cid, tsize))
+        if self._links_estimate:
+            self._estimate += len(raw) + len(cid.bytes)
+        else:
+            self._estimate += link_block_bytes(raw, cid, tsize)
 
     def close(self) -> DirectoryRoot:
         if self._closed:
@@ -263,15 +389,9 @@ class DirectoryImporter:
         self._entries = []
         self._names = set()
         profile = self.profile
-        block = encode_node(
-            PBNode(
-                tuple(PBLink(cid, name.decode(), tsize) for name, cid, tsize in entries),
-                _DIRECTORY_DATA,
-            )
-        )
-        links_estimate = profile.hamt_estimate == "links-bytes"
-        estimate = links_bytes(entries) if links_estimate else len(block)
-        if estimate <= profile.hamt_threshold:
+        if self._estimate <= profile.hamt_threshold:
+            links = tuple(PBLink(cid, name.decode(), tsize) for name, cid, tsize in entries)
+            block = encode_node(PBNode(links, self._data))
             cid = node_cid(block, profile.cid_version)
             tsize = len(block) + sum(tsize for _, _, tsize in entries)
             return DirectoryRoot(cid, tsize, [(cid, block)])
@@ -280,7 +400,17 @@ class DirectoryImporter:
             self._encode_shard,
             profile.hamt_fanout,
         )
-        return DirectoryRoot(built.cid, built.tsize, list(built.blocks), sharded=True)
+        blocks = list(built.blocks)
+        cid, tsize = built.cid, built.tsize
+        if self._mode is not None or self._mtime is not None:
+            # the root shard carries the metadata (boxo's Shard.SetStat); nothing links to it
+            node = decode_node(blocks[-1][1])
+            unixfs = replace(decode_data(node.data or b""), mode=self._mode, mtime=self._mtime)
+            block = encode_node(PBNode(node.links, encode_data(unixfs)))
+            cid = node_cid(block, profile.cid_version)
+            tsize += len(block) - len(blocks[-1][1])
+            blocks[-1] = (cid, block)
+        return DirectoryRoot(cid, tsize, blocks, sharded=True)
 
     def _encode_shard(self, shard: Shard) -> tuple[CID, bytes]:
         unixfs = UnixFSData(

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from crdt.errors import (
+    InvalidHamt,
     InvalidQuery,
     InvalidUnixFSNode,
     NotADirectory,
@@ -258,18 +259,20 @@ def find_entry(node: UnixFSNode, name: str) -> Entry | None:
     return None
 
 
-def _shard(node: UnixFSNode, consumed: int) -> tuple[hamt.HamtChild, ...]:
+def _shard(node: UnixFSNode, consumed: int, check_buckets: bool) -> tuple[hamt.HamtChild, ...]:
     if node.kind != "hamt":
+        if consumed:  # reached through a NextShard: the DAG is wrong, not the question
+            raise InvalidHamt(f"a HAMT's child shard {node.cid} is a {node.kind}")
         raise NotADirectory(f"a {node.kind} is not a HAMT shard")
     assert node.fanout is not None
     links = [(link.name, link.cid, link.tsize) for link in node.links]
-    return hamt.read_shard(links, node.data, node.fanout, consumed)
+    return hamt.read_shard(links, node.data, node.fanout, consumed if check_buckets else None)
 
 
 def hamt_children(node: UnixFSNode, consumed: int = 0) -> list[Entry | NextShard]:
     """A HAMT shard's links in bucket order: its entries and its child shards to read next.
     ``consumed`` is the hash bits the shards above took (0 for the directory's root shard)."""
-    children = _shard(node, consumed)
+    children = _shard(node, consumed, True)
     assert node.fanout is not None
     below = consumed + hamt.fanout_bits(node.fanout)
     out: list[Entry | NextShard] = []
@@ -283,8 +286,12 @@ def hamt_children(node: UnixFSNode, consumed: int = 0) -> list[Entry | NextShard
 
 def hamt_lookup(node: UnixFSNode, name: str, consumed: int = 0) -> Entry | NextShard | None:
     """Where ``name`` is from this HAMT shard: its entry, the child shard to look in next, or
-    None when the directory has no such name."""
-    children = _shard(node, consumed)
+    None when the directory has no such name.
+
+    The shard's structure is checked as for a listing, but the other entries' names are not
+    hashed: the answer comes from ``name``'s own bucket, as go's and js's, and an entry filed in
+    a wrong bucket cannot be found this way (a listing refuses it)."""
+    children = _shard(node, consumed, False)
     assert node.fanout is not None
     child = hamt.lookup_child(children, name, node.fanout, consumed)
     if child is None:

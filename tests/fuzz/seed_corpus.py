@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,8 +22,11 @@ from crdt.identity import Keypair  # noqa: E402
 from crdt.ipld import car  # noqa: E402
 from crdt.ipld.cid import CID  # noqa: E402
 from crdt.ipld.dagcbor import encode  # noqa: E402
+from crdt.ipld.dagpb import decode_node  # noqa: E402
 from crdt.ipld.multiformats import encode_varint  # noqa: E402
 from crdt.rangesums import LogItems  # noqa: E402
+from crdt.unixfs.importer import DirectoryImporter, import_bytes, import_symlink  # noqa: E402
+from crdt.unixfs.profiles import PROFILES, Profile  # noqa: E402
 from protocols import gossip, reconcile, wire  # noqa: E402
 from tests.fuzz.harness import save_input  # noqa: E402
 from tests.fuzz.targets import fixture_log  # noqa: E402
@@ -122,7 +126,39 @@ def seeds() -> dict[str, list[bytes]]:
         car.write_car([], []),
     ]
 
+    pb_fixtures = sorted((FIXTURES / "ipld-codec-fixtures" / "fixtures").glob("*/*.dag-pb"))
+    pb_blocks = [p.read_bytes() for p in pb_fixtures]
+    pb_blocks += [
+        bytes.fromhex(case["hex"])
+        for case in json.loads(
+            (
+                FIXTURES
+                / "ipld-codec-fixtures"
+                / "negative-fixtures"
+                / "dag-pb"
+                / "decode"
+                / "edges.json"
+            ).read_text()
+        )
+    ]
+    # UnixFS as the importer writes it: leaves, a two-level file, a directory, a HAMT, a symlink
+    small = import_bytes(b"x" * 700, "unixfs-v0-2015")
+    tiny = import_bytes(bytes(range(256)) * 3, replace_chunking("unixfs-v0-2015", 100, 3))
+    flat = DirectoryImporter("unixfs-v1-2025")
+    for i in range(5):
+        flat.add(f"file-{i}.txt", small.cid, small.tsize)
+    sharded = DirectoryImporter(replace_chunking("unixfs-v1-2025", 1 << 20, 1024, hamt=200))
+    for i in range(40):
+        sharded.add(f"entry {i}", small.cid, small.tsize)
+    unixfs_blocks = [block for _, block in small.blocks + tiny.blocks[-3:]]
+    unixfs_blocks += [flat.close().blocks[-1][1], *(b for _, b in sharded.close().blocks[-2:])]
+    unixfs_blocks.append(import_symlink("../target", "unixfs-v0-2015").blocks[0][1])
+    pb_blocks += unixfs_blocks
+    unixfs_datas = [decode_node(block).data or b"" for block in unixfs_blocks]
+
     return {
+        "dagpb": pb_blocks,
+        "unixfs_data": unixfs_datas,
         "dagcbor": fixture_blocks + negative + blocks[:4] + messages + [manifest.block],
         "dagcbor_strict": fixture_blocks + negative + blocks[:4] + messages[:4],
         "cid_bytes": [c.bytes for c in cids]
@@ -162,6 +198,14 @@ def seeds() -> dict[str, list[bytes]]:
             b"\x82" + server_msgs[4] + server_msgs[5],
         ],
     }
+
+
+def replace_chunking(profile: str, chunk_size: int, max_links: int, hamt: int = 262144) -> Profile:
+    """A named profile with small chunks, few links per node or a low HAMT threshold (seeds of
+    several levels and shards in a few hundred bytes)."""
+    return replace(
+        PROFILES[profile], chunk_size=chunk_size, max_links=max_links, hamt_threshold=hamt
+    )
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from crdt.identity import Keypair
 from crdt.ipld import car
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import decode, decode_strict, encode
+from crdt.ipld.dagpb import decode_node, encode_node, node_cid
 from crdt.log import Log
 from crdt.manifest import (
     STORE_TYPE_NAMES,
@@ -31,6 +32,7 @@ from crdt.manifest import (
     parse_address,
 )
 from crdt.rangesums import LogItems
+from crdt.unixfs.data import decode_data, encode_data
 from protocols import gossip, reconcile, wire
 from protocols.sync import (
     BlocksAsked,
@@ -96,6 +98,25 @@ def dagcbor(data: bytes) -> None:
 def dagcbor_strict(data: bytes) -> None:
     value = decode_strict(data)
     assert encode(value) == data, "the strict reader accepted a non-canonical encoding"
+
+
+def dagpb(data: bytes) -> None:
+    """dag-pb's strict reader; what decodes re-encodes to a node that decodes the same (bytes
+    equal unless a varint was padded), and its Data, if any, through the UnixFS reader."""
+    node = decode_node(data)
+    again = encode_node(node)
+    assert decode_node(again) == node, "a decoded node does not survive re-encoding"
+    assert len(again) <= len(data)
+    node_cid(data, 0)
+    if node.data is not None:
+        with contextlib.suppress(GridnodeError):
+            unixfs_data(node.data)
+
+
+def unixfs_data(data: bytes) -> None:
+    """The UnixFS ``Data`` reader; what decodes re-encodes to a message that decodes the same."""
+    value = decode_data(data)
+    assert decode_data(encode_data(value)) == value
 
 
 def cid_bytes(data: bytes) -> None:
@@ -320,6 +341,8 @@ def sync_puller(data: bytes) -> None:
 TARGETS: dict[str, Target] = {
     "dagcbor": dagcbor,
     "dagcbor_strict": dagcbor_strict,
+    "dagpb": dagpb,
+    "unixfs_data": unixfs_data,
     "cid_bytes": cid_bytes,
     "cid_text": cid_text,
     "car": car_reader,

@@ -177,6 +177,67 @@ def test_go_car_simple_unixfs_is_rebuilt_block_for_block():
     assert made == dict(blocks)
 
 
+# -- gateway-conformance fixtures (tests/fixtures/gateway-conformance, licences beside them) -----
+
+GATEWAY = Path(__file__).parents[2] / "fixtures" / "gateway-conformance"
+#: Kubo's add options these fixtures were made with: CIDv1, raw leaves, 256-byte chunks
+SMALL_V1 = replace(PROFILES[V1], name="v1-256", chunk_size=256, max_links=174)
+
+
+def multiblock_txt(blocks: dict[CID, bytes]) -> bytes:
+    """The fixtures' 1026-byte text, read from its five raw leaves in the CAR."""
+    leaves = [
+        "bafkreie5noke3mb7hqxukzcy73nl23k6lxszxi5w3dtmuwz62wnvkpsscm",
+        "bafkreih4ephajybraj6wnxsbwjwa77fukurtpl7oj7t7pfq545duhot7cq",
+        "bafkreigu7buvm3cfunb35766dn7tmqyh2um62zcio63en2btvxuybgcpue",
+        "bafkreicll3huefkc3qnrzeony7zcfo7cr3nbx64hnxrqzsixpceg332fhe",
+        "bafkreifst3pqztuvj57lycamoi7z34b4emf7gawxs74nwrc2c7jncmpaqm",
+    ]
+    return b"".join(blocks[CID.parse(leaf)] for leaf in leaves)
+
+
+def test_gateway_conformance_subdir_with_mixed_block_files_is_rebuilt():
+    header, blocks = read_car((GATEWAY / "subdir-with-mixed-block-files.car").read_bytes())
+    stored = dict(blocks)
+    ascii_txt = stored[CID.parse("bafkreifkam6ns4aoolg3wedr4uzrs3kvq66p4pecirz6y2vlrngla62mxm")]
+    made: dict[CID, bytes] = {}
+    subdir = DirectoryImporter(SMALL_V1)
+    for name, content in [
+        ("ascii.txt", ascii_txt),
+        ("hello.txt", b"hello world\n"),
+        ("multiblock.txt", multiblock_txt(stored)),
+    ]:
+        file = import_bytes(content, SMALL_V1)
+        made.update(file.blocks)
+        subdir.add(name, file.cid, file.tsize)
+    inner = subdir.close()
+    made.update(inner.blocks)
+    top = DirectoryImporter(SMALL_V1)
+    top.add("subdir", inner.cid, inner.tsize)
+    root = top.close()
+    made.update(root.blocks)
+    assert (root.cid,) == header.roots
+    assert made == stored
+
+
+def test_gateway_conformance_single_layer_hamt_is_rebuilt():
+    # 1000 entries "1.txt".."1000.txt" naming one multi-block file, sharded though small (the
+    # fixture was made with sharding forced: a threshold of 0 here)
+    header, blocks = read_car(
+        (GATEWAY / "single-layer-hamt-with-multi-block-files.car").read_bytes()
+    )
+    stored = dict(blocks)
+    file = import_bytes(multiblock_txt(stored), SMALL_V1)
+    assert str(file.cid) == "bafybeigcisqd7m5nf3qmuvjdbakl5bdnh4ocrmacaqkpuh77qjvggmt2sa"
+    directory = DirectoryImporter(replace(SMALL_V1, hamt_threshold=0))
+    for i in range(1, 1001):
+        directory.add(f"{i}.txt", file.cid, file.tsize)
+    root = directory.close()
+    assert root.sharded and (root.cid,) == header.roots
+    made = dict(file.blocks) | dict(root.blocks)
+    assert made == stored  # 237 shards, the file's root and its 5 leaves
+
+
 # -- the balanced layout ------------------------------------------------------------------------
 
 
@@ -253,6 +314,14 @@ def test_layout_matches_go_and_any_pieces_give_the_same_dag(profile: Profile, da
     assert whole.tsize == sum(len(block) for _, block in whole.blocks)
 
 
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16383, 16384, 70000])
+def test_dag_pb_leaves_are_the_generic_encoding(size: int):
+    data = random_bytes(size, "leaf")
+    root = import_bytes(data, replace(PROFILES[V0], chunk_size=1 << 17))
+    unixfs = UnixFSData(DataType.File, data=data or None, filesize=size)
+    assert root.blocks == [(root.cid, encode_node(PBNode((), encode_data(unixfs))))]
+
+
 def test_empty_file():
     assert str(import_bytes(b"", V0).cid) == "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
     assert str(import_bytes(b"", V1).cid) == (
@@ -325,6 +394,27 @@ def test_directory_links_are_sorted_by_name_bytes_and_tsize_adds_up():
     assert [link.name for link in node.links] == ["Z", "a", "aa", "b", "é"]
     assert root.tsize == len(root.blocks[0][1]) + 5 * file.tsize
     assert decode_data(node.data or b"") == UnixFSData(DataType.Directory)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1, max_size=300), st.integers(0, (1 << 64) - 1)),
+        max_size=20,
+        unique_by=lambda entry: entry[0],
+    )
+)
+def test_the_block_bytes_estimate_is_the_basic_nodes_length(entries):
+    entries = [(n, t) for n, t in entries if n not in (".", "..") and not set(n) & {"/", "\0"}]
+    entries = [(n, t) for n, t in entries if not any(0xD800 <= ord(c) <= 0xDFFF for c in n)]
+    directory = DirectoryImporter(V1)
+    v0_file = import_bytes(b"x", V0).cid  # 34-byte CIDs as well as 36-byte ones
+    for i, (name, tsize) in enumerate(entries):
+        directory.add(name, v0_file if i % 2 else import_bytes(b"y", V1).cid, tsize)
+    estimate = directory.estimate
+    root = directory.close()
+    assert not root.sharded
+    assert estimate == len(root.blocks[0][1])
 
 
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "nul\0", "\udc80"])

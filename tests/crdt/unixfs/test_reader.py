@@ -4,6 +4,7 @@ nodes built by hand to lie in every way a node can."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from crdt.errors import (
     DagPbDecodeError,
+    GridnodeError,
     InvalidHamt,
     InvalidQuery,
     InvalidUnixFSNode,
@@ -26,7 +28,7 @@ from crdt.ipld.car import read_car
 from crdt.ipld.cid import CID
 from crdt.ipld.dagpb import PBLink, PBNode, encode_node, node_cid
 from crdt.unixfs import hamt
-from crdt.unixfs.data import DataType, UnixFSData, encode_data
+from crdt.unixfs.data import DataType, UnixFSData, UnixTime, encode_data
 from crdt.unixfs.reader import (
     MAX_DEPTH,
     Entry,
@@ -537,3 +539,82 @@ def test_links_of_each_codec():
 
 def test_piece_is_a_plain_value():
     assert Piece(0, 3, data=b"abc") == Piece(0, 3, b"abc")
+
+
+def test_a_child_shard_that_is_not_a_shard_is_a_bad_dag_not_a_bad_question():
+    leaf = decode_node(*raw(b"x"))
+    with pytest.raises(NotADirectory):
+        hamt_lookup(leaf, "a")  # asked of a file: the question is wrong
+    with pytest.raises(InvalidHamt):
+        hamt_lookup(leaf, "a", consumed=8)  # reached through a NextShard: the DAG is wrong
+    with pytest.raises(InvalidHamt):
+        hamt_children(leaf, consumed=8)
+
+
+def test_mode_and_mtime_are_kept():
+    data = UnixFSData(DataType.File, data=b"x", filesize=1, mode=0o644, mtime=UnixTime(1, 2))
+    node = decode_node(*pb(data))
+    assert node.mode == 0o644 and node.mtime == UnixTime(1, 2)
+    node = decode_node(*pb(UnixFSData(DataType.Directory, mode=0o755)))
+    assert node.mode == 0o755 and node.mtime is None
+
+
+# -- hostile bytes: only typed errors ---------------------------------------------------------------
+
+
+def probe(cid: CID, block: bytes) -> None:
+    """Everything a caller may ask of one block; only GridnodeErrors may come out."""
+    with contextlib.suppress(GridnodeError):
+        links_of(cid, block)
+    node = decode_node(cid, block)
+    if node.kind in ("file", "raw"):
+        for offset, length in ((0, None), (1, 3), (1000, 5000), (10**12, 1)):
+            pieces = file_pieces(node, offset, length)
+            for piece in pieces:
+                with contextlib.suppress(GridnodeError):
+                    check_piece(piece, node)
+    elif node.kind == "directory":
+        directory_entries(node)
+    elif node.kind == "hamt":
+        for consumed in (0, 8, 56, 64):
+            with contextlib.suppress(GridnodeError):
+                hamt_children(node, consumed)
+            with contextlib.suppress(GridnodeError):
+                hamt_lookup(node, "402.txt", consumed)
+
+
+def mutations(block: bytes, rng: random.Random, count: int):
+    for _ in range(count):
+        data = bytearray(block)
+        action = rng.randrange(4)
+        if action == 0 and data:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif action == 1:
+            del data[rng.randrange(len(data) + 1) :]
+        elif action == 2:
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = rng.randbytes(rng.randrange(1, 4))
+        elif data:
+            data[rng.randrange(len(data))] = rng.choice([0x00, 0x7F, 0x80, 0xFF])
+        yield bytes(data)
+
+
+def test_mutated_blocks_give_typed_errors_only(hamt_car):
+    rng = random.Random(499)
+    samples: list[tuple[CID, bytes]] = []
+    root, blocks = hamt_car
+    samples += [(root, blocks[root]), *list(blocks.items())[:12]]
+    _root, simple = load("go-car/simple-unixfs.car")
+    samples += list(simple.items())[:6]
+    _root, symlinks = load("gateway-conformance/symlink.car")
+    samples += list(symlinks.items())
+    # Any other exception fails the test: every input ends in a return or a typed refusal.
+    tried = refused = 0
+    for cid, block in samples:
+        for mutated in mutations(block, rng, 60):
+            tried += 1
+            try:
+                probe(cid, mutated)
+            except GridnodeError:
+                refused += 1
+    assert refused > tried // 4, (refused, tried)  # and mutations are mostly caught
