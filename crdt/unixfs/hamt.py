@@ -214,7 +214,8 @@ class ShardLink:
 @dataclass(frozen=True, slots=True)
 class Shard:
     """One shard node's content, ready to encode as dag-pb: ``links`` in bucket order and the
-    ``bitfield`` bytes for the UnixFS ``Data`` (type HAMTShard, hashType 0x22, this fanout)."""
+    ``bitfield`` bytes for the UnixFS ``Data`` (type HAMTShard, hashType 0x22, this fanout).
+    The bitfield is empty only in a HAMT of no entries, whose ``Data`` go leaves out."""
 
     fanout: int
     bitfield: bytes
