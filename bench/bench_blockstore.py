@@ -186,10 +186,15 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=10.0, help="GiB of 1 MiB blocks to add")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-blockstore"), help="where")
     parser.add_argument(
-        "--backend", choices=["sqlite", "directory", "both"], default="both", help="which store"
+        "--backend",
+        choices=["sqlite", "directory", "both", "both-reversed"],
+        default="both",
+        help="which store (both: sqlite then directory)",
     )
     args = parser.parse_args()
-    backends = ["sqlite", "directory"] if args.backend == "both" else [args.backend]
+    backends = {"both": ["sqlite", "directory"], "both-reversed": ["directory", "sqlite"]}.get(
+        args.backend, [args.backend]
+    )
     for backend in backends:
         print(json.dumps(run(args.dir / backend, backend, args.gib)), flush=True)
 

@@ -50,9 +50,9 @@ async def put_blocks(node: Node, request: Request) -> Response:
     """``POST /files/blocks[?lease=N]``: a CAR of blocks to keep (every one verified first)."""
     data = await request.body(MAX_CAR_BYTES)
     read_header(data)
-    blocks = list(iter_blocks(data))
+    blocks = list(iter_blocks(data, verify=True))  # every block hashed against its CID here
     lease = _lease(request.query.get("lease"))
-    answer = await node.worker.run(files_ops.put, node.repo, blocks, lease)
+    answer = await node.worker.run(lambda: files_ops.put(node.repo, blocks, lease, verified=True))
     return Response(200, answer)
 
 

@@ -234,7 +234,7 @@ def _files_paths() -> dict[str, Any]:
                     _json(
                         _obj({"blocks": {"type": "integer"}, "new": {"type": "integer"}}), "kept"
                     ),
-                    media=("application/vnd.ipld.car",),
+                    media=("application/vnd.ipld.car", "application/octet-stream"),
                 ),
                 "parameters": [
                     _param("lease", "query", {"type": "integer", "minimum": 0}, "an add's lease")
@@ -303,7 +303,8 @@ def _files_paths() -> dict[str, Any]:
                                 "kept_bytes",
                                 "orphan_files",
                             )
-                        }
+                        },
+                        {"interrupted": {"type": "boolean"}},
                     ),
                     "what gc did",
                 ),

@@ -19,10 +19,14 @@ from gridnode.repo import Repo
 __all__ = ["begin", "block", "end", "gc", "pin", "pins", "put", "unpin", "usage"]
 
 
-def put(repo: Repo, blocks: Sequence[tuple[CID, bytes]], lease: int | None) -> dict[str, Any]:
-    """Keep a batch of blocks of an add (``lease``: :func:`begin`'s); refused at the bound."""
+def put(
+    repo: Repo, blocks: Sequence[tuple[CID, bytes]], lease: int | None, *, verified: bool = False
+) -> dict[str, Any]:
+    """Keep a batch of blocks of an add (``lease``: :func:`begin`'s); refused at the bound.
+    ``verified``: every block was hashed against its CID already (not hashed twice)."""
     repo.quota.check("add a file")
-    return {"blocks": len(blocks), "new": repo.files.put_blocks(blocks, lease=lease)}
+    new = repo.files.put_blocks(blocks, lease=lease, verified=verified)
+    return {"blocks": len(blocks), "new": new}
 
 
 def begin(repo: Repo) -> dict[str, Any]:
@@ -63,6 +67,7 @@ def gc(repo: Repo) -> dict[str, Any]:
         "kept_blocks": report.kept_blocks,
         "kept_bytes": report.kept_bytes,
         "orphan_files": report.orphan_files,
+        "interrupted": report.interrupted,
     }
 
 

@@ -124,6 +124,8 @@ class GcReport:
     kept_blocks: int
     kept_bytes: int
     orphan_files: int = 0
+    #: The pins changed while it ran (another process): it stopped early; run it again.
+    interrupted: bool = False
 
 
 class FileStore:
@@ -147,6 +149,7 @@ class FileStore:
         self.inline_below = inline_below
         self._clock = clock
         self._made: set[Path] = set()
+        self._serial = 0
 
     # -- where a block file is ----------------------------------------------------------------
 
@@ -164,24 +167,42 @@ class FileStore:
 
     # -- blocks -------------------------------------------------------------------------------
 
-    def put_blocks(self, blocks: Sequence[tuple[CID, bytes]], *, lease: int | None = None) -> int:
+    def put_blocks(
+        self,
+        blocks: Sequence[tuple[CID, bytes]],
+        *,
+        lease: int | None = None,
+        verified: bool = False,
+    ) -> int:
         """Keep blocks (each checked against its CID first: a mismatch raises
         :class:`~crdt.errors.HashMismatch` and keeps nothing); return how many were new. Durable
-        when it returns. ``lease`` (:meth:`begin`) keeps them from gc until it ends."""
+        when it returns. ``lease`` (:meth:`begin`) keeps them from gc until it ends.
+        ``verified``: the caller hashed every block already (a CAR read with verification, this
+        process's own importer): not hashed twice."""
         for cid, block in blocks:
             if len(block) > MAX_BLOCK:
                 raise InvalidRequest(f"block {cid} has {len(block)} bytes (at most {MAX_BLOCK})")
-            cid.verify(block)
+            if not verified:
+                cid.verify(block)
         unique: dict[bytes, tuple[CID, bytes]] = {}
         for cid, block in blocks:
             unique.setdefault(cid.bytes, (cid, block))
-        # All in one transaction (it holds SQLite's write lock): another process adding the same
-        # blocks meanwhile waits, then finds them held.
+        inline = self.inline_below
+        # The block files first, outside the transaction (SQLite's write lock is held only for
+        # the rows): those not held now. Another process writing the same block meanwhile
+        # writes the same bytes under its own temporary name; the rename is atomic.
+        held = self.tables.present(list(unique))
+        written = {
+            key for key, (_cid, block) in unique.items() if key not in held and len(block) >= inline
+        }
+        self._write_files([unique[key] for key in written])
         with self.sql.transaction():
             held = self.tables.present(list(unique))
             new = [pair for key, pair in unique.items() if key not in held]
-            inline = self.inline_below
-            self._write_files([(cid, block) for cid, block in new if len(block) >= inline])
+            # Gone since the first look (a gc in another process): written now, in the lock.
+            self._write_files(
+                [(c, b) for c, b in new if len(b) >= inline and c.bytes not in written]
+            )
             rows = [
                 (cid.bytes, len(block), None if len(block) >= inline else bytes(block))
                 for cid, block in new
@@ -194,24 +215,39 @@ class FileStore:
         return len(new)
 
     def _write_files(self, blocks: Sequence[tuple[CID, bytes]]) -> None:
-        """Each block to its file: temporary file, fsync, rename; then each directory fsynced
-        once. A file already there (an earlier batch's, its row never committed) is rewritten."""
+        """Each block to its file: all written to temporary files, then each fsynced and
+        renamed into place, then each directory fsynced once (``durability = "full"``; the
+        writes go to the disk together before the first fsync waits). A file already there (an
+        earlier batch's whose rows never committed) is replaced by the same bytes."""
+        if not blocks:
+            return
         sync = self.durability == "full"
         shards: set[Path] = set()
-        for cid, block in blocks:
-            path = self.path_of(cid)
-            shards.add(self._shard(path))
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            try:
+        done: list[tuple[int, Path, Path]] = []
+        try:
+            for cid, block in blocks:
+                path = self.path_of(cid)
+                shards.add(self._shard(path))
+                self._serial += 1
+                tmp = path.with_name(f"{path.name}.{os.getpid()}-{self._serial}.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                done.append((fd, tmp, path))
                 view = memoryview(block)
                 while view:
                     view = view[os.write(fd, view) :]
+            while done:
+                fd, tmp, path = done[0]
                 if sync:
                     os.fsync(fd)
-            finally:
+                done.pop(0)
                 os.close(fd)
-            os.replace(tmp, path)
+                os.replace(tmp, path)
+        finally:
+            for fd, tmp, _path in done:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         if sync:
             for shard in shards:
                 fd = os.open(shard, os.O_RDONLY | os.O_DIRECTORY)
@@ -377,37 +413,47 @@ class FileStore:
 
     def gc(self) -> GcReport:
         """Remove every block no pin keeps and no live add wrote; then the block files no row
-        names that are older than :data:`ORPHAN_SECONDS` (left by a crash)."""
+        names that are older than :data:`ORPHAN_SECONDS` (left by a crash).
+
+        Another process may pin or add meanwhile (two offline commands): each batch of
+        deletions checks, in its transaction, that the pins did not change since they were read
+        (else the sweep stops there: ``interrupted``, run it again) and leaves a block an add
+        claimed since (its lease)."""
+        signature = self.tables.pins_signature()
         keep = self.reachable()
         now = self._clock()
         with self.sql.transaction():
             live = self.tables.live_leases(now - LEASE_SECONDS)
-        gone: list[tuple[bytes, bool]] = []
-        removed_bytes = 0
+        doomed: list[bytes] = []
         after = 0
         while True:
             page = self.tables.page(after, 1000)
-            for _id, key, size, inline, lease in page:
+            for _id, key, _size, _inline, lease in page:
                 if key in keep or (lease is not None and lease in live):
                     continue
-                gone.append((key, inline))
-                removed_bytes += size
+                doomed.append(key)
             if len(page) < 1000:
                 break
             after = page[-1][0]
-        for start in range(0, len(gone), 1000):
-            chunk = gone[start : start + 1000]
+        removed = removed_bytes = 0
+        interrupted = False
+        for start in range(0, len(doomed), 1000):
             with self.sql.transaction():
-                self.tables.delete([key for key, _inline in chunk])
+                if self.tables.pins_signature() != signature:
+                    interrupted = True
+                    break
+                gone = self.tables.delete(doomed[start : start + 1000])
             # The rows are gone (committed) before the files: a crash in between leaves orphan
             # files, which the pass below removes.
-            for key, inline in chunk:
+            for key, size, inline in gone:
+                removed_bytes += size
                 if not inline:
                     with contextlib.suppress(FileNotFoundError):
                         self.path_of(CID.parse(key)).unlink()
+            removed += len(gone)
         orphans = self._remove_orphans(now)
         blocks, size = self.usage()
-        return GcReport(len(gone), removed_bytes, blocks, size, orphans)
+        return GcReport(removed, removed_bytes, blocks, size, orphans, interrupted)
 
     def _remove_orphans(self, now: float) -> int:
         """Remove block files (and temporary files) no row names, older than :data:`ORPHAN_SECONDS`."""
@@ -423,7 +469,7 @@ class FileStore:
                 keys: list[tuple[bytes, str]] = []
                 for name in chunk:
                     try:
-                        keys.append((bytes.fromhex(name.removesuffix(".tmp")), name))
+                        keys.append((bytes.fromhex(name.split(".", 1)[0]), name))
                     except ValueError:
                         continue
                 held = self.tables.present([k for k, n in keys if not n.endswith(".tmp")])

@@ -135,28 +135,43 @@ class FileTables:
             for i, c, s, inline, lease in rows
         ]
 
-    def delete(self, cids: Sequence[bytes]) -> None:
-        """Delete block rows (in the open transaction) and take them off the totals."""
-        gone_blocks = gone_bytes = gone_outside = 0
+    def delete(self, cids: Sequence[bytes]) -> list[tuple[bytes, int, bool]]:
+        """Delete the rows of those of ``cids`` that no lease in ``file_leases`` holds (in the
+        open transaction; another process's add may have claimed one since the caller looked)
+        and take them off the totals: ``(cid, size, whether its bytes were inline)`` of each
+        deleted."""
+        gone: list[tuple[bytes, int, bool]] = []
+        gone_bytes = gone_outside = 0
         for start in range(0, len(cids), _CHUNK):
             chunk = cids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self._rows(
-                f"SELECT count(*), coalesce(sum(size), 0), "
-                f"coalesce(sum(CASE WHEN data IS NULL THEN size ELSE 0 END), 0) "
-                f"FROM file_blocks WHERE cid IN ({marks})",
+                f"SELECT cid, size, data IS NOT NULL FROM file_blocks WHERE cid IN ({marks}) "
+                "AND (lease IS NULL OR lease NOT IN (SELECT id FROM file_leases))",
                 chunk,
             )
-            count, size, outside = rows[0]
-            gone_blocks += int(count)
-            gone_bytes += int(size)
-            gone_outside += int(outside)
-            self._rows(f"DELETE FROM file_blocks WHERE cid IN ({marks})", chunk)
+            doomed = [bytes(cid) for cid, _size, _inline in rows]
+            for cid, size, inline in rows:
+                gone.append((bytes(cid), int(size), bool(inline)))
+                gone_bytes += int(size)
+                gone_outside += 0 if inline else int(size)
+            if doomed:
+                self._rows(
+                    f"DELETE FROM file_blocks WHERE cid IN ({','.join('?' * len(doomed))})",
+                    doomed,
+                )
         self._rows(
             "UPDATE file_usage SET blocks = blocks - ?, bytes = bytes - ?, outside = outside - ? "
             "WHERE id = 0",
-            (gone_blocks, gone_bytes, gone_outside),
+            (len(gone), gone_bytes, gone_outside),
         )
+        return gone
+
+    def pins_signature(self) -> tuple[int, float]:
+        """A value that changes when a pin is added, moved or removed (count and sum of the
+        creation times): gc checks it did not change between its mark and its sweep."""
+        rows = self._rows("SELECT count(*), total(created) FROM file_pins")
+        return int(rows[0][0]), float(rows[0][1])
 
     def usage(self) -> tuple[int, int, int]:
         """``(blocks, bytes, bytes kept outside the SQLite file)``: running totals, one row read."""

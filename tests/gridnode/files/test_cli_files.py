@@ -252,3 +252,18 @@ def test_hostile_or_damaged_dags_are_one_error_line(tmp_path):
     assert not (tmp_path / "out").exists()
     assert "damaged" in refused(data_dir, "get", str(good[0]), "-o", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_add_is_refused_at_max_storage_and_the_store_counts(tmp_path, monkeypatch):
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    big = tmp_path / "big.bin"
+    big.write_bytes(pseudo_random(200_000))
+    run(data_dir, "add", "-q", str(big))
+    with Repo(data_dir) as repo:
+        assert repo.files.usage() == (1, 200_000)  # one raw block (under 1 MiB)
+        used = repo.bytes_used()
+        assert used >= repo.sql.bytes_on_disk() + 200_000
+    monkeypatch.setenv("GRIDNODE_MAX_STORAGE", str(used))
+    line = refused(data_dir, "add", str(big))
+    assert "max_storage" in line

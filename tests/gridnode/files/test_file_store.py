@@ -190,7 +190,7 @@ def test_gc_removes_old_orphan_files_a_crash_left(repo):
     path = repo.files.path_of(orphan_cid)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orphan)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".123-4.tmp")
     tmp.write_bytes(b"half")
     young = repo.files.gc()
     assert young.orphan_files == 0 and path.exists()
@@ -228,3 +228,41 @@ def test_a_pinned_block_that_does_not_decode_ends_its_branch(repo):
     repo.files.pin(bad[0], "bad")
     assert repo.files.gc().blocks == 1
     assert repo.files.has_many([bad[0]]) == {bad[0]}
+
+
+def test_gc_stops_when_the_pins_change_under_it(repo, monkeypatch):
+    a, b = raw(b"a" * 10), raw(b"b" * 10)
+    repo.files.put_blocks([a, b])
+    real = repo.files.tables.pins_signature
+    calls = []
+
+    def changing():
+        calls.append(1)
+        if len(calls) == 2:  # between the mark and the sweep: another process pins
+            repo.files.tables.set_pin("late", a[0].bytes, True, 5.0)
+        return real()
+
+    monkeypatch.setattr(repo.files.tables, "pins_signature", changing)
+    report = repo.files.gc()
+    assert report.interrupted and report.blocks == 0
+    assert repo.files.has_many([a[0], b[0]]) == {a[0], b[0]}
+    monkeypatch.undo()
+    report = repo.files.gc()
+    assert not report.interrupted and report.blocks == 1
+    assert repo.files.has_many([a[0], b[0]]) == {a[0]}
+
+
+def test_gc_leaves_a_block_an_add_claimed_after_the_mark(repo, monkeypatch):
+    block = raw(b"claimed")
+    repo.files.put_blocks([block])
+    real = repo.files.tables.page
+
+    def page_then_claim(after, limit):
+        rows = real(after, limit)
+        lease = repo.files.begin()  # another add writes the same block meanwhile
+        repo.files.put_blocks([block], lease=lease)
+        return rows
+
+    monkeypatch.setattr(repo.files.tables, "page", page_then_claim)
+    assert repo.files.gc().blocks == 0
+    assert repo.files.get(block[0]) == block[1]
