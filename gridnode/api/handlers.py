@@ -114,6 +114,7 @@ async def status(node: Node, request: Request) -> Response:
             **_history_json(node, now),
             "catalogs": node.catalogs.as_json(),
             "nat": node.host.nat_status(),
+            "gateway": asdict(node.stats.gateway),
         },
     )
 
@@ -487,7 +488,36 @@ async def ipfs(node: Node, request: Request) -> Response:
 
 async def unixfs_answer(node: Node, request: Request, cid: CID, accept: str | None) -> Response:
     """A UnixFS path's answer (:func:`gridnode.api.unixfs.answer`) as a :class:`Response`."""
-    answer = await unixfs.answer(
+    counts = node.stats.gateway
+    counts.requests += 1
+    try:
+        answer = await _unixfs(node, request, cid, accept)
+    except NotFound:
+        counts.not_found += 1
+        raise
+    if answer.what == "listing":
+        counts.listings += answer.status == 200
+    elif answer.what == "file" and answer.status in (200, 206):
+        counts.files += 1
+        counts.ranges += answer.status == 206
+    if request.method == "GET" and answer.length is not None and answer.status in (200, 206):
+        counts.bytes += answer.length
+    head = request.method == "HEAD" or answer.status == 304
+    stream = answer.stream
+    return Response(
+        answer.status,
+        parts=answer.parts,
+        content_type=answer.content_type,
+        headers=answer.headers,
+        head=head,
+        stream=stream.next_chunk if stream is not None else None,
+        length=answer.length,
+        pool=answer.pool,
+    )
+
+
+async def _unixfs(node: Node, request: Request, cid: CID, accept: str | None) -> unixfs.Answer:
+    return await unixfs.answer(
         unixfs.RepoBlocks(node),
         cid,
         request.segments[2:],
@@ -501,18 +531,6 @@ async def unixfs_answer(node: Node, request: Request, cid: CID, accept: str | No
             if_range=_header(request, b"if-range"),
             if_none_match=_header(request, b"if-none-match"),
         ),
-    )
-    head = request.method == "HEAD" or answer.status == 304
-    stream = answer.stream
-    return Response(
-        answer.status,
-        parts=answer.parts,
-        content_type=answer.content_type,
-        headers=answer.headers,
-        head=head,
-        stream=stream.next_chunk if stream is not None else None,
-        length=answer.length,
-        pool=answer.pool,
     )
 
 

@@ -753,6 +753,7 @@ def openapi(version: str) -> dict[str, Any]:
                     },
                     {
                         "bitswap": {"type": ["object", "null"]},
+                        "gateway": {"type": "object"},
                         "dht": {"type": ["object", "null"]},
                         "history": _obj(
                             {

@@ -462,6 +462,8 @@ class Answer:
     stream: FileReader | CarWriter | None = None
     length: int | None = None
     pool: str = "file"
+    #: What was answered: ``"file"``, ``"listing"`` or ``""`` (anything else), for the counts.
+    what: str = ""
 
 
 def byte_range(
@@ -610,13 +612,13 @@ async def _listing(
     headers += [(b"etag", etag.encode()), (b"cache-control", LISTING_CACHE.encode())]
     kind = "text/html; charset=utf-8"
     if httpbits.etag_matches(asked.if_none_match, etag):
-        return Answer(304, kind, headers)
+        return Answer(304, kind, headers, what="listing")
     assert resolved.node is not None
     entries, truncated = await list_directory(source, resolved.node)
     page = httpbits.listing_html(
         asked.shown_root, names, str(resolved.cid), None, entries, truncated
     )
-    return Answer(200, kind, headers, [page], length=len(page))
+    return Answer(200, kind, headers, [page], length=len(page), what="listing")
 
 
 #: Deserialised answers run in a sandbox: a page served here gets an origin of its own, so it
@@ -656,7 +658,7 @@ async def _file(
     named = filename or name
     kind = httpbits.type_by_name(named)
     if httpbits.etag_matches(asked.if_none_match, etag):
-        return Answer(304, kind or "application/octet-stream", headers)
+        return Answer(304, kind or "application/octet-stream", headers, what="file")
     try:
         wanted = byte_range(asked.range, asked.if_range, etag, size)
     except RangeNotSatisfiable as exc:
@@ -671,7 +673,7 @@ async def _file(
     if asked.method == "HEAD":
         if kind is None:
             kind = httpbits.content_type(named, await read_head(source, node))
-        return Answer(status, kind, headers, length=length)
+        return Answer(status, kind, headers, length=length, what="file")
     if length <= LIGHT_BYTES:
         reader_ = FileReader(source, node, start, length)
         parts: list[bytes] = []
@@ -682,9 +684,14 @@ async def _file(
             if head is None or (len(head) < httpbits.SNIFF_BYTES and length < size):
                 head = await read_head(source, node)
             kind = httpbits.content_type(named, head)
-        return Answer(status, kind, headers, parts, length=length)
+        return Answer(status, kind, headers, parts, length=length, what="file")
     if kind is None:
         kind = httpbits.content_type(named, await read_head(source, node))
     return Answer(
-        status, kind, headers, stream=FileReader(source, node, start, length), length=length
+        status,
+        kind,
+        headers,
+        stream=FileReader(source, node, start, length),
+        length=length,
+        what="file",
     )

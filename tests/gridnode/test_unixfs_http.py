@@ -272,5 +272,16 @@ def test_a_site_added_with_gridnode_add_is_served_and_its_video_seeks(tmp_path):
                 assert status == 206 and body == video[start:stop], asked
             status, body, _headers = await raw(client, "GET", path, token=None)
             assert status == 200 and body == video
+            status, _body, _headers = await raw(client, "GET", f"/ipfs/{root}/nope", token=None)
+            assert status == 404
+            # what the gateway answered, in /status and /metrics
+            status, answer, _headers = await raw(client, "GET", "/status")
+            counts = answer["gateway"]
+            assert counts["requests"] == 8 and counts["not_found"] == 1
+            assert counts["files"] == 6 and counts["ranges"] == 3 and counts["listings"] == 1
+            ranged = 2 + 7 + (len(video) - 2 * 1024 * 1024)
+            assert len(video) + ranged < counts["bytes"] < len(video) + ranged + 10_000
+            status, text, _headers = await raw(client, "GET", "/metrics")
+            assert b"gridnode_gateway_ranges_total 3" in text
 
     run(test)
