@@ -11,8 +11,9 @@ gateway's throughput serving a UnixFS file, whole and with Range reads.
 importer's unixfs-v1-2025 profile: 1 MiB raw leaves, 1024 links a node), then runs the clients in
 a separate process (so the node's RSS is its own, and the clients do not share its interpreter):
 one whole GET; sequential 4 MiB Range reads through the file (a video player's buffering); 256
-Range reads of 1 MiB at random offsets (seeks); 4 clients each GETting the whole file at once. It
-prints MB/s (10**6 bytes), latencies, and the node's RSS before and at its peak.
+Range reads of 1 MiB at random offsets (seeks); 4 clients each GETting the whole file at once
+(curl when installed, one kept-alive connection per mode; else Python's http.client). It prints
+MB/s (10**6 bytes), latencies, and the node's RSS before and at its peak.
 
 One process runs the node (open_node + its API, as ``gridnode start`` does) and the clients (raw
 sockets that send ``GET /ipfs/{manifest}?format=car`` and never read), so its RSS growth is the
@@ -176,15 +177,22 @@ def build_file(data_dir: Path, mib: int) -> tuple[str, str]:
 
 
 def client(url: str, cid: str, size: int, digest: str) -> None:
-    """The client side (its own process): each mode's figures as one JSON line."""
+    """The client side (its own process): each mode's figures as one JSON line. The bytes are
+    checked once (a whole GET, SHA-256); the timed requests are curl's when it is installed (a
+    Python client reading and hashing caps the figures well below the node's), one curl per
+    mode with its requests on one kept-alive connection, as a player's."""
     import hashlib
     import json
     import random
+    import shutil
+    import subprocess
     import threading
 
     host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    path = f"/ipfs/{cid}?filename=video.mp4"
+    curl = shutil.which("curl")
 
-    def get(path: str, headers: dict[str, str] | None = None, check: object = None) -> int:
+    def get(headers: dict[str, str] | None = None, check: object = None) -> int:
         connection = http.client.HTTPConnection(host, int(port), timeout=300)
         connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
@@ -197,23 +205,57 @@ def client(url: str, cid: str, size: int, digest: str) -> None:
         connection.close()
         return total
 
-    path = f"/ipfs/{cid}?filename=video.mp4"
-    out: dict[str, object] = {}
+    def ranges(spans: list[tuple[int, int]]) -> tuple[float, list[float]]:
+        """Seconds for all the Range requests, and each one's milliseconds."""
+        if curl is None:
+            latencies = []
+            start = time.perf_counter()
+            for first, last in spans:
+                t = time.perf_counter()
+                get({"Range": f"bytes={first}-{last}"})
+                latencies.append((time.perf_counter() - t) * 1000)
+            return time.perf_counter() - start, latencies
+        # Options apply up to the next "next" (which needs a URL after it): each entry has all.
+        config = "next\n".join(
+            f'url = "{url.rstrip("/")}{path}"\nrange = {first}-{last}\noutput = "/dev/null"\n'
+            'silent\nfail\nwrite-out = "%{http_code} %{time_total}\\n"\n'
+            for first, last in spans
+        )
+        start = time.perf_counter()
+        done = subprocess.run(
+            [curl, "-K", "-"],
+            input=config,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds = time.perf_counter() - start
+        lines = done.stdout.split()
+        assert lines[0::2] == ["206"] * len(spans), lines[:4]
+        return seconds, [float(t) * 1000 for t in lines[1::2]]
+
+    def whole() -> int:
+        if curl is None:
+            return get()
+        done = subprocess.run(
+            [curl, "-s", "-f", "-o", "/dev/null", "-w", "%{size_download}", url.rstrip("/") + path],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(done.stdout)
+
+    out: dict[str, object] = {"client": "curl" if curl else "python http.client"}
     sha = hashlib.sha256()
+    assert get(check=sha) == size and sha.hexdigest() == digest, "the bytes differ"
     start = time.perf_counter()
-    got = get(path, check=sha)
+    assert whole() == size
     seconds = time.perf_counter() - start
-    assert got == size and sha.hexdigest() == digest, "the bytes differ"
     out["whole"] = {"mb_s": size / seconds / 1e6, "seconds": seconds}
 
     window = 4 << 20
-    latencies = []
-    start = time.perf_counter()
-    for offset in range(0, size, window):
-        t = time.perf_counter()
-        get(path, {"Range": f"bytes={offset}-{min(size, offset + window) - 1}"})
-        latencies.append((time.perf_counter() - t) * 1000)
-    seconds = time.perf_counter() - start
+    spans = [(o, min(size, o + window) - 1) for o in range(0, size, window)]
+    seconds, latencies = ranges(spans)
     out["sequential_4mib"] = {
         "mb_s": size / seconds / 1e6,
         "median_ms": statistics.median(latencies),
@@ -221,14 +263,8 @@ def client(url: str, cid: str, size: int, digest: str) -> None:
     }
 
     rng = random.Random(7)
-    latencies = []
-    start = time.perf_counter()
-    for _ in range(256):
-        offset = rng.randrange(0, size - (1 << 20))
-        t = time.perf_counter()
-        get(path, {"Range": f"bytes={offset}-{offset + (1 << 20) - 1}"})
-        latencies.append((time.perf_counter() - t) * 1000)
-    seconds = time.perf_counter() - start
+    offsets = [rng.randrange(0, size - (1 << 20)) for _ in range(256)]
+    seconds, latencies = ranges([(o, o + (1 << 20) - 1) for o in offsets])
     latencies.sort()
     out["random_1mib"] = {
         "requests_s": 256 / seconds,
@@ -238,7 +274,7 @@ def client(url: str, cid: str, size: int, digest: str) -> None:
     }
 
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(get(path))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(whole())) for _ in range(4)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -281,6 +317,7 @@ async def files_main(mib: int) -> None:
             del node
         print(f"code: {ROOT}")
         print(f"file: {mib} MiB, {cid} (built and stored in {built:.1f} s)")
+        print(f"client: {figures['client']}")
         whole = figures["whole"]
         print(f"whole GET, 1 client: {whole['mb_s']:.0f} MB/s")
         seq = figures["sequential_4mib"]
