@@ -134,6 +134,74 @@ def run(path: Path, backend: str, gib: float) -> dict[str, object]:
     return result
 
 
+def run_interleaved(root: Path, gib: float) -> list[dict[str, object]]:
+    """Both stores at once, a batch to one then a batch to the other (and likewise for the
+    reads): on a machine shared with other work, both see the same load over time."""
+    backends = ["sqlite", "directory"]
+    stores = {}
+    for backend in backends:
+        path = root / backend
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        stores[backend] = _store(path, backend)
+    seed = os.urandom(MIB)
+    count = int(gib * 1024)
+    spent = dict.fromkeys(backends, 0.0)
+    cids: list[CID] = []
+    for first in range(0, count, BATCH):
+        batch = []
+        for n in range(first, min(first + BATCH, count)):
+            block = _block(seed, n)
+            batch.append((CID.for_block(block, "raw"), block))
+        cids.extend(c for c, _b in batch)
+        order = backends if (first // BATCH) % 2 == 0 else backends[::-1]
+        for backend in order:
+            started = time.perf_counter()
+            stores[backend][1].put_blocks(batch)
+            spent[backend] += time.perf_counter() - started
+    total = count * MIB
+    for backend in backends:
+        stores[backend][0].close()
+        _drop_cache(root / backend)
+        stores[backend] = _store(root / backend, backend)
+    read_spent = dict.fromkeys(backends, 0.0)
+    for first in range(0, len(cids), BATCH):
+        for backend in backends:
+            started = time.perf_counter()
+            for cid in cids[first : first + BATCH]:
+                assert stores[backend][1].get(cid) is not None
+            read_spent[backend] += time.perf_counter() - started
+    results = []
+    for backend in backends:
+        sql, store = stores[backend]
+        disk_full = _disk(root / backend)
+        for cid in cids[::2]:
+            store.tables.set_pin(str(cid), cid.bytes, False, 0.0)
+        started = time.perf_counter()
+        report = store.gc()
+        gc_seconds = time.perf_counter() - started
+        sql.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        disk_after_gc = _disk(root / backend)
+        sql.close()
+        crash = crash_test(root / backend, backend, count)
+        results.append(
+            {
+                "backend": backend,
+                "gib": gib,
+                "interleaved": True,
+                "add_mb_s": round(total / spent[backend] / 1e6, 1),
+                "read_cold_mb_s": round(total / read_spent[backend] / 1e6, 1),
+                "disk_bytes": disk_full,
+                "gc_removed": report.blocks,
+                "gc_seconds": round(gc_seconds, 2),
+                "disk_after_gc": disk_after_gc,
+                **crash,
+            }
+        )
+        shutil.rmtree(root / backend, ignore_errors=True)
+    return results
+
+
 def crash_test(path: Path, backend: str, start: int, rounds: int = 3) -> dict[str, object]:
     """SIGKILL a child adding blocks, ``rounds`` times at different moments; after each, reopen,
     check the file and read back every acknowledged block."""
@@ -187,11 +255,15 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-blockstore"), help="where")
     parser.add_argument(
         "--backend",
-        choices=["sqlite", "directory", "both", "both-reversed"],
+        choices=["sqlite", "directory", "both", "both-reversed", "interleaved"],
         default="both",
         help="which store (both: sqlite then directory)",
     )
     args = parser.parse_args()
+    if args.backend == "interleaved":
+        for result in run_interleaved(args.dir, args.gib):
+            print(json.dumps(result), flush=True)
+        return
     backends = {"both": ["sqlite", "directory"], "both-reversed": ["directory", "sqlite"]}.get(
         args.backend, [args.backend]
     )

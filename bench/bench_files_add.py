@@ -55,6 +55,17 @@ def _gridnode(data_dir: Path, *args: str, **kwargs: object) -> subprocess.Popen[
     )
 
 
+def _hwm(pid: int) -> int | None:
+    """The peak RSS (VmHWM) of a running process, MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        return None
+    return None
+
+
 def add_once(work: Path, file: Path, size: int, running: bool) -> dict[str, object]:
     data_dir = work / "node"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -71,6 +82,17 @@ def add_once(work: Path, file: Path, size: int, running: bool) -> dict[str, obje
             if time.monotonic() > deadline:
                 raise SystemExit("the node did not start")
             time.sleep(0.2)
+    node_before = _hwm(node.pid) if node is not None else None
+    # The command's start-up (Python, imports, opening the endpoint): an add of an empty file.
+    empty = work / "empty"
+    empty.write_bytes(b"")
+    started = time.perf_counter()
+    subprocess.run(
+        [GRIDNODE, "--data-dir", str(data_dir), "--log-level", "error", "add", "-q", str(empty)],
+        capture_output=True,
+        check=True,
+    )
+    startup = time.perf_counter() - started
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     done = subprocess.run(
@@ -93,15 +115,7 @@ def add_once(work: Path, file: Path, size: int, running: bool) -> dict[str, obje
         raise SystemExit(done.stderr.decode())
     node_rss = None
     if node is not None:
-        try:
-            status = Path(f"/proc/{node.pid}/status").read_text()
-            node_rss = next(
-                int(line.split()[1]) // 1024
-                for line in status.splitlines()
-                if line.startswith("VmHWM:")
-            )
-        except (OSError, StopIteration):
-            node_rss = None
+        node_rss = _hwm(node.pid)
         node.terminate()
         node.wait(60)
     result = {
@@ -109,10 +123,16 @@ def add_once(work: Path, file: Path, size: int, running: bool) -> dict[str, obje
         "mode": "running node" if running else "offline",
         "seconds": round(seconds, 2),
         "mb_s": round(size / seconds / 1e6, 1),
+        "startup_seconds": round(startup, 2),
+        # Less reliable on a loaded machine (the start-up varies as much as it lasts).
+        "mb_s_after_startup": (
+            round(size / (seconds - startup) / 1e6, 1) if seconds > 2 * startup else None
+        ),
         # ru_maxrss of all children so far: the largest of any, so each run is measured in a
         # process of its own (this script runs one add per --sizes entry; see main()).
         "cli_peak_rss_mib": round(max(rss_kib, before) / 1024, 1),
         "node_peak_rss_mib": node_rss,
+        "node_rss_before_mib": node_before,
         "cid": done.stdout.decode().strip(),
     }
     shutil.rmtree(data_dir, ignore_errors=True)
