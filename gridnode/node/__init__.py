@@ -212,6 +212,7 @@ class Node:
             self.bitswap,
             peers=host.peers,
             catalogs=lambda: list(self.catalogs.views.values()),
+            catalogs_read=lambda: all(a in self.catalogs.views for a in self.catalogs.addresses),
             databases=self.replication.databases,
         )
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).

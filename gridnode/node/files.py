@@ -227,6 +227,7 @@ class FileReplication:
         *,
         peers: Callable[[], list[str]],
         catalogs: Callable[[], Iterable[Catalog]],
+        catalogs_read: Callable[[], bool] = lambda: True,
         databases: Callable[[], Iterable[Any]] | None = None,
         links: LinksOf | None = None,
         stall: float = STALL_SECONDS,
@@ -238,6 +239,9 @@ class FileReplication:
         self._bitswap = bitswap
         self._peers = peers
         self._catalogs = catalogs
+        #: Whether every followed catalog has been read: until then what they list is unknown,
+        #: and no ``catalog:`` pin is removed (a node just started has read none yet).
+        self._catalogs_read = catalogs_read
         #: The replicated databases (``StoredDatabase``s) whose ``pinLinks`` option is read.
         self._databases = databases
         self._links = links or dag_links
@@ -309,7 +313,10 @@ class FileReplication:
         wanted = self._wanted()
         pins = {p.name: p.cid for p in await self._worker.run(self._repo.files.pins)}
         # Ours that nothing wants any more: unpinned (gc frees the blocks, unless pinned again).
+        read = self._catalogs_read()
         for name in [n for n in pins if _ours(n) and n not in wanted]:
+            if name.startswith(CATALOG_PIN) and not read:
+                continue
             await self._worker.run(self._repo.files.unpin, name)
             self.totals.unpinned += 1
             log.info("files: unpinned %s (no catalog or database wants it any more)", name)

@@ -36,11 +36,13 @@ async def _pins(node) -> dict[str, CID]:
     return {p.name: p.cid for p in await node.worker.run(node.repo.files.pins)}
 
 
-def test_a_file_a_catalog_lists_is_fetched_and_pinned_by_followers_and_unpinned_when_unlisted(
+def test_a_file_a_catalog_lists_is_fetched_and_pinned_by_followers_and_kept_across_a_restart(
     tmp_path,
 ):
     data = pseudo_random(3 * 1024 * 1024 + 123)
     small = b"a small file: one raw block"
+    root_cid: list[CID] = []
+    catalog_address: list[str] = []
 
     async def main():
         async with AsyncExitStack() as stack:
@@ -50,7 +52,9 @@ def test_a_file_a_catalog_lists_is_fetched_and_pinned_by_followers_and_unpinned_
             root = await _add_file(primary, data, chunk=256 * 1024, max_links=4)  # 3 levels
             tiny = await _add_file(primary, small)
             assert tiny.codec == 0x55
+            root_cid.append(root)
             catalog = (await primary.create_database("assets", "keyvalue")).address
+            catalog_address.append(catalog)
             await primary.write(
                 catalog,
                 [
@@ -87,6 +91,63 @@ def test_a_file_a_catalog_lists_is_fetched_and_pinned_by_followers_and_unpinned_
             # The primary served them: bitswap counted the blocks.
             assert primary.bitswap is not None and primary.bitswap.stats.blocks_sent >= 2
 
+            # A restart: the follower alone (the primary out of reach), its catalog not read
+            # yet at first; the catalog's pins stay.
+            await stack.aclose()
+
+    trio.run(main)
+
+    async def restarted():
+        async with open_node(
+            tmp_path / "follower",
+            listen=LOOPBACK,
+            announce_interval=INTERVAL,
+            catalogs=[catalog_address[0]],
+        ) as follower:
+            for _ in range(3):
+                await follower.files.round_done.wait()
+            pins = await _pins(follower)
+            assert pins.get(f"catalog:{root_cid[0]}") == root_cid[0]
+            assert follower.files.as_json()["held"] == 2
+
+    trio.run(restarted)
+
+
+def test_the_catalog_pins_go_when_the_catalog_drops_them(tmp_path):
+    data = pseudo_random(300_000)
+    small = b"a small file: one raw block"
+
+    async def main():
+        async with AsyncExitStack() as stack:
+            primary = await stack.enter_async_context(
+                open_node(tmp_path / "primary", listen=LOOPBACK, announce_interval=INTERVAL)
+            )
+            root = await _add_file(primary, data, chunk=100_000)
+            tiny = await _add_file(primary, small)
+            catalog = (await primary.create_database("assets", "keyvalue")).address
+            await primary.write(
+                catalog,
+                [
+                    {"op": "put", "key": "catalog", "value": marker_value("assets")},
+                    {"op": "put", "key": file_key(str(root)), "value": {}},
+                    {"op": "put", "key": file_key(str(tiny)), "value": {}},
+                ],
+            )
+            follower = await stack.enter_async_context(
+                open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=INTERVAL,
+                    catalogs=[catalog],
+                )
+            )
+
+            async def both_pinned():
+                pins = await _pins(follower)
+                return f"catalog:{root}" in pins and f"catalog:{tiny}" in pins
+
+            await _until(both_pinned)
             # The operator pins the small file too; then the catalog drops both.
             await follower.worker.run(follower.repo.files.pin, tiny, "operator")
             await primary.write(
