@@ -22,9 +22,11 @@ __all__ = [
     "BackupNotFound",
     "ConfigError",
     "CorruptBlock",
+    "DagTooLarge",
     "DhtError",
     "DialError",
     "FeatureOff",
+    "FetchIncomplete",
     "GridnodeError",
     "InvalidJsonValue",
     "InvalidOperation",
@@ -42,6 +44,7 @@ __all__ = [
     "NotCaughtUp",
     "NotFound",
     "ProtocolNotSupported",
+    "RangeNotSatisfiable",
     "RecoverError",
     "RelayRefused",
     "RequestTooLarge",
@@ -126,8 +129,12 @@ class NodeStopped(GridnodeError, RuntimeError):
 
 
 class NotAcceptable(InvalidRequest):
-    """A request for a form of answer the node does not give (the trustless gateway serves raw
-    blocks and CARs, nothing else)."""
+    """A request for a form of answer the node does not give (the gateway serves a database's
+    blocks raw or as CARs, nothing else)."""
+
+
+class RangeNotSatisfiable(InvalidRequest):
+    """A ``Range`` header that names no byte of the file asked for (the gateway answers 416)."""
 
 
 # -- storage --------------------------------------------------------------------------------------
@@ -187,6 +194,16 @@ class ProtocolNotSupported(StreamError):
 
 class DhtError(NetError):
     """A DHT peer sent what kad-dht does not allow, or what this node's DHT bounds refuse."""
+
+
+class FetchIncomplete(NetError):
+    """A DAG fetch over bitswap gave up: blocks that no peer asked sent in time (what arrived is
+    kept; fetching again resumes)."""
+
+
+class DagTooLarge(GridnodeError):
+    """A DAG fetch stopped at a bound: more blocks, bytes or depth than it allows, or the node's
+    ``max_storage`` (a file too large for this node, or a hostile DAG)."""
 
 
 # -- Kubo -----------------------------------------------------------------------------------------

@@ -286,6 +286,19 @@ def node_families(
                 stats.slow_readers_dropped,
             ),
         ]
+    gateway = node.stats.gateway
+    families += [
+        total("gateway_requests", "UnixFS requests the gateway answered.", gateway.requests),
+        total("gateway_files", "Files the gateway answered (200 or 206).", gateway.files),
+        total("gateway_ranges", "Files the gateway answered by a Range (206).", gateway.ranges),
+        total("gateway_listings", "Directory listings the gateway answered.", gateway.listings),
+        total("gateway_bytes", "Bytes the gateway's UnixFS answers announced.", gateway.bytes),
+        total(
+            "gateway_not_found",
+            "UnixFS requests for what the node does not hold.",
+            gateway.not_found,
+        ),
+    ]
     dht = node.host.dht
     if dht is not None:
         counts = dht.stats
@@ -304,6 +317,26 @@ def node_families(
             total("dht_provides", "CIDs this node provided.", counts.provides),
             total("dht_lookups", "DHT lookups this node ran.", counts.lookups),
         ]
+    files = node.files
+    families += [
+        gauge(
+            "files_held",
+            "Files and directories pinned for followed catalogs and pinLinks databases.",
+            len(files.held),
+        ),
+        gauge("files_fetching", "DAG fetches under way for them.", len(files.fetching)),
+        total("files_fetched", "Files and directories fetched and pinned.", files.totals.fetched),
+        total(
+            "files_fetched_bytes",
+            "Bytes of blocks those fetches received from peers.",
+            files.totals.fetched_bytes,
+        ),
+        total(
+            "files_fetch_failures",
+            "File fetches that failed (tried again later).",
+            files.totals.failed,
+        ),
+    ]
     families += nat_families(node.host.nat_status())
     return families
 
