@@ -12,7 +12,8 @@ What a backup run does, in order (:func:`run_backup`):
    ``backup:NAME:TIME``;
 3. the record ``{name, cid, size, time, sha256}`` (:class:`BackupRecord`) is written to the
    backups database, a ``documents`` database named :data:`BACKUPS_DB` that this node creates
-   the first time (``_id`` ``NAME/TIME``, indexed by ``name``);
+   the first time (``_id`` ``NAME/TIME``, indexed by ``name``, with the ``pinLinks`` option: every
+   node replicating it keeps the files its records link to);
 4. with ``keep``, the records of NAME beyond the newest ``keep`` are deleted and their pins
    removed (``gridnode gc`` then frees the blocks).
 
@@ -61,6 +62,7 @@ from protocols.age import X25519Identity
 
 __all__ = [
     "BACKUPS_DB",
+    "LINK_BYTES",
     "PIN_PREFIX",
     "SCHEMA",
     "BackupRecord",
@@ -86,6 +88,10 @@ log = logging.getLogger(__name__)
 BACKUPS_DB: Final = "gridnode-backups"
 #: The record format's version (the ``schema`` field).
 SCHEMA: Final = 1
+#: The bound the backups database asks its replicas to keep each backup's file up to (its
+#: manifest option ``pinLinks``: nodes replicating it fetch and pin the files its records link
+#: to; gridnode/node/files.py caps it at 16 GiB whatever it says).
+LINK_BYTES: Final = 1 << 40
 #: Local pins of backups: ``backup:NAME:TIME``.
 PIN_PREFIX: Final = "backup:"
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -222,7 +228,8 @@ def own_backups_database(endpoint: Any) -> str:
             return address
     from gridnode.ops import CreateRequest
 
-    created = endpoint.create(CreateRequest(BACKUPS_DB, "documents", indexes=["name"]))
+    request = CreateRequest(BACKUPS_DB, "documents", indexes=["name"], pin_links=LINK_BYTES)
+    created = endpoint.create(request)
     log.info("created the backups database %s", created["address"])
     return str(created["address"])
 
