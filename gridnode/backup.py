@@ -54,6 +54,7 @@ from gridnode.errors import (
     BackupMismatch,
     BackupNotFound,
     InvalidRequest,
+    MissingBlock,
     UnknownPin,
 )
 from gridnode.files.add import add
@@ -429,6 +430,28 @@ async def _cat_into(endpoint: Any, cid: CID, sink: BinaryIO) -> None:
         sink.write(chunk)
 
 
+def _read_file(endpoint: Any, cid: CID, sink: BinaryIO) -> None:
+    """The file ``cid`` into ``sink``: from the file store, or (a running node lacking a block)
+    fetched whole from the node's peers first, under a ``restore:CID`` pin removed after."""
+    try:
+        trio.run(_cat_into, endpoint, cid, sink)
+        return
+    except MissingBlock as exc:
+        if not getattr(endpoint, "running", False):
+            raise MissingBlock(
+                f"{exc} (offline: start the node, and the restore fetches it from its peers)"
+            ) from None
+    sink.seek(0)
+    sink.truncate()
+    pin = f"restore:{cid}"
+    endpoint.files_fetch(cid, pin)
+    try:
+        trio.run(_cat_into, endpoint, cid, sink)
+    finally:
+        with contextlib.suppress(UnknownPin):
+            endpoint.files_unpin(pin)
+
+
 def restore(
     endpoint: Any,
     ref: str,
@@ -439,7 +462,8 @@ def restore(
     tmp_dir: Path | None = None,
 ) -> Restored:
     """Restore the backup ``ref`` names (a name: its newest record; or a CID) into ``output``:
-    its ciphertext read from the endpoint's file store (every block verified), decrypted with
+    its ciphertext read from the endpoint's file store (every block verified; a running node
+    fetches what it lacks from its peers first), decrypted with
     ``identities``, checked against the record's SHA-256 and size. ``output`` appears only when
     all of that passed; an existing one is refused unless ``overwrite``."""
     if output.exists() and not overwrite:
@@ -448,7 +472,7 @@ def restore(
     with tempfile.TemporaryDirectory(prefix="gridnode-restore-", dir=tmp_dir) as directory:
         ciphertext = Path(directory) / "backup.age"
         with open(ciphertext, "wb") as sink:
-            trio.run(_cat_into, endpoint, cid, sink)
+            _read_file(endpoint, cid, sink)
         staged = output.with_name(f".{output.name}.{os.getpid()}.restoring")
         with open(ciphertext, "rb") as source:
             plaintext = decrypt_to_file(identities, source, staged, overwrite=True)

@@ -380,6 +380,14 @@ class ApiClient:
     def files_gc(self) -> dict[str, Any]:
         return self._request("POST", "/files/gc")  # type: ignore[no-any-return]
 
+    def files_fetch(self, cid: CID, pin: str | None = None) -> dict[str, Any]:
+        """Fetch a file's DAG from the running node's peers into its store (gridnode backup
+        restore), pinned as ``pin`` if given."""
+        body: dict[str, Any] = {"cid": str(cid)}
+        if pin is not None:
+            body["pin"] = pin
+        return self._post("/files/fetch", body)  # type: ignore[no-any-return]
+
     def files_usage(self) -> dict[str, Any]:
         return self._get("/files/usage")  # type: ignore[no-any-return]
 

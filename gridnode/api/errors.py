@@ -26,7 +26,9 @@ from typing import Any, Final
 from crdt.errors import GridnodeError, InvalidOperation, MissingDatabaseKey, Unauthorized
 from gridnode.errors import (
     CorruptBlock,
+    DagTooLarge,
     FeatureOff,
+    FetchIncomplete,
     InvalidJsonValue,
     InvalidRequest,
     MissingBlock,
@@ -92,6 +94,8 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         StorageFull,
         StorageLimitReached,
         CorruptBlock,
+        FetchIncomplete,
+        DagTooLarge,
     )
 }
 

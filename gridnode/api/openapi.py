@@ -316,6 +316,35 @@ def _files_paths() -> dict[str, Any]:
                 _json(_obj({k: {"type": "integer"} for k in ("blocks", "bytes", "pins")}), "it"),
             )
         },
+        "/files/fetch": {
+            "post": _post(
+                "fetch a file's DAG from the connected peers (gridnode backup restore)",
+                _obj(
+                    {"cid": {"type": "string"}},
+                    {
+                        "pin": {"type": "string"},
+                        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                    },
+                ),
+                _json(
+                    _obj(
+                        {
+                            "root": {"type": "string"},
+                            "blocks": {"type": "integer"},
+                            "bytes": {"type": "integer"},
+                            "fetched_blocks": {"type": "integer"},
+                            "fetched_bytes": {"type": "integer"},
+                            "expected_bytes": {"type": ["integer", "null"]},
+                            "pending": {"type": "integer"},
+                            "done": {"type": "boolean"},
+                        }
+                    ),
+                    "what the fetch got",
+                ),
+                404,
+                409,
+            )
+        },
     }
 
 

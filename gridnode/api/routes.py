@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnode.api import files, handlers
+from gridnode.api import fetch, files, handlers
 from gridnode.api.asgi import Handler
 
 __all__ = ["PUBLIC", "ROUTES", "is_public", "route"]
@@ -77,6 +77,7 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("POST", "/files/unpin"): files.unpin,
     ("POST", "/files/gc"): files.gc,
     ("GET", "/files/usage"): files.usage,
+    ("POST", "/files/fetch"): fetch.fetch,
 }
 
 #: The routes that answer without the token: no data in the first two; the gateway's bytes are

@@ -135,3 +135,69 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
         str(key_file),
     )
     assert older.read_bytes() == dumps[1].read_bytes()
+
+
+def test_restore_through_a_running_node_fetches_the_file_from_its_peers(tmp_path):
+    import time
+
+    from tests.gridnode.conftest import node_in_thread
+
+    identity = generate_identity()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(identity.encode() + "\n")
+    primary_dir, other_dir = tmp_path / "primary", tmp_path / "other"
+    for data_dir in (primary_dir, other_dir):
+        run(data_dir, "init")
+    dump = tmp_path / "dump"
+    dump.write_bytes(MARKER + bytes(range(256)) * 5000)
+    made = json.loads(
+        run(
+            primary_dir,
+            "backup",
+            "run",
+            "db",
+            "--to",
+            str(identity.recipient()),
+            "--file",
+            str(dump),
+            "--json",
+        ).stdout
+    )
+    out = tmp_path / "restored"
+    # Offline, the other node holds nothing: one error line, nothing written.
+    result = run(
+        other_dir,
+        "backup",
+        "restore",
+        made["cid"],
+        "-o",
+        str(out),
+        "--identity",
+        str(key_file),
+        code=1,
+    )
+    assert "start the node" in result.stderr and not out.exists()
+    with (
+        node_in_thread(primary_dir) as primary,
+        node_in_thread(other_dir, bootstrap=primary["node"].addrs) as other,
+    ):
+        deadline = time.monotonic() + 30
+        while not other["node"].peers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answer = json.loads(
+            run(
+                other_dir,
+                "backup",
+                "restore",
+                made["cid"],
+                "-o",
+                str(out),
+                "--identity",
+                str(key_file),
+                "--json",
+            ).stdout
+        )
+        pins = run(other_dir, "pin", "ls", "--json").stdout
+    assert answer["sha256"] == made["sha256"] and answer["verified"] is False
+    assert out.read_bytes() == dump.read_bytes()
+    assert "restore:" not in pins  # the fetch's pin was removed once read
