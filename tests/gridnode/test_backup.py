@@ -384,3 +384,64 @@ def test_a_record_breaking_a_rule_is_skipped(change):
     doc = BackupRecord("pg", cid, 1, format_time(0), "0" * 64).to_doc()
     assert BackupRecord.from_doc(doc) is not None
     assert BackupRecord.from_doc({**doc, **change}) is None
+
+
+def test_backup_run_every_keeps_running_until_stopped(tmp_path, key):
+    """The real command with --every 1s (a subprocess, the real clock): backups every second, a
+    failing one said on stderr without stopping the schedule, --keep applied, stopped by SIGINT."""
+    import os
+    import selectors
+    import signal
+    import time
+
+    data_dir = tmp_path / "node"
+    run(data_dir, "init")
+    recipient, _ = key
+    flag = tmp_path / "fail-once"
+    flag.write_text("")
+    # The first backup fails (the flag is there, then removed), the next ones succeed.
+    command = f"if [ -e {flag} ]; then rm {flag}; exit 4; fi; echo dump"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gridnode.cli",
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+            "backup",
+            "run",
+            "db",
+            "--to",
+            recipient,
+            "--command",
+            command,
+            "--every",
+            "1s",
+            "--keep",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    made = []
+    deadline = time.monotonic() + 60
+    try:
+        # Until three backups are printed (a loaded machine is slow to start Python).
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while len(made) < 3 and time.monotonic() < deadline:
+                if selector.select(timeout=1.0):
+                    line = process.stdout.readline().decode()
+                    if not line:
+                        break
+                    if line.startswith("backup db "):
+                        made.append(line)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert len(made) == 3, (made, out, err)
+    assert "status 4" in err.decode() and "Traceback" not in err.decode()
+    assert len(_json_lines(run(data_dir, "backup", "list", "db", "--json"))) == 2
