@@ -1,5 +1,5 @@
 """Backups kept by nodes that cannot read them: a primary makes encrypted backups; a community
-node follows its backups database and, through the database's ``pinLinks`` option, fetches and
+node follows a catalog listing its backups database and, through the database's ``pinLinks`` option, fetches and
 pins every backup's file (ciphertext only: no plaintext byte in its data directory); with the
 primary stopped, a reader's node, dialling only the community node, gets the records and the
 files, and ``backup restore`` there gives the original bytes; ``--keep`` makes the community node
@@ -14,6 +14,7 @@ import trio
 
 from gridnode.age import generate_identity
 from gridnode.node import open_node
+from protocols.catalog import database_key, marker_value
 from tests.gridnode.files.test_cli_files import run
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
@@ -75,16 +76,26 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
             primary = await stack.enter_async_context(
                 open_node(primary_dir, listen=LOOPBACK, announce_interval=INTERVAL)
             )
+            # The project's catalog lists the backups database; the community node follows the
+            # catalog only (it was never told the database's address).
+            catalog = (await primary.create_database("community", "keyvalue")).address
+            await primary.write(
+                catalog,
+                [
+                    {"op": "put", "key": "catalog", "value": marker_value("community")},
+                    {"op": "put", "key": database_key(address), "value": {"name": "backups"}},
+                ],
+            )
             community = await stack.enter_async_context(
                 open_node(
                     community_dir,
                     listen=LOOPBACK,
                     bootstrap=primary.addrs,
                     announce_interval=INTERVAL,
+                    catalogs=[catalog],
                 )
             )
             await community.connect(primary.addrs[0])
-            await community.follow(address)
 
             async def community_holds_the_kept():
                 return kept <= set((await _pins(community)).values())
