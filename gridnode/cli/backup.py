@@ -140,7 +140,21 @@ def backup_run(
 
         warn(f"backup {name} failed: {describe_error(exc)}; next at its scheduled time")
 
-    trio.run(lambda: schedule(period, run_once, failed=failed))
+    async def daemon() -> None:
+        # SIGTERM (systemd, docker stop) stops the schedule once the backup in progress, if
+        # any, is done: a worker thread is never abandoned half way through an add.
+        import signal
+        from functools import partial
+
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(schedule, period, run_once, failed=failed))
+                async for _ in signals:
+                    click.echo(f"stopping: no more backups of {name}", err=True)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(daemon)
 
 
 @backup.command("list")

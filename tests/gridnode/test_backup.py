@@ -388,7 +388,8 @@ def test_a_record_breaking_a_rule_is_skipped(change):
 
 def test_backup_run_every_keeps_running_until_stopped(tmp_path, key):
     """The real command with --every 1s (a subprocess, the real clock): backups every second, a
-    failing one said on stderr without stopping the schedule, --keep applied, stopped by SIGINT."""
+    failing one said on stderr without stopping the schedule, --keep applied; SIGTERM stops it
+    cleanly (exit 0)."""
     import os
     import selectors
     import signal
@@ -440,8 +441,9 @@ def test_backup_run_every_keeps_running_until_stopped(tmp_path, key):
                     if line.startswith("backup db "):
                         made.append(line)
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     assert len(made) == 3, (made, out, err)
+    assert process.returncode == 0 and "stopping" in err.decode(), err
     assert "status 4" in err.decode() and "Traceback" not in err.decode()
     assert len(_json_lines(run(data_dir, "backup", "list", "db", "--json"))) == 2
