@@ -30,7 +30,6 @@ the same way in both.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -80,7 +79,6 @@ __all__ = [
     "restore",
     "run_backup",
     "schedule",
-    "sha256_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -492,12 +490,3 @@ def restore(
     finally:
         staged.unlink(missing_ok=True)
     return Restored(cid, record, output, plaintext)
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 (hex) of a file, read 1 MiB at a time (tests and checks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(1 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
