@@ -140,8 +140,9 @@ profile = "{profile}"
 # lists it any more (off: it is kept, and 'db follow' takes it up again; docs/catalogs.md).
 # drop_unlisted = false
 
-# Bytes of storage the node may use (its SQLite file); 0: no bound. At the bound it follows no
-# new database and stops pulling, and says so in its status, dashboard and log.
+# Bytes of storage the node may use (its SQLite file, and the file store's block directory);
+# 0: no bound. At the bound it follows no new database, adds no file and stops pulling, and says
+# so in its status, dashboard and log.
 # max_storage = 0
 # When a write is acknowledged: "full", on disk (it survives a power loss: one fsync per
 # commit, shared by the writes that arrive together); "process", handed to the operating system

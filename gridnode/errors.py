@@ -29,6 +29,7 @@ __all__ = [
     "KuboError",
     "KuboRefused",
     "KuboUnreachable",
+    "MissingBlock",
     "NetError",
     "NodeStopped",
     "NodeUnavailable",
@@ -50,6 +51,7 @@ __all__ = [
     "TableNotEmpty",
     "TokenRefused",
     "UnknownDatabase",
+    "UnknownPin",
     "UnmappableValue",
     "UnsupportedColumn",
     "WrongStoreType",
@@ -65,6 +67,15 @@ class NotFound(GridnodeError, LookupError):
 
 class UnknownDatabase(NotFound):
     """No database with that address (or name) in this data directory, or on any peer asked."""
+
+
+class MissingBlock(NotFound):
+    """A block a file or directory needs is not in the node's file store (a DAG held in part:
+    fetch it from peers, or add it again)."""
+
+
+class UnknownPin(NotFound):
+    """No local pin with that name or CID."""
 
 
 class InvalidRequest(GridnodeError, ValueError):

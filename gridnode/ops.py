@@ -40,6 +40,7 @@ from typing import Any, Final, TypeVar
 from crdt.entry import Entry, decode_entry
 from crdt.errors import GridnodeError, InvalidCar, InvalidDidKey, InvalidOperation
 from crdt.identity import public_key_from_did
+from crdt.ipld.cid import CID
 from crdt.manifest import decode_manifest
 from crdt.stores import STORE_TYPES, UNSET, open_store
 from gridnode import jsonvalue
@@ -50,6 +51,7 @@ from gridnode.errors import (
     UnknownDatabase,
     WrongStoreType,
 )
+from gridnode.files import ops as files_ops
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from protocols.catalog import parse_catalog
 
@@ -881,6 +883,37 @@ class RepoEndpoint:
 
     def import_car(self, data: bytes | memoryview) -> dict[str, Any]:
         return import_report(import_car(self.repo, data))
+
+    # -- the file store (gridnode/files/ops.py) ------------------------------------------------
+
+    def files_put(self, blocks: Sequence[tuple[CID, bytes]], lease: int | None) -> dict[str, Any]:
+        # The CLI's own importer made these blocks, in this process, from their hashes: they
+        # are not hashed a second time (the running node's API hashes what it is sent).
+        return files_ops.put(self.repo, blocks, lease, verified=True)
+
+    def files_block(self, cid: CID) -> bytes:
+        return files_ops.block(self.repo, cid)
+
+    def files_begin(self) -> int:
+        return int(files_ops.begin(self.repo)["lease"])
+
+    def files_end(self, lease: int) -> None:
+        files_ops.end(self.repo, lease)
+
+    def files_pin(self, cid: CID, name: str | None, recursive: bool) -> dict[str, Any]:
+        return files_ops.pin(self.repo, cid, name, recursive)
+
+    def files_unpin(self, name_or_cid: str) -> dict[str, Any]:
+        return files_ops.unpin(self.repo, name_or_cid)
+
+    def files_pins(self) -> list[dict[str, Any]]:
+        return files_ops.pins(self.repo)
+
+    def files_gc(self) -> dict[str, Any]:
+        return files_ops.gc(self.repo)
+
+    def files_usage(self) -> dict[str, Any]:
+        return files_ops.usage(self.repo)
 
     def status(self) -> dict[str, Any]:
         return {

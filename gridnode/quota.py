@@ -2,7 +2,9 @@
 
 "Storage used" is the node's SQLite file with its write-ahead log, in bytes on disk
 (:meth:`~gridnode.storage.SqliteFile.bytes_on_disk`: two ``stat`` calls, so it is measured
-afresh at every check, never cached stale). ``max_storage = 0`` sets no bound.
+afresh at every check, never cached stale), plus the file store's block directory (a running
+total kept in the SQLite file, one row read: :meth:`gridnode.repo.Repo.bytes_used`). A file add
+is refused at the bound too (:func:`gridnode.files.ops.put`, before each batch). ``max_storage = 0`` sets no bound.
 
 At or past the bound the node takes nothing more from elsewhere: :meth:`StorageQuota.check`
 raises :class:`~gridnode.errors.StorageLimitReached` for a follow (by hand or driven by a

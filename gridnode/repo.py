@@ -39,6 +39,7 @@ from gridnode.config import Config, load_config, write_default_config
 from gridnode.databasekeys import load_database_keys, save_database_keys
 from gridnode.datadir import make_private
 from gridnode.errors import InvalidRequest, UnknownDatabase
+from gridnode.files.store import BLOCK_DIR, FileStore
 from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.quota import StorageQuota
@@ -657,11 +658,11 @@ class Repo:
         write_default_config(data_dir)
         self.config: Config = load_config(data_dir)
         self.sql = SqliteFile(data_dir / DB_FILE, durability=self.config.durability)
-        #: ``max_storage`` against the file's size: what follows, restores, imports and pulls
-        #: ask before they add anything from elsewhere.
-        self.quota = StorageQuota(
-            self.sql.bytes_on_disk, self.config.max_storage, log_transitions=False
-        )
+        #: The blocks of files and directories and their local pins (gridnode/files/store.py).
+        self.files = FileStore(self.sql, data_dir / BLOCK_DIR, durability=self.config.durability)
+        #: ``max_storage`` against the file's size and the file store's block directory: what
+        #: follows, restores, imports, pulls and file adds ask before they add anything.
+        self.quota = StorageQuota(self.bytes_used, self.config.max_storage, log_transitions=False)
         self._open: dict[str, StoredDatabase] = {}
         #: The CIDs (root and chunks) of each published snapshot root served, by root CID.
         self._snapshot_blocks: dict[bytes, frozenset[CID]] = {}
@@ -669,6 +670,11 @@ class Repo:
         # sends entries must not set the log's volume (the reports still name every one).
         self._rejections = LogLimiter()
         self._rejections_lock = threading.Lock()
+
+    def bytes_used(self) -> int:
+        """What ``max_storage`` counts: the SQLite file with its WAL (file blocks kept inline
+        included), plus the file store's block directory (a running total, no directory walk)."""
+        return self.sql.bytes_on_disk() + self.files.outside_bytes()
 
     def log_rejections(self, address: str, rejected: Sequence[tuple[str, str]]) -> None:
         """Log refused blocks of ``address``: a few lines per interval, then a summary."""
@@ -785,8 +791,9 @@ class Repo:
 
     def served_blocks(self, cids: Sequence[CID]) -> dict[CID, bytes | None]:
         """``cid -> block`` for each CID, from the databases the node serves (:meth:`served`):
-        their manifests and applied entries, each block checked against its CID; ``None`` where
-        none has it (or its copy is damaged)."""
+        their manifests and applied entries, and from the file store (every block it holds:
+        pinned files and directories), each block checked against its CID; ``None`` where none
+        has it (or its copy is damaged)."""
         found: dict[CID, bytes | None] = dict.fromkeys(cids)
         for database in self.served():
             lacking = [cid for cid, block in found.items() if block is None]
@@ -801,6 +808,15 @@ class Repo:
                 stored = self.sql.get_block(cid.bytes)
                 if stored is not None and cid.matches(stored):
                     found[cid] = stored
+        lacking = [cid for cid, block in found.items() if block is None]
+        if lacking:
+            # The file store's blocks: files and directories are public by nature (a CID anyone
+            # may ask for); each re-hashed, a damaged one not served.
+            for cid in self.files.has_many(lacking):
+                try:
+                    found[cid] = self.files.get(cid)
+                except CorruptBlock:
+                    log.error("file block %s is damaged: not served", cid)
         return found
 
     def _snapshot_cids(self, address: str) -> frozenset[CID]:

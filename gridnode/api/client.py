@@ -35,6 +35,9 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode, urlsplit
 
 from crdt.errors import InvalidOperation
+from crdt.ipld.car import car_v1_header_bytes
+from crdt.ipld.cid import CID
+from crdt.ipld.multiformats import encode_varint
 from gridnode import datadir, jsonvalue, ops
 from gridnode.api.asgi import MAX_CAR_BYTES
 from gridnode.api.errors import ERROR_HEADER, error_of_answer
@@ -145,7 +148,7 @@ class ApiClient:
         path: str,
         params: Mapping[str, Any] | None = None,
         *,
-        body: bytes | None = None,
+        body: bytes | list[bytes] | None = None,
         content_type: str = "application/json",
         timeout: float | None = None,
         sink: Callable[[http.client.HTTPResponse], Any] | None = None,
@@ -155,6 +158,9 @@ class ApiClient:
         headers = {"Authorization": self._auth, "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
+        if isinstance(body, list):
+            # Sent part by part, with its length (not chunked).
+            headers["Content-Length"] = str(sum(len(part) for part in body))
         connection = http.client.HTTPConnection(
             self.host, self.port, timeout=timeout or self.timeout
         )
@@ -329,6 +335,53 @@ class ApiClient:
     def replicas(self, ref: str) -> dict[str, Any]:
         """``GET /db/{ref}/replicas``: who holds the database, as far as the node heard."""
         return self._get(_db_path(ref, "replicas"))  # type: ignore[no-any-return]
+
+    # -- the file store (gridnode/api/files.py) ------------------------------------------------
+
+    def files_put(self, blocks: Sequence[tuple[CID, bytes]], lease: int | None) -> dict[str, Any]:
+        if not blocks:
+            return {"blocks": 0, "new": 0}
+        # The CAR in parts, each block sent as it is (no copy of the batch: memory stays at
+        # the blocks the caller holds).
+        parts = [car_v1_header_bytes([blocks[0][0]])]
+        for cid, block in blocks:
+            raw = cid.bytes
+            parts += [encode_varint(len(raw) + len(block)) + raw, block]
+        answer: dict[str, Any] = self._request(
+            "POST", "/files/blocks", {"lease": lease}, body=parts, content_type=CAR_TYPE
+        )
+        return answer
+
+    def files_block(self, cid: CID) -> bytes:
+        def read(response: http.client.HTTPResponse) -> bytes:
+            return response.read()
+
+        data: bytes = self._request("GET", f"/files/blocks/{cid}", sink=read)
+        return data
+
+    def files_begin(self) -> int:
+        return int(self._request("POST", "/files/leases")["lease"])
+
+    def files_end(self, lease: int) -> None:
+        self._request("POST", f"/files/leases/{int(lease)}/end")
+
+    def files_pin(self, cid: CID, name: str | None, recursive: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"cid": str(cid), "recursive": recursive}
+        if name is not None:
+            body["name"] = name
+        return self._post("/files/pins", body)  # type: ignore[no-any-return]
+
+    def files_unpin(self, name_or_cid: str) -> dict[str, Any]:
+        return self._post("/files/unpin", {"pin": name_or_cid})  # type: ignore[no-any-return]
+
+    def files_pins(self) -> list[dict[str, Any]]:
+        return self._get("/files/pins")["pins"]  # type: ignore[no-any-return]
+
+    def files_gc(self) -> dict[str, Any]:
+        return self._request("POST", "/files/gc")  # type: ignore[no-any-return]
+
+    def files_usage(self) -> dict[str, Any]:
+        return self._get("/files/usage")  # type: ignore[no-any-return]
 
     def request_json(self, method: str, path: str, value: Any = None) -> Any:
         """A raw request (for tests and scripts): ``value`` as the JSON body, the answer parsed."""

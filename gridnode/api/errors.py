@@ -29,6 +29,7 @@ from gridnode.errors import (
     FeatureOff,
     InvalidJsonValue,
     InvalidRequest,
+    MissingBlock,
     NodeUnavailable,
     NotAcceptable,
     NotAWriter,
@@ -39,6 +40,7 @@ from gridnode.errors import (
     StorageLimitReached,
     TokenRefused,
     UnknownDatabase,
+    UnknownPin,
     WrongStoreType,
 )
 from gridnode.ops import describe_error
@@ -74,6 +76,8 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         NotAcceptable,
         NotFound,
         UnknownDatabase,
+        MissingBlock,
+        UnknownPin,
         WrongStoreType,
         NotAWriter,
         FeatureOff,

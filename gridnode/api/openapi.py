@@ -191,6 +191,117 @@ def _gateway(summary: str) -> dict[str, Any]:
     }
 
 
+def _files_paths() -> dict[str, Any]:
+    """The file store's routes (gridnode/api/files.py)."""
+    binary = {"type": "string", "format": "binary"}
+    pin = _obj(
+        {
+            "name": {"type": "string"},
+            "cid": {"type": "string"},
+            "recursive": {"type": "boolean"},
+            "created": {"type": "number"},
+        }
+    )
+    lease = _param("lease", "path", {"type": "integer", "minimum": 0}, "the lease", required=True)
+    cid = _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True)
+
+    def bodiless(summary: str, ok: dict[str, Any], *errors: int, **more: Any) -> dict[str, Any]:
+        return {"summary": summary, "responses": {"200": ok, **_errors(400, *errors)}, **more}
+
+    return {
+        "/files/blocks": {
+            "post": {
+                **_post(
+                    "keep a CAR of file blocks, each verified (gridnode add while a node runs)",
+                    binary,
+                    _json(
+                        _obj({"blocks": {"type": "integer"}, "new": {"type": "integer"}}), "kept"
+                    ),
+                    media=("application/vnd.ipld.car", "application/octet-stream"),
+                ),
+                "parameters": [
+                    _param("lease", "query", {"type": "integer", "minimum": 0}, "an add's lease")
+                ],
+            }
+        },
+        "/files/blocks/{cid}": {
+            "get": _get(
+                "one block of the file store, re-hashed",
+                {
+                    "description": "the block",
+                    "content": {"application/vnd.ipld.raw": {"schema": binary}},
+                },
+                400,
+                404,
+                500,
+                params=[cid],
+            )
+        },
+        "/files/leases": {
+            "post": bodiless(
+                "a lease for an add", _json(_obj({"lease": {"type": "integer"}}), "it")
+            )
+        },
+        "/files/leases/{lease}/end": {
+            "post": bodiless(
+                "end an add's lease",
+                _json(_obj({"lease": {"type": "integer"}, "ended": {"type": "boolean"}}), "ended"),
+                parameters=[lease],
+            )
+        },
+        "/files/pins": {
+            "get": _get(
+                "the local pins (gridnode pin ls)",
+                _json(_obj({"pins": {"type": "array", "items": pin}}), "the pins"),
+            ),
+            "post": _post(
+                "pin a CID, by name (gridnode pin add)",
+                _obj(
+                    {"cid": {"type": "string"}},
+                    {"name": {"type": "string"}, "recursive": {"type": "boolean"}},
+                ),
+                _json(pin, "the pin"),
+                404,
+            ),
+        },
+        "/files/unpin": {
+            "post": _post(
+                "remove a pin by name or CID (gridnode pin rm)",
+                _obj({"pin": {"type": "string"}}),
+                _json(_obj({"pin": {"type": "string"}, "removed": {"type": "integer"}}), "done"),
+                404,
+            )
+        },
+        "/files/gc": {
+            "post": bodiless(
+                "remove the file blocks no pin keeps (gridnode gc)",
+                _json(
+                    _obj(
+                        {
+                            k: {"type": "integer"}
+                            for k in (
+                                "removed_blocks",
+                                "removed_bytes",
+                                "kept_blocks",
+                                "kept_bytes",
+                                "orphan_files",
+                            )
+                        },
+                        {"interrupted": {"type": "boolean"}},
+                    ),
+                    "what gc did",
+                ),
+            )
+        },
+        "/files/usage": {
+            "get": _get(
+                "the file store's blocks, bytes and pins",
+                _json(_obj({k: {"type": "integer"} for k in ("blocks", "bytes", "pins")}), "it"),
+            )
+        },
+    }
+
+
 def openapi(version: str) -> dict[str, Any]:
     """The OpenAPI document of the local API of gridnode ``version``."""
     database = _obj(
@@ -604,6 +715,7 @@ def openapi(version: str) -> dict[str, Any]:
             "get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
             "head": _gateway("the headers of GET /ipfs/{cid}"),
         },
+        **_files_paths(),
     }
     sync = _obj(
         {

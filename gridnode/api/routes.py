@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnode.api import handlers
+from gridnode.api import files, handlers
 from gridnode.api.asgi import Handler
 
 __all__ = ["PUBLIC", "ROUTES", "is_public", "route"]
@@ -64,6 +64,16 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/snapshot"): handlers.snapshot_show,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,
     ("HEAD", "/ipfs/{cid}"): handlers.ipfs,
+    # The file store (gridnode/api/files.py): what gridnode add|cat|get|ls|gc|pin ask.
+    ("POST", "/files/blocks"): files.put_blocks,
+    ("GET", "/files/blocks/{cid}"): files.file_block,
+    ("POST", "/files/leases"): files.begin_lease,
+    ("POST", "/files/leases/{lease}/end"): files.end_lease,
+    ("GET", "/files/pins"): files.pins,
+    ("POST", "/files/pins"): files.pin,
+    ("POST", "/files/unpin"): files.unpin,
+    ("POST", "/files/gc"): files.gc,
+    ("GET", "/files/usage"): files.usage,
 }
 
 #: The routes that answer without the token: no data in the first two; the gateway's bytes are

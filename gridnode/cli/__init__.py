@@ -20,8 +20,11 @@ The rooms: :mod:`~gridnode.cli.common` (what verbs share: errors, ``--json``, ta
 endpoint, a node in the foreground), then one module per verb group: :mod:`~gridnode.cli.node`
 (init, start, status, peers), :mod:`~gridnode.cli.db` (the ``db`` group),
 :mod:`~gridnode.cli.car` (export, import, car verify), :mod:`~gridnode.cli.config` (config,
-health), :mod:`~gridnode.cli.pin` (pin), :mod:`~gridnode.cli.replicas` (replicas),
-:mod:`~gridnode.cli.seed` (seed postgres, recover postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group), :mod:`~gridnode.cli.key` (the ``key`` group). This module
+health), :mod:`~gridnode.cli.pin` (pin: local pins, and ``pin remote`` on Kubo),
+:mod:`~gridnode.cli.files` (add, cat, get, ls, gc: files in the node's file store),
+:mod:`~gridnode.cli.replicas` (replicas), :mod:`~gridnode.cli.seed` (seed postgres, recover
+postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group), :mod:`~gridnode.cli.key` (the
+``key`` group). This module
 only defines the root group and registers each verb, below, by name: importing a verb module
 registers nothing, and no verb module imports this one (no cycle). A new verb group is one module
 and one ``main.add_command`` line here.
@@ -41,6 +44,7 @@ from gridnode.cli.catalog import catalog
 from gridnode.cli.common import CliError, GridnodeGroup
 from gridnode.cli.config import config, health
 from gridnode.cli.db import db
+from gridnode.cli.files import add, cat, gc, get, ls
 from gridnode.cli.key import key
 from gridnode.cli.node import dashboard, init, join, peers, start, status
 from gridnode.cli.pin import pin
@@ -121,3 +125,8 @@ main.add_command(seed)
 main.add_command(recover)
 main.add_command(catalog)
 main.add_command(key)
+main.add_command(add)
+main.add_command(cat)
+main.add_command(get)
+main.add_command(ls)
+main.add_command(gc)

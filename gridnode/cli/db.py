@@ -428,7 +428,7 @@ def db_restore(
     """Fetch a database from IPFS peers over bitswap (needs a running node).
 
     MANIFEST_CID and the HEAD_CIDs are the roots of the CAR 'gridnode export' writes and
-    'gridnode pin' pins. The running node connects to each --peer, fetches the manifest and every
+    'gridnode pin remote' pins. The running node connects to each --peer, fetches the manifest and every
     entry from them (Kubo, Helia, gridnodes), checks each against its CID, verifies and joins
     them, then keeps and replicates the database; prints its address. Exits 1 if no peer sent
     the manifest.

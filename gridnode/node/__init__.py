@@ -479,7 +479,7 @@ class Node:
         """Fetch a database from IPFS peers over bitswap and keep and replicate it.
 
         ``roots`` are the manifest's CID, then heads: the roots of the CAR ``gridnode export``
-        writes and ``gridnode pin`` pins. The node asks ``peers`` (default: every connected
+        writes and ``gridnode pin remote`` pins. The node asks ``peers`` (default: every connected
         peer) for them, then for every entry they link to (parents and skip links), level by
         level; everything received is hashed against its CID, and the entries are verified and
         joined as a CAR import is. Entries not found within ``timeout`` seconds stay missing

@@ -1,7 +1,7 @@
 """Restore over bitswap: a database fetched from IPFS peers, and the gaps of one filled.
 
 Two jobs, one walk. :meth:`Restorer.restore` fetches a whole database from its roots (the
-manifest's CID, then heads: what ``gridnode export`` writes and ``gridnode pin`` pins);
+manifest's CID, then heads: what ``gridnode export`` writes and ``gridnode pin remote`` pins);
 :meth:`Restorer.fill_gaps` fetches the parents that pending entries of a replicated database wait
 for, when no gridnode peer has them any more but an IPFS node that pinned the database (Kubo,
 say) still may. Both go down the DAG level by level (:meth:`Restorer.walk`), newest first, one

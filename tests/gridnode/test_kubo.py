@@ -185,7 +185,7 @@ def _free_port():
 def test_pin_pushes_every_block_and_pins_the_roots(database):
     data_dir, address = database
     with fake_kubo() as (kubo, url):
-        answer = json_out(data_dir, "pin", address, "--kubo", url)
+        answer = json_out(data_dir, "pin", "remote", address, "--kubo", url)
         with Repo(data_dir) as repo:
             db = repo.database(address)
             expected = {db.manifest.cid: db.manifest.block}
@@ -200,31 +200,41 @@ def test_pin_pushes_every_block_and_pins_the_roots(database):
     assert kubo.calls[0][1]["pin-roots"] == ["false"]
     # Text output.
     with fake_kubo() as (_kubo, url):
-        text = run(data_dir, "pin", address, "--kubo", url).stdout
+        text = run(data_dir, "pin", "remote", address, "--kubo", url).stdout
     assert text == f"pinned {address} on {url}: 5 blocks, 2 roots\n"
+
+
+def test_the_older_form_pin_address_is_pin_remote_with_a_warning(database):
+    data_dir, address = database
+    with fake_kubo() as (kubo, url):
+        result = run(data_dir, "pin", address, "--kubo", url)
+    assert result.stdout == f"pinned {address} on {url}: 5 blocks, 2 roots\n"
+    assert "is now 'gridnode pin remote ADDRESS'" in result.stderr
+    assert len(kubo.pins) == 2
 
 
 def test_pin_errors_are_one_line_and_exit_1(database):
     data_dir, address = database
-    line = refused(data_dir, "pin", address, "--kubo", f"http://127.0.0.1:{_free_port()}")
+    line = refused(data_dir, "pin", "remote", address, "--kubo", f"http://127.0.0.1:{_free_port()}")
     assert "cannot reach Kubo's RPC API" in line
     with fake_kubo() as (kubo, url):
         kubo.fail = (
             500,
             json.dumps({"Message": "blockstore: disk full", "Code": 0, "Type": "error"}),
         )
-        line = refused(data_dir, "pin", address, "--kubo", url)
+        line = refused(data_dir, "pin", "remote", address, "--kubo", url)
         assert line == "error: Kubo refused dag/import (500): blockstore: disk full"
         kubo.fail = (200, "not json\n")
-        line = refused(data_dir, "pin", address, "--kubo", url)
+        line = refused(data_dir, "pin", "remote", address, "--kubo", url)
         assert "dag/import: the answer is not JSON" in line
         kubo.fail = None
         # Kubo's gateway or anything else at that URL: a 404 page.
-        line = refused(data_dir, "pin", address, "--kubo", url + "/elsewhere")
+        line = refused(data_dir, "pin", "remote", address, "--kubo", url + "/elsewhere")
         assert "Kubo refused dag/import (404): 404 page not found" in line
     refused(
         data_dir,
         "pin",
+        "remote",
         "/gridnode/bafyreihdb57fdysx5h35urvxz64ros7zvywshber7id6t6c6fek37jgyfe",
         "--kubo",
         "http://127.0.0.1:1",
