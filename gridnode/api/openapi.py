@@ -202,6 +202,7 @@ def _gateway(summary: str, path: bool = False) -> dict[str, Any]:
             "404": {"description": "no database this node replicates holds it", "content": error},
             "406": {"description": "neither raw nor CAR asked for", "content": error},
             "413": {"description": "the CAR would be too large", "content": error},
+            "412": {"description": "only-if-cached, and the CID is not held", "content": error},
             "416": {"description": "the Range names no byte of the file", "content": error},
             "500": {"description": "a stored block is damaged", "content": error},
         },

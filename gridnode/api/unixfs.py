@@ -488,6 +488,8 @@ class Asked:
     range: str | None = None
     if_range: str | None = None
     if_none_match: str | None = None
+    #: ``Cache-Control: only-if-cached``: 412 rather than 404 when the root is not held.
+    only_if_cached: bool = False
 
 
 _FORMATS: Final = {"raw": RAW, "car": CAR}
@@ -521,6 +523,10 @@ def _path_text(asked: Asked, names: Sequence[str]) -> str:
 async def answer(source: BlockSource, root: CID, names: Sequence[str], asked: Asked) -> Answer:
     """The answer to ``GET``/``HEAD /ipfs/<root>/<names...>`` (the module docstring)."""
     chosen = wanted_format(asked.accept, asked.query.get("format"))
+    if asked.only_if_cached and root not in await source.get_many([root]):
+        # (this gateway never fetches from elsewhere: what it lacks, it lacks)
+        body = jsonvalue.dumps({"error": f"{root} is not held by this node"}).encode() + b"\n"
+        return Answer(412, "application/json", [], [body])
     if chosen is not None and not names:
         # A block or a DAG by CID: any dag-pb block, UnixFS or not (a trustless gateway's).
         block = await _one(source, root, "the root")
