@@ -65,19 +65,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_BYTES",
+    "CACHE_BYTES",
+    "CACHE_NODES",
     "DAG_PB",
     "LIGHT_BYTES",
     "MAX_DEPTH",
     "MAX_LISTING",
+    "MAX_LISTING_SHARDS",
     "MAX_PATH_NAMES",
     "RAW_CODEC",
+    "Answer",
+    "Asked",
     "BlockSource",
     "CarWriter",
     "FileReader",
+    "NodeCache",
     "RepoBlocks",
     "Resolved",
+    "answer",
+    "car_type",
     "is_unixfs",
+    "list_directory",
+    "read_head",
     "resolve",
+    "wanted_format",
 ]
 
 DAG_PB: Final = 0x70
@@ -517,7 +528,7 @@ def wanted_format(accept: str | None, format_param: str | None) -> str | None:
 
 def _path_text(asked: Asked, names: Sequence[str]) -> str:
     text = "/ipfs/" + "/".join([asked.shown_root, *(quote(n, safe="") for n in names)])
-    return text + "/" if asked.trailing_slash and names is not None else text
+    return text + "/" if asked.trailing_slash else text
 
 
 async def answer(source: BlockSource, root: CID, names: Sequence[str], asked: Asked) -> Answer:
