@@ -38,6 +38,7 @@ __all__ = [
     "NotCaughtUp",
     "NotFound",
     "ProtocolNotSupported",
+    "RangeNotSatisfiable",
     "RecoverError",
     "RelayRefused",
     "RequestTooLarge",
@@ -122,8 +123,12 @@ class NodeStopped(GridnodeError, RuntimeError):
 
 
 class NotAcceptable(InvalidRequest):
-    """A request for a form of answer the node does not give (the trustless gateway serves raw
-    blocks and CARs, nothing else)."""
+    """A request for a form of answer the node does not give (the gateway serves a database's
+    blocks raw or as CARs, nothing else)."""
+
+
+class RangeNotSatisfiable(InvalidRequest):
+    """A ``Range`` header that names no byte of the file asked for (the gateway answers 416)."""
 
 
 # -- storage --------------------------------------------------------------------------------------

@@ -26,10 +26,12 @@ re-pointed at 127.0.0.1 (DNS rebinding) cannot reach the API or the gateway.
 Answers are sent whole parts at a time, about 64 KiB per message, with ``Cache-Control:
 no-store`` unless the handler says otherwise (the gateway's immutable blocks do).
 
-**Streamed answers** (:attr:`Response.stream`: whole-database CARs) are read a chunk
-(:data:`CHUNK_BYTES`) at a time, so a request holds one chunk, not the CAR. They are heavy:
-at most :data:`MAX_HEAVY` run at once; another waits up to :data:`HEAVY_WAIT` seconds, then
-gets 503 with ``Retry-After``. The first chunk is read before the answer starts, so an error
+**Streamed answers** (:attr:`Response.stream`: whole-database CARs, the gateway's files and
+UnixFS CARs) are read a chunk (:data:`CHUNK_BYTES`, a file's a batch of blocks) at a time, so a
+request holds one chunk, not the answer. They are heavy: at most :data:`MAX_HEAVY` CARs and
+:data:`MAX_FILE_STREAMS` files (:attr:`Response.pool`) run at once; another waits up to
+:data:`HEAVY_WAIT` seconds, then gets 503 with ``Retry-After``. A file's length is known before
+it is read (:attr:`Response.length`): it is sent with ``Content-Length``, the others chunked. The first chunk is read before the answer starts, so an error
 there (a damaged block) is an ordinary error answer; an error in a later chunk aborts the answer:
 the connection closes before the chunked body ends, and the client sees a broken transfer, never
 a damaged block. A client that takes nothing for :data:`STALL_SECONDS` loses its slot to the next
@@ -79,6 +81,9 @@ MAX_CAR_BYTES: Final = 256 * 1024 * 1024
 CHUNK_BYTES: Final = 4 * 1024 * 1024
 #: Streamed (heavy) answers running at once; more wait, then get 503.
 MAX_HEAVY: Final = 2
+#: Streamed files from the gateway (:mod:`gridnode.api.unixfs`) running at once; more wait, then
+#: get 503. Each holds at most one batch of blocks (:data:`gridnode.api.unixfs.BATCH_BYTES`).
+MAX_FILE_STREAMS: Final = 8
 #: Seconds a heavy request waits for its turn before 503.
 HEAVY_WAIT: Final = 2.0
 #: Seconds a streamed answer waits for the client to take a chunk before its slot is freed.
@@ -129,6 +134,8 @@ class Request:
     query: dict[str, str]
     headers: dict[bytes, bytes]
     stream: _Body
+    #: Whether the path ended with ``/`` (a gateway directory is answered at its ``.../``).
+    trailing_slash: bool = False
 
     async def body(self, limit: int | None = None) -> bytes:
         limit = MAX_JSON_BYTES if limit is None else limit
@@ -188,6 +195,12 @@ class Response:
     #: A streamed answer: each call gives the next parts (about :data:`CHUNK_BYTES`, one storage
     #: worker call), ``[]`` at the end. Sent without a length (chunked), under the heavy limit.
     stream: Callable[[], Awaitable[list[bytes]]] | None = None
+    #: A streamed answer's length when known before it is read (a file from the gateway): sent
+    #: as ``Content-Length`` instead of chunked.
+    length: int | None = None
+    #: Which bound a streamed answer counts against: ``"car"`` (:data:`MAX_HEAVY`) or
+    #: ``"file"`` (:data:`MAX_FILE_STREAMS`).
+    pool: str = "car"
 
 
 #: A handler: the running node and the request in, the answer out.
@@ -209,7 +222,10 @@ class ApiApp:
         self._expected = b"Bearer " + token.encode("ascii")
         self._route: Router = route
         self._is_public: Callable[[list[str], str], bool] = is_public
-        self._heavy = trio.Semaphore(MAX_HEAVY)
+        self._pools = {
+            "car": (trio.Semaphore(MAX_HEAVY), MAX_HEAVY),
+            "file": (trio.Semaphore(MAX_FILE_STREAMS), MAX_FILE_STREAMS),
+        }
         self._stalled = 0
         config = getattr(getattr(node, "repo", None), "config", None)
         self._hosts = [h.lower() for h in getattr(config, "gateway_hosts", None) or []]
@@ -293,7 +309,7 @@ class ApiApp:
                     "a request needs the header 'Authorization: Bearer <token>' "
                     "with the token in DATA_DIR/api.token"
                 )
-            request = Request(method, segments, _query(scope), headers, stream)
+            request = Request(method, segments, _query(scope), headers, stream, path.endswith("/"))
             handler, allowed = self._route(segments, method)
             if handler is None:
                 if allowed:
@@ -338,14 +354,15 @@ class ApiApp:
         if self._stalled >= MAX_STALLED:
             await _send(send, _busy(f"{MAX_STALLED} clients stopped reading their answers"))
             return
+        slot, bound = self._pools[response.pool]
         acquired = False
         with trio.move_on_after(HEAVY_WAIT):
-            await self._heavy.acquire()
+            await slot.acquire()
             acquired = True
         if not acquired:
-            await _send(send, _busy(f"{MAX_HEAVY} heavy answers are running"))
+            await _send(send, _busy(f"{bound} heavy answers are running"))
             return
-        watch = _Watch(self._heavy)
+        watch = _Watch(slot)
         try:
             try:
                 first = await response.stream()
@@ -363,6 +380,8 @@ class ApiApp:
                 )
                 return
             headers = [(b"content-type", response.content_type.encode()), *response.headers]
+            if response.length is not None:
+                headers.insert(1, (b"content-length", str(response.length).encode()))
             if not any(name == b"cache-control" for name, _ in response.headers):
                 headers.append((b"cache-control", b"no-store"))
             async with trio.open_nursery() as nursery:
@@ -456,9 +475,10 @@ async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], response: Res
     parts = response.parts
     if parts is None:
         parts = [jsonvalue.dumps(response.body).encode("utf-8") + b"\n"]
-    length = sum(len(p) for p in parts)
+    length = sum(len(p) for p in parts) if response.length is None else response.length
     headers = [(b"content-type", response.content_type.encode()), *response.headers]
-    if response.stream is None:  # a streamed answer's length is not known before it is read
+    if response.stream is None or response.length is not None:
+        # (a streamed answer's length is not known before it is read, unless it is: a file's)
         headers.insert(1, (b"content-length", str(length).encode()))
     if not any(name == b"cache-control" for name, _ in response.headers):
         headers.append((b"cache-control", b"no-store"))

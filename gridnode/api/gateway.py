@@ -17,9 +17,11 @@ first, without duplicates; for a manifest, the whole database as ``gridnode expo
 (roots: the manifest, then the heads; that one changes as the database grows), streamed from
 storage a chunk at a time (:class:`~gridnode.repo.CarChunks`, :mod:`gridnode.api.asgi`).
 
-Refused here: deserialised answers (JSON, HTML: 406), CAR v2, paths below a CID, and an entry's CAR over
-:data:`MAX_GATEWAY_CAR_BYTES` (413 rather than built; a manifest's is streamed, so unbounded). Errors are :mod:`gridnode.errors`'; their
-statuses are :mod:`gridnode.api.errors`'.
+Refused here: deserialised answers of a database's blocks (JSON, HTML: 406), CAR v2, paths below
+a database's CID, and an entry's CAR over :data:`MAX_GATEWAY_CAR_BYTES` (413 rather than built; a
+manifest's is streamed, so unbounded). UnixFS CIDs (dag-pb, raw: files and directories) are
+:mod:`gridnode.api.unixfs`'s, paths, files and listings included. Errors are
+:mod:`gridnode.errors`'; their statuses are :mod:`gridnode.api.errors`'.
 """
 
 from __future__ import annotations

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Final
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from gridnode import jsonvalue, ops
-from gridnode.api import dashboard, gateway, metrics
+from gridnode.api import dashboard, gateway, metrics, unixfs
 from gridnode.api.asgi import CHUNK_BYTES, MAX_CAR_BYTES, Request, Response
 from gridnode.api.openapi import openapi
-from gridnode.errors import FeatureOff, InvalidRequest, UnknownDatabase
+from gridnode.errors import FeatureOff, InvalidRequest, NotFound, UnknownDatabase
 from gridnode.ops import CreateRequest, describe_error
 from gridnode.repo import CarChunks, StoredDatabase
 
@@ -114,6 +114,7 @@ async def status(node: Node, request: Request) -> Response:
             **_history_json(node, now),
             "catalogs": node.catalogs.as_json(),
             "nat": node.host.nat_status(),
+            "gateway": asdict(node.stats.gateway),
         },
     )
 
@@ -473,13 +474,15 @@ def _chunk_reader(node: Node, chunks: CarChunks) -> Callable[[], Awaitable[list[
 
 
 async def ipfs(node: Node, request: Request) -> Response:
-    """``GET``/``HEAD /ipfs/{cid}`` (:mod:`gridnode.api.gateway`): no token, read-only,
-    content-addressed."""
+    """``GET``/``HEAD /ipfs/{cid}[/path]`` (:mod:`gridnode.api.gateway`, and
+    :mod:`gridnode.api.unixfs` for files and directories): no token, read-only."""
     cid = gateway.parse_cid(request.segments[1])
-    kind = gateway.choose_format(
-        request.headers.get(b"accept", b"").decode("latin-1") or None,
-        request.query.get("format"),
-    )
+    accept = request.headers.get(b"accept", b"").decode("latin-1") or None
+    if unixfs.is_unixfs(cid):
+        return await unixfs_answer(node, request, cid, accept)
+    if len(request.segments) > 2:
+        raise NotFound(f"{cid} is not UnixFS: no path below it")
+    kind = gateway.choose_format(accept, request.query.get("format"))
     scope = request.query.get("dag-scope", "all")
     served: gateway.Served = await _run(node, gateway.serve, node.repo, cid, kind, scope)
     headers = [
@@ -507,3 +510,57 @@ async def ipfs(node: Node, request: Request) -> Response:
         headers=headers,
         head=request.method == "HEAD",
     )
+
+
+async def unixfs_answer(node: Node, request: Request, cid: CID, accept: str | None) -> Response:
+    """A UnixFS path's answer (:func:`gridnode.api.unixfs.answer`) as a :class:`Response`."""
+    counts = node.stats.gateway
+    counts.requests += 1
+    try:
+        answer = await _unixfs(node, request, cid, accept)
+    except NotFound:
+        counts.not_found += 1
+        raise
+    if answer.what == "listing":
+        counts.listings += answer.status == 200
+    elif answer.what == "file" and answer.status in (200, 206):
+        counts.files += 1
+        counts.ranges += answer.status == 206
+    if request.method == "GET" and answer.length is not None and answer.status in (200, 206):
+        counts.bytes += answer.length
+    head = request.method == "HEAD" or answer.status == 304
+    stream = answer.stream
+    return Response(
+        answer.status,
+        parts=answer.parts,
+        content_type=answer.content_type,
+        headers=answer.headers,
+        head=head,
+        stream=stream.next_chunk if stream is not None else None,
+        length=answer.length,
+        pool=answer.pool,
+    )
+
+
+async def _unixfs(node: Node, request: Request, cid: CID, accept: str | None) -> unixfs.Answer:
+    return await unixfs.answer(
+        unixfs.RepoBlocks(node),
+        cid,
+        request.segments[2:],
+        unixfs.Asked(
+            method=request.method,
+            shown_root=request.segments[1],
+            trailing_slash=request.trailing_slash,
+            query=request.query,
+            accept=accept,
+            range=_header(request, b"range"),
+            if_range=_header(request, b"if-range"),
+            if_none_match=_header(request, b"if-none-match"),
+            only_if_cached="only-if-cached" in (_header(request, b"cache-control") or ""),
+        ),
+    )
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.headers.get(name)
+    return None if value is None else value.decode("latin-1")

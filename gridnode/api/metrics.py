@@ -286,6 +286,19 @@ def node_families(
                 stats.slow_readers_dropped,
             ),
         ]
+    gateway = node.stats.gateway
+    families += [
+        total("gateway_requests", "UnixFS requests the gateway answered.", gateway.requests),
+        total("gateway_files", "Files the gateway answered (200 or 206).", gateway.files),
+        total("gateway_ranges", "Files the gateway answered by a Range (206).", gateway.ranges),
+        total("gateway_listings", "Directory listings the gateway answered.", gateway.listings),
+        total("gateway_bytes", "Bytes the gateway's UnixFS answers announced.", gateway.bytes),
+        total(
+            "gateway_not_found",
+            "UnixFS requests for what the node does not hold.",
+            gateway.not_found,
+        ),
+    ]
     dht = node.host.dht
     if dht is not None:
         counts = dht.stats

@@ -159,15 +159,22 @@ def _read_paths() -> dict[str, Any]:
     return paths
 
 
-def _gateway(summary: str) -> dict[str, Any]:
-    """An operation of the trustless gateway (docs/http.md): raw blocks or CARs, JSON errors."""
+def _gateway(summary: str, path: bool = False) -> dict[str, Any]:
+    """An operation of the gateway (docs/http.md): raw blocks, CARs, UnixFS files and
+    directories, JSON errors."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     error = {"application/json": {"schema": _ref("Error")}}
+    below = (
+        [_param("path", "path", {"type": "string", "minLength": 1}, "names below", required=True)]
+        if path
+        else []
+    )
     return {
         "summary": summary,
         "security": [],
         "parameters": [
             _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True),
+            *below,
             _param("format", "query", {"enum": ["raw", "car"]}, "instead of the Accept header"),
             _param(
                 "dag-scope",
@@ -179,13 +186,24 @@ def _gateway(summary: str) -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "the block or the CAR",
-                "content": {"application/vnd.ipld.raw": binary, "application/vnd.ipld.car": binary},
+                "content": {
+                    "application/vnd.ipld.raw": binary,
+                    "application/vnd.ipld.car": binary,
+                    "*/*": binary,
+                },
             },
+            "206": {
+                "description": "the bytes a Range header asked for",
+                "content": {"*/*": binary},
+            },
+            "301": {"description": "a directory, at its path with a trailing /"},
             "304": {"description": "If-None-Match names the Etag"},
             "400": {"description": "not a CID, or a bad parameter", "content": error},
             "404": {"description": "no database this node replicates holds it", "content": error},
             "406": {"description": "neither raw nor CAR asked for", "content": error},
             "413": {"description": "the CAR would be too large", "content": error},
+            "412": {"description": "only-if-cached, and the CID is not held", "content": error},
+            "416": {"description": "the Range names no byte of the file", "content": error},
             "500": {"description": "a stored block is damaged", "content": error},
         },
     }
@@ -715,6 +733,10 @@ def openapi(version: str) -> dict[str, Any]:
             "get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
             "head": _gateway("the headers of GET /ipfs/{cid}"),
         },
+        "/ipfs/{cid}/{path}": {
+            "get": _gateway("a file or directory below a UnixFS CID (no token)", path=True),
+            "head": _gateway("the headers of GET /ipfs/{cid}/{path}", path=True),
+        },
         **_files_paths(),
     }
     sync = _obj(
@@ -805,6 +827,7 @@ def openapi(version: str) -> dict[str, Any]:
                     },
                     {
                         "bitswap": {"type": ["object", "null"]},
+                        "gateway": {"type": "object"},
                         "dht": {"type": ["object", "null"]},
                         "history": _obj(
                             {

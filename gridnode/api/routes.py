@@ -3,7 +3,8 @@ without the token.
 
 One line per route, in :data:`ROUTES`. A path is written as docs/http.md and the OpenAPI document
 write it: ``{name}`` matches any one segment (``{db}``: a database's address, CID or name;
-``{cid}``: a CID), anything else only itself. Three things are checked against this table by the
+``{cid}``: a CID), anything else only itself; ``{path}``, last, matches one or more segments (a
+path below a CID in the gateway). Three things are checked against this table by the
 tests, so that none of them drifts from what the node serves: the OpenAPI document's paths
 (:mod:`gridnode.api.openapi`), the endpoint table of docs/http.md, and schemathesis's run against
 a live node.
@@ -64,6 +65,8 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("GET", "/db/{db}/snapshot"): handlers.snapshot_show,
     ("GET", "/ipfs/{cid}"): handlers.ipfs,
     ("HEAD", "/ipfs/{cid}"): handlers.ipfs,
+    ("GET", "/ipfs/{cid}/{path}"): handlers.ipfs,
+    ("HEAD", "/ipfs/{cid}/{path}"): handlers.ipfs,
     # The file store (gridnode/api/files.py): what gridnode add|cat|get|ls|gc|pin ask.
     ("POST", "/files/blocks"): files.put_blocks,
     ("GET", "/files/blocks/{cid}"): files.file_block,
@@ -84,14 +87,20 @@ PUBLIC: Final = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/ipfs/{cid}"),
         ("HEAD", "/ipfs/{cid}"),
+        ("GET", "/ipfs/{cid}/{path}"),
+        ("HEAD", "/ipfs/{cid}/{path}"),
     }
 )
 
 
+#: A pattern's last segment that matches one or more segments.
+_REST: Final = "{path}"
+
+
 def _pattern(path: str) -> tuple[str | None, ...]:
-    """A path's segments, ``None`` for a ``{name}`` that matches any one."""
+    """A path's segments, ``None`` for a ``{name}`` that matches any one (``{path}`` is kept)."""
     return tuple(
-        None if s.startswith("{") and s.endswith("}") else s
+        s if s == _REST else None if s.startswith("{") and s.endswith("}") else s
         for s in path.strip("/").split("/")
         if s
     )
@@ -102,6 +111,9 @@ _PUBLIC_PATTERNS: Final = frozenset((method, _pattern(path)) for method, path in
 
 
 def _matches(pattern: tuple[str | None, ...], segments: list[str]) -> bool:
+    if pattern and pattern[-1] == _REST:
+        head = pattern[:-1]
+        return len(segments) > len(head) and _matches(head, segments[: len(head)])
     return len(pattern) == len(segments) and all(
         p is None or p == s for p, s in zip(pattern, segments, strict=True)
     )

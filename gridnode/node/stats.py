@@ -196,6 +196,24 @@ class NodeCounters:
 
 
 @dataclass
+class GatewayStats:
+    """The gateway's UnixFS answers (``/ipfs/{cid}/...`` of files and directories,
+    :mod:`gridnode.api.unixfs`) since the node started."""
+
+    #: Requests answered, whatever the status (304s and errors too).
+    requests: int = 0
+    #: Files answered (200 or 206), and of them by a Range (206).
+    files: int = 0
+    ranges: int = 0
+    #: Directory listings answered.
+    listings: int = 0
+    #: Bytes the answers to GET announced (Content-Length; a cut stream sent fewer).
+    bytes: int = 0
+    #: Requests for something the node does not hold (404).
+    not_found: int = 0
+
+
+@dataclass
 class NodeStats:
     """What a running node has done and seen since it started: what the API's ``/status``,
     ``/peers`` and ``/events``, the dashboard and ``/metrics`` read (and nothing else of the
@@ -224,6 +242,8 @@ class NodeStats:
     worker: StorageWorker | None = None
     #: The last hour's samples and the peers' latency (:mod:`gridnode.node.history`).
     history: History | None = None
+    #: The gateway's UnixFS answers.
+    gateway: GatewayStats = field(default_factory=GatewayStats)
 
     def budget_figures(self) -> list[dict[str, Any]]:
         """Per peer: worker seconds used and left, bytes sent and left, seconds throttled."""

@@ -154,11 +154,12 @@ def test_errors_and_unreplicated_databases(tmp_path):
                     client, "GET", f"/ipfs/{manifest}?{query}", token=None
                 )
                 assert status == 400, query
-            # Read-only; and no paths below a CID.
+            # Read-only; and no paths below a CID that is not UnixFS (issue 23: paths below
+            # UnixFS CIDs are public, tests/gridnode/test_unixfs_http.py).
             status, _, _ = await raw(client, "POST", f"/ipfs/{manifest}", token=None)
             assert status == 401
             status, _, _ = await raw(client, "GET", f"/ipfs/{manifest}/x", headers=RAW, token=None)
-            assert status == 401
+            assert status == 404
             # An unfollowed database is not served.
             await call(client.unfollow, address)
             status, _, _ = await raw(client, "GET", f"/ipfs/{manifest}", headers=RAW, token=None)
