@@ -18,9 +18,11 @@ from crdt.errors import GridnodeError, HashMismatch, IdentityError, InvalidOpera
 __all__ = [
     "ConfigError",
     "CorruptBlock",
+    "DagTooLarge",
     "DhtError",
     "DialError",
     "FeatureOff",
+    "FetchIncomplete",
     "GridnodeError",
     "InvalidJsonValue",
     "InvalidOperation",
@@ -188,6 +190,16 @@ class ProtocolNotSupported(StreamError):
 
 class DhtError(NetError):
     """A DHT peer sent what kad-dht does not allow, or what this node's DHT bounds refuse."""
+
+
+class FetchIncomplete(NetError):
+    """A DAG fetch over bitswap gave up: blocks that no peer asked sent in time (what arrived is
+    kept; fetching again resumes)."""
+
+
+class DagTooLarge(GridnodeError):
+    """A DAG fetch stopped at a bound: more blocks, bytes or depth than it allows, or the node's
+    ``max_storage`` (a file too large for this node, or a hostile DAG)."""
 
 
 # -- Kubo -----------------------------------------------------------------------------------------

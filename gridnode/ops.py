@@ -209,6 +209,7 @@ _CREATE_FIELDS: Final = (
     "readers",
     "encrypted",
     "admins",
+    "pin_links",
 )
 
 
@@ -233,6 +234,9 @@ class CreateRequest:
     #: More admins besides this node (did:keys): a key kept offline can then grant, revoke and
     #: rotate if this node's key is lost (docs/keys.md).
     admins: list[str] = field(default_factory=list)
+    #: Replicas fetch and pin the files its entries link to, each of at most this many bytes
+    #: (the manifest option ``pinLinks``, gridnode/node/files.py); ``None``: they do not.
+    pin_links: int | None = None
 
     @classmethod
     def from_json(cls, body: Any) -> CreateRequest:
@@ -276,8 +280,21 @@ class CreateRequest:
             raise InvalidRequest("index_by must be a string")
         if (indexes or index_by is not None) and store != "documents":
             raise InvalidRequest("indexes and index_by apply to documents databases")
+        pin_links = body.get("pin_links")
+        if pin_links is not None and (type(pin_links) is not int or pin_links <= 0):
+            raise InvalidRequest("pin_links must be a positive number of bytes (or null)")
         request = cls(
-            name, store, writers, public, indexes, index_by, private, readers, encrypted, admins
+            name,
+            store,
+            writers,
+            public,
+            indexes,
+            index_by,
+            private,
+            readers,
+            encrypted,
+            admins,
+            pin_links,
         )
         request.check_readers()
         return request
@@ -317,6 +334,8 @@ class CreateRequest:
             options["indexBy"] = self.index_by
         if self.indexes:
             options["indexes"] = list(dict.fromkeys(self.indexes))
+        if self.pin_links is not None:
+            options["pinLinks"] = {"maxBytes": self.pin_links}
         try:
             open_store(self.type, options)
         except GridnodeError as exc:
@@ -750,7 +769,8 @@ def counter_value(database: StoredDatabase) -> dict[str, Any]:
 @read("catalog", types=("keyvalue",))
 def catalog(database: StoredDatabase) -> dict[str, Any]:
     """A catalog's listing (docs/catalogs.md): ``{"address", "name", "is_catalog", "databases",
-    "peers", "refused"}``, each database ``{"address", "name", "description"}``."""
+    "peers", "refused", "files"}``, each database ``{"address", "name", "description"}``, each
+    file ``{"cid", "name", "description"}``."""
     view = parse_catalog(database.store.items())  # type: ignore[attr-defined]
     return {
         "address": database.address,
@@ -759,6 +779,7 @@ def catalog(database: StoredDatabase) -> dict[str, Any]:
         "databases": [asdict(item) for item in view.databases],
         "peers": list(view.peers),
         "refused": [{"key": key, "reason": reason} for key, reason in view.refused],
+        "files": [asdict(item) for item in view.files],
     }
 
 

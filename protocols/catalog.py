@@ -7,8 +7,11 @@ Its keys:
 - ``catalog`` -> ``{"schema": 1, "name": str}``: marks the database as a catalog;
 - ``db:/gridnode/<cid>`` -> ``{"name": str, "description": str}``: a database to replicate;
 - ``peer:<multiaddr>`` -> ``{}``: a seed peer, ``/ip4/.../tcp/N/p2p/<peer id>``, to dial;
-- any other key is left alone, so a later schema (``file:<cid>`` once files exist) does not break
-  a node that predates it.
+- ``file:<cid>`` -> ``{"name": str, "description": str}``: a UnixFS file or directory (any IPFS
+  DAG: dag-pb, raw or dag-cbor blocks) that every follower fetches whole and pins (issue 23);
+  its CID in canonical form (CIDv0 stays v0: it names the same blocks Kubo pins);
+- any other key is left alone, so a later schema does not break a node that predates it (a node
+  from before ``file:`` items ignores them).
 
 This module turns a catalog's ``(key, value)`` items into a :class:`Catalog` and names the keys a
 writer puts. It refuses, item by item and never the whole catalog, a key or value that breaks the
@@ -24,19 +27,26 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from crdt.errors import GridnodeError
+from crdt.ipld.cid import CID
 from crdt.manifest import parse_address
 
 __all__ = [
     "DATABASE_PREFIX",
+    "FILE_CODECS",
+    "FILE_PREFIX",
     "MARKER_KEY",
     "MAX_DATABASES",
+    "MAX_FILES",
     "MAX_PEERS",
     "PEER_PREFIX",
     "SCHEMA",
     "Catalog",
     "CatalogItem",
+    "FileItem",
     "canonical_address",
+    "canonical_file",
     "database_key",
+    "file_key",
     "marker_value",
     "parse_catalog",
     "peer_key",
@@ -46,10 +56,15 @@ SCHEMA: Final = 1
 MARKER_KEY: Final = "catalog"
 DATABASE_PREFIX: Final = "db:"
 PEER_PREFIX: Final = "peer:"
+FILE_PREFIX: Final = "file:"
 #: Databases a follower takes from one catalog; the rest are refused (and logged).
 MAX_DATABASES: Final = 4096
 #: Seed peers a follower dials from one catalog.
 MAX_PEERS: Final = 64
+#: Codecs a file item's root may have: dag-pb (a UnixFS node) or raw (a file of one block).
+FILE_CODECS: Final = frozenset({0x70, 0x55})
+#: Files and directories a follower fetches and pins from one catalog.
+MAX_FILES: Final = 4096
 MAX_NAME: Final = 256
 MAX_DESCRIPTION: Final = 4096
 MAX_MULTIADDR: Final = 512
@@ -65,6 +80,15 @@ class CatalogItem:
 
 
 @dataclass(frozen=True)
+class FileItem:
+    """A file or directory a catalog lists: its root CID, as text (see :func:`canonical_file`)."""
+
+    cid: str
+    name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Catalog:
     """What one catalog lists (its items in key order), and what of it was refused."""
 
@@ -73,10 +97,15 @@ class Catalog:
     databases: tuple[CatalogItem, ...] = ()
     peers: tuple[str, ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
+    files: tuple[FileItem, ...] = ()
 
     @property
     def addresses(self) -> frozenset[str]:
         return frozenset(item.address for item in self.databases)
+
+    @property
+    def file_cids(self) -> frozenset[str]:
+        return frozenset(item.cid for item in self.files)
 
 
 def canonical_address(address: str) -> str:
@@ -87,6 +116,26 @@ def canonical_address(address: str) -> str:
 def database_key(address: str) -> str:
     """The key a database is listed under (its canonical address after ``db:``)."""
     return DATABASE_PREFIX + canonical_address(address)
+
+
+def canonical_file(cid: str) -> str:
+    """A file's CID as a catalog names it: a CIDv0 as ``Qm...``, a CIDv1 in base32; ``/ipfs/``
+    before it is allowed. :class:`GridnodeError` if it is no CID."""
+    text = cid[len("/ipfs/") :] if cid.startswith("/ipfs/") else cid
+    if not 0 < len(text) <= MAX_MULTIADDR:
+        raise GridnodeError(f"not a CID: {cid[:80]!r}")
+    try:
+        parsed = CID.parse(text)
+    except (GridnodeError, ValueError) as exc:
+        raise GridnodeError(f"not a CID: {exc}") from None
+    if parsed.codec not in FILE_CODECS:
+        raise GridnodeError(f"{parsed} is not a UnixFS file or directory (codec {parsed.codec:#x})")
+    return str(parsed)
+
+
+def file_key(cid: str) -> str:
+    """The key a file or directory is listed under (its canonical CID after ``file:``)."""
+    return FILE_PREFIX + canonical_file(cid)
 
 
 def peer_key(multiaddr: str) -> str:
@@ -123,6 +172,7 @@ def parse_catalog(items: Iterable[tuple[str, Any]]) -> Catalog:
     name = ""
     is_catalog = False
     databases: list[CatalogItem] = []
+    files: dict[str, FileItem] = {}
     peers: list[str] = []
     refused: list[tuple[str, str]] = []
     for key, value in sorted(items, key=lambda item: item[0]):
@@ -155,9 +205,24 @@ def parse_catalog(items: Iterable[tuple[str, Any]]) -> Catalog:
                 if not _is_multiaddr(multiaddr):
                     raise ValueError("not a multiaddr")
                 peers.append(multiaddr)
+            elif key.startswith(FILE_PREFIX):
+                if len(files) >= MAX_FILES:
+                    raise ValueError(f"more than {MAX_FILES} files")
+                try:
+                    cid = canonical_file(key[len(FILE_PREFIX) :])
+                except GridnodeError as exc:
+                    raise ValueError(str(exc)) from None
+                if type(value) is not dict:
+                    raise ValueError("a file's value is a map")
+                item = FileItem(
+                    cid,
+                    _text(value.get("name"), "name", MAX_NAME),
+                    _text(value.get("description"), "description", MAX_DESCRIPTION),
+                )
+                files.setdefault(cid, item)  # two spellings of one CID: listed once
         except ValueError as exc:
             refused.append((key[:MAX_MULTIADDR], str(exc)))
     # Two keys may name one database (a bare CID and its address): list it once.
     unique = {item.address: item for item in reversed(databases)}
     ordered = tuple(unique[a] for a in dict.fromkeys(item.address for item in databases))
-    return Catalog(name, is_catalog, ordered, tuple(peers), tuple(refused))
+    return Catalog(name, is_catalog, ordered, tuple(peers), tuple(refused), tuple(files.values()))

@@ -113,6 +113,7 @@ async def status(node: Node, request: Request) -> Response:
             "storage": node.storage(),
             **_history_json(node, now),
             "catalogs": node.catalogs.as_json(),
+            "files": node.files.as_json(),
             "nat": node.host.nat_status(),
             "gateway": asdict(node.stats.gateway),
         },

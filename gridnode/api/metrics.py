@@ -317,6 +317,26 @@ def node_families(
             total("dht_provides", "CIDs this node provided.", counts.provides),
             total("dht_lookups", "DHT lookups this node ran.", counts.lookups),
         ]
+    files = node.files
+    families += [
+        gauge(
+            "files_held",
+            "Files and directories pinned for followed catalogs and pinLinks databases.",
+            len(files.held),
+        ),
+        gauge("files_fetching", "DAG fetches under way for them.", len(files.fetching)),
+        total("files_fetched", "Files and directories fetched and pinned.", files.totals.fetched),
+        total(
+            "files_fetched_bytes",
+            "Bytes of blocks those fetches received from peers.",
+            files.totals.fetched_bytes,
+        ),
+        total(
+            "files_fetch_failures",
+            "File fetches that failed (tried again later).",
+            files.totals.failed,
+        ),
+    ]
     families += nat_families(node.host.nat_status())
     return families
 

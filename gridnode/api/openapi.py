@@ -798,6 +798,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "readers": _STRINGS,
                         "encrypted": {"type": "boolean"},
                         "admins": _STRINGS,
+                        "pin_links": {"type": ["integer", "null"], "minimum": 1},
                     },
                 },
                 "Status": _obj(
@@ -865,9 +866,44 @@ def openapi(version: str) -> dict[str, Any]:
                                     "name": {"type": "string"},
                                     "databases": _STRINGS,
                                     "peers": _STRINGS,
-                                }
+                                },
+                                {"files": _STRINGS},
                             ),
                         },
+                        "files": _obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "held": {"type": "integer"},
+                                "held_bytes": {"type": "integer"},
+                                "fetched": {"type": "integer"},
+                                "fetched_bytes": {"type": "integer"},
+                                "fetching": {
+                                    "type": "array",
+                                    "items": _obj(
+                                        {
+                                            "root": {"type": "string"},
+                                            "blocks": {"type": "integer"},
+                                            "bytes": {"type": "integer"},
+                                            "fetched_blocks": {"type": "integer"},
+                                            "fetched_bytes": {"type": "integer"},
+                                            "expected_bytes": {"type": ["integer", "null"]},
+                                            "pending": {"type": "integer"},
+                                            "done": {"type": "boolean"},
+                                        }
+                                    ),
+                                },
+                                "failed": {
+                                    "type": "array",
+                                    "items": _obj(
+                                        {
+                                            "cid": {"type": "string"},
+                                            "error": {"type": "string"},
+                                            "retry_in": {"type": "number"},
+                                        }
+                                    ),
+                                },
+                            }
+                        ),
                     },
                 ),
             },

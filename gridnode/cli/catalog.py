@@ -2,7 +2,8 @@
 
 A catalog is a keyvalue database with a documented schema (docs/catalogs.md,
 :mod:`protocols.catalog`): ``create`` makes one, ``add`` lists a database (with a name and a
-description) or a seed peer (a multiaddr), ``remove`` takes one off, ``show`` prints it. Every
+description), a file or directory (``/ipfs/<cid>``, or a CID with ``--file``: every follower
+fetches and pins it) or a seed peer (a multiaddr), ``remove`` takes one off, ``show`` prints it. Every
 verb works through the endpoint, running node or not, as the ``db`` verbs do; a node that follows
 the catalog (``gridnode join``, the ``catalogs`` setting) acts on a change within one announce
 interval of hearing it.
@@ -20,10 +21,12 @@ import click
 from crdt.errors import GridnodeError
 from gridnode.cli.common import CliError, database_info, emit, endpoint_of, json_option, table
 from protocols.catalog import (
+    FILE_PREFIX,
     MARKER_KEY,
     PEER_PREFIX,
     canonical_address,
     database_key,
+    file_key,
     marker_value,
     peer_key,
 )
@@ -47,8 +50,14 @@ def _catalog(ctx: click.Context, ref: str) -> dict[str, Any]:
     return listing
 
 
-def _key(target: str) -> tuple[str, str]:
-    """``(key, kind)`` of a catalog entry: a database address (or CID) or a seed peer."""
+def _key(target: str, is_file: bool = False) -> tuple[str, str]:
+    """``(key, kind)`` of a catalog entry: a database address (or CID), a file (``/ipfs/<cid>``
+    or, with ``is_file``, a CID) or a seed peer."""
+    if is_file or target.startswith("/ipfs/"):
+        try:
+            return file_key(target), "file"
+        except GridnodeError as exc:
+            raise CliError(f"{target!r} is not a file or directory CID: {exc}") from None
     if target.startswith("/") and not target.startswith("/gridnode/"):
         try:
             return peer_key(target), "peer"
@@ -82,11 +91,18 @@ def catalog_create(ctx: click.Context, name: str, as_json: bool) -> None:
         click.echo(created["address"])
 
 
+_FILE_HELP = (
+    "TARGET is a file or directory's CID (as /ipfs/<cid> is without this flag): every node "
+    "following the catalog fetches it over bitswap and pins it."
+)
+
+
 @catalog.command("add")
 @click.argument("catalog_ref", metavar="CATALOG")
-@click.argument("target", metavar="ADDRESS|MULTIADDR")
+@click.argument("target", metavar="ADDRESS|/ipfs/CID|MULTIADDR")
 @click.option("--name", help="The database's name in the catalog [default: its own name, if kept].")
 @click.option("--description", default="", help="What the database holds, for operators.")
+@click.option("--file", "is_file", is_flag=True, help=_FILE_HELP)
 @json_option
 @click.pass_context
 def catalog_add(
@@ -95,16 +111,20 @@ def catalog_add(
     target: str,
     name: str | None,
     description: str,
+    is_file: bool,
     as_json: bool,
 ) -> None:
-    """List a database (ADDRESS: /gridnode/<cid> or its CID) or a seed peer (MULTIADDR:
-    /ip4/.../tcp/N/p2p/<peer id>) in CATALOG. Adding again updates the name and description."""
+    """List a database (ADDRESS: /gridnode/<cid> or its CID), a file or directory (/ipfs/<cid>)
+    or a seed peer (MULTIADDR: /ip4/.../tcp/N/p2p/<peer id>) in CATALOG. Adding again updates
+    the name and description."""
     listing = _catalog(ctx, catalog_ref)
-    key, kind = _key(target)
-    if kind == "peer":
+    key, kind = _key(target, is_file)
+    if kind == "file":
+        value: dict[str, Any] = {"name": name or "", "description": description}
+    elif kind == "peer":
         if name is not None or description:
             raise click.UsageError("--name and --description apply to databases", ctx=ctx)
-        value: dict[str, Any] = {}
+        value = {}
     else:
         address = canonical_address(target)
         if name is None:
@@ -122,19 +142,24 @@ def catalog_add(
 
 @catalog.command("remove")
 @click.argument("catalog_ref", metavar="CATALOG")
-@click.argument("target", metavar="ADDRESS|MULTIADDR")
+@click.argument("target", metavar="ADDRESS|/ipfs/CID|MULTIADDR")
+@click.option("--file", "is_file", is_flag=True, help=_FILE_HELP)
 @json_option
 @click.pass_context
-def catalog_remove(ctx: click.Context, catalog_ref: str, target: str, as_json: bool) -> None:
-    """Take a database or a seed peer off CATALOG. Replicas following it stop following that
-    database (keeping its data) unless they followed it by hand or another catalog lists it."""
+def catalog_remove(
+    ctx: click.Context, catalog_ref: str, target: str, is_file: bool, as_json: bool
+) -> None:
+    """Take a database, a file or a seed peer off CATALOG. Replicas following it stop following
+    that database (keeping its data) unless they followed it by hand or another catalog lists
+    it; they unpin that file (gc then frees it unless pinned otherwise)."""
     listing = _catalog(ctx, catalog_ref)
-    key, kind = _key(target)
-    listed = (
-        {PEER_PREFIX + p for p in listing["peers"]}
-        if kind == "peer"
-        else {"db:" + d["address"] for d in listing["databases"]}
-    )
+    key, kind = _key(target, is_file)
+    if kind == "peer":
+        listed = {PEER_PREFIX + p for p in listing["peers"]}
+    elif kind == "file":
+        listed = {FILE_PREFIX + f["cid"] for f in listing.get("files", [])}
+    else:
+        listed = {"db:" + d["address"] for d in listing["databases"]}
     if key not in listed:
         raise CliError(f"{target} is not listed in {listing['address']}")
     endpoint_of(ctx).write(listing["address"], [{"op": "del", "key": key}])
@@ -149,7 +174,7 @@ def catalog_remove(ctx: click.Context, catalog_ref: str, target: str, as_json: b
 @json_option
 @click.pass_context
 def catalog_show(ctx: click.Context, catalog_ref: str, as_json: bool) -> None:
-    """Print a catalog: its name, the databases it lists and its seed peers."""
+    """Print a catalog: its name, the databases and files it lists and its seed peers."""
     listing = _catalog(ctx, catalog_ref)
     if as_json:
         emit(listing)
@@ -163,6 +188,8 @@ def catalog_show(ctx: click.Context, catalog_ref: str, as_json: bool) -> None:
         )
     else:
         click.echo("databases: none")
+    for item in listing.get("files", []):
+        click.echo(f"file: /ipfs/{item['cid']} {item['name']}".rstrip())
     for peer in listing["peers"]:
         click.echo(f"peer: {peer}")
     for refused in listing["refused"]:

@@ -129,6 +129,13 @@ def _batch_requested(args: Sequence[str]) -> bool:
     metavar="FIELD",
     help="documents: the field holding each document's id [default: _id].",
 )
+@click.option(
+    "--pin-links",
+    type=click.IntRange(min=1),
+    metavar="BYTES",
+    help="Every replica fetches and pins the files and directories (UnixFS CIDs) its entries "
+    "link to, each of at most BYTES (within the replica's max_storage). Off by default.",
+)
 @json_option
 @click.pass_context
 def db_create(
@@ -143,6 +150,7 @@ def db_create(
     encrypted: bool,
     indexes: tuple[str, ...],
     index_by: str | None,
+    pin_links: int | None,
     as_json: bool,
 ) -> None:
     """Create a database NAME and print its address (only the address, for scripts)."""
@@ -169,6 +177,7 @@ def db_create(
         list(dict.fromkeys(readers)),
         encrypted,
         list(dict.fromkeys(admins)),
+        pin_links,
     )
     created = endpoint_of(ctx).create(request)
     if as_json:

@@ -17,6 +17,8 @@ one thing itself, the write (below); everything else it hands to a room with one
   and what it heard of its peers' (who holds what);
 - :mod:`~gridnode.node.catalogs` (``node.catalogs``): the followed catalogs, and the databases
   they make the node follow and unfollow;
+- :mod:`~gridnode.node.files` (``node.files``): the files and directories the catalogs list (and
+  the databases with ``pinLinks`` link to), fetched over bitswap and pinned;
 - :mod:`~gridnode.node.stats` (``node.stats``): what the node has done and seen, the one thing of
   it the API, the dashboard and ``/metrics`` read;
 - :mod:`~gridnode.node.history` (``node.history``, also ``stats.history``): the last hour of the
@@ -50,11 +52,13 @@ from crdt.ipld.cid import CID
 from gridnode import ops
 from gridnode.datadir import node_lock
 from gridnode.errors import UnknownDatabase
+from gridnode.files.fetch import FetchProgress
 from gridnode.net import Host, RelayLimits, open_host
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.dht import DhtConfig
 from gridnode.node.budget import Budgets
 from gridnode.node.catalogs import Catalogs
+from gridnode.node.files import FileReplication
 from gridnode.node.history import History
 from gridnode.node.peers import MAX_STRIKES, Peering
 from gridnode.node.providers import Providers
@@ -199,6 +203,18 @@ class Node:
             announce_interval=announce_interval,
             snapshots=self.snapshots,
         )
+        #: Files the catalogs list and the databases link to, fetched and pinned
+        #: (gridnode/node/files.py).
+        self.files = FileReplication(
+            repo,
+            nursery,
+            self.worker,
+            self.bitswap,
+            peers=host.peers,
+            catalogs=lambda: list(self.catalogs.views.values()),
+            catalogs_read=lambda: all(a in self.catalogs.views for a in self.catalogs.addresses),
+            databases=self.replication.databases,
+        )
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
         self.providers: Providers | None = None
         if host.dht is not None:
@@ -225,6 +241,7 @@ class Node:
         self.snapshots.start()
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
+        self.files.start()
         if self.providers is not None:
             self.providers.start()
         self._nursery.start_soon(republish_on_change, self.host, self.peering.publish_record)
@@ -313,6 +330,22 @@ class Node:
     def storage_refusals(self) -> int:
         """Follows, restores, imports refused and pulls not run because the node was full."""
         return self.repo.quota.refusals
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def fetch_file(
+        self,
+        root: CID,
+        peers: Sequence[str] | None = None,
+        *,
+        pin: str | None = None,
+        max_bytes: int | None = None,
+        progress: FetchProgress | None = None,
+    ) -> FetchProgress:
+        """Fetch a file or directory (any DAG) from ``peers`` (default: every connected peer)
+        over bitswap into the file store, every block verified, and pin it as ``pin``
+        (:meth:`gridnode.node.files.FileReplication.fetch`)."""
+        return await self.files.fetch(root, peers, pin=pin, max_bytes=max_bytes, progress=progress)
 
     # -- peers ----------------------------------------------------------------------------------
 
@@ -451,6 +484,7 @@ class Node:
         readers: Sequence[str] = (),
         encrypted: bool = False,
         admins: Sequence[str] = (),
+        pin_links: int | None = None,
     ) -> StoredDatabase:
         """:meth:`create` from arguments (checked as ``POST /db`` checks its body). ``admins``:
         more admins besides this node (a key kept offline, docs/keys.md). ``private``:
@@ -469,6 +503,7 @@ class Node:
                 "readers": list(readers),
                 "encrypted": encrypted,
                 "admins": list(admins),
+                "pin_links": pin_links,
             }
         )
         return await self.create(request)

@@ -121,6 +121,7 @@ class Catalogs:
                     "name": view.name if view is not None else "",
                     "databases": sorted(view.addresses) if view is not None else [],
                     "peers": list(view.peers) if view is not None else [],
+                    "files": sorted(view.file_cids) if view is not None else [],
                 }
             )
         return out

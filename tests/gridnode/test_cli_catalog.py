@@ -54,6 +54,29 @@ def test_create_add_remove_show(tmp_path):
     assert shown["peers"] == []
 
 
+def test_files_are_listed_shown_and_removed(tmp_path):
+    from crdt.ipld.cid import CID
+
+    d = tmp_path / "primary"
+    catalog = invoke(d, "catalog", "create", "assets").output.strip()
+    raw = str(CID.for_block(b"logo", codec="raw"))
+    site = str(CID.for_block(b"site", codec="dag-pb"))
+    added = invoke(d, "catalog", "add", catalog, "/ipfs/" + raw, "--name", "logo.png")
+    assert added.exit_code == 0, added.output
+    assert invoke(d, "catalog", "add", catalog, site, "--file").exit_code == 0
+    shown = json.loads(invoke(d, "catalog", "show", catalog, "--json").output)
+    assert {f["cid"]: f["name"] for f in shown["files"]} == {raw: "logo.png", site: ""}
+    assert shown["databases"] == []
+    text = invoke(d, "catalog", "show", catalog).output
+    assert f"file: /ipfs/{raw} logo.png" in text
+    assert invoke(d, "catalog", "remove", catalog, "/ipfs/" + raw).exit_code == 0
+    assert invoke(d, "catalog", "remove", catalog, site, "--file").exit_code == 0
+    assert json.loads(invoke(d, "catalog", "show", catalog, "--json").output)["files"] == []
+    # A dag-cbor CID names no file.
+    refused = invoke(d, "catalog", "add", catalog, "/ipfs/" + str(CID.for_block(b"x")))
+    assert refused.exit_code == 1 and "not a file or directory CID" in refused.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -368,6 +368,14 @@ def test_the_operators_page_states_charts_and_peers_are_the_nodes_own(
             notes,
         )
         assert cell == f"{replicas['holders']} ({replicas['in_sync']} in sync)"
+    # Files kept for catalogs and pinLinks databases (gridnode/node/files.py): none here.
+    wait_for(
+        lambda: browser.find_element("id", "files").text.startswith(
+            "0 held for catalogs and databases"
+        ),
+        "the files line",
+    )
+    assert browser.execute_script("return document.getElementById('files').dataset.held") == "0"
     screenshot(browser, tmp_path, "node-a")
 
     # b: it pulled "notes", so its charts show bytes received and entries applied.

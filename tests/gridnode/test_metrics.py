@@ -129,6 +129,9 @@ def test_metrics_follow_the_node(live_nodes):
     assert value(first, "gridnode_peers") == 1
     assert value(first, "gridnode_databases") == 0
     assert value(first, "gridnode_entries_applied_total", source="write") == 0
+    # Files kept for catalogs (gridnode/node/files.py): none yet.
+    assert value(first, "gridnode_files_held") == 0
+    assert value(first, "gridnode_files_fetched_total") == 0
 
     # Writes on a.
     client_a, client_b = a.client, b.client

@@ -7,7 +7,10 @@
 //       checks it (Helia verifies the hash itself; this script hashes it again with sha2-256) and
 //       prints one JSON line per block: {"cid", "codec", "size", "bytes": base64}. With --dag, every
 //       dag-cbor block is decoded and each CID link found anywhere in it is fetched too (depth
-//       first, each CID once). Then {"done": true, "blocks": N, "ms": M}; on failure
+//       first, each CID once); dag-pb blocks' links are followed too. With --file, the blocks are
+//       not printed: the DAG is read as a UnixFS file (depth first: each node's data, then its
+//       children's) and {"file_sha256": hex, "file_size": N} is printed before the last line.
+//       Then {"done": true, "blocks": N, "ms": M}; on failure
 //       {"error": "..."} and exit 1. --timeout-ms bounds the whole run (default 30000).
 //
 //   node helia_peer.mjs serve CARFILE [--dial MULTIADDR]
@@ -26,6 +29,8 @@ import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight } from '@helia/libp2p'
 import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
+import * as dagPb from '@ipld/dag-pb'
+import { createHash } from 'node:crypto'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -39,11 +44,14 @@ const emit = (value) => process.stdout.write(JSON.stringify(value) + '\n')
 
 function parseArgs (argv) {
   const positional = []
-  const flags = { dag: false, timeoutMs: 30000, dial: null }
+  const flags = { dag: false, file: false, timeoutMs: 30000, dial: null }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--dag') {
       flags.dag = true
+    } else if (arg === '--file') {
+      flags.dag = true
+      flags.file = true
     } else if (arg === '--timeout-ms') {
       flags.timeoutMs = Number(argv[++i])
       if (!Number.isFinite(flags.timeoutMs) || flags.timeoutMs <= 0) {
@@ -108,6 +116,38 @@ function linksOf (value, out = []) {
   return out
 }
 
+// The bytes a UnixFS Data message holds (field 2), or none: the protobuf read by hand.
+function unixfsData (data) {
+  let pos = 0
+  const varint = () => {
+    let value = 0
+    let shift = 0
+    for (;;) {
+      if (pos >= data.length) throw new Error('truncated UnixFS Data')
+      const byte = data[pos++]
+      value += (byte & 0x7f) * 2 ** shift
+      if ((byte & 0x80) === 0) return value
+      shift += 7
+    }
+  }
+  let out = new Uint8Array()
+  while (pos < data.length) {
+    const key = varint()
+    const field = Math.floor(key / 8)
+    const wire = key % 8
+    if (wire === 0) {
+      varint()
+    } else if (wire === 2) {
+      const length = varint()
+      if (field === 2) out = data.subarray(pos, pos + length)
+      pos += length
+    } else {
+      throw new Error(`UnixFS Data: wire type ${wire}`)
+    }
+  }
+  return out
+}
+
 async function fetchMode (positional, flags) {
   const [address, ...cids] = positional
   if (address == null || cids.length === 0) {
@@ -123,10 +163,12 @@ async function fetchMode (positional, flags) {
     // Depth first: the stack holds CIDs still to fetch, the next one on top.
     const stack = [...roots].reverse()
     let count = 0
+    const fileHash = createHash('sha256')
+    let fileSize = 0
     while (stack.length > 0) {
       const cid = stack.pop()
       const key = cid.toString()
-      if (seen.has(key)) continue
+      if (seen.has(key) && !flags.file) continue
       seen.add(key)
       if (cid.multihash.code !== sha256.code) {
         throw new Error(`${key} is not a sha2-256 CID`)
@@ -136,15 +178,38 @@ async function fetchMode (positional, flags) {
       if (!equals(digest.bytes, cid.multihash.bytes)) {
         throw new Error(`block ${key} does not hash to its CID`)
       }
-      emit({ cid: key, codec: cid.code, size: bytes.byteLength, bytes: Buffer.from(bytes).toString('base64') })
       count++
+      if (flags.file) {
+        // A UnixFS file: raw leaves are file bytes, a dag-pb node's Data field 2 (its own bytes)
+        // comes before its children's. A block linked twice is read twice, as a file repeats it.
+        if (cid.code === 0x55) {
+          fileHash.update(bytes)
+          fileSize += bytes.byteLength
+        } else if (cid.code === dagPb.code) {
+          const node = dagPb.decode(bytes)
+          const own = unixfsData(node.Data ?? new Uint8Array())
+          fileHash.update(own)
+          fileSize += own.byteLength
+          for (let i = node.Links.length - 1; i >= 0; i--) stack.push(node.Links[i].Hash)
+        } else {
+          throw new Error(`${key} is not a UnixFS file block`)
+        }
+        continue
+      }
+      emit({ cid: key, codec: cid.code, size: bytes.byteLength, bytes: Buffer.from(bytes).toString('base64') })
       if (flags.dag && cid.code === dagCbor.code) {
         const links = linksOf(dagCbor.decode(bytes))
         for (let i = links.length - 1; i >= 0; i--) {
           if (!seen.has(links[i].toString())) stack.push(links[i])
         }
+      } else if (flags.dag && cid.code === dagPb.code) {
+        const links = dagPb.decode(bytes).Links.map((link) => link.Hash)
+        for (let i = links.length - 1; i >= 0; i--) {
+          if (!seen.has(links[i].toString())) stack.push(links[i])
+        }
       }
     }
+    if (flags.file) emit({ file_sha256: fileHash.digest('hex'), file_size: fileSize })
     emit({ done: true, blocks: count, ms: Date.now() - started })
   } finally {
     await helia.stop()

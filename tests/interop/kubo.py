@@ -183,3 +183,15 @@ class KuboPeer:
         """Add ``data`` as a UnixFS file (pinned); its CID (CIDv0, dag-pb)."""
         message = {"op": "add", "data": base64.b64encode(data).decode()}
         return self._ok(self.request(message, timeout), "add")["cid"]
+
+    def add_file(self, path: Path, timeout: float = 120.0) -> str:
+        """Add the file at ``path`` as UnixFS (pinned); its CID (CIDv0, dag-pb)."""
+        message = {"op": "add_file", "path": str(path)}
+        return self._ok(self.request(message, timeout), "add_file")["cid"]
+
+    def download(self, cid: str, path: Path, timeout: float = 30.0) -> dict[str, Any]:
+        """Have Kubo fetch the UnixFS file ``cid`` from its peers and write it at ``path``: the
+        reply, ``{"ok": true}`` or ``{"ok": false, "error": ...}`` (``"timeout"`` after
+        ``timeout`` seconds)."""
+        message = {"op": "download", "cid": cid, "path": str(path), "timeout": timeout}
+        return self.request(message, timeout + 10)

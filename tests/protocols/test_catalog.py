@@ -3,12 +3,16 @@ what it refuses, item by item (never the whole catalog)."""
 
 import pytest
 
+from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from protocols.catalog import (
     MAX_DATABASES,
+    MAX_FILES,
     MAX_PEERS,
     canonical_address,
+    canonical_file,
     database_key,
+    file_key,
     marker_value,
     parse_catalog,
     peer_key,
@@ -28,7 +32,7 @@ def test_a_catalog_lists_databases_and_peers_in_key_order():
         ("catalog", marker_value("project")),
         (peer_key(PEER), {}),
         (database_key(a), {"name": "ay"}),
-        ("file:bafy", {"name": "later schema"}),  # unknown prefixes are left alone
+        ("later:bafy", {"name": "later schema"}),  # unknown prefixes are left alone
     ]
     view = parse_catalog(items)
     assert view.is_catalog and view.name == "project"
@@ -65,6 +69,11 @@ def test_a_bare_cid_key_names_the_same_database_once():
         ("peer:not/a/multiaddr", {}),
         ("peer:/ip4/1.2.3.4/tcp/1 /p2p/x", {}),
         ("peer:/" + "x" * 600, {}),
+        ("file:not-a-cid", {}),
+        ("file:" + str(CID.for_block(b"x")), {}),  # dag-cbor: not a UnixFS root
+        ("file:" + "b" * 600, {}),
+        ("file:" + str(CID.for_block(b"x", codec=0x55)), [1]),
+        ("file:" + str(CID.for_block(b"x", codec=0x55)), {"description": 1}),
     ],
 )
 def test_a_malformed_item_is_refused_alone(key, value):
@@ -92,3 +101,38 @@ def test_keys_for_writers():
     assert canonical_address(address) == address
     with pytest.raises(ValueError):
         peer_key("not a multiaddr")
+
+
+def _file(n: int, codec: int = 0x55) -> str:
+    return str(CID.for_block(n.to_bytes(4, "big"), codec=codec))
+
+
+def test_a_catalog_lists_files_and_directories_once_each():
+    raw, pb = _file(1), _file(2, codec=0x70)
+    v0 = str(CID.from_parts(0, 0x70, CID.parse(pb).multihash))
+    items = [
+        ("catalog", marker_value("assets")),
+        (file_key(raw), {"name": "logo.png", "description": "the logo"}),
+        ("file:/ipfs/" + raw, {"name": "the same, spelt with /ipfs/"}),
+        (file_key(v0), {}),
+        (file_key(pb), {"name": "site"}),
+    ]
+    view = parse_catalog(items)
+    assert view.refused == ()
+    assert view.file_cids == {raw, pb, v0}  # a CIDv0 stays v0: Kubo pins it under that name
+    named = {f.cid: f.name for f in view.files}
+    assert named[pb] == "site" and named[raw] in {"logo.png", "the same, spelt with /ipfs/"}
+    assert view.databases == ()
+
+
+def test_file_keys_for_writers_and_the_bound_on_files():
+    raw = _file(9)
+    assert file_key("/ipfs/" + raw) == "file:" + raw
+    assert canonical_file(raw) == raw
+    with pytest.raises(GridnodeError):
+        file_key("nope")
+    items = [("catalog", marker_value("big"))]
+    items += [(file_key(_file(i)), {}) for i in range(MAX_FILES + 2)]
+    view = parse_catalog(items)
+    assert len(view.files) == MAX_FILES
+    assert len(view.refused) == 2
