@@ -26,7 +26,9 @@ from typing import Any, Final
 from crdt.errors import GridnodeError, InvalidOperation, MissingDatabaseKey, Unauthorized
 from gridnode.errors import (
     CorruptBlock,
+    DagTooLarge,
     FeatureOff,
+    FetchIncomplete,
     InvalidJsonValue,
     InvalidRequest,
     MissingBlock,
@@ -58,6 +60,8 @@ STATUSES: Final[tuple[tuple[type[GridnodeError], int], ...]] = (
     (NotAcceptable, 406),
     (RangeNotSatisfiable, 416),
     (RequestTooLarge, 413),
+    (DagTooLarge, 413),
+    (FetchIncomplete, 404),
     (WrongStoreType, 409),
     (NotAWriter, 409),
     (Unauthorized, 409),
@@ -92,6 +96,8 @@ _BY_NAME: Final[dict[str, type[GridnodeError]]] = {
         StorageFull,
         StorageLimitReached,
         CorruptBlock,
+        FetchIncomplete,
+        DagTooLarge,
     )
 }
 

@@ -49,9 +49,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     what = {
         400: "malformed request: bad JSON, parameter, op or query",
         401: "no token, or not the node's",
-        404: "no such database, key, document or member",
+        404: "no such database, key, document or member (or no peer sent a DAG's blocks)",
         409: "this node may not write it, or the verb is not one of the database's type",
-        413: "the body is too large",
+        413: "the body is too large (or a DAG fetch passed its bounds)",
         500: "a stored block is damaged (the message names it)",
     }
     return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
@@ -222,6 +222,17 @@ def _files_paths() -> dict[str, Any]:
     )
     lease = _param("lease", "path", {"type": "integer", "minimum": 0}, "the lease", required=True)
     cid = _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True)
+    progress = _obj(
+        {
+            "root": {"type": "string"},
+            "blocks": {"type": "integer"},
+            "bytes": {"type": "integer"},
+            "fetched_blocks": {"type": "integer"},
+            "fetched_bytes": {"type": "integer"},
+            "done": {"type": "boolean"},
+        },
+        {"expected_bytes": {"type": ["integer", "null"]}, "pending": {"type": "integer"}},
+    )
 
     def bodiless(summary: str, ok: dict[str, Any], *errors: int, **more: Any) -> dict[str, Any]:
         return {"summary": summary, "responses": {"200": ok, **_errors(400, *errors)}, **more}
@@ -252,7 +263,35 @@ def _files_paths() -> dict[str, Any]:
                 400,
                 404,
                 500,
-                params=[cid],
+                params=[
+                    cid,
+                    _param(
+                        "peers",
+                        "query",
+                        {"type": "boolean"},
+                        "ask the connected peers for a block the store lacks",
+                    ),
+                ],
+            )
+        },
+        "/files/fetch": {
+            "post": _post(
+                "fetch a whole DAG from the connected peers into the file store (gridnode get, "
+                "cat of a file this node lacks)",
+                {
+                    "type": "object",
+                    "required": ["cid"],
+                    "additionalProperties": False,
+                    "properties": {"cid": {"type": "string"}, "pin": {"type": "string"}},
+                },
+                _json(progress, "the fetch, done"),
+                404,
+                413,
+            )
+        },
+        "/files/fetch/{cid}": {
+            "get": _get(
+                "how far a fetch is", _json(progress, "its progress"), 400, 404, params=[cid]
             )
         },
         "/files/leases": {

@@ -70,6 +70,8 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     # The file store (gridnode/api/files.py): what gridnode add|cat|get|ls|gc|pin ask.
     ("POST", "/files/blocks"): files.put_blocks,
     ("GET", "/files/blocks/{cid}"): files.file_block,
+    ("POST", "/files/fetch"): files.fetch,
+    ("GET", "/files/fetch/{cid}"): files.fetch_progress,
     ("POST", "/files/leases"): files.begin_lease,
     ("POST", "/files/leases/{lease}/end"): files.end_lease,
     ("GET", "/files/pins"): files.pins,
