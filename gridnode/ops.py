@@ -912,7 +912,8 @@ class RepoEndpoint:
         # are not hashed a second time (the running node's API hashes what it is sent).
         return files_ops.put(self.repo, blocks, lease, verified=True)
 
-    def files_block(self, cid: CID) -> bytes:
+    def files_block(self, cid: CID, *, peers: bool = False) -> bytes:
+        # Offline there are no peers to ask: the data directory's file store only.
         return files_ops.block(self.repo, cid)
 
     def files_begin(self) -> int:

@@ -49,6 +49,9 @@ from gridnode.repo import Repo
 
 __all__ = ["ApiClient", "open_endpoint"]
 
+#: Seconds ``POST /files/fetch`` may go without an answer (the node stops a fetch whose peers
+#: send nothing well before this).
+FETCH_TIMEOUT: Final = 24 * 3600.0
 #: Seconds a restore request may take beyond its own timeout: dialling the peers given (10 s
 #: each, at once), then verifying and joining what came.
 _RESTORE_SLACK: Final = 300.0
@@ -352,12 +355,29 @@ class ApiClient:
         )
         return answer
 
-    def files_block(self, cid: CID) -> bytes:
+    def files_block(self, cid: CID, *, peers: bool = False) -> bytes:
+        """One block of the node's file store; ``peers``: asked of its peers if it lacks it."""
+
         def read(response: http.client.HTTPResponse) -> bytes:
             return response.read()
 
-        data: bytes = self._request("GET", f"/files/blocks/{cid}", sink=read)
+        path = f"/files/blocks/{cid}" + ("?peers=true" if peers else "")
+        data: bytes = self._request("GET", path, sink=read)
         return data
+
+    def files_fetch(self, cid: CID, pin: str | None = None) -> dict[str, Any]:
+        """``POST /files/fetch``: the node fetches the whole DAG from its peers (returns when
+        done: its progress)."""
+        body: dict[str, Any] = {"cid": str(cid)}
+        if pin is not None:
+            body["pin"] = pin
+        data = jsonvalue.dumps(body).encode("utf-8")
+        # A large DAG takes as long as it takes; the node gives up on peers that stall.
+        return self._request("POST", "/files/fetch", body=data, timeout=FETCH_TIMEOUT)  # type: ignore[no-any-return]
+
+    def files_fetch_progress(self, cid: CID) -> dict[str, Any]:
+        """``GET /files/fetch/{cid}``: how far that fetch is."""
+        return self._get(f"/files/fetch/{cid}")  # type: ignore[no-any-return]
 
     def files_begin(self) -> int:
         return int(self._request("POST", "/files/leases")["lease"])
@@ -379,14 +399,6 @@ class ApiClient:
 
     def files_gc(self) -> dict[str, Any]:
         return self._request("POST", "/files/gc")  # type: ignore[no-any-return]
-
-    def files_fetch(self, cid: CID, pin: str | None = None) -> dict[str, Any]:
-        """Fetch a file's DAG from the running node's peers into its store (gridnode backup
-        restore), pinned as ``pin`` if given."""
-        body: dict[str, Any] = {"cid": str(cid)}
-        if pin is not None:
-            body["pin"] = pin
-        return self._post("/files/fetch", body)  # type: ignore[no-any-return]
 
     def files_usage(self) -> dict[str, Any]:
         return self._get("/files/usage")  # type: ignore[no-any-return]

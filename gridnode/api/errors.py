@@ -60,6 +60,8 @@ STATUSES: Final[tuple[tuple[type[GridnodeError], int], ...]] = (
     (NotAcceptable, 406),
     (RangeNotSatisfiable, 416),
     (RequestTooLarge, 413),
+    (DagTooLarge, 413),
+    (FetchIncomplete, 404),
     (WrongStoreType, 409),
     (NotAWriter, 409),
     (Unauthorized, 409),

@@ -7,7 +7,9 @@ importer runs in the CLI's process, in constant memory), and sends the blocks in
 about :data:`gridnode.files.add.BATCH_BYTES` as a CAR (``POST /files/blocks?lease=N``), under a
 lease (``POST /files/leases``) that keeps them from gc; then it pins the root (``POST
 /files/pins``) and ends the lease (``POST /files/leases/{lease}/end``). Reads go a block at a time
-(``GET /files/blocks/{cid}``): the CLI walks the DAG. The node verifies every block it is sent
+(``GET /files/blocks/{cid}``): the CLI walks the DAG. A file the node lacks is fetched from its
+peers first (``POST /files/fetch``, its progress at ``GET /files/fetch/{cid}``), and the blocks
+on the way to it (``?peers=true``). The node verifies every block it is sent
 (hash against CID) and re-hashes every block it reads.
 """
 
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from crdt.ipld.car import iter_blocks, read_header
 from gridnode.api.asgi import MAX_CAR_BYTES, Request, Response
-from gridnode.errors import InvalidRequest
+from gridnode.errors import InvalidRequest, MissingBlock, NotFound
 from gridnode.files import ops as files_ops
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = [
     "begin_lease",
     "end_lease",
+    "fetch",
+    "fetch_progress",
     "file_block",
     "gc",
     "pin",
@@ -57,10 +61,42 @@ async def put_blocks(node: Node, request: Request) -> Response:
 
 
 async def file_block(node: Node, request: Request) -> Response:
-    """``GET /files/blocks/{cid}``: one block of the file store, re-hashed."""
+    """``GET /files/blocks/{cid}[?peers=true]``: one block of the file store, re-hashed; with
+    ``peers``, one the store lacks is asked of the connected peers over bitswap (and kept,
+    unpinned)."""
     cid = files_ops.parse_cid(request.segments[2])
+    if request.flag("peers"):
+        found = await node.files.source().get_many([cid])
+        if cid not in found:
+            raise MissingBlock(f"block {cid} is neither in the file store nor sent by a peer")
+        return Response(200, parts=[found[cid]], content_type=RAW_TYPE)
     block = await node.worker.run(files_ops.block, node.repo, cid)
     return Response(200, parts=[block], content_type=RAW_TYPE)
+
+
+async def fetch(node: Node, request: Request) -> Response:
+    """``POST /files/fetch`` ``{"cid", "pin"?}``: fetch the whole DAG under ``cid`` from the
+    connected peers over bitswap (parallel wants, every block verified) into the file store, and
+    pin it as ``pin`` if given; answers when done, with the fetch's progress. ``GET
+    /files/fetch/{cid}`` follows it meanwhile."""
+    body = await request.json()
+    if type(body) is not dict or not set(body) <= {"cid", "pin"} or "cid" not in body:
+        raise InvalidRequest('the body is {"cid": ..., "pin": ...}')
+    pin = body.get("pin")
+    if pin is not None and (type(pin) is not str or not pin):
+        raise InvalidRequest("pin is a name (a non-empty string)")
+    cid = files_ops.parse_cid(body["cid"])
+    progress = await node.files.fetch_requested(cid, pin)
+    return Response(200, progress.as_json())
+
+
+async def fetch_progress(node: Node, request: Request) -> Response:
+    """``GET /files/fetch/{cid}``: how far the fetch ``POST /files/fetch`` started is."""
+    cid = files_ops.parse_cid(request.segments[2])
+    progress = node.files.requested.get(str(cid))
+    if progress is None:
+        raise NotFound(f"no fetch of {cid} was asked of this node lately")
+    return Response(200, progress.as_json())
 
 
 async def begin_lease(node: Node, request: Request) -> Response:

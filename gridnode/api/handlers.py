@@ -557,6 +557,7 @@ async def _unixfs(node: Node, request: Request, cid: CID, accept: str | None) ->
             range=_header(request, b"range"),
             if_range=_header(request, b"if-range"),
             if_none_match=_header(request, b"if-none-match"),
+            only_if_cached="only-if-cached" in (_header(request, b"cache-control") or ""),
         ),
     )
 

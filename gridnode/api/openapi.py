@@ -49,9 +49,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     what = {
         400: "malformed request: bad JSON, parameter, op or query",
         401: "no token, or not the node's",
-        404: "no such database, key, document or member",
+        404: "no such database, key, document or member (or no peer sent a DAG's blocks)",
         409: "this node may not write it, or the verb is not one of the database's type",
-        413: "the body is too large",
+        413: "the body is too large (or a DAG fetch passed its bounds)",
         500: "a stored block is damaged (the message names it)",
     }
     return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
@@ -202,6 +202,7 @@ def _gateway(summary: str, path: bool = False) -> dict[str, Any]:
             "404": {"description": "no database this node replicates holds it", "content": error},
             "406": {"description": "neither raw nor CAR asked for", "content": error},
             "413": {"description": "the CAR would be too large", "content": error},
+            "412": {"description": "only-if-cached, and the CID is not held", "content": error},
             "416": {"description": "the Range names no byte of the file", "content": error},
             "500": {"description": "a stored block is damaged", "content": error},
         },
@@ -221,6 +222,17 @@ def _files_paths() -> dict[str, Any]:
     )
     lease = _param("lease", "path", {"type": "integer", "minimum": 0}, "the lease", required=True)
     cid = _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True)
+    progress = _obj(
+        {
+            "root": {"type": "string"},
+            "blocks": {"type": "integer"},
+            "bytes": {"type": "integer"},
+            "fetched_blocks": {"type": "integer"},
+            "fetched_bytes": {"type": "integer"},
+            "done": {"type": "boolean"},
+        },
+        {"expected_bytes": {"type": ["integer", "null"]}, "pending": {"type": "integer"}},
+    )
 
     def bodiless(summary: str, ok: dict[str, Any], *errors: int, **more: Any) -> dict[str, Any]:
         return {"summary": summary, "responses": {"200": ok, **_errors(400, *errors)}, **more}
@@ -251,7 +263,35 @@ def _files_paths() -> dict[str, Any]:
                 400,
                 404,
                 500,
-                params=[cid],
+                params=[
+                    cid,
+                    _param(
+                        "peers",
+                        "query",
+                        {"type": "boolean"},
+                        "ask the connected peers for a block the store lacks",
+                    ),
+                ],
+            )
+        },
+        "/files/fetch": {
+            "post": _post(
+                "fetch a whole DAG from the connected peers into the file store (gridnode get, "
+                "cat of a file this node lacks)",
+                {
+                    "type": "object",
+                    "required": ["cid"],
+                    "additionalProperties": False,
+                    "properties": {"cid": {"type": "string"}, "pin": {"type": "string"}},
+                },
+                _json(progress, "the fetch, done"),
+                404,
+                413,
+            )
+        },
+        "/files/fetch/{cid}": {
+            "get": _get(
+                "how far a fetch is", _json(progress, "its progress"), 400, 404, params=[cid]
             )
         },
         "/files/leases": {
@@ -314,35 +354,6 @@ def _files_paths() -> dict[str, Any]:
             "get": _get(
                 "the file store's blocks, bytes and pins",
                 _json(_obj({k: {"type": "integer"} for k in ("blocks", "bytes", "pins")}), "it"),
-            )
-        },
-        "/files/fetch": {
-            "post": _post(
-                "fetch a file's DAG from the connected peers (gridnode backup restore)",
-                _obj(
-                    {"cid": {"type": "string"}},
-                    {
-                        "pin": {"type": "string"},
-                        "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
-                    },
-                ),
-                _json(
-                    _obj(
-                        {
-                            "root": {"type": "string"},
-                            "blocks": {"type": "integer"},
-                            "bytes": {"type": "integer"},
-                            "fetched_blocks": {"type": "integer"},
-                            "fetched_bytes": {"type": "integer"},
-                            "expected_bytes": {"type": ["integer", "null"]},
-                            "pending": {"type": "integer"},
-                            "done": {"type": "boolean"},
-                        }
-                    ),
-                    "what the fetch got",
-                ),
-                404,
-                409,
             )
         },
     }

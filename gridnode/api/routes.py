@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from gridnode.api import fetch, files, handlers
+from gridnode.api import files, handlers
 from gridnode.api.asgi import Handler
 
 __all__ = ["PUBLIC", "ROUTES", "is_public", "route"]
@@ -70,6 +70,8 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     # The file store (gridnode/api/files.py): what gridnode add|cat|get|ls|gc|pin ask.
     ("POST", "/files/blocks"): files.put_blocks,
     ("GET", "/files/blocks/{cid}"): files.file_block,
+    ("POST", "/files/fetch"): files.fetch,
+    ("GET", "/files/fetch/{cid}"): files.fetch_progress,
     ("POST", "/files/leases"): files.begin_lease,
     ("POST", "/files/leases/{lease}/end"): files.end_lease,
     ("GET", "/files/pins"): files.pins,
@@ -77,7 +79,6 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("POST", "/files/unpin"): files.unpin,
     ("POST", "/files/gc"): files.gc,
     ("GET", "/files/usage"): files.usage,
-    ("POST", "/files/fetch"): fetch.fetch,
 }
 
 #: The routes that answer without the token: no data in the first two; the gateway's bytes are

@@ -65,19 +65,30 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_BYTES",
+    "CACHE_BYTES",
+    "CACHE_NODES",
     "DAG_PB",
     "LIGHT_BYTES",
     "MAX_DEPTH",
     "MAX_LISTING",
+    "MAX_LISTING_SHARDS",
     "MAX_PATH_NAMES",
     "RAW_CODEC",
+    "Answer",
+    "Asked",
     "BlockSource",
     "CarWriter",
     "FileReader",
+    "NodeCache",
     "RepoBlocks",
     "Resolved",
+    "answer",
+    "car_type",
     "is_unixfs",
+    "list_directory",
+    "read_head",
     "resolve",
+    "wanted_format",
 ]
 
 DAG_PB: Final = 0x70
@@ -488,6 +499,8 @@ class Asked:
     range: str | None = None
     if_range: str | None = None
     if_none_match: str | None = None
+    #: ``Cache-Control: only-if-cached``: 412 rather than 404 when the root is not held.
+    only_if_cached: bool = False
 
 
 _FORMATS: Final = {"raw": RAW, "car": CAR}
@@ -515,12 +528,16 @@ def wanted_format(accept: str | None, format_param: str | None) -> str | None:
 
 def _path_text(asked: Asked, names: Sequence[str]) -> str:
     text = "/ipfs/" + "/".join([asked.shown_root, *(quote(n, safe="") for n in names)])
-    return text + "/" if asked.trailing_slash and names is not None else text
+    return text + "/" if asked.trailing_slash else text
 
 
 async def answer(source: BlockSource, root: CID, names: Sequence[str], asked: Asked) -> Answer:
     """The answer to ``GET``/``HEAD /ipfs/<root>/<names...>`` (the module docstring)."""
     chosen = wanted_format(asked.accept, asked.query.get("format"))
+    if asked.only_if_cached and root not in await source.get_many([root]):
+        # (this gateway never fetches from elsewhere: what it lacks, it lacks)
+        body = jsonvalue.dumps({"error": f"{root} is not held by this node"}).encode() + b"\n"
+        return Answer(412, "application/json", [], [body])
     if chosen is not None and not names:
         # A block or a DAG by CID: any dag-pb block, UnixFS or not (a trustless gateway's).
         block = await _one(source, root, "the root")

@@ -21,9 +21,11 @@ endpoint, a node in the foreground), then one module per verb group: :mod:`~grid
 (init, start, status, peers), :mod:`~gridnode.cli.db` (the ``db`` group),
 :mod:`~gridnode.cli.car` (export, import, car verify), :mod:`~gridnode.cli.config` (config,
 health), :mod:`~gridnode.cli.pin` (pin: local pins, and ``pin remote`` on Kubo),
-:mod:`~gridnode.cli.files` (add, cat, get, ls, gc: files in the node's file store), :mod:`~gridnode.cli.replicas` (replicas),
-:mod:`~gridnode.cli.seed` (seed postgres, recover postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group), :mod:`~gridnode.cli.key` (the ``key`` group),
-:mod:`~gridnode.cli.backup` (the ``backup`` group: encrypted backups). This module
+:mod:`~gridnode.cli.files` (add, cat, get, ls, gc: files in the node's file store),
+:mod:`~gridnode.cli.replicas` (replicas), :mod:`~gridnode.cli.seed` (seed postgres, recover
+postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group), :mod:`~gridnode.cli.key` (the
+``key`` group), :mod:`~gridnode.cli.backup` (the ``backup`` group: encrypted
+backups). This module
 only defines the root group and registers each verb, below, by name: importing a verb module
 registers nothing, and no verb module imports this one (no cycle). A new verb group is one module
 and one ``main.add_command`` line here.

@@ -122,21 +122,70 @@ def _run(work: Any, *args: Any) -> Any:
     return trio.run(work, *args)
 
 
+def _source(endpoint: Any) -> Any:
+    """Where cat, get and ls read blocks: the endpoint's file store, and through a running node
+    its peers too (over bitswap)."""
+    from gridnode.files.export import EndpointSource
+
+    return EndpointSource(endpoint, peers=bool(getattr(endpoint, "running", False)))
+
+
+def _fetch_first(endpoint: Any, cid: Any, label: str, quiet: bool = False) -> None:
+    """Through a running node: have it fetch the whole DAG under ``cid`` from its peers (parallel
+    wants, every block verified; what it holds already is skipped), with a progress bar, before
+    reading it locally. Offline: nothing (the data directory's store is all there is)."""
+    if not getattr(endpoint, "running", False):
+        return
+    import threading
+
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["progress"] = endpoint.files_fetch(cid)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    progress = None if quiet else Progress(f"fetch {label}", None, unit="B")
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    try:
+        while not done.wait(0.3):
+            if progress is None:
+                continue
+            try:
+                seen = endpoint.files_fetch_progress(cid)
+            except Exception:  # not started yet, or gone: the next poll tells
+                continue
+            progress.update(seen["bytes"], seen.get("expected_bytes"))
+    finally:
+        if progress is not None:
+            progress.close()
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 @click.command("cat")
 @click.argument("path", metavar="CID[/PATH]")
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Start at this byte.")
 @click.option("--length", type=click.IntRange(min=0), default=None, help="At most this many bytes.")
 @click.pass_context
 def cat(ctx: click.Context, path: str, offset: int, length: int | None) -> None:
-    """Write a file's bytes to stdout (every block verified)."""
-    from gridnode.files.export import EndpointSource, resolve
+    """Write a file's bytes to stdout (every block verified). Through a running node, a file it
+    does not hold is fetched from its peers first."""
     from gridnode.files.export import cat as cat_file
+    from gridnode.files.export import resolve
 
-    source = EndpointSource(endpoint_of(ctx))
+    endpoint = endpoint_of(ctx)
+    source = _source(endpoint)
     out = sys.stdout.buffer
 
     async def work() -> None:
         node = await resolve(source, path)
+        await trio.to_thread.run_sync(_fetch_first, endpoint, node.cid, path)
         async for chunk in cat_file(source, node, offset, length):
             out.write(chunk)
         out.flush()
@@ -157,12 +206,20 @@ def cat(ctx: click.Context, path: str, offset: int, length: int | None) -> None:
 @click.pass_context
 def get(ctx: click.Context, path: str, output: Path | None, as_json: bool) -> None:
     """Write a file or a whole directory tree to disk (every block verified); nothing is
-    overwritten."""
-    from gridnode.files.export import EndpointSource, resolve
+    overwritten. Through a running node, what it does not hold is fetched from its peers first
+    (parallel wants, with a progress bar)."""
     from gridnode.files.export import get as get_tree
+    from gridnode.files.export import resolve
 
-    source = EndpointSource(endpoint_of(ctx))
+    endpoint = endpoint_of(ctx)
+    source = _source(endpoint)
     target = output or Path(path.rstrip("/").rsplit("/", 1)[-1])
+
+    async def locate() -> Any:
+        return await resolve(source, path)
+
+    root = _run(locate)
+    _fetch_first(endpoint, root.cid, path)
     progress = Progress(f"get {path}", unit="B")
 
     async def work() -> int:
@@ -185,11 +242,12 @@ def get(ctx: click.Context, path: str, output: Path | None, as_json: bool) -> No
 @json_option
 @click.pass_context
 def ls(ctx: click.Context, path: str, as_json: bool) -> None:
-    """List a directory's entries (basic or HAMT-sharded): name, CID, size of its DAG."""
-    from gridnode.files.export import EndpointSource, resolve
+    """List a directory's entries (basic or HAMT-sharded): name, CID, size of its DAG. Through a
+    running node, blocks it does not hold are asked of its peers."""
     from gridnode.files.export import ls as list_dir
+    from gridnode.files.export import resolve
 
-    source = EndpointSource(endpoint_of(ctx))
+    source = _source(endpoint_of(ctx))
 
     async def work() -> list[Any]:
         node = await resolve(source, path)

@@ -66,10 +66,12 @@ class BlockSource(Protocol):
 
 class EndpointSource:
     """The local file store as a block source, through the CLI's endpoint (the data directory,
-    or the running node's API: one block per request)."""
+    or the running node's API: one block per request; with ``peers``, the running node asks its
+    peers for a block it lacks)."""
 
-    def __init__(self, endpoint: Any) -> None:
+    def __init__(self, endpoint: Any, *, peers: bool = False) -> None:
         self.endpoint = endpoint
+        self.peers = peers
         #: Blocks read, and their bytes (for progress).
         self.blocks = 0
         self.bytes = 0
@@ -78,7 +80,11 @@ class EndpointSource:
         found = {}
         for cid in cids:
             try:
-                block = self.endpoint.files_block(cid)
+                block = (
+                    self.endpoint.files_block(cid, peers=True)
+                    if self.peers
+                    else self.endpoint.files_block(cid)
+                )
             except MissingBlock:
                 continue
             found[cid] = block

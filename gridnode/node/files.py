@@ -166,6 +166,15 @@ def link_option(options: Any) -> int | None:
     return None
 
 
+async def _nobody(cids: Sequence[CID], peers: Sequence[str], stall: float) -> dict[CID, bytes]:
+    """The block fetch when no peer is connected: nothing comes."""
+    return {}
+
+
+#: Fetches asked through the API whose progress is remembered.
+MAX_REQUESTED: Final = 16
+
+
 class PeerBlocks:
     """A block source (``async get_many(cids)``, what :mod:`gridnode.files.export` reads) over the
     local file store and, for what it lacks, the connected peers over bitswap: ``cat``, ``ls`` and
@@ -252,6 +261,9 @@ class FileReplication:
         self.batch = BATCH
         #: Root CID -> the fetch under way.
         self.fetching: dict[CID, FetchProgress] = {}
+        #: Fetches asked through the API (``gridnode get|cat`` of a file the node lacks), by
+        #: root CID text, the last :data:`MAX_REQUESTED` (done ones too, for the progress bar).
+        self.requested: dict[str, FetchProgress] = {}
         self.totals = FileTotals()
         #: Pins this room holds, by name, and their totals (read again each round).
         self.held: dict[str, CID] = {}
@@ -373,13 +385,13 @@ class FileReplication:
         # Only connected peers: bitswap opens its answer streams to them (a peer id that is not
         # one, or nobody to ask, is refused here, not in bitswap's sender).
         asked = [p for p in dict.fromkeys(connected if peers is None else peers) if p in connected]
-        if not asked:
-            raise FetchIncomplete(f"no connected peer to fetch {root} from")
+        # With no peer to ask, a DAG held whole still completes (and pins); a missing block is
+        # FetchIncomplete at once rather than after a stall.
         progress = progress or FetchProgress(root)
         lease = await self._worker.run(self._repo.files.begin)
         try:
             fetcher = DagFetcher(
-                partial(_fetch_blocks, bitswap),
+                partial(_fetch_blocks, bitswap) if asked else _nobody,
                 _Local(self._repo, self._worker, lease, bitswap.blocks_added),
                 self._links,
                 parallel=self.parallel,
@@ -387,13 +399,42 @@ class FileReplication:
                 stall=self.stall,
                 limits=replace(limits, max_bytes=bound),
             )
-            await fetcher.fetch(root, asked, progress=progress)
+            try:
+                await fetcher.fetch(root, asked, progress=progress)
+            except FetchIncomplete:
+                if asked:
+                    raise
+                raise FetchIncomplete(
+                    f"no connected peer to fetch {root} from, and it is not all held here"
+                ) from None
             if pin is not None:
                 await self._worker.run(partial(self._repo.files.pin, root, pin, recursive=True))
         finally:
             with trio.CancelScope(shield=True):
                 await self._worker.run(self._repo.files.end, lease)
         return progress
+
+    async def fetch_requested(self, root: CID, pin: str | None = None) -> FetchProgress:
+        """:meth:`fetch` for the API (``POST /files/fetch``): its progress is kept in
+        :attr:`requested` while and after it runs, for ``GET /files/fetch/{cid}``. A second
+        request for a root already being fetched waits for that one."""
+        key = str(root)
+        running = self.requested.get(key)
+        if running is not None and not running.done:
+            while not running.done:
+                await trio.sleep(0.1)
+            if pin is not None:
+                await self._worker.run(partial(self._repo.files.pin, root, pin, recursive=True))
+            return running
+        progress = FetchProgress(root)
+        self.requested.pop(key, None)
+        while len(self.requested) >= MAX_REQUESTED:
+            del self.requested[next(iter(self.requested))]
+        self.requested[key] = progress
+        try:
+            return await self.fetch(root, pin=pin, progress=progress)
+        finally:
+            progress.done = True
 
     def source(self, peers: Sequence[str] | None = None) -> PeerBlocks:
         """A block source over the file store and ``peers`` (default: every connected peer), for

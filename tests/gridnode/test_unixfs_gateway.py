@@ -501,3 +501,14 @@ def test_mutated_blocks_end_in_an_answer_or_a_typed_error():
                 with contextlib.suppress(GridnodeError):
                     get(source, root, names, **kwargs)
     assert cases == len(inner) * 8 * 6
+
+
+def test_only_if_cached_is_412_for_a_root_not_held_and_a_normal_answer_otherwise():
+    root, source = fixture("dir-with-files.car")
+    answer, _ = get(source, root, ["hello.txt"], only_if_cached=True)
+    assert answer.status == 200
+    absent = CID.for_block(b"nobody has this", codec="raw")
+    answer, _ = get(source, absent, [], only_if_cached=True)
+    assert answer.status == 412
+    with pytest.raises(NotFound):
+        get(source, absent, [])
