@@ -16,6 +16,10 @@ from typing import Any
 from crdt.errors import GridnodeError, HashMismatch, IdentityError, InvalidOperation
 
 __all__ = [
+    "BackupCommandFailed",
+    "BackupError",
+    "BackupMismatch",
+    "BackupNotFound",
     "ConfigError",
     "CorruptBlock",
     "DagTooLarge",
@@ -272,3 +276,24 @@ class RecoverError(SeedError):
 
 class TableNotEmpty(RecoverError):
     """The table to recover into already holds rows (``--force`` empties it first)."""
+
+
+# -- backups (gridnode backup: gridnode/backup.py) -------------------------------------------------
+
+
+class BackupError(GridnodeError):
+    """A backup could not be made, recorded or restored; the message says which step."""
+
+
+class BackupCommandFailed(BackupError):
+    """The command a backup runs (``--command``) exited with an error: nothing was added nor
+    recorded."""
+
+
+class BackupNotFound(BackupError, NotFound):
+    """No backup record has that name (or CID) in the backups databases this node holds."""
+
+
+class BackupMismatch(BackupError):
+    """What a restore decrypted is not what the backup record says (its SHA-256 or its size):
+    nothing was written."""

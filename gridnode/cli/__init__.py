@@ -24,7 +24,8 @@ health), :mod:`~gridnode.cli.pin` (pin: local pins, and ``pin remote`` on Kubo),
 :mod:`~gridnode.cli.files` (add, cat, get, ls, gc: files in the node's file store),
 :mod:`~gridnode.cli.replicas` (replicas), :mod:`~gridnode.cli.seed` (seed postgres, recover
 postgres), :mod:`~gridnode.cli.catalog` (the ``catalog`` group), :mod:`~gridnode.cli.key` (the
-``key`` group). This module
+``key`` group), :mod:`~gridnode.cli.backup` (the ``backup`` group: encrypted
+backups). This module
 only defines the root group and registers each verb, below, by name: importing a verb module
 registers nothing, and no verb module imports this one (no cycle). A new verb group is one module
 and one ``main.add_command`` line here.
@@ -39,6 +40,7 @@ from typing import Any
 
 import click
 
+from gridnode.cli.backup import backup
 from gridnode.cli.car import car, export, import_
 from gridnode.cli.catalog import catalog
 from gridnode.cli.common import CliError, GridnodeGroup
@@ -130,3 +132,4 @@ main.add_command(cat)
 main.add_command(get)
 main.add_command(ls)
 main.add_command(gc)
+main.add_command(backup)

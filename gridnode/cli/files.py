@@ -45,6 +45,14 @@ def _size(n: int) -> str:
 @click.option("--name", default=None, help="The pin's name (default: the CID).")
 @click.option("--no-pin", is_flag=True, help="Do not pin: the blocks go at the next 'gridnode gc'.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the CID; no progress.")
+@click.option(
+    "--encrypt-to",
+    "recipients",
+    multiple=True,
+    metavar="RECIPIENT",
+    help="Encrypt the file to this age recipient (age1..., repeatable) and add the ciphertext: "
+    "the CID is the ciphertext's; 'gridnode cat CID | age -d -i KEYFILE' decrypts it.",
+)
 @json_option
 @click.pass_context
 def add(
@@ -56,6 +64,7 @@ def add(
     name: str | None,
     no_pin: bool,
     quiet: bool,
+    recipients: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add a file (PATH), a directory (-r PATH) or stdin (-) and print its CID.
@@ -64,24 +73,39 @@ def add(
     """
     from gridnode.files.add import add as add_files
 
+    if recipients and recursive:
+        raise click.UsageError("--encrypt-to adds one file or stdin, not a directory", ctx=ctx)
     endpoint = endpoint_of(ctx)
     total = None
-    if source != "-" and Path(source).is_file():
+    if source != "-" and Path(source).is_file() and not recipients:
         total = Path(source).stat().st_size
     label = "add stdin" if source == "-" else f"add {source}"
     progress = None if quiet else Progress(label, total, unit="B")
     try:
-        added = add_files(
-            endpoint,
-            source,
-            profile=profile,
-            recursive=recursive,
-            hidden=hidden,
-            pin=not no_pin,
-            name=name,
-            read=None if progress is None else progress.advance,
-            skip=warn,
-        )
+        if recipients:
+            from gridnode.files.encrypted import add_encrypted
+
+            added = add_encrypted(
+                endpoint,
+                source,
+                recipients,
+                profile=profile,
+                pin=not no_pin,
+                name=name,
+                read=None if progress is None else progress.advance,
+            ).added
+        else:
+            added = add_files(
+                endpoint,
+                source,
+                profile=profile,
+                recursive=recursive,
+                hidden=hidden,
+                pin=not no_pin,
+                name=name,
+                read=None if progress is None else progress.advance,
+                skip=warn,
+            )
     finally:
         if progress is not None:
             progress.close()

@@ -79,7 +79,19 @@ def test_car_verify_empty_file(tmp_path):
 # -- the package's shape ---------------------------------------------------------------------------
 
 CLI = Path(__file__).parents[2] / "gridnode" / "cli"
-VERB_MODULES = ["car", "catalog", "config", "db", "files", "key", "node", "pin", "replicas", "seed"]
+VERB_MODULES = [
+    "backup",
+    "car",
+    "catalog",
+    "config",
+    "db",
+    "files",
+    "key",
+    "node",
+    "pin",
+    "replicas",
+    "seed",
+]
 
 
 def _imported(path):
@@ -119,9 +131,10 @@ def test_every_verb_is_registered_by_name_in_the_package_and_nowhere_else():
         if path.stem != "__init__":
             assert "add_command" not in path.read_text(), path.name
     registrations = (CLI / "__init__.py").read_text().count("main.add_command(")
-    assert registrations == len(main.commands) == 23
+    assert registrations == len(main.commands) == 24
     assert set(main.commands) == {
         "add",
+        "backup",
         "car",
         "cat",
         "gc",
