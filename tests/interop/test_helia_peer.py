@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,42 +62,8 @@ def served(tmp_path_factory, node_bin) -> Iterator[Served]:
     blocks = {str(cid): bytes(block) for cid, block in car_blocks}
     assert len(blocks) == len(car_blocks) > 30
 
-    proc = subprocess.Popen(
-        [str(node_bin), "helia_peer.mjs", "serve", str(car)],
-        cwd=HERE,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in proc.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        try:
-            ready = json.loads(lines.get(timeout=30))
-        except queue.Empty:
-            proc.kill()
-            raise AssertionError(f"helia serve did not get ready: {proc.stderr.read()}") from None
-        assert ready.get("ready") is True, ready
-        assert ready["blocks"] == len(blocks)
-        assert ready["roots"] == [str(cid) for cid in header.roots]
-        assert ready["brokers"] == ["bitswap"]  # no trustless-gateway broker
-        assert ready["addrs"] and all(a.startswith("/ip4/127.0.0.1/tcp/") for a in ready["addrs"])
+    with helia_serving(node_bin, car, header.roots, len(blocks)) as ready:
         yield Served(ready, ready["roots"], blocks)
-    finally:
-        proc.stdin.close()  # serve stops Helia and exits 0 when stdin closes
-        try:
-            code = proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise AssertionError("helia serve did not stop when stdin closed") from None
-    assert code == 0, proc.stderr.read()
 
 
 def helia_fetch(node_bin: Path, *args: str, timeout_ms: int = 30000) -> tuple[int, list[dict]]:
@@ -154,3 +121,45 @@ def test_helia_fetch_of_a_missing_block_fails_within_its_timeout(served, node_bi
     assert code == 1
     assert list(lines[-1]) == ["error"] and missing in lines[-1]["error"]
     assert time.monotonic() - started < 20
+
+
+@contextmanager
+def helia_serving(node_bin: Path, car: Path, roots: list, count: int) -> Iterator[dict]:
+    """A Helia node serving the blocks of ``car`` (``count`` blocks, ``roots``) over bitswap; its
+    ready line (``addrs``, ``roots``, ...) while it runs."""
+    proc = subprocess.Popen(
+        [str(node_bin), "helia_peer.mjs", "serve", str(car)],
+        cwd=HERE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        try:
+            ready = json.loads(lines.get(timeout=30))
+        except queue.Empty:
+            proc.kill()
+            raise AssertionError(f"helia serve did not get ready: {proc.stderr.read()}") from None
+        assert ready.get("ready") is True, ready
+        assert ready["blocks"] == count
+        assert ready["roots"] == [str(cid) for cid in roots]
+        assert ready["brokers"] == ["bitswap"]  # no trustless-gateway broker
+        assert ready["addrs"] and all(a.startswith("/ip4/127.0.0.1/tcp/") for a in ready["addrs"])
+        yield ready
+    finally:
+        proc.stdin.close()  # serve stops Helia and exits 0 when stdin closes
+        try:
+            code = proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("helia serve did not stop when stdin closed") from None
+    assert code == 0, proc.stderr.read()
