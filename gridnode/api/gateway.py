@@ -45,6 +45,7 @@ __all__ = [
     "find",
     "parse_cid",
     "serve",
+    "wanted_format",
 ]
 
 RAW: Final = "application/vnd.ipld.raw"
@@ -77,9 +78,9 @@ def parse_cid(text: str) -> CID:
         raise InvalidRequest(f"not a valid CID: {text!r} ({exc})") from None
 
 
-def choose_format(accept: str | None, format_param: str | None) -> str:
-    """``RAW`` or ``CAR`` from ``?format=`` (which wins) or the ``Accept`` header; 400 for an
-    unknown format, 406 when neither names a verifiable type (this gateway never deserialises)."""
+def wanted_format(accept: str | None, format_param: str | None) -> str | None:
+    """``RAW`` or ``CAR`` when the request asks for one (``?format=`` wins, then ``Accept``),
+    ``None`` when it names neither; 400 for an unknown ``?format=``."""
     if format_param is not None:
         chosen = _FORMATS.get(format_param)
         if chosen is None:
@@ -94,9 +95,19 @@ def choose_format(accept: str | None, format_param: str | None) -> str:
             return RAW
         if media.lower() == CAR and values.get("version", "1").strip() == "1":
             return CAR
-    raise NotAcceptable(
-        f"this is a trustless gateway: ask for {RAW} or {CAR} (Accept header or ?format=raw|car)",
-    )
+    return None
+
+
+def choose_format(accept: str | None, format_param: str | None) -> str:
+    """``RAW`` or ``CAR`` from ``?format=`` (which wins) or the ``Accept`` header; 400 for an
+    unknown format, 406 when neither names a verifiable type (this gateway never deserialises)."""
+    chosen = wanted_format(accept, format_param)
+    if chosen is None:
+        raise NotAcceptable(
+            f"this is a trustless gateway: ask for {RAW} or {CAR} (Accept header or "
+            "?format=raw|car)",
+        )
+    return chosen
 
 
 def find(repo: Repo, cid: CID) -> tuple[StoredDatabase, bytes, bool] | None:

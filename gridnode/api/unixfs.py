@@ -55,7 +55,7 @@ from crdt.unixfs.reader import Entry, Piece
 from gridnode import jsonvalue
 from gridnode.api import httpbits
 from gridnode.api.errors import ERROR_HEADER
-from gridnode.api.gateway import CAR, RAW
+from gridnode.api.gateway import CAR, RAW, wanted_format
 from gridnode.api.httpbits import ByteRange, ListedEntry
 from gridnode.errors import InvalidRequest, NotFound, RangeNotSatisfiable
 
@@ -88,7 +88,6 @@ __all__ = [
     "list_directory",
     "read_head",
     "resolve",
-    "wanted_format",
 ]
 
 DAG_PB: Final = 0x70
@@ -501,29 +500,6 @@ class Asked:
     if_none_match: str | None = None
     #: ``Cache-Control: only-if-cached``: 412 rather than 404 when the root is not held.
     only_if_cached: bool = False
-
-
-_FORMATS: Final = {"raw": RAW, "car": CAR}
-
-
-def wanted_format(accept: str | None, format_param: str | None) -> str | None:
-    """``RAW`` or ``CAR`` when the request asks for one (``?format=`` wins, then ``Accept``),
-    ``None`` for the file or directory itself."""
-    if format_param is not None:
-        chosen = _FORMATS.get(format_param)
-        if chosen is None:
-            raise InvalidRequest(f"format must be raw or car, not {format_param!r}")
-        return chosen
-    for item in (accept or "").split(","):
-        media, *params = [p.strip() for p in item.split(";")]
-        values = dict(p.partition("=")[::2] for p in params)
-        if values.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
-            continue
-        if media.lower() == RAW:
-            return RAW
-        if media.lower() == CAR and values.get("version", "1").strip() == "1":
-            return CAR
-    return None
 
 
 def _path_text(asked: Asked, names: Sequence[str]) -> str:

@@ -314,16 +314,19 @@ def _change_access(
         )
 
 
-@db_access.command("grant")
-@click.argument("address")
-@click.argument("did")
-@click.option(
+_role_option = click.option(
     "--role",
     type=click.Choice(["admin", "writer"]),
     default="writer",
     show_default=True,
-    help="The role to grant.",
+    help="The role granted or revoked.",
 )
+
+
+@db_access.command("grant")
+@click.argument("address")
+@click.argument("did")
+@_role_option
 @json_option
 @click.pass_context
 def db_access_grant(ctx: click.Context, address: str, did: str, role: str, as_json: bool) -> None:
@@ -334,13 +337,7 @@ def db_access_grant(ctx: click.Context, address: str, did: str, role: str, as_js
 @db_access.command("revoke")
 @click.argument("address")
 @click.argument("did")
-@click.option(
-    "--role",
-    type=click.Choice(["admin", "writer"]),
-    default="writer",
-    show_default=True,
-    help="The role to revoke.",
-)
+@_role_option
 @json_option
 @click.pass_context
 def db_access_revoke(ctx: click.Context, address: str, did: str, role: str, as_json: bool) -> None:
