@@ -227,6 +227,7 @@ class Node:
             note=self.stats.note,
             connect=self.connect,
         )
+        self.catalogs.orbitdb = self.orbitdb
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
         self.providers: Providers | None = None
         if host.dht is not None:

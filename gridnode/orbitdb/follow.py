@@ -76,6 +76,8 @@ MAX_ENTRIES_PER_ROUND: Final = 100_000
 FETCH_BATCH: Final = 512
 #: Refused entry hashes remembered per database (not fetched again while remembered).
 MAX_REFUSED: Final = 10_000
+#: Rounds of anti-entropy between two dials of a named peer that could not be dialled.
+REDIAL_ROUNDS: Final = 10
 #: Heads exchanges running at once, over all databases and peers.
 MAX_EXCHANGES: Final = 8
 
@@ -178,6 +180,8 @@ class OrbitFollower:
         self.stats = OrbitStats()
         self._limiter = LogLimiter()
         self._exchanges = trio.Semaphore(MAX_EXCHANGES)
+        #: When a named peer that could not be dialled may be dialled again.
+        self._redial: dict[str, float] = {}
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -247,12 +251,25 @@ class OrbitFollower:
         return replica
 
     async def _dial(self, multiaddr: str) -> None:
+        """Dial a peer a follow named, unless connected already or failed lately (a writer
+        that is gone is tried again every :data:`REDIAL_ROUNDS` rounds, not every round)."""
         if self._connect is None:
             return
+        peer = multiaddr.rsplit("/p2p/", 1)[-1] if "/p2p/" in multiaddr else None
+        if peer is not None and peer in self._host.peers():
+            return
+        now = trio.current_time()
+        if now < self._redial.get(multiaddr, -1.0):
+            return
         try:
-            await self._connect(multiaddr)
+            connected = await self._connect(multiaddr)
         except GridnodeError as exc:
+            connected = None
             log.info("orbitdb: cannot dial %s: %s", multiaddr, exc)
+        if connected is None:
+            self._redial[multiaddr] = now + REDIAL_ROUNDS * max(self.interval, 1.0)
+        else:
+            self._redial.pop(multiaddr, None)
 
     # -- one database ---------------------------------------------------------------------------
 
@@ -425,10 +442,19 @@ class OrbitFollower:
             self._note("orbitdb", f"{reason}: {text}", peer=peer, address=replica.address)
 
     async def _fetch(self, cids: Sequence[CID], peers: Sequence[str]) -> dict[CID, bytes]:
-        if self._bitswap is None or not cids:
+        if not cids:
             return {}
+        # Blocks kept already (an identity that writes to another followed database, a block
+        # kept before a restart) come from the node's own file, not the network.
+        kept = await self._worker.run(self._repo.orbit.get_many, [c.bytes for c in cids])
         got: dict[CID, bytes] = {}
-        wanted = list(cids)
+        for cid in cids:
+            block = kept.get(cid.bytes)
+            if block is not None and cid.matches(block):
+                got[cid] = block
+        wanted = [cid for cid in cids if cid not in got]
+        if self._bitswap is None or not wanted:
+            return got
 
         async def batch(part: Sequence[CID]) -> None:
             assert self._bitswap is not None
