@@ -116,6 +116,10 @@ async def status(node: Node, request: Request) -> Response:
             "files": node.files.as_json(),
             "nat": node.host.nat_status(),
             "gateway": asdict(node.stats.gateway),
+            "orbitdb": {
+                "databases": node.orbitdb.summaries(),
+                "stats": node.orbitdb.stats.as_dict(),
+            },
         },
     )
 
