@@ -99,7 +99,9 @@ def test_addresses_other_than_the_one_form_are_refused(text):
 
 def test_hash_strings_are_base58btc_dag_cbor_cids():
     assert parse_hash(format_hash(MANIFEST_CID)) == MANIFEST_CID
-    for text in [None, 5, str(MANIFEST_CID), format_hash(MANIFEST_CID)[:-1], "zzzz"]:
+    good = format_hash(MANIFEST_CID)
+    raw = format_hash(CID.for_block(b"x", codec="raw"))
+    for text in [None, 5, str(MANIFEST_CID), good[:-1], good + "1", "zzzz", raw, "z" + "0" * 48]:
         with pytest.raises(InvalidOrbitAddress):
             parse_hash(text)
 
