@@ -168,3 +168,20 @@ def test_answers_do_not_depend_on_the_order_entries_arrive_in(kind):
         assert other.all() == reference.all()
         assert [e.hash for e in other.values()] == [e.hash for e in reference.values()]
         assert len(other) == len(reference)
+
+
+def test_events_iterator_options_are_orbitdbs():
+    """lte/lt list a causal past (not every older entry), gt/gte stop at an entry, amount keeps
+    the entries nearest to it, and the odd amounts do what OrbitDB's counter does."""
+    events = state("events")
+    iterators = by_type("events")["answers"]["iterators"]
+    assert {len(i["answer"]) for i in iterators} > {0, 1, 2}
+    for case in iterators:
+        assert events.events_iterator(**case["options"]) == case["answer"], case["options"]
+
+
+def test_documents_iterator_amounts_are_orbitdbs():
+    documents = state("documents")
+    for case in by_type("documents")["answers"]["iterators"]:
+        assert documents.documents_iterator(case["amount"]) == case["answer"], case["amount"]
+    assert documents.documents_iterator() == documents.all()[::-1]
