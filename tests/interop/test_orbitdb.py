@@ -233,3 +233,47 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
     finally:
         writer.stop()
     print("orbitdb interop timings (s):", {k: round(v, 2) for k, v in timings.items()})
+
+
+def test_a_catalog_item_makes_a_follower_follow_orbitdb_from_a_gridnode(tmp_path, orbit_node):
+    """``catalog add CATALOG /orbitdb/<cid>`` on a primary that follows an OrbitDB database; the
+    JS writer stopped; a follower given only the catalog follows the OrbitDB database from the
+    primary alone (heads protocol and bitswap between two gridnodes) and answers as JS did."""
+    writer = Writer(orbit_node, tmp_path / "w", 40, 0)
+    documents = writer.databases["documents"]
+    primary_dir = tmp_path / "primary"
+    gridnode_cli_in(primary_dir, "init")
+    catalog = gridnode_cli_in(primary_dir, "catalog", "create", "orbit").strip()
+    gridnode_cli_in(primary_dir, "catalog", "add", catalog, documents, "--name", "docs")
+    shown = json.loads(gridnode_cli_in(primary_dir, "catalog", "show", catalog, "--json"))
+    assert shown["orbitdb"] == [{"address": documents, "name": "docs", "description": ""}]
+    expected = writer.answers[documents]["all"]
+    try:
+
+        async def main() -> None:
+            async with open_node(primary_dir, listen=LOOPBACK, announce_interval=0.5) as primary:
+                await primary.orbitdb.follow(documents, writer.addrs, timeout=30)
+                with trio.fail_after(60):
+                    while same(primary.orbitdb.answer(documents, "all")) != expected:
+                        await trio.sleep(0.1)
+                await trio.to_thread.run_sync(writer.stop)
+                async with open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=0.5,
+                    catalogs=[catalog],
+                ) as follower:
+                    follower.orbitdb.interval = 1.0
+                    with trio.fail_after(60):
+                        while documents not in follower.orbitdb.replicas:
+                            await trio.sleep(0.1)
+                        await caught_up(follower, documents, 1, 60)
+                        while same(follower.orbitdb.answer(documents, "all")) != expected:
+                            await trio.sleep(0.1)
+                    assert follower.catalogs.views[catalog].orbitdb_addresses == {documents}
+                    assert sum(follower.orbitdb.stats.refused.values()) == 0
+
+        trio.run(main)
+    finally:
+        writer.stop()
