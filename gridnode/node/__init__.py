@@ -226,6 +226,7 @@ class Node:
             strike=self.peering.strike,
             note=self.stats.note,
             connect=self.connect,
+            budgets=self.budgets,
         )
         self.catalogs.orbitdb = self.orbitdb
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).

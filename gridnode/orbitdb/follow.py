@@ -26,6 +26,7 @@ stream strikes the peer. Gridnode never writes an OrbitDB entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -53,6 +54,7 @@ from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.host import Host
 from gridnode.net.stream import Stream
+from gridnode.node.budget import Budgets
 from gridnode.repo import Repo
 from gridnode.storage.worker import StorageWorker
 from protocols.errors import OrbitHeadsError
@@ -182,6 +184,7 @@ class OrbitFollower:
         strike: Strike | None = None,
         note: Note | None = None,
         connect: Callable[[str], Awaitable[str | None]] | None = None,
+        budgets: Budgets | None = None,
         interval: float = EXCHANGE_INTERVAL,
     ) -> None:
         self._repo = repo
@@ -192,6 +195,9 @@ class OrbitFollower:
         self._strike = strike
         self._note = note
         self._connect = connect
+        #: The node's per-peer budgets: head bytes sent and the storage work of taking in what
+        #: a peer offered are charged to that peer.
+        self._budgets = budgets
         #: Seconds between two rounds of anti-entropy with the topic's peers.
         self.interval = interval
         self.replicas: dict[str, OrbitReplica] = {}
@@ -420,6 +426,8 @@ class OrbitFollower:
         async def send() -> None:
             heads = [] if replica.log is None else replica.log.heads()
             for entry in heads[:MAX_HEADS]:
+                if self._budgets is not None:
+                    await self._budgets.send(peer, len(entry.block))
                 await stream.write(entry.block)
                 self.stats.heads_sent += 1
             await stream.close_write()
@@ -547,6 +555,18 @@ class OrbitFollower:
         verify, keep, materialise."""
         if replica.scope.cancel_called:
             return
+        origin = offered_by[0] if offered_by else None
+        charged = (
+            self._budgets.serving(origin)
+            if self._budgets is not None and origin is not None
+            else contextlib.nullcontext()
+        )
+        with charged:
+            await self._ingest_charged(replica, blocks, offered_by)
+
+    async def _ingest_charged(
+        self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
+    ) -> None:
         async with replica.lock:
             peers = self._fetch_peers(replica, offered_by)
             origin = offered_by[0] if offered_by else None
