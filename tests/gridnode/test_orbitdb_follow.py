@@ -1,7 +1,8 @@
 """The OrbitDB follower's own parts, without JavaScript (tests/interop/test_orbitdb.py runs it
 against a real OrbitDB): the blocks and follows kept in SQLite (gridnode/storage/orbitdb.py),
 served by CID; catalog items ``orbitdb:``; the heads protocol refusing a malformed or oversized
-stream (typed, counted, the peer struck) while the node keeps running."""
+stream, and a fifth stream at once (typed, counted, the peer struck) while the node keeps
+running."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import trio
 
 from crdt.ipld import dagcbor
 from crdt.ipld.cid import CID
+from gridnode.errors import StreamError
 from gridnode.node import open_node
 from gridnode.repo import Repo
 from protocols.catalog import ORBITDB_PREFIX, orbitdb_key, parse_catalog
@@ -68,14 +70,14 @@ def test_a_bad_heads_stream_is_refused_counted_and_struck(tmp_path):
                 assert await b.connect(a.addrs[0]) == a.peer_id
 
                 async def send(data: bytes) -> bytes:
-                    stream = await b.host.open_stream(a.peer_id, heads_protocol(ADDRESS))
                     got = b""
                     try:
+                        stream = await b.host.open_stream(a.peer_id, heads_protocol(ADDRESS))
                         await stream.write(data)
                         await stream.close_write()
                         while chunk := await stream.read(65536):
                             got += chunk
-                    except Exception:  # a reset: what a refused stream gets
+                    except StreamError:  # a reset: what a refused stream gets
                         pass
                     return got
 
@@ -93,5 +95,19 @@ def test_a_bad_heads_stream_is_refused_counted_and_struck(tmp_path):
                 assert await send(b"") == b""
                 assert a.orbitdb.stats.bad_streams == 2
                 assert a.orbitdb.summaries()[0]["address"] == ADDRESS
+                # Four heads streams open at once are served; a fifth is reset and counted.
+                held = [
+                    await b.host.open_stream(a.peer_id, heads_protocol(ADDRESS)) for _ in range(4)
+                ]
+                await trio.sleep(0.2)
+                assert await send(b"") == b""
+                with trio.fail_after(10):
+                    while a.orbitdb.stats.bad_streams < 3:
+                        await trio.sleep(0.05)
+                for stream in held:
+                    await stream.close_write()
+                    assert await stream.read(10) == b""  # served: no heads, then closed
+                assert await send(b"") == b""
+                assert a.orbitdb.stats.bad_streams == 3
 
     trio.run(main)
