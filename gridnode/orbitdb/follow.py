@@ -255,13 +255,14 @@ class OrbitFollower:
         """Stop following ``address`` and forget its blocks; its last summary."""
         address = format_address(parse_address(address))
         replica = self.replicas.pop(address, None)
+        if replica is not None:
+            # Its tasks stop first (a write of its blocks under way ends before the delete,
+            # which waits its turn in the storage worker behind it).
+            replica.scope.cancel()
         known = await self._worker.run(self._repo.orbit.unfollow, address)
         if replica is None and not known:
             raise UnknownDatabase(f"not following {address}")
-        summary = replica.summary() if replica is not None else {"address": address}
-        if replica is not None:
-            replica.scope.cancel()
-        return summary
+        return replica.summary() if replica is not None else {"address": address}
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every followed database's summary."""
