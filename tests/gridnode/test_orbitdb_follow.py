@@ -227,3 +227,20 @@ def test_a_gridnode_serves_orbitdb_to_another_keeps_it_up_without_gossip_and_ref
                 assert b.orbitdb.replica(address).summary()["refused"] == 2
 
     trio.run(main)
+
+
+def test_the_orbitdb_verbs_need_a_running_node_and_say_so(tmp_path):
+    from click.testing import CliRunner
+
+    from gridnode.cli import main
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["--data-dir", str(tmp_path), "init"]).exit_code == 0
+    for args in (["orbitdb", "list"], ["orbitdb", "follow", ADDRESS], ["orbitdb", "all", ADDRESS]):
+        done = runner.invoke(main, ["--data-dir", str(tmp_path), *args])
+        assert done.exit_code == 1, done.output
+        assert "needs a running node" in done.output
+    done = runner.invoke(main, ["--data-dir", str(tmp_path), "db", "get", ADDRESS, "k"])
+    assert done.exit_code == 1
+    assert "is an OrbitDB database: it is read through a running node" in done.output
+    assert "Traceback" not in done.output
