@@ -27,6 +27,7 @@ stream strikes the peer. Gridnode never writes an OrbitDB entry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -231,14 +232,25 @@ class OrbitFollower:
         return replica
 
     async def follow(
-        self, address: str, peers: Sequence[str] = (), *, timeout: float = 30.0
+        self,
+        address: str,
+        peers: Sequence[str] = (),
+        *,
+        timeout: float = 30.0,
+        for_catalog: bool = False,
     ) -> dict[str, Any]:
         """Follow ``address`` (``/orbitdb/<cid>``), dialling ``peers`` (multiaddrs) for it;
-        wait up to ``timeout`` seconds for its first entries; its summary.
+        wait up to ``timeout`` seconds for its first entries; its summary. ``for_catalog``: a
+        catalog lists it (it is unfollowed when no followed catalog does, unless followed by
+        hand too).
 
         Raises :class:`~crdt.errors.InvalidOrbitAddress` for a malformed address."""
         address = format_address(parse_address(address))
-        await self._worker.run(self._repo.orbit.follow, address, list(peers), time.time())
+        await self._worker.run(
+            functools.partial(
+                self._repo.orbit.follow, address, list(peers), time.time(), catalog=for_catalog
+            )
+        )
         replica = self.replicas.get(address)
         if replica is None:
             replica = self._launch(address, peers)

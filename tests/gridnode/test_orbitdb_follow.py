@@ -31,6 +31,14 @@ def test_follows_and_blocks_are_kept_served_by_cid_and_dropped(tmp_path):
         repo.orbit.follow(OTHER, [], 2.0)
         repo.orbit.follow(ADDRESS, [], 3.0)  # again: its peers replaced, its place kept
         assert repo.orbit.follows() == [(ADDRESS, [], 1.0), (OTHER, [], 2.0)]
+        repo.orbit.follow(OTHER, [], 4.0, catalog=True)  # followed by hand first: stays so
+        assert not repo.orbit.for_catalog(OTHER)
+        third = "/orbitdb/zdpuAmbNhGGF6a8dKhPzbWvU4rv6KumrqqoeCNQNyMuMb9Yvv"
+        repo.orbit.follow(third, [], 5.0, catalog=True)
+        assert repo.orbit.for_catalog(third)
+        repo.orbit.follow(third, [], 6.0)  # by hand too: kept when the catalog drops it
+        assert not repo.orbit.for_catalog(third)
+        assert repo.orbit.unfollow(third)
         repo.orbit.put_blocks(ADDRESS, [(cid.bytes, "manifest", block)])
         repo.orbit.put_blocks(ADDRESS, [(cid.bytes, "manifest", block)])  # idempotent
         assert repo.orbit.blocks(ADDRESS, "manifest") == [(cid.bytes, block)]
