@@ -252,3 +252,28 @@ def test_the_orbitdb_verbs_need_a_running_node_and_say_so(tmp_path):
     assert done.exit_code == 1
     assert "is an OrbitDB database: it is read through a running node" in done.output
     assert "Traceback" not in done.output
+
+
+def test_the_gateway_serves_the_kept_orbitdb_blocks(tmp_path):
+    from tests.gridnode.test_api import raw, serving
+
+    address, _manifest, blocks, _entries, _author = forged_database(2)
+    with Repo(tmp_path / "g") as repo:
+        repo.orbit.follow(address, [], 1.0)
+        repo.orbit.put_blocks(address, [(c.bytes, kind, b) for c, kind, b in blocks])
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with serving(tmp_path / "g") as (_node, client):
+                for cid, _kind, block in blocks:
+                    status, body, _headers = await raw(client, "GET", f"/ipfs/{cid}?format=raw")
+                    assert status == 200 and body == block
+                status, body, _headers = await raw(
+                    client, "GET", f"/ipfs/{blocks[-1][0]}?format=car"
+                )
+                assert status == 200 and body.endswith(blocks[-1][2])  # a CAR of the block
+                stranger = CID.for_block(dagcbor.encode({"not": "kept"}))
+                status, _body, _headers = await raw(client, "GET", f"/ipfs/{stranger}?format=raw")
+                assert status == 404
+
+    trio.run(main)
