@@ -50,7 +50,7 @@ from crdt.orbitdb.blocks import (
 )
 from crdt.orbitdb.log import OrbitLog
 from crdt.orbitdb.stores import Materialiser
-from gridnode.errors import NetError, ProtocolNotSupported, UnknownDatabase
+from gridnode.errors import FeatureOff, NetError, ProtocolNotSupported, UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.host import Host
@@ -244,8 +244,11 @@ class OrbitFollower:
         catalog lists it (it is unfollowed when no followed catalog does, unless followed by
         hand too).
 
-        Raises :class:`~crdt.errors.InvalidOrbitAddress` for a malformed address."""
+        Raises :class:`~crdt.errors.InvalidOrbitAddress` for a malformed address,
+        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off."""
         address = format_address(parse_address(address))
+        if self._bitswap is None:
+            raise FeatureOff("bitswap is off in the config: OrbitDB databases come over bitswap")
         await self._worker.run(
             functools.partial(
                 self._repo.orbit.follow, address, list(peers), time.time(), catalog=for_catalog

@@ -277,3 +277,23 @@ def test_the_gateway_serves_the_kept_orbitdb_blocks(tmp_path):
                 assert status == 404
 
     trio.run(main)
+
+
+def test_following_needs_bitswap(tmp_path):
+    import pytest
+
+    from gridnode.errors import FeatureOff
+
+    Repo(tmp_path / "g").close()
+    config = tmp_path / "g" / "gridnode.toml"
+    config.write_text(config.read_text().replace("# bitswap = true", "bitswap = false"))
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=math.inf) as n:
+                assert n.bitswap is None
+                with pytest.raises(FeatureOff, match="bitswap is off"):
+                    await n.orbitdb.follow(ADDRESS, [], timeout=0)
+                assert n.orbitdb.summaries() == []
+
+    trio.run(main)
