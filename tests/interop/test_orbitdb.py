@@ -229,6 +229,12 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert events in {d["address"] for d in listed["databases"]}
                 await cli("orbitdb", "unfollow", events)
                 assert [s["address"] for s in node.orbitdb.summaries()] == [documents]
+                # Followed again (no peer has it now: nothing comes, the follow stays).
+                again = json.loads(
+                    await cli("orbitdb", "follow", events, "--timeout", "0", "--json")
+                )
+                assert again["address"] == events and again["entries"] == 0
+                assert events in node.orbitdb.replicas
 
         trio.run(main)
     finally:
