@@ -98,6 +98,8 @@ class OrbitStats:
     heads_received: int = 0
     heads_sent: int = 0
     gossip_heads: int = 0
+    #: New heads this node published on a topic (learnt another way than the topic).
+    heads_published: int = 0
     #: Heads heard while the database's queue was full (dropped; anti-entropy brings them).
     heads_dropped: int = 0
     bad_streams: int = 0
@@ -114,6 +116,7 @@ class OrbitStats:
             "heads_received": self.heads_received,
             "heads_sent": self.heads_sent,
             "gossip_heads": self.gossip_heads,
+            "heads_published": self.heads_published,
             "bad_streams": self.bad_streams,
             "heads_dropped": self.heads_dropped,
             "refused": dict(self.refused),
@@ -133,8 +136,10 @@ class OrbitReplica:
     refused: int = 0
     #: Head blocks heard (gossip, heads streams) and not yet taken in, by hash: bounded
     #: (:data:`MAX_QUEUED_HEADS`), the newest dropped when full (anti-entropy brings them back).
-    queued: dict[str, tuple[bytes, tuple[str, ...]]] = field(default_factory=dict)
+    queued: dict[str, tuple[bytes, tuple[str, ...], bool]] = field(default_factory=dict)
     more: trio.Event = field(default_factory=trio.Event)
+    #: Set to run a round of heads exchanges now (a follow again).
+    wake: trio.Event = field(default_factory=trio.Event)
     lock: trio.Lock = field(default_factory=trio.Lock)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     changed: trio.Event = field(default_factory=trio.Event)
@@ -203,6 +208,8 @@ class OrbitFollower:
         self._budgets = budgets
         #: Seconds between two rounds of anti-entropy with the topic's peers.
         self.interval = interval
+        #: Whether new heads learnt another way than the topic are published on it.
+        self.announce = True
         self.replicas: dict[str, OrbitReplica] = {}
         self.stats = OrbitStats()
         self._limiter = LogLimiter()
@@ -259,6 +266,7 @@ class OrbitFollower:
             replica = self._launch(address, peers)
         else:
             replica.peers = list(peers)
+            replica.wake.set()  # a round of heads exchanges now
         with trio.move_on_after(timeout):
             for multiaddr in peers:
                 await self._dial(multiaddr)
@@ -367,16 +375,24 @@ class OrbitFollower:
             forwarder = getattr(message, "forwarder", None)
             if forwarder and forwarder != message.peer_id:
                 peers.insert(0, forwarder)
-            self._queue(replica, [message.data], peers)
+            self._queue(replica, [message.data], peers, gossiped=True)
 
-    def _queue(self, replica: OrbitReplica, blocks: Sequence[bytes], peers: Sequence[str]) -> None:
-        """Heads heard, to be taken in by the database's one ingesting task (bounded)."""
+    def _queue(
+        self,
+        replica: OrbitReplica,
+        blocks: Sequence[bytes],
+        peers: Sequence[str],
+        *,
+        gossiped: bool = False,
+    ) -> None:
+        """Heads heard, to be taken in by the database's one ingesting task (bounded).
+        ``gossiped``: heard on the topic (gossipsub forwards those itself)."""
         for block in blocks:
             if len(replica.queued) >= MAX_QUEUED_HEADS:
                 self.stats.heads_dropped += 1
                 break
             replica.queued.setdefault(
-                format_hash(CID.for_block(block, "dag-cbor")), (block, tuple(peers))
+                format_hash(CID.for_block(block, "dag-cbor")), (block, tuple(peers), gossiped)
             )
         replica.more.set()
 
@@ -387,11 +403,11 @@ class OrbitFollower:
             replica.more = trio.Event()
             while replica.queued:
                 batch, replica.queued = replica.queued, {}
-                by_peers: dict[tuple[str, ...], list[bytes]] = {}
-                for block, peers in batch.values():
-                    by_peers.setdefault(peers, []).append(block)
-                for peers, blocks in by_peers.items():
-                    await self._ingest(replica, blocks, peers)
+                by_peers: dict[tuple[tuple[str, ...], bool], list[bytes]] = {}
+                for block, peers, gossiped in batch.values():
+                    by_peers.setdefault((peers, gossiped), []).append(block)
+                for (peers, gossiped), blocks in by_peers.items():
+                    await self._ingest(replica, blocks, peers, announce=not gossiped)
 
     async def _anti_entropy(self, replica: OrbitReplica) -> None:
         while True:
@@ -402,7 +418,9 @@ class OrbitFollower:
             async with trio.open_nursery() as nursery:
                 for peer in sorted(peers):
                     nursery.start_soon(self._exchange, replica, peer)
-            await trio.sleep(self.interval)
+            with trio.move_on_after(self.interval):
+                await replica.wake.wait()
+            replica.wake = trio.Event()
 
     def _peers_of(self, replica: OrbitReplica) -> list[str]:
         """Connected peers among those the follow named (by their ``/p2p/`` part)."""
@@ -591,10 +609,17 @@ class OrbitFollower:
         return True
 
     async def _ingest(
-        self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
+        self,
+        replica: OrbitReplica,
+        blocks: Sequence[bytes],
+        offered_by: Sequence[str],
+        *,
+        announce: bool = False,
     ) -> None:
         """Take head blocks in: fetch what they reach (and what waiting entries wait for),
-        verify, keep, materialise."""
+        verify, keep, materialise. ``announce``: publish the new heads on the topic (heads
+        that came another way than the topic, so the topic's OrbitDB peers hear of them now,
+        not at the next exchange)."""
         if replica.scope.cancel_called:
             return
         origin = offered_by[0] if offered_by else None
@@ -604,16 +629,22 @@ class OrbitFollower:
             else contextlib.nullcontext()
         )
         with charged:
-            await self._ingest_charged(replica, blocks, offered_by)
+            accepted = await self._ingest_charged(replica, blocks, offered_by)
+        if accepted and announce and self.announce and replica.log is not None:
+            hashes = {entry.hash for entry in accepted}
+            for head in replica.log.heads():
+                if head.hash in hashes:
+                    await self._host.publish(replica.address, head.block)
+                    self.stats.heads_published += 1
 
     async def _ingest_charged(
         self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
-    ) -> None:
+    ) -> list[OrbitEntry]:
         async with replica.lock:
             peers = self._fetch_peers(replica, offered_by)
             origin = offered_by[0] if offered_by else None
             if not await self._ensure_manifest(replica, peers):
-                return
+                return []
             orbit_log = replica.log
             assert orbit_log is not None
             new: dict[str, OrbitEntry] = {}
@@ -655,11 +686,11 @@ class OrbitFollower:
                     else:
                         missing.add(format_hash(cid))
             if not new:
-                return
+                return []
             await self._identities(replica, {e.identity for e in new.values()}, peers, origin)
             accepted = await trio.to_thread.run_sync(self._verify, replica, new, origin)
             if not accepted:
-                return
+                return []
             await self._worker.run(
                 self._repo.orbit.put_blocks,
                 replica.address,
@@ -669,6 +700,7 @@ class OrbitFollower:
             if self._bitswap is not None:
                 self._bitswap.blocks_added()
             replica._changed()
+            return accepted
 
     async def _identities(
         self, replica: OrbitReplica, hashes: set[str], peers: Sequence[str], origin: str | None
