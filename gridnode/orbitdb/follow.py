@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two heads exchanges with the topic's peers (anti-entropy).
 EXCHANGE_INTERVAL: Final = 30.0
+#: Seconds after a connection before the heads exchange with it (its gossipsub subscriptions,
+#: which say which databases it has, come first).
+CONNECT_SETTLE: Final = 1.0
 #: Seconds one heads stream may take, both ways.
 HEADS_TIMEOUT: Final = 20.0
 #: Seconds one bitswap round of a fetch may take.
@@ -229,8 +232,16 @@ class OrbitFollower:
             self._launch(address, peers)
 
     def _peer_connected(self, peer: str) -> None:
+        if self.replicas:
+            self._nursery.start_soon(self._connected_round, peer)
+
+    async def _connected_round(self, peer: str) -> None:
+        """Heads with a peer that just connected, for each followed database it subscribes to
+        (or that a follow named it for), once its subscriptions had time to arrive."""
+        await trio.sleep(CONNECT_SETTLE)
         for replica in list(self.replicas.values()):
-            self._nursery.start_soon(self._exchange, replica, peer)
+            if peer in self._host.topic_peers(replica.address) or peer in self._peers_of(replica):
+                self._nursery.start_soon(self._exchange, replica, peer)
 
     def _launch(self, address: str, peers: Sequence[str]) -> OrbitReplica:
         replica = OrbitReplica(address, list(peers))
