@@ -367,13 +367,19 @@ def records(
 def find_record(endpoint: Any, ref: str) -> tuple[CID, BackupRecord | None]:
     """What ``ref`` names: a backup name (its newest record) or a CID (with its record, if one
     is held). :class:`BackupNotFound` for a name no record has."""
+    blind: BackupsBlind | None = None
     if _NAME.fullmatch(ref):
-        found = records(endpoint, ref)
+        try:
+            found = records(endpoint, ref)
+        except BackupsBlind as exc:
+            found, blind = [], exc
         if found:
             return found[-1].cid, found[-1]
     try:
         cid = CID.parse(ref)
     except (GridnodeError, ValueError):
+        if blind is not None:
+            raise blind from None
         raise BackupNotFound(f"no backup named {ref!r} in the backups databases held") from None
     try:
         held = records(endpoint)

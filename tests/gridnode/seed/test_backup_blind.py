@@ -240,6 +240,22 @@ def test_blind_community_nodes_keep_encrypted_pg_dump_backups_a_reader_restores_
         timeout=60,
     ).stdout
     assert plain == dump.read_bytes()
+    # There, a restore by CID needs no record (nothing to check it against: it says so).
+    by_cid = tmp_path / "by-cid.dump"
+    answer = json.loads(
+        run(
+            blind2_dir,
+            "backup",
+            "restore",
+            made[1]["cid"],
+            "-o",
+            str(by_cid),
+            "--identity",
+            str(key_file),
+            "--json",
+        ).stdout
+    )
+    assert answer["verified"] is False and by_cid.read_bytes() == dump.read_bytes()
 
     # Removing the reader rotates the key: the records written after are not for it.
     removed = json.loads(
