@@ -498,10 +498,28 @@ def test_the_backups_database_is_encrypted_for_this_node_and_its_readers(key, tm
     )
     with Repo(data_dir) as repo:
         assert repo.database(address).readers() == sorted([own, reader, other])
+        entries = len(repo.database(address))
+    # Readers already given are not wrapped for again: a run is one more entry, its record.
+    run(
+        data_dir,
+        "backup",
+        "run",
+        name,
+        "--to",
+        recipient,
+        "--file",
+        str(source),
+        "--reader",
+        other,
+        "--reader",
+        reader,
+    )
+    with Repo(data_dir) as repo:
+        assert len(repo.database(address)) == entries + 1
     # A reader's node reads the records (and restores with the age identity)...
     _copy_backups_database(data_dir, address, reader_dir, tmp_path)
     listed = _json_lines(run(reader_dir, "backup", "list", "--json"))
-    assert [r["name"] for r in listed] == [name, name] and listed[0]["cid"] == first["cid"]
+    assert [r["name"] for r in listed] == [name] * 3 and listed[0]["cid"] == first["cid"]
     # ...a node without the key holds them blind: no record readable, said in one line.
     blind_dir = tmp_path / "blind"
     run(blind_dir, "init")
@@ -540,6 +558,7 @@ def test_a_catalog_lists_the_backups_and_keep_takes_them_off(node, key, tmp_path
     for i in range(3):
         source = tmp_path / f"dump{i}"
         source.write_bytes(_plain(1000 + i))
+        ref = catalog if i else "community"  # the catalog's address, or its name
         made.append(
             _json_lines(
                 run(
@@ -554,7 +573,7 @@ def test_a_catalog_lists_the_backups_and_keep_takes_them_off(node, key, tmp_path
                     "--keep",
                     "2",
                     "--catalog",
-                    catalog,
+                    ref,
                     "--json",
                 )
             )[0]
