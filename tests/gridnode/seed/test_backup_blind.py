@@ -10,8 +10,8 @@ follow the catalog (they hold no key); one reader node holds the key.
 - the blind nodes' files (SQLite file, WAL, everything in their data directories) never hold a
   plaintext byte: no table row, no backup name, no time, no plaintext SHA-256.
 
-Bounded: every wait under ``trio.fail_after``, every subprocess under a timeout, the whole under
-three minutes (asserted).
+Bounded: every wait under ``trio.fail_after``, every subprocess under a timeout (no timing is
+asserted: speed is bench/'s business).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import shlex
 import shutil
 import subprocess
-import time
 from contextlib import AsyncExitStack
 
 import psycopg
@@ -78,7 +77,6 @@ def _json_lines(result):
 def test_blind_community_nodes_keep_encrypted_pg_dump_backups_a_reader_restores_them(
     postgres_server, tmp_path
 ):
-    started = time.monotonic()
     source = postgres_server.create_database()
     _fill(source)
     with psycopg.connect(source, autocommit=True) as conn:
@@ -295,4 +293,3 @@ def test_blind_community_nodes_keep_encrypted_pg_dump_backups_a_reader_restores_
 
     assert_blind(blind1_dir)
     assert_blind(blind2_dir)
-    assert time.monotonic() - started < 180
