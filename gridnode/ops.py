@@ -107,6 +107,11 @@ def resolve(repo: Repo, ref: str) -> StoredDatabase:
         raise InvalidRequest(
             f"{len(matches)} databases are named {ref!r}; give an address: " + ", ".join(matches)
         )
+    if not matches and ref.startswith("/orbitdb/"):
+        raise UnknownDatabase(
+            f"{ref} is an OrbitDB database: it is read through a running node that follows it "
+            "('gridnode start', then 'gridnode orbitdb follow')"
+        )
     if not matches:
         raise UnknownDatabase(
             f"no database {ref!r} in {repo.data_dir} "
@@ -769,7 +774,7 @@ def counter_value(database: StoredDatabase) -> dict[str, Any]:
 @read("catalog", types=("keyvalue",))
 def catalog(database: StoredDatabase) -> dict[str, Any]:
     """A catalog's listing (docs/catalogs.md): ``{"address", "name", "is_catalog", "databases",
-    "peers", "refused", "files"}``, each database ``{"address", "name", "description"}``, each
+    "peers", "refused", "files", "orbitdb"}``, each database (and OrbitDB database) ``{"address", "name", "description"}``, each
     file ``{"cid", "name", "description"}``."""
     view = parse_catalog(database.store.items())  # type: ignore[attr-defined]
     return {
@@ -780,6 +785,7 @@ def catalog(database: StoredDatabase) -> dict[str, Any]:
         "peers": list(view.peers),
         "refused": [{"key": key, "reason": reason} for key, reason in view.refused],
         "files": [asdict(item) for item in view.files],
+        "orbitdb": [asdict(item) for item in view.orbitdb],
     }
 
 
