@@ -42,6 +42,12 @@ __all__ = [
     "InvalidMultibase",
     "InvalidMultihash",
     "InvalidOperation",
+    "InvalidOrbitAccess",
+    "InvalidOrbitAddress",
+    "InvalidOrbitBlock",
+    "InvalidOrbitEntry",
+    "InvalidOrbitIdentity",
+    "InvalidOrbitManifest",
     "InvalidQuery",
     "InvalidSignature",
     "InvalidSkipLinks",
@@ -55,6 +61,19 @@ __all__ = [
     "NotADirectory",
     "NotAFile",
     "NotUnixFS",
+    "OrbitBadClock",
+    "OrbitBadIdentitySignature",
+    "OrbitBadSignature",
+    "OrbitEntryTooLarge",
+    "OrbitError",
+    "OrbitHashMismatch",
+    "OrbitIdentityMismatch",
+    "OrbitKeyMismatch",
+    "OrbitRefused",
+    "OrbitUnauthorized",
+    "OrbitUnknownIdentity",
+    "OrbitUnsupported",
+    "OrbitWrongLog",
     "PendingLimitExceeded",
     "PendingRefused",
     "RejectedAncestor",
@@ -422,3 +441,88 @@ class DecryptionFailed(EncryptionError):
 class MissingDatabaseKey(EncryptionError):
     """This node holds no key for an encrypted database (or not the one asked for): it may
     replicate the database blind, but cannot write to it or read it."""
+
+
+# -- OrbitDB's blocks, read and verified (issue 25, crdt/orbitdb) ---------------------------------
+
+
+class OrbitError(GridnodeError, ValueError):
+    """An @orbitdb/core 4 block, entry or address gridnode refuses (crdt/orbitdb)."""
+
+
+class InvalidOrbitAddress(OrbitError):
+    """Text that is not ``/orbitdb/<base58btc CIDv1 dag-cbor sha2-256>``, or a hash string that
+    is not a ``zdpu...`` CID where OrbitDB writes one."""
+
+
+class InvalidOrbitBlock(OrbitError):
+    """An OrbitDB block that does not decode: not strict DAG-CBOR, or not the shape its kind has."""
+
+
+class OrbitHashMismatch(InvalidOrbitBlock):
+    """An OrbitDB block whose bytes do not hash to the CID it was offered under."""
+
+
+class InvalidOrbitEntry(InvalidOrbitBlock):
+    """An entry block with a missing, extra or mistyped field (``id``, ``payload``, ``next``,
+    ``refs``, ``clock``, ``v``, ``key``, ``identity``, ``sig``)."""
+
+
+class OrbitEntryTooLarge(InvalidOrbitEntry):
+    """An entry block larger than the bound, or with more ``next`` or ``refs`` than the bound."""
+
+
+class InvalidOrbitIdentity(InvalidOrbitBlock):
+    """An identity block that is not ``{id, publicKey, signatures{id, publicKey}, type}``."""
+
+
+class InvalidOrbitManifest(InvalidOrbitBlock):
+    """A manifest block that is not ``{name, type, accessController[, meta]}``."""
+
+
+class InvalidOrbitAccess(InvalidOrbitBlock):
+    """An IPFS access controller block that is not ``{type: 'ipfs', write: [ids]}``."""
+
+
+class OrbitUnsupported(OrbitError):
+    """A well-formed OrbitDB block of a kind gridnode does not read: another database type, the
+    ``orbitdb`` access controller, an identity type other than ``publickey``, encrypted entries."""
+
+
+class OrbitRefused(OrbitError):
+    """A well-formed entry or identity that fails verification."""
+
+
+class OrbitBadSignature(OrbitRefused):
+    """An entry whose ``sig`` does not verify with its ``key`` over its signed bytes."""
+
+
+class OrbitBadIdentitySignature(OrbitRefused):
+    """An identity whose ``signatures.id`` or ``signatures.publicKey`` does not verify."""
+
+
+class OrbitKeyMismatch(OrbitRefused):
+    """An entry whose ``key`` is not its identity's ``publicKey`` (OrbitDB 4.0.0 does not check
+    this; gridnode does)."""
+
+
+class OrbitIdentityMismatch(OrbitRefused):
+    """An entry verified against an identity block other than the one its ``identity`` names."""
+
+
+class OrbitUnknownIdentity(OrbitRefused):
+    """An entry whose identity block is not known (could not be fetched)."""
+
+
+class OrbitUnauthorized(OrbitRefused):
+    """An entry whose identity's ``id`` is not in the access controller's ``write`` list (nor is
+    ``'*'``)."""
+
+
+class OrbitWrongLog(OrbitRefused):
+    """An entry whose ``id`` is not the address of the database it was offered for."""
+
+
+class OrbitBadClock(OrbitRefused):
+    """An entry whose clock OrbitDB would not write: ``clock.id`` other than ``key``, a time out
+    of [1, 2**53 - 1], or a time other than 1 + the highest time of its ``next`` entries."""

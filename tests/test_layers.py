@@ -8,8 +8,8 @@ import inside a function, under ``if TYPE_CHECKING:``, relative, or by
 line and rule for each breach of:
 
 1. **crdt/ is pure**: it imports only itself and :data:`CRDT_MAY_IMPORT` (standard modules
-   without I/O, and cbor2 / libipld / PyNaCl). No protocols, no gridnode, no sockets, files, clocks,
-   threads or event loops.
+   without I/O, and cbor2 / libipld / PyNaCl / coincurve). No protocols, no gridnode, no sockets,
+   files, clocks, threads or event loops.
 2. **protocols/ is sans-IO**: it imports only itself, crdt and the same pure list. No gridnode,
    trio, socket, sqlite3, time (time is passed in).
 3. **libp2p stays in gridnode/net**: nothing else imports ``libp2p`` or ``multiaddr``.
@@ -65,6 +65,8 @@ CRDT_MAY_IMPORT: Final = frozenset(
         "nacl",
         # The compiled DAG-CBOR round trip that confirms canonical form (crdt.ipld.dagcbor).
         "libipld",
+        # secp256k1 ECDSA verification of OrbitDB entries (crdt.orbitdb.verify): libsecp256k1.
+        "coincurve",
     }
 )
 
