@@ -24,10 +24,14 @@
 // where they can be; the non-canonical block is written with cborg directly.
 
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { rmSync } from 'node:fs'
 
 import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { bitswap } from '@helia/block-brokers'
+import { libp2pRouting } from '@helia/routers'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { createOrbitDB, Entry, Identities, KeyStore, IPFSAccessController } from '@orbitdb/core'
@@ -40,6 +44,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { base58btc } from 'multiformats/bases/base58'
 import { CID } from 'multiformats/cid'
 import * as cborg from 'cborg'
+import { multiaddr } from '@multiformats/multiaddr'
 
 const b64 = bytes => Buffer.from(bytes).toString('base64')
 
@@ -75,7 +80,9 @@ async function signedBytes (signed) {
   return bytes
 }
 
-async function judge (p) {
+// The database and its forgeries, built offline: {address, writer, base: {hash: bytes}, valid,
+// validAll, head, forgeries: [{name, what, head, blocks: {hash: bytes}}]}.
+async function forge (p) {
   const payloadBytes = p.payload_bytes ?? (1 << 20) + 1
   const listLength = p.list_length ?? 5000
   rmSync(p.dir, { recursive: true, force: true })
@@ -187,7 +194,7 @@ async function judge (p) {
     }
   ]
 
-  const results = []
+  const built = []
   let i = 0
   for (const f of forgeries) {
     i++
@@ -195,18 +202,26 @@ async function judge (p) {
     const blocks = {}
     blocks[blk.hash] = blk.bytes
     for (const b of f.blocks ?? []) blocks[b.hash] = b.bytes
-    const verdict = await replicaVerdict(p.dir, i, address, base, blocks, blk, head)
-    const shown = {}
-    for (const [h, b] of Object.entries(blocks)) shown[h] = b64(b)
-    results.push({ name: f.name, what: f.what, head: blk.hash, blocks: shown, orbitdb: verdict })
+    built.push({ name: f.name, what: f.what, head: blk.hash, bytes: blk.bytes, blocks })
   }
-
   await db.close()
   await orbitdb.stop()
   await helia.stop()
-  const shownBase = {}
-  for (const [h, b] of Object.entries(base)) shownBase[h] = b64(b)
-  return { address, writer: writer.id, blocks: shownBase, valid, valid_all: validAll, forgeries: results }
+  return { address, writer: writer.id, base, valid, validAll, head, forgeries: built }
+}
+
+const shown = blocks => Object.fromEntries(Object.entries(blocks).map(([h, b]) => [h, b64(b)]))
+
+async function judge (p) {
+  const f = await forge(p)
+  const results = []
+  let i = 0
+  for (const forgery of f.forgeries) {
+    i++
+    const verdict = await replicaVerdict(p.dir, i, f.address, f.base, forgery.blocks, forgery, f.head)
+    results.push({ name: forgery.name, what: forgery.what, head: forgery.head, blocks: shown(forgery.blocks), orbitdb: verdict })
+  }
+  return { address: f.address, writer: f.writer, blocks: shown(f.base), valid: f.valid, valid_all: f.validAll, forgeries: results }
 }
 
 async function collect (got) {
@@ -271,7 +286,130 @@ function withTimeout (promise, ms) {
   ]).finally(() => clearTimeout(timer))
 }
 
-const roles = { judge }
+// A hostile OrbitDB peer: on 127.0.0.1 (TCP, noise, yamux, identify, gossipsub, bitswap) with
+// every block of the database and of the forgeries in its blockstore, speaking OrbitDB's sync:
+// the heads protocol `/orbitdb/heads<address>` (answered, and dialled when a peer subscribes to
+// the topic) and the gossipsub topic named by the address (the forged heads published every
+// 300 ms). `mode`:
+//   forgeries  the heads it writes are the valid head then every forged head (the 1 MiB one
+//              last), each raw, no length prefix, as sync.js writes them; then it closes;
+//   endless    the valid head, then random bytes, 16 KiB at a time, for as long as the reader reads;
+//   oversized  the valid head, then one "head" of 4 MiB (a CBOR byte string), then it closes.
+// Prints {addr, address, valid, valid_all, forgeries: [{name, head}]}, serves until a line `stop`
+// (or the end) on stdin, then prints {streams, dialled, published, sent_bytes}.
+async function serve (p) {
+  const f = await forge(p)
+  const mode = p.mode ?? 'forgeries'
+  const libp2p = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: { denyDialMultiaddr: () => false },
+    services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
+  })
+  const helia = await createHelia({ libp2p, blockstore: new MemoryBlockstore(), blockBrokers: [bitswap()], routers: [libp2pRouting(libp2p)] })
+  const all = { ...f.base }
+  for (const forgery of f.forgeries) Object.assign(all, forgery.blocks)
+  for (const [hash, bytes] of Object.entries(all)) await helia.blockstore.put(CID.parse(hash, base58btc), bytes)
+
+  const order = [...f.forgeries].sort((a, b) => a.bytes.length - b.bytes.length)
+  const heads = mode === 'forgeries' ? [f.base[f.head], ...order.map(x => x.bytes)] : [f.base[f.head]]
+  const stats = { streams: 0, dialled: 0, published: 0, sent_bytes: 0 }
+  const send = async (stream, bytes) => {
+    if (!stream.send(bytes)) await stream.onDrain()
+    stats.sent_bytes += bytes.length
+  }
+  const exchange = async stream => {
+    // Read what the other side writes (its heads), bounded; we judge nothing.
+    (async () => {
+      let got = 0
+      for await (const chunk of stream) { got += chunk.byteLength; if (got > (1 << 22)) break }
+    })().catch(() => {})
+    try {
+      for (const bytes of heads) await send(stream, bytes)
+      if (mode === 'endless') {
+        for (;;) await send(stream, crypto.getRandomValues(new Uint8Array(16384)))
+      }
+      if (mode === 'oversized') {
+        const huge = new Uint8Array(5 + (4 << 20))
+        huge.set([0x5a, 0x00, 0x40, 0x00, 0x00]) // a CBOR byte string of 4 MiB
+        await send(stream, huge)
+      }
+      await stream.close()
+    } catch (e) {
+      stream.abort?.(e)
+    }
+  }
+  const protocol = `/orbitdb/heads${f.address}`
+  await libp2p.handle(protocol, stream => { stats.streams++; exchange(stream) })
+  const pubsub = libp2p.services.pubsub
+  pubsub.addEventListener('subscription-change', async event => {
+    const { peerId, subscriptions } = event.detail
+    if (!subscriptions.find(s => s.topic === f.address && s.subscribe)) return
+    try {
+      const stream = await libp2p.dialProtocol(peerId, protocol)
+      stats.dialled++
+      await exchange(stream)
+    } catch (e) {}
+  })
+  pubsub.subscribe(f.address)
+  const gossip = setInterval(() => {
+    if (mode !== 'forgeries') return
+    for (const bytes of heads) {
+      if (bytes.length > 512 * 1024) continue
+      pubsub.publish(f.address, bytes).then(() => { stats.published++ }, () => {})
+    }
+  }, 300)
+
+  const addr = libp2p.getMultiaddrs().find(a => a.toString().includes('/tcp/'))
+  process.stdout.write(JSON.stringify({
+    addr: addr.toString(),
+    address: f.address,
+    valid: f.valid,
+    valid_all: f.validAll,
+    forgeries: f.forgeries.map(x => ({ name: x.name, head: x.head }))
+  }) + '\n')
+  const lines = createInterface({ input: process.stdin })
+  for await (const line of lines) { if (line === 'stop') break }
+  clearInterval(gossip)
+  await helia.stop()
+  return stats
+}
+
+// A fresh OrbitDB replica over the network: dials `peer` (a `serve` forger), opens `address`,
+// and after `seconds` prints what it holds: {keys: all()'s keys, entries: its log's length}.
+// This is the network path of `judge`: heads by the heads protocol and gossip, entries and
+// identities by bitswap.
+async function victim (p) {
+  const libp2p = await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: { denyDialMultiaddr: () => false },
+    services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
+  })
+  const helia = await createHelia({ libp2p, blockstore: new MemoryBlockstore(), blockBrokers: [bitswap()], routers: [libp2pRouting(libp2p)] })
+  const orbitdb = await createOrbitDB({ ipfs: helia, id: 'victim', directory: join(p.dir, 'victim') })
+  const errors = []
+  try {
+    await libp2p.dial(multiaddr(p.peer))
+    const db = await orbitdb.open(p.address)
+    db.events.on('error', e => errors.push(String(e.message).slice(0, 200)))
+    await new Promise(resolve => setTimeout(resolve, (p.seconds ?? 10) * 1000))
+    const all = await db.all()
+    let entries = 0
+    for await (const e of db.log.iterator()) { if (e) entries++ }
+    await db.close()
+    return { keys: all.map(r => r.key), entries, errors: errors.slice(0, 20) }
+  } finally {
+    await orbitdb.stop()
+    await helia.stop()
+  }
+}
+
+const roles = { judge, serve, victim }
 const [role, params] = process.argv.slice(2)
 if (!roles[role]) {
   process.stderr.write(`usage: node forge.mjs ${Object.keys(roles).join('|')} JSON\n`)
