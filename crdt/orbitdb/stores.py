@@ -33,6 +33,7 @@ import bisect
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from crdt.errors import InvalidQuery
 from crdt.orbitdb.blocks import STORE_TYPES, OrbitEntry
 
 __all__ = [
@@ -77,8 +78,6 @@ def _js_number(value: float) -> str:
     """``String(x)`` of a finite JavaScript number."""
     if value == 0:
         return "0"
-    if value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
     text = repr(value)  # the shortest round trip, as JavaScript's
     mantissa, _, exponent = text.partition("e")
     digits = mantissa.replace("-", "").replace(".", "").lstrip("0")
@@ -227,12 +226,63 @@ class Materialiser:
         """Every entry, oldest first (``log.values()``)."""
         return [self._entries[h] for _t, _i, h in self._sorted]
 
-    def iterator(self, amount: int = -1) -> list[OrbitEntry]:
-        """The newest ``amount`` entries (all for -1), newest first (``log.iterator({amount})``)."""
+    def traverse(self, roots: Iterable[OrbitEntry] | None = None) -> list[OrbitEntry]:
+        """The held entries reachable from ``roots`` through ``next`` (roots included; all
+        entries when ``roots`` is ``None``: the heads reach every one), newest first
+        (``log.traverse(roots)``)."""
+        if roots is None:
+            return [self._entries[h] for _t, _i, h in reversed(self._sorted)]
+        seen: set[str] = set()
+        stack = [r.hash for r in roots]
+        while stack:
+            hash = stack.pop()
+            if hash in seen or hash not in self._entries:
+                continue
+            seen.add(hash)
+            stack.extend(self._entries[hash].next)
+        return sorted((self._entries[h] for h in seen), key=lambda e: e.sort_key, reverse=True)
+
+    def iterator(
+        self,
+        amount: int = -1,
+        *,
+        gt: str | None = None,
+        gte: str | None = None,
+        lt: str | None = None,
+        lte: str | None = None,
+    ) -> list[OrbitEntry]:
+        """``log.iterator({amount, gt, gte, lt, lte})``, newest first, with OrbitDB's rules:
+        ``lte``/``lt`` start from that entry / its ``next`` entries, so they list its causal past
+        (not every older entry); ``gt``/``gte`` stop at that entry (excluded/included; all of the
+        log if it is not held); with ``gt``/``gte``, ``amount`` keeps the entries nearest to it,
+        and is ignored when ``lt``/``lte`` is given too. An ``amount`` of 0 lists nothing; one
+        below -1 lists one entry (OrbitDB's counter stops after the first). Raises
+        :class:`~crdt.errors.InvalidQuery` for an ``lt`` that names no held entry (OrbitDB
+        throws a TypeError)."""
         if amount == 0:
             return []
-        keys = self._sorted[::-1] if amount < 0 else self._sorted[: -amount - 1 : -1]
-        return [self._entries[h] for _t, _i, h in keys]
+        roots: list[OrbitEntry] | None = None
+        if lt is not None:
+            below = self._entries.get(lt)
+            if below is None:
+                raise InvalidQuery(f"lt names no entry of this log: {lt!r:.80}")
+            roots = [self._entries[h] for h in below.next if h in self._entries]
+        elif lte is not None:
+            roots = [self._entries[lte]] if lte in self._entries else []
+        end_hash = gt if gt is not None else gte
+        end = self._entries.get(end_hash) if end_hash is not None else None
+        limit = -1 if end is not None or amount == -1 else amount
+        found = []
+        for count, entry in enumerate(self.traverse(roots), start=1):
+            if not (gt is not None and end is not None and entry.hash == end.hash):
+                found.append(entry)
+            if limit != -1 and count >= limit:
+                break
+            if end is not None and entry.hash == end.hash:
+                break
+        if end is not None and amount > 0 and lt is None and lte is None:
+            found = found[-amount:]
+        return found
 
     def heads(self) -> list[OrbitEntry]:
         """The entries no held entry names in ``next``, newest first (``log.heads()``)."""
@@ -241,9 +291,19 @@ class Materialiser:
 
     # -- the databases ---------------------------------------------------------------------
 
-    def events_iterator(self, amount: int = -1) -> list[dict[str, Any]]:
-        """Events' ``iterator({amount})``: ``{hash, value}`` newest first."""
-        return [_with_value({"hash": e.hash}, _operation(e)[2]) for e in self.iterator(amount)]
+    def events_iterator(
+        self,
+        amount: int = -1,
+        *,
+        gt: str | None = None,
+        gte: str | None = None,
+        lt: str | None = None,
+        lte: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events' ``iterator({amount, gt, gte, lt, lte})``: ``{hash, value}`` newest first
+        (:meth:`iterator` gives the rules)."""
+        entries = self.iterator(amount, gt=gt, gte=gte, lt=lt, lte=lte)
+        return [_with_value({"hash": e.hash}, _operation(e)[2]) for e in entries]
 
     def events_all(self) -> list[dict[str, Any]]:
         """Events' ``all()``: every entry as ``{hash, value}``, oldest first."""
@@ -281,10 +341,18 @@ class Materialiser:
             answers.append({**_with_value(fields, value), "hash": e.hash})
         return answers
 
-    def documents_iterator(self, amount: int = -1) -> list[dict[str, Any]]:
-        """Documents' (and keyvalue's) ``iterator({amount})``: newest first."""
+    def documents_iterator(self, amount: int | None = None) -> list[dict[str, Any]]:
+        """Documents' (and keyvalue's) ``iterator({amount})``: newest first, all of them for
+        ``None``. OrbitDB stops once its count of listed documents reaches ``amount``, checked
+        after each log entry: an ``amount`` of 0 or less lists at most the newest entry's
+        document."""
         found = self.all()[::-1]
-        return found if amount < 0 else found[:amount]
+        if amount is None:
+            return found
+        if amount > 0:
+            return found[:amount]
+        newest = self._sorted[-1][2] if self._sorted else None
+        return found[:1] if found and found[0]["hash"] == newest else []
 
     def get(self, key: object) -> Any:
         """``get(key)``: events, the ``value`` of the entry of hash ``key`` (``None`` if not
