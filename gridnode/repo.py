@@ -44,6 +44,7 @@ from gridnode.keystore import load_or_create_key
 from gridnode.logs import LogLimiter
 from gridnode.quota import StorageQuota
 from gridnode.storage import DB_FILE, CorruptBlock, SqliteFile
+from gridnode.storage.orbitdb import OrbitTables
 from gridnode.storage.snapshots import published_root
 
 __all__ = [
@@ -660,6 +661,8 @@ class Repo:
         self.sql = SqliteFile(data_dir / DB_FILE, durability=self.config.durability)
         #: The blocks of files and directories and their local pins (gridnode/files/store.py).
         self.files = FileStore(self.sql, data_dir / BLOCK_DIR, durability=self.config.durability)
+        #: The OrbitDB databases followed and their verified blocks (gridnode/orbitdb/).
+        self.orbit = OrbitTables(self.sql)
         #: ``max_storage`` against the file's size and the file store's block directory: what
         #: follows, restores, imports, pulls and file adds ask before they add anything.
         self.quota = StorageQuota(self.bytes_used, self.config.max_storage, log_transitions=False)
@@ -808,6 +811,15 @@ class Repo:
                 stored = self.sql.get_block(cid.bytes)
                 if stored is not None and cid.matches(stored):
                     found[cid] = stored
+        lacking = [cid for cid, block in found.items() if block is None]
+        if lacking:
+            # The OrbitDB databases followed: their blocks, verified when kept, served to any
+            # OrbitDB peer (an OrbitDB database is public to whoever knows its address).
+            kept = self.orbit.get_many([cid.bytes for cid in lacking])
+            for cid in lacking:
+                held = kept.get(cid.bytes)
+                if held is not None and cid.matches(held):
+                    found[cid] = held
         lacking = [cid for cid, block in found.items() if block is None]
         if lacking:
             # The file store's blocks: files and directories are public by nature (a CID anyone

@@ -15,6 +15,7 @@ __all__ = [
     "AgeNoMatch",
     "AgePayloadError",
     "BitswapError",
+    "OrbitHeadsError",
     "ProtocolError",
     "ReplicaStatementError",
     "SendLimitError",
@@ -29,6 +30,12 @@ class ProtocolError(GridnodeError, ValueError):
 class BitswapError(ProtocolError):
     """A bitswap message that breaks the protocol: bad protobuf, a bad CID or prefix, a block
     over the limit. The peer is struck; the connection stays up until strikes add up."""
+
+
+class OrbitHeadsError(ProtocolError):
+    """An OrbitDB heads stream (:mod:`protocols.orbitdb`) that does not split into whole head
+    blocks, or brings more of them (or more bytes) than gridnode reads from one stream. The
+    stream is reset and the peer struck."""
 
 
 class SendLimitError(ProtocolError):

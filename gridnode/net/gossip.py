@@ -369,6 +369,10 @@ class Gossip:
 
         self._pubsub.set_topic_validator(topic, check, False)
 
+    def topic_peers(self, topic: str) -> list[str]:
+        """The peers that told us they subscribe to ``topic``."""
+        return sorted(str(peer) for peer in self._pubsub.peer_topics.get(topic, ()))
+
     def score(self, peer_id: str, topic: str) -> float:
         """The peer's gossip score on ``topic`` (0 is neutral; negative after invalid messages)."""
         scorer: Any = self._router.scorer

@@ -407,6 +407,10 @@ class Host:
         """Gossip ``data`` on ``topic``. Lossy: a full peer queue drops, never raises or waits."""
         await self._gossip.publish(topic, data)
 
+    def topic_peers(self, topic: str) -> list[str]:
+        """The connected peers subscribed to ``topic`` (as their subscriptions said)."""
+        return self._gossip.topic_peers(topic)
+
     def set_topic_validator(self, topic: str, validator: TopicValidator) -> None:
         """Accept ``topic``'s messages only if ``validator(origin peer id, data)`` is true.
 

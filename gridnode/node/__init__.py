@@ -78,6 +78,7 @@ from gridnode.node.stats import (
 from gridnode.node.sync import PullReport
 from gridnode.node.writes import GroupCommit, databases_of
 from gridnode.ops import CreateRequest, WriteRequest, Written
+from gridnode.orbitdb import OrbitFollower
 from gridnode.repo import ImportReport, Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker
 
@@ -215,6 +216,17 @@ class Node:
             catalogs_read=lambda: all(a in self.catalogs.views for a in self.catalogs.addresses),
             databases=self.replication.databases,
         )
+        #: The OrbitDB databases followed and served (gridnode/orbitdb/), read-only.
+        self.orbitdb = OrbitFollower(
+            repo,
+            host,
+            nursery,
+            self.worker,
+            self.bitswap,
+            strike=self.peering.strike,
+            note=self.stats.note,
+            connect=self.connect,
+        )
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
         self.providers: Providers | None = None
         if host.dht is not None:
@@ -242,6 +254,7 @@ class Node:
         self._nursery.start_soon(self.history.run, self.host, self.stats, trio.current_time)
         self.catalogs.start()
         self.files.start()
+        await self.orbitdb.start()
         if self.providers is not None:
             self.providers.start()
         self._nursery.start_soon(republish_on_change, self.host, self.peering.publish_record)

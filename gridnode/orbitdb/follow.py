@@ -1,0 +1,646 @@
+"""Following OrbitDB databases: heads in, blocks fetched and verified, kept, served back.
+
+For each followed database (address ``/orbitdb/<cid>``) the node:
+
+- subscribes to the gossipsub topic named by the address (OrbitDB publishes each new head entry
+  block there) and serves ``/orbitdb/heads/orbitdb/<cid>`` (:mod:`protocols.orbitdb`): on a
+  stream either side opens, both write their head blocks raw, then close;
+- runs the heads exchange itself with every peer it connects to and, every
+  :attr:`OrbitFollower.interval` seconds, with every peer subscribed to the topic and every peer
+  it was told to follow from. @orbitdb/core 4.0.0 exchanges heads once per peer and never
+  re-announces (orbitdb #1255): gridnode's anti-entropy does not wait for it;
+- fetches the manifest, the IPFS access controller, the identities and every entry reachable from
+  the heads (``next`` and ``refs``) over bitswap from the peers that offered them and the topic's
+  peers, in parallel batches, bounded per round (:data:`MAX_ENTRIES_PER_ROUND`);
+- verifies each with :mod:`crdt.orbitdb` (hash, strict shape, identity signatures, the entry's
+  key is its identity's key, write access, the log id, the clock against its ``next``), in clock
+  order so a child is taken only after its parents; an entry whose parent was refused is refused
+  too; an entry whose parents could not be fetched yet waits for the next exchange;
+- keeps what verifies (:mod:`gridnode.storage.orbitdb`), which bitswap then serves to anyone, and
+  materialises the log (:class:`crdt.orbitdb.stores.Materialiser`) for ``db get/query/iter``.
+
+Refusals are counted per reason and per peer (:class:`OrbitStats`), logged a few lines per
+interval (:class:`~gridnode.logs.LogLimiter`) and noted in the node's events; a malformed heads
+stream strikes the peer. Gridnode never writes an OrbitDB entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from crdt.errors import GridnodeError, InvalidOrbitAddress, OrbitError, OrbitRefused
+from crdt.ipld.cid import CID
+from crdt.orbitdb.address import format_address, format_hash, parse_address, parse_hash
+from crdt.orbitdb.blocks import (
+    OrbitAccess,
+    OrbitEntry,
+    OrbitIdentity,
+    OrbitManifest,
+    decode_access,
+    decode_entry,
+    decode_identity,
+    decode_manifest,
+)
+from crdt.orbitdb.stores import Materialiser
+from crdt.orbitdb.verify import check_clock, verify_entry, verify_identity
+from gridnode.errors import NetError, ProtocolNotSupported, UnknownDatabase
+from gridnode.logs import LogLimiter
+from gridnode.net.bitswap import Bitswap
+from gridnode.net.host import Host
+from gridnode.net.stream import Stream
+from gridnode.repo import Repo
+from gridnode.storage.worker import StorageWorker
+from protocols.errors import OrbitHeadsError
+from protocols.orbitdb import MAX_HEADS, MAX_HEADS_BYTES, heads_protocol, split_items
+
+__all__ = ["OrbitFollower", "OrbitReplica", "OrbitStats"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two heads exchanges with the topic's peers (anti-entropy).
+EXCHANGE_INTERVAL: Final = 30.0
+#: Seconds one heads stream may take, both ways.
+HEADS_TIMEOUT: Final = 20.0
+#: Seconds one bitswap round of a fetch may take.
+FETCH_TIMEOUT: Final = 30.0
+#: Entries fetched in one round of an ingest (the rest come with the next exchange).
+MAX_ENTRIES_PER_ROUND: Final = 100_000
+#: Entries asked for in one bitswap request.
+FETCH_BATCH: Final = 512
+#: Refused entry hashes remembered per database (not fetched again while remembered).
+MAX_REFUSED: Final = 10_000
+#: Heads exchanges running at once, over all databases and peers.
+MAX_EXCHANGES: Final = 8
+
+Strike = Callable[[str, str], Awaitable[None]]
+Note = Callable[..., None]
+
+
+@dataclass
+class OrbitStats:
+    """What the OrbitDB follower did since the node started (status, metrics)."""
+
+    entries_accepted: int = 0
+    identities_accepted: int = 0
+    heads_exchanges: int = 0
+    heads_received: int = 0
+    heads_sent: int = 0
+    gossip_heads: int = 0
+    bad_streams: int = 0
+    #: Refusals by reason (the error's class name).
+    refused: Counter[str] = field(default_factory=Counter)
+    #: Refusals by peer that offered the refused block.
+    refused_by_peer: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entries_accepted": self.entries_accepted,
+            "identities_accepted": self.identities_accepted,
+            "heads_exchanges": self.heads_exchanges,
+            "heads_received": self.heads_received,
+            "heads_sent": self.heads_sent,
+            "gossip_heads": self.gossip_heads,
+            "bad_streams": self.bad_streams,
+            "refused": dict(self.refused),
+            "refused_total": sum(self.refused.values()),
+        }
+
+
+@dataclass
+class OrbitReplica:
+    """One followed OrbitDB database in memory: its manifest, access, identities and log."""
+
+    address: str
+    peers: list[str]
+    manifest: OrbitManifest | None = None
+    access: OrbitAccess | None = None
+    view: Materialiser | None = None
+    identities: dict[str, OrbitIdentity] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    changed: trio.Event = field(default_factory=trio.Event)
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        heads = [] if self.view is None else [e.hash for e in self.view.heads()]
+        return {
+            "address": self.address,
+            "name": None if self.manifest is None else self.manifest.name,
+            "type": None if self.manifest is None else self.manifest.type,
+            "entries": 0 if self.view is None else len(self.view),
+            "heads": heads,
+            "writers": [] if self.access is None else list(self.access.write),
+            "refused": len(self.refused),
+            "peers": list(self.peers),
+            "error": self.error,
+        }
+
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class OrbitFollower:
+    """The OrbitDB databases a node follows (``node.orbitdb``)."""
+
+    def __init__(
+        self,
+        repo: Repo,
+        host: Host,
+        nursery: trio.Nursery,
+        worker: StorageWorker,
+        bitswap: Bitswap | None,
+        *,
+        strike: Strike | None = None,
+        note: Note | None = None,
+        connect: Callable[[str], Awaitable[str | None]] | None = None,
+        interval: float = EXCHANGE_INTERVAL,
+    ) -> None:
+        self._repo = repo
+        self._host = host
+        self._nursery = nursery
+        self._worker = worker
+        self._bitswap = bitswap
+        self._strike = strike
+        self._note = note
+        self._connect = connect
+        #: Seconds between two rounds of anti-entropy with the topic's peers.
+        self.interval = interval
+        self.replicas: dict[str, OrbitReplica] = {}
+        self.stats = OrbitStats()
+        self._limiter = LogLimiter()
+        self._exchanges = trio.Semaphore(MAX_EXCHANGES)
+
+    # -- life -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Follow every database the data directory follows, and exchange heads with every
+        peer that connects."""
+        self._host.watch_connections(self._peer_connected)
+        for address, peers, _created in await self._worker.run(self._repo.orbit.follows):
+            self._launch(address, peers)
+
+    def _peer_connected(self, peer: str) -> None:
+        for replica in list(self.replicas.values()):
+            self._nursery.start_soon(self._exchange, replica, peer)
+
+    def _launch(self, address: str, peers: Sequence[str]) -> OrbitReplica:
+        replica = OrbitReplica(address, list(peers))
+        self.replicas[address] = replica
+        self._nursery.start_soon(self._run, replica)
+        return replica
+
+    async def follow(
+        self, address: str, peers: Sequence[str] = (), *, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Follow ``address`` (``/orbitdb/<cid>``), dialling ``peers`` (multiaddrs) for it;
+        wait up to ``timeout`` seconds for its first entries; its summary.
+
+        Raises :class:`~crdt.errors.InvalidOrbitAddress` for a malformed address."""
+        address = format_address(parse_address(address))
+        await self._worker.run(self._repo.orbit.follow, address, list(peers), time.time())
+        replica = self.replicas.get(address)
+        if replica is None:
+            replica = self._launch(address, peers)
+        else:
+            replica.peers = list(peers)
+        with trio.move_on_after(timeout):
+            for multiaddr in peers:
+                await self._dial(multiaddr)
+            while replica.view is None or not len(replica.view):
+                await replica.changed.wait()
+        return replica.summary()
+
+    async def unfollow(self, address: str) -> dict[str, Any]:
+        """Stop following ``address`` and forget its blocks; its last summary."""
+        address = format_address(parse_address(address))
+        replica = self.replicas.pop(address, None)
+        known = await self._worker.run(self._repo.orbit.unfollow, address)
+        if replica is None and not known:
+            raise UnknownDatabase(f"not following {address}")
+        summary = replica.summary() if replica is not None else {"address": address}
+        if replica is not None:
+            replica.scope.cancel()
+        return summary
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Every followed database's summary."""
+        return [replica.summary() for replica in self.replicas.values()]
+
+    def replica(self, address: str) -> OrbitReplica:
+        """The followed database at ``address`` (raises UnknownDatabase)."""
+        try:
+            address = format_address(parse_address(address))
+        except InvalidOrbitAddress as exc:
+            raise UnknownDatabase(str(exc)) from exc
+        replica = self.replicas.get(address)
+        if replica is None:
+            raise UnknownDatabase(f"not following {address}")
+        return replica
+
+    async def _dial(self, multiaddr: str) -> None:
+        if self._connect is None:
+            return
+        try:
+            await self._connect(multiaddr)
+        except GridnodeError as exc:
+            log.info("orbitdb: cannot dial %s: %s", multiaddr, exc)
+
+    # -- one database ---------------------------------------------------------------------------
+
+    async def _run(self, replica: OrbitReplica) -> None:
+        address = replica.address
+        protocol = heads_protocol(address)
+        with replica.scope:
+            self._host.set_stream_handler(protocol, lambda s: self._serve_heads(replica, s))
+            try:
+                await self._load(replica)
+                subscription = await self._host.subscribe(address)
+                async with subscription, trio.open_nursery() as nursery:
+                    nursery.start_soon(self._gossip, replica, subscription)
+                    nursery.start_soon(self._anti_entropy, replica)
+            finally:
+                self._host.remove_stream_handler(protocol)
+
+    async def _load(self, replica: OrbitReplica) -> None:
+        """The blocks kept for ``replica`` into memory (each decoded and verified again)."""
+        address = replica.address
+        kept: dict[str, list[tuple[bytes, bytes]]] = {}
+        for kind in ("manifest", "access", "identity", "entry"):
+            kept[kind] = await self._worker.run(self._repo.orbit.blocks, address, kind)
+        if not kept["manifest"] or not kept["access"]:
+            return
+        (mcid, mblock), (acid, ablock) = kept["manifest"][0], kept["access"][0]
+        identities = [(CID.parse(c), b) for c, b in kept["identity"]]
+        entries = [(CID.parse(c), b) for c, b in kept["entry"]]
+
+        def rebuild() -> tuple[OrbitManifest, OrbitAccess, dict[str, OrbitIdentity], Materialiser]:
+            manifest = decode_manifest(CID.parse(mcid), mblock)
+            access = decode_access(CID.parse(acid), ablock)
+            ids = {}
+            for cid, block in identities:
+                identity = decode_identity(cid, block)
+                ids[identity.hash] = identity
+            view = Materialiser(manifest.type)
+            decoded = sorted(
+                (decode_entry(cid, block) for cid, block in entries), key=lambda e: e.clock_time
+            )
+            for entry in decoded:
+                verify_entry(entry, ids[entry.identity], access, address, identity_verified=True)
+                view.add(entry)
+            return manifest, access, ids, view
+
+        try:
+            manifest, access, ids, view = await trio.to_thread.run_sync(rebuild)
+        except (OrbitError, KeyError) as exc:
+            log.error("orbitdb: the blocks kept for %s do not verify: %s", address, exc)
+            replica.error = f"kept blocks do not verify: {exc}"
+            return
+        replica.manifest, replica.access, replica.identities, replica.view = (
+            manifest,
+            access,
+            ids,
+            view,
+        )
+        replica._changed()
+
+    async def _gossip(self, replica: OrbitReplica, subscription: Any) -> None:
+        async for message in subscription:
+            self.stats.gossip_heads += 1
+            peers = [message.peer_id]
+            forwarder = getattr(message, "forwarder", None)
+            if forwarder:
+                peers.insert(0, forwarder)
+            self._nursery.start_soon(self._ingest, replica, [message.data], peers)
+
+    async def _anti_entropy(self, replica: OrbitReplica) -> None:
+        while True:
+            for multiaddr in replica.peers:
+                await self._dial(multiaddr)
+            peers = set(self._host.topic_peers(replica.address))
+            peers.update(self._peers_of(replica))
+            async with trio.open_nursery() as nursery:
+                for peer in sorted(peers):
+                    nursery.start_soon(self._exchange, replica, peer)
+            await trio.sleep(self.interval)
+
+    def _peers_of(self, replica: OrbitReplica) -> list[str]:
+        """Connected peers among those the follow named (by their ``/p2p/`` part)."""
+        connected = set(self._host.peers())
+        named = [m.rsplit("/p2p/", 1)[-1] for m in replica.peers if "/p2p/" in m]
+        return [p for p in named if p in connected]
+
+    # -- the heads protocol -----------------------------------------------------------------------
+
+    async def _exchange(self, replica: OrbitReplica, peer: str) -> None:
+        """Open the heads protocol to ``peer``: send ours, read theirs, take them in."""
+        if replica.scope.cancel_called:
+            return
+        async with self._exchanges:
+            try:
+                with trio.fail_after(HEADS_TIMEOUT):
+                    stream = await self._host.open_stream(peer, heads_protocol(replica.address))
+            except ProtocolNotSupported:
+                return  # it does not have this database open
+            except (NetError, trio.TooSlowError) as exc:
+                log.debug("orbitdb: heads with %s: %s", peer, exc)
+                return
+            heads = await self._talk(replica, stream)
+            self.stats.heads_exchanges += 1
+        if heads:
+            await self._ingest(replica, heads, [peer])
+
+    async def _serve_heads(self, replica: OrbitReplica, stream: Stream) -> None:
+        heads = await self._talk(replica, stream)
+        self.stats.heads_exchanges += 1
+        if heads:
+            self._nursery.start_soon(self._ingest, replica, heads, [stream.remote_peer_id])
+
+    async def _talk(self, replica: OrbitReplica, stream: Stream) -> list[bytes]:
+        """Write our head blocks one by one and close our side, while reading the peer's up to
+        its end (bounded): the peer's head blocks."""
+        peer = stream.remote_peer_id
+        received = bytearray()
+        failed: list[str] = []
+
+        async def send() -> None:
+            heads = [] if replica.view is None else replica.view.heads()
+            for entry in heads[:MAX_HEADS]:
+                await stream.write(entry.block)
+                self.stats.heads_sent += 1
+            await stream.close_write()
+
+        async def receive() -> None:
+            while True:
+                chunk = await stream.read(65536)
+                if not chunk:
+                    return
+                received.extend(chunk)
+                if len(received) > MAX_HEADS_BYTES:
+                    failed.append(f"more than {MAX_HEADS_BYTES} bytes of heads")
+                    return
+
+        try:
+            with trio.fail_after(HEADS_TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(send)
+                    nursery.start_soon(receive)
+            heads = split_items(bytes(received)) if not failed else []
+        except (NetError, trio.TooSlowError) as exc:
+            log.debug("orbitdb: heads stream with %s: %s", peer, exc)
+            await stream.reset()
+            return []
+        except OrbitHeadsError as exc:
+            failed.append(str(exc))
+            heads = []
+        if failed:
+            self.stats.bad_streams += 1
+            self._refuse(replica, peer, "OrbitHeadsError", failed[0])
+            await stream.reset()
+            if self._strike is not None:
+                await self._strike(peer, f"orbitdb heads: {failed[0]}")
+            return []
+        self.stats.heads_received += len(heads)
+        return heads
+
+    # -- taking entries in ----------------------------------------------------------------------
+
+    def _refuse(self, replica: OrbitReplica, peer: str | None, reason: str, text: str) -> None:
+        self.stats.refused[reason] += 1
+        if peer is not None:
+            self.stats.refused_by_peer[peer] += 1
+        if self._limiter.allow(replica.address, time.monotonic()):
+            log.warning(
+                "orbitdb: refused for %s from %s: %s: %s", replica.address, peer, reason, text
+            )
+        if self._note is not None:
+            self._note("orbitdb", f"{reason}: {text}", peer=peer, address=replica.address)
+
+    async def _fetch(self, cids: Sequence[CID], peers: Sequence[str]) -> dict[CID, bytes]:
+        if self._bitswap is None or not cids:
+            return {}
+        got: dict[CID, bytes] = {}
+        wanted = list(cids)
+
+        async def batch(part: Sequence[CID]) -> None:
+            assert self._bitswap is not None
+            got.update(await self._bitswap.fetch(part, peers, timeout=FETCH_TIMEOUT))
+
+        async with trio.open_nursery() as nursery:
+            for start in range(0, len(wanted), FETCH_BATCH):
+                nursery.start_soon(batch, wanted[start : start + FETCH_BATCH])
+        return got
+
+    def _fetch_peers(self, replica: OrbitReplica, offered_by: Sequence[str]) -> list[str]:
+        connected = set(self._host.peers())
+        peers = [p for p in offered_by if p in connected]
+        peers += [p for p in self._host.topic_peers(replica.address) if p not in peers]
+        peers += [p for p in self._peers_of(replica) if p not in peers]
+        return peers
+
+    async def _ensure_manifest(self, replica: OrbitReplica, peers: Sequence[str]) -> bool:
+        if replica.view is not None:
+            return True
+        cid = parse_address(replica.address)
+        got = await self._fetch([cid], peers)
+        if cid not in got:
+            return False
+        try:
+            manifest = decode_manifest(cid, got[cid])
+            access_got = await self._fetch([manifest.access_controller], peers)
+            if manifest.access_controller not in access_got:
+                return False
+            access = decode_access(
+                manifest.access_controller, access_got[manifest.access_controller]
+            )
+        except OrbitError as exc:
+            replica.error = f"{type(exc).__name__}: {exc}"
+            self._refuse(replica, None, type(exc).__name__, str(exc))
+            return False
+        await self._worker.run(
+            self._repo.orbit.put_blocks,
+            replica.address,
+            [
+                (cid.bytes, "manifest", got[cid]),
+                (
+                    manifest.access_controller.bytes,
+                    "access",
+                    access_got[manifest.access_controller],
+                ),
+            ],
+        )
+        replica.manifest, replica.access = manifest, access
+        replica.view = Materialiser(manifest.type)
+        replica.error = None
+        if self._bitswap is not None:
+            self._bitswap.blocks_added()
+        replica._changed()
+        return True
+
+    async def _ingest(
+        self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
+    ) -> None:
+        """Take head blocks in: fetch what they reach, verify, keep, materialise."""
+        if replica.scope.cancel_called:
+            return
+        async with replica.lock:
+            peers = self._fetch_peers(replica, offered_by)
+            origin = offered_by[0] if offered_by else None
+            if not await self._ensure_manifest(replica, peers):
+                return
+            view = replica.view
+            assert view is not None and replica.access is not None
+            new: dict[str, OrbitEntry] = {}
+            frontier: list[str] = []
+
+            def take(cid: CID, block: bytes) -> None:
+                hash_ = format_hash(cid)
+                if hash_ in view or hash_ in new or hash_ in replica.refused:
+                    return
+                try:
+                    entry = decode_entry(cid, block)
+                except OrbitError as exc:
+                    replica.refused[hash_] = type(exc).__name__
+                    self._refuse(replica, origin, type(exc).__name__, f"{hash_}: {exc}")
+                    return
+                new[hash_] = entry
+                frontier.extend(entry.next)
+                frontier.extend(entry.refs)
+
+            for block in blocks:
+                take(CID.for_block(block, "dag-cbor"), block)
+            missing: set[str] = set()
+            while frontier and len(new) < MAX_ENTRIES_PER_ROUND:
+                wanted = [
+                    h
+                    for h in dict.fromkeys(frontier)
+                    if h not in view
+                    and h not in new
+                    and h not in replica.refused
+                    and h not in missing
+                ]
+                frontier.clear()
+                cids: list[CID] = []
+                for h in wanted[: MAX_ENTRIES_PER_ROUND - len(new)]:
+                    try:
+                        cids.append(parse_hash(h))
+                    except InvalidOrbitAddress:
+                        missing.add(h)
+                got = await self._fetch(cids, peers)
+                for cid in cids:
+                    if cid in got:
+                        take(cid, got[cid])
+                    else:
+                        missing.add(format_hash(cid))
+            if not new:
+                return
+            await self._identities(replica, {e.identity for e in new.values()}, peers, origin)
+            accepted = await trio.to_thread.run_sync(self._verify, replica, new, origin)
+            if not accepted:
+                return
+            await self._worker.run(
+                self._repo.orbit.put_blocks,
+                replica.address,
+                [(e.cid.bytes, "entry", e.block) for e in accepted],
+            )
+            for entry in accepted:
+                view.add(entry)
+            self.stats.entries_accepted += len(accepted)
+            if self._bitswap is not None:
+                self._bitswap.blocks_added()
+            replica._changed()
+
+    async def _identities(
+        self, replica: OrbitReplica, hashes: set[str], peers: Sequence[str], origin: str | None
+    ) -> None:
+        lacking = [h for h in hashes if h not in replica.identities]
+        cids = []
+        for h in lacking:
+            try:
+                cids.append(parse_hash(h))
+            except InvalidOrbitAddress:
+                continue
+        got = await self._fetch(cids, peers)
+        kept = []
+        for cid, block in got.items():
+            try:
+                identity = decode_identity(cid, block)
+                verify_identity(identity)
+            except OrbitError as exc:
+                self._refuse(replica, origin, type(exc).__name__, f"identity {cid}: {exc}")
+                continue
+            replica.identities[identity.hash] = identity
+            kept.append((cid.bytes, "identity", block))
+        if kept:
+            await self._worker.run(self._repo.orbit.put_blocks, replica.address, kept)
+            self.stats.identities_accepted += len(kept)
+
+    def _verify(
+        self, replica: OrbitReplica, new: dict[str, OrbitEntry], origin: str | None
+    ) -> list[OrbitEntry]:
+        """The entries of ``new`` that verify and whose parents are held or accepted, parents
+        first (runs in a thread: no await)."""
+        view = replica.view
+        assert view is not None and replica.access is not None
+        accepted: dict[str, OrbitEntry] = {}
+        for entry in sorted(new.values(), key=lambda e: (e.clock_time, e.hash)):
+            if any(p in replica.refused for p in entry.next):
+                reason = "OrbitRefused"
+                replica.refused[entry.hash] = reason
+                self._refuse(replica, origin, reason, f"{entry.hash}: a parent was refused")
+                continue
+            parents = []
+            for p in entry.next:
+                parent = accepted.get(p) or view.entry(p)
+                if parent is None:
+                    break
+                parents.append(parent)
+            if len(parents) != len(entry.next):
+                continue  # a parent is not here yet: the next exchange brings it
+            identity = replica.identities.get(entry.identity)
+            try:
+                if identity is None:
+                    raise OrbitRefused(f"{entry.hash}: identity {entry.identity} not found")
+                verify_entry(
+                    entry, identity, replica.access, replica.address, identity_verified=True
+                )
+                check_clock(entry, parents)
+            except OrbitError as exc:
+                if identity is not None:
+                    replica.refused[entry.hash] = type(exc).__name__
+                self._refuse(replica, origin, type(exc).__name__, str(exc))
+                continue
+            accepted[entry.hash] = entry
+        while len(replica.refused) > MAX_REFUSED:
+            del replica.refused[next(iter(replica.refused))]
+        return list(accepted.values())
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def answer(self, address: str, op: str, key: Any = None, amount: int = -1) -> Any:
+        """What OrbitDB's ``all()`` (``op='all'``), ``get(key)`` or ``iterator({amount})``
+        answers for the followed database at ``address``."""
+        replica = self.replica(address)
+        view = replica.view
+        if view is None:
+            raise UnknownDatabase(f"{replica.address}: its manifest is not fetched yet")
+        kind = replica.manifest.type if replica.manifest is not None else ""
+        if op == "all":
+            return view.events_all() if kind == "events" else view.all()
+        if op == "get":
+            return view.get(key)
+        if op == "iter":
+            if kind == "events":
+                return view.events_iterator(amount)
+            if kind == "documents":
+                return view.documents_iterator(amount)
+            return view.all()
+        raise ValueError(f"unknown OrbitDB answer {op!r}")
