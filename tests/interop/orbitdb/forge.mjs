@@ -289,12 +289,15 @@ function withTimeout (promise, ms) {
 // A hostile OrbitDB peer: on 127.0.0.1 (TCP, noise, yamux, identify, gossipsub, bitswap) with
 // every block of the database and of the forgeries in its blockstore, speaking OrbitDB's sync:
 // the heads protocol `/orbitdb/heads<address>` (answered, and dialled when a peer subscribes to
-// the topic) and the gossipsub topic named by the address (the forged heads published every
-// 300 ms). `mode`:
-//   forgeries  the heads it writes are the valid head then every forged head (the 1 MiB one
-//              last), each raw, no length prefix, as sync.js writes them; then it closes;
-//   endless    the valid head, then random bytes, 16 KiB at a time, for as long as the reader reads;
-//   oversized  the valid head, then one "head" of 4 MiB (a CBOR byte string), then it closes.
+// the topic) and the gossipsub topic named by the address (heads published every 300 ms). `mode`:
+//   forgeries  on streams and gossip: the valid head then every forged head but the 1 MiB one,
+//              each raw, no length prefix, as sync.js writes them; then it closes;
+//   endless    the first heads stream honest (the valid head, then close), every later one: the
+//              valid head, then random bytes, 16 KiB at a time, for as long as the reader reads;
+//              on gossip: the valid head;
+//   oversized  the first heads stream honest, every later one: the valid head, the forged entry
+//              of a 1 MiB payload, then one "head" of 4 MiB (a CBOR byte string), then it
+//              closes; on gossip: the valid head.
 // Prints {addr, address, valid, valid_all, forgeries: [{name, head}]}, serves until a line `stop`
 // (or the end) on stdin, then prints {streams, dialled, published, sent_bytes}.
 async function serve (p) {
@@ -313,14 +316,17 @@ async function serve (p) {
   for (const forgery of f.forgeries) Object.assign(all, forgery.blocks)
   for (const [hash, bytes] of Object.entries(all)) await helia.blockstore.put(CID.parse(hash, base58btc), bytes)
 
-  const order = [...f.forgeries].sort((a, b) => a.bytes.length - b.bytes.length)
-  const heads = mode === 'forgeries' ? [f.base[f.head], ...order.map(x => x.bytes)] : [f.base[f.head]]
+  const oversized = f.forgeries.find(x => x.name === 'oversized-payload')
+  const forged = f.forgeries.filter(x => x !== oversized).map(x => x.bytes)
+  const heads = mode === 'forgeries' ? [f.base[f.head], ...forged] : [f.base[f.head]]
   const stats = { streams: 0, dialled: 0, published: 0, sent_bytes: 0 }
   const send = async (stream, bytes) => {
     if (!stream.send(bytes)) await stream.onDrain()
     stats.sent_bytes += bytes.length
   }
+  let exchanges = 0
   const exchange = async stream => {
+    const honest = exchanges++ === 0
     // Read what the other side writes (its heads), bounded; we judge nothing.
     (async () => {
       let got = 0
@@ -328,10 +334,14 @@ async function serve (p) {
     })().catch(() => {})
     try {
       for (const bytes of heads) await send(stream, bytes)
-      if (mode === 'endless') {
-        for (;;) await send(stream, crypto.getRandomValues(new Uint8Array(16384)))
+      if (mode === 'endless' && !honest) {
+        for (;;) {
+          await send(stream, crypto.getRandomValues(new Uint8Array(16384)))
+          await new Promise(resolve => setImmediate(resolve)) // let the rest of the peer run
+        }
       }
-      if (mode === 'oversized') {
+      if (mode === 'oversized' && !honest) {
+        await send(stream, oversized.bytes)
         const huge = new Uint8Array(5 + (4 << 20))
         huge.set([0x5a, 0x00, 0x40, 0x00, 0x00]) // a CBOR byte string of 4 MiB
         await send(stream, huge)
@@ -355,9 +365,7 @@ async function serve (p) {
   })
   pubsub.subscribe(f.address)
   const gossip = setInterval(() => {
-    if (mode !== 'forgeries') return
     for (const bytes of heads) {
-      if (bytes.length > 512 * 1024) continue
       pubsub.publish(f.address, bytes).then(() => { stats.published++ }, () => {})
     }
   }, 300)
