@@ -69,7 +69,9 @@ __all__ = [
     "OrbitHashMismatch",
     "OrbitIdentityMismatch",
     "OrbitKeyMismatch",
+    "OrbitPendingLimit",
     "OrbitRefused",
+    "OrbitRefusedAncestor",
     "OrbitUnauthorized",
     "OrbitUnknownIdentity",
     "OrbitUnsupported",
@@ -526,3 +528,12 @@ class OrbitWrongLog(OrbitRefused):
 class OrbitBadClock(OrbitRefused):
     """An entry whose clock OrbitDB would not write: ``clock.id`` other than ``key``, a time out
     of [1, 2**53 - 1], or a time other than 1 + the highest time of its ``next`` entries."""
+
+
+class OrbitRefusedAncestor(OrbitRefused):
+    """An entry one of whose ``next`` entries was refused: it can never join the log."""
+
+
+class OrbitPendingLimit(OrbitError):
+    """Too many entries, or bytes, wait for their ``next`` entries: not a verdict on the entry
+    (it may be offered again once its parents are in)."""

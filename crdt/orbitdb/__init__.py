@@ -16,6 +16,7 @@ from crdt.orbitdb.blocks import (
     decode_manifest,
     signed_bytes,
 )
+from crdt.orbitdb.log import OrbitLog
 from crdt.orbitdb.stores import Materialiser, log_order, materialise
 from crdt.orbitdb.verify import check_clock, verify_entry, verify_identity, verify_signature
 
@@ -24,6 +25,7 @@ __all__ = [
     "OrbitAccess",
     "OrbitEntry",
     "OrbitIdentity",
+    "OrbitLog",
     "OrbitManifest",
     "check_clock",
     "decode_access",

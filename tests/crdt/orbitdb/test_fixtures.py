@@ -1,11 +1,15 @@
 """gridnode reads what the real @orbitdb/core 4.0.0 wrote (tests/fixtures/orbitdb/orbitdb.json,
 made by generate.mjs): every block decodes and verifies, every clock is 1 + its parents', and the
-materialised answers equal OrbitDB's own all()/get()/query()/iterator(), order included."""
+materialised answers equal OrbitDB's own all()/get()/query()/iterator(), order included.
+
+``GRIDNODE_ORBITDB_FIXTURE=PATH`` runs the same tests on another file generate.mjs wrote
+(tests/interop/test_orbitdb_fixtures.py: freshly written by OrbitDB in the same run)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 from functools import cache
 from pathlib import Path
@@ -31,7 +35,10 @@ from crdt.orbitdb import (
     verify_identity,
 )
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "orbitdb" / "orbitdb.json"
+FIXTURE = Path(
+    os.environ.get("GRIDNODE_ORBITDB_FIXTURE")
+    or Path(__file__).resolve().parents[2] / "fixtures" / "orbitdb" / "orbitdb.json"
+)
 
 
 @cache
