@@ -769,7 +769,7 @@ def counter_value(database: StoredDatabase) -> dict[str, Any]:
 @read("catalog", types=("keyvalue",))
 def catalog(database: StoredDatabase) -> dict[str, Any]:
     """A catalog's listing (docs/catalogs.md): ``{"address", "name", "is_catalog", "databases",
-    "peers", "refused", "files"}``, each database ``{"address", "name", "description"}``, each
+    "peers", "refused", "files", "orbitdb"}``, each database (and OrbitDB database) ``{"address", "name", "description"}``, each
     file ``{"cid", "name", "description"}``."""
     view = parse_catalog(database.store.items())  # type: ignore[attr-defined]
     return {
@@ -780,6 +780,7 @@ def catalog(database: StoredDatabase) -> dict[str, Any]:
         "peers": list(view.peers),
         "refused": [{"key": key, "reason": reason} for key, reason in view.refused],
         "files": [asdict(item) for item in view.files],
+        "orbitdb": [asdict(item) for item in view.orbitdb],
     }
 
 

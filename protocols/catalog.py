@@ -29,6 +29,8 @@ from typing import Any, Final
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from crdt.manifest import parse_address
+from crdt.orbitdb.address import format_address as format_orbit_address
+from crdt.orbitdb.address import parse_address as parse_orbit_address
 
 __all__ = [
     "DATABASE_PREFIX",
@@ -37,7 +39,9 @@ __all__ = [
     "MARKER_KEY",
     "MAX_DATABASES",
     "MAX_FILES",
+    "MAX_ORBITDB",
     "MAX_PEERS",
+    "ORBITDB_PREFIX",
     "PEER_PREFIX",
     "SCHEMA",
     "Catalog",
@@ -48,6 +52,7 @@ __all__ = [
     "database_key",
     "file_key",
     "marker_value",
+    "orbitdb_key",
     "parse_catalog",
     "peer_key",
 ]
@@ -57,6 +62,8 @@ MARKER_KEY: Final = "catalog"
 DATABASE_PREFIX: Final = "db:"
 PEER_PREFIX: Final = "peer:"
 FILE_PREFIX: Final = "file:"
+#: An OrbitDB database every follower follows (read-only): ``orbitdb:/orbitdb/<cid>``.
+ORBITDB_PREFIX: Final = "orbitdb:"
 #: Databases a follower takes from one catalog; the rest are refused (and logged).
 MAX_DATABASES: Final = 4096
 #: Seed peers a follower dials from one catalog.
@@ -65,6 +72,8 @@ MAX_PEERS: Final = 64
 FILE_CODECS: Final = frozenset({0x70, 0x55})
 #: Files and directories a follower fetches and pins from one catalog.
 MAX_FILES: Final = 4096
+#: OrbitDB databases a follower follows from one catalog.
+MAX_ORBITDB: Final = 1024
 MAX_NAME: Final = 256
 MAX_DESCRIPTION: Final = 4096
 MAX_MULTIADDR: Final = 512
@@ -98,6 +107,12 @@ class Catalog:
     peers: tuple[str, ...] = ()
     refused: tuple[tuple[str, str], ...] = ()
     files: tuple[FileItem, ...] = ()
+    #: The OrbitDB databases listed (``orbitdb:`` keys): their items, address ``/orbitdb/<cid>``.
+    orbitdb: tuple[CatalogItem, ...] = ()
+
+    @property
+    def orbitdb_addresses(self) -> frozenset[str]:
+        return frozenset(item.address for item in self.orbitdb)
 
     @property
     def addresses(self) -> frozenset[str]:
@@ -138,6 +153,12 @@ def file_key(cid: str) -> str:
     return FILE_PREFIX + canonical_file(cid)
 
 
+def orbitdb_key(address: str) -> str:
+    """The key an OrbitDB database is listed under (``orbitdb:/orbitdb/<cid>``, the CID in
+    base58btc as OrbitDB writes it); :class:`GridnodeError` if ``address`` is none."""
+    return ORBITDB_PREFIX + format_orbit_address(parse_orbit_address(address))
+
+
 def peer_key(multiaddr: str) -> str:
     """The key a seed peer is listed under."""
     if not _is_multiaddr(multiaddr):
@@ -174,6 +195,7 @@ def parse_catalog(items: Iterable[tuple[str, Any]]) -> Catalog:
     databases: list[CatalogItem] = []
     files: dict[str, FileItem] = {}
     peers: list[str] = []
+    orbit: dict[str, CatalogItem] = {}
     refused: list[tuple[str, str]] = []
     for key, value in sorted(items, key=lambda item: item[0]):
         try:
@@ -220,9 +242,34 @@ def parse_catalog(items: Iterable[tuple[str, Any]]) -> Catalog:
                     _text(value.get("description"), "description", MAX_DESCRIPTION),
                 )
                 files.setdefault(cid, item)  # two spellings of one CID: listed once
+            elif key.startswith(ORBITDB_PREFIX):
+                if len(orbit) >= MAX_ORBITDB:
+                    raise ValueError(f"more than {MAX_ORBITDB} OrbitDB databases")
+                try:
+                    orbit_address = orbitdb_key(key[len(ORBITDB_PREFIX) :])[len(ORBITDB_PREFIX) :]
+                except GridnodeError as exc:
+                    raise ValueError(f"not an OrbitDB address: {exc}") from None
+                if type(value) is not dict:
+                    raise ValueError("an OrbitDB database's value is a map")
+                orbit.setdefault(
+                    orbit_address,
+                    CatalogItem(
+                        orbit_address,
+                        _text(value.get("name"), "name", MAX_NAME),
+                        _text(value.get("description"), "description", MAX_DESCRIPTION),
+                    ),
+                )
         except ValueError as exc:
             refused.append((key[:MAX_MULTIADDR], str(exc)))
     # Two keys may name one database (a bare CID and its address): list it once.
     unique = {item.address: item for item in reversed(databases)}
     ordered = tuple(unique[a] for a in dict.fromkeys(item.address for item in databases))
-    return Catalog(name, is_catalog, ordered, tuple(peers), tuple(refused), tuple(files.values()))
+    return Catalog(
+        name,
+        is_catalog,
+        ordered,
+        tuple(peers),
+        tuple(refused),
+        tuple(files.values()),
+        tuple(orbit.values()),
+    )

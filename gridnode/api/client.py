@@ -230,6 +230,26 @@ class ApiClient:
     def unfollow(self, address: str) -> dict[str, Any]:
         return self._post("/unfollow", {"address": address})  # type: ignore[no-any-return]
 
+    def orbitdb_follow(
+        self, address: str, peers: Sequence[str] = (), *, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """``POST /orbitdb/follow``: follow an OrbitDB database read-only."""
+        body = {"address": address, "peers": list(peers), "timeout": timeout}
+        return self._post("/orbitdb/follow", body)  # type: ignore[no-any-return]
+
+    def orbitdb_unfollow(self, address: str) -> dict[str, Any]:
+        """``POST /orbitdb/unfollow``: stop following it and drop its blocks."""
+        return self._post("/orbitdb/unfollow", {"address": address})  # type: ignore[no-any-return]
+
+    def orbitdb_list(self) -> dict[str, Any]:
+        """``GET /orbitdb``: the OrbitDB databases followed and the follower's counters."""
+        return self._get("/orbitdb")  # type: ignore[no-any-return]
+
+    def orbitdb_all(self, address: str) -> dict[str, Any]:
+        """``GET /orbitdb/{cid}/all``: OrbitDB's ``all()`` of a followed database."""
+        cid = address.removeprefix("/orbitdb/")
+        return self._get("/orbitdb/" + quote(cid, safe="") + "/all")  # type: ignore[no-any-return]
+
     def restore(
         self,
         roots: Sequence[str],

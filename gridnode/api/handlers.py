@@ -32,13 +32,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 
-from crdt.errors import GridnodeError
+from crdt.errors import GridnodeError, OrbitError
 from crdt.ipld.cid import CID
 from gridnode import jsonvalue, ops
 from gridnode.api import dashboard, gateway, metrics, unixfs
 from gridnode.api.asgi import CHUNK_BYTES, MAX_CAR_BYTES, Request, Response
 from gridnode.api.openapi import openapi
-from gridnode.errors import FeatureOff, InvalidRequest, NotFound, UnknownDatabase
+from gridnode.errors import FeatureOff, InvalidRequest, NotFound, UnknownDatabase, WrongStoreType
 from gridnode.ops import CreateRequest, describe_error
 from gridnode.repo import CarChunks, StoredDatabase
 
@@ -116,6 +116,10 @@ async def status(node: Node, request: Request) -> Response:
             "files": node.files.as_json(),
             "nat": node.host.nat_status(),
             "gateway": asdict(node.stats.gateway),
+            "orbitdb": {
+                "databases": node.orbitdb.summaries(),
+                "stats": node.orbitdb.stats.as_dict(),
+            },
         },
     )
 
@@ -400,6 +404,8 @@ async def import_car(node: Node, request: Request) -> Response:
 
 
 async def database_info(node: Node, request: Request) -> Response:
+    if _is_orbit(_ref(request)):
+        return Response(200, _orbit_info(node, _ref(request)))
     database = await _resolve(node, _ref(request))
     with_digest = request.flag("digest", True)
     return Response(200, await _run(node, lambda: ops.info(database, digest=with_digest)))
@@ -417,6 +423,10 @@ async def write(node: Node, request: Request) -> Response:
 async def read(node: Node, request: Request) -> Response:
     """``GET /db/{db}/{name}``: the registered read ``name`` (:data:`gridnode.ops.READS`), its
     parameters from the query string by their kinds."""
+    if _is_orbit(_ref(request)):
+        return Response(
+            200, _orbit_read(node, _ref(request), request.segments[2], dict(request.query))
+        )
     found = ops.READS[request.segments[2]]
     params: dict[str, Any] = {}
     known = {p.name for p in found.params}
@@ -565,3 +575,130 @@ async def _unixfs(node: Node, request: Request, cid: CID, accept: str | None) ->
 def _header(request: Request, name: bytes) -> str | None:
     value = request.headers.get(name)
     return None if value is None else value.decode("latin-1")
+
+
+# -- OrbitDB databases followed (gridnode/orbitdb/) -------------------------------------------------
+
+#: Seconds ``POST /orbitdb/follow`` waits for a database's first entries, at most.
+MAX_ORBIT_FOLLOW_TIMEOUT: Final = 600.0
+
+
+def _is_orbit(ref: str) -> bool:
+    return ref.startswith("/orbitdb/")
+
+
+async def orbit_list(node: Node, request: Request) -> Response:
+    """``GET /orbitdb``: the OrbitDB databases followed, and what the follower did."""
+    return Response(
+        200, {"databases": node.orbitdb.summaries(), "stats": node.orbitdb.stats.as_dict()}
+    )
+
+
+async def orbit_follow(node: Node, request: Request) -> Response:
+    """``POST /orbitdb/follow``: ``{"address", "peers": [multiaddr...], "timeout": s}`` (peers
+    and timeout optional): follow an OrbitDB database read-only; its summary."""
+    body = await request.json()
+    if (
+        type(body) is not dict
+        or "address" not in body
+        or not set(body)
+        <= {
+            "address",
+            "peers",
+            "timeout",
+        }
+    ):
+        raise InvalidRequest('the body is {"address": "/orbitdb/<cid>", "peers": [...], "timeout"}')
+    address, peers, timeout = body["address"], body.get("peers", []), body.get("timeout", 30)
+    if type(address) is not str:
+        raise InvalidRequest("address is a string")
+    if type(peers) is not list or not all(type(p) is str for p in peers) or len(peers) > 64:
+        raise InvalidRequest("peers is a list of at most 64 multiaddrs")
+    if type(timeout) not in (int, float) or not 0 <= timeout <= MAX_ORBIT_FOLLOW_TIMEOUT:
+        raise InvalidRequest(
+            f"timeout is a number of seconds from 0 to {MAX_ORBIT_FOLLOW_TIMEOUT:g}"
+        )
+    try:
+        summary = await node.orbitdb.follow(address, peers, timeout=float(timeout))
+    except OrbitError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    return Response(200, summary)
+
+
+async def orbit_unfollow(node: Node, request: Request) -> Response:
+    """``POST /orbitdb/unfollow``: ``{"address"}``: stop following it and drop its blocks."""
+    body = await request.json()
+    if type(body) is not dict or set(body) != {"address"} or type(body["address"]) is not str:
+        raise InvalidRequest('the body is {"address": "/orbitdb/<cid>"}')
+    try:
+        summary = await node.orbitdb.unfollow(body["address"])
+    except OrbitError as exc:
+        raise InvalidRequest(str(exc)) from exc
+    return Response(200, {**summary, "following": False})
+
+
+async def orbit_all(node: Node, request: Request) -> Response:
+    """``GET /orbitdb/{cid}/all``: what OrbitDB's ``all()`` answers, in its order."""
+    address = "/orbitdb/" + request.segments[1]
+    replica = node.orbitdb.replica(address)
+    return Response(
+        200,
+        {
+            "address": replica.address,
+            "type": replica.manifest.type if replica.manifest is not None else None,
+            "all": node.orbitdb.answer(address, "all"),
+        },
+    )
+
+
+def _orbit_info(node: Node, ref: str) -> dict[str, Any]:
+    """``GET /db/{db}`` of a followed OrbitDB database: its summary, as a database's info."""
+    summary = node.orbitdb.replica(ref).summary()
+    return {**summary, "orbitdb": True, "may_write": False}
+
+
+def _orbit_read(node: Node, ref: str, name: str, query: dict[str, str]) -> dict[str, Any]:
+    """``GET /db/{db}/get|query|iter`` of a followed OrbitDB database, with OrbitDB's answers:
+    ``get`` (``key`` or ``id``) as its ``get``; ``query`` (``field``, ``eq``) the documents whose
+    FIELD equals EQ (every document without a condition) as its ``query``, newest first;
+    ``iter`` (``limit``, ``reverse``) its ``all()`` in order (events: oldest first)."""
+    replica = node.orbitdb.replica(ref)
+    view = replica.view
+    kind = replica.manifest.type if replica.manifest is not None else None
+    if view is None:
+        raise UnknownDatabase(f"{replica.address}: its manifest is not fetched yet")
+    if name == "get":
+        if "key" in query:
+            key: Any = query["key"]
+        elif "id" in query:
+            key = jsonvalue.parse(query["id"], "id")
+        else:
+            raise InvalidRequest("get takes key or id")
+        found = view.get(key)
+        if found is None:
+            raise NotFound(f"no {key!r} in {replica.address}")
+        value = found["value"] if kind == "documents" and isinstance(found, dict) else found
+        return {"key": key, "value": value, "orbitdb": found}
+    if name == "query":
+        if kind != "documents":
+            raise WrongStoreType(f"{replica.address} is a {kind} database, not documents")
+        unknown = set(query) - {"field", "eq"}
+        if unknown:
+            raise InvalidRequest(f"an OrbitDB query takes field and eq, not {sorted(unknown)}")
+        field = query.get("field") or "_id"
+        if "eq" in query:
+            wanted = jsonvalue.parse(query["eq"], "eq")
+            docs = view.query(lambda doc: isinstance(doc, dict) and doc.get(field) == wanted)
+        else:
+            docs = view.query(lambda doc: True)
+        return {"index_by": "_id", "documents": docs}
+    if name == "iter":
+        items = node.orbitdb.answer(replica.address, "all")
+        if "reverse" in query and query["reverse"] not in ("", "false", "0"):
+            items = list(reversed(items))
+        if "limit" in query:
+            items = items[: int(query["limit"])]
+        if kind == "events":
+            items = [{"cid": i["hash"], "value": i["value"]} for i in items]
+        return {"items": items}
+    raise InvalidRequest(f"'{name}' is not a read of an OrbitDB database (get, query, iter)")

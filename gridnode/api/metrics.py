@@ -286,6 +286,28 @@ def node_families(
                 stats.slow_readers_dropped,
             ),
         ]
+    orbit = node.orbitdb.stats
+    refused = Family(
+        "gridnode_orbitdb_refused_total",
+        "counter",
+        "OrbitDB blocks and heads streams refused, by reason (the error's class).",
+    )
+    for reason, count in sorted(orbit.refused.items()):
+        refused.add(count, reason=reason)
+    families += [
+        gauge("orbitdb_databases", "OrbitDB databases followed.", len(node.orbitdb.replicas)),
+        total(
+            "orbitdb_entries_accepted",
+            "OrbitDB entries verified and kept.",
+            orbit.entries_accepted,
+        ),
+        total(
+            "orbitdb_heads_exchanges",
+            "OrbitDB heads protocol streams run, both ways.",
+            orbit.heads_exchanges,
+        ),
+        refused,
+    ]
     gateway = node.stats.gateway
     families += [
         total("gateway_requests", "UnixFS requests the gateway answered.", gateway.requests),

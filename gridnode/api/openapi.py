@@ -571,6 +571,62 @@ def openapi(version: str) -> dict[str, Any]:
                 404,
             )
         },
+        "/orbitdb": {
+            "get": _get(
+                "the OrbitDB databases followed read-only, and the follower's counters",
+                _json(
+                    _obj({"databases": {"type": "array", "items": _ANY}, "stats": _ANY}),
+                    "summaries and counters",
+                ),
+            )
+        },
+        "/orbitdb/follow": {
+            "post": _post(
+                "follow an OrbitDB 4 database read-only: heads protocol, gossip, bitswap, every "
+                "entry verified (as `gridnode orbitdb follow`)",
+                _obj(
+                    {"address": {"type": "string"}},
+                    {
+                        "peers": {"type": "array", "items": {"type": "string"}},
+                        "timeout": {"type": "number"},
+                    },
+                ),
+                _json(_ANY, "the database's summary"),
+            )
+        },
+        "/orbitdb/unfollow": {
+            "post": _post(
+                "stop following an OrbitDB database and drop its blocks",
+                _obj({"address": {"type": "string"}}),
+                _json(_ANY, "its last summary"),
+                404,
+            )
+        },
+        "/orbitdb/{cid}/all": {
+            "get": _get(
+                "what OrbitDB's all() answers for a followed database, in its order",
+                _json(
+                    _obj(
+                        {
+                            "address": {"type": "string"},
+                            "type": {"type": "string"},
+                            "all": {"type": "array", "items": _ANY},
+                        }
+                    ),
+                    "all()",
+                ),
+                404,
+                params=[
+                    _param(
+                        "cid",
+                        "path",
+                        {"type": "string"},
+                        "the database's manifest CID (zdpu...)",
+                        required=True,
+                    )
+                ],
+            )
+        },
         "/import": {
             "post": _post(
                 "import a CAR (as `gridnode import`)",

@@ -44,6 +44,11 @@ ROUTES: Final[dict[tuple[str, str], Handler]] = {
     ("POST", "/follow"): handlers.follow,
     ("POST", "/unfollow"): handlers.unfollow,
     ("POST", "/db/restore"): handlers.restore,
+    # OrbitDB databases followed read-only (gridnode/orbitdb/); /db/{db} reads them too.
+    ("GET", "/orbitdb"): handlers.orbit_list,
+    ("POST", "/orbitdb/follow"): handlers.orbit_follow,
+    ("POST", "/orbitdb/unfollow"): handlers.orbit_unfollow,
+    ("GET", "/orbitdb/{cid}/all"): handlers.orbit_all,
     # /db/restore is also /db/{db} for a database named "restore": GET reads that database.
     ("GET", "/db/restore"): handlers.database_info,
     ("POST", "/import"): handlers.import_car,

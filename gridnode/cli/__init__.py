@@ -49,6 +49,7 @@ from gridnode.cli.db import db
 from gridnode.cli.files import add, cat, gc, get, ls
 from gridnode.cli.key import key
 from gridnode.cli.node import dashboard, init, join, peers, start, status
+from gridnode.cli.orbitdb import orbitdb
 from gridnode.cli.pin import pin
 from gridnode.cli.replicas import replicas
 from gridnode.cli.seed import recover, seed
@@ -126,6 +127,7 @@ main.add_command(replicas)
 main.add_command(seed)
 main.add_command(recover)
 main.add_command(catalog)
+main.add_command(orbitdb)
 main.add_command(key)
 main.add_command(add)
 main.add_command(cat)

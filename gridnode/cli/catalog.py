@@ -23,11 +23,13 @@ from gridnode.cli.common import CliError, database_info, emit, endpoint_of, json
 from protocols.catalog import (
     FILE_PREFIX,
     MARKER_KEY,
+    ORBITDB_PREFIX,
     PEER_PREFIX,
     canonical_address,
     database_key,
     file_key,
     marker_value,
+    orbitdb_key,
     peer_key,
 )
 
@@ -58,6 +60,11 @@ def _key(target: str, is_file: bool = False) -> tuple[str, str]:
             return file_key(target), "file"
         except GridnodeError as exc:
             raise CliError(f"{target!r} is not a file or directory CID: {exc}") from None
+    if target.startswith("/orbitdb/"):
+        try:
+            return orbitdb_key(target), "orbitdb"
+        except GridnodeError as exc:
+            raise CliError(f"{target!r} is not an OrbitDB address: {exc}") from None
     if target.startswith("/") and not target.startswith("/gridnode/"):
         try:
             return peer_key(target), "peer"
@@ -99,7 +106,7 @@ _FILE_HELP = (
 
 @catalog.command("add")
 @click.argument("catalog_ref", metavar="CATALOG")
-@click.argument("target", metavar="ADDRESS|/ipfs/CID|MULTIADDR")
+@click.argument("target", metavar="ADDRESS|/ipfs/CID|/orbitdb/CID|MULTIADDR")
 @click.option("--name", help="The database's name in the catalog [default: its own name, if kept].")
 @click.option("--description", default="", help="What the database holds, for operators.")
 @click.option("--file", "is_file", is_flag=True, help=_FILE_HELP)
@@ -115,11 +122,12 @@ def catalog_add(
     as_json: bool,
 ) -> None:
     """List a database (ADDRESS: /gridnode/<cid> or its CID), a file or directory (/ipfs/<cid>)
-    or a seed peer (MULTIADDR: /ip4/.../tcp/N/p2p/<peer id>) in CATALOG. Adding again updates
-    the name and description."""
+    or a seed peer (MULTIADDR: /ip4/.../tcp/N/p2p/<peer id>) in CATALOG; an OrbitDB database
+    (/orbitdb/<cid>) is followed read-only by every follower. Adding again updates the name and
+    description."""
     listing = _catalog(ctx, catalog_ref)
     key, kind = _key(target, is_file)
-    if kind == "file":
+    if kind in ("file", "orbitdb"):
         value: dict[str, Any] = {"name": name or "", "description": description}
     elif kind == "peer":
         if name is not None or description:
@@ -158,6 +166,8 @@ def catalog_remove(
         listed = {PEER_PREFIX + p for p in listing["peers"]}
     elif kind == "file":
         listed = {FILE_PREFIX + f["cid"] for f in listing.get("files", [])}
+    elif kind == "orbitdb":
+        listed = {ORBITDB_PREFIX + d["address"] for d in listing.get("orbitdb", [])}
     else:
         listed = {"db:" + d["address"] for d in listing["databases"]}
     if key not in listed:
@@ -190,6 +200,8 @@ def catalog_show(ctx: click.Context, catalog_ref: str, as_json: bool) -> None:
         click.echo("databases: none")
     for item in listing.get("files", []):
         click.echo(f"file: /ipfs/{item['cid']} {item['name']}".rstrip())
+    for item in listing.get("orbitdb", []):
+        click.echo(f"orbitdb: {item['address']} {item['name']}".rstrip())
     for peer in listing["peers"]:
         click.echo(f"peer: {peer}")
     for refused in listing["refused"]:

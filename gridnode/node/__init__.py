@@ -226,7 +226,9 @@ class Node:
             strike=self.peering.strike,
             note=self.stats.note,
             connect=self.connect,
+            budgets=self.budgets,
         )
+        self.catalogs.orbitdb = self.orbitdb
         #: Provider records and holder lookups on the DHT (``None`` when config ``dht`` is off).
         self.providers: Providers | None = None
         if host.dht is not None:

@@ -97,6 +97,9 @@ class Catalogs:
         #: Listed databases the operator unfollowed by hand (read when a catalog changes).
         self._declined: set[str] = set()
         self._refusals = LogLimiter(lines=3, interval=60.0)
+        #: The node's OrbitDB follower (``orbitdb:`` items are followed through it), set by
+        #: the node once made.
+        self.orbitdb: Any = None
         #: Set once the watcher has read every followed catalog and follows all they list.
         self.changed = trio.Event()
 
@@ -122,6 +125,7 @@ class Catalogs:
                     "databases": sorted(view.addresses) if view is not None else [],
                     "peers": list(view.peers) if view is not None else [],
                     "files": sorted(view.file_cids) if view is not None else [],
+                    "orbitdb": sorted(view.orbitdb_addresses) if view is not None else [],
                 }
             )
         return out
@@ -175,6 +179,11 @@ class Catalogs:
         for address in sorted(wanted - self._declined):
             if not self._replication.replicating(address):
                 self._start_follow(address, for_catalog=True)
+        if self.orbitdb is not None:
+            for view in self.views.values():
+                for address in sorted(view.orbitdb_addresses):
+                    if address not in self.orbitdb.replicas:
+                        self._nursery.start_soon(self._follow_orbitdb, address, view.peers)
         if changed:
             self._declined = {a for a in wanted if await self._worker.run(self._repo.declined, a)}
         if changed and all(a in self.views for a in self.addresses):
@@ -245,6 +254,16 @@ class Catalogs:
                 log.info("cannot follow %s yet: %s", address, exc)
         finally:
             self._following.discard(address)
+
+    async def _follow_orbitdb(self, address: str, peers: tuple[str, ...]) -> None:
+        """Follow an OrbitDB database a catalog lists (read-only; from the catalog's peers and
+        the topic's)."""
+        try:
+            await self.orbitdb.follow(address, list(peers), timeout=0)
+            log.info("following %s (listed by a catalog)", address)
+        except GridnodeError as exc:
+            if self._refusals.allow("follow " + address, trio.current_time()):
+                log.info("cannot follow %s: %s", address, exc)
 
     def _log_refused(self, address: str, view: Catalog) -> None:
         now = trio.current_time()

@@ -26,6 +26,7 @@ stream strikes the peer. Gridnode never writes an OrbitDB entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -35,26 +36,25 @@ from typing import Any, Final
 
 import trio
 
-from crdt.errors import GridnodeError, InvalidOrbitAddress, OrbitError, OrbitRefused
+from crdt.errors import GridnodeError, InvalidOrbitAddress, OrbitError
 from crdt.ipld.cid import CID
 from crdt.orbitdb.address import format_address, format_hash, parse_address, parse_hash
 from crdt.orbitdb.blocks import (
     OrbitAccess,
     OrbitEntry,
-    OrbitIdentity,
     OrbitManifest,
     decode_access,
     decode_entry,
-    decode_identity,
     decode_manifest,
 )
+from crdt.orbitdb.log import OrbitLog
 from crdt.orbitdb.stores import Materialiser
-from crdt.orbitdb.verify import check_clock, verify_entry, verify_identity
 from gridnode.errors import NetError, ProtocolNotSupported, UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.host import Host
 from gridnode.net.stream import Stream
+from gridnode.node.budget import Budgets
 from gridnode.repo import Repo
 from gridnode.storage.worker import StorageWorker
 from protocols.errors import OrbitHeadsError
@@ -74,8 +74,10 @@ FETCH_TIMEOUT: Final = 30.0
 MAX_ENTRIES_PER_ROUND: Final = 100_000
 #: Entries asked for in one bitswap request.
 FETCH_BATCH: Final = 512
-#: Refused entry hashes remembered per database (not fetched again while remembered).
-MAX_REFUSED: Final = 10_000
+#: Head blocks waiting to be taken in, per database.
+MAX_QUEUED_HEADS: Final = 1024
+#: Rounds of anti-entropy between two dials of a named peer that could not be dialled.
+REDIAL_ROUNDS: Final = 10
 #: Heads exchanges running at once, over all databases and peers.
 MAX_EXCHANGES: Final = 8
 
@@ -93,6 +95,8 @@ class OrbitStats:
     heads_received: int = 0
     heads_sent: int = 0
     gossip_heads: int = 0
+    #: Heads heard while the database's queue was full (dropped; anti-entropy brings them).
+    heads_dropped: int = 0
     bad_streams: int = 0
     #: Refusals by reason (the error's class name).
     refused: Counter[str] = field(default_factory=Counter)
@@ -108,6 +112,7 @@ class OrbitStats:
             "heads_sent": self.heads_sent,
             "gossip_heads": self.gossip_heads,
             "bad_streams": self.bad_streams,
+            "heads_dropped": self.heads_dropped,
             "refused": dict(self.refused),
             "refused_total": sum(self.refused.values()),
         }
@@ -115,30 +120,47 @@ class OrbitStats:
 
 @dataclass
 class OrbitReplica:
-    """One followed OrbitDB database in memory: its manifest, access, identities and log."""
+    """One followed OrbitDB database in memory: its verified log (:class:`OrbitLog`, with the
+    manifest, access controller and identities), and the head blocks waiting to be taken in."""
 
     address: str
     peers: list[str]
-    manifest: OrbitManifest | None = None
-    access: OrbitAccess | None = None
-    view: Materialiser | None = None
-    identities: dict[str, OrbitIdentity] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
+    log: OrbitLog | None = None
+    #: Refusals counted for this database.
+    refused: int = 0
+    #: Head blocks heard (gossip, heads streams) and not yet taken in, by hash: bounded
+    #: (:data:`MAX_QUEUED_HEADS`), the newest dropped when full (anti-entropy brings them back).
+    queued: dict[str, tuple[bytes, tuple[str, ...]]] = field(default_factory=dict)
+    more: trio.Event = field(default_factory=trio.Event)
     lock: trio.Lock = field(default_factory=trio.Lock)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     changed: trio.Event = field(default_factory=trio.Event)
     error: str | None = None
 
+    @property
+    def manifest(self) -> OrbitManifest | None:
+        return None if self.log is None else self.log.manifest
+
+    @property
+    def access(self) -> OrbitAccess | None:
+        return None if self.log is None else self.log.access
+
+    @property
+    def view(self) -> Materialiser | None:
+        """The materialised state (OrbitDB's answers), once the manifest is fetched."""
+        return None if self.log is None else self.log.state
+
     def summary(self) -> dict[str, Any]:
-        heads = [] if self.view is None else [e.hash for e in self.view.heads()]
+        log_ = self.log
         return {
             "address": self.address,
-            "name": None if self.manifest is None else self.manifest.name,
-            "type": None if self.manifest is None else self.manifest.type,
-            "entries": 0 if self.view is None else len(self.view),
-            "heads": heads,
-            "writers": [] if self.access is None else list(self.access.write),
-            "refused": len(self.refused),
+            "name": None if log_ is None else log_.manifest.name,
+            "type": None if log_ is None else log_.manifest.type,
+            "entries": 0 if log_ is None else len(log_),
+            "pending": 0 if log_ is None else log_.pending,
+            "heads": [] if log_ is None else [e.hash for e in log_.heads()],
+            "writers": [] if log_ is None else list(log_.access.write),
+            "refused": self.refused,
             "peers": list(self.peers),
             "error": self.error,
         }
@@ -162,6 +184,7 @@ class OrbitFollower:
         strike: Strike | None = None,
         note: Note | None = None,
         connect: Callable[[str], Awaitable[str | None]] | None = None,
+        budgets: Budgets | None = None,
         interval: float = EXCHANGE_INTERVAL,
     ) -> None:
         self._repo = repo
@@ -172,12 +195,17 @@ class OrbitFollower:
         self._strike = strike
         self._note = note
         self._connect = connect
+        #: The node's per-peer budgets: head bytes sent and the storage work of taking in what
+        #: a peer offered are charged to that peer.
+        self._budgets = budgets
         #: Seconds between two rounds of anti-entropy with the topic's peers.
         self.interval = interval
         self.replicas: dict[str, OrbitReplica] = {}
         self.stats = OrbitStats()
         self._limiter = LogLimiter()
         self._exchanges = trio.Semaphore(MAX_EXCHANGES)
+        #: When a named peer that could not be dialled may be dialled again.
+        self._redial: dict[str, float] = {}
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -247,12 +275,25 @@ class OrbitFollower:
         return replica
 
     async def _dial(self, multiaddr: str) -> None:
+        """Dial a peer a follow named, unless connected already or failed lately (a writer
+        that is gone is tried again every :data:`REDIAL_ROUNDS` rounds, not every round)."""
         if self._connect is None:
             return
+        peer = multiaddr.rsplit("/p2p/", 1)[-1] if "/p2p/" in multiaddr else None
+        if peer is not None and peer in self._host.peers():
+            return
+        now = trio.current_time()
+        if now < self._redial.get(multiaddr, -1.0):
+            return
         try:
-            await self._connect(multiaddr)
+            connected = await self._connect(multiaddr)
         except GridnodeError as exc:
+            connected = None
             log.info("orbitdb: cannot dial %s: %s", multiaddr, exc)
+        if connected is None:
+            self._redial[multiaddr] = now + REDIAL_ROUNDS * max(self.interval, 1.0)
+        else:
+            self._redial.pop(multiaddr, None)
 
     # -- one database ---------------------------------------------------------------------------
 
@@ -266,6 +307,7 @@ class OrbitFollower:
                 subscription = await self._host.subscribe(address)
                 async with subscription, trio.open_nursery() as nursery:
                     nursery.start_soon(self._gossip, replica, subscription)
+                    nursery.start_soon(self._take_in, replica)
                     nursery.start_soon(self._anti_entropy, replica)
             finally:
                 self._host.remove_stream_handler(protocol)
@@ -279,37 +321,23 @@ class OrbitFollower:
         if not kept["manifest"] or not kept["access"]:
             return
         (mcid, mblock), (acid, ablock) = kept["manifest"][0], kept["access"][0]
-        identities = [(CID.parse(c), b) for c, b in kept["identity"]]
-        entries = [(CID.parse(c), b) for c, b in kept["entry"]]
 
-        def rebuild() -> tuple[OrbitManifest, OrbitAccess, dict[str, OrbitIdentity], Materialiser]:
-            manifest = decode_manifest(CID.parse(mcid), mblock)
-            access = decode_access(CID.parse(acid), ablock)
-            ids = {}
-            for cid, block in identities:
-                identity = decode_identity(cid, block)
-                ids[identity.hash] = identity
-            view = Materialiser(manifest.type)
-            decoded = sorted(
-                (decode_entry(cid, block) for cid, block in entries), key=lambda e: e.clock_time
+        def rebuild() -> OrbitLog:
+            log_ = OrbitLog(
+                decode_manifest(CID.parse(mcid), mblock), decode_access(CID.parse(acid), ablock)
             )
-            for entry in decoded:
-                verify_entry(entry, ids[entry.identity], access, address, identity_verified=True)
-                view.add(entry)
-            return manifest, access, ids, view
+            for cid, block in kept["identity"]:
+                log_.add_identity(CID.parse(cid), block)
+            for cid, block in kept["entry"]:  # any order: the log waits for parents
+                log_.add_entry(CID.parse(cid), block)
+            return log_
 
         try:
-            manifest, access, ids, view = await trio.to_thread.run_sync(rebuild)
-        except (OrbitError, KeyError) as exc:
+            replica.log = await trio.to_thread.run_sync(rebuild)
+        except (OrbitError, ValueError) as exc:
             log.error("orbitdb: the blocks kept for %s do not verify: %s", address, exc)
             replica.error = f"kept blocks do not verify: {exc}"
             return
-        replica.manifest, replica.access, replica.identities, replica.view = (
-            manifest,
-            access,
-            ids,
-            view,
-        )
         replica._changed()
 
     async def _gossip(self, replica: OrbitReplica, subscription: Any) -> None:
@@ -317,9 +345,33 @@ class OrbitFollower:
             self.stats.gossip_heads += 1
             peers = [message.peer_id]
             forwarder = getattr(message, "forwarder", None)
-            if forwarder:
+            if forwarder and forwarder != message.peer_id:
                 peers.insert(0, forwarder)
-            self._nursery.start_soon(self._ingest, replica, [message.data], peers)
+            self._queue(replica, [message.data], peers)
+
+    def _queue(self, replica: OrbitReplica, blocks: Sequence[bytes], peers: Sequence[str]) -> None:
+        """Heads heard, to be taken in by the database's one ingesting task (bounded)."""
+        for block in blocks:
+            if len(replica.queued) >= MAX_QUEUED_HEADS:
+                self.stats.heads_dropped += 1
+                break
+            replica.queued.setdefault(
+                format_hash(CID.for_block(block, "dag-cbor")), (block, tuple(peers))
+            )
+        replica.more.set()
+
+    async def _take_in(self, replica: OrbitReplica) -> None:
+        """The database's ingesting task: the queued heads, a batch at a time."""
+        while True:
+            await replica.more.wait()
+            replica.more = trio.Event()
+            while replica.queued:
+                batch, replica.queued = replica.queued, {}
+                by_peers: dict[tuple[str, ...], list[bytes]] = {}
+                for block, peers in batch.values():
+                    by_peers.setdefault(peers, []).append(block)
+                for peers, blocks in by_peers.items():
+                    await self._ingest(replica, blocks, peers)
 
     async def _anti_entropy(self, replica: OrbitReplica) -> None:
         while True:
@@ -356,13 +408,13 @@ class OrbitFollower:
             heads = await self._talk(replica, stream)
             self.stats.heads_exchanges += 1
         if heads:
-            await self._ingest(replica, heads, [peer])
+            self._queue(replica, heads, [peer])
 
     async def _serve_heads(self, replica: OrbitReplica, stream: Stream) -> None:
         heads = await self._talk(replica, stream)
         self.stats.heads_exchanges += 1
         if heads:
-            self._nursery.start_soon(self._ingest, replica, heads, [stream.remote_peer_id])
+            self._queue(replica, heads, [stream.remote_peer_id])
 
     async def _talk(self, replica: OrbitReplica, stream: Stream) -> list[bytes]:
         """Write our head blocks one by one and close our side, while reading the peer's up to
@@ -372,8 +424,10 @@ class OrbitFollower:
         failed: list[str] = []
 
         async def send() -> None:
-            heads = [] if replica.view is None else replica.view.heads()
+            heads = [] if replica.log is None else replica.log.heads()
             for entry in heads[:MAX_HEADS]:
+                if self._budgets is not None:
+                    await self._budgets.send(peer, len(entry.block))
                 await stream.write(entry.block)
                 self.stats.heads_sent += 1
             await stream.close_write()
@@ -415,6 +469,7 @@ class OrbitFollower:
 
     def _refuse(self, replica: OrbitReplica, peer: str | None, reason: str, text: str) -> None:
         self.stats.refused[reason] += 1
+        replica.refused += 1
         if peer is not None:
             self.stats.refused_by_peer[peer] += 1
         if self._limiter.allow(replica.address, time.monotonic()):
@@ -425,10 +480,19 @@ class OrbitFollower:
             self._note("orbitdb", f"{reason}: {text}", peer=peer, address=replica.address)
 
     async def _fetch(self, cids: Sequence[CID], peers: Sequence[str]) -> dict[CID, bytes]:
-        if self._bitswap is None or not cids:
+        if not cids:
             return {}
+        # Blocks kept already (an identity that writes to another followed database, a block
+        # kept before a restart) come from the node's own file, not the network.
+        kept = await self._worker.run(self._repo.orbit.get_many, [c.bytes for c in cids])
         got: dict[CID, bytes] = {}
-        wanted = list(cids)
+        for cid in cids:
+            block = kept.get(cid.bytes)
+            if block is not None and cid.matches(block):
+                got[cid] = block
+        wanted = [cid for cid in cids if cid not in got]
+        if self._bitswap is None or not wanted:
+            return got
 
         async def batch(part: Sequence[CID]) -> None:
             assert self._bitswap is not None
@@ -447,7 +511,7 @@ class OrbitFollower:
         return peers
 
     async def _ensure_manifest(self, replica: OrbitReplica, peers: Sequence[str]) -> bool:
-        if replica.view is not None:
+        if replica.log is not None:
             return True
         cid = parse_address(replica.address)
         got = await self._fetch([cid], peers)
@@ -477,8 +541,7 @@ class OrbitFollower:
                 ),
             ],
         )
-        replica.manifest, replica.access = manifest, access
-        replica.view = Materialiser(manifest.type)
+        replica.log = OrbitLog(manifest, access)
         replica.error = None
         if self._bitswap is not None:
             self._bitswap.blocks_added()
@@ -488,27 +551,39 @@ class OrbitFollower:
     async def _ingest(
         self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
     ) -> None:
-        """Take head blocks in: fetch what they reach, verify, keep, materialise."""
+        """Take head blocks in: fetch what they reach (and what waiting entries wait for),
+        verify, keep, materialise."""
         if replica.scope.cancel_called:
             return
+        origin = offered_by[0] if offered_by else None
+        charged = (
+            self._budgets.serving(origin)
+            if self._budgets is not None and origin is not None
+            else contextlib.nullcontext()
+        )
+        with charged:
+            await self._ingest_charged(replica, blocks, offered_by)
+
+    async def _ingest_charged(
+        self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
+    ) -> None:
         async with replica.lock:
             peers = self._fetch_peers(replica, offered_by)
             origin = offered_by[0] if offered_by else None
             if not await self._ensure_manifest(replica, peers):
                 return
-            view = replica.view
-            assert view is not None and replica.access is not None
+            orbit_log = replica.log
+            assert orbit_log is not None
             new: dict[str, OrbitEntry] = {}
-            frontier: list[str] = []
+            frontier: list[str] = list(orbit_log.wanted())
 
             def take(cid: CID, block: bytes) -> None:
                 hash_ = format_hash(cid)
-                if hash_ in view or hash_ in new or hash_ in replica.refused:
+                if hash_ in new or orbit_log.status(hash_) != "unknown":
                     return
                 try:
                     entry = decode_entry(cid, block)
                 except OrbitError as exc:
-                    replica.refused[hash_] = type(exc).__name__
                     self._refuse(replica, origin, type(exc).__name__, f"{hash_}: {exc}")
                     return
                 new[hash_] = entry
@@ -522,10 +597,7 @@ class OrbitFollower:
                 wanted = [
                     h
                     for h in dict.fromkeys(frontier)
-                    if h not in view
-                    and h not in new
-                    and h not in replica.refused
-                    and h not in missing
+                    if h not in new and h not in missing and orbit_log.status(h) == "unknown"
                 ]
                 frontier.clear()
                 cids: list[CID] = []
@@ -551,8 +623,6 @@ class OrbitFollower:
                 replica.address,
                 [(e.cid.bytes, "entry", e.block) for e in accepted],
             )
-            for entry in accepted:
-                view.add(entry)
             self.stats.entries_accepted += len(accepted)
             if self._bitswap is not None:
                 self._bitswap.blocks_added()
@@ -561,9 +631,12 @@ class OrbitFollower:
     async def _identities(
         self, replica: OrbitReplica, hashes: set[str], peers: Sequence[str], origin: str | None
     ) -> None:
-        lacking = [h for h in hashes if h not in replica.identities]
+        orbit_log = replica.log
+        assert orbit_log is not None
         cids = []
-        for h in lacking:
+        for h in sorted(hashes):
+            if orbit_log.identity(h) is not None:
+                continue
             try:
                 cids.append(parse_hash(h))
             except InvalidOrbitAddress:
@@ -572,12 +645,10 @@ class OrbitFollower:
         kept = []
         for cid, block in got.items():
             try:
-                identity = decode_identity(cid, block)
-                verify_identity(identity)
+                orbit_log.add_identity(cid, block)
             except OrbitError as exc:
                 self._refuse(replica, origin, type(exc).__name__, f"identity {cid}: {exc}")
                 continue
-            replica.identities[identity.hash] = identity
             kept.append((cid.bytes, "identity", block))
         if kept:
             await self._worker.run(self._repo.orbit.put_blocks, replica.address, kept)
@@ -586,42 +657,18 @@ class OrbitFollower:
     def _verify(
         self, replica: OrbitReplica, new: dict[str, OrbitEntry], origin: str | None
     ) -> list[OrbitEntry]:
-        """The entries of ``new`` that verify and whose parents are held or accepted, parents
-        first (runs in a thread: no await)."""
-        view = replica.view
-        assert view is not None and replica.access is not None
-        accepted: dict[str, OrbitEntry] = {}
+        """Offer ``new`` to the log, oldest clock first; the entries it accepted (those and the
+        entries that waited on them), parents first. Runs in a thread: no await; the replica's
+        lock keeps every other writer of the log out meanwhile."""
+        orbit_log = replica.log
+        assert orbit_log is not None
+        accepted: list[OrbitEntry] = []
         for entry in sorted(new.values(), key=lambda e: (e.clock_time, e.hash)):
-            if any(p in replica.refused for p in entry.next):
-                reason = "OrbitRefused"
-                replica.refused[entry.hash] = reason
-                self._refuse(replica, origin, reason, f"{entry.hash}: a parent was refused")
-                continue
-            parents = []
-            for p in entry.next:
-                parent = accepted.get(p) or view.entry(p)
-                if parent is None:
-                    break
-                parents.append(parent)
-            if len(parents) != len(entry.next):
-                continue  # a parent is not here yet: the next exchange brings it
-            identity = replica.identities.get(entry.identity)
             try:
-                if identity is None:
-                    raise OrbitRefused(f"{entry.hash}: identity {entry.identity} not found")
-                verify_entry(
-                    entry, identity, replica.access, replica.address, identity_verified=True
-                )
-                check_clock(entry, parents)
+                accepted.extend(orbit_log.add_entry(entry.cid, entry.block))
             except OrbitError as exc:
-                if identity is not None:
-                    replica.refused[entry.hash] = type(exc).__name__
                 self._refuse(replica, origin, type(exc).__name__, str(exc))
-                continue
-            accepted[entry.hash] = entry
-        while len(replica.refused) > MAX_REFUSED:
-            del replica.refused[next(iter(replica.refused))]
-        return list(accepted.values())
+        return accepted
 
     # -- answers --------------------------------------------------------------------------------
 

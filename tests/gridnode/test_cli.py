@@ -88,6 +88,7 @@ VERB_MODULES = [
     "files",
     "key",
     "node",
+    "orbitdb",
     "pin",
     "replicas",
     "seed",
@@ -131,7 +132,7 @@ def test_every_verb_is_registered_by_name_in_the_package_and_nowhere_else():
         if path.stem != "__init__":
             assert "add_command" not in path.read_text(), path.name
     registrations = (CLI / "__init__.py").read_text().count("main.add_command(")
-    assert registrations == len(main.commands) == 24
+    assert registrations == len(main.commands) == 25
     assert set(main.commands) == {
         "add",
         "backup",
@@ -151,6 +152,7 @@ def test_every_verb_is_registered_by_name_in_the_package_and_nowhere_else():
         "join",
         "key",
         "peers",
+        "orbitdb",
         "pin",
         "recover",
         "replicas",

