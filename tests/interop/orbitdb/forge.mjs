@@ -297,9 +297,13 @@ function withTimeout (promise, ms) {
 //              on gossip: the valid head;
 //   oversized  the first heads stream honest, every later one: the valid head, the forged entry
 //              of a 1 MiB payload, then one "head" of 4 MiB (a CBOR byte string), then it
-//              closes; on gossip: the valid head.
+//              closes; on gossip: the valid head;
+//   reset      the first heads stream honest, every later one: half of the valid head, then
+//              the stream reset (as when a peer's process dies mid-stream); on gossip: the
+//              valid head.
 // Prints {addr, address, valid, valid_all, forgeries: [{name, head}]}, serves until a line `stop`
-// (or the end) on stdin, then prints {streams, dialled, published, sent_bytes}.
+// (or the end) on stdin, then prints {streams, dialled, published, sent_bytes, cut}: cut counts
+// the heads streams whose writing failed (the reader reset them).
 async function serve (p) {
   const f = await forge(p)
   const mode = p.mode ?? 'forgeries'
@@ -319,7 +323,7 @@ async function serve (p) {
   const oversized = f.forgeries.find(x => x.name === 'oversized-payload')
   const forged = f.forgeries.filter(x => x !== oversized).map(x => x.bytes)
   const heads = mode === 'forgeries' ? [f.base[f.head], ...forged] : [f.base[f.head]]
-  const stats = { streams: 0, dialled: 0, published: 0, sent_bytes: 0 }
+  const stats = { streams: 0, dialled: 0, published: 0, sent_bytes: 0, cut: 0 }
   const send = async (stream, bytes) => {
     if (!stream.send(bytes)) await stream.onDrain()
     stats.sent_bytes += bytes.length
@@ -328,11 +332,17 @@ async function serve (p) {
   const exchange = async stream => {
     const honest = exchanges++ === 0
     // Read what the other side writes (its heads), bounded; we judge nothing.
-    (async () => {
+    void (async () => {
       let got = 0
       for await (const chunk of stream) { got += chunk.byteLength; if (got > (1 << 22)) break }
     })().catch(() => {})
     try {
+      if (mode === 'reset' && !honest) {
+        await send(stream, heads[0].subarray(0, heads[0].length >> 1))
+        await new Promise(resolve => setTimeout(resolve, 50))
+        stream.abort(new Error('forger: reset'))
+        return
+      }
       for (const bytes of heads) await send(stream, bytes)
       if (mode === 'endless' && !honest) {
         for (;;) {
@@ -348,6 +358,7 @@ async function serve (p) {
       }
       await stream.close()
     } catch (e) {
+      stats.cut++ // the reader reset the stream (or the connection died)
       stream.abort?.(e)
     }
   }
