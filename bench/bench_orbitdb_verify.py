@@ -11,6 +11,11 @@ The entries are the real @orbitdb/core 4.0.0 ones of tests/fixtures/orbitdb/orbi
 - *decode + verify_entry*: the whole per-entry cost a follower pays (strict DAG-CBOR decode with
   the hash check, the shape checks, re-encoding the signed bytes, the signature; the identity's
   two signatures counted once per writer, as a follower caches verified identities);
+- *OrbitLog, oldest/newest first*: N entries (``--entries``, 10,000; 1,000 with ``--quick``)
+  forged in Python by two writers (tests/crdt/orbitdb/forge.py; a chain alternating writers,
+  documents PUTs over 500 keys) offered to a fresh :class:`crdt.orbitdb.OrbitLog` oldest first
+  (each joins at once) or newest first (all wait, then join in one cascade): decode, verify,
+  clock check and materialise, per entry;
 - *pure Python verify*: the same ECDSA verification written with Python integers (Jacobian
   coordinates, a Shamir double-and-add), the alternative that needs no compiled library; checked
   to agree with coincurve on every entry before it is timed.
@@ -32,9 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from crdt.orbitdb import (  # noqa: E402
+    OrbitLog,
     decode_access,
     decode_entry,
     decode_identity,
+    decode_manifest,
     parse_hash,
     signed_bytes,
     verify_entry,
@@ -137,10 +144,42 @@ def _rate(function, items, seconds: float) -> float:
             return done / elapsed
 
 
+def _log_rates(count: int) -> dict[str, float]:
+    """Entries per second through OrbitLog, offered oldest first and newest first."""
+    from tests.crdt.orbitdb import forge
+
+    writers = (forge.writer(1), forge.writer(2))
+    access_cid, access_block = forge.access([w.id for w in writers])
+    manifest_cid, manifest_block = forge.manifest("bench", "documents", access_cid)
+    blocks, head = [], None
+    for i in range(count):
+        key = f"k{i % 500}"
+        payload = {"op": "PUT", "key": key, "value": {"_id": key, "n": i}}
+        cid, data = forge.entry(
+            writers[i % 2], manifest_cid, payload, i + 1, [head] if head else []
+        )
+        blocks.append((cid, data))
+        head = forge.format_hash(cid)
+    rates = {}
+    for name, offered in (("oldest_first", blocks), ("newest_first", blocks[::-1])):
+        log = OrbitLog(
+            decode_manifest(manifest_cid, manifest_block), decode_access(access_cid, access_block)
+        )
+        for w in writers:
+            log.add_identity(w.cid, w.data)
+        start = time.perf_counter()
+        accepted = sum(len(log.add_entry(cid, data)) for cid, data in offered)
+        elapsed = time.perf_counter() - start
+        assert accepted == count and len(log.state.all()) == min(count, 500)
+        rates[f"orbitlog_{name}_per_s"] = count / elapsed
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about 1 s in all (CI smoke run)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    parser.add_argument("--entries", type=int, help="entries offered to OrbitLog (10,000)")
     args = parser.parse_args()
     seconds = 0.25 if args.quick else 3.0
     fixture = json.loads(FIXTURE.read_text())
@@ -173,6 +212,7 @@ def main() -> None:
         "decode_and_verify_entry_per_s": _rate(whole, rows, seconds),
         "pure_python_verify_per_s": _rate(lambda i: python_verify(*i), signed, seconds),
     }
+    results.update(_log_rates(args.entries or (1000 if args.quick else 10_000)))
     results["coincurve_over_python"] = (
         results["coincurve_verify_per_s"] / results["pure_python_verify_per_s"]
     )
@@ -183,6 +223,8 @@ def main() -> None:
     for name in (
         "coincurve_verify_per_s",
         "decode_and_verify_entry_per_s",
+        "orbitlog_oldest_first_per_s",
+        "orbitlog_newest_first_per_s",
         "pure_python_verify_per_s",
     ):
         print(f"  {name:32} {results[name]:>10,.0f}")

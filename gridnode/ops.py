@@ -107,6 +107,11 @@ def resolve(repo: Repo, ref: str) -> StoredDatabase:
         raise InvalidRequest(
             f"{len(matches)} databases are named {ref!r}; give an address: " + ", ".join(matches)
         )
+    if not matches and ref.startswith("/orbitdb/"):
+        raise UnknownDatabase(
+            f"{ref} is an OrbitDB database: it is read through a running node that follows it "
+            "('gridnode start', then 'gridnode orbitdb follow')"
+        )
     if not matches:
         raise UnknownDatabase(
             f"no database {ref!r} in {repo.data_dir} "

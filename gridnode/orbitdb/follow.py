@@ -78,6 +78,8 @@ FETCH_BATCH: Final = 512
 MAX_QUEUED_HEADS: Final = 1024
 #: Rounds of anti-entropy between two dials of a named peer that could not be dialled.
 REDIAL_ROUNDS: Final = 10
+#: Heads streams one peer may have open to this node at once (over all databases).
+MAX_STREAMS_PER_PEER: Final = 4
 #: Heads exchanges running at once, over all databases and peers.
 MAX_EXCHANGES: Final = 8
 
@@ -204,6 +206,8 @@ class OrbitFollower:
         self.stats = OrbitStats()
         self._limiter = LogLimiter()
         self._exchanges = trio.Semaphore(MAX_EXCHANGES)
+        #: Heads streams each peer has open to this node now.
+        self._streams_in: Counter[str] = Counter()
         #: When a named peer that could not be dialled may be dialled again.
         self._redial: dict[str, float] = {}
 
@@ -251,13 +255,14 @@ class OrbitFollower:
         """Stop following ``address`` and forget its blocks; its last summary."""
         address = format_address(parse_address(address))
         replica = self.replicas.pop(address, None)
+        if replica is not None:
+            # Its tasks stop first (a write of its blocks under way ends before the delete,
+            # which waits its turn in the storage worker behind it).
+            replica.scope.cancel()
         known = await self._worker.run(self._repo.orbit.unfollow, address)
         if replica is None and not known:
             raise UnknownDatabase(f"not following {address}")
-        summary = replica.summary() if replica is not None else {"address": address}
-        if replica is not None:
-            replica.scope.cancel()
-        return summary
+        return replica.summary() if replica is not None else {"address": address}
 
     def summaries(self) -> list[dict[str, Any]]:
         """Every followed database's summary."""
@@ -411,7 +416,19 @@ class OrbitFollower:
             self._queue(replica, heads, [peer])
 
     async def _serve_heads(self, replica: OrbitReplica, stream: Stream) -> None:
-        heads = await self._talk(replica, stream)
+        peer = stream.remote_peer_id
+        if self._streams_in[peer] >= MAX_STREAMS_PER_PEER:
+            self.stats.bad_streams += 1
+            self._refuse(replica, peer, "OrbitHeadsError", "too many heads streams at once")
+            await stream.reset()
+            return
+        self._streams_in[peer] += 1
+        try:
+            heads = await self._talk(replica, stream)
+        finally:
+            self._streams_in[peer] -= 1
+            if not self._streams_in[peer]:
+                del self._streams_in[peer]
         self.stats.heads_exchanges += 1
         if heads:
             self._queue(replica, heads, [stream.remote_peer_id])
@@ -425,36 +442,46 @@ class OrbitFollower:
 
         async def send() -> None:
             heads = [] if replica.log is None else replica.log.heads()
-            for entry in heads[:MAX_HEADS]:
-                if self._budgets is not None:
-                    await self._budgets.send(peer, len(entry.block))
-                await stream.write(entry.block)
-                self.stats.heads_sent += 1
-            await stream.close_write()
+            try:
+                for entry in heads[:MAX_HEADS]:
+                    if self._budgets is not None:
+                        await self._budgets.send(peer, len(entry.block))
+                    await stream.write(entry.block)
+                    self.stats.heads_sent += 1
+                await stream.close_write()
+            except NetError as exc:
+                broken.append(str(exc))
 
         async def receive() -> None:
-            while True:
-                chunk = await stream.read(65536)
-                if not chunk:
-                    return
-                received.extend(chunk)
-                if len(received) > MAX_HEADS_BYTES:
-                    failed.append(f"more than {MAX_HEADS_BYTES} bytes of heads")
-                    return
+            try:
+                while True:
+                    chunk = await stream.read(65536)
+                    if not chunk:
+                        return
+                    received.extend(chunk)
+                    if len(received) > MAX_HEADS_BYTES:
+                        failed.append(f"more than {MAX_HEADS_BYTES} bytes of heads")
+                        return
+            except NetError as exc:
+                broken.append(str(exc))
 
-        try:
-            with trio.fail_after(HEADS_TIMEOUT):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(send)
-                    nursery.start_soon(receive)
-            heads = split_items(bytes(received)) if not failed else []
-        except (NetError, trio.TooSlowError) as exc:
-            log.debug("orbitdb: heads stream with %s: %s", peer, exc)
+        broken: list[str] = []
+        heads: list[bytes] = []
+        with trio.move_on_after(HEADS_TIMEOUT) as timer:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                nursery.start_soon(receive)
+        if timer.cancelled_caught:
+            failed.append(f"no end within {HEADS_TIMEOUT:g} s")
+        if broken and not failed:
+            log.debug("orbitdb: heads stream with %s: %s", peer, broken[0])
             await stream.reset()
             return []
-        except OrbitHeadsError as exc:
-            failed.append(str(exc))
-            heads = []
+        if not failed:
+            try:
+                heads = split_items(bytes(received))
+            except OrbitHeadsError as exc:
+                failed.append(str(exc))
         if failed:
             self.stats.bad_streams += 1
             self._refuse(replica, peer, "OrbitHeadsError", failed[0])

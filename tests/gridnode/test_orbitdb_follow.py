@@ -1,7 +1,8 @@
 """The OrbitDB follower's own parts, without JavaScript (tests/interop/test_orbitdb.py runs it
 against a real OrbitDB): the blocks and follows kept in SQLite (gridnode/storage/orbitdb.py),
 served by CID; catalog items ``orbitdb:``; the heads protocol refusing a malformed or oversized
-stream (typed, counted, the peer struck) while the node keeps running."""
+stream, and a fifth stream at once (typed, counted, the peer struck) while the node keeps
+running."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import trio
 
 from crdt.ipld import dagcbor
 from crdt.ipld.cid import CID
+from gridnode.errors import StreamError
 from gridnode.node import open_node
 from gridnode.repo import Repo
 from protocols.catalog import ORBITDB_PREFIX, orbitdb_key, parse_catalog
@@ -68,14 +70,14 @@ def test_a_bad_heads_stream_is_refused_counted_and_struck(tmp_path):
                 assert await b.connect(a.addrs[0]) == a.peer_id
 
                 async def send(data: bytes) -> bytes:
-                    stream = await b.host.open_stream(a.peer_id, heads_protocol(ADDRESS))
                     got = b""
                     try:
+                        stream = await b.host.open_stream(a.peer_id, heads_protocol(ADDRESS))
                         await stream.write(data)
                         await stream.close_write()
                         while chunk := await stream.read(65536):
                             got += chunk
-                    except Exception:  # a reset: what a refused stream gets
+                    except StreamError:  # a reset: what a refused stream gets
                         pass
                     return got
 
@@ -93,5 +95,152 @@ def test_a_bad_heads_stream_is_refused_counted_and_struck(tmp_path):
                 assert await send(b"") == b""
                 assert a.orbitdb.stats.bad_streams == 2
                 assert a.orbitdb.summaries()[0]["address"] == ADDRESS
+                # Four heads streams open at once are served; a fifth is reset and counted.
+                held = [
+                    await b.host.open_stream(a.peer_id, heads_protocol(ADDRESS)) for _ in range(4)
+                ]
+                await trio.sleep(0.2)
+                assert await send(b"") == b""
+                with trio.fail_after(10):
+                    while a.orbitdb.stats.bad_streams < 3:
+                        await trio.sleep(0.05)
+                for stream in held:
+                    await stream.close_write()
+                    assert await stream.read(10) == b""  # served: no heads, then closed
+                assert await send(b"") == b""
+                assert a.orbitdb.stats.bad_streams == 3
 
     trio.run(main)
+
+
+def forged_database(length: int):
+    """An OrbitDB-shaped events database built in Python (tests/crdt/orbitdb/forge.py): one
+    writer in its access list, a chain of ``length`` entries; ``(address, blocks, entries,
+    writer)`` with ``blocks`` as ``(cid, kind, bytes)``."""
+    from crdt.orbitdb.address import format_address, format_hash
+    from tests.crdt.orbitdb import forge
+
+    author = forge.writer(1)
+    access_cid, access_block = forge.access([author.id])
+    manifest_cid, manifest_block = forge.manifest("forged-events", "events", access_cid)
+    address = format_address(manifest_cid)
+    entries = []
+    parent: list[str] = []
+    for n in range(length):
+        cid, block = forge.entry(author, manifest_cid, {"op": "ADD", "value": n}, n + 1, parent)
+        entries.append((cid, block))
+        parent = [format_hash(cid)]
+    blocks = [
+        (manifest_cid, "manifest", manifest_block),
+        (access_cid, "access", access_block),
+        (author.cid, "identity", author.data),
+        *((cid, "entry", block) for cid, block in entries),
+    ]
+    return address, manifest_cid, blocks, entries, author
+
+
+def test_a_gridnode_serves_orbitdb_to_another_keeps_it_up_without_gossip_and_refuses_forgeries(
+    tmp_path,
+):
+    """A holds a database; B follows it from A (heads protocol and bitswap between gridnodes,
+    and no gossip: gridnode publishes none); an entry A learns later reaches B by anti-entropy
+    alone; C pushes B a head signed by a key that is not its identity's (OrbitDB accepts it) and
+    one by a writer not in the access list: both refused, typed and counted, B's answers
+    unchanged."""
+    from crdt.orbitdb.address import format_hash
+    from tests.crdt.orbitdb import forge
+
+    address, manifest_cid, blocks, entries, author = forged_database(6)
+    with Repo(tmp_path / "a") as repo:
+        repo.orbit.follow(address, [], 1.0)
+        repo.orbit.put_blocks(address, [(c.bytes, kind, b) for c, kind, b in blocks[:-1]])
+    last_cid, last_block = entries[-1]
+    stranger = forge.writer(2)
+
+    async def push(node, peer: str, block: bytes) -> list[bytes]:
+        stream = await node.host.open_stream(peer, heads_protocol(address))
+        await stream.write(block)
+        await stream.close_write()
+        got = b""
+        while chunk := await stream.read(65536):
+            got += chunk
+        from protocols.orbitdb import split_items
+
+        return split_items(got)
+
+    async def main() -> None:
+        with trio.fail_after(90):
+            async with (
+                open_node(tmp_path / "a", listen=LOOPBACK, announce_interval=math.inf) as a,
+                open_node(tmp_path / "b", listen=LOOPBACK, announce_interval=math.inf) as b,
+                open_node(tmp_path / "c", listen=LOOPBACK, announce_interval=math.inf) as c,
+            ):
+                while a.orbitdb.replica(address).view is None:
+                    await trio.sleep(0.05)
+                assert len(a.orbitdb.replica(address).view) == 5  # kept, verified again
+                b.orbitdb.interval = 0.5
+                summary = await b.orbitdb.follow(address, [a.addrs[0]], timeout=30)
+                while len(b.orbitdb.replica(address).view) < 5:
+                    await b.orbitdb.replica(address).changed.wait()
+                assert b.orbitdb.answer(address, "all") == a.orbitdb.answer(address, "all")
+                assert summary["type"] == "events"
+                # A learns a sixth entry (C pushes it); B gets it from A by anti-entropy.
+                assert await c.connect(a.addrs[0]) == a.peer_id
+                theirs = await push(c, a.peer_id, last_block)
+                assert [format_hash(CID.for_block(h)) for h in theirs] == [
+                    format_hash(entries[-2][0])
+                ]
+                while len(b.orbitdb.replica(address).view) < 6:
+                    await b.orbitdb.replica(address).changed.wait()
+                assert b.orbitdb.replica(address).summary()["heads"] == [format_hash(last_cid)]
+                answer = b.orbitdb.answer(address, "all")
+                assert [item["value"] for item in answer] == list(range(6))
+                # Forgeries, pushed to B by C: B answers with its head and refuses them.
+                known = next(cid for cid, kind, _b in blocks if kind == "identity")
+                impostor = forge.Writer(author.id_key, author.key, known, author.data)
+                _cid, mismatched = forge.entry(
+                    impostor,
+                    manifest_cid,
+                    {"op": "ADD", "value": "forged"},
+                    7,
+                    [format_hash(last_cid)],
+                    signer=forge.private_key(99),
+                )
+                await c.worker.run(
+                    c.repo.orbit.put_blocks,
+                    "/orbitdb/elsewhere",
+                    [(stranger.cid.bytes, "identity", stranger.data)],
+                )
+                _cid, unauthorised = forge.entry(
+                    stranger, manifest_cid, {"op": "ADD", "value": "x"}, 7, [format_hash(last_cid)]
+                )
+                assert await c.connect(b.addrs[0]) == b.peer_id
+                assert await push(c, b.peer_id, mismatched) == [last_block]
+                assert await push(c, b.peer_id, unauthorised) == [last_block]
+                refused = b.orbitdb.stats.refused
+                while refused["OrbitKeyMismatch"] + refused["OrbitUnauthorized"] < 2:
+                    await trio.sleep(0.05)
+                assert refused["OrbitKeyMismatch"] == 1
+                assert refused["OrbitUnauthorized"] == 1
+                assert b.orbitdb.stats.refused_by_peer[c.peer_id] == 2
+                assert b.orbitdb.answer(address, "all") == answer
+                assert b.orbitdb.replica(address).summary()["refused"] == 2
+
+    trio.run(main)
+
+
+def test_the_orbitdb_verbs_need_a_running_node_and_say_so(tmp_path):
+    from click.testing import CliRunner
+
+    from gridnode.cli import main
+
+    runner = CliRunner()
+    assert runner.invoke(main, ["--data-dir", str(tmp_path), "init"]).exit_code == 0
+    for args in (["orbitdb", "list"], ["orbitdb", "follow", ADDRESS], ["orbitdb", "all", ADDRESS]):
+        done = runner.invoke(main, ["--data-dir", str(tmp_path), *args])
+        assert done.exit_code == 1, done.output
+        assert "needs a running node" in done.output
+    done = runner.invoke(main, ["--data-dir", str(tmp_path), "db", "get", ADDRESS, "k"])
+    assert done.exit_code == 1
+    assert "is an OrbitDB database: it is read through a running node" in done.output
+    assert "Traceback" not in done.output

@@ -38,7 +38,10 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { createHelia } from 'helia'
 import { createLibp2p } from 'libp2p'
 
-const emit = (value) => process.stdout.write(JSON.stringify(value) + '\n')
+// Resolves once the line is handed to the OS: an answer of a few MiB is written whole before
+// process.exit (a pipe's writes are asynchronous in Node).
+const emit = (value) =>
+  new Promise((resolve) => process.stdout.write(JSON.stringify(value) + '\n', resolve))
 
 function parseArgs (argv) {
   const positional = []
@@ -134,13 +137,13 @@ async function write (directory, flags) {
   }
   for (const addr of flags.dial) await libp2p.dial(multiaddr(addr))
   await writeSome(dbs, flags)
-  emit({
+  await emit({
     ready: true,
     peer_id: libp2p.peerId.toString(),
     addrs: libp2p.getMultiaddrs().map(String),
     databases: Object.fromEntries(Object.entries(dbs).map(([t, db]) => [t, db.address]))
   })
-  emit({ answers: await answers(Object.values(dbs)) })
+  await emit({ answers: await answers(Object.values(dbs)) })
   const lines = createInterface({ input: process.stdin })
   for await (const line of lines) {
     if (!line.trim()) continue
@@ -148,17 +151,17 @@ async function write (directory, flags) {
       const command = JSON.parse(line)
       if (command.cmd === 'write') {
         await writeSome(dbs, command)
-        emit({ answers: await answers(Object.values(dbs)) })
+        await emit({ answers: await answers(Object.values(dbs)) })
       } else if (command.cmd === 'answers') {
-        emit({ answers: await answers(Object.values(dbs)) })
+        await emit({ answers: await answers(Object.values(dbs)) })
       } else if (command.cmd === 'dial') {
         const connection = await libp2p.dial(multiaddr(command.addr))
-        emit({ dialled: connection.remotePeer.toString() })
+        await emit({ dialled: connection.remotePeer.toString() })
       } else {
-        emit({ error: `unknown command ${command.cmd}` })
+        await emit({ error: `unknown command ${command.cmd}` })
       }
     } catch (error) {
-      emit({ error: String(error?.stack ?? error) })
+      await emit({ error: String(error?.stack ?? error) })
     }
   }
   await orbitdb.stop()
@@ -190,9 +193,9 @@ async function replicate (directory, flags) {
   }
   const result = await answers(dbs)
   if (ok) {
-    emit({ answers: result })
+    await emit({ answers: result })
   } else {
-    emit({ error: 'timed out', answers: result })
+    await emit({ error: 'timed out', answers: result })
   }
   await orbitdb.stop()
   await ipfs.stop()
@@ -210,6 +213,6 @@ try {
     throw new Error(`unknown role ${role}`)
   }
 } catch (error) {
-  emit({ error: String(error?.stack ?? error) })
+  await emit({ error: String(error?.stack ?? error) })
   process.exit(1)
 }
