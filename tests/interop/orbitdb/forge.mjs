@@ -16,7 +16,8 @@
 // The result: {address, blocks: {cid: base64} (the database's manifest, access controller,
 // identities and valid entries), valid: [cids, oldest first], valid_all: the writer's all() of
 // them, forgeries: [{name, what, head,
-// blocks: {cid: base64}, orbitdb: {accepted, error, in_log, all_ok, value}}]}. tests/hostile/
+// blocks: {cid: base64}, orbitdb: {accepted, error, in_log, all_ok, value, entries, later_ok}}]}:
+// later_ok says whether WRITER's next entry (valid, concurrent with the forgery) still joins. tests/hostile/
 // test_orbitdb.py feeds the same blocks to gridnode's verification and writes nothing to disk
 // beyond DIR.
 //
@@ -204,10 +205,13 @@ async function forge (p) {
     for (const b of f.blocks ?? []) blocks[b.hash] = b.bytes
     built.push({ name: f.name, what: f.what, head: blk.hash, bytes: blk.bytes, blocks })
   }
+  // WRITER's next write, made without having seen any forgery: what a replica receives after a
+  // forgery, concurrent with it.
+  const later = await make({ payload: { op: 'PUT', key: 'later', value: 'after the forgery' } })
   await db.close()
   await orbitdb.stop()
   await helia.stop()
-  return { address, writer: writer.id, base, valid, validAll, head, forgeries: built }
+  return { address, writer: writer.id, base, valid, validAll, head, later, forgeries: built }
 }
 
 const shown = blocks => Object.fromEntries(Object.entries(blocks).map(([h, b]) => [h, b64(b)]))
@@ -218,7 +222,7 @@ async function judge (p) {
   let i = 0
   for (const forgery of f.forgeries) {
     i++
-    const verdict = await replicaVerdict(p.dir, i, f.address, f.base, forgery.blocks, forgery, f.head)
+    const verdict = await replicaVerdict(p.dir, i, f, forgery)
     results.push({ name: forgery.name, what: forgery.what, head: forgery.head, blocks: shown(forgery.blocks), orbitdb: verdict })
   }
   return { address: f.address, writer: f.writer, blocks: shown(f.base), valid: f.valid, valid_all: f.validAll, forgeries: results }
@@ -235,9 +239,14 @@ async function collect (got) {
 }
 
 // A fresh replica that holds the valid log; the forged head is joined as sync.js would join it.
-async function replicaVerdict (dir, i, address, base, blocks, forged, validHead) {
+// The verdict: {accepted, error, in_log, all_ok, value, entries} on the forgery, then
+// {later_ok, later_error}: whether WRITER's next (valid, concurrent) entry still joins and all()
+// still answers with it, i.e. whether the replica still works after the forgery.
+async function replicaVerdict (dir, i, f, forged) {
+  const { address, base, head: validHead, later } = f
+  const blocks = forged.blocks
   const helia = await offlineHelia()
-  for (const [hash, bytes] of [...Object.entries(base), ...Object.entries(blocks)]) {
+  for (const [hash, bytes] of [...Object.entries(base), ...Object.entries(blocks), [later.hash, later.bytes]]) {
     await helia.blockstore.put(CID.parse(hash, base58btc), bytes)
   }
   const orbitdb = await createOrbitDB({ ipfs: helia, id: `replica${i}`, directory: join(dir, `replica${i}`) })
@@ -269,6 +278,14 @@ async function replicaVerdict (dir, i, address, base, blocks, forged, validHead)
     } catch (e) {
       verdict.all_ok = false
       verdict.all_error = String(e.message)
+    }
+    try {
+      const joined = await withTimeout(db.log.joinEntry(await Entry.decode(later.bytes)), 20000)
+      const all = await withTimeout(db.all(), 20000)
+      verdict.later_ok = joined && all.some(r => r.key === 'later')
+    } catch (e) {
+      verdict.later_ok = false
+      verdict.later_error = String(e.message).split('\n').join(' ')
     }
     await db.close()
   } finally {
