@@ -8,7 +8,9 @@ CIDs it asked for and need not trust the node. That is why it answers without th
 Only what the node replicates is served: the manifest and the applied entries of the databases it
 replicates and does not keep private. An unfollowed or private database's blocks, pending or
 rejected entries, and anything else in the SQLite file are not (404), as if the node did not have
-them; bitswap serves exactly the same blocks. A stored block that no longer hashes to its CID is
+them; bitswap serves exactly the same blocks. The verified blocks of the OrbitDB databases the
+node follows are served too, each alone (``dag-scope`` makes no difference: OrbitDB names blocks
+by hash strings, not links). A stored block that no longer hashes to its CID is
 never sent (:class:`~gridnode.errors.CorruptBlock`, raised by the repo's reads).
 
 ``dag-scope=block`` is the one block. ``dag-scope=all`` is, for an entry, the entry and every
@@ -128,7 +130,15 @@ def serve(repo: Repo, cid: CID, kind: str, scope: str) -> Served:
         raise InvalidRequest(f"dag-scope must be block, entity or all, not {scope!r}")
     found = find(repo, cid)
     if found is None:
-        raise NotFound(f"no block {cid} in the databases this node serves")
+        # An OrbitDB database followed (gridnode/orbitdb/): its verified blocks, one at a time
+        # (OrbitDB names blocks by hash strings, not links: a block's DAG is the block).
+        held = repo.orbit.get_many([cid.bytes]).get(cid.bytes)
+        if held is None or not cid.matches(held):
+            raise NotFound(f"no block {cid} in the databases this node serves")
+        if kind == RAW:
+            return Served([held], RAW, f'"{cid}.raw"', IMMUTABLE, 1)
+        parts = [car_v1_header_bytes([cid]), car_section_bytes(cid, held)]
+        return Served(parts, _car_type("dfs"), f'W/"{cid}.car.block"', IMMUTABLE, 1)
     database, block, is_manifest = found
     if kind == RAW:
         return Served([block], RAW, f'"{cid}.raw"', IMMUTABLE, 1)

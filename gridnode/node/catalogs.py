@@ -180,10 +180,14 @@ class Catalogs:
             if not self._replication.replicating(address):
                 self._start_follow(address, for_catalog=True)
         if self.orbitdb is not None:
+            listed: set[str] = set()
             for view in self.views.values():
+                listed |= view.orbitdb_addresses
                 for address in sorted(view.orbitdb_addresses):
                     if address not in self.orbitdb.replicas:
                         self._nursery.start_soon(self._follow_orbitdb, address, view.peers)
+            if changed and all(a in self.views for a in self.addresses):
+                await self._unfollow_unlisted_orbitdb(listed)
         if changed:
             self._declined = {a for a in wanted if await self._worker.run(self._repo.declined, a)}
         if changed and all(a in self.views for a in self.addresses):
@@ -255,11 +259,19 @@ class Catalogs:
         finally:
             self._following.discard(address)
 
+    async def _unfollow_unlisted_orbitdb(self, listed: set[str]) -> None:
+        """Unfollow the OrbitDB databases followed for a catalog that no catalog lists now
+        (their blocks are dropped; one followed by hand stays)."""
+        for address in sorted(set(self.orbitdb.replicas) - listed):
+            if await self._worker.run(self._repo.orbit.for_catalog, address):
+                await self.orbitdb.unfollow(address)
+                log.info("unfollowed %s: no followed catalog lists it", address)
+
     async def _follow_orbitdb(self, address: str, peers: tuple[str, ...]) -> None:
         """Follow an OrbitDB database a catalog lists (read-only; from the catalog's peers and
         the topic's)."""
         try:
-            await self.orbitdb.follow(address, list(peers), timeout=0)
+            await self.orbitdb.follow(address, list(peers), timeout=0, for_catalog=True)
             log.info("following %s (listed by a catalog)", address)
         except GridnodeError as exc:
             if self._refusals.allow("follow " + address, trio.current_time()):

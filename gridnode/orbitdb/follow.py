@@ -27,6 +27,7 @@ stream strikes the peer. Gridnode never writes an OrbitDB entry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -49,7 +50,7 @@ from crdt.orbitdb.blocks import (
 )
 from crdt.orbitdb.log import OrbitLog
 from crdt.orbitdb.stores import Materialiser
-from gridnode.errors import NetError, ProtocolNotSupported, UnknownDatabase
+from gridnode.errors import FeatureOff, NetError, ProtocolNotSupported, UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.host import Host
@@ -66,6 +67,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two heads exchanges with the topic's peers (anti-entropy).
 EXCHANGE_INTERVAL: Final = 30.0
+#: Seconds after a connection before the heads exchange with it (its gossipsub subscriptions,
+#: which say which databases it has, come first).
+CONNECT_SETTLE: Final = 1.0
 #: Seconds one heads stream may take, both ways.
 HEADS_TIMEOUT: Final = 20.0
 #: Seconds one bitswap round of a fetch may take.
@@ -97,6 +101,8 @@ class OrbitStats:
     heads_received: int = 0
     heads_sent: int = 0
     gossip_heads: int = 0
+    #: New heads this node published on a topic (learnt another way than the topic).
+    heads_published: int = 0
     #: Heads heard while the database's queue was full (dropped; anti-entropy brings them).
     heads_dropped: int = 0
     bad_streams: int = 0
@@ -113,6 +119,7 @@ class OrbitStats:
             "heads_received": self.heads_received,
             "heads_sent": self.heads_sent,
             "gossip_heads": self.gossip_heads,
+            "heads_published": self.heads_published,
             "bad_streams": self.bad_streams,
             "heads_dropped": self.heads_dropped,
             "refused": dict(self.refused),
@@ -132,8 +139,10 @@ class OrbitReplica:
     refused: int = 0
     #: Head blocks heard (gossip, heads streams) and not yet taken in, by hash: bounded
     #: (:data:`MAX_QUEUED_HEADS`), the newest dropped when full (anti-entropy brings them back).
-    queued: dict[str, tuple[bytes, tuple[str, ...]]] = field(default_factory=dict)
+    queued: dict[str, tuple[bytes, tuple[str, ...], bool]] = field(default_factory=dict)
     more: trio.Event = field(default_factory=trio.Event)
+    #: Set to run a round of heads exchanges now (a follow again).
+    wake: trio.Event = field(default_factory=trio.Event)
     lock: trio.Lock = field(default_factory=trio.Lock)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     changed: trio.Event = field(default_factory=trio.Event)
@@ -202,6 +211,8 @@ class OrbitFollower:
         self._budgets = budgets
         #: Seconds between two rounds of anti-entropy with the topic's peers.
         self.interval = interval
+        #: Whether new heads learnt another way than the topic are published on it.
+        self.announce = True
         self.replicas: dict[str, OrbitReplica] = {}
         self.stats = OrbitStats()
         self._limiter = LogLimiter()
@@ -221,8 +232,16 @@ class OrbitFollower:
             self._launch(address, peers)
 
     def _peer_connected(self, peer: str) -> None:
+        if self.replicas:
+            self._nursery.start_soon(self._connected_round, peer)
+
+    async def _connected_round(self, peer: str) -> None:
+        """Heads with a peer that just connected, for each followed database it subscribes to
+        (or that a follow named it for), once its subscriptions had time to arrive."""
+        await trio.sleep(CONNECT_SETTLE)
         for replica in list(self.replicas.values()):
-            self._nursery.start_soon(self._exchange, replica, peer)
+            if peer in self._host.topic_peers(replica.address) or peer in self._peers_of(replica):
+                self._nursery.start_soon(self._exchange, replica, peer)
 
     def _launch(self, address: str, peers: Sequence[str]) -> OrbitReplica:
         replica = OrbitReplica(address, list(peers))
@@ -231,19 +250,34 @@ class OrbitFollower:
         return replica
 
     async def follow(
-        self, address: str, peers: Sequence[str] = (), *, timeout: float = 30.0
+        self,
+        address: str,
+        peers: Sequence[str] = (),
+        *,
+        timeout: float = 30.0,
+        for_catalog: bool = False,
     ) -> dict[str, Any]:
         """Follow ``address`` (``/orbitdb/<cid>``), dialling ``peers`` (multiaddrs) for it;
-        wait up to ``timeout`` seconds for its first entries; its summary.
+        wait up to ``timeout`` seconds for its first entries; its summary. ``for_catalog``: a
+        catalog lists it (it is unfollowed when no followed catalog does, unless followed by
+        hand too).
 
-        Raises :class:`~crdt.errors.InvalidOrbitAddress` for a malformed address."""
+        Raises :class:`~crdt.errors.InvalidOrbitAddress` for a malformed address,
+        :class:`~gridnode.errors.FeatureOff` if the config turns bitswap off."""
         address = format_address(parse_address(address))
-        await self._worker.run(self._repo.orbit.follow, address, list(peers), time.time())
+        if self._bitswap is None:
+            raise FeatureOff("bitswap is off in the config: OrbitDB databases come over bitswap")
+        await self._worker.run(
+            functools.partial(
+                self._repo.orbit.follow, address, list(peers), time.time(), catalog=for_catalog
+            )
+        )
         replica = self.replicas.get(address)
         if replica is None:
             replica = self._launch(address, peers)
         else:
             replica.peers = list(peers)
+            replica.wake.set()  # a round of heads exchanges now
         with trio.move_on_after(timeout):
             for multiaddr in peers:
                 await self._dial(multiaddr)
@@ -352,16 +386,24 @@ class OrbitFollower:
             forwarder = getattr(message, "forwarder", None)
             if forwarder and forwarder != message.peer_id:
                 peers.insert(0, forwarder)
-            self._queue(replica, [message.data], peers)
+            self._queue(replica, [message.data], peers, gossiped=True)
 
-    def _queue(self, replica: OrbitReplica, blocks: Sequence[bytes], peers: Sequence[str]) -> None:
-        """Heads heard, to be taken in by the database's one ingesting task (bounded)."""
+    def _queue(
+        self,
+        replica: OrbitReplica,
+        blocks: Sequence[bytes],
+        peers: Sequence[str],
+        *,
+        gossiped: bool = False,
+    ) -> None:
+        """Heads heard, to be taken in by the database's one ingesting task (bounded).
+        ``gossiped``: heard on the topic (gossipsub forwards those itself)."""
         for block in blocks:
             if len(replica.queued) >= MAX_QUEUED_HEADS:
                 self.stats.heads_dropped += 1
                 break
             replica.queued.setdefault(
-                format_hash(CID.for_block(block, "dag-cbor")), (block, tuple(peers))
+                format_hash(CID.for_block(block, "dag-cbor")), (block, tuple(peers), gossiped)
             )
         replica.more.set()
 
@@ -372,11 +414,11 @@ class OrbitFollower:
             replica.more = trio.Event()
             while replica.queued:
                 batch, replica.queued = replica.queued, {}
-                by_peers: dict[tuple[str, ...], list[bytes]] = {}
-                for block, peers in batch.values():
-                    by_peers.setdefault(peers, []).append(block)
-                for peers, blocks in by_peers.items():
-                    await self._ingest(replica, blocks, peers)
+                by_peers: dict[tuple[tuple[str, ...], bool], list[bytes]] = {}
+                for block, peers, gossiped in batch.values():
+                    by_peers.setdefault((peers, gossiped), []).append(block)
+                for (peers, gossiped), blocks in by_peers.items():
+                    await self._ingest(replica, blocks, peers, announce=not gossiped)
 
     async def _anti_entropy(self, replica: OrbitReplica) -> None:
         while True:
@@ -387,7 +429,9 @@ class OrbitFollower:
             async with trio.open_nursery() as nursery:
                 for peer in sorted(peers):
                     nursery.start_soon(self._exchange, replica, peer)
-            await trio.sleep(self.interval)
+            with trio.move_on_after(self.interval):
+                await replica.wake.wait()
+            replica.wake = trio.Event()
 
     def _peers_of(self, replica: OrbitReplica) -> list[str]:
         """Connected peers among those the follow named (by their ``/p2p/`` part)."""
@@ -576,10 +620,17 @@ class OrbitFollower:
         return True
 
     async def _ingest(
-        self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
+        self,
+        replica: OrbitReplica,
+        blocks: Sequence[bytes],
+        offered_by: Sequence[str],
+        *,
+        announce: bool = False,
     ) -> None:
         """Take head blocks in: fetch what they reach (and what waiting entries wait for),
-        verify, keep, materialise."""
+        verify, keep, materialise. ``announce``: publish the new heads on the topic (heads
+        that came another way than the topic, so the topic's OrbitDB peers hear of them now,
+        not at the next exchange)."""
         if replica.scope.cancel_called:
             return
         origin = offered_by[0] if offered_by else None
@@ -589,16 +640,22 @@ class OrbitFollower:
             else contextlib.nullcontext()
         )
         with charged:
-            await self._ingest_charged(replica, blocks, offered_by)
+            accepted = await self._ingest_charged(replica, blocks, offered_by)
+        if accepted and announce and self.announce and replica.log is not None:
+            hashes = {entry.hash for entry in accepted}
+            for head in replica.log.heads():
+                if head.hash in hashes:
+                    await self._host.publish(replica.address, head.block)
+                    self.stats.heads_published += 1
 
     async def _ingest_charged(
         self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
-    ) -> None:
+    ) -> list[OrbitEntry]:
         async with replica.lock:
             peers = self._fetch_peers(replica, offered_by)
             origin = offered_by[0] if offered_by else None
             if not await self._ensure_manifest(replica, peers):
-                return
+                return []
             orbit_log = replica.log
             assert orbit_log is not None
             new: dict[str, OrbitEntry] = {}
@@ -640,11 +697,11 @@ class OrbitFollower:
                     else:
                         missing.add(format_hash(cid))
             if not new:
-                return
+                return []
             await self._identities(replica, {e.identity for e in new.values()}, peers, origin)
             accepted = await trio.to_thread.run_sync(self._verify, replica, new, origin)
             if not accepted:
-                return
+                return []
             await self._worker.run(
                 self._repo.orbit.put_blocks,
                 replica.address,
@@ -654,6 +711,7 @@ class OrbitFollower:
             if self._bitswap is not None:
                 self._bitswap.blocks_added()
             replica._changed()
+            return accepted
 
     async def _identities(
         self, replica: OrbitReplica, hashes: set[str], peers: Sequence[str], origin: str | None

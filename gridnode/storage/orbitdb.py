@@ -23,7 +23,8 @@ _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS orbitdb_follows (
     address TEXT PRIMARY KEY,
     peers TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    catalog INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orbitdb_blocks (
     address TEXT NOT NULL,
@@ -67,14 +68,23 @@ class OrbitTables:
 
     # -- follows ------------------------------------------------------------------------------
 
-    def follow(self, address: str, peers: Sequence[str], created: float) -> None:
-        """Follow ``address`` (again: its peers are replaced by ``peers``)."""
+    def follow(
+        self, address: str, peers: Sequence[str], created: float, *, catalog: bool = False
+    ) -> None:
+        """Follow ``address`` (again: its peers are replaced by ``peers``). ``catalog``: only
+        because a catalog lists it (a follow by hand clears that for good)."""
         with self.sql.transaction():
             self._rows(
-                "INSERT INTO orbitdb_follows (address, peers, created) VALUES (?, ?, ?) "
-                "ON CONFLICT (address) DO UPDATE SET peers = excluded.peers",
-                (address, json.dumps(list(peers)), created),
+                "INSERT INTO orbitdb_follows (address, peers, created, catalog) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (address) DO UPDATE SET peers = excluded.peers, "
+                "catalog = min(orbitdb_follows.catalog, excluded.catalog)",
+                (address, json.dumps(list(peers)), created, int(catalog)),
             )
+
+    def for_catalog(self, address: str) -> bool:
+        """Whether ``address`` is followed only because a catalog lists it."""
+        rows = self._rows("SELECT catalog FROM orbitdb_follows WHERE address = ?", (address,))
+        return bool(rows and rows[0][0])
 
     def unfollow(self, address: str) -> bool:
         """Stop following ``address`` and drop its blocks; whether it was followed."""

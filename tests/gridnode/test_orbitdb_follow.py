@@ -31,6 +31,14 @@ def test_follows_and_blocks_are_kept_served_by_cid_and_dropped(tmp_path):
         repo.orbit.follow(OTHER, [], 2.0)
         repo.orbit.follow(ADDRESS, [], 3.0)  # again: its peers replaced, its place kept
         assert repo.orbit.follows() == [(ADDRESS, [], 1.0), (OTHER, [], 2.0)]
+        repo.orbit.follow(OTHER, [], 4.0, catalog=True)  # followed by hand first: stays so
+        assert not repo.orbit.for_catalog(OTHER)
+        third = "/orbitdb/zdpuAmbNhGGF6a8dKhPzbWvU4rv6KumrqqoeCNQNyMuMb9Yvv"
+        repo.orbit.follow(third, [], 5.0, catalog=True)
+        assert repo.orbit.for_catalog(third)
+        repo.orbit.follow(third, [], 6.0)  # by hand too: kept when the catalog drops it
+        assert not repo.orbit.for_catalog(third)
+        assert repo.orbit.unfollow(third)
         repo.orbit.put_blocks(ADDRESS, [(cid.bytes, "manifest", block)])
         repo.orbit.put_blocks(ADDRESS, [(cid.bytes, "manifest", block)])  # idempotent
         assert repo.orbit.blocks(ADDRESS, "manifest") == [(cid.bytes, block)]
@@ -139,21 +147,21 @@ def forged_database(length: int):
     return address, manifest_cid, blocks, entries, author
 
 
-def test_a_gridnode_serves_orbitdb_to_another_keeps_it_up_without_gossip_and_refuses_forgeries(
+def test_a_gridnode_serves_orbitdb_to_another_by_gossip_and_anti_entropy_and_refuses_forgeries(
     tmp_path,
 ):
-    """A holds a database; B follows it from A (heads protocol and bitswap between gridnodes,
-    and no gossip: gridnode publishes none); an entry A learns later reaches B by anti-entropy
-    alone; C pushes B a head signed by a key that is not its identity's (OrbitDB accepts it) and
-    one by a writer not in the access list: both refused, typed and counted, B's answers
-    unchanged."""
+    """A holds a database; B follows it from A (heads protocol and bitswap between gridnodes);
+    an entry A learns from C's heads stream A publishes on the topic and B has it by gossip; the
+    next, A publishing nothing, reaches B by anti-entropy alone; C pushes B a head signed by a key
+    that is not its identity's (OrbitDB accepts it) and one by a writer not in the access list:
+    both refused, typed and counted, B's answers unchanged."""
     from crdt.orbitdb.address import format_hash
     from tests.crdt.orbitdb import forge
 
-    address, manifest_cid, blocks, entries, author = forged_database(6)
+    address, manifest_cid, blocks, entries, author = forged_database(7)
     with Repo(tmp_path / "a") as repo:
         repo.orbit.follow(address, [], 1.0)
-        repo.orbit.put_blocks(address, [(c.bytes, kind, b) for c, kind, b in blocks[:-1]])
+        repo.orbit.put_blocks(address, [(c.bytes, kind, b) for c, kind, b in blocks[:-2]])
     last_cid, last_block = entries[-1]
     stranger = forge.writer(2)
 
@@ -178,23 +186,40 @@ def test_a_gridnode_serves_orbitdb_to_another_keeps_it_up_without_gossip_and_ref
                 while a.orbitdb.replica(address).view is None:
                     await trio.sleep(0.05)
                 assert len(a.orbitdb.replica(address).view) == 5  # kept, verified again
-                b.orbitdb.interval = 0.5
+                b.orbitdb.interval = 1e9  # one round at the start, then none: gossip only
                 summary = await b.orbitdb.follow(address, [a.addrs[0]], timeout=30)
                 while len(b.orbitdb.replica(address).view) < 5:
                     await b.orbitdb.replica(address).changed.wait()
                 assert b.orbitdb.answer(address, "all") == a.orbitdb.answer(address, "all")
                 assert summary["type"] == "events"
-                # A learns a sixth entry (C pushes it); B gets it from A by anti-entropy.
+                while b.peer_id not in a.host.topic_peers(address):
+                    await trio.sleep(0.05)
+                await trio.sleep(2.5)  # a gossipsub heartbeat or two: B in A's mesh
+                # A learns a sixth entry from C's heads stream and publishes it on the topic:
+                # B, which runs no more exchanges, has it by gossip.
                 assert await c.connect(a.addrs[0]) == a.peer_id
-                theirs = await push(c, a.peer_id, last_block)
+                theirs = await push(c, a.peer_id, entries[-2][1])
                 assert [format_hash(CID.for_block(h)) for h in theirs] == [
-                    format_hash(entries[-2][0])
+                    format_hash(entries[-3][0])
                 ]
                 while len(b.orbitdb.replica(address).view) < 6:
                     await b.orbitdb.replica(address).changed.wait()
+                assert a.orbitdb.stats.heads_published == 1
+                # A seventh, A publishing nothing now: B has it by anti-entropy alone.
+                a.orbitdb.announce = False
+                await push(c, a.peer_id, last_block)
+                while len(a.orbitdb.replica(address).view) < 7:
+                    await a.orbitdb.replica(address).changed.wait()
+                assert a.orbitdb.stats.heads_published == 1
+                assert len(b.orbitdb.replica(address).view) == 6
+                # B's next round (following again runs one now; else every interval).
+                await b.orbitdb.follow(address, [a.addrs[0]], timeout=0)
+                with trio.fail_after(30):
+                    while len(b.orbitdb.replica(address).view) < 7:
+                        await b.orbitdb.replica(address).changed.wait()
                 assert b.orbitdb.replica(address).summary()["heads"] == [format_hash(last_cid)]
                 answer = b.orbitdb.answer(address, "all")
-                assert [item["value"] for item in answer] == list(range(6))
+                assert [item["value"] for item in answer] == list(range(7))
                 # Forgeries, pushed to B by C: B answers with its head and refuses them.
                 known = next(cid for cid, kind, _b in blocks if kind == "identity")
                 impostor = forge.Writer(author.id_key, author.key, known, author.data)
@@ -244,3 +269,48 @@ def test_the_orbitdb_verbs_need_a_running_node_and_say_so(tmp_path):
     assert done.exit_code == 1
     assert "is an OrbitDB database: it is read through a running node" in done.output
     assert "Traceback" not in done.output
+
+
+def test_the_gateway_serves_the_kept_orbitdb_blocks(tmp_path):
+    from tests.gridnode.test_api import raw, serving
+
+    address, _manifest, blocks, _entries, _author = forged_database(2)
+    with Repo(tmp_path / "g") as repo:
+        repo.orbit.follow(address, [], 1.0)
+        repo.orbit.put_blocks(address, [(c.bytes, kind, b) for c, kind, b in blocks])
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with serving(tmp_path / "g") as (_node, client):
+                for cid, _kind, block in blocks:
+                    status, body, _headers = await raw(client, "GET", f"/ipfs/{cid}?format=raw")
+                    assert status == 200 and body == block
+                status, body, _headers = await raw(
+                    client, "GET", f"/ipfs/{blocks[-1][0]}?format=car"
+                )
+                assert status == 200 and body.endswith(blocks[-1][2])  # a CAR of the block
+                stranger = CID.for_block(dagcbor.encode({"not": "kept"}))
+                status, _body, _headers = await raw(client, "GET", f"/ipfs/{stranger}?format=raw")
+                assert status == 404
+
+    trio.run(main)
+
+
+def test_following_needs_bitswap(tmp_path):
+    import pytest
+
+    from gridnode.errors import FeatureOff
+
+    Repo(tmp_path / "g").close()
+    config = tmp_path / "g" / "gridnode.toml"
+    config.write_text(config.read_text().replace("# bitswap = true", "bitswap = false"))
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=math.inf) as n:
+                assert n.bitswap is None
+                with pytest.raises(FeatureOff, match="bitswap is off"):
+                    await n.orbitdb.follow(ADDRESS, [], timeout=0)
+                assert n.orbitdb.summaries() == []
+
+    trio.run(main)

@@ -26,6 +26,7 @@ import pytest
 import trio
 
 from gridnode.node import open_node
+from protocols.catalog import orbitdb_key
 from tests.gridnode.test_api import call, serving
 from tests.interop.conftest import gridnode_cli as gridnode_cli_in
 
@@ -228,6 +229,12 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert events in {d["address"] for d in listed["databases"]}
                 await cli("orbitdb", "unfollow", events)
                 assert [s["address"] for s in node.orbitdb.summaries()] == [documents]
+                # Followed again (no peer has it now: nothing comes, the follow stays).
+                again = json.loads(
+                    await cli("orbitdb", "follow", events, "--timeout", "0", "--json")
+                )
+                assert again["address"] == events and again["entries"] == 0
+                assert events in node.orbitdb.replicas
 
         trio.run(main)
     finally:
@@ -238,7 +245,8 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
 def test_a_catalog_item_makes_a_follower_follow_orbitdb_from_a_gridnode(tmp_path, orbit_node):
     """``catalog add CATALOG /orbitdb/<cid>`` on a primary that follows an OrbitDB database; the
     JS writer stopped; a follower given only the catalog follows the OrbitDB database from the
-    primary alone (heads protocol and bitswap between two gridnodes) and answers as JS did."""
+    primary alone (heads protocol and bitswap between two gridnodes) and answers as JS did; taken
+    off the catalog, the follower unfollows it."""
     writer = Writer(orbit_node, tmp_path / "w", 40, 0)
     documents = writer.databases["documents"]
     primary_dir = tmp_path / "primary"
@@ -273,6 +281,13 @@ def test_a_catalog_item_makes_a_follower_follow_orbitdb_from_a_gridnode(tmp_path
                             await trio.sleep(0.1)
                     assert follower.catalogs.views[catalog].orbitdb_addresses == {documents}
                     assert sum(follower.orbitdb.stats.refused.values()) == 0
+                    # Taken off the catalog: the follower unfollows it (it followed it for the
+                    # catalog only); the primary, which followed it by hand, keeps it.
+                    await primary.write(catalog, [{"op": "del", "key": orbitdb_key(documents)}])
+                    with trio.fail_after(30):
+                        while documents in follower.orbitdb.replicas:
+                            await trio.sleep(0.1)
+                    assert documents in primary.orbitdb.replicas
 
         trio.run(main)
     finally:
