@@ -465,13 +465,6 @@ def test_node_cuts_abusive_heads_streams(tmp_path: Path, node_bin: Path, mode: s
         assert did.get("cut", 0) >= 1, did
 
 
-@pytest.mark.xfail(
-    reason="gridnode/orbitdb/follow.py _talk (wt25-c): a StreamError raised in the send/receive "
-    "nursery reaches `except (NetError, ...)` as an ExceptionGroup (trio's strict groups), so a "
-    "peer resetting a heads stream stops the node; catching the group around the nursery and "
-    "re-raising its NetError makes this pass",
-    strict=False,
-)
 def test_node_survives_a_reset_heads_stream(tmp_path: Path, node_bin: Path) -> None:
     """A peer that resets a heads stream half way (its process died, or it is hostile): the
     exchange is dropped, the node keeps running, following and answering."""
