@@ -4,8 +4,9 @@ with each, and what gridnode does (issue 25, item 3).
 ``tests/interop/orbitdb/forge.mjs judge`` writes a keyvalue database whose IPFS access controller
 lets one identity (WRITER) write, three valid entries, then one forged head per kind, and hands
 each forgery, alone, to a fresh OrbitDB replica that holds the valid log (``log.joinEntry``, what
-OrbitDB's sync does with every head it receives). These tests feed the same blocks to gridnode's
-verification (:mod:`crdt.orbitdb`, the path every entry a follower fetches goes through) and
+OrbitDB's sync does with every head it receives). These tests feed the same blocks to a
+follower's log (:class:`crdt.orbitdb.log.OrbitLog`, the path every entry gridnode's follower
+fetches goes through) and
 assert, for every kind, OrbitDB's verdict (so a change in OrbitDB shows here) and gridnode's typed
 refusal; docs/interop.md, "Issue 25, what gridnode refuses that OrbitDB accepts", is the table of
 both. One forgery, a signature by a key that is not the identity's, is also built here in Python
@@ -24,7 +25,7 @@ import base64
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -50,19 +51,15 @@ from crdt.errors import (
 from crdt.ipld.cid import CID
 from crdt.ipld.dagcbor import encode
 from crdt.orbitdb import (
-    Materialiser,
-    OrbitEntry,
-    check_clock,
     decode_access,
     decode_entry,
-    decode_identity,
     decode_manifest,
     format_address,
     format_hash,
     parse_address,
     parse_hash,
-    verify_entry,
 )
+from crdt.orbitdb.log import OrbitLog
 from gridnode.node import open_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,29 +128,43 @@ def blocks_of(shown: dict[str, str]) -> dict[str, bytes]:
     return {h: base64.b64decode(b) for h, b in shown.items()}
 
 
-def gridnode_verdict(
-    address: str, blocks: dict[str, bytes], head: str
-) -> tuple[OrbitEntry | None, OrbitError | None]:
-    """What gridnode makes of a head offered for ``address`` when ``blocks`` are what the peer
-    serves: the entry if it is accepted, else the typed refusal (as gridnode/orbitdb's follower
-    checks every entry it fetches: decode, identity block, verify, clock against next)."""
+def open_log(address: str, blocks: dict[str, bytes]) -> OrbitLog:
+    """A follower's log of ``address`` (crdt/orbitdb/log.py, what gridnode/orbitdb keeps), its
+    manifest and access controller taken from ``blocks``."""
     manifest_cid = parse_address(address)
     manifest = decode_manifest(manifest_cid, blocks[format_hash(manifest_cid)])
     access = decode_access(
         manifest.access_controller, blocks[format_hash(manifest.access_controller)]
     )
+    return OrbitLog(manifest, access)
+
+
+def offer(log: OrbitLog, blocks: dict[str, bytes], head: str) -> OrbitError | None:
+    """Offer the entry ``head`` to ``log`` as gridnode's follower does when ``blocks`` are what
+    the peer serves: the identity block the entry names first (verified once), then the entry
+    (its ``next`` entries already held). ``None`` when accepted, else the typed refusal."""
     try:
         entry = decode_entry(parse_hash(head), blocks[head])
-        identity_block = blocks.get(entry.identity)
-        if identity_block is None:
-            raise OrbitUnknownIdentity(f"identity {entry.identity} is not served")
-        identity = decode_identity(parse_hash(entry.identity), identity_block)
-        verify_entry(entry, identity, access, address)
-        parents = [decode_entry(parse_hash(h), blocks[h]) for h in entry.next]
-        check_clock(entry, parents)
+        if log.identity(entry.identity) is None:
+            identity_block = blocks.get(entry.identity)
+            if identity_block is None:
+                raise OrbitUnknownIdentity(f"identity {entry.identity} is not served")
+            log.add_identity(parse_hash(entry.identity), identity_block)
+        accepted = log.add_entry(parse_hash(head), blocks[head])
     except OrbitError as refused:
-        return None, refused
-    return entry, None
+        return refused
+    assert [e.hash for e in accepted] == [head]
+    return None
+
+
+def gridnode_verdict(
+    address: str, blocks: dict[str, bytes], head: str, valid: Sequence[str] = ()
+) -> OrbitError | None:
+    """What a fresh follower that holds the ``valid`` entries makes of ``head``."""
+    log = open_log(address, blocks)
+    for h in valid:
+        assert offer(log, blocks, h) is None
+    return offer(log, blocks, head)
 
 
 def test_every_kind_is_judged(forged: dict[str, Any]) -> None:
@@ -179,12 +190,11 @@ def test_gridnode_refuses(forged: dict[str, Any], name: str) -> None:
     """Every forgery refused with its own typed error; the control accepted."""
     forgery = next(f for f in forged["forgeries"] if f["name"] == name)
     blocks = {**blocks_of(forged["blocks"]), **blocks_of(forgery["blocks"])}
-    entry, refused = gridnode_verdict(forged["address"], blocks, forgery["head"])
+    refused = gridnode_verdict(forged["address"], blocks, forgery["head"], forged["valid"])
     _accepts, refusal = VERDICTS[name]
     if refusal is None:
-        assert refused is None and entry is not None
+        assert refused is None
     else:
-        assert entry is None
         assert type(refused) is refusal, repr(refused)
         assert isinstance(refused, GridnodeError)
 
@@ -193,19 +203,18 @@ def test_valid_entries_kept(forged: dict[str, Any]) -> None:
     """After every forgery was offered, gridnode holds the valid entries and the valid forgery,
     and its keyvalue answer is OrbitDB's (the writer's ``all()`` plus the control entry)."""
     base = blocks_of(forged["blocks"])
-    store = Materialiser("keyvalue")
+    log = open_log(forged["address"], base)
     for h in forged["valid"]:
-        entry, refused = gridnode_verdict(forged["address"], base, h)
-        assert refused is None and entry is not None
-        store.add(entry)
-    assert store.all() == forged["valid_all"]
+        assert offer(log, base, h) is None
+    assert log.state.all() == forged["valid_all"]
+    refusals = 0
     for forgery in forged["forgeries"]:
-        blocks = {**base, **blocks_of(forgery["blocks"])}
-        entry, _refused = gridnode_verdict(forged["address"], blocks, forgery["head"])
-        if entry is not None:
-            store.add(entry)
-    assert len(store) == len(forged["valid"]) + 1
-    assert [row["key"] for row in store.all()] == ["k0", "k1", "k2", "forged-1"]
+        refusals += (
+            offer(log, {**base, **blocks_of(forgery["blocks"])}, forgery["head"]) is not None
+        )
+    assert refusals == len(VERDICTS) - 1
+    assert len(log) == len(forged["valid"]) + 1
+    assert [row["key"] for row in log.state.all()] == ["k0", "k1", "k2", "forged-1"]
 
 
 # -- the key-identity binding, built in Python (no Node) -------------------------------------
@@ -283,8 +292,9 @@ def test_python_built_valid_entry_accepted(database: tuple[str, dict[str, bytes]
     payload = {"op": "PUT", "key": "a", "value": 1}
     key = writer.key.public_key.format().hex()
     head = put(blocks, entry_block(address, payload, writer.key, key, writer.hash))
-    entry, refused = gridnode_verdict(address, blocks, head)
-    assert refused is None and entry is not None and entry.payload == payload
+    log = open_log(address, blocks)
+    assert offer(log, blocks, head) is None
+    assert log.state.get("a") == 1
 
 
 def test_python_built_key_identity_mismatch_refused(
@@ -298,8 +308,7 @@ def test_python_built_key_identity_mismatch_refused(
     key = mallory.public_key.format().hex()
     payload = {"op": "PUT", "key": "a", "value": "forged"}
     head = put(blocks, entry_block(address, payload, mallory, key, writer.hash))
-    entry, refused = gridnode_verdict(address, blocks, head)
-    assert entry is None and type(refused) is OrbitKeyMismatch
+    assert type(gridnode_verdict(address, blocks, head)) is OrbitKeyMismatch
 
 
 def test_python_built_tampered_payload_refused(
@@ -312,8 +321,7 @@ def test_python_built_tampered_payload_refused(
     value = dict(_decoded(good))
     value["payload"] = {"op": "PUT", "key": "a", "value": 2}
     head = put(blocks, encode(value))
-    entry, refused = gridnode_verdict(address, blocks, head)
-    assert entry is None and type(refused) is OrbitBadSignature
+    assert type(gridnode_verdict(address, blocks, head)) is OrbitBadSignature
 
 
 def _decoded(block: bytes) -> dict[str, Any]:
