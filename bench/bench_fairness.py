@@ -204,7 +204,7 @@ async def measure(node, server: Server, peer: str, address: str, syncs: int, pul
     warm = []
     for _ in range(syncs):
         start = time.perf_counter()
-        report = await node.replication._pull_once(peer, database)
+        report = await node.replication.pulls._pull_once(peer, database)
         warm.append(time.perf_counter() - start)
         assert report is not None and report.refused is None, report
         await trio.sleep(0.05)
@@ -214,7 +214,7 @@ async def measure(node, server: Server, peer: str, address: str, syncs: int, pul
         await server.ask("write 100")
         # (The server's announcement may start a pull of its own: whichever brings them.)
         start = time.perf_counter()
-        report = await node.replication._pull_once(peer, database)
+        report = await node.replication.pulls._pull_once(peer, database)
         assert report is not None and report.refused is None, report
         while await node.read(address, len) < target:
             await trio.sleep(0.002)

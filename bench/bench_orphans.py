@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from crdt.entry import create_entry
 from crdt.identity import Keypair
 from crdt.ipld.cid import CID
-from gridnode.node.replication import _has_missing
+from gridnode.node.pulls import _has_missing
 from gridnode.repo import Repo
 from tests.hostile.test_orphans import orphan_flood, pending_stored
 

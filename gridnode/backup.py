@@ -11,17 +11,25 @@ What a backup run does, in order (:func:`run_backup`):
 2. the ciphertext is added as a file (:func:`gridnode.files.add.add`) and pinned as
    ``backup:NAME:TIME``;
 3. the record ``{name, cid, size, time, sha256}`` (:class:`BackupRecord`) is written to the
-   backups database, a ``documents`` database named :data:`BACKUPS_DB` that this node creates
-   the first time (``_id`` ``NAME/TIME``, indexed by ``name``, with the ``pinLinks`` option: every
-   node replicating it keeps the files its records link to);
-4. with ``keep``, the records of NAME beyond the newest ``keep`` are deleted and their pins
-   removed (``gridnode gc`` then frees the blocks).
+   backups database, an ENCRYPTED ``documents`` database named :data:`BACKUPS_DB` that this node
+   creates the first time (``_id`` ``NAME/TIME``, indexed by ``name``, with the ``pinLinks``
+   option: every node that reads it keeps the files its records link to). Its key is wrapped for
+   this node and for every ``readers`` did:key (a reader given later is added: the current key
+   wrapped for it; ``gridnode db reader remove`` rotates the key);
+4. with ``catalog`` (a catalog this node writes), the catalog lists the backups database
+   (``db:``) and the ciphertext (``file:<cid>``, an empty value: no name, no time), so the
+   community nodes following it replicate the database blind and fetch and pin the files;
+5. with ``keep``, the records of NAME beyond the newest ``keep`` are deleted, their pins
+   removed (``gridnode gc`` then frees the blocks) and their ``file:`` items taken off
+   ``catalog``.
 
-The backups database is not encrypted, and holds no byte of any backup's plaintext: the
-ciphertext's CID (a link, so nodes that keep what a database links to keep the files), the
-plaintext's size and SHA-256, and the time. Any node can list and replicate it, blind to the
-backups themselves; only an age identity the backup was encrypted to decrypts one
-(docs/reliability.md, "Issue 24, encrypted files and backups", says what a blind node learns).
+A blind replica of the backups database (a node holding no key for it) verifies, stores and
+serves its entries and reads none: it learns that records are written and deleted, when, and
+their envelope sizes, never a name, a time, a CID or a SHA-256 from them. What the catalog tells
+it is the ciphertexts' CIDs and sizes, and when each was listed and taken off; only an age identity
+a backup was encrypted to decrypts one (docs/reliability.md, "Issue 24, closed", says what a
+blind node learns). :func:`records` on a node that holds the backups databases only blind says so
+(:class:`~gridnode.errors.BackupsBlind`).
 
 Everything here works through the CLI's endpoint (the data directory, or a running node's API),
 the same way in both.
@@ -52,6 +60,7 @@ from gridnode.errors import (
     BackupCommandFailed,
     BackupMismatch,
     BackupNotFound,
+    BackupsBlind,
     InvalidRequest,
     MissingBlock,
     UnknownPin,
@@ -69,7 +78,10 @@ __all__ = [
     "BackupRun",
     "Restored",
     "backup_databases",
+    "blind_backup_databases",
+    "check_catalog",
     "check_name",
+    "check_readers",
     "find_record",
     "format_time",
     "own_backups_database",
@@ -219,18 +231,100 @@ def backup_databases(endpoint: Any) -> list[str]:
     ]
 
 
-def own_backups_database(endpoint: Any) -> str:
-    """The address of the backups database this node writes: the first one it may write, else
-    a new one."""
+def _info(endpoint: Any, address: str) -> dict[str, Any]:
+    return dict(endpoint.database(address))
+
+
+def blind_backup_databases(endpoint: Any) -> list[str]:
+    """The backups databases this node holds blind: encrypted, with no key for this node (it
+    keeps and serves them, and cannot read a record)."""
+    return [a for a in backup_databases(endpoint) if _info(endpoint, a).get("blind")]
+
+
+def check_readers(readers: Sequence[str]) -> list[str]:
+    """The reader did:keys, checked (:class:`InvalidRequest` for one that is not an ed25519
+    did:key), without repeats."""
+    from crdt.errors import InvalidDidKey
+    from crdt.identity import public_key_from_did
+
+    for did in readers:
+        try:
+            public_key_from_did(did)
+        except InvalidDidKey as exc:
+            raise InvalidRequest(f"reader {did[:80]!r}: {exc}") from None
+    return list(dict.fromkeys(readers))
+
+
+def own_backups_database(endpoint: Any, readers: Sequence[str] = ()) -> str:
+    """The address of the backups database this node writes: the first encrypted one it may
+    write and holds the key of, else a new one (encrypted, its key wrapped for this node and
+    ``readers``). A reader not yet given the key of an existing one is added (the current key
+    wrapped for it); none is removed here (``gridnode db reader remove`` rotates the key)."""
+    readers = check_readers(readers)
     for address in backup_databases(endpoint):
-        if endpoint.database(address).get("may_write"):
+        info = _info(endpoint, address)
+        if info.get("may_write") and info.get("encrypted") and not info.get("blind"):
+            held = set(info.get("key_readers") or ())
+            for did in readers:
+                if did not in held:
+                    endpoint.reader(address, "add", did)
+                    log.info("backups database %s: the key wrapped for reader %s", address, did)
             return address
     from gridnode.ops import CreateRequest
 
-    request = CreateRequest(BACKUPS_DB, "documents", indexes=["name"], pin_links=LINK_BYTES)
+    request = CreateRequest(
+        BACKUPS_DB,
+        "documents",
+        indexes=["name"],
+        readers=readers,
+        encrypted=True,
+        pin_links=LINK_BYTES,
+    )
     created = endpoint.create(request)
-    log.info("created the backups database %s", created["address"])
+    log.info("created the backups database %s (encrypted)", created["address"])
     return str(created["address"])
+
+
+def check_catalog(endpoint: Any, ref: str) -> dict[str, Any]:
+    """The listing of the catalog ``ref`` (address, CID or name) this node writes
+    (:class:`InvalidRequest` if it is not a catalog, or this node may not write it)."""
+    from gridnode.errors import NotFound
+
+    try:
+        info = _info(endpoint, ref)
+    except NotFound as exc:
+        raise InvalidRequest(f"catalog {ref[:120]!r}: {exc}") from None
+    if info.get("type") != "keyvalue":
+        raise InvalidRequest(f"{info['address']} is not a catalog (a {info.get('type')} database)")
+    listing: dict[str, Any] = endpoint.read("catalog", info["address"])
+    if not listing["is_catalog"]:
+        raise InvalidRequest(f"{info['address']} is not a catalog (no 'catalog' key)")
+    if not info.get("may_write"):
+        raise InvalidRequest(f"this node may not write the catalog {info['address']}")
+    return listing
+
+
+def _list_in_catalog(endpoint: Any, catalog: str, backups: str, cid: CID) -> None:
+    """List the backups database and the file ``cid`` in ``catalog`` (an empty value: the
+    catalog tells its followers the CID, nothing about the backup)."""
+    from protocols.catalog import canonical_address, database_key, file_key
+
+    listing = endpoint.read("catalog", catalog)
+    ops: list[dict[str, Any]] = []
+    if canonical_address(backups) not in {d["address"] for d in listing["databases"]}:
+        ops.append({"op": "put", "key": database_key(backups), "value": {"name": BACKUPS_DB}})
+    ops.append({"op": "put", "key": file_key(str(cid)), "value": {}})
+    endpoint.write(catalog, ops)
+
+
+def _unlist_in_catalog(endpoint: Any, catalog: str, old: Sequence[BackupRecord]) -> None:
+    from protocols.catalog import canonical_file, file_key
+
+    listing = endpoint.read("catalog", catalog)
+    listed = {item["cid"] for item in listing.get("files", [])}
+    gone = [r.cid for r in old if canonical_file(str(r.cid)) in listed]
+    if gone:
+        endpoint.write(catalog, [{"op": "del", "key": file_key(str(c))} for c in gone])
 
 
 def _documents(endpoint: Any, address: str, name: str | None) -> list[Any]:
@@ -245,28 +339,53 @@ def records(
     endpoint: Any, name: str | None = None, databases: Sequence[str] | None = None
 ) -> list[BackupRecord]:
     """The backup records (of ``name``, or all) in the backups databases (``databases``, default
-    every one held), oldest first; a record in several databases is listed once."""
+    every one held), oldest first; a record in several databases is listed once.
+
+    :class:`BackupsBlind` when none is found and this node holds a backups database blind
+    (encrypted, no key for it): it cannot say whether there are records, not that there are
+    none."""
     found: dict[tuple[str, str], BackupRecord] = {}
+    blind: list[str] = []
     for address in backup_databases(endpoint) if databases is None else databases:
+        if _info(endpoint, address).get("blind"):
+            blind.append(address)
+            continue
         for doc in _documents(endpoint, address, name):
             record = BackupRecord.from_doc(doc, address)
             if record is not None and (name is None or record.name == name):
                 found.setdefault((record.id, str(record.cid)), record)
+    if not found and blind:
+        raise BackupsBlind(
+            f"this node holds the backups database {blind[0]} blind (encrypted; no key for "
+            "this node): it keeps and serves the backups, and cannot read their records. List "
+            "and restore on a reader's node (the primary's 'backup run --reader DID' adds one), "
+            "or restore by CID with the age identity"
+        )
     return sorted(found.values(), key=lambda r: (r.time, r.name, str(r.cid)))
 
 
 def find_record(endpoint: Any, ref: str) -> tuple[CID, BackupRecord | None]:
     """What ``ref`` names: a backup name (its newest record) or a CID (with its record, if one
     is held). :class:`BackupNotFound` for a name no record has."""
+    blind: BackupsBlind | None = None
     if _NAME.fullmatch(ref):
-        found = records(endpoint, ref)
+        try:
+            found = records(endpoint, ref)
+        except BackupsBlind as exc:
+            found, blind = [], exc
         if found:
             return found[-1].cid, found[-1]
     try:
         cid = CID.parse(ref)
     except (GridnodeError, ValueError):
+        if blind is not None:
+            raise blind from None
         raise BackupNotFound(f"no backup named {ref!r} in the backups databases held") from None
-    for record in reversed(records(endpoint)):
+    try:
+        held = records(endpoint)
+    except BackupsBlind:
+        held = []  # a CID restores without a record (nothing to check it against)
+    for record in reversed(held):
         if record.cid == cid:
             return cid, record
     return cid, None
@@ -316,19 +435,24 @@ def run_backup(
     file: Path | None = None,
     stream: BinaryIO | None = None,
     keep: int | None = None,
+    readers: Sequence[str] = (),
+    catalog: str | None = None,
     now: Callable[[], float] = time.time,
     tmp_dir: Path | None = None,
 ) -> BackupRun:
     """Make one backup of ``name`` from ``command``'s stdout, ``file`` or ``stream`` (exactly
-    one), encrypted to ``recipients``; record it, then keep only the newest ``keep`` of
-    ``name``."""
+    one), encrypted to ``recipients``; record it in the encrypted backups database (its key
+    wrapped for this node and ``readers``), list its file in ``catalog`` (if given), then keep
+    only the newest ``keep`` of ``name``."""
     check_name(name)
     recipients_of(recipients)  # checked before the command runs
+    readers = check_readers(readers)
     if sum(x is not None for x in (command, file, stream)) != 1:
         raise InvalidRequest("a backup takes a command or a file (one of them)")
     if keep is not None and keep < 1:
         raise InvalidRequest("keep is at least 1")
-    address = own_backups_database(endpoint)
+    catalog_address = None if catalog is None else str(check_catalog(endpoint, catalog)["address"])
+    address = own_backups_database(endpoint, readers)
     when = format_time(now())
     with tempfile.TemporaryDirectory(prefix="gridnode-backup-", dir=tmp_dir) as directory:
         if command is not None:
@@ -342,15 +466,20 @@ def run_backup(
         added = add(endpoint, str(path), pin=True, name=f"{PIN_PREFIX}{name}:{when}")
     record = BackupRecord(name, added.cid, plaintext.size, when, plaintext.sha256, address)
     endpoint.write(address, [{"op": "put", "doc": record.to_doc()}], ["record"])
+    if catalog_address is not None:
+        _list_in_catalog(endpoint, catalog_address, address, added.cid)
     pruned: list[BackupRecord] = []
     if keep is not None:
-        pruned = prune(endpoint, address, name, keep)
+        pruned = prune(endpoint, address, name, keep, catalog=catalog_address)
     return BackupRun(record, pruned)
 
 
-def prune(endpoint: Any, address: str, name: str, keep: int) -> list[BackupRecord]:
-    """Delete the records of ``name`` in ``address`` beyond the newest ``keep`` and remove their
-    pins (a pin already gone is no error); the records removed."""
+def prune(
+    endpoint: Any, address: str, name: str, keep: int, *, catalog: str | None = None
+) -> list[BackupRecord]:
+    """Delete the records of ``name`` in ``address`` beyond the newest ``keep``, remove their
+    pins (a pin already gone is no error) and their ``file:`` items in ``catalog`` (those
+    listed); the records removed."""
     mine = records(endpoint, name, [address])
     old = mine[: max(0, len(mine) - keep)]
     if not old:
@@ -361,6 +490,8 @@ def prune(endpoint: Any, address: str, name: str, keep: int) -> list[BackupRecor
     for record in old:
         with contextlib.suppress(UnknownPin):
             endpoint.files_unpin(record.pin)
+    if catalog is not None:
+        _unlist_in_catalog(endpoint, catalog, old)
     return old
 
 

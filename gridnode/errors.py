@@ -20,6 +20,7 @@ __all__ = [
     "BackupError",
     "BackupMismatch",
     "BackupNotFound",
+    "BackupsBlind",
     "ConfigError",
     "CorruptBlock",
     "DagTooLarge",
@@ -297,3 +298,8 @@ class BackupNotFound(BackupError, NotFound):
 class BackupMismatch(BackupError):
     """What a restore decrypted is not what the backup record says (its SHA-256 or its size):
     nothing was written."""
+
+
+class BackupsBlind(BackupNotFound):
+    """This node holds the backups database only blind (encrypted, no key for it): it keeps and
+    serves the backups, and cannot read a record; a reader's node lists and restores them."""

@@ -46,6 +46,8 @@ from gridnode.cli.catalog import catalog
 from gridnode.cli.common import CliError, GridnodeGroup
 from gridnode.cli.config import config, health
 from gridnode.cli.db import db
+from gridnode.cli.db_access import DB_ACCESS_COMMANDS
+from gridnode.cli.db_values import DB_VALUE_COMMANDS
 from gridnode.cli.files import add, cat, gc, get, ls
 from gridnode.cli.key import key
 from gridnode.cli.node import dashboard, init, join, peers, start, status
@@ -117,6 +119,8 @@ main.add_command(status)
 main.add_command(peers)
 main.add_command(dashboard)
 main.add_command(db)
+for _db_command in (*DB_ACCESS_COMMANDS, *DB_VALUE_COMMANDS):
+    db.add_command(_db_command)  # the db verbs kept in modules of their own
 main.add_command(export)
 main.add_command(import_)
 main.add_command(car)

@@ -2,9 +2,11 @@
 
 ``run`` makes a backup now (or, with ``--every``, now and then on that schedule until stopped):
 a command's stdout or a file, encrypted to age recipients, added and pinned, recorded in the
-backups database. ``list`` shows the records held (this node's, and those of backups databases it
-follows); ``restore`` fetches one from the file store, decrypts it and checks it against its
-record.
+backups database (encrypted: its key wrapped for this node and each ``--reader``), its file
+listed in ``--catalog`` for community nodes to keep blind. ``list`` shows the records held (this
+node's, and those of backups databases it reads); ``restore`` fetches one from the file store,
+decrypts it and checks it against its record. A node that holds the backups database only blind
+says so instead of listing nothing.
 """
 
 from __future__ import annotations
@@ -78,7 +80,24 @@ def _report(made: Any, as_json: bool) -> None:
     "--keep",
     type=click.IntRange(min=1),
     default=None,
-    help="Keep the newest N backups of NAME: older records are deleted and their pins removed.",
+    help="Keep the newest N backups of NAME: older records are deleted and their pins removed "
+    "(and their files taken off --catalog).",
+)
+@click.option(
+    "--reader",
+    "readers",
+    multiple=True,
+    metavar="DID",
+    help="A did:key that may read the (encrypted) backups database: its key is wrapped for it "
+    "(repeatable; this node always reads). 'gridnode db reader remove' takes one off.",
+)
+@click.option(
+    "--catalog",
+    default=None,
+    metavar="CATALOG",
+    help="A catalog this node writes (address or name): it lists the backups database and each "
+    "backup's ciphertext (file:<cid>, no name nor time), so the community nodes following it keep "
+    "them blind; --keep takes the dropped ones off.",
 )
 @click.option(
     "--tmp-dir",
@@ -96,19 +115,22 @@ def backup_run(
     file: Path | None,
     every: str | None,
     keep: int | None,
+    readers: tuple[str, ...],
+    catalog: str | None,
     tmp_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Back up NAME now (or every --every): --command's stdout or --file, encrypted to --to."""
     import trio
 
-    from gridnode.backup import check_name, parse_duration, run_backup
+    from gridnode.backup import check_name, check_readers, parse_duration, run_backup
     from gridnode.errors import InvalidRequest
 
     if (command is None) == (file is None):
         raise click.UsageError("give --command or --file (one of them)", ctx=ctx)
     try:
         check_name(name)
+        check_readers(readers)
         period = None if every is None else parse_duration(every)
     except InvalidRequest as exc:
         raise click.UsageError(str(exc), ctx=ctx) from None
@@ -122,6 +144,8 @@ def backup_run(
             command=command,
             file=file,
             keep=keep,
+            readers=list(readers),
+            catalog=catalog,
             tmp_dir=tmp_dir,
         )
         _report(made, as_json)
@@ -162,7 +186,8 @@ def backup_run(
 @json_option
 @click.pass_context
 def backup_list(ctx: click.Context, name: str | None, as_json: bool) -> None:
-    """The backup records (of NAME, or all) in the backups databases held, oldest first."""
+    """The backup records (of NAME, or all) in the backups databases held, oldest first. A node
+    holding them only blind (no key) says so (exit 1)."""
     from gridnode.backup import records
 
     found = records(endpoint_of(ctx), name)

@@ -240,6 +240,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
         for line in nat_lines(report.get("nat")):
             click.echo(line)
+        orbit = report.get("orbitdb")
+        if orbit and orbit["databases"]:
+            entries = sum(d["entries"] for d in orbit["databases"])
+            click.echo(
+                f"orbitdb: {len(orbit['databases'])} databases followed, {entries} entries, "
+                f"{orbit['stats']['refused_total']} refused ('gridnode orbitdb list')"
+            )
     for followed in report.get("catalogs", []):
         name = f" ({followed['name']})" if followed["name"] else ""
         click.echo(f"catalog: {followed['address']}{name}, {len(followed['databases'])} databases")

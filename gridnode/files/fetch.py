@@ -36,7 +36,6 @@ from typing import Any, Final, Protocol
 import trio
 
 from crdt.errors import GridnodeError
-from crdt.ipld import dagcbor
 from crdt.ipld.cid import CID
 from crdt.ipld.dagpb import DAG_PB, decode_node
 from gridnode.errors import DagTooLarge, FetchIncomplete
@@ -49,7 +48,6 @@ __all__ = [
     "FetchProgress",
     "LinksOf",
     "LocalBlocks",
-    "dag_links",
     "stated_size",
 ]
 
@@ -65,26 +63,6 @@ FetchBlocks = Callable[[list[CID], list[str], float], Awaitable[dict[CID, bytes]
 #: ``links(cid, block)`` -> the CIDs the block links to, in order (a typed error if it does not
 #: decode). For UnixFS: :func:`crdt.unixfs.reader.links_of`.
 LinksOf = Callable[[CID, bytes], Sequence[CID]]
-
-
-def dag_links(cid: CID, block: bytes) -> list[CID]:
-    """The CIDs a block links to, in order: a dag-pb node's links, a dag-cbor block's CIDs; a raw
-    block (or another codec) has none. A block its codec cannot read: the decoder's typed error."""
-    if cid.codec == DAG_PB:
-        return [link.cid for link in decode_node(block).links]
-    if cid.codec == DAG_CBOR:
-        found: list[CID] = []
-        stack = [dagcbor.decode(block)]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, CID):
-                found.append(item)
-            elif isinstance(item, dict):
-                stack.extend(reversed(list(item.values())))
-            elif isinstance(item, list):
-                stack.extend(reversed(item))
-        return found
-    return []
 
 
 class LocalBlocks(Protocol):

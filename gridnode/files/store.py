@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from crdt.errors import GridnodeError, InvalidCID
+from crdt.errors import GridnodeError, InvalidCID, UnsupportedCodec
 from crdt.ipld.cid import CID
-from crdt.ipld.dagpb import decode_node
+from crdt.unixfs import reader
 from gridnode.errors import CorruptBlock, InvalidRequest, MissingBlock, UnknownPin
 from gridnode.storage import SqliteFile
 from gridnode.storage.files import FileTables
@@ -70,31 +70,13 @@ DAG_CBOR: Final = 0x71
 
 
 def links_of(cid: CID, block: bytes) -> list[CID]:
-    """The CIDs a block links to (raw: none; dag-pb: its links; dag-cbor: its tag-42 links).
-    Raises a :class:`~crdt.errors.GridnodeError` for a block its codec cannot read."""
-    if cid.codec == RAW:
+    """The CIDs a block links to, in order (:func:`crdt.unixfs.reader.links_of`: raw none, dag-pb
+    its links, dag-cbor its CIDs), and none for a codec gridnode does not read. Raises a
+    :class:`~crdt.errors.GridnodeError` for a block its codec cannot read."""
+    try:
+        return reader.links_of(cid, block)
+    except UnsupportedCodec:
         return []
-    if cid.codec == DAG_PB:
-        return [link.cid for link in decode_node(block).links]
-    if cid.codec == DAG_CBOR:
-        from crdt.ipld.dagcbor import decode_strict
-
-        found: list[CID] = []
-        _cbor_links(decode_strict(block), found)
-        return found
-    return []
-
-
-def _cbor_links(value: object, found: list[CID]) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, CID):
-            found.append(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
 
 
 @dataclass(frozen=True)

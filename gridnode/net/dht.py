@@ -29,7 +29,6 @@ CID by whoever fetches it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -48,6 +47,7 @@ from gridnode.logs import LogLimiter
 from gridnode.net.reachability import PUBLIC
 from gridnode.net.stream import Stream
 from protocols.errors import ProtocolError
+from protocols.kad import ProviderStore, RoutingTable, kad_key
 from protocols.wire import FrameDecoder, frame
 
 if TYPE_CHECKING:
@@ -172,28 +172,10 @@ class Provider:
 
 
 @dataclass
-class _Entry:
-    addrs: tuple[str, ...]
-    key: int
-    failures: int = 0
-
-
-@dataclass
-class _Record:
-    addrs: tuple[str, ...]
-    expires: float
-
-
-@dataclass
 class _PeerState:
     tokens: float
     last: float
     streams: int = 0
-    records: int = 0
-
-
-def _kad_key(data: bytes) -> int:
-    return int.from_bytes(hashlib.sha256(data).digest(), "big")
 
 
 def peer_bytes(peer_id: str) -> bytes:
@@ -244,12 +226,20 @@ class Dht:
         self.violation = violation
         self.stats = DhtStats()
         self._own = peer_bytes(host.peer_id)
-        self._own_key = _kad_key(self._own)
-        #: Routing table: bucket index (common prefix length with our key) -> peer -> entry.
-        self._buckets: dict[int, OrderedDict[str, _Entry]] = {}
-        #: Provider records: multihash -> provider peer -> record.
-        self._records: dict[bytes, OrderedDict[str, _Record]] = {}
-        self._records_total = 0
+        limits = self.limits
+        self._table = RoutingTable(
+            kad_key(self._own),
+            k=limits.k,
+            max_table=limits.max_table,
+            addrs_per_peer=limits.addrs_per_peer,
+        )
+        #: Provider records other peers stored here (multihash -> provider -> addresses).
+        self._records = ProviderStore(
+            per_key=limits.providers_per_key,
+            per_peer=limits.records_per_peer,
+            total=limits.records_total,
+            ttl=limits.record_ttl,
+        )
         #: Keys this node provides itself (answered with its own addresses).
         self._providing: set[bytes] = set()
         self._peers: OrderedDict[str, _PeerState] = OrderedDict()
@@ -267,7 +257,7 @@ class Dht:
         self.last_lookup_asked: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"<Dht {self._host.peer_id}: {self.table_size} peers, {self._records_total} records>"
+        return f"<Dht {self._host.peer_id}: {self.table_size} peers, {self.records} records>"
 
     def as_dict(self) -> dict[str, Any]:
         """For ``GET /status`` (``"dht"``): mode, table size, records held, CIDs provided,
@@ -276,7 +266,7 @@ class Dht:
             "mode": "server" if self.serving else "client",
             "auto": self.config.auto,
             "table_size": self.table_size,
-            "records": self._records_total,
+            "records": self.records,
             "providing": len(self._providing),
             **asdict(self.stats),
         }
@@ -285,71 +275,35 @@ class Dht:
 
     @property
     def table_size(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets.values())
+        return len(self._table)
 
     @property
     def records(self) -> int:
         """Provider records held for other peers (not expired ones that were not yet swept)."""
-        return self._records_total
+        return len(self._records)
 
     def table(self) -> list[str]:
         """The peer ids in the routing table."""
-        return [peer for bucket in self._buckets.values() for peer in bucket]
-
-    def _bucket_of(self, key: int) -> int:
-        return 256 - (key ^ self._own_key).bit_length()
+        return self._table.peers()
 
     def add_peer(self, peer_id: str, addrs: Sequence[str]) -> bool:
-        """Put a peer that answered as a DHT server in the table; whether it is there now.
-
-        A full bucket keeps its peers (long-lived ones are the reliable ones: Kademlia's rule)
-        unless one of them failed since it last answered; then that one makes room."""
+        """Put a peer that answered as a DHT server in the table (:meth:`RoutingTable.add`);
+        whether it is there now."""
         if peer_id == self._host.peer_id:
             return False
-        key = _kad_key(peer_bytes(peer_id))
-        index = self._bucket_of(key)
-        bucket = self._buckets.setdefault(index, OrderedDict())
-        kept = tuple(addrs[: self.limits.addrs_per_peer])
-        entry = bucket.get(peer_id)
-        if entry is not None:
-            if kept:
-                entry.addrs = kept
-            entry.failures = 0
-            bucket.move_to_end(peer_id)
-            return True
-        if len(bucket) >= self.limits.k or self.table_size >= self.limits.max_table:
-            failed = next((p for p, e in bucket.items() if e.failures), None)
-            if failed is None:
-                return False
-            del bucket[failed]
-        bucket[peer_id] = _Entry(kept, key)
-        return True
+        return self._table.add(peer_id, kad_key(peer_bytes(peer_id)), addrs)
 
     def _failed(self, peer_id: str) -> None:
-        key = _kad_key(peer_bytes(peer_id))
-        bucket = self._buckets.get(self._bucket_of(key))
-        if bucket is not None and peer_id in bucket:
-            bucket[peer_id].failures += 1
-            if bucket[peer_id].failures >= 2:
-                del bucket[peer_id]
+        self._table.failed(peer_id, kad_key(peer_bytes(peer_id)))
 
     def closest(self, key: int, count: int, exclude: str | None = None) -> list[tuple[str, int]]:
         """The ``count`` peers of the table closest to ``key``: ``(peer id, distance)``."""
-        every = [
-            (peer, entry.key ^ key)
-            for bucket in self._buckets.values()
-            for peer, entry in bucket.items()
-            if peer != exclude
-        ]
-        every.sort(key=lambda item: item[1])
-        return every[:count]
+        return self._table.closest(key, count, exclude)
 
     def _addrs_of(self, peer_id: str) -> tuple[str, ...]:
-        key = _kad_key(peer_bytes(peer_id))
-        bucket = self._buckets.get(self._bucket_of(key))
-        entry = None if bucket is None else bucket.get(peer_id)
-        if entry is not None and entry.addrs:
-            return entry.addrs
+        kept = self._table.addrs(peer_id, kad_key(peer_bytes(peer_id)))
+        if kept:
+            return kept
         return tuple(a.split("/p2p/")[0] for a in self._host.peer_addrs(peer_id))
 
     # -- per peer ---------------------------------------------------------------------------------
@@ -362,7 +316,7 @@ class Dht:
             if len(self._peers) >= self.limits.max_tracked_peers:
                 # The least recently seen peer with no stream open and no record here.
                 for old_id, old in self._peers.items():
-                    if not old.streams and not old.records:
+                    if not old.streams and not self._records.held_by(old_id):
                         del self._peers[old_id]
                         break
             self._peers[peer_id] = state
@@ -392,56 +346,19 @@ class Dht:
     # -- provider records -------------------------------------------------------------------------
 
     def _store(self, key: bytes, peer_id: str, addrs: tuple[str, ...]) -> bool:
-        now = trio.current_time()
-        limits = self.limits
-        held = self._records.get(key)
-        record = None if held is None else held.get(peer_id)
-        if record is not None:  # a refresh
-            record.expires = now + limits.record_ttl
-            if addrs:
-                record.addrs = addrs
-            return True
-        self._sweep(key, now)
-        records = self._records.get(key, OrderedDict())
-        state = self._peer(peer_id)
-        if (
-            len(records) >= limits.providers_per_key
-            or state.records >= limits.records_per_peer
-            or self._records_total >= limits.records_total
-        ):
-            return False
-        self._records[key] = records
-        records[peer_id] = _Record(addrs, now + limits.record_ttl)
-        state.records += 1
-        self._records_total += 1
-        return True
-
-    def _sweep(self, key: bytes, now: float) -> None:
-        records = self._records.get(key)
-        if records is None:
-            return
-        for peer_id in [p for p, r in records.items() if r.expires <= now]:
-            del records[peer_id]
-            self._records_total -= 1
-            state = self._peers.get(peer_id)
-            if state is not None:
-                state.records -= 1
-        if not records:
-            del self._records[key]
+        self._peer(peer_id)
+        return self._records.store(key, peer_id, addrs, trio.current_time())
 
     def sweep(self) -> None:
         """Drop every expired provider record."""
-        now = trio.current_time()
-        for key in list(self._records):
-            self._sweep(key, now)
+        self._records.sweep(trio.current_time())
 
     def local_providers(self, cid: CID | str) -> list[Provider]:
         """The providers of ``cid`` this node knows of without asking anyone."""
         return self._local(CID.parse(cid).multihash)
 
     def _local(self, key: bytes) -> list[Provider]:
-        self._sweep(key, trio.current_time())
-        found = [Provider(p, r.addrs) for p, r in self._records.get(key, {}).items()]
+        found = [Provider(p, a) for p, a in self._records.providers(key, trio.current_time())]
         if key in self._providing:
             found.insert(0, Provider(self._host.peer_id, tuple(self._own_addrs())))
         return found
@@ -532,14 +449,14 @@ class Dht:
             raise DhtError(f"a key of {len(key)} bytes")
         if kind == Message.FIND_NODE:
             answer = Message(type=Message.FIND_NODE, key=key)
-            self._add_closer(answer, _kad_key(key), peer_id)
+            self._add_closer(answer, kad_key(key), peer_id)
             return answer
         if kind == Message.GET_PROVIDERS:
             self.stats.provider_requests += 1
             answer = Message(type=Message.GET_PROVIDERS, key=key)
             for provider in self._local(key):
                 self._add_peer(answer.providerPeers.add(), provider.peer_id, provider.addrs)
-            self._add_closer(answer, _kad_key(key), peer_id)
+            self._add_closer(answer, kad_key(key), peer_id)
             return answer
         if kind == Message.ADD_PROVIDER:
             stored = False
@@ -556,7 +473,7 @@ class Dht:
             return None  # go-libp2p answers nothing
         if kind == Message.GET_VALUE:
             answer = Message(type=Message.GET_VALUE, key=key)
-            self._add_closer(answer, _kad_key(key), peer_id)
+            self._add_closer(answer, kad_key(key), peer_id)
             return answer
         raise DhtError(f"request type {kind} is not served here")
 
@@ -679,7 +596,7 @@ class Dht:
         ``lookup_peers`` were asked. Returns the peers that answered, closest first."""
         self.stats.lookups += 1
         limits = self.limits
-        target = _kad_key(key)
+        target = kad_key(key)
         candidates = self._seeds(target)
         self.last_lookup_asked = asked = set[str]()
         answered: dict[str, tuple[str, ...]] = {}
@@ -704,7 +621,7 @@ class Dht:
 
         with trio.move_on_after(limits.lookup_seconds):
             while not stop and len(asked) < limits.lookup_peers:
-                ranked = sorted(candidates, key=lambda p: _kad_key(peer_bytes(p)) ^ target)
+                ranked = sorted(candidates, key=lambda p: kad_key(peer_bytes(p)) ^ target)
                 closest_k = ranked[: limits.k]
                 if all(p in answered for p in closest_k):
                     break
@@ -716,7 +633,7 @@ class Dht:
                 async with trio.open_nursery() as nursery:
                     for peer in batch:
                         nursery.start_soon(ask, peer)
-        ranked = sorted(answered, key=lambda p: _kad_key(peer_bytes(p)) ^ target)
+        ranked = sorted(answered, key=lambda p: kad_key(peer_bytes(p)) ^ target)
         return [(p, answered[p]) for p in ranked[: limits.k]]
 
     async def refresh(self) -> int:

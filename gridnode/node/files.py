@@ -34,7 +34,8 @@ import trio
 from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from gridnode.errors import FeatureOff, FetchIncomplete
-from gridnode.files.fetch import DagFetcher, FetchLimits, FetchProgress, LinksOf, dag_links
+from gridnode.files.fetch import DagFetcher, FetchLimits, FetchProgress, LinksOf
+from gridnode.files.store import links_of
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.repo import Repo
@@ -253,7 +254,7 @@ class FileReplication:
         self._catalogs_read = catalogs_read
         #: The replicated databases (``StoredDatabase``s) whose ``pinLinks`` option is read.
         self._databases = databases
-        self._links = links or dag_links
+        self._links = links or links_of
         self.stall = stall
         self.tick = tick
         #: Wants in flight per fetch: ``parallel`` batches of ``batch`` CIDs.

@@ -11,8 +11,9 @@ For each replicated database (a *replica*):
   never named in a summary, and databases with missing parents are pulled from one connected
   peer in turn;
 - an announcement naming heads the node lacks makes it pull from that peer over
-  ``/gridnode/sync/1.1.0`` (:mod:`gridnode.node.sync`; at most one pull per database and peer at
-  a time; a pull asked for while one runs is run again right after). Peers that connect, whichever
+  ``/gridnode/sync/1.1.0`` (:mod:`gridnode.node.pulls` decides when and from whom, and runs the
+  pull: at most one per database and peer at a time; one asked for while one runs is run again
+  right after). Peers that connect, whichever
   side dialled, exchange summaries (:meth:`~gridnode.node.summaries.Summaries.meet`) and pull
   what differs; whole-database pulls run :data:`PEER_PULLS` at a time per peer;
 - small head entries ride along inside announcements and are joined directly;
@@ -80,9 +81,10 @@ from gridnode.logs import LogLimiter
 from gridnode.net import Host, NetError, Stream, Subscription
 from gridnode.net.identity import did_of_peer
 from gridnode.node.budget import Budgets
-from gridnode.node.stats import CountJoin, NodeStats, PeerSync, ServedTotals, trim_oldest
+from gridnode.node.pulls import Pulls
+from gridnode.node.stats import CountJoin, NodeStats, ServedTotals, trim_oldest
 from gridnode.node.summaries import Summaries
-from gridnode.node.sync import MAX_ASKS, PullReport, fetch_manifest, pull, serve
+from gridnode.node.sync import fetch_manifest, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker, serving
 from protocols.errors import ProtocolError, SendLimitError
@@ -100,16 +102,10 @@ from protocols.gossip import (
 from protocols.sync import SyncStats
 from protocols.wire import PROTOCOL_ID
 
-__all__ = ["MAX_ASKED_PEERS", "PULL_SECONDS", "Replica", "Replication"]
+__all__ = ["Replica", "Replication"]
 
 log = logging.getLogger(__name__)
 
-#: (peer, database) pairs whose asked CIDs a node remembers (the oldest are forgotten first).
-MAX_ASKED_PEERS: Final = 1024
-#: The longest one pull may go without joining a batch of entries: a peer that trickles bytes
-#: cannot hold a pull open for ever, while a long honest catch-up (1M entries take minutes) is
-#: never cut off as long as it moves.
-PULL_SECONDS: Final = 300.0
 #: How long a peer has to send a manifest asked for (:meth:`Replication.follow`).
 MANIFEST_SECONDS: Final = 10.0
 #: Connected peers asked at once for a manifest by a follow.
@@ -128,18 +124,6 @@ EXPIRE_INTERVAL: Final = 60.0
 #: never-delivered announcement then costs latency, never a replica that stays behind while
 #: connected; an unchanged database costs 16 bytes of a summary, not an announcement and a pull.
 ANTI_ENTROPY_ROUNDS: Final = 10
-#: Seconds a pull for announced heads waits, at most, while a pull of the same database from
-#: another peer runs (that pull most likely brings them).
-DEFER_SECONDS: Final = 2.0
-#: Seconds a pull asked for only because inline entries came before their parents waits first:
-#: at a few writes a second announcements overtake one another, and the parents' own
-#: announcement usually follows within milliseconds.
-MISSING_GRACE: Final = 0.25
-#: Whole-database pulls (:meth:`Replication.start_pull`) that run at once from one peer; the
-#: rest wait their turn. A node holding 1,000 databases started 1,000 pulls at every
-#: connection, which on a loaded machine timed out, dropped the connection and started again
-#: (issue 21, item 4). Pulls for announced heads are not queued: they are the latency path.
-PEER_PULLS: Final = 8
 
 #: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
 #: time limit, a stream that went away.
@@ -207,8 +191,6 @@ class Replication:
         self._count_join = count_join
         #: Canonical address -> replica.
         self._replicas: dict[str, Replica] = {}
-        #: (peer, address) -> how often each CID was asked of that peer (see sync.pull).
-        self._asked: dict[tuple[str, str], dict[CID, int]] = {}
         #: Per peer, the requests for private databases it may not read, a minute (a window
         #: counter: the same one the logs use).
         self._private_refusals = LogLimiter(lines=REFUSALS_PER_MINUTE, interval=60.0)
@@ -225,10 +207,19 @@ class Replication:
             start_pull=self.start_pull,
             strike=strike,
         )
-        #: Per peer, the whole-database pulls waiting their turn (an ordered set of addresses;
-        #: at most one entry per database held) and how many of them run (<= PEER_PULLS).
-        self._waiting: dict[str, dict[str, None]] = {}
-        self._in_flight: dict[str, int] = {}
+        #: When and from whom each replica is pulled (a room of its own).
+        self.pulls = Pulls(
+            self._replicas,
+            host,
+            nursery,
+            worker,
+            stats,
+            repo.quota,
+            announce=self.announce,
+            may_read=self._may_read,
+            strike=strike,
+            count_join=count_join,
+        )
 
     async def start(self) -> None:
         """Serve the sync stream, replicate every database the repo keeps and has not
@@ -277,11 +268,6 @@ class Replication:
         """The replicated database at ``address``; ``KeyError`` if it is not replicated."""
         replica = self._replicas.get(address) or self._replicas[_canonical(address)]
         return replica.database
-
-    def pulling(self, address: str) -> bool:
-        """Whether a pull of the database at ``address`` runs now, from any peer."""
-        replica = self._replicas.get(address) or self._replicas.get(_canonical(address))
-        return replica is not None and bool(replica.running)
 
     async def replicate(self, database: StoredDatabase) -> None:
         """Start replicating a database this node keeps: subscribe to its topic, pull it from
@@ -583,7 +569,7 @@ class Replication:
                         continue
                     self._count_join("gossip", joined, peer=peer)
                     unknown = await self._worker.run(database.unknown, list(announcement.heads))
-            await self.pull_announced(peer, message.forwarder, database, unknown)
+            await self.pulls.pull_announced(peer, message.forwarder, database, unknown)
 
     # -- pulling ------------------------------------------------------------------------------
 
@@ -592,214 +578,13 @@ class Replication:
         self._nursery.start_soon(self.summaries.meet, peer)
 
     def start_pull(self, peer: str, address: str) -> None:
-        """Pull the database at ``address`` (replicated) from ``peer``, in the background,
-        whatever it holds; if a pull of it from that peer runs, it runs once more right after
-        instead. At most :data:`PEER_PULLS` of these run at once per peer; the others wait, one
-        entry per database however often asked."""
-        self._waiting.setdefault(peer, {})[address] = None
-        self._dispatch(peer)
+        """Pull a replicated database from ``peer`` in its turn (:meth:`Pulls.start_pull`)."""
+        self.pulls.start_pull(peer, address)
 
-    def _dispatch(self, peer: str) -> None:
-        waiting = self._waiting.get(peer, {})
-        while waiting and self._in_flight.get(peer, 0) < PEER_PULLS:
-            address = next(iter(waiting))
-            del waiting[address]
-            self._in_flight[peer] = self._in_flight.get(peer, 0) + 1
-            self._nursery.start_soon(self._pull_in_turn_of, peer, address)
-        if not waiting and not self._in_flight.get(peer):
-            self._waiting.pop(peer, None)
-            self._in_flight.pop(peer, None)
-
-    async def _pull_in_turn_of(self, peer: str, address: str) -> None:
-        try:
-            await self._pull(peer, address, None)
-        finally:
-            self._in_flight[peer] -= 1
-            self._dispatch(peer)
-
-    def pull_source(self, origin: str, forwarder: str) -> str | None:
-        """Whom to pull what an announcement names from: its origin if connected (it holds
-        what it announced), else the connected peer that forwarded it (which has it, or pulls
-        it and announces it in turn), else nobody (``None``: the next announcement, or
-        anti-entropy, will do). Never a peer that is not connected: among 30 nodes most origins
-        are not, and pulls aimed at them failed by the tens of thousands (issue 21)."""
-        connected = self.host.peers()
-        if origin in connected:
-            return origin
-        if forwarder != self.host.peer_id and forwarder in connected:
-            return forwarder
-        return None
-
-    async def pull_announced(
-        self, origin: str, forwarder: str, database: StoredDatabase, unknown: list[CID]
-    ) -> None:
-        """An announcement from ``origin``, received from ``forwarder``, named heads of which
-        this node lacks ``unknown`` (after joining its inline entries): pull them from
-        :meth:`pull_source`, unless given up on with that peer, and parents still missing
-        otherwise (entries that came inline before their parents: the parents' own
-        announcement is likely on its way, so that pull waits :data:`MISSING_GRACE` first)."""
-        source = self.pull_source(origin, forwarder)
-        if source is None:
-            self._stats.counters.pulls_unrouted += 1
-            return
-        given_up = self._asked.get((source, database.address), {})
-        unknown = [c for c in unknown if given_up.get(c, 0) < MAX_ASKS]
-        if not unknown and not await self._worker.run(_has_missing, database, given_up):
-            return
-        delay = 0.0 if unknown else MISSING_GRACE
-        self._nursery.start_soon(self._pull, source, database.address, frozenset(unknown), delay)
-
-    async def _pull(
-        self, peer: str, address: str, wanted: frozenset[CID] | None, delay: float = 0.0
-    ) -> None:
-        """Run (or queue) a pull of ``address`` from ``peer``: ``wanted`` the heads it is for
-        (``None``: run it whatever). At most one pull per database and peer runs; one asked for
-        meanwhile is merged into the next. A pull for announced heads also waits while a pull of
-        the database from another peer runs (up to :data:`DEFER_SECONDS`): that one most likely
-        brings the same heads, and the waiting pull then finds nothing lacking and is not run.
-        So a burst of announcements of the same heads, by the origin and by every peer that
-        got them, costs one pull, not one per announcement."""
-        replica = self._replicas.get(address)
-        if replica is None:
-            return
-        if replica.private and not await self._may_read(peer, replica.database):
-            return  # a peer that may not read it has no business holding it, nor asking us
-        queued = replica.queued
-        previous = queued.get(peer, frozenset())
-        queued[peer] = None if wanted is None or previous is None else previous | wanted
-        if peer in replica.running:
-            return  # that pull's loop runs this one next
-        if wanted is not None:
-            deadline = trio.current_time() + DEFER_SECONDS
-            if delay:
-                await trio.sleep(delay)
-            while replica.running and trio.current_time() < deadline:
-                if replica.idle.is_set():
-                    replica.idle = trio.Event()
-                with trio.move_on_at(deadline):
-                    await replica.idle.wait()
-            if peer in replica.running or peer not in queued:
-                return  # run, or merged into a pull that ran, meanwhile
-        await self._drain(replica, peer)
-
-    async def _drain(self, replica: Replica, peer: str) -> None:
-        """Run the pulls queued for ``peer`` until none is left."""
-        address = replica.database.address
-        if not replica.running:
-            replica.idle = trio.Event()
-        replica.running.add(peer)
-        try:
-            while peer in replica.queued and address in self._replicas:
-                wanted = replica.queued.pop(peer)
-                if wanted is not None and not await self._still_lacking(replica, peer, wanted):
-                    self._stats.counters.pulls_saved += 1
-                    continue
-                if self.repo.quota.full():
-                    self.repo.quota.refuse()  # at the bound: counted, not logged (once was)
-                    replica.queued.pop(peer, None)
-                    return
-                report = await self._pull_once(peer, replica.database)
-                if report is not None and report.applied:
-                    await self.announce(address)
-                if report is not None and report.ended and report.applied:
-                    # The server closed the stream it saw idle while this node was still joining
-                    # its answer: the pull made progress, so it goes on on a new stream.
-                    replica.queued[peer] = None
-                    continue
-                if report is not None and report.stopped:
-                    replica.queued.pop(peer, None)
-                    return
-        finally:
-            replica.running.discard(peer)
-            if not replica.running:
-                replica.idle.set()
-
-    async def _still_lacking(self, replica: Replica, peer: str, wanted: frozenset[CID]) -> bool:
-        """Whether a pull for ``wanted`` heads from ``peer`` would still fetch anything: some
-        are unknown here and not given up on with that peer, or parents are missing."""
-        database = replica.database
-        given_up = self._asked.get((peer, database.address), {})
-        if wanted:
-            unknown = await self._worker.run(database.unknown, list(wanted))
-            if any(given_up.get(c, 0) < MAX_ASKS for c in unknown):
-                return True
-        return await self._worker.run(_has_missing, database, given_up)
-
-    async def _pull_once(self, peer: str, database: StoredDatabase) -> PullReport | None:
-        key = (peer, database.address)
-        status = PeerSync.begin(
-            peer, database.address, trio.current_time(), self._stats.syncs.get(key)
-        )
-        self._stats.syncs[key] = status
-        trim_oldest(self._stats.syncs)
-        try:
-            with trio.fail_after(PULL_SECONDS) as scope:
-
-                def moved() -> None:
-                    scope.deadline = trio.current_time() + PULL_SECONDS
-
-                stream = await self.host.open_stream(peer, PROTOCOL_ID)
-                try:
-                    report = await pull(
-                        _Metered(stream, status),
-                        database,
-                        self._worker,
-                        asked=self._asked_of(peer, database.address),
-                        source=peer,
-                        quota=self.repo.quota,
-                        progress=moved,
-                    )
-                finally:
-                    await stream.close()
-        except SendLimitError as exc:
-            # Our own message would have broken a limit: not sent, and not the peer's fault.
-            status.error = f"{type(exc).__name__}: {exc}"
-            log.warning("sync of %s with %s stopped: %s", database.address, peer, exc)
-            self._stats.counters.sync_failures += 1
-            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
-            return None
-        except ProtocolError as exc:
-            status.error = f"{type(exc).__name__}: {exc}"
-            self._stats.counters.sync_failures += 1
-            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
-            await self._strike(peer, status.error)
-            return None
-        except _EXCHANGE_FAILED as exc:
-            status.error = f"{type(exc).__name__}: {exc}"
-            log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
-            self._stats.counters.sync_failures += 1
-            self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
-            return None
-        finally:
-            status.running = False
-        self._count_join("sync", report, peer=peer)
-        status.finish(report)
-        if report.stopped is not None:
-            # Not a failure of the peer's: the quota logged the bound once; the record says why.
-            self.repo.quota.refuse()
-            status.error = f"StorageLimitReached: {report.stopped}"
-            self._stats.note("storage-full", report.stopped, peer=peer, address=database.address)
-        if report.ended is not None:
-            status.error = f"StreamEnded: {report.ended}"
-            log.info("sync of %s with %s ended early: %s", database.address, peer, report.ended)
-        if report.applied or report.rejected:
-            log.info(
-                "synced %s from %s: %d applied, %d rejected, %d round trips",
-                database.address,
-                peer,
-                report.applied,
-                len(report.rejected),
-                report.stats.round_trips,
-            )
-        return report
-
-    def _asked_of(self, peer: str, address: str) -> dict[CID, int]:
-        key = (peer, address)
-        found = self._asked.pop(key, None)  # re-inserted last: the most recent pull goes last
-        while len(self._asked) >= MAX_ASKED_PEERS:
-            del self._asked[next(iter(self._asked))]
-        found = self._asked[key] = {} if found is None else found
-        return found
+    def pulling(self, address: str) -> bool:
+        """Whether a pull of the database at ``address`` runs now, from any peer."""
+        replica = self._replicas.get(address) or self._replicas.get(_canonical(address))
+        return replica is not None and bool(replica.running)
 
     async def _fetch_manifest(self, peer: str, manifest_cid: CID) -> bytes | None:
         try:
@@ -852,25 +637,6 @@ class Replication:
             served.add(counted)
 
 
-class _Metered:
-    """A sync stream that counts the bytes a running pull has received so far."""
-
-    def __init__(self, stream: Stream, status: PeerSync) -> None:
-        self._stream = stream
-        self._status = status
-
-    async def read(self, max_bytes: int) -> bytes:
-        data = await self._stream.read(max_bytes)
-        self._status.bytes_so_far += len(data)
-        return data
-
-    async def write(self, data: bytes) -> None:
-        await self._stream.write(data)
-
-    async def close(self) -> None:
-        await self._stream.close()
-
-
 class _Charged:
     """A served sync stream whose writes are charged to the peer's byte budget (and wait while
     it is in debt)."""
@@ -894,16 +660,3 @@ class _Charged:
 def _canonical(address: str) -> str:
     """``/gridnode/<manifest CID>`` for any form of a database address."""
     return "/gridnode/" + str(parse_address(address))
-
-
-def _has_missing(database: StoredDatabase, given_up: dict[CID, int]) -> bool:
-    """Whether pending entries wait for a parent not yet given up on with this peer. Costs one
-    counter read, plus a lookup per CID given up on (at most ``sync.MAX_ASKED``): never a pass
-    over the pending set, which an outsider's orphans could make large."""
-    count = database.missing_count
-    if not count:
-        return False
-    hopeless = [cid for cid, asks in given_up.items() if asks >= MAX_ASKS]
-    if count > len(hopeless):
-        return True  # more are missing than were ever given up on
-    return count > sum(1 for cid in hopeless if database.is_missing(cid))

@@ -60,29 +60,61 @@ def report(figures: dict) -> None:
             out.write(json.dumps(figures) + "\n")
 
 
-class Network:
-    """Namespaces, links and the node processes in them."""
+class Namespaces:
+    """What every fault topology shares: a hub namespace, the namespaces made (removed by
+    :meth:`close` in reverse order, whatever happened) and the node processes in them."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, tag: str) -> None:
         self.tmp_path = tmp_path
-        self.prefix = f"gnf{uuid.uuid4().hex[:6]}"
+        self.prefix = f"{tag}{uuid.uuid4().hex[:6]}"
         self.hub = f"{self.prefix}-hub"
         self.namespaces: list[str] = []
-        self.nodes: list[node_proc.NodeProc] = []
+        self.procs: list[node_proc.NodeProc] = []
         self._add_ns(self.hub)
-        for bridge in ("brA", "brB"):
-            ip("-n", self.hub, "link", "add", bridge, "type", "bridge")
-            ip("-n", self.hub, "link", "set", bridge, "up")
-        ip("-n", self.hub, "link", "add", "trunkA", "type", "veth", "peer", "name", "trunkB")
-        ip("-n", self.hub, "link", "set", "trunkA", "master", "brA")
-        ip("-n", self.hub, "link", "set", "trunkB", "master", "brB")
-        ip("-n", self.hub, "link", "set", "trunkA", "up")
-        ip("-n", self.hub, "link", "set", "trunkB", "up")
 
     def _add_ns(self, name: str) -> None:
         ip("netns", "add", name)
         self.namespaces.append(name)
         ip("-n", name, "link", "set", "lo", "up")
+
+    def bridge(self, ns: str, name: str) -> None:
+        """A bridge ``name`` in namespace ``ns``, up."""
+        ip("-n", ns, "link", "add", name, "type", "bridge")
+        ip("-n", ns, "link", "set", name, "up")
+
+    def plug(self, ns: str, cidr: str, *, outer: str, bridge: str, inner: str = "eth0") -> None:
+        """A veth pair: ``inner`` in ``ns`` with ``cidr`` on it, ``outer`` on ``bridge`` in the
+        hub (or, for ``bridge`` given as ``(namespace, name)``, on that namespace's bridge)."""
+        where, name = (self.hub, bridge) if isinstance(bridge, str) else bridge
+        ip("-n", where, "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns)
+        ip("-n", where, "link", "set", outer, "master", name)
+        ip("-n", where, "link", "set", outer, "up")
+        ip("-n", ns, "addr", "add", cidr, "dev", inner)
+        ip("-n", ns, "link", "set", inner, "up")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stop(timeout=15)
+            except Exception:
+                proc.kill()
+        for name in reversed(self.namespaces):
+            ip("netns", "del", name, check=False)
+
+
+class Network(Namespaces):
+    """Namespaces, links and the node processes in them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path, "gnf")
+        self.nodes = self.procs
+        for bridge in ("brA", "brB"):
+            self.bridge(self.hub, bridge)
+        ip("-n", self.hub, "link", "add", "trunkA", "type", "veth", "peer", "name", "trunkB")
+        ip("-n", self.hub, "link", "set", "trunkA", "master", "brA")
+        ip("-n", self.hub, "link", "set", "trunkB", "master", "brB")
+        ip("-n", self.hub, "link", "set", "trunkA", "up")
+        ip("-n", self.hub, "link", "set", "trunkB", "up")
 
     def ns(self, index: int) -> str:
         return f"{self.prefix}-n{index}"
@@ -95,24 +127,7 @@ class Network:
         ``v<index>`` on ``bridge`` in the hub."""
         ns = self.ns(index)
         self._add_ns(ns)
-        ip(
-            "-n",
-            self.hub,
-            "link",
-            "add",
-            f"v{index}",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-        )
-        ip("-n", self.hub, "link", "set", f"v{index}", "master", bridge)
-        ip("-n", self.hub, "link", "set", f"v{index}", "up")
-        ip("-n", ns, "addr", "add", f"{self.address(index)}/24", "dev", "eth0")
-        ip("-n", ns, "link", "set", "eth0", "up")
+        self.plug(ns, f"{self.address(index)}/24", outer=f"v{index}", bridge=bridge)
 
     def start(self, index: int, *args: str) -> node_proc.NodeProc:
         """A node in namespace ``index``, bootstrapped to every node started before it."""
@@ -134,15 +149,6 @@ class Network:
     def link(self, name: str, up: bool) -> None:
         """Set a hub link (``trunkA``, ``v<index>``) up or down."""
         ip("-n", self.hub, "link", "set", name, "up" if up else "down")
-
-    def close(self) -> None:
-        for node in self.nodes:
-            try:
-                node.stop(timeout=15)
-            except Exception:
-                node.kill()
-        for name in reversed(self.namespaces):
-            ip("netns", "del", name, check=False)
 
 
 @pytest.fixture

@@ -34,7 +34,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,24 +89,13 @@ class Home:
         return f"192.168.{self.index}.{10 + j}"
 
 
-class NatNetwork:
+class NatNetwork(faults.Namespaces):
     """The namespaces, the routers' NAT and the node processes in them."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.prefix = f"gnn{uuid.uuid4().hex[:6]}"
-        self.hub = f"{self.prefix}-hub"
-        self.namespaces: list[str] = []
-        self.procs: list[node_proc.NodeProc] = []
+        super().__init__(tmp_path, "gnn")
         self.homes: list[Home] = []
-        self._add_ns(self.hub)
-        ip("-n", self.hub, "link", "add", "pub", "type", "bridge")
-        ip("-n", self.hub, "link", "set", "pub", "up")
-
-    def _add_ns(self, name: str) -> None:
-        ip("netns", "add", name)
-        self.namespaces.append(name)
-        ip("-n", name, "link", "set", "lo", "up")
+        self.bridge(self.hub, "pub")
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -121,15 +109,8 @@ class NatNetwork:
         """A namespace on the public segment with ``11.7.0.<index+1>``; its name."""
         ns = self.public_ns(index)
         self._add_ns(ns)
-        self._plug(ns, f"vp{index}", "eth0", f"{self.public_ip(index)}/24")
+        self.plug(ns, f"{self.public_ip(index)}/24", outer=f"vp{index}", bridge="pub")
         return ns
-
-    def _plug(self, ns: str, outer: str, inner: str, cidr: str) -> None:
-        ip("-n", self.hub, "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns)
-        ip("-n", self.hub, "link", "set", outer, "master", "pub")
-        ip("-n", self.hub, "link", "set", outer, "up")
-        ip("-n", ns, "addr", "add", cidr, "dev", inner)
-        ip("-n", ns, "link", "set", inner, "up")
 
     def add_home(self, nat: str, hosts: int = 1, unsolicited: str = "drop") -> Home:
         """A home segment behind a router doing ``nat`` (``cone`` or ``symmetric``), with
@@ -140,10 +121,9 @@ class NatNetwork:
         router = f"{self.prefix}-r{k}"
         self._add_ns(router)
         home = Home(k, nat, router, f"{PUBLIC}.{100 + k}")
-        self._plug(router, f"vr{k}", "wan", f"{home.wan}/24")
-        ip("-n", router, "link", "add", "lan", "type", "bridge")
+        self.plug(router, f"{home.wan}/24", outer=f"vr{k}", bridge="pub", inner="wan")
+        self.bridge(router, "lan")
         ip("-n", router, "addr", "add", f"192.168.{k}.1/24", "dev", "lan")
-        ip("-n", router, "link", "set", "lan", "up")
         run_in(router, "sysctl", "-qw", "net.ipv4.ip_forward=1").check_returncode()
         nft(
             router,
@@ -180,24 +160,7 @@ class NatNetwork:
         j = len(home.hosts)
         ns = f"{self.prefix}-h{home.index}x{j}"
         self._add_ns(ns)
-        ip(
-            "-n",
-            home.router,
-            "link",
-            "add",
-            f"l{j}",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-        )
-        ip("-n", home.router, "link", "set", f"l{j}", "master", "lan")
-        ip("-n", home.router, "link", "set", f"l{j}", "up")
-        ip("-n", ns, "addr", "add", f"{home.lan(j)}/24", "dev", "eth0")
-        ip("-n", ns, "link", "set", "eth0", "up")
+        self.plug(ns, f"{home.lan(j)}/24", outer=f"l{j}", bridge=(home.router, "lan"))
         ip("-n", ns, "route", "add", "default", "via", f"192.168.{home.index}.1")
         home.hosts.append(ns)
         return ns
@@ -224,15 +187,6 @@ class NatNetwork:
         if wait:
             proc.wait_ready()
         return proc
-
-    def close(self) -> None:
-        for proc in self.procs:
-            try:
-                proc.stop(timeout=15)
-            except Exception:
-                proc.kill()
-        for name in reversed(self.namespaces):
-            ip("netns", "del", name, check=False)
 
 
 def write_config(data_dir: Path, profile: str, config: dict) -> None:

@@ -447,3 +447,146 @@ def test_backup_run_every_keeps_running_until_stopped(tmp_path, key):
     assert process.returncode == 0 and "stopping" in err.decode(), err
     assert "status 4" in err.decode() and "Traceback" not in err.decode()
     assert len(_json_lines(run(data_dir, "backup", "list", "db", "--json"))) == 2
+
+
+# -- the encrypted backups database: readers, catalogs, blind nodes ----------------------------
+
+
+def _copy_backups_database(source_dir, address, target_dir, tmp_path):
+    """``target_dir`` gets the backups database as a replica would (a CAR of its blocks)."""
+    car = tmp_path / "backups.car"
+    with Repo(source_dir) as source:
+        source.database(address).export_car(car)
+    with Repo(target_dir) as target:
+        report = target.import_car(car.read_bytes())
+        assert not report.rejected
+
+
+def test_the_backups_database_is_encrypted_for_this_node_and_its_readers(key, tmp_path):
+    recipient, key_file = key
+    data_dir, reader_dir, other_dir = tmp_path / "node", tmp_path / "reader", tmp_path / "other"
+    for d in (data_dir, reader_dir, other_dir):
+        run(d, "init")
+    with Repo(reader_dir) as r, Repo(other_dir) as o, Repo(data_dir) as me:
+        reader, other, own = r.did, o.did, me.did
+    source = tmp_path / "data.bin"
+    source.write_bytes(_plain(3000))
+    name = "secret-name-7c1e"
+    first = _json_lines(
+        run(
+            data_dir,
+            "backup",
+            "run",
+            name,
+            "--to",
+            recipient,
+            "--file",
+            str(source),
+            "--reader",
+            reader,
+            "--json",
+        )
+    )[0]
+    address = first["database"]
+    with Repo(data_dir) as repo:
+        db = repo.database(address)
+        assert db.encrypted and not db.blind
+        assert db.readers() == sorted([own, reader])
+    # A reader given later is added (the current key wrapped for it); none is removed.
+    run(
+        data_dir, "backup", "run", name, "--to", recipient, "--file", str(source), "--reader", other
+    )
+    with Repo(data_dir) as repo:
+        assert repo.database(address).readers() == sorted([own, reader, other])
+        entries = len(repo.database(address))
+    # Readers already given are not wrapped for again: a run is one more entry, its record.
+    run(
+        data_dir,
+        "backup",
+        "run",
+        name,
+        "--to",
+        recipient,
+        "--file",
+        str(source),
+        "--reader",
+        other,
+        "--reader",
+        reader,
+    )
+    with Repo(data_dir) as repo:
+        assert len(repo.database(address)) == entries + 1
+    # A reader's node reads the records (and restores with the age identity)...
+    _copy_backups_database(data_dir, address, reader_dir, tmp_path)
+    listed = _json_lines(run(reader_dir, "backup", "list", "--json"))
+    assert [r["name"] for r in listed] == [name] * 3 and listed[0]["cid"] == first["cid"]
+    # ...a node without the key holds them blind: no record readable, said in one line.
+    blind_dir = tmp_path / "blind"
+    run(blind_dir, "init")
+    _copy_backups_database(data_dir, address, blind_dir, tmp_path)
+    line = refused(blind_dir, "backup", "list")
+    assert "blind" in line and address in line and "reader" in line
+    line = refused(
+        blind_dir, "backup", "restore", name, "-o", str(tmp_path / "x"), "--identity", str(key_file)
+    )
+    assert "blind" in line and not (tmp_path / "x").exists()
+    stored = b"".join(p.read_bytes() for p in sorted(blind_dir.rglob("*")) if p.is_file())
+    for secret in (name.encode(), first["sha256"].encode(), first["time"].encode()):
+        assert secret not in stored
+    # An invalid reader is refused before the command runs.
+    marker = tmp_path / "ran"
+    result = run(
+        data_dir,
+        "backup",
+        "run",
+        "db",
+        "--to",
+        recipient,
+        "--command",
+        f"touch {marker}",
+        "--reader",
+        "did:key:nope",
+        code=2,
+    )
+    assert "reader 'did:key:nope'" in result.stderr and not marker.exists()
+
+
+def test_a_catalog_lists_the_backups_and_keep_takes_them_off(node, key, tmp_path):
+    recipient, _ = key
+    catalog = run(node, "catalog", "create", "community").stdout.strip()
+    made = []
+    for i in range(3):
+        source = tmp_path / f"dump{i}"
+        source.write_bytes(_plain(1000 + i))
+        ref = catalog if i else "community"  # the catalog's address, or its name
+        made.append(
+            _json_lines(
+                run(
+                    node,
+                    "backup",
+                    "run",
+                    "pg",
+                    "--to",
+                    recipient,
+                    "--file",
+                    str(source),
+                    "--keep",
+                    "2",
+                    "--catalog",
+                    ref,
+                    "--json",
+                )
+            )[0]
+        )
+    listing = json.loads(run(node, "catalog", "show", catalog, "--json").stdout)
+    assert [d["address"] for d in listing["databases"]] == [made[0]["database"]]
+    # The kept backups' files, with nothing about them (no name, no description).
+    assert sorted(f["cid"] for f in listing["files"]) == sorted(m["cid"] for m in made[1:])
+    assert {(f["name"], f["description"]) for f in listing["files"]} == {("", "")}
+    # A database that is not a catalog is refused before anything is made.
+    plain = run(node, "db", "create", "plain", "--type", "keyvalue").stdout.strip()
+    line = refused(
+        node, "backup", "run", "pg", "--to", recipient, "--file", str(source), "--catalog", plain
+    )
+    assert "not a catalog" in line
+    assert len(_json_lines(run(node, "backup", "list", "--json"))) == 2

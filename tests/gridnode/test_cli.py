@@ -85,6 +85,8 @@ VERB_MODULES = [
     "catalog",
     "config",
     "db",
+    "db_access",
+    "db_values",
     "files",
     "key",
     "node",

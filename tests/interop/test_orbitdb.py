@@ -225,6 +225,7 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert [json.loads(line)["value"] for line in lines if line] == [
                     item["value"] for item in answers[events]["all"][:3]
                 ]
+                assert "orbitdb: 2 databases followed" in await cli("status")
                 listed = json.loads(await cli("orbitdb", "list", "--json"))
                 assert events in {d["address"] for d in listed["databases"]}
                 await cli("orbitdb", "unfollow", events)

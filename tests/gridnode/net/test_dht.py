@@ -291,7 +291,7 @@ def test_a_node_whose_table_is_empty_still_asks_the_peers_it_is_connected_to():
             await a.connect(b.addrs[0])
             await until(lambda: b.peer_id in a.dht.table())
             await b.dht.provide(cid(9))
-            a.dht._buckets.clear()  # as if its probe of b had failed
+            a.dht._table.clear()  # as if its probe of b had failed
             found = await a.dht.find_providers(cid(9))
             assert [p.peer_id for p in found] == [b.peer_id]
 

@@ -1,9 +1,11 @@
-"""Backups kept by nodes that cannot read them: a primary makes encrypted backups; a community
-node follows a catalog listing its backups database and, through the database's ``pinLinks`` option, fetches and
-pins every backup's file (ciphertext only: no plaintext byte in its data directory); with the
-primary stopped, a reader's node, dialling only the community node, gets the records and the
-files, and ``backup restore`` there gives the original bytes; ``--keep`` makes the community node
-let go of the files it drops."""
+"""Backups kept by nodes that cannot read them: a primary makes encrypted backups recorded in its
+encrypted backups database (``--reader``: the reader's did:key) and listed in its catalog
+(``--catalog``); a community node follows the catalog only, replicates the backups database blind
+and fetches and pins every backup's file the catalog lists (ciphertext only: no plaintext byte in
+its data directory); with the primary stopped, the reader's node, dialling only the community
+node, gets the records (it holds the key) and the files (``pinLinks``), and ``backup restore``
+there gives the original bytes; ``--keep`` makes the community node let go of the files it
+drops."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import trio
 
 from gridnode.age import generate_identity
 from gridnode.node import open_node
-from protocols.catalog import database_key, marker_value
+from gridnode.repo import Repo
 from tests.gridnode.files.test_cli_files import run
 
 LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
@@ -45,6 +47,9 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
     )
     for data_dir in (primary_dir, community_dir, reader_dir):
         run(data_dir, "init")
+    with Repo(reader_dir) as repo:
+        reader_did = repo.did
+    catalog = run(primary_dir, "catalog", "create", "community").stdout.strip()
     dumps = []
     made = []
     for i in range(3):
@@ -64,6 +69,10 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
                     str(dump),
                     "--keep",
                     "2",
+                    "--reader",
+                    reader_did,
+                    "--catalog",
+                    catalog,
                     "--json",
                 ).stdout
             )
@@ -76,16 +85,8 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
             primary = await stack.enter_async_context(
                 open_node(primary_dir, listen=LOOPBACK, announce_interval=INTERVAL)
             )
-            # The project's catalog lists the backups database; the community node follows the
-            # catalog only (it was never told the database's address).
-            catalog = (await primary.create_database("community", "keyvalue")).address
-            await primary.write(
-                catalog,
-                [
-                    {"op": "put", "key": "catalog", "value": marker_value("community")},
-                    {"op": "put", "key": database_key(address), "value": {"name": "backups"}},
-                ],
-            )
+            # The project's catalog lists the backups database and the kept files; the community
+            # node follows the catalog only (it was never told the database's address).
             community = await stack.enter_async_context(
                 open_node(
                     community_dir,
@@ -101,8 +102,25 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
                 return kept <= set((await _pins(community)).values())
 
             await _until(community_holds_the_kept)
-            # The pruned backup's record is gone: its file is not kept.
+            # The pruned backup is off the catalog: its file is not kept.
             assert made[0]["cid"] not in set((await _pins(community)).values())
+
+            # It replicates the backups database blind: every entry, no record readable.
+            def blind_and_empty():
+                copy = community.repo.database(address)
+                return copy.blind and len(copy.store) == 0
+
+            assert await community.worker.run(blind_and_empty)
+
+            async def community_has_every_entry():
+                def count(node):
+                    return len(node.repo.database(address))
+
+                return await community.worker.run(count, community) == await primary.worker.run(
+                    count, primary
+                )
+
+            await _until(community_has_every_entry)
             await stack.aclose()  # both stop; the community node comes back alone
 
         async with AsyncExitStack() as stack:
@@ -127,6 +145,7 @@ def test_community_nodes_keep_the_backups_blind_and_a_reader_restores_from_them(
 
     trio.run(main)
     assert MARKER not in _stored(community_dir)
+    assert "blind" in run(community_dir, "backup", "list", code=1).stderr
     listed = [
         json.loads(line) for line in run(reader_dir, "backup", "list", "--json").stdout.splitlines()
     ]

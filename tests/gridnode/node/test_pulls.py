@@ -85,7 +85,7 @@ def test_announcements_of_heads_a_running_pull_brings_cost_no_second_pull(tmp_pa
             running = 0
             most = 0
             pulled_from = []
-            original = c.replication._pull_once
+            original = c.replication.pulls._pull_once
 
             async def slow_pull(peer, database):
                 # c's pulls take a second: b's announcement arrives while the one from a runs.
@@ -99,7 +99,7 @@ def test_announcements_of_heads_a_running_pull_brings_cost_no_second_pull(tmp_pa
                 finally:
                     running -= 1
 
-            c.replication._pull_once = slow_pull
+            c.replication.pulls._pull_once = slow_pull
             await a.write(address, [{"op": "put", "key": f"k{i}", "value": i} for i in range(50)])
             await _settled([a, b, c], address)
             await trio.sleep(0.5)

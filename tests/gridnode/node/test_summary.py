@@ -5,7 +5,7 @@ from contextlib import AsyncExitStack
 import trio
 
 from gridnode.net import NetError
-from gridnode.node import open_node, replication, summaries
+from gridnode.node import open_node, pulls, replication, summaries
 from gridnode.repo import Repo
 from protocols.gossip import (
     SUMMARY_PROTOCOL_ID,
@@ -204,10 +204,10 @@ def _many(tmp_path, names, count, *, written_by=("a",)):
 
 
 def _count_pulls(node):
-    """Wrap ``node.replication._pull_once``: the dict it returns counts the pulls run and the
+    """Wrap ``node.replication.pulls._pull_once``: the dict it returns counts the pulls run and the
     most ever running at once."""
     seen = {"pulls": 0, "running": 0, "most": 0}
-    pull_once = node.replication._pull_once
+    pull_once = node.replication.pulls._pull_once
 
     async def counting(peer, database):
         seen["pulls"] += 1
@@ -218,7 +218,7 @@ def _count_pulls(node):
         finally:
             seen["running"] -= 1
 
-    node.replication._pull_once = counting
+    node.replication.pulls._pull_once = counting
     return seen
 
 
@@ -263,7 +263,7 @@ def test_pulls_at_a_connection_take_their_turn(tmp_path, monkeypatch):
     """A node that lacks 12 databases a peer has pulls all 12 when they connect, never more
     than PEER_PULLS at once from that peer. (No announcements: gossipsub would hand b a's
     recent ones when b joins the topics, and they would deliver some of the databases.)"""
-    monkeypatch.setattr(replication, "PEER_PULLS", 3)
+    monkeypatch.setattr(pulls, "PEER_PULLS", 3)
 
     async def silent(self, replica):
         return None
@@ -286,9 +286,9 @@ def test_pulls_at_a_connection_take_their_turn(tmp_path, monkeypatch):
             assert pulls_b["pulls"] >= 12
             assert pulls_b["most"] <= 3
             with trio.fail_after(20):  # pulls a's summary asked for may still run
-                while b.replication._in_flight:
+                while b.replication.pulls._in_flight:
                     await trio.sleep(0.05)
-            assert b.replication._waiting == {}
+            assert b.replication.pulls._waiting == {}
             assert pulls_b["most"] <= 3
 
     trio.run(main)
