@@ -84,6 +84,8 @@ MAX_QUEUED_HEADS: Final = 1024
 REDIAL_ROUNDS: Final = 10
 #: Heads streams one peer may have open to this node at once (over all databases).
 MAX_STREAMS_PER_PEER: Final = 4
+#: Peers whose refusals are counted one by one (the total counts every refusal).
+MAX_PEERS_COUNTED: Final = 4096
 #: Heads exchanges running at once, over all databases and peers.
 MAX_EXCHANGES: Final = 8
 
@@ -455,6 +457,7 @@ class OrbitFollower:
                 log.debug("orbitdb: heads with %s: %s", peer, exc)
                 return
             heads = await self._talk(replica, stream)
+            await stream.close()  # ours: released (a reset one stays reset)
             self.stats.heads_exchanges += 1
         if heads:
             self._queue(replica, heads, [peer])
@@ -541,8 +544,9 @@ class OrbitFollower:
     def _refuse(self, replica: OrbitReplica, peer: str | None, reason: str, text: str) -> None:
         self.stats.refused[reason] += 1
         replica.refused += 1
-        if peer is not None:
-            self.stats.refused_by_peer[peer] += 1
+        by_peer = self.stats.refused_by_peer
+        if peer is not None and (peer in by_peer or len(by_peer) < MAX_PEERS_COUNTED):
+            by_peer[peer] += 1
         if self._limiter.allow(replica.address, time.monotonic()):
             log.warning(
                 "orbitdb: refused for %s from %s: %s: %s", replica.address, peer, reason, text

@@ -56,7 +56,9 @@ def orbit_node() -> Path:
 class Writer:
     """``peer.mjs write`` as a process: its addresses, databases and answers."""
 
-    def __init__(self, node: Path, directory: Path, documents: int, events: int) -> None:
+    def __init__(
+        self, node: Path, directory: Path, documents: int, events: int, keyvalue: int = 0
+    ) -> None:
         self.proc = subprocess.Popen(
             [
                 str(node),
@@ -67,6 +69,8 @@ class Writer:
                 str(documents),
                 "--events",
                 str(events),
+                "--keyvalue",
+                str(keyvalue),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -141,8 +145,9 @@ def entries_of(answers: dict[str, Any], address: str) -> int:
 
 def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
     started = time.monotonic()
-    writer = Writer(orbit_node, tmp_path / "w", N, N)
+    writer = Writer(orbit_node, tmp_path / "w", N, N, keyvalue=N // 5)
     documents, events = writer.databases["documents"], writer.databases["events"]
+    keyvalue = writer.databases["keyvalue"]
     timings: dict[str, float] = {"js_write": time.monotonic() - started}
     try:
 
@@ -150,7 +155,7 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
             async with open_node(tmp_path / "g", listen=LOOPBACK, announce_interval=QUIET) as node:
                 node.orbitdb.interval = 2.0
                 t0 = time.monotonic()
-                for address in (documents, events):
+                for address in (documents, events, keyvalue):
                     await node.orbitdb.follow(address, writer.addrs, timeout=60)
                 # Every entry of the log: the events' count, the documents' log length unknown
                 # to JS's all() (overwrites and deletes), so wait on events then compare.
@@ -162,6 +167,15 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                         await trio.sleep(0.2)
                 timings["follow"] = time.monotonic() - t0
                 assert same(node.orbitdb.answer(events, "all")) == writer.answers[events]["all"]
+                with trio.fail_after(60):
+                    while (
+                        same(node.orbitdb.answer(keyvalue, "all"))
+                        != (writer.answers[keyvalue]["all"])
+                    ):
+                        await trio.sleep(0.2)
+                assert same(node.orbitdb.answer(keyvalue, "get", "key-1")) == (
+                    next(i["value"] for i in writer.answers[keyvalue]["all"] if i["key"] == "key-1")
+                )
                 replica = node.orbitdb.replica(documents)
                 assert replica.view is not None
                 assert (
@@ -192,7 +206,11 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 ours = node.addrs[0]
                 if "/p2p/" not in ours:
                     ours = f"{ours}/p2p/{node.peer_id}"
-                counts = {documents: entries_of(answers, documents), events: N + 50}
+                counts = {
+                    documents: entries_of(answers, documents),
+                    events: N + 50,
+                    keyvalue: entries_of(answers, keyvalue),
+                }
                 replicated = await trio.to_thread.run_sync(
                     lambda: replicate(orbit_node, tmp_path / "r", ours, counts)
                 )
@@ -200,6 +218,7 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert replicated[documents]["all"] == answers[documents]["all"]
                 assert replicated[documents]["query"] == answers[documents]["query"]
                 assert replicated[events]["all"] == answers[events]["all"]
+                assert replicated[keyvalue]["all"] == answers[keyvalue]["all"]
                 assert node.bitswap is not None and node.bitswap.stats.blocks_sent > N
 
             # Restarted, serving its API: the blocks kept are verified again and answer the
@@ -210,7 +229,7 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                         await trio.sleep(0.1)
                 assert same(node.orbitdb.answer(events, "all")) == answers[events]["all"]
                 listed = await call(client.orbitdb_list)
-                assert {d["address"] for d in listed["databases"]} == {documents, events}
+                assert {d["address"] for d in listed["databases"]} == {documents, events, keyvalue}
                 assert (await call(client.orbitdb_all, events))["all"] == answers[events]["all"]
                 cli = functools.partial(trio.to_thread.run_sync, gridnode_cli_in, tmp_path / "g")
                 got = json.loads(await cli("db", "get", documents, "doc-1", "--json"))
@@ -225,11 +244,11 @@ def test_gridnode_follows_and_serves_orbitdb(tmp_path, orbit_node):
                 assert [json.loads(line)["value"] for line in lines if line] == [
                     item["value"] for item in answers[events]["all"][:3]
                 ]
-                assert "orbitdb: 2 databases followed" in await cli("status")
+                assert "orbitdb: 3 databases followed" in await cli("status")
                 listed = json.loads(await cli("orbitdb", "list", "--json"))
                 assert events in {d["address"] for d in listed["databases"]}
                 await cli("orbitdb", "unfollow", events)
-                assert [s["address"] for s in node.orbitdb.summaries()] == [documents]
+                assert {s["address"] for s in node.orbitdb.summaries()} == {documents, keyvalue}
                 # Followed again (no peer has it now: nothing comes, the follow stays).
                 again = json.loads(
                     await cli("orbitdb", "follow", events, "--timeout", "0", "--json")
