@@ -22,87 +22,22 @@ from __future__ import annotations
 from typing import Any, Final
 
 from gridnode import ops
+from gridnode.api.openapi_files import files_paths, gateway
+from gridnode.api.openapi_parts import (
+    ANY,
+    DB,
+    LIMIT,
+    STRINGS,
+    error_answers,
+    get,
+    json,
+    obj,
+    param,
+    post,
+    ref,
+)
 
 __all__ = ["openapi"]
-
-_ANY: Final[dict[str, Any]] = {}
-_STRINGS: Final = {"type": "array", "items": {"type": "string"}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": sorted(required),
-        "properties": {**required, **(optional or {})},
-    }
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    what = {
-        400: "malformed request: bad JSON, parameter, op or query",
-        401: "no token, or not the node's",
-        404: "no such database, key, document or member (or no peer sent a DAG's blocks)",
-        409: "this node may not write it, or the verb is not one of the database's type",
-        413: "the body is too large (or a DAG fetch passed its bounds)",
-        500: "a stored block is damaged (the message names it)",
-    }
-    return {str(s): _json(_ref("Error"), what[s]) for s in sorted({401, *statuses})}
-
-
-def _param(
-    name: str, where: str, schema: dict[str, Any], description: str, **more: Any
-) -> dict[str, Any]:
-    return {"name": name, "in": where, "schema": schema, "description": description, **more}
-
-
-_DB: Final = _param(
-    "db",
-    "path",
-    {"type": "string", "minLength": 1},
-    "the database: its CID, its address /gridnode/<cid> (URL-encoded) or its unique name",
-    required=True,
-)
-_LIMIT: Final = _param("limit", "query", {"type": "integer", "minimum": 0}, "at most this many")
-
-
-def _get(
-    summary: str,
-    ok: dict[str, Any],
-    *errors: int,
-    params: list[Any] | None = None,
-    public: bool = False,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": {"200": ok, **_errors(*errors)}}
-    if params:
-        op["parameters"] = params
-    if public:
-        op["security"] = []
-        del op["responses"]["401"]
-    return op
-
-
-def _post(
-    summary: str,
-    body: dict[str, Any],
-    ok: dict[str, Any],
-    *errors: int,
-    status: str = "200",
-    media: tuple[str, ...] = ("application/json",),
-) -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "requestBody": {"required": True, "content": {m: {"schema": body} for m in media}},
-        "responses": {status: ok, **_errors(400, 413, *errors)},
-    }
-
 
 #: The schema of a read's query parameter, by the parameter's kind (gridnode.ops.Param).
 _KINDS: Final[dict[str, dict[str, Any]]] = {
@@ -115,29 +50,29 @@ _KINDS: Final[dict[str, dict[str, Any]]] = {
 #: The answers of the reads whose shape this document knows (by read name); another read's
 #: answer is described as a JSON object.
 _READ_ANSWERS: Final[dict[str, dict[str, Any]]] = {
-    "get": _obj({"key": _ANY, "value": _ANY}),
-    "query": _obj({"index_by": {"type": "string"}, "documents": {"type": "array", "items": _ANY}}),
-    "log": _obj(
+    "get": obj({"key": ANY, "value": ANY}),
+    "query": obj({"index_by": {"type": "string"}, "documents": {"type": "array", "items": ANY}}),
+    "log": obj(
         {
             "address": {"type": "string"},
             "entries": {
                 "type": "array",
-                "items": _obj(
+                "items": obj(
                     {
                         "clock": {"type": "integer"},
                         "cid": {"type": "string"},
                         "author": {"type": "string"},
-                        "next": _STRINGS,
-                        "payload": _ANY,
+                        "next": STRINGS,
+                        "payload": ANY,
                     }
                 ),
             },
         }
     ),
-    "iter": _obj(
+    "iter": obj(
         {"address": {"type": "string"}, "items": {"type": "array", "items": {"type": "object"}}}
     ),
-    "value": _obj({"address": {"type": "string"}, "value": {"type": "integer"}}),
+    "value": obj({"address": {"type": "string"}, "value": {"type": "integer"}}),
 }
 
 
@@ -147,233 +82,33 @@ def _read_paths() -> dict[str, Any]:
     for read in ops.READS.values():
         summary = read.summary.replace("``", "`")
         answer = _READ_ANSWERS.get(read.name, {"type": "object"})
-        params = [_DB] + [
-            _param(p.name, "query", _KINDS[p.kind], p.help or p.name) for p in read.params
+        params = [DB] + [
+            param(p.name, "query", _KINDS[p.kind], p.help or p.name) for p in read.params
         ]
         # A read some store types lack answers 409 on the others (WrongStoreType).
         errors = (400, 404, 409) if read.types else (400, 404)
-        operation = _get(summary, _json(answer, "the answer"), *errors, params=params)
+        operation = get(summary, json(answer, "the answer"), *errors, params=params)
         if read.types:
             operation["description"] = f"On {' and '.join(read.types)} databases only."
         paths[f"/db/{{db}}/{read.name}"] = {"get": operation}
     return paths
 
 
-def _gateway(summary: str, path: bool = False) -> dict[str, Any]:
-    """An operation of the gateway (docs/http.md): raw blocks, CARs, UnixFS files and
-    directories, JSON errors."""
-    binary = {"schema": {"type": "string", "format": "binary"}}
-    error = {"application/json": {"schema": _ref("Error")}}
-    below = (
-        [_param("path", "path", {"type": "string", "minLength": 1}, "names below", required=True)]
-        if path
-        else []
-    )
-    return {
-        "summary": summary,
-        "security": [],
-        "parameters": [
-            _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True),
-            *below,
-            _param("format", "query", {"enum": ["raw", "car"]}, "instead of the Accept header"),
-            _param(
-                "dag-scope",
-                "query",
-                {"enum": ["block", "entity", "all"]},
-                "CAR only: the block, or it and what it links to (default all)",
-            ),
-        ],
-        "responses": {
-            "200": {
-                "description": "the block or the CAR",
-                "content": {
-                    "application/vnd.ipld.raw": binary,
-                    "application/vnd.ipld.car": binary,
-                    "*/*": binary,
-                },
-            },
-            "206": {
-                "description": "the bytes a Range header asked for",
-                "content": {"*/*": binary},
-            },
-            "301": {"description": "a directory, at its path with a trailing /"},
-            "304": {"description": "If-None-Match names the Etag"},
-            "400": {"description": "not a CID, or a bad parameter", "content": error},
-            "404": {"description": "no database this node replicates holds it", "content": error},
-            "406": {"description": "neither raw nor CAR asked for", "content": error},
-            "413": {"description": "the CAR would be too large", "content": error},
-            "412": {"description": "only-if-cached, and the CID is not held", "content": error},
-            "416": {"description": "the Range names no byte of the file", "content": error},
-            "500": {"description": "a stored block is damaged", "content": error},
-        },
-    }
-
-
-def _files_paths() -> dict[str, Any]:
-    """The file store's routes (gridnode/api/files.py)."""
-    binary = {"type": "string", "format": "binary"}
-    pin = _obj(
-        {
-            "name": {"type": "string"},
-            "cid": {"type": "string"},
-            "recursive": {"type": "boolean"},
-            "created": {"type": "number"},
-        }
-    )
-    lease = _param("lease", "path", {"type": "integer", "minimum": 0}, "the lease", required=True)
-    cid = _param("cid", "path", {"type": "string", "minLength": 1}, "the CID", required=True)
-    progress = _obj(
-        {
-            "root": {"type": "string"},
-            "blocks": {"type": "integer"},
-            "bytes": {"type": "integer"},
-            "fetched_blocks": {"type": "integer"},
-            "fetched_bytes": {"type": "integer"},
-            "done": {"type": "boolean"},
-        },
-        {"expected_bytes": {"type": ["integer", "null"]}, "pending": {"type": "integer"}},
-    )
-
-    def bodiless(summary: str, ok: dict[str, Any], *errors: int, **more: Any) -> dict[str, Any]:
-        return {"summary": summary, "responses": {"200": ok, **_errors(400, *errors)}, **more}
-
-    return {
-        "/files/blocks": {
-            "post": {
-                **_post(
-                    "keep a CAR of file blocks, each verified (gridnode add while a node runs)",
-                    binary,
-                    _json(
-                        _obj({"blocks": {"type": "integer"}, "new": {"type": "integer"}}), "kept"
-                    ),
-                    media=("application/vnd.ipld.car", "application/octet-stream"),
-                ),
-                "parameters": [
-                    _param("lease", "query", {"type": "integer", "minimum": 0}, "an add's lease")
-                ],
-            }
-        },
-        "/files/blocks/{cid}": {
-            "get": _get(
-                "one block of the file store, re-hashed",
-                {
-                    "description": "the block",
-                    "content": {"application/vnd.ipld.raw": {"schema": binary}},
-                },
-                400,
-                404,
-                500,
-                params=[
-                    cid,
-                    _param(
-                        "peers",
-                        "query",
-                        {"type": "boolean"},
-                        "ask the connected peers for a block the store lacks",
-                    ),
-                ],
-            )
-        },
-        "/files/fetch": {
-            "post": _post(
-                "fetch a whole DAG from the connected peers into the file store (gridnode get, "
-                "cat of a file this node lacks)",
-                {
-                    "type": "object",
-                    "required": ["cid"],
-                    "additionalProperties": False,
-                    "properties": {"cid": {"type": "string"}, "pin": {"type": "string"}},
-                },
-                _json(progress, "the fetch, done"),
-                404,
-                413,
-            )
-        },
-        "/files/fetch/{cid}": {
-            "get": _get(
-                "how far a fetch is", _json(progress, "its progress"), 400, 404, params=[cid]
-            )
-        },
-        "/files/leases": {
-            "post": bodiless(
-                "a lease for an add", _json(_obj({"lease": {"type": "integer"}}), "it")
-            )
-        },
-        "/files/leases/{lease}/end": {
-            "post": bodiless(
-                "end an add's lease",
-                _json(_obj({"lease": {"type": "integer"}, "ended": {"type": "boolean"}}), "ended"),
-                parameters=[lease],
-            )
-        },
-        "/files/pins": {
-            "get": _get(
-                "the local pins (gridnode pin ls)",
-                _json(_obj({"pins": {"type": "array", "items": pin}}), "the pins"),
-            ),
-            "post": _post(
-                "pin a CID, by name (gridnode pin add)",
-                _obj(
-                    {"cid": {"type": "string"}},
-                    {"name": {"type": "string"}, "recursive": {"type": "boolean"}},
-                ),
-                _json(pin, "the pin"),
-                404,
-            ),
-        },
-        "/files/unpin": {
-            "post": _post(
-                "remove a pin by name or CID (gridnode pin rm)",
-                _obj({"pin": {"type": "string"}}),
-                _json(_obj({"pin": {"type": "string"}, "removed": {"type": "integer"}}), "done"),
-                404,
-            )
-        },
-        "/files/gc": {
-            "post": bodiless(
-                "remove the file blocks no pin keeps (gridnode gc)",
-                _json(
-                    _obj(
-                        {
-                            k: {"type": "integer"}
-                            for k in (
-                                "removed_blocks",
-                                "removed_bytes",
-                                "kept_blocks",
-                                "kept_bytes",
-                                "orphan_files",
-                            )
-                        },
-                        {"interrupted": {"type": "boolean"}},
-                    ),
-                    "what gc did",
-                ),
-            )
-        },
-        "/files/usage": {
-            "get": _get(
-                "the file store's blocks, bytes and pins",
-                _json(_obj({k: {"type": "integer"} for k in ("blocks", "bytes", "pins")}), "it"),
-            )
-        },
-    }
-
-
 def openapi(version: str) -> dict[str, Any]:
     """The OpenAPI document of the local API of gridnode ``version``."""
-    database = _obj(
+    database = obj(
         {
             "address": {"type": "string"},
             "name": {"type": "string"},
             "type": {"type": "string"},
-            "admins": _STRINGS,
-            "writers": _STRINGS,
+            "admins": STRINGS,
+            "writers": STRINGS,
             "options": {"type": "object"},
         },
         {
-            "readers": _STRINGS,
+            "readers": STRINGS,
             "encrypted": {"type": "boolean"},
-            "key_readers": _STRINGS,
+            "key_readers": STRINGS,
             "blind": {"type": "boolean"},
         },
     )
@@ -383,7 +118,7 @@ def openapi(version: str) -> dict[str, Any]:
         "properties": {
             **database["properties"],
             "entries": {"type": "integer"},
-            "heads": _STRINGS,
+            "heads": STRINGS,
             "may_write": {"type": "boolean"},
             "private": {"type": "boolean"},
             "digest": {"type": "string"},
@@ -395,7 +130,7 @@ def openapi(version: str) -> dict[str, Any]:
         "properties": {"address": {"type": "string"}},
         "additionalProperties": False,
     }
-    report = _obj(
+    report = obj(
         {
             "address": {"type": "string"},
             "applied": {"type": "integer"},
@@ -403,7 +138,7 @@ def openapi(version: str) -> dict[str, Any]:
             "pending": {"type": "integer"},
             "rejected": {
                 "type": "array",
-                "items": _obj({"cid": {"type": "string"}, "reason": {"type": "string"}}),
+                "items": obj({"cid": {"type": "string"}, "reason": {"type": "string"}}),
             },
         }
     )
@@ -433,7 +168,7 @@ def openapi(version: str) -> dict[str, Any]:
             },
         },
     }
-    with_digest = _param(
+    with_digest = param(
         "digest", "query", {"type": "boolean"}, "with the state digest (default true)"
     )
     restored = {
@@ -447,27 +182,27 @@ def openapi(version: str) -> dict[str, Any]:
     }
     paths: dict[str, Any] = {
         "/": {
-            "get": _get(
+            "get": get(
                 "the node's peer id and identity",
-                _json(
-                    _obj({"peer_id": {"type": "string"}, "identity": {"type": "string"}}),
+                json(
+                    obj({"peer_id": {"type": "string"}, "identity": {"type": "string"}}),
                     "who answers",
                 ),
             )
         },
-        "/status": {"get": _get("as `gridnode status --json`", _json(_ref("Status"), "the node"))},
+        "/status": {"get": get("as `gridnode status --json`", json(ref("Status"), "the node"))},
         "/peers": {
-            "get": _get(
+            "get": get(
                 "the connected peers",
-                _json(
-                    _obj(
+                json(
+                    obj(
                         {
                             "running": {"type": "boolean"},
                             "identity": {"type": "string"},
                             "peer_id": {"type": "string"},
                             "peers": {
                                 "type": "array",
-                                "items": _obj(
+                                "items": obj(
                                     {"peer_id": {"type": "string"}, "strikes": {"type": "integer"}}
                                 ),
                             },
@@ -478,11 +213,11 @@ def openapi(version: str) -> dict[str, Any]:
             )
         },
         "/events": {
-            "get": _get(
+            "get": get(
                 "recent rejections and errors, newest first",
-                _json(_obj({"events": {"type": "array", "items": _ref("Event")}}), "the events"),
+                json(obj({"events": {"type": "array", "items": ref("Event")}}), "the events"),
                 400,
-                params=[_LIMIT],
+                params=[LIMIT],
             )
         },
         "/metrics": {
@@ -493,7 +228,7 @@ def openapi(version: str) -> dict[str, Any]:
                         "description": "the metrics",
                         "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
                     },
-                    **_errors(),
+                    **error_answers(),
                 },
             }
         },
@@ -513,18 +248,18 @@ def openapi(version: str) -> dict[str, Any]:
             "get": {
                 "summary": "this document",
                 "security": [],
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                "responses": {"200": json({"type": "object"}, "OpenAPI 3.1")},
             }
         },
         "/db": {
-            "get": _get(
+            "get": get(
                 "every database",
-                _json(
-                    _obj(
+                json(
+                    obj(
                         {
                             "databases": {
                                 "type": "array",
-                                "items": _obj(
+                                "items": obj(
                                     {
                                         "address": {"type": "string"},
                                         "name": {"type": "string"},
@@ -538,15 +273,15 @@ def openapi(version: str) -> dict[str, Any]:
                     "the databases",
                 ),
             ),
-            "post": _post(
+            "post": post(
                 "create a database, this node its admin",
-                _ref("CreateRequest"),
-                _json(database, "the new database's manifest"),
+                ref("CreateRequest"),
+                json(database, "the new database's manifest"),
                 status="201",
             ),
         },
         "/follow": {
-            "post": _post(
+            "post": post(
                 "keep and replicate a database a connected peer has (from a signed snapshot at "
                 'once, unless "snapshot": false)',
                 {
@@ -556,68 +291,68 @@ def openapi(version: str) -> dict[str, Any]:
                         "snapshot": {"type": "boolean"},
                     },
                 },
-                _json(info, "the database"),
+                json(info, "the database"),
                 404,
             )
         },
         "/unfollow": {
-            "post": _post(
+            "post": post(
                 "stop replicating a database (its data stays)",
                 address_body,
-                _json(
-                    _obj({"address": {"type": "string"}, "replicating": {"type": "boolean"}}),
+                json(
+                    obj({"address": {"type": "string"}, "replicating": {"type": "boolean"}}),
                     "no longer replicated",
                 ),
                 404,
             )
         },
         "/orbitdb": {
-            "get": _get(
+            "get": get(
                 "the OrbitDB databases followed read-only, and the follower's counters",
-                _json(
-                    _obj({"databases": {"type": "array", "items": _ANY}, "stats": _ANY}),
+                json(
+                    obj({"databases": {"type": "array", "items": ANY}, "stats": ANY}),
                     "summaries and counters",
                 ),
             )
         },
         "/orbitdb/follow": {
-            "post": _post(
+            "post": post(
                 "follow an OrbitDB 4 database read-only: heads protocol, gossip, bitswap, every "
                 "entry verified (as `gridnode orbitdb follow`)",
-                _obj(
+                obj(
                     {"address": {"type": "string"}},
                     {
                         "peers": {"type": "array", "items": {"type": "string"}},
                         "timeout": {"type": "number"},
                     },
                 ),
-                _json(_ANY, "the database's summary"),
+                json(ANY, "the database's summary"),
             )
         },
         "/orbitdb/unfollow": {
-            "post": _post(
+            "post": post(
                 "stop following an OrbitDB database and drop its blocks",
-                _obj({"address": {"type": "string"}}),
-                _json(_ANY, "its last summary"),
+                obj({"address": {"type": "string"}}),
+                json(ANY, "its last summary"),
                 404,
             )
         },
         "/orbitdb/{cid}/all": {
-            "get": _get(
+            "get": get(
                 "what OrbitDB's all() answers for a followed database, in its order",
-                _json(
-                    _obj(
+                json(
+                    obj(
                         {
                             "address": {"type": "string"},
                             "type": {"type": "string"},
-                            "all": {"type": "array", "items": _ANY},
+                            "all": {"type": "array", "items": ANY},
                         }
                     ),
                     "all()",
                 ),
                 404,
                 params=[
-                    _param(
+                    param(
                         "cid",
                         "path",
                         {"type": "string"},
@@ -628,51 +363,51 @@ def openapi(version: str) -> dict[str, Any]:
             )
         },
         "/import": {
-            "post": _post(
+            "post": post(
                 "import a CAR (as `gridnode import`)",
                 {"type": "string", "format": "binary"},
-                _json(report, "what the import did"),
+                json(report, "what the import did"),
                 media=("application/vnd.ipld.car", "application/octet-stream"),
             )
         },
         "/db/restore": {
-            "post": _post(
+            "post": post(
                 "fetch a database from IPFS peers over bitswap, then keep and replicate it "
                 "(as `gridnode db restore`)",
                 restore_body,
-                _json(restored, "the database, and what the join of the blocks fetched did"),
+                json(restored, "the database, and what the join of the blocks fetched did"),
                 404,
                 409,
             ),
-            "get": _get(
+            "get": get(
                 "the database named `restore`, as GET /db/{db}",
-                _json(info, "the database"),
+                json(info, "the database"),
                 400,
                 404,
                 params=[with_digest],
             ),
         },
         "/db/{db}": {
-            "get": _get(
+            "get": get(
                 "a database: manifest, entries, heads, digest",
-                _json(info, "the database"),
+                json(info, "the database"),
                 400,
                 404,
-                params=[_DB, with_digest],
+                params=[DB, with_digest],
             )
         },
         "/db/{db}/ops": {
             "post": {
-                **_post(
+                **post(
                     "write ops in one transaction",
-                    {"type": "array", "items": _ANY},
-                    _json(
-                        _obj(
+                    {"type": "array", "items": ANY},
+                    json(
+                        obj(
                             {
                                 "address": {"type": "string"},
                                 "written": {"type": "integer"},
-                                "entries": _STRINGS,
-                                "heads": _STRINGS,
+                                "entries": STRINGS,
+                                "heads": STRINGS,
                             },
                             {"value": {"type": "integer"}},
                         ),
@@ -681,12 +416,12 @@ def openapi(version: str) -> dict[str, Any]:
                     404,
                     409,
                 ),
-                "parameters": [_DB],
+                "parameters": [DB],
             }
         },
         **_read_paths(),
         "/db/{db}/car": {
-            "get": _get(
+            "get": get(
                 "the database as a CAR v1",
                 {
                     "description": "the CAR",
@@ -699,15 +434,15 @@ def openapi(version: str) -> dict[str, Any]:
                 400,
                 404,
                 500,
-                params=[_DB],
+                params=[DB],
             )
         },
         "/db/{db}/snapshot": {
-            "get": _get(
+            "get": get(
                 "the newest signed snapshot this node published of the database, and the one "
                 "it serves reads from (as `gridnode db snapshot show`)",
-                _json(
-                    _obj(
+                json(
+                    obj(
                         {
                             "address": {"type": "string"},
                             "published": {"type": ["object", "null"]},
@@ -718,22 +453,22 @@ def openapi(version: str) -> dict[str, Any]:
                 ),
                 400,
                 404,
-                params=[_DB],
+                params=[DB],
             ),
             "post": {
-                **_post(
+                **post(
                     "build, keep and offer a signed snapshot of the database now (as "
                     "`gridnode db snapshot publish`)",
                     {"type": "object", "additionalProperties": False},
-                    _json(_obj({"root": {"type": "string"}}), "the snapshot published"),
+                    json(obj({"root": {"type": "string"}}), "the snapshot published"),
                     404,
                 ),
-                "parameters": [_DB],
+                "parameters": [DB],
             },
         },
         "/db/{db}/access": {
             "post": {
-                **_post(
+                **post(
                     "grant or revoke the admin or writer role of a did:key, as `gridnode db "
                     "access grant|revoke` (this node must be an admin)",
                     {
@@ -746,8 +481,8 @@ def openapi(version: str) -> dict[str, Any]:
                             "did": {"type": "string"},
                         },
                     },
-                    _json(
-                        _obj(
+                    json(
+                        obj(
                             {
                                 "address": {"type": "string"},
                                 "action": {"type": "string"},
@@ -755,20 +490,20 @@ def openapi(version: str) -> dict[str, Any]:
                                 "did": {"type": "string"},
                                 "entry": {"type": "string"},
                                 "effective": {"type": "boolean"},
-                                "admins": _STRINGS,
-                                "writers": _STRINGS,
+                                "admins": STRINGS,
+                                "writers": STRINGS,
                             }
                         ),
                         "the access operation written",
                     ),
                     404,
                 ),
-                "parameters": [_DB],
+                "parameters": [DB],
             },
         },
         "/db/{db}/readers": {
             "post": {
-                **_post(
+                **post(
                     "add a reader to an encrypted database (its current key wrapped for it) or "
                     "remove one (the key rotated without it), as `gridnode db reader add|remove`",
                     {
@@ -780,29 +515,29 @@ def openapi(version: str) -> dict[str, Any]:
                             "did": {"type": "string"},
                         },
                     },
-                    _json(
-                        _obj(
+                    json(
+                        obj(
                             {
                                 "address": {"type": "string"},
                                 "action": {"type": "string"},
                                 "did": {"type": "string"},
                                 "entry": {"type": "string"},
-                                "key_readers": _STRINGS,
+                                "key_readers": STRINGS,
                             }
                         ),
                         "the key operation written",
                     ),
                     404,
                 ),
-                "parameters": [_DB],
+                "parameters": [DB],
             },
         },
         "/db/{db}/replicas": {
-            "get": _get(
+            "get": get(
                 "who holds the database, from the signed replica statements this node heard "
                 "(as `gridnode replicas`)",
-                _json(
-                    _obj(
+                json(
+                    obj(
                         {
                             "address": {"type": "string"},
                             "private": {"type": "boolean"},
@@ -821,20 +556,20 @@ def openapi(version: str) -> dict[str, Any]:
                 ),
                 400,
                 404,
-                params=[_DB],
+                params=[DB],
             )
         },
         "/ipfs/{cid}": {
-            "get": _gateway("a block or a DAG by CID (trustless gateway, no token)"),
-            "head": _gateway("the headers of GET /ipfs/{cid}"),
+            "get": gateway("a block or a DAG by CID (trustless gateway, no token)"),
+            "head": gateway("the headers of GET /ipfs/{cid}"),
         },
         "/ipfs/{cid}/{path}": {
-            "get": _gateway("a file or directory below a UnixFS CID (no token)", path=True),
-            "head": _gateway("the headers of GET /ipfs/{cid}/{path}", path=True),
+            "get": gateway("a file or directory below a UnixFS CID (no token)", path=True),
+            "head": gateway("the headers of GET /ipfs/{cid}/{path}", path=True),
         },
-        **_files_paths(),
+        **files_paths(),
     }
-    sync = _obj(
+    sync = obj(
         {
             "peer": {"type": "string"},
             "seconds_ago": {"type": "number"},
@@ -865,11 +600,11 @@ def openapi(version: str) -> dict[str, Any]:
                 }
             },
             "schemas": {
-                "Error": _obj(
+                "Error": obj(
                     {"error": {"type": "string"}},
                     {"index": {"type": "integer"}, "reason": {"type": "string"}},
                 ),
-                "Event": _obj(
+                "Event": obj(
                     {
                         "at": {"type": "number"},
                         "kind": {"type": "string"},
@@ -885,28 +620,28 @@ def openapi(version: str) -> dict[str, Any]:
                     "properties": {
                         "name": {"type": "string", "minLength": 1},
                         "type": {"enum": ["counter", "documents", "events", "keyvalue", "set"]},
-                        "writers": _STRINGS,
+                        "writers": STRINGS,
                         "public": {"type": "boolean"},
-                        "indexes": _STRINGS,
+                        "indexes": STRINGS,
                         "index_by": {"type": ["string", "null"]},
                         "private": {"type": "boolean"},
-                        "readers": _STRINGS,
+                        "readers": STRINGS,
                         "encrypted": {"type": "boolean"},
-                        "admins": _STRINGS,
+                        "admins": STRINGS,
                         "pin_links": {"type": ["integer", "null"], "minimum": 1},
                     },
                 },
-                "Status": _obj(
+                "Status": obj(
                     {
                         "running": {"type": "boolean"},
                         "data_dir": {"type": "string"},
                         "identity": {"type": "string"},
                         "peer_id": {"type": "string"},
-                        "addrs": _STRINGS,
-                        "peers": _STRINGS,
+                        "addrs": STRINGS,
+                        "peers": STRINGS,
                         "databases": {
                             "type": "array",
-                            "items": _obj(
+                            "items": obj(
                                 {
                                     "address": {"type": "string"},
                                     "name": {"type": "string"},
@@ -916,7 +651,7 @@ def openapi(version: str) -> dict[str, Any]:
                                     "replicating": {"type": "boolean"},
                                     "syncs": {"type": "array", "items": sync},
                                 },
-                                {"catalog": _STRINGS},
+                                {"catalog": STRINGS},
                             ),
                         },
                         "served": {"type": "object"},
@@ -925,13 +660,13 @@ def openapi(version: str) -> dict[str, Any]:
                         "bitswap": {"type": ["object", "null"]},
                         "gateway": {"type": "object"},
                         "dht": {"type": ["object", "null"]},
-                        "history": _obj(
+                        "history": obj(
                             {
                                 "step": {"type": "number"},
                                 "span": {"type": "number"},
                                 "points": {
                                     "type": "array",
-                                    "items": _obj(
+                                    "items": obj(
                                         {
                                             "seconds_ago": {"type": "number"},
                                             "entries_applied": {"type": "integer"},
@@ -945,27 +680,27 @@ def openapi(version: str) -> dict[str, Any]:
                         ),
                         "peer_info": {
                             "type": "array",
-                            "items": _obj(
+                            "items": obj(
                                 {
                                     "peer_id": {"type": "string"},
-                                    "addrs": _STRINGS,
+                                    "addrs": STRINGS,
                                     "latency_ms": {"type": ["number", "null"]},
                                 }
                             ),
                         },
                         "catalogs": {
                             "type": "array",
-                            "items": _obj(
+                            "items": obj(
                                 {
                                     "address": {"type": "string"},
                                     "name": {"type": "string"},
-                                    "databases": _STRINGS,
-                                    "peers": _STRINGS,
+                                    "databases": STRINGS,
+                                    "peers": STRINGS,
                                 },
-                                {"files": _STRINGS},
+                                {"files": STRINGS},
                             ),
                         },
-                        "files": _obj(
+                        "files": obj(
                             {
                                 "enabled": {"type": "boolean"},
                                 "held": {"type": "integer"},
@@ -974,7 +709,7 @@ def openapi(version: str) -> dict[str, Any]:
                                 "fetched_bytes": {"type": "integer"},
                                 "fetching": {
                                     "type": "array",
-                                    "items": _obj(
+                                    "items": obj(
                                         {
                                             "root": {"type": "string"},
                                             "blocks": {"type": "integer"},
@@ -989,7 +724,7 @@ def openapi(version: str) -> dict[str, Any]:
                                 },
                                 "failed": {
                                     "type": "array",
-                                    "items": _obj(
+                                    "items": obj(
                                         {
                                             "cid": {"type": "string"},
                                             "error": {"type": "string"},
