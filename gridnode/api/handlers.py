@@ -618,6 +618,10 @@ async def orbit_follow(node: Node, request: Request) -> Response:
         raise InvalidRequest(
             f"timeout is a number of seconds from 0 to {MAX_ORBIT_FOLLOW_TIMEOUT:g}"
         )
+    from gridnode.net.identity import check_peer_multiaddr
+
+    for index, peer in enumerate(peers):
+        check_peer_multiaddr(peer, f"peers[{index}]")
     try:
         summary = await node.orbitdb.follow(address, peers, timeout=float(timeout))
     except OrbitError as exc:
@@ -654,6 +658,10 @@ async def orbit_all(node: Node, request: Request) -> Response:
 def _orbit_info(node: Node, ref: str) -> dict[str, Any]:
     """``GET /db/{db}`` of a followed OrbitDB database: its summary, as a database's info."""
     summary = node.orbitdb.replica(ref).summary()
+    if summary["type"] is None:
+        raise UnknownDatabase(
+            f"{summary['address']} is followed, but no peer has sent its manifest yet"
+        )
     return {**summary, "orbitdb": True, "may_write": False}
 
 
@@ -666,7 +674,9 @@ def _orbit_read(node: Node, ref: str, name: str, query: dict[str, str]) -> dict[
     view = replica.view
     kind = replica.manifest.type if replica.manifest is not None else None
     if view is None:
-        raise UnknownDatabase(f"{replica.address}: its manifest is not fetched yet")
+        raise UnknownDatabase(
+            f"{replica.address} is followed, but no peer has sent its manifest yet"
+        )
     if name == "get":
         if "key" in query:
             key: Any = query["key"]

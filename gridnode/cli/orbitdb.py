@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from gridnode import jsonvalue
-from gridnode.cli.common import CliError, emit, endpoint_of, json_option, table
+from gridnode.cli.common import CliError, emit, endpoint_of, json_option, table, warn
 
 __all__ = ["orbitdb"]
 
@@ -90,7 +90,7 @@ def orbitdb_list(ctx: click.Context, as_json: bool) -> None:
         emit(answer)
         return
     rows = [
-        [d["address"], str(d["type"]), str(d["entries"]), str(len(d["heads"])), str(d["refused"])]
+        [d["address"], d["type"] or "-", str(d["entries"]), str(len(d["heads"])), str(d["refused"])]
         for d in answer["databases"]
     ]
     table(["ADDRESS", "TYPE", "ENTRIES", "HEADS", "REFUSED"], rows)
@@ -110,8 +110,16 @@ def orbitdb_all(ctx: click.Context, address: str) -> None:
 
 def _print(summary: dict[str, Any]) -> None:
     click.echo(f"address: {summary['address']}")
-    click.echo(f"name: {summary['name']}  type: {summary['type']}")
+    if summary["type"] is None:
+        click.echo("name, type: not known yet (no peer has sent the manifest)")
+    else:
+        click.echo(f"name: {summary['name']}  type: {summary['type']}")
     click.echo(f"entries: {summary['entries']}  heads: {len(summary['heads'])}")
     click.echo(f"refused: {summary['refused']}")
     if summary.get("error"):
         click.echo(f"error: {summary['error']}")
+    if not summary["entries"]:
+        warn(
+            "no entries yet: the node goes on following it and fetches them when a peer that "
+            "has them connects ('gridnode orbitdb list' shows how far it got)"
+        )

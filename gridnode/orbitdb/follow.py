@@ -767,7 +767,9 @@ class OrbitFollower:
         replica = self.replica(address)
         view = replica.view
         if view is None:
-            raise UnknownDatabase(f"{replica.address}: its manifest is not fetched yet")
+            raise UnknownDatabase(
+                f"{replica.address} is followed, but no peer has sent its manifest yet"
+            )
         kind = replica.manifest.type if replica.manifest is not None else ""
         if op == "all":
             return view.events_all() if kind == "events" else view.all()

@@ -314,3 +314,30 @@ def test_following_needs_bitswap(tmp_path):
                 assert n.orbitdb.summaries() == []
 
     trio.run(main)
+
+
+def test_a_bad_peer_is_refused_and_a_database_not_yet_fetched_says_so(tmp_path):
+    """``POST /orbitdb/follow`` refuses a peer that is no multiaddr ending in /p2p/<id> before
+    following anything; a followed database whose manifest no peer has sent yet answers the db
+    reads with one clear 404 (not a 'None database' mismatch)."""
+    import json
+
+    from tests.gridnode.test_api import raw, serving
+
+    async def main() -> None:
+        with trio.fail_after(60):
+            async with serving(tmp_path / "g") as (node, client):
+                body = json.dumps({"address": ADDRESS, "peers": ["not-a-multiaddr"]})
+                status, answer, _ = await raw(client, "POST", "/orbitdb/follow", body.encode())
+                assert status == 400 and "peers[0]" in answer["error"], answer
+                assert node.orbitdb.summaries() == []
+                body = json.dumps({"address": ADDRESS, "timeout": 0})
+                status, answer, _ = await raw(client, "POST", "/orbitdb/follow", body.encode())
+                assert status == 200 and answer["type"] is None and answer["entries"] == 0
+                quoted = ADDRESS.replace("/", "%2F")
+                for path in (f"/db/{quoted}", f"/db/{quoted}/get?key=k"):
+                    status, answer, _ = await raw(client, "GET", path)
+                    assert status == 404, (path, status, answer)
+                    assert "no peer has sent its manifest yet" in answer["error"], answer
+
+    trio.run(main)
