@@ -11,7 +11,7 @@ For each followed database (address ``/orbitdb/<cid>``) the node:
   re-announces (orbitdb #1255): gridnode's anti-entropy does not wait for it;
 - fetches the manifest, the IPFS access controller, the identities and every entry reachable from
   the heads (``next`` and ``refs``) over bitswap from the peers that offered them and the topic's
-  peers, in parallel batches, bounded per round (:data:`MAX_ENTRIES_PER_ROUND`);
+  peers, in parallel batches, bounded per round (:mod:`gridnode.orbitdb.ingest`);
 - verifies each with :mod:`crdt.orbitdb` (hash, strict shape, identity signatures, the entry's
   key is its identity's key, write access, the log id, the clock against its ``next``), in clock
   order so a child is taken only after its parents; an entry whose parent was refused is refused
@@ -26,36 +26,31 @@ stream strikes the peer. Gridnode never writes an OrbitDB entry.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
 
 from crdt.errors import GridnodeError, InvalidOrbitAddress, OrbitError
 from crdt.ipld.cid import CID
-from crdt.orbitdb.address import format_address, format_hash, parse_address, parse_hash
+from crdt.orbitdb.address import format_address, format_hash, parse_address
 from crdt.orbitdb.blocks import (
-    OrbitAccess,
-    OrbitEntry,
-    OrbitManifest,
     decode_access,
-    decode_entry,
     decode_manifest,
 )
 from crdt.orbitdb.log import OrbitLog
-from crdt.orbitdb.stores import Materialiser
 from gridnode.errors import FeatureOff, NetError, ProtocolNotSupported, UnknownDatabase
 from gridnode.logs import LogLimiter
 from gridnode.net.bitswap import Bitswap
 from gridnode.net.host import Host
 from gridnode.net.stream import Stream
 from gridnode.node.budget import Budgets
+from gridnode.orbitdb.ingest import OrbitIngest
+from gridnode.orbitdb.state import Note, OrbitReplica, OrbitStats, Strike
 from gridnode.repo import Repo
 from gridnode.storage.worker import StorageWorker
 from protocols.errors import OrbitHeadsError
@@ -72,12 +67,6 @@ EXCHANGE_INTERVAL: Final = 30.0
 CONNECT_SETTLE: Final = 1.0
 #: Seconds one heads stream may take, both ways.
 HEADS_TIMEOUT: Final = 20.0
-#: Seconds one bitswap round of a fetch may take.
-FETCH_TIMEOUT: Final = 30.0
-#: Entries fetched in one round of an ingest (the rest come with the next exchange).
-MAX_ENTRIES_PER_ROUND: Final = 100_000
-#: Entries asked for in one bitswap request.
-FETCH_BATCH: Final = 512
 #: Head blocks waiting to be taken in, per database.
 MAX_QUEUED_HEADS: Final = 1024
 #: Rounds of anti-entropy between two dials of a named peer that could not be dialled.
@@ -88,99 +77,6 @@ MAX_STREAMS_PER_PEER: Final = 4
 MAX_PEERS_COUNTED: Final = 4096
 #: Heads exchanges running at once, over all databases and peers.
 MAX_EXCHANGES: Final = 8
-
-Strike = Callable[[str, str], Awaitable[None]]
-Note = Callable[..., None]
-
-
-@dataclass
-class OrbitStats:
-    """What the OrbitDB follower did since the node started (status, metrics)."""
-
-    entries_accepted: int = 0
-    identities_accepted: int = 0
-    heads_exchanges: int = 0
-    heads_received: int = 0
-    heads_sent: int = 0
-    gossip_heads: int = 0
-    #: New heads this node published on a topic (learnt another way than the topic).
-    heads_published: int = 0
-    #: Heads heard while the database's queue was full (dropped; anti-entropy brings them).
-    heads_dropped: int = 0
-    bad_streams: int = 0
-    #: Refusals by reason (the error's class name).
-    refused: Counter[str] = field(default_factory=Counter)
-    #: Refusals by peer that offered the refused block.
-    refused_by_peer: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "entries_accepted": self.entries_accepted,
-            "identities_accepted": self.identities_accepted,
-            "heads_exchanges": self.heads_exchanges,
-            "heads_received": self.heads_received,
-            "heads_sent": self.heads_sent,
-            "gossip_heads": self.gossip_heads,
-            "heads_published": self.heads_published,
-            "bad_streams": self.bad_streams,
-            "heads_dropped": self.heads_dropped,
-            "refused": dict(self.refused),
-            "refused_total": sum(self.refused.values()),
-        }
-
-
-@dataclass
-class OrbitReplica:
-    """One followed OrbitDB database in memory: its verified log (:class:`OrbitLog`, with the
-    manifest, access controller and identities), and the head blocks waiting to be taken in."""
-
-    address: str
-    peers: list[str]
-    log: OrbitLog | None = None
-    #: Refusals counted for this database.
-    refused: int = 0
-    #: Head blocks heard (gossip, heads streams) and not yet taken in, by hash: bounded
-    #: (:data:`MAX_QUEUED_HEADS`), the newest dropped when full (anti-entropy brings them back).
-    queued: dict[str, tuple[bytes, tuple[str, ...], bool]] = field(default_factory=dict)
-    more: trio.Event = field(default_factory=trio.Event)
-    #: Set to run a round of heads exchanges now (a follow again).
-    wake: trio.Event = field(default_factory=trio.Event)
-    lock: trio.Lock = field(default_factory=trio.Lock)
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    changed: trio.Event = field(default_factory=trio.Event)
-    error: str | None = None
-
-    @property
-    def manifest(self) -> OrbitManifest | None:
-        return None if self.log is None else self.log.manifest
-
-    @property
-    def access(self) -> OrbitAccess | None:
-        return None if self.log is None else self.log.access
-
-    @property
-    def view(self) -> Materialiser | None:
-        """The materialised state (OrbitDB's answers), once the manifest is fetched."""
-        return None if self.log is None else self.log.state
-
-    def summary(self) -> dict[str, Any]:
-        log_ = self.log
-        return {
-            "address": self.address,
-            "name": None if log_ is None else log_.manifest.name,
-            "type": None if log_ is None else log_.manifest.type,
-            "entries": 0 if log_ is None else len(log_),
-            "pending": 0 if log_ is None else log_.pending,
-            "heads": [] if log_ is None else [e.hash for e in log_.heads()],
-            "writers": [] if log_ is None else list(log_.access.write),
-            "refused": self.refused,
-            "peers": list(self.peers),
-            "error": self.error,
-        }
-
-    def _changed(self) -> None:
-        self.changed.set()
-        self.changed = trio.Event()
 
 
 class OrbitFollower:
@@ -223,6 +119,17 @@ class OrbitFollower:
         self._streams_in: Counter[str] = Counter()
         #: When a named peer that could not be dialled may be dialled again.
         self._redial: dict[str, float] = {}
+        #: Fetching, verifying and keeping what heads reach (a room of its own).
+        self._ingest = OrbitIngest(
+            repo,
+            host,
+            worker,
+            bitswap,
+            self.stats,
+            refuse=self._refuse,
+            peers_of=self._peers_of,
+            budgets=budgets,
+        )
 
     # -- life -----------------------------------------------------------------------------------
 
@@ -420,7 +327,9 @@ class OrbitFollower:
                 for block, peers, gossiped in batch.values():
                     by_peers.setdefault((peers, gossiped), []).append(block)
                 for (peers, gossiped), blocks in by_peers.items():
-                    await self._ingest(replica, blocks, peers, announce=not gossiped)
+                    await self._ingest.ingest(
+                        replica, blocks, peers, announce=not gossiped and self.announce
+                    )
 
     async def _anti_entropy(self, replica: OrbitReplica) -> None:
         while True:
@@ -539,7 +448,7 @@ class OrbitFollower:
         self.stats.heads_received += len(heads)
         return heads
 
-    # -- taking entries in ----------------------------------------------------------------------
+    # -- refusals ------------------------------------------------------------------------------
 
     def _refuse(self, replica: OrbitReplica, peer: str | None, reason: str, text: str) -> None:
         self.stats.refused[reason] += 1
@@ -553,211 +462,6 @@ class OrbitFollower:
             )
         if self._note is not None:
             self._note("orbitdb", f"{reason}: {text}", peer=peer, address=replica.address)
-
-    async def _fetch(self, cids: Sequence[CID], peers: Sequence[str]) -> dict[CID, bytes]:
-        if not cids:
-            return {}
-        # Blocks kept already (an identity that writes to another followed database, a block
-        # kept before a restart) come from the node's own file, not the network.
-        kept = await self._worker.run(self._repo.orbit.get_many, [c.bytes for c in cids])
-        got: dict[CID, bytes] = {}
-        for cid in cids:
-            block = kept.get(cid.bytes)
-            if block is not None and cid.matches(block):
-                got[cid] = block
-        wanted = [cid for cid in cids if cid not in got]
-        if self._bitswap is None or not wanted:
-            return got
-
-        async def batch(part: Sequence[CID]) -> None:
-            assert self._bitswap is not None
-            got.update(await self._bitswap.fetch(part, peers, timeout=FETCH_TIMEOUT))
-
-        async with trio.open_nursery() as nursery:
-            for start in range(0, len(wanted), FETCH_BATCH):
-                nursery.start_soon(batch, wanted[start : start + FETCH_BATCH])
-        return got
-
-    def _fetch_peers(self, replica: OrbitReplica, offered_by: Sequence[str]) -> list[str]:
-        connected = set(self._host.peers())
-        peers = [p for p in offered_by if p in connected]
-        peers += [p for p in self._host.topic_peers(replica.address) if p not in peers]
-        peers += [p for p in self._peers_of(replica) if p not in peers]
-        return peers
-
-    async def _ensure_manifest(self, replica: OrbitReplica, peers: Sequence[str]) -> bool:
-        if replica.log is not None:
-            return True
-        cid = parse_address(replica.address)
-        got = await self._fetch([cid], peers)
-        if cid not in got:
-            return False
-        try:
-            manifest = decode_manifest(cid, got[cid])
-            access_got = await self._fetch([manifest.access_controller], peers)
-            if manifest.access_controller not in access_got:
-                return False
-            access = decode_access(
-                manifest.access_controller, access_got[manifest.access_controller]
-            )
-        except OrbitError as exc:
-            replica.error = f"{type(exc).__name__}: {exc}"
-            self._refuse(replica, None, type(exc).__name__, str(exc))
-            return False
-        await self._worker.run(
-            self._repo.orbit.put_blocks,
-            replica.address,
-            [
-                (cid.bytes, "manifest", got[cid]),
-                (
-                    manifest.access_controller.bytes,
-                    "access",
-                    access_got[manifest.access_controller],
-                ),
-            ],
-        )
-        replica.log = OrbitLog(manifest, access)
-        replica.error = None
-        if self._bitswap is not None:
-            self._bitswap.blocks_added()
-        replica._changed()
-        return True
-
-    async def _ingest(
-        self,
-        replica: OrbitReplica,
-        blocks: Sequence[bytes],
-        offered_by: Sequence[str],
-        *,
-        announce: bool = False,
-    ) -> None:
-        """Take head blocks in: fetch what they reach (and what waiting entries wait for),
-        verify, keep, materialise. ``announce``: publish the new heads on the topic (heads
-        that came another way than the topic, so the topic's OrbitDB peers hear of them now,
-        not at the next exchange)."""
-        if replica.scope.cancel_called:
-            return
-        origin = offered_by[0] if offered_by else None
-        charged = (
-            self._budgets.serving(origin)
-            if self._budgets is not None and origin is not None
-            else contextlib.nullcontext()
-        )
-        with charged:
-            accepted = await self._ingest_charged(replica, blocks, offered_by)
-        if accepted and announce and self.announce and replica.log is not None:
-            hashes = {entry.hash for entry in accepted}
-            for head in replica.log.heads():
-                if head.hash in hashes:
-                    await self._host.publish(replica.address, head.block)
-                    self.stats.heads_published += 1
-
-    async def _ingest_charged(
-        self, replica: OrbitReplica, blocks: Sequence[bytes], offered_by: Sequence[str]
-    ) -> list[OrbitEntry]:
-        async with replica.lock:
-            peers = self._fetch_peers(replica, offered_by)
-            origin = offered_by[0] if offered_by else None
-            if not await self._ensure_manifest(replica, peers):
-                return []
-            orbit_log = replica.log
-            assert orbit_log is not None
-            new: dict[str, OrbitEntry] = {}
-            frontier: list[str] = list(orbit_log.wanted())
-
-            def take(cid: CID, block: bytes) -> None:
-                hash_ = format_hash(cid)
-                if hash_ in new or orbit_log.status(hash_) != "unknown":
-                    return
-                try:
-                    entry = decode_entry(cid, block)
-                except OrbitError as exc:
-                    self._refuse(replica, origin, type(exc).__name__, f"{hash_}: {exc}")
-                    return
-                new[hash_] = entry
-                frontier.extend(entry.next)
-                frontier.extend(entry.refs)
-
-            for block in blocks:
-                take(CID.for_block(block, "dag-cbor"), block)
-            missing: set[str] = set()
-            while frontier and len(new) < MAX_ENTRIES_PER_ROUND:
-                wanted = [
-                    h
-                    for h in dict.fromkeys(frontier)
-                    if h not in new and h not in missing and orbit_log.status(h) == "unknown"
-                ]
-                frontier.clear()
-                cids: list[CID] = []
-                for h in wanted[: MAX_ENTRIES_PER_ROUND - len(new)]:
-                    try:
-                        cids.append(parse_hash(h))
-                    except InvalidOrbitAddress:
-                        missing.add(h)
-                got = await self._fetch(cids, peers)
-                for cid in cids:
-                    if cid in got:
-                        take(cid, got[cid])
-                    else:
-                        missing.add(format_hash(cid))
-            if not new:
-                return []
-            await self._identities(replica, {e.identity for e in new.values()}, peers, origin)
-            accepted = await trio.to_thread.run_sync(self._verify, replica, new, origin)
-            if not accepted:
-                return []
-            await self._worker.run(
-                self._repo.orbit.put_blocks,
-                replica.address,
-                [(e.cid.bytes, "entry", e.block) for e in accepted],
-            )
-            self.stats.entries_accepted += len(accepted)
-            if self._bitswap is not None:
-                self._bitswap.blocks_added()
-            replica._changed()
-            return accepted
-
-    async def _identities(
-        self, replica: OrbitReplica, hashes: set[str], peers: Sequence[str], origin: str | None
-    ) -> None:
-        orbit_log = replica.log
-        assert orbit_log is not None
-        cids = []
-        for h in sorted(hashes):
-            if orbit_log.identity(h) is not None:
-                continue
-            try:
-                cids.append(parse_hash(h))
-            except InvalidOrbitAddress:
-                continue
-        got = await self._fetch(cids, peers)
-        kept = []
-        for cid, block in got.items():
-            try:
-                orbit_log.add_identity(cid, block)
-            except OrbitError as exc:
-                self._refuse(replica, origin, type(exc).__name__, f"identity {cid}: {exc}")
-                continue
-            kept.append((cid.bytes, "identity", block))
-        if kept:
-            await self._worker.run(self._repo.orbit.put_blocks, replica.address, kept)
-            self.stats.identities_accepted += len(kept)
-
-    def _verify(
-        self, replica: OrbitReplica, new: dict[str, OrbitEntry], origin: str | None
-    ) -> list[OrbitEntry]:
-        """Offer ``new`` to the log, oldest clock first; the entries it accepted (those and the
-        entries that waited on them), parents first. Runs in a thread: no await; the replica's
-        lock keeps every other writer of the log out meanwhile."""
-        orbit_log = replica.log
-        assert orbit_log is not None
-        accepted: list[OrbitEntry] = []
-        for entry in sorted(new.values(), key=lambda e: (e.clock_time, e.hash)):
-            try:
-                accepted.extend(orbit_log.add_entry(entry.cid, entry.block))
-            except OrbitError as exc:
-                self._refuse(replica, origin, type(exc).__name__, str(exc))
-        return accepted
 
     # -- answers --------------------------------------------------------------------------------
 
