@@ -29,11 +29,10 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from gridnode.net import Host, Stream
 from gridnode.node.stats import CountJoin, NodeStats, PeerSync, trim_oldest
-from gridnode.node.sync import MAX_ASKS, PullReport, pull
+from gridnode.node.sync import EXCHANGE_FAILED, MAX_ASKS, PullReport, pull
 from gridnode.quota import StorageQuota
 from gridnode.repo import StoredDatabase
 from gridnode.storage.worker import StorageWorker
@@ -72,15 +71,6 @@ MISSING_GRACE: Final = 0.25
 #: which on a loaded machine timed out, dropped the connection and started again (issue 21,
 #: item 4). Pulls for announced heads are not queued: they are the latency path.
 PEER_PULLS: Final = 8
-
-#: How a pull fails without the peer breaking the protocol: bad or refused input, a time limit,
-#: a stream that went away.
-_EXCHANGE_FAILED = (
-    GridnodeError,
-    trio.TooSlowError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
 
 
 class Pulls:
@@ -292,7 +282,7 @@ class Pulls:
             self._stats.note("sync-failed", status.error, peer=peer, address=database.address)
             await self._strike(peer, status.error)
             return None
-        except _EXCHANGE_FAILED as exc:
+        except EXCHANGE_FAILED as exc:
             status.error = f"{type(exc).__name__}: {exc}"
             log.info("sync of %s with %s failed: %s", database.address, peer, status.error)
             self._stats.counters.sync_failures += 1

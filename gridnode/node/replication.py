@@ -84,7 +84,7 @@ from gridnode.node.budget import Budgets
 from gridnode.node.pulls import Pulls
 from gridnode.node.stats import CountJoin, NodeStats, ServedTotals, trim_oldest
 from gridnode.node.summaries import Summaries
-from gridnode.node.sync import fetch_manifest, serve
+from gridnode.node.sync import EXCHANGE_FAILED, fetch_manifest, serve
 from gridnode.repo import Repo, StoredDatabase
 from gridnode.storage.worker import StorageWorker, serving
 from protocols.errors import ProtocolError, SendLimitError
@@ -124,15 +124,6 @@ EXPIRE_INTERVAL: Final = 60.0
 #: never-delivered announcement then costs latency, never a replica that stays behind while
 #: connected; an unchanged database costs 16 bytes of a summary, not an announcement and a pull.
 ANTI_ENTROPY_ROUNDS: Final = 10
-
-#: How an exchange with a peer fails without it breaking the protocol: bad or refused input, a
-#: time limit, a stream that went away.
-_EXCHANGE_FAILED = (
-    GridnodeError,
-    trio.TooSlowError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
 
 
 @dataclass
@@ -436,7 +427,7 @@ class Replication:
                     await stream.write(message)
                 finally:
                     await stream.close()
-        except (*_EXCHANGE_FAILED, NetError) as exc:
+        except (*EXCHANGE_FAILED, NetError) as exc:
             # A hint lost: the reader pulls on its next connection or announcement.
             log.debug("could not tell %s of new heads: %s", peer, exc)
 
@@ -594,7 +585,7 @@ class Replication:
                     return await fetch_manifest(stream, manifest_cid)
                 finally:
                     await stream.close()
-        except _EXCHANGE_FAILED as exc:
+        except EXCHANGE_FAILED as exc:
             log.info("no manifest of %s from %s: %s", manifest_cid, peer, exc)
             return None
 

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from crdt.errors import GridnodeError
 from gridnode.errors import ProtocolNotSupported
 from gridnode.net import Host, NetError, Stream
 from gridnode.node.stats import NodeStats, trim_oldest
+from gridnode.node.sync import EXCHANGE_FAILED
 from gridnode.quota import StorageQuota
 from gridnode.storage.worker import StorageWorker
 from protocols.errors import ProtocolError
@@ -62,13 +62,6 @@ MAX_SUMMARY_PULLS: Final = 64
 SUMMARY_GAP: Final = 1.0
 #: How long sending or receiving one summary may take.
 SUMMARY_SECONDS: Final = 10.0
-
-_EXCHANGE_FAILED = (
-    GridnodeError,
-    trio.TooSlowError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-)
 
 
 class Summaries:
@@ -133,7 +126,7 @@ class Summaries:
         except ProtocolNotSupported:
             log.debug("%s does not serve summaries", peer)
             return False
-        except (*_EXCHANGE_FAILED, NetError) as exc:
+        except (*EXCHANGE_FAILED, NetError) as exc:
             log.debug("could not send %s a summary: %s", peer, exc)  # gone, or too slow
             return True
         self._stats.counters.summaries_sent += 1

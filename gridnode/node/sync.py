@@ -38,6 +38,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from crdt.entry import MAX_ENTRY_BYTES, Entry
+from crdt.errors import GridnodeError
 from crdt.ipld.cid import CID
 from gridnode.errors import StorageLimitReached, StreamError, UnknownDatabase
 from gridnode.net.stream import single_exception
@@ -64,10 +65,27 @@ from protocols.sync import (
 )
 from protocols.wire import MAX_BLOCKS, MAX_FRAME, MAX_HEADS, MAX_WANT
 
-__all__ = ["MAX_REFUSALS", "ByteStream", "PullReport", "fetch_manifest", "pull", "serve"]
+__all__ = [
+    "EXCHANGE_FAILED",
+    "MAX_REFUSALS",
+    "ByteStream",
+    "PullReport",
+    "fetch_manifest",
+    "pull",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
+#: How an exchange with a peer (a pull, a manifest asked for, a direct announcement) fails
+#: without the peer breaking the protocol: bad or refused input, a time limit, a stream that
+#: went away.
+EXCHANGE_FAILED: Final = (
+    GridnodeError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
 #: Bytes of blocks per blocks message (a frame holds at most MAX_FRAME).
 CHUNK_BYTES: Final = 1024 * 1024
 READ_SIZE: Final = 256 * 1024
