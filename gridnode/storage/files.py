@@ -15,10 +15,10 @@ file gains them and keeps its schema version.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
-from gridnode.storage.sqlite import SqliteFile, _failure
+from gridnode.storage.sqlite import Tables, _failure
 
 __all__ = ["BlockRow", "FileTables", "PinRow"]
 
@@ -56,30 +56,13 @@ PinRow = tuple[str, bytes, bool, float]
 _CHUNK: Final = 500
 
 
-class FileTables:
+class FileTables(Tables):
     """The file store's tables in ``sql`` (made if missing). Writes join the open transaction
     (``sql.transaction()``); every SQLite failure comes out as a
     :class:`~gridnode.errors.StorageError`."""
 
-    def __init__(self, sql: SqliteFile) -> None:
-        self.sql = sql
-        self._conn = sql.conn
-        try:
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise _failure(sql.path, exc, "cannot open the file store of") from exc
-
-    def _rows(self, statement: str, args: Sequence[object] = ()) -> list[Any]:
-        try:
-            return self._conn.execute(statement, args).fetchall()
-        except sqlite3.Error as exc:
-            raise _failure(self.sql.path, exc) from exc
-
-    def _many(self, statement: str, rows: Iterable[Sequence[object]]) -> int:
-        try:
-            return int(self._conn.executemany(statement, rows).rowcount)
-        except sqlite3.Error as exc:
-            raise _failure(self.sql.path, exc) from exc
+    SCHEMA = _SCHEMA
+    WHAT = "the file store of"
 
     # -- blocks -------------------------------------------------------------------------------
 

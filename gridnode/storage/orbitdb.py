@@ -11,11 +11,10 @@ its rows. The tables are made when first opened (``CREATE TABLE IF NOT EXISTS``)
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
-from gridnode.storage.sqlite import SqliteFile, _failure
+from gridnode.storage.sqlite import Tables
 
 __all__ = ["ORBIT_KINDS", "OrbitTables"]
 
@@ -42,29 +41,12 @@ ORBIT_KINDS: Final = ("manifest", "access", "identity", "entry")
 _CHUNK: Final = 500
 
 
-class OrbitTables:
+class OrbitTables(Tables):
     """The OrbitDB replicas' tables in ``sql`` (made if missing). Writes join the open
     transaction; every SQLite failure comes out as a :class:`~gridnode.errors.StorageError`."""
 
-    def __init__(self, sql: SqliteFile) -> None:
-        self.sql = sql
-        self._conn = sql.conn
-        try:
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise _failure(sql.path, exc, "cannot open the OrbitDB tables of") from exc
-
-    def _rows(self, statement: str, args: Sequence[object] = ()) -> list[Any]:
-        try:
-            return self._conn.execute(statement, args).fetchall()
-        except sqlite3.Error as exc:
-            raise _failure(self.sql.path, exc) from exc
-
-    def _many(self, statement: str, rows: Iterable[Sequence[object]]) -> None:
-        try:
-            self._conn.executemany(statement, rows)
-        except sqlite3.Error as exc:
-            raise _failure(self.sql.path, exc) from exc
+    SCHEMA = _SCHEMA
+    WHAT = "the OrbitDB tables of"
 
     # -- follows ------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -44,7 +44,15 @@ import cbor2
 from crdt.ipld import CID
 from gridnode.errors import CorruptBlock, StorageError, StorageFull
 
-__all__ = ["DB_FILE", "CorruptBlock", "SqliteFile", "SqliteSpace", "StorageError", "StorageFull"]
+__all__ = [
+    "DB_FILE",
+    "CorruptBlock",
+    "SqliteFile",
+    "SqliteSpace",
+    "StorageError",
+    "StorageFull",
+    "Tables",
+]
 
 log = logging.getLogger(__name__)
 
@@ -664,3 +672,35 @@ class SqliteSpace:
                 table = SqliteTable(self._file, self._file.table_id(self.name, name))
             self._tables[name] = table
         return table
+
+
+class Tables:
+    """The tables of one concern in an open :class:`SqliteFile`, made from :attr:`SCHEMA` if
+    missing. Writes join the open transaction (``sql.transaction()``); every SQLite failure
+    comes out as a :class:`~gridnode.errors.StorageError`."""
+
+    #: The ``CREATE ... IF NOT EXISTS`` statements of the tables.
+    SCHEMA: str = ""
+    #: What they are, for the error when they cannot be made ("cannot open WHAT <path>").
+    WHAT: str = "the tables of"
+
+    def __init__(self, sql: SqliteFile) -> None:
+        self.sql = sql
+        self._conn = sql.conn
+        try:
+            self._conn.executescript(self.SCHEMA)
+        except sqlite3.Error as exc:
+            raise _failure(sql.path, exc, f"cannot open {self.WHAT}") from exc
+
+    def _rows(self, statement: str, args: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(statement, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _failure(self.sql.path, exc) from exc
+
+    def _many(self, statement: str, rows: Iterable[Sequence[object]]) -> int:
+        """Run ``statement`` for each of ``rows``; the rows it changed."""
+        try:
+            return int(self._conn.executemany(statement, rows).rowcount)
+        except sqlite3.Error as exc:
+            raise _failure(self.sql.path, exc) from exc
